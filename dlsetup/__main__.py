@@ -1,0 +1,6 @@
+"""``python -m dlsetup``."""
+
+from dlsetup.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Click commands, one module per job. Each parses options, calls the library and renders."""

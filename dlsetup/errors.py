@@ -1,0 +1,92 @@
+"""The one exception hierarchy of dlsetup.
+
+Library code raises these; only :mod:`dlsetup.cli` turns them into ``Error: <what> — <fix>``
+and an exit code. Library code never calls ``sys.exit``.
+
+Exit codes (documented in ``dlsetup --help`` and the README):
+
+====  ==========================================================================
+code  meaning
+====  ==========================================================================
+0     success, no finding of severity error (doctor), every check passed (smoke)
+1     the command ran and found a problem: an error finding, a failed smoke
+      check, a benchmark regression beyond the bound
+2     usage error: a bad option or value, a malformed input file, a refusal to
+      overwrite without ``--force``
+3     a required tool, library or driver is missing (no conda executable for
+      ``--engine conda-lock``, no Python at ``--python PATH``)
+4     the operation failed: an unsatisfiable solve, a failed install, a lock or
+      package that fails its integrity check
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; the table is in this module's docstring."""
+
+    OK = 0
+    FINDINGS = 1
+    USAGE = 2
+    MISSING = 3
+    FAILED = 4
+    INTERRUPTED = 130
+
+
+class DlsetupError(Exception):
+    """Base of every error dlsetup reports to the user.
+
+    Args:
+        message: what went wrong, naming the file, the value or the package involved.
+        fix: a concrete action or command that fixes it, or ``None`` when there is none.
+    """
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return self.message if self.fix is None else f"{self.message} — {self.fix}"
+
+
+class InputError(DlsetupError):
+    """A value, option or input file is invalid (unknown target, malformed YAML, bad name)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ExistsError(InputError):
+    """The target (environment, environment file, lock) exists and ``--force`` was not given."""
+
+
+class MissingToolError(DlsetupError):
+    """A required executable, library, interpreter or driver is not present."""
+
+    exit_code = ExitCode.MISSING
+
+
+class ProbeError(DlsetupError):
+    """A probe could not run at all (not: a field it could not read; that is a reasoned value)."""
+
+
+class SolveError(DlsetupError):
+    """A dependency solve failed; the message explains the constraint in plain words."""
+
+
+class InstallError(DlsetupError):
+    """Building an environment failed; the target is left as it was."""
+
+
+class IntegrityError(DlsetupError):
+    """A lock or package failed a hash, channel or format check and was refused."""
+
+
+class SmokeError(DlsetupError):
+    """The smoke runner could not run (not: a check that failed; that is a result)."""

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (fixtures built at test time live beside them)."""
