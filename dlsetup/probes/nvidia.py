@@ -13,9 +13,14 @@ Contract (used by doctor's checks and by ``dlsetup lock --variant auto``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 from dlsetup.facts import Maybe, Missing
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,15 @@ class GpuProcess:
 
 @dataclass(frozen=True)
 class GpuFacts:
-    """One GPU as NVML sees it. Memory in bytes, temperature in °C, power in watts."""
+    """One GPU as NVML sees it. Memory in bytes, temperature in °C, power in watts.
+
+    ``memory_used_bytes`` is what processes hold (NVML's v2 memory info, which counts the driver's
+    reserved memory apart; drivers without it report v1, where reserved counts as used).
+    ``ecc_errors_uncorrected`` is the volatile count (since the driver last loaded), like the
+    "Volatile Uncorr. ECC" column of ``nvidia-smi``. A GPU that NVML reports lost has
+    ``lost=True``; fields read before it was lost keep their values, the rest are
+    ``Missing("gpu_lost")``.
+    """
 
     index: int
     lost: bool = False
@@ -51,6 +64,8 @@ class GpuFacts:
     ecc_errors_uncorrected: Maybe[int] = Missing("not_read")
     persistence_mode: Maybe[bool] = Missing("not_read")
     processes: Maybe[tuple[GpuProcess, ...]] = Missing("not_read")
+    memory_free_bytes: Maybe[int] = Missing("not_read")
+    ecc_mode_pending: Maybe[bool] = Missing("not_read")
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,9 @@ class NvidiaFacts:
         cuda_driver_version: the newest CUDA the driver supports, decoded: 12040 -> ``"12.4"``.
         nvml_version: for example ``"12.535.104.05"``.
         gpus: one entry per GPU NVML counts (regardless of ``CUDA_VISIBLE_DEVICES``).
-        functions_not_found: NVML functions this driver lacks (recorded once each).
+        functions_not_found: NVML functions this driver lacks (recorded once each) where that
+            cost a field; a versioned symbol whose older version answered instead is not listed.
+        gpu_count: how many GPUs NVML counts (``gpus`` has one entry each), or why unknown.
     """
 
     status: str
@@ -77,6 +94,7 @@ class NvidiaFacts:
     nvml_version: Maybe[str] = Missing("no_driver")
     gpus: tuple[GpuFacts, ...] = ()
     functions_not_found: tuple[str, ...] = field(default_factory=tuple)
+    gpu_count: Maybe[int] = Missing("no_driver")
 
 
 def decode_cuda_driver_version(value: int) -> str:
@@ -84,6 +102,337 @@ def decode_cuda_driver_version(value: int) -> str:
     return f"{value // 1000}.{(value % 1000) // 10}"
 
 
+#: NVML return codes of a failed ``nvmlInit`` and the status each becomes.
+_INIT_STATUS = {
+    12: "no_library",  # NVML_ERROR_LIBRARY_NOT_FOUND
+    9: "driver_not_loaded",  # NVML_ERROR_DRIVER_NOT_LOADED
+    18: "driver_mismatch",  # NVML_ERROR_LIB_RM_VERSION_MISMATCH
+    4: "no_permission",  # NVML_ERROR_NO_PERMISSION
+}
+
+#: NVML return codes a per-field query maps to a :class:`Missing` reason.
+_FIELD_REASON = {
+    3: "not_supported",  # NVML_ERROR_NOT_SUPPORTED
+    4: "no_permission",  # NVML_ERROR_NO_PERMISSION
+    6: "not_found",  # NVML_ERROR_NOT_FOUND
+    13: "function_not_found",  # NVML_ERROR_FUNCTION_NOT_FOUND
+    15: "gpu_lost",  # NVML_ERROR_GPU_IS_LOST
+}
+
+_GPU_LOST = 15
+
+
+class _GpuLostError(Exception):
+    """Raised inside the adapter when NVML says a GPU is lost; ends that GPU's reading."""
+
+
+def _error_text(error: BaseException) -> str:
+    """``"NVMLError_DriverNotLoaded: Driver Not Loaded"``; never raises."""
+    try:
+        message = str(error)
+    except Exception:  # pynvml's __str__ calls back into the library
+        message = ""
+    name = type(error).__name__
+    return f"{name}: {message}" if message else name
+
+
+class _Nvml:
+    """The one adapter over pynvml: every NVML call of dlsetup goes through :meth:`query`.
+
+    Like nvitop's ``nvmlQuery``: an NVML error becomes a :class:`Missing` with a stable reason, a
+    function the driver lacks is remembered (once) for :attr:`NvidiaFacts.functions_not_found`, and
+    a lost GPU raises :class:`_GpuLostError` so the caller stops reading that GPU and moves on.
+    """
+
+    def __init__(self, pynvml: Any) -> None:
+        self.nvml = pynvml
+        self.functions_not_found: list[str] = []
+
+    def _record(self, name: str) -> None:
+        if name not in self.functions_not_found:
+            self.functions_not_found.append(name)
+
+    def query(
+        self, func: Callable[..., Any], *args: Any, name: str = "", record: bool = True
+    ) -> Any:
+        """Call ``func(*args)``; return its value or the :class:`Missing` reason it failed.
+
+        Args:
+            func: a pynvml function.
+            args: its arguments.
+            name: the NVML symbol to record when the driver lacks it (default: ``func``'s name).
+            record: False when a fallback will be tried, so only a real loss is recorded.
+
+        Raises:
+            _GpuLostError: NVML returned ``NVML_ERROR_GPU_IS_LOST``.
+        """
+        symbol = name or getattr(func, "__name__", repr(func))
+        try:
+            return func(*args)
+        except self.nvml.NVMLError as error:
+            code = getattr(error, "value", None)
+            if code == _GPU_LOST:
+                raise _GpuLostError(_error_text(error)) from error
+            reason = _FIELD_REASON.get(code, "error") if isinstance(code, int) else "error"
+            if reason == "function_not_found" and record:
+                self._record(symbol)
+            return Missing(reason, _error_text(error))
+        except Exception as error:  # a malformed answer (undecodable bytes, ...) costs one field
+            return Missing("error", _error_text(error))
+
+    def first(
+        self,
+        calls: Sequence[tuple[str, Callable[[], Any]]],
+        *,
+        fall_back_on: frozenset[str] = frozenset({"function_not_found"}),
+    ) -> Any:
+        """Try versioned variants newest first; the first real answer wins.
+
+        Args:
+            calls: ``(symbol, zero-argument call)`` pairs, newest API first.
+            fall_back_on: the :class:`Missing` reasons that move on to the next variant.
+
+        Returns:
+            The first value, or the last :class:`Missing`. When every variant is absent from the
+            driver, all their symbols are recorded as not found.
+        """
+        result: Any = Missing("function_not_found")
+        absent: list[str] = []
+        for symbol, call in calls:
+            result = self.query(call, name=symbol, record=False)
+            if not isinstance(result, Missing):
+                return result
+            if result.reason == "function_not_found":
+                absent.append(symbol)
+            if result.reason not in fall_back_on:
+                break
+        if isinstance(result, Missing) and len(absent) == len(calls):
+            for symbol in absent:
+                self._record(symbol)
+        return result
+
+
+def _convert(value: Any, kind: Callable[[Any], T]) -> Maybe[T]:
+    """``kind(value)`` unless ``value`` is already a :class:`Missing`."""
+    return value if isinstance(value, Missing) else kind(value)
+
+
+def _milliwatts_to_watts(value: Any) -> float:
+    return int(value) / 1000.0
+
+
 def probe_nvidia() -> NvidiaFacts:
-    """Read every NVIDIA fact NVML offers; never raises for a driver or GPU problem."""
-    raise NotImplementedError("being written: see the NVML helper's task")
+    """Read every NVIDIA fact NVML offers; never raises for a driver or GPU problem.
+
+    Initialises NVML here (never at import), reads the system and then each GPU, and always shuts
+    NVML down again. Uses no GPU memory and creates no CUDA context.
+    """
+    try:
+        import pynvml
+    except ImportError as error:  # nvidia-ml-py is a dependency; a broken install still reports
+        return NvidiaFacts(status="error", status_detail=f"cannot import pynvml: {error}")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as error:
+        code = getattr(error, "value", None)
+        code = code if isinstance(code, int) else None
+        status = _INIT_STATUS.get(code, "error") if code is not None else "error"
+        reason = "no_driver" if status in {"no_library", "driver_not_loaded"} else status
+        missing = Missing(reason, _error_text(error))
+        return NvidiaFacts(
+            status=status,
+            status_detail=_error_text(error),
+            nvml_error_code=code,
+            driver_version=missing,
+            cuda_driver_version=missing,
+            nvml_version=missing,
+            gpu_count=missing,
+        )
+    except Exception as error:  # anything else from a broken library must not end the report
+        return NvidiaFacts(status="error", status_detail=_error_text(error))
+    try:
+        return _read_initialised(_Nvml(pynvml))
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def _read_initialised(nv: _Nvml) -> NvidiaFacts:
+    """Read the system facts and every GPU, NVML being initialised."""
+    nvml = nv.nvml
+    try:
+        driver = nv.query(nvml.nvmlSystemGetDriverVersion)
+        cuda = nv.first(
+            [
+                ("nvmlSystemGetCudaDriverVersion_v2", nvml.nvmlSystemGetCudaDriverVersion_v2),
+                ("nvmlSystemGetCudaDriverVersion", nvml.nvmlSystemGetCudaDriverVersion),
+            ]
+        )
+        nvml_version = nv.query(nvml.nvmlSystemGetNVMLVersion)
+        count = nv.query(nvml.nvmlDeviceGetCount, name="nvmlDeviceGetCount_v2")
+    except _GpuLostError as error:  # a system call has no GPU; treat it as a plain error
+        lost = Missing("error", str(error))
+        driver = cuda = nvml_version = count = lost
+    gpu_count = _convert(count, int)
+    gpus = tuple(
+        _read_gpu(nv, index) for index in range(gpu_count if isinstance(gpu_count, int) else 0)
+    )
+    return NvidiaFacts(
+        status="ok",
+        driver_version=_convert(driver, str),
+        cuda_driver_version=_convert(cuda, lambda v: decode_cuda_driver_version(int(v))),
+        nvml_version=_convert(nvml_version, str),
+        gpus=gpus,
+        functions_not_found=tuple(nv.functions_not_found),
+        gpu_count=gpu_count,
+    )
+
+
+def _read_gpu(nv: _Nvml, index: int) -> GpuFacts:
+    """Read one GPU field by field; a lost GPU keeps what was read and marks the rest lost."""
+    nvml = nv.nvml
+    values: dict[str, Any] = {}
+    try:
+        handle = nv.query(
+            nvml.nvmlDeviceGetHandleByIndex, index, name="nvmlDeviceGetHandleByIndex_v2"
+        )
+        if isinstance(handle, Missing):
+            no_handle: dict[str, Any] = {
+                f.name: handle for f in fields(GpuFacts) if f.name not in {"index", "lost"}
+            }
+            return GpuFacts(index=index, **no_handle)
+        _read_gpu_fields(nv, handle, values)
+    except _GpuLostError as error:
+        lost = Missing("gpu_lost", str(error))
+        rest: dict[str, Any] = {
+            f.name: lost for f in fields(GpuFacts) if f.name not in {"index", "lost", *values}
+        }
+        return GpuFacts(index=index, lost=True, **values, **rest)
+    return GpuFacts(index=index, **values)
+
+
+def _read_gpu_fields(nv: _Nvml, handle: Any, out: dict[str, Any]) -> None:
+    """Fill ``out`` with :class:`GpuFacts` field values, in report order (stops when lost)."""
+    nvml = nv.nvml
+    out["name"] = _convert(nv.query(nvml.nvmlDeviceGetName, handle), str)
+    out["uuid"] = _convert(nv.query(nvml.nvmlDeviceGetUUID, handle), str)
+    out["compute_capability"] = _convert(
+        nv.query(nvml.nvmlDeviceGetCudaComputeCapability, handle),
+        lambda v: (int(v[0]), int(v[1])),
+    )
+
+    memory_calls: list[tuple[str, Callable[[], Any]]] = []
+    version_2 = getattr(nvml, "nvmlMemory_v2", None)
+    if version_2 is not None:
+        memory_calls.append(
+            (
+                "nvmlDeviceGetMemoryInfo_v2",
+                lambda: nvml.nvmlDeviceGetMemoryInfo(handle, version=version_2),
+            )
+        )
+    memory_calls.append(("nvmlDeviceGetMemoryInfo", lambda: nvml.nvmlDeviceGetMemoryInfo(handle)))
+    memory = nv.first(memory_calls)
+    out["memory_total_bytes"] = _convert(memory, lambda m: int(m.total))
+    out["memory_used_bytes"] = _convert(memory, lambda m: int(m.used))
+    out["memory_free_bytes"] = _convert(memory, lambda m: int(m.free))
+
+    temperature_calls: list[tuple[str, Callable[[], Any]]] = []
+    if hasattr(nvml, "nvmlDeviceGetTemperatureV"):
+        temperature_calls.append(
+            (
+                "nvmlDeviceGetTemperatureV",
+                lambda: nvml.nvmlDeviceGetTemperatureV(handle, nvml.NVML_TEMPERATURE_GPU),
+            )
+        )
+    temperature_calls.append(
+        (
+            "nvmlDeviceGetTemperature",
+            lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
+        )
+    )
+    out["temperature_c"] = _convert(nv.first(temperature_calls), int)
+
+    out["power_draw_w"] = _convert(
+        nv.query(nvml.nvmlDeviceGetPowerUsage, handle), _milliwatts_to_watts
+    )
+    out["power_limit_w"] = _convert(
+        nv.first(
+            [
+                (
+                    "nvmlDeviceGetEnforcedPowerLimit",
+                    lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle),
+                ),
+                (
+                    "nvmlDeviceGetPowerManagementLimit",
+                    lambda: nvml.nvmlDeviceGetPowerManagementLimit(handle),
+                ),
+            ],
+            fall_back_on=frozenset({"function_not_found", "not_supported", "error"}),
+        ),
+        _milliwatts_to_watts,
+    )
+
+    out["pcie_gen_current"] = _convert(
+        nv.query(nvml.nvmlDeviceGetCurrPcieLinkGeneration, handle), int
+    )
+    out["pcie_gen_max"] = _convert(nv.query(nvml.nvmlDeviceGetMaxPcieLinkGeneration, handle), int)
+    out["pcie_width_current"] = _convert(nv.query(nvml.nvmlDeviceGetCurrPcieLinkWidth, handle), int)
+    out["pcie_width_max"] = _convert(nv.query(nvml.nvmlDeviceGetMaxPcieLinkWidth, handle), int)
+
+    mig = nv.query(nvml.nvmlDeviceGetMigMode, handle)
+    out["mig_mode_current"] = _convert(mig, lambda v: bool(v[0]))
+    out["mig_mode_pending"] = _convert(mig, lambda v: bool(v[1]))
+
+    ecc = nv.query(nvml.nvmlDeviceGetEccMode, handle)
+    out["ecc_mode_current"] = _convert(ecc, lambda v: bool(v[0]))
+    out["ecc_mode_pending"] = _convert(ecc, lambda v: bool(v[1]))
+    out["ecc_errors_uncorrected"] = _convert(
+        nv.query(
+            nvml.nvmlDeviceGetTotalEccErrors,
+            handle,
+            nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+            nvml.NVML_VOLATILE_ECC,
+        ),
+        int,
+    )
+
+    out["persistence_mode"] = _convert(nv.query(nvml.nvmlDeviceGetPersistenceMode, handle), bool)
+
+    processes = nv.first(
+        [
+            (
+                "nvmlDeviceGetComputeRunningProcesses_v3",
+                lambda: nvml.nvmlDeviceGetComputeRunningProcesses_v3(handle),
+            ),
+            (
+                "nvmlDeviceGetComputeRunningProcesses_v2",
+                lambda: nvml.nvmlDeviceGetComputeRunningProcesses_v2(handle),
+            ),
+        ]
+    )
+    out["processes"] = _convert(processes, lambda procs: tuple(_process(nv, p) for p in procs))
+
+
+def _process(nv: _Nvml, info: Any) -> GpuProcess:
+    """One compute process: pid, name (NVML, else psutil) and the GPU memory it holds."""
+    pid = int(info.pid)
+    used = info.usedGpuMemory  # pynvml turns NVML's "not available" (WDDM) into None
+    used_bytes: Maybe[int] = Missing("not_available") if used is None else int(used)
+    name = nv.query(nv.nvml.nvmlSystemGetProcessName, pid)
+    if isinstance(name, Missing):
+        name = _psutil_process_name(pid, name)
+    return GpuProcess(pid=pid, name=_convert(name, str), used_memory_bytes=used_bytes)
+
+
+def _psutil_process_name(pid: int, nvml_missing: Missing) -> Maybe[str]:
+    """Fallback for a name NVML would not give (another container's pid, no permission)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).name()
+    except psutil.NoSuchProcess:
+        return Missing("not_found", nvml_missing.detail)
+    except psutil.AccessDenied:
+        return Missing("no_permission", nvml_missing.detail)
+    except psutil.Error as error:
+        return Missing("error", f"{nvml_missing.detail}; psutil: {error}")

@@ -1,0 +1,30 @@
+"""Fixtures shared by every test suite: the fake NVML driver library, compiled once per session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.fake_nvml import build_fake_nvml
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_builder(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``builder(omit=(...))`` -> directory holding a fake ``libnvidia-ml.so.1`` variant."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed: the fake libnvidia-ml.so.1 cannot be compiled")
+    dest = tmp_path_factory.mktemp("fake-nvml")
+
+    def builder(omit: tuple[str, ...] = ()) -> Path:
+        return build_fake_nvml(dest, omit=omit)
+
+    return builder
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_dir(fake_nvml_builder: Callable[..., Path]) -> Path:
+    """Directory holding the full fake ``libnvidia-ml.so.1``; pass it to ``nvml_env``."""
+    return fake_nvml_builder()
