@@ -1,0 +1,122 @@
+"""PyTorch and TensorFlow releases: supported Pythons, CUDA variants, arch lists, Windows GPU.
+
+All figures come from ``data/compat.yaml`` (sources there). Version keys are ``"major.minor"``
+strings; :func:`release_key` maps any installed version (``"2.13.0+cpu"``) onto one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from dlsetup.compat import load_data
+
+
+def release_key(version: str) -> str | None:
+    """``"2.13.0+cpu" -> "2.13"``; None when ``version`` is not a version."""
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return None
+    return f"{v.major}.{v.minor}"
+
+
+@dataclass(frozen=True)
+class PythonSupport:
+    """A release's supported CPython range (inclusive), from the project's own table."""
+
+    minimum: str
+    maximum: str
+    experimental: str | None
+    source: str
+
+    def supports(self, python: str) -> bool:
+        """True when ``python`` (``"3.11"`` or ``"3.11.7"``) is in range or experimental."""
+        have = _minor(python)
+        if self.experimental is not None and have == _minor(self.experimental):
+            return True
+        return _minor(self.minimum) <= have <= _minor(self.maximum)
+
+
+def _minor(version: str) -> tuple[int, int]:
+    parts = version.split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+
+def _sources(entry: dict[str, Any]) -> str:
+    src = entry.get("source", [])
+    names = [src] if isinstance(src, str) else list(src)
+    table = load_data()["sources"]
+    return "; ".join(table.get(n, n) for n in names)
+
+
+def _release(framework: str, version: str) -> dict[str, Any] | None:
+    key = release_key(version)
+    if key is None:
+        return None
+    section = "pytorch" if framework == "torch" else "tensorflow"
+    entry: dict[str, Any] | None = load_data()[section]["releases"].get(key)
+    return entry
+
+
+def python_support(framework: str, version: str) -> PythonSupport | None:
+    """The Python range of a torch or tensorflow release; None when the release is unknown.
+
+    Args:
+        framework: ``"torch"`` or ``"tensorflow"``.
+        version: the installed version, ``"2.13.0+cpu"``.
+    """
+    entry = _release(framework, version)
+    if entry is None:
+        return None
+    return PythonSupport(
+        str(entry["python_min"]),
+        str(entry["python_max"]),
+        entry.get("python_experimental"),
+        _sources(entry),
+    )
+
+
+def torch_releases() -> list[str]:
+    """Known PyTorch release keys, oldest first (``"2.0"`` .. ``"2.14"``)."""
+    keys = list(load_data()["pytorch"]["releases"])
+    return sorted(keys, key=Version)
+
+
+def torch_variants(release: str) -> dict[str, str | None]:
+    """``{variant: arch list or None}`` of a PyTorch release's CUDA wheels (None: not known)."""
+    entry = load_data()["pytorch"]["releases"].get(release, {})
+    variants: dict[str, str | None] = entry.get("variants", {})
+    return dict(variants)
+
+
+def variant_cuda(variant: str) -> str:
+    """``"cu126" -> "12.6"``, ``"cu118" -> "11.8"``, ``"cu130" -> "13.0"``."""
+    digits = variant.removeprefix("cu")
+    return f"{digits[:-1]}.{digits[-1]}"
+
+
+def torch_index_url(variant: str) -> str:
+    """The wheel index of a PyTorch variant, ``https://download.pytorch.org/whl/cu126``."""
+    pattern: str = load_data()["pytorch"]["index_url"]
+    return pattern.format(variant=variant)
+
+
+def tf_windows_native_gpu_last() -> str:
+    """The last TensorFlow release with GPU support on native Windows (``"2.10"``)."""
+    return str(load_data()["tensorflow"]["windows_native_gpu_last"])
+
+
+def tf_windows_fix() -> str:
+    """What to do instead of native-Windows GPU TensorFlow >= 2.11."""
+    return str(load_data()["tensorflow"]["windows_fix"])
+
+
+def tf_has_native_windows_gpu(version: str) -> bool:
+    """True when TensorFlow ``version`` still has GPU support on native Windows (<= 2.10)."""
+    key = release_key(version)
+    if key is None:
+        return False
+    return Version(key) <= Version(tf_windows_native_gpu_last())

@@ -1,0 +1,95 @@
+"""Pick the PyTorch wheel that fits a driver and a set of GPUs, as a pip command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.version import Version
+
+from dlsetup.compat.arch import CC, gpu_runs_build, parse_arch_list
+from dlsetup.compat.cuda import driver_supports_cuda
+from dlsetup.compat.frameworks import (
+    python_support,
+    torch_index_url,
+    torch_releases,
+    torch_variants,
+    variant_cuda,
+)
+
+
+@dataclass(frozen=True)
+class TorchPick:
+    """A PyTorch build for this machine.
+
+    Attributes:
+        release: ``"2.14"``.
+        variant: ``"cu126"``.
+        command: the pip command that installs it.
+        support: ``full`` or ``minor_version_compat`` (driver older than the build's CUDA minor).
+        note: why this build, in one sentence.
+    """
+
+    release: str
+    variant: str
+    command: str
+    support: str
+    note: str
+
+
+def recommend_torch(
+    driver_cuda: str,
+    gpu_ccs: list[CC],
+    python: str | None = None,
+    driver_version: str | None = None,
+) -> TorchPick | None:
+    """The newest PyTorch CUDA wheel this driver runs and whose kernels every GPU can run.
+
+    Prefers full driver support over minor-version compatibility, then the newest release, then
+    the newest CUDA variant. Variants whose arch list is not verified are skipped.
+
+    Args:
+        driver_cuda: the driver's CUDA version (NVML), ``"12.4"``.
+        gpu_ccs: compute capabilities of the GPUs to serve.
+        python: the target Python (``"3.11"``); releases that do not support it are skipped.
+        driver_version: the driver version, for the MVC floor.
+
+    Returns:
+        A :class:`TorchPick`, or None when no known wheel fits (driver too old for every build).
+    """
+    best: tuple[tuple[int, Version, Version], TorchPick] | None = None
+    for release in torch_releases():
+        if python is not None:
+            support = python_support("torch", release)
+            if support is not None and not support.supports(python):
+                continue
+        for variant, arch_text in torch_variants(release).items():
+            if arch_text is None:
+                continue
+            cuda = variant_cuda(variant)
+            verdict = driver_supports_cuda(driver_cuda, cuda, driver_version)
+            if verdict.support not in ("full", "minor_version_compat"):
+                continue
+            arch = parse_arch_list(arch_text)
+            if not all(gpu_runs_build(cc, arch).runs for cc in gpu_ccs):
+                continue
+            rank = (int(verdict.support == "full"), Version(release), Version(cuda))
+            if best is not None and rank <= best[0]:
+                continue
+            url = torch_index_url(variant)
+            note = f"PyTorch {release} built for CUDA {cuda}"
+            if verdict.support == "minor_version_compat":
+                note += (
+                    f", runs on this driver through minor-version compatibility; a driver >= "
+                    f"{verdict.full_support_driver} gives full CUDA {cuda} support"
+                )
+            best = (
+                rank,
+                TorchPick(
+                    release,
+                    variant,
+                    f"pip install torch=={release}.* --index-url {url}",
+                    verdict.support,
+                    note,
+                ),
+            )
+    return None if best is None else best[1]

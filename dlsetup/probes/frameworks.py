@@ -1,0 +1,431 @@
+"""Installed frameworks (torch, tensorflow) as the target interpreter sees them.
+
+Each framework is probed by :mod:`dlsetup.probes.framework_worker`, run as a script in its own
+subprocess of the target interpreter (``--python PATH``, default this one), both at once, each with
+a timeout. A framework whose import crashes the interpreter (a signal, a nonzero exit) or hangs
+becomes a fact (``status`` ``crashed`` / ``timeout``), never a crash or hang of doctor. Library
+loading failures are read from the worker's stderr and from the import error text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlsetup.errors import MissingToolError
+from dlsetup.facts import Maybe, Missing
+
+FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
+WORKER = Path(__file__).with_name("framework_worker.py")
+MARKER = "DLSETUP_PROBE_JSON: "
+
+#: CUDA library load failures, as TF's and torch's loaders word them.
+_LIB_PATTERNS = (
+    re.compile(r"Could not load dynamic library '([^']+)'"),
+    re.compile(r"([\w.+\-]+\.so(?:\.[\w.]+)?): cannot open shared object file"),
+    re.compile(r"Error loading \"([^\"]+\.dll)\""),
+    re.compile(r"Could not find (?:the )?(?:DLL|library)[^'\"]*['\"]([^'\"]+)['\"]"),
+)
+_DLOPEN_MARKER = "Cannot dlopen some GPU libraries"
+
+
+@dataclass(frozen=True)
+class TorchBuild:
+    """What the installed torch was built with and what it sees.
+
+    Attributes:
+        cuda: the CUDA version of the build (``"12.4"``); Missing("cpu_build") for a CPU wheel.
+        cudnn: cuDNN version as torch reports it (``"90100"``), or Missing.
+        hip: ROCm/HIP version of a ROCm build, or Missing("not_rocm").
+        arch_list: ``torch.cuda.get_arch_list()`` (``["sm_80", "sm_90", "compute_90"]``).
+        cuda_available: ``torch.cuda.is_available()`` (NVML-based check, no CUDA context).
+        device_count: ``torch.cuda.device_count()``.
+        mps_built / mps_available: Apple MPS backend.
+    """
+
+    cuda: Maybe[str]
+    cudnn: Maybe[str]
+    hip: Maybe[str]
+    arch_list: tuple[str, ...]
+    cuda_available: Maybe[bool]
+    device_count: Maybe[int]
+    mps_built: Maybe[bool]
+    mps_available: Maybe[bool]
+
+
+@dataclass(frozen=True)
+class TensorflowBuild:
+    """What the installed TensorFlow was built with and what it sees.
+
+    Attributes:
+        is_cuda_build: ``get_build_info()["is_cuda_build"]``.
+        cuda_version / cudnn_version: from the build info, or Missing("cpu_build").
+        compute_capabilities: ``["sm_60", ..., "compute_90"]`` of a CUDA build.
+        gpus: ``tf.config.list_physical_devices("GPU")`` names.
+        build_info: the whole build-info mapping, values as text.
+    """
+
+    is_cuda_build: bool
+    cuda_version: Maybe[str]
+    cudnn_version: Maybe[str]
+    compute_capabilities: tuple[str, ...]
+    gpus: Maybe[tuple[str, ...]]
+    build_info: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FrameworkProbe:
+    """The outcome of probing one installed framework.
+
+    Attributes:
+        name: ``torch`` or ``tensorflow``.
+        status: ``ok`` | ``import_failed`` (an exception on import) | ``crashed`` (the interpreter
+            died: a signal or a nonzero exit) | ``timeout`` (killed after ``timeout_s``).
+        detail: the import error, the signal, or the timeout, in words.
+        version: the framework version, when the import got that far.
+        elapsed_s: wall seconds the probe took.
+        exit_code: the worker's exit status (negative: killed by that signal).
+        failed_libraries: CUDA/cuDNN libraries the framework could not load.
+        messages: Python warnings raised during import, and the framework's own
+            "cannot load" lines.
+        torch / tensorflow: the build facts of that framework (Missing for the other one or when
+            the import failed).
+    """
+
+    name: str
+    status: str
+    detail: str
+    version: Maybe[str]
+    elapsed_s: float
+    exit_code: Maybe[int]
+    failed_libraries: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+    torch: Maybe[TorchBuild] = Missing("not_probed")
+    tensorflow: Maybe[TensorflowBuild] = Missing("not_probed")
+
+
+@dataclass(frozen=True)
+class FrameworksFacts:
+    """Frameworks in the target interpreter.
+
+    Attributes:
+        python_executable: the interpreter probed.
+        python_version: its version (``"3.11.7"``), or Missing when no worker reported it.
+        platform: its ``sys.platform``.
+        torch / tensorflow: a :class:`FrameworkProbe`, Missing("not_installed"), or
+            Missing("skipped") with ``--no-frameworks``.
+    """
+
+    python_executable: str
+    python_version: Maybe[str]
+    platform: Maybe[str]
+    torch: Maybe[FrameworkProbe] = Missing("skipped")
+    tensorflow: Maybe[FrameworkProbe] = Missing("skipped")
+    timeout_s: float = 0.0
+
+
+def skipped(python: str | None = None) -> FrameworksFacts:
+    """Facts for ``--no-frameworks``."""
+    return FrameworksFacts(
+        python_executable=python or sys.executable,
+        python_version=Missing("skipped"),
+        platform=Missing("skipped"),
+    )
+
+
+def _check_python(python: str) -> None:
+    path = Path(python)
+    if not path.exists():
+        raise MissingToolError(
+            f"no Python interpreter at {python}",
+            fix="pass --python the path of an existing interpreter, e.g. ~/miniforge3/envs/dl/bin/python",
+        )
+    if not os.access(path, os.X_OK) or path.is_dir():
+        raise MissingToolError(
+            f"{python} is not an executable interpreter",
+            fix="pass --python the path of the environment's python executable (bin/python)",
+        )
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # never let TF reserve GPU memory
+    env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # is_available() without a CUDA init
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    return env
+
+
+class FrameworkRun:
+    """Framework probes started in the background; :meth:`collect` waits for them.
+
+    Args:
+        python: the target interpreter (default: this one).
+        timeout: seconds each probe may take, counted from :meth:`start`.
+        frameworks: which frameworks to probe.
+        env: the workers' environment (default: this process's, plus the no-GPU-memory flags).
+    """
+
+    def __init__(
+        self,
+        python: str | None = None,
+        timeout: float = 60.0,
+        frameworks: tuple[str, ...] = FRAMEWORKS,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.python = python or sys.executable
+        self.timeout = timeout
+        self.frameworks = frameworks
+        self.env = dict(env) if env is not None else _worker_env()
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._started = 0.0
+
+    def start(self) -> FrameworkRun:
+        """Start one worker per framework (returns at once).
+
+        Raises:
+            MissingToolError: the interpreter does not exist or cannot run.
+        """
+        _check_python(self.python)
+        self._started = time.perf_counter()
+        for name in self.frameworks:
+            try:
+                self._procs[name] = subprocess.Popen(
+                    [self.python, str(WORKER), name],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=self.env,
+                    start_new_session=(os.name == "posix"),
+                )
+            except OSError as exc:
+                raise MissingToolError(
+                    f"cannot run the Python interpreter {self.python}: {exc}",
+                    fix="pass --python the path of a working interpreter",
+                ) from exc
+        return self
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            if os.name == "posix":
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        except (ProcessLookupError, PermissionError, OSError):
+            proc.kill()
+
+    def _wait(self, name: str) -> tuple[bytes, bytes, int | None, bool]:
+        proc = self._procs[name]
+        remaining = max(0.0, self.timeout - (time.perf_counter() - self._started))
+        try:
+            out, err = proc.communicate(timeout=remaining)
+            return out, err, proc.returncode, False
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            out, err = proc.communicate()
+            return out, err, proc.returncode, True
+
+    def collect(self) -> FrameworksFacts:
+        """Wait for every worker (up to the timeout) and turn their output into facts."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, len(self._procs))) as pool:
+            futures = {name: pool.submit(self._wait, name) for name in self._procs}
+            raw = {name: f.result() for name, f in futures.items()}
+        elapsed = time.perf_counter() - self._started
+        results: dict[str, Maybe[FrameworkProbe]] = {}
+        python_version: Maybe[str] = Missing("not_reported")
+        plat: Maybe[str] = Missing("not_reported")
+        for name, (out, err, code, timed_out) in raw.items():
+            payload = _payload(out)
+            if payload is not None:
+                python_version = str(payload.get("python", python_version))
+                plat = str(payload.get("platform", plat))
+            results[name] = _to_probe(name, payload, err, code, timed_out, elapsed, self.timeout)
+        return FrameworksFacts(
+            python_executable=self.python,
+            python_version=python_version,
+            platform=plat,
+            torch=results.get("torch", Missing("skipped")),
+            tensorflow=results.get("tensorflow", Missing("skipped")),
+            timeout_s=self.timeout,
+        )
+
+
+def probe_frameworks(python: str | None = None, timeout: float = 60.0) -> FrameworksFacts:
+    """Probe torch and tensorflow in ``python`` (both at once), waiting for the result."""
+    return FrameworkRun(python, timeout).start().collect()
+
+
+def _payload(out: bytes) -> dict[str, Any] | None:
+    text = out.decode("utf-8", errors="replace")
+    for line in reversed(text.splitlines()):
+        if line.startswith(MARKER):
+            try:
+                loaded = json.loads(line[len(MARKER) :])
+            except json.JSONDecodeError:
+                return None
+            return loaded if isinstance(loaded, dict) else None
+    return None
+
+
+def failed_libraries(*texts: str) -> tuple[str, ...]:
+    """CUDA library names a loader said it could not load, in order of appearance."""
+    found: list[str] = []
+    for text in texts:
+        for pattern in _LIB_PATTERNS:
+            for m in pattern.finditer(text):
+                name = m.group(1).rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+                if name not in found:
+                    found.append(name)
+    return tuple(found)
+
+
+def _loader_lines(text: str) -> tuple[str, ...]:
+    keys = ("Could not load dynamic library", _DLOPEN_MARKER, "cannot open shared object file")
+    lines = [line.strip()[:300] for line in text.splitlines() if any(k in line for k in keys)]
+    return tuple(dict.fromkeys(lines))[:10]
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name} ({-code})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _maybe_str(value: Any, reason: str = "not_reported") -> Maybe[str]:
+    if value is None:
+        return Missing(reason)
+    if isinstance(value, dict) and "missing" in value:
+        return Missing(str(value["missing"]), str(value.get("detail", "")))
+    return str(value)
+
+
+def _maybe_bool(value: Any) -> Maybe[bool]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, dict) and "missing" in value:
+        return Missing(str(value["missing"]), str(value.get("detail", "")))
+    return Missing("not_reported")
+
+
+def _maybe_int(value: Any) -> Maybe[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, dict) and "missing" in value:
+        return Missing(str(value["missing"]), str(value.get("detail", "")))
+    return Missing("not_reported")
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _torch_build(facts: dict[str, Any]) -> TorchBuild:
+    return TorchBuild(
+        cuda=_maybe_str(facts.get("cuda"), "cpu_build"),
+        cudnn=_maybe_str(facts.get("cudnn"), "not_built"),
+        hip=_maybe_str(facts.get("hip"), "not_rocm"),
+        arch_list=_str_list(facts.get("arch_list")),
+        cuda_available=_maybe_bool(facts.get("cuda_available")),
+        device_count=_maybe_int(facts.get("device_count")),
+        mps_built=_maybe_bool(facts.get("mps_built")),
+        mps_available=_maybe_bool(facts.get("mps_available")),
+    )
+
+
+def _tf_build(facts: dict[str, Any]) -> TensorflowBuild:
+    info = facts.get("build_info")
+    info = info if isinstance(info, dict) and "missing" not in info else {}
+    is_cuda = bool(info.get("is_cuda_build", False))
+    caps = info.get("cuda_compute_capabilities", "")
+    if isinstance(caps, str):
+        cap_list = tuple(c for c in re.split(r"[\s,;\[\]']+", caps) if c)
+    else:
+        cap_list = _str_list(caps)
+    gpus_raw = facts.get("gpus")
+    gpus: Maybe[tuple[str, ...]] = (
+        _str_list(gpus_raw) if isinstance(gpus_raw, list) else Missing("error", str(gpus_raw))
+    )
+    return TensorflowBuild(
+        is_cuda_build=is_cuda,
+        cuda_version=_maybe_str(info.get("cuda_version"), "cpu_build"),
+        cudnn_version=_maybe_str(info.get("cudnn_version"), "cpu_build"),
+        compute_capabilities=cap_list,
+        gpus=gpus,
+        build_info={str(k): str(v) for k, v in info.items()},
+    )
+
+
+def _to_probe(
+    name: str,
+    payload: dict[str, Any] | None,
+    err: bytes,
+    code: int | None,
+    timed_out: bool,
+    elapsed: float,
+    timeout: float,
+) -> Maybe[FrameworkProbe]:
+    stderr = err.decode("utf-8", errors="replace")
+    exit_code: Maybe[int] = code if code is not None else Missing("no_exit_status")
+    if timed_out:
+        return FrameworkProbe(
+            name,
+            "timeout",
+            f"importing {name} did not finish within {timeout:g} s; the probe was killed",
+            Missing("timeout"),
+            round(elapsed, 3),
+            exit_code,
+            failed_libraries(stderr),
+            _loader_lines(stderr),
+        )
+    if payload is None:
+        tail = stderr.strip().splitlines()[-3:]
+        detail = f"the interpreter died while importing {name} ({_describe_exit(code)})"
+        if tail:
+            detail += ": " + " | ".join(line.strip()[:200] for line in tail)
+        return FrameworkProbe(
+            name,
+            "crashed",
+            detail,
+            Missing("crashed"),
+            round(elapsed, 3),
+            exit_code,
+            failed_libraries(stderr),
+            _loader_lines(stderr),
+        )
+    status = str(payload.get("status", "error"))
+    if status == "not_installed":
+        return Missing("not_installed", f"{name} is not importable by {payload.get('python_executable')}")
+    detail = str(payload.get("detail", ""))
+    warnings_ = tuple(str(w) for w in payload.get("warnings", []))
+    libs = failed_libraries(stderr, detail, str(payload.get("traceback", "")), *warnings_)
+    messages = warnings_ + _loader_lines(stderr)
+    seconds = float(payload.get("import_seconds", elapsed))
+    if status != "ok":
+        return FrameworkProbe(
+            name, "import_failed", detail, Missing("import_failed"), seconds, exit_code, libs, messages
+        )
+    facts = payload.get("facts", {})
+    version = _maybe_str(facts.get("version"))
+    if name == "torch":
+        return FrameworkProbe(
+            name, "ok", "", version, seconds, exit_code, libs, messages, torch=_torch_build(facts)
+        )
+    return FrameworkProbe(
+        name, "ok", "", version, seconds, exit_code, libs, messages, tensorflow=_tf_build(facts)
+    )
