@@ -1,0 +1,466 @@
+"""``dlsetup lock`` and ``dlsetup create``: thin Click commands over :mod:`dlsetup.envs`."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
+from dlsetup.errors import ExitCode, InputError
+
+ENGINE_CHOICE = click.Choice(["rattler", "conda-lock"])
+VARIANT_CHOICE = click.Choice(["auto", *VARIANTS])
+
+
+class TargetType(click.Choice):  # type: ignore[type-arg]
+    """``pytorch``, ``tensorflow``, ``both``, or the path of an environment ``.yml`` file."""
+
+    name = "target"
+
+    def __init__(self) -> None:
+        super().__init__(list(TARGETS))
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if text.endswith((".yml", ".yaml")):
+            if not Path(text).is_file():
+                self.fail(f"environment file {text!r} does not exist.", param, ctx)
+            return text
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(
+                f"{text!r} is not one of {', '.join(repr(t) for t in TARGETS)} "
+                "(or the path of an environment .yml file).",
+                param,
+                ctx,
+            )
+
+
+@dataclass(frozen=True)
+class _LockOptions:
+    target: str
+    variant: str
+    cuda: str | None
+    platforms: tuple[str, ...]
+    all_platforms: bool
+    python: str | None
+    channels: tuple[str, ...]
+    engine: str
+
+
+def _lock(opts: _LockOptions, output: Path, force: bool, *, host_only: bool = False) -> tuple[Any, Any]:
+    """Render and lock; returns ``(LockResult, VariantChoice)``."""
+    from dlsetup.envs import spec as spec_mod
+    from dlsetup.envs.install import host_platform
+    from dlsetup.envs.lock import lock_environment
+    from dlsetup.envs.variant import choose_variant
+
+    host = host_platform()
+    custom = opts.target not in TARGETS
+    if opts.python is not None:
+        spec_mod.validate_python(opts.python)
+    if opts.all_platforms and opts.platforms:
+        raise InputError(
+            "--all-platforms and --platform exclude each other", fix="use one of them"
+        )
+    requested_platforms = opts.platforms or (host,)
+    if not opts.all_platforms and any(p not in PLATFORMS for p in requested_platforms):
+        bad = next(p for p in requested_platforms if p not in PLATFORMS)
+        raise InputError(
+            f"this machine's platform {bad} is not one dlsetup locks for; valid platforms: "
+            f"{', '.join(PLATFORMS)}",
+            fix="name one with --platform",
+        )
+
+    def has_variant(variant: str) -> bool:
+        if custom:
+            return variant in ("cpu", "cuda")
+        return bool(spec_mod.variant_platforms(opts.target, variant))
+
+    choice = choose_variant(
+        opts.variant,
+        cuda=opts.cuda,
+        platforms=(host,) if opts.all_platforms else requested_platforms,
+        has_variant=has_variant,
+    )
+    if custom:
+        source = spec_mod.load_environment_file(Path(opts.target))
+        available = source.platforms or PLATFORMS
+        target_label = "file"
+    else:
+        source = spec_mod.load_environment_file(spec_mod.environment_file(opts.target, choice.variant))
+        available = source.platforms
+        target_label = opts.target
+    if opts.all_platforms:
+        platforms = tuple(p for p in PLATFORMS if p in available)
+    else:
+        platforms = requested_platforms
+        missing = [p for p in platforms if p not in available]
+        if missing:
+            raise InputError(
+                f"{opts.target} has no {choice.variant} variant for {', '.join(missing)}; "
+                f"the {choice.variant} variant exists for: {', '.join(available)}",
+                fix="pick one of those with --platform, or another --variant (cpu exists on more "
+                "platforms)",
+            )
+    name = source.name if custom else f"{opts.target}-{choice.variant}"
+    rendered = spec_mod.render(
+        source,
+        target=target_label,
+        variant=choice.variant,
+        cuda=choice.cuda,
+        python=opts.python,
+        channels=opts.channels,
+        platforms=platforms,
+        name=name,
+    )
+    result = lock_environment(
+        rendered, platforms=platforms, output_dir=output, engine=opts.engine, force=force
+    )
+    return result, choice
+
+
+def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "target": result.target,
+        "variant": result.variant,
+        "variant_reason": choice.reason,
+        "cuda": result.cuda,
+        "python": result.python,
+        "engine": result.engine,
+        "channels": list(result.channels),
+        "files": {
+            "environment": str(result.environment_path),
+            "virtual_packages": str(result.virtual_packages_path),
+            "lock": str(result.lock_path),
+        },
+        "platforms": [
+            {
+                "platform": p.platform,
+                "virtual_packages": [str(v) for v in p.virtual_packages],
+                "packages": [
+                    {"name": pkg.name, "version": pkg.version, "build": pkg.build} for pkg in p.packages
+                ],
+                "solve_ms": round(p.solve_ms, 3),
+            }
+            for p in result.platforms
+        ],
+        "content_hash": dict(result.content_hash),
+    }
+
+
+def _frameworks_line(packages: Any) -> str:
+    shown = [f"{p.name} {p.version} ({p.build})" for p in packages if p.name in ("pytorch", "tensorflow")]
+    return ", ".join(shown) or f"{len(packages)} packages"
+
+
+def _lock_options(func: Any) -> Any:
+    decorators = [
+        click.option(
+            "--variant",
+            type=VARIANT_CHOICE,
+            default="auto",
+            show_default=True,
+            help="cpu, cuda or mps (PyTorch on Apple silicon). auto: cuda when NVML sees an NVIDIA "
+            "GPU and driver, mps on osx-arm64, else cpu.",
+        ),
+        click.option(
+            "--cuda",
+            metavar="X.Y",
+            help="Solve the CUDA build for this CUDA version (__cuda=X.Y). Default: the newest CUDA "
+            "the driver supports (nvidia-smi's 'CUDA Version'). Implies --variant cuda with auto.",
+        ),
+        click.option("--python", metavar="X.Y", help="Pin Python X.Y (default: the file's, 3.12)."),
+        click.option(
+            "--channel",
+            "channels",
+            metavar="URL",
+            multiple=True,
+            help="Channel name or URL, repeatable, highest priority first (default: conda-forge).",
+        ),
+        click.option(
+            "--engine",
+            type=ENGINE_CHOICE,
+            default="rattler",
+            show_default=True,
+            help="rattler needs no conda binary; conda-lock runs conda-lock's own solve and needs a "
+            "conda, mamba or micromamba executable.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  dlsetup lock pytorch                       this machine: CUDA build if NVML sees a GPU
+  dlsetup lock pytorch --variant cuda --cuda 12.4 --platform linux-64
+                                             for a colleague's GPU box, from a laptop
+  dlsetup lock both --variant cpu --all-platforms --output locks/
+  dlsetup lock pytorch --platform osx-arm64  (auto picks mps there)
+  dlsetup lock ./my-environment.yml --channel https://my.mirror/conda-forge
+
+\b
+Writes into --output: NAME.environment.yml (the rendered source), NAME.virtual-packages.yml
+(what each platform was solved with) and NAME.conda-lock.yml, which conda-lock install,
+conda-lock render and micromamba read. The lock's header says which CUDA it was solved for.
+"""
+)
+@click.argument("target", type=TargetType())
+@_lock_options
+@click.option(
+    "--platform",
+    "platforms",
+    type=click.Choice(list(PLATFORMS)),
+    multiple=True,
+    help="Lock for this platform; repeatable. Default: this machine's.",
+)
+@click.option(
+    "--all-platforms",
+    is_flag=True,
+    help="Lock for every platform where the variant exists (of linux-64, linux-aarch64, "
+    "osx-arm64, win-64).",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory for the environment file and the lock.",
+)
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@click.option("--json", "as_json", is_flag=True, help="Print a dlsetup.lock JSON document.")
+def lock(
+    target: str,
+    variant: str,
+    cuda: str | None,
+    python: str | None,
+    channels: tuple[str, ...],
+    engine: str,
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    output: Path,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Lock TARGET (pytorch, tensorflow, both, or an environment .yml) for this machine's hardware.
+
+    The variant (cpu, cuda, mps) follows what the hardware probes see unless --variant says
+    otherwise, and every platform is solved with explicit virtual packages: a CUDA lock records
+    the CUDA version it was solved for, never a silent default.
+    """
+    from dlsetup.output import dumps, envelope, make_console
+
+    opts = _LockOptions(target, variant, cuda, platforms, all_platforms, python, channels, engine)
+    result, choice = _lock(opts, output, force)
+    if as_json:
+        click.echo(dumps(envelope("dlsetup.lock", _lock_data(result, choice))))
+        return
+    console = make_console()
+    solved = f"CUDA {result.cuda}" if result.cuda else "no CUDA"
+    console.print(
+        f"Locked {result.name} ({result.variant}: {choice.reason}) for "
+        f"{', '.join(p.platform for p in result.platforms)} with {result.engine}, {solved}."
+    )
+    for p in result.platforms:
+        console.print(f"  {p.platform}: {_frameworks_line(p.packages)}; {len(p.packages)} packages")
+        console.print(f"    virtual packages: {' '.join(str(v) for v in p.virtual_packages)}")
+    console.print("Wrote:")
+    for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
+        console.print(f"  {path}")
+    console.print(f"Next: dlsetup create --from-lock {result.lock_path}")
+
+
+def _activation_hint(prefix: Path, name: str) -> str:
+    from dlsetup.envs.install import default_envs_dir
+    from dlsetup.envs.lock import find_conda_executable
+
+    exe = find_conda_executable()
+    if exe is not None:
+        tool = Path(exe).stem
+        if prefix.parent == default_envs_dir():
+            return f"{tool} activate {name}"
+        return f"{tool} activate {prefix}"
+    if sys.platform == "win32":
+        return f'set "PATH={prefix};{prefix}\\Scripts;{prefix}\\Library\\bin;%PATH%"'
+    return f'export PATH="{prefix}/bin:$PATH"   (or, with micromamba: micromamba activate {prefix})'
+
+
+def _python_runs(python: Path) -> bool:
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", "import sys; sys.exit(0)"], capture_output=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def _run_smoke(python: Path | None) -> dict[str, Any]:
+    if python is None:
+        return {"status": "skipped", "reason": "the environment has no Python", "exit_code": None}
+    if importlib.util.find_spec("dlsetup.commands.smoke") is None:
+        return {"status": "skipped", "reason": "this dlsetup has no smoke command", "exit_code": None}
+    if not _python_runs(python):
+        return {"status": "skipped", "reason": f"{python} does not run", "exit_code": None}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {
+        "status": "passed" if proc.returncode == 0 else "failed",
+        "reason": "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [""])[-1],
+        "exit_code": proc.returncode,
+    }
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  dlsetup create pytorch                     lock for this machine, build, register a kernel
+  dlsetup create both --name seed-course     the seed's Jupyter + TensorFlow + PyTorch setup
+  dlsetup create --from-lock pytorch-cuda.conda-lock.yml --prefix ~/envs/pt
+  dlsetup create tensorflow --variant cpu --force   rebuild; the old env stays until the new is ready
+
+\b
+The environment is built beside the target and moved into place only when complete, so a
+failed or interrupted create leaves the target exactly as it was. Package hashes from the lock
+are verified, and packages from outside the lock's channels are refused.
+"""
+)
+@click.argument("target", type=TargetType(), required=False)
+@_lock_options
+@click.option("--prefix", type=click.Path(path_type=Path), help="Environment directory.")
+@click.option(
+    "--name",
+    help="Environment name, created in conda's envs directory when conda exists (so `conda "
+    "activate NAME` works), else ~/.dlsetup/envs ($DLSETUP_ENVS_DIR overrides).",
+)
+@click.option(
+    "--from-lock",
+    "from_lock",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Build from this conda-lock file instead of locking TARGET first.",
+)
+@click.option("--no-jupyter", is_flag=True, help="Do not register a Jupyter kernel.")
+@click.option("--no-smoke", is_flag=True, help="Do not run `dlsetup smoke` inside the new environment.")
+@click.option("--force", is_flag=True, help="Replace an existing environment (after the new one is complete).")
+@click.option("--json", "as_json", is_flag=True, help="Print a dlsetup.create JSON document.")
+@click.pass_context
+def create(
+    ctx: click.Context,
+    target: str | None,
+    variant: str,
+    cuda: str | None,
+    python: str | None,
+    channels: tuple[str, ...],
+    engine: str,
+    prefix: Path | None,
+    name: str | None,
+    from_lock: Path | None,
+    no_jupyter: bool,
+    no_smoke: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Build a verified environment for TARGET (pytorch, tensorflow, both, or a .yml), or from a lock.
+
+    Locks first (like `dlsetup lock`) unless --from-lock is given, installs with rattler, registers
+    a Jupyter kernel and runs `dlsetup smoke` inside, then says how to activate it.
+    """
+    from dlsetup.envs.install import create_environment, default_envs_dir, validate_env_name
+    from dlsetup.envs.jupyter import has_ipykernel, register_kernel
+    from dlsetup.envs.progress import Progress
+    from dlsetup.output import dumps, envelope, make_console
+
+    if (target is None) == (from_lock is None):
+        raise InputError(
+            "give either TARGET or --from-lock FILE (exactly one)",
+            fix="for example: dlsetup create pytorch, or dlsetup create --from-lock x.conda-lock.yml",
+        )
+    if prefix is not None and name is not None:
+        raise InputError("--prefix and --name exclude each other", fix="use one of them")
+    if name is not None:
+        validate_env_name(name)
+    progress = Progress(enabled=not as_json)
+    with tempfile.TemporaryDirectory(prefix="dlsetup-create-") as tmp:
+        variant_reason = ""
+        if from_lock is None:
+            assert target is not None
+            opts = _LockOptions(target, variant, cuda, (), False, python, channels, engine)
+            progress.note(f"Locking {target} for this machine ...")
+            result, choice = _lock(opts, Path(tmp), force=True)
+            lock_path = result.lock_path
+            variant_reason = choice.reason
+            default_name = result.name
+        else:
+            lock_path = from_lock
+            default_name = from_lock.name.removesuffix(".yml").removesuffix(".conda-lock")
+        env_name = name or (prefix.name if prefix is not None else default_name)
+        if prefix is None:
+            validate_env_name(env_name)
+            prefix = default_envs_dir() / env_name
+        lock_copy = lock_path.read_bytes() if lock_path.is_file() else b""
+
+        def keep_lock(staged: Path) -> None:
+            meta = staged / "conda-meta"
+            meta.mkdir(exist_ok=True)
+            (meta / "dlsetup.conda-lock.yml").write_bytes(lock_copy)
+
+        try:
+            installed = create_environment(
+                lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
+            )
+        finally:
+            progress.close()
+    kernel = None
+    if not no_jupyter and installed.python is not None and has_ipykernel(installed.prefix):
+        kernel = register_kernel(installed.python, env_name, prefix=installed.prefix)
+    smoke = (
+        {"status": "skipped", "reason": "--no-smoke", "exit_code": None}
+        if no_smoke
+        else _run_smoke(installed.python)
+    )
+    activate = _activation_hint(installed.prefix, env_name)
+    data = {
+        "name": env_name,
+        "prefix": str(installed.prefix),
+        "platform": installed.platform,
+        "lock": str(from_lock) if from_lock else None,
+        "variant_reason": variant_reason or None,
+        "packages": installed.packages,
+        "replaced": installed.replaced,
+        "seconds": round(installed.seconds, 3),
+        "python": str(installed.python) if installed.python else None,
+        "kernel": {"name": kernel.name, "path": str(kernel.path)} if kernel else None,
+        "smoke": smoke,
+        "activate": activate,
+    }
+    if as_json:
+        click.echo(dumps(envelope("dlsetup.create", data)))
+    else:
+        console = make_console()
+        verb = "Replaced" if installed.replaced else "Created"
+        console.print(
+            f"{verb} {installed.prefix} ({installed.packages} packages, {installed.platform}, "
+            f"hashes verified) in {installed.seconds:.1f} s."
+        )
+        if kernel:
+            console.print(f"Jupyter kernel: {kernel.display_name} ({kernel.path})")
+        console.print(f"Smoke test: {smoke['status']}" + (f" ({smoke['reason']})" if smoke["reason"] else ""))
+        console.print(f"Activate it: {activate}")
+    if smoke["status"] == "failed":
+        ctx.exit(int(ExitCode.FINDINGS))

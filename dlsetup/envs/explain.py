@@ -1,0 +1,97 @@
+"""An unsatisfiable solve, explained in plain words with what would work.
+
+rattler's :class:`SolverError` text is a tree ("pytorch * cuda* cannot be installed because ...
+cuda-version 12.9 would constrain __cuda >=12, which conflicts with ... __cuda 11.4"). The common
+cases get one sentence naming the package and the constraint, and a fix:
+
+* a CUDA build whose ``cuda-version`` needs a newer ``__cuda`` than the driver supports -> update the
+  driver to the version the knowledge base names (:mod:`dlsetup.compat.cuda`), or ``--variant cpu``;
+* a spec for which the channels have no candidates on that platform -> name it and the channels;
+* anything else -> the first line of rattler's explanation.
+
+The solver's full text is kept at the end of the message, indented, for whoever needs the detail.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dlsetup.errors import SolveError
+
+_CUDA_VERSION_NEED = re.compile(r"cuda-version >=(\d+)\.(\d+)")
+_CUDA_VP_NEED = re.compile(r"__cuda >=(\d+)")
+_TOP_NO_CANDIDATES = re.compile(r"No candidates were found for ([^\n]+?)\.?\s*$", re.M)
+
+
+def _os_name(platform: str) -> str:
+    return "windows" if platform.startswith("win") else "linux"
+
+
+def _frameworks(specs: tuple[str, ...]) -> list[str]:
+    return [s.split()[0] for s in specs if " cuda" in s and not s.startswith("cuda-version")]
+
+
+def explain_unsatisfiable(
+    solver_text: str,
+    *,
+    platform: str,
+    specs: tuple[str, ...],
+    channels: tuple[str, ...],
+    variant: str,
+    cuda: str | None,
+) -> SolveError:
+    """Turn rattler's solver text into a :class:`SolveError` a beginner can act on.
+
+    Args:
+        solver_text: ``str()`` of rattler's ``SolverError``.
+        platform: the platform being solved (``linux-64``).
+        specs: the requested match specs.
+        channels: the channels searched.
+        variant: ``cpu`` | ``cuda`` | ``mps``.
+        cuda: the ``__cuda`` version solved for (cuda variant), else ``None``.
+    """
+    from dlsetup.compat.cuda import min_driver_for_cuda, mvc_floor
+
+    detail = "\n".join("    " + line for line in solver_text.strip().splitlines())
+    if variant == "cuda" and cuda is not None:
+        needs = sorted(
+            {(int(a), int(b)) for a, b in _CUDA_VERSION_NEED.findall(solver_text)}
+            | {(int(a), 0) for a in _CUDA_VP_NEED.findall(solver_text)}
+        )
+        cuda_major = int(cuda.split(".")[0])
+        newer = [n for n in needs if n[0] > cuda_major]
+        if newer:
+            major, minor = newer[0]
+            build_cuda = f"{major}.{minor}"
+            # the lowest build of that major family decides the driver named
+            family = [n for n in needs if n[0] == major]
+            build_cuda = f"{family[0][0]}.{family[0][1]}" if family else build_cuda
+            os_name = _os_name(platform)
+            full = min_driver_for_cuda(build_cuda, os_name) or min_driver_for_cuda(f"{major}.0", os_name)
+            floor = mvc_floor(major, os_name)
+            failing = [n for n in _frameworks(specs) if f"{n} * cuda" in solver_text]
+            names = " and ".join(failing or _frameworks(specs)) or "the requested packages"
+            message = (
+                f"no CUDA build of {names} for {platform} works with CUDA {cuda}, the newest CUDA "
+                f"the NVIDIA driver supports: the CUDA builds on {', '.join(channels)} need "
+                f"cuda-version >={build_cuda} (__cuda >={major})"
+            )
+            driver = full or floor or f"a CUDA {major}.x driver"
+            fix = f"update the NVIDIA driver to at least {driver}"
+            if floor:
+                fix += f" (CUDA {major}.x needs driver >= {floor})"
+            fix += ", or use --variant cpu"
+            return SolveError(f"{message}\n  solver:\n{detail}", fix=fix)
+    top = _TOP_NO_CANDIDATES.search(solver_text)
+    if top:
+        spec = top.group(1).strip()
+        return SolveError(
+            f"no package on {', '.join(channels)} matches {spec} for {platform}\n  solver:\n{detail}",
+            fix=f"check the spelling of {spec.split()[0]!r}, the channel (--channel), and the "
+            "platform (--platform): not every package is built for every platform",
+        )
+    first = solver_text.strip().splitlines()[0] if solver_text.strip() else "no solution"
+    return SolveError(
+        f"the environment cannot be solved for {platform}: {first}\n  solver:\n{detail}",
+        fix="relax the conflicting pins named above (python, cuda-version), or try another --variant",
+    )

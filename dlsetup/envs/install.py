@@ -1,0 +1,438 @@
+"""Build an environment from a conda-lock file: verified, and moved into place only when complete.
+
+Safety rules, in order:
+
+1. The lock is read with ``rattler.LockFile``; the platform must be in it.
+2. Every package must carry a sha256, and its URL must lie under one of the lock's declared
+   channels; anything else is refused (:class:`IntegrityError`) before any download.
+3. Every archive is fetched into a content-addressed cache (``<sha256>-<file name>``) and its sha256
+   is computed and compared with the lock's; a mismatch is refused. (rattler checks hashes of
+   archives it downloads over HTTP, but not of ``file://`` packages, and it reuses a package cache
+   entry by name, so dlsetup checks every archive itself.) rattler then installs the verified
+   copies, from a package cache private to this build.
+4. The environment is built in a sibling directory ``.dlsetup-partial-<name>-<pid>/env`` with the
+   final path patched into its files, and renamed into place only when complete. An existing
+   target is replaced only with ``force``, and only after the new one is complete (the old one is
+   first renamed to ``.dlsetup-old-<name>-<pid>``, then removed). A Ctrl-C removes the partial
+   build; after a SIGKILL the next run removes it (and restores an old environment whose
+   replacement was cut off between the two renames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+from dlsetup.envs.progress import Progress
+from dlsetup.errors import ExistsError, InputError, InstallError, IntegrityError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_RESERVED = frozenset({"base", "root"})
+PARTIAL_MARK = ".dlsetup-partial-"
+OLD_MARK = ".dlsetup-old-"
+#: test hook: when set to a file path, the installer writes that file after linking the first
+#: package and waits, so a test can kill the process at a known point mid-install.
+PAUSE_ENV = "DLSETUP_TEST_PAUSE_AFTER_LINK"
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """What ``create`` built.
+
+    Attributes:
+        prefix: the environment's directory.
+        platform: the lock platform installed.
+        packages: number of packages installed.
+        python: the environment's Python executable, or ``None`` when it has none.
+        replaced: an existing environment was replaced (``--force``).
+        seconds: wall time of verification and installation, in seconds.
+    """
+
+    prefix: Path
+    platform: str
+    packages: int
+    python: Path | None
+    replaced: bool
+    seconds: float
+
+
+def validate_env_name(name: str) -> str:
+    """Check an environment name (``--name``): letters, digits, ``.``, ``_``, ``-``; not base/root."""
+    if not _NAME_RE.match(name) or name in (".", "..") or name.lower() in _RESERVED:
+        raise InputError(
+            f"invalid environment name {name!r}: use letters, digits, '.', '_' and '-', start "
+            "with a letter or digit, at most 64 characters, and not 'base' or 'root'",
+            fix="for example --name pytorch-cuda, or give a full path with --prefix",
+        )
+    return name
+
+
+def default_envs_dir() -> Path:
+    """Where ``--name NAME`` environments go.
+
+    ``$DLSETUP_ENVS_DIR`` if set; else the first of ``$CONDA_ENVS_PATH``; else conda's own envs
+    directory when a conda/mamba/micromamba exists (so ``conda activate NAME`` works); else
+    ``~/.dlsetup/envs``.
+    """
+    from dlsetup.envs.lock import find_conda_executable
+
+    if os.environ.get("DLSETUP_ENVS_DIR"):
+        return Path(os.environ["DLSETUP_ENVS_DIR"]).expanduser()
+    if os.environ.get("CONDA_ENVS_PATH"):
+        return Path(os.environ["CONDA_ENVS_PATH"].split(os.pathsep)[0]).expanduser()
+    for var in ("MAMBA_ROOT_PREFIX", "CONDA_ROOT"):
+        if os.environ.get(var):
+            return Path(os.environ[var]) / "envs"
+    exe = find_conda_executable()
+    if exe is not None and Path(exe).name.startswith(("conda", "mamba")):
+        return Path(exe).resolve().parent.parent / "envs"
+    return Path.home() / ".dlsetup" / "envs"
+
+
+def host_platform() -> str:
+    """This machine's conda subdir (``linux-64``, ``osx-arm64``, ``win-64``, ...)."""
+    import platform as _platform
+    import sys
+
+    machine = _platform.machine().lower()
+    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(machine, machine)
+    if sys.platform.startswith("linux"):
+        return f"linux-{arch}"
+    if sys.platform == "darwin":
+        return "osx-arm64" if arch in ("arm64", "aarch64") else "osx-64"
+    if sys.platform == "win32":
+        return "win-arm64" if arch in ("arm64", "aarch64") else "win-64"
+    return f"{sys.platform}-{arch}"
+
+
+def env_python(prefix: Path, platform: str) -> Path | None:
+    """The environment's Python executable, if the environment has one."""
+    candidate = prefix / "python.exe" if platform.startswith("win") else prefix / "bin" / "python"
+    return candidate if candidate.exists() else None
+
+
+def _channel_base(url: str) -> str:
+    if "://" not in url:
+        import rattler
+
+        url = rattler.Channel(url).base_url
+    return url.rstrip("/") + "/"
+
+
+@dataclass(frozen=True)
+class LockContents:
+    """The part of a lock one platform needs."""
+
+    path: Path
+    platform: str
+    channels: tuple[str, ...]
+    records: list[Any]
+
+
+def read_lock(path: Path, platform: str) -> LockContents:
+    """Read ``path`` with rattler and return ``platform``'s records and the declared channels.
+
+    Raises:
+        InputError: the file is missing, unreadable, or has no packages for ``platform``.
+    """
+    import rattler
+
+    if not path.is_file():
+        raise InputError(f"lock file {path} does not exist", fix="check the --from-lock path")
+    try:
+        lock = rattler.LockFile.from_path(path)
+    except Exception as exc:
+        raise IntegrityError(
+            f"{path} is not a readable conda-lock file: {exc}",
+            fix="regenerate it with dlsetup lock (a hand-edited lock is refused)",
+        ) from exc
+    env = lock.default_environment()
+    if env is None:
+        raise InputError(f"{path} has no default environment", fix="regenerate it with dlsetup lock")
+    records = env.conda_repodata_records()
+    if platform not in records:
+        raise InputError(
+            f"{path} has no packages for {platform}; it has: {', '.join(sorted(records)) or 'none'}",
+            fix=f"lock for this machine: dlsetup lock TARGET --platform {platform}",
+        )
+    channels = tuple(_channel_base(str(c)) for c in env.channels())
+    return LockContents(path, platform, channels, records[platform])
+
+
+def verify_lock(contents: LockContents) -> None:
+    """Refuse packages without a sha256 or with a URL outside the declared channels."""
+    if not contents.channels:
+        raise IntegrityError(f"{contents.path} declares no channels", fix="regenerate it with dlsetup lock")
+    for rec in contents.records:
+        if rec.sha256 is None:
+            raise IntegrityError(
+                f"{rec.file_name} in {contents.path} has no sha256; unverifiable packages are refused",
+                fix="regenerate the lock with dlsetup lock",
+            )
+        url = rec.url
+        if not any(url.startswith(base) for base in contents.channels) or ".." in urlparse(url).path:
+            raise IntegrityError(
+                f"{rec.file_name} in {contents.path} comes from {url}, outside the lock's declared "
+                f"channels ({', '.join(contents.channels)}); refused",
+                fix="a lock must only name packages from its own channels: regenerate it with "
+                "dlsetup lock",
+            )
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _fetch(url: str, dest: Path) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        shutil.copyfile(url2pathname(unquote(parsed.path)), dest)
+        return
+    import rattler
+    from rattler.package_streaming import download_to_path
+
+    await download_to_path(rattler.Client(), url, dest)
+
+
+async def fetch_verified(
+    contents: LockContents, archive_cache: Path, progress: Progress
+) -> dict[str, Path]:
+    """Fetch every archive into ``archive_cache`` and check its sha256 against the lock.
+
+    Returns:
+        ``{url: verified local archive}``.
+
+    Raises:
+        IntegrityError: an archive's sha256 differs from the lock's.
+        InstallError: an archive could not be fetched.
+    """
+    archive_cache.mkdir(parents=True, exist_ok=True)
+    verified: dict[str, Path] = {}
+    progress.start("verify", len(contents.records))
+    for rec in contents.records:
+        expected = rec.sha256.hex()
+        local = archive_cache / f"{expected}-{rec.file_name}"
+        if not (local.is_file() and _sha256_of(local) == expected):
+            partial = local.with_name(local.name + f".part{os.getpid()}")
+            try:
+                await _fetch(rec.url, partial)
+            except Exception as exc:
+                partial.unlink(missing_ok=True)
+                raise InstallError(
+                    f"could not fetch {rec.url}: {exc}",
+                    fix="check the channel is reachable, then retry (the target was not touched)",
+                ) from exc
+            actual = _sha256_of(partial)
+            if actual != expected:
+                partial.unlink(missing_ok=True)
+                raise IntegrityError(
+                    f"sha256 mismatch for {rec.file_name}: the lock {contents.path.name} says "
+                    f"{expected}, the archive at {rec.url} has {actual}; refused",
+                    fix="the lock or the package was changed after locking: regenerate the lock "
+                    "with dlsetup lock from a channel you trust",
+                )
+            os.replace(partial, local)
+        verified[rec.url] = local
+        progress.advance("verify", rec.file_name)
+    progress.finish("verify")
+    return verified
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    return bool(psutil.pid_exists(pid)) and pid != 0
+
+
+def _leftovers(target: Path, mark: str) -> list[tuple[Path, int]]:
+    found = []
+    parent = target.parent
+    if not parent.is_dir():
+        return found
+    prefix = f"{mark}{target.name}-"
+    for entry in parent.iterdir():
+        if entry.name.startswith(prefix) and entry.name[len(prefix) :].isdigit():
+            found.append((entry, int(entry.name[len(prefix) :])))
+    return found
+
+
+def clean_leftovers(target: Path) -> list[Path]:
+    """Remove partial builds of ``target`` left by dead processes; restore an orphaned old env.
+
+    Returns:
+        the directories removed or restored.
+    """
+    touched = []
+    for path, pid in _leftovers(target, PARTIAL_MARK):
+        if pid == os.getpid() or not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            touched.append(path)
+    for path, pid in _leftovers(target, OLD_MARK):
+        if pid == os.getpid() or not _alive(pid):
+            if not target.exists():
+                os.replace(path, target)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            touched.append(path)
+    return touched
+
+
+def _is_nonempty(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+class _Reporter:
+    """rattler InstallerReporter feeding :class:`Progress` (and the test pause hook)."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.pause_file = os.environ.get(PAUSE_ENV)
+
+    def on_transaction_start(self, total_operations: int) -> None:
+        self.progress.start("link", total_operations)
+
+    def on_link_start(self, operation: int, package_name: str) -> int:
+        return operation
+
+    def on_link_complete(self, index: int) -> None:
+        self.progress.advance("link", "")
+        if self.pause_file:
+            Path(self.pause_file).write_text(str(os.getpid()), encoding="utf-8")
+            time.sleep(120)
+
+    def on_transaction_complete(self) -> None:
+        self.progress.finish("link")
+
+
+def _fix_conda_meta(prefix: Path, originals: dict[str, str]) -> None:
+    """Record the lock's URLs (not the verified local copies) in ``conda-meta/*.json``."""
+    meta = prefix / "conda-meta"
+    by_local = {Path(url2pathname(urlparse(v).path)).name: k for k, v in originals.items()}
+    for record_file in meta.glob("*.json"):
+        data = json.loads(record_file.read_text(encoding="utf-8"))
+        url = str(data.get("url", ""))
+        name = Path(url2pathname(urlparse(url).path)).name
+        if name in by_local:
+            data["url"] = by_local[name]
+            data["channel"] = by_local[name].rsplit("/", 2)[0]
+            data.pop("extracted_package_dir", None)
+            data.pop("package_tarball_full_path", None)
+            record_file.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def create_environment(
+    lock_path: Path,
+    prefix: Path,
+    *,
+    platform: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    archive_cache: Path | None = None,
+    on_ready: Callable[[Path], None] | None = None,
+) -> InstallResult:
+    """Install ``lock_path``'s packages for ``platform`` into ``prefix``, atomically.
+
+    Args:
+        lock_path: a conda-lock v1 file.
+        prefix: the environment directory to create.
+        platform: the lock platform to install (default: this machine's).
+        force: replace an existing environment (only after the new one is complete).
+        progress: where progress goes (default: silent).
+        archive_cache: content-addressed archive cache (default ``~/.cache/dlsetup/archives``).
+        on_ready: called with the staged environment before it is moved into place.
+
+    Raises:
+        ExistsError: ``prefix`` exists and is not empty, and ``force`` is false.
+        IntegrityError: missing hash, foreign URL, or hash mismatch.
+        InstallError: fetching or linking failed. The target is untouched in every case.
+    """
+    import rattler
+
+    start = time.perf_counter()
+    progress = progress or Progress(enabled=False)
+    platform = platform or host_platform()
+    prefix = prefix.expanduser().absolute()
+    clean_leftovers(prefix)
+    exists = _is_nonempty(prefix)
+    if exists and not force:
+        raise ExistsError(
+            f"environment {prefix} already exists; it was left unchanged",
+            fix="pass --force to replace it (the new one is built first), or choose another "
+            "--name/--prefix",
+        )
+    contents = read_lock(lock_path, platform)
+    verify_lock(contents)
+    cache = archive_cache or Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
+    ) / "dlsetup" / "archives"
+    verified = asyncio.run(fetch_verified(contents, cache, progress))
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    work = prefix.parent / f"{PARTIAL_MARK}{prefix.name}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    staged = work / "env"
+    originals: dict[str, str] = {}
+    records = []
+    for rec in contents.records:
+        local_url = verified[rec.url].as_uri()
+        originals[rec.url] = local_url
+        rec.url = local_url
+        records.append(rec)
+    try:
+        work.mkdir()
+        asyncio.run(
+            rattler.install(
+                records,
+                target_prefix=staged,
+                cache_dir=work / "pkgs",
+                alternative_target_prefix=prefix,
+                show_progress=False,
+                reporter=_Reporter(progress, len(records)),
+                execute_link_scripts=False,
+            )
+        )
+        _fix_conda_meta(staged, originals)
+        (staged / "CACHEDIR.TAG").unlink(missing_ok=True)
+        if on_ready is not None:
+            on_ready(staged)
+        old = prefix.parent / f"{OLD_MARK}{prefix.name}-{os.getpid()}"
+        if prefix.exists():
+            if prefix.is_dir() and not any(prefix.iterdir()):
+                prefix.rmdir()
+            else:
+                os.replace(prefix, old)
+        os.replace(staged, prefix)
+        shutil.rmtree(old, ignore_errors=True)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        raise InstallError(
+            f"installing {lock_path.name} into {prefix} failed: {exc}",
+            fix="the target was left as it was; read the cause above and retry",
+        ) from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return InstallResult(
+        prefix=prefix,
+        platform=platform,
+        packages=len(records),
+        python=env_python(prefix, platform),
+        replaced=exists,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,421 @@
+"""Lock an environment: solve per platform with explicit virtual packages, write conda-lock v1.
+
+Two engines:
+
+* ``rattler`` (default): py-rattler solves each platform in-process with that platform's virtual
+  packages (:mod:`dlsetup.envs.virtual`); the result is written with conda-lock's own models
+  (``Lockfile``/``LockedDependency``/``LockMeta``), its content hash and ``write_conda_lock_file``,
+  so ``conda-lock install``, ``conda-lock render`` and micromamba read it unchanged.
+* ``conda-lock``: conda-lock's own solve, which needs a conda, mamba or micromamba executable; that
+  is checked first, so a machine without one gets :class:`MissingToolError` at once instead of a
+  minute of network retries. It gets the same explicit virtual-package spec file and a local
+  PyPI-to-conda name map (no network fetch).
+
+Outputs, in ``--output DIR``: ``NAME.environment.yml`` (the rendered source), ``NAME.virtual-
+packages.yml`` (what each platform was solved with) and ``NAME.conda-lock.yml`` whose header comment
+and ``custom_metadata`` record the virtual packages and the CUDA version it was solved for.
+Existing files are never replaced without ``force``; each file is written to a temporary name and
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from dlsetup.envs.explain import explain_unsatisfiable
+from dlsetup.envs.spec import RenderedEnvironment
+from dlsetup.envs.virtual import VirtualPackage, spec_file_text, to_rattler, virtual_packages
+from dlsetup.errors import ExistsError, InputError, MissingToolError, SolveError
+
+ENGINES: tuple[str, ...] = ("rattler", "conda-lock")
+CONDA_EXECUTABLES: tuple[str, ...] = ("micromamba", "mamba", "conda")
+METADATA_PREFIX = "dlsetup_"
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One package of a platform's solution (for reports)."""
+
+    name: str
+    version: str
+    build: str
+
+
+@dataclass(frozen=True)
+class PlatformLock:
+    """The solution for one platform.
+
+    Attributes:
+        platform: conda subdir.
+        virtual_packages: what the solve assumed, ``__cuda`` included for CUDA variants.
+        packages: the solved packages, sorted by name.
+        solve_ms: solver time in milliseconds (0 for the conda-lock engine).
+    """
+
+    platform: str
+    virtual_packages: tuple[VirtualPackage, ...]
+    packages: tuple[LockedPackage, ...]
+    solve_ms: float
+
+
+@dataclass(frozen=True)
+class LockResult:
+    """What ``dlsetup lock`` wrote."""
+
+    name: str
+    target: str
+    variant: str
+    cuda: str | None
+    python: str | None
+    engine: str
+    channels: tuple[str, ...]
+    lock_path: Path
+    environment_path: Path
+    virtual_packages_path: Path
+    platforms: tuple[PlatformLock, ...]
+    content_hash: dict[str, str]
+
+
+def output_paths(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
+    """``(environment.yml, virtual-packages.yml, conda-lock.yml)`` paths for ``name``."""
+    return (
+        output_dir / f"{name}.environment.yml",
+        output_dir / f"{name}.virtual-packages.yml",
+        output_dir / f"{name}.conda-lock.yml",
+    )
+
+
+def find_conda_executable() -> str | None:
+    """The first of micromamba, mamba, conda on ``PATH`` (or ``$CONDA_EXE``), else ``None``."""
+    for exe in CONDA_EXECUTABLES:
+        found = shutil.which(exe)
+        if found:
+            return found
+    conda_exe = os.environ.get("CONDA_EXE")
+    if conda_exe and os.access(conda_exe, os.X_OK):
+        return conda_exe
+    return None
+
+
+def pypi_mapping_path() -> Path:
+    """The local PyPI-to-conda name map given to conda-lock instead of its network download."""
+    return Path(str(resources.files("dlsetup").joinpath("data", "pypi-to-conda.json")))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_outputs(paths: tuple[Path, ...], force: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise ExistsError(
+            f"{existing[0]} already exists; it was left unchanged",
+            fix="pass --force to replace it, or choose another --output directory",
+        )
+
+
+def header_lines(result_env: RenderedEnvironment, per_platform: dict[str, tuple[VirtualPackage, ...]]) -> list[str]:
+    """The comment block dlsetup puts above conda-lock's own header."""
+    solved = f"CUDA {result_env.cuda}" if result_env.cuda else "no CUDA (no __cuda virtual package)"
+    lines = [
+        f"# dlsetup lock: target {result_env.target}, variant {result_env.variant}, solved for {solved}.",
+        "# Virtual packages assumed per platform (explicit; see NAME.virtual-packages.yml):",
+    ]
+    lines += [f"#   {p}: {' '.join(str(v) for v in vps)}" for p, vps in per_platform.items()]
+    lines.append(f"# Build it: dlsetup create --from-lock {result_env.spec.name}.conda-lock.yml")
+    return lines
+
+
+def custom_metadata(
+    env: RenderedEnvironment, per_platform: dict[str, tuple[VirtualPackage, ...]], engine: str
+) -> dict[str, str]:
+    """``custom_metadata`` entries of the lock (strings only, as conda-lock's model requires)."""
+    meta = {
+        f"{METADATA_PREFIX}target": env.target,
+        f"{METADATA_PREFIX}variant": env.variant,
+        f"{METADATA_PREFIX}cuda": env.cuda or "none",
+        f"{METADATA_PREFIX}engine": engine,
+    }
+    for platform, vps in per_platform.items():
+        meta[f"{METADATA_PREFIX}virtual_packages_{platform}"] = " ".join(str(v) for v in vps)
+    return meta
+
+
+def _dependencies(depends: list[str]) -> dict[str, str]:
+    """``{name: version spec}`` from a record's depends, exactly as conda-lock's own solver does."""
+    from conda_lock.interfaces.vendored_conda import MatchSpec
+
+    grouped: dict[str, list[Any]] = {}
+    for dep in depends:
+        spec = MatchSpec(dep)
+        grouped.setdefault(spec.name, []).append(spec)
+    result: dict[str, str] = {}
+    for name, specs in grouped.items():
+        merged = specs[0] if len(specs) == 1 else MatchSpec.merge(specs)[0]
+        result[name] = merged.version.spec_str if merged.version is not None else ""
+    return result
+
+
+async def _solve_all(
+    env: RenderedEnvironment,
+    platforms: tuple[str, ...],
+    per_platform: dict[str, tuple[VirtualPackage, ...]],
+    cache_dir: Path | None,
+) -> dict[str, tuple[list[Any], float]]:
+    import rattler
+    from rattler.exceptions import SolverError
+
+    gateway = rattler.Gateway(cache_dir=cache_dir) if cache_dir else rattler.Gateway()
+    channels = [rattler.Channel(c) for c in env.spec.channels]
+    solutions: dict[str, tuple[list[Any], float]] = {}
+    for platform in platforms:
+        start = time.perf_counter()
+        try:
+            records = await rattler.solve(
+                sources=channels,
+                specs=list(env.spec.dependencies),
+                gateway=gateway,
+                platforms=[platform, "noarch"],
+                virtual_packages=to_rattler(per_platform[platform]),
+            )
+        except SolverError as exc:
+            raise explain_unsatisfiable(
+                str(exc),
+                platform=platform,
+                specs=env.spec.dependencies,
+                channels=env.spec.channels,
+                variant=env.variant,
+                cuda=env.cuda,
+            ) from exc
+        except Exception as exc:  # network, channel and spec errors all come as rattler exceptions
+            raise SolveError(
+                f"could not solve {platform} from {', '.join(env.spec.channels)}: "
+                f"{type(exc).__name__}: {exc}",
+                fix="check the --channel URLs (and the network for remote channels), "
+                "and the match specs in the environment file",
+            ) from exc
+        solutions[platform] = (records, (time.perf_counter() - start) * 1000)
+    return solutions
+
+
+def _build_lockfile(
+    env: RenderedEnvironment,
+    env_path: Path,
+    vp_path: Path,
+    solutions: dict[str, tuple[list[Any], float]],
+    per_platform: dict[str, tuple[VirtualPackage, ...]],
+    engine: str,
+) -> Any:
+    from conda_lock.content_hash import compute_content_hashes
+    from conda_lock.lockfile.v1.models import HashModel, LockMeta
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
+    from conda_lock.src_parser import make_lock_spec
+    from conda_lock.virtual_package import virtual_package_repo_from_specification
+
+    lock_spec = make_lock_spec(src_files=[env_path], mapping_url=str(pypi_mapping_path()))
+    content_hash = compute_content_hashes(lock_spec, virtual_package_repo_from_specification(vp_path))
+    packages = []
+    for platform, (records, _) in solutions.items():
+        for rec in records:
+            if rec.sha256 is None or rec.md5 is None:
+                raise SolveError(
+                    f"{rec.file_name} on {rec.channel} has no sha256/md5 in its repodata; "
+                    "a lock without hashes cannot be verified",
+                    fix="use a channel whose repodata lists sha256 and md5 for every package",
+                )
+            packages.append(
+                LockedDependency(
+                    name=rec.name.normalized,
+                    version=str(rec.version),
+                    manager="conda",
+                    platform=platform,
+                    dependencies=_dependencies(list(rec.depends)),
+                    url=rec.url,
+                    hash=HashModel(md5=rec.md5.hex(), sha256=rec.sha256.hex()),
+                    categories={"main"},
+                    build=str(rec.build),
+                )
+            )
+    return Lockfile(
+        package=packages,
+        metadata=LockMeta(
+            content_hash=content_hash,
+            channels=list(env.spec.channels),
+            platforms=list(solutions),
+            sources=[env_path.name],
+            custom_metadata=custom_metadata(env, per_platform, engine),
+        ),
+    )
+
+
+def _finish_lock(tmp_lock: Path, lock_path: Path, header: list[str]) -> None:
+    body = tmp_lock.read_text(encoding="utf-8")
+    tmp_lock.unlink()
+    _write_atomically(lock_path, "\n".join(header) + "\n" + body)
+
+
+def lock_environment(
+    env: RenderedEnvironment,
+    *,
+    platforms: tuple[str, ...],
+    output_dir: Path,
+    engine: str = "rattler",
+    force: bool = False,
+    cache_dir: Path | None = None,
+) -> LockResult:
+    """Solve ``env`` for each platform and write the environment file, virtual packages and lock.
+
+    Args:
+        env: the rendered environment (its ``platforms`` should equal ``platforms``).
+        platforms: conda subdirs to lock.
+        output_dir: where the three files go (created if missing).
+        engine: ``rattler`` or ``conda-lock``.
+        force: replace existing output files.
+        cache_dir: rattler's repodata cache (default: rattler's own).
+
+    Raises:
+        ExistsError: an output file exists and ``force`` is false.
+        MissingToolError: ``engine="conda-lock"`` and no conda/mamba/micromamba executable.
+        SolveError: unsatisfiable (explained in plain words) or the channel could not be read.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    conda_exe = find_conda_executable() if engine == "conda-lock" else None
+    if engine == "conda-lock" and conda_exe is None:
+        raise MissingToolError(
+            "--engine conda-lock needs a conda, mamba or micromamba executable, and none is on PATH "
+            "(nor $CONDA_EXE)",
+            fix="use the default --engine rattler, which needs no conda binary, or install "
+            "micromamba (https://mamba.readthedocs.io) and retry",
+        )
+    name = env.spec.name
+    env_path, vp_path, lock_path = output_paths(output_dir, name)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _check_outputs((env_path, vp_path, lock_path), force)
+    per_platform = {p: virtual_packages(p, env.cuda) for p in platforms}
+
+    solutions: dict[str, tuple[list[Any], float]] = {}
+    if engine == "rattler":
+        solutions = asyncio.run(_solve_all(env, platforms, per_platform, cache_dir))
+    _write_atomically(env_path, env.text)
+    _write_atomically(vp_path, spec_file_text(per_platform))
+    header = header_lines(env, per_platform)
+    # conda-lock's help text names the file it writes: give it the final name, in a temporary dir
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".dlsetup-lock-", dir=output_dir))
+    tmp_lock = tmp_dir / lock_path.name
+    try:
+        if engine == "rattler":
+            from conda_lock.lockfile import write_conda_lock_file
+
+            lockfile = _build_lockfile(env, env_path, vp_path, solutions, per_platform, engine)
+            write_conda_lock_file(lockfile, tmp_lock, metadata_choices=None)
+            content_hash = dict(lockfile.metadata.content_hash)
+        else:
+            assert conda_exe is not None
+            content_hash = _conda_lock_solve(conda_exe, env_path, vp_path, tmp_lock, platforms)
+        _finish_lock(tmp_lock, lock_path, header)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    return LockResult(
+        name=name,
+        target=env.target,
+        variant=env.variant,
+        cuda=env.cuda,
+        python=env.python,
+        engine=engine,
+        channels=env.spec.channels,
+        lock_path=lock_path,
+        environment_path=env_path,
+        virtual_packages_path=vp_path,
+        platforms=tuple(
+            PlatformLock(
+                platform=p,
+                virtual_packages=per_platform[p],
+                packages=tuple(
+                    sorted(
+                        (
+                            LockedPackage(r.name.normalized, str(r.version), str(r.build))
+                            for r in solutions[p][0]
+                        ),
+                        key=lambda pkg: pkg.name,
+                    )
+                )
+                if p in solutions
+                else _packages_from_lock(lock_path, p),
+                solve_ms=solutions[p][1] if p in solutions else 0.0,
+            )
+            for p in platforms
+        ),
+        content_hash=content_hash,
+    )
+
+
+def _packages_from_lock(lock_path: Path, platform: str) -> tuple[LockedPackage, ...]:
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    lock = parse_conda_lock_file(lock_path)
+    return tuple(
+        sorted(
+            (
+                LockedPackage(p.name, p.version, p.build or "")
+                for p in lock.package
+                if p.platform == platform and p.manager == "conda"
+            ),
+            key=lambda pkg: pkg.name,
+        )
+    )
+
+
+def _conda_lock_solve(
+    conda_exe: str, env_path: Path, vp_path: Path, lock_out: Path, platforms: tuple[str, ...]
+) -> dict[str, str]:
+    """Run conda-lock's own solve (``python -m conda_lock lock``) with explicit virtual packages."""
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    lock_out.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "conda_lock",
+        "lock",
+        "--conda",
+        conda_exe,
+        "--file",
+        str(env_path),
+        "--virtual-package-spec",
+        str(vp_path),
+        "--pypi_to_conda_lookup_file",
+        str(pypi_mapping_path()),
+        "--lockfile",
+        str(lock_out),
+    ]
+    for platform in platforms:
+        cmd += ["--platform", platform]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise SolveError(
+            f"conda-lock's solve failed (exit {proc.returncode}) using {conda_exe}:\n{tail}",
+            fix="read conda-lock's message above; --engine rattler explains unsatisfiable CUDA "
+            "requests in plain words",
+        )
+    return dict(parse_conda_lock_file(lock_out).metadata.content_hash)

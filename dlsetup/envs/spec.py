@@ -1,0 +1,299 @@
+"""Targets, variants and platforms, the shipped environment files, and rendering them.
+
+The source environment files live in ``dlsetup/data/environments/<target>-<variant>.yml`` (the one
+source of truth; ``environments/`` in the repository holds an identical copy checked by a test).
+Each is a plain conda ``environment.yml`` with conda-forge as its channel, a ``platforms:`` list
+(where conda-forge builds that variant) and dependencies. Variants are expressed with build-string
+match specs on the real packages, which conda, mamba, micromamba, conda-lock and rattler all read:
+
+* CPU: ``pytorch * cpu_*`` / ``tensorflow * cpu_*``.
+* CUDA: ``pytorch * cuda*`` / ``tensorflow * cuda*`` plus ``cuda-version MAJOR.*``, which picks the
+  CUDA major family; the lock adds the virtual package ``__cuda`` with the driver's CUDA version,
+  and conda-forge's own constraints (``cuda-version`` constrains ``__cuda >=MAJOR``) do the rest.
+* MPS: conda-forge's osx-arm64 PyTorch builds are CPU builds with the Metal backend, so the mps
+  file is the CPU spec restricted to osx-arm64.
+
+Rendering replaces the ``python`` and ``cuda-version`` lines and the channels when asked, and keeps
+everything else. A file that is not valid YAML, or not shaped like an environment file, raises
+:class:`dlsetup.errors.InputError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from dlsetup.errors import InputError
+
+TARGETS: tuple[str, ...] = ("pytorch", "tensorflow", "both")
+VARIANTS: tuple[str, ...] = ("cpu", "cuda", "mps")
+PLATFORMS: tuple[str, ...] = ("linux-64", "linux-aarch64", "osx-arm64", "win-64")
+DEFAULT_CHANNEL = "conda-forge"
+DEFAULT_PYTHON = "3.12"
+
+_PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
+_CUDA_RE = re.compile(r"^\d{1,2}\.\d{1,2}$")
+_SPEC_NAME_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)")
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """A parsed environment file.
+
+    Attributes:
+        path: where it was read from (for messages).
+        name: the ``name:`` field.
+        channels: channel names or URLs, in priority order.
+        platforms: the ``platforms:`` list (empty: not stated).
+        dependencies: conda match specs, as written.
+        header: the leading comment lines (kept when rendering).
+    """
+
+    path: str
+    name: str
+    channels: tuple[str, ...]
+    platforms: tuple[str, ...]
+    dependencies: tuple[str, ...]
+    header: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class RenderedEnvironment:
+    """An environment file rendered for one request.
+
+    Attributes:
+        spec: the rendered content.
+        text: the YAML text to write (``NAME.environment.yml``).
+        target: ``pytorch`` | ``tensorflow`` | ``both`` | ``file``.
+        variant: ``cpu`` | ``cuda`` | ``mps``.
+        cuda: the CUDA version (``"12.4"``) the lock is solved for; ``None`` for cpu and mps.
+        python: the Python ``major.minor`` pinned, or ``None`` when the file pins none.
+    """
+
+    spec: EnvironmentSpec
+    text: str
+    target: str
+    variant: str
+    cuda: str | None
+    python: str | None
+
+
+def spec_name(spec: str) -> str:
+    """The package name of a conda match spec (``"pytorch * cuda*"`` -> ``"pytorch"``)."""
+    match = _SPEC_NAME_RE.match(spec)
+    return match.group(1).lower() if match else ""
+
+
+def environment_file(target: str, variant: str) -> Path:
+    """The shipped environment file for ``target`` and ``variant``.
+
+    Raises:
+        InputError: the target or variant is unknown, or this target has no such variant.
+    """
+    if target not in TARGETS:
+        raise InputError(
+            f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}",
+            fix="pick one of them, or pass the path of an environment.yml",
+        )
+    if variant not in VARIANTS:
+        raise InputError(
+            f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}",
+            fix="use --variant cpu, cuda or mps (or auto)",
+        )
+    data = resources.files("dlsetup").joinpath("data", "environments", f"{target}-{variant}.yml")
+    if not data.is_file():
+        have = [v for v in VARIANTS if _shipped(target, v)]
+        raise InputError(
+            f"target {target!r} has no {variant} variant; it has: {', '.join(have)}",
+            fix=f"use --variant {have[0]}" if have else None,
+        )
+    return Path(str(data))
+
+
+def _shipped(target: str, variant: str) -> bool:
+    return resources.files("dlsetup").joinpath("data", "environments", f"{target}-{variant}.yml").is_file()
+
+
+def variant_platforms(target: str, variant: str) -> tuple[str, ...]:
+    """Platforms where ``target`` exists in ``variant`` (from the shipped file's ``platforms:``)."""
+    if not _shipped(target, variant):
+        return ()
+    return load_environment_file(environment_file(target, variant)).platforms
+
+
+def _line_of(node: Any) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def load_environment_file(path: Path) -> EnvironmentSpec:
+    """Parse an environment file, naming the file and line of anything malformed.
+
+    Args:
+        path: an ``environment.yml``.
+
+    Raises:
+        InputError: unreadable file, invalid YAML, or a field of the wrong shape.
+    """
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"cannot read environment file {path}: {exc.strerror}", fix="check the path"
+        ) from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        raise InputError(
+            f"malformed environment file {where}: {exc.problem or exc.context}",
+            fix="fix the YAML at that line (indentation, a missing '- ' or ':')",
+        ) from exc
+
+    def bad(node: Any, what: str) -> InputError:
+        return InputError(
+            f"malformed environment file {path}, line {_line_of(node)}: {what}",
+            fix="an environment file has name:, channels: (a list), dependencies: (a list of "
+            "match specs like 'numpy' or 'pytorch * cpu_*') and optionally platforms:",
+        )
+
+    if not isinstance(root, yaml.MappingNode):
+        if root is None:
+            raise InputError(f"malformed environment file {path}, line 1: the file is empty")
+        raise bad(root, "expected a mapping with name:, channels: and dependencies:")
+    fields: dict[str, Any] = {}
+    for key, value in root.value:
+        fields[str(key.value)] = value
+
+    def string_list(key: str, *, required: bool) -> tuple[str, ...]:
+        node = fields.get(key)
+        if node is None:
+            if required:
+                raise bad(root, f"'{key}:' is missing")
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            raise bad(node, f"'{key}:' must be a list")
+        items = []
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode) or not str(item.value).strip():
+                if isinstance(item, yaml.MappingNode) and key == "dependencies":
+                    raise bad(item, "pip: sections are not supported; list conda packages only")
+                raise bad(item, f"each '{key}:' entry must be a non-empty string")
+            items.append(str(item.value).strip())
+        return tuple(items)
+
+    name_node = fields.get("name")
+    name = str(name_node.value) if isinstance(name_node, yaml.ScalarNode) else path.stem
+    channels = string_list("channels", required=False) or (DEFAULT_CHANNEL,)
+    platforms = string_list("platforms", required=False)
+    for item, node in zip(platforms, getattr(fields.get("platforms"), "value", []), strict=False):
+        if item not in PLATFORMS:
+            raise bad(node, f"unknown platform {item!r}; valid platforms: {', '.join(PLATFORMS)}")
+    dependencies = string_list("dependencies", required=True)
+    if not dependencies:
+        raise bad(fields["dependencies"], "'dependencies:' is empty")
+    for item, node in zip(dependencies, fields["dependencies"].value, strict=True):
+        if not spec_name(item):
+            raise bad(node, f"{item!r} is not a conda match spec")
+    header = tuple(line for line in _leading_comments(text))
+    return EnvironmentSpec(str(path), name, channels, platforms, dependencies, header)
+
+
+def _leading_comments(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return lines
+
+
+def validate_python(python: str) -> str:
+    """Check a ``--python`` value (``3.12``)."""
+    if not _PYTHON_RE.match(python):
+        raise InputError(
+            f"invalid --python {python!r}: expected MAJOR.MINOR such as 3.12", fix="--python 3.12"
+        )
+    return python
+
+
+def validate_cuda(cuda: str) -> str:
+    """Check a ``--cuda`` value (``12.4``)."""
+    if not _CUDA_RE.match(cuda):
+        raise InputError(
+            f"invalid --cuda {cuda!r}: expected MAJOR.MINOR such as 12.4",
+            fix="use the 'CUDA Version' that nvidia-smi or dlsetup doctor shows, e.g. --cuda 12.4",
+        )
+    return cuda
+
+
+def render(
+    spec: EnvironmentSpec,
+    *,
+    target: str,
+    variant: str,
+    cuda: str | None,
+    python: str | None,
+    channels: tuple[str, ...] = (),
+    platforms: tuple[str, ...] = (),
+    name: str | None = None,
+) -> RenderedEnvironment:
+    """Render ``spec`` for one request: pin Python and the CUDA family, set channels, platforms.
+
+    Args:
+        spec: the parsed source file.
+        target: the target name (``file`` for a user's own environment file).
+        variant: ``cpu``, ``cuda`` or ``mps``.
+        cuda: the CUDA ``MAJOR.MINOR`` to solve for (cuda variant only).
+        python: ``MAJOR.MINOR`` to pin, or ``None`` to keep the file's pin.
+        channels: channels replacing the file's (empty: keep them).
+        platforms: the platforms being locked (written to ``platforms:``).
+        name: the environment name written to ``name:``.
+    """
+    deps = list(spec.dependencies)
+    pinned_python: str | None = None
+    for i, dep in enumerate(deps):
+        if spec_name(dep) == "python":
+            if python is not None:
+                deps[i] = f"python {python}.*"
+            found = re.search(r"(3\.\d+)", deps[i])
+            pinned_python = found.group(1) if found else None
+        elif spec_name(dep) == "cuda-version" and cuda is not None:
+            deps[i] = f"cuda-version {cuda.split('.')[0]}.*"
+    if python is not None and pinned_python is None:
+        deps.insert(0, f"python {python}.*")
+        pinned_python = python
+    if variant == "cuda" and cuda is not None and not any(spec_name(d) == "cuda-version" for d in deps):
+        deps.append(f"cuda-version {cuda.split('.')[0]}.*")
+    new = EnvironmentSpec(
+        path=spec.path,
+        name=name or spec.name,
+        channels=channels or spec.channels,
+        platforms=platforms or spec.platforms,
+        dependencies=tuple(deps),
+        header=spec.header,
+    )
+    lines = list(new.header)
+    solved = f"CUDA {cuda} (__cuda={cuda})" if cuda else "no CUDA (no __cuda virtual package)"
+    lines.append(f"# Rendered by dlsetup: target {target}, variant {variant}, {solved}.")
+    lines.append(f"name: {new.name}")
+    lines.append("channels:")
+    lines += [f"  - {c}" for c in new.channels]
+    if new.platforms:
+        lines.append("platforms:")
+        lines += [f"  - {p}" for p in new.platforms]
+    lines.append("dependencies:")
+    lines += [f"  - {d}" for d in new.dependencies]
+    return RenderedEnvironment(
+        spec=new,
+        text="\n".join(lines) + "\n",
+        target=target,
+        variant=variant,
+        cuda=cuda if variant == "cuda" else None,
+        python=pinned_python,
+    )

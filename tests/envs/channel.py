@@ -1,0 +1,287 @@
+"""A local conda channel shaped like conda-forge, built from real package archives at test time.
+
+Every package is a real ``.tar.bz2`` archive with ``info/index.json``, ``info/paths.json``,
+``info/files`` and payload files, and the channel is indexed with ``rattler.index.index_fs`` so the
+real solver and installer run against it. Shapes follow conda-forge (see compat.yaml):
+
+* ``python`` 3.11 and 3.12: a stand-in whose ``bin/python`` is a small shell script that exits 3
+  (so it is not a runnable Python) and whose ``lib/dlsetup-prefix.txt`` contains the prefix
+  placeholder, to prove rewriting.
+* ``numpy``, ``pip`` (noarch: python), ``ipykernel`` and ``jupyter`` stand-ins (noarch: python).
+* ``cuda-version`` 11.8, 12.6, 12.9, 13.0 (noarch: generic, ``constrains: __cuda >=MAJOR``).
+* ``pytorch`` 2.13.0: ``cpu_generic``/``cpu_mkl`` builds everywhere, ``cuda129``/``cuda130`` builds
+  on linux-64, linux-aarch64 and win-64 depending on ``__cuda`` and ``cuda-version``; metapackages
+  ``pytorch-cpu`` and ``pytorch-gpu``.
+* ``tensorflow`` 2.19.1: CPU builds on linux-64 and linux-aarch64, a ``cuda128`` build on linux-64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64", "win-64")
+PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
+TIMESTAMP = 1_760_000_000_000  # ms since the epoch: a fixed date so archives are reproducible
+PYTHONS = ("3.11", "3.12")
+
+
+@dataclass
+class Package:
+    """One package archive to build."""
+
+    name: str
+    version: str
+    build: str
+    subdir: str
+    build_number: int = 0
+    depends: list[str] = field(default_factory=list)
+    constrains: list[str] = field(default_factory=list)
+    noarch: str | None = None
+    track_features: str = ""
+    files: dict[str, bytes] = field(default_factory=dict)
+    #: paths (keys of ``files``) that contain the prefix placeholder in text mode
+    prefix_files: tuple[str, ...] = ()
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}-{self.build}.tar.bz2"
+
+
+def _index_json(pkg: Package) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": pkg.name,
+        "version": pkg.version,
+        "build": pkg.build,
+        "build_number": pkg.build_number,
+        "depends": pkg.depends,
+        "constrains": pkg.constrains,
+        "license": "BSD-3-Clause",
+        "subdir": pkg.subdir,
+        "timestamp": TIMESTAMP,
+    }
+    if pkg.noarch:
+        data["noarch"] = pkg.noarch
+    else:
+        platform, _, arch = pkg.subdir.partition("-")
+        data["platform"] = {"osx": "osx", "win": "win", "linux": "linux"}[platform]
+        data["arch"] = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64"}[arch]
+    if pkg.track_features:
+        data["track_features"] = pkg.track_features
+    return data
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = TIMESTAMP // 1000
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_archive(pkg: Package, directory: Path) -> Path:
+    """Write ``pkg`` as a ``.tar.bz2`` conda package into ``directory``; return its path."""
+    paths = []
+    for path, data in sorted(pkg.files.items()):
+        entry: dict[str, object] = {
+            "_path": path,
+            "path_type": "hardlink",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size_in_bytes": len(data),
+        }
+        if path in pkg.prefix_files:
+            entry["file_mode"] = "text"
+            entry["prefix_placeholder"] = PLACEHOLDER
+        paths.append(entry)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / pkg.filename
+    with tarfile.open(target, "w:bz2") as tar:
+        _add(tar, "info/index.json", json.dumps(_index_json(pkg), indent=2).encode())
+        _add(tar, "info/paths.json", json.dumps({"paths": paths, "paths_version": 1}).encode())
+        _add(tar, "info/files", "".join(f"{p}\n" for p in sorted(pkg.files)).encode())
+        if pkg.prefix_files:
+            has_prefix = "".join(f"{PLACEHOLDER} text {p}\n" for p in pkg.prefix_files)
+            _add(tar, "info/has_prefix", has_prefix.encode())
+        for path, data in sorted(pkg.files.items()):
+            _add(tar, path, data, 0o755 if path.startswith(("bin/", "Scripts/")) else 0o644)
+    return target
+
+
+def _next_minor(py: str) -> str:
+    major, minor = py.split(".")
+    return f"{major}.{int(minor) + 1}"
+
+
+def _py_tag(py: str) -> str:
+    return "py" + py.replace(".", "")
+
+
+def _python_packages(subdir: str) -> Iterable[Package]:
+    windows = subdir.startswith("win")
+    for py in PYTHONS:
+        exe = "python.exe" if windows else "bin/python"
+        script = (
+            f"#!/bin/sh\n# stand-in python {py} installed in {PLACEHOLDER}\n"
+            "echo 'stand-in python: not runnable' >&2\nexit 3\n"
+        ).encode()
+        files = {
+            exe: script,
+            "lib/dlsetup-prefix.txt" if not windows else "Lib/dlsetup-prefix.txt": (
+                f"prefix={PLACEHOLDER}\n".encode()
+            ),
+        }
+        yield Package(
+            name="python",
+            version=f"{py}.9",
+            build="h0_0_cpython",
+            subdir=subdir,
+            depends=[],
+            constrains=[f"python_abi {py}.* *_cp{py.replace('.', '')}"],
+            files=files,
+            prefix_files=tuple(p for p in files if p.endswith("dlsetup-prefix.txt")) + (exe,),
+        )
+        yield Package(
+            name="python_abi",
+            version=py,
+            build=f"8_cp{py.replace('.', '')}",
+            subdir=subdir,
+            files={},
+        )
+        yield Package(
+            name="numpy",
+            version="2.3.4",
+            build=f"{_py_tag(py)}h0_0",
+            subdir=subdir,
+            depends=[f"python >={py},<{_next_minor(py)}.0a0", f"python_abi {py}.* *_cp{py.replace('.', '')}"],
+            files={f"lib/numpy-{py}.txt": b"numpy stand-in\n"},
+        )
+
+
+def _pytorch_packages(subdir: str) -> Iterable[Package]:
+    cuda_builds = {"linux-64": ("129", "130"), "linux-aarch64": ("129", "130"), "win-64": ("128", "130")}
+    for py in PYTHONS:
+        pydeps = [f"python >={py},<{_next_minor(py)}.0a0", f"python_abi {py}.* *_cp{py.replace('.', '')}", "numpy >=1.23"]
+        blas = "mkl" if subdir in ("linux-64", "win-64") else "generic"
+        yield Package(
+            name="pytorch",
+            version="2.13.0",
+            build=f"cpu_{blas}_{_py_tag(py)}h0_{100 if blas == 'mkl' else 0}",
+            build_number=100 if blas == "mkl" else 0,
+            subdir=subdir,
+            depends=pydeps,
+            files={f"lib/torch-{py}-cpu.txt": b"pytorch cpu stand-in\n"},
+        )
+        for cu in cuda_builds.get(subdir, ()):
+            major, minor = cu[:-1], cu[-1]
+            yield Package(
+                name="pytorch",
+                version="2.13.0",
+                build=f"cuda{cu}_{blas}_{_py_tag(py)}h0_{300 if blas == 'mkl' else 200}",
+                build_number=300 if blas == "mkl" else 200,
+                subdir=subdir,
+                depends=[*pydeps, "__cuda", f"cuda-version >={major}.{minor},<{int(major) + 1}"],
+                files={f"lib/torch-{py}-cuda{cu}.txt": b"pytorch cuda stand-in\n"},
+            )
+    yield Package(
+        name="pytorch-cpu",
+        version="2.13.0",
+        build="cpu_h0_0",
+        subdir=subdir,
+        depends=["pytorch 2.13.0 cpu_*"],
+    )
+    if subdir in cuda_builds:
+        yield Package(
+            name="pytorch-gpu",
+            version="2.13.0",
+            build="cuda_h0_200",
+            build_number=200,
+            subdir=subdir,
+            depends=["pytorch 2.13.0 cuda*"],
+        )
+
+
+def _tensorflow_packages(subdir: str) -> Iterable[Package]:
+    if not subdir.startswith("linux"):
+        return
+    for py in PYTHONS:
+        pydeps = [f"python >={py},<{_next_minor(py)}.0a0", f"python_abi {py}.* *_cp{py.replace('.', '')}", "numpy >=1.26"]
+        yield Package(
+            name="tensorflow",
+            version="2.19.1",
+            build=f"cpu_{_py_tag(py)}h0_0",
+            subdir=subdir,
+            depends=pydeps,
+            track_features="tensorflow-cpu",
+            files={f"lib/tensorflow-{py}-cpu.txt": b"tensorflow cpu stand-in\n"},
+        )
+        if subdir == "linux-64":
+            yield Package(
+                name="tensorflow",
+                version="2.19.1",
+                build=f"cuda128{_py_tag(py)}h0_200",
+                build_number=200,
+                subdir=subdir,
+                depends=[*pydeps, "__cuda", "cuda-version >=12.8,<13"],
+                files={f"lib/tensorflow-{py}-cuda128.txt": b"tensorflow cuda stand-in\n"},
+            )
+
+
+def _noarch_packages() -> Iterable[Package]:
+    for version in ("11.8", "12.6", "12.9", "13.0"):
+        major = version.split(".")[0]
+        yield Package(
+            name="cuda-version",
+            version=version,
+            build="h0_3",
+            build_number=3,
+            subdir="noarch",
+            noarch="generic",
+            constrains=[f"__cuda >={major}", f"cudatoolkit {version}|{version}.*"],
+        )
+    for name, version, deps in (
+        ("pip", "25.2", ["python >=3.9"]),
+        ("ipykernel", "6.30.1", ["python >=3.9"]),
+        ("jupyter", "1.1.1", ["python >=3.9", "ipykernel"]),
+    ):
+        yield Package(
+            name=name,
+            version=version,
+            build="pyhd8ed1ab_0",
+            subdir="noarch",
+            noarch="python",
+            depends=deps,
+            files={f"site-packages/{name}_standin/__init__.py": f"# {name} stand-in\n".encode()},
+        )
+
+
+def all_packages() -> list[Package]:
+    """Every package of the test channel."""
+    packages = list(_noarch_packages())
+    for subdir in PLATFORMS:
+        packages += _python_packages(subdir)
+        packages += _pytorch_packages(subdir)
+        packages += _tensorflow_packages(subdir)
+    return packages
+
+
+def build_channel(directory: Path, extra: Iterable[Package] = ()) -> str:
+    """Build and index the channel in ``directory``; return its ``file://`` URL.
+
+    Args:
+        directory: an empty or missing directory.
+        extra: more packages to add (for example a large one).
+    """
+    import rattler.index
+
+    for pkg in [*all_packages(), *extra]:
+        write_archive(pkg, directory / pkg.subdir)
+    for subdir in (*PLATFORMS, "noarch"):
+        (directory / subdir).mkdir(parents=True, exist_ok=True)
+    asyncio.run(rattler.index.index_fs(directory, write_zst=False, write_shards=False, force=True))
+    return directory.resolve().as_uri()
