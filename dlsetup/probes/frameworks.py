@@ -250,7 +250,15 @@ class FrameworkRun:
             if payload is not None:
                 python_version = str(payload.get("python", python_version))
                 plat = str(payload.get("platform", plat))
-            results[name] = _to_probe(name, payload, err, code, timed_out, elapsed, self.timeout)
+            results[name] = _to_probe(
+                name,
+                payload,
+                err=err,
+                code=code,
+                timed_out=timed_out,
+                elapsed=elapsed,
+                timeout=self.timeout,
+            )
         return FrameworksFacts(
             python_executable=self.python,
             python_version=python_version,
@@ -374,6 +382,7 @@ def _tf_build(facts: dict[str, Any]) -> TensorflowBuild:
 def _to_probe(
     name: str,
     payload: dict[str, Any] | None,
+    *,
     err: bytes,
     code: int | None,
     timed_out: bool,
@@ -410,7 +419,9 @@ def _to_probe(
         )
     status = str(payload.get("status", "error"))
     if status == "not_installed":
-        return Missing("not_installed", f"{name} is not importable by {payload.get('python_executable')}")
+        return Missing(
+            "not_installed", f"{name} is not importable by {payload.get('python_executable')}"
+        )
     detail = str(payload.get("detail", ""))
     warnings_ = tuple(str(w) for w in payload.get("warnings", []))
     libs = failed_libraries(stderr, detail, str(payload.get("traceback", "")), *warnings_)
@@ -418,7 +429,14 @@ def _to_probe(
     seconds = float(payload.get("import_seconds", elapsed))
     if status != "ok":
         return FrameworkProbe(
-            name, "import_failed", detail, Missing("import_failed"), seconds, exit_code, libs, messages
+            name,
+            "import_failed",
+            detail,
+            Missing("import_failed"),
+            seconds,
+            exit_code,
+            libs,
+            messages,
         )
     facts = payload.get("facts", {})
     version = _maybe_str(facts.get("version"))

@@ -1,0 +1,117 @@
+"""Doctor's rules: pure functions from :class:`DoctorFacts` to :class:`Finding` lists.
+
+:data:`CHECK_IDS` is the catalogue of every finding id with its default severity; docs/doctor.md
+documents each one and the tests make each fire and stay silent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dlsetup.checks import frameworks, nvidia, system
+from dlsetup.checks.context import DoctorFacts
+from dlsetup.checks.finding import SEVERITIES, Finding, Severity
+
+Check = Callable[[DoctorFacts], list[Finding]]
+
+#: Every check, in report order (hardware and driver first, then frameworks, then the host).
+CHECKS: tuple[Check, ...] = (
+    nvidia.check_nvml_status,
+    nvidia.check_functions_not_found,
+    nvidia.check_gpu_lost,
+    system.check_visible_devices,
+    nvidia.check_mig,
+    nvidia.check_memory_held,
+    nvidia.check_ecc,
+    frameworks.check_import,
+    frameworks.check_cuda_libs_failed,
+    frameworks.check_cpu_build,
+    frameworks.check_driver_vs_build,
+    frameworks.check_arch,
+    frameworks.check_cuda_unavailable,
+    frameworks.check_tf_windows,
+    frameworks.check_python_support,
+    system.check_cpu_avx,
+    system.check_ram,
+    system.check_disk,
+    system.check_wsl_libcuda,
+)
+
+#: id -> the severity it has (some ids can be raised or lowered by context; this is the usual one).
+CHECK_IDS: dict[str, Severity] = {
+    "nvml.no_library": "info",
+    "nvml.driver_not_loaded": "error",
+    "nvml.driver_mismatch": "error",
+    "nvml.no_permission": "warning",
+    "nvml.error": "warning",
+    "nvml.function_not_found": "info",
+    "gpu.lost": "error",
+    "cuda_visible_devices.hides_all": "warning",
+    "cuda_visible_devices.unknown_device": "error",
+    "gpu.mig_enabled": "warning",
+    "gpu.mig_pending_reset": "warning",
+    "gpu.memory_held": "warning",
+    "gpu.ecc_errors": "warning",
+    "framework.import_crashed": "error",
+    "framework.import_timeout": "error",
+    "framework.import_failed": "error",
+    "framework.cuda_libs_failed": "error",
+    "torch.cpu_build_on_gpu_machine": "error",
+    "tensorflow.cpu_build_on_gpu_machine": "error",
+    "driver.too_old_for_build": "error",
+    "driver.minor_version_compat": "info",
+    "gpu.arch_not_in_build": "error",
+    "gpu.ptx_jit_only": "info",
+    "torch.cuda_unavailable": "error",
+    "tf.windows_native_gpu": "error",
+    "python.unsupported_by_framework": "warning",
+    "cpu.no_avx": "error",
+    "memory.low_ram": "warning",
+    "disk.low_free": "warning",
+    "wsl.libcuda_not_symlink": "warning",
+    "probe.failed": "warning",
+}
+
+
+def check_probe_errors(facts: DoctorFacts) -> list[Finding]:
+    """``probe.failed``: a probe raised instead of returning facts (a bug or a broken system)."""
+    return [
+        Finding(
+            "probe.failed",
+            "warning",
+            f"The {name} probe failed",
+            f"Reading the {name} facts raised {error}; that section of the report is missing.",
+            "Re-run with the same options; if it persists, report it with dlsetup doctor --json "
+            "attached.",
+            {"probe": name, "error": error},
+        )
+        for name, error in sorted(facts.probe_errors.items())
+    ]
+
+
+def evaluate(facts: DoctorFacts) -> tuple[Finding, ...]:
+    """Run every check; a check that raises becomes a ``probe.failed`` finding, never a crash.
+
+    Returns:
+        Findings sorted by severity (errors first), then in check order.
+    """
+    found: list[Finding] = check_probe_errors(facts)
+    for check in CHECKS:
+        try:
+            found.extend(check(facts))
+        except Exception as exc:  # a rule bug must not end the report
+            found.append(
+                Finding(
+                    "probe.failed",
+                    "warning",
+                    f"The check {check.__name__} failed",
+                    f"{check.__name__} raised {type(exc).__name__}: {exc}.",
+                    "Report this with dlsetup doctor --json attached.",
+                    {"check": check.__name__, "error": f"{type(exc).__name__}: {exc}"},
+                )
+            )
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return tuple(sorted(found, key=lambda f: -rank[f.severity]))
+
+
+__all__ = ["CHECKS", "CHECK_IDS", "DoctorFacts", "Finding", "Severity", "evaluate"]

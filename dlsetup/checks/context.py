@@ -1,0 +1,47 @@
+"""Everything the checks look at: the facts of every probe, each possibly missing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from dlsetup.facts import Maybe, Missing
+from dlsetup.probes.cuda_libs import CudaLibsFacts
+from dlsetup.probes.envmanagers import EnvManagersFacts
+from dlsetup.probes.frameworks import FrameworksFacts
+from dlsetup.probes.nvidia import GpuFacts, NvidiaFacts
+from dlsetup.probes.system import SystemFacts
+
+
+@dataclass(frozen=True)
+class DoctorFacts:
+    """The inputs of every check.
+
+    Attributes:
+        system: host facts, or why they are missing.
+        nvidia: NVML facts (always present; ``status`` says whether NVML answered).
+        cuda_libs: CUDA libraries and ``CUDA_VISIBLE_DEVICES``.
+        env_managers: conda, pip, uv, ...
+        frameworks: torch and TensorFlow in the target interpreter.
+        probe_errors: ``{probe: error text}`` for probes that failed outright.
+    """
+
+    system: Maybe[SystemFacts]
+    nvidia: NvidiaFacts
+    cuda_libs: Maybe[CudaLibsFacts]
+    env_managers: Maybe[EnvManagersFacts]
+    frameworks: Maybe[FrameworksFacts]
+    probe_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> tuple[GpuFacts, ...]:
+        """The GPUs NVML sees, when it answered."""
+        return self.nvidia.gpus if self.nvidia.status == "ok" else ()
+
+    @property
+    def os_name(self) -> str:
+        """``linux``/``darwin``/``windows``, or ``unknown``."""
+        return "unknown" if isinstance(self.system, Missing) else self.system.os_name
+
+    @property
+    def driver_os(self) -> str:
+        """The OS column of the driver tables: ``windows`` on native Windows, else ``linux``."""
+        return "windows" if self.os_name == "windows" else "linux"

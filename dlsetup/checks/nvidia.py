@@ -1,0 +1,249 @@
+"""Checks over NVML's facts: driver state, lost GPUs, MIG, memory held, ECC."""
+
+from __future__ import annotations
+
+from dlsetup.checks.context import DoctorFacts
+from dlsetup.checks.finding import Finding
+from dlsetup.facts import Missing
+
+MIB = 1024 * 1024
+
+#: A GPU whose used memory exceeds this share of its total counts as held by others.
+HELD_SHARE = 0.10
+
+
+def check_nvml_status(facts: DoctorFacts) -> list[Finding]:
+    """``nvml.no_library``, ``nvml.driver_not_loaded``, ``nvml.driver_mismatch``, ``nvml.no_permission``,
+    ``nvml.error``: NVML could not start."""
+    nv = facts.nvidia
+    detail = {"nvml_error_code": nv.nvml_error_code, "nvml_error": nv.status_detail}
+    if nv.status == "ok" or facts.os_name == "darwin":
+        return []
+    if nv.status == "no_library":
+        return [
+            Finding(
+                "nvml.no_library",
+                "info",
+                "No NVIDIA driver library (libnvidia-ml.so.1 / nvml.dll)",
+                "NVML could not be loaded, so no NVIDIA driver is installed for this system: "
+                "frameworks can only use the CPU (or another accelerator).",
+                "If this machine has an NVIDIA GPU, install the NVIDIA driver (Ubuntu: "
+                "sudo ubuntu-drivers install; others: https://www.nvidia.com/Download/index.aspx), "
+                "then reboot.",
+                detail,
+            )
+        ]
+    if nv.status == "driver_not_loaded":
+        return [
+            Finding(
+                "nvml.driver_not_loaded",
+                "error",
+                "The NVIDIA kernel driver is not loaded (NVML error 9)",
+                "The driver's user-space library is installed but the kernel module is not "
+                "running, so no framework can see a GPU.",
+                "Load it with sudo modprobe nvidia (or reboot); if that fails, read "
+                "sudo dmesg | grep -i nvidia — with Secure Boot on, the module must be signed or "
+                "Secure Boot disabled.",
+                detail,
+            )
+        ]
+    if nv.status == "driver_mismatch":
+        return [
+            Finding(
+                "nvml.driver_mismatch",
+                "error",
+                "NVIDIA driver library and kernel module versions differ (NVML error 18)",
+                "The user-space driver library does not match the loaded kernel module, usually "
+                "after a driver update without a reboot; CUDA cannot start.",
+                "Reboot so the new kernel module loads (or reinstall one driver version so library "
+                "and module match; cat /proc/driver/nvidia/version shows the loaded module).",
+                detail,
+            )
+        ]
+    if nv.status == "no_permission":
+        return [
+            Finding(
+                "nvml.no_permission",
+                "warning",
+                "No permission to query the NVIDIA driver",
+                "NVML refused to initialise for this user, so GPU facts are missing.",
+                "Check the permissions of /dev/nvidia* (the user may need the 'video' group), "
+                "or run doctor as a user that can run nvidia-smi.",
+                detail,
+            )
+        ]
+    return [
+        Finding(
+            "nvml.error",
+            "warning",
+            "NVML failed to initialise",
+            f"The NVIDIA driver library answered with an error: {nv.status_detail or 'unknown'}.",
+            "Run nvidia-smi to see the driver's own error message; reinstall the driver if it fails too.",
+            detail,
+        )
+    ]
+
+
+def check_functions_not_found(facts: DoctorFacts) -> list[Finding]:
+    """``nvml.function_not_found``: the driver lacks NVML functions, so some fields are missing."""
+    missing = facts.nvidia.functions_not_found
+    if facts.nvidia.status != "ok" or not missing:
+        return []
+    return [
+        Finding(
+            "nvml.function_not_found",
+            "info",
+            "The driver lacks some NVML functions",
+            f"This driver's NVML has no {', '.join(missing)}; the fields they read are shown as "
+            "n/a. Everything else was read.",
+            "Update the NVIDIA driver for complete reporting (optional).",
+            {"functions": list(missing)},
+        )
+    ]
+
+
+def check_gpu_lost(facts: DoctorFacts) -> list[Finding]:
+    """``gpu.lost``: NVML says a GPU fell off the bus."""
+    lost = [g.index for g in facts.gpus if g.lost]
+    if not lost:
+        return []
+    return [
+        Finding(
+            "gpu.lost",
+            "error",
+            f"GPU {', '.join(map(str, lost))} is lost (NVML error 15)",
+            "The driver lost contact with the GPU (fell off the bus); nothing can run on it "
+            "until it is recovered.",
+            "Look for Xid errors in sudo dmesg | grep -i xid; reboot the machine; if it comes "
+            "back, check the GPU's power, cooling and seating.",
+            {"gpus": lost},
+        )
+    ]
+
+
+def check_mig(facts: DoctorFacts) -> list[Finding]:
+    """``gpu.mig_enabled`` and ``gpu.mig_pending_reset``."""
+    found: list[Finding] = []
+    enabled = [g.index for g in facts.gpus if g.mig_mode_current is True]
+    pending = [
+        g.index
+        for g in facts.gpus
+        if isinstance(g.mig_mode_current, bool)
+        and isinstance(g.mig_mode_pending, bool)
+        and g.mig_mode_current != g.mig_mode_pending
+    ]
+    if enabled:
+        ids = ", ".join(map(str, enabled))
+        found.append(
+            Finding(
+                "gpu.mig_enabled",
+                "warning",
+                f"MIG mode is on for GPU {ids}",
+                "With Multi-Instance GPU on, CUDA programs run only on MIG instances: a framework "
+                "sees no device unless CUDA_VISIBLE_DEVICES names a MIG instance (or the "
+                "scheduler assigns one), and one process gets one instance's memory and cores.",
+                "List the instances with nvidia-smi -L and export CUDA_VISIBLE_DEVICES=MIG-<uuid>; "
+                f"or turn MIG off: sudo nvidia-smi -i {enabled[0]} -mig 0 (then reset the GPU).",
+                {"gpus": enabled},
+            )
+        )
+    if pending:
+        ids = ", ".join(map(str, pending))
+        found.append(
+            Finding(
+                "gpu.mig_pending_reset",
+                "warning",
+                f"A MIG mode change on GPU {ids} waits for a GPU reset",
+                "The MIG mode was changed but takes effect only after the GPU is reset; until "
+                "then the old mode applies.",
+                f"Stop the GPU's processes, then sudo nvidia-smi -i {pending[0]} -r (or reboot).",
+                {"gpus": pending},
+            )
+        )
+    return found
+
+
+def check_memory_held(facts: DoctorFacts) -> list[Finding]:
+    """``gpu.memory_held``: other processes hold GPU memory."""
+    found: list[Finding] = []
+    for gpu in facts.gpus:
+        procs = gpu.processes if not isinstance(gpu.processes, Missing) else ()
+        used = gpu.memory_used_bytes
+        total = gpu.memory_total_bytes
+        heavy = (
+            isinstance(used, int)
+            and isinstance(total, int)
+            and total > 0
+            and used > HELD_SHARE * total
+        )
+        if not procs and not heavy:
+            continue
+        listed = [
+            f"pid {p.pid} ({p.name if not isinstance(p.name, Missing) else 'unknown'}"
+            + (
+                f", {p.used_memory_bytes // MIB} MiB)"
+                if isinstance(p.used_memory_bytes, int)
+                else ")"
+            )
+            for p in procs
+        ]
+        used_text = f"{used // MIB} MiB" if isinstance(used, int) else "some memory"
+        total_text = f" of {total // MIB} MiB" if isinstance(total, int) else ""
+        who = "; ".join(listed) if listed else "processes this user cannot see (another container?)"
+        pids = " ".join(str(p.pid) for p in procs)
+        fix = (
+            f"Stop them if they are yours (kill {pids}), or run on another GPU with "
+            f"CUDA_VISIBLE_DEVICES=<free index>."
+            if pids
+            else "Find the owner with nvidia-smi on the host; or run on another GPU with "
+            "CUDA_VISIBLE_DEVICES=<free index>."
+        )
+        found.append(
+            Finding(
+                "gpu.memory_held",
+                "warning",
+                f"GPU {gpu.index}: {used_text}{total_text} held by other processes",
+                f"Memory on GPU {gpu.index} is in use by {who}; a new job gets only what is "
+                "left and may fail with CUDA out-of-memory.",
+                fix,
+                {
+                    "gpu": gpu.index,
+                    "memory_used_bytes": used if isinstance(used, int) else None,
+                    "processes": [
+                        {
+                            "pid": p.pid,
+                            "name": None if isinstance(p.name, Missing) else p.name,
+                            "used_memory_bytes": None
+                            if isinstance(p.used_memory_bytes, Missing)
+                            else p.used_memory_bytes,
+                        }
+                        for p in procs
+                    ],
+                },
+            )
+        )
+    return found
+
+
+def check_ecc(facts: DoctorFacts) -> list[Finding]:
+    """``gpu.ecc_errors``: uncorrected ECC errors since the driver loaded."""
+    bad = [
+        (g.index, g.ecc_errors_uncorrected)
+        for g in facts.gpus
+        if isinstance(g.ecc_errors_uncorrected, int) and g.ecc_errors_uncorrected > 0
+    ]
+    if not bad:
+        return []
+    text = ", ".join(f"GPU {i}: {n}" for i, n in bad)
+    return [
+        Finding(
+            "gpu.ecc_errors",
+            "warning",
+            "Uncorrected ECC memory errors",
+            f"Uncorrected ECC errors since the driver loaded ({text}); results on that GPU may "
+            "be wrong and jobs may crash.",
+            "Reset the GPU (sudo nvidia-smi -i <index> -r) or reboot; if errors come back, have "
+            "the GPU checked (nvidia-smi -q -d ECC,PAGE_RETIREMENT).",
+            {"gpus": {str(i): n for i, n in bad}},
+        )
+    ]

@@ -1,0 +1,329 @@
+"""``dlsetup doctor``: parse options, call :func:`dlsetup.doctor.run_doctor`, render."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from dlsetup.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dlsetup.doctor import DoctorReport
+
+HELP = """Report this machine's hardware and software and diagnose why PyTorch or TensorFlow
+does or does not see the GPU, with the command that fixes each problem.
+
+\b
+What it reads:
+  System        OS, kernel, glibc, Python, CPU model/cores/AVX/AVX-512/AMX, RAM, swap,
+                free disk, container and WSL
+  NVIDIA        driver, CUDA driver version, every GPU through NVML (no GPU memory used)
+  CUDA libs     nvcc, CUDA_HOME, libcudart/libcudnn/libcuda, CUDA_VISIBLE_DEVICES
+  Env managers  conda, mamba, micromamba, pixi, uv, pip; the active environment
+  Frameworks    torch and TensorFlow in --python's interpreter, each probed in its own
+                subprocess with a timeout (a crash or hang becomes a finding)
+
+\b
+What it diagnoses (check ids, see docs/doctor.md): a CPU-only framework build on a GPU
+machine, a driver too old for the build's CUDA, a GPU the build has no kernels for, driver
+not loaded / library mismatch, CUDA_VISIBLE_DEVICES mistakes, MIG, GPU memory held by
+others, TensorFlow >= 2.11 on native Windows, unsupported Python, no AVX, low RAM/disk,
+the WSL libcuda.so.1 symlink, framework imports that crash, hang or miss CUDA libraries.
+
+\b
+Exit codes:
+  0  no error finding (warnings allowed unless --strict)
+  1  at least one error finding (or a warning with --strict)
+  2  usage error
+  3  the --python interpreter does not exist
+
+\b
+Examples:
+  dlsetup doctor                        the report, for people
+  dlsetup doctor --json | jq .data.findings
+  dlsetup doctor --no-frameworks        hardware and driver only (fast)
+  dlsetup doctor --python ~/miniforge3/envs/dl/bin/python --timeout 120
+"""
+
+
+@click.command("doctor", help=HELP, short_help="Report hardware and software, diagnose mismatches.")
+@click.option("--json", "as_json", is_flag=True, help="Print the dlsetup.doctor JSON envelope.")
+@click.option("--strict", is_flag=True, help="Warnings count as errors for the exit code.")
+@click.option("--no-frameworks", is_flag=True, help="Skip the torch/TensorFlow probes.")
+@click.option(
+    "--python",
+    "python",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Interpreter whose frameworks are probed (default: the one running dlsetup).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds each framework probe may take before it is killed.",
+)
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    as_json: bool,
+    strict: bool,
+    no_frameworks: bool,
+    python: str | None,
+    timeout: float,
+) -> None:
+    """Run the probes and checks, print the report, exit 1 on error findings."""
+    from dlsetup.doctor import run_doctor
+
+    report = run_doctor(python=python, frameworks=not no_frameworks, timeout=timeout)
+    code = ExitCode.FINDINGS if report.failed(strict) else ExitCode.OK
+    if as_json:
+        from dlsetup.output import dumps, envelope
+
+        data = report_data(report, strict=strict, exit_code=int(code))
+        click.echo(dumps(envelope("dlsetup.doctor", data)))
+    else:
+        from dlsetup.output import make_console
+
+        render(make_console(), report, strict=strict)
+    ctx.exit(int(code))
+
+
+def report_data(report: DoctorReport, *, strict: bool, exit_code: int) -> dict[str, Any]:
+    """The ``data`` of the ``dlsetup.doctor`` envelope."""
+    from dlsetup.output import to_jsonable
+
+    facts = report.facts
+    return {
+        "exit_code": exit_code,
+        "strict": strict,
+        "elapsed_s": report.elapsed_s,
+        "summary": {s: report.count(s) for s in ("error", "warning", "info")},
+        "findings": to_jsonable(list(report.findings)),
+        "system": to_jsonable(facts.system),
+        "nvidia": to_jsonable(facts.nvidia),
+        "cuda_libs": to_jsonable(facts.cuda_libs),
+        "env_managers": to_jsonable(facts.env_managers),
+        "frameworks": to_jsonable(facts.frameworks),
+        "probe_errors": dict(facts.probe_errors),
+    }
+
+
+# ----------------------------------------------------------------------------- human output ----
+
+
+def _v(value: object, unit: str = "") -> str:
+    from dlsetup.facts import Missing
+
+    if isinstance(value, Missing):
+        return str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(x, int) for x in value):
+        return f"{value[0]}.{value[1]}"
+    return f"{value}{unit}"
+
+
+def _lib(version: object, path: object) -> str:
+    from dlsetup.facts import Missing
+
+    if isinstance(path, Missing):
+        return "not found"
+    return f"{_v(version)} ({path})"
+
+
+def _gib(value: object) -> str:
+    return f"{value / 1024**3:.1f} GiB" if isinstance(value, int) else _v(value)
+
+
+def _mib(value: object) -> str:
+    return f"{value // 1024**2} MiB" if isinstance(value, int) else _v(value)
+
+
+def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
+    """Print the report as rich sections and a findings table."""
+    from rich.table import Table
+
+    from dlsetup.facts import Missing
+    from dlsetup.probes.frameworks import FrameworkProbe
+
+    facts = report.facts
+
+    def section(title: str, rows: list[tuple[str, str]]) -> None:
+        table = Table(
+            title=title, title_justify="left", show_header=False, box=None, pad_edge=False
+        )
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, value in rows:
+            table.add_row(key, value)
+        console.print(table)
+        console.print()
+
+    s = facts.system
+    if isinstance(s, Missing):
+        section("System", [("error", str(s))])
+    else:
+        feats = s.cpu_features
+        section(
+            "System",
+            [
+                ("OS", f"{_v(s.distribution)} ({s.os_name}, kernel {s.kernel}, {s.machine})"),
+                ("glibc", _v(s.glibc)),
+                ("Python", f"{s.python_version} ({s.python_executable})"),
+                (
+                    "CPU",
+                    f"{_v(s.cpu_model)}, {_v(s.cpu_physical_cores)} cores / "
+                    f"{_v(s.cpu_logical_cores)} threads",
+                ),
+                (
+                    "CPU features",
+                    _v(feats) if isinstance(feats, Missing) else " ".join(feats) or "none",
+                ),
+                (
+                    "RAM",
+                    f"{_gib(s.ram_available_bytes)} available of {_gib(s.ram_total_bytes)}; "
+                    f"swap {_gib(s.swap_used_bytes)} used of {_gib(s.swap_total_bytes)}",
+                ),
+                ("Disk", f"{_gib(s.disk_free_bytes)} free at {s.disk_path}"),
+                ("Container / WSL", f"{s.container} / {s.wsl}"),
+            ],
+        )
+
+    nv = facts.nvidia
+    rows = [("NVML", nv.status + (f" ({nv.status_detail})" if nv.status_detail else ""))]
+    if nv.status == "ok":
+        rows += [
+            ("Driver", _v(nv.driver_version)),
+            ("CUDA (driver)", _v(nv.cuda_driver_version)),
+            ("NVML", _v(nv.nvml_version)),
+        ]
+    section("NVIDIA", rows)
+    if nv.gpus:
+        table = Table(title="GPUs", title_justify="left")
+        for col in (
+            "#",
+            "name",
+            "CC",
+            "memory used/total",
+            "temp",
+            "power",
+            "PCIe",
+            "MIG",
+            "ECC",
+            "procs",
+        ):
+            table.add_column(col)
+        for g in nv.gpus:
+            if g.lost:
+                table.add_row(str(g.index), "LOST", *["-"] * 8)
+                continue
+            procs = g.processes
+            table.add_row(
+                str(g.index),
+                _v(g.name),
+                _v(g.compute_capability),
+                f"{_mib(g.memory_used_bytes)} / {_mib(g.memory_total_bytes)}",
+                _v(g.temperature_c, " C"),
+                f"{_v(g.power_draw_w, ' W')} / {_v(g.power_limit_w, ' W')}",
+                f"gen {_v(g.pcie_gen_current)}/{_v(g.pcie_gen_max)} "
+                f"x{_v(g.pcie_width_current)}/{_v(g.pcie_width_max)}",
+                f"{_v(g.mig_mode_current)}/{_v(g.mig_mode_pending)}",
+                f"{_v(g.ecc_mode_current)} ({_v(g.ecc_errors_uncorrected)} uncorr.)",
+                _v(procs) if isinstance(procs, Missing) else str(len(procs)),
+            )
+        console.print(table)
+        console.print()
+
+    c = facts.cuda_libs
+    if isinstance(c, Missing):
+        section("CUDA libraries", [("error", str(c))])
+    else:
+        section(
+            "CUDA libraries",
+            [
+                ("nvcc", f"{_v(c.nvcc.version)} ({_v(c.nvcc.path)})"),
+                ("CUDA_HOME", _v(c.cuda_home)),
+                ("libcudart", _lib(c.cudart.version, c.cudart.path)),
+                ("libcudnn", _lib(c.cudnn.version, c.cudnn.path)),
+                ("libcuda", _lib(c.libcuda.version, c.libcuda.path)),
+                ("CUDA_VISIBLE_DEVICES", _v(c.visible_devices.raw)),
+            ],
+        )
+
+    m = facts.env_managers
+    if isinstance(m, Missing):
+        section("Environment managers", [("error", str(m))])
+    else:
+        mrows = [
+            (mgr.name, f"{_v(mgr.version)} ({_v(mgr.path)})" if mgr.present else "not installed")
+            for mgr in m.managers
+        ]
+        mrows.append(("active env", f"{m.active.kind}: {_v(m.active.name)} {_v(m.active.prefix)}"))
+        section("Environment managers", mrows)
+
+    fw = facts.frameworks
+    if isinstance(fw, Missing):
+        section("Frameworks", [("error", str(fw))])
+    else:
+        frows = [("Python", f"{_v(fw.python_version)} ({fw.python_executable})")]
+        for name, probe in (("torch", fw.torch), ("tensorflow", fw.tensorflow)):
+            if not isinstance(probe, FrameworkProbe):
+                frows.append((name, _v(probe).replace("n/a ", "")))
+                continue
+            if probe.status != "ok":
+                frows.append((name, f"{probe.status}: {probe.detail}"))
+                continue
+            if not isinstance(probe.torch, Missing):
+                b = probe.torch
+                frows.append(
+                    (
+                        name,
+                        f"{_v(probe.version)}, CUDA {_v(b.cuda)}, cuDNN {_v(b.cudnn)}, "
+                        f"cuda available {_v(b.cuda_available)}, devices {_v(b.device_count)}, "
+                        f"MPS {_v(b.mps_available)}; arch {' '.join(b.arch_list) or '-'}",
+                    )
+                )
+            elif not isinstance(probe.tensorflow, Missing):
+                t = probe.tensorflow
+                gpus = _v(t.gpus) if isinstance(t.gpus, Missing) else str(len(t.gpus))
+                frows.append(
+                    (
+                        name,
+                        f"{_v(probe.version)}, CUDA build {_v(t.is_cuda_build)}, CUDA "
+                        f"{_v(t.cuda_version)}, cuDNN {_v(t.cudnn_version)}, GPUs {gpus}",
+                    )
+                )
+        section("Frameworks", frows)
+
+    if not report.findings:
+        console.print("No problems found.")
+    else:
+        table = Table(title="Findings", title_justify="left", show_lines=True)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("check")
+        table.add_column("problem", overflow="fold")
+        table.add_column("fix", overflow="fold")
+        styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+        for f in report.findings:
+            table.add_row(
+                f"[{styles[f.severity]}]{f.severity}[/]",
+                f.id,
+                f"{f.title}\n{f.message}",
+                f.fix,
+            )
+        console.print(table)
+    summary = (
+        f"{report.count('error')} error(s), {report.count('warning')} warning(s), "
+        f"{report.count('info')} info; {report.elapsed_s:.1f} s"
+    )
+    if strict:
+        summary += " (--strict: warnings count as errors)"
+    console.print(summary, markup=False)
+
+
+__all__ = ["doctor", "render", "report_data"]

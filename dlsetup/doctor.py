@@ -1,0 +1,100 @@
+"""``run_doctor``: gather every probe and evaluate every check.
+
+NVML, the host, the CUDA libraries and the environment managers are read in this process (NVML
+needs no GPU memory); the framework probes run in subprocesses of the target interpreter, started
+first so that they run while the in-process probes do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from dlsetup.checks import evaluate
+from dlsetup.checks.context import DoctorFacts
+from dlsetup.checks.finding import Finding
+from dlsetup.facts import Maybe, Missing
+from dlsetup.probes.cuda_libs import CudaLibsFacts, probe_cuda_libs
+from dlsetup.probes.envmanagers import EnvManagersFacts, probe_env_managers
+from dlsetup.probes.frameworks import FrameworkRun, FrameworksFacts, skipped
+from dlsetup.probes.nvidia import NvidiaFacts, probe_nvidia
+from dlsetup.probes.system import SystemFacts, probe_system
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """What doctor found.
+
+    Attributes:
+        facts: every probe's facts.
+        findings: the diagnosis, errors first.
+        elapsed_s: wall seconds the whole run took.
+    """
+
+    facts: DoctorFacts
+    findings: tuple[Finding, ...]
+    elapsed_s: float
+
+    def count(self, severity: str) -> int:
+        """How many findings have ``severity``."""
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def failed(self, strict: bool = False) -> bool:
+        """True when an error finding exists (or, with ``strict``, a warning)."""
+        return self.count("error") > 0 or (strict and self.count("warning") > 0)
+
+
+def _guard(name: str, fn: Callable[[], T], errors: dict[str, str]) -> Maybe[T]:
+    try:
+        return fn()
+    except Exception as exc:  # one broken probe must not end the report
+        errors[name] = f"{type(exc).__name__}: {exc}"
+        return Missing("error", errors[name])
+
+
+def run_doctor(
+    python: str | None = None,
+    frameworks: bool = True,
+    timeout: float = 60.0,
+    env_dir: Path | None = None,
+) -> DoctorReport:
+    """Probe the machine and diagnose it.
+
+    Args:
+        python: the interpreter whose frameworks are probed (default: the one running dlsetup).
+        frameworks: False skips the torch/TensorFlow probes (``--no-frameworks``).
+        timeout: seconds each framework probe may take before it is killed.
+        env_dir: where environments will go (free disk is measured there).
+
+    Raises:
+        MissingToolError: ``python`` does not exist or cannot run.
+    """
+    start = time.perf_counter()
+    errors: dict[str, str] = {}
+    run = FrameworkRun(python, timeout).start() if frameworks else None
+    nvidia_facts = _guard("nvidia", probe_nvidia, errors)
+    if isinstance(nvidia_facts, Missing):
+        nvidia_facts = NvidiaFacts(status="error", status_detail=nvidia_facts.detail)
+    system_facts: Maybe[SystemFacts] = _guard("system", lambda: probe_system(env_dir), errors)
+    cuda_facts: Maybe[CudaLibsFacts] = _guard("cuda_libs", probe_cuda_libs, errors)
+    managers: Maybe[EnvManagersFacts] = _guard(
+        "env_managers", lambda: probe_env_managers(python), errors
+    )
+    fw: Maybe[FrameworksFacts] = (
+        _guard("frameworks", run.collect, errors) if run is not None else skipped(python)
+    )
+    facts = DoctorFacts(
+        system=system_facts,
+        nvidia=nvidia_facts,
+        cuda_libs=cuda_facts,
+        env_managers=managers,
+        frameworks=fw,
+        probe_errors=errors,
+    )
+    findings = evaluate(facts)
+    return DoctorReport(facts, findings, round(time.perf_counter() - start, 3))
