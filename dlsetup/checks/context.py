@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 from dlsetup.facts import Maybe, Missing
 from dlsetup.probes.cuda_libs import CudaLibsFacts
 from dlsetup.probes.envmanagers import EnvManagersFacts

@@ -68,7 +68,7 @@ Examples:
     help="Seconds each framework probe may take before it is killed.",
 )
 @click.pass_context
-def doctor(
+def doctor(  # noqa: PLR0917 - click passes each option
     ctx: click.Context,
     as_json: bool,
     strict: bool,

@@ -120,9 +120,9 @@ def _probe_one(name: str, python: str | None, timeout: float) -> ManagerFacts:
     if exe is None:
         return ManagerFacts(name, Missing("not_installed"), Missing("not_installed"))
     if name in ("conda", "mamba"):
-        version = _from_conda_meta(exe, name)
-        if version is not None:
-            return ManagerFacts(name, exe, version)
+        meta_version = _from_conda_meta(exe, name)
+        if meta_version is not None:
+            return ManagerFacts(name, exe, meta_version)
     return ManagerFacts(name, exe, _run_version(exe, ["--version"], timeout))
 
 
