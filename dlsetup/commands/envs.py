@@ -217,7 +217,7 @@ Writes into --output: NAME.environment.yml (the rendered source), NAME.virtual-p
 conda-lock render and micromamba read. The lock's header says which CUDA it was solved for.
 """
 )
-@click.argument("target", type=TargetType())
+@click.argument("target", type=TargetType(), metavar="TARGET")
 @_lock_options
 @click.option(
     "--platform",
@@ -341,7 +341,7 @@ failed or interrupted create leaves the target exactly as it was. Package hashes
 are verified, and packages from outside the lock's channels are refused.
 """
 )
-@click.argument("target", type=TargetType(), required=False)
+@click.argument("target", type=TargetType(), required=False, metavar="TARGET")
 @_lock_options
 @click.option("--prefix", type=click.Path(path_type=Path), help="Environment directory.")
 @click.option(

@@ -84,7 +84,7 @@ def explain_unsatisfiable(
             return SolveError(f"{message}\n  solver:\n{detail}", fix=fix)
     top = _TOP_NO_CANDIDATES.search(solver_text)
     if top:
-        spec = top.group(1).strip()
+        spec = re.sub(r"\s+\*$", "", top.group(1).strip())
         return SolveError(
             f"no package on {', '.join(channels)} matches {spec} for {platform}\n  solver:\n{detail}",
             fix=f"check the spelling of {spec.split()[0]!r}, the channel (--channel), and the "

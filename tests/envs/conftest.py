@@ -1,0 +1,43 @@
+"""Fixtures for the environment tests: the local conda channel (built once per session) and an
+isolated cache / Jupyter / envs directory for every test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.envs.channel import build_channel
+
+
+@pytest.fixture(scope="session")
+def channel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test channel's directory (real archives, indexed with rattler)."""
+    directory = tmp_path_factory.mktemp("conda-channel")
+    build_channel(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def channel_url(channel_dir: Path) -> str:
+    """``file://`` URL of the test channel."""
+    return channel_dir.resolve().as_uri()
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point every cache and data directory dlsetup and rattler use into ``tmp_path``.
+
+    Returns the variables, for tests that start a subprocess.
+    """
+    env = {
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "RATTLER_CACHE_DIR": str(tmp_path / "cache" / "rattler"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter"),
+        "DLSETUP_ENVS_DIR": str(tmp_path / "envs"),
+        "NO_COLOR": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CONDA_ENVS_PATH", raising=False)
+    return env
