@@ -1,0 +1,318 @@
+"""``dlsetup smoke``: prove the installed frameworks train, on every device, with the seed's math."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from dlsetup.errors import ExistsError, ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dlsetup.smoke.benchmark import Benchmark, Comparison
+    from dlsetup.smoke.results import DeviceRun, SmokeReport
+
+SCHEMA = "dlsetup.smoke"
+
+
+def _check_writable(path: Path | None, force: bool, option: str) -> None:
+    if path is not None and path.exists() and not force:
+        raise ExistsError(f"{option} {path} already exists", fix="pass --force to overwrite it")
+
+
+@click.command("smoke")
+@click.option(
+    "--framework",
+    "frameworks",
+    multiple=True,
+    type=click.Choice(["torch", "tensorflow"]),
+    help="Framework to test (repeatable). Default: every one installed.",
+)
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    help="Device to test (repeatable): cpu, cuda:0 (= GPU:0), mps. Default: every detected one.",
+)
+@click.option(
+    "--python",
+    "python",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Interpreter of the environment to test. Default: this one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the dlsetup.smoke JSON envelope.")
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the grid of loss curves (both frameworks overlaid) to this PNG.",
+)
+@click.option("--benchmark", is_flag=True, help="Show the benchmark figures (ms per step, phases).")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the benchmark document (dlsetup.smoke-benchmark) to this JSON file.",
+)
+@click.option(
+    "--github-benchmark",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the figures in github-action-benchmark's customSmallerIsBetter format.",
+)
+@click.option(
+    "--compare",
+    "baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Compare the figures with this baseline (a --output file); exit 1 on a regression.",
+)
+@click.option(
+    "--max-regression",
+    default="25%",
+    show_default=True,
+    help="How much slower (or larger) than the baseline a figure may be.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data and weights.")
+@click.option(
+    "--steps", type=click.IntRange(min=2), default=200, show_default=True, help="Training steps."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    help="Seconds one device may take before it is ended and failed.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing --output/--github-benchmark/--plot files.")
+@click.pass_context
+def smoke(
+    ctx: click.Context,
+    frameworks: tuple[str, ...],
+    devices: tuple[str, ...],
+    python: Path | None,
+    as_json: bool,
+    plot: Path | None,
+    benchmark: bool,
+    output: Path | None,
+    github_benchmark: Path | None,
+    baseline: Path | None,
+    max_regression: str,
+    seed: int,
+    steps: int,
+    timeout: float,
+    force: bool,
+) -> None:
+    """Train a 2-16-1 network with each of the seed's 6 activations x 8 losses on every device.
+
+    Each framework and device is checked four ways: every activation and loss (value and
+    gradient) against a NumPy reference; one forward/backward/update step against the same step
+    in NumPy; training of all 48 pairs (loss finite, falling, accuracy reached); and the gap
+    between the PyTorch and TensorFlow loss curves from the same starting weights.
+    Exit status 1 when a check fails or a figure regressed beyond --max-regression.
+    """
+    from dlsetup.smoke import benchmark as bm
+    from dlsetup.smoke.runner import RunOptions, run_smoke
+
+    bound = bm.parse_regression(max_regression)
+    for path, option in ((output, "--output"), (github_benchmark, "--github-benchmark"), (plot, "--plot")):
+        _check_writable(path, force, option)
+    baseline_metrics = bm.load_baseline(baseline) if baseline is not None else None
+    interpreter = python if python is not None else Path(sys.executable)
+    report = run_smoke(
+        RunOptions(
+            python=interpreter,
+            frameworks=frameworks,
+            devices=devices,
+            seed=seed,
+            steps=steps,
+            timeout_s=timeout,
+        )
+    )
+    bench = bm.benchmark_from_report(report)
+    comparison = None
+    if baseline_metrics is not None and baseline is not None:
+        comparison = bm.compare(bm.metrics(bench), baseline_metrics, bound, str(baseline))
+    if output is not None:
+        output.write_text(json.dumps(bm.benchmark_document(bench), indent=2) + "\n", "utf-8")
+    if github_benchmark is not None:
+        github_benchmark.write_text(json.dumps(bm.github_benchmark(bench), indent=2) + "\n", "utf-8")
+    if plot is not None:
+        from dlsetup.smoke.plot import plot_curves
+
+        plot_curves(report, plot)
+    if as_json:
+        from dlsetup.output import dumps, envelope, to_jsonable
+
+        data: dict[str, Any] = to_jsonable(report)
+        data["benchmark"] = to_jsonable(bench) if benchmark or output or github_benchmark else None
+        data["comparison"] = _comparison_json(comparison)
+        click.echo(dumps(envelope(SCHEMA, data)))
+    else:
+        from dlsetup.output import make_console
+
+        console = make_console()
+        render_report(console, report)
+        if benchmark or output is not None or github_benchmark is not None:
+            render_benchmark(console, bench)
+        if comparison is not None:
+            render_comparison(console, comparison)
+    if not report.passed or (comparison is not None and comparison.regressed):
+        ctx.exit(int(ExitCode.FINDINGS))
+
+
+def _comparison_json(comparison: Comparison | None) -> dict[str, Any] | None:
+    if comparison is None:
+        return None
+    from dlsetup.output import to_jsonable
+
+    data: dict[str, Any] = to_jsonable(comparison)
+    data["regressed"] = comparison.regressed
+    return data
+
+
+def _cell(run: DeviceRun, act: str, loss: str) -> str:
+    for c in run.combinations:
+        if c.activation == act and c.loss == loss:
+            value = c.final_loss
+            text = f"{value:.2g}" if isinstance(value, float) else str(value)
+            return f"ok {text}" if c.passed else f"FAIL {text}"
+    return "-"
+
+
+def render_report(console: Console, report: SmokeReport) -> None:
+    """The human report: a grid per framework and device, failures explained, agreement."""
+    from rich import box
+    from rich.table import Table
+
+    from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
+
+    console.print(f"Python: {report.python}  (seed {report.seed}, {report.steps} steps)")
+    for fw in report.frameworks:
+        if fw.status == "unavailable":
+            console.print(f"{fw.framework}: not installed ({fw.reason})")
+        elif fw.status == "error":
+            console.print(f"{fw.framework}: FAILED to start: {fw.reason}")
+    for run in report.runs:
+        title = f"{run.framework} {_version(report, run.framework)} on {run.device}"
+        if run.status != "ok":
+            console.print(f"\n{title}: FAIL ({run.status}) — every row of this device fails: {run.error}")
+            continue
+        n_ok = sum(c.passed for c in run.combinations)
+        f_ok = sum(c.passed for c in run.function_checks)
+        verdict = "PASS" if run.passed else "FAIL"
+        console.print(
+            f"\n{title}: {verdict} — {n_ok}/{len(run.combinations)} combinations, "
+            f"{f_ok}/{len(run.function_checks)} function checks"
+        )
+        table = Table(
+            title="final loss after training (activation x loss)",
+            title_justify="left",
+            box=box.SIMPLE,
+        )
+        table.add_column("activation")
+        for loss in LOSSES:
+            table.add_column(loss, justify="right")
+        for act in ACTIVATIONS:
+            table.add_row(act, *(_cell(run, act, loss) for loss in LOSSES))
+        console.print(table)
+        for check in run.function_checks:
+            if not check.passed:
+                console.print(f"  FAIL {check.describe()}")
+        for combo in run.combinations:
+            for failure in combo.failures:
+                console.print(f"  FAIL {combo.activation} / {combo.loss}: {failure.describe()}")
+            if combo.isolated_rerun is not None:
+                console.print(
+                    f"       rerun alone: {combo.isolated_rerun.attribution}"
+                )
+    _render_agreement(console, report)
+    console.print(f"\nNote on 0/1: {report.zero_one_note}")
+    console.print(f"\nResult: {'PASS' if report.passed else 'FAIL'} in {report.wall_s:.1f} s")
+
+
+def _version(report: SmokeReport, framework: str) -> str:
+    for fw in report.frameworks:
+        if fw.framework == framework:
+            return str(fw.version)
+    return ""
+
+
+def _render_agreement(console: Console, report: SmokeReport) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
+
+    devices = sorted({a.device for a in report.agreement})
+    for device in devices:
+        rows = {(a.activation, a.loss): a for a in report.agreement if a.device == device}
+        table = Table(
+            title=f"largest |PyTorch - TensorFlow| loss-curve gap on {device} (same start weights)",
+            title_justify="left",
+            box=box.SIMPLE,
+        )
+        table.add_column("activation")
+        for loss in LOSSES:
+            table.add_column(loss, justify="right")
+        for act in ACTIVATIONS:
+            cells = []
+            for loss in LOSSES:
+                value = rows[(act, loss)].max_abs_deviation
+                cells.append("n/a" if value is None else f"{value:.1e}")
+            table.add_row(act, *cells)
+        console.print(table)
+
+
+def render_benchmark(console: Console, bench: Benchmark) -> None:
+    """The benchmark figures as a table."""
+    from rich.table import Table
+
+    table = Table(title=f"benchmark (whole run {bench.wall_s:.2f} s wall)", title_justify="left")
+    for col in ("framework", "device", "import s", "checks s", "warmup s", "ms/step", "steps/s", "peak RSS MiB", "peak device MiB"):
+        table.add_column(col, justify="right" if col not in ("framework", "device") else "left")
+    for run in bench.runs:
+        table.add_row(
+            run.framework,
+            run.device,
+            _fmt(run.import_s),
+            _fmt(run.phases.get("function_checks_s")),
+            _fmt(run.phases.get("warmup_s")),
+            _fmt(run.ms_per_step),
+            _fmt(run.steps_per_second),
+            _fmt(run.peak_rss_bytes, scale=2**20),
+            _fmt(run.peak_device_bytes, scale=2**20),
+        )
+    console.print(table)
+
+
+def render_comparison(console: Console, comparison: Comparison) -> None:
+    """The regression table."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"compared with {comparison.baseline} (bound +{comparison.max_regression:.0%})",
+        title_justify="left",
+    )
+    for col in ("metric", "baseline", "now", "change", "status"):
+        table.add_column(col, justify="left" if col in ("metric", "status") else "right")
+    for d in comparison.deltas:
+        change = "" if d.change is None else f"{d.change:+.1%}"
+        table.add_row(
+            d.name,
+            "" if d.baseline is None else f"{d.baseline:g} {d.unit}",
+            "" if d.current is None else f"{d.current:g} {d.unit}",
+            change,
+            d.status.upper() if d.status == "regression" else d.status,
+        )
+    console.print(table)
+    verdict = "REGRESSION beyond the bound" if comparison.regressed else "no regression beyond the bound"
+    console.print(f"Comparison: {verdict}")
+
+
+def _fmt(value: object, scale: float = 1.0) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value / scale:.3g}" if scale != 1.0 else f"{value:.3g}"

@@ -1,0 +1,271 @@
+"""Typed results of a smoke run: per framework, per device, per check and per combination.
+
+The workers speak JSON lines (see :mod:`dlsetup.smoke.worker_common`); :func:`device_run_from_event`
+turns a ``device_result`` event into a frozen :class:`DeviceRun`. Values a worker could not measure
+are :class:`dlsetup.facts.Missing` with a reason, never a bare ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from dlsetup.facts import Maybe, Missing
+from dlsetup.smoke.reference import ZERO_ONE_SURROGATE_TEXT
+
+#: Shown wherever the 0/1 loss appears.
+ZERO_ONE_NOTE = ZERO_ONE_SURROGATE_TEXT
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a combination failed: the check, the quantity, the value seen and what was expected."""
+
+    check: str
+    what: str
+    value: float | str | None
+    expected: str
+
+    def describe(self) -> str:
+        """One line for the human report."""
+        return f"{self.check}: {self.what} was {_fmt(self.value)}, expected {self.expected}"
+
+
+@dataclass(frozen=True)
+class FunctionCheck:
+    """Check (1) for one function, quantity and dtype at the fixed points."""
+
+    kind: str
+    name: str
+    quantity: str
+    dtype: str
+    passed: bool
+    max_abs_error: float | None
+    rtol: float
+    atol: float
+    at: dict[str, float | str]
+    got: float | str | None
+    expected: float | str | None
+
+    def describe(self) -> str:
+        """One line for the human report."""
+        where = ", ".join(f"{k}={_fmt(v)}" for k, v in self.at.items())
+        return (
+            f"{self.kind} {self.name} {self.quantity} ({self.dtype}) at {where}: got "
+            f"{_fmt(self.got)}, expected {_fmt(self.expected)} (NumPy reference, rtol {self.rtol:g},"
+            f" atol {self.atol:g})"
+        )
+
+
+@dataclass(frozen=True)
+class IsolatedRerun:
+    """The per-combination fallback: the failed combination trained alone."""
+
+    passed: bool
+    final_loss: float | str | None
+    attribution: str
+
+
+@dataclass(frozen=True)
+class ComboResult:
+    """Checks (2) and (3) for one (activation, loss) pair."""
+
+    activation: str
+    loss: str
+    passed: bool
+    initial_loss: float | str | None
+    final_loss: float | str | None
+    final_training_loss: float | str | None
+    accuracy: float
+    failures: tuple[Failure, ...]
+    isolated_rerun: IsolatedRerun | None
+
+
+@dataclass(frozen=True)
+class DeviceRun:
+    """Everything one framework did on one device.
+
+    Attributes:
+        status: ``ok``; ``error`` (the device raised); ``timeout`` (ended after the per-device
+            timeout); ``crashed`` (the worker died without a result).
+        phases: seconds per phase (function_checks_s, build_s, warmup_s, loop_s, train_s, ...).
+        ms_per_step: steady-state milliseconds per training step of the whole stacked grid.
+        curves: mean training loss per combination (activation-major) before each step.
+        peak_rss_bytes: the worker's peak resident host memory so far, bytes.
+        peak_device_bytes: peak device memory allocated, bytes (GPU/MPS only).
+    """
+
+    framework: str
+    device: str
+    status: str
+    error: str | None
+    seed: int
+    steps: int
+    function_checks: tuple[FunctionCheck, ...]
+    combinations: tuple[ComboResult, ...]
+    curves: tuple[tuple[float | None, ...], ...]
+    phases: dict[str, float]
+    ms_per_step: Maybe[float]
+    peak_rss_bytes: Maybe[int]
+    peak_device_bytes: Maybe[int]
+
+    @property
+    def passed(self) -> bool:
+        """True when the device ran and every check and combination passed."""
+        return (
+            self.status == "ok"
+            and all(c.passed for c in self.function_checks)
+            and all(c.passed for c in self.combinations)
+        )
+
+
+@dataclass(frozen=True)
+class FrameworkRun:
+    """One framework in the target interpreter.
+
+    Attributes:
+        status: ``ok``, ``unavailable`` (not importable) or ``error`` (the worker failed to start).
+        devices: every device the framework detects; ``selected`` the ones run.
+        import_s: seconds to import the framework in the worker.
+    """
+
+    framework: str
+    status: str
+    version: Maybe[str]
+    devices: tuple[str, ...]
+    selected: tuple[str, ...]
+    import_s: Maybe[float]
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Check (4): the largest gap between the PyTorch and TensorFlow loss curves of one pair."""
+
+    device: str
+    activation: str
+    loss: str
+    max_abs_deviation: float | None
+    max_rel_deviation: float | None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The machine a run happened on (for benchmark files)."""
+
+    hostname: str
+    system: str
+    machine: str
+    processor: str
+    cpu_count: int
+    memory_bytes: int
+    python: str
+
+
+@dataclass(frozen=True)
+class SmokeReport:
+    """The whole smoke run."""
+
+    passed: bool
+    python: str
+    seed: int
+    steps: int
+    wall_s: float
+    machine: Machine
+    frameworks: tuple[FrameworkRun, ...]
+    runs: tuple[DeviceRun, ...]
+    agreement: tuple[Agreement, ...]
+    zero_one_note: str
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _num(value: Any) -> float | str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return float(value)
+
+
+def _missing_or(value: Any, reason: str, kind: type) -> Any:
+    return Missing(reason) if value is None else kind(value)
+
+
+def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
+    """Build a :class:`DeviceRun` from a worker's ``device_result`` event."""
+    device = str(event["device"])
+    ok = event.get("status") == "ok"
+    checks = tuple(
+        FunctionCheck(
+            kind=c["kind"],
+            name=c["name"],
+            quantity=c["quantity"],
+            dtype=c["dtype"],
+            passed=bool(c["passed"]),
+            max_abs_error=c.get("max_abs_error"),
+            rtol=float(c["rtol"]),
+            atol=float(c["atol"]),
+            at=dict(c.get("failure", {}).get("at", {})),
+            got=_num(c.get("failure", {}).get("got")),
+            expected=_num(c.get("failure", {}).get("expected")),
+        )
+        for c in event.get("function_checks", [])
+    )
+    combos = tuple(
+        ComboResult(
+            activation=c["activation"],
+            loss=c["loss"],
+            passed=bool(c["passed"]),
+            initial_loss=_num(c["initial_loss"]),
+            final_loss=_num(c["final_loss"]),
+            final_training_loss=_num(c["final_training_loss"]),
+            accuracy=float(c["accuracy"]),
+            failures=tuple(Failure(**f) for f in c["failures"]),
+            isolated_rerun=None if c["isolated_rerun"] is None else IsolatedRerun(**c["isolated_rerun"]),
+        )
+        for c in event.get("combinations", [])
+    )
+    curves = tuple(
+        tuple(v if isinstance(v, float) and math.isfinite(v) else None for v in curve)
+        for curve in event.get("curves", [])
+    )
+    return DeviceRun(
+        framework=framework,
+        device=device,
+        status=str(event.get("status", "error")),
+        error=event.get("error"),
+        seed=int(event.get("seed", 0)),
+        steps=int(event.get("steps", 0)),
+        function_checks=checks,
+        combinations=combos,
+        curves=curves,
+        phases={k: float(v) for k, v in event.get("phases", {}).items()},
+        ms_per_step=_missing_or(event.get("ms_per_step"), "device_failed" if not ok else "error", float),
+        peak_rss_bytes=_missing_or(event.get("peak_rss_bytes"), "not_supported", int),
+        peak_device_bytes=_missing_or(event.get("peak_device_bytes"), "host_device" if ok else "device_failed", int),
+    )
+
+
+def failed_device_run(
+    framework: str, device: str, status: str, error: str, seed: int, steps: int
+) -> DeviceRun:
+    """A device whose worker timed out or crashed before reporting."""
+    return DeviceRun(
+        framework=framework,
+        device=device,
+        status=status,
+        error=error,
+        seed=seed,
+        steps=steps,
+        function_checks=(),
+        combinations=(),
+        curves=(),
+        phases={},
+        ms_per_step=Missing(status),
+        peak_rss_bytes=Missing(status),
+        peak_device_bytes=Missing(status),
+    )

@@ -1,0 +1,292 @@
+"""The smoke runner: one worker process per framework, all frameworks in parallel.
+
+Each worker (``torch_worker.py``, ``tf_worker.py``) is started as a script by file path inside the
+target interpreter and runs its devices one after the other, reporting each as a JSON line. A device
+that raises is reported by the worker itself and fails only its own rows. A device that hangs past
+the per-device timeout, or kills the worker (a crash, an out-of-memory kill), is recorded as
+``timeout``/``crashed`` and a fresh worker carries on with the remaining devices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import queue
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from dlsetup.errors import MissingToolError, SmokeError
+from dlsetup.facts import Missing
+from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
+from dlsetup.smoke.results import (
+    ZERO_ONE_NOTE,
+    Agreement,
+    DeviceRun,
+    FrameworkRun,
+    Machine,
+    SmokeReport,
+    device_run_from_event,
+    failed_device_run,
+)
+
+FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
+WORKER_FILES: dict[str, str] = {"torch": "torch_worker.py", "tensorflow": "tf_worker.py"}
+LINE_PREFIX = "DLSETUP-SMOKE "  # the same as worker_common.LINE_PREFIX
+#: Seconds a worker may take to import its framework and list devices.
+STARTUP_TIMEOUT_S = 120.0
+
+
+def worker_path(framework: str) -> Path:
+    """The absolute path of ``framework``'s worker script."""
+    return Path(__file__).resolve().parent / WORKER_FILES[framework]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to run.
+
+    Attributes:
+        python: the target interpreter.
+        frameworks: the frameworks to try (all when empty).
+        devices: device names to select (all detected when empty); ``cpu``, ``cuda:0``, ``GPU:0``.
+        seed: seed of the dataset and the initial weights.
+        steps: training steps.
+        timeout_s: per-device timeout, seconds.
+        env: extra environment variables for the workers (tests use the fault-injection hook).
+    """
+
+    python: Path
+    frameworks: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    seed: int = 0
+    steps: int = 200
+    timeout_s: float = 120.0
+    env: tuple[tuple[str, str], ...] = ()
+
+
+class _Worker:
+    """One worker process with a reader thread feeding a queue of parsed events."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self.stderr, env=env, stdin=subprocess.DEVNULL
+        )
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith(LINE_PREFIX):
+                try:
+                    self.events.put(json.loads(line[len(LINE_PREFIX) :]))
+                except json.JSONDecodeError:
+                    continue
+        self.events.put(None)  # end of output
+
+    def next_event(self, timeout: float) -> dict[str, Any] | None:
+        """The next event; None at end of output; raises queue.Empty on timeout."""
+        return self.events.get(timeout=max(timeout, 0.0))
+
+    def stop(self) -> str:
+        """Kill the process (if alive) and return the tail of its stderr."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-2000:].decode("utf-8", "replace")
+        self.stderr.close()
+        return tail.strip()
+
+
+def _run_framework(framework: str, opts: RunOptions) -> tuple[FrameworkRun, list[DeviceRun]]:
+    env = dict(os.environ)
+    env.update(dict(opts.env))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    base = [str(opts.python), str(worker_path(framework)), "--seed", str(opts.seed)]
+    base += ["--steps", str(opts.steps)]
+    runs: list[DeviceRun] = []
+    info: FrameworkRun | None = None
+    remaining: list[str] | None = None  # devices still to run (None: not listed yet)
+    requested = ",".join(opts.devices)
+    while remaining is None or remaining:
+        devices_arg = requested if remaining is None else ",".join(remaining)
+        worker = _Worker([*base, "--devices", devices_arg], env)
+        current: str | None = None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        failure: tuple[str, str] | None = None
+        while True:
+            try:
+                event = worker.next_event(deadline - time.monotonic())
+            except queue.Empty:
+                failure = ("timeout", f"no result within {opts.timeout_s:g} s (per-device timeout)")
+                break
+            if event is None:
+                failure = ("crashed", f"the worker exited with status {worker.proc.wait()}")
+                break
+            kind = event.get("event")
+            if kind == "unavailable":
+                worker.stop()
+                reason = str(event.get("reason"))
+                return FrameworkRun(framework, "unavailable", Missing("not_installed", reason), (), (), Missing("not_installed"), reason), []
+            if kind == "hello":
+                if info is None:
+                    info = FrameworkRun(
+                        framework,
+                        "ok",
+                        str(event["version"]),
+                        tuple(event["devices"]),
+                        tuple(event["selected"]),
+                        float(event["import_s"]),
+                        None,
+                    )
+                if remaining is None:
+                    remaining = list(event["selected"])
+            elif kind == "device_start":
+                current = str(event["device"])
+                deadline = time.monotonic() + opts.timeout_s
+            elif kind == "device_result":
+                runs.append(device_run_from_event(framework, event))
+                if remaining is not None and event["device"] in remaining:
+                    remaining.remove(event["device"])
+                current = None
+                deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        tail = worker.stop()
+        if failure is None or (current is None and remaining == []):
+            break
+        if current is None:  # died or hung before any device started: the worker itself failed
+            reason = f"{failure[1]} before running any device" + (f"; stderr: {tail[-800:]}" if tail else "")
+            return FrameworkRun(framework, "error", Missing("error"), (), (), Missing("error"), reason), runs
+        detail = failure[1] + (f"; stderr: {tail[-800:]}" if tail and failure[0] == "crashed" else "")
+        runs.append(failed_device_run(framework, current, failure[0], detail, opts.seed, opts.steps))
+        if remaining is not None and current in remaining:
+            remaining.remove(current)
+    assert info is not None
+    return info, runs
+
+
+def machine_info(python: str) -> Machine:
+    """Describe this machine for the benchmark file."""
+    import psutil
+
+    return Machine(
+        hostname=platform.node(),
+        system=f"{platform.system()} {platform.release()}",
+        machine=platform.machine(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count() or 0,
+        memory_bytes=int(psutil.virtual_memory().total),
+        python=python,
+    )
+
+
+def _kind(device: str) -> str:
+    low = device.lower()
+    if low.startswith("cuda") or low.startswith("gpu"):
+        return "gpu:" + (low.split(":", 1)[1] if ":" in low else "0")
+    return low.split(":")[0]
+
+
+def agreement(runs: Sequence[DeviceRun]) -> tuple[Agreement, ...]:
+    """Check (4): per device present in both frameworks, the largest curve gap of each pair."""
+    by_kind: dict[str, dict[str, DeviceRun]] = {}
+    for run in runs:
+        if run.status == "ok" and run.curves:
+            by_kind.setdefault(_kind(run.device), {})[run.framework] = run
+    out: list[Agreement] = []
+    for kind, pair in sorted(by_kind.items()):
+        if set(pair) != {"torch", "tensorflow"}:
+            continue
+        t, f = pair["torch"], pair["tensorflow"]
+        names = [(a, lo) for a in ACTIVATIONS for lo in LOSSES]
+        for i, (act, loss) in enumerate(names):
+            ct, cf = t.curves[i], f.curves[i]
+            if any(v is None for v in (*ct, *cf)) or len(ct) != len(cf):
+                out.append(Agreement(kind, act, loss, None, None))
+                continue
+            gaps = [abs(a - b) for a, b in zip(ct, cf, strict=True) if a is not None and b is not None]
+            scale = max(abs(v) for v in ct if v is not None) or 1.0
+            worst = max(gaps)
+            out.append(Agreement(kind, act, loss, worst, worst / scale))
+    return tuple(out)
+
+
+def run_smoke(opts: RunOptions) -> SmokeReport:
+    """Run every selected framework's worker in parallel and collect the report.
+
+    Raises:
+        MissingToolError: the interpreter does not exist, or no framework is installed in it.
+        SmokeError: a selected device exists in no framework, or a worker could not start.
+    """
+    if not opts.python.exists():
+        raise MissingToolError(
+            f"no Python interpreter at {opts.python}",
+            fix="pass --python with the path of an environment's python executable",
+        )
+    frameworks = opts.frameworks or FRAMEWORKS
+    started = time.perf_counter()
+    results: dict[str, tuple[FrameworkRun, list[DeviceRun]]] = {}
+
+    def work(name: str) -> None:
+        results[name] = _run_framework(name, opts)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in frameworks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    infos = tuple(results[n][0] for n in frameworks)
+    runs = tuple(r for n in frameworks for r in results[n][1])
+    available = [i for i in infos if i.status != "unavailable"]
+    if not available:
+        wanted = " or ".join(frameworks)
+        raise MissingToolError(
+            f"no framework to test: {wanted} cannot be imported by {opts.python}",
+            fix="install one into that environment, for example `pip install torch` or "
+            "`pip install tensorflow`, or point --python at an environment that has one",
+        )
+    if opts.frameworks:
+        missing = [i for i in infos if i.status == "unavailable"]
+        if missing:
+            raise MissingToolError(
+                f"{missing[0].framework} cannot be imported by {opts.python}: {missing[0].reason}",
+                fix=f"install {missing[0].framework} into that environment or drop --framework "
+                f"{missing[0].framework}",
+            )
+    if opts.devices and not runs and all(i.status == "ok" for i in available):
+        seen = sorted({d for i in available for d in i.devices})
+        raise SmokeError(
+            f"no framework detects device {', '.join(opts.devices)} (detected: {', '.join(seen)})",
+            fix="pick one of the detected devices with --device, or leave --device out",
+        )
+    passed = all(i.status in ("ok", "unavailable") for i in infos) and all(r.passed for r in runs)
+    return SmokeReport(
+        passed=passed,
+        python=str(opts.python),
+        seed=opts.seed,
+        steps=opts.steps,
+        wall_s=wall,
+        machine=machine_info(str(opts.python)),
+        frameworks=infos,
+        runs=runs,
+        agreement=agreement(runs),
+        zero_one_note=ZERO_ONE_NOTE,
+    )
+
+
+def max_deviation(report: SmokeReport) -> float:
+    """The largest absolute torch-vs-TensorFlow curve gap in the report (NaN when none)."""
+    values = [a.max_abs_deviation for a in report.agreement if a.max_abs_deviation is not None]
+    return max(values) if values else math.nan

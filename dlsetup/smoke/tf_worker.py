@@ -1,0 +1,215 @@
+"""The TensorFlow smoke worker: run as a script inside the target interpreter.
+
+``python tf_worker.py [--devices CPU:0,GPU:0] [--seed N] [--steps N]`` imports only the standard
+library, NumPy and TensorFlow (plus the sibling modules ``worker_common`` and ``reference``). All 48
+models are trained at once as stacked variables by one ``tf.function`` step, traced once per plan
+and device. GPU memory growth is switched on before anything touches a GPU, so the smoke never
+grabs a whole card.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dlsetup.smoke import reference as ref
+    from dlsetup.smoke import worker_common as core
+else:  # run as a script: load the sibling modules by path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import reference as ref
+    import worker_common as core
+
+
+def load(injection: core.Injection) -> TensorFlowBackend:
+    """Import TensorFlow and build the backend (ImportError when it is not installed)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+    return TensorFlowBackend(tf, injection)
+
+
+class TensorFlowBackend:
+    """TensorFlow implementations of the seed's functions and the stacked trainer."""
+
+    framework = "tensorflow"
+
+    def __init__(self, tf: Any, injection: core.Injection) -> None:
+        self.tf = tf
+        self.version = str(tf.__version__)
+        k = ref.ZERO_ONE_SHARPNESS
+        acts: dict[str, Callable[[Any, Any], Any]] = {
+            "sigmoid": lambda z, a: tf.sigmoid(z),
+            "tanh": lambda z, a: tf.tanh(z),
+            "relu": lambda z, a: tf.nn.relu(z),
+            "leaky_relu": lambda z, a: tf.nn.leaky_relu(z, alpha=ref.LEAKY_SLOPE),
+            "prelu": lambda z, a: tf.where(z > 0, z, a * z),
+            "elu": lambda z, a: tf.nn.elu(z),  # alpha = 1
+        }
+        self.acts = core.wrap_activations(acts, injection)
+        self.losses: dict[str, Callable[[Any, Any], Any]] = {
+            "zero_one": lambda f, y: tf.sigmoid(-k * y * f),
+            "absolute": lambda f, y: tf.abs(y - f),
+            "log": lambda f, y: -tf.math.log_sigmoid(y * f),
+            "square": lambda f, y: tf.square(y - f),
+            "exponential": lambda f, y: tf.exp(-y * f),
+            "hinge": lambda f, y: tf.nn.relu(1.0 - y * f),
+            "perceptron": lambda f, y: tf.nn.relu(-y * f),
+            "cross_entropy": lambda f, y: tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=tf.broadcast_to((1.0 + y) / 2.0, tf.shape(f)), logits=f
+            ),
+        }
+
+    def devices(self) -> list[str]:
+        return [d.name.split("device:")[-1] for d in self.tf.config.list_logical_devices()]
+
+    def dtypes(self, device: str) -> list[str]:
+        return ["float32", "float64"]
+
+    def _const(self, values: Any, dtype: str) -> Any:
+        return self.tf.constant(np.asarray(values), dtype=getattr(self.tf, dtype))
+
+    @staticmethod
+    def _np(t: Any) -> core.Array:
+        return np.asarray(t.numpy(), dtype=np.float64)
+
+    def activation_value_grad(
+        self, device: str, dtype: str, name: str, x: core.Array, alpha: float
+    ) -> tuple[core.Array, core.Array, core.Array]:
+        tf = self.tf
+        with tf.device(device):
+            xt = self._const(x, dtype)
+            at = self._const(np.full(x.shape, alpha), dtype)
+            with tf.GradientTape() as tape:
+                tape.watch([xt, at])
+                value = self.acts[name](xt, at)
+            dx, da = tape.gradient(value, [xt, at])
+        zeros = np.zeros_like(x)
+        return (
+            self._np(value),
+            zeros if dx is None else self._np(dx),
+            zeros if da is None else self._np(da),
+        )
+
+    def loss_value_grad(
+        self, device: str, dtype: str, name: str, f: core.Array, y: core.Array
+    ) -> tuple[core.Array, core.Array]:
+        tf = self.tf
+        with tf.device(device):
+            ft = self._const(f, dtype)
+            with tf.GradientTape() as tape:
+                tape.watch(ft)
+                value = self.losses[name](ft, self._const(y, dtype))
+            df = tape.gradient(value, ft)
+        return self._np(value), self._np(df)
+
+    def zero_one(self, device: str, dtype: str, f: core.Array, y: core.Array) -> core.Array:
+        tf = self.tf
+        with tf.device(device):
+            ft = self._const(f, dtype)
+            pred = tf.where(ft > 0, tf.ones_like(ft), -tf.ones_like(ft))
+            return self._np(tf.cast(tf.not_equal(pred, self._const(y, dtype)), ft.dtype))
+
+    def trainer(self, device: str, plan: core.Plan) -> TensorFlowTrainer:
+        return TensorFlowTrainer(self, device, plan)
+
+    def peak_device_memory(self, device: str) -> int | None:
+        if not device.upper().startswith("GPU"):
+            return None
+        info = self.tf.config.experimental.get_memory_info(device)
+        return int(info["peak"])
+
+
+class TensorFlowTrainer:
+    """All models of a plan as stacked variables; one traced step function."""
+
+    def __init__(self, backend: TensorFlowBackend, device: str, plan: core.Plan) -> None:
+        tf = backend.tf
+        self.b = backend
+        self.device = device
+        self.plan = plan
+        m = len(plan.combos)
+        shapes = {
+            "w1": (m, 2, core.HIDDEN),
+            "b1": (m, core.HIDDEN),
+            "w2": (m, core.HIDDEN),
+            "b2": (m,),
+            "alpha": (m,),
+        }
+        with tf.device(device):
+            self.vars = {k: tf.Variable(tf.zeros(s, tf.float32), name=k) for k, s in shapes.items()}
+        self.names = list(self.vars)
+        self.loss_idx = [(n, tf.constant(idx, tf.int32)) for n, idx in plan.loss_groups]
+        self.inverse = tf.constant(plan.inverse, tf.int32)
+        self.step = tf.function(self._step, reduce_retracing=True)
+
+    def _forward(self, x: Any, y: Any, scale: Any) -> tuple[Any, Any]:
+        tf = self.b.tf
+        p = self.vars
+        z = tf.einsum("nd,mdh->mnh", x, p["w1"]) + p["b1"][:, None, :]  # (M, N, H)
+        alpha = p["alpha"][:, None, None]
+        h = tf.concat(
+            [self.b.acts[a](z[s:e], alpha[s:e]) for a, s, e in self.plan.act_groups], axis=0
+        )
+        f = tf.einsum("mnh,mh->mn", h, p["w2"]) + p["b2"][:, None]  # (M, N)
+        per_group = [
+            tf.reduce_mean(self.b.losses[n](tf.gather(f, idx), y), axis=1) for n, idx in self.loss_idx
+        ]
+        losses = tf.gather(tf.concat(per_group, axis=0), self.inverse) * scale
+        return losses, f
+
+    def _step(self, x: Any, y: Any, scale: Any, lr: Any) -> tuple[Any, Any]:
+        """One plain-GD step of every model (lr 0: evaluate only); returns losses and scores."""
+        tf = self.b.tf
+        with tf.GradientTape() as tape:
+            losses, f = self._forward(x, y, scale)
+            total = tf.reduce_sum(losses)
+        grads = tape.gradient(total, [self.vars[k] for k in self.names])
+        for k, g in zip(self.names, grads, strict=True):
+            if g is not None:  # alpha is unused when no model is PReLU
+                v = self.vars[k]
+                v.assign_sub(tf.reshape(lr, [-1] + [1] * (len(v.shape) - 1)) * g)
+        return losses, f
+
+    def run(
+        self,
+        init: dict[str, core.Array],
+        x: core.Array,
+        y: core.Array,
+        lr: core.Array,
+        loss_scale: core.Array,
+        steps: int,
+    ) -> core.TrainOutput:
+        tf = self.b.tf
+        with tf.device(self.device):
+            for k, v in self.vars.items():
+                v.assign(tf.constant(init[k], tf.float32))
+            xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
+            scale = tf.constant(loss_scale, tf.float32)
+            lr_t = tf.constant(lr, tf.float32)
+            curves: list[Any] = []
+            t0 = time.perf_counter()
+            losses, _ = self.step(xt, yt, scale, lr_t)
+            curves.append(losses)
+            after_first = {k: self.b._np(v) for k, v in self.vars.items()}
+            warmup = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(steps - 1):
+                losses, _ = self.step(xt, yt, scale, lr_t)
+                curves.append(losses)
+            losses, f = self.step(xt, yt, scale, tf.zeros_like(lr_t))
+            curves.append(losses)
+            curve_np = self.b._np(tf.stack(curves))
+            loop = time.perf_counter() - t0
+        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop)
+
+
+if __name__ == "__main__":
+    sys.exit(core.main("tensorflow", load))

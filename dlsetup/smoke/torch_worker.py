@@ -1,0 +1,196 @@
+"""The PyTorch smoke worker: run as a script inside the target interpreter.
+
+``python torch_worker.py [--devices cpu,cuda:0] [--seed N] [--steps N]`` imports only the standard
+library, NumPy and torch (plus the sibling modules ``worker_common`` and ``reference``). All 48
+models are trained at once as stacked weights: one batched matmul program per step, activations
+applied per slice of models, losses per group of models.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dlsetup.smoke import reference as ref
+    from dlsetup.smoke import worker_common as core
+else:  # run as a script: load the sibling modules by path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import reference as ref
+    import worker_common as core
+
+
+def load(injection: core.Injection) -> TorchBackend:
+    """Import torch and build the backend (ImportError when torch is not installed)."""
+    import torch
+
+    return TorchBackend(torch, injection)
+
+
+class TorchBackend:
+    """PyTorch implementations of the seed's functions and the stacked trainer."""
+
+    framework = "torch"
+
+    def __init__(self, torch: Any, injection: core.Injection) -> None:
+        self.torch = torch
+        self.version = str(torch.__version__)
+        fn = torch.nn.functional
+        k = ref.ZERO_ONE_SHARPNESS
+        acts: dict[str, Callable[[Any, Any], Any]] = {
+            "sigmoid": lambda z, a: torch.sigmoid(z),
+            "tanh": lambda z, a: torch.tanh(z),
+            "relu": lambda z, a: torch.relu(z),
+            "leaky_relu": lambda z, a: fn.leaky_relu(z, ref.LEAKY_SLOPE),
+            "prelu": lambda z, a: torch.where(z > 0, z, a * z),
+            "elu": lambda z, a: fn.elu(z, alpha=ref.ELU_ALPHA),
+        }
+        self.acts = core.wrap_activations(acts, injection)
+        self.losses: dict[str, Callable[[Any, Any], Any]] = {
+            "zero_one": lambda f, y: torch.sigmoid(-k * y * f),
+            "absolute": lambda f, y: torch.abs(y - f),
+            "log": lambda f, y: -fn.logsigmoid(y * f),
+            "square": lambda f, y: (y - f) ** 2,
+            "exponential": lambda f, y: torch.exp(-y * f),
+            "hinge": lambda f, y: torch.relu(1.0 - y * f),
+            "perceptron": lambda f, y: torch.relu(-y * f),
+            "cross_entropy": lambda f, y: fn.binary_cross_entropy_with_logits(
+                f, ((1.0 + y) / 2.0).expand_as(f), reduction="none"
+            ),
+        }
+
+    def devices(self) -> list[str]:
+        torch = self.torch
+        out = ["cpu"]
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            out.append("mps")
+        return out
+
+    def dtypes(self, device: str) -> list[str]:
+        return ["float32"] if device.startswith("mps") else ["float32", "float64"]
+
+    def _tensor(self, values: Any, device: str, dtype: str, grad: bool = False) -> Any:
+        torch = self.torch
+        return torch.tensor(
+            np.asarray(values), dtype=getattr(torch, dtype), device=device, requires_grad=grad
+        )
+
+    def _np(self, t: Any) -> core.Array:
+        return np.asarray(t.detach().to("cpu").double().numpy(), dtype=np.float64)
+
+    def activation_value_grad(
+        self, device: str, dtype: str, name: str, x: core.Array, alpha: float
+    ) -> tuple[core.Array, core.Array, core.Array]:
+        xt = self._tensor(x, device, dtype, grad=True)
+        at = self._tensor(np.full(x.shape, alpha), device, dtype, grad=True)
+        value = self.acts[name](xt, at)
+        dx, da = self.torch.autograd.grad(value.sum(), [xt, at], allow_unused=True)
+        zeros = np.zeros_like(x)
+        return (
+            self._np(value),
+            zeros if dx is None else self._np(dx),
+            zeros if da is None else self._np(da),
+        )
+
+    def loss_value_grad(
+        self, device: str, dtype: str, name: str, f: core.Array, y: core.Array
+    ) -> tuple[core.Array, core.Array]:
+        ft = self._tensor(f, device, dtype, grad=True)
+        value = self.losses[name](ft, self._tensor(y, device, dtype))
+        (df,) = self.torch.autograd.grad(value.sum(), [ft])
+        return self._np(value), self._np(df)
+
+    def zero_one(self, device: str, dtype: str, f: core.Array, y: core.Array) -> core.Array:
+        ft = self._tensor(f, device, dtype)
+        pred = self.torch.where(ft > 0, 1.0, -1.0).to(ft.dtype)
+        return self._np((pred != self._tensor(y, device, dtype)).to(ft.dtype))
+
+    def trainer(self, device: str, plan: core.Plan) -> TorchTrainer:
+        return TorchTrainer(self, device, plan)
+
+    def peak_device_memory(self, device: str) -> int | None:
+        if device.startswith("cuda"):
+            return int(self.torch.cuda.max_memory_allocated(device))
+        if device.startswith("mps"):
+            return int(self.torch.mps.driver_allocated_memory())
+        return None
+
+
+class TorchTrainer:
+    """All models of a plan as stacked tensors, trained by eager batched ops."""
+
+    def __init__(self, backend: TorchBackend, device: str, plan: core.Plan) -> None:
+        torch = backend.torch
+        self.b = backend
+        self.device = device
+        self.plan = plan
+        self.loss_idx = [
+            (name, torch.tensor(idx, dtype=torch.long, device=device))
+            for name, idx in plan.loss_groups
+        ]
+        self.inverse = torch.tensor(plan.inverse, dtype=torch.long, device=device)
+
+    def _forward(self, p: dict[str, Any], x: Any, y: Any, scale: Any) -> tuple[Any, Any]:
+        torch = self.b.torch
+        z = torch.matmul(x, p["w1"]) + p["b1"][:, None, :]  # (M, N, H)
+        alpha = p["alpha"][:, None, None]
+        h = torch.cat(
+            [self.b.acts[a](z[s:e], alpha[s:e]) for a, s, e in self.plan.act_groups], dim=0
+        )
+        f = torch.matmul(h, p["w2"][:, :, None])[:, :, 0] + p["b2"][:, None]  # (M, N)
+        per_group = [self.b.losses[n](f.index_select(0, idx), y).mean(dim=1) for n, idx in self.loss_idx]
+        losses = torch.cat(per_group).index_select(0, self.inverse) * scale
+        return losses, f
+
+    def run(
+        self,
+        init: dict[str, core.Array],
+        x: core.Array,
+        y: core.Array,
+        lr: core.Array,
+        loss_scale: core.Array,
+        steps: int,
+    ) -> core.TrainOutput:
+        torch = self.b.torch
+        dev, dt = self.device, "float32"
+        p = {k: self.b._tensor(v, dev, dt, grad=True) for k, v in init.items()}
+        xt, yt = self.b._tensor(x, dev, dt), self.b._tensor(y, dev, dt)
+        scale = self.b._tensor(loss_scale, dev, dt)
+        lr_t = self.b._tensor(lr, dev, dt)
+        lr_b = {k: lr_t.reshape((-1,) + (1,) * (v.dim() - 1)) for k, v in p.items()}
+        names = list(p)
+        curves: list[Any] = []
+        after_first: dict[str, core.Array] = {}
+        t0 = time.perf_counter()
+        warmup = 0.0
+        for step in range(steps):
+            losses, _ = self._forward(p, xt, yt, scale)
+            grads = torch.autograd.grad(
+                losses.sum(), [p[k] for k in names], allow_unused=True
+            )
+            with torch.no_grad():
+                for k, g in zip(names, grads, strict=True):
+                    if g is not None:  # alpha is unused when no model is PReLU
+                        p[k].sub_(lr_b[k] * g)
+            curves.append(losses.detach())
+            if step == 0:
+                after_first = {k: self.b._np(v) for k, v in p.items()}
+                warmup = time.perf_counter() - t0
+                t0 = time.perf_counter()
+        with torch.no_grad():
+            losses, f = self._forward(p, xt, yt, scale)
+        curves.append(losses)
+        curve_np = self.b._np(torch.stack(curves))
+        loop = time.perf_counter() - t0
+        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop)
+
+
+if __name__ == "__main__":
+    sys.exit(core.main("torch", load))
