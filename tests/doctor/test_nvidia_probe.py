@@ -20,6 +20,8 @@ import pytest
 from tests.support.fake_nvml import (
     OMIT_SCENARIOS,
     SCENARIOS,
+    SYMBOLS,
+    build_fake_nvml,
     no_library_env,
     nvml_env,
     subprocess_env,
@@ -473,3 +475,73 @@ def test_importing_the_probe_module_does_not_import_pynvml() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+# ------------------------------------------------------------ the fake library itself ----
+
+
+def exported_symbols(libdir: Path) -> set[str]:
+    """The nvml* symbols a built library exports (read in a child: loading the fake here would
+    make it this process's libnvidia-ml.so.1 for every later in-process probe)."""
+    code = (
+        "import ctypes, json, sys\n"
+        "from tests.support.fake_nvml import SYMBOLS\n"
+        "lib = ctypes.CDLL(sys.argv[1])\n"
+        "print(json.dumps([s for s in SYMBOLS if hasattr(lib, s)]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(libdir / "libnvidia-ml.so.1")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return set(json.loads(proc.stdout))
+
+
+def test_fake_library_exports_every_listed_symbol_and_a_variant_omits_only_its_own(
+    fake_nvml_dir: Path, fake_nvml_builder: Callable[..., Path]
+) -> None:
+    assert exported_symbols(fake_nvml_dir) == set(SYMBOLS)
+    variant = fake_nvml_builder(omit=("nvmlDeviceGetMigMode", "nvmlDeviceGetUUID"))
+    assert variant != fake_nvml_dir
+    assert exported_symbols(variant) == set(SYMBOLS) - {"nvmlDeviceGetMigMode", "nvmlDeviceGetUUID"}
+
+
+def test_fake_library_soname_is_libnvidia_ml_so_1(fake_nvml_dir: Path) -> None:
+    header = subprocess.run(
+        ["readelf", "-d", str(fake_nvml_dir / "libnvidia-ml.so.1")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if header.returncode != 0:
+        pytest.skip("readelf is not available")
+    assert "Library soname: [libnvidia-ml.so.1]" in header.stdout
+
+
+def test_building_twice_reuses_the_cached_library(fake_nvml_builder: Callable[..., Path]) -> None:
+    first = fake_nvml_builder(omit=("nvmlDeviceGetUUID",))
+    mtime = (first / "libnvidia-ml.so.1").stat().st_mtime_ns
+    assert fake_nvml_builder(omit=("nvmlDeviceGetUUID",)) == first
+    assert (first / "libnvidia-ml.so.1").stat().st_mtime_ns == mtime
+
+
+def test_unknown_omit_symbol_and_unknown_setting_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a symbol of the fake NVML library: nvmlNoSuchThing"):
+        build_fake_nvml(tmp_path, omit=("nvmlNoSuchThing",))
+    with pytest.raises(TypeError, match="unknown fake NVML setting\\(s\\): gpu_cuont"):
+        nvml_env(tmp_path, gpu_cuont="2")
+
+
+def test_every_named_scenario_probes_with_the_status_it_is_named_for(
+    fake_nvml_dir: Path,
+) -> None:
+    expected = {"driver_not_loaded": "driver_not_loaded", "driver_mismatch": "driver_mismatch"}
+    expected["no_permission"] = "no_permission"
+    for name in SCENARIOS:
+        facts = scenario(fake_nvml_dir, name)
+        assert facts["status"] == expected.get(name, "ok"), name
+        if facts["status"] == "ok":
+            assert facts["gpu_count"] == int(SCENARIOS[name].get("gpu_count", "1")), name
