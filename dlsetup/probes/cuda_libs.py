@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +189,65 @@ def parse_visible_devices(value: str | None) -> VisibleDevices:
         invalid=tuple(e for e, ok in zip(entries, valid, strict=True) if not ok),
         ignored=entries[first_invalid:],
         hides_all=not visible,
+    )
+
+
+@dataclass(frozen=True)
+class VisibleResolution:
+    """``CUDA_VISIBLE_DEVICES`` matched against the GPUs NVML reports.
+
+    Attributes:
+        gpu_indices: NVML indices of the GPUs CUDA will see, in CUDA's order.
+        mig_entries: ``MIG-...`` entries (MIG devices are not in NVML's GPU list, so they are
+            passed through unchecked).
+        unmatched: the first entry that names no GPU here (an index past the last GPU, a UUID
+            prefix that matches none or several); CUDA ignores it and everything after it.
+        hides_all: the variable is set and CUDA will see no device at all.
+    """
+
+    gpu_indices: tuple[int, ...]
+    mig_entries: tuple[str, ...] = ()
+    unmatched: tuple[str, ...] = ()
+    hides_all: bool = False
+
+
+def resolve_visible_devices(devices: VisibleDevices, gpu_uuids: Sequence[str]) -> VisibleResolution:
+    """Which of this machine's GPUs CUDA will use under ``devices``.
+
+    CUDA treats an index past the last GPU like any invalid entry: it and every entry after it
+    are ignored. A UUID may be abbreviated to a prefix that names exactly one GPU.
+
+    Args:
+        devices: :func:`parse_visible_devices` of the variable.
+        gpu_uuids: the UUID of each GPU in NVML index order (``GpuFacts.uuid``).
+
+    Note:
+        Indices are compared with NVML's numbering (PCI bus order). CUDA numbers GPUs fastest
+        first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``; on a machine of identical GPUs the two
+        agree.
+    """
+    if isinstance(devices.raw, Missing):
+        return VisibleResolution(gpu_indices=tuple(range(len(gpu_uuids))))
+    indices: list[int] = []
+    mig: list[str] = []
+    unmatched: tuple[str, ...] = devices.ignored
+    for position, entry in enumerate(devices.visible):
+        if entry.startswith("MIG-"):
+            mig.append(entry)
+            continue
+        if entry.isdigit():
+            match = [int(entry)] if int(entry) < len(gpu_uuids) else []
+        else:
+            match = [i for i, uuid in enumerate(gpu_uuids) if uuid.startswith(entry)]
+        if len(match) != 1:
+            unmatched = devices.visible[position:] + devices.ignored
+            break
+        indices.append(match[0])
+    return VisibleResolution(
+        gpu_indices=tuple(indices),
+        mig_entries=tuple(mig),
+        unmatched=unmatched,
+        hides_all=not indices and not mig,
     )
 
 

@@ -16,6 +16,7 @@ from dlsetup.facts import Missing
 from dlsetup.probes import cuda_libs
 from dlsetup.probes.cuda_libs import (
     VisibleDevices,
+    VisibleResolution,
     find_library,
     parse_ldconfig_cache,
     parse_nvcc_version,
@@ -23,6 +24,7 @@ from dlsetup.probes.cuda_libs import (
     probe_cuda_libs,
     probe_nvcc,
     probe_wsl_libcuda,
+    resolve_visible_devices,
 )
 
 # Real `nvcc --version` output of the CUDA 12.4 toolkit.
@@ -125,6 +127,62 @@ def test_whitespace_around_entries_is_stripped() -> None:
 def test_probe_reports_visible_devices_from_the_given_environment(tmp_path: Path) -> None:
     facts = probe_cuda_libs({"PATH": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}, root=tmp_path)
     assert facts.visible_devices.hides_all is True
+
+
+UUIDS = (
+    "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6",
+    "GPU-8932aaaa-0000-4000-8000-000000000001",
+    "GPU-1d6b5c3e-0000-4000-8000-000000000002",
+)
+
+
+def test_unset_visible_devices_resolves_to_every_gpu() -> None:
+    assert resolve_visible_devices(parse_visible_devices(None), UUIDS) == VisibleResolution(
+        gpu_indices=(0, 1, 2)
+    )
+
+
+def test_index_past_the_last_gpu_ends_the_list_like_cuda() -> None:
+    resolved = resolve_visible_devices(parse_visible_devices("2,5,0"), UUIDS)
+    assert resolved.gpu_indices == (2,)
+    assert resolved.unmatched == ("5", "0")
+    assert resolved.hides_all is False
+
+
+def test_only_a_nonexistent_gpu_hides_every_gpu() -> None:
+    resolved = resolve_visible_devices(parse_visible_devices("3"), UUIDS)
+    assert resolved.gpu_indices == ()
+    assert resolved.hides_all is True
+
+
+def test_uuid_prefix_naming_exactly_one_gpu_resolves_to_it() -> None:
+    resolved = resolve_visible_devices(parse_visible_devices("GPU-1d6b,GPU-8932f"), UUIDS)
+    assert resolved.gpu_indices == (2, 0)
+    assert resolved.unmatched == ()
+
+
+def test_ambiguous_uuid_prefix_is_unmatched() -> None:
+    resolved = resolve_visible_devices(parse_visible_devices("1,GPU-8932,0"), UUIDS)
+    assert resolved.gpu_indices == (1,)
+    assert resolved.unmatched == ("GPU-8932", "0")
+
+
+def test_mig_entries_pass_through_unchecked() -> None:
+    resolved = resolve_visible_devices(
+        parse_visible_devices("MIG-GPU-8932f937-d72c-4106-c12f-20bd9faed9f6/1/0"), UUIDS
+    )
+    assert resolved.mig_entries == ("MIG-GPU-8932f937-d72c-4106-c12f-20bd9faed9f6/1/0",)
+    assert resolved.hides_all is False
+
+
+def test_invalid_entry_is_reported_unmatched_after_resolution() -> None:
+    resolved = resolve_visible_devices(parse_visible_devices("0,-1,1"), UUIDS)
+    assert resolved.gpu_indices == (0,)
+    assert resolved.unmatched == ("-1", "1")
+
+
+def test_empty_visible_devices_resolves_to_nothing() -> None:
+    assert resolve_visible_devices(parse_visible_devices(""), UUIDS).hides_all is True
 
 
 # -------------------------------------------------------------------------------- nvcc ----
