@@ -117,6 +117,7 @@ _FIELD_REASON = {
     6: "not_found",  # NVML_ERROR_NOT_FOUND
     13: "function_not_found",  # NVML_ERROR_FUNCTION_NOT_FOUND
     15: "gpu_lost",  # NVML_ERROR_GPU_IS_LOST
+    25: "version_mismatch",  # NVML_ERROR_ARGUMENT_VERSION_MISMATCH (a versioned struct)
 }
 
 _GPU_LOST = 15
@@ -184,7 +185,7 @@ class _Nvml:
         self,
         calls: Sequence[tuple[str, Callable[[], Any]]],
         *,
-        fall_back_on: frozenset[str] = frozenset({"function_not_found"}),
+        fall_back_on: frozenset[str] = frozenset({"function_not_found", "version_mismatch"}),
     ) -> Any:
         """Try versioned variants newest first; the first real answer wins.
 
@@ -367,7 +368,9 @@ def _read_gpu_fields(nv: _Nvml, handle: Any, out: dict[str, Any]) -> None:
                     lambda: nvml.nvmlDeviceGetPowerManagementLimit(handle),
                 ),
             ],
-            fall_back_on=frozenset({"function_not_found", "not_supported", "error"}),
+            fall_back_on=frozenset(
+                {"function_not_found", "version_mismatch", "not_supported", "error"}
+            ),
         ),
         _milliwatts_to_watts,
     )

@@ -448,6 +448,20 @@ def test_driver_without_memory_info_v2_reads_v1_where_reserved_counts_as_used(
     assert gpu["memory_free_bytes"] == (81559 - 1500) * MIB
 
 
+def test_driver_rejecting_the_memory_v2_struct_version_falls_back_to_v1(
+    fake_nvml_dir: Path,
+) -> None:
+    gpu = probe(
+        nvml_env(
+            fake_nvml_dir,
+            mem_used_mib="1000",
+            mem_reserved_mib="500",
+            errors="nvmlDeviceGetMemoryInfo_v2:25",
+        )
+    )["gpus"][0]
+    assert gpu["memory_used_bytes"] == 1500 * MIB
+
+
 def test_memory_info_v2_keeps_reserved_memory_out_of_used(fake_nvml_dir: Path) -> None:
     gpu = probe(nvml_env(fake_nvml_dir, mem_used_mib="1000", mem_reserved_mib="500"))["gpus"][0]
     assert gpu["memory_used_bytes"] == 1000 * MIB
