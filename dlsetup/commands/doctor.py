@@ -200,27 +200,26 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
         rows += [
             ("Driver", _v(nv.driver_version)),
             ("CUDA (driver)", _v(nv.cuda_driver_version)),
-            ("NVML", _v(nv.nvml_version)),
+            ("NVML version", _v(nv.nvml_version)),
         ]
     section("NVIDIA", rows)
     if nv.gpus:
         table = Table(title="GPUs", title_justify="left")
-        for col in (
-            "#",
-            "name",
-            "CC",
-            "memory used/total",
-            "temp",
-            "power",
-            "PCIe",
-            "MIG",
-            "ECC",
-            "procs",
+        for col, wrap in (
+            ("#", False),
+            ("name", False),
+            ("CC", False),
+            ("memory used/total", False),
+            ("temp, power/limit", True),
+            ("PCIe gen, width", True),
+            ("MIG cur/pend", True),
+            ("ECC, uncorr.", True),
+            ("procs", True),
         ):
-            table.add_column(col)
+            table.add_column(col, no_wrap=not wrap)
         for g in nv.gpus:
             if g.lost:
-                table.add_row(str(g.index), "LOST", *["-"] * 8)
+                table.add_row(str(g.index), "LOST (fell off the bus)", *["-"] * 7)
                 continue
             procs = g.processes
             table.add_row(
@@ -228,12 +227,11 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
                 _v(g.name),
                 _v(g.compute_capability),
                 f"{_mib(g.memory_used_bytes)} / {_mib(g.memory_total_bytes)}",
-                _v(g.temperature_c, " C"),
-                f"{_v(g.power_draw_w, ' W')} / {_v(g.power_limit_w, ' W')}",
-                f"gen {_v(g.pcie_gen_current)}/{_v(g.pcie_gen_max)} "
+                f"{_v(g.temperature_c, ' C')}, {_v(g.power_draw_w, ' W')}/{_v(g.power_limit_w, ' W')}",
+                f"{_v(g.pcie_gen_current)}/{_v(g.pcie_gen_max)}, "
                 f"x{_v(g.pcie_width_current)}/{_v(g.pcie_width_max)}",
                 f"{_v(g.mig_mode_current)}/{_v(g.mig_mode_pending)}",
-                f"{_v(g.ecc_mode_current)} ({_v(g.ecc_errors_uncorrected)} uncorr.)",
+                f"{_v(g.ecc_mode_current)}, {_v(g.ecc_errors_uncorrected)}",
                 _v(procs) if isinstance(procs, Missing) else str(len(procs)),
             )
         console.print(table)

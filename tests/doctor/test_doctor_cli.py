@@ -1,0 +1,427 @@
+"""``dlsetup doctor --json`` end to end: a fresh process, the real pynvml against the fake driver
+library, stand-in frameworks on PYTHONPATH, output validated against the shipped JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from dlsetup.output import load_schema
+from tests.doctor.standins import (
+    crashing_standin,
+    failing_standin,
+    hanging_standin,
+    tensorflow_standin,
+    torch_standin,
+)
+from tests.support.fake_nvml import (
+    OMIT_SCENARIOS,
+    SCENARIOS,
+    no_library_env,
+    nvml_env,
+    subprocess_env,
+    system_has_nvml,
+)
+from tests.support.proc import run_cli
+
+SCHEMA = load_schema("dlsetup.doctor")
+PY = sys.executable
+
+
+def doctor(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> tuple[int, dict[str, Any], str]:
+    """Run ``dlsetup doctor --json ARGS`` with ``env``; validate and return (exit, data, stderr)."""
+    proc = run_cli("doctor", "--json", *args, env=subprocess_env(env), timeout=timeout)
+    assert proc.stdout, proc.stderr
+    document = json.loads(proc.stdout)
+    jsonschema.validate(document, SCHEMA, cls=jsonschema.Draft202012Validator)
+    return proc.returncode, document["data"], proc.stderr
+
+
+def ids(data: dict[str, Any]) -> list[str]:
+    return [f["id"] for f in data["findings"]]
+
+
+def finding(data: dict[str, Any], check_id: str) -> dict[str, Any]:
+    matches = [f for f in data["findings"] if f["id"] == check_id]
+    assert matches, f"{check_id} not in {ids(data)}"
+    return matches[0]
+
+
+def standins(tmp_path: Path, **torch_kw: Any) -> str:
+    """PYTHONPATH with a CUDA 12.4 torch stand-in and a TF stand-in with no GPU problems."""
+    torch_standin(tmp_path, **torch_kw)
+    tensorflow_standin(tmp_path, version="2.17.0", cuda_version="12.3", gpus=1)
+    return str(tmp_path)
+
+
+def nv(libdir: Path, name: str, **overrides: str) -> dict[str, str]:
+    return nvml_env(libdir, **{**SCENARIOS[name], **overrides})
+
+
+# ------------------------------------------------------------------------------ NVML states ----
+
+
+@pytest.mark.skipif(system_has_nvml(), reason="a real NVIDIA driver is installed here")
+def test_no_driver_library_is_info_and_exit_0(tmp_path: Path) -> None:
+    code, data, _ = doctor(no_library_env(tmp_path / "empty"), "--no-frameworks")
+    assert code == 0
+    assert data["nvidia"]["status"] == "no_library"
+    assert finding(data, "nvml.no_library")["severity"] == "info"
+    assert data["frameworks"]["torch"] == {"reason": "skipped", "detail": ""}
+
+
+def test_driver_not_loaded_is_an_error(fake_nvml_dir: Path) -> None:
+    code, data, _ = doctor(nv(fake_nvml_dir, "driver_not_loaded"), "--no-frameworks")
+    assert code == 1
+    f = finding(data, "nvml.driver_not_loaded")
+    assert f["title"] == "The NVIDIA kernel driver is not loaded (NVML error 9)"
+    assert f["fix"].startswith("Load it with sudo modprobe nvidia (or reboot)")
+    assert data["summary"]["error"] == 1
+
+
+def test_library_driver_mismatch_is_an_error(fake_nvml_dir: Path) -> None:
+    code, data, _ = doctor(nv(fake_nvml_dir, "driver_mismatch"), "--no-frameworks")
+    assert code == 1
+    f = finding(data, "nvml.driver_mismatch")
+    assert f["details"]["nvml_error_code"] == 18
+    assert f["fix"].startswith("Reboot so the new kernel module loads")
+
+
+def test_driver_535_one_h100_with_cuda_12_1_torch_is_healthy(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"),
+        "PYTHONPATH": standins(tmp_path, version="2.4.1+cu121", cuda="12.1"),
+    }
+    code, data, _ = doctor(env)
+    assert code == 0, data["findings"]
+    assert data["summary"]["error"] == 0
+    assert data["nvidia"]["driver_version"] == "535.104.05"
+    assert data["nvidia"]["cuda_driver_version"] == "12.2"
+    assert [g["name"] for g in data["nvidia"]["gpus"]] == ["NVIDIA H100 80GB HBM3"]
+    torch = data["frameworks"]["torch"]
+    assert torch["status"] == "ok"
+    assert torch["version"] == "2.4.1+cu121"
+    assert torch["torch"]["cuda"] == "12.1"
+    tf = data["frameworks"]["tensorflow"]["tensorflow"]
+    assert tf["gpus"] == ["/physical_device:GPU:0"]
+    assert "driver.too_old_for_build" not in ids(data)
+    assert "gpu.arch_not_in_build" not in ids(data)
+    assert "torch.cpu_build_on_gpu_machine" not in ids(data)
+
+
+def test_eight_gpus_are_all_reported(fake_nvml_dir: Path) -> None:
+    code, data, _ = doctor(nv(fake_nvml_dir, "eight_gpus"), "--no-frameworks")
+    assert code == 0
+    assert [g["index"] for g in data["nvidia"]["gpus"]] == list(range(8))
+    assert {g["name"] for g in data["nvidia"]["gpus"]} == {"NVIDIA A100-SXM4-80GB"}
+    assert data["nvidia"]["gpus"][7]["compute_capability"] == [8, 0]
+
+
+def test_driver_470_cuda_11_4_with_cuda_12_4_torch_is_an_error_with_the_fix(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **nv(fake_nvml_dir, "driver_470_cuda_11_4"),
+        "PYTHONPATH": standins(tmp_path, version="2.6.0+cu124", cuda="12.4"),
+    }
+    code, data, _ = doctor(env)
+    assert code == 1
+    f = next(
+        x
+        for x in data["findings"]
+        if x["id"] == "driver.too_old_for_build" and x["details"]["framework"] == "torch"
+    )
+    assert f["severity"] == "error"
+    assert f["message"] == (
+        "torch 2.6.0+cu124 was built for CUDA 12.4, but the NVIDIA driver 470.82.01 supports "
+        "CUDA 11.4 at most: the driver supports CUDA 11.4, older than the CUDA 12.4 the build "
+        "needs. torch will not see the GPU."
+    )
+    assert f["fix"] == (
+        "Update the NVIDIA driver to 550.54.14 or newer (any driver >= 525.60.13 runs CUDA 12.x "
+        "builds through minor-version compatibility), or install a build this driver runs: "
+        f"{PY} -m pip install torch==2.7.* --index-url https://download.pytorch.org/whl/cu118."
+    )
+    # TensorFlow's CUDA 12.3 build is too old for this driver as well.
+    assert any(
+        x["id"] == "driver.too_old_for_build" and x["details"]["framework"] == "tensorflow"
+        for x in data["findings"]
+    )
+
+
+def test_cc_12_0_gpu_with_arch_list_up_to_sm_90_is_an_error(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **nv(fake_nvml_dir, "cc_12_0_rtx_5090"),
+        "PYTHONPATH": standins(tmp_path, version="2.6.0+cu124", cuda="12.4"),
+    }
+    code, data, _ = doctor(env)
+    assert code == 1
+    f = next(
+        x
+        for x in data["findings"]
+        if x["id"] == "gpu.arch_not_in_build" and x["details"]["framework"] == "torch"
+    )
+    assert f["title"] == "torch 2.6.0+cu124 has no kernels for GPU 0 (compute capability 12.0)"
+    assert f["message"].startswith(
+        "the build ships kernels up to sm_90 and no PTX the driver could compile for compute "
+        "capability 12.0"
+    )
+    assert f["fix"].startswith(
+        f"{PY} -m pip install torch==2.11.* --index-url https://download.pytorch.org/whl/cu128"
+    )
+
+
+def test_mig_on_is_a_warning_that_strict_turns_into_exit_1(fake_nvml_dir: Path) -> None:
+    code, data, _ = doctor(nv(fake_nvml_dir, "mig_on"), "--no-frameworks")
+    assert code == 0
+    assert finding(data, "gpu.mig_enabled")["severity"] == "warning"
+    assert "gpu.mig_pending_reset" not in ids(data)
+    strict_code, strict_data, _ = doctor(nv(fake_nvml_dir, "mig_on"), "--no-frameworks", "--strict")
+    assert strict_code == 1
+    assert strict_data["exit_code"] == 1 and strict_data["strict"] is True
+
+
+def test_pending_mig_change_needs_a_reset(fake_nvml_dir: Path) -> None:
+    _, data, _ = doctor(nv(fake_nvml_dir, "mig_pending"), "--no-frameworks")
+    f = finding(data, "gpu.mig_pending_reset")
+    assert f["fix"] == "Stop the GPU's processes, then sudo nvidia-smi -i 0 -r (or reboot)."
+
+
+def test_memory_held_by_another_process_names_it(fake_nvml_dir: Path) -> None:
+    _, data, _ = doctor(nv(fake_nvml_dir, "memory_held_by_other_process"), "--no-frameworks")
+    f = finding(data, "gpu.memory_held")
+    assert f["title"] == "GPU 0: 40962 MiB of 81559 MiB held by other processes"
+    assert "pid 4242 (/usr/bin/python3, 40960 MiB)" in f["message"]
+    assert f["fix"].startswith("Stop them if they are yours (kill 4242)")
+
+
+def test_a_function_the_driver_lacks_degrades_and_the_report_ends(
+    fake_nvml_builder: Callable[..., Path],
+) -> None:
+    libdir = fake_nvml_builder(omit=OMIT_SCENARIOS["driver_without_mig_api"])
+    code, data, _ = doctor(nv(libdir, "driver_535_cuda_12_2_one_h100"), "--no-frameworks")
+    assert code == 0
+    gpu = data["nvidia"]["gpus"][0]
+    assert gpu["mig_mode_current"]["reason"] == "function_not_found"
+    assert gpu["name"] == "NVIDIA H100 80GB HBM3"
+    assert finding(data, "nvml.function_not_found")["severity"] == "info"
+
+
+def test_lost_gpu_is_an_error_and_the_other_gpu_is_still_read(fake_nvml_dir: Path) -> None:
+    code, data, _ = doctor(nv(fake_nvml_dir, "two_gpus_second_lost"), "--no-frameworks")
+    assert code == 1
+    assert finding(data, "gpu.lost")["details"]["gpus"] == [1]
+    assert data["nvidia"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+
+
+# ------------------------------------------------------------------- CUDA_VISIBLE_DEVICES ----
+
+
+def test_empty_cuda_visible_devices_hides_every_gpu(fake_nvml_dir: Path) -> None:
+    env = {**nv(fake_nvml_dir, "eight_gpus"), "CUDA_VISIBLE_DEVICES": ""}
+    _, data, _ = doctor(env, "--no-frameworks")
+    f = finding(data, "cuda_visible_devices.hides_all")
+    assert f["message"].startswith("CUDA_VISIBLE_DEVICES='' makes all 8 GPU(s) invisible")
+
+
+def test_cuda_visible_devices_naming_a_missing_gpu_is_an_error(fake_nvml_dir: Path) -> None:
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "CUDA_VISIBLE_DEVICES": "3"}
+    code, data, _ = doctor(env, "--no-frameworks")
+    assert code == 1
+    f = finding(data, "cuda_visible_devices.unknown_device")
+    assert f["title"] == "CUDA_VISIBLE_DEVICES names a GPU that does not exist: 3"
+    assert f["fix"].startswith("export CUDA_VISIBLE_DEVICES=0 ")
+
+
+def test_valid_cuda_visible_devices_is_silent(fake_nvml_dir: Path) -> None:
+    env = {**nv(fake_nvml_dir, "eight_gpus"), "CUDA_VISIBLE_DEVICES": "0,7"}
+    _, data, _ = doctor(env, "--no-frameworks")
+    assert not [i for i in ids(data) if i.startswith("cuda_visible_devices.")]
+
+
+# ---------------------------------------------------------------------- framework probes ----
+
+
+def test_cpu_torch_on_a_gpu_machine_gets_the_install_command(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **nv(fake_nvml_dir, "cc_12_0_rtx_5090"),
+        "PYTHONPATH": standins(tmp_path, version="2.13.0+cpu", cuda=None),
+    }
+    code, data, _ = doctor(env)
+    assert code == 1
+    f = finding(data, "torch.cpu_build_on_gpu_machine")
+    assert f["message"] == (
+        "torch 2.13.0+cpu has no CUDA support, so it cannot use GPU 0 (NVIDIA GeForce RTX 5090, "
+        "CC 12.0)."
+    )
+    assert f["fix"] == (
+        f"{PY} -m pip install torch==2.11.* --index-url https://download.pytorch.org/whl/cu128  "
+        "(PyTorch 2.11 built for CUDA 12.8)"
+    )
+
+
+def test_import_that_aborts_the_interpreter_is_a_finding(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    crashing_standin(tmp_path, "torch")
+    tensorflow_standin(tmp_path)
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
+    code, data, _ = doctor(env)
+    assert code == 1
+    f = finding(data, "framework.import_crashed")
+    assert f["title"] == "import torch crashed the Python interpreter"
+    assert f["message"].startswith(
+        "the interpreter died while importing torch (killed by signal SIGABRT (6))"
+    )
+    assert data["frameworks"]["torch"]["status"] == "crashed"
+    assert data["frameworks"]["tensorflow"]["status"] == "ok"
+
+
+def test_import_that_hangs_times_out_and_doctor_still_ends(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    hanging_standin(tmp_path, "tensorflow")
+    torch_standin(tmp_path, version="2.4.1+cu121", cuda="12.1")
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
+    start = time.perf_counter()
+    code, data, _ = doctor(env, "--timeout", "3")
+    assert time.perf_counter() - start < 30
+    assert code == 1
+    f = finding(data, "framework.import_timeout")
+    assert f["message"].startswith(
+        "importing tensorflow did not finish within 3 s; the probe was killed"
+    )
+    assert data["frameworks"]["torch"]["status"] == "ok"
+
+
+def test_cuda_libraries_the_framework_failed_to_load_are_named(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    torch_standin(tmp_path, version="2.4.1+cu121", cuda="12.1")
+    tensorflow_standin(
+        tmp_path,
+        stderr=(
+            "W tensorflow/tsl/platform/default/dso_loader.cc:66] Could not load dynamic library "
+            "'libcudnn.so.8'; dlerror: libcudnn.so.8: cannot open shared object file\n"
+            "W tensorflow/core/common_runtime/gpu/gpu_device.cc:1960] Cannot dlopen some GPU "
+            "libraries. Please make sure the missing libraries mentioned above are installed"
+        ),
+    )
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
+    code, data, _ = doctor(env)
+    assert code == 1
+    f = finding(data, "framework.cuda_libs_failed")
+    assert f["title"] == "tensorflow could not load libcudnn.so.8"
+    assert f["severity"] == "error"
+    assert data["frameworks"]["tensorflow"]["failed_libraries"] == ["libcudnn.so.8"]
+
+
+def test_import_error_from_a_missing_library_is_import_failed(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    failing_standin(
+        tmp_path, "torch", "libcudnn.so.9: cannot open shared object file: No such file"
+    )
+    tensorflow_standin(tmp_path)
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
+    _, data, _ = doctor(env)
+    assert finding(data, "framework.import_failed")["message"].startswith(
+        "Importing torch raised OSError: libcudnn.so.9"
+    )
+    assert data["frameworks"]["torch"]["failed_libraries"] == ["libcudnn.so.9"]
+    assert "framework.cuda_libs_failed" in ids(data)
+
+
+def test_python_flag_selects_the_interpreter_and_a_missing_one_is_exit_3(tmp_path: Path) -> None:
+    proc = run_cli("doctor", "--json", "--python", str(tmp_path / "nope" / "python"))
+    assert proc.returncode == 3
+    assert proc.stderr.startswith(f"Error: no Python interpreter at {tmp_path / 'nope' / 'python'}")
+    assert "Fix: pass --python" in proc.stderr
+
+
+def test_python_flag_probes_that_interpreter(fake_nvml_dir: Path, tmp_path: Path) -> None:
+    base = getattr(sys, "_base_executable", sys.executable)
+    env = {
+        **nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"),
+        "PYTHONPATH": standins(tmp_path, version="2.4.1+cu121", cuda="12.1"),
+    }
+    _, data, _ = doctor(env, "--python", base)
+    assert data["frameworks"]["python_executable"] == base
+    assert data["frameworks"]["torch"]["version"] == "2.4.1+cu121"
+
+
+def test_human_report_is_plain_when_piped(fake_nvml_dir: Path, tmp_path: Path) -> None:
+    env = {
+        **nv(fake_nvml_dir, "driver_470_cuda_11_4"),
+        "PYTHONPATH": standins(tmp_path, version="2.6.0+cu124", cuda="12.4"),
+    }
+    proc = run_cli("doctor", env=subprocess_env(env))
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "\x1b[" not in out
+    for section in ("System", "NVIDIA", "CUDA libraries", "Environment managers", "Frameworks"):
+        assert f"\n{section}" in "\n" + out
+    assert "driver.too_old_for_build" in out
+    assert "Tesla V100-SXM2-16GB" in out
+    assert "error(s)" in out.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_real_torch_cpu_and_tensorflow_cpu_are_probed(fake_nvml_dir: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    env = nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100")
+    env.pop("PYTHONPATH", None)
+    code, data, _ = doctor(env, "--timeout", "300", timeout=400)
+    torch = data["frameworks"]["torch"]
+    tf = data["frameworks"]["tensorflow"]
+    assert torch["status"] == "ok", torch
+    assert torch["version"].startswith("2.13.0")
+    assert torch["torch"]["cuda"]["reason"] == "cpu_build"
+    assert torch["torch"]["arch_list"] == []
+    assert torch["torch"]["cuda_available"] is False
+    assert tf["status"] == "ok", tf
+    assert tf["tensorflow"]["is_cuda_build"] is False
+    assert tf["tensorflow"]["gpus"] == []
+    assert code == 1
+    assert "torch.cpu_build_on_gpu_machine" in ids(data)
+    assert "tensorflow.cpu_build_on_gpu_machine" in ids(data)
+
+
+def test_doctor_never_leaves_a_worker_running(fake_nvml_dir: Path, tmp_path: Path) -> None:
+    hanging_standin(tmp_path, "torch")
+    hanging_standin(tmp_path, "tensorflow")
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
+    doctor(env, "--timeout", "1")
+    assert _workers_with(str(tmp_path)) == []
+
+
+def _workers_with(pythonpath: str) -> list[int]:
+    """Pids of framework workers still running with ``pythonpath`` in their environment."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+            is_worker = any("framework_worker.py" in part for part in cmdline)
+            if is_worker and proc.environ().get("PYTHONPATH") == pythonpath:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
