@@ -495,7 +495,7 @@ def _step_failures(
                 "check": "one step",
                 "what": what,
                 "value": _num(np.asarray(got).reshape(-1)[worst]),
-                "expected": f"{_num(np.asarray(want).reshape(-1)[worst])} (NumPy reference, rtol {rtol:g}, atol {atol:g})",
+                "expected": f"{float(np.asarray(want).reshape(-1)[worst]):.6g} (NumPy reference, rtol {rtol:g}, atol {atol:g})",
             }]  # fmt: skip
     return []
 
@@ -532,7 +532,9 @@ def train_grid(
         single = make_plan([combos[i]])
         sub_init = {k: a[i : i + 1] for k, a in init.items()}
         sub = backend.trainer(device, single).run(sub_init, x, y, lr[i : i + 1], scale[i : i + 1], steps)
-        alone = _verdicts(single, sub, y, None, None)[0]
+        sub_ref = None if ref_after is None else {k: a[i : i + 1] for k, a in ref_after.items()}
+        sub_losses = None if ref_losses is None else ref_losses[i : i + 1]
+        alone = _verdicts(single, sub, y, sub_losses, sub_ref)[0]
         v.isolated = {
             "passed": not alone.failures,
             "final_loss": _num(alone.final_loss),

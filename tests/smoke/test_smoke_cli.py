@@ -1,0 +1,202 @@
+"""``dlsetup smoke`` end to end with the real torch and tensorflow-cpu, fault injection included.
+
+The fault-injection hook (``DLSETUP_SMOKE_INJECT``, documented in ``worker_common`` as test-only)
+is read by the real workers, so these tests run the real code paths, not mocks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from dlsetup.cli import cli
+from dlsetup.output import load_schema
+from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
+from tests.support.proc import run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.torch, pytest.mark.tensorflow]
+
+
+def validate(document: Any, schema: str) -> None:
+    jsonschema.validate(document, load_schema(schema), cls=jsonschema.Draft202012Validator)
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real run of both frameworks with every output written."""
+    out = tmp_path_factory.mktemp("smoke")
+    proc = run_cli(
+        "smoke", "--json", "--benchmark",
+        "--output", str(out / "bench.json"),
+        "--github-benchmark", str(out / "gh.json"),
+        "--plot", str(out / "curves.png"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"doc": json.loads(proc.stdout), "dir": out}
+
+
+def runs_by_framework(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["framework"]: r for r in doc["data"]["runs"]}
+
+
+def test_both_cpu_frameworks_pass_every_check_and_all_48_combinations(full_run: dict[str, Any]) -> None:
+    doc = full_run["doc"]
+    assert doc["data"]["passed"] is True
+    runs = runs_by_framework(doc)
+    assert set(runs) == {"torch", "tensorflow"}
+    assert runs["torch"]["device"] == "cpu"
+    assert runs["tensorflow"]["device"] == "CPU:0"
+    for run in runs.values():
+        assert run["status"] == "ok"
+        assert len(run["combinations"]) == 48
+        assert [(c["activation"], c["loss"]) for c in run["combinations"]] == [
+            (a, lo) for a in ACTIVATIONS for lo in LOSSES
+        ]
+        assert all(c["passed"] for c in run["combinations"])
+        # 6 activations (+1 alpha for PReLU's second alpha) x value/grad, 8 losses x value/grad + 0/1
+        assert len(run["function_checks"]) >= 2 * 33
+        assert all(c["passed"] for c in run["function_checks"])
+        assert len(run["curves"]) == 48 and len(run["curves"][0]) == 201
+
+
+def test_frameworks_agree_on_every_loss_curve_from_the_same_start(full_run: dict[str, Any]) -> None:
+    agreement = full_run["doc"]["data"]["agreement"]
+    assert len(agreement) == 48
+    assert {a["device"] for a in agreement} == {"cpu"}
+    assert max(a["max_rel_deviation"] for a in agreement) < 1e-3
+
+
+def test_json_output_and_benchmark_files_match_their_schemas(full_run: dict[str, Any]) -> None:
+    validate(full_run["doc"], "dlsetup.smoke")
+    bench = json.loads((full_run["dir"] / "bench.json").read_text())
+    validate(bench, "dlsetup.smoke-benchmark")
+    assert {r["framework"] for r in bench["data"]["runs"]} == {"torch", "tensorflow"}
+    assert all(r["peak_rss_bytes"] > 50 * 2**20 for r in bench["data"]["runs"])
+    assert all(r["peak_device_bytes"] == {"reason": "host_device", "detail": ""} for r in bench["data"]["runs"])
+
+
+def test_github_benchmark_file_is_a_custom_smaller_is_better_list(full_run: dict[str, Any]) -> None:
+    entries = json.loads((full_run["dir"] / "gh.json").read_text())
+    names = {e["name"] for e in entries}
+    assert {"smoke wall time", "torch cpu ms per step", "tensorflow cpu:0 ms per step"} <= names
+    assert all(set(e) == {"name", "unit", "value"} and e["value"] >= 0 for e in entries)
+
+
+def test_plot_is_a_png(full_run: dict[str, Any]) -> None:
+    assert (full_run["dir"] / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_schema_rejects_an_unknown_field_so_drift_fails(full_run: dict[str, Any]) -> None:
+    doc = json.loads(json.dumps(full_run["doc"]))
+    doc["data"]["runs"][0]["surprise"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc, "dlsetup.smoke")
+
+
+def test_wrong_activation_and_nan_fail_their_rows_and_a_raising_device_fails_only_its_own() -> None:
+    proc = run_cli(
+        "smoke", "--json", "--steps", "60",
+        env={"DLSETUP_SMOKE_INJECT": "torch:wrong-activation=relu,torch:nan=tanh/hinge,tensorflow:raise=cpu"},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    validate(doc, "dlsetup.smoke")
+    runs = runs_by_framework(doc)
+    tf = runs["tensorflow"]
+    assert tf["status"] == "error"
+    assert "injected failure on CPU:0" in tf["error"]
+    torch = runs["torch"]
+    assert torch["status"] == "ok"
+    failed = {(c["activation"], c["loss"]) for c in torch["combinations"] if not c["passed"]}
+    assert failed == {("relu", lo) for lo in LOSSES} | {("tanh", "hinge")}
+    relu_rows = [c for c in torch["combinations"] if c["activation"] == "relu"]
+    assert all(c["failures"][0]["check"] == "one step" for c in relu_rows)
+    bad_checks = {(c["name"], c["quantity"]) for c in torch["function_checks"] if not c["passed"]}
+    assert ("relu", "value") in bad_checks and all(name == "relu" for name, _ in bad_checks)
+    nan_row = next(c for c in torch["combinations"] if (c["activation"], c["loss"]) == ("tanh", "hinge"))
+    assert "loss stays finite" in [f["what"] for f in nan_row["failures"]]
+    assert nan_row["isolated_rerun"]["attribution"] == "fails on its own too: the fault is in this combination"
+
+
+def test_human_report_explains_a_failure_and_the_zero_one_surrogate() -> None:
+    proc = run_cli(
+        "smoke", "--framework", "torch", "--steps", "60",
+        env={"DLSETUP_SMOKE_INJECT": "wrong-activation=elu"},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "torch 2.13.0+cpu on cpu: FAIL — 40/48 combinations" in out
+    assert "FAIL activation elu value (float32) at x=100: got 150, expected 100 (NumPy reference, rtol 1e-05, atol 1e-06)" in out
+    assert "FAIL elu / hinge: one step: loss before the step was" in out
+    assert "rerun alone: fails on its own too: the fault is in this combination" in out
+    assert "Note on 0/1: The 0/1 loss is flat almost everywhere" in out
+    assert "Result: FAIL" in out
+
+
+def test_a_hung_device_is_ended_by_the_timeout_and_fails_its_rows() -> None:
+    proc = run_cli(
+        "smoke", "--framework", "torch", "--json", "--timeout", "3",
+        env={"DLSETUP_SMOKE_INJECT": "hang=cpu"},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    (run,) = json.loads(proc.stdout)["data"]["runs"]
+    assert run["status"] == "timeout"
+    assert run["error"] == "no result within 3 s (per-device timeout)"
+
+
+def test_a_crashing_device_is_reported_as_crashed() -> None:
+    proc = run_cli(
+        "smoke", "--framework", "torch", "--json", env={"DLSETUP_SMOKE_INJECT": "crash=cpu"}
+    )
+    assert proc.returncode == 1
+    (run,) = json.loads(proc.stdout)["data"]["runs"]
+    assert run["status"] == "crashed"
+    assert run["error"].startswith("the worker exited with status 3")
+
+
+def test_compare_exits_1_on_a_regression_beyond_the_bound_and_0_within(tmp_path: Path) -> None:
+    fast = tmp_path / "fast.json"
+    fast.write_text(json.dumps([{"name": "torch cpu ms per step", "unit": "ms", "value": 0.0001}]))
+    proc = run_cli("smoke", "--framework", "torch", "--steps", "30", "--compare", str(fast))
+    assert proc.returncode == 1, proc.stderr
+    assert "Comparison: REGRESSION beyond the bound" in proc.stdout
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps([{"name": "torch cpu ms per step", "unit": "ms", "value": 1e6}]))
+    proc = run_cli(
+        "smoke", "--framework", "torch", "--steps", "30", "--compare", str(slow), "--max-regression", "300%"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Comparison: no regression beyond the bound" in proc.stdout
+
+
+def test_no_framework_in_the_target_interpreter_is_a_clear_missing_tool_error(tmp_path: Path) -> None:
+    for name in ("torch", "tensorflow"):
+        pkg = tmp_path / name
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text(f"raise ImportError('no {name} in this environment')\n")
+    proc = run_cli("smoke", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 3
+    assert "Error: no framework to test: torch or tensorflow cannot be imported by" in proc.stderr
+    assert "Fix: install one into that environment" in proc.stderr
+
+
+def test_python_pointing_at_a_missing_file_is_a_missing_tool_error(tmp_path: Path) -> None:
+    missing = tmp_path / "env" / "bin" / "python"
+    result = CliRunner().invoke(cli, ["smoke", "--python", str(missing)])
+    assert result.exit_code == 3
+    assert f"Error: no Python interpreter at {missing}" in result.output
+
+
+def test_existing_output_file_is_not_overwritten_without_force(tmp_path: Path) -> None:
+    target = tmp_path / "bench.json"
+    target.write_text("keep me")
+    result = CliRunner().invoke(cli, ["smoke", "--output", str(target), "--python", sys.executable])
+    assert result.exit_code == 2
+    assert f"Error: --output {target} already exists" in result.output
+    assert target.read_text() == "keep me"
