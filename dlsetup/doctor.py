@@ -62,6 +62,7 @@ def run_doctor(
     frameworks: bool = True,
     timeout: float = 60.0,
     env_dir: Path | None = None,
+    full_import: bool = False,
 ) -> DoctorReport:
     """Probe the machine and diagnose it.
 
@@ -70,13 +71,15 @@ def run_doctor(
         frameworks: False skips the torch/TensorFlow probes (``--no-frameworks``).
         timeout: seconds each framework probe may take before it is killed.
         env_dir: where environments will go (free disk is measured there).
+        full_import: run the complete ``import tensorflow`` (slower) instead of loading only
+            TensorFlow's native core and device API.
 
     Raises:
         MissingToolError: ``python`` does not exist or cannot run.
     """
     start = time.perf_counter()
     errors: dict[str, str] = {}
-    run = FrameworkRun(python, timeout).start() if frameworks else None
+    run = FrameworkRun(python, timeout, full_import=full_import).start() if frameworks else None
     nvidia_facts = _guard("nvidia", probe_nvidia, errors)
     if isinstance(nvidia_facts, Missing):
         nvidia_facts = NvidiaFacts(status="error", status_detail=nvidia_facts.detail)

@@ -67,6 +67,12 @@ Examples:
     show_default=True,
     help="Seconds each framework probe may take before it is killed.",
 )
+@click.option(
+    "--full-import",
+    is_flag=True,
+    help="Run the complete 'import tensorflow' (Python API and Keras too; seconds slower) "
+    "instead of loading only TensorFlow's native core and device API.",
+)
 @click.pass_context
 def doctor(  # noqa: PLR0917 - click passes each option
     ctx: click.Context,
@@ -75,11 +81,14 @@ def doctor(  # noqa: PLR0917 - click passes each option
     no_frameworks: bool,
     python: str | None,
     timeout: float,
+    full_import: bool,
 ) -> None:
     """Run the probes and checks, print the report, exit 1 on error findings."""
     from dlsetup.doctor import run_doctor
 
-    report = run_doctor(python=python, frameworks=not no_frameworks, timeout=timeout)
+    report = run_doctor(
+        python=python, frameworks=not no_frameworks, timeout=timeout, full_import=full_import
+    )
     code = ExitCode.FINDINGS if report.failed(strict) else ExitCode.OK
     if as_json:
         from dlsetup.output import dumps, envelope

@@ -87,7 +87,9 @@ def gpu_runs_build(cc: CC, arch: ArchList) -> ArchVerdict:
     """
     sass_fit = sorted(s for s in arch.sass if s[0] == cc[0] and s[1] <= cc[1])
     if sass_fit:
-        return ArchVerdict(True, "sass", f"the build has sm_{sass_fit[-1][0]}{sass_fit[-1][1]} code")
+        return ArchVerdict(
+            True, "sass", f"the build has sm_{sass_fit[-1][0]}{sass_fit[-1][1]} code"
+        )
     ptx_fit = sorted(p for p in arch.ptx if p <= cc)
     if ptx_fit:
         p = ptx_fit[-1]

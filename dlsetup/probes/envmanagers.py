@@ -102,6 +102,13 @@ def _run_version(exe: str, args: list[str], timeout: float) -> Maybe[str]:
 
 
 def _pip_in_this_interpreter() -> Maybe[str]:
+    import sysconfig
+
+    for entry in dict.fromkeys([sysconfig.get_path("purelib"), *sys.path]):
+        for dist_info in sorted(Path(entry or ".").glob("pip-*.dist-info")):
+            version = dist_info.name[len("pip-") : -len(".dist-info")]
+            if version[:1].isdigit():
+                return version
     from importlib import metadata
 
     try:

@@ -1,6 +1,6 @@
 """Framework probe worker: runs INSIDE the target interpreter, as a script, by file path.
 
-    python /abs/path/framework_worker.py torch|tensorflow
+    python /abs/path/framework_worker.py torch|tensorflow [--full]
 
 Imports only the standard library and the framework (the target env need not have dlsetup).
 Prints one line ``DLSETUP_PROBE_JSON: {...}`` on stdout, last; anything else the framework prints
@@ -35,7 +35,7 @@ def probe_torch() -> dict[str, Any]:
     """Build facts of the importable ``torch``."""
     import torch
 
-    facts: dict[str, Any] = {"version": str(getattr(torch, "__version__", ""))}
+    facts: dict[str, Any] = {"version": str(getattr(torch, "__version__", "")), "imported": "torch"}
     version_mod = getattr(torch, "version", None)
     facts["cuda"] = getattr(version_mod, "cuda", None)
     facts["hip"] = getattr(version_mod, "hip", None)
@@ -54,33 +54,75 @@ def probe_torch() -> dict[str, Any]:
     return facts
 
 
-def probe_tensorflow() -> dict[str, Any]:
-    """Build facts of the importable ``tensorflow``; never lets TF reserve GPU memory."""
-    import tensorflow as tf
+def _tensorflow_core() -> Any:
+    """Load TensorFlow's native core and its config API without running ``tensorflow/__init__``.
 
-    facts: dict[str, Any] = {"version": str(getattr(tf, "__version__", ""))}
+    ``import tensorflow`` spends most of its seconds building the Python API tree and importing
+    Keras; the GPU facts live in ``tensorflow.python.framework.config``, whose import loads the
+    native libraries (where an illegal-instruction crash or a CUDA ``dlopen`` failure happens).
+    Returns None when this TensorFlow has no such layout (then the full import is used).
+    """
+    import types
+
+    spec = importlib.util.find_spec("tensorflow")
+    dirs = list(spec.submodule_search_locations or []) if spec is not None else []
+    layout = ("python", "framework", "config.py")
+    if not any(os.path.isfile(os.path.join(d, *layout)) for d in dirs):
+        return None
+    package = types.ModuleType("tensorflow")
+    package.__path__ = dirs
+    package.__spec__ = spec
+    package.__file__ = spec.origin if spec is not None else None
+    sys.modules["tensorflow"] = package
+    from tensorflow.python.framework import config, versions
+    from tensorflow.python.platform import sysconfig
+
+    return types.SimpleNamespace(
+        __version__=versions.__version__, config=config, sysconfig=sysconfig
+    )
+
+
+def probe_tensorflow(full: bool = False) -> dict[str, Any]:
+    """Build facts of the importable ``tensorflow``; never lets TF reserve GPU memory.
+
+    Args:
+        full: run the complete ``import tensorflow`` instead of loading only its core.
+    """
+    tf = None if full else _tensorflow_core()
+    imported = "tensorflow.python.framework.config"
+    if tf is None:
+        import tensorflow as tf
+
+        imported = "tensorflow"
+    facts: dict[str, Any] = {"version": str(getattr(tf, "__version__", "")), "imported": imported}
     config = tf.config
+    set_growth = getattr(config, "set_memory_growth", None)
+    if set_growth is None:
+        set_growth = config.experimental.set_memory_growth
     gpus = _safe(config.list_physical_devices, "GPU")
     if isinstance(gpus, list):
         for gpu in gpus:  # before any runtime init, so a later init cannot grab all memory
-            _safe(config.experimental.set_memory_growth, gpu, True)
+            _safe(set_growth, gpu, True)
         facts["gpus"] = [str(getattr(g, "name", g)) for g in gpus]
     else:
         facts["gpus"] = gpus
     info = _safe(tf.sysconfig.get_build_info)
     if isinstance(info, dict):
-        facts["build_info"] = {str(k): v if isinstance(v, (bool, int)) else str(v) for k, v in info.items()}
+        facts["build_info"] = {
+            str(k): v if isinstance(v, (bool, int)) else str(v) for k, v in info.items()
+        }
     else:
         facts["build_info"] = info
     return facts
 
 
-PROBES = {"torch": probe_torch, "tensorflow": probe_tensorflow}
+PROBES = ("torch", "tensorflow")
 
 
 def main(argv: list[str]) -> int:
-    """Probe the framework named in ``argv[1]`` and print the marker line."""
+    """Probe the framework named in ``argv[1]`` (``--full``: complete import) and print the marker."""
     name = argv[1] if len(argv) > 1 else ""
+    full = "--full" in argv[2:]
     result: dict[str, Any] = {
         "framework": name,
         "python": platform.python_version(),
@@ -99,7 +141,7 @@ def main(argv: list[str]) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                result["facts"] = PROBES[name]()
+                result["facts"] = probe_torch() if name == "torch" else probe_tensorflow(full)
                 result["status"] = "ok"
             except BaseException as exc:  # ImportError, OSError from dlopen, SystemExit...
                 result["status"] = "import_failed"

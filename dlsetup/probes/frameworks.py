@@ -97,6 +97,9 @@ class FrameworkProbe:
         failed_libraries: CUDA/cuDNN libraries the framework could not load.
         messages: Python warnings raised during import, and the framework's own
             "cannot load" lines.
+        imported: the module the probe imported: ``torch``, ``tensorflow`` (``--full-import``)
+            or ``tensorflow.python.framework.config`` (TensorFlow's native core and device API,
+            without the Python API tree and Keras: seconds faster, same GPU facts).
         torch / tensorflow: the build facts of that framework (Missing for the other one or when
             the import failed).
     """
@@ -109,6 +112,7 @@ class FrameworkProbe:
     exit_code: Maybe[int]
     failed_libraries: tuple[str, ...] = ()
     messages: tuple[str, ...] = ()
+    imported: str = ""
     torch: Maybe[TorchBuild] = Missing("not_probed")
     tensorflow: Maybe[TensorflowBuild] = Missing("not_probed")
 
@@ -173,6 +177,7 @@ class FrameworkRun:
         timeout: seconds each probe may take, counted from :meth:`start`.
         frameworks: which frameworks to probe.
         env: the workers' environment (default: this process's, plus the no-GPU-memory flags).
+        full_import: run the complete ``import tensorflow`` rather than loading its core.
     """
 
     def __init__(
@@ -181,8 +186,10 @@ class FrameworkRun:
         timeout: float = 60.0,
         frameworks: tuple[str, ...] = FRAMEWORKS,
         env: Mapping[str, str] | None = None,
+        full_import: bool = False,
     ) -> None:
         self.python = python or sys.executable
+        self.full_import = full_import
         self.timeout = timeout
         self.frameworks = frameworks
         self.env = dict(env) if env is not None else _worker_env()
@@ -200,7 +207,7 @@ class FrameworkRun:
         for name in self.frameworks:
             try:
                 self._procs[name] = subprocess.Popen(
-                    [self.python, str(WORKER), name],
+                    [self.python, str(WORKER), name, *(["--full"] if self.full_import else [])],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -269,9 +276,11 @@ class FrameworkRun:
         )
 
 
-def probe_frameworks(python: str | None = None, timeout: float = 60.0) -> FrameworksFacts:
+def probe_frameworks(
+    python: str | None = None, timeout: float = 60.0, full_import: bool = False
+) -> FrameworksFacts:
     """Probe torch and tensorflow in ``python`` (both at once), waiting for the result."""
-    return FrameworkRun(python, timeout).start().collect()
+    return FrameworkRun(python, timeout, full_import=full_import).start().collect()
 
 
 def _payload(out: bytes) -> dict[str, Any] | None:
@@ -440,10 +449,29 @@ def _to_probe(
         )
     facts = payload.get("facts", {})
     version = _maybe_str(facts.get("version"))
+    imported = str(facts.get("imported", name))
     if name == "torch":
         return FrameworkProbe(
-            name, "ok", "", version, seconds, exit_code, libs, messages, torch=_torch_build(facts)
+            name,
+            "ok",
+            "",
+            version,
+            seconds,
+            exit_code,
+            libs,
+            messages,
+            imported,
+            torch=_torch_build(facts),
         )
     return FrameworkProbe(
-        name, "ok", "", version, seconds, exit_code, libs, messages, tensorflow=_tf_build(facts)
+        name,
+        "ok",
+        "",
+        version,
+        seconds,
+        exit_code,
+        libs,
+        messages,
+        imported,
+        tensorflow=_tf_build(facts),
     )

@@ -157,7 +157,9 @@ def _cpu(os_name: str) -> tuple[Maybe[str], Maybe[tuple[str, ...]]]:
         return model, tuple(f for f in CPU_FEATURES if f in flags)
     if os_name == "darwin":
         lines = _sysctl("machdep.cpu.brand_string")
-        model = lines[0].strip() if lines else Missing("not_found", "sysctl machdep.cpu.brand_string")
+        model = (
+            lines[0].strip() if lines else Missing("not_found", "sysctl machdep.cpu.brand_string")
+        )
         if platform.machine() == "arm64":
             return model, ()
         feats = _sysctl("machdep.cpu.features", "machdep.cpu.leaf7_features")
@@ -187,7 +189,7 @@ def _container() -> str:
     ):
         if marker in cgroup:
             return name
-    if os.environ.get("container"):
+    if os.environ.get("container"):  # noqa: SIM112 - systemd/podman set it lower-case
         return "container"
     return "none"
 
@@ -236,7 +238,9 @@ def probe_system(env_dir: Path | None = None) -> SystemFacts:
         distribution=_distribution(os_name),
         kernel=platform.release(),
         machine=platform.machine(),
-        glibc=_glibc() if os_name == "linux" else Missing("not_supported", f"no glibc on {os_name}"),
+        glibc=_glibc()
+        if os_name == "linux"
+        else Missing("not_supported", f"no glibc on {os_name}"),
         python_version=platform.python_version(),
         python_executable=sys.executable,
         cpu_model=model,

@@ -398,6 +398,8 @@ def test_real_torch_cpu_and_tensorflow_cpu_are_probed(fake_nvml_dir: Path) -> No
     assert tf["status"] == "ok", tf
     assert tf["tensorflow"]["is_cuda_build"] is False
     assert tf["tensorflow"]["gpus"] == []
+    assert tf["imported"] == "tensorflow.python.framework.config"
+    assert torch["imported"] == "torch"
     assert code == 1
     assert "torch.cpu_build_on_gpu_machine" in ids(data)
     assert "tensorflow.cpu_build_on_gpu_machine" in ids(data)
@@ -425,3 +427,15 @@ def _workers_with(pythonpath: str) -> list[int]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+@pytest.mark.slow
+def test_full_import_of_real_tensorflow_gives_the_same_facts() -> None:
+    pytest.importorskip("tensorflow")
+    _, core, _ = doctor({}, "--timeout", "300", timeout=400)
+    _, full, _ = doctor({}, "--timeout", "300", "--full-import", timeout=400)
+    core_tf = core["frameworks"]["tensorflow"]
+    full_tf = full["frameworks"]["tensorflow"]
+    assert full_tf["imported"] == "tensorflow"
+    assert full_tf["version"] == core_tf["version"]
+    assert full_tf["tensorflow"] == core_tf["tensorflow"]
