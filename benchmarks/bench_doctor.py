@@ -76,7 +76,9 @@ def main() -> None:
             results[name].append(run(cmd))
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    print(f"{'command':32} {'median s':>9} {'min s':>7} {'own RSS MB':>11} {'tree RSS MB':>12} exit")
+    print(
+        f"{'command':32} {'median s':>9} {'min s':>7} {'own RSS MB':>11} {'tree RSS MB':>12} exit"
+    )
     med: dict[str, float] = {}
     for name, rows in results.items():
         walls = [r[0] for r in rows]

@@ -88,11 +88,12 @@ def probe_tensorflow(full: bool = False) -> dict[str, Any]:
     Args:
         full: run the complete ``import tensorflow`` instead of loading only its core.
     """
-    tf = None if full else _tensorflow_core()
+    tf: Any = None if full else _tensorflow_core()
     imported = "tensorflow.python.framework.config"
     if tf is None:
-        import tensorflow as tf
+        import tensorflow
 
+        tf = tensorflow
         imported = "tensorflow"
     facts: dict[str, Any] = {"version": str(getattr(tf, "__version__", "")), "imported": imported}
     config = tf.config
