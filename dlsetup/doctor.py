@@ -11,17 +11,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from dlsetup.checks import evaluate
-from dlsetup.checks.context import DoctorFacts
-from dlsetup.checks.finding import Finding
 from dlsetup.facts import Maybe, Missing
-from dlsetup.probes.cuda_libs import CudaLibsFacts, probe_cuda_libs
-from dlsetup.probes.envmanagers import EnvManagersFacts, probe_env_managers
 from dlsetup.probes.frameworks import FrameworkRun, FrameworksFacts, skipped
-from dlsetup.probes.nvidia import NvidiaFacts, probe_nvidia
-from dlsetup.probes.system import SystemFacts, probe_system
+
+if TYPE_CHECKING:
+    from dlsetup.checks.context import DoctorFacts
+    from dlsetup.checks.finding import Finding
+    from dlsetup.probes.cuda_libs import CudaLibsFacts
+    from dlsetup.probes.envmanagers import EnvManagersFacts
+    from dlsetup.probes.system import SystemFacts
 
 T = TypeVar("T")
 
@@ -79,7 +79,16 @@ def run_doctor(
     """
     start = time.perf_counter()
     errors: dict[str, str] = {}
+    # The framework workers start first (they take seconds); the rest is imported and read while
+    # they run.
     run = FrameworkRun(python, timeout, full_import=full_import).start() if frameworks else None
+    from dlsetup.checks import evaluate
+    from dlsetup.checks.context import DoctorFacts
+    from dlsetup.probes.cuda_libs import probe_cuda_libs
+    from dlsetup.probes.envmanagers import probe_env_managers
+    from dlsetup.probes.nvidia import NvidiaFacts, probe_nvidia
+    from dlsetup.probes.system import probe_system
+
     nvidia_facts = _guard("nvidia", probe_nvidia, errors)
     if isinstance(nvidia_facts, Missing):
         nvidia_facts = NvidiaFacts(status="error", status_detail=nvidia_facts.detail)

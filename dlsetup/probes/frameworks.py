@@ -164,6 +164,9 @@ def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # never let TF reserve GPU memory
     env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # is_available() without a CUDA init
+    # Out-of-tree accelerator plugins (torch_npu, HPU, ...) are not what doctor probes; skipping
+    # their entry-point scan makes import torch faster.
+    env.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("PYTHONIOENCODING", "utf-8")
     return env
