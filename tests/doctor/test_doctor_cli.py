@@ -4,6 +4,7 @@ library, stand-in frameworks on PYTHONPATH, output validated against the shipped
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -439,3 +440,33 @@ def test_full_import_of_real_tensorflow_gives_the_same_facts() -> None:
     assert full_tf["imported"] == "tensorflow"
     assert full_tf["version"] == core_tf["version"]
     assert full_tf["tensorflow"] == core_tf["tensorflow"]
+
+
+def test_schema_rejects_output_that_drifts(fake_nvml_dir: Path) -> None:
+    proc = run_cli(
+        "doctor",
+        "--json",
+        "--no-frameworks",
+        env=subprocess_env(nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100")),
+    )
+    document = json.loads(proc.stdout)
+    document["data"]["nvidia"]["gpus"][0]["surprise"] = 1
+    with pytest.raises(jsonschema.ValidationError, match="surprise"):
+        jsonschema.validate(document, SCHEMA, cls=jsonschema.Draft202012Validator)
+
+
+def test_json_without_frameworks_imports_nothing_heavy(fake_nvml_dir: Path) -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from dlsetup.cli import cli\n"
+        "r = CliRunner().invoke(cli, ['doctor', '--no-frameworks', '--json'])\n"
+        "assert r.exit_code in (0, 1), r.output\n"
+        "heavy = {'torch', 'tensorflow', 'rattler', 'conda_lock', 'numpy', 'rich', 'yaml'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    env = subprocess_env(nv(fake_nvml_dir, "memory_held_by_other_process"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
