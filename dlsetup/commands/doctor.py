@@ -145,6 +145,10 @@ def _lib(version: object, path: object) -> str:
     return f"{_v(version)} ({path})"
 
 
+def _watts(value: object) -> str:
+    return f"{value:.0f} W" if isinstance(value, float) else _v(value)
+
+
 def _gib(value: object) -> str:
     return f"{value / 1024**3:.1f} GiB" if isinstance(value, int) else _v(value)
 
@@ -236,7 +240,7 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
                 _v(g.name),
                 _v(g.compute_capability),
                 f"{_mib(g.memory_used_bytes)} / {_mib(g.memory_total_bytes)}",
-                f"{_v(g.temperature_c, ' C')}, {_v(g.power_draw_w, ' W')}/{_v(g.power_limit_w, ' W')}",
+                f"{_v(g.temperature_c, ' C')}, {_watts(g.power_draw_w)}/{_watts(g.power_limit_w)}",
                 f"{_v(g.pcie_gen_current)}/{_v(g.pcie_gen_max)}, "
                 f"x{_v(g.pcie_width_current)}/{_v(g.pcie_width_max)}",
                 f"{_v(g.mig_mode_current)}/{_v(g.mig_mode_pending)}",
@@ -270,7 +274,15 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
             (mgr.name, f"{_v(mgr.version)} ({_v(mgr.path)})" if mgr.present else "not installed")
             for mgr in m.managers
         ]
-        mrows.append(("active env", f"{m.active.kind}: {_v(m.active.name)} {_v(m.active.prefix)}"))
+        active = m.active
+        mrows.append(
+            (
+                "active env",
+                "none"
+                if active.kind == "none"
+                else f"{active.kind}: {_v(active.name)} ({_v(active.prefix)})",
+            )
+        )
         section("Environment managers", mrows)
 
     fw = facts.frameworks
