@@ -86,9 +86,11 @@ def _check_writable(path: Path | None, force: bool, option: str) -> None:
     show_default=True,
     help="Seconds one device may take before it is ended and failed.",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing --output/--github-benchmark/--plot files.")
+@click.option(
+    "--force", is_flag=True, help="Overwrite existing --output/--github-benchmark/--plot files."
+)
 @click.pass_context
-def smoke(
+def smoke(  # noqa: PLR0917 - click passes each option
     ctx: click.Context,
     frameworks: tuple[str, ...],
     devices: tuple[str, ...],
@@ -117,7 +119,11 @@ def smoke(
     from dlsetup.smoke.runner import RunOptions, run_smoke
 
     bound = bm.parse_regression(max_regression)
-    for path, option in ((output, "--output"), (github_benchmark, "--github-benchmark"), (plot, "--plot")):
+    for path, option in (
+        (output, "--output"),
+        (github_benchmark, "--github-benchmark"),
+        (plot, "--plot"),
+    ):
         _check_writable(path, force, option)
     baseline_metrics = bm.load_baseline(baseline) if baseline is not None else None
     interpreter = python if python is not None else Path(sys.executable)
@@ -138,7 +144,9 @@ def smoke(
     if output is not None:
         output.write_text(json.dumps(bm.benchmark_document(bench), indent=2) + "\n", "utf-8")
     if github_benchmark is not None:
-        github_benchmark.write_text(json.dumps(bm.github_benchmark(bench), indent=2) + "\n", "utf-8")
+        github_benchmark.write_text(
+            json.dumps(bm.github_benchmark(bench), indent=2) + "\n", "utf-8"
+        )
     if plot is not None:
         from dlsetup.smoke.plot import plot_curves
 
@@ -198,7 +206,9 @@ def render_report(console: Console, report: SmokeReport) -> None:
     for run in report.runs:
         title = f"{run.framework} {_version(report, run.framework)} on {run.device}"
         if run.status != "ok":
-            console.print(f"\n{title}: FAIL ({run.status}) — every row of this device fails: {run.error}")
+            console.print(
+                f"\n{title}: FAIL ({run.status}) — every row of this device fails: {run.error}"
+            )
             continue
         n_ok = sum(c.passed for c in run.combinations)
         f_ok = sum(c.passed for c in run.function_checks)
@@ -225,9 +235,7 @@ def render_report(console: Console, report: SmokeReport) -> None:
             for failure in combo.failures:
                 console.print(f"  FAIL {combo.activation} / {combo.loss}: {failure.describe()}")
             if combo.isolated_rerun is not None:
-                console.print(
-                    f"       rerun alone: {combo.isolated_rerun.attribution}"
-                )
+                console.print(f"       rerun alone: {combo.isolated_rerun.attribution}")
     _render_agreement(console, report)
     console.print(f"\nNote on 0/1: {report.zero_one_note}")
     console.print(f"\nResult: {'PASS' if report.passed else 'FAIL'} in {report.wall_s:.1f} s")
@@ -271,7 +279,17 @@ def render_benchmark(console: Console, bench: Benchmark) -> None:
     from rich.table import Table
 
     table = Table(title=f"benchmark (whole run {bench.wall_s:.2f} s wall)", title_justify="left")
-    for col in ("framework", "device", "import s", "checks s", "warmup s", "ms/step", "steps/s", "peak RSS MiB", "peak device MiB"):
+    for col in (
+        "framework",
+        "device",
+        "import s",
+        "checks s",
+        "warmup s",
+        "ms/step",
+        "steps/s",
+        "peak RSS MiB",
+        "peak device MiB",
+    ):
         table.add_column(col, justify="right" if col not in ("framework", "device") else "left")
     for run in bench.runs:
         table.add_row(
@@ -308,7 +326,9 @@ def render_comparison(console: Console, comparison: Comparison) -> None:
             d.status.upper() if d.status == "regression" else d.status,
         )
     console.print(table)
-    verdict = "REGRESSION beyond the bound" if comparison.regressed else "no regression beyond the bound"
+    verdict = (
+        "REGRESSION beyond the bound" if comparison.regressed else "no regression beyond the bound"
+    )
     console.print(f"Comparison: {verdict}")
 
 

@@ -217,7 +217,7 @@ def forward(params: Params, x: Array, act: str) -> tuple[Array, Array, Array]:
 
 
 def gd_step(
-    params: Params, x: Array, y: Array, act: str, loss_name: str, lr: float
+    params: Params, x: Array, y: Array, act: str, loss_name: str, *, lr: float
 ) -> tuple[float, Params]:
     """One step of the seed's loop: forward, backward, plain gradient-descent update.
 

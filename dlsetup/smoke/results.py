@@ -225,7 +225,9 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
             final_training_loss=_num(c["final_training_loss"]),
             accuracy=float(c["accuracy"]),
             failures=tuple(Failure(**f) for f in c["failures"]),
-            isolated_rerun=None if c["isolated_rerun"] is None else IsolatedRerun(**c["isolated_rerun"]),
+            isolated_rerun=None
+            if c["isolated_rerun"] is None
+            else IsolatedRerun(**c["isolated_rerun"]),
         )
         for c in event.get("combinations", [])
     )
@@ -244,14 +246,18 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
         combinations=combos,
         curves=curves,
         phases={k: float(v) for k, v in event.get("phases", {}).items()},
-        ms_per_step=_missing_or(event.get("ms_per_step"), "device_failed" if not ok else "error", float),
+        ms_per_step=_missing_or(
+            event.get("ms_per_step"), "device_failed" if not ok else "error", float
+        ),
         peak_rss_bytes=_missing_or(event.get("peak_rss_bytes"), "not_supported", int),
-        peak_device_bytes=_missing_or(event.get("peak_device_bytes"), "host_device" if ok else "device_failed", int),
+        peak_device_bytes=_missing_or(
+            event.get("peak_device_bytes"), "host_device" if ok else "device_failed", int
+        ),
     )
 
 
 def failed_device_run(
-    framework: str, device: str, status: str, error: str, seed: int, steps: int
+    framework: str, device: str, *, status: str, error: str, seed: int, steps: int
 ) -> DeviceRun:
     """A device whose worker timed out or crashed before reporting."""
     return DeviceRun(

@@ -76,7 +76,7 @@ class _Worker:
     """One worker process with a reader thread feeding a queue of parsed events."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.stderr: IO[bytes] = tempfile.TemporaryFile()
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=self.stderr, env=env, stdin=subprocess.DEVNULL
         )
@@ -139,7 +139,15 @@ def _run_framework(framework: str, opts: RunOptions) -> tuple[FrameworkRun, list
             if kind == "unavailable":
                 worker.stop()
                 reason = str(event.get("reason"))
-                return FrameworkRun(framework, "unavailable", Missing("not_installed", reason), (), (), Missing("not_installed"), reason), []
+                return FrameworkRun(
+                    framework,
+                    "unavailable",
+                    Missing("not_installed", reason),
+                    (),
+                    (),
+                    Missing("not_installed"),
+                    reason,
+                ), []
             if kind == "hello":
                 if info is None:
                     info = FrameworkRun(
@@ -166,10 +174,25 @@ def _run_framework(framework: str, opts: RunOptions) -> tuple[FrameworkRun, list
         if failure is None or (current is None and remaining == []):
             break
         if current is None:  # died or hung before any device started: the worker itself failed
-            reason = f"{failure[1]} before running any device" + (f"; stderr: {tail[-800:]}" if tail else "")
-            return FrameworkRun(framework, "error", Missing("error"), (), (), Missing("error"), reason), runs
-        detail = failure[1] + (f"; stderr: {tail[-800:]}" if tail and failure[0] == "crashed" else "")
-        runs.append(failed_device_run(framework, current, failure[0], detail, opts.seed, opts.steps))
+            reason = f"{failure[1]} before running any device" + (
+                f"; stderr: {tail[-800:]}" if tail else ""
+            )
+            return FrameworkRun(
+                framework, "error", Missing("error"), (), (), Missing("error"), reason
+            ), runs
+        detail = failure[1] + (
+            f"; stderr: {tail[-800:]}" if tail and failure[0] == "crashed" else ""
+        )
+        runs.append(
+            failed_device_run(
+                framework,
+                current,
+                status=failure[0],
+                error=detail,
+                seed=opts.seed,
+                steps=opts.steps,
+            )
+        )
         if remaining is not None and current in remaining:
             remaining.remove(current)
     assert info is not None
@@ -215,7 +238,9 @@ def agreement(runs: Sequence[DeviceRun]) -> tuple[Agreement, ...]:
             if any(v is None for v in (*ct, *cf)) or len(ct) != len(cf):
                 out.append(Agreement(kind, act, loss, None, None))
                 continue
-            gaps = [abs(a - b) for a, b in zip(ct, cf, strict=True) if a is not None and b is not None]
+            gaps = [
+                abs(a - b) for a, b in zip(ct, cf, strict=True) if a is not None and b is not None
+            ]
             scale = max(abs(v) for v in ct if v is not None) or 1.0
             worst = max(gaps)
             out.append(Agreement(kind, act, loss, worst, worst / scale))

@@ -128,7 +128,7 @@ class TensorFlowBackend:
 
 
 class TensorFlowTrainer:
-    """All models of a plan as stacked variables; one traced step function."""
+    """All models of a plan as stacked variables; one traced function runs n steps in the graph."""
 
     def __init__(self, backend: TensorFlowBackend, device: str, plan: core.Plan) -> None:
         tf = backend.tf
@@ -148,7 +148,7 @@ class TensorFlowTrainer:
         self.names = list(self.vars)
         self.loss_idx = [(n, tf.constant(idx, tf.int32)) for n, idx in plan.loss_groups]
         self.inverse = tf.constant(plan.inverse, tf.int32)
-        self.step = tf.function(self._step, reduce_retracing=True)
+        self.loop = tf.function(self._loop)
 
     def _forward(self, x: Any, y: Any, scale: Any) -> tuple[Any, Any]:
         tf = self.b.tf
@@ -160,7 +160,8 @@ class TensorFlowTrainer:
         )
         f = tf.einsum("mnh,mh->mn", h, p["w2"]) + p["b2"][:, None]  # (M, N)
         per_group = [
-            tf.reduce_mean(self.b.losses[n](tf.gather(f, idx), y), axis=1) for n, idx in self.loss_idx
+            tf.reduce_mean(self.b.losses[n](tf.gather(f, idx), y), axis=1)
+            for n, idx in self.loss_idx
         ]
         losses = tf.gather(tf.concat(per_group, axis=0), self.inverse) * scale
         return losses, f
@@ -178,11 +179,22 @@ class TensorFlowTrainer:
                 v.assign_sub(tf.reshape(lr, [-1] + [1] * (len(v.shape) - 1)) * g)
         return losses, f
 
+    def _loop(self, x: Any, y: Any, scale: Any, lr: Any, n: Any) -> tuple[Any, Any]:
+        """``n`` steps inside the graph; returns the losses before each step and the last scores."""
+        tf = self.b.tf
+        curve = tf.TensorArray(tf.float32, size=n)
+        f = tf.zeros([len(self.plan.combos), tf.shape(x)[0]], tf.float32)
+        for i in tf.range(n):
+            losses, f = self._step(x, y, scale, lr)
+            curve = curve.write(i, losses)
+        return curve.stack(), f
+
     def run(
         self,
         init: dict[str, core.Array],
         x: core.Array,
         y: core.Array,
+        *,
         lr: core.Array,
         loss_scale: core.Array,
         steps: int,
@@ -194,19 +206,15 @@ class TensorFlowTrainer:
             xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
             scale = tf.constant(loss_scale, tf.float32)
             lr_t = tf.constant(lr, tf.float32)
-            curves: list[Any] = []
             t0 = time.perf_counter()
-            losses, _ = self.step(xt, yt, scale, lr_t)
-            curves.append(losses)
+            first, _ = self.loop(xt, yt, scale, lr_t, tf.constant(1))
             after_first = {k: self.b._np(v) for k, v in self.vars.items()}
             warmup = time.perf_counter() - t0
             t0 = time.perf_counter()
-            for _ in range(steps - 1):
-                losses, _ = self.step(xt, yt, scale, lr_t)
-                curves.append(losses)
-            losses, f = self.step(xt, yt, scale, tf.zeros_like(lr_t))
-            curves.append(losses)
-            curve_np = self.b._np(tf.stack(curves))
+            rest, _ = self.loop(xt, yt, scale, lr_t, tf.constant(steps - 1))
+            last, f = self.loop(xt, yt, scale, tf.zeros_like(lr_t), tf.constant(1))  # evaluate only
+            curves = [first, rest, last]
+            curve_np = self.b._np(tf.concat(curves, axis=0))
             loop = time.perf_counter() - t0
         return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop)
 

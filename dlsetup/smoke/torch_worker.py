@@ -29,6 +29,9 @@ def load(injection: core.Injection) -> TorchBackend:
     """Import torch and build the backend (ImportError when torch is not installed)."""
     import torch
 
+    # The tensors are tiny: extra intra-op threads only contend with the TensorFlow worker that
+    # runs beside this one.
+    torch.set_num_threads(1)
     return TorchBackend(torch, injection)
 
 
@@ -145,7 +148,9 @@ class TorchTrainer:
             [self.b.acts[a](z[s:e], alpha[s:e]) for a, s, e in self.plan.act_groups], dim=0
         )
         f = torch.matmul(h, p["w2"][:, :, None])[:, :, 0] + p["b2"][:, None]  # (M, N)
-        per_group = [self.b.losses[n](f.index_select(0, idx), y).mean(dim=1) for n, idx in self.loss_idx]
+        per_group = [
+            self.b.losses[n](f.index_select(0, idx), y).mean(dim=1) for n, idx in self.loss_idx
+        ]
         losses = torch.cat(per_group).index_select(0, self.inverse) * scale
         return losses, f
 
@@ -154,6 +159,7 @@ class TorchTrainer:
         init: dict[str, core.Array],
         x: core.Array,
         y: core.Array,
+        *,
         lr: core.Array,
         loss_scale: core.Array,
         steps: int,
@@ -172,9 +178,7 @@ class TorchTrainer:
         warmup = 0.0
         for step in range(steps):
             losses, _ = self._forward(p, xt, yt, scale)
-            grads = torch.autograd.grad(
-                losses.sum(), [p[k] for k in names], allow_unused=True
-            )
+            grads = torch.autograd.grad(losses.sum(), [p[k] for k in names], allow_unused=True)
             with torch.no_grad():
                 for k, g in zip(names, grads, strict=True):
                     if g is not None:  # alpha is unused when no model is PReLU

@@ -31,7 +31,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +43,6 @@ else:  # run as a script inside a target interpreter: load the sibling module by
     import reference as ref
 
 Array = npt.NDArray[np.float64]
-T = TypeVar("T")
 
 LINE_PREFIX = "DLSETUP-SMOKE "
 INJECT_ENV = "DLSETUP_SMOKE_INJECT"
@@ -191,6 +190,7 @@ class Trainer(Protocol):
         init: dict[str, Array],
         x: Array,
         y: Array,
+        *,
         lr: Array,
         loss_scale: Array,
         steps: int,
@@ -280,15 +280,15 @@ def parse_injection(text: str, framework: str) -> Injection:
 
 
 def wrap_activations(
-    table: dict[str, Callable[[T, T], T]], injection: Injection
-) -> dict[str, Callable[[T, T], T]]:
+    table: dict[str, Callable[[Any, Any], Any]], injection: Injection
+) -> dict[str, Callable[[Any, Any], Any]]:
     """Apply the ``wrong-activation`` fault to a backend's activation table (value x 1.5)."""
     out = dict(table)
     for name in injection.wrong_activation:
         right = table[name]
 
-        def wrong(z: T, alpha: T, right: Callable[[T, T], T] = right) -> T:
-            return right(z, alpha) * 1.5  # type: ignore[operator,no-any-return]
+        def wrong(z: Any, alpha: Any, right: Callable[[Any, Any], Any] = right) -> Any:
+            return right(z, alpha) * 1.5
 
         out[name] = wrong
     return out
@@ -322,12 +322,16 @@ def _close(got: Array, want: Array, rtol: float, atol: float) -> tuple[bool, int
         err = np.abs(got - want) - (atol + rtol * np.abs(want))
     err = np.where(ok, -np.inf, np.nan_to_num(err, nan=np.inf))
     worst = int(np.argmax(err))
-    abs_err = float(abs(got[worst] - want[worst])) if np.all(np.isfinite([got[worst], want[worst]])) else math.inf
+    abs_err = (
+        float(abs(got[worst] - want[worst]))
+        if np.all(np.isfinite([got[worst], want[worst]]))
+        else math.inf
+    )
     return bool(np.all(ok)), worst, abs_err
 
 
 def _function_check(
-    kind: str, name: str, quantity: str, dtype: str, points: Array, got: Array, want: Array,
+    kind: str, name: str, quantity: str, dtype: str, *, points: Array, got: Array, want: Array,
     labels: Array | None = None, alpha: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     rtol, atol = FUNCTION_TOLERANCE[dtype]
@@ -373,17 +377,37 @@ def function_checks(backend: Backend, device: str) -> list[dict[str, Any]]:
             for alpha in PRELU_ALPHAS if name == "prelu" else (ref.PRELU_INIT,):
                 value, dx, dalpha = backend.activation_value_grad(device, dtype, name, x, alpha)
                 a = alpha if name == "prelu" else None
-                checks.append(_function_check("activation", name, "value", dtype, x, value, ref.activation(name, x, alpha), alpha=a))
-                checks.append(_function_check("activation", name, "d/dx", dtype, x, dx, ref.activation_grad(name, x, alpha), alpha=a))
+                wanted = [
+                    ("value", value, ref.activation(name, x, alpha)),
+                    ("d/dx", dx, ref.activation_grad(name, x, alpha)),
+                ]
                 if name == "prelu":
-                    checks.append(_function_check("activation", name, "d/dalpha", dtype, x, dalpha, ref.prelu_alpha_grad(x), alpha=a))  # fmt: skip
+                    wanted.append(("d/dalpha", dalpha, ref.prelu_alpha_grad(x)))
+                checks += [
+                    _function_check("activation", name, q, dtype, points=x, got=g, want=w, alpha=a)
+                    for q, g, w in wanted
+                ]
         for name in ref.LOSSES:
             value, df = backend.loss_value_grad(device, dtype, name, f, y)
-            quantity = "surrogate value" if name == "zero_one" else "value"
-            checks.append(_function_check("loss", name, quantity, dtype, f, value, ref.training_loss(name, f, y), labels=y))
-            checks.append(_function_check("loss", name, "d/df", dtype, f, df, ref.training_loss_grad(name, f, y), labels=y))
+            wanted = [
+                (
+                    "surrogate value" if name == "zero_one" else "value",
+                    value,
+                    ref.training_loss(name, f, y),
+                ),
+                ("d/df", df, ref.training_loss_grad(name, f, y)),
+            ]
+            checks += [
+                _function_check("loss", name, q, dtype, points=f, got=g, want=w, labels=y)
+                for q, g, w in wanted
+            ]
         metric = backend.zero_one(device, dtype, f, y)
-        checks.append(_function_check("loss", "zero_one", "value", dtype, f, metric, ref.loss("zero_one", f, y), labels=y))  # fmt: skip
+        truth = ref.loss("zero_one", f, y)
+        checks.append(
+            _function_check(
+                "loss", "zero_one", "value", dtype, points=f, got=metric, want=truth, labels=y
+            )
+        )
     return checks
 
 
@@ -394,7 +418,7 @@ def reference_first_step(
     losses = np.zeros(len(combos))
     after = {k: np.zeros_like(v) for k, v in init.items()}
     for i, (act, loss) in enumerate(combos):
-        value, p = ref.gd_step(model_params(init, i), x, y, act, loss, LEARNING_RATES[loss])
+        value, p = ref.gd_step(model_params(init, i), x, y, act, loss, lr=LEARNING_RATES[loss])
         losses[i] = value
         for k in PARAM_NAMES:
             after[k][i] = getattr(p, k)
@@ -465,7 +489,11 @@ def _verdicts(
     for i, (act, loss) in enumerate(plan.combos):
         scores = out.final_scores[i]
         accuracy = float(np.mean(ref.predict(scores) == y))
-        zero_one = float(np.mean(ref.loss("zero_one", scores, y))) if np.all(np.isfinite(scores)) else math.nan
+        zero_one = (
+            float(np.mean(ref.loss("zero_one", scores, y)))
+            if np.all(np.isfinite(scores))
+            else math.nan
+        )
         curve = out.curves[:, i]
         v = ComboVerdict(
             activation=act,
@@ -515,7 +543,7 @@ def train_grid(
     t0 = time.perf_counter()
     trainer = backend.trainer(device, plan)
     times["build_s"] = time.perf_counter() - t0
-    out = trainer.run(init, x, y, lr, scale, steps)
+    out = trainer.run(init, x, y, lr=lr, loss_scale=scale, steps=steps)
     times["train_s"] = out.warmup_s + out.loop_s
     times["warmup_s"] = out.warmup_s
     times["loop_s"] = out.loop_s
@@ -531,7 +559,9 @@ def train_grid(
             continue
         single = make_plan([combos[i]])
         sub_init = {k: a[i : i + 1] for k, a in init.items()}
-        sub = backend.trainer(device, single).run(sub_init, x, y, lr[i : i + 1], scale[i : i + 1], steps)
+        sub = backend.trainer(device, single).run(
+            sub_init, x, y, lr=lr[i : i + 1], loss_scale=scale[i : i + 1], steps=steps
+        )
         sub_ref = None if ref_after is None else {k: a[i : i + 1] for k, a in ref_after.items()}
         sub_losses = None if ref_losses is None else ref_losses[i : i + 1]
         alone = _verdicts(single, sub, y, sub_losses, sub_ref)[0]
@@ -610,7 +640,9 @@ def emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def main(framework: str, load: Callable[[Injection], Backend], argv: Sequence[str] | None = None) -> int:
+def main(
+    framework: str, load: Callable[[Injection], Backend], argv: Sequence[str] | None = None
+) -> int:
     """The worker's entry point: import the framework, list devices, run the selected ones.
 
     Args:
@@ -629,7 +661,13 @@ def main(framework: str, load: Callable[[Injection], Backend], argv: Sequence[st
     try:
         backend = load(injection)
     except ImportError as exc:
-        emit({"event": "unavailable", "framework": framework, "reason": f"{type(exc).__name__}: {exc}"})
+        emit(
+            {
+                "event": "unavailable",
+                "framework": framework,
+                "reason": f"{type(exc).__name__}: {exc}",
+            }
+        )
         return 0
     import_s = time.perf_counter() - t0
     devices = backend.devices()
@@ -648,7 +686,9 @@ def main(framework: str, load: Callable[[Injection], Backend], argv: Sequence[st
     if args.calibrate_seeds:
         for device in selected:
             for seed in range(args.calibrate_seeds):
-                verdicts, _, _ = train_grid(backend, device, seed, args.steps, injection, step_check=False)
+                verdicts, _, _ = train_grid(
+                    backend, device, seed, args.steps, injection, step_check=False
+                )
                 emit({"event": "calibration", "device": device, "seed": seed, "combinations": [v.as_dict() for v in verdicts]})  # fmt: skip
         return 0
     for device in selected:

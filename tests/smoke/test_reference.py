@@ -16,7 +16,9 @@ def a(*values: float) -> np.ndarray:
 
 
 def test_sigmoid_and_its_derivative_match_one_over_one_plus_e_to_minus_x() -> None:
-    assert ref.activation("sigmoid", a(0.0, 2.0)).tolist() == pytest.approx([0.5, 1 / (1 + math.exp(-2))])
+    assert ref.activation("sigmoid", a(0.0, 2.0)).tolist() == pytest.approx(
+        [0.5, 1 / (1 + math.exp(-2))]
+    )
     assert ref.activation_grad("sigmoid", a(0.0))[0] == pytest.approx(0.25)
 
 
@@ -61,7 +63,9 @@ def test_losses_match_the_seeds_formulas_with_the_documented_labels() -> None:
     # -log P(y|x) with P(y=1|x) = sigmoid(f): at f = 0 both classes have P = 1/2
     assert ref.loss("log", a(0.0), y_pos)[0] == pytest.approx(math.log(2))
     # cross-entropy with t = 0 (y = -1): -ln(1 - a), a = sigmoid(2)
-    assert ref.loss("cross_entropy", a(2.0), y_neg)[0] == pytest.approx(-math.log(1 - 1 / (1 + math.exp(-2))))
+    assert ref.loss("cross_entropy", a(2.0), y_neg)[0] == pytest.approx(
+        -math.log(1 - 1 / (1 + math.exp(-2)))
+    )
 
 
 def test_perceptron_loss_is_the_standard_max_0_minus_y_f_not_the_seeds_label_free_form() -> None:
@@ -76,7 +80,9 @@ def test_zero_one_loss_counts_wrong_signs_and_trains_on_a_sigmoid_surrogate() ->
     assert ref.loss("zero_one", f, y).tolist() == [1.0, 0.0, 1.0, 0.0]
     surrogate = ref.training_loss("zero_one", a(0.0), a(1.0))[0]
     assert surrogate == 0.5
-    assert ref.training_loss_grad("zero_one", a(0.0), a(1.0))[0] == pytest.approx(-ref.ZERO_ONE_SHARPNESS / 4)
+    assert ref.training_loss_grad("zero_one", a(0.0), a(1.0))[0] == pytest.approx(
+        -ref.ZERO_ONE_SHARPNESS / 4
+    )
 
 
 @pytest.mark.parametrize("name", ref.LOSSES)
@@ -90,14 +96,16 @@ def test_loss_derivatives_match_central_differences_away_from_kinks(name: str) -
 
 @pytest.mark.parametrize("act", ref.ACTIVATIONS)
 @pytest.mark.parametrize("loss", ["square", "cross_entropy", "hinge", "zero_one"])
-def test_gd_step_moves_every_weight_by_minus_lr_times_its_finite_difference_gradient(act: str, loss: str) -> None:
+def test_gd_step_moves_every_weight_by_minus_lr_times_its_finite_difference_gradient(
+    act: str, loss: str
+) -> None:
     x, y = core.make_data(3)
     x, y = x[:8], y[:8]
     init = core.init_params(3, 1)
     init["w2"] = init["w2"] * 30  # a non-trivial output so every branch is exercised
     p = core.model_params(init, 0)
     lr = 0.1
-    _, stepped = ref.gd_step(p, x, y, act, loss, lr)
+    _, stepped = ref.gd_step(p, x, y, act, loss, lr=lr)
 
     def mean_loss(params: ref.Params) -> float:
         return float(np.mean(ref.training_loss(loss, ref.forward(params, x, act)[2], y)))
@@ -114,4 +122,6 @@ def test_gd_step_moves_every_weight_by_minus_lr_times_its_finite_difference_grad
             minus = ref.Params(**{**p.__dict__, name: down.reshape(base.shape)})
             numeric[i] = (mean_loss(plus) - mean_loss(minus)) / 2e-6
         expected = flat - lr * numeric
-        assert getattr(stepped, name).reshape(-1) == pytest.approx(expected, rel=1e-5, abs=1e-7), name
+        assert getattr(stepped, name).reshape(-1) == pytest.approx(expected, rel=1e-5, abs=1e-7), (
+            name
+        )

@@ -45,7 +45,9 @@ def runs_by_framework(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["framework"]: r for r in doc["data"]["runs"]}
 
 
-def test_both_cpu_frameworks_pass_every_check_and_all_48_combinations(full_run: dict[str, Any]) -> None:
+def test_both_cpu_frameworks_pass_every_check_and_all_48_combinations(
+    full_run: dict[str, Any],
+) -> None:
     doc = full_run["doc"]
     assert doc["data"]["passed"] is True
     runs = runs_by_framework(doc)
@@ -78,7 +80,10 @@ def test_json_output_and_benchmark_files_match_their_schemas(full_run: dict[str,
     validate(bench, "dlsetup.smoke-benchmark")
     assert {r["framework"] for r in bench["data"]["runs"]} == {"torch", "tensorflow"}
     assert all(r["peak_rss_bytes"] > 50 * 2**20 for r in bench["data"]["runs"])
-    assert all(r["peak_device_bytes"] == {"reason": "host_device", "detail": ""} for r in bench["data"]["runs"])
+    assert all(
+        r["peak_device_bytes"] == {"reason": "host_device", "detail": ""}
+        for r in bench["data"]["runs"]
+    )
 
 
 def test_github_benchmark_file_is_a_custom_smaller_is_better_list(full_run: dict[str, Any]) -> None:
@@ -119,9 +124,14 @@ def test_wrong_activation_and_nan_fail_their_rows_and_a_raising_device_fails_onl
     assert all(c["failures"][0]["check"] == "one step" for c in relu_rows)
     bad_checks = {(c["name"], c["quantity"]) for c in torch["function_checks"] if not c["passed"]}
     assert ("relu", "value") in bad_checks and all(name == "relu" for name, _ in bad_checks)
-    nan_row = next(c for c in torch["combinations"] if (c["activation"], c["loss"]) == ("tanh", "hinge"))
+    nan_row = next(
+        c for c in torch["combinations"] if (c["activation"], c["loss"]) == ("tanh", "hinge")
+    )
     assert "loss stays finite" in [f["what"] for f in nan_row["failures"]]
-    assert nan_row["isolated_rerun"]["attribution"] == "fails on its own too: the fault is in this combination"
+    assert (
+        nan_row["isolated_rerun"]["attribution"]
+        == "fails on its own too: the fault is in this combination"
+    )
 
 
 def test_human_report_explains_a_failure_and_the_zero_one_surrogate() -> None:
@@ -132,7 +142,10 @@ def test_human_report_explains_a_failure_and_the_zero_one_surrogate() -> None:
     assert proc.returncode == 1
     out = proc.stdout
     assert "torch 2.13.0+cpu on cpu: FAIL — 40/48 combinations" in out
-    assert "FAIL activation elu value (float32) at x=100: got 150, expected 100 (NumPy reference, rtol 1e-05, atol 1e-06)" in out
+    assert (
+        "FAIL activation elu value (float32) at x=100: got 150, expected 100 (NumPy reference, rtol 1e-05, atol 1e-06)"
+        in out
+    )
     assert "FAIL elu / hinge: one step: loss before the step was" in out
     assert "rerun alone: fails on its own too: the fault is in this combination" in out
     assert "Note on 0/1: The 0/1 loss is flat almost everywhere" in out
@@ -169,13 +182,23 @@ def test_compare_exits_1_on_a_regression_beyond_the_bound_and_0_within(tmp_path:
     slow = tmp_path / "slow.json"
     slow.write_text(json.dumps([{"name": "torch cpu ms per step", "unit": "ms", "value": 1e6}]))
     proc = run_cli(
-        "smoke", "--framework", "torch", "--steps", "30", "--compare", str(slow), "--max-regression", "300%"
+        "smoke",
+        "--framework",
+        "torch",
+        "--steps",
+        "30",
+        "--compare",
+        str(slow),
+        "--max-regression",
+        "300%",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Comparison: no regression beyond the bound" in proc.stdout
 
 
-def test_no_framework_in_the_target_interpreter_is_a_clear_missing_tool_error(tmp_path: Path) -> None:
+def test_no_framework_in_the_target_interpreter_is_a_clear_missing_tool_error(
+    tmp_path: Path,
+) -> None:
     for name in ("torch", "tensorflow"):
         pkg = tmp_path / name
         pkg.mkdir()

@@ -1,0 +1,266 @@
+"""Benchmark: the smoke's stacked 48-model grid against the obvious per-combination loops.
+
+Run: ``python benchmarks/bench_smoke.py [--steps 200] [--keras-subset 6] [--eager-subset 48]``
+
+Side by side, in one process, for 6 activations x 8 losses x STEPS steps of a 2-16-1 network on CPU:
+
+* torch, obvious: one ``nn.Sequential`` + ``torch.optim.SGD`` per combination, eager;
+* torch, ours: all 48 models as stacked weights (``torch_worker.TorchTrainer``);
+* TensorFlow, obvious: one set of variables per combination, eager ``GradientTape`` loop;
+* TensorFlow, obvious: one Keras model per combination, ``compile`` + ``fit``;
+* TensorFlow, ours: all 48 models as stacked variables, one ``tf.function`` (trace included);
+* the whole ``dlsetup smoke`` (both frameworks, all checks) as a subprocess, wall time.
+
+The Keras loop takes seconds per combination, so by default it is timed on a subset of
+combinations (one per activation) and extrapolated to 48; ``--keras-subset 48`` times them all.
+The output says which figures are extrapolated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "dlsetup" / "smoke"))
+
+import numpy as np  # noqa: E402
+import reference as ref  # noqa: E402
+import worker_common as core  # noqa: E402
+
+COMBOS = core.combinations()
+
+
+def spread(combos: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """n combinations spread over the grid (every activation and loss appears when n >= 8)."""
+    if n >= len(combos):
+        return combos
+    step = len(combos) / n
+    picked = [combos[int(i * step + (i % 8) % step)] for i in range(n)]
+    return list(dict.fromkeys(picked))
+
+
+# ------------------------------------------------------------------ torch
+
+
+def torch_obvious(steps: int, x: np.ndarray, y: np.ndarray) -> float:
+    import torch
+    import torch_worker
+
+    backend = torch_worker.TorchBackend(torch, core.Injection())
+    act_modules = {
+        "sigmoid": torch.nn.Sigmoid,
+        "tanh": torch.nn.Tanh,
+        "relu": torch.nn.ReLU,
+        "leaky_relu": lambda: torch.nn.LeakyReLU(ref.LEAKY_SLOPE),
+        "prelu": torch.nn.PReLU,
+        "elu": torch.nn.ELU,
+    }
+    xt = torch.tensor(x, dtype=torch.float32)
+    yt = torch.tensor(y, dtype=torch.float32)
+    t0 = time.perf_counter()
+    for act, loss in COMBOS:
+        model = torch.nn.Sequential(
+            torch.nn.Linear(2, 16), act_modules[act](), torch.nn.Linear(16, 1)
+        )
+        opt = torch.optim.SGD(model.parameters(), lr=core.LEARNING_RATES[loss])
+        for _ in range(steps):
+            opt.zero_grad()
+            value = backend.losses[loss](model(xt)[:, 0], yt).mean()
+            value.backward()
+            opt.step()
+    return time.perf_counter() - t0
+
+
+def torch_ours(steps: int, x: np.ndarray, y: np.ndarray) -> float:
+    import torch
+    import torch_worker
+
+    backend = torch_worker.TorchBackend(torch, core.Injection())
+    init = core.init_params(0, len(COMBOS))
+    lr = np.array([core.LEARNING_RATES[loss] for _, loss in COMBOS])
+    t0 = time.perf_counter()
+    backend.trainer("cpu", core.make_plan(COMBOS)).run(
+        init, x, y, lr=lr, loss_scale=np.ones(len(COMBOS)), steps=steps
+    )
+    return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------ TensorFlow
+
+
+def _keras_acts() -> dict[str, object]:
+    import tensorflow as tf
+
+    keras = tf.keras
+    return {
+        "sigmoid": lambda: keras.layers.Activation("sigmoid"),
+        "tanh": lambda: keras.layers.Activation("tanh"),
+        "relu": lambda: keras.layers.Activation("relu"),
+        "leaky_relu": lambda: keras.layers.LeakyReLU(negative_slope=ref.LEAKY_SLOPE),
+        "prelu": lambda: keras.layers.PReLU(),
+        "elu": lambda: keras.layers.Activation("elu"),
+    }
+
+
+KERAS_ACTS: dict[str, object] = {}
+
+
+def tf_eager_keras(
+    steps: int, x: np.ndarray, y: np.ndarray, combos: list[tuple[str, str]]
+) -> float:
+    """The obvious eager loop: a Keras model and optimizer per combination, GradientTape steps."""
+    import tensorflow as tf
+    import tf_worker
+
+    keras = tf.keras
+    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
+    t0 = time.perf_counter()
+    for act, loss in combos:
+        model = keras.Sequential(
+            [keras.Input((2,)), keras.layers.Dense(16), KERAS_ACTS[act](), keras.layers.Dense(1)]
+        )
+        opt = keras.optimizers.SGD(core.LEARNING_RATES[loss])
+        for _ in range(steps):
+            with tf.GradientTape() as tape:
+                value = tf.reduce_mean(backend.losses[loss](model(xt)[:, 0], yt))
+            grads = tape.gradient(value, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    return time.perf_counter() - t0
+
+
+def tf_eager(steps: int, x: np.ndarray, y: np.ndarray, combos: list[tuple[str, str]]) -> float:
+    """A leaner eager loop: raw variables per combination, GradientTape, assign_sub."""
+    import tensorflow as tf
+    import tf_worker
+
+    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
+    init = core.init_params(0, 1)
+    t0 = time.perf_counter()
+    for act, loss in combos:
+        w1 = tf.Variable(init["w1"][0], dtype=tf.float32)
+        b1 = tf.Variable(init["b1"][0], dtype=tf.float32)
+        w2 = tf.Variable(init["w2"][0][:, None], dtype=tf.float32)
+        b2 = tf.Variable(0.0)
+        alpha = tf.Variable(ref.PRELU_INIT)
+        params = [w1, b1, w2, b2, alpha]
+        lr = core.LEARNING_RATES[loss]
+        for _ in range(steps):
+            with tf.GradientTape() as tape:
+                h = backend.acts[act](tf.matmul(xt, w1) + b1, alpha)
+                f = tf.matmul(h, w2)[:, 0] + b2
+                value = tf.reduce_mean(backend.losses[loss](f, yt))
+            for p, g in zip(params, tape.gradient(value, params), strict=True):
+                if g is not None:
+                    p.assign_sub(lr * g)
+    return time.perf_counter() - t0
+
+
+def tf_keras(steps: int, x: np.ndarray, y: np.ndarray, combos: list[tuple[str, str]]) -> float:
+    import tensorflow as tf
+    import tf_worker
+
+    keras = tf.keras
+    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    act_layers = KERAS_ACTS
+    xs, ys = x.astype("float32"), y.astype("float32")
+    t0 = time.perf_counter()
+    for act, loss in combos:
+        model = keras.Sequential(
+            [keras.Input((2,)), keras.layers.Dense(16), act_layers[act](), keras.layers.Dense(1)]
+        )
+
+        def loss_fn(y_true, y_pred, loss=loss):
+            return tf.reduce_mean(backend.losses[loss](y_pred[:, 0], y_true[:, 0]))
+
+        model.compile(optimizer=keras.optimizers.SGD(core.LEARNING_RATES[loss]), loss=loss_fn)
+        model.fit(xs, ys[:, None], epochs=steps, batch_size=len(xs), verbose=0)
+    return time.perf_counter() - t0
+
+
+def tf_ours(steps: int, x: np.ndarray, y: np.ndarray) -> float:
+    import tensorflow as tf
+    import tf_worker
+
+    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    init = core.init_params(0, len(COMBOS))
+    lr = np.array([core.LEARNING_RATES[loss] for _, loss in COMBOS])
+    t0 = time.perf_counter()
+    backend.trainer("CPU:0", core.make_plan(COMBOS)).run(
+        init, x, y, lr=lr, loss_scale=np.ones(len(COMBOS)), steps=steps
+    )
+    return time.perf_counter() - t0
+
+
+def whole_smoke() -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlsetup", "smoke"], capture_output=True, text=True, cwd=REPO
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(proc.stdout[-2000:], proc.stderr[-2000:])
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--eager-subset", type=int, default=48, help="TF eager combinations timed")
+    parser.add_argument("--keras-subset", type=int, default=6, help="Keras combinations timed")
+    args = parser.parse_args()
+    x, y = core.make_data(0)
+    n = len(COMBOS)
+    print(f"48 combinations x {args.steps} steps, 2-16-1 network, CPU, {os.cpu_count()} cores")
+
+    t_obv = torch_obvious(args.steps, x, y)
+    t_ours = torch_ours(args.steps, x, y)
+    print(f"torch obvious (nn.Sequential + SGD per combination, eager): {t_obv:8.2f} s")
+    print(f"torch ours (stacked, one batched program):                  {t_ours:8.2f} s")
+    print(f"  ratio: {t_obv / t_ours:.1f}x   (target >= 7x)")
+
+    KERAS_ACTS.update(_keras_acts())
+    t_tf = tf_ours(args.steps, x, y)  # cold: TensorFlow's first-function overhead included
+    t_tf_warm = tf_ours(args.steps, x, y)  # a second trainer (traced again) in a warm process
+    eager_combos = spread(COMBOS, args.eager_subset)
+    t_eager = tf_eager_keras(args.steps, x, y, eager_combos) * n / len(eager_combos)
+    t_raw = tf_eager(args.steps, x, y, eager_combos) * n / len(eager_combos)
+    keras_combos = spread(COMBOS, args.keras_subset)
+    t_keras = tf_keras(args.steps, x, y, keras_combos) * n / len(keras_combos)
+    eager_note = (
+        "" if len(eager_combos) == n else f" (timed {len(eager_combos)}, extrapolated to 48)"
+    )
+    keras_note = (
+        "" if len(keras_combos) == n else f" (timed {len(keras_combos)}, extrapolated to 48)"
+    )
+    print(
+        f"TF obvious eager GradientTape per combination (Keras model): {t_eager:8.2f} s{eager_note}"
+    )
+    print(
+        f"TF lean eager GradientTape per combination (raw variables):  {t_raw:8.2f} s{eager_note}"
+    )
+    print(
+        f"TF obvious Keras compile + fit per combination:             {t_keras:8.2f} s{keras_note}"
+    )
+    print(f"TF ours (stacked, one tf.function, tracing included), cold:  {t_tf:8.2f} s")
+    print(f"TF ours, a second trainer in the same process (warm):       {t_tf_warm:8.2f} s")
+    print(f"  ratio vs eager (Keras model): {t_eager / t_tf:.1f}x   (target >= 50x)")
+    print(f"  ratio vs lean eager (raw variables): {t_raw / t_tf:.1f}x")
+    print(f"  ratio vs Keras: {t_keras / t_tf:.1f}x   (target >= 150x)")
+    print(f"  warm ratios: eager {t_eager / t_tf_warm:.1f}x, Keras {t_keras / t_tf_warm:.1f}x")
+
+    wall = whole_smoke()
+    print(
+        f"whole `dlsetup smoke` (both frameworks, all checks), wall:   {wall:8.2f} s   (target <= 15 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
