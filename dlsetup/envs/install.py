@@ -42,8 +42,10 @@ _RESERVED = frozenset({"base", "root"})
 PARTIAL_MARK = ".dlsetup-partial-"
 OLD_MARK = ".dlsetup-old-"
 #: test hook: when set to a file path, the installer writes that file after linking the first
-#: package and waits, so a test can kill the process at a known point mid-install.
+#: package and waits ``$DLSETUP_TEST_PAUSE_SECONDS`` (default 120) seconds, so a test can
+#: interrupt or kill the process at a known point mid-install.
 PAUSE_ENV = "DLSETUP_TEST_PAUSE_AFTER_LINK"
+PAUSE_SECONDS_ENV = "DLSETUP_TEST_PAUSE_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -313,8 +315,9 @@ class _Reporter:
     def on_link_complete(self, index: int) -> None:
         self.progress.advance("link", "")
         if self.pause_file:
-            Path(self.pause_file).write_text(str(os.getpid()), encoding="utf-8")
-            time.sleep(120)
+            pause_file, self.pause_file = self.pause_file, None  # pause once
+            Path(pause_file).write_text(str(os.getpid()), encoding="utf-8")
+            time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "120")))
 
     def on_transaction_complete(self) -> None:
         self.progress.finish("link")

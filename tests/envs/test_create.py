@@ -1,0 +1,272 @@
+"""``dlsetup create``: a verified, atomic install from a lock into a prefix, a Jupyter kernel,
+refusals that leave everything as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from dlsetup.cli import cli
+from dlsetup.envs.install import PAUSE_ENV
+from dlsetup.output import load_schema
+from tests.support.proc import REPO
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def error_of(output: str) -> str:
+    """The ``Error: ...`` part of an output (progress lines on stderr come before it)."""
+    assert "Error: " in output, output
+    return output[output.index("Error: ") :]
+
+
+@pytest.fixture
+def cpu_lock(channel_url: str, tmp_path: Path) -> Path:
+    """A linux-64 PyTorch CPU lock against the test channel."""
+    out = tmp_path / "locks"
+    code, text = invoke("lock", "pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel", channel_url, "--output", str(out))
+    assert code == 0, text
+    return out / "pytorch-cpu.conda-lock.yml"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_create_from_lock_fills_the_prefix_with_records_files_and_rewritten_placeholders(
+    cpu_lock: Path, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "envs" / "pt"
+    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke")
+    assert code == 0, out
+    records = sorted(p.name for p in (prefix / "conda-meta").glob("*.json"))
+    assert records == [
+        "ipykernel-6.30.1-pyhd8ed1ab_0.json",
+        "jupyter-1.1.1-pyhd8ed1ab_0.json",
+        "numpy-2.3.4-py312h0_0.json",
+        "pip-25.2-pyhd8ed1ab_0.json",
+        "python-3.12.9-h0_0_cpython.json",
+        "python_abi-3.12-8_cp312.json",
+        "pytorch-2.13.0-cpu_mkl_py312h0_100.json",
+    ]
+    assert (prefix / "lib" / "dlsetup-prefix.txt").read_text() == f"prefix={prefix}\n"
+    assert (prefix / "lib" / "torch-3.12-cpu.txt").is_file()
+    assert (prefix / "lib" / "python3.12" / "site-packages" / "ipykernel_standin" / "__init__.py").is_file()
+    record = json.loads((prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").read_text())
+    assert record["url"].endswith("/linux-64/pytorch-2.13.0-cpu_mkl_py312h0_100.tar.bz2")
+    assert record["url"].startswith(cpu_lock.read_text().split("- url: ")[1].split("\n")[0])
+    assert (prefix / "conda-meta" / "dlsetup.conda-lock.yml").read_bytes() == cpu_lock.read_bytes()
+    assert f'Activate it: export PATH="{prefix}/bin:$PATH"' in out
+    assert not [p for p in prefix.parent.iterdir() if p.name.startswith(".dlsetup-")]
+
+
+def test_create_registers_a_jupyter_kernel_in_jupyter_data_dir(cpu_lock: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "envs" / "course"
+    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke", "--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    jsonschema.validate(doc, load_schema("dlsetup.create"))
+    kernel_json = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / "dlsetup-course" / "kernel.json"
+    assert doc["data"]["kernel"] == {"name": "dlsetup-course", "path": str(kernel_json)}
+    spec = json.loads(kernel_json.read_text())
+    assert spec["argv"] == [str(prefix / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    assert spec["display_name"] == "Python (course, dlsetup)"
+    assert doc["data"]["smoke"] == {"status": "skipped", "reason": "--no-smoke", "exit_code": None}
+
+
+def test_no_jupyter_skips_the_kernel_and_a_stand_in_python_skips_smoke(cpu_lock: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "envs" / "nok"
+    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-jupyter", "--json")
+    assert code == 0, out
+    data = json.loads(out)["data"]
+    assert data["kernel"] is None
+    assert data["smoke"]["status"] == "skipped"
+    assert not (Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels").exists()
+
+
+def test_create_target_locks_first_and_uses_the_envs_dir_for_name(channel_url: str) -> None:
+    code, out = invoke("create", "tensorflow", "--variant", "cpu", "--channel", channel_url, "--name", "tf", "--no-smoke")
+    assert code == 0, out
+    prefix = Path(os.environ["DLSETUP_ENVS_DIR"]) / "tf"
+    assert (prefix / "conda-meta" / "tensorflow-2.19.1-cpu_py312h0_0.json").is_file()
+
+
+def test_create_into_an_existing_prefix_without_force_is_refused_and_the_prefix_is_unchanged(
+    cpu_lock: Path, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "existing"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "tool").write_text("precious\n")
+    before = snapshot(prefix)
+    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke")
+    assert code == 2
+    assert error_of(out) == (
+        f"Error: environment {prefix} already exists; it was left unchanged\n"
+        "Fix: pass --force to replace it (the new one is built first), or choose another --name/--prefix\n"
+    )
+    assert snapshot(prefix) == before
+
+
+def test_force_replaces_an_existing_environment_only_with_a_complete_one(cpu_lock: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "existing"
+    prefix.mkdir()
+    (prefix / "old.txt").write_text("old\n")
+    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--force", "--no-smoke", "--json")
+    assert code == 0, out
+    assert json.loads(out)["data"]["replaced"] is True
+    assert not (prefix / "old.txt").exists()
+    assert (prefix / "conda-meta" / "python-3.12.9-h0_0_cpython.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dlsetup-")] == []
+
+
+def test_tampered_sha256_in_the_lock_is_refused(cpu_lock: Path, tmp_path: Path) -> None:
+    text = cpu_lock.read_text()
+    match = re.search(r"- name: pytorch\n(?:.*\n)*?    sha256: ([0-9a-f]{64})", text)
+    assert match
+    good = match.group(1)
+    tampered = tmp_path / "tampered.conda-lock.yml"
+    tampered.write_text(text[: match.start(1)] + "0" * 64 + text[match.end(1) :])
+    prefix = tmp_path / "envs" / "t"
+    code, out = invoke("create", "--from-lock", str(tampered), "--prefix", str(prefix), "--no-smoke")
+    assert code == 4
+    assert error_of(out).startswith(
+        "Error: sha256 mismatch for pytorch-2.13.0-cpu_mkl_py312h0_100.tar.bz2: the lock tampered.conda-lock.yml "
+        f"says {'0' * 64}, the archive at "
+    )
+    assert f" has {good}; refused\n" in out
+    assert not prefix.exists()
+
+
+def test_tampered_package_archive_is_refused_even_with_the_original_already_cached(
+    channel_dir: Path, tmp_path: Path
+) -> None:
+    from tests.envs.channel import build_channel
+
+    chan = tmp_path / "chan"
+    url = build_channel(chan)
+    out_dir = tmp_path / "locks"
+    assert invoke("lock", "pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel", url, "--output", str(out_dir))[0] == 0
+    lock = out_dir / "pytorch-cpu.conda-lock.yml"
+    assert invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "first"), "--no-smoke")[0] == 0
+    archive = chan / "linux-64" / "numpy-2.3.4-py312h0_0.tar.bz2"
+    archive.write_bytes(archive.read_bytes() + b"\0")
+    # the verified archive cache must not hide the change: empty it, as on another machine
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "dlsetup" / "archives"
+    for cached in cache.iterdir():
+        cached.unlink()
+    code, out = invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "second"), "--no-smoke")
+    assert code == 4
+    assert error_of(out).startswith("Error: sha256 mismatch for numpy-2.3.4-py312h0_0.tar.bz2: the lock pytorch-cpu.conda-lock.yml says ")
+    assert not (tmp_path / "second").exists()
+
+
+def test_lock_url_outside_the_declared_channels_is_refused(cpu_lock: Path, tmp_path: Path, channel_url: str) -> None:
+    text = cpu_lock.read_text()
+    evil = text.replace(f"url: {channel_url}/linux-64/numpy-", "url: https://evil.example/linux-64/numpy-")
+    assert evil != text
+    lock = tmp_path / "evil.conda-lock.yml"
+    lock.write_text(evil)
+    code, out = invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "e"), "--no-smoke")
+    assert code == 4
+    assert error_of(out).startswith(
+        f"Error: numpy-2.3.4-py312h0_0.tar.bz2 in {lock} comes from https://evil.example/linux-64/"
+        f"numpy-2.3.4-py312h0_0.tar.bz2, outside the lock's declared channels ({channel_url}/); refused\n"
+    )
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("name", ["bad name", "../escape", "base", "-dash", "a/b", "x" * 65])
+def test_invalid_environment_name_is_refused(name: str, cpu_lock: Path) -> None:
+    code, out = invoke("create", "--from-lock", str(cpu_lock), "--name", name)
+    assert code == 2
+    assert error_of(out).startswith(
+        f"Error: invalid environment name {name!r}: use letters, digits, '.', '_' and '-', start with a "
+        "letter or digit, at most 64 characters, and not 'base' or 'root'\n"
+    )
+
+
+def test_lock_without_this_platform_says_which_platforms_it_has(channel_url: str, tmp_path: Path) -> None:
+    out_dir = tmp_path / "locks"
+    assert invoke("lock", "pytorch", "--platform", "osx-arm64", "--channel", channel_url, "--output", str(out_dir))[0] == 0
+    lock = out_dir / "pytorch-mps.conda-lock.yml"
+    code, out = invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "p"))
+    assert code == 2
+    assert f"Error: {lock} has no packages for linux-64; it has: osx-arm64\n" in out
+
+
+@pytest.mark.slow
+def test_create_killed_mid_install_leaves_the_target_absent_and_the_next_run_cleans_up(
+    cpu_lock: Path, tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    prefix = tmp_path / "envs" / "killed"
+    marker = tmp_path / "paused"
+    env = {**os.environ, **isolated_dirs, PAUSE_ENV: str(marker)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlsetup", "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "create finished before pausing"
+            assert time.monotonic() < deadline, "create never reached the pause point"
+            time.sleep(0.05)
+        partial = prefix.parent / f".dlsetup-partial-killed-{proc.pid}"
+        assert (partial / "env" / "conda-meta").is_dir()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not prefix.exists()
+    assert partial.exists()  # the leftover is clearly named ...
+    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke")
+    assert code == 0, out
+    assert not partial.exists()  # ... and removed by the next run
+    assert (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_install_exits_130_removes_the_partial_build_and_keeps_the_old_env(
+    cpu_lock: Path, tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    prefix = tmp_path / "envs" / "interrupted"
+    prefix.mkdir(parents=True)
+    (prefix / "old.txt").write_text("old\n")
+    marker = tmp_path / "paused"
+    env = {**os.environ, **isolated_dirs, PAUSE_ENV: str(marker), "DLSETUP_TEST_PAUSE_SECONDS": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlsetup", "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--force", "--no-smoke"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.endswith("Interrupted.\n")
+    assert snapshot(prefix) == {"old.txt": b"old\n"}
+    assert [p.name for p in prefix.parent.iterdir()] == ["interrupted"]
