@@ -44,8 +44,10 @@ def recommend_torch(
 ) -> TorchPick | None:
     """The newest PyTorch CUDA wheel this driver runs and whose kernels every GPU can run.
 
-    Prefers full driver support over minor-version compatibility, then the newest release, then
-    the newest CUDA variant. Variants whose arch list is not verified are skipped.
+    Ranks by release (newest first), then full driver support over minor-version compatibility,
+    then the newest CUDA variant. A build that runs only through minor-version compatibility is
+    accepted only when every GPU has SASS in it: PTX newer than the driver cannot be JIT-compiled
+    under minor-version compatibility. Variants whose arch list is not verified are skipped.
 
     Args:
         driver_cuda: the driver's CUDA version (NVML), ``"12.4"``.
@@ -56,7 +58,7 @@ def recommend_torch(
     Returns:
         A :class:`TorchPick`, or None when no known wheel fits (driver too old for every build).
     """
-    best: tuple[tuple[int, Version, Version], TorchPick] | None = None
+    best: tuple[tuple[Version, int, Version], TorchPick] | None = None
     for release in torch_releases():
         if python is not None:
             support = python_support("torch", release)
@@ -70,9 +72,12 @@ def recommend_torch(
             if verdict.support not in ("full", "minor_version_compat"):
                 continue
             arch = parse_arch_list(arch_text)
-            if not all(gpu_runs_build(cc, arch).runs for cc in gpu_ccs):
+            runs = [gpu_runs_build(cc, arch) for cc in gpu_ccs]
+            if not all(r.runs for r in runs):
                 continue
-            rank = (int(verdict.support == "full"), Version(release), Version(cuda))
+            if verdict.support == "minor_version_compat" and any(r.how != "sass" for r in runs):
+                continue
+            rank = (Version(release), int(verdict.support == "full"), Version(cuda))
             if best is not None and rank <= best[0]:
                 continue
             url = torch_index_url(variant)

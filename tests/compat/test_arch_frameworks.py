@@ -115,3 +115,18 @@ def test_recommend_respects_python() -> None:
 
 def test_no_wheel_for_a_cuda_10_driver() -> None:
     assert recommend_torch("10.2", [(7, 5)], "3.11") is None
+
+
+def test_recommend_prefers_a_newer_release_under_minor_version_compat() -> None:
+    pick = recommend_torch("12.2", [(9, 0)], "3.11", "535.104.05")
+    assert pick is not None
+    assert (pick.release, pick.variant, pick.support) == ("2.14", "cu126", "minor_version_compat")
+
+
+def test_recommend_needs_full_support_when_a_gpu_relies_on_ptx() -> None:
+    # A CC 13.0 GPU has no SASS in any wheel; only 12.0+PTX builds reach it, and PTX newer than
+    # the driver cannot be JIT-compiled under minor-version compatibility.
+    assert recommend_torch("12.6", [(13, 0)], "3.11") is None
+    pick = recommend_torch("12.8", [(13, 0)], "3.11")
+    assert pick is not None
+    assert (pick.release, pick.variant, pick.support) == ("2.7", "cu128", "full")

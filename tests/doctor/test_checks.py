@@ -395,8 +395,10 @@ def test_cpu_torch_fix_names_the_wheel_for_driver_and_gpu() -> None:
         if f.id == "torch.cpu_build_on_gpu_machine"
     )
     assert f.fix == (
-        "/env/bin/python -m pip install torch==2.7.* --index-url "
-        "https://download.pytorch.org/whl/cu118  (PyTorch 2.7 built for CUDA 11.8)"
+        "/env/bin/python -m pip install torch==2.14.* --index-url "
+        "https://download.pytorch.org/whl/cu126  (PyTorch 2.14 built for CUDA 12.6, runs on this "
+        "driver through minor-version compatibility; a driver >= 560.28.03 gives full CUDA 12.6 "
+        "support)"
     )
 
 
