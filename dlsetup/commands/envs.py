@@ -56,7 +56,9 @@ class _LockOptions:
     engine: str
 
 
-def _lock(opts: _LockOptions, output: Path, force: bool, *, host_only: bool = False) -> tuple[Any, Any]:
+def _lock(
+    opts: _LockOptions, output: Path, force: bool, *, host_only: bool = False
+) -> tuple[Any, Any]:
     """Render and lock; returns ``(LockResult, VariantChoice)``."""
     from dlsetup.envs import spec as spec_mod
     from dlsetup.envs.install import host_platform
@@ -68,9 +70,7 @@ def _lock(opts: _LockOptions, output: Path, force: bool, *, host_only: bool = Fa
     if opts.python is not None:
         spec_mod.validate_python(opts.python)
     if opts.all_platforms and opts.platforms:
-        raise InputError(
-            "--all-platforms and --platform exclude each other", fix="use one of them"
-        )
+        raise InputError("--all-platforms and --platform exclude each other", fix="use one of them")
     requested_platforms = opts.platforms or (host,)
     if not opts.all_platforms and any(p not in PLATFORMS for p in requested_platforms):
         bad = next(p for p in requested_platforms if p not in PLATFORMS)
@@ -96,7 +96,9 @@ def _lock(opts: _LockOptions, output: Path, force: bool, *, host_only: bool = Fa
         available = source.platforms or PLATFORMS
         target_label = "file"
     else:
-        source = spec_mod.load_environment_file(spec_mod.environment_file(opts.target, choice.variant))
+        source = spec_mod.load_environment_file(
+            spec_mod.environment_file(opts.target, choice.variant)
+        )
         available = source.platforms
         target_label = opts.target
     if opts.all_platforms:
@@ -148,7 +150,8 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
                 "platform": p.platform,
                 "virtual_packages": [str(v) for v in p.virtual_packages],
                 "packages": [
-                    {"name": pkg.name, "version": pkg.version, "build": pkg.build} for pkg in p.packages
+                    {"name": pkg.name, "version": pkg.version, "build": pkg.build}
+                    for pkg in p.packages
                 ],
                 "solve_ms": round(p.solve_ms, 3),
             }
@@ -159,7 +162,9 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
 
 
 def _frameworks_line(packages: Any) -> str:
-    shown = [f"{p.name} {p.version} ({p.build})" for p in packages if p.name in ("pytorch", "tensorflow")]
+    shown = [
+        f"{p.name} {p.version} ({p.build})" for p in packages if p.name in ("pytorch", "tensorflow")
+    ]
     return ", ".join(shown) or f"{len(packages)} packages"
 
 
@@ -241,7 +246,7 @@ conda-lock render and micromamba read. The lock's header says which CUDA it was 
 )
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @click.option("--json", "as_json", is_flag=True, help="Print a dlsetup.lock JSON document.")
-def lock(
+def lock(  # noqa: PLR0917 - a Click callback receives every option
     target: str,
     variant: str,
     cuda: str | None,
@@ -300,7 +305,10 @@ def _activation_hint(prefix: Path, name: str) -> str:
 def _python_runs(python: Path) -> bool:
     try:
         proc = subprocess.run(
-            [str(python), "-c", "import sys; sys.exit(0)"], capture_output=True, timeout=60, check=False
+            [str(python), "-c", "import sys; sys.exit(0)"],
+            capture_output=True,
+            timeout=60,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -311,7 +319,11 @@ def _run_smoke(python: Path | None) -> dict[str, Any]:
     if python is None:
         return {"status": "skipped", "reason": "the environment has no Python", "exit_code": None}
     if importlib.util.find_spec("dlsetup.commands.smoke") is None:
-        return {"status": "skipped", "reason": "this dlsetup has no smoke command", "exit_code": None}
+        return {
+            "status": "skipped",
+            "reason": "this dlsetup has no smoke command",
+            "exit_code": None,
+        }
     if not _python_runs(python):
         return {"status": "skipped", "reason": f"{python} does not run", "exit_code": None}
     proc = subprocess.run(
@@ -356,11 +368,15 @@ are verified, and packages from outside the lock's channels are refused.
     help="Build from this conda-lock file instead of locking TARGET first.",
 )
 @click.option("--no-jupyter", is_flag=True, help="Do not register a Jupyter kernel.")
-@click.option("--no-smoke", is_flag=True, help="Do not run `dlsetup smoke` inside the new environment.")
-@click.option("--force", is_flag=True, help="Replace an existing environment (after the new one is complete).")
+@click.option(
+    "--no-smoke", is_flag=True, help="Do not run `dlsetup smoke` inside the new environment."
+)
+@click.option(
+    "--force", is_flag=True, help="Replace an existing environment (after the new one is complete)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a dlsetup.create JSON document.")
 @click.pass_context
-def create(
+def create(  # noqa: PLR0917 - a Click callback receives every option
     ctx: click.Context,
     target: str | None,
     variant: str,
@@ -460,7 +476,9 @@ def create(
         )
         if kernel:
             console.print(f"Jupyter kernel: {kernel.display_name} ({kernel.path})")
-        console.print(f"Smoke test: {smoke['status']}" + (f" ({smoke['reason']})" if smoke["reason"] else ""))
+        console.print(
+            f"Smoke test: {smoke['status']}" + (f" ({smoke['reason']})" if smoke["reason"] else "")
+        )
         console.print(f"Activate it: {activate}")
     if smoke["status"] == "failed":
         ctx.exit(int(ExitCode.FINDINGS))

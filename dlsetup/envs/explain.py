@@ -67,7 +67,9 @@ def explain_unsatisfiable(
             family = [n for n in needs if n[0] == major]
             build_cuda = f"{family[0][0]}.{family[0][1]}" if family else build_cuda
             os_name = _os_name(platform)
-            full = min_driver_for_cuda(build_cuda, os_name) or min_driver_for_cuda(f"{major}.0", os_name)
+            full = min_driver_for_cuda(build_cuda, os_name) or min_driver_for_cuda(
+                f"{major}.0", os_name
+            )
             floor = mvc_floor(major, os_name)
             failing = [n for n in _frameworks(specs) if f"{n} * cuda" in solver_text]
             names = " and ".join(failing or _frameworks(specs)) or "the requested packages"

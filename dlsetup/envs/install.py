@@ -30,12 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from dlsetup.envs.progress import Progress
 from dlsetup.errors import ExistsError, InputError, InstallError, IntegrityError
+
+if TYPE_CHECKING:
+    from rattler.install.installer import InstallerReporter
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _RESERVED = frozenset({"base", "root"})
@@ -108,7 +111,9 @@ def host_platform() -> str:
     import sys
 
     machine = _platform.machine().lower()
-    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(machine, machine)
+    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(
+        machine, machine
+    )
     if sys.platform.startswith("linux"):
         return f"linux-{arch}"
     if sys.platform == "darwin":
@@ -161,7 +166,9 @@ def read_lock(path: Path, platform: str) -> LockContents:
         ) from exc
     env = lock.default_environment()
     if env is None:
-        raise InputError(f"{path} has no default environment", fix="regenerate it with dlsetup lock")
+        raise InputError(
+            f"{path} has no default environment", fix="regenerate it with dlsetup lock"
+        )
     records = env.conda_repodata_records()
     if platform not in records:
         raise InputError(
@@ -175,7 +182,9 @@ def read_lock(path: Path, platform: str) -> LockContents:
 def verify_lock(contents: LockContents) -> None:
     """Refuse packages without a sha256 or with a URL outside the declared channels."""
     if not contents.channels:
-        raise IntegrityError(f"{contents.path} declares no channels", fix="regenerate it with dlsetup lock")
+        raise IntegrityError(
+            f"{contents.path} declares no channels", fix="regenerate it with dlsetup lock"
+        )
     for rec in contents.records:
         if rec.sha256 is None:
             raise IntegrityError(
@@ -183,7 +192,10 @@ def verify_lock(contents: LockContents) -> None:
                 fix="regenerate the lock with dlsetup lock",
             )
         url = rec.url
-        if not any(url.startswith(base) for base in contents.channels) or ".." in urlparse(url).path:
+        if (
+            not any(url.startswith(base) for base in contents.channels)
+            or ".." in urlparse(url).path
+        ):
             raise IntegrityError(
                 f"{rec.file_name} in {contents.path} comes from {url}, outside the lock's declared "
                 f"channels ({', '.join(contents.channels)}); refused",
@@ -262,7 +274,7 @@ def _alive(pid: int) -> bool:
 
 
 def _leftovers(target: Path, mark: str) -> list[tuple[Path, int]]:
-    found = []
+    found: list[tuple[Path, int]] = []
     parent = target.parent
     if not parent.is_dir():
         return found
@@ -381,9 +393,10 @@ def create_environment(
         )
     contents = read_lock(lock_path, platform)
     verify_lock(contents)
-    cache = archive_cache or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
-    ) / "dlsetup" / "archives"
+    cache = (
+        archive_cache
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlsetup" / "archives"
+    )
     verified = asyncio.run(fetch_verified(contents, cache, progress))
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -406,7 +419,7 @@ def create_environment(
                 cache_dir=work / "pkgs",
                 alternative_target_prefix=prefix,
                 show_progress=False,
-                reporter=_Reporter(progress, len(records)),
+                reporter=cast("InstallerReporter", _Reporter(progress, len(records))),
                 execute_link_scripts=False,
             )
         )

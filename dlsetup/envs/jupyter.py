@@ -37,7 +37,11 @@ def jupyter_data_dir() -> Path:
         return Path(os.environ["JUPYTER_DATA_DIR"]).expanduser()
     if sys.platform == "win32":
         appdata = os.environ.get("APPDATA")
-        return Path(appdata) / "jupyter" if appdata else Path.home() / "AppData" / "Roaming" / "jupyter"
+        return (
+            Path(appdata) / "jupyter"
+            if appdata
+            else Path.home() / "AppData" / "Roaming" / "jupyter"
+        )
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Jupyter"
     xdg = os.environ.get("XDG_DATA_HOME")

@@ -132,7 +132,9 @@ def _check_outputs(paths: tuple[Path, ...], force: bool) -> None:
         )
 
 
-def header_lines(result_env: RenderedEnvironment, per_platform: dict[str, tuple[VirtualPackage, ...]]) -> list[str]:
+def header_lines(
+    result_env: RenderedEnvironment, per_platform: dict[str, tuple[VirtualPackage, ...]]
+) -> list[str]:
     """The comment block dlsetup puts above conda-lock's own header."""
     solved = f"CUDA {result_env.cuda}" if result_env.cuda else "no CUDA (no __cuda virtual package)"
     lines = [
@@ -193,7 +195,7 @@ async def _solve_all(
                 sources=channels,
                 specs=list(env.spec.dependencies),
                 gateway=gateway,
-                platforms=[platform, "noarch"],
+                platforms=[rattler.Subdir(platform), rattler.Subdir("noarch")],
                 virtual_packages=to_rattler(per_platform[platform]),
             )
         except SolverError as exc:
@@ -218,6 +220,7 @@ async def _solve_all(
 
 def _build_lockfile(
     env: RenderedEnvironment,
+    *,
     env_path: Path,
     vp_path: Path,
     solutions: dict[str, tuple[list[Any], float]],
@@ -231,7 +234,9 @@ def _build_lockfile(
     from conda_lock.virtual_package import virtual_package_repo_from_specification
 
     lock_spec = make_lock_spec(src_files=[env_path], mapping_url=str(pypi_mapping_path()))
-    content_hash = compute_content_hashes(lock_spec, virtual_package_repo_from_specification(vp_path))
+    content_hash = compute_content_hashes(
+        lock_spec, virtual_package_repo_from_specification(vp_path)
+    )
     packages = []
     for platform, (records, _) in solutions.items():
         for rec in records:
@@ -325,7 +330,14 @@ def lock_environment(
         if engine == "rattler":
             from conda_lock.lockfile import write_conda_lock_file
 
-            lockfile = _build_lockfile(env, env_path, vp_path, solutions, per_platform, engine)
+            lockfile = _build_lockfile(
+                env,
+                env_path=env_path,
+                vp_path=vp_path,
+                solutions=solutions,
+                per_platform=per_platform,
+                engine=engine,
+            )
             write_conda_lock_file(lockfile, tmp_lock, metadata_choices=None)
             content_hash = dict(lockfile.metadata.content_hash)
         else:

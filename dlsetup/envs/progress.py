@@ -78,7 +78,11 @@ class Progress:
         with self._lock:
             done, total = self._counts.get(step, (0, 0))
             if not self.rich:
-                print(f"{_LABELS.get(step, step)}: done ({done}/{total})", file=self.stream, flush=True)
+                print(
+                    f"{_LABELS.get(step, step)}: done ({done}/{total})",
+                    file=self.stream,
+                    flush=True,
+                )
 
     def note(self, text: str) -> None:
         """A one-line message between steps."""

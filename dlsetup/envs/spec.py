@@ -114,7 +114,11 @@ def environment_file(target: str, variant: str) -> Path:
 
 
 def _shipped(target: str, variant: str) -> bool:
-    return resources.files("dlsetup").joinpath("data", "environments", f"{target}-{variant}.yml").is_file()
+    return (
+        resources.files("dlsetup")
+        .joinpath("data", "environments", f"{target}-{variant}.yml")
+        .is_file()
+    )
 
 
 def variant_platforms(target: str, variant: str) -> tuple[str, ...]:
@@ -268,7 +272,11 @@ def render(
     if python is not None and pinned_python is None:
         deps.insert(0, f"python {python}.*")
         pinned_python = python
-    if variant == "cuda" and cuda is not None and not any(spec_name(d) == "cuda-version" for d in deps):
+    if (
+        variant == "cuda"
+        and cuda is not None
+        and not any(spec_name(d) == "cuda-version" for d in deps)
+    ):
         deps.append(f"cuda-version {cuda.split('.')[0]}.*")
     new = EnvironmentSpec(
         path=spec.path,

@@ -77,7 +77,9 @@ def choose_variant(
         driver_cuda = facts.cuda_driver_version
         if isinstance(driver_cuda, str):
             return VariantChoice(
-                "cuda", driver_cuda, f"the NVIDIA driver {facts.driver_version} supports CUDA {driver_cuda}"
+                "cuda",
+                driver_cuda,
+                f"the NVIDIA driver {facts.driver_version} supports CUDA {driver_cuda}",
             )
         raise InputError(
             f"--variant cuda needs a CUDA version, and NVML could not give one ({facts.status}: "
@@ -100,7 +102,9 @@ def choose_variant(
         return VariantChoice("cpu", None, "the NVIDIA driver sees no GPU")
     driver_cuda = facts.cuda_driver_version
     if not isinstance(driver_cuda, str):
-        return VariantChoice("cpu", None, f"the driver does not report a CUDA version ({driver_cuda})")
+        return VariantChoice(
+            "cpu", None, f"the driver does not report a CUDA version ({driver_cuda})"
+        )
     if not has_variant("cuda"):
         return VariantChoice("cpu", None, "this target has no CUDA variant")
     return VariantChoice(

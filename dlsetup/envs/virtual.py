@@ -82,7 +82,10 @@ def to_rattler(packages: tuple[VirtualPackage, ...]) -> list[Any]:
 
 def spec_file_text(per_platform: dict[str, tuple[VirtualPackage, ...]]) -> str:
     """conda-lock's ``--virtual-package-spec`` YAML for these platforms."""
-    lines = ["# Virtual packages dlsetup solved with (conda-lock --virtual-package-spec format).", "subdirs:"]
+    lines = [
+        "# Virtual packages dlsetup solved with (conda-lock --virtual-package-spec format).",
+        "subdirs:",
+    ]
     for platform, packages in per_platform.items():
         lines.append(f"  {platform}:")
         lines.append("    packages:")

@@ -144,7 +144,7 @@ def _python_packages(subdir: str) -> Iterable[Package]:
             depends=[],
             constrains=[f"python_abi {py}.* *_cp{py.replace('.', '')}"],
             files=files,
-            prefix_files=tuple(p for p in files if p.endswith("dlsetup-prefix.txt")) + (exe,),
+            prefix_files=(*(p for p in files if p.endswith("dlsetup-prefix.txt")), exe),
         )
         yield Package(
             name="python_abi",
@@ -158,15 +158,26 @@ def _python_packages(subdir: str) -> Iterable[Package]:
             version="2.3.4",
             build=f"{_py_tag(py)}h0_0",
             subdir=subdir,
-            depends=[f"python >={py},<{_next_minor(py)}.0a0", f"python_abi {py}.* *_cp{py.replace('.', '')}"],
+            depends=[
+                f"python >={py},<{_next_minor(py)}.0a0",
+                f"python_abi {py}.* *_cp{py.replace('.', '')}",
+            ],
             files={f"lib/numpy-{py}.txt": b"numpy stand-in\n"},
         )
 
 
 def _pytorch_packages(subdir: str) -> Iterable[Package]:
-    cuda_builds = {"linux-64": ("129", "130"), "linux-aarch64": ("129", "130"), "win-64": ("128", "130")}
+    cuda_builds = {
+        "linux-64": ("129", "130"),
+        "linux-aarch64": ("129", "130"),
+        "win-64": ("128", "130"),
+    }
     for py in PYTHONS:
-        pydeps = [f"python >={py},<{_next_minor(py)}.0a0", f"python_abi {py}.* *_cp{py.replace('.', '')}", "numpy >=1.23"]
+        pydeps = [
+            f"python >={py},<{_next_minor(py)}.0a0",
+            f"python_abi {py}.* *_cp{py.replace('.', '')}",
+            "numpy >=1.23",
+        ]
         blas = "mkl" if subdir in ("linux-64", "win-64") else "generic"
         yield Package(
             name="pytorch",
@@ -210,7 +221,11 @@ def _tensorflow_packages(subdir: str) -> Iterable[Package]:
     if not subdir.startswith("linux"):
         return
     for py in PYTHONS:
-        pydeps = [f"python >={py},<{_next_minor(py)}.0a0", f"python_abi {py}.* *_cp{py.replace('.', '')}", "numpy >=1.26"]
+        pydeps = [
+            f"python >={py},<{_next_minor(py)}.0a0",
+            f"python_abi {py}.* *_cp{py.replace('.', '')}",
+            "numpy >=1.26",
+        ]
         yield Package(
             name="tensorflow",
             version="2.19.1",

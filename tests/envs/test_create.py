@@ -37,20 +37,35 @@ def error_of(output: str) -> str:
 def cpu_lock(channel_url: str, tmp_path: Path) -> Path:
     """A linux-64 PyTorch CPU lock against the test channel."""
     out = tmp_path / "locks"
-    code, text = invoke("lock", "pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel", channel_url, "--output", str(out))
+    code, text = invoke(
+        "lock",
+        "pytorch",
+        "--variant",
+        "cpu",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(out),
+    )
     assert code == 0, text
     return out / "pytorch-cpu.conda-lock.yml"
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_create_from_lock_fills_the_prefix_with_records_files_and_rewritten_placeholders(
     cpu_lock: Path, tmp_path: Path
 ) -> None:
     prefix = tmp_path / "envs" / "pt"
-    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke")
+    code, out = invoke(
+        "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke"
+    )
     assert code == 0, out
     records = sorted(p.name for p in (prefix / "conda-meta").glob("*.json"))
     assert records == [
@@ -64,8 +79,12 @@ def test_create_from_lock_fills_the_prefix_with_records_files_and_rewritten_plac
     ]
     assert (prefix / "lib" / "dlsetup-prefix.txt").read_text() == f"prefix={prefix}\n"
     assert (prefix / "lib" / "torch-3.12-cpu.txt").is_file()
-    assert (prefix / "lib" / "python3.12" / "site-packages" / "ipykernel_standin" / "__init__.py").is_file()
-    record = json.loads((prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").read_text())
+    assert (
+        prefix / "lib" / "python3.12" / "site-packages" / "ipykernel_standin" / "__init__.py"
+    ).is_file()
+    record = json.loads(
+        (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").read_text()
+    )
     assert record["url"].endswith("/linux-64/pytorch-2.13.0-cpu_mkl_py312h0_100.tar.bz2")
     assert record["url"].startswith(cpu_lock.read_text().split("- url: ")[1].split("\n")[0])
     assert (prefix / "conda-meta" / "dlsetup.conda-lock.yml").read_bytes() == cpu_lock.read_bytes()
@@ -73,23 +92,39 @@ def test_create_from_lock_fills_the_prefix_with_records_files_and_rewritten_plac
     assert not [p for p in prefix.parent.iterdir() if p.name.startswith(".dlsetup-")]
 
 
-def test_create_registers_a_jupyter_kernel_in_jupyter_data_dir(cpu_lock: Path, tmp_path: Path) -> None:
+def test_create_registers_a_jupyter_kernel_in_jupyter_data_dir(
+    cpu_lock: Path, tmp_path: Path
+) -> None:
     prefix = tmp_path / "envs" / "course"
-    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke", "--json")
+    code, out = invoke(
+        "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke", "--json"
+    )
     assert code == 0, out
     doc = json.loads(out)
     jsonschema.validate(doc, load_schema("dlsetup.create"))
-    kernel_json = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / "dlsetup-course" / "kernel.json"
+    kernel_json = (
+        Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / "dlsetup-course" / "kernel.json"
+    )
     assert doc["data"]["kernel"] == {"name": "dlsetup-course", "path": str(kernel_json)}
     spec = json.loads(kernel_json.read_text())
-    assert spec["argv"] == [str(prefix / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    assert spec["argv"] == [
+        str(prefix / "bin" / "python"),
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
     assert spec["display_name"] == "Python (course, dlsetup)"
     assert doc["data"]["smoke"] == {"status": "skipped", "reason": "--no-smoke", "exit_code": None}
 
 
-def test_no_jupyter_skips_the_kernel_and_a_stand_in_python_skips_smoke(cpu_lock: Path, tmp_path: Path) -> None:
+def test_no_jupyter_skips_the_kernel_and_a_stand_in_python_skips_smoke(
+    cpu_lock: Path, tmp_path: Path
+) -> None:
     prefix = tmp_path / "envs" / "nok"
-    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-jupyter", "--json")
+    code, out = invoke(
+        "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-jupyter", "--json"
+    )
     assert code == 0, out
     data = json.loads(out)["data"]
     assert data["kernel"] is None
@@ -98,7 +133,17 @@ def test_no_jupyter_skips_the_kernel_and_a_stand_in_python_skips_smoke(cpu_lock:
 
 
 def test_create_target_locks_first_and_uses_the_envs_dir_for_name(channel_url: str) -> None:
-    code, out = invoke("create", "tensorflow", "--variant", "cpu", "--channel", channel_url, "--name", "tf", "--no-smoke")
+    code, out = invoke(
+        "create",
+        "tensorflow",
+        "--variant",
+        "cpu",
+        "--channel",
+        channel_url,
+        "--name",
+        "tf",
+        "--no-smoke",
+    )
     assert code == 0, out
     prefix = Path(os.environ["DLSETUP_ENVS_DIR"]) / "tf"
     assert (prefix / "conda-meta" / "tensorflow-2.19.1-cpu_py312h0_0.json").is_file()
@@ -111,7 +156,9 @@ def test_create_into_an_existing_prefix_without_force_is_refused_and_the_prefix_
     (prefix / "bin").mkdir(parents=True)
     (prefix / "bin" / "tool").write_text("precious\n")
     before = snapshot(prefix)
-    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke")
+    code, out = invoke(
+        "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke"
+    )
     assert code == 2
     assert error_of(out) == (
         f"Error: environment {prefix} already exists; it was left unchanged\n"
@@ -120,11 +167,22 @@ def test_create_into_an_existing_prefix_without_force_is_refused_and_the_prefix_
     assert snapshot(prefix) == before
 
 
-def test_force_replaces_an_existing_environment_only_with_a_complete_one(cpu_lock: Path, tmp_path: Path) -> None:
+def test_force_replaces_an_existing_environment_only_with_a_complete_one(
+    cpu_lock: Path, tmp_path: Path
+) -> None:
     prefix = tmp_path / "existing"
     prefix.mkdir()
     (prefix / "old.txt").write_text("old\n")
-    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--force", "--no-smoke", "--json")
+    code, out = invoke(
+        "create",
+        "--from-lock",
+        str(cpu_lock),
+        "--prefix",
+        str(prefix),
+        "--force",
+        "--no-smoke",
+        "--json",
+    )
     assert code == 0, out
     assert json.loads(out)["data"]["replaced"] is True
     assert not (prefix / "old.txt").exists()
@@ -140,7 +198,9 @@ def test_tampered_sha256_in_the_lock_is_refused(cpu_lock: Path, tmp_path: Path) 
     tampered = tmp_path / "tampered.conda-lock.yml"
     tampered.write_text(text[: match.start(1)] + "0" * 64 + text[match.end(1) :])
     prefix = tmp_path / "envs" / "t"
-    code, out = invoke("create", "--from-lock", str(tampered), "--prefix", str(prefix), "--no-smoke")
+    code, out = invoke(
+        "create", "--from-lock", str(tampered), "--prefix", str(prefix), "--no-smoke"
+    )
     assert code == 4
     assert error_of(out).startswith(
         "Error: sha256 mismatch for pytorch-2.13.0-cpu_mkl_py312h0_100.tar.bz2: the lock tampered.conda-lock.yml "
@@ -158,28 +218,57 @@ def test_tampered_package_archive_is_refused_even_with_the_original_already_cach
     chan = tmp_path / "chan"
     url = build_channel(chan)
     out_dir = tmp_path / "locks"
-    assert invoke("lock", "pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel", url, "--output", str(out_dir))[0] == 0
+    assert (
+        invoke(
+            "lock",
+            "pytorch",
+            "--variant",
+            "cpu",
+            "--platform",
+            "linux-64",
+            "--channel",
+            url,
+            "--output",
+            str(out_dir),
+        )[0]
+        == 0
+    )
     lock = out_dir / "pytorch-cpu.conda-lock.yml"
-    assert invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "first"), "--no-smoke")[0] == 0
+    assert (
+        invoke(
+            "create", "--from-lock", str(lock), "--prefix", str(tmp_path / "first"), "--no-smoke"
+        )[0]
+        == 0
+    )
     archive = chan / "linux-64" / "numpy-2.3.4-py312h0_0.tar.bz2"
     archive.write_bytes(archive.read_bytes() + b"\0")
     # the verified archive cache must not hide the change: empty it, as on another machine
     cache = Path(os.environ["XDG_CACHE_HOME"]) / "dlsetup" / "archives"
     for cached in cache.iterdir():
         cached.unlink()
-    code, out = invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "second"), "--no-smoke")
+    code, out = invoke(
+        "create", "--from-lock", str(lock), "--prefix", str(tmp_path / "second"), "--no-smoke"
+    )
     assert code == 4
-    assert error_of(out).startswith("Error: sha256 mismatch for numpy-2.3.4-py312h0_0.tar.bz2: the lock pytorch-cpu.conda-lock.yml says ")
+    assert error_of(out).startswith(
+        "Error: sha256 mismatch for numpy-2.3.4-py312h0_0.tar.bz2: the lock pytorch-cpu.conda-lock.yml says "
+    )
     assert not (tmp_path / "second").exists()
 
 
-def test_lock_url_outside_the_declared_channels_is_refused(cpu_lock: Path, tmp_path: Path, channel_url: str) -> None:
+def test_lock_url_outside_the_declared_channels_is_refused(
+    cpu_lock: Path, tmp_path: Path, channel_url: str
+) -> None:
     text = cpu_lock.read_text()
-    evil = text.replace(f"url: {channel_url}/linux-64/numpy-", "url: https://evil.example/linux-64/numpy-")
+    evil = text.replace(
+        f"url: {channel_url}/linux-64/numpy-", "url: https://evil.example/linux-64/numpy-"
+    )
     assert evil != text
     lock = tmp_path / "evil.conda-lock.yml"
     lock.write_text(evil)
-    code, out = invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "e"), "--no-smoke")
+    code, out = invoke(
+        "create", "--from-lock", str(lock), "--prefix", str(tmp_path / "e"), "--no-smoke"
+    )
     assert code == 4
     assert error_of(out).startswith(
         f"Error: numpy-2.3.4-py312h0_0.tar.bz2 in {lock} comes from https://evil.example/linux-64/"
@@ -198,9 +287,23 @@ def test_invalid_environment_name_is_refused(name: str, cpu_lock: Path) -> None:
     )
 
 
-def test_lock_without_this_platform_says_which_platforms_it_has(channel_url: str, tmp_path: Path) -> None:
+def test_lock_without_this_platform_says_which_platforms_it_has(
+    channel_url: str, tmp_path: Path
+) -> None:
     out_dir = tmp_path / "locks"
-    assert invoke("lock", "pytorch", "--platform", "osx-arm64", "--channel", channel_url, "--output", str(out_dir))[0] == 0
+    assert (
+        invoke(
+            "lock",
+            "pytorch",
+            "--platform",
+            "osx-arm64",
+            "--channel",
+            channel_url,
+            "--output",
+            str(out_dir),
+        )[0]
+        == 0
+    )
     lock = out_dir / "pytorch-mps.conda-lock.yml"
     code, out = invoke("create", "--from-lock", str(lock), "--prefix", str(tmp_path / "p"))
     assert code == 2
@@ -215,7 +318,17 @@ def test_create_killed_mid_install_leaves_the_target_absent_and_the_next_run_cle
     marker = tmp_path / "paused"
     env = {**os.environ, **isolated_dirs, PAUSE_ENV: str(marker)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dlsetup", "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke"],
+        [
+            sys.executable,
+            "-m",
+            "dlsetup",
+            "create",
+            "--from-lock",
+            str(cpu_lock),
+            "--prefix",
+            str(prefix),
+            "--no-smoke",
+        ],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
@@ -236,7 +349,9 @@ def test_create_killed_mid_install_leaves_the_target_absent_and_the_next_run_cle
             proc.kill()
     assert not prefix.exists()
     assert partial.exists()  # the leftover is clearly named ...
-    code, out = invoke("create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke")
+    code, out = invoke(
+        "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke"
+    )
     assert code == 0, out
     assert not partial.exists()  # ... and removed by the next run
     assert (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").is_file()
@@ -252,7 +367,18 @@ def test_ctrl_c_mid_install_exits_130_removes_the_partial_build_and_keeps_the_ol
     marker = tmp_path / "paused"
     env = {**os.environ, **isolated_dirs, PAUSE_ENV: str(marker), "DLSETUP_TEST_PAUSE_SECONDS": "2"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dlsetup", "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--force", "--no-smoke"],
+        [
+            sys.executable,
+            "-m",
+            "dlsetup",
+            "create",
+            "--from-lock",
+            str(cpu_lock),
+            "--prefix",
+            str(prefix),
+            "--force",
+            "--no-smoke",
+        ],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -36,28 +36,56 @@ def render_explicit(lock: Path, tmp_path: Path) -> dict[str, str]:
     """``conda-lock render -k explicit`` (the real executable); returns {platform: text}."""
     exe = str(CONDA_LOCK) if CONDA_LOCK.exists() else "conda-lock"
     out = subprocess.run(
-        [exe, "render", "-k", "explicit", "--filename-template", str(tmp_path / "explicit-{platform}.txt"), str(lock)],
+        [
+            exe,
+            "render",
+            "-k",
+            "explicit",
+            "--filename-template",
+            str(tmp_path / "explicit-{platform}.txt"),
+            str(lock),
+        ],
         capture_output=True,
         text=True,
         check=False,
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    return {p.stem.removeprefix("explicit-"): p.read_text() for p in tmp_path.glob("explicit-*.txt")}
+    return {
+        p.stem.removeprefix("explicit-"): p.read_text() for p in tmp_path.glob("explicit-*.txt")
+    }
 
 
 @pytest.mark.slow
 def test_auto_variant_with_a_cuda_12_4_driver_locks_a_cuda_build_solved_for_12_4(
     fake_nvml_dir: Path, channel_url: str, tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
-    env = {**nvml_env(fake_nvml_dir, driver="550.54.14", cuda="12040", gpu_count="1", cc="8.6"), **isolated_dirs}
-    proc = run_cli("lock", "pytorch", "--platform", "linux-64", "--channel", channel_url, "--output", str(tmp_path), env=env)
+    env = {
+        **nvml_env(fake_nvml_dir, driver="550.54.14", cuda="12040", gpu_count="1", cc="8.6"),
+        **isolated_dirs,
+    }
+    proc = run_cli(
+        "lock",
+        "pytorch",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "Locked pytorch-cuda (cuda: 1 NVIDIA GPU(s); driver 550.54.14 supports CUDA 12.4)" in proc.stdout
+    assert (
+        "Locked pytorch-cuda (cuda: 1 NVIDIA GPU(s); driver 550.54.14 supports CUDA 12.4)"
+        in proc.stdout
+    )
     lock = tmp_path / "pytorch-cuda.conda-lock.yml"
     text = lock.read_text()
     assert text.startswith("# dlsetup lock: target pytorch, variant cuda, solved for CUDA 12.4.\n")
-    assert "#   linux-64: __unix=0 __linux=5.10 __glibc=2.28 __archspec=1=x86_64 __cuda=12.4\n" in text
+    assert (
+        "#   linux-64: __unix=0 __linux=5.10 __glibc=2.28 __archspec=1=x86_64 __cuda=12.4\n" in text
+    )
     parsed, rattler_lock = read_back(lock)
     builds = {p.name: p.build for p in parsed.package}  # type: ignore[attr-defined]
     assert builds["pytorch"] == "cuda129_mkl_py312h0_300"
@@ -73,8 +101,21 @@ def test_auto_variant_with_a_cuda_12_4_driver_locks_a_cuda_build_solved_for_12_4
 def test_driver_470_cuda_11_4_with_only_cuda_12_builds_is_a_plain_language_error(
     fake_nvml_dir: Path, channel_url: str, tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
-    env = {**nvml_env(fake_nvml_dir, driver="470.82.01", cuda="11040", gpu_count="1", cc="8.6"), **isolated_dirs}
-    proc = run_cli("lock", "pytorch", "--platform", "linux-64", "--channel", channel_url, "--output", str(tmp_path), env=env)
+    env = {
+        **nvml_env(fake_nvml_dir, driver="470.82.01", cuda="11040", gpu_count="1", cc="8.6"),
+        **isolated_dirs,
+    }
+    proc = run_cli(
+        "lock",
+        "pytorch",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+        env=env,
+    )
     assert proc.returncode == 4
     assert proc.stderr.startswith(
         "Error: no CUDA build of pytorch for linux-64 works with CUDA 11.4, the newest CUDA the NVIDIA "
@@ -92,34 +133,67 @@ def test_no_gpu_gives_the_cpu_build(
     fake_nvml_dir: Path, channel_url: str, tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
     env = {**nvml_env(fake_nvml_dir, gpu_count="0"), **isolated_dirs}
-    proc = run_cli("lock", "pytorch", "--platform", "linux-64", "--channel", channel_url, "--output", str(tmp_path), "--json", env=env)
+    proc = run_cli(
+        "lock",
+        "pytorch",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+        "--json",
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, load_schema("dlsetup.lock"))
     data = doc["data"]
-    assert (data["variant"], data["cuda"], data["variant_reason"]) == ("cpu", None, "the NVIDIA driver sees no GPU")
+    assert (data["variant"], data["cuda"], data["variant_reason"]) == (
+        "cpu",
+        None,
+        "the NVIDIA driver sees no GPU",
+    )
     [linux] = data["platforms"]
     assert "__cuda=" not in " ".join(linux["virtual_packages"])
-    assert {"name": "pytorch", "version": "2.13.0", "build": "cpu_mkl_py312h0_100"} in linux["packages"]
+    assert {"name": "pytorch", "version": "2.13.0", "build": "cpu_mkl_py312h0_100"} in linux[
+        "packages"
+    ]
 
 
 def test_osx_arm64_lock_picks_mps_and_has_no_cuda(channel_url: str, tmp_path: Path) -> None:
-    code, out = lock_cli("pytorch", "--platform", "osx-arm64", "--channel", channel_url, "--output", str(tmp_path))
+    code, out = lock_cli(
+        "pytorch", "--platform", "osx-arm64", "--channel", channel_url, "--output", str(tmp_path)
+    )
     assert code == 0, out
-    assert out.startswith("Locked pytorch-mps (mps: Apple silicon (osx-arm64): the Metal (MPS) backend) for osx-arm64")
+    assert out.startswith(
+        "Locked pytorch-mps (mps: Apple silicon (osx-arm64): the Metal (MPS) backend) for osx-arm64"
+    )
     parsed, _ = read_back(tmp_path / "pytorch-mps.conda-lock.yml")
     pytorch = next(p for p in parsed.package if p.name == "pytorch")  # type: ignore[attr-defined]
     assert (pytorch.platform, pytorch.build) == ("osx-arm64", "cpu_generic_py312h0_0")
     explicit = render_explicit(tmp_path / "pytorch-mps.conda-lock.yml", tmp_path)
     assert list(explicit) == ["osx-arm64"]
-    assert f"{channel_url}/osx-arm64/pytorch-2.13.0-cpu_generic_py312h0_0.tar.bz2#" in explicit["osx-arm64"]
+    assert (
+        f"{channel_url}/osx-arm64/pytorch-2.13.0-cpu_generic_py312h0_0.tar.bz2#"
+        in explicit["osx-arm64"]
+    )
 
 
 def test_all_platforms_cuda_lock_covers_where_cuda_exists_and_reads_back_everywhere(
     channel_url: str, tmp_path: Path
 ) -> None:
     code, out = lock_cli(
-        "pytorch", "--variant", "cuda", "--cuda", "12.4", "--all-platforms", "--channel", channel_url, "--output", str(tmp_path)
+        "pytorch",
+        "--variant",
+        "cuda",
+        "--cuda",
+        "12.4",
+        "--all-platforms",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
     )
     assert code == 0, out
     lock = tmp_path / "pytorch-cuda.conda-lock.yml"
@@ -134,33 +208,78 @@ def test_all_platforms_cuda_lock_covers_where_cuda_exists_and_reads_back_everywh
     assert sorted(render_explicit(lock, tmp_path)) == ["linux-64", "linux-aarch64", "win-64"]
 
 
-def test_all_platforms_cpu_lock_of_both_targets_covers_linux_only(channel_url: str, tmp_path: Path) -> None:
-    code, out = lock_cli("both", "--variant", "cpu", "--all-platforms", "--channel", channel_url, "--output", str(tmp_path), "--json")
+def test_all_platforms_cpu_lock_of_both_targets_covers_linux_only(
+    channel_url: str, tmp_path: Path
+) -> None:
+    code, out = lock_cli(
+        "both",
+        "--variant",
+        "cpu",
+        "--all-platforms",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+        "--json",
+    )
     assert code == 0, out
     doc = json.loads(out)
     jsonschema.validate(doc, load_schema("dlsetup.lock"))
     assert [p["platform"] for p in doc["data"]["platforms"]] == ["linux-64", "linux-aarch64"]
     parsed, _ = read_back(tmp_path / "both-cpu.conda-lock.yml")
-    assert {p.name for p in parsed.package} >= {"pytorch", "tensorflow", "jupyter", "ipykernel", "numpy"}  # type: ignore[attr-defined]
+    assert {p.name for p in parsed.package} >= {
+        "pytorch",
+        "tensorflow",
+        "jupyter",
+        "ipykernel",
+        "numpy",
+    }  # type: ignore[attr-defined]
 
 
-def test_content_hash_is_the_one_conda_lock_computes_for_the_rendered_file(channel_url: str, tmp_path: Path) -> None:
+def test_content_hash_is_the_one_conda_lock_computes_for_the_rendered_file(
+    channel_url: str, tmp_path: Path
+) -> None:
     from conda_lock.content_hash import compute_content_hashes
     from conda_lock.src_parser import make_lock_spec
     from conda_lock.virtual_package import virtual_package_repo_from_specification
 
     from dlsetup.envs.lock import pypi_mapping_path
 
-    code, out = lock_cli("tensorflow", "--variant", "cuda", "--cuda", "12.8", "--platform", "linux-64", "--channel", channel_url, "--output", str(tmp_path))
+    code, out = lock_cli(
+        "tensorflow",
+        "--variant",
+        "cuda",
+        "--cuda",
+        "12.8",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+    )
     assert code == 0, out
     parsed, _ = read_back(tmp_path / "tensorflow-cuda.conda-lock.yml")
-    spec = make_lock_spec(src_files=[tmp_path / "tensorflow-cuda.environment.yml"], mapping_url=str(pypi_mapping_path()))
+    spec = make_lock_spec(
+        src_files=[tmp_path / "tensorflow-cuda.environment.yml"],
+        mapping_url=str(pypi_mapping_path()),
+    )
     vpr = virtual_package_repo_from_specification(tmp_path / "tensorflow-cuda.virtual-packages.yml")
     assert parsed.metadata.content_hash == compute_content_hashes(spec, vpr)  # type: ignore[attr-defined]
 
 
 def test_existing_lock_is_not_replaced_without_force(channel_url: str, tmp_path: Path) -> None:
-    args = ("pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel", channel_url, "--output", str(tmp_path))
+    args = (
+        "pytorch",
+        "--variant",
+        "cpu",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+    )
     assert lock_cli(*args)[0] == 0
     env_file = tmp_path / "pytorch-cpu.environment.yml"
     env_file.write_text("# mine\n")
@@ -184,27 +303,64 @@ def test_unknown_target_lists_the_valid_choices() -> None:
 def test_unknown_platform_lists_the_valid_choices() -> None:
     code, out = lock_cli("pytorch", "--platform", "osx-64")
     assert code == 2
-    assert "Error: Invalid value for '--platform': 'osx-64' is not one of 'linux-64', 'linux-aarch64', 'osx-arm64', 'win-64'." in out
+    assert (
+        "Error: Invalid value for '--platform': 'osx-64' is not one of 'linux-64', 'linux-aarch64', 'osx-arm64', 'win-64'."
+        in out
+    )
 
 
-def test_tensorflow_cuda_on_win_64_says_where_the_variant_exists(channel_url: str, tmp_path: Path) -> None:
-    code, out = lock_cli("tensorflow", "--variant", "cuda", "--cuda", "12.4", "--platform", "win-64", "--channel", channel_url, "--output", str(tmp_path))
+def test_tensorflow_cuda_on_win_64_says_where_the_variant_exists(
+    channel_url: str, tmp_path: Path
+) -> None:
+    code, out = lock_cli(
+        "tensorflow",
+        "--variant",
+        "cuda",
+        "--cuda",
+        "12.4",
+        "--platform",
+        "win-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+    )
     assert code == 2
-    assert "Error: tensorflow has no cuda variant for win-64; the cuda variant exists for: linux-64\n" in out
+    assert (
+        "Error: tensorflow has no cuda variant for win-64; the cuda variant exists for: linux-64\n"
+        in out
+    )
 
 
 def test_malformed_user_environment_file_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "mine.yml"
     bad.write_text("name: mine\ndependencies:\n  - numpy\n  - {pip: [torch]}\n")
-    code, out = lock_cli(str(bad), "--variant", "cpu", "--platform", "linux-64", "--output", str(tmp_path))
+    code, out = lock_cli(
+        str(bad), "--variant", "cpu", "--platform", "linux-64", "--output", str(tmp_path)
+    )
     assert code == 2
-    assert f"Error: malformed environment file {bad}, line 4: pip: sections are not supported; list conda packages only\n" in out
+    assert (
+        f"Error: malformed environment file {bad}, line 4: pip: sections are not supported; list conda packages only\n"
+        in out
+    )
 
 
 def test_package_missing_from_the_channel_is_named(channel_url: str, tmp_path: Path) -> None:
     mine = tmp_path / "mine.yml"
-    mine.write_text("name: mine\nchannels:\n  - conda-forge\ndependencies:\n  - python 3.12.*\n  - jax\n")
-    code, out = lock_cli(str(mine), "--variant", "cpu", "--platform", "linux-64", "--channel", channel_url, "--output", str(tmp_path / "o"))
+    mine.write_text(
+        "name: mine\nchannels:\n  - conda-forge\ndependencies:\n  - python 3.12.*\n  - jax\n"
+    )
+    code, out = lock_cli(
+        str(mine),
+        "--variant",
+        "cpu",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path / "o"),
+    )
     assert code == 4
     assert f"Error: no package on {channel_url} matches jax for linux-64\n" in out
 
@@ -214,7 +370,19 @@ def test_conda_lock_engine_without_a_conda_executable_fails_at_once(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.delenv("CONDA_EXE", raising=False)
-    code, out = lock_cli("pytorch", "--variant", "cpu", "--platform", "linux-64", "--engine", "conda-lock", "--channel", channel_url, "--output", str(tmp_path))
+    code, out = lock_cli(
+        "pytorch",
+        "--variant",
+        "cpu",
+        "--platform",
+        "linux-64",
+        "--engine",
+        "conda-lock",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+    )
     assert code == 3
     assert (
         "Error: --engine conda-lock needs a conda, mamba or micromamba executable, and none is on PATH (nor $CONDA_EXE)\n"

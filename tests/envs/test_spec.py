@@ -26,7 +26,9 @@ def test_every_target_has_cpu_and_cuda_and_only_pytorch_has_mps() -> None:
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_file_is_a_conda_forge_environment_with_python_numpy_and_jupyter(path: Path) -> None:
+def test_shipped_file_is_a_conda_forge_environment_with_python_numpy_and_jupyter(
+    path: Path,
+) -> None:
     spec = load_environment_file(path)
     assert spec.channels == ("conda-forge",)
     names = [d.split()[0] for d in spec.dependencies]
@@ -83,7 +85,10 @@ def test_dependencies_that_are_not_a_list_name_file_and_line(tmp_path: Path) -> 
     bad.write_text("name: x\nchannels:\n  - conda-forge\ndependencies: numpy\n")
     with pytest.raises(InputError) as info:
         load_environment_file(bad)
-    assert info.value.message == f"malformed environment file {bad}, line 4: 'dependencies:' must be a list"
+    assert (
+        info.value.message
+        == f"malformed environment file {bad}, line 4: 'dependencies:' must be a list"
+    )
 
 
 def test_unknown_platform_in_a_file_lists_the_valid_ones(tmp_path: Path) -> None:
@@ -118,8 +123,13 @@ def test_render_pins_python_and_the_cuda_major_family_and_records_the_cuda() -> 
         "pytorch * cuda*",
         "cuda-version 13.*",
     )
-    assert "# Rendered by dlsetup: target pytorch, variant cuda, CUDA 13.0 (__cuda=13.0).\n" in rendered.text
-    assert rendered.text.endswith("dependencies:\n  - python 3.11.*\n  - numpy\n  - pip\n  - ipykernel\n"
-                                  "  - jupyter\n  - pytorch * cuda*\n  - cuda-version 13.*\n")
+    assert (
+        "# Rendered by dlsetup: target pytorch, variant cuda, CUDA 13.0 (__cuda=13.0).\n"
+        in rendered.text
+    )
+    assert rendered.text.endswith(
+        "dependencies:\n  - python 3.11.*\n  - numpy\n  - pip\n  - ipykernel\n"
+        "  - jupyter\n  - pytorch * cuda*\n  - cuda-version 13.*\n"
+    )
     assert "channels:\n  - file:///c\nplatforms:\n  - linux-64\n" in rendered.text
     assert rendered.python == "3.11"
