@@ -97,6 +97,11 @@ def run_doctor(
     managers: Maybe[EnvManagersFacts] = _guard(
         "env_managers", lambda: probe_env_managers(python), errors
     )
+    if run is not None:
+        # The checks over frameworks consult the knowledge base: parse it while the workers run.
+        from dlsetup.compat import load_data
+
+        _guard("knowledge_base", load_data, errors)
     fw: Maybe[FrameworksFacts] = (
         _guard("frameworks", run.collect, errors) if run is not None else skipped(python)
     )
