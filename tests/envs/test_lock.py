@@ -35,6 +35,7 @@ def read_back(lock: Path) -> tuple[object, object]:
 def render_explicit(lock: Path, tmp_path: Path) -> dict[str, str]:
     """``conda-lock render -k explicit`` (the real executable); returns {platform: text}."""
     exe = str(CONDA_LOCK) if CONDA_LOCK.exists() else "conda-lock"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(
         [
             exe,
@@ -95,6 +96,8 @@ def test_auto_variant_with_a_cuda_12_4_driver_locks_a_cuda_build_solved_for_12_4
     assert sorted(records) == ["linux-64"]
     vp = (tmp_path / "pytorch-cuda.virtual-packages.yml").read_text()
     assert '      __cuda: "12.4"\n' in vp
+    explicit = render_explicit(lock, tmp_path / "render")
+    assert "/linux-64/pytorch-2.13.0-cuda129_mkl_py312h0_300.tar.bz2#" in explicit["linux-64"]
 
 
 @pytest.mark.slow
@@ -159,6 +162,11 @@ def test_no_gpu_gives_the_cpu_build(
     assert {"name": "pytorch", "version": "2.13.0", "build": "cpu_mkl_py312h0_100"} in linux[
         "packages"
     ]
+    lock = Path(data["files"]["lock"])
+    parsed, _ = read_back(lock)
+    assert parsed.metadata.custom_metadata["dlsetup_cuda"] == "none"  # type: ignore[attr-defined]
+    explicit = render_explicit(lock, tmp_path / "render")
+    assert "/linux-64/pytorch-2.13.0-cpu_mkl_py312h0_100.tar.bz2#" in explicit["linux-64"]
 
 
 def test_osx_arm64_lock_picks_mps_and_has_no_cuda(channel_url: str, tmp_path: Path) -> None:
@@ -227,6 +235,8 @@ def test_all_platforms_cpu_lock_of_both_targets_covers_linux_only(
     jsonschema.validate(doc, load_schema("dlsetup.lock"))
     assert [p["platform"] for p in doc["data"]["platforms"]] == ["linux-64", "linux-aarch64"]
     parsed, _ = read_back(tmp_path / "both-cpu.conda-lock.yml")
+    rendered = render_explicit(tmp_path / "both-cpu.conda-lock.yml", tmp_path / "r")
+    assert sorted(rendered) == ["linux-64", "linux-aarch64"]
     assert {p.name for p in parsed.package} >= {
         "pytorch",
         "tensorflow",
@@ -260,6 +270,8 @@ def test_content_hash_is_the_one_conda_lock_computes_for_the_rendered_file(
     )
     assert code == 0, out
     parsed, _ = read_back(tmp_path / "tensorflow-cuda.conda-lock.yml")
+    rendered = render_explicit(tmp_path / "tensorflow-cuda.conda-lock.yml", tmp_path / "r")
+    assert "/linux-64/tensorflow-2.19.1-cuda128py312h0_200.tar.bz2#" in rendered["linux-64"]
     spec = make_lock_spec(
         src_files=[tmp_path / "tensorflow-cuda.environment.yml"],
         mapping_url=str(pypi_mapping_path()),
