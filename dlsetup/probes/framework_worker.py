@@ -137,7 +137,6 @@ def main(argv: list[str]) -> int:
         result["status"] = "not_installed"
     else:
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

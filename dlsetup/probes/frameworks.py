@@ -47,7 +47,8 @@ class TorchBuild:
         cudnn: cuDNN version as torch reports it (``"90100"``), or Missing.
         hip: ROCm/HIP version of a ROCm build, or Missing("not_rocm").
         arch_list: ``torch.cuda.get_arch_list()`` (``["sm_80", "sm_90", "compute_90"]``).
-        cuda_available: ``torch.cuda.is_available()`` (NVML-based check, no CUDA context).
+        cuda_available: ``torch.cuda.is_available()`` (``cudaGetDeviceCount``: initialises the
+            driver API but creates no context and allocates nothing on a GPU).
         device_count: ``torch.cuda.device_count()``.
         mps_built / mps_available: Apple MPS backend.
     """
@@ -163,7 +164,6 @@ def _check_python(python: str) -> None:
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # never let TF reserve GPU memory
-    env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # is_available() without a CUDA init
     # Out-of-tree accelerator plugins (torch_npu, HPU, ...) are not what doctor probes; skipping
     # their entry-point scan makes import torch faster.
     env.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
