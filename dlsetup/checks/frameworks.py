@@ -196,8 +196,10 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
         return []
     found: list[Finding] = []
     names = ", ".join(
-        f"GPU {i} ({'?' if isinstance(g.name, Missing) else g.name}, CC {fmt_cc(cc)})"
-        for (i, cc), g in zip(gpus, [g for g in facts.gpus if not g.lost], strict=False)
+        f"GPU {g.index} ({'?' if isinstance(g.name, Missing) else g.name}, CC "
+        f"{fmt_cc(g.compute_capability)})"
+        for g in facts.gpus
+        if not g.lost and isinstance(g.compute_capability, tuple)
     )
     torch = _torch(facts)
     if torch is not None:
