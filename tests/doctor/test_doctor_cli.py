@@ -470,3 +470,18 @@ def test_json_without_frameworks_imports_nothing_heavy(fake_nvml_dir: Path) -> N
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_help_teaches_checks_exit_codes_and_examples() -> None:
+    proc = run_cli("doctor", "--help")
+    assert proc.returncode == 0
+    assert "  1  at least one error finding (or a warning with --strict)" in proc.stdout
+    assert "dlsetup doctor --json | jq .data.findings" in proc.stdout
+    for option in ("--json", "--strict", "--no-frameworks", "--python", "--timeout"):
+        assert option in proc.stdout
+
+
+def test_bad_timeout_is_a_usage_error() -> None:
+    proc = run_cli("doctor", "--timeout", "0")
+    assert proc.returncode == 2
+    assert "Invalid value for '--timeout'" in proc.stderr
