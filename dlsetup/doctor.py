@@ -70,7 +70,8 @@ def run_doctor(
         python: the interpreter whose frameworks are probed (default: the one running dlsetup).
         frameworks: False skips the torch/TensorFlow probes (``--no-frameworks``).
         timeout: seconds each framework probe may take before it is killed.
-        env_dir: where environments will go (free disk is measured there).
+        env_dir: where environments will go (free disk is measured there); default: where
+            ``dlsetup create --name`` puts them (:func:`dlsetup.envs.install.default_envs_dir`).
         full_import: run the complete ``import tensorflow`` (slower) instead of loading only
             TensorFlow's native core and device API.
 
@@ -92,6 +93,11 @@ def run_doctor(
     nvidia_facts = _guard("nvidia", probe_nvidia, errors)
     if isinstance(nvidia_facts, Missing):
         nvidia_facts = NvidiaFacts(status="error", status_detail=nvidia_facts.detail)
+    if env_dir is None:
+        from dlsetup.envs.install import default_envs_dir
+
+        found = _guard("envs_dir", default_envs_dir, errors)
+        env_dir = found if isinstance(found, Path) else None
     system_facts: Maybe[SystemFacts] = _guard("system", lambda: probe_system(env_dir), errors)
     cuda_facts: Maybe[CudaLibsFacts] = _guard("cuda_libs", probe_cuda_libs, errors)
     managers: Maybe[EnvManagersFacts] = _guard(
