@@ -88,7 +88,17 @@ def probe_tensorflow(full: bool = False) -> dict[str, Any]:
     Args:
         full: run the complete ``import tensorflow`` instead of loading only its core.
     """
-    tf: Any = None if full else _tensorflow_core()
+    tf: Any = None
+    core_error = ""
+    if not full:
+        try:
+            tf = _tensorflow_core()
+        except Exception as exc:  # a layout this shortcut does not know: use the full import
+            core_error = f"{type(exc).__name__}: {exc}"
+            for module in [
+                m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")
+            ]:
+                del sys.modules[module]
     imported = "tensorflow.python.framework.config"
     if tf is None:
         import tensorflow
@@ -96,6 +106,8 @@ def probe_tensorflow(full: bool = False) -> dict[str, Any]:
         tf = tensorflow
         imported = "tensorflow"
     facts: dict[str, Any] = {"version": str(getattr(tf, "__version__", "")), "imported": imported}
+    if core_error:
+        facts["core_error"] = core_error[:500]
     config = tf.config
     set_growth = getattr(config, "set_memory_growth", None)
     if set_growth is None:

@@ -453,6 +453,11 @@ def _to_probe(
     facts = payload.get("facts", {})
     version = _maybe_str(facts.get("version"))
     imported = str(facts.get("imported", name))
+    if facts.get("core_error"):
+        messages += (
+            f"TensorFlow's core alone did not load ({facts['core_error']}); "
+            "the full import was used",
+        )
     if name == "torch":
         return FrameworkProbe(
             name,

@@ -485,3 +485,25 @@ def test_bad_timeout_is_a_usage_error() -> None:
     proc = run_cli("doctor", "--timeout", "0")
     assert proc.returncode == 2
     assert "Invalid value for '--timeout'" in proc.stderr
+
+
+def test_tensorflow_core_that_does_not_load_alone_falls_back_to_the_full_import(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    torch_standin(tmp_path, version="2.4.1+cu121", cuda="12.1")
+    tensorflow_standin(tmp_path)
+    framework = tmp_path / "tensorflow" / "python" / "framework"
+    framework.mkdir(parents=True)
+    (tmp_path / "tensorflow" / "python" / "__init__.py").write_text("")
+    (framework / "__init__.py").write_text("")
+    (framework / "config.py").write_text("raise ImportError('needs tensorflow/__init__ first')\n")
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
+    _, data, _ = doctor(env)
+    tf = data["frameworks"]["tensorflow"]
+    assert tf["status"] == "ok"
+    assert tf["imported"] == "tensorflow"
+    assert tf["messages"] == [
+        "TensorFlow's core alone did not load (ImportError: needs tensorflow/__init__ first); "
+        "the full import was used"
+    ]
+    assert tf["tensorflow"]["gpus"] == ["/physical_device:GPU:0"]
