@@ -7,9 +7,11 @@ Each is a plain conda ``environment.yml`` with conda-forge as its channel, a ``p
 match specs on the real packages, which conda, mamba, micromamba, conda-lock and rattler all read:
 
 * CPU: ``pytorch * cpu_*`` / ``tensorflow * cpu_*``.
-* CUDA: ``pytorch * cuda*`` / ``tensorflow * cuda*`` plus ``cuda-version MAJOR.*``, which picks the
-  CUDA major family; the lock adds the virtual package ``__cuda`` with the driver's CUDA version,
-  and conda-forge's own constraints (``cuda-version`` constrains ``__cuda >=MAJOR``) do the rest.
+* CUDA: ``pytorch * cuda*`` / ``tensorflow * cuda*`` plus ``cuda-version >=12`` (conda-forge has
+  no CUDA 11 builds of either any more). Rendering for a driver replaces it with an upper bound
+  (:func:`cuda_version_spec`: ``cuda-version <13`` for CUDA 12.x) and the lock adds the virtual
+  package ``__cuda`` with the driver's CUDA version; conda-forge's own constraints
+  (``cuda-version`` constrains ``__cuda >=MAJOR``) do the rest.
 * MPS: conda-forge's osx-arm64 PyTorch builds are CPU builds with the Metal backend, so the mps
   file is the CPU spec restricted to osx-arm64.
 
@@ -236,6 +238,17 @@ def validate_cuda(cuda: str) -> str:
     return cuda
 
 
+def cuda_version_spec(cuda: str) -> str:
+    """The ``cuda-version`` line for a driver that supports CUDA ``cuda``: ``12.4`` -> ``<13``.
+
+    Any CUDA build of the driver's major family or older runs on it (NVIDIA's minor-version and
+    backward compatibility), so only an upper bound is pinned; conda-forge's ``cuda-version``
+    packages constrain ``__cuda >=MAJOR`` and the solver picks the newest build that fits.
+    A CUDA 13 driver thus still gets TensorFlow's CUDA 12.8 build where no 13.x build exists.
+    """
+    return f"cuda-version <{int(cuda.split('.')[0]) + 1}"
+
+
 def render(
     spec: EnvironmentSpec,
     *,
@@ -268,7 +281,7 @@ def render(
             found = re.search(r"(3\.\d+)", deps[i])
             pinned_python = found.group(1) if found else None
         elif spec_name(dep) == "cuda-version" and cuda is not None:
-            deps[i] = f"cuda-version {cuda.split('.')[0]}.*"
+            deps[i] = cuda_version_spec(cuda)
     if python is not None and pinned_python is None:
         deps.insert(0, f"python {python}.*")
         pinned_python = python
@@ -277,7 +290,7 @@ def render(
         and cuda is not None
         and not any(spec_name(d) == "cuda-version" for d in deps)
     ):
-        deps.append(f"cuda-version {cuda.split('.')[0]}.*")
+        deps.append(cuda_version_spec(cuda))
     new = EnvironmentSpec(
         path=spec.path,
         name=name or spec.name,

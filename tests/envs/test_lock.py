@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -24,7 +25,7 @@ def lock_cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def read_back(lock: Path) -> tuple[object, object]:
+def read_back(lock: Path) -> tuple[Any, Any]:
     """Read a lock with conda-lock's own parser and with rattler; both must succeed."""
     import rattler
     from conda_lock.lockfile import parse_conda_lock_file
@@ -88,11 +89,11 @@ def test_auto_variant_with_a_cuda_12_4_driver_locks_a_cuda_build_solved_for_12_4
         "#   linux-64: __unix=0 __linux=5.10 __glibc=2.28 __archspec=1=x86_64 __cuda=12.4\n" in text
     )
     parsed, rattler_lock = read_back(lock)
-    builds = {p.name: p.build for p in parsed.package}  # type: ignore[attr-defined]
+    builds = {p.name: p.build for p in parsed.package}
     assert builds["pytorch"] == "cuda129_mkl_py312h0_300"
     assert builds["cuda-version"] == "h0_3"
-    assert parsed.metadata.custom_metadata["dlsetup_cuda"] == "12.4"  # type: ignore[attr-defined]
-    records = rattler_lock.default_environment().conda_repodata_records()  # type: ignore[attr-defined]
+    assert parsed.metadata.custom_metadata["dlsetup_cuda"] == "12.4"
+    records = rattler_lock.default_environment().conda_repodata_records()
     assert sorted(records) == ["linux-64"]
     vp = (tmp_path / "pytorch-cuda.virtual-packages.yml").read_text()
     assert '      __cuda: "12.4"\n' in vp
@@ -164,7 +165,7 @@ def test_no_gpu_gives_the_cpu_build(
     ]
     lock = Path(data["files"]["lock"])
     parsed, _ = read_back(lock)
-    assert parsed.metadata.custom_metadata["dlsetup_cuda"] == "none"  # type: ignore[attr-defined]
+    assert parsed.metadata.custom_metadata["dlsetup_cuda"] == "none"
     explicit = render_explicit(lock, tmp_path / "render")
     assert "/linux-64/pytorch-2.13.0-cpu_mkl_py312h0_100.tar.bz2#" in explicit["linux-64"]
 
@@ -178,7 +179,7 @@ def test_osx_arm64_lock_picks_mps_and_has_no_cuda(channel_url: str, tmp_path: Pa
         "Locked pytorch-mps (mps: Apple silicon (osx-arm64): the Metal (MPS) backend) for osx-arm64"
     )
     parsed, _ = read_back(tmp_path / "pytorch-mps.conda-lock.yml")
-    pytorch = next(p for p in parsed.package if p.name == "pytorch")  # type: ignore[attr-defined]
+    pytorch = next(p for p in parsed.package if p.name == "pytorch")
     assert (pytorch.platform, pytorch.build) == ("osx-arm64", "cpu_generic_py312h0_0")
     explicit = render_explicit(tmp_path / "pytorch-mps.conda-lock.yml", tmp_path)
     assert list(explicit) == ["osx-arm64"]
@@ -206,12 +207,12 @@ def test_all_platforms_cuda_lock_covers_where_cuda_exists_and_reads_back_everywh
     assert code == 0, out
     lock = tmp_path / "pytorch-cuda.conda-lock.yml"
     parsed, rattler_lock = read_back(lock)
-    assert parsed.metadata.platforms == ["linux-64", "linux-aarch64", "win-64"]  # type: ignore[attr-defined]
-    builds = {(p.platform, p.name): p.build for p in parsed.package}  # type: ignore[attr-defined]
+    assert parsed.metadata.platforms == ["linux-64", "linux-aarch64", "win-64"]
+    builds = {(p.platform, p.name): p.build for p in parsed.package}
     assert builds[("linux-64", "pytorch")] == "cuda129_mkl_py312h0_300"
     assert builds[("linux-aarch64", "pytorch")] == "cuda129_generic_py312h0_200"
     assert builds[("win-64", "pytorch")] == "cuda128_mkl_py312h0_300"
-    records = rattler_lock.default_environment().conda_repodata_records()  # type: ignore[attr-defined]
+    records = rattler_lock.default_environment().conda_repodata_records()
     assert sorted(records) == ["linux-64", "linux-aarch64", "win-64"]
     assert sorted(render_explicit(lock, tmp_path)) == ["linux-64", "linux-aarch64", "win-64"]
 
@@ -243,7 +244,7 @@ def test_all_platforms_cpu_lock_of_both_targets_covers_linux_only(
         "jupyter",
         "ipykernel",
         "numpy",
-    }  # type: ignore[attr-defined]
+    }
 
 
 def test_content_hash_is_the_one_conda_lock_computes_for_the_rendered_file(
@@ -277,7 +278,7 @@ def test_content_hash_is_the_one_conda_lock_computes_for_the_rendered_file(
         mapping_url=str(pypi_mapping_path()),
     )
     vpr = virtual_package_repo_from_specification(tmp_path / "tensorflow-cuda.virtual-packages.yml")
-    assert parsed.metadata.content_hash == compute_content_hashes(spec, vpr)  # type: ignore[attr-defined]
+    assert parsed.metadata.content_hash == compute_content_hashes(spec, vpr)
 
 
 def test_existing_lock_is_not_replaced_without_force(channel_url: str, tmp_path: Path) -> None:
@@ -401,3 +402,24 @@ def test_conda_lock_engine_without_a_conda_executable_fails_at_once(
         in out
     )
     assert not (tmp_path / "pytorch-cpu.conda-lock.yml").exists()
+
+
+def test_cuda_13_driver_gets_cuda_13_pytorch_alone_and_cuda_12_builds_beside_tensorflow(
+    channel_url: str, tmp_path: Path
+) -> None:
+    # conda-forge's TensorFlow CUDA builds are 12.8 only: a CUDA 13 driver runs them (backward
+    # compatibility), so the pin must be an upper bound, not the driver's major family
+    for target in ("pytorch", "both"):
+        code, out = lock_cli(
+            target, "--variant", "cuda", "--cuda", "13.0", "--platform", "linux-64",
+            "--channel", channel_url, "--output", str(tmp_path),
+        )  # fmt: skip
+        assert code == 0, out
+    pytorch, _ = read_back(tmp_path / "pytorch-cuda.conda-lock.yml")
+    both, _ = read_back(tmp_path / "both-cuda.conda-lock.yml")
+    assert {p.name: p.build for p in pytorch.package}["pytorch"] == "cuda130_mkl_py312h0_300"
+    builds = {p.name: (p.version, p.build) for p in both.package}
+    assert builds["pytorch"] == ("2.13.0", "cuda129_mkl_py312h0_300")
+    assert builds["tensorflow"] == ("2.19.1", "cuda128py312h0_200")
+    assert builds["cuda-version"] == ("12.9", "h0_3")
+    assert "  - cuda-version <14\n" in (tmp_path / "both-cuda.environment.yml").read_text()

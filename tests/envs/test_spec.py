@@ -121,7 +121,7 @@ def test_render_pins_python_and_the_cuda_major_family_and_records_the_cuda() -> 
         "ipykernel",
         "jupyter",
         "pytorch * cuda*",
-        "cuda-version 13.*",
+        "cuda-version <14",
     )
     assert (
         "# Rendered by dlsetup: target pytorch, variant cuda, CUDA 13.0 (__cuda=13.0).\n"
@@ -129,7 +129,7 @@ def test_render_pins_python_and_the_cuda_major_family_and_records_the_cuda() -> 
     )
     assert rendered.text.endswith(
         "dependencies:\n  - python 3.11.*\n  - numpy\n  - pip\n  - ipykernel\n"
-        "  - jupyter\n  - pytorch * cuda*\n  - cuda-version 13.*\n"
+        "  - jupyter\n  - pytorch * cuda*\n  - cuda-version <14\n"
     )
     assert "channels:\n  - file:///c\nplatforms:\n  - linux-64\n" in rendered.text
     assert rendered.python == "3.11"
