@@ -246,7 +246,7 @@ def cuda_version_spec(cuda: str) -> str:
     packages constrain ``__cuda >=MAJOR`` and the solver picks the newest build that fits.
     A CUDA 13 driver thus still gets TensorFlow's CUDA 12.8 build where no 13.x build exists.
     """
-    return f"cuda-version <{int(cuda.split('.')[0]) + 1}"
+    return f"cuda-version <{int(cuda.split('.', maxsplit=1)[0]) + 1}"
 
 
 def render(
