@@ -5,7 +5,7 @@ from __future__ import annotations
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
 from dlsetup.compat.arch import CC, fmt_cc, gpu_runs_build, parse_arch_list
-from dlsetup.compat.cuda import driver_supports_cuda, max_cuda_for_driver, min_driver_for_cuda
+from dlsetup.compat.cuda import driver_supports_cuda, max_cuda_for_driver, toolkit_rows
 from dlsetup.compat.frameworks import (
     python_support,
     release_key,
@@ -16,8 +16,6 @@ from dlsetup.compat.frameworks import (
 from dlsetup.compat.recommend import TorchPick, recommend_torch
 from dlsetup.facts import Missing
 from dlsetup.probes.frameworks import FrameworkProbe, TensorflowBuild, TorchBuild
-
-_PIP_NAME = {"torch": "torch", "tensorflow": "tensorflow"}
 
 
 def _probes(facts: DoctorFacts) -> list[FrameworkProbe]:
@@ -94,11 +92,23 @@ def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
     if pick is not None:
         return f"{_python(facts)} -m {pick.command}  ({pick.note})"
     driver_cuda = _driver_cuda(facts) or "unknown"
-    newest = min_driver_for_cuda("12.6", facts.driver_os)
+    if ccs is None:
+        ccs = [cc for _, cc in _usable_gpus(facts)]
+    column = 3 if facts.driver_os == "windows" else 2
+    for row in toolkit_rows():  # oldest CUDA first: the smallest driver update that helps
+        driver = row[column]
+        later = (
+            None if driver is None else recommend_torch(row[0], ccs, _python_version(facts), driver)
+        )
+        if driver is not None and later is not None:
+            return (
+                f"No PyTorch wheel runs on this driver (CUDA {driver_cuda}) with this GPU: update "
+                f"the NVIDIA driver to {driver} or newer (CUDA {row[0]}), then "
+                f"{_python(facts)} -m {later.command}"
+            )
     return (
-        f"No PyTorch wheel in the knowledge base runs on this driver (CUDA {driver_cuda}) and GPU: "
-        f"update the NVIDIA driver (to {newest} or newer for CUDA 12.6 wheels), then run "
-        "dlsetup doctor again."
+        f"No PyTorch wheel in the knowledge base runs on this driver (CUDA {driver_cuda}) with "
+        "this GPU; update the NVIDIA driver to the newest release for it."
     )
 
 
@@ -107,7 +117,7 @@ def check_import(facts: DoctorFacts) -> list[Finding]:
     found: list[Finding] = []
     python = _python(facts)
     for probe in _probes(facts):
-        name, pkg = probe.name, _PIP_NAME[probe.name]
+        name = pkg = probe.name
         details = {
             "framework": name,
             "exit_code": probe.exit_code if isinstance(probe.exit_code, int) else None,

@@ -430,3 +430,16 @@ def test_unknown_device_after_a_valid_one_is_only_a_warning() -> None:
         if f.id == "cuda_visible_devices.unknown_device"
     ]
     assert [f.severity for f in found] == ["warning"]
+
+
+def test_no_wheel_for_the_driver_names_the_smallest_driver_update() -> None:
+    old_driver = facts(
+        nvidia=nvidia(driver_version="440.33.01", cuda_driver_version="10.2"),
+        frameworks=frameworks(torch_probe=torch("2.13.0+cpu", cuda=None)),
+    )
+    (f,) = [f for f in evaluate(old_driver) if f.id == "torch.cpu_build_on_gpu_machine"]
+    assert f.fix == (
+        "No PyTorch wheel runs on this driver (CUDA 10.2) with this GPU: update the NVIDIA driver "
+        "to 455.23 or newer (CUDA 11.1), then /env/bin/python -m pip install torch==2.7.* "
+        "--index-url https://download.pytorch.org/whl/cu118"
+    )
