@@ -215,7 +215,7 @@ def _sha256_of(path: Path) -> str:
 async def _fetch(url: str, dest: Path) -> None:
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        shutil.copyfile(url2pathname(unquote(parsed.path)), dest)
+        await asyncio.to_thread(shutil.copyfile, url2pathname(unquote(parsed.path)), dest)
         return
     import rattler
     from rattler.package_streaming import download_to_path
@@ -223,10 +223,40 @@ async def _fetch(url: str, dest: Path) -> None:
     await download_to_path(rattler.Client(), url, dest)
 
 
+async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> Path:
+    expected = rec.sha256.hex()
+    local = archive_cache / f"{expected}-{rec.file_name}"
+    if local.is_file() and await asyncio.to_thread(_sha256_of, local) == expected:
+        return local
+    partial = local.with_name(local.name + f".part{os.getpid()}")
+    try:
+        await _fetch(rec.url, partial)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        raise InstallError(
+            f"could not fetch {rec.url}: {exc}",
+            fix="check the channel is reachable, then retry (the target was not touched)",
+        ) from exc
+    actual = await asyncio.to_thread(_sha256_of, partial)
+    if actual != expected:
+        partial.unlink(missing_ok=True)
+        raise IntegrityError(
+            f"sha256 mismatch for {rec.file_name}: the lock {contents.path.name} says "
+            f"{expected}, the archive at {rec.url} has {actual}; refused",
+            fix="the lock or the package was changed after locking: regenerate the lock "
+            "with dlsetup lock from a channel you trust",
+        )
+    os.replace(partial, local)
+    return local
+
+
 async def fetch_verified(
-    contents: LockContents, archive_cache: Path, progress: Progress
+    contents: LockContents, archive_cache: Path, progress: Progress, *, parallel: int = 8
 ) -> dict[str, Path]:
     """Fetch every archive into ``archive_cache`` and check its sha256 against the lock.
+
+    Up to ``parallel`` archives are fetched and hashed at once; an archive already in the cache
+    is re-hashed, never trusted by name.
 
     Returns:
         ``{url: verified local archive}``.
@@ -236,35 +266,27 @@ async def fetch_verified(
         InstallError: an archive could not be fetched.
     """
     archive_cache.mkdir(parents=True, exist_ok=True)
-    verified: dict[str, Path] = {}
+    limit = asyncio.Semaphore(parallel)
     progress.start("verify", len(contents.records))
-    for rec in contents.records:
-        expected = rec.sha256.hex()
-        local = archive_cache / f"{expected}-{rec.file_name}"
-        if not (local.is_file() and _sha256_of(local) == expected):
-            partial = local.with_name(local.name + f".part{os.getpid()}")
-            try:
-                await _fetch(rec.url, partial)
-            except Exception as exc:
-                partial.unlink(missing_ok=True)
-                raise InstallError(
-                    f"could not fetch {rec.url}: {exc}",
-                    fix="check the channel is reachable, then retry (the target was not touched)",
-                ) from exc
-            actual = _sha256_of(partial)
-            if actual != expected:
-                partial.unlink(missing_ok=True)
-                raise IntegrityError(
-                    f"sha256 mismatch for {rec.file_name}: the lock {contents.path.name} says "
-                    f"{expected}, the archive at {rec.url} has {actual}; refused",
-                    fix="the lock or the package was changed after locking: regenerate the lock "
-                    "with dlsetup lock from a channel you trust",
-                )
-            os.replace(partial, local)
-        verified[rec.url] = local
+
+    async def one(rec: Any) -> tuple[str, Path]:
+        async with limit:
+            local = await _fetch_one(rec, contents, archive_cache)
         progress.advance("verify", rec.file_name)
+        return rec.url, local
+
+    tasks = [asyncio.ensure_future(one(rec)) for rec in contents.records]
+    try:
+        pairs = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for leftover in archive_cache.glob(f"*.part{os.getpid()}"):
+            leftover.unlink(missing_ok=True)
+        raise
     progress.finish("verify")
-    return verified
+    return dict(pairs)
 
 
 def _alive(pid: int) -> bool:
