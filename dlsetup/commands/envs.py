@@ -17,6 +17,7 @@ from dlsetup.errors import ExitCode, InputError
 
 ENGINE_CHOICE = click.Choice(["rattler", "conda-lock"])
 VARIANT_CHOICE = click.Choice(["auto", *VARIANTS])
+SMOKE_TIMEOUT_S = 1800
 
 
 class TargetType(click.Choice):  # type: ignore[type-arg]
@@ -326,12 +327,20 @@ def _run_smoke(python: Path | None) -> dict[str, Any]:
         }
     if not _python_runs(python):
         return {"status": "skipped", "reason": f"{python} does not run", "exit_code": None}
-    proc = subprocess.run(
-        [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=SMOKE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "status": "failed",
+            "reason": f"dlsetup smoke did not finish within {SMOKE_TIMEOUT_S} s",
+            "exit_code": None,
+        }
     return {
         "status": "passed" if proc.returncode == 0 else "failed",
         "reason": "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [""])[-1],
