@@ -215,16 +215,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--eager-subset", type=int, default=48, help="TF eager combinations timed")
     parser.add_argument("--keras-subset", type=int, default=6, help="Keras combinations timed")
+    parser.add_argument("--only", choices=["torch", "tensorflow"], help="time one framework only")
     args = parser.parse_args()
     x, y = core.make_data(0)
-    n = len(COMBOS)
     print(f"48 combinations x {args.steps} steps, 2-16-1 network, CPU, {os.cpu_count()} cores")
 
-    t_obv = torch_obvious(args.steps, x, y)
-    t_ours = torch_ours(args.steps, x, y)
+    if args.only != "tensorflow":
+        bench_torch(args.steps, x, y)
+    if args.only != "torch":
+        bench_tf(args, x, y)
+    if args.only is None:
+        wall = whole_smoke()
+        print(
+            f"whole `dlsetup smoke` (both frameworks, all checks), wall:   {wall:8.2f} s   (target <= 15 s)"
+        )
+
+
+def bench_torch(steps: int, x: np.ndarray, y: np.ndarray) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # as the smoke worker does; tiny tensors gain nothing from more
+    t_obv = torch_obvious(steps, x, y)
+    t_ours = torch_ours(steps, x, y)
     print(f"torch obvious (nn.Sequential + SGD per combination, eager): {t_obv:8.2f} s")
     print(f"torch ours (stacked, one batched program):                  {t_ours:8.2f} s")
     print(f"  ratio: {t_obv / t_ours:.1f}x   (target >= 7x)")
+
+
+def bench_tf(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> None:
+    n = len(COMBOS)
 
     KERAS_ACTS.update(_keras_acts())
     t_tf = tf_ours(args.steps, x, y)  # cold: TensorFlow's first-function overhead included

@@ -148,7 +148,7 @@ class TensorFlowTrainer:
         self.names = list(self.vars)
         self.loss_idx = [(n, tf.constant(idx, tf.int32)) for n, idx in plan.loss_groups]
         self.inverse = tf.constant(plan.inverse, tf.int32)
-        self.loop = tf.function(self._loop)
+        self.loop = tf.function(self._loop, autograph=False)
 
     def _forward(self, x: Any, y: Any, scale: Any) -> tuple[Any, Any]:
         tf = self.b.tf
@@ -180,13 +180,27 @@ class TensorFlowTrainer:
         return losses, f
 
     def _loop(self, x: Any, y: Any, scale: Any, lr: Any, n: Any) -> tuple[Any, Any]:
-        """``n`` steps inside the graph; returns the losses before each step and the last scores."""
+        """``n`` steps inside the graph; returns the losses before each step and the last scores.
+
+        Written with an explicit ``tf.while_loop`` and traced with autograph off: converting the
+        Python code costs more than the whole training (autograph also imports Keras).
+        """
         tf = self.b.tf
-        curve = tf.TensorArray(tf.float32, size=n)
-        f = tf.zeros([len(self.plan.combos), tf.shape(x)[0]], tf.float32)
-        for i in tf.range(n):
+        m = len(self.plan.combos)
+
+        def body(i: Any, curve: Any, f: Any) -> tuple[Any, Any, Any]:
             losses, f = self._step(x, y, scale, lr)
-            curve = curve.write(i, losses)
+            return i + 1, curve.write(i, losses), f
+
+        _, curve, f = tf.while_loop(
+            lambda i, curve, f: i < n,
+            body,
+            (
+                tf.constant(0),
+                tf.TensorArray(tf.float32, size=n, element_shape=[m]),
+                tf.zeros([m, core.N_SAMPLES], tf.float32),
+            ),
+        )
         return curve.stack(), f
 
     def run(
