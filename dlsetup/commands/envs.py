@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +13,6 @@ from dlsetup.errors import ExitCode, InputError
 
 ENGINE_CHOICE = click.Choice(["rattler", "conda-lock"])
 VARIANT_CHOICE = click.Choice(["auto", *VARIANTS])
-SMOKE_TIMEOUT_S = 1800
 
 
 class TargetType(click.Choice):  # type: ignore[type-arg]
@@ -43,92 +38,6 @@ class TargetType(click.Choice):  # type: ignore[type-arg]
                 param,
                 ctx,
             )
-
-
-@dataclass(frozen=True)
-class _LockOptions:
-    target: str
-    variant: str
-    cuda: str | None
-    platforms: tuple[str, ...]
-    all_platforms: bool
-    python: str | None
-    channels: tuple[str, ...]
-    engine: str
-
-
-def _lock(
-    opts: _LockOptions, output: Path, force: bool, *, host_only: bool = False
-) -> tuple[Any, Any]:
-    """Render and lock; returns ``(LockResult, VariantChoice)``."""
-    from dlsetup.envs import spec as spec_mod
-    from dlsetup.envs.install import host_platform
-    from dlsetup.envs.lock import lock_environment
-    from dlsetup.envs.variant import choose_variant
-
-    host = host_platform()
-    custom = opts.target not in TARGETS
-    if opts.python is not None:
-        spec_mod.validate_python(opts.python)
-    if opts.all_platforms and opts.platforms:
-        raise InputError("--all-platforms and --platform exclude each other", fix="use one of them")
-    requested_platforms = opts.platforms or (host,)
-    if not opts.all_platforms and any(p not in PLATFORMS for p in requested_platforms):
-        bad = next(p for p in requested_platforms if p not in PLATFORMS)
-        raise InputError(
-            f"this machine's platform {bad} is not one dlsetup locks for; valid platforms: "
-            f"{', '.join(PLATFORMS)}",
-            fix="name one with --platform",
-        )
-
-    def has_variant(variant: str) -> bool:
-        if custom:
-            return variant in ("cpu", "cuda")
-        return bool(spec_mod.variant_platforms(opts.target, variant))
-
-    choice = choose_variant(
-        opts.variant,
-        cuda=opts.cuda,
-        platforms=(host,) if opts.all_platforms else requested_platforms,
-        has_variant=has_variant,
-    )
-    if custom:
-        source = spec_mod.load_environment_file(Path(opts.target))
-        available = source.platforms or PLATFORMS
-        target_label = "file"
-    else:
-        source = spec_mod.load_environment_file(
-            spec_mod.environment_file(opts.target, choice.variant)
-        )
-        available = source.platforms
-        target_label = opts.target
-    if opts.all_platforms:
-        platforms = tuple(p for p in PLATFORMS if p in available)
-    else:
-        platforms = requested_platforms
-        missing = [p for p in platforms if p not in available]
-        if missing:
-            raise InputError(
-                f"{opts.target} has no {choice.variant} variant for {', '.join(missing)}; "
-                f"the {choice.variant} variant exists for: {', '.join(available)}",
-                fix="pick one of those with --platform, or another --variant (cpu exists on more "
-                "platforms)",
-            )
-    name = source.name if custom else f"{opts.target}-{choice.variant}"
-    rendered = spec_mod.render(
-        source,
-        target=target_label,
-        variant=choice.variant,
-        cuda=choice.cuda,
-        python=opts.python,
-        channels=opts.channels,
-        platforms=platforms,
-        name=name,
-    )
-    result = lock_environment(
-        rendered, platforms=platforms, output_dir=output, engine=opts.engine, force=force
-    )
-    return result, choice
 
 
 def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
@@ -266,10 +175,11 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     otherwise, and every platform is solved with explicit virtual packages: a CUDA lock records
     the CUDA version it was solved for, never a silent default.
     """
+    from dlsetup.envs.request import LockRequest, lock_target
     from dlsetup.output import dumps, envelope, make_console
 
-    opts = _LockOptions(target, variant, cuda, platforms, all_platforms, python, channels, engine)
-    result, choice = _lock(opts, output, force)
+    opts = LockRequest(target, variant, cuda, platforms, all_platforms, python, channels, engine)
+    result, choice = lock_target(opts, output, force=force)
     if as_json:
         click.echo(dumps(envelope("dlsetup.lock", _lock_data(result, choice))))
         return
@@ -286,66 +196,6 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")
     console.print(f"Next: dlsetup create --from-lock {result.lock_path}")
-
-
-def _activation_hint(prefix: Path, name: str) -> str:
-    from dlsetup.envs.install import default_envs_dir
-    from dlsetup.envs.lock import find_conda_executable
-
-    exe = find_conda_executable()
-    if exe is not None:
-        tool = Path(exe).stem
-        if prefix.parent == default_envs_dir():
-            return f"{tool} activate {name}"
-        return f"{tool} activate {prefix}"
-    if sys.platform == "win32":
-        return f'set "PATH={prefix};{prefix}\\Scripts;{prefix}\\Library\\bin;%PATH%"'
-    return f'export PATH="{prefix}/bin:$PATH"   (or, with micromamba: micromamba activate {prefix})'
-
-
-def _python_runs(python: Path) -> bool:
-    try:
-        proc = subprocess.run(
-            [str(python), "-c", "import sys; sys.exit(0)"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
-def _run_smoke(python: Path | None) -> dict[str, Any]:
-    if python is None:
-        return {"status": "skipped", "reason": "the environment has no Python", "exit_code": None}
-    if importlib.util.find_spec("dlsetup.commands.smoke") is None:
-        return {
-            "status": "skipped",
-            "reason": "this dlsetup has no smoke command",
-            "exit_code": None,
-        }
-    if not _python_runs(python):
-        return {"status": "skipped", "reason": f"{python} does not run", "exit_code": None}
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=SMOKE_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        return {
-            "status": "failed",
-            "reason": f"dlsetup smoke did not finish within {SMOKE_TIMEOUT_S} s",
-            "exit_code": None,
-        }
-    return {
-        "status": "passed" if proc.returncode == 0 else "failed",
-        "reason": "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [""])[-1],
-        "exit_code": proc.returncode,
-    }
 
 
 @click.command(
@@ -406,9 +256,11 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     Locks first (like `dlsetup lock`) unless --from-lock is given, installs with rattler, registers
     a Jupyter kernel and runs `dlsetup smoke` inside, then says how to activate it.
     """
+    from dlsetup.envs.finish import activation_hint, run_smoke
     from dlsetup.envs.install import create_environment, default_envs_dir, validate_env_name
     from dlsetup.envs.jupyter import has_ipykernel, register_kernel
     from dlsetup.envs.progress import Progress
+    from dlsetup.envs.request import LockRequest, lock_target
     from dlsetup.output import dumps, envelope, make_console
 
     if (target is None) == (from_lock is None):
@@ -425,9 +277,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         variant_reason = ""
         if from_lock is None:
             assert target is not None
-            opts = _LockOptions(target, variant, cuda, (), False, python, channels, engine)
+            opts = LockRequest(target, variant, cuda, (), False, python, channels, engine)
             progress.note(f"Locking {target} for this machine ...")
-            result, choice = _lock(opts, Path(tmp), force=True)
+            result, choice = lock_target(opts, Path(tmp), force=True)
             lock_path = result.lock_path
             variant_reason = choice.reason
             default_name = result.name
@@ -457,9 +309,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     smoke = (
         {"status": "skipped", "reason": "--no-smoke", "exit_code": None}
         if no_smoke
-        else _run_smoke(installed.python)
+        else run_smoke(installed.python)
     )
-    activate = _activation_hint(installed.prefix, env_name)
+    activate = activation_hint(installed.prefix, env_name)
     data = {
         "name": env_name,
         "prefix": str(installed.prefix),

@@ -3,10 +3,12 @@
 * :mod:`dlsetup.envs.spec` — targets x variants x platforms, parsing and rendering environment.yml.
 * :mod:`dlsetup.envs.virtual` — the explicit virtual packages each platform is solved with.
 * :mod:`dlsetup.envs.variant` — ``--variant auto``: what this machine's hardware calls for.
+* :mod:`dlsetup.envs.request` — one ``dlsetup lock`` request: variant, platforms, render, lock.
 * :mod:`dlsetup.envs.lock` — solve (rattler or conda-lock) and write a conda-lock v1 file.
 * :mod:`dlsetup.envs.explain` — an unsatisfiable solve in plain words.
 * :mod:`dlsetup.envs.install` — verify a lock and build its environment atomically.
 * :mod:`dlsetup.envs.jupyter` — register the environment as a Jupyter kernel.
+* :mod:`dlsetup.envs.finish` — how to activate it, and ``dlsetup smoke`` inside it.
 * :mod:`dlsetup.envs.progress` — progress on a terminal, plain lines otherwise.
 
 rattler and conda_lock are imported inside functions only.
