@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dlsetup.facts import Maybe, Missing
-from dlsetup.probes.cuda_libs import CudaLibsFacts
+from dlsetup.probes.cuda_libs import CudaLibsFacts, VisibleResolution, resolve_visible_devices
 from dlsetup.probes.envmanagers import EnvManagersFacts
 from dlsetup.probes.frameworks import FrameworksFacts
 from dlsetup.probes.nvidia import GpuFacts, NvidiaFacts
@@ -46,3 +46,20 @@ class DoctorFacts:
     def driver_os(self) -> str:
         """The OS column of the driver tables: ``windows`` on native Windows, else ``linux``."""
         return "windows" if self.os_name == "windows" else "linux"
+
+    @property
+    def visible(self) -> VisibleResolution | None:
+        """``CUDA_VISIBLE_DEVICES`` resolved against NVML's GPUs the way CUDA reads it.
+
+        None when the CUDA facts are missing or NVML lists no GPU (nothing to resolve against).
+        """
+        if isinstance(self.cuda_libs, Missing) or not self.gpus:
+            return None
+        return resolve_visible_devices(
+            self.cuda_libs.visible_devices,
+            [g.uuid if isinstance(g.uuid, str) else "" for g in self.gpus],
+            [
+                g.mig_mode_current if isinstance(g.mig_mode_current, bool) else None
+                for g in self.gpus
+            ],
+        )

@@ -414,8 +414,8 @@ def check_cuda_unavailable(facts: DoctorFacts) -> list[Finding]:
 
 
 def _cvd_hides_all(facts: DoctorFacts) -> bool:
-    libs = facts.cuda_libs
-    return not isinstance(libs, Missing) and libs.visible_devices.hides_all
+    resolved = facts.visible
+    return resolved is not None and resolved.hides_all
 
 
 def check_tf_windows(facts: DoctorFacts) -> list[Finding]:

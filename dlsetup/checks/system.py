@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
 from dlsetup.facts import Missing
@@ -89,16 +91,39 @@ def check_disk(facts: DoctorFacts) -> list[Finding]:
     ]
 
 
+#: Why an entry of CUDA_VISIBLE_DEVICES names no GPU, as a sentence part (see VisibleResolution).
+_UNMATCHED = {
+    "index_out_of_range": "GPU {entry} does not exist (this machine has GPU {valid})",
+    "uuid_not_found": "no GPU's UUID starts with {entry} (nvidia-smi -L lists them)",
+    "uuid_ambiguous": "{entry} is the start of several GPUs' UUIDs, so CUDA cannot pick one",
+    "mig_not_enabled": "{entry} names a MIG instance, but MIG mode is off on the GPU(s)",
+    "not_a_device": "{entry} is neither a GPU index nor a GPU/MIG UUID",
+}
+
+
+def _gpu_list(indices: Sequence[int]) -> str:
+    """``0`` / ``0 and 1`` / ``0, 1 and 3``."""
+    names = [str(i) for i in indices]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
-    """``cuda_visible_devices.hides_all`` and ``cuda_visible_devices.unknown_device``."""
-    libs = facts.cuda_libs
-    gpus = facts.gpus
-    if isinstance(libs, Missing) or not gpus:
+    """``cuda_visible_devices.hides_all`` and ``cuda_visible_devices.unknown_device``.
+
+    The variable is read the way CUDA reads it (:func:`resolve_visible_devices`): the first entry
+    that names no GPU ends the list, so every GPU listed after it is hidden too.
+    """
+    resolved = facts.visible
+    if resolved is None or isinstance(facts.cuda_libs, Missing):
         return []
-    vd = libs.visible_devices
+    vd = facts.cuda_libs.visible_devices
     if isinstance(vd.raw, Missing):
         return []
-    if vd.hides_all and not vd.invalid:
+    gpus = facts.gpus
+    first = resolved.unmatched[0] if resolved.unmatched else ""
+    # An empty value, or a first entry that is no device at all (-1, none, NoDevFiles), is the
+    # usual way to hide every GPU on purpose.
+    if resolved.hides_all and resolved.reason in ("", "not_a_device"):
         return [
             Finding(
                 "cuda_visible_devices.hides_all",
@@ -111,30 +136,43 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
                 {"value": vd.raw, "gpu_count": len(gpus)},
             )
         ]
-    uuids = [g.uuid for g in gpus if isinstance(g.uuid, str)]
-    unknown = [i for i in vd.indices if i >= len(gpus)]
-    unknown_uuids = [
-        u for u in vd.uuids if u.startswith("GPU-") and not any(x.startswith(u) for x in uuids)
-    ]
-    bad = [*map(str, unknown), *unknown_uuids, *vd.invalid]
-    if not bad:
+    if not resolved.reason:
         return []
-    real = [i for i in vd.indices if i < len(gpus)]
-    real_uuids = [u for u in vd.uuids if u not in unknown_uuids]
-    severity: Severity = "warning" if (real or real_uuids) and not vd.hides_all else "error"
-    valid = ", ".join(str(g.index) for g in gpus)
+    all_indices = [g.index for g in gpus]
+    why = _UNMATCHED[resolved.reason].format(entry=first, valid=_gpu_list(all_indices))
+    if resolved.hidden_gpus:
+        hidden = _gpu_list(resolved.hidden_gpus)
+        ignored = (
+            f"CUDA stops reading the list at the first entry it cannot use, so GPU {hidden} "
+            f"listed after it {'is' if len(resolved.hidden_gpus) == 1 else 'are'} hidden too."
+        )
+    else:
+        ignored = "CUDA stops reading the list at the first entry it cannot use."
+    if resolved.hides_all:
+        sees = " CUDA sees no GPU: frameworks run on the CPU."
+    elif resolved.gpu_indices:
+        sees = f" CUDA sees GPU {_gpu_list(resolved.gpu_indices)} only."
+    else:
+        sees = f" CUDA sees {len(resolved.mig_entries)} MIG instance(s) only."
+    meant = [*resolved.gpu_indices, *resolved.hidden_gpus] or all_indices
+    severity: Severity = "error" if resolved.hides_all else "warning"
     return [
         Finding(
             "cuda_visible_devices.unknown_device",
             severity,
-            f"CUDA_VISIBLE_DEVICES names a GPU that does not exist: {', '.join(bad)}",
-            f"CUDA_VISIBLE_DEVICES={vd.raw!r}, but this machine has GPU indices {valid}. CUDA "
-            "stops reading the list at the first entry it cannot use, so that GPU and every "
-            "entry after it are ignored"
-            + (" — no GPU is visible." if severity == "error" else "."),
-            f"export CUDA_VISIBLE_DEVICES={valid.replace(', ', ',')} (indices or UUIDs from "
+            f"CUDA_VISIBLE_DEVICES names a GPU that does not exist: {first}",
+            f"CUDA_VISIBLE_DEVICES={vd.raw!r}: {why}. {ignored}{sees}",
+            f"export CUDA_VISIBLE_DEVICES={','.join(map(str, meant))} (indices or UUIDs from "
             "nvidia-smi -L), or unset CUDA_VISIBLE_DEVICES.",
-            {"value": vd.raw, "unknown": bad, "gpu_count": len(gpus)},
+            {
+                "value": vd.raw,
+                "unknown": first,
+                "reason": resolved.reason,
+                "ignored": list(resolved.unmatched),
+                "visible_gpus": list(resolved.gpu_indices),
+                "hidden_gpus": list(resolved.hidden_gpus),
+                "gpu_count": len(gpus),
+            },
         )
     ]
 

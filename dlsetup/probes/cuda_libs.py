@@ -198,28 +198,71 @@ class VisibleResolution:
 
     Attributes:
         gpu_indices: NVML indices of the GPUs CUDA will see, in CUDA's order.
-        mig_entries: ``MIG-...`` entries (MIG devices are not in NVML's GPU list, so they are
-            passed through unchecked).
+        mig_entries: ``MIG-...`` entries CUDA honours (MIG devices are not in NVML's GPU list;
+            an entry passes when a GPU has MIG mode on, or its mode is unknown).
         unmatched: the first entry that names no GPU here (an index past the last GPU, a UUID
-            prefix that matches none or several); CUDA ignores it and everything after it.
+            prefix that matches none or several, a MIG entry with no GPU in MIG mode, an
+            unparsable entry) and every entry after it: CUDA ignores them all.
+        reason: why ``unmatched[0]`` names no GPU: ``index_out_of_range``, ``uuid_not_found``,
+            ``uuid_ambiguous``, ``mig_not_enabled``, ``not_a_device``; empty when nothing is
+            unmatched.
+        hidden_gpus: NVML indices of GPUs that entries after ``unmatched[0]`` name: the user
+            listed them, but CUDA never reads that far.
         hides_all: the variable is set and CUDA will see no device at all.
     """
 
     gpu_indices: tuple[int, ...]
     mig_entries: tuple[str, ...] = ()
     unmatched: tuple[str, ...] = ()
+    reason: str = ""
+    hidden_gpus: tuple[int, ...] = ()
     hides_all: bool = False
 
 
-def resolve_visible_devices(devices: VisibleDevices, gpu_uuids: Sequence[str]) -> VisibleResolution:
+def _match_entry(
+    entry: str, gpu_uuids: Sequence[str], mig_modes: Sequence[bool | None]
+) -> tuple[list[int], str]:
+    """The GPUs one entry names and, when it names no single GPU, why (see VisibleResolution)."""
+    if entry.startswith("MIG-"):
+        # Old form MIG-GPU-<gpu uuid>/<gi>/<ci> names its parent GPU; new form MIG-<uuid> does not.
+        parent = entry[4:].split("/", 1)[0] if entry.startswith("MIG-GPU-") else ""
+        candidates = [
+            i for i, uuid in enumerate(gpu_uuids) if not parent or (uuid and uuid == parent)
+        ]
+        modes = [mig_modes[i] if i < len(mig_modes) else None for i in candidates]
+        if parent and not candidates:
+            return [], "uuid_not_found"
+        if candidates and all(mode is False for mode in modes):
+            return [], "mig_not_enabled"
+        return [-1], ""
+    if entry.isdigit():
+        return ([int(entry)], "") if int(entry) < len(gpu_uuids) else ([], "index_out_of_range")
+    if not _is_uuid_entry(entry):
+        return [], "not_a_device"
+    match = [i for i, uuid in enumerate(gpu_uuids) if uuid and uuid.startswith(entry)]
+    if len(match) > 1:
+        return match, "uuid_ambiguous"
+    return match, "" if match else "uuid_not_found"
+
+
+def resolve_visible_devices(
+    devices: VisibleDevices,
+    gpu_uuids: Sequence[str],
+    mig_modes: Sequence[bool | None] = (),
+) -> VisibleResolution:
     """Which of this machine's GPUs CUDA will use under ``devices``.
 
-    CUDA treats an index past the last GPU like any invalid entry: it and every entry after it
-    are ignored. A UUID may be abbreviated to a prefix that names exactly one GPU.
+    CUDA reads the list left to right and stops at the first entry it cannot use: an index past
+    the last GPU, a UUID prefix that names no GPU or several, ``-1``, ``none``. That entry and
+    every entry after it are ignored, so ``0,7,1`` on a two-GPU machine shows GPU 0 only. A UUID
+    may be abbreviated to a prefix that names exactly one GPU.
 
     Args:
         devices: :func:`parse_visible_devices` of the variable.
-        gpu_uuids: the UUID of each GPU in NVML index order (``GpuFacts.uuid``).
+        gpu_uuids: the UUID of each GPU in NVML index order (``GpuFacts.uuid``; ``""`` where it
+            could not be read).
+        mig_modes: each GPU's current MIG mode in the same order, ``None`` where unknown; a
+            ``MIG-`` entry is unusable when every GPU it could belong to has MIG mode off.
 
     Note:
         Indices are compared with NVML's numbering (PCI bus order). CUDA numbers GPUs fastest
@@ -230,24 +273,26 @@ def resolve_visible_devices(devices: VisibleDevices, gpu_uuids: Sequence[str]) -
         return VisibleResolution(gpu_indices=tuple(range(len(gpu_uuids))))
     indices: list[int] = []
     mig: list[str] = []
-    unmatched: tuple[str, ...] = devices.ignored
-    for position, entry in enumerate(devices.visible):
-        if entry.startswith("MIG-"):
+    for position, entry in enumerate(devices.entries):
+        match, reason = _match_entry(entry, gpu_uuids, mig_modes)
+        if reason:
+            rest = devices.entries[position + 1 :]
+            later = [_match_entry(entry, gpu_uuids, mig_modes) for entry in rest]
+            hidden = [m[0] for m, why in later if not why and m[0] >= 0 and m[0] not in indices]
+            return VisibleResolution(
+                gpu_indices=tuple(indices),
+                mig_entries=tuple(mig),
+                unmatched=devices.entries[position:],
+                reason=reason,
+                hidden_gpus=tuple(dict.fromkeys(hidden)),
+                hides_all=not indices and not mig,
+            )
+        if match == [-1]:
             mig.append(entry)
-            continue
-        if entry.isdigit():
-            match = [int(entry)] if int(entry) < len(gpu_uuids) else []
         else:
-            match = [i for i, uuid in enumerate(gpu_uuids) if uuid.startswith(entry)]
-        if len(match) != 1:
-            unmatched = devices.visible[position:] + devices.ignored
-            break
-        indices.append(match[0])
+            indices.append(match[0])
     return VisibleResolution(
-        gpu_indices=tuple(indices),
-        mig_entries=tuple(mig),
-        unmatched=unmatched,
-        hides_all=not indices and not mig,
+        gpu_indices=tuple(indices), mig_entries=tuple(mig), hides_all=not indices and not mig
     )
 
 

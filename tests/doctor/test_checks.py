@@ -287,7 +287,8 @@ SILENT: dict[str, Case] = {
     "gpu.lost": lambda: facts(nvidia=nvidia(gpus=(gpu(0), gpu(1)))),
     "cuda_visible_devices.hides_all": lambda: facts(cuda_libs=cuda_libs(cvd="0")),
     "cuda_visible_devices.unknown_device": lambda: facts(
-        nvidia=nvidia(gpus=(gpu(0), gpu(1))), cuda_libs=cuda_libs(cvd="1,GPU-fa4e0000")
+        nvidia=nvidia(gpus=(gpu(0), gpu(1))),
+        cuda_libs=cuda_libs(cvd="1,GPU-fa4e0000-0000-4000-8000-000000000000"),
     ),
     "gpu.mig_enabled": lambda: facts(),
     "gpu.mig_pending_reset": lambda: facts(
@@ -421,6 +422,61 @@ def test_no_avx_is_an_error_only_when_tensorflow_is_installed() -> None:
     )
     assert with_tf[0].severity == "error"
     assert [f.severity for f in evaluate(without) if f.id == "cpu.no_avx"] == ["warning"]
+
+
+def _cvd_findings(value: str, gpu_count: int = 2, **gpu_kw: Any) -> list[Any]:
+    gpus = tuple(gpu(i, **gpu_kw) for i in range(gpu_count))
+    found = evaluate(facts(nvidia=nvidia(gpus=gpus), cuda_libs=cuda_libs(cvd=value)))
+    return [f for f in found if f.id.startswith("cuda_visible_devices.")]
+
+
+def test_missing_gpu_in_the_middle_hides_the_gpus_after_it() -> None:
+    (f,) = _cvd_findings("0,7,1")
+    assert (f.id, f.severity) == ("cuda_visible_devices.unknown_device", "warning")
+    assert f.title == "CUDA_VISIBLE_DEVICES names a GPU that does not exist: 7"
+    assert f.message == (
+        "CUDA_VISIBLE_DEVICES='0,7,1': GPU 7 does not exist (this machine has GPU 0 and 1). "
+        "CUDA stops reading the list at the first entry it cannot use, so GPU 1 listed after "
+        "it is hidden too. CUDA sees GPU 0 only."
+    )
+    assert f.fix == (
+        "export CUDA_VISIBLE_DEVICES=0,1 (indices or UUIDs from nvidia-smi -L), or unset "
+        "CUDA_VISIBLE_DEVICES."
+    )
+    assert f.details["hidden_gpus"] == [1]
+    assert f.details["visible_gpus"] == [0]
+
+
+@pytest.mark.parametrize("value", ["", "-1", "none", "NoDevFiles", "-1,0"])
+def test_usual_ways_to_hide_every_gpu_are_a_hides_all_warning(value: str) -> None:
+    (f,) = _cvd_findings(value)
+    assert (f.id, f.severity) == ("cuda_visible_devices.hides_all", "warning")
+    assert f.message == (
+        f"CUDA_VISIBLE_DEVICES={value!r} makes all 2 GPU(s) invisible to CUDA: frameworks run "
+        "on the CPU."
+    )
+
+
+def test_uuid_prefix_matching_no_gpu_is_an_error() -> None:
+    (f,) = _cvd_findings("GPU-dead,1")
+    assert (f.id, f.severity) == ("cuda_visible_devices.unknown_device", "error")
+    assert f.message == (
+        "CUDA_VISIBLE_DEVICES='GPU-dead,1': no GPU's UUID starts with GPU-dead (nvidia-smi -L "
+        "lists them). CUDA stops reading the list at the first entry it cannot use, so GPU 1 "
+        "listed after it is hidden too. CUDA sees no GPU: frameworks run on the CPU."
+    )
+    assert f.fix.startswith("export CUDA_VISIBLE_DEVICES=1 ")
+
+
+def test_mig_uuid_without_mig_mode_is_an_error_and_with_it_is_silent() -> None:
+    mig = "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f"
+    (f,) = _cvd_findings(mig, mig_mode_current=False)
+    assert (f.id, f.severity) == ("cuda_visible_devices.unknown_device", "error")
+    assert f.message.startswith(
+        f"CUDA_VISIBLE_DEVICES={mig!r}: {mig} names a MIG instance, but MIG mode is off on "
+        "the GPU(s)."
+    )
+    assert _cvd_findings(mig, mig_mode_current=True) == []
 
 
 def test_unknown_device_after_a_valid_one_is_only_a_warning() -> None:

@@ -185,6 +185,48 @@ def test_empty_visible_devices_resolves_to_nothing() -> None:
     assert resolve_visible_devices(parse_visible_devices(""), UUIDS).hides_all is True
 
 
+def test_gpus_listed_after_a_missing_one_are_hidden() -> None:
+    resolved = resolve_visible_devices(parse_visible_devices("0,7,1,GPU-1d6b"), UUIDS)
+    assert resolved.gpu_indices == (0,)
+    assert resolved.reason == "index_out_of_range"
+    assert resolved.unmatched == ("7", "1", "GPU-1d6b")
+    assert resolved.hidden_gpus == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("GPU-dead", "uuid_not_found"),
+        ("GPU-8932", "uuid_ambiguous"),
+        ("-1", "not_a_device"),
+        ("none", "not_a_device"),
+        ("MIG-GPU-00000000-0000-0000-0000-000000000000/1/0", "uuid_not_found"),
+    ],
+)
+def test_each_kind_of_unusable_first_entry_hides_everything(value: str, reason: str) -> None:
+    resolved = resolve_visible_devices(parse_visible_devices(value + ",2"), UUIDS)
+    assert (resolved.gpu_indices, resolved.reason, resolved.hides_all) == ((), reason, True)
+    assert resolved.hidden_gpus == (2,)
+
+
+def test_mig_entry_is_unusable_when_no_gpu_has_mig_mode_on() -> None:
+    devices = parse_visible_devices("MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f")
+    off = resolve_visible_devices(devices, UUIDS, [False, False, False])
+    on = resolve_visible_devices(devices, UUIDS, [False, True, False])
+    unknown = resolve_visible_devices(devices, UUIDS, [None, False, False])
+    assert (off.reason, off.hides_all) == ("mig_not_enabled", True)
+    assert (on.reason, on.mig_entries) == ("", ("MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f",))
+    assert unknown.reason == ""
+
+
+def test_old_form_mig_entry_checks_its_parent_gpu_mig_mode() -> None:
+    devices = parse_visible_devices("MIG-GPU-8932f937-d72c-4106-c12f-20bd9faed9f6/1/0")
+    assert resolve_visible_devices(devices, UUIDS, [False, True, True]).reason == (
+        "mig_not_enabled"
+    )
+    assert resolve_visible_devices(devices, UUIDS, [True, False, False]).reason == ""
+
+
 # -------------------------------------------------------------------------------- nvcc ----
 
 

@@ -247,6 +247,78 @@ def test_cuda_visible_devices_naming_a_missing_gpu_is_an_error(fake_nvml_dir: Pa
     assert f["fix"].startswith("export CUDA_VISIBLE_DEVICES=0 ")
 
 
+def test_missing_gpu_in_cuda_visible_devices_hides_the_gpus_listed_after_it(
+    fake_nvml_dir: Path,
+) -> None:
+    env = {**nv(fake_nvml_dir, "eight_gpus", gpu_count="2"), "CUDA_VISIBLE_DEVICES": "0,7,1"}
+    code, data, _ = doctor(env, "--no-frameworks")
+    f = finding(data, "cuda_visible_devices.unknown_device")
+    assert (code, f["severity"]) == (0, "warning")
+    assert f["title"] == "CUDA_VISIBLE_DEVICES names a GPU that does not exist: 7"
+    assert f["message"] == (
+        "CUDA_VISIBLE_DEVICES='0,7,1': GPU 7 does not exist (this machine has GPU 0 and 1). "
+        "CUDA stops reading the list at the first entry it cannot use, so GPU 1 listed after "
+        "it is hidden too. CUDA sees GPU 0 only."
+    )
+    assert f["fix"] == (
+        "export CUDA_VISIBLE_DEVICES=0,1 (indices or UUIDs from nvidia-smi -L), or unset "
+        "CUDA_VISIBLE_DEVICES."
+    )
+    assert (f["details"]["visible_gpus"], f["details"]["hidden_gpus"]) == ([0], [1])
+
+
+@pytest.mark.parametrize("value", ["-1", "none"])
+def test_minus_one_or_none_hides_every_gpu(fake_nvml_dir: Path, value: str) -> None:
+    env = {**nv(fake_nvml_dir, "eight_gpus", gpu_count="2"), "CUDA_VISIBLE_DEVICES": value}
+    code, data, _ = doctor(env, "--no-frameworks")
+    assert code == 0
+    assert [i for i in ids(data) if i.startswith("cuda_visible_devices.")] == [
+        "cuda_visible_devices.hides_all"
+    ]
+    assert finding(data, "cuda_visible_devices.hides_all")["message"] == (
+        f"CUDA_VISIBLE_DEVICES={value!r} makes all 2 GPU(s) invisible to CUDA: frameworks run "
+        "on the CPU."
+    )
+
+
+def test_uuid_prefix_matching_no_gpu_is_an_error(fake_nvml_dir: Path) -> None:
+    uuids = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6,GPU-1d6b5c3e-0000-4000-8000-000000000002"
+    env = {
+        **nv(fake_nvml_dir, "eight_gpus", gpu_count="2", uuids=uuids),
+        "CUDA_VISIBLE_DEVICES": "GPU-1d6b,GPU-8933",
+    }
+    code, data, _ = doctor(env, "--no-frameworks")
+    assert [g["uuid"] for g in data["nvidia"]["gpus"]] == uuids.split(",")
+    f = finding(data, "cuda_visible_devices.unknown_device")
+    assert (code, f["severity"]) == (0, "warning")
+    assert f["message"] == (
+        "CUDA_VISIBLE_DEVICES='GPU-1d6b,GPU-8933': no GPU's UUID starts with GPU-8933 "
+        "(nvidia-smi -L lists them). CUDA stops reading the list at the first entry it cannot "
+        "use. CUDA sees GPU 1 only."
+    )
+    env["CUDA_VISIBLE_DEVICES"] = "GPU-1d6b,GPU-8932"
+    _, data, _ = doctor(env, "--no-frameworks")
+    assert not [i for i in ids(data) if i.startswith("cuda_visible_devices.")]
+
+
+def test_mig_uuid_needs_a_gpu_in_mig_mode(fake_nvml_dir: Path) -> None:
+    mig = "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f"
+    env = {**nv(fake_nvml_dir, "mig_on", mig="0,0"), "CUDA_VISIBLE_DEVICES": mig}
+    code, data, _ = doctor(env, "--no-frameworks")
+    f = finding(data, "cuda_visible_devices.unknown_device")
+    assert (code, f["severity"]) == (1, "error")
+    assert f["message"] == (
+        f"CUDA_VISIBLE_DEVICES={mig!r}: {mig} names a MIG instance, but MIG mode is off on the "
+        "GPU(s). CUDA stops reading the list at the first entry it cannot use. CUDA sees no "
+        "GPU: frameworks run on the CPU."
+    )
+    _, data, _ = doctor(
+        {**nv(fake_nvml_dir, "mig_on"), "CUDA_VISIBLE_DEVICES": mig}, "--no-frameworks"
+    )
+    assert not [i for i in ids(data) if i.startswith("cuda_visible_devices.")]
+    assert "gpu.mig_enabled" in ids(data)
+
+
 def test_valid_cuda_visible_devices_is_silent(fake_nvml_dir: Path) -> None:
     env = {**nv(fake_nvml_dir, "eight_gpus"), "CUDA_VISIBLE_DEVICES": "0,7"}
     _, data, _ = doctor(env, "--no-frameworks")
