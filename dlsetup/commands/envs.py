@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
 from dlsetup.errors import ExitCode, InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dlsetup.envs.finish import SmokeOutcome
 
 ENGINE_CHOICE = click.Choice(["rattler", "conda-lock"])
 VARIANT_CHOICE = click.Choice(["auto", *VARIANTS])
@@ -256,12 +261,12 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     Locks first (like `dlsetup lock`) unless --from-lock is given, installs with rattler, registers
     a Jupyter kernel and runs `dlsetup smoke` inside, then says how to activate it.
     """
-    from dlsetup.envs.finish import activation_hint, run_smoke
+    from dlsetup.envs.finish import activation_hint, run_smoke, skipped_smoke
     from dlsetup.envs.install import create_environment, default_envs_dir, validate_env_name
     from dlsetup.envs.jupyter import has_ipykernel, register_kernel
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.request import LockRequest, lock_target
-    from dlsetup.output import dumps, envelope, make_console
+    from dlsetup.output import dumps, envelope, make_console, to_jsonable
 
     if (target is None) == (from_lock is None):
         raise InputError(
@@ -306,11 +311,14 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     kernel = None
     if not no_jupyter and installed.python is not None and has_ipykernel(installed.prefix):
         kernel = register_kernel(installed.python, env_name, prefix=installed.prefix)
-    smoke = (
-        {"status": "skipped", "reason": "--no-smoke", "exit_code": None}
-        if no_smoke
-        else run_smoke(installed.python)
-    )
+    if no_smoke:
+        smoke = skipped_smoke("--no-smoke")
+    else:
+        if not as_json and installed.python is not None:
+            make_console(stderr=True).print(
+                "Running dlsetup smoke inside the environment (a minute or two) ..."
+            )
+        smoke = run_smoke(installed.python, installed.prefix)
     activate = activation_hint(installed.prefix, env_name)
     data = {
         "name": env_name,
@@ -323,7 +331,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         "seconds": round(installed.seconds, 3),
         "python": str(installed.python) if installed.python else None,
         "kernel": {"name": kernel.name, "path": str(kernel.path)} if kernel else None,
-        "smoke": smoke,
+        "smoke": to_jsonable(smoke),
         "activate": activate,
     }
     if as_json:
@@ -337,9 +345,33 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         )
         if kernel:
             console.print(f"Jupyter kernel: {kernel.display_name} ({kernel.path})")
-        console.print(
-            f"Smoke test: {smoke['status']}" + (f" ({smoke['reason']})" if smoke["reason"] else "")
-        )
+        _print_smoke(console, smoke)
         console.print(f"Activate it: {activate}")
-    if smoke["status"] == "failed":
+    if smoke.status == "failed":
         ctx.exit(int(ExitCode.FINDINGS))
+
+
+#: Failed checks shown by ``create``; the rest are in the smoke record.
+SHOWN_FAILURES = 5
+
+
+def _print_smoke(console: Console, smoke: SmokeOutcome) -> None:
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+
+    if smoke.status == "skipped":
+        say(f"Smoke test: skipped ({smoke.reason})")
+        return
+    took = f" in {smoke.seconds:.1f} s" if smoke.seconds is not None else ""
+    if smoke.status == "passed":
+        say(f"Smoke test: passed{took} ({smoke.summary})")
+        say(f"  result kept in {smoke.record}")
+        return
+    say(f"Smoke test: FAILED{took}. The environment was built and stays installed; what failed:")
+    for line in smoke.failures[:SHOWN_FAILURES]:
+        say(f"  {line}")
+    if len(smoke.failures) > SHOWN_FAILURES:
+        say(f"  ... and {len(smoke.failures) - SHOWN_FAILURES} more")
+    if smoke.record is not None:
+        say(f"  full result kept in {smoke.record}")
+    say(f"Rerun it: {smoke.rerun}")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shlex
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: Seconds the whole smoke run inside a new environment may take.
 SMOKE_TIMEOUT_S = 1800
+#: Where, inside the environment, the smoke run's ``dlsetup.smoke`` JSON document is kept.
+#: (Not under ``conda-meta/``: conda reads every ``conda-meta/*.json`` as a package record.)
+SMOKE_RECORD = Path("etc") / "dlsetup" / "smoke.json"
 
 
 def activation_hint(prefix: Path, name: str) -> str:
@@ -45,22 +53,100 @@ def python_runs(python: Path) -> bool:
     return proc.returncode == 0
 
 
-def run_smoke(python: Path | None) -> dict[str, Any]:
-    """Run ``dlsetup smoke --python PYTHON --json`` when possible.
+@dataclass(frozen=True)
+class SmokeOutcome:
+    """What ``dlsetup smoke`` said about a new environment.
+
+    Attributes:
+        status: ``passed``, ``failed`` or ``skipped``.
+        reason: why it was skipped, or the first failed check; empty when it passed.
+        exit_code: the smoke command's exit status (``None`` when it did not run or timed out).
+        summary: what ran, e.g. ``torch 2.13.0 on cpu, tensorflow 2.19.1 on cpu``.
+        failures: every failed check, one line each (framework and device first).
+        record: the smoke run's ``dlsetup.smoke`` document kept in the environment, if any.
+        rerun: the command that runs the smoke test again (``None`` when skipped).
+        seconds: wall time of the smoke run, seconds (``None`` when it did not run).
+    """
+
+    status: str
+    reason: str
+    exit_code: int | None = None
+    summary: str = ""
+    failures: tuple[str, ...] = ()
+    record: Path | None = None
+    rerun: str | None = None
+    seconds: float | None = None
+
+
+def skipped_smoke(reason: str) -> SmokeOutcome:
+    """A smoke run that did not happen, and why."""
+    return SmokeOutcome(status="skipped", reason=reason)
+
+
+def _ran(data: dict[str, Any]) -> str:
+    versions = {
+        str(fw.get("framework")): str(fw.get("version"))
+        for fw in data.get("frameworks", [])
+        if fw.get("status") == "ok"
+    }
+    parts = []
+    for run in data.get("runs", []):
+        framework = str(run["framework"])
+        version = versions.get(framework)
+        label = f"{framework} {version}" if version else framework
+        parts.append(f"{label} on {run['device']}")
+    return ", ".join(parts)
+
+
+def smoke_failures(data: dict[str, Any]) -> tuple[str, ...]:
+    """Every failed check of a ``dlsetup.smoke`` document's ``data``, one line each."""
+    from dlsetup.smoke.results import Failure, FunctionCheck
+
+    lines: list[str] = []
+    for fw in data.get("frameworks", []):
+        if fw.get("status") == "error":
+            reason = (str(fw.get("reason") or "").splitlines() or [""])[0]
+            lines.append(f"{fw['framework']}: failed to start: {reason}")
+    for run in data.get("runs", []):
+        where = f"{run['framework']} on {run['device']}"
+        if run.get("status") != "ok":
+            # first line only: a crashed worker's error carries its whole stderr (in the record)
+            error = (str(run.get("error") or "").splitlines() or [""])[0]
+            lines.append(f"{where}: {run.get('status')}: {error}")
+            continue
+        for check in run.get("function_checks", []):
+            if not check["passed"]:
+                lines.append(f"{where}: {FunctionCheck(**check).describe()}")
+        for combo in run.get("combinations", []):
+            for failure in combo.get("failures", []):
+                lines.append(
+                    f"{where}: {combo['activation']} / {combo['loss']}: "
+                    f"{Failure(**failure).describe()}"
+                )
+    return tuple(lines)
+
+
+def run_smoke(python: Path | None, prefix: Path) -> SmokeOutcome:
+    """Run ``dlsetup smoke --python PYTHON --json`` for the environment at ``prefix``.
+
+    The smoke document is kept in the environment (:data:`SMOKE_RECORD`), so a later look can
+    see how the environment was verified. A failed smoke test leaves the environment installed.
+
+    Args:
+        python: the environment's Python executable, or ``None`` when it has none.
+        prefix: the environment's directory.
 
     Returns:
-        ``{"status": "passed"|"failed"|"skipped", "reason": str, "exit_code": int|None}``.
+        the outcome; ``skipped`` when there is no runnable Python or no smoke command.
     """
     if python is None:
-        return {"status": "skipped", "reason": "the environment has no Python", "exit_code": None}
+        return skipped_smoke("the environment has no Python")
     if importlib.util.find_spec("dlsetup.commands.smoke") is None:
-        return {
-            "status": "skipped",
-            "reason": "this dlsetup has no smoke command",
-            "exit_code": None,
-        }
+        return skipped_smoke("this dlsetup has no smoke command")
     if not python_runs(python):
-        return {"status": "skipped", "reason": f"{python} does not run", "exit_code": None}
+        return skipped_smoke(f"{python} does not run")
+    rerun = shlex.join(["dlsetup", "smoke", "--python", str(python)])
+    start = time.perf_counter()
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
@@ -70,13 +156,45 @@ def run_smoke(python: Path | None) -> dict[str, Any]:
             timeout=SMOKE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        return {
-            "status": "failed",
-            "reason": f"dlsetup smoke did not finish within {SMOKE_TIMEOUT_S} s",
-            "exit_code": None,
-        }
-    return {
-        "status": "passed" if proc.returncode == 0 else "failed",
-        "reason": "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [""])[-1],
-        "exit_code": proc.returncode,
-    }
+        reason = f"dlsetup smoke did not finish within {SMOKE_TIMEOUT_S} s"
+        return SmokeOutcome(
+            status="failed",
+            reason=reason,
+            failures=(reason,),
+            rerun=rerun,
+            seconds=time.perf_counter() - start,
+        )
+    seconds = time.perf_counter() - start
+    try:
+        document = json.loads(proc.stdout)
+        data: dict[str, Any] = document["data"]
+    except (ValueError, KeyError, TypeError):
+        # no report: smoke stopped with an error (e.g. no framework importable)
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ")]
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        reason = (errors[-1].removeprefix("Error: ") if errors else last).strip()
+        return SmokeOutcome(
+            status="failed",
+            reason=reason,
+            exit_code=proc.returncode,
+            failures=(reason,),
+            rerun=rerun,
+            seconds=seconds,
+        )
+    record = prefix / SMOKE_RECORD
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(proc.stdout, encoding="utf-8")
+    passed = proc.returncode == 0 and bool(data.get("passed"))
+    failures = () if passed else smoke_failures(data)
+    if not passed and not failures:
+        failures = (f"dlsetup smoke exited with status {proc.returncode}",)
+    return SmokeOutcome(
+        status="passed" if passed else "failed",
+        reason="" if passed else failures[0],
+        exit_code=proc.returncode,
+        summary=_ran(data),
+        failures=failures,
+        record=record,
+        rerun=rerun,
+        seconds=seconds,
+    )

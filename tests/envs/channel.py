@@ -6,7 +6,10 @@ real solver and installer run against it. Shapes follow conda-forge (see compat.
 
 * ``python`` 3.11 and 3.12: a stand-in whose ``bin/python`` is a small shell script that exits 3
   (so it is not a runnable Python) and whose ``lib/dlsetup-prefix.txt`` contains the prefix
-  placeholder, to prove rewriting.
+  placeholder, to prove rewriting. With ``python_exec`` (the *runnable* variant), ``bin/python``
+  on the Unix subdirs instead execs that real interpreter (the test venv's, which has torch and
+  tensorflow), after checking that the prefix placeholder in it was rewritten to an existing
+  environment, so ``dlsetup create`` really runs ``dlsetup smoke`` inside the new environment.
 * ``numpy``, ``pip`` (noarch: python), ``ipykernel`` and ``jupyter`` stand-ins (noarch: python).
 * ``cuda-version`` 11.8, 12.6, 12.9, 13.0 (noarch: generic, ``constrains: __cuda >=MAJOR``).
 * ``pytorch`` 2.13.0: ``cpu_generic``/``cpu_mkl`` builds everywhere, ``cuda129``/``cuda130`` builds
@@ -122,14 +125,28 @@ def _py_tag(py: str) -> str:
     return "py" + py.replace(".", "")
 
 
-def _python_packages(subdir: str) -> Iterable[Package]:
-    windows = subdir.startswith("win")
-    for py in PYTHONS:
-        exe = "python.exe" if windows else "bin/python"
-        script = (
+def _python_script(py: str, python_exec: str | None) -> bytes:
+    if python_exec is None:
+        return (
             f"#!/bin/sh\n# stand-in python {py} installed in {PLACEHOLDER}\n"
             "echo 'stand-in python: not runnable' >&2\nexit 3\n"
         ).encode()
+    return (
+        f"#!/bin/sh\n# python {py} stand-in: runs the test interpreter from the environment\n"
+        f'prefix="{PLACEHOLDER}"\n'
+        'if [ ! -d "$prefix/conda-meta" ]; then\n'
+        '  echo "python stand-in: prefix $prefix was not rewritten to the environment" >&2\n'
+        "  exit 4\n"
+        "fi\n"
+        f'exec "{python_exec}" "$@"\n'
+    ).encode()
+
+
+def _python_packages(subdir: str, python_exec: str | None = None) -> Iterable[Package]:
+    windows = subdir.startswith("win")
+    for py in PYTHONS:
+        exe = "python.exe" if windows else "bin/python"
+        script = _python_script(py, None if windows else python_exec)
         files = {
             exe: script,
             "lib/dlsetup-prefix.txt" if not windows else "Lib/dlsetup-prefix.txt": (
@@ -275,26 +292,33 @@ def _noarch_packages() -> Iterable[Package]:
         )
 
 
-def all_packages() -> list[Package]:
-    """Every package of the test channel."""
+def all_packages(python_exec: str | None = None) -> list[Package]:
+    """Every package of the test channel.
+
+    Args:
+        python_exec: when given, the Unix ``bin/python`` stand-ins exec this interpreter.
+    """
     packages = list(_noarch_packages())
     for subdir in PLATFORMS:
-        packages += _python_packages(subdir)
+        packages += _python_packages(subdir, python_exec)
         packages += _pytorch_packages(subdir)
         packages += _tensorflow_packages(subdir)
     return packages
 
 
-def build_channel(directory: Path, extra: Iterable[Package] = ()) -> str:
+def build_channel(
+    directory: Path, extra: Iterable[Package] = (), *, python_exec: str | None = None
+) -> str:
     """Build and index the channel in ``directory``; return its ``file://`` URL.
 
     Args:
         directory: an empty or missing directory.
         extra: more packages to add (for example a large one).
+        python_exec: build the runnable variant: ``bin/python`` execs this real interpreter.
     """
     import rattler.index
 
-    for pkg in [*all_packages(), *extra]:
+    for pkg in [*all_packages(python_exec), *extra]:
         write_archive(pkg, directory / pkg.subdir)
     for subdir in (*PLATFORMS, "noarch"):
         (directory / subdir).mkdir(parents=True, exist_ok=True)

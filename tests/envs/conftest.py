@@ -3,6 +3,7 @@ isolated cache / Jupyter / envs directory for every test."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,16 @@ def channel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def channel_url(channel_dir: Path) -> str:
     """``file://`` URL of the test channel."""
     return channel_dir.resolve().as_uri()
+
+
+@pytest.fixture(scope="session")
+def runnable_channel_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``file://`` URL of the runnable variant of the test channel.
+
+    Its ``bin/python`` execs this test interpreter (real torch and tensorflow), so an environment
+    built from it has a Python that really runs ``dlsetup smoke``.
+    """
+    return build_channel(tmp_path_factory.mktemp("runnable-channel"), python_exec=sys.executable)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,10 @@ from dlsetup.cli import cli
 from dlsetup.envs.install import PAUSE_ENV
 from dlsetup.output import load_schema
 from tests.support.proc import REPO
+
+#: the smoke workers' documented test-only fault injection (dlsetup/smoke/worker_common.py's
+#: INJECT_ENV; not imported here, as that module is a worker script that edits sys.path)
+INJECT_ENV = "DLSETUP_SMOKE_INJECT"
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -115,7 +120,16 @@ def test_create_registers_a_jupyter_kernel_in_jupyter_data_dir(
         "{connection_file}",
     ]
     assert spec["display_name"] == "Python (course, dlsetup)"
-    assert doc["data"]["smoke"] == {"status": "skipped", "reason": "--no-smoke", "exit_code": None}
+    assert doc["data"]["smoke"] == {
+        "status": "skipped",
+        "reason": "--no-smoke",
+        "exit_code": None,
+        "summary": "",
+        "failures": [],
+        "record": None,
+        "rerun": None,
+        "seconds": None,
+    }
 
 
 def test_no_jupyter_skips_the_kernel_and_a_stand_in_python_skips_smoke(
@@ -129,7 +143,117 @@ def test_no_jupyter_skips_the_kernel_and_a_stand_in_python_skips_smoke(
     data = json.loads(out)["data"]
     assert data["kernel"] is None
     assert data["smoke"]["status"] == "skipped"
+    assert data["smoke"]["reason"] == f"{prefix / 'bin' / 'python'} does not run"
     assert not (Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels").exists()
+
+
+@pytest.fixture
+def runnable_lock(runnable_channel_url: str, tmp_path: Path) -> Path:
+    """A linux-64 PyTorch CPU lock whose python really runs (it execs this test interpreter)."""
+    out = tmp_path / "runnable-locks"
+    code, text = invoke(
+        "lock",
+        "pytorch",
+        "--variant",
+        "cpu",
+        "--platform",
+        "linux-64",
+        "--channel",
+        runnable_channel_url,
+        "--output",
+        str(out),
+    )
+    assert code == 0, text
+    return out / "pytorch-cpu.conda-lock.yml"
+
+
+def _versions() -> tuple[str, str]:
+    from importlib.metadata import version
+
+    return version("torch"), version("tensorflow-cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the runnable python stand-in is a sh script")
+def test_create_runs_smoke_inside_the_new_environment_and_keeps_the_passing_result(
+    runnable_lock: Path, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "envs" / "runnable"
+    python = prefix / "bin" / "python"
+    code, out = invoke(
+        "create", "--from-lock", str(runnable_lock), "--prefix", str(prefix), "--json"
+    )
+    assert code == 0, out
+    doc = json.loads(out)
+    jsonschema.validate(doc, load_schema("dlsetup.create"))
+    smoke = doc["data"]["smoke"]
+    record = prefix / "etc" / "dlsetup" / "smoke.json"
+    torch_version, tf_version = _versions()
+    assert smoke["status"] == "passed", smoke
+    assert smoke["exit_code"] == 0
+    assert smoke["reason"] == ""
+    assert smoke["failures"] == []
+    assert smoke["record"] == str(record)
+    assert smoke["rerun"] == f"dlsetup smoke --python {python}"
+    assert smoke["summary"].startswith(f"torch {torch_version} on cpu, tensorflow {tf_version} on ")
+    # the kept record is the smoke command's own document, about the environment's python
+    kept = json.loads(record.read_text())
+    jsonschema.validate(kept, load_schema("dlsetup.smoke"))
+    assert kept["data"]["passed"] is True
+    assert kept["data"]["python"] == str(python)
+    assert {(r["framework"], len(r["combinations"])) for r in kept["data"]["runs"]} >= {
+        ("torch", 48),
+        ("tensorflow", 48),
+    }
+    # conda reads every conda-meta/*.json as a package record: the smoke result is not one
+    for meta in (prefix / "conda-meta").glob("*.json"):
+        assert {"name", "version", "build"} <= set(json.loads(meta.read_text())), meta
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the runnable python stand-in is a sh script")
+def test_create_with_a_failing_smoke_check_keeps_the_env_exits_1_and_says_how_to_rerun(
+    runnable_lock: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = tmp_path / "envs" / "broken-relu"
+    python = prefix / "bin" / "python"
+    record = prefix / "etc" / "dlsetup" / "smoke.json"
+    monkeypatch.setenv(INJECT_ENV, "torch:wrong-activation=relu")
+    code, out = invoke("create", "--from-lock", str(runnable_lock), "--prefix", str(prefix))
+    assert code == 1, out
+    # the environment was built correctly, so it stays in place, complete
+    assert (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").is_file()
+    assert not [p for p in prefix.parent.iterdir() if p.name.startswith(".dlsetup-")]
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("Smoke test: "))
+    assert re.fullmatch(
+        r"Smoke test: FAILED in \d+\.\d s\. The environment was built and stays installed; "
+        r"what failed:",
+        lines[head],
+    ), lines[head]
+    assert lines[head + 1 : head + 3] == [
+        "  torch on cpu: activation relu value (float32) at x=100: got 150, expected 100 "
+        "(NumPy reference, rtol 1e-05, atol 1e-06)",
+        "  torch on cpu: activation relu d/dx (float32) at x=0.001: got 1.5, expected 1 "
+        "(NumPy reference, rtol 1e-05, atol 1e-06)",
+    ]
+    assert f"  full result kept in {record}\nRerun it: dlsetup smoke --python {python}\n" in out
+    assert f'Activate it: export PATH="{prefix}/bin:$PATH"' in out
+    assert not any("tensorflow on" in line for line in lines), "only torch's relu was broken"
+    kept = json.loads(record.read_text())
+    assert kept["data"]["passed"] is False
+    # the rerun command it names runs (torch only, to keep this test short) and sees the fault
+    named = shlex.split(out.split("Rerun it: ")[1].splitlines()[0])
+    assert named[0] == "dlsetup"
+    rerun = subprocess.run(
+        [sys.executable, "-m", *named, "--framework", "torch"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert rerun.returncode == 1, rerun.stderr
+    assert "FAIL activation relu value (float32) at x=100: got 150, expected 100" in rerun.stdout
 
 
 def test_create_target_locks_first_and_uses_the_envs_dir_for_name(channel_url: str) -> None:
