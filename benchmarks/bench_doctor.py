@@ -8,16 +8,27 @@ Runs, interleaved, ``--repeat`` times each (median reported):
 * peak RSS of the doctor process itself (sampled with psutil, its framework workers excluded),
   target <= 80 MB; and of the whole process tree (``wait4``'s ``ru_maxrss``, workers included).
 
-Usage: ``python benchmarks/bench_doctor.py [--repeat 5]``. Nothing is asserted: it prints figures.
+With ``--before REV`` the doctor commands also run from the ``dlsetup`` package of git revision
+``REV`` (extracted to a temporary directory and put first on ``PYTHONPATH``), interleaved with the
+current tree, so a change is measured before/after under the same load.
+
+Both trees are byte-compiled first (``compileall``), as an installed package is: this checkout's
+environment sets ``PYTHONDONTWRITEBYTECODE``, which would otherwise make every run recompile
+dlsetup from source (about 40 ms) while torch's own modules load from their installed ``.pyc``.
+
+Usage: ``python benchmarks/bench_doctor.py [--repeat 5] [--before REV]``. Nothing is asserted: it
+prints figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,11 +38,28 @@ import psutil
 PY = sys.executable
 SCRIPT = Path(PY).with_name("dlsetup")
 DLSETUP = [str(SCRIPT)] if SCRIPT.exists() else [PY, "-m", "dlsetup"]
+REPO = Path(__file__).resolve().parent.parent
 
 
-def run(cmd: list[str]) -> tuple[float, float, float, int]:
-    """Run ``cmd``; return (wall s, own peak RSS MB sampled, tree peak RSS MB, exit code)."""
+def extract(rev: str, dest: Path) -> Path:
+    """Write the ``dlsetup`` package of git revision ``rev`` under ``dest``; return ``dest``."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "dlsetup"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def run(cmd: list[str], pythonpath: str | None = None) -> tuple[float, float, float, int]:
+    """Run ``cmd``; return (wall s, own peak RSS MB sampled, tree peak RSS MB, exit code).
+
+    Args:
+        cmd: the command line.
+        pythonpath: put first on ``PYTHONPATH`` (the ``--before`` tree), or None.
+    """
     env = dict(os.environ, NO_COLOR="1")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     peak = 0
@@ -60,36 +88,52 @@ def run(cmd: list[str]) -> tuple[float, float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--before", metavar="REV", help="also time dlsetup of this git revision")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-doctor-") as tmp:
+        before = extract(args.before, Path(tmp)) if args.before else None
+        for tree in [REPO, before]:
+            if tree is not None:
+                compileall.compile_dir(str(tree / "dlsetup"), quiet=1)
+        measure(args.repeat, before, args.before or "")
 
-    cases = {
-        "collect_env": [PY, "-m", "torch.utils.collect_env"],
-        "doctor --json": [*DLSETUP, "doctor", "--json"],
-        "dlsetup --help": [*DLSETUP, "--help"],
-        "doctor --no-frameworks --json": [*DLSETUP, "doctor", "--no-frameworks", "--json"],
+
+def measure(repeat: int, before: Path | None, rev: str) -> None:
+    """Run every case ``repeat`` times, interleaved, and print medians and ratios."""
+    cases: dict[str, tuple[list[str], str | None]] = {
+        "collect_env": ([PY, "-m", "torch.utils.collect_env"], None),
+        "doctor --json": ([*DLSETUP, "doctor", "--json"], None),
+        "dlsetup --help": ([*DLSETUP, "--help"], None),
+        "doctor --no-frameworks --json": ([*DLSETUP, "doctor", "--no-frameworks", "--json"], None),
     }
+    if before is not None:
+        for name in ["doctor --json", "dlsetup --help", "doctor --no-frameworks --json"]:
+            cases[f"{name} [{rev}]"] = (cases[name][0], str(before))
     results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in cases}
-    run(cases["doctor --json"])  # warm the file cache for both sides
-    run(cases["collect_env"])
-    for _ in range(args.repeat):
-        for name, cmd in cases.items():  # interleaved, so load changes hit every case alike
-            results[name].append(run(cmd))
+    run(cases["doctor --json"][0])  # warm the file cache for both sides
+    run(cases["collect_env"][0])
+    for _ in range(repeat):
+        for name, (cmd, path) in cases.items():  # interleaved: load changes hit every case alike
+            results[name].append(run(cmd, path))
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print(
-        f"{'command':32} {'median s':>9} {'min s':>7} {'own RSS MB':>11} {'tree RSS MB':>12} exit"
+        f"{'command':40} {'median s':>9} {'min s':>7} {'own RSS MB':>11} {'tree RSS MB':>12} exit"
     )
     med: dict[str, float] = {}
     for name, rows in results.items():
         walls = [r[0] for r in rows]
         med[name] = statistics.median(walls)
         print(
-            f"{name:32} {med[name]:9.3f} {min(walls):7.3f} {max(r[1] for r in rows):11.1f} "
+            f"{name:40} {med[name]:9.3f} {min(walls):7.3f} {max(r[1] for r in rows):11.1f} "
             f"{max(r[2] for r in rows):12.1f} {rows[-1][3]}"
         )
     ratio = med["doctor --json"] / med["collect_env"]
     print()
     print(f"doctor --json / collect_env (median wall): {ratio:.2f}  (target <= 1.0)")
+    if before is not None:
+        old = med[f"doctor --json [{rev}]"] / med["collect_env"]
+        print(f"  the same at {rev}: {old:.2f}")
     print(f"dlsetup --help: {med['dlsetup --help']:.3f} s  (target <= 0.3)")
     print(
         f"doctor --no-frameworks --json: {med['doctor --no-frameworks --json']:.3f} s  "
