@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dlsetup.envs import spec as spec_mod  # noqa: E402
-from dlsetup.envs.lock import find_conda_executable, lock_environment  # noqa: E402
+from dlsetup.envs.location import find_conda_executable  # noqa: E402
+from dlsetup.envs.lock import lock_environment  # noqa: E402
 from dlsetup.envs.virtual import to_rattler, virtual_packages  # noqa: E402
 from tests.envs.channel import build_channel  # noqa: E402
 

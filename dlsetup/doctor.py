@@ -72,7 +72,7 @@ def run_doctor(
         frameworks: False skips the torch/TensorFlow probes (``--no-frameworks``).
         timeout: seconds each framework probe may take before it is killed.
         env_dir: where environments will go (free disk is measured there); default: where
-            ``dlsetup create --name`` puts them (:func:`dlsetup.envs.install.default_envs_dir`).
+            ``dlsetup create --name`` puts them (:func:`dlsetup.envs.location.default_envs_dir`).
         full_import: run the complete ``import tensorflow`` (slower) instead of loading only
             TensorFlow's native core and device API.
 
@@ -92,7 +92,7 @@ def run_doctor(
     def system_at_envs_dir() -> SystemFacts:
         where = env_dir
         if where is None:
-            from dlsetup.envs.install import default_envs_dir
+            from dlsetup.envs.location import default_envs_dir
 
             found = _guard("envs_dir", default_envs_dir, errors)
             where = found if isinstance(found, Path) else None

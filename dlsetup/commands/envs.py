@@ -262,8 +262,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     a Jupyter kernel and runs `dlsetup smoke` inside, then says how to activate it.
     """
     from dlsetup.envs.finish import activation_hint, run_smoke, skipped_smoke
-    from dlsetup.envs.install import create_environment, default_envs_dir, validate_env_name
+    from dlsetup.envs.install import create_environment, validate_env_name
     from dlsetup.envs.jupyter import has_ipykernel, register_kernel
+    from dlsetup.envs.location import default_envs_dir
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.request import LockRequest, lock_target
     from dlsetup.output import dumps, envelope, make_console, to_jsonable

@@ -7,9 +7,12 @@
 * :mod:`dlsetup.envs.lock` — solve (rattler or conda-lock) and write a conda-lock v1 file.
 * :mod:`dlsetup.envs.explain` — an unsatisfiable solve in plain words.
 * :mod:`dlsetup.envs.install` — verify a lock and build its environment atomically.
+* :mod:`dlsetup.envs.location` — where ``--name`` environments go, this machine's platform
+  (standard library only: ``dlsetup doctor`` imports it).
 * :mod:`dlsetup.envs.jupyter` — register the environment as a Jupyter kernel.
 * :mod:`dlsetup.envs.finish` — how to activate it, and ``dlsetup smoke`` inside it.
 * :mod:`dlsetup.envs.progress` — progress on a terminal, plain lines otherwise.
 
-rattler and conda_lock are imported inside functions only.
+rattler, conda_lock and asyncio (in :mod:`~dlsetup.envs.install`) are imported inside functions
+only.
 """

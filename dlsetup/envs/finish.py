@@ -25,8 +25,7 @@ def activation_hint(prefix: Path, name: str) -> str:
     ``conda activate NAME`` (or mamba/micromamba) when it lives in that tool's envs directory,
     ``TOOL activate PREFIX`` elsewhere, and a ``PATH`` line when no conda-like tool exists.
     """
-    from dlsetup.envs.install import default_envs_dir
-    from dlsetup.envs.lock import find_conda_executable
+    from dlsetup.envs.location import default_envs_dir, find_conda_executable
 
     exe = find_conda_executable()
     if exe is not None:

@@ -20,7 +20,6 @@ Safety rules, in order:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from dlsetup.envs.location import host_platform
 from dlsetup.envs.progress import Progress
 from dlsetup.errors import ExistsError, InputError, InstallError, IntegrityError
 
@@ -81,46 +81,6 @@ def validate_env_name(name: str) -> str:
             fix="for example --name pytorch-cuda, or give a full path with --prefix",
         )
     return name
-
-
-def default_envs_dir() -> Path:
-    """Where ``--name NAME`` environments go.
-
-    ``$DLSETUP_ENVS_DIR`` if set; else the first of ``$CONDA_ENVS_PATH``; else conda's own envs
-    directory when a conda/mamba/micromamba exists (so ``conda activate NAME`` works); else
-    ``~/.dlsetup/envs``.
-    """
-    from dlsetup.envs.lock import find_conda_executable
-
-    if os.environ.get("DLSETUP_ENVS_DIR"):
-        return Path(os.environ["DLSETUP_ENVS_DIR"]).expanduser()
-    if os.environ.get("CONDA_ENVS_PATH"):
-        return Path(os.environ["CONDA_ENVS_PATH"].split(os.pathsep)[0]).expanduser()
-    for var in ("MAMBA_ROOT_PREFIX", "CONDA_ROOT"):
-        if os.environ.get(var):
-            return Path(os.environ[var]) / "envs"
-    exe = find_conda_executable()
-    if exe is not None and Path(exe).name.startswith(("conda", "mamba")):
-        return Path(exe).resolve().parent.parent / "envs"
-    return Path.home() / ".dlsetup" / "envs"
-
-
-def host_platform() -> str:
-    """This machine's conda subdir (``linux-64``, ``osx-arm64``, ``win-64``, ...)."""
-    import platform as _platform
-    import sys
-
-    machine = _platform.machine().lower()
-    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(
-        machine, machine
-    )
-    if sys.platform.startswith("linux"):
-        return f"linux-{arch}"
-    if sys.platform == "darwin":
-        return "osx-arm64" if arch in ("arm64", "aarch64") else "osx-64"
-    if sys.platform == "win32":
-        return "win-arm64" if arch in ("arm64", "aarch64") else "win-64"
-    return f"{sys.platform}-{arch}"
 
 
 def env_python(prefix: Path, platform: str) -> Path | None:
@@ -213,6 +173,8 @@ def _sha256_of(path: Path) -> str:
 
 
 async def _fetch(url: str, dest: Path) -> None:
+    import asyncio
+
     parsed = urlparse(url)
     if parsed.scheme == "file":
         await asyncio.to_thread(shutil.copyfile, url2pathname(unquote(parsed.path)), dest)
@@ -224,6 +186,8 @@ async def _fetch(url: str, dest: Path) -> None:
 
 
 async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> Path:
+    import asyncio
+
     expected = rec.sha256.hex()
     local = archive_cache / f"{expected}-{rec.file_name}"
     if local.is_file() and await asyncio.to_thread(_sha256_of, local) == expected:
@@ -265,6 +229,8 @@ async def fetch_verified(
         IntegrityError: an archive's sha256 differs from the lock's.
         InstallError: an archive could not be fetched.
     """
+    import asyncio
+
     archive_cache.mkdir(parents=True, exist_ok=True)
     limit = asyncio.Semaphore(parallel)
     progress.start("verify", len(contents.records))
@@ -399,6 +365,8 @@ def create_environment(
         IntegrityError: missing hash, foreign URL, or hash mismatch.
         InstallError: fetching or linking failed. The target is untouched in every case.
     """
+    import asyncio
+
     import rattler
 
     start = time.perf_counter()

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup.envs.explain import explain_unsatisfiable
+from dlsetup.envs.location import find_conda_executable
 from dlsetup.envs.spec import RenderedEnvironment
 from dlsetup.envs.virtual import VirtualPackage, spec_file_text, to_rattler, virtual_packages
 from dlsetup.errors import ExistsError, InputError, MissingToolError, SolveError
 
 ENGINES: tuple[str, ...] = ("rattler", "conda-lock")
-CONDA_EXECUTABLES: tuple[str, ...] = ("micromamba", "mamba", "conda")
 METADATA_PREFIX = "dlsetup_"
 
 
@@ -93,18 +93,6 @@ def output_paths(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
         output_dir / f"{name}.virtual-packages.yml",
         output_dir / f"{name}.conda-lock.yml",
     )
-
-
-def find_conda_executable() -> str | None:
-    """The first of micromamba, mamba, conda on ``PATH`` (or ``$CONDA_EXE``), else ``None``."""
-    for exe in CONDA_EXECUTABLES:
-        found = shutil.which(exe)
-        if found:
-            return found
-    conda_exe = os.environ.get("CONDA_EXE")
-    if conda_exe and os.access(conda_exe, os.X_OK):
-        return conda_exe
-    return None
 
 
 def pypi_mapping_path() -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlsetup.envs import spec as spec_mod
-from dlsetup.envs.install import host_platform
+from dlsetup.envs.location import host_platform
 from dlsetup.envs.lock import LockResult, lock_environment
 from dlsetup.envs.spec import PLATFORMS, TARGETS
 from dlsetup.envs.variant import VariantChoice, choose_variant
