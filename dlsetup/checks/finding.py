@@ -24,6 +24,9 @@ class Finding:
         message: what was seen and why it matters, in plain words, naming the values.
         fix: a command to run or a concrete action; empty only for pure information.
         details: the facts behind the finding (JSON-serialisable).
+        command: the one shell command line of the fix (or the one that shows the cause),
+            copy-pasteable as is; empty when the fix is an action rather than a command. The
+            report prints it on a line of its own, unwrapped.
     """
 
     id: str
@@ -32,3 +35,4 @@ class Finding:
     message: str
     fix: str
     details: dict[str, Any] = field(default_factory=dict)
+    command: str = ""

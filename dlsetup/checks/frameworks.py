@@ -87,6 +87,12 @@ def torch_pick(facts: DoctorFacts, ccs: list[CC] | None = None) -> TorchPick | N
     return recommend_torch(driver_cuda, ccs, _python_version(facts), _driver_version(facts))
 
 
+def _torch_command(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
+    """The install command of the torch wheel this driver and these GPUs run, or ``""``."""
+    pick = torch_pick(facts, ccs)
+    return f"{_python(facts)} -m {pick.command}" if pick is not None else ""
+
+
 def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
     pick = torch_pick(facts, ccs)
     if pick is not None:
@@ -136,6 +142,7 @@ def check_import(facts: DoctorFacts) -> list[Finding]:
                     f"{python} -m pip install --force-reinstall {pkg} (an 'Illegal instruction' "
                     "crash means the CPU lacks an instruction set the wheel needs; see cpu.no_avx).",
                     details,
+                    command=f"{python} -m pip install --force-reinstall {pkg}",
                 )
             )
         elif probe.status == "timeout":
@@ -149,6 +156,7 @@ def check_import(facts: DoctorFacts) -> list[Finding]:
                     f'Run {python} -X importtime -c "import {name}" to see where it stops; '
                     "raise --timeout if the machine is just slow.",
                     details,
+                    command=f'{python} -X importtime -c "import {name}"',
                 )
             )
         elif probe.status == "import_failed":
@@ -160,6 +168,7 @@ def check_import(facts: DoctorFacts) -> list[Finding]:
                     f"Importing {name} raised {probe.detail}",
                     f"Reinstall it: {python} -m pip install --force-reinstall {pkg}",
                     details,
+                    command=f"{python} -m pip install --force-reinstall {pkg}",
                 )
             )
     return found
@@ -176,11 +185,13 @@ def check_cuda_libs_failed(facts: DoctorFacts) -> list[Finding]:
         libs = ", ".join(probe.failed_libraries) or "some GPU libraries"
         severity: Severity = "error" if has_gpu else "warning"
         if probe.name == "tensorflow":
+            command = f"{_python(facts)} -m pip install 'tensorflow[and-cuda]'"
             fix = (
                 f"{_python(facts)} -m pip install 'tensorflow[and-cuda]' (brings CUDA and cuDNN "
                 "as pip wheels; remove LD_LIBRARY_PATH entries that point at another CUDA)"
             )
         else:
+            command = _torch_command(facts)
             fix = (
                 f"Reinstall torch with its CUDA library wheels: {_torch_fix(facts)}; remove "
                 "LD_LIBRARY_PATH entries that point at another CUDA/cuDNN"
@@ -194,6 +205,7 @@ def check_cuda_libs_failed(facts: DoctorFacts) -> list[Finding]:
                 + ("." if has_gpu else " (this machine has no usable NVIDIA GPU)."),
                 fix,
                 {"framework": probe.name, "libraries": list(probe.failed_libraries)},
+                command=command,
             )
         )
     return found
@@ -223,6 +235,7 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
                     f"torch {probe.version} has no CUDA support, so it cannot use {names}.",
                     _torch_fix(facts),
                     {"torch_version": probe.version, "driver_cuda": _driver_cuda(facts)},
+                    command=_torch_command(facts),
                 )
             )
     tf = _tf(facts)
@@ -235,9 +248,11 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
                     "error",
                     "TensorFlow is a CPU-only build, but this machine has an NVIDIA GPU",
                     f"tensorflow {probe.version} was built without CUDA, so it cannot use {names}.",
-                    f"{_python(facts)} -m pip uninstall -y tensorflow-cpu; "
-                    f"{_python(facts)} -m pip install 'tensorflow[and-cuda]'",
+                    f"Replace it with the CUDA build: {_python(facts)} -m pip uninstall -y "
+                    f"tensorflow-cpu && {_python(facts)} -m pip install 'tensorflow[and-cuda]'",
                     {"tensorflow_version": probe.version},
+                    command=f"{_python(facts)} -m pip uninstall -y tensorflow-cpu && "
+                    f"{_python(facts)} -m pip install 'tensorflow[and-cuda]'",
                 )
             )
     return found
@@ -304,6 +319,7 @@ def check_driver_vs_build(facts: DoctorFacts) -> list[Finding]:
                     head + f": {verdict.reason}. {probe.name} will not see the GPU.",
                     "".join(parts) + ".",
                     details,
+                    command=_torch_command(facts) if probe.name == "torch" else "",
                 )
             )
         elif verdict.support == "minor_version_compat":
@@ -365,6 +381,7 @@ def check_arch(facts: DoctorFacts) -> list[Finding]:
                         "available for execution on the device' on this GPU.",
                         fix,
                         details,
+                        command=_torch_command(facts, [cc]) if probe.name == "torch" else "",
                     )
                 )
             elif verdict.how == "ptx_jit":
@@ -409,6 +426,7 @@ def check_cuda_unavailable(facts: DoctorFacts) -> list[Finding]:
             f'{_python(facts)} -c "import torch; torch.cuda.init()" prints CUDA\'s own error '
             "(a container without --gpus, a missing /dev/nvidia-uvm, or a MIG setup).",
             {"torch_version": probe.version, "build_cuda": build.cuda},
+            command=f'{_python(facts)} -c "import torch; torch.cuda.init()"',
         )
     ]
 

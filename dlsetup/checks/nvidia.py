@@ -45,6 +45,7 @@ def check_nvml_status(facts: DoctorFacts) -> list[Finding]:
                 "sudo dmesg | grep -i nvidia — with Secure Boot on, the module must be signed or "
                 "Secure Boot disabled.",
                 detail,
+                command="sudo modprobe nvidia",
             )
         ]
     if nv.status == "driver_mismatch":
@@ -145,6 +146,7 @@ def check_mig(facts: DoctorFacts) -> list[Finding]:
                 "List the instances with nvidia-smi -L and export CUDA_VISIBLE_DEVICES=MIG-<uuid>; "
                 f"or turn MIG off: sudo nvidia-smi -i {enabled[0]} -mig 0 (then reset the GPU).",
                 {"gpus": enabled},
+                command=f"sudo nvidia-smi -i {enabled[0]} -mig 0",
             )
         )
     if pending:
@@ -158,6 +160,7 @@ def check_mig(facts: DoctorFacts) -> list[Finding]:
                 "then the old mode applies.",
                 f"Stop the GPU's processes, then sudo nvidia-smi -i {pending[0]} -r (or reboot).",
                 {"gpus": pending},
+                command=f"sudo nvidia-smi -i {pending[0]} -r",
             )
         )
     return found
@@ -220,6 +223,7 @@ def check_memory_held(facts: DoctorFacts) -> list[Finding]:
                         for p in procs
                     ],
                 },
+                command=f"kill {pids}" if pids else "",
             )
         )
     return found

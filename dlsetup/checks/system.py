@@ -134,6 +134,7 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
                 "unset CUDA_VISIBLE_DEVICES (or set it to the GPUs to use, e.g. "
                 "export CUDA_VISIBLE_DEVICES=0); check your shell profile and job script.",
                 {"value": vd.raw, "gpu_count": len(gpus)},
+                command="unset CUDA_VISIBLE_DEVICES",
             )
         ]
     if not resolved.reason:
@@ -173,6 +174,7 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
                 "hidden_gpus": list(resolved.hidden_gpus),
                 "gpu_count": len(gpus),
             },
+            command=f"export CUDA_VISIBLE_DEVICES={','.join(map(str, meant))}",
         )
     ]
 
@@ -200,5 +202,7 @@ def check_wsl_libcuda(facts: DoctorFacts) -> list[Finding]:
                 if isinstance(libs.wsl.libcuda_so_1_is_symlink, bool)
                 else None,
             },
+            command=f"cd {lib_dir} && sudo rm libcuda.so libcuda.so.1 && sudo ln -s "
+            "libcuda.so.1.1 libcuda.so.1 && sudo ln -s libcuda.so.1 libcuda.so && sudo ldconfig",
         )
     ]

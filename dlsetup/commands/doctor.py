@@ -160,6 +160,7 @@ def _mib(value: object) -> str:
 def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
     """Print the report as rich sections and a findings table."""
     from rich.table import Table
+    from rich.text import Text
 
     from dlsetup.facts import Missing
     from dlsetup.probes.frameworks import FrameworkProbe
@@ -173,7 +174,7 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         for key, value in rows:
-            table.add_row(key, value)
+            table.add_row(Text(key), Text(value))  # Text: no markup, '[and-cuda]' stays
         console.print(table)
         console.print()
 
@@ -322,20 +323,7 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
     if not report.findings:
         console.print("No problems found.")
     else:
-        table = Table(title="Findings", title_justify="left", show_lines=True)
-        table.add_column("severity", no_wrap=True)
-        table.add_column("check")
-        table.add_column("problem", overflow="fold")
-        table.add_column("fix", overflow="fold")
-        styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-        for f in report.findings:
-            table.add_row(
-                f"[{styles[f.severity]}]{f.severity}[/]",
-                f.id,
-                f"{f.title}\n{f.message}",
-                f.fix,
-            )
-        console.print(table)
+        render_findings(console, report)
     summary = (
         f"{report.count('error')} error(s), {report.count('warning')} warning(s), "
         f"{report.count('info')} info; {report.elapsed_s:.1f} s"
@@ -345,4 +333,61 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
     console.print(summary, markup=False)
 
 
-__all__ = ["doctor", "render", "report_data"]
+#: Below this many columns the findings are listed one block each instead of as a table, whose
+#: four columns would leave the problem and fix texts a few words per line.
+TABLE_MIN_WIDTH = 100
+
+
+def render_findings(console: Console, report: DoctorReport) -> None:
+    """The findings (a table, or one block each on a narrow console), then each fix command.
+
+    A command inside a table cell would be wrapped at the column width (a newline in the middle
+    of a shell command breaks it when pasted), so the fix text refers to it by number and the
+    commands follow, each printed on a line of its own without any wrapping: the terminal may
+    fold a long one visually, but it stays one line when copied or piped.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+    commands: list[tuple[int, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
+    for f in report.findings:
+        fix = f.fix
+        if f.command:
+            number = len(commands) + 1
+            commands.append((number, f.id, f.command))
+            ref = f"command {number} below"
+            fix = fix.replace(f.command, ref, 1) if f.command in fix else f"{fix} Run {ref}."
+        rows.append((f.severity, f.id, f.title, f.message, fix.replace("  ", " ")))
+    if console.width >= TABLE_MIN_WIDTH:
+        table = Table(title="Findings", title_justify="left", show_lines=True)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("check", no_wrap=True)  # ids are searched for: never split one
+        table.add_column("problem", ratio=1)
+        table.add_column("fix", ratio=1)
+        for severity, check_id, title, message, fix in rows:
+            table.add_row(
+                Text(severity, style=styles[severity]),
+                Text(check_id),
+                Text(title, style="bold") + Text(f"\n{message}"),
+                Text(fix),
+            )
+        console.print(table)
+    else:
+        console.print("Findings", style="bold")
+        for severity, check_id, title, message, fix in rows:
+            console.print()
+            head = Text(severity.upper(), style=styles[severity])
+            console.print(head + Text(f"  {check_id}"))
+            console.print(Text(title, style="bold"), Text(message), Text(f"Fix: {fix}"), sep="\n")
+    if commands:
+        console.print()
+        console.print("Commands to run (each is one line; copy it whole):", style="bold")
+        for number, check_id, command in commands:
+            console.print(Text(f"{number}. for {check_id}:"))
+            console.print(Text(f"   {command}", style="green"), soft_wrap=True)
+    console.print()
+
+
+__all__ = ["doctor", "render", "render_findings", "report_data"]

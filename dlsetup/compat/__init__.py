@@ -7,7 +7,6 @@ The YAML is loaded lazily, once per process, on the first question asked of it.
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 
@@ -18,6 +17,8 @@ def load_data() -> dict[str, Any]:
     Returns:
         The YAML document as plain dicts and lists.
     """
+    from importlib import resources
+
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

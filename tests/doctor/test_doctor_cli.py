@@ -454,6 +454,29 @@ def test_human_report_is_plain_when_piped(fake_nvml_dir: Path, tmp_path: Path) -
     assert "error(s)" in out.splitlines()[-1]
 
 
+def test_piped_report_prints_each_fix_command_whole_on_one_line(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **nv(fake_nvml_dir, "eight_gpus", gpu_count="2"),
+        "CUDA_VISIBLE_DEVICES": "0,7,1",
+        "PYTHONPATH": standins(tmp_path, version="2.13.0+cpu", cuda=None),
+    }
+    _, data, _ = doctor(env)
+    commands = {f["id"]: f["command"] for f in data["findings"] if f["command"]}
+    assert commands["cuda_visible_devices.unknown_device"] == "export CUDA_VISIBLE_DEVICES=0,1"
+    install = commands["torch.cpu_build_on_gpu_machine"]
+    assert install.endswith(
+        " -m pip install torch==2.14.* --index-url https://download.pytorch.org/whl/cu126"
+    )
+    assert len(install) > 100  # longer than a column of the 120-wide piped table
+    proc = run_cli("doctor", env=subprocess_env(env))
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    for command in commands.values():
+        assert command in lines, (command, proc.stdout)
+    assert "1. for torch.cpu_build_on_gpu_machine:" in lines
+
+
 @pytest.mark.slow
 def test_real_torch_cpu_and_tensorflow_cpu_are_probed(fake_nvml_dir: Path) -> None:
     pytest.importorskip("torch")
