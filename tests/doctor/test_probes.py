@@ -67,6 +67,32 @@ def test_env_managers_versions_from_tools_and_conda_meta(
     assert (facts.active.kind, facts.active.name) == ("conda", "base")
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a shell-script stand-in for the interpreter")
+def test_pip_of_another_interpreter_is_read_from_its_site_packages(tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "lib/python3.12/site-packages/pip-24.2.dist-info").mkdir(parents=True)
+    ran = tmp_path / "ran"
+    _tool(env / "bin", "python", f"touch {ran}; echo 'pip 1.0 from x'")
+    facts = probe_env_managers(python=str(env / "bin" / "python"))
+    pip = {m.name: m for m in facts.managers}["pip"]
+    assert (pip.path, pip.version) == (str(env / "bin" / "python"), "24.2")
+    assert not ran.exists()  # answered from the metadata, the interpreter never ran
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a shell-script stand-in for the interpreter")
+def test_pip_of_another_interpreter_asks_it_when_the_metadata_is_ambiguous(
+    tmp_path: Path,
+) -> None:
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "lib/python3.11/site-packages/pip-23.0.dist-info").mkdir(parents=True)
+    (env / "lib/python3.12/site-packages/pip-24.2.dist-info").mkdir(parents=True)
+    _tool(env / "bin", "python", "echo 'pip 24.3.1 from /env/lib/python3.12 (python 3.12)'")
+    facts = probe_env_managers(python=str(env / "bin" / "python"))
+    assert {m.name: m for m in facts.managers}["pip"].version == "24.3.1"
+
+
 def test_failed_libraries_from_loader_messages() -> None:
     text = (
         "W dso_loader.cc:66] Could not load dynamic library 'libcudart.so.11.0'; dlerror: x\n"
