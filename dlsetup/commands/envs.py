@@ -64,6 +64,7 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
             {
                 "platform": p.platform,
                 "virtual_packages": [str(v) for v in p.virtual_packages],
+                "virtual_package_sources": {v.name: v.source for v in p.virtual_packages},
                 "packages": [
                     {"name": pkg.name, "version": pkg.version, "build": pkg.build}
                     for pkg in p.packages
@@ -181,6 +182,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     the CUDA version it was solved for, never a silent default.
     """
     from dlsetup.envs.request import LockRequest, lock_target
+    from dlsetup.envs.virtual import sources_text
     from dlsetup.output import dumps, envelope, make_console
 
     opts = LockRequest(target, variant, cuda, platforms, all_platforms, python, channels, engine)
@@ -197,6 +199,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     for p in result.platforms:
         console.print(f"  {p.platform}: {_frameworks_line(p.packages)}; {len(p.packages)} packages")
         console.print(f"    virtual packages: {' '.join(str(v) for v in p.virtual_packages)}")
+        console.print(f"      ({sources_text(p.virtual_packages)})")
     console.print("Wrote:")
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")

@@ -6,6 +6,9 @@ cases get one sentence naming the package and the constraint, and a fix:
 
 * a CUDA build whose ``cuda-version`` needs a newer ``__cuda`` than the driver supports -> update the
   driver to the version the knowledge base names (:mod:`dlsetup.compat.cuda`), or ``--variant cpu``;
+* a package that needs a newer system (``__glibc``, ``__osx``, ``__linux``) than the platform was
+  solved with -> name both versions and where the platform's came from (detected here, or the
+  floor of another platform), and ``CONDA_OVERRIDE_GLIBC``/``_OSX`` for the machines it is meant for;
 * a spec for which the channels have no candidates on that platform -> name it and the channels;
 * anything else -> the first line of rattler's explanation.
 
@@ -16,11 +19,19 @@ from __future__ import annotations
 
 import re
 
+from dlsetup.envs.virtual import DETECTED, FLOOR, VirtualPackage
 from dlsetup.errors import SolveError
 
 _CUDA_VERSION_NEED = re.compile(r"cuda-version >=(\d+)\.(\d+)")
 _CUDA_VP_NEED = re.compile(r"__cuda >=(\d+)")
 _TOP_NO_CANDIDATES = re.compile(r"No candidates were found for ([^\n]+?)\.?\s*$", re.M)
+#: "needs-glibc 1.0 would require\n   └─ __glibc >=2.34, for which no candidates were found."
+_SYSTEM_NEED = re.compile(
+    r"([A-Za-z0-9_.-]+) (\S+) would require\s*\n\s*\S*\s*(__glibc|__osx|__linux) ([^,\n]+), "
+    r"for which no candidates were found"
+)
+_OVERRIDE = {"__glibc": "CONDA_OVERRIDE_GLIBC", "__osx": "CONDA_OVERRIDE_OSX"}
+_SYSTEM_NAME = {"__glibc": "glibc", "__osx": "macOS", "__linux": "Linux kernel"}
 
 
 def _os_name(platform: str) -> str:
@@ -31,6 +42,38 @@ def _frameworks(specs: tuple[str, ...]) -> list[str]:
     return [s.split()[0] for s in specs if " cuda" in s and not s.startswith("cuda-version")]
 
 
+def _explain_system_need(
+    solver_text: str, platform: str, virtual_packages: tuple[VirtualPackage, ...], detail: str
+) -> SolveError | None:
+    match = _SYSTEM_NEED.search(solver_text)
+    if match is None:
+        return None
+    package, version, vp_name, constraint = match.groups()
+    system = _SYSTEM_NAME[vp_name]
+    have = next((v for v in virtual_packages if v.name == vp_name), None)
+    if have is None:
+        solved = f"{platform} was solved without {vp_name}"
+    else:
+        origin = {
+            DETECTED: "detected on this machine",
+            FLOOR: f"the default floor for {platform}, which is not this machine's platform",
+        }.get(have.source, f"from ${have.source.removeprefix('env:')}")
+        solved = f"{platform} was solved with {system} {have.version} ({origin})"
+    needed = constraint.strip().lstrip(">=").strip()
+    var = _OVERRIDE.get(vp_name)
+    fix = f"use an older {package} (pin it in the environment file)"
+    if var:
+        fix += (
+            f", or, if the machines this environment is for have {system} {needed} or newer, "
+            f"say so with {var}={needed}"
+        )
+    return SolveError(
+        f"{package} {version} for {platform} needs {system} {constraint.strip()} "
+        f"({vp_name}), but {solved}\n  solver:\n{detail}",
+        fix=fix,
+    )
+
+
 def explain_unsatisfiable(
     solver_text: str,
     *,
@@ -39,6 +82,7 @@ def explain_unsatisfiable(
     channels: tuple[str, ...],
     variant: str,
     cuda: str | None,
+    virtual_packages: tuple[VirtualPackage, ...] = (),
 ) -> SolveError:
     """Turn rattler's solver text into a :class:`SolveError` a beginner can act on.
 
@@ -49,6 +93,7 @@ def explain_unsatisfiable(
         channels: the channels searched.
         variant: ``cpu`` | ``cuda`` | ``mps``.
         cuda: the ``__cuda`` version solved for (cuda variant), else ``None``.
+        virtual_packages: what the platform was solved with (their sources name the origin).
     """
     from dlsetup.compat.cuda import min_driver_for_cuda, mvc_floor
 
@@ -84,6 +129,9 @@ def explain_unsatisfiable(
                 fix += f" (CUDA {major}.x needs driver >= {floor})"
             fix += ", or use --variant cpu"
             return SolveError(f"{message}\n  solver:\n{detail}", fix=fix)
+    system = _explain_system_need(solver_text, platform, virtual_packages, detail)
+    if system is not None:
+        return system
     top = _TOP_NO_CANDIDATES.search(solver_text)
     if top:
         spec = re.sub(r"\s+\*$", "", top.group(1).strip())

@@ -33,9 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup.envs.explain import explain_unsatisfiable
-from dlsetup.envs.location import find_conda_executable
+from dlsetup.envs.location import find_conda_executable, host_platform
 from dlsetup.envs.spec import RenderedEnvironment
-from dlsetup.envs.virtual import VirtualPackage, spec_file_text, to_rattler, virtual_packages
+from dlsetup.envs.virtual import (
+    CUDA_OPTION,
+    VirtualPackage,
+    sources_record,
+    sources_text,
+    spec_file_text,
+    to_rattler,
+    virtual_packages,
+)
 from dlsetup.errors import ExistsError, InputError, MissingToolError, SolveError
 
 ENGINES: tuple[str, ...] = ("rattler", "conda-lock")
@@ -129,7 +137,9 @@ def header_lines(
         f"# dlsetup lock: target {result_env.target}, variant {result_env.variant}, solved for {solved}.",
         "# Virtual packages assumed per platform (explicit; see NAME.virtual-packages.yml):",
     ]
-    lines += [f"#   {p}: {' '.join(str(v) for v in vps)}" for p, vps in per_platform.items()]
+    for platform, vps in per_platform.items():
+        lines.append(f"#   {platform}: {' '.join(str(v) for v in vps)}")
+        lines.append(f"#     {sources_text(vps)}")
     lines.append(f"# Build it: dlsetup create --from-lock {result_env.spec.name}.conda-lock.yml")
     return lines
 
@@ -146,6 +156,7 @@ def custom_metadata(
     }
     for platform, vps in per_platform.items():
         meta[f"{METADATA_PREFIX}virtual_packages_{platform}"] = " ".join(str(v) for v in vps)
+        meta[f"{METADATA_PREFIX}virtual_package_sources_{platform}"] = sources_record(vps)
     return meta
 
 
@@ -194,6 +205,7 @@ async def _solve_all(
                 channels=env.spec.channels,
                 variant=env.variant,
                 cuda=env.cuda,
+                virtual_packages=per_platform[platform],
             ) from exc
         except Exception as exc:  # network, channel and spec errors all come as rattler exceptions
             raise SolveError(
@@ -273,8 +285,12 @@ def lock_environment(
     engine: str = "rattler",
     force: bool = False,
     cache_dir: Path | None = None,
+    cuda_source: str = CUDA_OPTION,
 ) -> LockResult:
     """Solve ``env`` for each platform and write the environment file, virtual packages and lock.
+
+    This machine's platform is solved with the virtual packages detected here, every other
+    platform with the documented floors (:mod:`dlsetup.envs.virtual`).
 
     Args:
         env: the rendered environment (its ``platforms`` should equal ``platforms``).
@@ -283,6 +299,8 @@ def lock_environment(
         engine: ``rattler`` or ``conda-lock``.
         force: replace existing output files.
         cache_dir: rattler's repodata cache (default: rattler's own).
+        cuda_source: where ``env.cuda`` came from (``option:--cuda`` or ``driver:nvml``),
+            recorded with ``__cuda``.
 
     Raises:
         ExistsError: an output file exists and ``force`` is false.
@@ -303,7 +321,10 @@ def lock_environment(
     env_path, vp_path, lock_path = output_paths(output_dir, name)
     output_dir.mkdir(parents=True, exist_ok=True)
     _check_outputs((env_path, vp_path, lock_path), force)
-    per_platform = {p: virtual_packages(p, env.cuda) for p in platforms}
+    host = host_platform()
+    per_platform = {
+        p: virtual_packages(p, env.cuda, host=host, cuda_source=cuda_source) for p in platforms
+    }
 
     solutions: dict[str, tuple[list[Any], float]] = {}
     if engine == "rattler":

@@ -19,6 +19,7 @@ from dlsetup.envs.location import host_platform
 from dlsetup.envs.lock import LockResult, lock_environment
 from dlsetup.envs.spec import PLATFORMS, TARGETS
 from dlsetup.envs.variant import VariantChoice, choose_variant
+from dlsetup.envs.virtual import CUDA_DRIVER, CUDA_OPTION
 from dlsetup.errors import InputError
 
 
@@ -111,6 +112,11 @@ def lock_target(
         name=name,
     )
     result = lock_environment(
-        rendered, platforms=platforms, output_dir=output, engine=opts.engine, force=force
+        rendered,
+        platforms=platforms,
+        output_dir=output,
+        engine=opts.engine,
+        force=force,
+        cuda_source=CUDA_OPTION if opts.cuda is not None else CUDA_DRIVER,
     )
     return result, choice

@@ -2,14 +2,26 @@
 
 conda-lock's defaults assume ``__cuda=11.4`` on every Linux and Windows platform, which silently
 turns a CUDA-12 request into a CPU build. Here ``__cuda`` is present only for a CUDA variant, with
-the version the user's driver supports (or ``--cuda``). The other values are conservative floors
-that conda-forge's builds accept (the same as conda-lock's defaults): glibc 2.28, Linux 5.10,
-macOS 11.0.
+the version the user's driver supports (NVML) or ``--cuda``.
+
+The others depend on the platform:
+
+* this machine's platform: what ``rattler.VirtualPackage.detect()`` finds here (``__glibc``,
+  ``__linux``, ``__osx``, ``__win``, ``__archspec``), with conda's ``CONDA_OVERRIDE_GLIBC``,
+  ``CONDA_OVERRIDE_OSX`` and ``CONDA_OVERRIDE_ARCHSPEC`` honoured (rattler's CUDA detection is
+  switched off: ``__cuda`` comes from NVML or ``--cuda`` as above);
+* any other platform: conservative floors that conda-forge's builds accept (the same as
+  conda-lock's defaults): glibc 2.28, Linux 5.10, macOS 11.0; ``CONDA_OVERRIDE_GLIBC`` and
+  ``CONDA_OVERRIDE_OSX`` replace the glibc and macOS floors, as they do for conda.
+
+Each :class:`VirtualPackage` carries its ``source``, which the lock records in its header and
+``custom_metadata``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 #: per platform: (name, version, build string) without __cuda
@@ -40,14 +52,38 @@ _BASE: dict[str, tuple[tuple[str, str, str], ...]] = {
 #: platforms where an NVIDIA CUDA driver (and so ``__cuda``) can exist
 CUDA_PLATFORMS: frozenset[str] = frozenset({"linux-64", "linux-aarch64", "win-64"})
 
+#: sources of a virtual package's value
+DETECTED = "detected"  # rattler.VirtualPackage.detect() on this machine
+FLOOR = "floor"  # the documented default floor of another platform
+CUDA_OPTION = "option:--cuda"
+CUDA_DRIVER = "driver:nvml"  # the CUDA version the NVIDIA driver reports through NVML
+#: conda's override variables that rattler honours, by the virtual package they set
+OVERRIDE_VARS: dict[str, str] = {
+    "__glibc": "CONDA_OVERRIDE_GLIBC",
+    "__osx": "CONDA_OVERRIDE_OSX",
+    "__archspec": "CONDA_OVERRIDE_ARCHSPEC",
+}
+_LABELS = {
+    DETECTED: "detected on this machine",
+    FLOOR: "default floors",
+    CUDA_OPTION: "from --cuda",
+    CUDA_DRIVER: "from the NVIDIA driver (NVML)",
+}
+
 
 @dataclass(frozen=True)
 class VirtualPackage:
-    """One virtual package: ``__cuda 12.4 0``."""
+    """One virtual package: ``__cuda 12.4 0``.
+
+    Attributes:
+        source: where the value came from: ``detected``, ``floor``, ``env:CONDA_OVERRIDE_GLIBC``
+            (and the other override variables), ``option:--cuda`` or ``driver:nvml``.
+    """
 
     name: str
     version: str
     build: str = "0"
+    source: str = field(default=FLOOR, compare=False)
 
     def __str__(self) -> str:
         return f"{self.name}={self.version}" + (f"={self.build}" if self.build != "0" else "")
@@ -57,17 +93,77 @@ class VirtualPackage:
         return self.version if self.build == "0" else f"{self.version} {self.build}"
 
 
-def virtual_packages(platform: str, cuda: str | None) -> tuple[VirtualPackage, ...]:
+def _floor(name: str, version: str, build: str) -> VirtualPackage:
+    """A floor, unless ``CONDA_OVERRIDE_GLIBC``/``_OSX`` names the version (as conda does)."""
+    var = OVERRIDE_VARS.get(name)
+    if var and name != "__archspec" and os.environ.get(var):
+        return VirtualPackage(name, os.environ[var], build, f"env:{var}")
+    return VirtualPackage(name, version, build, FLOOR)
+
+
+def detect_host() -> tuple[VirtualPackage, ...]:
+    """This machine's virtual packages as rattler detects them, without ``__cuda``.
+
+    conda's ``CONDA_OVERRIDE_GLIBC``/``_OSX``/``_ARCHSPEC`` variables are honoured (and recorded
+    as the source); rattler's CUDA detection is switched off.
+    """
+    from rattler import Override, VirtualPackageOverrides
+    from rattler import VirtualPackage as RattlerVirtualPackage
+
+    overrides = VirtualPackageOverrides.from_env()
+    overrides.cuda = Override.string("")  # an empty override disables the package
+    found: list[VirtualPackage] = []
+    for detected in RattlerVirtualPackage.detect(overrides):
+        generic = detected.into_generic()
+        name = generic.name.normalized
+        if name == "__cuda":
+            continue
+        var = OVERRIDE_VARS.get(name)
+        source = f"env:{var}" if var and os.environ.get(var) else DETECTED
+        found.append(VirtualPackage(name, str(generic.version), str(generic.build_string), source))
+    return tuple(found)
+
+
+def virtual_packages(
+    platform: str,
+    cuda: str | None,
+    *,
+    host: str | None = None,
+    cuda_source: str = CUDA_OPTION,
+) -> tuple[VirtualPackage, ...]:
     """The virtual packages to solve ``platform`` with.
 
     Args:
         platform: a conda subdir, for example ``linux-64``.
         cuda: the CUDA version for ``__cuda`` (``"12.4"``), or ``None`` for no ``__cuda``.
+        host: this machine's platform: when it is ``platform``, the detected packages are used
+            (:func:`detect_host`) instead of the floors.
+        cuda_source: where ``cuda`` came from (``option:--cuda`` or ``driver:nvml``).
     """
-    base = tuple(VirtualPackage(*entry) for entry in _BASE[platform])
+    if host is not None and platform == host:
+        base = detect_host()
+    else:
+        base = tuple(_floor(*entry) for entry in _BASE[platform])
     if cuda is not None and platform in CUDA_PLATFORMS:
-        return (*base, VirtualPackage("__cuda", cuda))
+        return (*base, VirtualPackage("__cuda", cuda, source=cuda_source))
     return base
+
+
+def sources_text(packages: tuple[VirtualPackage, ...]) -> str:
+    """Where the values came from, for people: ``detected on this machine: __unix __glibc; ...``."""
+    groups: dict[str, list[str]] = {}
+    for p in packages:
+        groups.setdefault(p.source, []).append(p.name)
+    parts = []
+    for source, names in groups.items():
+        label = _LABELS.get(source) or f"from ${source.removeprefix('env:')}"
+        parts.append(f"{label}: {' '.join(names)}")
+    return "; ".join(parts)
+
+
+def sources_record(packages: tuple[VirtualPackage, ...]) -> str:
+    """Where the values came from, for machines: ``__unix=detected __cuda=driver:nvml``."""
+    return " ".join(f"{p.name}={p.source}" for p in packages)
 
 
 def to_rattler(packages: tuple[VirtualPackage, ...]) -> list[Any]:
@@ -87,7 +183,7 @@ def spec_file_text(per_platform: dict[str, tuple[VirtualPackage, ...]]) -> str:
         "subdirs:",
     ]
     for platform, packages in per_platform.items():
-        lines.append(f"  {platform}:")
+        lines.append(f"  {platform}:  # {sources_text(packages)}")
         lines.append("    packages:")
         lines += [f'      {p.name}: "{p.spec_version()}"' for p in packages]
     return "\n".join(lines) + "\n"
