@@ -157,6 +157,23 @@ def _mib(value: object) -> str:
     return f"{value // 1024**2} MiB" if isinstance(value, int) else _v(value)
 
 
+def _visible(report: DoctorReport) -> str:
+    """``CUDA_VISIBLE_DEVICES`` and, when set, what CUDA makes of it: ``'0,7,1' (CUDA sees GPU 0)``."""
+    from dlsetup.facts import Missing
+
+    libs = report.facts.cuda_libs
+    if isinstance(libs, Missing):
+        return _v(libs)
+    raw = libs.visible_devices.raw
+    resolved = report.facts.visible
+    if isinstance(raw, Missing) or resolved is None:
+        return _v(raw)
+    if resolved.hides_all:
+        return f"{raw!r} (CUDA sees no GPU)"
+    seen = [f"GPU {i}" for i in resolved.gpu_indices] + list(resolved.mig_entries)
+    return f"{raw!r} (CUDA sees {', '.join(seen)})"
+
+
 def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
     """Print the report as rich sections and a findings table."""
     from rich.table import Table
@@ -263,7 +280,7 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
                 ("libcudart", _lib(c.cudart.version, c.cudart.path)),
                 ("libcudnn", _lib(c.cudnn.version, c.cudnn.path)),
                 ("libcuda", _lib(c.libcuda.version, c.libcuda.path)),
-                ("CUDA_VISIBLE_DEVICES", _v(c.visible_devices.raw)),
+                ("CUDA_VISIBLE_DEVICES", _visible(report)),
             ],
         )
 

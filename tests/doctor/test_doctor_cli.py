@@ -475,6 +475,7 @@ def test_piped_report_prints_each_fix_command_whole_on_one_line(
     for command in commands.values():
         assert command in lines, (command, proc.stdout)
     assert "1. for torch.cpu_build_on_gpu_machine:" in lines
+    assert "CUDA_VISIBLE_DEVICES  '0,7,1' (CUDA sees GPU 0)" in lines
 
 
 @pytest.mark.slow
