@@ -13,7 +13,7 @@ from dlsetup.compat.frameworks import (
     tf_windows_fix,
     tf_windows_native_gpu_last,
 )
-from dlsetup.compat.recommend import TorchPick, recommend_torch
+from dlsetup.compat.recommend import TorchPick, recommend_tensorflow, recommend_torch
 from dlsetup.facts import Missing
 from dlsetup.probes.frameworks import FrameworkProbe, TensorflowBuild, TorchBuild
 
@@ -242,17 +242,37 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
     if tf is not None and facts.os_name != "windows":
         probe, tfb = tf
         if not tfb.is_cuda_build:
+            driver_cuda = _driver_cuda(facts)
+            pick = (
+                None
+                if driver_cuda is None
+                else recommend_tensorflow(
+                    driver_cuda, _python_version(facts), _driver_version(facts)
+                )
+            )
+            py = _python(facts)
+            if pick is not None:
+                command = (
+                    f"{py} -m pip uninstall -y tensorflow tensorflow-cpu && "
+                    f"{py} -m pip install '{pick.requirement}'"
+                )
+                fix = f"Replace it with a CUDA build: {command} ({pick.note})."
+            else:
+                command = ""
+                fix = (
+                    f"No TensorFlow release with CUDA wheels runs on this driver (CUDA "
+                    f"{driver_cuda or 'unknown'}) and Python: update the NVIDIA driver, then "
+                    f"{py} -m pip install 'tensorflow[and-cuda]'."
+                )
             found.append(
                 Finding(
                     "tensorflow.cpu_build_on_gpu_machine",
                     "error",
                     "TensorFlow is a CPU-only build, but this machine has an NVIDIA GPU",
                     f"tensorflow {probe.version} was built without CUDA, so it cannot use {names}.",
-                    f"Replace it with the CUDA build: {_python(facts)} -m pip uninstall -y "
-                    f"tensorflow-cpu && {_python(facts)} -m pip install 'tensorflow[and-cuda]'",
-                    {"tensorflow_version": probe.version},
-                    command=f"{_python(facts)} -m pip uninstall -y tensorflow-cpu && "
-                    f"{_python(facts)} -m pip install 'tensorflow[and-cuda]'",
+                    fix,
+                    {"tensorflow_version": probe.version, "driver_cuda": driver_cuda},
+                    command=command,
                 )
             )
     return found

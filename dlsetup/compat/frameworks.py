@@ -85,6 +85,22 @@ def torch_releases() -> list[str]:
     return sorted(keys, key=Version)
 
 
+def tf_releases() -> list[str]:
+    """Known TensorFlow release keys, oldest first (``"2.10"`` .. ``"2.21"``)."""
+    keys = list(load_data()["tensorflow"]["releases"])
+    return sorted(keys, key=Version)
+
+
+def tf_release_cuda(release: str) -> str:
+    """The CUDA version a TensorFlow release was built and tested with (``"2.21"`` -> ``"12.5"``)."""
+    return str(load_data()["tensorflow"]["releases"][release]["cuda"])
+
+
+def tf_and_cuda_first() -> str:
+    """The first TensorFlow release with the ``and-cuda`` extra (CUDA libraries as pip wheels)."""
+    return str(load_data()["tensorflow"]["and_cuda_first"])
+
+
 def torch_variants(release: str) -> dict[str, str | None]:
     """``{variant: arch list or None}`` of a PyTorch release's CUDA wheels (None: not known)."""
     entry = load_data()["pytorch"]["releases"].get(release, {})

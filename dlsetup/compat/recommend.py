@@ -1,4 +1,5 @@
-"""Pick the PyTorch wheel that fits a driver and a set of GPUs, as a pip command."""
+"""Pick the PyTorch wheel that fits a driver and a set of GPUs, or the TensorFlow release that fits
+a driver, as a pip command."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from dlsetup.compat.arch import CC, gpu_runs_build, parse_arch_list
 from dlsetup.compat.cuda import driver_supports_cuda
 from dlsetup.compat.frameworks import (
     python_support,
+    tf_and_cuda_first,
+    tf_release_cuda,
+    tf_releases,
     torch_index_url,
     torch_releases,
     torch_variants,
@@ -98,3 +102,65 @@ def recommend_torch(
                 ),
             )
     return None if best is None else best[1]
+
+
+@dataclass(frozen=True)
+class TensorflowPick:
+    """A TensorFlow release with CUDA for this machine.
+
+    Attributes:
+        release: ``"2.21"``.
+        requirement: ``"tensorflow[and-cuda]==2.21.*"`` (CUDA and cuDNN come as pip wheels).
+        support: ``full`` or ``minor_version_compat``.
+        note: why this release, in one sentence.
+    """
+
+    release: str
+    requirement: str
+    support: str
+    note: str
+
+
+def recommend_tensorflow(
+    driver_cuda: str,
+    python: str | None = None,
+    driver_version: str | None = None,
+) -> TensorflowPick | None:
+    """The newest TensorFlow with the ``and-cuda`` extra whose CUDA this driver fully supports,
+    else the newest it runs through minor-version compatibility.
+
+    Full support comes first because under minor-version compatibility the driver cannot
+    JIT-compile PTX, and TensorFlow reaches some GPUs only through PTX (``compute_90`` for Hopper);
+    its per-release arch lists are not in the knowledge base.
+
+    Args:
+        driver_cuda: the driver's CUDA version (NVML), ``"11.4"``.
+        python: the target Python; releases that do not support it are skipped.
+        driver_version: the driver version, for the minor-version-compatibility floor.
+
+    Returns:
+        A :class:`TensorflowPick`, or None when no such release runs on this driver.
+    """
+    first = Version(tf_and_cuda_first())
+    picks: list[TensorflowPick] = []
+    for release in reversed(tf_releases()):
+        if Version(release) < first:
+            break
+        if python is not None:
+            support = python_support("tensorflow", release)
+            if support is not None and not support.supports(python):
+                continue
+        cuda = tf_release_cuda(release)
+        verdict = driver_supports_cuda(driver_cuda, cuda, driver_version)
+        if verdict.support not in ("full", "minor_version_compat"):
+            continue
+        note = f"TensorFlow {release} built for CUDA {cuda}"
+        if verdict.support == "minor_version_compat":
+            note += ", runs on this driver through minor-version compatibility"
+        picks.append(
+            TensorflowPick(release, f"tensorflow[and-cuda]=={release}.*", verdict.support, note)
+        )
+    full = [p for p in picks if p.support == "full"]
+    if full:
+        return full[0]
+    return picks[0] if picks else None

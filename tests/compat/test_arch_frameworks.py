@@ -12,7 +12,7 @@ from dlsetup.compat.frameworks import (
     torch_variants,
     variant_cuda,
 )
-from dlsetup.compat.recommend import recommend_torch
+from dlsetup.compat.recommend import recommend_tensorflow, recommend_torch
 
 
 def test_arch_list_forms_parse_alike() -> None:
@@ -88,6 +88,7 @@ def test_every_fact_names_a_source() -> None:
     for family in data["minor_version_compatibility"]["families"].values():
         assert family["source"]
     assert data["cuda_toolkit_drivers"]["source"] in data["sources"]
+    assert all(s in data["sources"] for s in data["tensorflow"]["and_cuda_first_source"])
 
 
 def test_recommend_for_rtx_5090_on_a_12_8_driver() -> None:
@@ -130,3 +131,28 @@ def test_recommend_needs_full_support_when_a_gpu_relies_on_ptx() -> None:
     pick = recommend_torch("12.8", [(13, 0)], "3.11")
     assert pick is not None
     assert (pick.release, pick.variant, pick.support) == ("2.7", "cu128", "full")
+
+
+def test_recommend_tensorflow_prefers_the_newest_release_with_full_driver_support() -> None:
+    pick = recommend_tensorflow("12.4", "3.11", "550.54.15")
+    assert pick is not None
+    assert (pick.release, pick.requirement) == ("2.17", "tensorflow[and-cuda]==2.17.*")
+    assert pick.support == "full"  # 2.18-2.21 (CUDA 12.5) would need minor-version compat
+    newest = recommend_tensorflow("12.8", "3.11")
+    assert newest is not None and newest.release == "2.21"
+
+
+def test_recommend_tensorflow_for_driver_470_is_2_14_the_first_with_and_cuda() -> None:
+    pick = recommend_tensorflow("11.4", "3.11", "470.82.01")
+    assert pick is not None
+    assert (pick.release, pick.support) == ("2.14", "minor_version_compat")
+    assert recommend_tensorflow("11.4", "3.12", "470.82.01") is None  # 2.14 stops at 3.11
+
+
+def test_recommend_tensorflow_respects_python() -> None:
+    pick = recommend_tensorflow("12.8", "3.9")
+    assert pick is not None and pick.release == "2.20"  # 2.21 needs Python >= 3.10
+
+
+def test_no_tensorflow_for_a_cuda_10_driver() -> None:
+    assert recommend_tensorflow("10.2", "3.11") is None

@@ -403,6 +403,35 @@ def test_cpu_torch_fix_names_the_wheel_for_driver_and_gpu() -> None:
     )
 
 
+def test_cpu_tensorflow_on_a_driver_470_gets_the_newest_release_it_runs() -> None:
+    old_driver = facts(
+        nvidia=nvidia(driver_version="470.82.01", cuda_driver_version="11.4"),
+        frameworks=frameworks(tf_probe=tensorflow("2.21.0", cuda=None)),
+    )
+    (f,) = [f for f in evaluate(old_driver) if f.id == "tensorflow.cpu_build_on_gpu_machine"]
+    assert f.command == (
+        "/env/bin/python -m pip uninstall -y tensorflow tensorflow-cpu && "
+        "/env/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"
+    )
+    assert f.fix.endswith(
+        "(TensorFlow 2.14 built for CUDA 11.8, runs on this driver through minor-version "
+        "compatibility)."
+    )
+
+
+def test_cpu_tensorflow_on_a_cuda_10_driver_asks_for_a_driver_update_first() -> None:
+    cuda_10 = facts(
+        nvidia=nvidia(driver_version="440.33.01", cuda_driver_version="10.2"),
+        frameworks=frameworks(tf_probe=tensorflow("2.21.0", cuda=None)),
+    )
+    (f,) = [f for f in evaluate(cuda_10) if f.id == "tensorflow.cpu_build_on_gpu_machine"]
+    assert f.command == ""
+    assert f.fix.startswith(
+        "No TensorFlow release with CUDA wheels runs on this driver (CUDA 10.2) and Python: "
+        "update the NVIDIA driver"
+    )
+
+
 def test_tf_windows_fix_says_wsl2_or_2_10() -> None:
     (f,) = [
         f for f in evaluate(FIRES["tf.windows_native_gpu"]()) if f.id == "tf.windows_native_gpu"

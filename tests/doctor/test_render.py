@@ -17,8 +17,8 @@ TORCH_INSTALL = (
     "https://download.pytorch.org/whl/cu126"
 )
 TF_SWAP = (
-    "/env/bin/python -m pip uninstall -y tensorflow-cpu && "
-    "/env/bin/python -m pip install 'tensorflow[and-cuda]'"
+    "/env/bin/python -m pip uninstall -y tensorflow tensorflow-cpu && "
+    "/env/bin/python -m pip install 'tensorflow[and-cuda]==2.17.*'"
 )
 
 
@@ -61,7 +61,7 @@ def test_wide_terminal_table_refers_to_the_commands_printed_below_it() -> None:
 
 def test_brackets_in_finding_text_are_printed_not_read_as_markup() -> None:
     text = "\n".join(rendered(cpu_builds(), width=120))
-    assert "'tensorflow[and-cuda]'" in text
+    assert "'tensorflow[and-cuda]==2.17.*'" in text
 
 
 def test_finding_without_a_command_has_no_commands_section() -> None:
