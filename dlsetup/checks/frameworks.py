@@ -9,6 +9,7 @@ from dlsetup.compat.cuda import driver_supports_cuda, max_cuda_for_driver, toolk
 from dlsetup.compat.frameworks import (
     python_support,
     release_key,
+    tf_and_cuda_first,
     tf_has_native_windows_gpu,
     tf_windows_fix,
     tf_windows_native_gpu_last,
@@ -174,6 +175,18 @@ def check_import(facts: DoctorFacts) -> list[Finding]:
     return found
 
 
+def _has_and_cuda(version: object) -> bool:
+    """True when TensorFlow ``version`` (``"2.17.0"``) has the ``and-cuda`` extra."""
+    from packaging.version import InvalidVersion, Version
+
+    if not isinstance(version, str):
+        return False
+    try:
+        return Version(version).release[:2] >= Version(tf_and_cuda_first()).release[:2]
+    except InvalidVersion:
+        return False
+
+
 def check_cuda_libs_failed(facts: DoctorFacts) -> list[Finding]:
     """``framework.cuda_libs_failed``: the framework could not load CUDA libraries."""
     found: list[Finding] = []
@@ -185,11 +198,21 @@ def check_cuda_libs_failed(facts: DoctorFacts) -> list[Finding]:
         libs = ", ".join(probe.failed_libraries) or "some GPU libraries"
         severity: Severity = "error" if has_gpu else "warning"
         if probe.name == "tensorflow":
-            command = f"{_python(facts)} -m pip install 'tensorflow[and-cuda]'"
-            fix = (
-                f"{_python(facts)} -m pip install 'tensorflow[and-cuda]' (brings CUDA and cuDNN "
-                "as pip wheels; remove LD_LIBRARY_PATH entries that point at another CUDA)"
-            )
+            if _has_and_cuda(probe.version):
+                # The CUDA wheels of the installed release, not an upgrade to another one.
+                command = f"{_python(facts)} -m pip install 'tensorflow[and-cuda]=={probe.version}'"
+                fix = (
+                    f"{command} (brings CUDA and cuDNN as pip wheels; remove LD_LIBRARY_PATH "
+                    "entries that point at another CUDA)"
+                )
+            else:
+                command = ""
+                fix = (
+                    f"tensorflow {probe.version} predates the and-cuda extra: install the CUDA "
+                    "and cuDNN versions it was built with system-wide (see TensorFlow's tested "
+                    f"build configurations), or upgrade: {_python(facts)} -m pip install "
+                    "'tensorflow[and-cuda]'"
+                )
         else:
             command = _torch_command(facts)
             fix = (

@@ -432,6 +432,20 @@ def test_cpu_tensorflow_on_a_cuda_10_driver_asks_for_a_driver_update_first() -> 
     )
 
 
+def test_tf_missing_cuda_libraries_reinstalls_the_cuda_wheels_of_the_same_release() -> None:
+    def libs_failed(version: str) -> Any:
+        probe = tensorflow(version, failed_libraries=("libcudnn.so.8",))
+        found = evaluate(facts(frameworks=frameworks(tf_probe=probe)))
+        return next(f for f in found if f.id == "framework.cuda_libs_failed")
+
+    assert libs_failed("2.17.0").command == (
+        "/env/bin/python -m pip install 'tensorflow[and-cuda]==2.17.0'"
+    )
+    old = libs_failed("2.13.1")
+    assert old.command == ""  # 2.13 has no and-cuda extra: pip would upgrade instead
+    assert old.fix.startswith("tensorflow 2.13.1 predates the and-cuda extra")
+
+
 def test_tf_windows_fix_says_wsl2_or_2_10() -> None:
     (f,) = [
         f for f in evaluate(FIRES["tf.windows_native_gpu"]()) if f.id == "tf.windows_native_gpu"

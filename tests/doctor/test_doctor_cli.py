@@ -401,6 +401,8 @@ def test_cuda_libraries_the_framework_failed_to_load_are_named(
     f = finding(data, "framework.cuda_libs_failed")
     assert f["title"] == "tensorflow could not load libcudnn.so.8"
     assert f["severity"] == "error"
+    version = data["frameworks"]["tensorflow"]["version"]
+    assert f["command"] == f"{PY} -m pip install 'tensorflow[and-cuda]=={version}'"
     assert data["frameworks"]["tensorflow"]["failed_libraries"] == ["libcudnn.so.8"]
 
 
