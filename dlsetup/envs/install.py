@@ -14,12 +14,14 @@ Safety rules, in order:
    final path patched into its files, and renamed into place only when complete. An existing
    target is replaced only with ``force``, and only after the new one is complete (the old one is
    first renamed to ``.dlsetup-old-<name>-<pid>``, then removed). A Ctrl-C removes the partial
-   build; after a SIGKILL the next run removes it (and restores an old environment whose
-   replacement was cut off between the two renames).
+   build, even while rattler's threads still unpack into it (:func:`remove_partial`); after a
+   SIGKILL the next run removes it (and restores an old environment whose replacement was cut
+   off between the two renames).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,6 +46,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _RESERVED = frozenset({"base", "root"})
 PARTIAL_MARK = ".dlsetup-partial-"
 OLD_MARK = ".dlsetup-old-"
+TRASH_MARK = ".dlsetup-trash-"
 #: test hook: when set to a file path, the installer writes that file after linking the first
 #: package and waits ``$DLSETUP_TEST_PAUSE_SECONDS`` (default 120) seconds, so a test can
 #: interrupt or kill the process at a known point mid-install.
@@ -280,10 +283,11 @@ def clean_leftovers(target: Path) -> list[Path]:
         the directories removed or restored.
     """
     touched = []
-    for path, pid in _leftovers(target, PARTIAL_MARK):
-        if pid == os.getpid() or not _alive(pid):
-            shutil.rmtree(path, ignore_errors=True)
-            touched.append(path)
+    for mark in (PARTIAL_MARK, TRASH_MARK):
+        for path, pid in _leftovers(target, mark):
+            if pid == os.getpid() or not _alive(pid):
+                _remove_path(path)
+                touched.append(path)
     for path, pid in _leftovers(target, OLD_MARK):
         if pid == os.getpid() or not _alive(pid):
             if not target.exists():
@@ -292,6 +296,63 @@ def clean_leftovers(target: Path) -> list[Path]:
                 shutil.rmtree(path, ignore_errors=True)
             touched.append(path)
     return touched
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+_BLOCKERS: set[Path] = set()
+
+
+def _remove_blockers() -> None:
+    for blocker in list(_BLOCKERS):
+        blocker.unlink(missing_ok=True)
+        _BLOCKERS.discard(blocker)
+
+
+def remove_partial(work: Path) -> None:
+    """Remove a partial build for good, even while rattler's worker threads still write into it.
+
+    py-rattler 0.28 cannot stop the package it is unpacking or linking: a cancelled install
+    (Ctrl-C cancels the asyncio task) starts no new package, but the current one goes on in
+    rattler's threads, creating directories and files by path under ``work`` (a plain
+    ``rmtree`` raced them and left a half-removed build behind). So ``work`` is first renamed
+    into a trash directory and an empty file is put at its path: every later path under ``work``
+    fails (not a directory), which ends the in-flight unpack or link at its next file. Then the
+    trash is removed. The blocker file stays until this process exits (a thread still writing
+    one large file must not recreate the tree), and the next ``create`` of the same target
+    removes it if the process was killed first.
+    """
+    if not os.path.lexists(work):
+        return
+    if work.is_file():
+        work.unlink()
+        return
+    trash = work.with_name(work.name.replace(PARTIAL_MARK, TRASH_MARK, 1))
+    try:
+        trash.mkdir(exist_ok=True)
+        for attempt in range(5):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(work, trash / str(attempt))
+            try:
+                os.close(os.open(work, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                continue  # recreated in between by a worker thread: move that away too
+            if not _BLOCKERS:
+                import atexit
+
+                atexit.register(_remove_blockers)
+            _BLOCKERS.add(work)
+            break
+    except OSError:
+        pass  # cannot rename (Windows with files in use): remove in place, as well as we can
+    if work.is_dir():  # could not be moved away
+        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _is_nonempty(path: Path) -> bool:
@@ -391,7 +452,8 @@ def create_environment(
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     work = prefix.parent / f"{PARTIAL_MARK}{prefix.name}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    _remove_path(work)
+    _BLOCKERS.discard(work)
     staged = work / "env"
     originals: dict[str, str] = {}
     records = []
@@ -400,6 +462,7 @@ def create_environment(
         originals[rec.url] = local_url
         rec.url = local_url
         records.append(rec)
+    linked = False
     try:
         work.mkdir()
         asyncio.run(
@@ -413,6 +476,7 @@ def create_environment(
                 execute_link_scripts=False,
             )
         )
+        linked = True  # rattler's threads are done with ``work``
         _fix_conda_meta(staged, originals)
         (staged / "CACHEDIR.TAG").unlink(missing_ok=True)
         if on_ready is not None:
@@ -433,7 +497,10 @@ def create_environment(
             fix="the target was left as it was; read the cause above and retry",
         ) from exc
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if linked:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            remove_partial(work)
     return InstallResult(
         prefix=prefix,
         platform=platform,

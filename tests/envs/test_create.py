@@ -3,6 +3,7 @@ refusals that leave everything as it was."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
-from dlsetup.envs.install import PAUSE_ENV
+from dlsetup.envs.install import PAUSE_ENV, clean_leftovers, remove_partial
 from dlsetup.output import load_schema
 from tests.support.proc import REPO
 
@@ -520,3 +522,107 @@ def test_ctrl_c_mid_install_exits_130_removes_the_partial_build_and_keeps_the_ol
     assert stderr.endswith("Interrupted.\n")
     assert snapshot(prefix) == {"old.txt": b"old\n"}
     assert [p.name for p in prefix.parent.iterdir()] == ["interrupted"]
+
+
+def _has_files(root: Path, pattern: str, count: int) -> bool:
+    """Whether the directories matching ``pattern`` under ``root`` hold at least ``count`` entries."""
+    seen = 0
+    for directory in root.glob(pattern):
+        for _ in directory.rglob("*"):
+            seen += 1
+            if seen >= count:
+                return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def many_files_lock(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lock whose ``manyfiles`` package (20,000 files) takes rattler a while to unpack."""
+    from tests.envs.channel import Package, build_channel
+
+    root = tmp_path_factory.mktemp("many-files")
+    files = {f"lib/many/f{i:05d}.txt": str(i).encode() * 20 for i in range(20_000)}
+    extra = [Package("manyfiles", "1.0", "h0_0", "noarch", noarch="generic", files=files)]
+    url = build_channel(root / "channel", extra)
+    env_file = root / "many.yml"
+    env_file.write_text(
+        "name: many\nchannels:\n  - conda-forge\nplatforms:\n  - linux-64\n"
+        "dependencies:\n  - python 3.12.*\n  - manyfiles\n"
+    )
+    code, out = invoke(
+        "lock", str(env_file), "--variant", "cpu", "--platform", "linux-64", "--channel", url,
+        "--output", str(root),
+    )  # fmt: skip
+    assert code == 0, out
+    return root / "many.conda-lock.yml"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_while_rattler_unpacks_a_package_stops_at_once_and_leaves_nothing_behind(
+    many_files_lock: Path, tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    prefix = tmp_path / "envs" / "many"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "dlsetup", "create", "--from-lock", str(many_files_lock),
+            "--prefix", str(prefix), "--no-smoke", "--no-jupyter",
+        ],
+        env={**os.environ, **isolated_dirs},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    unpacking = prefix.parent / f".dlsetup-partial-many-{proc.pid}" / "pkgs"
+    deadline = time.monotonic() + 120
+    # wait until rattler is in the middle of writing manyfiles' 20,000 files
+    while not _has_files(unpacking, "*manyfiles*", 50):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never saw the package being unpacked"
+        time.sleep(0.01)
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    stopped_s = time.monotonic() - interrupted
+    assert proc.returncode == 130, stderr
+    assert stderr.endswith("Interrupted.\n")
+    assert stopped_s < 10, f"took {stopped_s:.1f} s to stop"
+    # rattler's threads went on unpacking after the cancel; none of it may be left behind
+    time.sleep(0.5)
+    assert sorted(p.name for p in prefix.parent.iterdir()) == []
+
+
+def test_removing_a_partial_build_stops_a_thread_still_writing_into_it(tmp_path: Path) -> None:
+    """What rattler's worker does after a cancel, reduced to what matters and made deterministic:
+    a thread that keeps creating directories and files by path under the partial build."""
+    work = tmp_path / f".dlsetup-partial-env-{os.getpid()}"
+    (work / "pkgs").mkdir(parents=True)
+    errors: list[OSError] = []
+    busy = threading.Event()
+
+    def unpack() -> None:
+        try:
+            for i in itertools.count():
+                directory = work / "pkgs" / "pkg" / f"d{i % 10}"
+                directory.mkdir(parents=True, exist_ok=True)  # like Rust's create_dir_all
+                (directory / f"f{i}").write_bytes(b"x")
+                if i == 100:
+                    busy.set()
+        except OSError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=unpack, daemon=True)
+    worker.start()
+    assert busy.wait(10)
+    remove_partial(work)
+    worker.join(10)
+    assert not worker.is_alive(), "the writer was not stopped"
+    # its next path under the partial build hits the blocker file
+    assert isinstance(errors[0], (NotADirectoryError, FileExistsError)), errors
+    # only the empty blocker file is left while this process lives; the next create removes it
+    assert [(p.name, p.is_file(), p.stat().st_size) for p in tmp_path.iterdir()] == [
+        (work.name, True, 0)
+    ]
+    assert clean_leftovers(tmp_path / "env") == [work]
+    assert list(tmp_path.iterdir()) == []
