@@ -35,11 +35,13 @@ class DoctorReport:
         facts: every probe's facts.
         findings: the diagnosis, errors first.
         elapsed_s: wall seconds the whole run took.
+        skipped: check ids left out (``--skip``): their findings are not in ``findings``.
     """
 
     facts: DoctorFacts
     findings: tuple[Finding, ...]
     elapsed_s: float
+    skipped: tuple[str, ...] = ()
 
     def count(self, severity: str) -> int:
         """How many findings have ``severity``."""
@@ -58,12 +60,25 @@ def _guard(name: str, fn: Callable[[], T], errors: dict[str, str]) -> Maybe[T]:
         return Missing("error", errors[name])
 
 
+def _closest(name: str) -> str:
+    """The check id most like ``name`` (for the error's fix)."""
+    import difflib
+
+    from dlsetup.checks import CHECK_IDS
+
+    return (difflib.get_close_matches(name, list(CHECK_IDS), n=1, cutoff=0) or ["memory.low_ram"])[
+        0
+    ]
+
+
 def run_doctor(
     python: str | None = None,
     frameworks: bool = True,
     timeout: float = 60.0,
     env_dir: Path | None = None,
     full_import: bool = False,
+    *,
+    skip: tuple[str, ...] = (),
 ) -> DoctorReport:
     """Probe the machine and diagnose it.
 
@@ -75,10 +90,22 @@ def run_doctor(
             ``dlsetup create --name`` puts them (:func:`dlsetup.envs.location.default_envs_dir`).
         full_import: run the complete ``import tensorflow`` (slower) instead of loading only
             TensorFlow's native core and device API.
+        skip: check ids whose findings are left out (accepted, known conditions).
 
     Raises:
         MissingToolError: ``python`` does not exist or cannot run.
+        InputError: ``skip`` names a check id that does not exist.
     """
+    if skip:
+        from dlsetup.checks import CHECK_IDS
+        from dlsetup.errors import InputError
+
+        unknown = [s for s in skip if s not in CHECK_IDS]
+        if unknown:
+            raise InputError(
+                f"--skip {unknown[0]}: no such check id",
+                fix=f"use one of the ids in docs/doctor.md, e.g. --skip {_closest(unknown[0])}",
+            )
     start = time.perf_counter()
     errors: dict[str, str] = {}
     # The framework workers start first (they take seconds); the rest is imported and read while
@@ -131,5 +158,7 @@ def run_doctor(
         frameworks=fw,
         probe_errors=errors,
     )
-    findings = evaluate(facts)
-    return DoctorReport(facts, findings, round(time.perf_counter() - start, 3))
+    findings = tuple(f for f in evaluate(facts) if f.id not in skip)
+    return DoctorReport(
+        facts, findings, round(time.perf_counter() - start, 3), tuple(dict.fromkeys(skip))
+    )

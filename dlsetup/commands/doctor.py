@@ -73,6 +73,14 @@ Examples:
     help="Run the complete 'import tensorflow' (Python API and Keras too; seconds slower) "
     "instead of loading only TensorFlow's native core and device API.",
 )
+@click.option(
+    "--skip",
+    "skip",
+    metavar="CHECK_ID",
+    multiple=True,
+    help="Leave out this check's findings (repeatable), e.g. a known, accepted warning under "
+    "--strict in CI: --skip gpu.memory_held. Ids: docs/doctor.md.",
+)
 @click.pass_context
 def doctor(  # noqa: PLR0917 - click passes each option
     ctx: click.Context,
@@ -82,12 +90,17 @@ def doctor(  # noqa: PLR0917 - click passes each option
     python: str | None,
     timeout: float,
     full_import: bool,
+    skip: tuple[str, ...],
 ) -> None:
     """Run the probes and checks, print the report, exit 1 on error findings."""
     from dlsetup.doctor import run_doctor
 
     report = run_doctor(
-        python=python, frameworks=not no_frameworks, timeout=timeout, full_import=full_import
+        python=python,
+        frameworks=not no_frameworks,
+        timeout=timeout,
+        full_import=full_import,
+        skip=skip,
     )
     code = ExitCode.FINDINGS if report.failed(strict) else ExitCode.OK
     if as_json:
@@ -110,6 +123,7 @@ def report_data(report: DoctorReport, *, strict: bool, exit_code: int) -> dict[s
     return {
         "exit_code": exit_code,
         "strict": strict,
+        "skipped_checks": list(report.skipped),
         "elapsed_s": report.elapsed_s,
         "summary": {s: report.count(s) for s in ("error", "warning", "info")},
         "findings": to_jsonable(list(report.findings)),
@@ -347,6 +361,8 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
     )
     if strict:
         summary += " (--strict: warnings count as errors)"
+    if report.skipped:
+        summary += f" (skipped: {', '.join(report.skipped)})"
     console.print(summary, markup=False)
 
 

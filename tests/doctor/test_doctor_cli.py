@@ -319,6 +319,33 @@ def test_mig_uuid_needs_a_gpu_in_mig_mode(fake_nvml_dir: Path) -> None:
     assert "gpu.mig_enabled" in ids(data)
 
 
+def test_skip_leaves_out_an_accepted_warning_under_strict(fake_nvml_dir: Path) -> None:
+    env = nv(fake_nvml_dir, "memory_held_by_other_process")
+    code, data, _ = doctor(env, "--no-frameworks", "--strict")
+    assert (code, ids(data)) == (1, ["gpu.memory_held"])
+    code, data, _ = doctor(env, "--no-frameworks", "--strict", "--skip", "gpu.memory_held")
+    assert (code, ids(data), data["skipped_checks"]) == (0, [], ["gpu.memory_held"])
+    proc = run_cli(
+        "doctor",
+        "--no-frameworks",
+        "--strict",
+        "--skip",
+        "gpu.memory_held",
+        env=subprocess_env(env),
+    )
+    assert proc.stdout.splitlines()[-1].endswith("(skipped: gpu.memory_held)")
+
+
+def test_skip_with_an_unknown_check_id_is_a_usage_error(fake_nvml_dir: Path) -> None:
+    env = nv(fake_nvml_dir, "memory_held_by_other_process")
+    proc = run_cli("doctor", "--json", "--skip", "gpu.memory_hold", env=subprocess_env(env))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "Error: --skip gpu.memory_hold: no such check id\n"
+        "Fix: use one of the ids in docs/doctor.md, e.g. --skip gpu.memory_held\n"
+    )
+
+
 def test_valid_cuda_visible_devices_is_silent(fake_nvml_dir: Path) -> None:
     env = {**nv(fake_nvml_dir, "eight_gpus"), "CUDA_VISIBLE_DEVICES": "0,7"}
     _, data, _ = doctor(env, "--no-frameworks")
