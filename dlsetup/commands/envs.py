@@ -81,7 +81,7 @@ def _frameworks_line(packages: Any) -> str:
     shown = [
         f"{p.name} {p.version} ({p.build})" for p in packages if p.name in ("pytorch", "tensorflow")
     ]
-    return ", ".join(shown) or f"{len(packages)} packages"
+    return "; ".join([*shown, f"{len(packages)} packages"])
 
 
 def _lock_options(func: Any) -> Any:
@@ -100,7 +100,12 @@ def _lock_options(func: Any) -> Any:
             help="Solve the CUDA build for this CUDA version (__cuda=X.Y). Default: the newest CUDA "
             "the driver supports (nvidia-smi's 'CUDA Version'). Implies --variant cuda with auto.",
         ),
-        click.option("--python", metavar="X.Y", help="Pin Python X.Y (default: the file's, 3.12)."),
+        click.option(
+            "--python",
+            metavar="X.Y",
+            help="Python version of the environment, e.g. 3.11 (default: the environment file's; "
+            "3.12 in the shipped ones).",
+        ),
         click.option(
             "--channel",
             "channels",
@@ -177,9 +182,14 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
 ) -> None:
     """Lock TARGET (pytorch, tensorflow, both, or an environment .yml) for this machine's hardware.
 
+    A lock lists the exact package files, with their hashes, that an environment is built from,
+    so `dlsetup create --from-lock` (or conda-lock, micromamba) builds the same environment
+    anywhere, later. No conda installation is needed.
+
     The variant (cpu, cuda, mps) follows what the hardware probes see unless --variant says
-    otherwise, and every platform is solved with explicit virtual packages: a CUDA lock records
-    the CUDA version it was solved for, never a silent default.
+    otherwise. Every platform is solved with explicit virtual packages: this machine's platform
+    with the glibc/macOS/kernel versions detected here, others with documented minimums; a CUDA
+    lock records the CUDA version it was solved for, never a silent default.
     """
     from dlsetup.envs.request import LockRequest, lock_target
     from dlsetup.envs.virtual import sources_text
@@ -197,7 +207,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         f"{', '.join(p.platform for p in result.platforms)} with {result.engine}, {solved}."
     )
     for p in result.platforms:
-        console.print(f"  {p.platform}: {_frameworks_line(p.packages)}; {len(p.packages)} packages")
+        console.print(f"  {p.platform}: {_frameworks_line(p.packages)}")
         console.print(f"    virtual packages: {' '.join(str(v) for v in p.virtual_packages)}")
         console.print(f"      ({sources_text(p.virtual_packages)})")
     console.print("Wrote:")
@@ -215,18 +225,28 @@ Examples:
   dlsetup create tensorflow --variant cpu --force   rebuild; the old env stays until the new is ready
 
 \b
+Then activate it with the line it prints (`conda activate NAME` where conda exists), or pick
+the kernel "Python (NAME, dlsetup)" in Jupyter.
+
+\b
 The environment is built beside the target and moved into place only when complete, so a
 failed or interrupted create leaves the target exactly as it was. Package hashes from the lock
 are verified, and packages from outside the lock's channels are refused.
 """
 )
-@click.argument("target", type=TargetType(), required=False, metavar="TARGET")
+@click.argument("target", type=TargetType(), required=False, metavar="[TARGET]")
 @_lock_options
-@click.option("--prefix", type=click.Path(path_type=Path), help="Environment directory.")
+@click.option(
+    "--prefix",
+    type=click.Path(path_type=Path),
+    help="Build the environment in this directory (it must not exist or be empty, unless --force).",
+)
 @click.option(
     "--name",
+    metavar="NAME",
     help="Environment name, created in conda's envs directory when conda exists (so `conda "
-    "activate NAME` works), else ~/.dlsetup/envs ($DLSETUP_ENVS_DIR overrides).",
+    "activate NAME` works), else ~/.dlsetup/envs ($DLSETUP_ENVS_DIR overrides). Default: the "
+    "lock's name, e.g. pytorch-cuda.",
 )
 @click.option(
     "--from-lock",
@@ -236,7 +256,10 @@ are verified, and packages from outside the lock's channels are refused.
 )
 @click.option("--no-jupyter", is_flag=True, help="Do not register a Jupyter kernel.")
 @click.option(
-    "--no-smoke", is_flag=True, help="Do not run `dlsetup smoke` inside the new environment."
+    "--no-smoke",
+    is_flag=True,
+    help="Do not run `dlsetup smoke` (trains a tiny network with each framework on each device, "
+    "about a minute) inside the new environment.",
 )
 @click.option(
     "--force", is_flag=True, help="Replace an existing environment (after the new one is complete)."
@@ -261,8 +284,10 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
 ) -> None:
     """Build a verified environment for TARGET (pytorch, tensorflow, both, or a .yml), or from a lock.
 
-    Locks first (like `dlsetup lock`) unless --from-lock is given, installs with rattler, registers
-    a Jupyter kernel and runs `dlsetup smoke` inside, then says how to activate it.
+    Locks first (like `dlsetup lock`) unless --from-lock is given, installs with rattler (no conda
+    needed), registers a Jupyter kernel and runs `dlsetup smoke` inside, then says how to
+    activate it. Exit status 1 when the smoke test fails: the environment stays installed, and
+    the failed checks and the command to rerun them are printed.
     """
     from dlsetup.envs.finish import activation_hint, run_smoke, skipped_smoke
     from dlsetup.envs.install import create_environment, validate_env_name
