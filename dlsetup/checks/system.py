@@ -93,7 +93,7 @@ def check_disk(facts: DoctorFacts) -> list[Finding]:
 
 #: Why an entry of CUDA_VISIBLE_DEVICES names no GPU, as a sentence part (see VisibleResolution).
 _UNMATCHED = {
-    "index_out_of_range": "GPU {entry} does not exist (this machine has GPU {valid})",
+    "index_out_of_range": "GPU {entry} does not exist (this machine has {valid})",
     "uuid_not_found": "no GPU's UUID starts with {entry} (nvidia-smi -L lists them)",
     "uuid_ambiguous": "{entry} is the start of several GPUs' UUIDs, so CUDA cannot pick one",
     "mig_not_enabled": "{entry} names a MIG instance, but MIG mode is off on the GPU(s)",
@@ -102,9 +102,11 @@ _UNMATCHED = {
 
 
 def _gpu_list(indices: Sequence[int]) -> str:
-    """``0`` / ``0 and 1`` / ``0, 1 and 3``."""
+    """``GPU 0`` / ``GPUs 0 and 1`` / ``GPUs 0, 1 and 3``."""
     names = [str(i) for i in indices]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    if len(names) == 1:
+        return f"GPU {names[0]}"
+    return "GPUs " + ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
@@ -144,7 +146,7 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
     if resolved.hidden_gpus:
         hidden = _gpu_list(resolved.hidden_gpus)
         ignored = (
-            f"CUDA stops reading the list at the first entry it cannot use, so GPU {hidden} "
+            f"CUDA stops reading the list at the first entry it cannot use, so {hidden} "
             f"listed after it {'is' if len(resolved.hidden_gpus) == 1 else 'are'} hidden too."
         )
     else:
@@ -152,7 +154,7 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
     if resolved.hides_all:
         sees = " CUDA sees no GPU: frameworks run on the CPU."
     elif resolved.gpu_indices:
-        sees = f" CUDA sees GPU {_gpu_list(resolved.gpu_indices)} only."
+        sees = f" CUDA sees {_gpu_list(resolved.gpu_indices)} only."
     else:
         sees = f" CUDA sees {len(resolved.mig_entries)} MIG instance(s) only."
     meant = [*resolved.gpu_indices, *resolved.hidden_gpus] or all_indices

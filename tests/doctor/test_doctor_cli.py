@@ -256,7 +256,7 @@ def test_missing_gpu_in_cuda_visible_devices_hides_the_gpus_listed_after_it(
     assert (code, f["severity"]) == (0, "warning")
     assert f["title"] == "CUDA_VISIBLE_DEVICES names a GPU that does not exist: 7"
     assert f["message"] == (
-        "CUDA_VISIBLE_DEVICES='0,7,1': GPU 7 does not exist (this machine has GPU 0 and 1). "
+        "CUDA_VISIBLE_DEVICES='0,7,1': GPU 7 does not exist (this machine has GPUs 0 and 1). "
         "CUDA stops reading the list at the first entry it cannot use, so GPU 1 listed after "
         "it is hidden too. CUDA sees GPU 0 only."
     )
