@@ -45,6 +45,7 @@ Examples:
   dlsetup doctor                        the report, for people
   dlsetup doctor --json | jq .data.findings
   dlsetup doctor --no-frameworks        hardware and driver only (fast)
+  dlsetup doctor --strict --skip gpu.memory_held    CI gate with one accepted warning
   dlsetup doctor --python ~/miniforge3/envs/dl/bin/python --timeout 120
 """
 

@@ -602,6 +602,7 @@ def test_help_teaches_checks_exit_codes_and_examples() -> None:
     assert proc.returncode == 0
     assert "  1  at least one error finding (or a warning with --strict)" in proc.stdout
     assert "dlsetup doctor --json | jq .data.findings" in proc.stdout
+    assert "dlsetup doctor --strict --skip gpu.memory_held" in proc.stdout
     for option in ("--json", "--strict", "--no-frameworks", "--python", "--timeout"):
         assert option in proc.stdout
 
