@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -125,6 +128,34 @@ def smoke_failures(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _run_in_own_group(argv: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as the leader of a new process group; on a timeout or an interrupt (Ctrl-C),
+    end the whole group, so the smoke test's framework workers do not outlive it.
+
+    Raises:
+        subprocess.TimeoutExpired: it ran longer than ``timeout_s`` seconds (the group is ended).
+    """
+    group: dict[str, Any] = (
+        {"start_new_session": True}
+        if os.name == "posix"
+        else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    )
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **group
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except BaseException:
+            if os.name == "posix":
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_smoke(python: Path | None, prefix: Path) -> SmokeOutcome:
     """Run ``dlsetup smoke --python PYTHON --json`` for the environment at ``prefix``.
 
@@ -147,12 +178,9 @@ def run_smoke(python: Path | None, prefix: Path) -> SmokeOutcome:
     rerun = shlex.join(["dlsetup", "smoke", "--python", str(python)])
     start = time.perf_counter()
     try:
-        proc = subprocess.run(
+        proc = _run_in_own_group(
             [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=SMOKE_TIMEOUT_S,
+            timeout_s=SMOKE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
         reason = f"dlsetup smoke did not finish within {SMOKE_TIMEOUT_S} s"

@@ -137,12 +137,17 @@ def virtual_packages(
         platform: a conda subdir, for example ``linux-64``.
         cuda: the CUDA version for ``__cuda`` (``"12.4"``), or ``None`` for no ``__cuda``.
         host: this machine's platform: when it is ``platform``, the detected packages are used
-            (:func:`detect_host`) instead of the floors.
+            (:func:`detect_host`) instead of the floors (which remain when detection fails; each
+            package's ``source`` says which).
         cuda_source: where ``cuda`` came from (``option:--cuda`` or ``driver:nvml``).
     """
+    base: tuple[VirtualPackage, ...] = ()
     if host is not None and platform == host:
-        base = detect_host()
-    else:
+        try:
+            base = detect_host()
+        except Exception:  # rattler could not read this system: the floors, recorded as such
+            base = ()
+    if not base:
         base = tuple(_floor(*entry) for entry in _BASE[platform])
     if cuda is not None and platform in CUDA_PLATFORMS:
         return (*base, VirtualPackage("__cuda", cuda, source=cuda_source))

@@ -3,6 +3,7 @@ refusals that leave everything as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -626,3 +628,62 @@ def test_removing_a_partial_build_stops_a_thread_still_writing_into_it(tmp_path:
     ]
     assert clean_leftovers(tmp_path / "env") == [work]
     assert list(tmp_path.iterdir()) == []
+
+
+def _idle(process: Any) -> bool:
+    """Whether a process sleeps and used no CPU time over 0.5 s."""
+    before = sum(process.cpu_times()[:2])
+    time.sleep(0.5)
+    return bool(process.status() == "sleeping" and sum(process.cpu_times()[:2]) == before)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT and process groups are POSIX")
+def test_ctrl_c_during_the_smoke_test_keeps_the_env_and_ends_the_framework_workers(
+    runnable_lock: Path, tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    import psutil
+
+    prefix = tmp_path / "envs" / "smoke-interrupted"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "dlsetup", "create", "--from-lock", str(runnable_lock),
+            "--prefix", str(prefix), "--no-jupyter",
+        ],
+        # the workers hang on their device, so only ending them stops them
+        env={**os.environ, **isolated_dirs, INJECT_ENV: "hang=cpu"},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    create = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    workers: list[psutil.Process] = []
+    while not workers:  # the smoke test's framework workers are running
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the smoke workers never started"
+        with contextlib.suppress(psutil.Error):
+            workers = [
+                p
+                for p in create.children(recursive=True)
+                if any(arg.endswith("_worker.py") for arg in p.cmdline())
+            ]
+        time.sleep(0.05)
+    # past their imports and their first output, inside the injected hang (a worker still
+    # starting up would die of the broken pipe once the smoke process is gone)
+    while not all(_idle(w) for w in workers):
+        assert time.monotonic() < deadline, "the smoke workers never reached the hang"
+    descendants = create.children(recursive=True)
+    proc.send_signal(signal.SIGINT)  # to create alone, as `kill -INT` does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.endswith("Interrupted.\n")
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    left = [p.cmdline() for p in alive]
+    for p in alive:  # do not leave hour-long sleepers behind when this fails
+        p.kill()
+    assert left == [], f"left running: {left}"
+    # the environment was complete before the smoke test began: it stays, without a smoke record
+    assert (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").is_file()
+    assert not (prefix / "etc" / "dlsetup" / "smoke.json").exists()

@@ -65,7 +65,7 @@ def test_a_conda_on_path_puts_environments_in_its_own_envs_directory(
     assert default_envs_dir() == tmp_path / "miniforge3" / "envs"
 
 
-def test_host_platform_is_rattlers_current_platform() -> None:
+def test_host_platform_is_rattlers_current_subdir() -> None:
     import rattler
 
-    assert host_platform() == str(rattler.Platform.current())
+    assert host_platform() == str(rattler.Subdir.current())
