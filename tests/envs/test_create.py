@@ -687,3 +687,52 @@ def test_ctrl_c_during_the_smoke_test_keeps_the_env_and_ends_the_framework_worke
     # the environment was complete before the smoke test began: it stays, without a smoke record
     assert (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").is_file()
     assert not (prefix / "etc" / "dlsetup" / "smoke.json").exists()
+
+
+def _base_python_without_frameworks() -> str | None:
+    """The interpreter this venv was made from, when it has neither torch nor tensorflow."""
+    base = getattr(sys, "_base_executable", None)
+    if not base or sys.prefix == sys.base_prefix:  # not in a venv: the same site-packages
+        return None
+    probe = subprocess.run(
+        [base, "-c", "import importlib.util as u; print(u.find_spec('torch') or u.find_spec('tensorflow'))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    return base if probe.returncode == 0 and probe.stdout.strip() == "None" else None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the runnable python stand-in is a sh script")
+def test_an_env_whose_python_has_no_framework_fails_smoke_with_the_smoke_error(
+    tmp_path: Path,
+) -> None:
+    base = _base_python_without_frameworks()
+    if base is None:
+        pytest.skip("needs a base interpreter without torch and tensorflow")
+    from tests.envs.channel import build_channel
+
+    url = build_channel(tmp_path / "channel", python_exec=base)
+    code, out = invoke(
+        "lock", "pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel", url,
+        "--output", str(tmp_path / "locks"),
+    )  # fmt: skip
+    assert code == 0, out
+    prefix = tmp_path / "envs" / "no-framework"
+    code, out = invoke(
+        "create", "--from-lock", str(tmp_path / "locks" / "pytorch-cpu.conda-lock.yml"),
+        "--prefix", str(prefix), "--json",
+    )  # fmt: skip
+    assert code == 1, out
+    doc = json.loads(out)
+    jsonschema.validate(doc, load_schema("dlsetup.create"))
+    smoke = doc["data"]["smoke"]
+    python = prefix / "bin" / "python"
+    assert smoke["status"] == "failed"
+    assert smoke["exit_code"] == 3  # dlsetup smoke's "missing" status: no report was made
+    assert smoke["reason"].startswith("no framework to test: ")
+    assert str(python) in smoke["reason"]
+    assert smoke["failures"] == [smoke["reason"]]
+    assert smoke["record"] is None
+    assert smoke["rerun"] == f"dlsetup smoke --python {python}"
+    assert (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").is_file()
