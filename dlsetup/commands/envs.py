@@ -340,14 +340,18 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     kernel = None
     if not no_jupyter and installed.python is not None and has_ipykernel(installed.prefix):
         kernel = register_kernel(installed.python, env_name, prefix=installed.prefix)
-    if no_smoke:
-        smoke = skipped_smoke("--no-smoke")
-    else:
-        if not as_json and installed.python is not None:
+
+    def smoke_starts() -> None:
+        if not as_json:
             make_console(stderr=True).print(
                 "Running dlsetup smoke inside the environment (a minute or two) ..."
             )
-        smoke = run_smoke(installed.python, installed.prefix)
+
+    smoke = (
+        skipped_smoke("--no-smoke")
+        if no_smoke
+        else run_smoke(installed.python, installed.prefix, on_start=smoke_starts)
+    )
     activate = activation_hint(installed.prefix, env_name)
     data = {
         "name": env_name,

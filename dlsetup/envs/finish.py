@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,9 @@ def _run_in_own_group(argv: list[str], *, timeout_s: float) -> subprocess.Comple
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def run_smoke(python: Path | None, prefix: Path) -> SmokeOutcome:
+def run_smoke(
+    python: Path | None, prefix: Path, *, on_start: Callable[[], None] | None = None
+) -> SmokeOutcome:
     """Run ``dlsetup smoke --python PYTHON --json`` for the environment at ``prefix``.
 
     The smoke document is kept in the environment (:data:`SMOKE_RECORD`), so a later look can
@@ -165,6 +168,7 @@ def run_smoke(python: Path | None, prefix: Path) -> SmokeOutcome:
     Args:
         python: the environment's Python executable, or ``None`` when it has none.
         prefix: the environment's directory.
+        on_start: called just before the smoke test starts (not when it is skipped).
 
     Returns:
         the outcome; ``skipped`` when there is no runnable Python or no smoke command.
@@ -176,6 +180,8 @@ def run_smoke(python: Path | None, prefix: Path) -> SmokeOutcome:
     if not python_runs(python):
         return skipped_smoke(f"{python} does not run")
     rerun = shlex.join(["dlsetup", "smoke", "--python", str(python)])
+    if on_start is not None:
+        on_start()
     start = time.perf_counter()
     try:
         proc = _run_in_own_group(

@@ -243,6 +243,7 @@ def test_create_with_a_failing_smoke_check_keeps_the_env_exits_1_and_says_how_to
     ]
     assert f"  full result kept in {record}\nRerun it: dlsetup smoke --python {python}\n" in out
     assert f'Activate it: export PATH="{prefix}/bin:$PATH"' in out
+    assert "Running dlsetup smoke inside the environment (a minute or two) ...\n" in out
     assert not any("tensorflow on" in line for line in lines), "only torch's relu was broken"
     kept = json.loads(record.read_text())
     assert kept["data"]["passed"] is False
