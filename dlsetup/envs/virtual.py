@@ -7,9 +7,12 @@ the version the user's driver supports (NVML) or ``--cuda``.
 The others depend on the platform:
 
 * this machine's platform: what ``rattler.VirtualPackage.detect()`` finds here (``__glibc``,
-  ``__linux``, ``__osx``, ``__win``, ``__archspec``), with conda's ``CONDA_OVERRIDE_GLIBC``,
+  ``__linux``, ``__osx``, ``__win``), with conda's ``CONDA_OVERRIDE_GLIBC``,
   ``CONDA_OVERRIDE_OSX`` and ``CONDA_OVERRIDE_ARCHSPEC`` honoured (rattler's CUDA detection is
-  switched off: ``__cuda`` comes from NVML or ``--cuda`` as above);
+  switched off: ``__cuda`` comes from NVML or ``--cuda`` as above). ``__archspec`` stays the
+  generic one (``x86_64``, ``aarch64``, ``arm64``) unless ``CONDA_OVERRIDE_ARCHSPEC`` names one:
+  a lock solved for this CPU's microarchitecture (``x86_64_v4``) could pick AVX-512 builds that die
+  with an illegal instruction on a colleague's machine of the same platform;
 * any other platform: conservative floors that conda-forge's builds accept (the same as
   conda-lock's defaults): glibc 2.28, Linux 5.10, macOS 11.0; ``CONDA_OVERRIDE_GLIBC`` and
   ``CONDA_OVERRIDE_OSX`` replace the glibc and macOS floors, as they do for conda.
@@ -101,8 +104,10 @@ def _floor(name: str, version: str, build: str) -> VirtualPackage:
     return VirtualPackage(name, version, build, FLOOR)
 
 
-def detect_host() -> tuple[VirtualPackage, ...]:
+def detect_host(platform: str) -> tuple[VirtualPackage, ...]:
     """This machine's virtual packages as rattler detects them, without ``__cuda``.
+
+    ``__archspec`` is the generic one of ``platform`` unless ``CONDA_OVERRIDE_ARCHSPEC`` is set.
 
     conda's ``CONDA_OVERRIDE_GLIBC``/``_OSX``/``_ARCHSPEC`` variables are honoured (and recorded
     as the source); rattler's CUDA detection is switched off.
@@ -119,7 +124,12 @@ def detect_host() -> tuple[VirtualPackage, ...]:
         if name == "__cuda":
             continue
         var = OVERRIDE_VARS.get(name)
-        source = f"env:{var}" if var and os.environ.get(var) else DETECTED
+        overridden = bool(var and os.environ.get(var))
+        generic_arch = {e[0]: e[2] for e in _BASE.get(platform, ())}.get("__archspec")
+        if name == "__archspec" and not overridden and generic_arch:
+            found.append(VirtualPackage(name, "1", generic_arch, FLOOR))
+            continue
+        source = f"env:{var}" if overridden else DETECTED
         found.append(VirtualPackage(name, str(generic.version), str(generic.build_string), source))
     return tuple(found)
 
@@ -144,7 +154,7 @@ def virtual_packages(
     base: tuple[VirtualPackage, ...] = ()
     if host is not None and platform == host:
         try:
-            base = detect_host()
+            base = detect_host(platform)
         except Exception:  # rattler could not read this system: the floors, recorded as such
             base = ()
     if not base:

@@ -91,9 +91,13 @@ def test_auto_variant_with_a_cuda_12_4_driver_locks_a_cuda_build_solved_for_12_4
     linux = next(line for line in header if line.startswith("#   linux-64: "))
     assert linux.startswith("#   linux-64: __unix=0 __linux=")
     assert linux.endswith(" __cuda=12.4")
-    origin = "detected on this machine" if host_platform() == "linux-64" else "default floors"
+    origin = (
+        "detected on this machine: __unix __linux __glibc; default floors: __archspec"
+        if host_platform() == "linux-64"
+        else "default floors: __unix __linux __glibc __archspec"
+    )
     assert header[header.index(linux) + 1] == (
-        f"#     {origin}: __unix __linux __glibc __archspec; from the NVIDIA driver (NVML): __cuda"
+        f"#     {origin}; from the NVIDIA driver (NVML): __cuda"
     )
     parsed, rattler_lock = read_back(lock)
     builds = {p.name: p.build for p in parsed.package}

@@ -74,9 +74,15 @@ def test_a_lock_for_this_platform_records_this_machines_glibc_and_kernel_and_say
     here, other = platforms["linux-64"], platforms["linux-aarch64"]
     glibc, kernel = _glibc(), _kernel()
     assert here["virtual_packages"][:3] == ["__unix=0", f"__linux={kernel}", f"__glibc={glibc}"]
-    assert here["virtual_packages"][3].startswith("__archspec=1=")
+    # the generic microarchitecture, not this CPU's (x86_64_v4 builds would die on a v3 machine)
+    assert here["virtual_packages"][3] == "__archspec=1=x86_64"
     assert len(here["virtual_packages"]) == 4  # no __cuda for a cpu lock, whatever the env says
-    assert set(here["virtual_package_sources"].values()) == {"detected"}
+    assert here["virtual_package_sources"] == {
+        "__unix": "detected",
+        "__linux": "detected",
+        "__glibc": "detected",
+        "__archspec": "floor",
+    }
     assert other["virtual_packages"] == [
         "__unix=0",
         "__linux=5.10",
@@ -87,8 +93,11 @@ def test_a_lock_for_this_platform_records_this_machines_glibc_and_kernel_and_say
 
     lock = tmp_path / "pytorch-cpu.conda-lock.yml"
     text = lock.read_text()
-    assert f"#   linux-64: __unix=0 __linux={kernel} __glibc={glibc} __archspec=1=" in text
-    assert "#     detected on this machine: __unix __linux __glibc __archspec\n" in text
+    assert f"#   linux-64: __unix=0 __linux={kernel} __glibc={glibc} __archspec=1=x86_64\n" in text
+    assert (
+        "#     detected on this machine: __unix __linux __glibc; default floors: __archspec\n"
+        in text
+    )
     assert "#     default floors: __unix __linux __glibc __archspec\n" in text
     meta = parse_conda_lock_file(lock).metadata.custom_metadata
     assert f"__glibc={glibc}" in meta["dlsetup_virtual_packages_linux-64"].split()
@@ -123,9 +132,29 @@ def test_conda_override_glibc_is_honoured_for_this_platform_and_recorded(
     assert here["virtual_package_sources"]["__cuda"] == "option:--cuda"
     text = (tmp_path / "pytorch-cuda.conda-lock.yml").read_text()
     assert (
-        "#     detected on this machine: __unix __linux __archspec; from $CONDA_OVERRIDE_GLIBC: "
-        "__glibc; from --cuda: __cuda\n" in text
+        "#     detected on this machine: __unix __linux; from $CONDA_OVERRIDE_GLIBC: __glibc; "
+        "default floors: __archspec; from --cuda: __cuda\n" in text
     )
+
+
+def test_conda_override_archspec_names_this_machines_microarchitecture(
+    channel_url: str, tmp_path: Path, no_overrides: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONDA_OVERRIDE_ARCHSPEC", "x86_64_v3")
+    data = lock_json(
+        "pytorch",
+        "--variant",
+        "cpu",
+        "--platform",
+        "linux-64",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+    )
+    [here] = data["platforms"]  # type: ignore[misc]
+    assert "__archspec=1=x86_64_v3" in here["virtual_packages"]
+    assert here["virtual_package_sources"]["__archspec"] == "env:CONDA_OVERRIDE_ARCHSPEC"
 
 
 @pytest.fixture(scope="module")
