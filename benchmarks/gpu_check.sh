@@ -16,9 +16,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
 "$py" -c "import torch; print('torch', torch.__version__, torch.version.cuda, torch.cuda.get_arch_list())"
 
 echo "== dlsetup doctor"
-start=$(date +%s.%N)
-"$py" -m dlsetup doctor --json > "$out/doctor.json"; rc=$?
-echo "doctor --json exit $rc in $(echo "$(date +%s.%N) - $start" | bc) s"
+TIMEFORMAT="doctor --json took %R s"
+time "$py" -m dlsetup doctor --json > "$out/doctor.json"
+echo "doctor --json exit $?"
 "$py" -m dlsetup doctor > "$out/doctor.txt" 2>&1; echo "doctor exit $?"
 cat "$out/doctor.txt"
 
