@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dlsetup.process_group import kill_group, new_group_options
 
 #: Seconds the whole smoke run inside a new environment may take.
 SMOKE_TIMEOUT_S = 1800
@@ -136,22 +135,13 @@ def _run_in_own_group(argv: list[str], *, timeout_s: float) -> subprocess.Comple
     Raises:
         subprocess.TimeoutExpired: it ran longer than ``timeout_s`` seconds (the group is ended).
     """
-    group: dict[str, Any] = (
-        {"start_new_session": True}
-        if os.name == "posix"
-        else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-    )
     with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **group
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **new_group_options()
     ) as proc:
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except BaseException:
-            if os.name == "posix":
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
+            kill_group(proc)
             proc.wait()
             raise
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -23,6 +23,7 @@ from typing import Any
 
 from dlsetup.errors import MissingToolError
 from dlsetup.facts import Maybe, Missing
+from dlsetup.process_group import kill_group, new_group_options
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER = Path(__file__).with_name("framework_worker.py")
@@ -215,7 +216,7 @@ class FrameworkRun:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     env=self.env,
-                    start_new_session=(os.name == "posix"),
+                    **new_group_options(),
                 )
             except OSError as exc:
                 raise MissingToolError(
@@ -224,15 +225,6 @@ class FrameworkRun:
                 ) from exc
         return self
 
-    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
-        try:
-            if os.name == "posix":
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        except (ProcessLookupError, PermissionError, OSError):
-            proc.kill()
-
     def _wait(self, name: str) -> tuple[bytes, bytes, int | None, bool]:
         proc = self._procs[name]
         remaining = max(0.0, self.timeout - (time.perf_counter() - self._started))
@@ -240,7 +232,7 @@ class FrameworkRun:
             out, err = proc.communicate(timeout=remaining)
             return out, err, proc.returncode, False
         except subprocess.TimeoutExpired:
-            self._kill(proc)
+            kill_group(proc)
             out, err = proc.communicate()
             return out, err, proc.returncode, True
 

@@ -1,0 +1,44 @@
+"""Child processes that are ended together with everything they started.
+
+A framework probe or a smoke run may leave helper processes of its own (a framework's compiler or
+loader, the smoke test's framework workers). Started as the leader of a new process group, the
+whole group can be ended at once on a timeout or an interrupt, so nothing outlives the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from typing import Any
+
+
+def new_group_options() -> dict[str, Any]:
+    """``subprocess.Popen`` keyword arguments that make the child lead a new process group.
+
+    On POSIX the child starts a new session (so a terminal's Ctrl-C goes to dlsetup only, which
+    then ends the group); on Windows it gets a new process group.
+    """
+    if os.name == "posix":
+        return {"start_new_session": True}
+    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """End ``proc`` and, on POSIX, every process of the group it leads, with SIGKILL.
+
+    ``proc`` must have been started with :func:`new_group_options`. A group that has already
+    ended is not an error. Elsewhere, or when the group cannot be signalled, only ``proc`` is
+    killed. The caller still waits for ``proc`` (``wait()``/``communicate()``).
+    """
+    if os.name == "posix":
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return
+        except ProcessLookupError:
+            return
+        except OSError:  # e.g. EPERM for a group of zombies on macOS: end the leader at least
+            pass
+    with contextlib.suppress(OSError):
+        proc.kill()
