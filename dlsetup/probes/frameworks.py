@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlsetup.errors import MissingToolError
 from dlsetup.facts import Maybe, Missing
+from dlsetup.interpreter import cannot_run, require_interpreter
 from dlsetup.process_group import kill_group, new_group_options
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
@@ -148,20 +148,6 @@ def skipped(python: str | None = None) -> FrameworksFacts:
     )
 
 
-def _check_python(python: str) -> None:
-    path = Path(python)
-    if not path.exists():
-        raise MissingToolError(
-            f"no Python interpreter at {python}",
-            fix="pass --python the path of an existing interpreter, e.g. ~/miniforge3/envs/dl/bin/python",
-        )
-    if not os.access(path, os.X_OK) or path.is_dir():
-        raise MissingToolError(
-            f"{python} is not an executable interpreter",
-            fix="pass --python the path of the environment's python executable (bin/python)",
-        )
-
-
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # never let TF reserve GPU memory
@@ -206,7 +192,7 @@ class FrameworkRun:
         Raises:
             MissingToolError: the interpreter does not exist or cannot run.
         """
-        _check_python(self.python)
+        require_interpreter(self.python)
         self._started = time.perf_counter()
         for name in self.frameworks:
             try:
@@ -219,10 +205,7 @@ class FrameworkRun:
                     **new_group_options(),
                 )
             except OSError as exc:
-                raise MissingToolError(
-                    f"cannot run the Python interpreter {self.python}: {exc}",
-                    fix="pass --python the path of a working interpreter",
-                ) from exc
+                raise cannot_run(self.python, exc) from exc
         return self
 
     def _wait(self, name: str) -> tuple[bytes, bytes, int | None, bool]:

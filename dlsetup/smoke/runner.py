@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from dlsetup.errors import MissingToolError, SmokeError
 from dlsetup.facts import Missing
+from dlsetup.interpreter import cannot_run, require_interpreter
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from dlsetup.smoke.results import (
     ZERO_ONE_NOTE,
@@ -77,9 +78,13 @@ class _Worker:
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self.stderr, env=env, stdin=subprocess.DEVNULL
-        )
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=self.stderr, env=env, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            self.stderr.close()
+            raise cannot_run(argv[0], exc) from exc
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -251,26 +256,29 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
     """Run every selected framework's worker in parallel and collect the report.
 
     Raises:
-        MissingToolError: the interpreter does not exist, or no framework is installed in it.
+        MissingToolError: the interpreter does not exist or cannot run, or no framework is
+            installed in it.
         SmokeError: a selected device exists in no framework, or a worker could not start.
     """
-    if not opts.python.exists():
-        raise MissingToolError(
-            f"no Python interpreter at {opts.python}",
-            fix="pass --python with the path of an environment's python executable",
-        )
+    require_interpreter(opts.python)
     frameworks = opts.frameworks or FRAMEWORKS
     started = time.perf_counter()
     results: dict[str, tuple[FrameworkRun, list[DeviceRun]]] = {}
+    errors: list[Exception] = []
 
     def work(name: str) -> None:
-        results[name] = _run_framework(name, opts)
+        try:
+            results[name] = _run_framework(name, opts)
+        except Exception as exc:  # raised again below, in the calling thread
+            errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(name,)) for name in frameworks]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
     wall = time.perf_counter() - started
     infos = tuple(results[n][0] for n in frameworks)
     runs = tuple(r for n in frameworks for r in results[n][1])
