@@ -254,13 +254,6 @@ class FrameworkRun:
         )
 
 
-def probe_frameworks(
-    python: str | None = None, timeout: float = 60.0, full_import: bool = False
-) -> FrameworksFacts:
-    """Probe torch and tensorflow in ``python`` (both at once), waiting for the result."""
-    return FrameworkRun(python, timeout, full_import=full_import).start().collect()
-
-
 def _payload(out: bytes) -> dict[str, Any] | None:
     text = out.decode("utf-8", errors="replace")
     for line in reversed(text.splitlines()):

@@ -10,7 +10,6 @@ the per-device timeout, or kills the worker (a crash, an out-of-memory kill), is
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import queue
@@ -317,9 +316,3 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
         agreement=agreement(runs),
         zero_one_note=ZERO_ONE_NOTE,
     )
-
-
-def max_deviation(report: SmokeReport) -> float:
-    """The largest absolute torch-vs-TensorFlow curve gap in the report (NaN when none)."""
-    values = [a.max_abs_deviation for a in report.agreement if a.max_abs_deviation is not None]
-    return max(values) if values else math.nan
