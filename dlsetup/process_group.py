@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -42,3 +43,28 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
             pass
     with contextlib.suppress(OSError):
         proc.kill()
+
+
+def run_in_own_group(argv: Sequence[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to the end as the leader of a new process group, capturing its output as text.
+
+    On a timeout or an interrupt (Ctrl-C) the whole group is ended, so what ``argv`` started
+    (a smoke test's framework workers, conda-lock's solver) does not outlive it.
+
+    Args:
+        argv: the command and its arguments.
+        timeout_s: seconds it may run.
+
+    Raises:
+        subprocess.TimeoutExpired: it ran longer than ``timeout_s`` seconds (the group is ended).
+    """
+    with subprocess.Popen(
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **new_group_options()
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except BaseException:
+            kill_group(proc)
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)

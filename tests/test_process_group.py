@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
-from dlsetup.process_group import kill_group, new_group_options
+from dlsetup.process_group import kill_group, new_group_options, run_in_own_group
 
 #: A child that starts a grandchild, prints the grandchild's pid, then waits.
 PARENT = """
@@ -35,6 +36,33 @@ def test_kill_group_ends_the_child_and_the_grandchild_it_started() -> None:
         assert time.monotonic() < deadline, "the grandchild outlived kill_group"
         time.sleep(0.05)
     proc.stdout.close()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are signalled on POSIX")
+def test_run_in_own_group_past_its_timeout_ends_what_the_command_started(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    script = PARENT.replace(
+        "print(child.pid, flush=True)", f"open({str(pid_file)!r}, 'w').write(str(child.pid))"
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_in_own_group([sys.executable, "-c", script], timeout_s=5)
+    grandchild = psutil.Process(int(pid_file.read_text()))
+    deadline = time.monotonic() + 10
+    while not _ended(grandchild):
+        assert time.monotonic() < deadline, "the grandchild outlived run_in_own_group"
+        time.sleep(0.05)
+
+
+def test_run_in_own_group_returns_exit_status_and_text_output() -> None:
+    done = run_in_own_group(
+        [
+            sys.executable,
+            "-c",
+            "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)",
+        ],
+        timeout_s=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
 
 
 def _ended(process: psutil.Process) -> bool:

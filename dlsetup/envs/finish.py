@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlsetup.process_group import kill_group, new_group_options
+from dlsetup.process_group import run_in_own_group
 
 #: Seconds the whole smoke run inside a new environment may take.
 SMOKE_TIMEOUT_S = 1800
@@ -128,25 +128,6 @@ def smoke_failures(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _run_in_own_group(argv: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` as the leader of a new process group; on a timeout or an interrupt (Ctrl-C),
-    end the whole group, so the smoke test's framework workers do not outlive it.
-
-    Raises:
-        subprocess.TimeoutExpired: it ran longer than ``timeout_s`` seconds (the group is ended).
-    """
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **new_group_options()
-    ) as proc:
-        try:
-            out, err = proc.communicate(timeout=timeout_s)
-        except BaseException:
-            kill_group(proc)
-            proc.wait()
-            raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
-
 def run_smoke(
     python: Path | None, prefix: Path, *, on_start: Callable[[], None] | None = None
 ) -> SmokeOutcome:
@@ -174,7 +155,7 @@ def run_smoke(
         on_start()
     start = time.perf_counter()
     try:
-        proc = _run_in_own_group(
+        proc = run_in_own_group(
             [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
             timeout_s=SMOKE_TIMEOUT_S,
         )
