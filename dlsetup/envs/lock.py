@@ -45,9 +45,12 @@ from dlsetup.envs.virtual import (
     virtual_packages,
 )
 from dlsetup.errors import ExistsError, InputError, MissingToolError, SolveError
+from dlsetup.process_group import run_in_own_group
 
 ENGINES: tuple[str, ...] = ("rattler", "conda-lock")
 METADATA_PREFIX = "dlsetup_"
+#: Seconds conda-lock's own solve (``--engine conda-lock``) may take.
+CONDA_LOCK_TIMEOUT_S = 3600
 
 
 @dataclass(frozen=True)
@@ -431,7 +434,14 @@ def _conda_lock_solve(
     ]
     for platform in platforms:
         cmd += ["--platform", platform]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
+    try:
+        # its own process group: a timeout or Ctrl-C also ends the conda/mamba solver it started
+        proc = run_in_own_group(cmd, timeout_s=CONDA_LOCK_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise SolveError(
+            f"conda-lock's solve did not finish within {CONDA_LOCK_TIMEOUT_S} s using {conda_exe}",
+            fix="retry with --engine rattler (no conda needed), or lock fewer platforms",
+        ) from exc
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise SolveError(

@@ -4,15 +4,20 @@ virtual packages, plain-language unsatisfiable errors, and locks that conda-lock
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import psutil
 import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
+from dlsetup.envs import lock as lock_mod
 from dlsetup.envs.location import host_platform
 from dlsetup.output import load_schema
 from tests.support.fake_nvml import nvml_env
@@ -434,3 +439,39 @@ def test_cuda_13_driver_gets_cuda_13_pytorch_alone_and_cuda_12_builds_beside_ten
     assert builds["tensorflow"] == ("2.19.1", "cuda128py312h0_200")
     assert builds["cuda-version"] == ("12.9", "h0_3")
     assert "  - cuda-version <14\n" in (tmp_path / "both-cuda.environment.yml").read_text()
+
+
+@pytest.mark.slow
+def test_conda_lock_solve_past_its_timeout_is_a_solve_error_and_ends_the_solver(
+    channel_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pid_file = tmp_path / "solver.pid"
+    solver = bin_dir / "micromamba"  # stands in for a solver that never answers
+    solver.write_text(f"#!/bin/sh\necho $$ >> {pid_file}\nexec sleep 600\n")
+    solver.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}:/usr/bin:/bin")
+    monkeypatch.delenv("CONDA_EXE", raising=False)
+    monkeypatch.setattr(lock_mod, "CONDA_LOCK_TIMEOUT_S", 8)
+    code, out = lock_cli(
+        "pytorch",
+        "--variant",
+        "cpu",
+        "--platform",
+        "linux-64",
+        "--engine",
+        "conda-lock",
+        "--channel",
+        channel_url,
+        "--output",
+        str(tmp_path),
+    )
+    assert code == 4
+    assert f"Error: conda-lock's solve did not finish within 8 s using {solver}\n" in out
+    assert not (tmp_path / "pytorch-cpu.conda-lock.yml").exists()
+    for pid in (int(line) for line in pid_file.read_text().split()):
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the solver conda-lock started outlived the timeout"
+            time.sleep(0.05)
