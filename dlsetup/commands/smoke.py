@@ -115,6 +115,7 @@ def smoke(  # noqa: PLR0917 - click passes each option
     between the PyTorch and TensorFlow loss curves from the same starting weights.
     Exit status 1 when a check fails or a figure regressed beyond --max-regression.
     """
+    from dlsetup.atomic_write import write_text_atomically
     from dlsetup.smoke import benchmark as bm
     from dlsetup.smoke.runner import RunOptions, run_smoke
 
@@ -142,10 +143,10 @@ def smoke(  # noqa: PLR0917 - click passes each option
     if baseline_metrics is not None and baseline is not None:
         comparison = bm.compare(bm.metrics(bench), baseline_metrics, bound, str(baseline))
     if output is not None:
-        output.write_text(json.dumps(bm.benchmark_document(bench), indent=2) + "\n", "utf-8")
+        write_text_atomically(output, json.dumps(bm.benchmark_document(bench), indent=2) + "\n")
     if github_benchmark is not None:
-        github_benchmark.write_text(
-            json.dumps(bm.github_benchmark(bench), indent=2) + "\n", "utf-8"
+        write_text_atomically(
+            github_benchmark, json.dumps(bm.github_benchmark(bench), indent=2) + "\n"
         )
     if plot is not None:
         from dlsetup.smoke.plot import plot_curves

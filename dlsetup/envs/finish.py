@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlsetup.atomic_write import write_text_atomically
 from dlsetup.process_group import run_in_own_group
 
 #: Seconds the whole smoke run inside a new environment may take.
@@ -187,7 +188,7 @@ def run_smoke(
         )
     record = prefix / SMOKE_RECORD
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(proc.stdout, encoding="utf-8")
+    write_text_atomically(record, proc.stdout)
     passed = proc.returncode == 0 and bool(data.get("passed"))
     failures = () if passed else smoke_failures(data)
     if not passed and not failures:

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlsetup.atomic_write import write_text_atomically
+
 
 @dataclass(frozen=True)
 class KernelSpec:
@@ -80,7 +82,5 @@ def register_kernel(
         "metadata": {"debugger": True, "dlsetup": {"prefix": str(prefix)}},
     }
     path = directory / "kernel.json"
-    tmp = directory / "kernel.json.tmp"
-    tmp.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(spec, indent=1) + "\n")
     return KernelSpec(name=name, path=path, display_name=display)

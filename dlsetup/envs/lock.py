@@ -21,7 +21,6 @@ renamed into place.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dlsetup.atomic_write import write_text_atomically
 from dlsetup.envs.explain import explain_unsatisfiable
 from dlsetup.envs.location import find_conda_executable, host_platform
 from dlsetup.envs.spec import RenderedEnvironment
@@ -109,17 +109,6 @@ def output_paths(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
 def pypi_mapping_path() -> Path:
     """The local PyPI-to-conda name map given to conda-lock instead of its network download."""
     return Path(str(resources.files("dlsetup").joinpath("data", "pypi-to-conda.json")))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_outputs(paths: tuple[Path, ...], force: bool) -> None:
@@ -277,7 +266,7 @@ def _build_lockfile(
 def _finish_lock(tmp_lock: Path, lock_path: Path, header: list[str]) -> None:
     body = tmp_lock.read_text(encoding="utf-8")
     tmp_lock.unlink()
-    _write_atomically(lock_path, "\n".join(header) + "\n" + body)
+    write_text_atomically(lock_path, "\n".join(header) + "\n" + body)
 
 
 def lock_environment(
@@ -332,8 +321,8 @@ def lock_environment(
     solutions: dict[str, tuple[list[Any], float]] = {}
     if engine == "rattler":
         solutions = asyncio.run(_solve_all(env, platforms, per_platform, cache_dir))
-    _write_atomically(env_path, env.text)
-    _write_atomically(vp_path, spec_file_text(per_platform))
+    write_text_atomically(env_path, env.text)
+    write_text_atomically(vp_path, spec_file_text(per_platform))
     header = header_lines(env, per_platform)
     # conda-lock's help text names the file it writes: give it the final name, in a temporary dir
     tmp_dir = Path(tempfile.mkdtemp(prefix=".dlsetup-lock-", dir=output_dir))
