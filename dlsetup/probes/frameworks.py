@@ -295,28 +295,27 @@ def _describe_exit(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def _maybe_str(value: Any, reason: str = "not_reported") -> Maybe[str]:
-    if value is None:
-        return Missing(reason)
+def _reported_missing(value: Any, default: str = "not_reported") -> Missing:
+    """The worker's ``{"missing": reason, "detail": ...}`` marker, or Missing(``default``)."""
     if isinstance(value, dict) and "missing" in value:
         return Missing(str(value["missing"]), str(value.get("detail", "")))
+    return Missing(default)
+
+
+def _maybe_str(value: Any, reason: str = "not_reported") -> Maybe[str]:
+    if value is None or (isinstance(value, dict) and "missing" in value):
+        return _reported_missing(value, reason)
     return str(value)
 
 
 def _maybe_bool(value: Any) -> Maybe[bool]:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, dict) and "missing" in value:
-        return Missing(str(value["missing"]), str(value.get("detail", "")))
-    return Missing("not_reported")
+    return value if isinstance(value, bool) else _reported_missing(value)
 
 
 def _maybe_int(value: Any) -> Maybe[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, dict) and "missing" in value:
-        return Missing(str(value["missing"]), str(value.get("detail", "")))
-    return Missing("not_reported")
+    return _reported_missing(value)
 
 
 def _str_list(value: Any) -> tuple[str, ...]:
@@ -426,19 +425,7 @@ def _to_probe(
             f"TensorFlow's core alone did not load ({facts['core_error']}); "
             "the full import was used",
         )
-    if name == "torch":
-        return FrameworkProbe(
-            name,
-            "ok",
-            "",
-            version,
-            seconds,
-            exit_code,
-            libs,
-            messages,
-            imported,
-            torch=_torch_build(facts),
-        )
+    not_this: Missing = Missing("not_probed")
     return FrameworkProbe(
         name,
         "ok",
@@ -449,5 +436,6 @@ def _to_probe(
         libs,
         messages,
         imported,
-        tensorflow=_tf_build(facts),
+        torch=_torch_build(facts) if name == "torch" else not_this,
+        tensorflow=not_this if name == "torch" else _tf_build(facts),
     )
