@@ -23,11 +23,11 @@ from typing import Any
 
 from dlsetup.facts import Maybe, Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
+from dlsetup.probes.framework_worker import MARKER  # the worker's own constant (stdlib-only module)
 from dlsetup.process_group import kill_group, new_group_options
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER = Path(__file__).with_name("framework_worker.py")
-MARKER = "DLSETUP_PROBE_JSON: "
 
 #: CUDA library load failures, as TF's and torch's loaders word them.
 _LIB_PATTERNS = (

@@ -125,3 +125,10 @@ def test_gd_step_moves_every_weight_by_minus_lr_times_its_finite_difference_grad
         assert getattr(stepped, name).reshape(-1) == pytest.approx(expected, rel=1e-5, abs=1e-7), (
             name
         )
+
+
+def test_runner_reads_the_line_prefix_the_workers_write() -> None:
+    from dlsetup.smoke import runner
+
+    # the runner keeps its own copy: importing worker_common would put its directory on sys.path
+    assert runner.LINE_PREFIX == core.LINE_PREFIX
