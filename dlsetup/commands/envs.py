@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
-from dlsetup.errors import ExitCode, InputError
+from dlsetup.errors import ExitCode
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -289,57 +288,16 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     activate it. Exit status 1 when the smoke test fails: the environment stays installed, and
     the failed checks and the command to rerun them are printed.
     """
-    from dlsetup.envs.finish import activation_hint, run_smoke, skipped_smoke
-    from dlsetup.envs.install import create_environment, validate_env_name
-    from dlsetup.envs.jupyter import has_ipykernel, register_kernel
-    from dlsetup.envs.location import default_envs_dir
+    from dlsetup.envs.build import build_environment
     from dlsetup.envs.progress import Progress
-    from dlsetup.envs.request import LockRequest, lock_target
+    from dlsetup.envs.request import LockRequest
     from dlsetup.output import dumps, envelope, make_console, to_jsonable
 
-    if (target is None) == (from_lock is None):
-        raise InputError(
-            "give either TARGET or --from-lock FILE (exactly one)",
-            fix="for example: dlsetup create pytorch, or dlsetup create --from-lock x.conda-lock.yml",
-        )
-    if prefix is not None and name is not None:
-        raise InputError("--prefix and --name exclude each other", fix="use one of them")
-    if name is not None:
-        validate_env_name(name)
-    progress = Progress(enabled=not as_json)
-    with tempfile.TemporaryDirectory(prefix="dlsetup-create-") as tmp:
-        variant_reason = ""
-        if from_lock is None:
-            assert target is not None
-            opts = LockRequest(target, variant, cuda, (), False, python, channels, engine)
-            progress.note(f"Locking {target} for this machine ...")
-            result, choice = lock_target(opts, Path(tmp), force=True)
-            lock_path = result.lock_path
-            variant_reason = choice.reason
-            default_name = result.name
-        else:
-            lock_path = from_lock
-            default_name = from_lock.name.removesuffix(".yml").removesuffix(".conda-lock")
-        env_name = name or (prefix.name if prefix is not None else default_name)
-        if prefix is None:
-            validate_env_name(env_name)
-            prefix = default_envs_dir() / env_name
-        lock_copy = lock_path.read_bytes() if lock_path.is_file() else b""
-
-        def keep_lock(staged: Path) -> None:
-            meta = staged / "conda-meta"
-            meta.mkdir(exist_ok=True)
-            (meta / "dlsetup.conda-lock.yml").write_bytes(lock_copy)
-
-        try:
-            installed = create_environment(
-                lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
-            )
-        finally:
-            progress.close()
-    kernel = None
-    if not no_jupyter and installed.python is not None and has_ipykernel(installed.prefix):
-        kernel = register_kernel(installed.python, env_name, prefix=installed.prefix)
+    request = (
+        LockRequest(target, variant, cuda, (), False, python, channels, engine)
+        if target is not None
+        else None
+    )
 
     def smoke_starts() -> None:
         if not as_json:
@@ -347,25 +305,31 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
                 "Running dlsetup smoke inside the environment (a minute or two) ..."
             )
 
-    smoke = (
-        skipped_smoke("--no-smoke")
-        if no_smoke
-        else run_smoke(installed.python, installed.prefix, on_start=smoke_starts)
+    built = build_environment(
+        request,
+        from_lock=from_lock,
+        prefix=prefix,
+        name=name,
+        jupyter=not no_jupyter,
+        smoke=not no_smoke,
+        force=force,
+        progress=Progress(enabled=not as_json),
+        on_smoke_start=smoke_starts,
     )
-    activate = activation_hint(installed.prefix, env_name)
+    installed, kernel, smoke = built.installed, built.kernel, built.smoke
     data = {
-        "name": env_name,
+        "name": built.name,
         "prefix": str(installed.prefix),
         "platform": installed.platform,
-        "lock": str(from_lock) if from_lock else None,
-        "variant_reason": variant_reason or None,
+        "lock": str(built.from_lock) if built.from_lock else None,
+        "variant_reason": built.variant_reason or None,
         "packages": installed.packages,
         "replaced": installed.replaced,
         "seconds": round(installed.seconds, 3),
         "python": str(installed.python) if installed.python else None,
         "kernel": {"name": kernel.name, "path": str(kernel.path)} if kernel else None,
         "smoke": to_jsonable(smoke),
-        "activate": activate,
+        "activate": built.activate,
     }
     if as_json:
         click.echo(dumps(envelope("dlsetup.create", data)))
@@ -379,7 +343,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         if kernel:
             console.print(f"Jupyter kernel: {kernel.display_name} ({kernel.path})")
         _print_smoke(console, smoke)
-        console.print(f"Activate it: {activate}")
+        console.print(f"Activate it: {built.activate}")
     if smoke.status == "failed":
         ctx.exit(int(ExitCode.FINDINGS))
 

@@ -11,6 +11,7 @@
   (standard library only: ``dlsetup doctor`` imports it).
 * :mod:`dlsetup.envs.jupyter` — register the environment as a Jupyter kernel.
 * :mod:`dlsetup.envs.finish` — how to activate it, and ``dlsetup smoke`` inside it.
+* :mod:`dlsetup.envs.build` — all of ``dlsetup create``: lock, install, kernel, smoke.
 * :mod:`dlsetup.envs.progress` — progress on a terminal, plain lines otherwise.
 
 rattler, conda_lock and asyncio (in :mod:`~dlsetup.envs.install`) are imported inside functions

@@ -1,0 +1,131 @@
+"""What ``dlsetup create`` does: lock (unless given a lock), build, register a kernel, smoke-test.
+
+The command only parses options and renders the :class:`Built` this returns.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlsetup.envs.finish import SmokeOutcome, activation_hint, run_smoke, skipped_smoke
+from dlsetup.envs.install import InstallResult, create_environment, validate_env_name
+from dlsetup.envs.jupyter import KernelSpec, has_ipykernel, register_kernel
+from dlsetup.envs.location import default_envs_dir
+from dlsetup.envs.progress import Progress
+from dlsetup.envs.request import LockRequest, lock_target
+from dlsetup.errors import InputError
+
+
+@dataclass(frozen=True)
+class Built:
+    """A new environment and how it was verified.
+
+    Attributes:
+        name: the environment's name (``--name``, the ``--prefix`` directory's, or the lock's).
+        installed: what was installed where.
+        from_lock: the lock it was built from when one was given (``--from-lock``), else ``None``.
+        variant_reason: why the variant was chosen when it was locked here, else empty.
+        kernel: the Jupyter kernel registered, or ``None``.
+        smoke: the smoke test's outcome (``skipped`` with ``smoke=False``).
+        activate: the command that activates it.
+    """
+
+    name: str
+    installed: InstallResult
+    from_lock: Path | None
+    variant_reason: str
+    kernel: KernelSpec | None
+    smoke: SmokeOutcome
+    activate: str
+
+
+def build_environment(
+    request: LockRequest | None,
+    *,
+    from_lock: Path | None = None,
+    prefix: Path | None = None,
+    name: str | None = None,
+    jupyter: bool = True,
+    smoke: bool = True,
+    force: bool = False,
+    progress: Progress | None = None,
+    on_smoke_start: Callable[[], None] | None = None,
+) -> Built:
+    """Build a verified environment from ``request`` (locked first) or from the lock ``from_lock``.
+
+    Args:
+        request: what to lock for this machine; ``None`` with ``from_lock``.
+        from_lock: a conda-lock file to build from instead.
+        prefix: the environment's directory (excludes ``name``).
+        name: the environment's name, placed in :func:`default_envs_dir` (excludes ``prefix``).
+        jupyter: register a Jupyter kernel when the environment has ipykernel.
+        smoke: run ``dlsetup smoke`` inside the new environment.
+        force: replace an existing environment (after the new one is complete).
+        progress: where the lock and install steps report; it is closed once the environment is
+            installed (default: silent).
+        on_smoke_start: called just before the smoke test starts.
+
+    Raises:
+        InputError: not exactly one of ``request`` and ``from_lock``; both ``prefix`` and
+            ``name``; an invalid name.
+        ExistsError, IntegrityError, InstallError, SolveError: from locking and installing.
+    """
+    if (request is None) == (from_lock is None):
+        raise InputError(
+            "give either TARGET or --from-lock FILE (exactly one)",
+            fix="for example: dlsetup create pytorch, or dlsetup create --from-lock x.conda-lock.yml",
+        )
+    if prefix is not None and name is not None:
+        raise InputError("--prefix and --name exclude each other", fix="use one of them")
+    if name is not None:
+        validate_env_name(name)
+    progress = progress or Progress(enabled=False)
+    with tempfile.TemporaryDirectory(prefix="dlsetup-create-") as tmp:
+        variant_reason = ""
+        if request is not None:
+            progress.note(f"Locking {request.target} for this machine ...")
+            result, choice = lock_target(request, Path(tmp), force=True)
+            lock_path = result.lock_path
+            variant_reason = choice.reason
+            default_name = result.name
+        else:
+            assert from_lock is not None
+            lock_path = from_lock
+            default_name = from_lock.name.removesuffix(".yml").removesuffix(".conda-lock")
+        env_name = name or (prefix.name if prefix is not None else default_name)
+        if prefix is None:
+            validate_env_name(env_name)
+            prefix = default_envs_dir() / env_name
+        lock_copy = lock_path.read_bytes() if lock_path.is_file() else b""
+
+        def keep_lock(staged: Path) -> None:
+            meta = staged / "conda-meta"
+            meta.mkdir(exist_ok=True)
+            (meta / "dlsetup.conda-lock.yml").write_bytes(lock_copy)
+
+        try:
+            installed = create_environment(
+                lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
+            )
+        finally:
+            progress.close()
+    kernel = None
+    if jupyter and installed.python is not None and has_ipykernel(installed.prefix):
+        kernel = register_kernel(installed.python, env_name, prefix=installed.prefix)
+    outcome = (
+        run_smoke(installed.python, installed.prefix, on_start=on_smoke_start)
+        if smoke
+        else skipped_smoke("--no-smoke")
+    )
+    return Built(
+        name=env_name,
+        installed=installed,
+        from_lock=from_lock,
+        variant_reason=variant_reason,
+        kernel=kernel,
+        smoke=outcome,
+        activate=activation_hint(installed.prefix, env_name),
+    )
