@@ -362,9 +362,8 @@ def _is_nonempty(path: Path) -> bool:
 class _Reporter:
     """rattler InstallerReporter feeding :class:`Progress` (and the test pause hook)."""
 
-    def __init__(self, progress: Progress, total: int) -> None:
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.total = total
         self.pause_file = os.environ.get(PAUSE_ENV)
 
     def on_transaction_start(self, total_operations: int) -> None:
@@ -472,7 +471,7 @@ def create_environment(
                 cache_dir=work / "pkgs",
                 alternative_target_prefix=prefix,
                 show_progress=False,
-                reporter=cast("InstallerReporter", _Reporter(progress, len(records))),
+                reporter=cast("InstallerReporter", _Reporter(progress)),
                 execute_link_scripts=False,
             )
         )
