@@ -111,45 +111,52 @@ def run_doctor(
     # The framework workers start first (they take seconds); the rest is imported and read while
     # they run.
     run = FrameworkRun(python, timeout, full_import=full_import).start() if frameworks else None
-    from dlsetup.probes.cuda_libs import probe_cuda_libs
-    from dlsetup.probes.envmanagers import probe_env_managers
-    from dlsetup.probes.nvidia import NvidiaFacts, probe_nvidia
-    from dlsetup.probes.system import probe_system
+    try:
+        from dlsetup.probes.cuda_libs import probe_cuda_libs
+        from dlsetup.probes.envmanagers import probe_env_managers
+        from dlsetup.probes.nvidia import NvidiaFacts, probe_nvidia
+        from dlsetup.probes.system import probe_system
 
-    def system_at_envs_dir() -> SystemFacts:
-        where = env_dir
-        if where is None:
-            from dlsetup.envs.location import default_envs_dir
+        def system_at_envs_dir() -> SystemFacts:
+            where = env_dir
+            if where is None:
+                from dlsetup.envs.location import default_envs_dir
 
-            found = _guard("envs_dir", default_envs_dir, errors)
-            where = found if isinstance(found, Path) else None
-        return probe_system(where)
+                found = _guard("envs_dir", default_envs_dir, errors)
+                where = found if isinstance(found, Path) else None
+            return probe_system(where)
 
-    # The in-process probes wait on NVML, ldconfig, nvcc and the managers' --version: run them
-    # side by side (threads; the waits release the GIL), NVML first as the slowest on a GPU box.
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        nvidia_f = pool.submit(_guard, "nvidia", probe_nvidia, errors)
-        system_f = pool.submit(_guard, "system", system_at_envs_dir, errors)
-        cuda_f = pool.submit(_guard, "cuda_libs", probe_cuda_libs, errors)
-        managers_f = pool.submit(_guard, "env_managers", lambda: probe_env_managers(python), errors)
+        # The in-process probes wait on NVML, ldconfig, nvcc and the managers' --version: run them
+        # side by side (threads; the waits release the GIL), NVML first as the slowest on a GPU box.
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            nvidia_f = pool.submit(_guard, "nvidia", probe_nvidia, errors)
+            system_f = pool.submit(_guard, "system", system_at_envs_dir, errors)
+            cuda_f = pool.submit(_guard, "cuda_libs", probe_cuda_libs, errors)
+            managers_f = pool.submit(
+                _guard, "env_managers", lambda: probe_env_managers(python), errors
+            )
+            if run is not None:
+                # The checks over frameworks consult the knowledge base: parse it while the workers
+                # run.
+                from dlsetup.compat import load_data
+
+                pool.submit(_guard, "knowledge_base", load_data, errors)
+            from dlsetup.checks import evaluate
+            from dlsetup.checks.context import DoctorFacts
+
+            nvidia_facts = nvidia_f.result()
+            system_facts: Maybe[SystemFacts] = system_f.result()
+            cuda_facts: Maybe[CudaLibsFacts] = cuda_f.result()
+            managers: Maybe[EnvManagersFacts] = managers_f.result()
+        if isinstance(nvidia_facts, Missing):
+            nvidia_facts = NvidiaFacts(status="error", status_detail=nvidia_facts.detail)
+        fw: Maybe[FrameworksFacts] = (
+            _guard("frameworks", run.collect, errors) if run is not None else skipped(python)
+        )
+    except BaseException:  # Ctrl-C or a bug: no framework worker may outlive doctor
         if run is not None:
-            # The checks over frameworks consult the knowledge base: parse it while the workers
-            # run.
-            from dlsetup.compat import load_data
-
-            pool.submit(_guard, "knowledge_base", load_data, errors)
-        from dlsetup.checks import evaluate
-        from dlsetup.checks.context import DoctorFacts
-
-        nvidia_facts = nvidia_f.result()
-        system_facts: Maybe[SystemFacts] = system_f.result()
-        cuda_facts: Maybe[CudaLibsFacts] = cuda_f.result()
-        managers: Maybe[EnvManagersFacts] = managers_f.result()
-    if isinstance(nvidia_facts, Missing):
-        nvidia_facts = NvidiaFacts(status="error", status_detail=nvidia_facts.detail)
-    fw: Maybe[FrameworksFacts] = (
-        _guard("frameworks", run.collect, errors) if run is not None else skipped(python)
-    )
+            run.stop()
+        raise
     facts = DoctorFacts(
         system=system_facts,
         nvidia=nvidia_facts,

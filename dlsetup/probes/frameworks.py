@@ -219,13 +219,27 @@ class FrameworkRun:
             out, err = proc.communicate()
             return out, err, proc.returncode, True
 
+    def stop(self) -> None:
+        """End every worker still running, and what it started (on Ctrl-C or an error).
+
+        The workers lead their own process groups, so a terminal's Ctrl-C does not reach them:
+        without this a hung import would outlive doctor.
+        """
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                kill_group(proc)
+
     def collect(self) -> FrameworksFacts:
         """Wait for every worker (up to the timeout) and turn their output into facts."""
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=max(1, len(self._procs))) as pool:
             futures = {name: pool.submit(self._wait, name) for name in self._procs}
-            raw = {name: f.result() for name, f in futures.items()}
+            try:
+                raw = {name: f.result() for name, f in futures.items()}
+            except BaseException:  # Ctrl-C: end the workers, so the waits return at once
+                self.stop()
+                raise
         elapsed = time.perf_counter() - self._started
         results: dict[str, Maybe[FrameworkProbe]] = {}
         python_version: Maybe[str] = Missing("not_reported")

@@ -539,6 +539,46 @@ def test_doctor_never_leaves_a_worker_running(fake_nvml_dir: Path, tmp_path: Pat
     assert _workers_with(str(tmp_path)) == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a process is POSIX")
+def test_ctrl_c_while_imports_hang_ends_doctor_and_its_workers_at_once(
+    fake_nvml_dir: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    from tests.support.proc import REPO
+
+    hanging_standin(tmp_path, "torch")
+    hanging_standin(tmp_path, "tensorflow")
+    env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlsetup", "doctor", "--json", "--timeout", "120"],
+        env=subprocess_env(env),
+        cwd=str(REPO),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_workers_with(str(tmp_path))) < 2:
+            assert time.monotonic() < deadline, "the framework workers did not start"
+            time.sleep(0.1)
+        time.sleep(1.0)  # let doctor reach the wait for the workers
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)  # not the 120 s probe timeout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left = _workers_with(str(tmp_path))
+        for pid in left:  # a regression must not leave hung workers behind
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert err.strip().endswith("Interrupted.")
+    assert left == []
+
+
 def _workers_with(pythonpath: str) -> list[int]:
     """Pids of framework workers still running with ``pythonpath`` in their environment."""
     import psutil
