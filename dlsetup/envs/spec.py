@@ -170,7 +170,11 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
 
     if not isinstance(root, yaml.MappingNode):
         if root is None:
-            raise InputError(f"malformed environment file {path}, line 1: the file is empty")
+            raise InputError(
+                f"malformed environment file {path}, line 1: the file is empty",
+                fix="write name:, channels: and dependencies: into it, or start from a shipped "
+                "one: dlsetup lock pytorch --variant cpu writes pytorch-cpu.environment.yml",
+            )
         raise bad(root, "expected a mapping with name:, channels: and dependencies:")
     fields: dict[str, Any] = {}
     for key, value in root.value:

@@ -80,6 +80,16 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     assert info.value.message.startswith(f"malformed environment file {bad}, line 6: ")
 
 
+def test_an_empty_environment_file_is_named_with_a_way_to_start_one(tmp_path: Path) -> None:
+    empty = tmp_path / "env.yml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(InputError) as info:
+        load_environment_file(empty)
+    assert info.value.message == f"malformed environment file {empty}, line 1: the file is empty"
+    assert info.value.fix is not None
+    assert "dlsetup lock pytorch --variant cpu" in info.value.fix
+
+
 def test_dependencies_that_are_not_a_list_name_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "env.yml"
     bad.write_text("name: x\nchannels:\n  - conda-forge\ndependencies: numpy\n")
