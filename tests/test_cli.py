@@ -53,8 +53,9 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 
 def test_package_version_matches_pyproject() -> None:
-    import tomllib
+    import pytest
 
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     from tests.support.proc import REPO
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
