@@ -5,10 +5,15 @@ target interpreter and runs its devices one after the other, reporting each as a
 that raises is reported by the worker itself and fails only its own rows. A device that hangs past
 the per-device timeout, or kills the worker (a crash, an out-of-memory kill), is recorded as
 ``timeout``/``crashed`` and a fresh worker carries on with the remaining devices.
+
+Every worker leads its own process group (:mod:`dlsetup.process_group`), so a terminal's Ctrl-C
+reaches only dlsetup; when the run is interrupted or anything raises, :class:`_Workers` ends every
+worker's group at once and starts no new one, so nothing outlives ``dlsetup smoke``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -25,6 +30,7 @@ from typing import IO, Any
 from dlsetup.errors import MissingToolError, SmokeError
 from dlsetup.facts import Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
+from dlsetup.process_group import kill_group, new_group_options
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from dlsetup.smoke.results import (
     ZERO_ONE_NOTE,
@@ -72,14 +78,24 @@ class RunOptions:
     env: tuple[tuple[str, str], ...] = ()
 
 
+class _Cancelled(Exception):
+    """The run was stopped (interrupt or an error elsewhere): start no further worker."""
+
+
 class _Worker:
-    """One worker process with a reader thread feeding a queue of parsed events."""
+    """One worker process, leading its own process group, with a reader thread feeding a queue
+    of parsed events."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         try:
             self.proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=self.stderr, env=env, stdin=subprocess.DEVNULL
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                **new_group_options(),
             )
         except OSError as exc:
             self.stderr.close()
@@ -103,9 +119,9 @@ class _Worker:
         return self.events.get(timeout=max(timeout, 0.0))
 
     def stop(self) -> str:
-        """Kill the process (if alive) and return the tail of its stderr."""
+        """Kill the process group (if the worker is alive) and return the tail of its stderr."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            kill_group(self.proc)
         self.proc.wait()
         self.stderr.seek(0)
         tail = self.stderr.read()[-2000:].decode("utf-8", "replace")
@@ -113,7 +129,54 @@ class _Worker:
         return tail.strip()
 
 
-def _run_framework(framework: str, opts: RunOptions) -> tuple[FrameworkRun, list[DeviceRun]]:
+class _Workers:
+    """The live workers of one run, so that all of them can be ended at once.
+
+    After :meth:`stop_all` no new worker starts: :meth:`start` raises :class:`_Cancelled`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[_Worker] = set()
+        self.cancelled = threading.Event()
+
+    def start(self, argv: list[str], env: dict[str, str]) -> _Worker:
+        """Start a worker, unless the run has been stopped."""
+        with self._lock:
+            if self.cancelled.is_set():
+                raise _Cancelled
+            worker = _Worker(argv, env)
+            self._live.add(worker)
+            return worker
+
+    def stop(self, worker: _Worker) -> str:
+        """End one worker (see :meth:`_Worker.stop`) and forget it."""
+        with self._lock:
+            self._live.discard(worker)
+        return worker.stop()
+
+    def stop_all(self, wait_s: float = 0.0) -> None:
+        """End the process group of every live worker and refuse new ones.
+
+        Args:
+            wait_s: seconds to wait, in all, until the ended workers have exited (a process
+                busy in the kernel, say reading a library from a slow disk, dies only once that
+                call returns).
+        """
+        with self._lock:
+            self.cancelled.set()
+            ended = [w.proc for w in self._live if w.proc.poll() is None]
+            for proc in ended:
+                kill_group(proc)
+        deadline = time.monotonic() + wait_s
+        for proc in ended:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+
+
+def _run_framework(
+    framework: str, opts: RunOptions, workers: _Workers
+) -> tuple[FrameworkRun, list[DeviceRun]]:
     env = dict(os.environ)
     env.update(dict(opts.env))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -126,7 +189,7 @@ def _run_framework(framework: str, opts: RunOptions) -> tuple[FrameworkRun, list
     requested = ",".join(opts.devices)
     while remaining is None or remaining:
         devices_arg = requested if remaining is None else ",".join(remaining)
-        worker = _Worker([*base, "--devices", devices_arg], env)
+        worker = workers.start([*base, "--devices", devices_arg], env)
         current: str | None = None
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         failure: tuple[str, str] | None = None
@@ -141,7 +204,7 @@ def _run_framework(framework: str, opts: RunOptions) -> tuple[FrameworkRun, list
                 break
             kind = event.get("event")
             if kind == "unavailable":
-                worker.stop()
+                workers.stop(worker)
                 reason = str(event.get("reason"))
                 return FrameworkRun(
                     framework,
@@ -174,7 +237,9 @@ def _run_framework(framework: str, opts: RunOptions) -> tuple[FrameworkRun, list
                     remaining.remove(event["device"])
                 current = None
                 deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        tail = worker.stop()
+        tail = workers.stop(worker)
+        if workers.cancelled.is_set():
+            raise _Cancelled
         if failure is None or (current is None and remaining == []):
             break
         if current is None:  # died or hung before any device started: the worker itself failed
@@ -264,18 +329,29 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
     started = time.perf_counter()
     results: dict[str, tuple[FrameworkRun, list[DeviceRun]]] = {}
     errors: list[Exception] = []
+    workers = _Workers()
 
     def work(name: str) -> None:
         try:
-            results[name] = _run_framework(name, opts)
+            results[name] = _run_framework(name, opts, workers)
+        except _Cancelled:
+            return
         except Exception as exc:  # raised again below, in the calling thread
             errors.append(exc)
+            workers.stop_all()  # the run fails: end the other frameworks' workers too
 
-    threads = [threading.Thread(target=work, args=(name,)) for name in frameworks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = [threading.Thread(target=work, args=(name,), daemon=True) for name in frameworks]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    except BaseException:  # Ctrl-C (KeyboardInterrupt) or anything else: no worker outlives us
+        workers.stop_all(wait_s=10.0)
+        for t in threads:
+            if t.ident is not None:
+                t.join(timeout=5.0)
+        raise
     if errors:
         raise errors[0]
     wall = time.perf_counter() - started

@@ -223,3 +223,89 @@ def test_existing_output_file_is_not_overwritten_without_force(tmp_path: Path) -
     assert result.exit_code == 2
     assert f"Error: --output {target} already exists" in result.output
     assert target.read_text() == "keep me"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to one process is POSIX")
+def test_sigint_to_smoke_alone_while_devices_hang_exits_130_and_leaves_no_worker() -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    from tests.support.proc import REPO
+
+    env = {**os.environ, "NO_COLOR": "1", "DLSETUP_SMOKE_INJECT": "hang=cpu"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlsetup", "smoke", "--timeout", "300"],
+        env=env,
+        cwd=str(REPO),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # both framework workers (torch_worker.py, tf_worker.py) are running
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            pids |= {k.pid for k in kids}
+            scripts = {a for k in kids for a in _cmdline(k) if a.endswith("_worker.py")}
+            if len(scripts) == 2:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.1)
+        _wait_until_idle([psutil.Process(pid) for pid in pids], deadline)  # in the injected hang
+        assert all(os.getpgid(pid) == pid for pid in pids), "each worker leads its own group"
+        started = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)  # the smoke process only, not its workers' groups
+        _, err = proc.communicate(timeout=20)  # not the 300 s per-device timeout
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left = [pid for pid in pids if _alive(pid)]
+        for pid in left:  # a regression must not leave hung workers behind
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert err.strip().endswith("Interrupted.")
+    assert took < 5.0
+    assert len(pids) >= 2 and left == []
+
+
+def _cmdline(process: Any) -> list[str]:
+    import psutil
+
+    try:
+        return list(process.cmdline())
+    except psutil.Error:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_until_idle(processes: list[Any], deadline: float) -> None:
+    """Wait until no process in ``processes`` used CPU time for 1 s: past importing the
+    framework and asleep in the injected hang."""
+    import time
+
+    def used() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+    before = used()
+    while True:
+        time.sleep(1.0)
+        now = used()
+        if now == before:
+            return
+        assert time.monotonic() < deadline, "the workers never reached the injected hang"
+        before = now
