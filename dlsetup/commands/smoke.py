@@ -87,6 +87,14 @@ def _check_writable(path: Path | None, force: bool, option: str) -> None:
     help="Seconds one device may take before it is ended and failed.",
 )
 @click.option(
+    "--max-disagreement",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="X",
+    help="Fail a pair whose PyTorch and TensorFlow loss curves (same start, same device class) "
+    "differ by more than X at any step (absolute, loss units). Default: report the gap only.",
+)
+@click.option(
     "--force", is_flag=True, help="Overwrite existing --output/--github-benchmark/--plot files."
 )
 @click.pass_context
@@ -105,6 +113,7 @@ def smoke(  # noqa: PLR0917 - click passes each option
     seed: int,
     steps: int,
     timeout: float,
+    max_disagreement: float | None,
     force: bool,
 ) -> None:
     """Train a 2-16-1 network with each of the seed's 6 activations x 8 losses on every device.
@@ -112,7 +121,8 @@ def smoke(  # noqa: PLR0917 - click passes each option
     Each framework and device is checked four ways: every activation and loss (value and
     gradient) against a NumPy reference; one forward/backward/update step against the same step
     in NumPy; training of all 48 pairs (loss finite, falling, accuracy reached); and the gap
-    between the PyTorch and TensorFlow loss curves from the same starting weights.
+    between the PyTorch and TensorFlow loss curves from the same starting weights (a check only
+    with --max-disagreement, and only where both frameworks ran on the same device class).
     Exit status 1 when a check fails or a figure regressed beyond --max-regression.
     """
     from dlsetup.atomic_write import write_text_atomically
@@ -136,6 +146,7 @@ def smoke(  # noqa: PLR0917 - click passes each option
             seed=seed,
             steps=steps,
             timeout_s=timeout,
+            max_disagreement=max_disagreement,
         )
     )
     bench = bm.benchmark_from_report(report)
@@ -238,6 +249,15 @@ def render_report(console: Console, report: SmokeReport) -> None:
             if combo.isolated_rerun is not None:
                 console.print(f"       rerun alone: {combo.isolated_rerun.attribution}")
     _render_agreement(console, report)
+    for pair in report.agreement:
+        if pair.passed is False:
+            console.print(f"  FAIL {pair.describe()}", soft_wrap=True)  # one line per pair
+    if report.max_disagreement is not None and not report.agreement:
+        console.print(
+            f"\nAgreement not checked (--max-disagreement {report.max_disagreement:g}): it needs "
+            "both PyTorch and TensorFlow to run on the same device class.",
+            soft_wrap=True,
+        )
     console.print(f"\nNote on 0/1: {report.zero_one_note}")
     console.print(f"\nResult: {'PASS' if report.passed else 'FAIL'} in {report.wall_s:.1f} s")
 
@@ -258,8 +278,14 @@ def _render_agreement(console: Console, report: SmokeReport) -> None:
     devices = sorted({a.device for a in report.agreement})
     for device in devices:
         rows = {(a.activation, a.loss): a for a in report.agreement if a.device == device}
+        bound = (
+            ""
+            if report.max_disagreement is None
+            else f"; ! = above --max-disagreement {report.max_disagreement:g}"
+        )
         table = Table(
-            title=f"largest |PyTorch - TensorFlow| loss-curve gap on {device} (same start weights)",
+            title=f"largest |PyTorch - TensorFlow| loss-curve gap on {device} "
+            f"(same start weights{bound})",
             title_justify="left",
             box=box.SIMPLE,
         )
@@ -269,8 +295,10 @@ def _render_agreement(console: Console, report: SmokeReport) -> None:
         for act in ACTIVATIONS:
             cells = []
             for loss in LOSSES:
-                value = rows[(act, loss)].max_abs_deviation
-                cells.append("n/a" if value is None else f"{value:.1e}")
+                pair = rows[(act, loss)]
+                value = pair.max_abs_deviation
+                text = "n/a" if value is None else f"{value:.1e}"
+                cells.append(f"{text}!" if pair.passed is False else text)
             table.add_row(act, *cells)
         console.print(table)
 

@@ -141,13 +141,34 @@ class FrameworkRun:
 
 @dataclass(frozen=True)
 class Agreement:
-    """Check (4): the largest gap between the PyTorch and TensorFlow loss curves of one pair."""
+    """Check (4): the largest gap between the PyTorch and TensorFlow loss curves of one pair.
+
+    Attributes:
+        device: the device class both frameworks ran on (``cpu``, ``gpu:0``, ``mps``).
+        max_abs_deviation: the largest absolute gap between the two curves (loss units);
+            None when a curve is not finite or the curves differ in length.
+        max_rel_deviation: the same, divided by the largest absolute PyTorch loss.
+        max_allowed: the ``--max-disagreement`` bound (loss units); None when agreement is
+            only reported.
+        passed: with a bound, whether ``max_abs_deviation <= max_allowed``; None when agreement
+            is only reported or the gap could not be measured.
+    """
 
     device: str
     activation: str
     loss: str
     max_abs_deviation: float | None
     max_rel_deviation: float | None
+    max_allowed: float | None = None
+    passed: bool | None = None
+
+    def describe(self) -> str:
+        """One line for the human report (a failed gated pair)."""
+        return (
+            f"agreement {self.activation} / {self.loss} on {self.device}: largest "
+            f"|PyTorch - TensorFlow| loss-curve gap was {_fmt(self.max_abs_deviation)}, "
+            f"expected <= {_fmt(self.max_allowed)} (--max-disagreement)"
+        )
 
 
 @dataclass(frozen=True)
@@ -177,6 +198,7 @@ class SmokeReport:
     runs: tuple[DeviceRun, ...]
     agreement: tuple[Agreement, ...]
     zero_one_note: str
+    max_disagreement: float | None = None
 
 
 def _fmt(value: object) -> str:

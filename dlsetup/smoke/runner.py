@@ -67,6 +67,9 @@ class RunOptions:
         steps: training steps.
         timeout_s: per-device timeout, seconds.
         env: extra environment variables for the workers (tests use the fault-injection hook).
+        max_disagreement: the largest allowed absolute gap between the PyTorch and TensorFlow
+            loss curves of a pair on the same device class (loss units); None: the gap is
+            reported, not gated.
     """
 
     python: Path
@@ -76,6 +79,7 @@ class RunOptions:
     steps: int = 200
     timeout_s: float = 120.0
     env: tuple[tuple[str, str], ...] = ()
+    max_disagreement: float | None = None
 
 
 class _Cancelled(Exception):
@@ -290,8 +294,17 @@ def _kind(device: str) -> str:
     return low.split(":")[0]
 
 
-def agreement(runs: Sequence[DeviceRun]) -> tuple[Agreement, ...]:
-    """Check (4): per device present in both frameworks, the largest curve gap of each pair."""
+def agreement(
+    runs: Sequence[DeviceRun], max_disagreement: float | None = None
+) -> tuple[Agreement, ...]:
+    """Check (4): per device present in both frameworks, the largest curve gap of each pair.
+
+    Args:
+        runs: every device run of the smoke.
+        max_disagreement: when given, a pair whose largest absolute gap exceeds it (loss units)
+            fails (``passed`` False); a pair whose gap cannot be measured (a non-finite curve,
+            already failed by the training check) is not judged (``passed`` None).
+    """
     by_kind: dict[str, dict[str, DeviceRun]] = {}
     for run in runs:
         if run.status == "ok" and run.curves:
@@ -305,14 +318,15 @@ def agreement(runs: Sequence[DeviceRun]) -> tuple[Agreement, ...]:
         for i, (act, loss) in enumerate(names):
             ct, cf = t.curves[i], f.curves[i]
             if any(v is None for v in (*ct, *cf)) or len(ct) != len(cf):
-                out.append(Agreement(kind, act, loss, None, None))
+                out.append(Agreement(kind, act, loss, None, None, max_disagreement, None))
                 continue
             gaps = [
                 abs(a - b) for a, b in zip(ct, cf, strict=True) if a is not None and b is not None
             ]
             scale = max(abs(v) for v in ct if v is not None) or 1.0
             worst = max(gaps)
-            out.append(Agreement(kind, act, loss, worst, worst / scale))
+            verdict = None if max_disagreement is None else worst <= max_disagreement
+            out.append(Agreement(kind, act, loss, worst, worst / scale, max_disagreement, verdict))
     return tuple(out)
 
 
@@ -379,7 +393,12 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
             f"no framework detects device {', '.join(opts.devices)} (detected: {', '.join(seen)})",
             fix="pick one of the detected devices with --device, or leave --device out",
         )
-    passed = all(i.status in ("ok", "unavailable") for i in infos) and all(r.passed for r in runs)
+    agreed = agreement(runs, opts.max_disagreement)
+    passed = (
+        all(i.status in ("ok", "unavailable") for i in infos)
+        and all(r.passed for r in runs)
+        and all(a.passed is not False for a in agreed)
+    )
     return SmokeReport(
         passed=passed,
         python=str(opts.python),
@@ -389,6 +408,7 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
         machine=machine_info(str(opts.python)),
         frameworks=infos,
         runs=runs,
-        agreement=agreement(runs),
+        agreement=agreed,
         zero_one_note=ZERO_ONE_NOTE,
+        max_disagreement=opts.max_disagreement,
     )

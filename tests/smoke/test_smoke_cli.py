@@ -309,3 +309,93 @@ def _wait_until_idle(processes: list[Any], deadline: float) -> None:
             return
         assert time.monotonic() < deadline, "the workers never reached the injected hang"
         before = now
+
+
+WRONG_TF_RELU = {"DLSETUP_SMOKE_INJECT": "tensorflow:wrong-activation=relu"}
+
+
+def failed_combinations(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (r["framework"], c["activation"], c["loss"])
+        for r in doc["data"]["runs"]
+        for c in r["combinations"]
+        if not c["passed"]
+    }
+
+
+@pytest.fixture(scope="module")
+def wrong_tf_relu_runs() -> dict[str, dict[str, Any]]:
+    """The same injected fault (TF's ReLU off by 1.5x), with and without the agreement gate."""
+    docs = {}
+    for name, extra in (("gated", ["--max-disagreement", "1e-3"]), ("report_only", [])):
+        proc = run_cli("smoke", "--json", "--steps", "60", *extra, env=WRONG_TF_RELU)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        docs[name] = json.loads(proc.stdout)
+    return docs
+
+
+def test_max_disagreement_fails_agreement_of_exactly_the_pairs_of_a_wrong_activation_in_one_framework(
+    wrong_tf_relu_runs: dict[str, dict[str, Any]],
+) -> None:
+    doc = wrong_tf_relu_runs["gated"]
+    validate(doc, "dlsetup.smoke")
+    data = doc["data"]
+    assert data["passed"] is False
+    assert data["max_disagreement"] == 1e-3
+    assert len(data["agreement"]) == 48
+    failed = {
+        (a["device"], a["activation"], a["loss"]) for a in data["agreement"] if not a["passed"]
+    }
+    assert failed == {("cpu", "relu", lo) for lo in LOSSES}
+    assert all(a["max_allowed"] == 1e-3 for a in data["agreement"])
+    for a in data["agreement"]:
+        assert a["passed"] is (a["max_abs_deviation"] <= 1e-3)
+
+
+def test_without_max_disagreement_agreement_is_only_reported_and_the_verdict_is_unchanged(
+    wrong_tf_relu_runs: dict[str, dict[str, Any]], full_run: dict[str, Any]
+) -> None:
+    doc = wrong_tf_relu_runs["report_only"]
+    validate(doc, "dlsetup.smoke")
+    data = doc["data"]
+    assert data["max_disagreement"] is None
+    assert all(a["passed"] is None and a["max_allowed"] is None for a in data["agreement"])
+    # the gap is still measured and reported
+    relu = [a for a in data["agreement"] if a["activation"] == "relu"]
+    assert all(a["max_abs_deviation"] > 1e-3 for a in relu)
+    # the verdict comes from the per-framework checks alone, as before the gate existed
+    checks_passed = (
+        all(r["status"] == "ok" for r in data["runs"])
+        and all(c["passed"] for r in data["runs"] for c in r["combinations"])
+        and all(c["passed"] for r in data["runs"] for c in r["function_checks"])
+    )
+    assert checks_passed is False and data["passed"] is checks_passed
+    assert failed_combinations(doc) == {("tensorflow", "relu", lo) for lo in LOSSES}
+    assert failed_combinations(doc) == failed_combinations(wrong_tf_relu_runs["gated"])
+    clean = full_run["doc"]["data"]
+    assert clean["passed"] is True and clean["max_disagreement"] is None
+    assert all(a["passed"] is None for a in clean["agreement"])
+
+
+def test_a_bound_of_zero_fails_a_clean_run_on_agreement_alone_in_the_human_report() -> None:
+    proc = run_cli("smoke", "--steps", "60", "--max-disagreement", "0")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "torch 2.13.0+cpu on cpu: PASS — 48/48 combinations" in out
+    assert "on CPU:0: PASS — 48/48 combinations" in out
+    assert "(same start weights; ! = above --max-disagreement 0)" in out
+    fails = [line.strip() for line in out.splitlines() if line.strip().startswith("FAIL")]
+    assert fails and all(line.startswith("FAIL agreement ") for line in fails)
+    assert all("loss-curve gap was" in line for line in fails)
+    assert all(line.endswith("expected <= 0 (--max-disagreement)") for line in fails)
+    assert "Result: FAIL" in out
+
+
+def test_max_disagreement_with_one_framework_compares_nothing_and_says_so() -> None:
+    proc = run_cli("smoke", "--framework", "torch", "--steps", "30", "--max-disagreement", "1e-3")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (
+        "Agreement not checked (--max-disagreement 0.001): it needs both PyTorch and TensorFlow to "
+        "run on the same device class." in proc.stdout
+    )
+    assert "Result: PASS" in proc.stdout
