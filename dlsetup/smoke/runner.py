@@ -1,7 +1,10 @@
 """The smoke runner: one worker process per framework, all frameworks in parallel.
 
 Each worker (``torch_worker.py``, ``tf_worker.py``) is started as a script by file path inside the
-target interpreter and runs its devices one after the other, reporting each as a JSON line. A device
+target interpreter and runs ONE device (``--one-device``), reporting it as a JSON line; each
+further device of the framework gets a fresh worker, one after the other, so a device that breaks
+the interpreter (a sticky CUDA error, a crash) cannot spoil the others' results. With one device
+per framework (any CPU-only machine) that is one worker per framework, as fast as ever. A device
 that raises is reported by the worker itself and fails only its own rows. A device that hangs past
 the per-device timeout, or kills the worker (a crash, an out-of-memory kill), is recorded as
 ``timeout``/``crashed`` and a fresh worker carries on with the remaining devices.
@@ -186,7 +189,7 @@ def _run_framework(
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     base = [str(opts.python), str(worker_path(framework)), "--seed", str(opts.seed)]
-    base += ["--steps", str(opts.steps)]
+    base += ["--steps", str(opts.steps), "--one-device"]
     runs: list[DeviceRun] = []
     info: FrameworkRun | None = None
     remaining: list[str] | None = None  # devices still to run (None: not listed yet)
@@ -197,6 +200,7 @@ def _run_framework(
         current: str | None = None
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         failure: tuple[str, str] | None = None
+        ran = 0  # devices this worker reported
         while True:
             try:
                 event = worker.next_event(deadline - time.monotonic())
@@ -204,7 +208,10 @@ def _run_framework(
                 failure = ("timeout", f"no result within {opts.timeout_s:g} s (per-device timeout)")
                 break
             if event is None:
-                failure = ("crashed", f"the worker exited with status {worker.proc.wait()}")
+                status = worker.proc.wait()
+                if current is None and ran and status == 0:
+                    break  # done with its device: a fresh worker takes the next one
+                failure = ("crashed", f"the worker exited with status {status}")
                 break
             kind = event.get("event")
             if kind == "unavailable":
@@ -237,6 +244,7 @@ def _run_framework(
                 deadline = time.monotonic() + opts.timeout_s
             elif kind == "device_result":
                 runs.append(device_run_from_event(framework, event))
+                ran += 1
                 if remaining is not None and event["device"] in remaining:
                     remaining.remove(event["device"])
                 current = None
@@ -245,7 +253,7 @@ def _run_framework(
         if workers.cancelled.is_set():
             raise _Cancelled
         if failure is None or (current is None and remaining == []):
-            break
+            continue  # the loop ends when no device remains
         if current is None:  # died or hung before any device started: the worker itself failed
             reason = f"{failure[1]} before running any device" + (
                 f"; stderr: {tail[-800:]}" if tail else ""

@@ -33,6 +33,10 @@ def load(injection: core.Injection) -> TensorFlowBackend:
 
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
+    if injection.cpu_devices > 1:  # test hook: several real (logical) TensorFlow CPU devices
+        host = tf.config.list_physical_devices("CPU")[0]
+        config = [tf.config.LogicalDeviceConfiguration() for _ in range(injection.cpu_devices)]
+        tf.config.set_logical_device_configuration(host, config)
     return TensorFlowBackend(tf, injection)
 
 

@@ -17,7 +17,12 @@ Test-only fault injection (never set it outside tests): the environment variable
 * ``nan=ACT/LOSS``: the loss of that combination is multiplied by NaN from the first step on;
 * ``raise=DEVICE``: running on DEVICE raises a RuntimeError;
 * ``hang=DEVICE``: running on DEVICE sleeps for an hour (to exercise the runner's timeout);
-* ``crash=DEVICE``: running on DEVICE ends the process with exit status 3 (no result line).
+* ``crash=DEVICE``: running on DEVICE ends the process with exit status 3 (no result line);
+* ``poison=DEVICE``: running on DEVICE raises and leaves the process unusable, so every later
+  device in the same process raises too (like a sticky CUDA error, which breaks the CUDA
+  context of the whole process);
+* ``cpu-devices=N``: TensorFlow splits the host CPU into N logical devices ``CPU:0`` ..
+  ``CPU:N-1`` (a real TensorFlow feature), so a CPU-only machine has several devices.
 """
 
 from __future__ import annotations
@@ -248,11 +253,15 @@ class Injection:
     raise_devices: frozenset[str] = frozenset()
     hang_devices: frozenset[str] = frozenset()
     crash_devices: frozenset[str] = frozenset()
+    poison_devices: frozenset[str] = frozenset()
+    cpu_devices: int = 1
 
 
 def parse_injection(text: str, framework: str) -> Injection:
     """Parse the fault list (see the module docstring) for ``framework``."""
-    fields: dict[str, set[Any]] = {k: set() for k in ("wrong", "nan", "raise", "hang", "crash")}
+    kinds = ("wrong", "nan", "raise", "hang", "crash", "poison")
+    fields: dict[str, set[Any]] = {k: set() for k in kinds}
+    cpu_devices = 1
     for raw in filter(None, (p.strip() for p in text.split(","))):
         item = raw
         head, _, rest = raw.partition(":")
@@ -266,8 +275,10 @@ def parse_injection(text: str, framework: str) -> Injection:
         elif kind == "nan":
             act, _, loss = value.partition("/")
             fields["nan"].add((act, loss))
-        elif kind in ("raise", "hang", "crash"):
+        elif kind in ("raise", "hang", "crash", "poison"):
             fields[kind].add(normalize_device(value))
+        elif kind == "cpu-devices":
+            cpu_devices = int(value)
         else:
             raise ValueError(f"unknown fault {raw!r} in {INJECT_ENV}")
     return Injection(
@@ -276,6 +287,8 @@ def parse_injection(text: str, framework: str) -> Injection:
         frozenset(fields["raise"]),
         frozenset(fields["hang"]),
         frozenset(fields["crash"]),
+        frozenset(fields["poison"]),
+        cpu_devices,
     )
 
 
@@ -587,6 +600,10 @@ def _peak_rss_bytes() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+#: The device whose injected ``poison`` fault left this process unusable (None: healthy).
+_poisoned_by: list[str] = []
+
+
 def run_device(
     backend: Backend, device: str, seed: int, steps: int, injection: Injection
 ) -> dict[str, Any]:
@@ -595,6 +612,14 @@ def run_device(
     t_start = time.perf_counter()
     phases: dict[str, float] = {}
     try:
+        if _poisoned_by:
+            raise RuntimeError(
+                f"this process is unusable after the failure on {_poisoned_by[0]} (injected "
+                f"sticky error, test hook {INJECT_ENV})"
+            )
+        if norm in injection.poison_devices:
+            _poisoned_by.append(device)
+            raise RuntimeError(f"injected sticky failure on {device} (test hook {INJECT_ENV})")
         if norm in injection.crash_devices:
             os._exit(3)
         if norm in injection.hang_devices:
@@ -656,6 +681,12 @@ def main(
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--calibrate-seeds", type=int, default=0, help="train seeds 0..N-1 only")
+    parser.add_argument(
+        "--one-device",
+        action="store_true",
+        help="run only the first selected device, then exit (the runner starts a fresh worker "
+        "for each further device)",
+    )
     args = parser.parse_args(argv)
     injection = parse_injection(os.environ.get(INJECT_ENV, ""), framework)
     try:
@@ -691,7 +722,7 @@ def main(
                 )
                 emit({"event": "calibration", "device": device, "seed": seed, "combinations": [v.as_dict() for v in verdicts]})  # fmt: skip
         return 0
-    for device in selected:
+    for device in selected[:1] if args.one_device else selected:
         emit({"event": "device_start", "device": device})
         emit(run_device(backend, device, args.seed, args.steps, injection))
     return 0

@@ -399,3 +399,28 @@ def test_max_disagreement_with_one_framework_compares_nothing_and_says_so() -> N
         "run on the same device class." in proc.stdout
     )
     assert "Result: PASS" in proc.stdout
+
+
+def test_each_device_runs_in_its_own_worker_so_a_broken_interpreter_spoils_only_its_device() -> (
+    None
+):
+    # Two real TensorFlow CPU devices (CPU:0, CPU:1); CPU:0 fails and leaves its process unusable,
+    # as a sticky CUDA error would. In a shared worker CPU:1 would fail too.
+    proc = run_cli(
+        "smoke", "--framework", "tensorflow", "--json", "--steps", "30",
+        env={"DLSETUP_SMOKE_INJECT": "tensorflow:cpu-devices=2,tensorflow:poison=CPU:0"},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    validate(doc, "dlsetup.smoke")
+    (framework,) = doc["data"]["frameworks"]
+    assert framework["selected"] == ["CPU:0", "CPU:1"]
+    first, second = doc["data"]["runs"]
+    assert (first["device"], first["status"]) == ("CPU:0", "error")
+    assert (
+        first["error"]
+        == "RuntimeError: injected sticky failure on CPU:0 (test hook DLSETUP_SMOKE_INJECT)"
+    )
+    assert (second["device"], second["status"]) == ("CPU:1", "ok")
+    assert all(c["passed"] for c in second["combinations"])
+    assert all(c["passed"] for c in second["function_checks"])
