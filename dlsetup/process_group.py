@@ -45,15 +45,35 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
         proc.kill()
 
 
-def run_in_own_group(argv: Sequence[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+def stop_group(proc: subprocess.Popen[Any], *, grace_s: float) -> None:
+    """Ask ``proc`` to stop, give it ``grace_s`` seconds, then end its whole group.
+
+    On POSIX ``proc`` first gets SIGINT, as from a terminal's Ctrl-C, so that it can end what it
+    started in process groups of their own (``dlsetup smoke`` stops its framework workers that
+    way; a SIGKILL of its group alone would orphan them). Whatever is left then is killed with
+    :func:`kill_group`. The caller still waits for ``proc``.
+    """
+    if os.name == "posix" and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+    kill_group(proc)
+
+
+def run_in_own_group(
+    argv: Sequence[str], *, timeout_s: float, grace_s: float = 15.0
+) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` to the end as the leader of a new process group, capturing its output as text.
 
-    On a timeout or an interrupt (Ctrl-C) the whole group is ended, so what ``argv`` started
-    (a smoke test's framework workers, conda-lock's solver) does not outlive it.
+    On a timeout or an interrupt (Ctrl-C) ``argv`` is asked to stop and then its whole group is
+    ended (:func:`stop_group`), so what it started (a smoke test's framework workers, conda-lock's
+    solver) does not outlive it.
 
     Args:
         argv: the command and its arguments.
         timeout_s: seconds it may run.
+        grace_s: seconds it may take to stop after SIGINT before its group is killed.
 
     Raises:
         subprocess.TimeoutExpired: it ran longer than ``timeout_s`` seconds (the group is ended).
@@ -64,7 +84,7 @@ def run_in_own_group(argv: Sequence[str], *, timeout_s: float) -> subprocess.Com
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except BaseException:
-            kill_group(proc)
+            stop_group(proc, grace_s=grace_s)
             proc.wait()
             raise
     return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)

@@ -77,3 +77,40 @@ def test_kill_group_of_a_process_that_already_ended_is_quiet() -> None:
     proc.wait(timeout=30)
     kill_group(proc)
     assert proc.returncode == 0
+
+
+#: A child that, like ``dlsetup smoke``, starts a worker in a session of its own (out of reach of
+#: a signal to the child's group) and ends it itself when interrupted.
+STOPS_ITS_OWN_WORKER = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                          start_new_session=True)
+open(sys.argv[1], "w").write(str(worker.pid))
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    worker.kill()
+    worker.wait()
+    sys.exit(130)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT and sessions are POSIX")
+def test_run_in_own_group_lets_the_command_end_workers_in_their_own_sessions(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "worker.pid"
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_in_own_group(
+            [sys.executable, "-c", STOPS_ITS_OWN_WORKER, str(pid_file)], timeout_s=3, grace_s=20
+        )
+    assert time.monotonic() - start < 15  # it stopped on SIGINT, not at the end of the grace
+    try:
+        worker = psutil.Process(int(pid_file.read_text()))
+    except psutil.NoSuchProcess:
+        return  # ended and reaped by the command itself
+    deadline = time.monotonic() + 10
+    while not _ended(worker):
+        assert time.monotonic() < deadline, "the worker in its own session outlived the command"
+        time.sleep(0.05)
