@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +15,10 @@ from dlsetup.errors import ExistsError, ExitCode
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from dlsetup.smoke.benchmark import Benchmark, Comparison
-    from dlsetup.smoke.results import DeviceRun, SmokeReport
+    from dlsetup.smoke.results import Agreement, DeviceRun, SmokeReport
 
 SCHEMA = "dlsetup.smoke"
 
@@ -204,11 +207,6 @@ def _cell(run: DeviceRun, act: str, loss: str) -> str:
 
 def render_report(console: Console, report: SmokeReport) -> None:
     """The human report: a grid per framework and device, failures explained, agreement."""
-    from rich import box
-    from rich.table import Table
-
-    from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
-
     console.print(f"Python: {report.python}  (seed {report.seed}, {report.steps} steps)")
     for fw in report.frameworks:
         if fw.status == "unavailable":
@@ -229,17 +227,12 @@ def render_report(console: Console, report: SmokeReport) -> None:
             f"\n{title}: {verdict} — {n_ok}/{len(run.combinations)} combinations, "
             f"{f_ok}/{len(run.function_checks)} function checks"
         )
-        table = Table(
-            title="final loss after training (activation x loss)",
-            title_justify="left",
-            box=box.SIMPLE,
+        console.print(
+            _grid_table(
+                "final loss after training (activation x loss)",
+                functools.partial(_cell, run),
+            )
         )
-        table.add_column("activation")
-        for loss in LOSSES:
-            table.add_column(loss, justify="right")
-        for act in ACTIVATIONS:
-            table.add_row(act, *(_cell(run, act, loss) for loss in LOSSES))
-        console.print(table)
         for check in run.function_checks:
             if not check.passed:
                 console.print(f"  FAIL {check.describe()}")
@@ -270,11 +263,6 @@ def _version(report: SmokeReport, framework: str) -> str:
 
 
 def _render_agreement(console: Console, report: SmokeReport) -> None:
-    from rich import box
-    from rich.table import Table
-
-    from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
-
     devices = sorted({a.device for a in report.agreement})
     for device in devices:
         rows = {(a.activation, a.loss): a for a in report.agreement if a.device == device}
@@ -283,24 +271,37 @@ def _render_agreement(console: Console, report: SmokeReport) -> None:
             if report.max_disagreement is None
             else f"; ! = above --max-disagreement {report.max_disagreement:g}"
         )
-        table = Table(
-            title=f"largest |PyTorch - TensorFlow| loss-curve gap on {device} "
-            f"(same start weights{bound})",
-            title_justify="left",
-            box=box.SIMPLE,
+        console.print(
+            _grid_table(
+                f"largest |PyTorch - TensorFlow| loss-curve gap on {device} "
+                f"(same start weights{bound})",
+                functools.partial(_gap_cell, rows),
+            )
         )
-        table.add_column("activation")
-        for loss in LOSSES:
-            table.add_column(loss, justify="right")
-        for act in ACTIVATIONS:
-            cells = []
-            for loss in LOSSES:
-                pair = rows[(act, loss)]
-                value = pair.max_abs_deviation
-                text = "n/a" if value is None else f"{value:.1e}"
-                cells.append(f"{text}!" if pair.passed is False else text)
-            table.add_row(act, *cells)
-        console.print(table)
+
+
+def _gap_cell(rows: dict[tuple[str, str], Agreement], act: str, loss: str) -> str:
+    """One cell of the agreement grid: the largest gap, ``!`` when above --max-disagreement."""
+    pair = rows[(act, loss)]
+    value = pair.max_abs_deviation
+    text = "n/a" if value is None else f"{value:.1e}"
+    return f"{text}!" if pair.passed is False else text
+
+
+def _grid_table(title: str, cell: Callable[[str, str], str]) -> Table:
+    """An activations x losses table whose cells come from ``cell(activation, loss)``."""
+    from rich import box
+    from rich.table import Table
+
+    from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE)
+    table.add_column("activation")
+    for loss in LOSSES:
+        table.add_column(loss, justify="right")
+    for act in ACTIVATIONS:
+        table.add_row(act, *(cell(act, loss) for loss in LOSSES))
+    return table
 
 
 def render_benchmark(console: Console, bench: Benchmark) -> None:
