@@ -8,12 +8,13 @@ where a :class:`dlsetup.errors.DlsetupError` becomes ``Error: ...`` on stderr an
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import signal
+from typing import Any, NoReturn
 
 import click
 
 from dlsetup import __version__
-from dlsetup.errors import DlsetupError, ExitCode
+from dlsetup.errors import DlsetupError, ExitCode, Terminated
 
 #: name -> (module, attribute, one-line help shown by ``dlsetup --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -83,6 +84,9 @@ class LazyGroup(click.Group):
         except DlsetupError as exc:
             report_error(exc)
             ctx.exit(int(exc.exit_code))
+        except Terminated:
+            click.echo("Terminated.", err=True)
+            ctx.exit(int(ExitCode.TERMINATED))
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))
@@ -103,6 +107,17 @@ def cli() -> None:
     """
 
 
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into :class:`Terminated` in the main thread: Ctrl-C's clean-up runs for it."""
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def main() -> None:
     """Console-script entry point."""
+    install_sigterm_handler()
     cli(prog_name="dlsetup")

@@ -17,7 +17,8 @@ code  meaning
       ``--engine conda-lock``, no Python at ``--python PATH``)
 4     the operation failed: an unsatisfiable solve, a failed install, a lock or
       package that fails its integrity check
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C, SIGINT)
+143   terminated (SIGTERM: ``kill``, ``timeout``, ``docker stop``, CI cancellation)
 ====  ==========================================================================
 """
 
@@ -35,6 +36,15 @@ class ExitCode(IntEnum):
     MISSING = 3
     FAILED = 4
     INTERRUPTED = 130
+    TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. Raised in the main thread by the handler :mod:`dlsetup.cli` installs.
+
+    A subclass of :class:`KeyboardInterrupt`, so every clean-up written for Ctrl-C (ending worker
+    process groups, removing a partial build) runs for SIGTERM too; the CLI exits 143 for it.
+    """
 
 
 class DlsetupError(Exception):
