@@ -2,19 +2,23 @@
 
 Subcommands live in :mod:`dlsetup.commands` and are imported only when invoked, so that
 ``dlsetup --help`` and ``dlsetup doctor --no-frameworks`` start fast. This module is the one place
-where a :class:`dlsetup.errors.DlsetupError` becomes ``Error: ...`` on stderr and an exit code.
+where a :class:`dlsetup.errors.DlsetupError` becomes ``Error: ...`` on stderr and an exit code;
+under ``--json`` the error is also printed on stdout as a ``dlsetup.error`` envelope, so a script
+that parses stdout never gets plain text.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import traceback
 from typing import Any, NoReturn
 
 import click
 
 from dlsetup import __version__
-from dlsetup.errors import DlsetupError, ExitCode, Terminated
+from dlsetup.errors import EXIT_CODE_MEANINGS, DlsetupError, ExitCode, Terminated
 
 #: name -> (module, attribute, one-line help shown by ``dlsetup --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -40,14 +44,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
-EPILOG = """\b
+#: Set to 1 to get the traceback of an internal error (a bug) on stderr.
+DEBUG_ENV = "DLSETUP_DEBUG"
+ISSUES_URL = "https://github.com/dlsetup/dlsetup/issues"
+#: ``ctx.meta`` key: the invoked command's arguments ask for ``--json``.
+_JSON_META = "dlsetup.json"
+
+
+def exit_code_table() -> str:
+    """The exit-code table as ``--help`` prints it, from :data:`EXIT_CODE_MEANINGS`."""
+    return "\n".join(
+        f"  {int(code):<4} {meaning}" for code, meaning in sorted(EXIT_CODE_MEANINGS.items())
+    )
+
+
+EPILOG = f"""\b
 Exit codes:
-  0    success (no error finding, every check passed)
-  1    problems found (an error finding, a failed smoke check, a regression)
-  2    usage error (bad option or value, malformed file, refusal to overwrite)
-  3    a required tool, interpreter or driver is missing
-  4    the operation failed (unsatisfiable solve, failed install, integrity)
-  130  interrupted
+{exit_code_table()}
+
+\b
+Under --json, an error is a dlsetup.error document on stdout too.
 
 \b
 Start here:
@@ -55,6 +71,11 @@ Start here:
   dlsetup create pytorch    a locked PyTorch environment that fits this machine
   dlsetup smoke             prove the installed frameworks train on every device
 """
+
+
+def _asks_for_json(args: list[str]) -> bool:
+    options = args[: args.index("--")] if "--" in args else args
+    return "--json" in options
 
 
 class LazyGroup(click.Group):
@@ -78,25 +99,98 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_JSON_META] = _asks_for_json(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get(_JSON_META))
         try:
             return super().invoke(ctx)
         except DlsetupError as exc:
-            report_error(exc)
-            ctx.exit(int(exc.exit_code))
+            fail(ctx, exc.exit_code, type(exc).__name__, exc.message, exc.fix, as_json=as_json)
         except Terminated:
-            click.echo("Terminated.", err=True)
-            ctx.exit(int(ExitCode.TERMINATED))
+            fail(ctx, ExitCode.TERMINATED, "Terminated", "Terminated", None, as_json=as_json)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(int(ExitCode.INTERRUPTED))
+            fail(ctx, ExitCode.INTERRUPTED, "Interrupted", "Interrupted", None, as_json=as_json)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException as exc:
+            if not as_json:
+                raise
+            fail(
+                ctx,
+                ExitCode.USAGE,
+                "UsageError",
+                exc.format_message(),
+                _usage_fix(ctx),
+                as_json=True,
+            )
+        except click.exceptions.Abort:
+            fail(ctx, ExitCode.INTERRUPTED, "Interrupted", "Interrupted", None, as_json=as_json)
+        except Exception as exc:  # a bug: say so plainly, keep the traceback for a report
+            if os.environ.get(DEBUG_ENV):
+                traceback.print_exc()
+            fail(
+                ctx,
+                ExitCode.INTERNAL,
+                "InternalError",
+                f"internal error (a bug in dlsetup): {type(exc).__name__}: {exc}",
+                f"rerun with {DEBUG_ENV}=1 to see the traceback and report it at {ISSUES_URL}",
+                as_json=as_json,
+            )
 
 
-def report_error(exc: DlsetupError) -> None:
+def _usage_fix(ctx: click.Context) -> str:
+    name = ctx.invoked_subcommand or ""
+    return f"see: dlsetup {name} --help".replace("  ", " ")
+
+
+def fail(
+    ctx: click.Context,
+    code: ExitCode,
+    kind: str,
+    message: str,
+    fix: str | None,
+    *,
+    as_json: bool,
+) -> NoReturn:
+    """Report an error (stderr; and a ``dlsetup.error`` envelope on stdout under ``--json``), exit.
+
+    Args:
+        ctx: the group's context.
+        code: the exit code.
+        kind: the error's class name (``InputError``, ``UsageError``, ``Interrupted``, ...).
+        message: what went wrong.
+        fix: how to fix it, or ``None``.
+        as_json: print the envelope on stdout as well.
+    """
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        click.echo(f"{message}.", err=True)
+    else:
+        report_error(message, fix)
+    if as_json:
+        from dlsetup.output import dumps, envelope
+
+        data = {
+            "command": ctx.invoked_subcommand,
+            "error": {
+                "type": kind,
+                "message": message,
+                "fix": fix,
+                "exit_code": int(code),
+                "meaning": EXIT_CODE_MEANINGS[code],
+            },
+        }
+        click.echo(dumps(envelope("dlsetup.error", data)))
+    ctx.exit(int(code))
+
+
+def report_error(message: str, fix: str | None) -> None:
     """Print ``Error: <what>`` and, on its own line, the fix."""
-    click.echo(f"Error: {exc.message}", err=True)
-    if exc.fix:
-        click.echo(f"Fix: {exc.fix}", err=True)
+    click.echo(f"Error: {message}", err=True)
+    if fix:
+        click.echo(f"Fix: {fix}", err=True)
 
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

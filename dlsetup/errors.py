@@ -3,23 +3,8 @@
 Library code raises these; only :mod:`dlsetup.cli` turns them into ``Error: <what> — <fix>``
 and an exit code. Library code never calls ``sys.exit``.
 
-Exit codes (documented in ``dlsetup --help`` and the README):
-
-====  ==========================================================================
-code  meaning
-====  ==========================================================================
-0     success, no finding of severity error (doctor), every check passed (smoke)
-1     the command ran and found a problem: an error finding, a failed smoke
-      check, a benchmark regression beyond the bound
-2     usage error: a bad option or value, a malformed input file, a refusal to
-      overwrite without ``--force``
-3     a required tool, library or driver is missing (no conda executable for
-      ``--engine conda-lock``, no Python at ``--python PATH``)
-4     the operation failed: an unsatisfiable solve, a failed install, a lock or
-      package that fails its integrity check
-130   interrupted (Ctrl-C, SIGINT)
-143   terminated (SIGTERM: ``kill``, ``timeout``, ``docker stop``, CI cancellation)
-====  ==========================================================================
+Exit codes: :class:`ExitCode` and :data:`EXIT_CODE_MEANINGS` are the one table. ``dlsetup --help``
+prints it from there; the README's copy is tested against it.
 """
 
 from __future__ import annotations
@@ -28,15 +13,29 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes; the table is in this module's docstring."""
+    """Process exit codes; what each means is in :data:`EXIT_CODE_MEANINGS`."""
 
     OK = 0
     FINDINGS = 1
     USAGE = 2
     MISSING = 3
     FAILED = 4
+    INTERNAL = 70
     INTERRUPTED = 130
     TERMINATED = 143
+
+
+#: What each exit code means, in the words ``--help`` and the README use.
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success (no error finding, every check passed)",
+    ExitCode.FINDINGS: "problems found (an error finding, a failed smoke check, a regression)",
+    ExitCode.USAGE: "usage error (bad option or value, malformed file, refusal to overwrite)",
+    ExitCode.MISSING: "a required tool, interpreter or driver is missing",
+    ExitCode.FAILED: "the operation failed (unsatisfiable solve, failed install, integrity)",
+    ExitCode.INTERNAL: "internal error: a bug in dlsetup (please report it)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGINT)",
+    ExitCode.TERMINATED: "terminated (SIGTERM: kill, timeout, docker stop, CI cancellation)",
+}
 
 
 class Terminated(KeyboardInterrupt):

@@ -1,0 +1,16 @@
+"""A Click command with a bug in it, for the CLI's internal-error contract test.
+
+Registered in :data:`dlsetup.cli.COMMANDS` by the test only (monkeypatch): production code has
+no hook for it.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def broken(as_json: bool) -> None:
+    """Fail the way a bug does: an exception dlsetup does not know."""
+    raise ZeroDivisionError("division by zero in a test command")
