@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from dlsetup.envs import names
 from dlsetup.envs.location import host_platform
 from dlsetup.envs.progress import Progress
 from dlsetup.errors import ExistsError, InputError, InstallError, IntegrityError
@@ -42,8 +42,6 @@ from dlsetup.errors import ExistsError, InputError, InstallError, IntegrityError
 if TYPE_CHECKING:
     from rattler.install.installer import InstallerReporter
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_RESERVED = frozenset({"base", "root"})
 PARTIAL_MARK = ".dlsetup-partial-"
 OLD_MARK = ".dlsetup-old-"
 TRASH_MARK = ".dlsetup-trash-"
@@ -76,14 +74,8 @@ class InstallResult:
 
 
 def validate_env_name(name: str) -> str:
-    """Check an environment name (``--name``): letters, digits, ``.``, ``_``, ``-``; not base/root."""
-    if not _NAME_RE.match(name) or name in (".", "..") or name.lower() in _RESERVED:
-        raise InputError(
-            f"invalid environment name {name!r}: use letters, digits, '.', '_' and '-', start "
-            "with a letter or digit, at most 64 characters, and not 'base' or 'root'",
-            fix="for example --name pytorch-cuda, or give a full path with --prefix",
-        )
-    return name
+    """Check an environment name (``--name``); the rule is :mod:`dlsetup.envs.names`'s."""
+    return names.validate_env_name(name)
 
 
 def env_python(prefix: Path, platform: str) -> Path | None:
