@@ -83,6 +83,17 @@ def _frameworks_line(packages: Any) -> str:
     return "; ".join([*shown, f"{len(packages)} packages"])
 
 
+def _python_is_not_a_version(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """``--python`` on lock/create: one option name has one meaning across the commands."""
+    if value is not None:
+        raise click.BadOptionUsage(
+            "--python",
+            "--python is the interpreter path in doctor/smoke; for lock and create use "
+            f"--python-version {value if str(value).count('.') == 1 else '3.12'}",
+            ctx=ctx,
+        )
+
+
 def _lock_options(func: Any) -> Any:
     decorators = [
         click.option(
@@ -100,10 +111,18 @@ def _lock_options(func: Any) -> Any:
             "the driver supports (nvidia-smi's 'CUDA Version'). Implies --variant cuda with auto.",
         ),
         click.option(
-            "--python",
+            "--python-version",
+            "python_version",
             metavar="X.Y",
             help="Python version of the environment, e.g. 3.11 (default: the environment file's; "
             "3.12 in the shipped ones).",
+        ),
+        click.option(
+            "--python",
+            hidden=True,
+            expose_value=False,
+            callback=_python_is_not_a_version,
+            help="Refused: the interpreter path of doctor and smoke; here it is --python-version.",
         ),
         click.option(
             "--channel",
@@ -170,7 +189,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     target: str,
     variant: str,
     cuda: str | None,
-    python: str | None,
+    python_version: str | None,
     channels: tuple[str, ...],
     engine: str,
     platforms: tuple[str, ...],
@@ -194,7 +213,9 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     from dlsetup.envs.virtual import sources_text
     from dlsetup.output import dumps, envelope, make_console
 
-    opts = LockRequest(target, variant, cuda, platforms, all_platforms, python, channels, engine)
+    opts = LockRequest(
+        target, variant, cuda, platforms, all_platforms, python_version, channels, engine
+    )
     result, choice = lock_target(opts, output, force=force)
     if as_json:
         click.echo(dumps(envelope("dlsetup.lock", _lock_data(result, choice))))
@@ -270,7 +291,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     target: str | None,
     variant: str,
     cuda: str | None,
-    python: str | None,
+    python_version: str | None,
     channels: tuple[str, ...],
     engine: str,
     prefix: Path | None,
@@ -294,7 +315,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     from dlsetup.output import dumps, envelope, make_console, to_jsonable
 
     request = (
-        LockRequest(target, variant, cuda, (), False, python, channels, engine)
+        LockRequest(target, variant, cuda, (), False, python_version, channels, engine)
         if target is not None
         else None
     )

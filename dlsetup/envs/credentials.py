@@ -118,6 +118,23 @@ def placeholders(url: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def canonical(url: str) -> str:
+    """``url`` with each placeholder written ``${NAME}``, however a URL parser encoded it.
+
+    rattler reads a lock's ``https://${USER}@host/...`` package URL back as
+    ``https://$%7BUSER%7D@host/...`` but its channel as written, so compare the two through this.
+
+    >>> canonical("http://$%7BU%7D:$%7bP%7D@host/ch/linux-64/x.conda")
+    'http://${U}:${P}@host/ch/linux-64/x.conda'
+    """
+
+    def braced(match: re.Match[str]) -> str:
+        encoded = match.group("encoded")
+        return "${" + encoded + "}" if encoded else match.group(0)
+
+    return _PLACEHOLDER.sub(braced, url)
+
+
 def expand_auth(url: str) -> str:
     """Fill ``url``'s ``${VAR}`` placeholders from the environment, just before it is used.
 

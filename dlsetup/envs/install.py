@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from dlsetup.envs import names
+from dlsetup.envs.credentials import expand_auth
 from dlsetup.envs.location import host_platform
 from dlsetup.envs.progress import Progress
 from dlsetup.errors import ExistsError, InputError, InstallError, IntegrityError
@@ -177,7 +178,7 @@ async def _fetch(url: str, dest: Path) -> None:
     import rattler
     from rattler.package_streaming import download_to_path
 
-    await download_to_path(rattler.Client(), url, dest)
+    await download_to_path(rattler.Client(), expand_auth(url), dest)
 
 
 async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> Path:

@@ -14,13 +14,22 @@ Two engines:
 Outputs, in ``--output DIR``: ``NAME.environment.yml`` (the rendered source), ``NAME.virtual-
 packages.yml`` (what each platform was solved with) and ``NAME.conda-lock.yml`` whose header comment
 and ``custom_metadata`` record the virtual packages and the CUDA version it was solved for.
-Existing files are never replaced without ``force``; each file is written to a temporary name and
-renamed into place.
+Existing files are never replaced without ``force``. The three are replaced together or not at all:
+all three are written into a temporary directory inside ``--output`` first (a full disk fails
+there, before any old file is touched), then renamed into place by
+:func:`dlsetup.atomic_write.replace_together`, which puts the old ones back if a rename fails.
+
+Channel credentials (:mod:`dlsetup.envs.credentials`): the solve uses the channels with their
+``${VAR}`` placeholders filled in from the environment; the files get the URLs with placeholders
+kept and literal credentials removed (the channels in the lock's metadata and every package URL),
+and every error message is redacted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import shutil
 import subprocess
 import sys
@@ -31,9 +40,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dlsetup.atomic_write import write_text_atomically
+from dlsetup.atomic_write import output_error, replace_together
+from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_auth
 from dlsetup.envs.explain import explain_unsatisfiable
 from dlsetup.envs.location import find_conda_executable, host_platform
+from dlsetup.envs.names import NAME_RULE, is_valid_env_name
 from dlsetup.envs.spec import RenderedEnvironment
 from dlsetup.envs.virtual import (
     CUDA_OPTION,
@@ -44,7 +55,7 @@ from dlsetup.envs.virtual import (
     to_rattler,
     virtual_packages,
 )
-from dlsetup.errors import ExistsError, InputError, MissingToolError, SolveError
+from dlsetup.errors import DlsetupError, ExistsError, InputError, MissingToolError, SolveError
 from dlsetup.process_group import run_in_own_group
 
 ENGINES: tuple[str, ...] = ("rattler", "conda-lock")
@@ -167,8 +178,85 @@ def _dependencies(depends: list[str]) -> dict[str, str]:
     return result
 
 
+def _check_output_dir(output_dir: Path) -> None:
+    """Refuse, before the solve, an ``--output`` that cannot become a writable directory."""
+    existing = output_dir
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "it is a file" if existing == output_dir else f"{existing} is a file"
+        raise InputError(
+            f"cannot create the output directory {output_dir}: {where}",
+            fix="choose another --output directory",
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise output_error(
+            PermissionError(errno.EROFS if _read_only(existing) else errno.EACCES, "not writable"),
+            output_dir,
+            what="write into",
+        )
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class _Channels:
+    """The channels of one lock: to solve with (credentials filled in) and how files name them.
+
+    Attributes:
+        solve: URLs or names for rattler, ``${VAR}`` placeholders expanded.
+        prefixes: ``(base URL without credentials, base URL as the lock writes it)`` for each
+            channel whose URL has placeholders: a solved package's URL under the first is written
+            under the second, so the lock keeps ``${VAR}`` and never the value.
+    """
+
+    solve: tuple[str, ...]
+    prefixes: tuple[tuple[str, str], ...]
+
+    def stored_url(self, url: str) -> str:
+        """A solved package's URL as it goes into the lock."""
+        bare = strip_auth(url)
+        for plain, stored in self.prefixes:
+            if bare.startswith(plain):
+                return stored + bare[len(plain) :]
+        return bare
+
+
+def _channels(env: RenderedEnvironment) -> _Channels:
+    """Expand and check the channels before anything is solved or written.
+
+    Raises:
+        InputError: a ``${VAR}`` that is not set, or a channel rattler cannot parse.
+    """
+    import rattler
+
+    given = env.solve_channels or env.spec.channels
+    solve: list[str] = []
+    prefixes: list[tuple[str, str]] = []
+    for shown, raw in zip(env.spec.channels, given, strict=True):
+        url = expand_auth(raw)
+        try:
+            base = rattler.Channel(url).base_url
+        except Exception as exc:  # rattler's InvalidChannelError and URL parse errors
+            raise InputError(
+                f"invalid channel {shown!r}: {redact(str(exc))}",
+                fix="give a channel name such as conda-forge, or a URL such as "
+                "https://host/channel or file:///path/to/channel",
+            ) from exc
+        if placeholders(raw) and "://" in raw:
+            prefixes.append((strip_auth(base), strip_auth(raw).rstrip("/") + "/"))
+        solve.append(url)
+    return _Channels(tuple(solve), tuple(prefixes))
+
+
 async def _solve_all(
     env: RenderedEnvironment,
+    channel_urls: tuple[str, ...],
     platforms: tuple[str, ...],
     per_platform: dict[str, tuple[VirtualPackage, ...]],
     cache_dir: Path | None,
@@ -177,7 +265,7 @@ async def _solve_all(
     from rattler.exceptions import SolverError
 
     gateway = rattler.Gateway(cache_dir=cache_dir) if cache_dir else rattler.Gateway()
-    channels = [rattler.Channel(c) for c in env.spec.channels]
+    channels = [rattler.Channel(c) for c in channel_urls]
     solutions: dict[str, tuple[list[Any], float]] = {}
     for platform in platforms:
         start = time.perf_counter()
@@ -218,6 +306,7 @@ def _build_lockfile(
     solutions: dict[str, tuple[list[Any], float]],
     per_platform: dict[str, tuple[VirtualPackage, ...]],
     engine: str,
+    channels: _Channels,
 ) -> Any:
     from conda_lock.content_hash import compute_content_hashes
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
@@ -245,7 +334,7 @@ def _build_lockfile(
                     manager="conda",
                     platform=platform,
                     dependencies=_dependencies(list(rec.depends)),
-                    url=rec.url,
+                    url=channels.stored_url(rec.url),
                     hash=HashModel(md5=rec.md5.hex(), sha256=rec.sha256.hex()),
                     categories={"main"},
                     build=str(rec.build),
@@ -263,10 +352,17 @@ def _build_lockfile(
     )
 
 
-def _finish_lock(tmp_lock: Path, lock_path: Path, header: list[str]) -> None:
-    body = tmp_lock.read_text(encoding="utf-8")
-    tmp_lock.unlink()
-    write_text_atomically(lock_path, "\n".join(header) + "\n" + body)
+def _add_header(lock: Path, header: list[str]) -> None:
+    body = lock.read_text(encoding="utf-8")
+    lock.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
+
+
+def _redacted(exc: DlsetupError) -> DlsetupError:
+    """``exc`` with every credential masked in its message and fix (the same object)."""
+    exc.message = redact(exc.message)
+    exc.fix = redact(exc.fix) if exc.fix is not None else None
+    exc.args = (exc.message,)
+    return exc
 
 
 def lock_environment(
@@ -296,9 +392,37 @@ def lock_environment(
 
     Raises:
         ExistsError: an output file exists and ``force`` is false.
+        InputError: a bad channel, a ``${VAR}`` that is not set, an ``--output`` that cannot be
+            written (read-only, under a file).
         MissingToolError: ``engine="conda-lock"`` and no conda/mamba/micromamba executable.
         SolveError: unsatisfiable (explained in plain words) or the channel could not be read.
+        WriteError: the files could not be written (a full disk); the old ones are unchanged.
     """
+    try:
+        return _lock_environment(
+            env,
+            platforms=platforms,
+            output_dir=output_dir,
+            engine=engine,
+            force=force,
+            cache_dir=cache_dir,
+            cuda_source=cuda_source,
+        )
+    except DlsetupError as exc:
+        _redacted(exc)
+        raise
+
+
+def _lock_environment(
+    env: RenderedEnvironment,
+    *,
+    platforms: tuple[str, ...],
+    output_dir: Path,
+    engine: str,
+    force: bool,
+    cache_dir: Path | None,
+    cuda_source: str,
+) -> LockResult:
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
     conda_exe = find_conda_executable() if engine == "conda-lock" else None
@@ -310,9 +434,12 @@ def lock_environment(
             "micromamba (https://mamba.readthedocs.io) and retry",
         )
     name = env.spec.name
+    if not is_valid_env_name(name):
+        raise InputError(f"invalid environment name {name!r}: {NAME_RULE}", fix="rename it")
     env_path, vp_path, lock_path = output_paths(output_dir, name)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _check_output_dir(output_dir)
     _check_outputs((env_path, vp_path, lock_path), force)
+    channels = _channels(env)
     host = host_platform()
     per_platform = {
         p: virtual_packages(p, env.cuda, host=host, cuda_source=cuda_source) for p in platforms
@@ -320,31 +447,40 @@ def lock_environment(
 
     solutions: dict[str, tuple[list[Any], float]] = {}
     if engine == "rattler":
-        solutions = asyncio.run(_solve_all(env, platforms, per_platform, cache_dir))
-    write_text_atomically(env_path, env.text)
-    write_text_atomically(vp_path, spec_file_text(per_platform))
-    header = header_lines(env, per_platform)
-    # conda-lock's help text names the file it writes: give it the final name, in a temporary dir
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".dlsetup-lock-", dir=output_dir))
-    tmp_lock = tmp_dir / lock_path.name
+        solutions = asyncio.run(_solve_all(env, channels.solve, platforms, per_platform, cache_dir))
     try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        # all three files are written in a temporary directory beside the outputs (under their
+        # final names: conda-lock's header names the lock file), then renamed into place together
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".dlsetup-lock-", dir=output_dir))
+    except OSError as exc:
+        raise output_error(exc, output_dir, what="write into") from exc
+    try:
+        tmp_env, tmp_vp, tmp_lock = output_paths(tmp_dir, name)
+        tmp_env.write_text(env.text, encoding="utf-8")
+        tmp_vp.write_text(spec_file_text(per_platform), encoding="utf-8")
         if engine == "rattler":
             from conda_lock.lockfile import write_conda_lock_file
 
             lockfile = _build_lockfile(
                 env,
-                env_path=env_path,
-                vp_path=vp_path,
+                env_path=tmp_env,
+                vp_path=tmp_vp,
                 solutions=solutions,
                 per_platform=per_platform,
                 engine=engine,
+                channels=channels,
             )
             write_conda_lock_file(lockfile, tmp_lock, metadata_choices=None)
             content_hash = dict(lockfile.metadata.content_hash)
         else:
             assert conda_exe is not None
-            content_hash = _conda_lock_solve(conda_exe, env_path, vp_path, tmp_lock, platforms)
-        _finish_lock(tmp_lock, lock_path, header)
+            content_hash = _conda_lock_solve(conda_exe, tmp_env, tmp_vp, tmp_lock, platforms)
+        _add_header(tmp_lock, header_lines(env, per_platform))
+        _check_outputs((env_path, vp_path, lock_path), force)
+        replace_together([(tmp_env, env_path), (tmp_vp, vp_path), (tmp_lock, lock_path)])
+    except OSError as exc:
+        raise output_error(exc, output_dir, what="write the lock files into") from exc
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

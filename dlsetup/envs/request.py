@@ -32,7 +32,7 @@ class LockRequest:
     cuda: str | None
     platforms: tuple[str, ...]
     all_platforms: bool
-    python: str | None
+    python_version: str | None
     channels: tuple[str, ...]
     engine: str
 
@@ -54,8 +54,8 @@ def lock_target(
     """
     host = host_platform()
     custom = opts.target not in TARGETS
-    if opts.python is not None:
-        spec_mod.validate_python(opts.python)
+    if opts.python_version is not None:
+        spec_mod.validate_python_version(opts.python_version)
     if opts.all_platforms and opts.platforms:
         raise InputError("--all-platforms and --platform exclude each other", fix="use one of them")
     requested_platforms = opts.platforms or (host,)
@@ -106,7 +106,7 @@ def lock_target(
         target=target_label,
         variant=choice.variant,
         cuda=choice.cuda,
-        python=opts.python,
+        python=opts.python_version,
         channels=opts.channels,
         platforms=platforms,
         name=name,

@@ -17,17 +17,29 @@ match specs on the real packages, which conda, mamba, micromamba, conda-lock and
 
 Rendering replaces the ``python`` and ``cuda-version`` lines and the channels when asked, and keeps
 everything else. A file that is not valid YAML, or not shaped like an environment file, raises
-:class:`dlsetup.errors.InputError` naming the file and the line.
+:class:`dlsetup.errors.InputError` naming the file and the line; so does one larger than
+:data:`MAX_ENVIRONMENT_FILE_BYTES`, a binary or non-UTF-8 file, an entry with a control character
+(a newline would add lines to the rendered file) and a ``name:`` that is not a valid environment
+name (:mod:`dlsetup.envs.names`: the name becomes the output files' names, so ``../x`` or ``/x``
+would write outside ``--output``). Everything is checked when the file is loaded, before anything
+is written.
+
+Channel credentials never reach the rendered text: its ``channels:`` are :func:`strip_auth`'s
+(``${VAR}`` placeholders kept, literal user-info removed); the channels as given travel beside it,
+in :attr:`RenderedEnvironment.solve_channels`, for the solve only.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dlsetup.envs.credentials import strip_auth
+from dlsetup.envs.names import NAME_RULE, is_valid_env_name
 from dlsetup.errors import InputError
 
 TARGETS: tuple[str, ...] = ("pytorch", "tensorflow", "both")
@@ -39,6 +51,9 @@ DEFAULT_PYTHON = "3.12"
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
 _CUDA_RE = re.compile(r"^\d{1,2}\.\d{1,2}$")
 _SPEC_NAME_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: environment files larger than this are refused unread (the shipped ones are under 1 KiB)
+MAX_ENVIRONMENT_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,9 @@ class RenderedEnvironment:
         variant: ``cpu`` | ``cuda`` | ``mps``.
         cuda: the CUDA version (``"12.4"``) the lock is solved for; ``None`` for cpu and mps.
         python: the Python ``major.minor`` pinned, or ``None`` when the file pins none.
+        solve_channels: the channels as given, credentials and ``${VAR}`` placeholders included
+            (``spec.channels`` has them stripped); for the solve only, never written or shown.
+            Empty: ``spec.channels``.
     """
 
     spec: EnvironmentSpec
@@ -81,6 +99,7 @@ class RenderedEnvironment:
     variant: str
     cuda: str | None
     python: str | None
+    solve_channels: tuple[str, ...] = field(default=(), repr=False)
 
 
 def spec_name(spec: str) -> str:
@@ -145,12 +164,7 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
     """
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(
-            f"cannot read environment file {path}: {exc.strerror}", fix="check the path"
-        ) from exc
+    text = _read_text(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -159,6 +173,16 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
         raise InputError(
             f"malformed environment file {where}: {exc.problem or exc.context}",
             fix="fix the YAML at that line (indentation, a missing '- ' or ':')",
+        ) from exc
+    except yaml.YAMLError as exc:  # the reader's errors (a character YAML does not allow)
+        raise InputError(
+            f"malformed environment file {path}: {exc}",
+            fix="an environment file is YAML text: name:, channels: and dependencies:",
+        ) from exc
+    except RecursionError as exc:
+        raise InputError(
+            f"malformed environment file {path}: nested too deeply to be an environment file",
+            fix="an environment file has name:, channels: and dependencies: (lists of strings)",
         ) from exc
 
     def bad(node: Any, what: str) -> InputError:
@@ -194,11 +218,12 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
                 if isinstance(item, yaml.MappingNode) and key == "dependencies":
                     raise bad(item, "pip: sections are not supported; list conda packages only")
                 raise bad(item, f"each '{key}:' entry must be a non-empty string")
+            if _CONTROL_RE.search(str(item.value)):
+                raise bad(item, f"{item.value!r} contains a control character (a line break?)")
             items.append(str(item.value).strip())
         return tuple(items)
 
-    name_node = fields.get("name")
-    name = str(name_node.value) if isinstance(name_node, yaml.ScalarNode) else path.stem
+    name = _name(fields.get("name"), path, bad)
     channels = string_list("channels", required=False) or (DEFAULT_CHANNEL,)
     platforms = string_list("platforms", required=False)
     for item, node in zip(platforms, getattr(fields.get("platforms"), "value", []), strict=False):
@@ -214,6 +239,62 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
     return EnvironmentSpec(str(path), name, channels, platforms, dependencies, header)
 
 
+def _read_text(path: Path) -> str:
+    """The file's text: at most :data:`MAX_ENVIRONMENT_FILE_BYTES`, UTF-8, not binary."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_ENVIRONMENT_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InputError(
+            f"cannot read environment file {path}: {exc.strerror or exc}", fix="check the path"
+        ) from exc
+    if len(data) > MAX_ENVIRONMENT_FILE_BYTES:
+        raise InputError(
+            f"environment file {path} is larger than {MAX_ENVIRONMENT_FILE_BYTES // (1024 * 1024)} MiB; "
+            "an environment file lists a few dozen packages, so this is not one",
+            fix="pass the environment .yml (name:, channels:, dependencies:), not a lock, log "
+            "or archive",
+        )
+    if b"\0" in data:
+        raise InputError(
+            f"environment file {path} is a binary file (it contains NUL bytes), not YAML text",
+            fix="pass the environment .yml (name:, channels:, dependencies:)",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"environment file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} on line "
+            f"{line}",
+            fix="save it as UTF-8 (most editors offer 'UTF-8' when saving)",
+        ) from exc
+
+
+def _name(node: Any, path: Path, bad: Any) -> str:
+    """The ``name:`` (the file's stem when there is none), a valid environment name."""
+    import yaml
+
+    if node is None or (isinstance(node, yaml.ScalarNode) and node.value == ""):
+        if is_valid_env_name(path.stem):
+            return path.stem
+        raise InputError(
+            f"environment file {path} has no name:, and its file name {path.stem!r} is not a "
+            f"valid environment name: {NAME_RULE}",
+            fix="add a line such as 'name: my-env' to the file",
+        )
+    if not isinstance(node, yaml.ScalarNode):
+        raise bad(node, "'name:' must be a string")
+    name = str(node.value)
+    if not is_valid_env_name(name):
+        raise InputError(
+            f"malformed environment file {path}, line {_line_of(node)}: invalid environment name "
+            f"{name!r} (it names the output files, so it must be a plain file name): {NAME_RULE}",
+            fix="change the line to something like 'name: my-env'",
+        )
+    return name
+
+
 def _leading_comments(text: str) -> list[str]:
     lines = []
     for line in text.splitlines():
@@ -223,21 +304,47 @@ def _leading_comments(text: str) -> list[str]:
     return lines
 
 
-def validate_python(python: str) -> str:
-    """Check a ``--python`` value (``3.12``)."""
+def validate_python_version(python: str) -> str:
+    """Check a ``--python-version`` value (``3.12``)."""
     if not _PYTHON_RE.match(python):
         raise InputError(
-            f"invalid --python {python!r}: expected MAJOR.MINOR such as 3.12", fix="--python 3.12"
+            f"invalid --python-version {python!r}: expected MAJOR.MINOR such as 3.12",
+            fix="--python-version 3.12",
         )
     return python
 
 
+def known_cuda_range() -> tuple[tuple[int, int], tuple[int, int]]:
+    """The oldest and newest CUDA versions of the knowledge base's toolkit table (``compat.yaml``)."""
+    from dlsetup.compat.cuda import parse_cuda, toolkit_rows
+
+    versions = sorted(parse_cuda(row[0]) for row in toolkit_rows())
+    return versions[0], versions[-1]
+
+
 def validate_cuda(cuda: str) -> str:
-    """Check a ``--cuda`` value (``12.4``)."""
+    """Check a ``--cuda`` value (``12.4``) against the CUDA versions dlsetup knows.
+
+    Any minor of the newest known major is accepted (NVIDIA ships 13.x minors faster than the
+    table grows); an older major must not exceed its last known minor, and a major outside the
+    table (``99.9``, or ``10.2`` from the old ``cudatoolkit`` recipes) is refused.
+    """
+    fix = "use the 'CUDA Version' that nvidia-smi or dlsetup doctor shows, e.g. --cuda 12.4"
     if not _CUDA_RE.match(cuda):
+        raise InputError(f"invalid --cuda {cuda!r}: expected MAJOR.MINOR such as 12.4", fix=fix)
+    from dlsetup.compat.cuda import parse_cuda, toolkit_rows
+
+    (lo_major, lo_minor), (hi_major, hi_minor) = known_cuda_range()
+    major, minor = parse_cuda(cuda)
+    last_minor = max(
+        (parse_cuda(row[0])[1] for row in toolkit_rows() if parse_cuda(row[0])[0] == major),
+        default=-1,
+    )
+    if not lo_major <= major <= hi_major or (major < hi_major and minor > last_minor):
         raise InputError(
-            f"invalid --cuda {cuda!r}: expected MAJOR.MINOR such as 12.4",
-            fix="use the 'CUDA Version' that nvidia-smi or dlsetup doctor shows, e.g. --cuda 12.4",
+            f"unknown CUDA version --cuda {cuda}: dlsetup knows CUDA {lo_major}.{lo_minor} to "
+            f"{hi_major}.{hi_minor} (and later {hi_major}.x releases)",
+            fix=f"{fix}; a CUDA release newer than these needs a newer dlsetup",
         )
     return cuda
 
@@ -295,10 +402,18 @@ def render(
         and not any(spec_name(d) == "cuda-version" for d in deps)
     ):
         deps.append(cuda_version_spec(cuda))
+    solve_channels = channels or spec.channels
+    for channel in solve_channels:
+        if _CONTROL_RE.search(channel) or not channel.strip():
+            raise InputError(
+                f"invalid channel {strip_auth(channel)!r}: it is empty or contains a control "
+                "character",
+                fix="give a channel name such as conda-forge or a URL such as https://host/channel",
+            )
     new = EnvironmentSpec(
         path=spec.path,
         name=name or spec.name,
-        channels=channels or spec.channels,
+        channels=tuple(strip_auth(c) for c in solve_channels),
         platforms=platforms or spec.platforms,
         dependencies=tuple(deps),
         header=spec.header,
@@ -306,14 +421,14 @@ def render(
     lines = list(new.header)
     solved = f"CUDA {cuda} (__cuda={cuda})" if cuda else "no CUDA (no __cuda virtual package)"
     lines.append(f"# Rendered by dlsetup: target {target}, variant {variant}, {solved}.")
-    lines.append(f"name: {new.name}")
+    lines.append(f"name: {_scalar(new.name)}")
     lines.append("channels:")
-    lines += [f"  - {c}" for c in new.channels]
+    lines += [f"  - {_scalar(c)}" for c in new.channels]
     if new.platforms:
         lines.append("platforms:")
-        lines += [f"  - {p}" for p in new.platforms]
+        lines += [f"  - {_scalar(p)}" for p in new.platforms]
     lines.append("dependencies:")
-    lines += [f"  - {d}" for d in new.dependencies]
+    lines += [f"  - {_scalar(d)}" for d in new.dependencies]
     return RenderedEnvironment(
         spec=new,
         text="\n".join(lines) + "\n",
@@ -321,4 +436,20 @@ def render(
         variant=variant,
         cuda=cuda if variant == "cuda" else None,
         python=pinned_python,
+        solve_channels=tuple(solve_channels),
     )
+
+
+def _scalar(text: str) -> str:
+    """``text`` as a YAML list item or value: plain when YAML reads it back unchanged, else quoted.
+
+    (``numpy # x`` would lose its tail to a comment, ``1.0`` would become a number.)
+    """
+    import yaml
+
+    try:
+        if yaml.safe_load(f"- {text}") == [text]:
+            return text
+    except yaml.YAMLError:
+        pass
+    return json.dumps(text)
