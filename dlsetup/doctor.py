@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from dlsetup.facts import Maybe, Missing
 from dlsetup.probes.frameworks import FrameworkRun, FrameworksFacts, skipped
+from dlsetup.process_group import deferred_stop_signals
 
 if TYPE_CHECKING:
     from dlsetup.checks.context import DoctorFacts
@@ -110,8 +111,10 @@ def run_doctor(
     errors: dict[str, str] = {}
     # The framework workers start first (they take seconds); the rest is imported and read while
     # they run.
-    run = FrameworkRun(python, timeout, full_import=full_import).start() if frameworks else None
+    run = FrameworkRun(python, timeout, full_import=full_import) if frameworks else None
     try:
+        if run is not None:
+            run.start()
         from dlsetup.probes.cuda_libs import probe_cuda_libs
         from dlsetup.probes.envmanagers import probe_env_managers
         from dlsetup.probes.nvidia import NvidiaFacts, probe_nvidia
@@ -153,9 +156,10 @@ def run_doctor(
         fw: Maybe[FrameworksFacts] = (
             _guard("frameworks", run.collect, errors) if run is not None else skipped(python)
         )
-    except BaseException:  # Ctrl-C or a bug: no framework worker may outlive doctor
+    except BaseException:  # Ctrl-C, SIGTERM or a bug: no framework worker may outlive doctor
         if run is not None:
-            run.stop()
+            with deferred_stop_signals():
+                run.stop()
         raise
     facts = DoctorFacts(
         system=system_facts,

@@ -91,6 +91,22 @@ def check_disk(facts: DoctorFacts) -> list[Finding]:
     ]
 
 
+#: How many characters of an environment variable's value a message shows.
+ECHO_LIMIT = 64
+
+
+def echo_value(value: str, *, limit: int = ECHO_LIMIT, quote: bool = True) -> str:
+    """``value`` as a message shows it: quoted, and cut after ``limit`` characters.
+
+    A 100 KB ``CUDA_VISIBLE_DEVICES`` must not fill the terminal:
+    ``'0,1,2,...'… (102400 characters)``.
+    """
+    if len(value) <= limit:
+        return repr(value) if quote else value
+    head = repr(value[:limit]) if quote else value[:limit]
+    return f"{head}… ({len(value)} characters)"
+
+
 #: Why an entry of CUDA_VISIBLE_DEVICES names no GPU, as a sentence part (see VisibleResolution).
 _UNMATCHED = {
     "index_out_of_range": "GPU {entry} does not exist (this machine has {valid})",
@@ -122,7 +138,7 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
     if isinstance(vd.raw, Missing):
         return []
     gpus = facts.gpus
-    first = resolved.unmatched[0] if resolved.unmatched else ""
+    first = echo_value(resolved.unmatched[0], quote=False) if resolved.unmatched else ""
     # An empty value, or a first entry that is no device at all (-1, none, NoDevFiles), is the
     # usual way to hide every GPU on purpose.
     if resolved.hides_all and resolved.reason in ("", "not_a_device"):
@@ -131,8 +147,8 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
                 "cuda_visible_devices.hides_all",
                 "warning",
                 "CUDA_VISIBLE_DEVICES hides every GPU",
-                f"CUDA_VISIBLE_DEVICES={vd.raw!r} makes all {len(gpus)} GPU(s) invisible to CUDA: "
-                "frameworks run on the CPU.",
+                f"CUDA_VISIBLE_DEVICES={echo_value(vd.raw)} makes all {len(gpus)} GPU(s) invisible "
+                "to CUDA: frameworks run on the CPU.",
                 "unset CUDA_VISIBLE_DEVICES (or set it to the GPUs to use, e.g. "
                 "export CUDA_VISIBLE_DEVICES=0); check your shell profile and job script.",
                 {"value": vd.raw, "gpu_count": len(gpus)},
@@ -164,12 +180,12 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
             "cuda_visible_devices.unknown_device",
             severity,
             f"CUDA_VISIBLE_DEVICES names a GPU that does not exist: {first}",
-            f"CUDA_VISIBLE_DEVICES={vd.raw!r}: {why}. {ignored}{sees}",
+            f"CUDA_VISIBLE_DEVICES={echo_value(vd.raw)}: {why}. {ignored}{sees}",
             f"export CUDA_VISIBLE_DEVICES={','.join(map(str, meant))} (indices or UUIDs from "
             "nvidia-smi -L), or unset CUDA_VISIBLE_DEVICES.",
             {
                 "value": vd.raw,
-                "unknown": first,
+                "unknown": resolved.unmatched[0] if resolved.unmatched else "",
                 "reason": resolved.reason,
                 "ignored": list(resolved.unmatched),
                 "visible_gpus": list(resolved.gpu_indices),

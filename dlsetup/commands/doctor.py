@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dlsetup.commands.options import INTERPRETER, seconds
 from dlsetup.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -57,13 +58,13 @@ Examples:
 @click.option(
     "--python",
     "python",
-    type=click.Path(dir_okay=False, path_type=str),
+    type=INTERPRETER,
     default=None,
     help="Interpreter whose frameworks are probed (default: the one running dlsetup).",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=seconds(0.1),
     default=60.0,
     show_default=True,
     help="Seconds each framework probe may take before it is killed.",
@@ -174,6 +175,7 @@ def _mib(value: object) -> str:
 
 def _visible(report: DoctorReport) -> str:
     """``CUDA_VISIBLE_DEVICES`` and, when set, what CUDA makes of it: ``'0,7,1' (CUDA sees GPU 0)``."""
+    from dlsetup.checks.system import echo_value
     from dlsetup.facts import Missing
 
     libs = report.facts.cuda_libs
@@ -184,9 +186,12 @@ def _visible(report: DoctorReport) -> str:
     if isinstance(raw, Missing) or resolved is None:
         return _v(raw)
     if resolved.hides_all:
-        return f"{raw!r} (CUDA sees no GPU)"
-    seen = [f"GPU {i}" for i in resolved.gpu_indices] + list(resolved.mig_entries)
-    return f"{raw!r} (CUDA sees {', '.join(seen)})"
+        return f"{echo_value(raw)} (CUDA sees no GPU)"
+    seen = [f"GPU {i}" for i in resolved.gpu_indices] + [
+        echo_value(m, quote=False) for m in resolved.mig_entries
+    ]
+    shown = ", ".join(seen[:16]) + (f" and {len(seen) - 16} more" if len(seen) > 16 else "")
+    return f"{echo_value(raw)} (CUDA sees {shown})"
 
 
 def render(console: Console, report: DoctorReport, *, strict: bool) -> None:

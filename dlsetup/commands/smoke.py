@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dlsetup.errors import ExistsError, ExitCode
+from dlsetup.commands.options import (
+    FINITE_NON_NEGATIVE,
+    INTERPRETER,
+    PERCENTAGE,
+    SEED,
+    check_devices,
+    seconds,
+)
+from dlsetup.errors import ExistsError, ExitCode, InputError, MissingToolError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,9 +32,47 @@ if TYPE_CHECKING:
 SCHEMA = "dlsetup.smoke"
 
 
-def _check_writable(path: Path | None, force: bool, option: str) -> None:
-    if path is not None and path.exists() and not force:
+def check_output_path(path: Path, force: bool, option: str) -> None:
+    """Refuse, before the run, an output file that could not be written after it.
+
+    Raises:
+        ExistsError: ``path`` exists and ``force`` is not set.
+        InputError: ``path`` is a directory, its directory does not exist (or is a file), or that
+            directory is not writable.
+    """
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a directory", fix=f"give {option} a file name")
+    if path.exists() and not force:
         raise ExistsError(f"{option} {path} already exists", fix="pass --force to overwrite it")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        ancestor = next((a for a in parent.parents if a.exists()), None)
+        if ancestor is not None and not ancestor.is_dir():
+            raise InputError(
+                f"{option} {path}: {ancestor} is a file, not a directory",
+                fix=f"give {option} a path in an existing directory",
+            )
+        raise InputError(
+            f"{option} {path}: the directory {parent} does not exist",
+            fix=f"create it first (mkdir -p {parent}) or give {option} a path in an existing "
+            "directory",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{option} {path}: the directory {parent} is not writable",
+            fix=f"give {option} a path in a directory you can write to",
+        )
+
+
+def _write(path: Path, option: str, write: Callable[[], None]) -> None:
+    """Run ``write`` (an atomic write of ``path``); an OSError becomes an error naming it."""
+    try:
+        write()
+    except OSError as exc:
+        raise InputError(
+            f"{option} {path} could not be written: {exc.strerror or exc}",
+            fix=f"give {option} a path on a writable file system with free space",
+        ) from exc
 
 
 @click.command("smoke")
@@ -40,12 +87,13 @@ def _check_writable(path: Path | None, force: bool, option: str) -> None:
     "--device",
     "devices",
     multiple=True,
+    callback=check_devices,
     help="Device to test (repeatable): cpu, cuda:0 (= GPU:0), mps. Default: every detected one.",
 )
 @click.option(
     "--python",
     "python",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=INTERPRETER,
     default=None,
     help="Interpreter of the environment to test. Default: this one.",
 )
@@ -74,24 +122,26 @@ def _check_writable(path: Path | None, force: bool, option: str) -> None:
 )
 @click.option(
     "--max-regression",
+    type=PERCENTAGE,
     default="25%",
     show_default=True,
     help="How much slower (or larger) than the baseline a figure may be.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data and weights.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of data and weights.")
 @click.option(
     "--steps", type=click.IntRange(min=2), default=200, show_default=True, help="Training steps."
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=seconds(1.0),
     default=120.0,
     show_default=True,
-    help="Seconds one device may take before it is ended and failed.",
+    help="Seconds one device may take before it is ended and failed (and a worker may take to "
+    "start: import its framework, list the devices).",
 )
 @click.option(
     "--max-disagreement",
-    type=click.FloatRange(min=0),
+    type=FINITE_NON_NEGATIVE,
     default=None,
     metavar="X",
     help="Fail a pair whose PyTorch and TensorFlow loss curves (same start, same device class) "
@@ -105,14 +155,14 @@ def smoke(  # noqa: PLR0917 - click passes each option
     ctx: click.Context,
     frameworks: tuple[str, ...],
     devices: tuple[str, ...],
-    python: Path | None,
+    python: str | None,
     as_json: bool,
     plot: Path | None,
     benchmark: bool,
     output: Path | None,
     github_benchmark: Path | None,
     baseline: Path | None,
-    max_regression: str,
+    max_regression: float,
     seed: int,
     steps: int,
     timeout: float,
@@ -126,21 +176,42 @@ def smoke(  # noqa: PLR0917 - click passes each option
     in NumPy; training of all 48 pairs (loss finite, falling, accuracy reached); and the gap
     between the PyTorch and TensorFlow loss curves from the same starting weights (a check only
     with --max-disagreement, and only where both frameworks ran on the same device class).
-    Exit status 1 when a check fails or a figure regressed beyond --max-regression.
+    Exit status 1 when a check fails, a figure regressed beyond --max-regression, or --compare
+    found no metric of this run in the baseline.
     """
     from dlsetup.atomic_write import write_text_atomically
     from dlsetup.smoke import benchmark as bm
     from dlsetup.smoke.runner import RunOptions, run_smoke
 
-    bound = bm.parse_regression(max_regression)
-    for path, option in (
-        (output, "--output"),
-        (github_benchmark, "--github-benchmark"),
-        (plot, "--plot"),
-    ):
-        _check_writable(path, force, option)
+    bound = max_regression
+    outputs = [
+        (path, option)
+        for path, option in (
+            (output, "--output"),
+            (github_benchmark, "--github-benchmark"),
+            (plot, "--plot"),
+        )
+        if path is not None
+    ]
+    for path, option in outputs:
+        check_output_path(path, force, option)
+    for i, (path, option) in enumerate(outputs):
+        for other, other_option in outputs[i + 1 :]:
+            if path.absolute() == other.absolute():
+                raise InputError(
+                    f"{option} and {other_option} are the same file, {path}",
+                    fix="give each output a file of its own",
+                )
+    if plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise MissingToolError(
+                "--plot needs matplotlib, which is not installed",
+                fix="pip install 'dlsetup[plot]'",
+            )
     baseline_metrics = bm.load_baseline(baseline) if baseline is not None else None
-    interpreter = python if python is not None else Path(sys.executable)
+    interpreter = Path(python) if python is not None else Path(sys.executable)
     report = run_smoke(
         RunOptions(
             python=interpreter,
@@ -157,15 +228,19 @@ def smoke(  # noqa: PLR0917 - click passes each option
     if baseline_metrics is not None and baseline is not None:
         comparison = bm.compare(bm.metrics(bench), baseline_metrics, bound, str(baseline))
     if output is not None:
-        write_text_atomically(output, json.dumps(bm.benchmark_document(bench), indent=2) + "\n")
+        text = json.dumps(bm.benchmark_document(bench), indent=2) + "\n"
+        _write(output, "--output", functools.partial(write_text_atomically, output, text))
     if github_benchmark is not None:
-        write_text_atomically(
-            github_benchmark, json.dumps(bm.github_benchmark(bench), indent=2) + "\n"
+        text = json.dumps(bm.github_benchmark(bench), indent=2) + "\n"
+        _write(
+            github_benchmark,
+            "--github-benchmark",
+            functools.partial(write_text_atomically, github_benchmark, text),
         )
     if plot is not None:
         from dlsetup.smoke.plot import plot_curves
 
-        plot_curves(report, plot)
+        _write(plot, "--plot", functools.partial(plot_curves, report, plot))
     if as_json:
         from dlsetup.output import dumps, envelope, to_jsonable
 
@@ -173,6 +248,11 @@ def smoke(  # noqa: PLR0917 - click passes each option
         data["benchmark"] = to_jsonable(bench) if benchmark or output or github_benchmark else None
         data["comparison"] = _comparison_json(comparison)
         click.echo(dumps(envelope(SCHEMA, data)))
+        if comparison is not None and comparison.compared == 0:
+            click.echo(
+                f"Comparison: FAIL — nothing compared: no metric of this run is in {baseline}",
+                err=True,
+            )
     else:
         from dlsetup.output import make_console
 
@@ -182,7 +262,7 @@ def smoke(  # noqa: PLR0917 - click passes each option
             render_benchmark(console, bench)
         if comparison is not None:
             render_comparison(console, comparison)
-    if not report.passed or (comparison is not None and comparison.regressed):
+    if not report.passed or (comparison is not None and not comparison.passed):
         ctx.exit(int(ExitCode.FINDINGS))
 
 
@@ -193,6 +273,8 @@ def _comparison_json(comparison: Comparison | None) -> dict[str, Any] | None:
 
     data: dict[str, Any] = to_jsonable(comparison)
     data["regressed"] = comparison.regressed
+    data["compared"] = comparison.compared
+    data["passed"] = comparison.passed
     return data
 
 
@@ -356,6 +438,14 @@ def render_comparison(console: Console, comparison: Comparison) -> None:
             d.status.upper() if d.status == "regression" else d.status,
         )
     console.print(table)
+    if comparison.compared == 0:
+        console.print(
+            f"Comparison: FAIL — nothing compared: no metric of this run is in "
+            f"{comparison.baseline} (a baseline from another machine or device set?); "
+            "write a baseline on this machine with --output",
+            soft_wrap=True,
+        )
+        return
     verdict = (
         "REGRESSION beyond the bound" if comparison.regressed else "no regression beyond the bound"
     )

@@ -15,16 +15,17 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dlsetup.facts import Maybe, Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
 from dlsetup.probes.framework_worker import MARKER  # the worker's own constant (stdlib-only module)
-from dlsetup.process_group import kill_group, new_group_options
+from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER = Path(__file__).with_name("framework_worker.py")
@@ -184,40 +185,68 @@ class FrameworkRun:
         self.frameworks = frameworks
         self.env = dict(env) if env is not None else _worker_env()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._files: dict[str, tuple[IO[bytes], IO[bytes]]] = {}
         self._started = 0.0
 
     def start(self) -> FrameworkRun:
         """Start one worker per framework (returns at once).
+
+        Ctrl-C or SIGTERM while the workers start is held back until each started one is
+        recorded, then every one is ended before the interrupt goes on.
 
         Raises:
             MissingToolError: the interpreter does not exist or cannot run.
         """
         require_interpreter(self.python)
         self._started = time.perf_counter()
-        for name in self.frameworks:
-            try:
-                self._procs[name] = subprocess.Popen(
-                    [self.python, str(WORKER), name, *(["--full"] if self.full_import else [])],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=self.env,
-                    **new_group_options(),
-                )
-            except OSError as exc:
-                raise cannot_run(self.python, exc) from exc
+        try:
+            for name in self.frameworks:
+                with deferred_stop_signals():
+                    self._procs[name] = self._spawn(name)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        # The output goes to files, not pipes: a helper the import forks may keep its copy of
+        # stdout open after the worker has gone, and a reader waiting for the end of a pipe would
+        # wait for that helper, past any timeout.
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(
+                [self.python, str(WORKER), name, *(["--full"] if self.full_import else [])],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=self.env,
+                **new_group_options(),
+            )
+        except OSError as exc:
+            out.close()
+            err.close()
+            raise cannot_run(self.python, exc) from exc
+        self._files[name] = (out, err)
+        return proc
 
     def _wait(self, name: str) -> tuple[bytes, bytes, int | None, bool]:
         proc = self._procs[name]
         remaining = max(0.0, self.timeout - (time.perf_counter() - self._started))
+        timed_out = False
         try:
-            out, err = proc.communicate(timeout=remaining)
-            return out, err, proc.returncode, False
+            proc.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
-            kill_group(proc)
-            out, err = proc.communicate()
-            return out, err, proc.returncode, True
+            timed_out = True
+        # The whole group goes, also after a normal exit: nothing the import started outlives
+        # the probe.
+        kill_group(proc)
+        proc.wait()
+        out, err = self._files.pop(name)
+        try:
+            return _read_all(out), _read_all(err), proc.returncode, timed_out
+        finally:
+            out.close()
+            err.close()
 
     def stop(self) -> None:
         """End every worker still running, and what it started (on Ctrl-C or an error).
@@ -237,8 +266,9 @@ class FrameworkRun:
             futures = {name: pool.submit(self._wait, name) for name in self._procs}
             try:
                 raw = {name: f.result() for name, f in futures.items()}
-            except BaseException:  # Ctrl-C: end the workers, so the waits return at once
-                self.stop()
+            except BaseException:  # Ctrl-C, SIGTERM: end the workers, so the waits return at once
+                with deferred_stop_signals():
+                    self.stop()
                 raise
         elapsed = time.perf_counter() - self._started
         results: dict[str, Maybe[FrameworkProbe]] = {}
@@ -266,6 +296,11 @@ class FrameworkRun:
             tensorflow=results.get("tensorflow", Missing("skipped")),
             timeout_s=self.timeout,
         )
+
+
+def _read_all(fh: IO[bytes]) -> bytes:
+    fh.seek(0)
+    return fh.read()
 
 
 def _payload(out: bytes) -> dict[str, Any] | None:

@@ -103,18 +103,37 @@ def metrics(bench: Benchmark) -> list[Metric]:
     """Flatten the figures into smaller-is-better metrics with stable names."""
     out = [Metric("smoke wall time", "s", round(bench.wall_s, 4))]
     for run in bench.runs:
-        key = f"{run.framework} {_device_key(run.device)}"
-        if isinstance(run.ms_per_step, float):
-            out.append(Metric(f"{key} ms per step", "ms", round(run.ms_per_step, 4)))
-        for phase in PHASE_METRICS:
-            if phase in run.phases:
-                out.append(Metric(f"{key} {phase[:-2]}", "s", round(run.phases[phase], 4)))
-        if isinstance(run.peak_rss_bytes, int):
-            out.append(Metric(f"{key} peak RSS", "MiB", round(run.peak_rss_bytes / 2**20, 1)))
-        if isinstance(run.peak_device_bytes, int):
-            out.append(
-                Metric(f"{key} peak device memory", "MiB", round(run.peak_device_bytes / 2**20, 1))
-            )
+        out += _run_metrics(
+            run.framework,
+            run.device,
+            ms_per_step=run.ms_per_step,
+            phases=run.phases,
+            peak_rss_bytes=run.peak_rss_bytes,
+            peak_device_bytes=run.peak_device_bytes,
+        )
+    return out
+
+
+def _run_metrics(
+    framework: str,
+    device: str,
+    *,
+    ms_per_step: object,
+    phases: dict[str, float],
+    peak_rss_bytes: object,
+    peak_device_bytes: object,
+) -> list[Metric]:
+    key = f"{framework} {_device_key(device)}"
+    out = []
+    if _is_number(ms_per_step):
+        out.append(Metric(f"{key} ms per step", "ms", round(float(ms_per_step), 4)))  # type: ignore[arg-type]
+    for phase in PHASE_METRICS:
+        if phase in phases:
+            out.append(Metric(f"{key} {phase[:-2]}", "s", round(phases[phase], 4)))
+    if isinstance(peak_rss_bytes, int) and not isinstance(peak_rss_bytes, bool):
+        out.append(Metric(f"{key} peak RSS", "MiB", round(peak_rss_bytes / 2**20, 1)))
+    if isinstance(peak_device_bytes, int) and not isinstance(peak_device_bytes, bool):
+        out.append(Metric(f"{key} peak device memory", "MiB", round(peak_device_bytes / 2**20, 1)))
     return out
 
 
@@ -127,65 +146,189 @@ def parse_regression(text: str) -> float:
     """Parse ``--max-regression`` (``25%`` or ``25``, a percentage) into a fraction (0.25).
 
     Raises:
-        InputError: the value is not a non-negative percentage.
+        InputError: the value is not a finite, non-negative percentage.
     """
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", text)
-    if not m:
+    value = float(m.group(1)) / 100.0 if m else math.nan
+    if not math.isfinite(value):
         raise InputError(
             f"--max-regression {text!r} is not a percentage",
             fix="give a non-negative percentage such as 25% or 300%",
         )
-    return float(m.group(1)) / 100.0
+    return value
+
+
+#: The ``schema_version`` of the benchmark documents this dlsetup writes and reads.
+BENCHMARK_SCHEMA_VERSION = 1
+_WRITE_ONE = "write one with `dlsetup smoke --benchmark --output FILE.json`"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:60]}… ({len(text)} characters)"
+
+
+class _Baseline:
+    """Reads the fields :func:`compare` uses from a parsed baseline, naming each bad one.
+
+    Unknown fields are ignored (a newer writer may add some); a missing or mistyped field that
+    compare reads is an :class:`InputError` naming the file and the field's path.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> InputError:
+        return InputError(
+            f"baseline {self.path}: {where} {problem}",
+            fix=f"regenerate it: {_WRITE_ONE}, or give a customSmallerIsBetter list "
+            '([{"name": ..., "unit": ..., "value": ...}])',
+        )
+
+    def field(self, obj: dict[str, Any], key: str, where: str) -> Any:
+        if key not in obj:
+            raise self.fail(f"{where}.{key}", "is missing")
+        return obj[key]
+
+    def obj(self, value: object, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be an object, got {_show(value)}")
+        return value
+
+    def text(self, obj: dict[str, Any], key: str, where: str) -> str:
+        value = self.field(obj, key, where)
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"{where}.{key}", f"must be a non-empty string, got {_show(value)}")
+        return value
+
+    def number(self, value: object, where: str) -> float:
+        if not _is_number(value) or float(value) < 0:  # type: ignore[arg-type]
+            raise self.fail(where, f"must be a finite number >= 0, got {_show(value)}")
+        return float(value)  # type: ignore[arg-type]
+
+    def number_or_missing(self, obj: dict[str, Any], key: str, where: str, *, integer: bool) -> Any:
+        value = self.field(obj, key, where)
+        if isinstance(value, dict) and isinstance(value.get("reason"), str):
+            return Missing(value["reason"], str(value.get("detail", "")))
+        kind = "an integer" if integer else "a number"
+        if integer and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise self.fail(
+                f"{where}.{key}",
+                f"must be {kind} or a missing marker "
+                f'({{"reason": ..., "detail": ...}}), got {_show(value)}',
+            )
+        number = self.number(value, f"{where}.{key}")
+        return int(number) if integer else number
+
+    def custom_list(self, doc: list[Any]) -> list[Metric]:
+        if not doc:
+            raise self.fail("the list", "is empty: it has no metric to compare with")
+        out = []
+        for i, raw in enumerate(doc):
+            where = f"entry {i}"
+            entry = self.obj(raw, where)
+            name = self.text(entry, "name", where)
+            unit = self.field(entry, "unit", where)
+            if not isinstance(unit, str):
+                raise self.fail(f"{where}.unit", f"must be a string, got {_show(unit)}")
+            value = self.number(self.field(entry, "value", where), f"{where}.value")
+            out.append(Metric(name, unit, value))
+        return out
+
+    def document(self, doc: dict[str, Any]) -> list[Metric]:
+        version = self.field(doc, "schema_version", "the document")
+        if version != BENCHMARK_SCHEMA_VERSION:
+            newer = _is_number(version) and version > BENCHMARK_SCHEMA_VERSION
+            raise InputError(
+                f"baseline {self.path}: schema_version {_show(version)} is not one this dlsetup "
+                f"reads ({BENCHMARK_SCHEMA_VERSION})"
+                + ("; it was written by a newer dlsetup" if newer else ""),
+                fix=("upgrade dlsetup, or " if newer else "") + _WRITE_ONE,
+            )
+        data = self.obj(self.field(doc, "data", "the document"), "data")
+        wall = self.number(self.field(data, "wall_s", "data"), "data.wall_s")
+        runs = self.field(data, "runs", "data")
+        if not isinstance(runs, list):
+            raise self.fail("data.runs", f"must be a list, got {_show(runs)}")
+        out = [Metric("smoke wall time", "s", round(wall, 4))]
+        for i, raw in enumerate(runs):
+            where = f"data.runs[{i}]"
+            run = self.obj(raw, where)
+            phases = self.obj(self.field(run, "phases", where), f"{where}.phases")
+            for key, value in phases.items():
+                self.number(value, f"{where}.phases.{key}")
+            out += _run_metrics(
+                self.text(run, "framework", where),
+                self.text(run, "device", where),
+                ms_per_step=self.number_or_missing(run, "ms_per_step", where, integer=False),
+                phases={str(k): float(v) for k, v in phases.items()},
+                peak_rss_bytes=self.number_or_missing(run, "peak_rss_bytes", where, integer=True),
+                peak_device_bytes=self.number_or_missing(
+                    run, "peak_device_bytes", where, integer=True
+                ),
+            )
+        return out
+
+
+_JSON_KINDS: dict[type, str] = {
+    dict: "object without a schema",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def load_baseline(path: Path) -> list[Metric]:
     """Read a baseline: a ``dlsetup.smoke-benchmark`` document or a customSmallerIsBetter list.
 
+    Only the fields the comparison reads are checked (unknown fields are ignored, so a document
+    from a newer dlsetup with more fields still reads); each must be there with the right type.
+
     Raises:
-        InputError: the file is missing, not JSON, or neither format.
+        InputError: the file is missing or unreadable, not UTF-8 JSON, neither format, of another
+            ``schema_version``, has no metric, or a field compare reads is missing or mistyped
+            (the message names the file and the field).
     """
     try:
-        doc = json.loads(path.read_text("utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
+        raise InputError(f"baseline {path} does not exist", fix=_WRITE_ONE) from exc
+    except OSError as exc:
         raise InputError(
-            f"baseline {path} does not exist",
-            fix="write one with `dlsetup smoke --benchmark --output FILE.json`",
+            f"baseline {path} cannot be read: {exc.strerror or exc}",
+            fix="give --compare the path of a readable JSON file",
         ) from exc
-    except (OSError, json.JSONDecodeError) as exc:
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(
-            f"baseline {path} is not readable JSON: {exc}", fix="regenerate it"
+            f"baseline {path} is not JSON text: {str(exc)[:200]}",
+            fix=f"give --compare a file written by `dlsetup smoke --output` ({_WRITE_ONE})",
         ) from exc
-    if isinstance(doc, list) and all(
-        isinstance(e, dict) and {"name", "unit", "value"} <= set(e) for e in doc
-    ):
-        return [Metric(str(e["name"]), str(e["unit"]), float(e["value"])) for e in doc]
+    reader = _Baseline(path)
+    if isinstance(doc, list):
+        return reader.custom_list(doc)
     if isinstance(doc, dict) and doc.get("schema") == BENCHMARK_SCHEMA:
-        data = doc["data"]
-        bench = Benchmark(
-            wall_s=float(data["wall_s"]),
-            machine=Machine(**data["machine"]),
-            runs=tuple(
-                BenchmarkRun(
-                    **{
-                        **r,
-                        "ms_per_step": r["ms_per_step"]
-                        if isinstance(r["ms_per_step"], float)
-                        else Missing("absent"),
-                        "peak_rss_bytes": r["peak_rss_bytes"]
-                        if isinstance(r["peak_rss_bytes"], int)
-                        else Missing("absent"),
-                        "peak_device_bytes": r["peak_device_bytes"]
-                        if isinstance(r["peak_device_bytes"], int)
-                        else Missing("absent"),
-                    }
-                )
-                for r in data["runs"]
-            ),
-        )
-        return metrics(bench)
+        return reader.document(doc)
+    what = (
+        f"a {doc['schema']!s:.60} document"
+        if isinstance(doc, dict) and isinstance(doc.get("schema"), str)
+        else f"a JSON {_JSON_KINDS.get(type(doc), 'value')}"
+    )
     raise InputError(
-        f"baseline {path} is neither a {BENCHMARK_SCHEMA} document nor a customSmallerIsBetter list",
-        fix="write one with `dlsetup smoke --benchmark --output FILE.json`",
+        f"baseline {path} is {what}, neither a {BENCHMARK_SCHEMA} document nor a "
+        "customSmallerIsBetter list",
+        fix=_WRITE_ONE,
     )
 
 
@@ -219,6 +362,16 @@ class Comparison:
     def regressed(self) -> bool:
         """True when any metric is worse than the baseline by more than the bound."""
         return any(d.status == "regression" for d in self.deltas)
+
+    @property
+    def compared(self) -> int:
+        """How many metrics are both in this run and in the baseline."""
+        return sum(d.status in ("ok", "regression", "improved") for d in self.deltas)
+
+    @property
+    def passed(self) -> bool:
+        """The gate passes: something was compared and nothing regressed beyond the bound."""
+        return self.compared > 0 and not self.regressed
 
 
 def compare(

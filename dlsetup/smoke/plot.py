@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+import secrets
 from pathlib import Path
 
 from dlsetup.errors import MissingToolError
@@ -11,6 +14,8 @@ from dlsetup.smoke.results import SmokeReport
 
 def plot_curves(report: SmokeReport, path: Path) -> None:
     """Write a 6 x 8 grid (activations x losses) of training-loss curves to ``path`` (PNG).
+
+    The file is written whole or not at all (a temporary file beside it, then a rename).
 
     Every framework and device that ran is drawn in each cell, so the two frameworks overlay.
 
@@ -47,5 +52,20 @@ def plot_curves(report: SmokeReport, path: Path) -> None:
         fig.legend(handles, labels, loc="upper right")
     fig.suptitle(f"dlsetup smoke: training loss per step (seed {report.seed})")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
     plt.close(fig)
+    _write_bytes_atomically(path, png.getvalue())
+
+
+def _write_bytes_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it and a rename (whole or not
+    at all, like :func:`dlsetup.atomic_write.write_text_atomically` for text)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -33,7 +33,7 @@ from typing import IO, Any
 from dlsetup.errors import MissingToolError, SmokeError
 from dlsetup.facts import Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
-from dlsetup.process_group import kill_group, new_group_options
+from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from dlsetup.smoke.results import (
     ZERO_ONE_NOTE,
@@ -49,8 +49,9 @@ from dlsetup.smoke.results import (
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER_FILES: dict[str, str] = {"torch": "torch_worker.py", "tensorflow": "tf_worker.py"}
 LINE_PREFIX = "DLSETUP-SMOKE "  # the same as worker_common.LINE_PREFIX
-#: Seconds a worker may take to import its framework and list devices.
-STARTUP_TIMEOUT_S = 120.0
+#: Seconds the output of a worker that has exited may take to reach its end: a helper the worker
+#: started may hold its stdout open, and the run does not wait for that helper.
+DRAIN_S = 2.0
 
 
 def worker_path(framework: str) -> Path:
@@ -68,7 +69,8 @@ class RunOptions:
         devices: device names to select (all detected when empty); ``cpu``, ``cuda:0``, ``GPU:0``.
         seed: seed of the dataset and the initial weights.
         steps: training steps.
-        timeout_s: per-device timeout, seconds.
+        timeout_s: seconds one device may take, and a worker may take to start (import the
+            framework, list the devices).
         env: extra environment variables for the workers (tests use the fault-injection hook).
         max_disagreement: the largest allowed absolute gap between the PyTorch and TensorFlow
             loss curves of a pair on the same device class (loss units); None: the gap is
@@ -122,8 +124,24 @@ class _Worker:
         self.events.put(None)  # end of output
 
     def next_event(self, timeout: float) -> dict[str, Any] | None:
-        """The next event; None at end of output; raises queue.Empty on timeout."""
-        return self.events.get(timeout=max(timeout, 0.0))
+        """The next event; None at end of output; raises queue.Empty on timeout.
+
+        A worker that has exited ends its output at most :data:`DRAIN_S` seconds later, even when
+        a process it started still holds its stdout open.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        exited_at: float | None = None
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return self.events.get(timeout=max(min(left, 0.25), 0.0))
+            except queue.Empty:
+                if left <= 0.25:
+                    raise
+            if self.proc.poll() is not None:
+                exited_at = exited_at if exited_at is not None else time.monotonic()
+                if time.monotonic() - exited_at >= DRAIN_S:
+                    return None
 
     def stop(self) -> str:
         """Kill the process group (if the worker is alive) and return the tail of its stderr."""
@@ -198,14 +216,18 @@ def _run_framework(
         devices_arg = requested if remaining is None else ",".join(remaining)
         worker = workers.start([*base, "--devices", devices_arg], env)
         current: str | None = None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        deadline = time.monotonic() + opts.timeout_s  # to import the framework, list devices
         failure: tuple[str, str] | None = None
         ran = 0  # devices this worker reported
         while True:
             try:
                 event = worker.next_event(deadline - time.monotonic())
             except queue.Empty:
-                failure = ("timeout", f"no result within {opts.timeout_s:g} s (per-device timeout)")
+                failure = (
+                    ("timeout", f"no result within {opts.timeout_s:g} s (per-device timeout)")
+                    if current is not None
+                    else ("timeout", f"no answer within {opts.timeout_s:g} s (--timeout)")
+                )
                 break
             if event is None:
                 status = worker.proc.wait()
@@ -214,6 +236,12 @@ def _run_framework(
                 failure = ("crashed", f"the worker exited with status {status}")
                 break
             kind = event.get("event")
+            if kind == "no_numpy":
+                workers.stop(worker)
+                raise MissingToolError(
+                    f"NumPy cannot be imported by {opts.python}: {event.get('reason')}",
+                    fix=f"install numpy in that environment: {opts.python} -m pip install numpy",
+                )
             if kind == "unavailable":
                 workers.stop(worker)
                 reason = str(event.get("reason"))
@@ -248,7 +276,7 @@ def _run_framework(
                 if remaining is not None and event["device"] in remaining:
                     remaining.remove(event["device"])
                 current = None
-                deadline = time.monotonic() + STARTUP_TIMEOUT_S
+                deadline = time.monotonic() + opts.timeout_s
         tail = workers.stop(worker)
         if workers.cancelled.is_set():
             raise _Cancelled
@@ -293,6 +321,18 @@ def machine_info(python: str) -> Machine:
         memory_bytes=int(psutil.virtual_memory().total),
         python=python,
     )
+
+
+def normalize_device(name: str) -> str:
+    """One spelling of a device for both frameworks (``worker_common.normalize_device``)."""
+    low = name.strip().lower()
+    if low in ("cpu", "cpu:0"):
+        return "cpu"
+    if low.startswith("cuda"):
+        low = "gpu" + low[4:]
+    if low == "gpu":
+        low = "gpu:0"
+    return "mps" if low in ("mps", "mps:0") else low
 
 
 def _kind(device: str) -> str:
@@ -368,11 +408,12 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
             t.start()
         for t in threads:
             t.join()
-    except BaseException:  # Ctrl-C (KeyboardInterrupt) or anything else: no worker outlives us
-        workers.stop_all(wait_s=10.0)
-        for t in threads:
-            if t.ident is not None:
-                t.join(timeout=5.0)
+    except BaseException:  # Ctrl-C, SIGTERM (Terminated) or anything else: no worker outlives us
+        with deferred_stop_signals():  # a second signal must not cut the clean-up short
+            workers.stop_all(wait_s=10.0)
+            for t in threads:
+                if t.ident is not None:
+                    t.join(timeout=5.0)
         raise
     if errors:
         raise errors[0]
@@ -395,12 +436,15 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
                 fix=f"install {missing[0].framework} into that environment or drop --framework "
                 f"{missing[0].framework}",
             )
-    if opts.devices and not runs and all(i.status == "ok" for i in available):
+    if opts.devices and all(i.status == "ok" for i in available):
         seen = sorted({d for i in available for d in i.devices})
-        raise SmokeError(
-            f"no framework detects device {', '.join(opts.devices)} (detected: {', '.join(seen)})",
-            fix="pick one of the detected devices with --device, or leave --device out",
-        )
+        detected = {normalize_device(d) for d in seen}
+        absent = [d for d in opts.devices if normalize_device(d) not in detected]
+        if absent:
+            raise SmokeError(
+                f"no framework detects device {', '.join(absent)} (detected: {', '.join(seen)})",
+                fix="pick one of the detected devices with --device, or leave --device out",
+            )
     agreed = agreement(runs, opts.max_disagreement)
     passed = (
         all(i.status in ("ok", "unavailable") for i in infos)

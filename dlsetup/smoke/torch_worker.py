@@ -14,7 +14,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as _no_numpy:  # the environment lacks NumPy: say so in the protocol, exit 3
+    import json
+
+    _reason = f"{type(_no_numpy).__name__}: {_no_numpy}"
+    sys.stdout.write("DLSETUP-SMOKE " + json.dumps({"event": "no_numpy", "reason": _reason}) + "\n")
+    sys.stdout.flush()
+    raise SystemExit(3) from None
 
 if TYPE_CHECKING:
     from dlsetup.smoke import reference as ref
