@@ -94,7 +94,8 @@ def replace_together(moves: Sequence[tuple[Path, Path]]) -> None:
     """
     token = f"{os.getpid()}.{secrets.token_hex(4)}"
     backups: dict[Path, Path] = {}
-    replaced: list[Path] = []
+    moved_aside: set[Path] = set()  # destinations whose backup is a rename, not a hard link
+    replaced: set[Path] = set()
     try:
         for _, dest in moves:
             if not os.path.lexists(dest):
@@ -104,16 +105,20 @@ def replace_together(moves: Sequence[tuple[Path, Path]]) -> None:
                 os.link(dest, backup, follow_symlinks=False)
             except OSError:
                 os.replace(dest, backup)
+                moved_aside.add(dest)
             backups[dest] = backup
         for new, dest in moves:
             os.replace(new, dest)
-            replaced.append(dest)
+            replaced.add(dest)
     except BaseException:
+        # (renaming a hard link onto its twin does nothing: only touch what actually changed)
         for _, dest in moves:
+            if dest not in replaced and dest not in moved_aside:
+                continue
             with contextlib.suppress(OSError):
                 if dest in backups:
                     os.replace(backups.pop(dest), dest)
-                elif dest in replaced:
+                else:
                     dest.unlink()
         raise
     finally:
