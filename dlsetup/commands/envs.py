@@ -351,6 +351,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         "kernel": {"name": kernel.name, "path": str(kernel.path)} if kernel else None,
         "smoke": to_jsonable(smoke),
         "activate": built.activate,
+        "skipped_scripts": list(installed.skipped_scripts),
     }
     if as_json:
         click.echo(dumps(envelope("dlsetup.create", data)))
@@ -363,6 +364,13 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         )
         if kernel:
             console.print(f"Jupyter kernel: {kernel.display_name} ({kernel.path})")
+        if installed.skipped_scripts:
+            console.print(
+                "Not run (dlsetup runs no package scripts): "
+                + ", ".join(installed.skipped_scripts),
+                markup=False,
+                soft_wrap=True,
+            )
         _print_smoke(console, smoke)
         console.print(f"Activate it: {built.activate}")
     if smoke.status == "failed":

@@ -16,6 +16,7 @@ from dlsetup.envs.jupyter import KernelSpec, has_ipykernel, register_kernel
 from dlsetup.envs.location import default_envs_dir
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.request import LockRequest, lock_target
+from dlsetup.envs.safety import check_prefix, normalize_prefix, target_lock
 from dlsetup.errors import InputError
 
 
@@ -63,15 +64,23 @@ def build_environment(
         name: the environment's name, placed in :func:`default_envs_dir` (excludes ``prefix``).
         jupyter: register a Jupyter kernel when the environment has ipykernel.
         smoke: run ``dlsetup smoke`` inside the new environment.
-        force: replace an existing environment (after the new one is complete).
+        force: replace an existing environment (after the new one is complete); a non-empty
+            directory that is not an environment is never replaced.
         progress: where the lock and install steps report; it is closed once the environment is
             installed (default: silent).
         on_smoke_start: called just before the smoke test starts.
 
+    The target's lock (:func:`dlsetup.envs.safety.target_lock`) is held from the install to the
+    end of the smoke test, so a second ``create`` of the same target is refused meanwhile.
+
     Raises:
         InputError: not exactly one of ``request`` and ``from_lock``; both ``prefix`` and
-            ``name``; an invalid name.
-        ExistsError, IntegrityError, InstallError, SolveError: from locking and installing.
+            ``name``; an invalid name; an empty ``prefix``, a file or a path under a file.
+        ExistsError: the target is a non-empty directory that is not an environment, or an
+            environment and ``force`` is false (checked before locking, and again under the
+            target's lock).
+        IntegrityError, InstallError, SolveError: from locking and installing; InstallError
+            too when another ``create`` is building the same target.
     """
     if (request is None) == (from_lock is None):
         raise InputError(
@@ -82,6 +91,9 @@ def build_environment(
         raise InputError("--prefix and --name exclude each other", fix="use one of them")
     if name is not None:
         validate_env_name(name)
+    if prefix is not None:
+        prefix = normalize_prefix(prefix)
+        check_prefix(prefix, force=force)  # fail before a solve; checked again under the lock
     progress = progress or Progress(enabled=False)
     with tempfile.TemporaryDirectory(prefix="dlsetup-create-") as tmp:
         variant_reason = ""
@@ -98,7 +110,7 @@ def build_environment(
         env_name = name or (prefix.name if prefix is not None else default_name)
         if prefix is None:
             validate_env_name(env_name)
-            prefix = default_envs_dir() / env_name
+            prefix = normalize_prefix(default_envs_dir() / env_name)
         lock_copy = lock_path.read_bytes() if lock_path.is_file() else b""
 
         def keep_lock(staged: Path) -> None:
@@ -106,20 +118,21 @@ def build_environment(
             meta.mkdir(exist_ok=True)
             (meta / "dlsetup.conda-lock.yml").write_bytes(lock_copy)
 
-        try:
-            installed = create_environment(
-                lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
+        with target_lock(prefix):
+            try:
+                installed = create_environment(
+                    lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
+                )
+            finally:
+                progress.close()
+            kernel = None
+            if jupyter and installed.python is not None and has_ipykernel(installed.prefix):
+                kernel = register_kernel(installed.python, env_name, prefix=installed.prefix)
+            outcome = (
+                run_smoke(installed.python, installed.prefix, on_start=on_smoke_start)
+                if smoke
+                else skipped_smoke("--no-smoke")
             )
-        finally:
-            progress.close()
-    kernel = None
-    if jupyter and installed.python is not None and has_ipykernel(installed.prefix):
-        kernel = register_kernel(installed.python, env_name, prefix=installed.prefix)
-    outcome = (
-        run_smoke(installed.python, installed.prefix, on_start=on_smoke_start)
-        if smoke
-        else skipped_smoke("--no-smoke")
-    )
     return Built(
         name=env_name,
         installed=installed,

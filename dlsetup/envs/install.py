@@ -3,20 +3,30 @@
 Safety rules, in order:
 
 1. The lock is read with ``rattler.LockFile``; the platform must be in it.
-2. Every package must carry a sha256, and its URL must lie under one of the lock's declared
-   channels; anything else is refused (:class:`IntegrityError`) before any download.
-3. Every archive is fetched into a content-addressed cache (``<sha256>-<file name>``) and its sha256
-   is computed and compared with the lock's; a mismatch is refused. (rattler checks hashes of
-   archives it downloads over HTTP, but not of ``file://`` packages, and it reuses a package cache
-   entry by name, so dlsetup checks every archive itself.) rattler then installs the verified
-   copies, from a package cache private to this build.
-4. The environment is built in a sibling directory ``.dlsetup-partial-<name>-<pid>/env`` with the
-   final path patched into its files, and renamed into place only when complete. An existing
-   target is replaced only with ``force``, and only after the new one is complete (the old one is
-   first renamed to ``.dlsetup-old-<name>-<pid>``, then removed). A Ctrl-C removes the partial
-   build, even while rattler's threads still unpack into it (:func:`remove_partial`); after a
-   SIGKILL the next run removes it (and restores an old environment whose replacement was cut
-   off between the two renames).
+2. Every package must carry a sha256, and its URL must be ``<channel>/<subdir>/<file name>``
+   under one of the lock's declared channels, with a conda archive's file name (``.conda`` or
+   ``.tar.bz2``); a channel is an ``http(s)://`` or ``file://`` URL, never the filesystem root.
+   Anything else is refused (:class:`IntegrityError`) before any download.
+3. Every archive is fetched into a content-addressed cache (``<sha256>-<file name>``) and its
+   sha256 (and md5, when the lock has one) is computed and compared with the lock's; a mismatch
+   is refused. (rattler checks hashes of archives it downloads over HTTP, but not of ``file://``
+   packages, and it reuses a package cache entry by name, so dlsetup checks every archive
+   itself.) Each verified archive is then read, not extracted, by
+   :func:`dlsetup.envs.safety.inspect_archive`: paths inside the prefix, links pointing inside
+   it, no link listed as a file with a prefix placeholder. rattler then installs the verified
+   copies, from a package cache private to this build, and runs no link scripts (those it
+   skipped are reported).
+4. The target (:func:`dlsetup.envs.safety.check_prefix`): ``force`` replaces only an environment
+   (``conda-meta/`` or a venv's ``pyvenv.cfg``), never another non-empty directory; one build per
+   target at a time (:func:`dlsetup.envs.safety.target_lock`).
+5. The environment is built in a sibling directory ``.dlsetup-partial-<name>-<pid>/env`` with the
+   final path patched into its files, its modes masked and its links checked
+   (:func:`dlsetup.envs.safety.secure_tree`), and renamed into place only when complete. An
+   existing environment is replaced only after the new one is complete (the old one is first
+   renamed to ``.dlsetup-old-<name>-<pid>``, then removed; an interruption between the two
+   renames puts it back). A Ctrl-C or SIGTERM removes the partial build, even while rattler's
+   threads still unpack into it (:func:`remove_partial`); after a SIGKILL the next run removes
+   it (and restores an old environment whose replacement was cut off between the two renames).
 """
 
 from __future__ import annotations
@@ -38,7 +48,16 @@ from dlsetup.envs import names
 from dlsetup.envs.credentials import expand_auth
 from dlsetup.envs.location import host_platform
 from dlsetup.envs.progress import Progress
-from dlsetup.errors import ExistsError, InputError, InstallError, IntegrityError
+from dlsetup.envs.safety import (
+    ArchiveFacts,
+    check_prefix,
+    check_transaction,
+    inspect_archive,
+    normalize_prefix,
+    secure_tree,
+    target_lock,
+)
+from dlsetup.errors import DlsetupError, InputError, InstallError, IntegrityError
 
 if TYPE_CHECKING:
     from rattler.install.installer import InstallerReporter
@@ -64,6 +83,8 @@ class InstallResult:
         python: the environment's Python executable, or ``None`` when it has none.
         replaced: an existing environment was replaced (``--force``).
         seconds: wall time of verification and installation, in seconds.
+        skipped_scripts: the link scripts conda would have run and dlsetup did not (it runs
+            none), as ``"package: bin/.package-post-link.sh"``.
     """
 
     prefix: Path
@@ -72,6 +93,7 @@ class InstallResult:
     python: Path | None
     replaced: bool
     seconds: float
+    skipped_scripts: tuple[str, ...] = ()
 
 
 def validate_env_name(name: str) -> str:
@@ -135,12 +157,57 @@ def read_lock(path: Path, platform: str) -> LockContents:
     return LockContents(path, platform, channels, records[platform])
 
 
+_ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
+
+
+def _check_channel(base: str, lock_path: Path) -> None:
+    parsed = urlparse(base)
+    path = unquote(parsed.path)
+    why = ""
+    if parsed.scheme not in ("https", "http", "file"):
+        why = "is not an http(s):// or file:// URL"
+    elif parsed.query or parsed.fragment or parsed.params or "\0" in path:
+        why = "has a query, fragment or NUL in it"
+    elif parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+        why = "is a file:// URL on another host"
+    elif parsed.scheme != "file" and not parsed.netloc:
+        why = "has no host"
+    elif ".." in path.split("/"):
+        why = "has a '..' component"
+    elif parsed.scheme == "file" and not path.strip("/"):
+        why = "is the filesystem root"
+    if why:
+        raise IntegrityError(
+            f"the channel {base} in {lock_path} {why}; refused",
+            fix="a channel is a conda channel's URL (https://... or file:///path/to/channel): "
+            "regenerate the lock with dlsetup lock",
+        )
+
+
+def _check_url_shape(rec: Any, base: str, lock_path: Path) -> None:
+    """The URL must be ``<channel>/<subdir>/<file name>``, the file name a conda archive's."""
+    name = str(rec.file_name)
+    relative = unquote(rec.url[len(base) :])
+    if (
+        not name.endswith(_ARCHIVE_SUFFIXES)
+        or any(c in name for c in "/\\\0")
+        or relative != f"{rec.subdir}/{name}"
+    ):
+        raise IntegrityError(
+            f"{name} in {lock_path} comes from {rec.url}, which is not a conda archive named "
+            f"{name} in the channel's {rec.subdir}/ directory; refused",
+            fix="regenerate the lock with dlsetup lock (a hand-edited lock is refused)",
+        )
+
+
 def verify_lock(contents: LockContents) -> None:
-    """Refuse packages without a sha256 or with a URL outside the declared channels."""
+    """Refuse a package without a sha256 or not at ``<declared channel>/<subdir>/<file name>``."""
     if not contents.channels:
         raise IntegrityError(
             f"{contents.path} declares no channels", fix="regenerate it with dlsetup lock"
         )
+    for base in contents.channels:
+        _check_channel(base, contents.path)
     for rec in contents.records:
         if rec.sha256 is None:
             raise IntegrityError(
@@ -158,14 +225,20 @@ def verify_lock(contents: LockContents) -> None:
                 fix="a lock must only name packages from its own channels: regenerate it with "
                 "dlsetup lock",
             )
+        _check_url_shape(
+            rec, max((b for b in contents.channels if url.startswith(b)), key=len), contents.path
+        )
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digests_of(path: Path) -> tuple[str, str]:
+    """sha256 and md5 of ``path`` (the md5 only to compare with a lock that carries one)."""
+    sha256 = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            sha256.update(chunk)
+            md5.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
 
 
 async def _fetch(url: str, dest: Path) -> None:
@@ -185,9 +258,12 @@ async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> P
     import asyncio
 
     expected = rec.sha256.hex()
+    expected_md5 = rec.md5.hex() if rec.md5 is not None else None
     local = archive_cache / f"{expected}-{rec.file_name}"
-    if local.is_file() and await asyncio.to_thread(_sha256_of, local) == expected:
-        return local
+    if local.is_file():
+        sha256, md5 = await asyncio.to_thread(_digests_of, local)
+        if sha256 == expected and expected_md5 in (None, md5):
+            return local
     partial = local.with_name(local.name + f".part{os.getpid()}")
     try:
         await _fetch(rec.url, partial)
@@ -197,32 +273,56 @@ async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> P
             f"could not fetch {rec.url}: {exc}",
             fix="check the channel is reachable, then retry (the target was not touched)",
         ) from exc
-    actual = await asyncio.to_thread(_sha256_of, partial)
-    if actual != expected:
-        partial.unlink(missing_ok=True)
-        raise IntegrityError(
-            f"sha256 mismatch for {rec.file_name}: the lock {contents.path.name} says "
-            f"{expected}, the archive at {rec.url} has {actual}; refused",
-            fix="the lock or the package was changed after locking: regenerate the lock "
-            "with dlsetup lock from a channel you trust",
-        )
+    actual, actual_md5 = await asyncio.to_thread(_digests_of, partial)
+    for kind, want, have in (("sha256", expected, actual), ("md5", expected_md5, actual_md5)):
+        if want is not None and want != have:
+            partial.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{kind} mismatch for {rec.file_name}: the lock {contents.path.name} says "
+                f"{want}, the archive at {rec.url} has {have}; refused",
+                fix="the lock or the package was changed after locking: regenerate the lock "
+                "with dlsetup lock from a channel you trust",
+            )
     os.replace(partial, local)
     return local
 
 
+@dataclass(frozen=True)
+class Verified:
+    """An archive that passed its hash and content checks, and what the content check found."""
+
+    local: Path
+    facts: ArchiveFacts
+
+
+async def _inspect(local: Path, rec: Any) -> ArchiveFacts:
+    try:
+        return await inspect_archive(local, str(rec.file_name), rec.name.normalized)
+    except DlsetupError:
+        raise
+    except Exception as exc:  # rattler cannot read the archive at all
+        raise IntegrityError(
+            f"package {rec.file_name} is refused: its archive cannot be read ({exc})",
+            fix="regenerate the lock with dlsetup lock from a channel you trust",
+        ) from exc
+
+
 async def fetch_verified(
     contents: LockContents, archive_cache: Path, progress: Progress, *, parallel: int = 8
-) -> dict[str, Path]:
-    """Fetch every archive into ``archive_cache`` and check its sha256 against the lock.
+) -> dict[str, Verified]:
+    """Fetch every archive into ``archive_cache``, check its hashes, then read it for safety.
 
-    Up to ``parallel`` archives are fetched and hashed at once; an archive already in the cache
-    is re-hashed, never trusted by name.
+    Up to ``parallel`` archives are fetched, hashed and read at once; an archive already in the
+    cache is re-hashed, never trusted by name. Each verified archive is read by
+    :func:`dlsetup.envs.safety.inspect_archive`, and all of them together by
+    :func:`dlsetup.envs.safety.check_transaction`, before rattler sees any.
 
     Returns:
-        ``{url: verified local archive}``.
+        ``{url: the verified archive and what its inspection found}``.
 
     Raises:
-        IntegrityError: an archive's sha256 differs from the lock's.
+        IntegrityError: an archive's sha256 or md5 differs from the lock's, or its content is
+            unsafe.
         InstallError: an archive could not be fetched.
     """
     import asyncio
@@ -231,11 +331,12 @@ async def fetch_verified(
     limit = asyncio.Semaphore(parallel)
     progress.start("verify", len(contents.records))
 
-    async def one(rec: Any) -> tuple[str, Path]:
+    async def one(rec: Any) -> tuple[str, Verified]:
         async with limit:
             local = await _fetch_one(rec, contents, archive_cache)
+            facts = await _inspect(local, rec)
         progress.advance("verify", rec.file_name)
-        return rec.url, local
+        return rec.url, Verified(local, facts)
 
     tasks = [asyncio.ensure_future(one(rec)) for rec in contents.records]
     try:
@@ -248,6 +349,7 @@ async def fetch_verified(
             leftover.unlink(missing_ok=True)
         raise
     progress.finish("verify")
+    check_transaction([verified.facts for _, verified in pairs])
     return dict(pairs)
 
 
@@ -348,10 +450,6 @@ def remove_partial(work: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _is_nonempty(path: Path) -> bool:
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
-
-
 class _Reporter:
     """rattler InstallerReporter feeding :class:`Progress` (and the test pause hook)."""
 
@@ -392,6 +490,43 @@ def _fix_conda_meta(prefix: Path, originals: dict[str, str]) -> None:
             record_file.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
+def _settle_swap(prefix: Path, old: Path, was_empty_dir: bool) -> None:
+    """After the swap, or after it was interrupted: the target is the old or the new environment.
+
+    Judged by what is on disk, not by flags (a signal can arrive between a rename and the line
+    after it): the old one is put back when the target is missing, removed when the new one is
+    in place; an empty directory that was removed to make way is recreated.
+    """
+    if os.path.lexists(old):
+        if os.path.lexists(prefix):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, prefix)
+    if was_empty_dir and not os.path.lexists(prefix):
+        prefix.mkdir()
+
+
+def _swap_into_place(staged: Path, prefix: Path) -> None:
+    old = prefix.parent / f"{OLD_MARK}{prefix.name}-{os.getpid()}"
+    was_empty_dir = prefix.is_dir() and not any(prefix.iterdir())
+    try:
+        if was_empty_dir:
+            prefix.rmdir()
+        elif os.path.lexists(prefix):
+            os.replace(prefix, old)
+        os.replace(staged, prefix)
+    finally:
+        _settle_swap(prefix, old, was_empty_dir)
+
+
+def _skipped_scripts(verified: dict[str, Verified], records: list[Any]) -> tuple[str, ...]:
+    return tuple(
+        f"{rec.name.normalized}: {script}"
+        for rec in sorted(records, key=lambda r: str(r.name.normalized))
+        for script in verified[rec.url].facts.scripts
+    )
+
+
 def create_environment(
     lock_path: Path,
     prefix: Path,
@@ -408,41 +543,55 @@ def create_environment(
         lock_path: a conda-lock v1 file.
         prefix: the environment directory to create.
         platform: the lock platform to install (default: this machine's).
-        force: replace an existing environment (only after the new one is complete).
+        force: replace an existing environment (only after the new one is complete); a
+            non-empty directory that is not an environment is never replaced.
         progress: where progress goes (default: silent).
         archive_cache: content-addressed archive cache (default ``~/.cache/dlsetup/archives``).
         on_ready: called with the staged environment before it is moved into place.
 
     Raises:
-        ExistsError: ``prefix`` exists and is not empty, and ``force`` is false.
-        IntegrityError: missing hash, foreign URL, or hash mismatch.
-        InstallError: fetching or linking failed. The target is untouched in every case.
+        InputError: ``prefix`` is empty, a file, under a file, a link, or not writable.
+        ExistsError: ``prefix`` is a non-empty directory that is not an environment, or an
+            environment and ``force`` is false.
+        IntegrityError: missing hash, foreign URL, hash mismatch, or an unsafe package.
+        InstallError: another create holds the target, or fetching or linking failed. The
+            target is untouched in every case.
     """
+    start = time.perf_counter()
+    progress = progress or Progress(enabled=False)
+    platform = platform or host_platform()
+    prefix = normalize_prefix(prefix)
+    check_prefix(prefix, force=force)
+    contents = read_lock(lock_path, platform)
+    verify_lock(contents)
+    with target_lock(prefix):
+        clean_leftovers(prefix)
+        replaced = check_prefix(prefix, force=force)  # again: now no other create can change it
+        return _install_locked(
+            contents, prefix, progress, archive_cache, on_ready, replaced=replaced, start=start
+        )
+
+
+def _install_locked(
+    contents: LockContents,
+    prefix: Path,
+    progress: Progress,
+    archive_cache: Path | None,
+    on_ready: Callable[[Path], None] | None,
+    *,
+    replaced: bool,
+    start: float,
+) -> InstallResult:
     import asyncio
 
     import rattler
 
-    start = time.perf_counter()
-    progress = progress or Progress(enabled=False)
-    platform = platform or host_platform()
-    prefix = prefix.expanduser().absolute()
-    clean_leftovers(prefix)
-    exists = _is_nonempty(prefix)
-    if exists and not force:
-        raise ExistsError(
-            f"environment {prefix} already exists; it was left unchanged",
-            fix="pass --force to replace it (the new one is built first), or choose another "
-            "--name/--prefix",
-        )
-    contents = read_lock(lock_path, platform)
-    verify_lock(contents)
     cache = (
         archive_cache
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlsetup" / "archives"
     )
     verified = asyncio.run(fetch_verified(contents, cache, progress))
 
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     work = prefix.parent / f"{PARTIAL_MARK}{prefix.name}-{os.getpid()}"
     _remove_path(work)
     _BLOCKERS.discard(work)
@@ -450,10 +599,12 @@ def create_environment(
     originals: dict[str, str] = {}
     records = []
     for rec in contents.records:
-        local_url = verified[rec.url].as_uri()
+        local_url = verified[rec.url].local.as_uri()
         originals[rec.url] = local_url
-        rec.url = local_url
         records.append(rec)
+    skipped = _skipped_scripts(verified, records)
+    for rec in records:
+        rec.url = originals[rec.url]
     linked = False
     try:
         work.mkdir()
@@ -469,23 +620,17 @@ def create_environment(
             )
         )
         linked = True  # rattler's threads are done with ``work``
+        secure_tree(staged)
         _fix_conda_meta(staged, originals)
         (staged / "CACHEDIR.TAG").unlink(missing_ok=True)
         if on_ready is not None:
             on_ready(staged)
-        old = prefix.parent / f"{OLD_MARK}{prefix.name}-{os.getpid()}"
-        if prefix.exists():
-            if prefix.is_dir() and not any(prefix.iterdir()):
-                prefix.rmdir()
-            else:
-                os.replace(prefix, old)
-        os.replace(staged, prefix)
-        shutil.rmtree(old, ignore_errors=True)
-    except (KeyboardInterrupt, SystemExit):
+        _swap_into_place(staged, prefix)
+    except (KeyboardInterrupt, SystemExit, DlsetupError):
         raise
     except Exception as exc:
         raise InstallError(
-            f"installing {lock_path.name} into {prefix} failed: {exc}",
+            f"installing {contents.path.name} into {prefix} failed: {exc}",
             fix="the target was left as it was; read the cause above and retry",
         ) from exc
     finally:
@@ -495,9 +640,10 @@ def create_environment(
             remove_partial(work)
     return InstallResult(
         prefix=prefix,
-        platform=platform,
+        platform=contents.platform,
         packages=len(records),
-        python=env_python(prefix, platform),
-        replaced=exists,
+        python=env_python(prefix, contents.platform),
+        replaced=replaced,
         seconds=time.perf_counter() - start,
+        skipped_scripts=skipped,
     )

@@ -49,8 +49,18 @@ class Package:
     noarch: str | None = None
     track_features: str = ""
     files: dict[str, bytes] = field(default_factory=dict)
-    #: paths (keys of ``files``) that contain the prefix placeholder in text mode
+    #: paths (keys of ``files`` or ``symlinks``) that contain the prefix placeholder in text mode
     prefix_files: tuple[str, ...] = ()
+    #: archive members that are symbolic links: path -> link target. paths.json lists them as
+    #: ``softlink``, unless they are in ``prefix_files`` (a hostile package: a "text file with a
+    #: prefix placeholder" that is really a link)
+    symlinks: dict[str, str] = field(default_factory=dict)
+    #: archive member modes (default 0o755 under bin/ and Scripts/, else 0o644)
+    modes: dict[str, int] = field(default_factory=dict)
+    #: raw ``paths.json`` entries written instead of the computed ones (a hostile package)
+    paths_json: list[dict[str, object]] | None = None
+    #: extra raw members of the archive (path -> bytes), written as given, not in paths.json
+    raw_members: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def filename(self) -> str:
@@ -88,6 +98,15 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> Non
     tar.addfile(info, io.BytesIO(data))
 
 
+def _add_symlink(tar: tarfile.TarFile, name: str, target: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    info.mode = 0o777
+    info.mtime = TIMESTAMP // 1000
+    tar.addfile(info)
+
+
 def write_archive(pkg: Package, directory: Path) -> Path:
     """Write ``pkg`` as a ``.tar.bz2`` conda package into ``directory``; return its path."""
     paths = []
@@ -102,17 +121,30 @@ def write_archive(pkg: Package, directory: Path) -> Path:
             entry["file_mode"] = "text"
             entry["prefix_placeholder"] = PLACEHOLDER
         paths.append(entry)
+    for path, link in sorted(pkg.symlinks.items()):
+        entry = {"_path": path, "path_type": "softlink", "size_in_bytes": len(link)}
+        if path in pkg.prefix_files:  # hostile: claims to be a text file with a placeholder
+            entry.update(path_type="hardlink", file_mode="text", prefix_placeholder=PLACEHOLDER)
+        paths.append(entry)
+    if pkg.paths_json is not None:
+        paths = pkg.paths_json
+    listed = sorted(str(entry["_path"]) for entry in paths)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / pkg.filename
     with tarfile.open(target, "w:bz2") as tar:
         _add(tar, "info/index.json", json.dumps(_index_json(pkg), indent=2).encode())
         _add(tar, "info/paths.json", json.dumps({"paths": paths, "paths_version": 1}).encode())
-        _add(tar, "info/files", "".join(f"{p}\n" for p in sorted(pkg.files)).encode())
+        _add(tar, "info/files", "".join(f"{p}\n" for p in listed).encode())
         if pkg.prefix_files:
             has_prefix = "".join(f"{PLACEHOLDER} text {p}\n" for p in pkg.prefix_files)
             _add(tar, "info/has_prefix", has_prefix.encode())
         for path, data in sorted(pkg.files.items()):
-            _add(tar, path, data, 0o755 if path.startswith(("bin/", "Scripts/")) else 0o644)
+            default = 0o755 if path.startswith(("bin/", "Scripts/")) else 0o644
+            _add(tar, path, data, pkg.modes.get(path, default))
+        for path, link in sorted(pkg.symlinks.items()):
+            _add_symlink(tar, path, link)
+        for path, data in sorted(pkg.raw_members.items()):
+            _add(tar, path, data)
     return target
 
 

@@ -284,6 +284,8 @@ def test_create_into_an_existing_prefix_without_force_is_refused_and_the_prefix_
     prefix = tmp_path / "existing"
     (prefix / "bin").mkdir(parents=True)
     (prefix / "bin" / "tool").write_text("precious\n")
+    (prefix / "conda-meta").mkdir()  # an environment: only those can be replaced, with --force
+    (prefix / "conda-meta" / "history").write_text("")
     before = snapshot(prefix)
     code, out = invoke(
         "create", "--from-lock", str(cpu_lock), "--prefix", str(prefix), "--no-smoke"
@@ -300,7 +302,7 @@ def test_force_replaces_an_existing_environment_only_with_a_complete_one(
     cpu_lock: Path, tmp_path: Path
 ) -> None:
     prefix = tmp_path / "existing"
-    prefix.mkdir()
+    (prefix / "conda-meta").mkdir(parents=True)  # an environment: only those can be replaced
     (prefix / "old.txt").write_text("old\n")
     code, out = invoke(
         "create",
@@ -491,7 +493,8 @@ def test_ctrl_c_mid_install_exits_130_removes_the_partial_build_and_keeps_the_ol
     cpu_lock: Path, tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
     prefix = tmp_path / "envs" / "interrupted"
-    prefix.mkdir(parents=True)
+    (prefix / "conda-meta").mkdir(parents=True)  # an environment: only those can be replaced
+    (prefix / "conda-meta" / "history").write_text("")
     (prefix / "old.txt").write_text("old\n")
     marker = tmp_path / "paused"
     env = {**os.environ, **isolated_dirs, PAUSE_ENV: str(marker), "DLSETUP_TEST_PAUSE_SECONDS": "2"}
@@ -523,7 +526,7 @@ def test_ctrl_c_mid_install_exits_130_removes_the_partial_build_and_keeps_the_ol
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert stderr.endswith("Interrupted.\n")
-    assert snapshot(prefix) == {"old.txt": b"old\n"}
+    assert snapshot(prefix) == {"conda-meta/history": b"", "old.txt": b"old\n"}
     assert [p.name for p in prefix.parent.iterdir()] == ["interrupted"]
 
 
