@@ -51,7 +51,7 @@ def _only_placeholders(text: str) -> bool:
 
 
 def _remember(value: str) -> None:
-    if len(value) >= _MIN_SECRET:
+    if len(value) >= _MIN_SECRET and _PLACEHOLDER.search(value) is None:
         _SECRETS.add(value)
         _SECRETS.add(quote(value, safe=""))
 
