@@ -183,8 +183,10 @@ def _visible(report: DoctorReport) -> str:
         return _v(libs)
     raw = libs.visible_devices.raw
     resolved = report.facts.visible
-    if isinstance(raw, Missing) or resolved is None:
+    if isinstance(raw, Missing):
         return _v(raw)
+    if resolved is None:
+        return echo_value(raw)
     if resolved.hides_all:
         return f"{echo_value(raw)} (CUDA sees no GPU)"
     seen = [f"GPU {i}" for i in resolved.gpu_indices] + [

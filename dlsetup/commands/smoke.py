@@ -46,7 +46,7 @@ def check_output_path(path: Path, force: bool, option: str) -> None:
         raise ExistsError(f"{option} {path} already exists", fix="pass --force to overwrite it")
     parent = path.absolute().parent
     if not parent.is_dir():
-        ancestor = next((a for a in parent.parents if a.exists()), None)
+        ancestor = next((a for a in (parent, *parent.parents) if a.exists()), None)
         if ancestor is not None and not ancestor.is_dir():
             raise InputError(
                 f"{option} {path}: {ancestor} is a file, not a directory",
