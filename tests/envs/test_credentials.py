@@ -145,6 +145,9 @@ def test_a_failing_private_channel_is_reported_without_its_password(
     assert "Traceback" not in result.output
     assert_no_secret({"stdout": result.stdout, "stderr": result.stderr})
     assert not out.exists()
+    as_json = lock(channel, out, "--json")
+    assert as_json.exit_code == 4
+    assert_no_secret({"stdout": as_json.stdout, "stderr": as_json.stderr})
 
 
 def test_a_var_channel_is_expanded_for_the_solve_and_kept_as_placeholders(
