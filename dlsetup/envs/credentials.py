@@ -23,7 +23,7 @@ import os
 import re
 from urllib.parse import quote
 
-from dlsetup.errors import InputError
+from dlsetup.errors import DlsetupError, InputError
 
 #: ``${NAME}``, ``$NAME`` and ``${NAME}`` as a URL parser percent-encodes it (``$%7BNAME%7D``).
 _PLACEHOLDER = re.compile(
@@ -187,3 +187,11 @@ def redact(text: str) -> str:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+def redact_error(exc: DlsetupError) -> DlsetupError:
+    """``exc`` with :func:`redact` applied to its message and fix (the same object, for ``raise``)."""
+    exc.message = redact(exc.message)
+    exc.fix = redact(exc.fix) if exc.fix is not None else None
+    exc.args = (exc.message,)
+    return exc

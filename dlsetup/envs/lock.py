@@ -41,7 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup.atomic_write import output_error, replace_together
-from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_auth
+from dlsetup.envs.credentials import (
+    expand_auth,
+    placeholders,
+    redact,
+    redact_error,
+    strip_auth,
+)
 from dlsetup.envs.explain import explain_unsatisfiable
 from dlsetup.envs.location import find_conda_executable, host_platform
 from dlsetup.envs.names import NAME_RULE, is_valid_env_name
@@ -357,14 +363,6 @@ def _add_header(lock: Path, header: list[str]) -> None:
     lock.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
 
 
-def _redacted(exc: DlsetupError) -> DlsetupError:
-    """``exc`` with every credential masked in its message and fix (the same object)."""
-    exc.message = redact(exc.message)
-    exc.fix = redact(exc.fix) if exc.fix is not None else None
-    exc.args = (exc.message,)
-    return exc
-
-
 def lock_environment(
     env: RenderedEnvironment,
     *,
@@ -409,7 +407,7 @@ def lock_environment(
             cuda_source=cuda_source,
         )
     except DlsetupError as exc:
-        _redacted(exc)
+        redact_error(exc)
         raise
 
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlsetup.envs import spec as spec_mod
+from dlsetup.envs.credentials import redact_error
 from dlsetup.envs.location import host_platform
 from dlsetup.envs.lock import LockResult, lock_environment
 from dlsetup.envs.spec import PLATFORMS, TARGETS
 from dlsetup.envs.variant import VariantChoice, choose_variant
 from dlsetup.envs.virtual import CUDA_DRIVER, CUDA_OPTION
-from dlsetup.errors import InputError
+from dlsetup.errors import DlsetupError, InputError
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ def lock_target(
         ExistsError: an output file exists and ``force`` is false.
         SolveError: unsatisfiable, or the channels could not be read.
     """
+    try:
+        return _lock_target(opts, output, force=force)
+    except DlsetupError as exc:  # a channel URL may be quoted in any message: mask credentials
+        redact_error(exc)
+        raise
+
+
+def _lock_target(
+    opts: LockRequest, output: Path, *, force: bool
+) -> tuple[LockResult, VariantChoice]:
     host = host_platform()
     custom = opts.target not in TARGETS
     if opts.python_version is not None:

@@ -173,7 +173,9 @@ def test_a_var_channel_is_expanded_for_the_solve_and_kept_as_placeholders(
     environment = (out / "pytorch-cpu.environment.yml").read_text(encoding="utf-8")
     assert f"  - {placeholder_base}\n" in environment
     # rattler reads it back (it percent-encodes the braces of package URLs; canonical() undoes it)
-    records = rattler.LockFile.from_path(lock_path).default_environment().conda_repodata_records()
+    environment_ = rattler.LockFile.from_path(lock_path).default_environment()
+    assert environment_ is not None
+    records = environment_.conda_repodata_records()
     urls = [canonical(r.url) for r in records["linux-64"]]
     assert all(u.startswith(placeholder_base) for u in urls)
     with pytest.MonkeyPatch.context() as mp:
@@ -198,6 +200,20 @@ def test_an_unset_variable_is_a_usage_error_naming_it(
     )
     assert seen == []
     assert not out.exists()
+
+
+def test_a_malformed_channel_entry_is_reported_without_its_password(tmp_path: Path) -> None:
+    source = tmp_path / "mine.yml"
+    source.write_text(
+        f'name: mine\nchannels:\n  - "https://{USER}:{PASSWORD}@host/ch\\n"\n'
+        "dependencies:\n  - numpy\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["lock", str(source), "--variant", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "contains a control character" in result.stderr
+    assert "https://***@host/ch" in result.stderr
+    assert_no_secret({"stdout": result.stdout, "stderr": result.stderr})
 
 
 def test_credentials_in_an_environment_file_are_stripped_too(
