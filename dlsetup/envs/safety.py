@@ -58,8 +58,9 @@ def normalize_prefix(prefix: Path | str) -> Path:
     """
     raw = str(prefix)
     if raw.strip() in ("", "."):
+        what = "is empty (or '.')" if raw.strip() else f"{raw!r} is blank"
         raise InputError(
-            f"--prefix {raw!r} is empty or names the current directory only by '.'",
+            f"--prefix {what}: it must name the environment's own directory",
             fix="name the environment's own directory, for example --prefix ./env",
         )
     path = Path(os.path.abspath(Path(raw).expanduser()))
