@@ -164,7 +164,14 @@ def fail(
         message: what went wrong.
         fix: how to fix it, or ``None``.
         as_json: print the envelope on stdout as well.
+
+    Message and fix are redacted (:func:`dlsetup.envs.credentials.redact`): an error quoting a
+    channel URL, or an internal error quoting anything, never shows a password or token.
     """
+    from dlsetup.envs.credentials import redact
+
+    message = redact(message)
+    fix = redact(fix) if fix is not None else None
     if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         click.echo(f"{message}.", err=True)
     else:

@@ -147,3 +147,13 @@ def test_a_signal_under_json_gives_an_error_envelope_and_its_exit_code(
     doc = _error_document(out, code)
     assert doc["data"]["error"]["type"] == kind
     assert "Traceback" not in err
+
+
+def test_an_internal_error_quoting_a_url_shows_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(
+        cli_mod.COMMANDS, "leaky", ("tests.support.broken_command", "leaky", "a leaky bug")
+    )
+    result = CliRunner().invoke(cli_mod.cli, ["leaky", "--json"])
+    assert result.exit_code == ExitCode.INTERNAL
+    assert "s3cret" not in result.stdout + result.stderr
+    assert "https://***@host.invalid/ch" in result.stdout

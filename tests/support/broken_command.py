@@ -14,3 +14,10 @@ import click
 def broken(as_json: bool) -> None:
     """Fail the way a bug does: an exception dlsetup does not know."""
     raise ZeroDivisionError("division by zero in a test command")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def leaky(as_json: bool) -> None:
+    """Fail with a message that quotes a channel URL with credentials in it."""
+    raise RuntimeError("cannot reach https://alice:s3cret@host.invalid/ch/noarch/repodata.json")
