@@ -527,7 +527,7 @@ def check_python_support(facts: DoctorFacts) -> list[Finding]:
                 f"{support.maximum}; this interpreter is Python {python}, so wheels of "
                 "dependencies may be missing and behaviour is untested.",
                 f"Use Python {support.maximum} for {probe.name} {key} (for example: dlsetup "
-                f"create {'pytorch' if probe.name == 'torch' else 'tensorflow'} --python "
+                f"create {'pytorch' if probe.name == 'torch' else 'tensorflow'} --python-version "
                 f"{support.maximum}), or install a {probe.name} release that supports "
                 f"Python {'.'.join(python.split('.')[:2])}.",
                 {
