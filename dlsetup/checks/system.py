@@ -118,8 +118,8 @@ _UNMATCHED = {
 
 
 def _gpu_list(indices: Sequence[int]) -> str:
-    """``GPU 0`` / ``GPUs 0 and 1`` / ``GPUs 0, 1 and 3``."""
-    names = [str(i) for i in indices]
+    """``GPU 0`` / ``GPUs 0 and 1`` / ``GPUs 0, 1 and 3`` (each GPU once)."""
+    names = [str(i) for i in dict.fromkeys(indices)]
     if len(names) == 1:
         return f"GPU {names[0]}"
     return "GPUs " + ", ".join(names[:-1]) + " and " + names[-1]
@@ -173,7 +173,7 @@ def check_visible_devices(facts: DoctorFacts) -> list[Finding]:
         sees = f" CUDA sees {_gpu_list(resolved.gpu_indices)} only."
     else:
         sees = f" CUDA sees {len(resolved.mig_entries)} MIG instance(s) only."
-    meant = [*resolved.gpu_indices, *resolved.hidden_gpus] or all_indices
+    meant = list(dict.fromkeys([*resolved.gpu_indices, *resolved.hidden_gpus])) or all_indices
     severity: Severity = "error" if resolved.hides_all else "warning"
     return [
         Finding(

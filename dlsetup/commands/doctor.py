@@ -189,7 +189,7 @@ def _visible(report: DoctorReport) -> str:
         return echo_value(raw)
     if resolved.hides_all:
         return f"{echo_value(raw)} (CUDA sees no GPU)"
-    seen = [f"GPU {i}" for i in resolved.gpu_indices] + [
+    seen = [f"GPU {i}" for i in dict.fromkeys(resolved.gpu_indices)] + [
         echo_value(m, quote=False) for m in resolved.mig_entries
     ]
     shown = ", ".join(seen[:16]) + (f" and {len(seen) - 16} more" if len(seen) > 16 else "")

@@ -158,6 +158,51 @@ def test_sigterm_while_the_workers_start_leaves_no_worker(delay_s: float) -> Non
     assert _survivors(pids) == []
 
 
+#: ``dlsetup smoke`` in a process where SIGTERM arrives the moment the first worker has been started
+#: (from a framework thread, before ``Popen`` has returned it): the worst moment of the start-up.
+SIGTERM_AT_FIRST_POPEN = """
+import os, signal, subprocess, sys
+real = subprocess.Popen
+pid_file = sys.argv[1]
+calls = []
+class Popen(real):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with open(pid_file, "a") as fh:
+            fh.write(f"{self.pid}\\n")
+        if not calls:
+            calls.append(self.pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+subprocess.Popen = Popen
+from dlsetup.cli import main
+sys.argv = ["dlsetup", "smoke", "--timeout", "300"]
+main()
+"""
+
+
+@posix_only
+def test_sigterm_the_moment_a_worker_starts_still_ends_it(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AT_FIRST_POPEN, str(pid_file)],
+        env={**os.environ, "NO_COLOR": "1", "DLSETUP_SMOKE_INJECT": "hang=cpu"},
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    pids = {int(line) for line in pid_file.read_text().split()}
+    try:
+        left = _survivors(pids)
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 143, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert pids and left == []
+
+
 #: Runs create's smoke phase (``dlsetup.envs.finish.run_smoke``: ``dlsetup smoke`` as a child in
 #: a process group of its own) in a process that handles SIGTERM as the CLI does.
 CREATE_SMOKE_PHASE = """
