@@ -99,3 +99,31 @@ class IntegrityError(DlsetupError):
 
 class SmokeError(DlsetupError):
     """The smoke runner could not run (not: a check that failed; that is a result)."""
+
+
+class KnowledgeBaseError(InputError):
+    """The compatibility knowledge base (``compat.yaml``) is malformed; the message names the key."""
+
+
+class NoFittingBuildError(InputError):
+    """No build of the framework runs on some GPU of the machine (or on its driver).
+
+    Args:
+        message: which GPU (index, name, compute capability) and why nothing runs on it.
+        fix: the choices, joined for the ``Error:`` line.
+        gpu_index: the GPU that no build serves, or None when the driver is the reason.
+        choices: each choice on its own (``--variant cpu``, a pip command for the last release
+            that shipped the architecture, ...).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fix: str | None = None,
+        gpu_index: int | None = None,
+        choices: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.gpu_index = gpu_index
+        self.choices = choices

@@ -17,7 +17,7 @@ from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
-from dlsetup.compat import load_data
+from dlsetup.compat import knowledge_base
 
 OsName = Literal["linux", "windows"]
 
@@ -54,8 +54,7 @@ def _column(os_name: str) -> int:
 
 def toolkit_rows() -> list[tuple[str, str, str | None, str | None]]:
     """The verified toolkit->driver rows: ``(cuda "X.Y", release, linux driver, windows driver)``."""
-    rows = load_data()["cuda_toolkit_drivers"]["rows"]
-    return [(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+    return [(r.cuda, r.release, r.linux, r.windows) for r in knowledge_base().toolkit_drivers]
 
 
 def min_driver_for_cuda(cuda: str, os_name: str = "linux") -> str | None:
@@ -89,12 +88,10 @@ def mvc_floor(cuda_major: int, os_name: str = "linux") -> str | None:
         when the family has no verified floor (CUDA 10 and older had no MVC; 13.x on Windows).
     """
     _column(os_name)
-    families = load_data()["minor_version_compatibility"]["families"]
-    family = families.get(str(cuda_major))
+    family = knowledge_base().mvc.get(cuda_major)
     if family is None:
         return None
-    value = family.get(os_name)
-    return None if value is None else str(value)
+    return family.windows if os_name == "windows" else family.linux
 
 
 def max_cuda_for_driver(driver: str, os_name: str = "linux") -> str | None:

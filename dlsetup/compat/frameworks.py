@@ -7,11 +7,11 @@ strings; :func:`release_key` maps any installed version (``"2.13.0+cpu"``) onto 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from dlsetup.compat import load_data
+from dlsetup.compat import knowledge_base
+from dlsetup.compat.model import TfRelease, TorchRelease
 
 
 def release_key(version: str) -> str | None:
@@ -45,20 +45,14 @@ def _minor(version: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
 
 
-def _sources(entry: dict[str, Any]) -> str:
-    src = entry.get("source", [])
-    names = [src] if isinstance(src, str) else list(src)
-    table = load_data()["sources"]
-    return "; ".join(table.get(n, n) for n in names)
-
-
-def _release(framework: str, version: str) -> dict[str, Any] | None:
+def _release(framework: str, version: str) -> TorchRelease | TfRelease | None:
     key = release_key(version)
     if key is None:
         return None
-    section = "pytorch" if framework == "torch" else "tensorflow"
-    entry: dict[str, Any] | None = load_data()[section]["releases"].get(key)
-    return entry
+    kb = knowledge_base()
+    if framework == "torch":
+        return kb.torch.releases.get(key)
+    return kb.tensorflow.releases.get(key)
 
 
 def python_support(framework: str, version: str) -> PythonSupport | None:
@@ -71,41 +65,36 @@ def python_support(framework: str, version: str) -> PythonSupport | None:
     entry = _release(framework, version)
     if entry is None:
         return None
+    experimental = entry.python_experimental if isinstance(entry, TorchRelease) else None
     return PythonSupport(
-        str(entry["python_min"]),
-        str(entry["python_max"]),
-        entry.get("python_experimental"),
-        _sources(entry),
+        entry.python_min, entry.python_max, experimental, knowledge_base().cite(entry.sources)
     )
 
 
 def torch_releases() -> list[str]:
     """Known PyTorch release keys, oldest first (``"2.0"`` .. ``"2.14"``)."""
-    keys = list(load_data()["pytorch"]["releases"])
-    return sorted(keys, key=Version)
+    return sorted(knowledge_base().torch.releases, key=Version)
 
 
 def tf_releases() -> list[str]:
     """Known TensorFlow release keys, oldest first (``"2.10"`` .. ``"2.21"``)."""
-    keys = list(load_data()["tensorflow"]["releases"])
-    return sorted(keys, key=Version)
+    return sorted(knowledge_base().tensorflow.releases, key=Version)
 
 
 def tf_release_cuda(release: str) -> str:
     """The CUDA version a TensorFlow release was built and tested with (``"2.21"`` -> ``"12.5"``)."""
-    return str(load_data()["tensorflow"]["releases"][release]["cuda"])
+    return knowledge_base().tensorflow.releases[release].cuda
 
 
 def tf_and_cuda_first() -> str:
     """The first TensorFlow release with the ``and-cuda`` extra (CUDA libraries as pip wheels)."""
-    return str(load_data()["tensorflow"]["and_cuda_first"])
+    return knowledge_base().tensorflow.and_cuda_first
 
 
 def torch_variants(release: str) -> dict[str, str | None]:
     """``{variant: arch list or None}`` of a PyTorch release's CUDA wheels (None: not known)."""
-    entry = load_data()["pytorch"]["releases"].get(release, {})
-    variants: dict[str, str | None] = entry.get("variants", {})
-    return dict(variants)
+    entry = knowledge_base().torch.releases.get(release)
+    return {} if entry is None else dict(entry.variants)
 
 
 def variant_cuda(variant: str) -> str:
@@ -116,18 +105,17 @@ def variant_cuda(variant: str) -> str:
 
 def torch_index_url(variant: str) -> str:
     """The wheel index of a PyTorch variant, ``https://download.pytorch.org/whl/cu126``."""
-    pattern: str = load_data()["pytorch"]["index_url"]
-    return pattern.format(variant=variant)
+    return knowledge_base().torch.index_url.format(variant=variant)
 
 
 def tf_windows_native_gpu_last() -> str:
     """The last TensorFlow release with GPU support on native Windows (``"2.10"``)."""
-    return str(load_data()["tensorflow"]["windows_native_gpu_last"])
+    return knowledge_base().tensorflow.windows_native_gpu_last
 
 
 def tf_windows_fix() -> str:
     """What to do instead of native-Windows GPU TensorFlow >= 2.11."""
-    return str(load_data()["tensorflow"]["windows_fix"])
+    return knowledge_base().tensorflow.windows_fix
 
 
 def tf_has_native_windows_gpu(version: str) -> bool:
