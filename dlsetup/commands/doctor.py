@@ -67,7 +67,8 @@ Examples:
     type=seconds(0.1),
     default=60.0,
     show_default=True,
-    help="Seconds each framework probe may take before it is killed.",
+    metavar="SECONDS",
+    help="Seconds (finite, at least 0.1) each framework probe may take before it is killed.",
 )
 @click.option(
     "--full-import",

@@ -125,7 +125,7 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
     type=PERCENTAGE,
     default="25%",
     show_default=True,
-    help="How much slower (or larger) than the baseline a figure may be.",
+    help="How much slower (or larger) than the baseline a figure may be (a finite percentage).",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of data and weights.")
 @click.option(
@@ -136,8 +136,9 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
     type=seconds(1.0),
     default=120.0,
     show_default=True,
-    help="Seconds one device may take before it is ended and failed (and a worker may take to "
-    "start: import its framework, list the devices).",
+    metavar="SECONDS",
+    help="Seconds (finite, at least 1) one device may take before it is ended and failed, and a "
+    "worker may take to start (import its framework, list the devices).",
 )
 @click.option(
     "--max-disagreement",
@@ -145,7 +146,8 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
     default=None,
     metavar="X",
     help="Fail a pair whose PyTorch and TensorFlow loss curves (same start, same device class) "
-    "differ by more than X at any step (absolute, loss units). Default: report the gap only.",
+    "differ by more than X at any step (absolute, loss units; finite, >= 0). Default: report the "
+    "gap only.",
 )
 @click.option(
     "--force", is_flag=True, help="Overwrite existing --output/--github-benchmark/--plot files."
