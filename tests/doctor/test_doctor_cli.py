@@ -339,11 +339,14 @@ def test_skip_leaves_out_an_accepted_warning_under_strict(fake_nvml_dir: Path) -
 def test_skip_with_an_unknown_check_id_is_a_usage_error(fake_nvml_dir: Path) -> None:
     env = nv(fake_nvml_dir, "memory_held_by_other_process")
     proc = run_cli("doctor", "--json", "--skip", "gpu.memory_hold", env=subprocess_env(env))
-    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.returncode == 2
     assert proc.stderr == (
         "Error: --skip gpu.memory_hold: no such check id\n"
         "Fix: use one of the ids in docs/doctor.md, e.g. --skip gpu.memory_held\n"
     )
+    error = json.loads(proc.stdout)["data"]["error"]  # --json: the error as a document too
+    assert (error["type"], error["exit_code"]) == ("InputError", 2)
+    assert error["message"] == "--skip gpu.memory_hold: no such check id"
 
 
 def test_valid_cuda_visible_devices_is_silent(fake_nvml_dir: Path) -> None:
