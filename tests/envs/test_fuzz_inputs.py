@@ -154,7 +154,7 @@ def environment_documents(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.slow
-@fuzz_settings(600)
+@fuzz_settings(2000)
 @given(document=environment_documents())
 def test_any_environment_file_ends_cleanly_and_writes_only_into_output(
     document: bytes, channel_url: str
