@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
+from dlsetup.checks.fix_language import (
+    conda_build_fix,
+    driver_allowed,
+    driver_ceiling,
+    probed_env,
+)
 from dlsetup.compat.arch import CC, fmt_cc, gpu_runs_build, parse_arch_list
 from dlsetup.compat.cuda import driver_supports_cuda, max_cuda_for_driver, toolkit_rows
 from dlsetup.compat.frameworks import (
@@ -88,13 +94,29 @@ def torch_pick(facts: DoctorFacts, ccs: list[CC] | None = None) -> TorchPick | N
     return recommend_torch(driver_cuda, ccs, _python_version(facts), _driver_version(facts))
 
 
+def _conda_fix(facts: DoctorFacts, target: str) -> tuple[str, str] | None:
+    """``(fix, command)`` in conda's language when the probed interpreter is a conda env."""
+    env = probed_env(facts)
+    if env.kind != "conda":
+        return None
+    fix = conda_build_fix(facts, target, env)
+    return None if fix is None else (fix.fix, fix.command)
+
+
 def _torch_command(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
-    """The install command of the torch wheel this driver and these GPUs run, or ``""``."""
+    """The install command of the torch build this driver and these GPUs run, or ``""``: conda's
+    in a conda environment, pip's otherwise."""
+    conda = _conda_fix(facts, "pytorch")
+    if conda is not None:
+        return conda[1]
     pick = torch_pick(facts, ccs)
     return f"{_python(facts)} -m {pick.command}" if pick is not None else ""
 
 
 def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
+    conda = _conda_fix(facts, "pytorch")
+    if conda is not None:
+        return conda[0]
     pick = torch_pick(facts, ccs)
     if pick is not None:
         return f"{_python(facts)} -m {pick.command}  ({pick.note})"
@@ -104,6 +126,8 @@ def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
     column = 3 if facts.driver_os == "windows" else 2
     for row in toolkit_rows():  # oldest CUDA first: the smallest driver update that helps
         driver = row[column]
+        if not driver_allowed(facts, row[0]):
+            break  # a GPU here cannot take this driver (its last branch is older)
         later = (
             None if driver is None else recommend_torch(row[0], ccs, _python_version(facts), driver)
         )
@@ -113,6 +137,16 @@ def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
                 f"the NVIDIA driver to {driver} or newer (CUDA {row[0]}), then "
                 f"{_python(facts)} -m {later.command}"
             )
+    ceiling = driver_ceiling(facts)
+    if ceiling is not None and not driver_allowed(facts, "99.0"):
+        gpu, limit = ceiling
+        return (
+            f"No PyTorch wheel in the knowledge base runs on this driver (CUDA {driver_cuda}) with "
+            f"this GPU, and {gpu.label} cannot take a driver newer than its last branch, "
+            f"{limit.last_branch} (CUDA {limit.last_cuda}): use the CPU "
+            f"({_python(facts)} -m pip install torch --index-url "
+            "https://download.pytorch.org/whl/cpu)."
+        )
     return (
         f"No PyTorch wheel in the knowledge base runs on this driver (CUDA {driver_cuda}) with "
         "this GPU; update the NVIDIA driver to the newest release for it."
@@ -197,7 +231,11 @@ def check_cuda_libs_failed(facts: DoctorFacts) -> list[Finding]:
             continue
         libs = ", ".join(probe.failed_libraries) or "some GPU libraries"
         severity: Severity = "error" if has_gpu else "warning"
-        if probe.name == "tensorflow":
+        conda = _conda_fix(facts, "pytorch" if probe.name == "torch" else "tensorflow")
+        if conda is not None:
+            fix, command = conda
+            fix = f"{fix}; remove LD_LIBRARY_PATH entries that point at another CUDA/cuDNN"
+        elif probe.name == "tensorflow":
             if _has_and_cuda(probe.version):
                 # The CUDA wheels of the installed release, not an upgrade to another one.
                 command = f"{_python(facts)} -m pip install 'tensorflow[and-cuda]=={probe.version}'"
@@ -274,7 +312,10 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
                 )
             )
             py = _python(facts)
-            if pick is not None:
+            conda = _conda_fix(facts, "tensorflow")
+            if conda is not None:
+                fix, command = conda
+            elif pick is not None:
                 command = (
                     f"{py} -m pip uninstall -y tensorflow tensorflow-cpu && "
                     f"{py} -m pip install '{pick.requirement}'"
@@ -338,17 +379,29 @@ def check_driver_vs_build(facts: DoctorFacts) -> list[Finding]:
         if verdict.support == "too_old":
             need = verdict.full_support_driver
             floor = verdict.mvc_floor_driver
-            parts = [
-                f"Update the NVIDIA driver to {need} or newer"
-                if need
-                else "Update the NVIDIA driver"
-            ]
-            if floor and floor != need:
-                parts.append(
-                    f" (any driver >= {floor} runs CUDA {build_cuda.split('.')[0]}.x builds "
-                    "through minor-version compatibility)"
-                )
-            if probe.name == "torch":
+            ceiling = driver_ceiling(facts)
+            conda = _conda_fix(facts, "pytorch" if probe.name == "torch" else "tensorflow")
+            if not driver_allowed(facts, f"{build_cuda.split('.')[0]}.0") and ceiling is not None:
+                gpu, limit = ceiling
+                parts = [
+                    f"{gpu.label} cannot take a driver newer than its last branch, "
+                    f"{limit.last_branch} (CUDA {limit.last_cuda}), so no driver update helps: "
+                    f"install a {probe.name} build for CUDA {limit.last_cuda} or older"
+                ]
+            else:
+                parts = [
+                    f"Update the NVIDIA driver to {need} or newer"
+                    if need
+                    else "Update the NVIDIA driver"
+                ]
+                if floor and floor != need:
+                    parts.append(
+                        f" (any driver >= {floor} runs CUDA {build_cuda.split('.')[0]}.x builds "
+                        "through minor-version compatibility)"
+                    )
+            if conda is not None:
+                parts.append(f", or: {conda[0]}")
+            elif probe.name == "torch":
                 pick = torch_pick(facts)
                 if pick is not None:
                     parts.append(
@@ -360,9 +413,15 @@ def check_driver_vs_build(facts: DoctorFacts) -> list[Finding]:
                     "error",
                     f"The NVIDIA driver is too old for {probe.name}'s CUDA {build_cuda} build",
                     head + f": {verdict.reason}. {probe.name} will not see the GPU.",
-                    "".join(parts) + ".",
+                    "".join(parts).rstrip(".") + ".",
                     details,
-                    command=_torch_command(facts) if probe.name == "torch" else "",
+                    command=(
+                        conda[1]
+                        if conda is not None
+                        else _torch_command(facts)
+                        if probe.name == "torch"
+                        else ""
+                    ),
                 )
             )
         elif verdict.support == "minor_version_compat":
@@ -406,8 +465,11 @@ def check_arch(facts: DoctorFacts) -> list[Finding]:
                 "arch_list": list(arch_items),
             }
             if not verdict.runs:
+                conda = None if probe.name == "torch" else _conda_fix(facts, "tensorflow")
                 if probe.name == "torch":
                     fix = _torch_fix(facts, [cc])
+                elif conda is not None:
+                    fix = conda[0]
                 else:
                     fix = (
                         f"Install a TensorFlow build that includes sm_{cc[0]}{cc[1]} or PTX "
@@ -424,7 +486,9 @@ def check_arch(facts: DoctorFacts) -> list[Finding]:
                         "available for execution on the device' on this GPU.",
                         fix,
                         details,
-                        command=_torch_command(facts, [cc]) if probe.name == "torch" else "",
+                        command=_torch_command(facts, [cc])
+                        if probe.name == "torch"
+                        else (conda[1] if conda is not None else ""),
                     )
                 )
             elif verdict.how == "ptx_jit":
