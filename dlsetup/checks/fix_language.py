@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.compat import knowledge_base
 from dlsetup.compat.cuda import parse_cuda
-from dlsetup.compat.lines import Gpu, LineChoice, choose_cuda_line
-from dlsetup.compat.model import DriverBranchLimit
 from dlsetup.errors import InputError
 from dlsetup.facts import Missing
+
+if TYPE_CHECKING:  # dlsetup.compat.lines is imported when a fix is first needed
+    from dlsetup.compat.lines import Gpu, LineChoice
+    from dlsetup.compat.model import DriverBranchLimit
 
 EnvKind = Literal["conda", "venv", "other"]
 
@@ -88,6 +90,8 @@ def conda_platform(facts: DoctorFacts) -> str | None:
 
 def machine_gpus(facts: DoctorFacts) -> tuple[Gpu, ...]:
     """NVML's usable GPUs as :class:`Gpu` records."""
+    from dlsetup.compat.lines import Gpu
+
     return tuple(
         Gpu(g.index, g.name if isinstance(g.name, str) else "NVIDIA GPU", g.compute_capability)
         for g in facts.gpus
@@ -154,6 +158,8 @@ def conda_build_fix(facts: DoctorFacts, target: str, env: TargetEnv) -> CondaFix
     Returns:
         A :class:`CondaFix`, or None when the platform is unknown (the caller falls back).
     """
+    from dlsetup.compat.lines import choose_cuda_line
+
     platform = conda_platform(facts)
     if platform is None:
         return None

@@ -7,11 +7,14 @@ strings; :func:`release_key` maps any installed version (``"2.13.0+cpu"``) onto 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
 from dlsetup.compat import knowledge_base
-from dlsetup.compat.model import TfRelease, TorchRelease
+
+if TYPE_CHECKING:
+    from dlsetup.compat.model import TfRelease, TorchRelease
 
 
 def release_key(version: str) -> str | None:
@@ -65,7 +68,7 @@ def python_support(framework: str, version: str) -> PythonSupport | None:
     entry = _release(framework, version)
     if entry is None:
         return None
-    experimental = entry.python_experimental if isinstance(entry, TorchRelease) else None
+    experimental = getattr(entry, "python_experimental", None)
     return PythonSupport(
         entry.python_min, entry.python_max, experimental, knowledge_base().cite(entry.sources)
     )

@@ -34,13 +34,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dlsetup.compat import knowledge_base
 from dlsetup.compat.arch import CC, ArchVerdict, fmt_cc, gpu_runs_build, parse_arch_list
 from dlsetup.compat.cuda import driver_supports_cuda, parse_cuda
-from dlsetup.compat.model import CondaForgeLine, DriverBranchLimit, KnowledgeBase
 from dlsetup.errors import InputError, NoFittingBuildError
+
+if TYPE_CHECKING:
+    from dlsetup.compat.model import CondaForgeLine, DriverBranchLimit, KnowledgeBase
 
 #: ``both`` expands to these knowledge-base frameworks.
 TARGET_FRAMEWORKS: dict[str, tuple[str, ...]] = {
