@@ -36,8 +36,9 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -52,6 +53,7 @@ from dlsetup.envs.safety import (
     ArchiveFacts,
     check_prefix,
     check_transaction,
+    deferred_signals,
     inspect_archive,
     normalize_prefix,
     secure_tree,
@@ -403,9 +405,22 @@ def _remove_path(path: Path) -> None:
 _BLOCKERS: set[Path] = set()
 
 
+def _trash_of(work: Path) -> Path:
+    return work.with_name(work.name.replace(PARTIAL_MARK, TRASH_MARK, 1))
+
+
+#: how long the blockers stay at exit, for rattler work still in flight in its own threads (a
+#: package-cache lock taken after the install itself failed recreated a build without it)
+BLOCKER_GRACE_SECONDS = 0.25
+
+
 def _remove_blockers() -> None:
+    if _BLOCKERS:
+        time.sleep(BLOCKER_GRACE_SECONDS)
     for blocker in list(_BLOCKERS):
-        blocker.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _remove_path(blocker)  # a directory when rattler got past it: removed all the same
+        shutil.rmtree(_trash_of(blocker), ignore_errors=True)
         _BLOCKERS.discard(blocker)
 
 
@@ -427,7 +442,7 @@ def remove_partial(work: Path) -> None:
     if work.is_file():
         work.unlink()
         return
-    trash = work.with_name(work.name.replace(PARTIAL_MARK, TRASH_MARK, 1))
+    trash = _trash_of(work)
     try:
         trash.mkdir(exist_ok=True)
         for attempt in range(5):
@@ -468,10 +483,80 @@ class _Reporter:
         if self.pause_file:
             pause_file, self.pause_file = self.pause_file, None  # pause once
             Path(pause_file).write_text(str(os.getpid()), encoding="utf-8")
-            time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "120")))
+            _STOPPING.wait(float(os.environ.get(PAUSE_SECONDS_ENV, "120")))
 
     def on_transaction_complete(self) -> None:
         self.progress.finish("link")
+
+
+def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run``, without asyncio's "Task exception was never retrieved" traceback when a
+    Ctrl-C or SIGTERM (raised by the handler inside the running task) interrupts it."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(coro)
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(task)
+        elif not task.cancelled():
+            task.exception()  # retrieved: asyncio does not log it at exit
+        raise
+    finally:
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+#: set when an interrupted install waits for rattler to end (ends the test pause at once)
+_STOPPING = threading.Event()
+#: how long an interrupted install waits for rattler's in-flight work to fail at the blocker
+RATTLER_STOP_SECONDS = 10.0
+
+
+def _run_rattler(install: Coroutine[Any, Any, object], work: Path) -> None:
+    """Run rattler's install in a thread of its own and wait for it; interruptible.
+
+    On Ctrl-C or SIGTERM the partial build is removed at once (:func:`remove_partial` leaves an
+    empty blocker file at its path), then this waits, up to :data:`RATTLER_STOP_SECONDS`, for
+    rattler's install to end: its in-flight unpack or link fails at its next path under the
+    blocker. (Cancelling rattler's task from the main thread's event loop returned at once while
+    rattler went on for the whole exit, and at exit, with the blocker gone, a still-running
+    unpack recreated part of the build: 1 run in about 60 of the fault-injection test.) The
+    blocker stays until the process exits, for work rattler started in threads of its own
+    (an unpack goes on after the install itself has failed).
+    """
+    import asyncio
+
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(install)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, name="dlsetup-rattler-install", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.05)
+    except BaseException:
+        with deferred_signals():
+            _STOPPING.set()
+            remove_partial(work)
+            thread.join(RATTLER_STOP_SECONDS)
+            # rattler may have written into the moved-away build through a handle it held
+            shutil.rmtree(_trash_of(work), ignore_errors=True)
+        raise
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
 
 
 def _fix_conda_meta(prefix: Path, originals: dict[str, str]) -> None:
@@ -507,6 +592,11 @@ def _settle_swap(prefix: Path, old: Path, was_empty_dir: bool) -> None:
 
 
 def _swap_into_place(staged: Path, prefix: Path) -> None:
+    """Rename ``staged`` to ``prefix``, the old environment first out of the way (then removed).
+
+    Run under :func:`deferred_signals`: a Ctrl-C or SIGTERM takes effect after it, so the
+    target is always either the old environment or the new one.
+    """
     old = prefix.parent / f"{OLD_MARK}{prefix.name}-{os.getpid()}"
     was_empty_dir = prefix.is_dir() and not any(prefix.iterdir())
     try:
@@ -565,7 +655,8 @@ def create_environment(
     contents = read_lock(lock_path, platform)
     verify_lock(contents)
     with target_lock(prefix):
-        clean_leftovers(prefix)
+        with deferred_signals():
+            clean_leftovers(prefix)
         replaced = check_prefix(prefix, force=force)  # again: now no other create can change it
         return _install_locked(
             contents, prefix, progress, archive_cache, on_ready, replaced=replaced, start=start
@@ -582,15 +673,13 @@ def _install_locked(
     replaced: bool,
     start: float,
 ) -> InstallResult:
-    import asyncio
-
     import rattler
 
     cache = (
         archive_cache
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlsetup" / "archives"
     )
-    verified = asyncio.run(fetch_verified(contents, cache, progress))
+    verified = _run_async(fetch_verified(contents, cache, progress))
 
     work = prefix.parent / f"{PARTIAL_MARK}{prefix.name}-{os.getpid()}"
     _remove_path(work)
@@ -608,7 +697,7 @@ def _install_locked(
     linked = False
     try:
         work.mkdir()
-        asyncio.run(
+        _run_rattler(
             rattler.install(
                 records,
                 target_prefix=staged,
@@ -617,7 +706,8 @@ def _install_locked(
                 show_progress=False,
                 reporter=cast("InstallerReporter", _Reporter(progress)),
                 execute_link_scripts=False,
-            )
+            ),
+            work,
         )
         linked = True  # rattler's threads are done with ``work``
         secure_tree(staged)
@@ -625,7 +715,8 @@ def _install_locked(
         (staged / "CACHEDIR.TAG").unlink(missing_ok=True)
         if on_ready is not None:
             on_ready(staged)
-        _swap_into_place(staged, prefix)
+        with deferred_signals():
+            _swap_into_place(staged, prefix)
     except (KeyboardInterrupt, SystemExit, DlsetupError):
         raise
     except Exception as exc:
@@ -634,10 +725,11 @@ def _install_locked(
             fix="the target was left as it was; read the cause above and retry",
         ) from exc
     finally:
-        if linked:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            remove_partial(work)
+        with deferred_signals():  # a half-removed build would be left behind
+            if linked:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                remove_partial(work)
     return InstallResult(
         prefix=prefix,
         platform=contents.platform,

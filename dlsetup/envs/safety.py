@@ -23,7 +23,9 @@ import json
 import os
 import re
 import shlex
+import signal
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,6 +225,42 @@ def target_lock(prefix: Path) -> Iterator[None]:
         lock.release()
         if not os.path.lexists(prefix):
             _remove_empty(created)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the body is done, then act on them.
+
+    For the few steps that must not stop half-way: the two renames of a replacement, and
+    removing a partial build or an old environment (an interrupted removal would leave a
+    half-removed directory behind). The signal is not lost: once the body ends, the handler
+    that was installed runs (raising :class:`KeyboardInterrupt` or
+    :class:`dlsetup.errors.Terminated`). Python handlers can only be swapped in the main thread;
+    elsewhere the body runs unshielded. (Blocking the signal with ``pthread_sigmask`` would not
+    do: rattler's threads would still receive it.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        arrived.append(signum)
+
+    wanted = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    saved = {signum: signal.signal(signum, hold) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if arrived:
+            first = signal.Signals(arrived[0])
+            handler = saved[first]
+            if callable(handler):
+                handler(first, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), first)
 
 
 # --- archives --------------------------------------------------------------------------------

@@ -596,7 +596,8 @@ def test_ctrl_c_while_rattler_unpacks_a_package_stops_at_once_and_leaves_nothing
     assert stopped_s < 10, f"took {stopped_s:.1f} s to stop"
     # rattler's threads went on unpacking after the cancel; none of it may be left behind
     time.sleep(0.5)
-    assert sorted(p.name for p in prefix.parent.iterdir()) == []
+    # (the envs directory create made for it goes too)
+    assert not prefix.parent.exists() or sorted(p.name for p in prefix.parent.iterdir()) == []
 
 
 def test_removing_a_partial_build_stops_a_thread_still_writing_into_it(tmp_path: Path) -> None:
