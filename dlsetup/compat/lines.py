@@ -34,7 +34,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from dlsetup.compat import knowledge_base
 from dlsetup.compat.arch import CC, ArchVerdict, fmt_cc, gpu_runs_build, parse_arch_list
@@ -221,8 +221,7 @@ def _glibc_key(value: str) -> tuple[int, ...]:
     return tuple(int(p) for p in value.split("."))
 
 
-@dataclass(frozen=True)
-class _Request:
+class _Request(NamedTuple):
     """The arguments of one :func:`choose_cuda_line` call."""
 
     target: str
@@ -234,8 +233,7 @@ class _Request:
     python: str | None
 
 
-@dataclass(frozen=True)
-class _Verdict:
+class _Verdict(NamedTuple):
     """One candidate combination judged: ``reason`` is None when it fits."""
 
     lines: tuple[CondaForgeLine, ...]
