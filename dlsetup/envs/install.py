@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -46,7 +47,7 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from dlsetup.envs import names
-from dlsetup.envs.credentials import expand_auth
+from dlsetup.envs.credentials import canonical, expand_auth
 from dlsetup.envs.location import host_platform
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.safety import (
@@ -114,7 +115,9 @@ def _channel_base(url: str) -> str:
         import rattler
 
         url = rattler.Channel(url).base_url
-    return url.rstrip("/") + "/"
+    # rattler reads a package URL back with ``${VAR}`` percent-encoded but a channel without:
+    # compare both in the one spelling the lock was written with
+    return canonical(url.rstrip("/") + "/")
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ def _check_channel(base: str, lock_path: Path) -> None:
 def _check_url_shape(rec: Any, base: str, lock_path: Path) -> None:
     """The URL must be ``<channel>/<subdir>/<file name>``, the file name a conda archive's."""
     name = str(rec.file_name)
-    relative = unquote(rec.url[len(base) :])
+    relative = unquote(canonical(rec.url)[len(base) :])
     if (
         not name.endswith(_ARCHIVE_SUFFIXES)
         or any(c in name for c in "/\\\0")
@@ -198,6 +201,36 @@ def _check_url_shape(rec: Any, base: str, lock_path: Path) -> None:
         raise IntegrityError(
             f"{name} in {lock_path} comes from {rec.url}, which is not a conda archive named "
             f"{name} in the channel's {rec.subdir}/ directory; refused",
+            fix="regenerate the lock with dlsetup lock (a hand-edited lock is refused)",
+        )
+
+
+#: conda package names (conda's MatchSpec grammar: lowercase letters, digits, ``._-+``), and
+#: version and build strings (no path separators, whitespace or control characters).
+_PACKAGE_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.+-]*$")
+_VERSION_BUILD_RE = re.compile(r"^[A-Za-z0-9_.+!*-]+$")
+
+
+def _check_record_identity(rec: Any, lock_path: Path) -> None:
+    """Refuse a record whose name, version or build could not be a conda package's.
+
+    rattler names ``conda-meta/<name>-<version>-<build>.json`` after them; a name like
+    ``file:///etc/passwd`` would otherwise fail only halfway through the install.
+    """
+    name, version, build = str(rec.name.normalized), str(rec.version), str(rec.build)
+    bad = (
+        ("name", name)
+        if not _PACKAGE_NAME_RE.match(name)
+        else ("version", version)
+        if not _VERSION_BUILD_RE.match(version)
+        else ("build", build)
+        if not _VERSION_BUILD_RE.match(build)
+        else None
+    )
+    if bad is not None:
+        raise IntegrityError(
+            f"a package in {lock_path} has the {bad[0]} {bad[1][:80]!r}, which no conda package "
+            "has; refused",
             fix="regenerate the lock with dlsetup lock (a hand-edited lock is refused)",
         )
 
@@ -216,7 +249,8 @@ def verify_lock(contents: LockContents) -> None:
                 f"{rec.file_name} in {contents.path} has no sha256; unverifiable packages are refused",
                 fix="regenerate the lock with dlsetup lock",
             )
-        url = rec.url
+        _check_record_identity(rec, contents.path)
+        url = canonical(rec.url)
         if (
             not any(url.startswith(base) for base in contents.channels)
             or ".." in urlparse(url).path

@@ -442,6 +442,25 @@ def test_a_lock_url_that_is_not_the_records_archive_in_its_subdir_is_refused(
     assert not (tmp_path / "envs").exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("name", "file:///etc/passwd"), ("build", "h0/../../x")],
+)
+def test_a_record_no_conda_package_could_have_is_refused_before_any_work(
+    cpu_lock: Path, tmp_path: Path, field: str, value: str
+) -> None:
+    """Found by the fuzz test: such a name failed only halfway through rattler's install."""
+    text = cpu_lock.read_text()
+    match = re.search(rf"^(?:- |  ){field}: (\S+)$", text, re.M)
+    assert match
+    lock = tmp_path / "odd.conda-lock.yml"
+    lock.write_text(text[: match.start(1)] + f"'{value}'" + text[match.end(1) :])
+    code, out = create(lock, tmp_path / "envs" / "n")
+    assert code == 4, out
+    assert f"has the {field} {value!r}, which no conda package has; refused" in error_of(out)
+    assert not (tmp_path / "envs").exists()
+
+
 def test_an_md5_mismatch_is_refused(cpu_lock: Path, tmp_path: Path) -> None:
     text = cpu_lock.read_text()
     match = re.search(r"url: \S+/(numpy-[^\n/]+)\n  hash:\n    md5: (\w+)", text)
