@@ -243,6 +243,7 @@ def verify_lock(contents: LockContents) -> None:
         )
     for base in contents.channels:
         _check_channel(base, contents.path)
+        expand_auth(base)  # a ``${VAR}`` the environment lacks is named now, before any download
     for rec in contents.records:
         if rec.sha256 is None:
             raise IntegrityError(

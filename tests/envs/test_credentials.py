@@ -290,3 +290,33 @@ def test_placeholders_and_literal_detection() -> None:
     assert has_literal_auth("http://host/t/abc/x")
     assert not has_literal_auth("http://${A}:${B}@host/t/${C}/x")
     assert not has_literal_auth("http://host/ch")
+
+
+def test_create_from_a_var_lock_reads_credentials_from_the_environment_and_keeps_none(
+    auth_server: tuple[str, list[str | None]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path: lock with placeholders, then build from the lock over the auth server."""
+    base, seen = auth_server
+    placeholder_base = base.replace("http://", "http://${CHANNEL_USER}:${CHANNEL_PASSWORD}@")
+    env = {"CHANNEL_USER": USER, "CHANNEL_PASSWORD": PASSWORD}
+    out = tmp_path / "out"
+    assert lock(placeholder_base, out, env=env).exit_code == 0
+    seen.clear()
+    prefix = tmp_path / "env"
+    args = ["create", "--from-lock", str(out / "pytorch-cpu.conda-lock.yml"), "--prefix",
+            str(prefix), "--no-smoke", "--no-jupyter", "--json"]  # fmt: skip
+    monkeypatch.delenv("CHANNEL_PASSWORD", raising=False)
+    refused = CliRunner().invoke(cli, args, env={"CHANNEL_USER": USER})
+    assert refused.exit_code == 2, refused.output  # no password in the environment: named
+    assert "CHANNEL_PASSWORD" in json.loads(refused.stdout)["data"]["error"]["message"]
+    assert not prefix.exists()
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert seen and all(h == _AuthHandler.expected for h in seen)  # every download authenticated
+    texts = {str(p): p.read_text("utf-8", "replace") for p in prefix.rglob("*") if p.is_file()}
+    texts.update(stdout=result.stdout, stderr=result.stderr)
+    assert_no_secret(texts)
+    meta = json.loads(next((prefix / "conda-meta").glob("numpy-*.json")).read_text())
+    assert meta["url"].startswith(placeholder_base.replace("${", "$%7B").replace("}", "%7D")) or (
+        meta["url"].startswith(placeholder_base)
+    )
