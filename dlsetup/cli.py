@@ -106,7 +106,10 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         as_json = bool(ctx.meta.get(_JSON_META))
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            if _SIGNALS.terminated:  # raised where Python swallowed it (an import lock's callback)
+                raise Terminated
+            return result
         except DlsetupError as exc:
             fail(ctx, exc.exit_code, type(exc).__name__, exc.message, exc.fix, as_json=as_json)
         except Terminated:
@@ -114,6 +117,8 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             fail(ctx, ExitCode.INTERRUPTED, "Interrupted", "Interrupted", None, as_json=as_json)
         except click.exceptions.Exit:
+            if _SIGNALS.terminated:
+                fail(ctx, ExitCode.TERMINATED, "Terminated", "Terminated", None, as_json=as_json)
             raise
         except click.ClickException as exc:
             if not as_json:
@@ -208,7 +213,20 @@ def cli() -> None:
     """
 
 
+class _Signals:
+    """What the SIGTERM handler saw (it is also raised; this survives where the raise is lost)."""
+
+    terminated = False
+
+
+_SIGNALS = _Signals()
+
+
 def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    # Python drops an exception raised inside a weakref callback or __del__ ("Exception ignored
+    # in: <function _get_module_lock.<locals>.cb>" during an import): the flag keeps it, and the
+    # command's end turns it into exit 143 instead of success.
+    _SIGNALS.terminated = True
     raise Terminated
 
 

@@ -157,3 +157,22 @@ def test_an_internal_error_quoting_a_url_shows_no_password(monkeypatch: pytest.M
     assert result.exit_code == ExitCode.INTERNAL
     assert "s3cret" not in result.stdout + result.stderr
     assert "https://***@host.invalid/ch" in result.stdout
+
+
+def test_a_sigterm_python_swallowed_still_ends_in_exit_143(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM during an import lands in a finalizer, where Python ignores the exception."""
+    monkeypatch.setitem(
+        cli_mod.COMMANDS, "swallowed", ("tests.support.broken_command", "swallowed", "a signal")
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+    cli_mod.install_sigterm_handler()
+    try:
+        result = CliRunner().invoke(cli_mod.cli, ["swallowed", "--json"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        monkeypatch.setattr(cli_mod._SIGNALS, "terminated", False)
+    assert "finished" in result.stdout  # the command ran to its end ...
+    assert result.exit_code == ExitCode.TERMINATED  # ... and the signal was not lost
+    assert json.loads(result.stdout.split("finished\n", 1)[1])["data"]["error"]["type"] == (
+        "Terminated"
+    )

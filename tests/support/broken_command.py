@@ -21,3 +21,18 @@ def broken(as_json: bool) -> None:
 def leaky(as_json: bool) -> None:
     """Fail with a message that quotes a channel URL with credentials in it."""
     raise RuntimeError("cannot reach https://alice:s3cret@host.invalid/ch/noarch/repodata.json")
+
+
+class _SignalInFinalizer:
+    def __del__(self) -> None:
+        import signal
+
+        signal.raise_signal(signal.SIGTERM)  # the handler's exception is lost in a finalizer
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def swallowed(as_json: bool) -> None:
+    """Receive SIGTERM where Python drops the handler's exception, then finish normally."""
+    _SignalInFinalizer()  # collected at once: __del__ runs here
+    click.echo("finished")
