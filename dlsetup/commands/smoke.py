@@ -307,9 +307,15 @@ def render_report(console: Console, report: SmokeReport) -> None:
         n_ok = sum(c.passed for c in run.combinations)
         f_ok = sum(c.passed for c in run.function_checks)
         verdict = "PASS" if run.passed else "FAIL"
+        checked = [c for c in run.companions if c.status != "not_installed"]
+        companions = (
+            f", {sum(c.status == 'passed' for c in checked)}/{len(checked)} companion checks"
+            if checked
+            else ""
+        )
         console.print(
             f"\n{title}: {verdict} — {n_ok}/{len(run.combinations)} combinations, "
-            f"{f_ok}/{len(run.function_checks)} function checks"
+            f"{f_ok}/{len(run.function_checks)} function checks{companions}"
         )
         console.print(
             _grid_table(
@@ -325,6 +331,7 @@ def render_report(console: Console, report: SmokeReport) -> None:
                 console.print(f"  FAIL {combo.activation} / {combo.loss}: {failure.describe()}")
             if combo.isolated_rerun is not None:
                 console.print(f"       rerun alone: {combo.isolated_rerun.attribution}")
+        _render_companions(console, run)
     _render_agreement(console, report)
     for pair in report.agreement:
         if pair.passed is False:
@@ -337,6 +344,18 @@ def render_report(console: Console, report: SmokeReport) -> None:
         )
     console.print(f"\nNote on 0/1: {report.zero_one_note}")
     console.print(f"\nResult: {'PASS' if report.passed else 'FAIL'} in {report.wall_s:.1f} s")
+
+
+def _render_companions(console: Console, run: DeviceRun) -> None:
+    """The companion checks of one device (torchvision, torchaudio), under its grid."""
+    if not run.companions:
+        return
+    console.print(f"  companions on {run.device} (each against a NumPy reference):")
+    for check in run.companions:
+        mark = "FAIL " if check.status == "failed" else ""
+        console.print(f"    {mark}{check.describe()}", soft_wrap=True, markup=False)
+        if check.fix:
+            console.print(f"         fix: {check.fix}", soft_wrap=True, markup=False)
 
 
 def _version(report: SmokeReport, framework: str) -> str:

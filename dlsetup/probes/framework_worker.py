@@ -6,6 +6,8 @@ Imports only the standard library and the framework (the target env need not hav
 Prints one line ``DLSETUP_PROBE_JSON: {...}`` on stdout, last; anything else the framework prints
 (stdout or stderr) is left to the parent, which reads library-load failures from stderr.
 It asks only for build facts and device lists: no tensor, no allocation, no CUDA context.
+After torch, its companions torchvision and torchaudio are imported (when installed) to see whether
+their compiled extensions load (:func:`probe_companion`).
 """
 
 from __future__ import annotations
@@ -129,6 +131,202 @@ def probe_tensorflow(full: bool = False) -> dict[str, Any]:
     return facts
 
 
+#: PyTorch's companion packages, probed after torch in the same worker.
+TORCH_COMPANIONS = ("torchvision", "torchaudio")
+#: Each companion's compiled extension, relative to its package directory (first match wins).
+_EXTENSION_FILES: dict[str, tuple[str, ...]] = {
+    "torchvision": ("_C.so", "_C.pyd", "_C.*.so"),
+    "torchaudio": ("lib/libtorchaudio.so", "lib/libtorchaudio.pyd", "lib/libtorchaudio.*.so"),
+}
+
+
+def _error_text(exc: BaseException) -> str:
+    """``Type: message``, with the exceptions it was raised from (``torch.ops.load_library``
+    wraps the loader's own error, which names the missing library, in a vaguer one)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 4:
+        parts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(parts)[:2000]
+
+
+def _cuda_from_number(value: int) -> str:
+    """CUDA's version number (``12040``: 1000 x major + 10 x minor) as ``"12.4"``."""
+    return f"{value // 1000}.{(value % 1000) // 10}"
+
+
+def _cuda_from_local_tag(version: str) -> Any:
+    """The CUDA version named by a wheel's local version tag: ``+cu130`` -> ``"13.0"``,
+    ``+cpu`` -> missing ``cpu_build``; other tags or none -> missing ``not_reported``."""
+    tag = version.partition("+")[2]
+    if tag.startswith("cu") and tag[2:].isdigit() and len(tag) >= 4:
+        return f"{int(tag[2:-1])}.{tag[-1]}"
+    if tag == "cpu":
+        return {"missing": "cpu_build", "detail": f"version {version}"}
+    if tag.startswith("rocm"):
+        return {"missing": "rocm_build", "detail": f"version {version}"}
+    return {"missing": "not_reported", "detail": f"version {version} names no CUDA build"}
+
+
+def _companion_files(name: str, location: str) -> dict[str, Any]:
+    """What can be read about an installed companion without importing it: the version from its
+    ``version.py``, the distribution's ``torch`` requirement, its compiled extension's path."""
+    import glob
+    import re
+
+    facts: dict[str, Any] = {"location": location}
+    try:
+        with open(os.path.join(location, "version.py"), encoding="utf-8") as fh:
+            m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", fh.read(), re.MULTILINE)
+        if m:
+            facts["version"] = m.group(1)
+    except OSError:
+        pass
+    try:
+        from importlib import metadata
+
+        dist = metadata.distribution(name)
+        facts.setdefault("version", dist.version)
+        for req in dist.requires or []:
+            m = re.match(r"\s*torch\b\s*\(?\s*([^;)]*)", req)
+            if m and ";" not in req:
+                facts["torch_requirement"] = m.group(1).strip() or "any"
+    except Exception:  # no distribution metadata (a source tree on sys.path, a stand-in)
+        facts.setdefault("torch_requirement", None)
+    for pattern in _EXTENSION_FILES.get(name, ()):
+        found = sorted(glob.glob(os.path.join(location, pattern)))
+        if found:
+            facts["extension_file"] = found[0]
+            break
+    return facts
+
+
+def _load_attempt(torch: Any, path: str | None) -> str:
+    """Load ``path`` with ``torch.ops.load_library`` and return the loader's error (the real
+    reason behind "operator ... does not exist"), or what loading it showed."""
+    if path is None:
+        return "no compiled extension file was found in the package"
+    try:
+        torch.ops.load_library(path)
+    except Exception as exc:
+        return _error_text(exc)
+    return f"{path} loads, but its operators are not registered"
+
+
+def probe_companion(torch: Any, name: str) -> dict[str, Any]:
+    """Facts of one of torch's companions (``torchvision``, ``torchaudio``).
+
+    Returns ``{"installed": False}`` when it cannot be found; otherwise ``installed``, ``location``,
+    ``version`` (``__version__`` with its local tag, ``0.28.0+cu130``; from ``version.py`` when the
+    import fails), ``torch_requirement`` (the distribution's ``Requires-Dist: torch``, ``==2.13.0``),
+    ``imported`` and ``import_error``, ``extension_loaded`` (the compiled extension is loaded and,
+    for torchvision, ``torchvision::nms`` is registered) and ``extension_error`` (the loader's own
+    error text, from loading the extension file again when the package swallowed it),
+    ``extension_file``, ``cuda`` (the CUDA version it was built for: ``version.cuda``, the
+    extension's ``cuda_version()``, or the ``+cuXYZ`` tag), ``warnings`` and ``seconds``.
+    """
+    start = time.perf_counter()
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:
+        spec = None
+    if spec is None:
+        return {"installed": False}
+    dirs = list(spec.submodule_search_locations or [])
+    location = dirs[0] if dirs else os.path.dirname(spec.origin or "")
+    facts: dict[str, Any] = {"installed": True, **_companion_files(name, location)}
+    os.environ.setdefault("TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS", "1")
+    module: Any = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            module = importlib.import_module(name)
+            facts["imported"] = True
+        except Exception as exc:
+            facts["imported"] = False
+            facts["import_error"] = _error_text(exc)
+        if module is not None:
+            facts["version"] = str(getattr(module, "__version__", facts.get("version", "")))
+        loaded, cuda = _extension_state(torch, name, module)
+    facts["extension_loaded"] = loaded
+    if loaded is not True:
+        facts["extension_error"] = _load_attempt(torch, facts.get("extension_file"))
+        if module is None and "import_error" in facts and "extension_file" not in facts:
+            facts["extension_error"] = facts["import_error"]
+    if cuda is None:
+        cuda = _cuda_from_local_tag(str(facts.get("version", "")))
+    facts["cuda"] = cuda
+    facts["warnings"] = [f"{w.category.__name__}: {w.message}"[:500] for w in caught][:10]
+    facts["seconds"] = round(time.perf_counter() - start, 3)
+    return facts
+
+
+def _extension_state(torch: Any, name: str, module: Any) -> tuple[Any, Any]:
+    """(extension loaded: bool or a missing marker, CUDA version of the build or None)."""
+    if module is None:
+        return False, None
+    cuda: Any = None
+    if name == "torchvision":
+        has_ops = _safe(lambda: bool(module.extension._has_ops()))
+        if has_ops is not True:
+            return has_ops if isinstance(has_ops, dict) else False, None
+        registered = _safe(lambda: torch.ops.torchvision.nms is not None)
+        if registered is not True:
+            return False, None
+        raw = getattr(getattr(module, "version", None), "cuda", None)
+        if isinstance(raw, int) and raw > 0:
+            cuda = _cuda_from_number(raw)
+        elif isinstance(raw, str) and raw:
+            cuda = raw
+        return True, cuda
+    ext = getattr(module, "_extension", None)
+    available = getattr(ext, "_IS_TORCHAUDIO_EXT_AVAILABLE", None)
+    if not isinstance(available, bool):
+        return {"missing": "not_reported", "detail": "no torchaudio._extension flag"}, None
+    if available:
+
+        def cuda_version() -> Any:  # the attribute lookups may raise too
+            return module.lib._torchaudio.cuda_version()
+
+        raw = _safe(cuda_version)
+        if isinstance(raw, int) and raw > 0:
+            cuda = _cuda_from_number(raw)
+        elif raw is None:
+            cuda = {"missing": "cpu_build", "detail": "cuda_version() is None"}
+    return available, cuda
+
+
+def probe_companions(result: dict[str, Any]) -> None:
+    """Probe torch's companions into ``result["facts"]["companions"]``.
+
+    Before each companion the result so far is written as a marker line with that companion
+    ``pending`` (its files read, not yet imported): when its import crashes or hangs the worker,
+    the parent still has torch's facts and knows which companion did it.
+    """
+    import torch
+
+    found: dict[str, Any] = {}
+    result["facts"]["companions"] = found
+    for name in TORCH_COMPANIONS:
+        spec = _safe(importlib.util.find_spec, name)
+        if spec is None or isinstance(spec, dict):
+            found[name] = {"installed": False}
+            continue
+        dirs = list(spec.submodule_search_locations or [])
+        location = dirs[0] if dirs else os.path.dirname(spec.origin or "")
+        found[name] = {"installed": True, "pending": True, **_companion_files(name, location)}
+        write_marker(result)
+        found[name] = probe_companion(torch, name)
+
+
+def write_marker(result: dict[str, Any]) -> None:
+    """Write ``result`` as a marker line (the parent reads the last one)."""
+    sys.stdout.flush()
+    sys.stdout.write("\n" + MARKER + json.dumps(result, default=str) + "\n")
+    sys.stdout.flush()
+
+
 PROBES = ("torch", "tensorflow")
 
 
@@ -161,6 +359,8 @@ def main(argv: list[str]) -> int:
                 result["traceback"] = traceback.format_exc(limit=6)[-4000:]
         result["import_seconds"] = round(time.perf_counter() - start, 3)
         result["warnings"] = [f"{w.category.__name__}: {w.message}"[:500] for w in caught][:20]
+        if name == "torch" and result["status"] == "ok":
+            probe_companions(result)  # torchvision, torchaudio: after torch's own facts
     sys.stdout.flush()
     sys.stdout.write("\n" + MARKER + json.dumps(result, default=str) + "\n")
     sys.stdout.flush()

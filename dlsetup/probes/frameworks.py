@@ -41,6 +41,61 @@ _DLOPEN_MARKER = "Cannot dlopen some GPU libraries"
 
 
 @dataclass(frozen=True)
+class CompanionBuild:
+    """One of torch's companions (torchvision, torchaudio) as the target interpreter sees it.
+
+    Probed after torch in torch's worker (``framework_worker.probe_companion``); a companion that
+    is not installed is not a ``CompanionBuild`` but ``Missing("not_installed")``.
+
+    Attributes:
+        name: ``torchvision`` or ``torchaudio``.
+        status: ``ok`` (imports and its compiled extension is loaded) | ``import_failed`` (``import``
+            raised, see ``import_error``) | ``extension_failed`` (imports, but the extension is not
+            loaded, see ``extension_error``) | ``crashed`` / ``timeout`` (its import killed or hung
+            the probe; torch's own facts were saved before, see ``detail``).
+        detail: the probe's end in words for ``crashed``/``timeout``; "" otherwise.
+        version: ``__version__`` with its local tag (``"0.28.0+cu130"``); read from the package's
+            ``version.py`` (or its distribution metadata) when the import fails.
+        location: the package directory.
+        torch_requirement: the distribution's ``Requires-Dist: torch`` (``"==2.13.0"``, the torch
+            release it was built for); Missing("not_reported") without metadata.
+        imported: ``import NAME`` succeeded.
+        import_error: its exception text (``"RuntimeError: operator torchvision::nms does not
+            exist"``), "" when it imported.
+        extension_loaded: the compiled extension is loaded (torchvision: ``extension._has_ops()``
+            and ``torch.ops.torchvision.nms`` is registered; torchaudio:
+            ``_extension._IS_TORCHAUDIO_EXT_AVAILABLE``); False when the import failed;
+            Missing("not_reported") when the package does not say.
+        extension_error: why it is not loaded, in the loader's words, from loading the extension
+            file again with ``torch.ops.load_library`` (``"OSError: ... <- OSError: libc10_cuda.so:
+            cannot open shared object file"``); "" when loaded.
+        extension_file: the compiled extension's path (``torchvision/_C.so``,
+            ``torchaudio/lib/libtorchaudio.so``), or Missing("not_found").
+        cuda: the CUDA version it was built for (``"13.0"``): ``torchvision.version.cuda``,
+            ``torchaudio.lib._torchaudio.cuda_version()``, else the ``+cuXYZ`` version tag;
+            Missing("cpu_build") for ``+cpu``, Missing("rocm_build"), Missing("not_reported").
+        warnings: Python warnings raised by its import (torchvision's "Failed to load '_C'
+            extension ..." among them).
+        elapsed_s: seconds its import and checks took.
+    """
+
+    name: str
+    status: str
+    detail: str
+    version: Maybe[str]
+    location: str
+    torch_requirement: Maybe[str]
+    imported: bool
+    import_error: str
+    extension_loaded: Maybe[bool]
+    extension_error: str
+    extension_file: Maybe[str]
+    cuda: Maybe[str]
+    warnings: tuple[str, ...] = ()
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class TorchBuild:
     """What the installed torch was built with and what it sees.
 
@@ -53,6 +108,8 @@ class TorchBuild:
             driver API but creates no context and allocates nothing on a GPU).
         device_count: ``torch.cuda.device_count()``.
         mps_built / mps_available: Apple MPS backend.
+        torchvision / torchaudio: the companion's :class:`CompanionBuild`, Missing("not_installed"),
+            or Missing("not_probed") when the probe ended before it.
     """
 
     cuda: Maybe[str]
@@ -63,6 +120,8 @@ class TorchBuild:
     device_count: Maybe[int]
     mps_built: Maybe[bool]
     mps_available: Maybe[bool]
+    torchvision: Maybe[CompanionBuild] = Missing("not_probed")
+    torchaudio: Maybe[CompanionBuild] = Missing("not_probed")
 
 
 @dataclass(frozen=True)
@@ -371,7 +430,66 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-def _torch_build(facts: dict[str, Any]) -> TorchBuild:
+#: torch's companions, in the order the worker probes them.
+COMPANIONS: tuple[str, ...] = ("torchvision", "torchaudio")
+
+
+def _companion(name: str, raw: Any, ended: Missing) -> Maybe[CompanionBuild]:
+    """A companion's facts from the worker; ``ended`` says how the worker ended (for a companion
+    still ``pending``, whose import crashed or hung it)."""
+    if not isinstance(raw, dict):
+        return Missing("not_probed", ended.detail)
+    if not raw.get("installed"):
+        return Missing("not_installed", f"{name} is not installed")
+    ext_file = raw.get("extension_file")
+    common: dict[str, Any] = {
+        "name": name,
+        "version": _maybe_str(raw.get("version")),
+        "location": str(raw.get("location", "")),
+        "torch_requirement": _maybe_str(raw.get("torch_requirement")),
+        "extension_file": str(ext_file) if ext_file else Missing("not_found"),
+    }
+    if raw.get("pending"):
+        return CompanionBuild(
+            status=ended.reason,
+            detail=f"importing {name} {ended.detail}",
+            imported=False,
+            import_error="",
+            extension_loaded=Missing(ended.reason),
+            extension_error="",
+            cuda=_maybe_str(None, ended.reason),
+            **common,
+        )
+    imported = raw.get("imported") is True
+    loaded = _maybe_bool(raw.get("extension_loaded"))
+    status = "import_failed" if not imported else "extension_failed" if loaded is False else "ok"
+    return CompanionBuild(
+        status=status,
+        detail="",
+        imported=imported,
+        import_error=str(raw.get("import_error", "")),
+        extension_loaded=loaded,
+        extension_error="" if loaded is True else str(raw.get("extension_error", "")),
+        cuda=_maybe_str(raw.get("cuda")),
+        warnings=_str_list(raw.get("warnings")),
+        elapsed_s=float(raw.get("seconds", 0.0)),
+        **common,
+    )
+
+
+def _pending_companion(payload: dict[str, Any] | None) -> bool:
+    """Whether the worker ended while one of torch's companions was being imported."""
+    facts = payload.get("facts") if payload is not None else None
+    found = facts.get("companions") if isinstance(facts, dict) else None
+    return isinstance(found, dict) and any(
+        isinstance(v, dict) and v.get("pending") for v in found.values()
+    )
+
+
+def _torch_build(facts: dict[str, Any], ended: Missing | None = None) -> TorchBuild:
+    ended = ended or Missing("crashed", "ended the probe")
+    found = facts.get("companions")
+    found = found if isinstance(found, dict) else {}
     return TorchBuild(
         cuda=_maybe_str(facts.get("cuda"), "cpu_build"),
         cudnn=_maybe_str(facts.get("cudnn"), "not_built"),
@@ -381,6 +499,8 @@ def _torch_build(facts: dict[str, Any]) -> TorchBuild:
         device_count=_maybe_int(facts.get("device_count")),
         mps_built=_maybe_bool(facts.get("mps_built")),
         mps_available=_maybe_bool(facts.get("mps_available")),
+        torchvision=_companion("torchvision", found.get("torchvision"), ended),
+        torchaudio=_companion("torchaudio", found.get("torchaudio"), ended),
     )
 
 
@@ -407,6 +527,17 @@ def _tf_build(facts: dict[str, Any]) -> TensorflowBuild:
     )
 
 
+def _ended(timed_out: bool, timeout: float, code: int | None, stderr: str) -> Missing:
+    """How a worker that left a companion pending ended: Missing("timeout"/"crashed", words)."""
+    if timed_out:
+        return Missing("timeout", f"did not finish within {timeout:g} s; the probe was killed")
+    tail = " | ".join(line.strip()[:200] for line in stderr.strip().splitlines()[-3:])
+    return Missing(
+        "crashed",
+        f"killed the interpreter ({_describe_exit(code)})" + (f": {tail}" if tail else ""),
+    )
+
+
 def _to_probe(
     name: str,
     payload: dict[str, Any] | None,
@@ -419,7 +550,9 @@ def _to_probe(
 ) -> Maybe[FrameworkProbe]:
     stderr = err.decode("utf-8", errors="replace")
     exit_code: Maybe[int] = code if code is not None else Missing("no_exit_status")
-    if timed_out:
+    # torch's facts were written before a companion's import killed or hung the worker: keep them
+    pending = _pending_companion(payload)
+    if timed_out and not pending:
         return FrameworkProbe(
             name,
             "timeout",
@@ -485,6 +618,8 @@ def _to_probe(
         libs,
         messages,
         imported,
-        torch=_torch_build(facts) if name == "torch" else not_this,
+        torch=_torch_build(facts, _ended(timed_out, timeout, code, stderr) if pending else None)
+        if name == "torch"
+        else not_this,
         tensorflow=not_this if name == "torch" else _tf_build(facts),
     )

@@ -83,6 +83,51 @@ class ComboResult:
 
 
 @dataclass(frozen=True)
+class CompanionCheck:
+    """One companion of the framework (PyTorch: torchvision, torchaudio) checked on one device.
+
+    Attributes:
+        companion: ``torchvision`` or ``torchaudio``.
+        check: what was computed (``torchvision.ops.nms``, ``torchaudio.transforms.Spectrogram``).
+        status: ``passed``; ``failed`` (installed, but the import failed, the operator raised, the
+            numbers differ from the NumPy reference, or it crashed or hung the worker);
+            ``not_installed`` (reported, not failed).
+        version: the companion's version, Missing when not installed or unknown.
+        stage: where a failure happened: ``import``, ``operator``, ``compare``, ``crashed``,
+            ``timeout``; None when it passed or is not installed.
+        detail: what was compared and the outcome, in words.
+        error: the exception text (``RuntimeError: operator torchvision::nms does not exist``).
+        max_abs_error: the largest absolute error against the reference, when it passed.
+        seconds: time of the check on this device, import included.
+        fix: what to do about a failure; None otherwise.
+    """
+
+    companion: str
+    check: str
+    status: str
+    version: Maybe[str]
+    stage: str | None
+    detail: str
+    error: str | None
+    max_abs_error: float | None
+    seconds: float
+    fix: str | None = None
+
+    def describe(self) -> str:
+        """One line for the human report."""
+        name = (
+            self.companion
+            if isinstance(self.version, Missing)
+            else (f"{self.companion} {self.version}")
+        )
+        if self.status == "not_installed":
+            return f"{self.companion}: not installed (reported, not failed)"
+        if self.status == "passed":
+            return f"{name}: ok, {self.check}: {self.detail}"
+        return f"{name}: {self.detail}" + (f": {self.error}" if self.error else "")
+
+
+@dataclass(frozen=True)
 class DeviceRun:
     """Everything one framework did on one device.
 
@@ -94,6 +139,8 @@ class DeviceRun:
         curves: mean training loss per combination (activation-major) before each step.
         peak_rss_bytes: the worker's peak resident host memory so far, bytes.
         peak_device_bytes: peak device memory allocated, bytes (GPU/MPS only).
+        companions: the framework's companions checked on this device, after the grid (none for
+            TensorFlow, or when the device failed or companions were not checked).
     """
 
     framework: str
@@ -109,14 +156,16 @@ class DeviceRun:
     ms_per_step: Maybe[float]
     peak_rss_bytes: Maybe[int]
     peak_device_bytes: Maybe[int]
+    companions: tuple[CompanionCheck, ...] = ()
 
     @property
     def passed(self) -> bool:
-        """True when the device ran and every check and combination passed."""
+        """True when the device ran and every check, combination and installed companion passed."""
         return (
             self.status == "ok"
             and all(c.passed for c in self.function_checks)
             and all(c.passed for c in self.combinations)
+            and all(c.status != "failed" for c in self.companions)
         )
 
 
@@ -296,4 +345,47 @@ def failed_device_run(
         ms_per_step=Missing(status),
         peak_rss_bytes=Missing(status),
         peak_device_bytes=Missing(status),
+    )
+
+
+def companion_check_from_event(check: dict[str, Any], fix: str | None) -> CompanionCheck:
+    """Build a :class:`CompanionCheck` from a worker's ``companion_result`` check."""
+    version = check.get("version")
+    err = check.get("max_abs_error")
+    status = str(check.get("status", "failed"))
+    return CompanionCheck(
+        companion=str(check["companion"]),
+        check=str(check.get("check", "")),
+        status=status,
+        version=str(version)
+        if version
+        else Missing("not_installed" if status == "not_installed" else "not_reported"),
+        stage=check.get("stage"),
+        detail=str(check.get("detail", "")),
+        error=check.get("error"),
+        max_abs_error=float(err) if isinstance(err, (int, float)) else None,
+        seconds=float(check.get("seconds", 0.0)),
+        fix=fix if status == "failed" else None,
+    )
+
+
+def companion_fix(companion: str, torch_version: str, python: str) -> str:
+    """What to do about a broken companion: install its release built for this torch.
+
+    torch 2.N pairs with torchvision 0.(N+15) and torchaudio 2.N; a local tag (``+cpu``,
+    ``+cu128``) names PyTorch's own index. The fix in the environment's own installer (conda or
+    pip, with the exact build) is ``dlsetup doctor``'s.
+    """
+    base, _, tag = torch_version.partition("+")
+    parts = base.split(".")
+    doctor = f"`dlsetup doctor --python {python}` names the fix for this environment"
+    if len(parts) < 2 or parts[0] != "2" or not parts[1].isdigit():
+        return f"install the {companion} release built for torch {torch_version}; {doctor}"
+    minor = int(parts[1])
+    pin = f"0.{minor + 15}.*" if companion == "torchvision" else f"2.{minor}.*"
+    index = f" --index-url https://download.pytorch.org/whl/{tag}" if tag else ""
+    return (
+        f"install the {companion} release built for torch {torch_version}: "
+        f"`{python} -m pip install '{companion}=={pin}'{index}` in a pip environment, or "
+        f"conda-forge's {companion} beside its pytorch in a conda one; {doctor}"
     )

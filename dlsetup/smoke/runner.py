@@ -17,6 +17,7 @@ worker's group at once and starts no new one, so nothing outlives ``dlsetup smok
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from dlsetup.errors import MissingToolError, SmokeError
 from dlsetup.facts import Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
 from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
+from dlsetup.smoke.companions import CHECKS as COMPANION_CHECKS
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from dlsetup.smoke.results import (
     ZERO_ONE_NOTE,
@@ -42,6 +44,8 @@ from dlsetup.smoke.results import (
     FrameworkRun,
     Machine,
     SmokeReport,
+    companion_check_from_event,
+    companion_fix,
     device_run_from_event,
     failed_device_run,
 )
@@ -75,6 +79,8 @@ class RunOptions:
         max_disagreement: the largest allowed absolute gap between the PyTorch and TensorFlow
             loss curves of a pair on the same device class (loss units); None: the gap is
             reported, not gated.
+        companions: check the framework's companions (PyTorch: torchvision, torchaudio) on each
+            device after its grid.
     """
 
     python: Path
@@ -85,6 +91,7 @@ class RunOptions:
     timeout_s: float = 120.0
     env: tuple[tuple[str, str], ...] = ()
     max_disagreement: float | None = None
+    companions: bool = True
 
 
 class _Cancelled(Exception):
@@ -208,7 +215,9 @@ def _run_framework(
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     base = [str(opts.python), str(worker_path(framework)), "--seed", str(opts.seed)]
     base += ["--steps", str(opts.steps), "--one-device"]
+    base += [] if opts.companions else ["--no-companions"]
     runs: list[DeviceRun] = []
+    companions = _Companions()
     info: FrameworkRun | None = None
     remaining: list[str] | None = None  # devices still to run (None: not listed yet)
     requested = ",".join(opts.devices)
@@ -270,6 +279,9 @@ def _run_framework(
             elif kind == "device_start":
                 current = str(event["device"])
                 deadline = time.monotonic() + opts.timeout_s
+            elif kind in ("companion_start", "companion_result"):
+                companions.record(event)
+                deadline = time.monotonic() + opts.timeout_s
             elif kind == "device_result":
                 runs.append(device_run_from_event(framework, event))
                 ran += 1
@@ -280,8 +292,10 @@ def _run_framework(
         tail = workers.stop(worker)
         if workers.cancelled.is_set():
             raise _Cancelled
-        if failure is None or (current is None and remaining == []):
-            continue  # the loop ends when no device remains
+        if failure is not None and current is None:
+            companions.ended(failure, tail)  # a companion that crashed or hung the worker
+        if failure is None or (current is None and (ran or remaining == [])):
+            continue  # its device was reported; the loop ends when no device remains
         if current is None:  # died or hung before any device started: the worker itself failed
             reason = f"{failure[1]} before running any device" + (
                 f"; stderr: {tail[-800:]}" if tail else ""
@@ -305,7 +319,54 @@ def _run_framework(
         if remaining is not None and current in remaining:
             remaining.remove(current)
     assert info is not None
-    return info, runs
+    torch_version = info.version if isinstance(info.version, str) else ""
+    return info, [companions.attach(run, torch_version, str(opts.python)) for run in runs]
+
+
+class _Companions:
+    """The companion checks of one framework's workers, per device."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, list[dict[str, Any]]] = {}
+        self.pending: tuple[str, str, float] | None = None  # device, companion, start
+
+    def record(self, event: dict[str, Any]) -> None:
+        """A ``companion_start`` or ``companion_result`` event."""
+        device = str(event["device"])
+        if event["event"] == "companion_start":
+            self.pending = (device, str(event["companion"]), time.perf_counter())
+            return
+        self.checks.setdefault(device, []).append(dict(event["check"]))
+        self.pending = None
+
+    def ended(self, failure: tuple[str, str], tail: str) -> None:
+        """The worker died or hung after its device's result: fail the companion in progress."""
+        if self.pending is None:
+            return
+        device, name, start = self.pending
+        detail = failure[1] + (f"; stderr: {tail[-800:]}" if tail else "")
+        self.checks.setdefault(device, []).append({
+            "companion": name,
+            "check": COMPANION_CHECKS.get(name, name),
+            "status": "failed",
+            "version": None,
+            "stage": failure[0],
+            "detail": f"checking {name} ended the worker",
+            "error": detail,
+            "max_abs_error": None,
+            "seconds": time.perf_counter() - start,
+        })  # fmt: skip
+        self.pending = None
+
+    def attach(self, run: DeviceRun, torch_version: str, python: str) -> DeviceRun:
+        """``run`` with its device's companion checks, their seconds as phase ``companions_s``."""
+        found = self.checks.get(run.device)
+        if not found:
+            return run
+        fix = {c["companion"]: companion_fix(c["companion"], torch_version, python) for c in found}
+        checks = tuple(companion_check_from_event(c, fix[c["companion"]]) for c in found)
+        phases = {**run.phases, "companions_s": sum(c.seconds for c in checks)}
+        return dataclasses.replace(run, companions=checks, phases=phases)
 
 
 def machine_info(python: str) -> Machine:

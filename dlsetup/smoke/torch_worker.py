@@ -1,7 +1,8 @@
 """The PyTorch smoke worker: run as a script inside the target interpreter.
 
 ``python torch_worker.py [--devices cpu,cuda:0] [--seed N] [--steps N]`` imports only the standard
-library, NumPy and torch (plus the sibling modules ``worker_common`` and ``reference``). All 48
+library, NumPy and torch (plus the sibling modules ``worker_common``, ``reference`` and
+``companions``; torchvision and torchaudio, when installed, are imported after the grid). All 48
 models are trained at once as stacked weights: one batched matmul program per step, activations
 applied per slice of models, losses per group of models.
 """
@@ -25,10 +26,12 @@ except ImportError as _no_numpy:  # the environment lacks NumPy: say so in the p
     raise SystemExit(3) from None
 
 if TYPE_CHECKING:
+    from dlsetup.smoke import companions as comp
     from dlsetup.smoke import reference as ref
     from dlsetup.smoke import worker_common as core
 else:  # run as a script: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import companions as comp
     import reference as ref
     import worker_common as core
 
@@ -125,6 +128,15 @@ class TorchBackend:
 
     def trainer(self, device: str, plan: core.Plan) -> TorchTrainer:
         return TorchTrainer(self, device, plan)
+
+    #: PyTorch's companions checked after each device (torchvision, torchaudio).
+    companions: tuple[str, ...] = comp.COMPANIONS
+
+    def companion_check(
+        self, name: str, device: str, *, broken_reference: bool = False
+    ) -> dict[str, Any]:
+        """One companion's check on ``device`` (imports it lazily; see :mod:`companions`)."""
+        return comp.check_companion(self.torch, name, device, broken_reference=broken_reference)
 
     def peak_device_memory(self, device: str) -> int | None:
         if device.startswith("cuda"):

@@ -7,7 +7,11 @@ everything it returns is compared here against the NumPy reference.
 
 Protocol: the worker writes one JSON object per line to stdout, each line prefixed with
 :data:`LINE_PREFIX`; events are ``hello`` (framework, version, devices), ``unavailable`` (the
-framework cannot be imported), ``device_start``, ``device_result`` and ``calibration``.
+framework cannot be imported), ``device_start``, ``device_result``, ``calibration``, and after a
+device's result, for each companion of the framework (PyTorch: torchvision, torchaudio; see
+:mod:`companions`), ``companion_start`` (device, companion) and ``companion_result`` (device,
+check). The companions come after the device's result, so a companion whose import crashes or
+hangs the worker cannot take the device's grid with it.
 
 Test-only fault injection (never set it outside tests): the environment variable
 :data:`INJECT_ENV` holds comma-separated faults, each optionally limited to one framework with a
@@ -21,6 +25,8 @@ Test-only fault injection (never set it outside tests): the environment variable
 * ``poison=DEVICE``: running on DEVICE raises and leaves the process unusable, so every later
   device in the same process raises too (like a sticky CUDA error, which breaks the CUDA
   context of the whole process);
+* ``broken-reference=COMPANION``: the NumPy reference of that companion's check (``torchvision``,
+  ``torchaudio``) is spoiled, so a correct result fails (see :mod:`companions`);
 * ``cpu-devices=N``: TensorFlow splits the host CPU into N logical devices ``CPU:0`` ..
   ``CPU:N-1`` (a real TensorFlow feature), so a CPU-only machine has several devices.
 """
@@ -255,11 +261,12 @@ class Injection:
     crash_devices: frozenset[str] = frozenset()
     poison_devices: frozenset[str] = frozenset()
     cpu_devices: int = 1
+    broken_references: frozenset[str] = frozenset()
 
 
 def parse_injection(text: str, framework: str) -> Injection:
     """Parse the fault list (see the module docstring) for ``framework``."""
-    kinds = ("wrong", "nan", "raise", "hang", "crash", "poison")
+    kinds = ("wrong", "nan", "raise", "hang", "crash", "poison", "broken-reference")
     fields: dict[str, set[Any]] = {k: set() for k in kinds}
     cpu_devices = 1
     for raw in filter(None, (p.strip() for p in text.split(","))):
@@ -279,6 +286,8 @@ def parse_injection(text: str, framework: str) -> Injection:
             fields[kind].add(normalize_device(value))
         elif kind == "cpu-devices":
             cpu_devices = int(value)
+        elif kind == "broken-reference":
+            fields[kind].add(value)
         else:
             raise ValueError(f"unknown fault {raw!r} in {INJECT_ENV}")
     return Injection(
@@ -289,6 +298,7 @@ def parse_injection(text: str, framework: str) -> Injection:
         frozenset(fields["crash"]),
         frozenset(fields["poison"]),
         cpu_devices,
+        frozenset(fields["broken-reference"]),
     )
 
 
@@ -682,6 +692,11 @@ def main(
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--calibrate-seeds", type=int, default=0, help="train seeds 0..N-1 only")
     parser.add_argument(
+        "--no-companions",
+        action="store_true",
+        help="skip the companion checks (torchvision, torchaudio) after each device",
+    )
+    parser.add_argument(
         "--one-device",
         action="store_true",
         help="run only the first selected device, then exit (the runner starts a fresh worker "
@@ -724,5 +739,23 @@ def main(
         return 0
     for device in selected[:1] if args.one_device else selected:
         emit({"event": "device_start", "device": device})
-        emit(run_device(backend, device, args.seed, args.steps, injection))
+        result = run_device(backend, device, args.seed, args.steps, injection)
+        emit(result)
+        if not args.no_companions and result["status"] == "ok":
+            run_companions(backend, device, injection)
     return 0
+
+
+def run_companions(backend: Backend, device: str, injection: Injection) -> None:
+    """Check each companion of the backend's framework on ``device`` and emit the results.
+
+    A backend with companions has ``companions`` (their names) and ``companion_check(name, device,
+    broken_reference=...)`` returning the check's dict (:func:`companions.check_companion`).
+    """
+    check = getattr(backend, "companion_check", None)
+    if check is None:
+        return
+    for name in getattr(backend, "companions", ()):
+        emit({"event": "companion_start", "device": device, "companion": name})
+        result = check(name, device, broken_reference=name in injection.broken_references)
+        emit({"event": "companion_result", "device": device, "check": result})
