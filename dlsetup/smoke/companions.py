@@ -140,7 +140,14 @@ def _file_version(name: str) -> str | None:
 
 
 def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:2000]
+    """``Type: message`` and the exceptions it came from (``torch.ops.load_library`` wraps the
+    loader's own error, which names the missing library or symbol)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 4:
+        parts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(parts)[:2000]
 
 
 def _nms(torch: Any, device: str, broken_reference: bool) -> tuple[bool, str, float | None]:
