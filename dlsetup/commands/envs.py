@@ -9,6 +9,7 @@ import click
 
 from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
 from dlsetup.errors import ExitCode
+from dlsetup.platforms import CUDA_PLATFORMS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -73,6 +74,26 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
             for p in result.platforms
         ],
         "content_hash": dict(result.content_hash),
+        "gpus": [
+            {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}"}
+            for g in result.gpus
+        ],
+        "gpu_source": result.gpu_source,
+        "cuda_lines": [
+            {
+                "platform": platform,
+                "line": line.line,
+                "specs": list(line.specs),
+                "support": line.support,
+                "reason": line.reason,
+                "passed_over": list(line.passed_over),
+                "builds": [
+                    {"package": b.package, "cuda": b.cuda, "build": b.build_glob, "arch": b.arch}
+                    for b in line.builds
+                ],
+            }
+            for platform, line in result.lines.items()
+        ],
     }
 
 
@@ -102,13 +123,23 @@ def _lock_options(func: Any) -> Any:
             default="auto",
             show_default=True,
             help="cpu, cuda or mps (PyTorch on Apple silicon). auto: cuda when NVML sees an NVIDIA "
-            "GPU and driver, mps on osx-arm64, else cpu.",
+            "GPU and driver (on the newest CUDA line every GPU runs), mps on osx-arm64, else cpu.",
         ),
         click.option(
             "--cuda",
             metavar="X.Y",
             help="Solve the CUDA build for this CUDA version (__cuda=X.Y). Default: the newest CUDA "
             "the driver supports (nvidia-smi's 'CUDA Version'). Implies --variant cuda with auto.",
+        ),
+        click.option(
+            "--gpu-arch",
+            "gpu_arch",
+            metavar="X.Y",
+            multiple=True,
+            help="Lock for GPUs of this compute capability (6.1, 8.6, 12.0, or sm_61); repeatable, "
+            "or comma-separated for a mixed box. The CUDA line is the newest whose builds run on "
+            "every one. Default: the GPUs NVML sees (none with --cuda). Implies --variant cuda "
+            "with auto.",
         ),
         click.option(
             "--python-version",
@@ -152,13 +183,15 @@ Examples:
   dlsetup lock pytorch --variant cuda --cuda 12.4 --platform linux-64
                                              for a colleague's GPU box, from a laptop
   dlsetup lock both --variant cpu --all-platforms --output locks/
+  dlsetup lock pytorch --cuda 13.0 --gpu-arch 6.1   for a Pascal box: the CUDA 12 line
   dlsetup lock pytorch --platform osx-arm64  (auto picks mps there)
   dlsetup lock ./my-environment.yml --channel https://my.mirror/conda-forge
 
 \b
 Writes into --output: NAME.environment.yml (the rendered source), NAME.virtual-packages.yml
 (what each platform was solved with) and NAME.conda-lock.yml, which conda-lock install,
-conda-lock render and micromamba read. The lock's header says which CUDA it was solved for.
+conda-lock render and micromamba read. The lock's header says which CUDA it was solved for,
+which CUDA line each platform got and why (the GPU that ruled out a newer one).
 """
 )
 @click.argument("target", type=TargetType(), metavar="TARGET")
@@ -173,8 +206,8 @@ conda-lock render and micromamba read. The lock's header says which CUDA it was 
 @click.option(
     "--all-platforms",
     is_flag=True,
-    help="Lock for every platform where the variant exists (of linux-64, linux-aarch64, "
-    "osx-arm64, win-64).",
+    help=f"Lock for every platform where the variant exists (of {', '.join(PLATFORMS)}; CUDA "
+    f"on {', '.join(p for p in PLATFORMS if p in CUDA_PLATFORMS)}).",
 )
 @click.option(
     "--output",
@@ -189,6 +222,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     target: str,
     variant: str,
     cuda: str | None,
+    gpu_arch: tuple[str, ...],
     python_version: str | None,
     channels: tuple[str, ...],
     engine: str,
@@ -214,7 +248,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     from dlsetup.output import dumps, envelope, make_console
 
     opts = LockRequest(
-        target, variant, cuda, platforms, all_platforms, python_version, channels, engine
+        target, variant, cuda, platforms, all_platforms, python_version, channels, engine, gpu_arch
     )
     result, choice = lock_target(opts, output, force=force)
     if as_json:
@@ -228,6 +262,9 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     )
     for p in result.platforms:
         console.print(f"  {p.platform}: {_frameworks_line(p.packages)}")
+        line = result.lines.get(p.platform)
+        if line is not None:
+            console.print(f"    CUDA line {line.line}: {' '.join(line.specs)}", markup=False)
         console.print(f"    virtual packages: {' '.join(str(v) for v in p.virtual_packages)}")
         console.print(f"      ({sources_text(p.virtual_packages)})")
     console.print("Wrote:")
@@ -291,6 +328,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     target: str | None,
     variant: str,
     cuda: str | None,
+    gpu_arch: tuple[str, ...],
     python_version: str | None,
     channels: tuple[str, ...],
     engine: str,
@@ -315,7 +353,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     from dlsetup.output import dumps, envelope, make_console, to_jsonable
 
     request = (
-        LockRequest(target, variant, cuda, (), False, python_version, channels, engine)
+        LockRequest(target, variant, cuda, (), False, python_version, channels, engine, gpu_arch)
         if target is not None
         else None
     )

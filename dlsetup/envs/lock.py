@@ -35,10 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlsetup.atomic_write import output_error, replace_together
 from dlsetup.envs.credentials import (
@@ -63,6 +64,9 @@ from dlsetup.envs.virtual import (
 )
 from dlsetup.errors import DlsetupError, ExistsError, InputError, MissingToolError, SolveError
 from dlsetup.process_group import run_in_own_group
+
+if TYPE_CHECKING:
+    from dlsetup.compat.lines import Gpu, LineChoice
 
 ENGINES: tuple[str, ...] = ("rattler", "conda-lock")
 METADATA_PREFIX = "dlsetup_"
@@ -112,6 +116,9 @@ class LockResult:
     virtual_packages_path: Path
     platforms: tuple[PlatformLock, ...]
     content_hash: dict[str, str]
+    lines: Mapping[str, LineChoice] = field(default_factory=dict)
+    gpus: tuple[Gpu, ...] = ()
+    gpu_source: str = "none"
 
 
 def output_paths(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
@@ -149,8 +156,28 @@ def header_lines(
     for platform, vps in per_platform.items():
         lines.append(f"#   {platform}: {' '.join(str(v) for v in vps)}")
         lines.append(f"#     {sources_text(vps)}")
+    if result_env.lines:
+        lines.append(
+            f"# GPUs ({_GPU_SOURCE_LABELS.get(result_env.gpu_source, result_env.gpu_source)}): "
+            f"{gpus_text(result_env) or 'none given'}"
+        )
+    for platform, choice in result_env.lines.items():
+        lines.append(f"# CUDA line for {platform}: {choice.line} ({' '.join(choice.specs)}).")
+        lines.append(f"#   Why: {choice.reason}.")
     lines.append(f"# Build it: dlsetup create --from-lock {result_env.spec.name}.conda-lock.yml")
     return lines
+
+
+_GPU_SOURCE_LABELS = {
+    "driver:nvml": "seen by the NVIDIA driver (NVML)",
+    "option:--gpu-arch": "from --gpu-arch",
+    "none": "none",
+}
+
+
+def gpus_text(env: RenderedEnvironment) -> str:
+    """``0:6.1 NVIDIA GeForce GTX 1080; 1:8.6 NVIDIA GeForce RTX 3090`` (the lock's metadata)."""
+    return "; ".join(f"{g.index}:{g.cc[0]}.{g.cc[1]} {g.name}" for g in env.gpus)
 
 
 def custom_metadata(
@@ -163,9 +190,17 @@ def custom_metadata(
         f"{METADATA_PREFIX}cuda": env.cuda or "none",
         f"{METADATA_PREFIX}engine": engine,
     }
+    if env.lines:
+        meta[f"{METADATA_PREFIX}gpus"] = gpus_text(env) or "none"
+        meta[f"{METADATA_PREFIX}gpu_source"] = env.gpu_source
     for platform, vps in per_platform.items():
         meta[f"{METADATA_PREFIX}virtual_packages_{platform}"] = " ".join(str(v) for v in vps)
         meta[f"{METADATA_PREFIX}virtual_package_sources_{platform}"] = sources_record(vps)
+        choice = env.lines.get(platform)
+        if choice is not None:
+            meta[f"{METADATA_PREFIX}cuda_line_{platform}"] = choice.line
+            meta[f"{METADATA_PREFIX}cuda_line_specs_{platform}"] = " ".join(choice.specs)
+            meta[f"{METADATA_PREFIX}cuda_line_reason_{platform}"] = choice.reason
     return meta
 
 
@@ -278,7 +313,7 @@ async def _solve_all(
         try:
             records = await rattler.solve(
                 sources=channels,
-                specs=list(env.spec.dependencies),
+                specs=list(env.dependencies_for(platform)),
                 gateway=gateway,
                 platforms=[rattler.Subdir(platform), rattler.Subdir("noarch")],
                 virtual_packages=to_rattler(per_platform[platform]),
@@ -287,7 +322,7 @@ async def _solve_all(
             raise explain_unsatisfiable(
                 str(exc),
                 platform=platform,
-                specs=env.spec.dependencies,
+                specs=env.dependencies_for(platform),
                 channels=env.spec.channels,
                 variant=env.variant,
                 cuda=env.cuda,
@@ -440,7 +475,14 @@ def _lock_environment(
     channels = _channels(env)
     host = host_platform()
     per_platform = {
-        p: virtual_packages(p, env.cuda, host=host, cuda_source=cuda_source) for p in platforms
+        p: virtual_packages(
+            p,
+            env.cuda,
+            host=host,
+            cuda_source=cuda_source,
+            glibc_needed=env.lines[p].glibc if p in env.lines else None,
+        )
+        for p in platforms
     }
 
     solutions: dict[str, tuple[list[Any], float]] = {}
@@ -513,6 +555,9 @@ def _lock_environment(
             for p in platforms
         ),
         content_hash=content_hash,
+        lines=dict(env.lines),
+        gpus=env.gpus,
+        gpu_source=env.gpu_source,
     )
 
 

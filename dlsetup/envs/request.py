@@ -6,13 +6,19 @@ This is what ``dlsetup lock`` and ``dlsetup create TARGET`` do before anything i
   environment file (then ``target`` is recorded as ``file``);
 * ``--variant auto`` is resolved by :func:`dlsetup.envs.variant.choose_variant` (with
   ``--all-platforms`` the variant is chosen for this machine, then locked wherever it exists);
-* a platform where the variant does not exist is refused with the list of those where it does.
+* a platform where the variant does not exist is refused with the list of those where it does;
+* a Python the target is not built for (TensorFlow 2.19 and 3.13) is refused with the fix;
+* for a CUDA variant, the CUDA *line* of each platform is chosen from the driver and every GPU
+  (:func:`dlsetup.compat.lines.choose_cuda_line`): a GPU that no build runs on (a Kepler card)
+  is refused here, before anything is solved or written (:class:`NoFittingBuildError`, exit 2).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlsetup.envs import spec as spec_mod
 from dlsetup.envs.credentials import redact_error
@@ -22,6 +28,12 @@ from dlsetup.envs.spec import PLATFORMS, TARGETS
 from dlsetup.envs.variant import VariantChoice, choose_variant
 from dlsetup.envs.virtual import CUDA_DRIVER, CUDA_OPTION
 from dlsetup.errors import DlsetupError, InputError
+
+if TYPE_CHECKING:
+    from dlsetup.compat.lines import LineChoice
+
+#: conda packages of the frameworks whose CUDA line is chosen, by knowledge-base framework
+FRAMEWORK_PACKAGES: dict[str, str] = {"pytorch": "pytorch", "tensorflow": "tensorflow"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class LockRequest:
     python_version: str | None
     channels: tuple[str, ...]
     engine: str
+    gpu_arch: tuple[str, ...] = ()
 
 
 def lock_target(
@@ -60,6 +73,95 @@ def lock_target(
         raise
 
 
+def _frameworks_in(deps: tuple[str, ...]) -> tuple[str, ...]:
+    names = {spec_mod.spec_name(d) for d in deps}
+    return tuple(fw for fw, pkg in FRAMEWORK_PACKAGES.items() if pkg in names)
+
+
+def _has_cuda_package(deps: tuple[str, ...]) -> bool:
+    """Whether a user's environment file asks for anything CUDA could change."""
+    for dep in deps:
+        name = spec_mod.spec_name(dep)
+        if name in FRAMEWORK_PACKAGES or name.startswith(("cuda", "cudnn", "nccl", "cupy")):
+            return True
+        if name in ("pytorch-gpu", "tensorflow-gpu", "jaxlib", "cudatoolkit"):
+            return True
+    return False
+
+
+def _line_target(frameworks: tuple[str, ...]) -> str | None:
+    if not frameworks:
+        return None
+    return "both" if len(frameworks) > 1 else frameworks[0]
+
+
+def check_python(frameworks: tuple[str, ...], python: str | None) -> None:
+    """Refuse, before any solve, a Python conda-forge builds none of ``frameworks`` for.
+
+    Raises:
+        InputError: names the framework, its release, the Pythons it is built for, and the fix.
+    """
+    if python is None or not frameworks:
+        return
+    from dlsetup.compat import knowledge_base
+
+    kb = knowledge_base()
+    for name in frameworks:
+        fw = kb.conda_forge.frameworks.get(name)
+        if fw is not None and python not in fw.python:
+            raise InputError(
+                f"conda-forge builds {fw.package} {fw.release} for Python {', '.join(fw.python)}, "
+                f"not {python}",
+                fix=f"use --python-version {fw.python[-1]} (or drop {fw.package})",
+            )
+
+
+def _host_glibc() -> str | None:
+    """This machine's glibc ``X.Y`` (``CONDA_OVERRIDE_GLIBC`` wins, as for the solve)."""
+    override = os.environ.get("CONDA_OVERRIDE_GLIBC")
+    if override:
+        return override
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        return None
+    version = text.rpartition(" ")[2]
+    return version if version[:1].isdigit() else None
+
+
+def choose_lines(
+    frameworks: tuple[str, ...],
+    platforms: tuple[str, ...],
+    choice: VariantChoice,
+    *,
+    python: str | None,
+) -> dict[str, LineChoice]:
+    """The CUDA line of each platform for ``frameworks`` (empty: nothing to choose).
+
+    Raises:
+        NoFittingBuildError: a GPU no build runs on, or a driver/glibc too old for every line.
+        InputError: a Python the frameworks are not built for.
+    """
+    target = _line_target(frameworks)
+    if target is None or choice.variant != "cuda" or choice.cuda is None:
+        return {}
+    from dlsetup.compat.lines import choose_cuda_line
+
+    host = host_platform()
+    return {
+        p: choose_cuda_line(
+            target,
+            p,
+            choice.cuda,
+            choice.gpus,
+            driver_version=choice.driver_version,
+            glibc=_host_glibc() if p == host and p.startswith("linux") else None,
+            python=python,
+        )
+        for p in platforms
+    }
+
+
 def _lock_target(
     opts: LockRequest, output: Path, *, force: bool
 ) -> tuple[LockResult, VariantChoice]:
@@ -77,10 +179,13 @@ def _lock_target(
             f"{', '.join(PLATFORMS)}",
             fix="name one with --platform",
         )
+    custom_source = spec_mod.load_environment_file(Path(opts.target)) if custom else None
 
     def has_variant(variant: str) -> bool:
-        if custom:
-            return variant in ("cpu", "cuda")
+        if custom_source is not None:
+            if variant == "cuda":
+                return _has_cuda_package(custom_source.dependencies)
+            return variant == "cpu"
         return bool(spec_mod.variant_platforms(opts.target, variant))
 
     choice = choose_variant(
@@ -88,9 +193,10 @@ def _lock_target(
         cuda=opts.cuda,
         platforms=(host,) if opts.all_platforms else requested_platforms,
         has_variant=has_variant,
+        gpu_arch=opts.gpu_arch,
     )
-    if custom:
-        source = spec_mod.load_environment_file(Path(opts.target))
+    if custom_source is not None:
+        source = custom_source
         available = source.platforms or PLATFORMS
         target_label = "file"
     else:
@@ -111,6 +217,10 @@ def _lock_target(
                 fix="pick one of those with --platform, or another --variant (cpu exists on more "
                 "platforms)",
             )
+    frameworks = _frameworks_in(source.dependencies)
+    python = opts.python_version or _pinned_python(source.dependencies)
+    check_python(frameworks, python)
+    lines = choose_lines(frameworks, platforms, choice, python=python)
     name = source.name if custom else f"{opts.target}-{choice.variant}"
     rendered = spec_mod.render(
         source,
@@ -121,6 +231,9 @@ def _lock_target(
         channels=opts.channels,
         platforms=platforms,
         name=name,
+        lines=lines,
+        gpus=choice.gpus,
+        gpu_source=choice.gpu_source,
     )
     result = lock_environment(
         rendered,
@@ -130,4 +243,27 @@ def _lock_target(
         force=force,
         cuda_source=CUDA_OPTION if opts.cuda is not None else CUDA_DRIVER,
     )
-    return result, choice
+    return result, with_line_reason(choice, lines)
+
+
+def with_line_reason(choice: VariantChoice, lines: dict[str, LineChoice]) -> VariantChoice:
+    """``choice`` whose reason also says which CUDA line each platform got, and why."""
+    if not lines:
+        return choice
+    reasons = dict.fromkeys(c.reason for c in lines.values())
+    if len(reasons) == 1:
+        why = next(iter(reasons))
+    else:
+        why = "; ".join(f"{p}: {c.reason}" for p, c in lines.items())
+    return replace(choice, reason=f"{choice.reason}; {why}")
+
+
+def _pinned_python(deps: tuple[str, ...]) -> str | None:
+    """The ``X.Y`` a ``python 3.12.*`` (or ``python=3.12``, ``python >=3.12,<3.13``) line pins."""
+    import re
+
+    for dep in deps:
+        if spec_mod.spec_name(dep) == "python":
+            found = re.search(r"(?<![<>])[= ](3\.\d+)(?:\.\*|\b)", dep)
+            return found.group(1) if found else None
+    return None

@@ -36,15 +36,22 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlsetup.envs.credentials import strip_auth
 from dlsetup.envs.names import NAME_RULE, is_valid_env_name
 from dlsetup.errors import InputError
+from dlsetup.platforms import PLATFORM_INFO, PLATFORM_NAMES
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dlsetup.compat.lines import Gpu, LineChoice
 
 TARGETS: tuple[str, ...] = ("pytorch", "tensorflow", "both")
 VARIANTS: tuple[str, ...] = ("cpu", "cuda", "mps")
-PLATFORMS: tuple[str, ...] = ("linux-64", "linux-aarch64", "osx-arm64", "win-64")
+#: every platform dlsetup locks for (:mod:`dlsetup.platforms`)
+PLATFORMS: tuple[str, ...] = PLATFORM_NAMES
 DEFAULT_CHANNEL = "conda-forge"
 DEFAULT_PYTHON = "3.12"
 
@@ -91,6 +98,12 @@ class RenderedEnvironment:
         solve_channels: the channels as given, credentials and ``${VAR}`` placeholders included
             (``spec.channels`` has them stripped); for the solve only, never written or shown.
             Empty: ``spec.channels``.
+        platform_dependencies: per platform, the dependencies with that platform's CUDA line
+            pinned (written with conda-lock's platform selectors where platforms differ); empty
+            when no line was chosen.
+        lines: per platform, the CUDA line chosen (:func:`dlsetup.compat.lines.choose_cuda_line`).
+        gpus: the GPUs the line was chosen for (NVML's, or ``--gpu-arch``).
+        gpu_source: where ``gpus`` came from: ``driver:nvml``, ``option:--gpu-arch`` or ``none``.
     """
 
     spec: EnvironmentSpec
@@ -100,6 +113,14 @@ class RenderedEnvironment:
     cuda: str | None
     python: str | None
     solve_channels: tuple[str, ...] = field(default=(), repr=False)
+    platform_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    lines: Mapping[str, LineChoice] = field(default_factory=dict)
+    gpus: tuple[Gpu, ...] = ()
+    gpu_source: str = "none"
+
+    def dependencies_for(self, platform: str) -> tuple[str, ...]:
+        """The match specs to solve ``platform`` with (the CUDA line's pins differ per platform)."""
+        return self.platform_dependencies.get(platform, self.spec.dependencies)
 
 
 def spec_name(spec: str) -> str:
@@ -370,6 +391,9 @@ def render(
     channels: tuple[str, ...] = (),
     platforms: tuple[str, ...] = (),
     name: str | None = None,
+    lines: Mapping[str, LineChoice] | None = None,
+    gpus: tuple[Gpu, ...] = (),
+    gpu_source: str = "none",
 ) -> RenderedEnvironment:
     """Render ``spec`` for one request: pin Python and the CUDA family, set channels, platforms.
 
@@ -382,7 +406,13 @@ def render(
         channels: channels replacing the file's (empty: keep them).
         platforms: the platforms being locked (written to ``platforms:``).
         name: the environment name written to ``name:``.
+        lines: per platform, the CUDA line chosen for it: its specs replace the framework and
+            ``cuda-version`` lines (and add ``arm-variant`` on linux-aarch64) instead of
+            :func:`cuda_version_spec`.
+        gpus: the GPUs the lines were chosen for, recorded in the result.
+        gpu_source: where ``gpus`` came from.
     """
+    lines = dict(lines or {})
     deps = list(spec.dependencies)
     pinned_python: str | None = None
     for i, dep in enumerate(deps):
@@ -391,7 +421,7 @@ def render(
                 deps[i] = f"python {python}.*"
             found = re.search(r"(3\.\d+)", deps[i])
             pinned_python = found.group(1) if found else None
-        elif spec_name(dep) == "cuda-version" and cuda is not None:
+        elif spec_name(dep) == "cuda-version" and cuda is not None and not lines:
             deps[i] = cuda_version_spec(cuda)
     if python is not None and pinned_python is None:
         deps.insert(0, f"python {python}.*")
@@ -399,9 +429,11 @@ def render(
     if (
         variant == "cuda"
         and cuda is not None
+        and not lines
         and not any(spec_name(d) == "cuda-version" for d in deps)
     ):
         deps.append(cuda_version_spec(cuda))
+    per_platform = {p: _pin_line(deps, choice) for p, choice in lines.items()}
     solve_channels = channels or spec.channels
     for channel in solve_channels:
         if _CONTROL_RE.search(channel) or not channel.strip():
@@ -415,29 +447,87 @@ def render(
         name=name or spec.name,
         channels=tuple(strip_auth(c) for c in solve_channels),
         platforms=platforms or spec.platforms,
-        dependencies=tuple(deps),
+        dependencies=next(iter(per_platform.values()), tuple(deps)),
         header=spec.header,
     )
-    lines = list(new.header)
+    out = list(new.header)
     solved = f"CUDA {cuda} (__cuda={cuda})" if cuda else "no CUDA (no __cuda virtual package)"
-    lines.append(f"# Rendered by dlsetup: target {target}, variant {variant}, {solved}.")
-    lines.append(f"name: {_scalar(new.name)}")
-    lines.append("channels:")
-    lines += [f"  - {_scalar(c)}" for c in new.channels]
+    out.append(f"# Rendered by dlsetup: target {target}, variant {variant}, {solved}.")
+    for platform, choice in lines.items():
+        out.append(f"# CUDA line for {platform}: {choice.line}. {choice.reason}.")
+    out.append(f"name: {_scalar(new.name)}")
+    out.append("channels:")
+    out += [f"  - {_scalar(c)}" for c in new.channels]
     if new.platforms:
-        lines.append("platforms:")
-        lines += [f"  - {_scalar(p)}" for p in new.platforms]
-    lines.append("dependencies:")
-    lines += [f"  - {_scalar(d)}" for d in new.dependencies]
+        out.append("platforms:")
+        out += [f"  - {_scalar(p)}" for p in new.platforms]
+    out.append("dependencies:")
+    if per_platform:
+        out += [f"  - {_scalar(d)}{sel}" for d, sel in _with_selectors(per_platform)]
+    else:
+        out += [f"  - {_scalar(d)}" for d in new.dependencies]
     return RenderedEnvironment(
         spec=new,
-        text="\n".join(lines) + "\n",
+        text="\n".join(out) + "\n",
         target=target,
         variant=variant,
         cuda=cuda if variant == "cuda" else None,
         python=pinned_python,
         solve_channels=tuple(solve_channels),
+        platform_dependencies=per_platform,
+        lines=lines,
+        gpus=gpus,
+        gpu_source=gpu_source,
     )
+
+
+def _pin_build(dep: str, build_glob: str) -> str:
+    """``dep`` with the line's build glob: ``pytorch`` / ``pytorch >=2.5`` / ``pytorch * cuda*``
+    -> ``pytorch * cuda129_*`` / ``pytorch >=2.5 cuda129_*``; a spec that already names another
+    build (or uses brackets) is the user's choice and stays."""
+    tokens = dep.split()
+    if "[" in dep or "=" in tokens[0]:
+        return dep
+    if len(tokens) == 1:
+        return f"{tokens[0]} * {build_glob}"
+    if len(tokens) == 2:
+        return f"{tokens[0]} {tokens[1]} {build_glob}"
+    if len(tokens) == 3 and tokens[2] in ("*", "cuda*", "cuda*_*"):
+        return f"{tokens[0]} {tokens[1]} {build_glob}"
+    return dep
+
+
+def _pin_line(deps: list[str], choice: LineChoice) -> tuple[str, ...]:
+    """The dependencies with ``choice``'s builds, ``cuda-version`` and ``arm-variant`` pinned."""
+    builds = {b.package: b.build_glob for b in choice.builds}
+    pinned: list[str] = []
+    for dep in deps:
+        name = spec_name(dep)
+        if name in builds:
+            pinned.append(_pin_build(dep, builds[name]))
+        elif name not in ("cuda-version", "arm-variant"):
+            pinned.append(dep)
+    pinned += [s for s in choice.specs if spec_name(s) not in builds]
+    return tuple(pinned)
+
+
+def _with_selectors(per_platform: Mapping[str, tuple[str, ...]]) -> list[tuple[str, str]]:
+    """One list for every platform: a line all platforms share is plain, any other carries
+    conda-lock's platform selector (``  # [linux64]``), once per platform that has it."""
+    platforms = list(per_platform)
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for platform in platforms:
+        for dep in per_platform[platform]:
+            if dep in seen:
+                continue
+            seen.add(dep)
+            having = [p for p in platforms if dep in per_platform[p]]
+            if len(having) == len(platforms):
+                out.append((dep, ""))
+            else:
+                out += [(dep, f"  # [{PLATFORM_INFO[p].selector}]") for p in having]
+    return out
 
 
 def _scalar(text: str) -> str:

@@ -13,9 +13,12 @@ The others depend on the platform:
   generic one (``x86_64``, ``aarch64``, ``arm64``) unless ``CONDA_OVERRIDE_ARCHSPEC`` names one:
   a lock solved for this CPU's microarchitecture (``x86_64_v4``) could pick AVX-512 builds that die
   with an illegal instruction on a colleague's machine of the same platform;
-* any other platform: conservative floors that conda-forge's builds accept (the same as
-  conda-lock's defaults): glibc 2.28, Linux 5.10, macOS 11.0; ``CONDA_OVERRIDE_GLIBC`` and
-  ``CONDA_OVERRIDE_OSX`` replace the glibc and macOS floors, as they do for conda.
+* any other platform: conservative floors that conda-forge's builds accept, from the platform
+  table (:mod:`dlsetup.platforms`, each with its source): glibc 2.28, Linux 5.10, macOS 11.0;
+  ``CONDA_OVERRIDE_GLIBC`` and ``CONDA_OVERRIDE_OSX`` replace the glibc and macOS floors, as they
+  do for conda. A CUDA line that needs a newer glibc (the tegra build: 2.34) raises the
+  ``__glibc`` of another platform to what it needs, recorded as ``build`` (the lock is then for
+  machines that have it).
 
 Each :class:`VirtualPackage` carries its ``source``, which the lock records in its header and
 ``custom_metadata``.
@@ -27,39 +30,19 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-#: per platform: (name, version, build string) without __cuda
+from dlsetup.platforms import CUDA_PLATFORMS, PLATFORM_INFO
+
+#: per platform: (name, version, build string) without __cuda, from :mod:`dlsetup.platforms`
 _BASE: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "linux-64": (
-        ("__unix", "0", "0"),
-        ("__linux", "5.10", "0"),
-        ("__glibc", "2.28", "0"),
-        ("__archspec", "1", "x86_64"),
-    ),
-    "linux-aarch64": (
-        ("__unix", "0", "0"),
-        ("__linux", "5.10", "0"),
-        ("__glibc", "2.28", "0"),
-        ("__archspec", "1", "aarch64"),
-    ),
-    "osx-arm64": (
-        ("__unix", "0", "0"),
-        ("__osx", "11.0", "0"),
-        ("__archspec", "1", "arm64"),
-    ),
-    "win-64": (
-        ("__win", "0", "0"),
-        ("__archspec", "1", "x86_64"),
-    ),
+    name: tuple((f.name, f.version, f.build) for f in info.floors)
+    for name, info in PLATFORM_INFO.items()
 }
-
-#: platforms where an NVIDIA CUDA driver (and so ``__cuda``) can exist
-CUDA_PLATFORMS: frozenset[str] = frozenset({"linux-64", "linux-aarch64", "win-64"})
-
 #: sources of a virtual package's value
 DETECTED = "detected"  # rattler.VirtualPackage.detect() on this machine
 FLOOR = "floor"  # the documented default floor of another platform
 CUDA_OPTION = "option:--cuda"
 CUDA_DRIVER = "driver:nvml"  # the CUDA version the NVIDIA driver reports through NVML
+BUILD = "build"  # the floor the chosen CUDA build needs (the tegra build: glibc 2.34)
 #: conda's override variables that rattler honours, by the virtual package they set
 OVERRIDE_VARS: dict[str, str] = {
     "__glibc": "CONDA_OVERRIDE_GLIBC",
@@ -71,6 +54,7 @@ _LABELS = {
     FLOOR: "default floors",
     CUDA_OPTION: "from --cuda",
     CUDA_DRIVER: "from the NVIDIA driver (NVML)",
+    BUILD: "needed by the chosen CUDA build",
 }
 
 
@@ -140,6 +124,7 @@ def virtual_packages(
     *,
     host: str | None = None,
     cuda_source: str = CUDA_OPTION,
+    glibc_needed: str | None = None,
 ) -> tuple[VirtualPackage, ...]:
     """The virtual packages to solve ``platform`` with.
 
@@ -150,6 +135,8 @@ def virtual_packages(
             (:func:`detect_host`) instead of the floors (which remain when detection fails; each
             package's ``source`` says which).
         cuda_source: where ``cuda`` came from (``option:--cuda`` or ``driver:nvml``).
+        glibc_needed: the ``__glibc`` the chosen CUDA build needs; it replaces a lower *floor*
+            (never a detected or overridden value), recorded as ``build``.
     """
     base: tuple[VirtualPackage, ...] = ()
     if host is not None and platform == host:
@@ -159,9 +146,20 @@ def virtual_packages(
             base = ()
     if not base:
         base = tuple(_floor(*entry) for entry in _BASE[platform])
+    if glibc_needed is not None:
+        base = tuple(
+            VirtualPackage(p.name, glibc_needed, p.build, BUILD)
+            if p.name == "__glibc" and p.source == FLOOR and _key(p.version) < _key(glibc_needed)
+            else p
+            for p in base
+        )
     if cuda is not None and platform in CUDA_PLATFORMS:
         return (*base, VirtualPackage("__cuda", cuda, source=cuda_source))
     return base
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split(".") if x.isdigit())
 
 
 def sources_text(packages: tuple[VirtualPackage, ...]) -> str:

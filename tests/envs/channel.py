@@ -11,11 +11,19 @@ real solver and installer run against it. Shapes follow conda-forge (see compat.
   tensorflow), after checking that the prefix placeholder in it was rewritten to an existing
   environment, so ``dlsetup create`` really runs ``dlsetup smoke`` inside the new environment.
 * ``numpy``, ``pip`` (noarch: python), ``ipykernel`` and ``jupyter`` stand-ins (noarch: python).
-* ``cuda-version`` 11.8, 12.6, 12.9, 13.0 (noarch: generic, ``constrains: __cuda >=MAJOR``).
-* ``pytorch`` 2.13.0: ``cpu_generic``/``cpu_mkl`` builds everywhere, ``cuda129``/``cuda130`` builds
-  on linux-64, linux-aarch64 and win-64 depending on ``__cuda`` and ``cuda-version``; metapackages
-  ``pytorch-cpu`` and ``pytorch-gpu``.
-* ``tensorflow`` 2.19.1: CPU builds on linux-64 and linux-aarch64, a ``cuda128`` build on linux-64.
+* ``cuda-version`` 11.8, 12.6, 12.8, 12.9, 13.0 (noarch: generic, ``constrains: __cuda >=MAJOR``).
+* ``pytorch`` 2.13.0, shaped like conda-forge's current matrix (compat.yaml ``conda_forge``):
+  ``cpu_generic``/``cpu_mkl`` builds everywhere (osx-64 and osx-arm64 included); CUDA builds with
+  a build number 200 higher that depend on ``__cuda`` and ``cuda-version``: ``cuda129_*`` and
+  ``cuda130_*`` side by side on linux-64 and linux-aarch64, ``cuda128_*`` and ``cuda130_*`` on
+  win-64. Left alone the solver takes ``cuda130`` (the newer ``cuda-version``); nothing in the
+  channel says which GPUs a build runs on, which is why dlsetup pins the line. CUDA 13 builds
+  need ``__glibc >=2.28``; on linux-aarch64 every CUDA build depends on ``arm-variant * sbsa``,
+  and a second ``cuda129`` build (the Jetson one) on ``arm-variant * tegra`` and
+  ``__glibc >=2.34``. Metapackages ``pytorch-cpu`` and ``pytorch-gpu``.
+* ``arm-variant`` ``sbsa`` and ``tegra`` builds on linux-aarch64.
+* ``tensorflow`` 2.19.1: CPU builds on linux-64 and linux-aarch64, a ``cuda128py3XXh…`` build on
+  linux-64; Python 3.11 and 3.12 only.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64", "win-64")
+PLATFORMS = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64")
 PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
 TIMESTAMP = 1_760_000_000_000  # ms since the epoch: a fixed date so archives are reproducible
 PYTHONS = ("3.11", "3.12")
@@ -237,17 +245,31 @@ def _pytorch_packages(subdir: str) -> Iterable[Package]:
             depends=pydeps,
             files={f"lib/torch-{py}-cpu.txt": b"pytorch cpu stand-in\n"},
         )
-        for cu in cuda_builds.get(subdir, ()):
+        aarch64 = subdir == "linux-aarch64"
+        variants = [(cu, "sbsa" if aarch64 else None) for cu in cuda_builds.get(subdir, ())]
+        if aarch64:
+            variants.append(("129", "tegra"))
+        for cu, arm in variants:
             major, minor = cu[:-1], cu[-1]
+            depends = [*pydeps, "__cuda", f"cuda-version >={major}.{minor},<{int(major) + 1}"]
+            if subdir.startswith("linux"):
+                glibc = "2.34" if arm == "tegra" else "2.28" if major == "13" else "2.17"
+                depends.append(f"__glibc >={glibc}")
+            if arm is not None:
+                depends.append(f"arm-variant * {arm}")
+            number = 300 if blas == "mkl" else 200
             yield Package(
                 name="pytorch",
                 version="2.13.0",
-                build=f"cuda{cu}_{blas}_{_py_tag(py)}h0_{300 if blas == 'mkl' else 200}",
-                build_number=300 if blas == "mkl" else 200,
+                build=f"cuda{cu}_{blas}_{_py_tag(py)}h{1 if arm == 'tegra' else 0}_{number}",
+                build_number=number,
                 subdir=subdir,
-                depends=[*pydeps, "__cuda", f"cuda-version >={major}.{minor},<{int(major) + 1}"],
+                depends=depends,
                 files={f"lib/torch-{py}-cuda{cu}.txt": b"pytorch cuda stand-in\n"},
             )
+    if subdir == "linux-aarch64":
+        for arm in ("sbsa", "tegra"):
+            yield Package(name="arm-variant", version="1.0.0", build=arm, subdir=subdir)
     yield Package(
         name="pytorch-cpu",
         version="2.13.0",
@@ -297,7 +319,7 @@ def _tensorflow_packages(subdir: str) -> Iterable[Package]:
 
 
 def _noarch_packages() -> Iterable[Package]:
-    for version in ("11.8", "12.6", "12.9", "13.0"):
+    for version in ("11.8", "12.6", "12.8", "12.9", "13.0"):
         major = version.split(".")[0]
         yield Package(
             name="cuda-version",

@@ -103,12 +103,14 @@ def test_dependencies_that_are_not_a_list_name_file_and_line(tmp_path: Path) -> 
 
 def test_unknown_platform_in_a_file_lists_the_valid_ones(tmp_path: Path) -> None:
     bad = tmp_path / "env.yml"
-    bad.write_text("name: x\nplatforms:\n  - linux-64\n  - osx-64\ndependencies:\n  - numpy\n")
+    bad.write_text(
+        "name: x\nplatforms:\n  - linux-64\n  - linux-ppc64le\ndependencies:\n  - numpy\n"
+    )
     with pytest.raises(InputError) as info:
         load_environment_file(bad)
     assert info.value.message == (
-        f"malformed environment file {bad}, line 4: unknown platform 'osx-64'; valid platforms: "
-        "linux-64, linux-aarch64, osx-arm64, win-64"
+        f"malformed environment file {bad}, line 4: unknown platform 'linux-ppc64le'; valid platforms: "
+        "linux-64, linux-aarch64, osx-64, osx-arm64, win-64"
     )
 
 

@@ -1,0 +1,164 @@
+"""The conda platforms dlsetup locks for: one table that everything else reads. Standard library only.
+
+Each :class:`PlatformInfo` says what a platform is (OS, architecture), whether an NVIDIA CUDA
+driver can exist there (``__cuda``), whether conda-forge's PyTorch builds there carry Apple's
+Metal (MPS) backend, the conda-lock selector that marks a line of an environment file for it, and
+the virtual-package floors another machine of that platform is assumed to have, each with its
+source. :mod:`dlsetup.envs.spec` (valid platforms), :mod:`dlsetup.envs.virtual` (floors),
+:mod:`dlsetup.envs.variant` (``--variant auto``), the ``--platform`` choices and help, and the
+``dlsetup.lock`` JSON schema (checked by a test) all read it; adding a platform is one row here,
+plus the environment files' ``platforms:`` lists where conda-forge builds the target.
+
+The OS and architecture agree with ``rattler.Platform`` (a test checks it; rattler is not imported
+here, so ``dlsetup --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dlsetup.errors import InputError
+
+#: Where the floors come from.
+_LINUX_FLOOR_SOURCE = (
+    "conda-lock's default virtual packages (linux: __glibc 2.28, kernel 5.10); conda-forge's CUDA "
+    "13 builds need glibc 2.28 (compat.yaml cf_pytorch_ci)"
+)
+_OSX_FLOOR_SOURCE = (
+    "conda-forge raised every new osx build's minimum macOS to 11.0 "
+    "(https://conda-forge.org/news/2026/02/06/macOS-11, c_stdlib_version); osx-arm64 starts at 11.0"
+)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """One virtual package another machine of a platform is assumed to have.
+
+    Attributes:
+        name: ``__glibc``.
+        version: ``"2.28"``.
+        build: the build string (``x86_64`` for ``__archspec``), ``"0"`` when none.
+        source: why this value (a citation).
+    """
+
+    name: str
+    version: str
+    build: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """One conda platform.
+
+    Attributes:
+        name: the conda subdir (``linux-64``).
+        os: ``linux``, ``osx`` or ``win`` (as ``rattler.Platform`` says).
+        arch: ``x86_64``, ``aarch64`` or ``arm64`` (``rattler.Platform.arch``; the generic
+            ``__archspec``).
+        cuda: an NVIDIA CUDA driver (and so ``__cuda``) can exist here.
+        mps: conda-forge's PyTorch builds here have the Metal (MPS) backend.
+        selector: conda-lock's platform selector for a line of an environment file
+            (``# [linux64]``).
+        floors: virtual packages assumed for another machine of this platform, without ``__cuda``.
+    """
+
+    name: str
+    os: str
+    arch: str
+    cuda: bool
+    mps: bool
+    selector: str
+    floors: tuple[Floor, ...]
+
+
+def _unix(*rest: Floor) -> tuple[Floor, ...]:
+    return (Floor("__unix", "0", "0", "every Unix platform"), *rest)
+
+
+PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
+    PlatformInfo(
+        "linux-64",
+        "linux",
+        "x86_64",
+        cuda=True,
+        mps=False,
+        selector="linux64",
+        floors=_unix(
+            Floor("__linux", "5.10", "0", _LINUX_FLOOR_SOURCE),
+            Floor("__glibc", "2.28", "0", _LINUX_FLOOR_SOURCE),
+            Floor("__archspec", "1", "x86_64", "the generic microarchitecture"),
+        ),
+    ),
+    PlatformInfo(
+        "linux-aarch64",
+        "linux",
+        "aarch64",
+        cuda=True,
+        mps=False,
+        selector="aarch64",
+        floors=_unix(
+            Floor("__linux", "5.10", "0", _LINUX_FLOOR_SOURCE),
+            Floor("__glibc", "2.28", "0", _LINUX_FLOOR_SOURCE),
+            Floor("__archspec", "1", "aarch64", "the generic microarchitecture"),
+        ),
+    ),
+    PlatformInfo(
+        "osx-64",
+        "osx",
+        "x86_64",
+        cuda=False,
+        mps=True,
+        selector="osx64",
+        floors=_unix(
+            Floor("__osx", "11.0", "0", _OSX_FLOOR_SOURCE),
+            Floor("__archspec", "1", "x86_64", "the generic microarchitecture"),
+        ),
+    ),
+    PlatformInfo(
+        "osx-arm64",
+        "osx",
+        "arm64",
+        cuda=False,
+        mps=True,
+        selector="arm64",
+        floors=_unix(
+            Floor("__osx", "11.0", "0", _OSX_FLOOR_SOURCE),
+            Floor("__archspec", "1", "arm64", "the generic microarchitecture"),
+        ),
+    ),
+    PlatformInfo(
+        "win-64",
+        "win",
+        "x86_64",
+        cuda=True,
+        mps=False,
+        selector="win64",
+        floors=(
+            Floor("__win", "0", "0", "every Windows platform"),
+            Floor("__archspec", "1", "x86_64", "the generic microarchitecture"),
+        ),
+    ),
+)
+
+#: ``{name: PlatformInfo}``, in the table's order.
+PLATFORM_INFO: dict[str, PlatformInfo] = {p.name: p for p in PLATFORM_TABLE}
+#: every platform dlsetup locks for.
+PLATFORM_NAMES: tuple[str, ...] = tuple(PLATFORM_INFO)
+#: platforms where an NVIDIA CUDA driver (and so ``__cuda``) can exist.
+CUDA_PLATFORMS: frozenset[str] = frozenset(p.name for p in PLATFORM_TABLE if p.cuda)
+
+
+def platform_info(name: str) -> PlatformInfo:
+    """The row of ``name``.
+
+    Raises:
+        InputError: not a platform dlsetup locks for (names the valid ones).
+    """
+    info = PLATFORM_INFO.get(name)
+    if info is None:
+        raise InputError(
+            f"unknown platform {name!r}; valid platforms: {', '.join(PLATFORM_NAMES)}",
+            fix="name one of them with --platform",
+        )
+    return info
