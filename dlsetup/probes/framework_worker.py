@@ -135,7 +135,13 @@ def probe_tensorflow(full: bool = False) -> dict[str, Any]:
 TORCH_COMPANIONS = ("torchvision", "torchaudio")
 #: Each companion's compiled extension, relative to its package directory (first match wins).
 _EXTENSION_FILES: dict[str, tuple[str, ...]] = {
-    "torchvision": ("_C.so", "_C.pyd", "_C.*.so"),
+    "torchvision": (
+        "_C.so",
+        "_C.pyd",
+        "_C.*.so",
+        "_C_stable.so",
+        "_C_stable.pyd",
+    ),  # 0.29: stable ABI
     "torchaudio": ("lib/libtorchaudio.so", "lib/libtorchaudio.pyd", "lib/libtorchaudio.*.so"),
 }
 
