@@ -1,7 +1,8 @@
 """How fast ``dlsetup lock`` is: every target x variant x platform, solve time vs channel size,
 and conda-lock's own solve beside ours where a conda executable exists.
 
-Run: ``python benchmarks/bench_lock.py`` (from the repository root; about 30 s on 2 cores).
+Run: ``python benchmarks/bench_lock.py`` (from the repository root; about a minute on 2 cores);
+``--choice`` runs section 4 only.
 
 1. All shipped targets x variants x the four platforms (where the variant exists), locked against
    the test channel (tests/envs/channel.py) through the library, files written: target <= 2 s total.
@@ -9,12 +10,21 @@ Run: ``python benchmarks/bench_lock.py`` (from the repository root; about 30 s o
    cold (gateway reads and parses repodata, then solves) and warm (solve only) times, in ms.
 3. ``conda-lock lock`` (its own solve, with the same explicit virtual packages) on the same request,
    as a ratio to ours — only when a conda/mamba/micromamba executable exists.
+4. The hardware-aware CUDA line (issue 8) against the choice before it, side by side: one
+   ``pytorch`` CUDA lock for linux-64 on a CUDA 13 driver, in fresh interpreters (what one
+   ``dlsetup lock`` pays: importing :mod:`dlsetup.compat.lines`, reading the knowledge base,
+   choosing the line, rendering its pins), bytecode cached, alternating, median of 9 each.
+   Before: ``cuda-version <14`` (the driver's major) and ``pytorch * cuda*``. After: the line every
+   GPU runs (a GTX 1080: ``pytorch * cuda129_*``, ``cuda-version >=12.9,<13``). Target: at most
+   20 ms added.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,10 +185,72 @@ def conda_lock_side_by_side(channel_url: str, out: Path, ours_ms: float) -> None
     )
 
 
+#: one CUDA lock in a fresh interpreter; argv[1]: "before" or "after", argv[2]: channel, argv[3]: out
+_ONE_LOCK = """
+import sys, time
+t0 = time.perf_counter()
+from pathlib import Path
+from dlsetup.envs import spec as spec_mod
+from dlsetup.envs.lock import lock_environment
+from dlsetup.envs.request import check_python  # the CLI imports it either way
+mode, channel, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+source = spec_mod.load_environment_file(spec_mod.environment_file("pytorch", "cuda"))
+lines = None
+if mode == "after":
+    from dlsetup.compat.lines import Gpu, choose_cuda_line
+    check_python(("pytorch",), "3.12")
+    gpus = (Gpu(0, "NVIDIA GeForce GTX 1080", (6, 1)),)
+    lines = {"linux-64": choose_cuda_line("pytorch", "linux-64", "13.0", gpus)}
+rendered = spec_mod.render(
+    source, target="pytorch", variant="cuda", cuda="13.0", python=None, channels=(channel,),
+    platforms=("linux-64",), name="pytorch-cuda", lines=lines,
+)
+result = lock_environment(rendered, platforms=("linux-64",), output_dir=out, force=True,
+                          cache_dir=out / "cache")
+build = next(p.build for p in result.platforms[0].packages if p.name == "pytorch")
+print((time.perf_counter() - t0) * 1e3, build)
+"""
+
+
+def choice_side_by_side(channel_url: str, root: Path, runs: int = 9) -> None:
+    """Print what the hardware-aware line adds to one lock process (ms and ratio)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    picked: dict[str, str] = {}
+    for i in range(runs + 1):  # the first round writes the bytecode and warms the disk cache
+        for mode in ("before", "after"):
+            out = subprocess.run(
+                [sys.executable, "-c", _ONE_LOCK, mode, channel_url, str(root / f"choice-{mode}")],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            if i:
+                times[mode].append(float(out[0]))
+            picked[mode] = out[1]
+    before, after = statistics.median(times["before"]), statistics.median(times["after"])
+    added = after - before
+    verdict = "within" if added <= 20.0 else "OVER"
+    print(f"   before (driver major only):  {before:7.1f} ms  pytorch {picked['before']}")
+    print(f"   after  (every GPU's line):   {after:7.1f} ms  pytorch {picked['after']}")
+    print(
+        f"   added: {added:+.1f} ms per lock ({verdict} the 20 ms target); "
+        f"ratio after/before {after / before:.3f}x"
+    )
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dlsetup-bench-") as tmp:
         root = Path(tmp)
         url = build_channel(root / "channel")
+        if "--choice" in sys.argv:  # section 4 only
+            print("4. The hardware-aware CUDA line vs the choice before it:")
+            choice_side_by_side(url, root)
+            return
         lock_all(url, root / "warmup")  # first-run costs (imports) out of the measurement
         total, rows = lock_all(url, root / "out")
         print("1. Every target x variant x platform against the test channel (files written):")
@@ -201,6 +273,10 @@ def main() -> None:
         print("3. conda-lock's own solve beside ours:")
         pytorch_ms = next(ms for t, v, _, ms in rows if (t, v) == ("pytorch", "cpu"))
         conda_lock_side_by_side(url, root / "out", pytorch_ms)
+
+        print("\n4. The hardware-aware CUDA line vs the choice before it (one linux-64 CUDA lock,")
+        print("   fresh interpreter each, bytecode cached, median of 9 alternating runs):")
+        choice_side_by_side(url, root)
 
 
 if __name__ == "__main__":
