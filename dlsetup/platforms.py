@@ -9,9 +9,8 @@ source. :mod:`dlsetup.envs.spec` (valid platforms), :mod:`dlsetup.envs.virtual` 
 ``dlsetup.lock`` JSON schema (checked by a test) all read it; adding a platform is one row here,
 plus the environment files' ``platforms:`` lists where conda-forge builds the target.
 
-The OS and architecture agree with ``rattler.Subdir`` (formerly ``rattler.Platform``; a test checks
-it; rattler is not imported
-here, so ``dlsetup --help`` stays fast).
+The OS and architecture agree with ``rattler.Subdir`` (formerly ``rattler.Platform``; a test
+checks it; rattler is not imported here, so ``dlsetup --help`` stays fast).
 """
 
 from __future__ import annotations
