@@ -182,6 +182,27 @@ class CondaForgeFacts(NamedTuple):
     frameworks: Mapping[str, CondaForgeFramework]
 
 
+class CompanionFacts(NamedTuple):
+    """Which release of one of PyTorch's companions (torchvision, torchaudio) goes with each
+    PyTorch release.
+
+    Attributes:
+        name: ``torchvision`` / ``torchaudio`` (the knowledge-base key and the package name).
+        pairs: ``{torch release key: companion release key}`` (``{"2.13": "0.28"}``), oldest first.
+        stable_abi_from: the first companion release whose compiled extension is built on torch's
+            stable ABI (runs with its own torch release and every later one), or None.
+        last: the newest release published where the project has stopped (torchaudio ``2.11``),
+            else None.
+        sources: where the facts come from.
+    """
+
+    name: str
+    pairs: Mapping[str, str]
+    stable_abi_from: str | None
+    last: str | None
+    sources: tuple[str, ...]
+
+
 class KnowledgeBase(NamedTuple):
     """The whole knowledge base, validated.
 
@@ -194,6 +215,7 @@ class KnowledgeBase(NamedTuple):
         tensorflow: PyPI TensorFlow facts.
         driver_limits: the last driver branch of old GPU generations.
         conda_forge: conda-forge's build matrix.
+        companions: ``{name: facts}`` of torch's companions (torchvision, torchaudio).
     """
 
     schema: int
@@ -204,6 +226,7 @@ class KnowledgeBase(NamedTuple):
     tensorflow: TensorflowFacts
     driver_limits: tuple[DriverBranchLimit, ...]
     conda_forge: CondaForgeFacts
+    companions: Mapping[str, CompanionFacts]
 
     def cite(self, names: tuple[str, ...]) -> str:
         """The citations of ``names`` (source keys resolved, free text kept), ``"; "``-joined."""
@@ -540,6 +563,55 @@ def _conda_forge(top: _Reader) -> CondaForgeFacts:
     return CondaForgeFacts(cv.text("constrains"), cv.sources(), frozenset(tegra_ccs), frameworks)
 
 
+def _release_tuple(key: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in key.split("."))
+
+
+def _companions(top: _Reader) -> dict[str, CompanionFacts]:
+    out: dict[str, CompanionFacts] = {}
+    for name, section in top.items("companions"):
+        section.only(
+            "package",
+            "source",
+            "pairs",
+            "stable_abi_from",
+            "stable_abi_source",
+            "last",
+            "last_source",
+        )
+        if section.text("package") != name:
+            section.fail(section.data["package"], f"the package name {name!r}", "package")
+        pairs: dict[str, str] = {}
+        table = section.sub("pairs")
+        if not table.data:
+            section.fail(table.data, "a non-empty mapping of torch release -> release", "pairs")
+        for torch_key in table.data:
+            if not isinstance(torch_key, str):
+                table.fail(torch_key, 'string keys (quote version keys: "2.10", not 2.10)')
+            _version(table, torch_key, torch_key)
+            pairs[torch_key] = _version(table, torch_key, table.text(torch_key))
+        keys = list(pairs)
+        if keys != sorted(keys, key=_release_tuple):
+            section.fail(keys, "torch releases oldest first", "pairs")
+        values = list(pairs.values())
+        if values != sorted(values, key=_release_tuple):
+            section.fail(values, "companion releases rising with torch's", "pairs")
+        stable = section.opt_text("stable_abi_from")
+        last = section.opt_text("last")
+        for key, value, source in (
+            ("stable_abi_from", stable, "stable_abi_source"),
+            ("last", last, "last_source"),
+        ):
+            if value is not None and value not in values:
+                section.fail(value, "a companion release of pairs", key)
+            if value is not None:
+                section.sources(source)  # a fact needs its source
+        if last is not None and last != values[-1]:
+            section.fail(last, f"the newest release of pairs ({values[-1]})", "last")
+        out[name] = CompanionFacts(name, pairs, stable, last, section.sources())
+    return out
+
+
 def _read_v1(top: _Reader) -> KnowledgeBase:
     table = top.sub("sources")
     sources = {str(key): table.text(str(key)) for key in table.data}
@@ -560,6 +632,13 @@ def _read_v1(top: _Reader) -> KnowledgeBase:
                     )
                 )
     cited.append(("conda_forge.cuda_version_package", conda_forge.cuda_version_sources))
+    companions = _companions(top)
+    for comp in companions.values():
+        section = top.sub("companions").sub(comp.name)
+        cited.append((f"companions.{comp.name}", comp.sources))
+        for key in ("stable_abi_source", "last_source"):
+            if key in section.data:
+                cited.append((f"companions.{comp.name}.{key}", section.sources(key)))
     for where, names in cited:
         unknown = [n for n in names if n not in sources]
         if unknown:
@@ -576,6 +655,7 @@ def _read_v1(top: _Reader) -> KnowledgeBase:
         _tensorflow(top),
         limits,
         conda_forge,
+        companions,
     )
 
 

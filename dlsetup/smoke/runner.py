@@ -45,7 +45,6 @@ from dlsetup.smoke.results import (
     Machine,
     SmokeReport,
     companion_check_from_event,
-    companion_fix,
     device_run_from_event,
     failed_device_run,
 )
@@ -363,7 +362,11 @@ class _Companions:
         found = self.checks.get(run.device)
         if not found:
             return run
-        fix = {c["companion"]: companion_fix(c["companion"], torch_version, python) for c in found}
+        # the fix is built here, in dlsetup's process, from the knowledge base's pairs table (the
+        # worker inside the target interpreter cannot read it)
+        from dlsetup.compat.companions import smoke_fix
+
+        fix = {c["companion"]: smoke_fix(c["companion"], torch_version, python) for c in found}
         checks = tuple(companion_check_from_event(c, fix[c["companion"]]) for c in found)
         phases = {**run.phases, "companions_s": sum(c.seconds for c in checks)}
         return dataclasses.replace(run, companions=checks, phases=phases)
