@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dlsetup.checks import frameworks, nvidia, system
+from dlsetup.checks import companions, frameworks, nvidia, system
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import SEVERITIES, Finding, Severity
 
@@ -31,6 +31,7 @@ CHECKS: tuple[Check, ...] = (
     frameworks.check_cuda_unavailable,
     frameworks.check_tf_windows,
     frameworks.check_python_support,
+    companions.check_companions,
     system.check_cpu_avx,
     system.check_ram,
     system.check_disk,
@@ -65,6 +66,7 @@ CHECK_IDS: dict[str, Severity] = {
     "torch.cuda_unavailable": "error",
     "tf.windows_native_gpu": "error",
     "python.unsupported_by_framework": "warning",
+    **companions.CHECK_IDS,
     "cpu.no_avx": "error",
     "memory.low_ram": "warning",
     "disk.low_free": "warning",

@@ -192,3 +192,9 @@ def conda_build_fix(facts: DoctorFacts, target: str, env: TargetEnv) -> CondaFix
         f"({choice.reason}): {command}",
         command,
     )
+
+
+def conda_companion_command(facts: DoctorFacts, prefix: str, specs: list[str]) -> str:
+    """``conda install --prefix P -c conda-forge "torchvision=0.28.*=*cuda129*"`` (the specs come
+    quoted)."""
+    return f"{_manager(facts)} install --prefix {prefix} -c conda-forge {' '.join(specs)}"

@@ -19,7 +19,13 @@ from dlsetup.probes.cuda_libs import (
     parse_visible_devices,
 )
 from dlsetup.probes.envmanagers import ActiveEnv, EnvManagersFacts
-from dlsetup.probes.frameworks import FrameworkProbe, FrameworksFacts, TensorflowBuild, TorchBuild
+from dlsetup.probes.frameworks import (
+    CompanionBuild,
+    FrameworkProbe,
+    FrameworksFacts,
+    TensorflowBuild,
+    TorchBuild,
+)
 from dlsetup.probes.nvidia import GpuFacts, GpuProcess, NvidiaFacts
 from dlsetup.probes.system import SystemFacts
 
@@ -332,6 +338,83 @@ SILENT: dict[str, Case] = {
     "wsl.libcuda_not_symlink": lambda: facts(),
     "probe.failed": lambda: facts(),
 }
+
+
+def companion(
+    name: str, version: str, status: str = "ok", error: str = "", **kw: Any
+) -> CompanionBuild:
+    """A companion's probe facts; ``cuda`` from the version's ``+cuXYZ`` / ``+cpu`` tag."""
+    tag = version.partition("+")[2]
+    cuda: Any = f"{int(tag[2:-1])}.{tag[-1]}" if tag.startswith("cu") else Missing("cpu_build")
+    base: dict[str, Any] = {
+        "name": name,
+        "status": status,
+        "detail": "",
+        "version": version,
+        "location": f"/env/lib/python3.11/site-packages/{name}",
+        "torch_requirement": Missing("not_reported"),
+        "imported": status != "import_failed",
+        "import_error": error if status == "import_failed" else "",
+        "extension_loaded": status == "ok",
+        "extension_error": "" if status == "ok" else error,
+        "extension_file": f"/env/lib/python3.11/site-packages/{name}/_C.so",
+        "cuda": cuda,
+    }
+    base.update(kw)
+    return CompanionBuild(**base)
+
+
+def with_companions(
+    torch_version: str = "2.6.0+cu124", cuda: str | None = "12.4", **found: CompanionBuild
+) -> DoctorFacts:
+    probe = torch(torch_version, cuda=cuda)
+    assert isinstance(probe.torch, TorchBuild)
+    build = dataclasses.replace(probe.torch, **found)
+    return facts(frameworks=frameworks(torch_probe=dataclasses.replace(probe, torch=build)))
+
+
+NMS_MISSING = "RuntimeError: operator torchvision::nms does not exist"
+LOADER = "OSError: libc10_cuda.so: cannot open shared object file: No such file or directory"
+#: (companion, release with torch 2.6, one release too old, release with torch 2.13)
+_COMPANION_VERSIONS = (
+    ("torchvision", "0.21.0", "0.20.0", "0.28.0"),
+    ("torchaudio", "2.6.0", "2.5.0", "2.11.0"),
+)
+for _name, _ok, _old, _for_2_13 in _COMPANION_VERSIONS:
+    FIRES.update({
+        f"{_name}.release_mismatch": lambda n=_name, v=_old: with_companions(
+            **{n: companion(n, f"{v}+cu124")}
+        ),
+        f"{_name}.cpu_build_with_cuda_torch": lambda n=_name, v=_ok: with_companions(
+            **{n: companion(n, f"{v}+cpu")}
+        ),
+        f"{_name}.cuda_build_with_cpu_torch": lambda n=_name, v=_for_2_13: with_companions(
+            "2.13.0+cpu", None, **{n: companion(n, f"{v}+cu130", "import_failed", NMS_MISSING)}
+        ),
+        f"{_name}.cuda_mismatch": lambda n=_name, v=_ok: with_companions(
+            **{n: companion(n, f"{v}+cu118")}
+        ),
+        f"{_name}.extension_failed": lambda n=_name, v=_ok: with_companions(
+            **{n: companion(n, f"{v}+cu124", "extension_failed", LOADER)}
+        ),
+    })  # fmt: skip
+    SILENT.update({
+        f"{_name}.release_mismatch": lambda n=_name, v=_ok: with_companions(
+            **{n: companion(n, f"{v}+cu124")}
+        ),
+        f"{_name}.cpu_build_with_cuda_torch": lambda n=_name, v=_ok: with_companions(
+            **{n: companion(n, f"{v}+cu124")}
+        ),
+        f"{_name}.cuda_build_with_cpu_torch": lambda n=_name, v=_for_2_13: with_companions(
+            "2.13.0+cpu", None, **{n: companion(n, f"{v}+cpu")}
+        ),
+        f"{_name}.cuda_mismatch": lambda n=_name, v=_ok: with_companions(
+            **{n: companion(n, f"{v}+cu124")}
+        ),
+        f"{_name}.extension_failed": lambda n=_name, v=_ok: with_companions(
+            **{n: companion(n, f"{v}+cu124", "ok")}
+        ),
+    })  # fmt: skip
 
 
 def ids_of(case: Case) -> list[str]:
