@@ -7,10 +7,14 @@ companions) with the companion checks off (``--no-companions`` in the worker) an
 ``--repeat`` times, for:
 
 * the target interpreter as it is (``--python``, default this one): with no companion installed
-  the checks cost a ``find_spec`` each; with real ones, their import and one operator each;
+  the checks cost a ``find_spec`` each; with real ones, torchvision's compiled extension loaded
+  alone (``torch.ops.load_library``, no ``import torchvision``) and its ``nms`` kernel, and
+  torchaudio's import and one transform;
 * this interpreter with the working stand-ins of the test suite on ``PYTHONPATH`` (torchvision's
   ``nms`` registered through ``torch.library``, torchaudio's ``Spectrogram`` through
-  ``torch.stft``): the checks' own work, without the real packages' import cost.
+  ``torch.stft``): the checks' own work, without the real packages' import cost; once with a
+  torchvision that has no compiled extension (the check imports the package) and once with one
+  whose ``_C.so`` registers ``nms`` (the fast path: only the extension is loaded).
 
 Prints the median wall seconds of each, their difference, and the ``companions_s`` phase the
 worker measured (import and check of both companions). The target: at most 1 s added.
@@ -76,6 +80,15 @@ def main() -> None:
         torchaudio_standin(Path(tmp))
         row(
             "this venv + working stand-ins",
+            Path(sys.executable),
+            (("PYTHONPATH", tmp),),
+            args.repeat,
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        torchvision_standin(Path(tmp), "extension")  # a compiled _C.so: the fast path
+        torchaudio_standin(Path(tmp))
+        row(
+            "this venv + stand-ins, torchvision's _C.so",
             Path(sys.executable),
             (("PYTHONPATH", tmp),),
             args.repeat,

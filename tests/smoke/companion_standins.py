@@ -23,7 +23,23 @@ from __future__ import annotations
 from pathlib import Path
 from textwrap import dedent
 
-MODES = ("working", "op_missing", "import_fails", "wrong")
+MODES = ("working", "op_missing", "import_fails", "wrong", "extension", "extension_wrong")
+
+#: A real shared library whose loading registers the stand-in's operators, as torchvision's
+#: ``_C.so`` does: its constructor runs ``_C_register.py`` beside it through the interpreter that
+#: loads it (``torch.ops.load_library`` -> ``ctypes.CDLL``), so the fast path of the checks (load
+#: only the extension, call ``torch.ops.torchvision.nms``) is exercised with no torchvision.
+_EXTENSION_C = r"""
+extern int PyGILState_Ensure(void);
+extern void PyGILState_Release(int);
+extern int PyRun_SimpleStringFlags(const char *, void *);
+__attribute__((constructor)) static void register_ops(void) {
+    int state = PyGILState_Ensure();
+    PyRun_SimpleStringFlags(
+        "exec(compile(open(" REGISTER ").read(), " REGISTER ", 'exec'), {})", 0);
+    PyGILState_Release(state);
+}
+"""
 
 _NMS = """
 def _nms_impl(dets, scores, iou_threshold):
@@ -73,6 +89,8 @@ def torchvision_standin(
     assert mode in MODES, mode
     files = {"torchvision/version.py": f"__version__ = {version!r}\ngit_version = 'standin'\n"}
     files.update(_dist_info("torchvision", version, requires_torch))
+    if mode in ("extension", "extension_wrong"):
+        return _extension_package(root, files, wrong=mode == "extension_wrong")
     if mode in ("working", "wrong"):
         files["torchvision/extension.py"] = (
             "import torch\n"
@@ -119,6 +137,49 @@ def torchvision_standin(
             torch.library.register_fake("torchvision::nms")(lambda *args: None)  # raises
             """
     return _write(root, files)
+
+
+def _extension_package(root: Path, files: dict[str, str], *, wrong: bool) -> Path:
+    """torchvision whose operators come from a compiled ``_C.so``, loaded like the real one."""
+    import subprocess
+
+    impl = "_nms_impl" if not wrong else "lambda d, s, t: torch.arange(d.shape[0])"
+    files["torchvision/_C_register.py"] = (
+        "import torch\n"
+        "_lib = torch.library.Library('torchvision', 'DEF')\n"
+        "_lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
+        "_lib.define('_cuda_version() -> int')\n"
+        + dedent(_NMS)
+        + f"_lib.impl('nms', {impl}, 'CompositeExplicitAutograd')\n"
+        "_lib.impl('_cuda_version', lambda: -1, 'CompositeExplicitAutograd')\n"
+        "torch._standin_library = _lib  # kept alive: dropping it unregisters the operators\n"
+    )
+    files["torchvision/extension.py"] = """
+        import os
+        import torch
+        torch.ops.load_library(os.path.join(os.path.dirname(__file__), "_C.so"))
+        def _has_ops():
+            return True
+        """
+    files["torchvision/ops/__init__.py"] = (
+        "import torch\n\ndef nms(boxes, scores, iou_threshold):\n"
+        "    return torch.ops.torchvision.nms(boxes, scores, iou_threshold)\n"
+    )
+    files["torchvision/__init__.py"] = """
+        import torch
+        from . import extension, ops, version
+        from .version import __version__
+        """
+    _write(root, files)
+    source = root / "torchvision" / "_C.c"
+    source.write_text(_EXTENSION_C, encoding="utf-8")
+    register = str(root / "torchvision" / "_C_register.py")
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", str(root / "torchvision" / "_C.so"), str(source),
+         f"-DREGISTER=\"{register!r}\""],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return root
 
 
 def torchaudio_standin(

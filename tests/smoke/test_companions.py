@@ -228,3 +228,27 @@ def test_real_torchvision_0_28_beside_the_cpu_torch_2_13_is_reported_broken(
     assert tv["version"].startswith("0.28.0")
     assert "operator torchvision::nms does not exist" in tv["error"]
     assert "torchvision==0.28.*" in tv["fix"]
+
+
+def test_a_compiled_torchvision_extension_is_checked_without_importing_the_package(
+    tmp_path: Path,
+) -> None:
+    """The fast path: only the extension (a real shared library) is loaded, and its nms kernel
+    called; the package's __init__ would abort the worker, so it is seen not to run."""
+    torchvision_standin(tmp_path, "extension")
+    (tmp_path / "torchvision" / "__init__.py").write_text("import os\nos.abort()\n")
+    code, doc = smoke(tmp_path)
+    assert code == 0, doc
+    tv = companions(doc)["torchvision"]
+    assert tv["status"] == "passed" and tv["version"] == "0.28.0+cpu"
+    assert "kept boxes [0, 2, 6, 4, 5, 7], as the NumPy reference" in tv["detail"]
+    assert "without import torchvision" in tv["detail"]
+
+
+def test_a_compiled_extension_with_wrong_numbers_fails_on_the_fast_path(tmp_path: Path) -> None:
+    torchvision_standin(tmp_path, "extension_wrong")
+    code, doc = smoke(tmp_path)
+    assert code == 1
+    tv = companions(doc)["torchvision"]
+    assert (tv["status"], tv["stage"]) == ("failed", "compare")
+    assert "kept boxes [0, 1, 2, 3, 4, 5, 6, 7], expected [0, 2, 6, 4, 5, 7]" in tv["detail"]
