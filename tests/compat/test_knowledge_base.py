@@ -189,3 +189,64 @@ def test_driver_branch_limits() -> None:
     assert (kepler.architecture, kepler.last_branch, kepler.last_cuda) == ("Kepler", "R470", "11.4")
     assert kepler.covers((3, 7)) and not kepler.covers((5, 0))
     assert older.covers((6, 1)) and older.covers((7, 0)) and not older.covers((7, 5))
+
+
+# ------------------------------------------------------------------ companions (torchvision, torchaudio)
+
+
+def test_companion_pairs_are_read_with_their_sources() -> None:
+    kb = parse_knowledge_base(_doc())
+    tv, ta = kb.companions["torchvision"], kb.companions["torchaudio"]
+    assert tv.pairs["2.13"] == "0.28" and tv.pairs["2.0"] == "0.15"
+    assert all(tv.pairs[f"2.{n}"] == f"0.{n + 15}" for n in range(15))  # the vision README
+    assert list(ta.pairs)[-1] == "2.11" and ta.last == "2.11"  # PyPI stops at 2.11
+    assert (tv.stable_abi_from, ta.stable_abi_from) == ("0.29", "2.11")
+    assert "pytorch/vision README.md" in kb.cite(tv.sources)
+    assert "stable ABI" in kb.cite(ta.sources)
+
+
+def test_companion_unknown_key_is_refused() -> None:
+    doc = _doc()
+    doc["companions"]["torchvision"]["stable_abi"] = "0.29"
+    assert _error(doc).message.startswith(
+        "compat.yaml: unknown key companions.torchvision.stable_abi"
+    )
+
+
+def test_companion_pairs_out_of_order_are_refused() -> None:
+    doc = _doc()
+    pairs = doc["companions"]["torchvision"]["pairs"]
+    doc["companions"]["torchvision"]["pairs"] = dict(reversed(list(pairs.items())))
+    assert "torch releases oldest first" in _error(doc).message
+
+
+def test_companion_release_that_goes_backwards_is_refused() -> None:
+    doc = _doc()
+    doc["companions"]["torchvision"]["pairs"]["2.13"] = "0.17"
+    assert "companion releases rising with torch's" in _error(doc).message
+
+
+def test_companion_last_release_must_be_the_newest_pair() -> None:
+    doc = _doc()
+    doc["companions"]["torchaudio"]["last"] = "2.10"
+    assert "the newest release of pairs (2.11)" in _error(doc).message
+
+
+def test_companion_stable_abi_needs_a_source() -> None:
+    doc = _doc()
+    del doc["companions"]["torchaudio"]["stable_abi_source"]
+    assert _error(doc).message == (
+        "compat.yaml: missing key companions.torchaudio.stable_abi_source"
+    )
+
+
+def test_companion_source_must_be_a_key_of_sources() -> None:
+    doc = _doc()
+    doc["companions"]["torchvision"]["source"] = ["tv_readme", "nowhere"]
+    assert "source 'nowhere' is not a key of sources" in _error(doc).message
+
+
+def test_companion_unquoted_version_is_refused() -> None:
+    doc = _doc()
+    doc["companions"]["torchaudio"]["pairs"]["2.9"] = 2.9
+    assert "companions.torchaudio.pairs.2.9: expected a non-empty string" in _error(doc).message
