@@ -129,6 +129,28 @@ def smoke_failures(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _smoke_report(stdout: str) -> dict[str, Any] | None:
+    """The ``data`` of a ``dlsetup.smoke`` document, or ``None`` (an error document, no JSON)."""
+    try:
+        document = json.loads(stdout)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("schema") != "dlsetup.smoke":
+        return None
+    data = document.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def _smoke_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """Why ``dlsetup smoke`` made no report: its ``dlsetup.error`` document, else its stderr."""
+    try:
+        return str(json.loads(proc.stdout)["data"]["error"]["message"])
+    except (ValueError, LookupError, TypeError):
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ")]
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        return (errors[-1].removeprefix("Error: ") if errors else last).strip()
+
+
 def run_smoke(
     python: Path | None, prefix: Path, *, on_start: Callable[[], None] | None = None
 ) -> SmokeOutcome:
@@ -170,14 +192,9 @@ def run_smoke(
             seconds=time.perf_counter() - start,
         )
     seconds = time.perf_counter() - start
-    try:
-        document = json.loads(proc.stdout)
-        data: dict[str, Any] = document["data"]
-    except (ValueError, KeyError, TypeError):
-        # no report: smoke stopped with an error (e.g. no framework importable)
-        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ")]
-        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        reason = (errors[-1].removeprefix("Error: ") if errors else last).strip()
+    data = _smoke_report(proc.stdout)
+    if data is None:  # no report: smoke stopped with an error (e.g. no framework importable)
+        reason = _smoke_error(proc)
         return SmokeOutcome(
             status="failed",
             reason=reason,
