@@ -28,3 +28,13 @@ def fake_nvml_builder(tmp_path_factory: pytest.TempPathFactory) -> Callable[...,
 def fake_nvml_dir(fake_nvml_builder: Callable[..., Path]) -> Path:
     """Directory holding the full fake ``libnvidia-ml.so.1``; pass it to ``nvml_env``."""
     return fake_nvml_builder()
+
+
+@pytest.fixture(autouse=True)
+def forget_channel_secrets() -> None:
+    """One dlsetup process runs one command, so the credential values it filled in (and masks in
+    every message) live as long as the process. Tests run many commands in one process: start
+    each with none remembered, or a test's short password masks words in later tests' paths."""
+    from dlsetup.envs import credentials
+
+    credentials._SECRETS.clear()
