@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import threading
 import traceback
+from types import FrameType
 from typing import Any, NoReturn
 
 import click
@@ -222,11 +224,34 @@ class _Signals:
 _SIGNALS = _Signals()
 
 
-def _on_sigterm(signum: int, frame: object) -> NoReturn:
-    # Python drops an exception raised inside a weakref callback or __del__ ("Exception ignored
-    # in: <function _get_module_lock.<locals>.cb>" during an import): the flag keeps it, and the
-    # command's end turns it into exit 143 instead of success.
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs where Python drops exceptions: a ``__del__``, or the weakref
+    callback of an import's module lock (``_get_module_lock.<locals>.cb``)."""
+    for _ in range(8):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "__del__" or (code.co_name == "cb" and "importlib" in code.co_filename):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _resend_sigterm() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Python drops an exception raised inside a finalizer or weakref callback ("Exception ignored
+    # in: <function _get_module_lock.<locals>.cb>" when SIGTERM lands in an import). Where that
+    # can be seen, the signal is delivered again a moment later, outside it; where it cannot, the
+    # flag makes the command's end exit 143 instead of reporting success.
     _SIGNALS.terminated = True
+    if _in_finalizer(frame):
+        timer = threading.Timer(0.05, _resend_sigterm)
+        timer.daemon = True
+        timer.start()
+        return
     raise Terminated
 
 

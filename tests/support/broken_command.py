@@ -27,12 +27,33 @@ class _SignalInFinalizer:
     def __del__(self) -> None:
         import signal
 
-        signal.raise_signal(signal.SIGTERM)  # the handler's exception is lost in a finalizer
+        signal.raise_signal(signal.SIGTERM)  # the handler's exception would be lost here
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
-def swallowed(as_json: bool) -> None:
-    """Receive SIGTERM where Python drops the handler's exception, then finish normally."""
+@click.option("--in-callback", is_flag=True, help="In a weakref callback dlsetup cannot spot.")
+def swallowed(as_json: bool, in_callback: bool) -> None:
+    """Receive SIGTERM where Python drops the handler's exception, then work on for 5 s."""
+    import time
+    import weakref
+
+    if in_callback:
+
+        class Target:
+            pass
+
+        def callback(ref: object) -> None:
+            import signal
+
+            signal.raise_signal(signal.SIGTERM)
+
+        target = Target()
+        keep = weakref.ref(target, callback)
+        del target  # the callback runs here
+        assert keep() is None
+        click.echo("finished")
+        return
     _SignalInFinalizer()  # collected at once: __del__ runs here
+    time.sleep(5)
     click.echo("finished")
