@@ -189,7 +189,8 @@ def test_companions_whose_import_fails_fail_at_import_with_the_loaders_error(
     assert found["torchvision"]["version"] == "0.28.0+cu130"  # read without importing it
     assert "operator torchvision::nms does not exist" in found["torchvision"]["error"]
     assert "libtorchaudio.so" in found["torchaudio"]["error"]
-    assert "'torchaudio==2.11.*'" in found["torchaudio"]["fix"]  # the stable-ABI release for torch >= 2.11
+    # torchaudio 2.11, built on torch's stable ABI, is the release for torch 2.11 and later
+    assert "'torchaudio==2.11.*'" in found["torchaudio"]["fix"]
 
 
 def test_a_companion_that_crashes_the_worker_fails_alone_and_the_grid_is_kept(
