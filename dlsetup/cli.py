@@ -224,14 +224,20 @@ class _Signals:
 _SIGNALS = _Signals()
 
 
-def _in_finalizer(frame: FrameType | None) -> bool:
-    """Whether ``frame`` runs where Python drops exceptions: a ``__del__``, or the weakref
-    callback of an import's module lock (``_get_module_lock.<locals>.cb``)."""
+def _unsafe_to_raise(frame: FrameType | None) -> bool:
+    """Whether an exception raised at ``frame`` would be lost or would wedge the process.
+
+    Lost: in a ``__del__`` or in the weakref callback of an import's module lock
+    (``_get_module_lock.<locals>.cb``), Python prints "Exception ignored" and drops it. Wedged:
+    raised inside importlib's own code, it can leave the global import lock held, and every
+    thread that imports afterwards (doctor's probe threads) waits forever.
+    """
+    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        return True
     for _ in range(8):
         if frame is None:
             return False
-        code = frame.f_code
-        if code.co_name == "__del__" or (code.co_name == "cb" and "importlib" in code.co_filename):
+        if frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
@@ -242,12 +248,11 @@ def _resend_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Python drops an exception raised inside a finalizer or weakref callback ("Exception ignored
-    # in: <function _get_module_lock.<locals>.cb>" when SIGTERM lands in an import). Where that
-    # can be seen, the signal is delivered again a moment later, outside it; where it cannot, the
-    # flag makes the command's end exit 143 instead of reporting success.
+    # Where raising now would be lost or would leave the import lock held (_unsafe_to_raise), the
+    # signal is delivered again a moment later, outside that code; where a loss cannot be seen,
+    # the flag makes the command's end exit 143 instead of reporting success.
     _SIGNALS.terminated = True
-    if _in_finalizer(frame):
+    if _unsafe_to_raise(frame):
         timer = threading.Timer(0.05, _resend_sigterm)
         timer.daemon = True
         timer.start()
