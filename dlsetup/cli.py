@@ -9,9 +9,11 @@ that parses stdout never gets plain text.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
+import sys
 import threading
 import traceback
 from types import FrameType
@@ -269,4 +271,26 @@ def install_sigterm_handler() -> None:
 def main() -> None:
     """Console-script entry point."""
     install_sigterm_handler()
-    cli(prog_name="dlsetup")
+    try:
+        cli(prog_name="dlsetup")
+    except SystemExit as exc:
+        if exc.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+            _exit_without_finalizing(int(exc.code))
+        raise
+
+
+def _exit_without_finalizing(code: int) -> NoReturn:
+    """Exit after an interrupt without tearing the interpreter down.
+
+    rattler's worker threads may still be finishing the file they unpack (py-rattler cannot
+    cancel it); when Python finalizes under them, Rust panics and prints a backtrace after our
+    "Terminated." line. The clean-up registered with :mod:`atexit` (the partial build's blocker)
+    still runs first, and the output is flushed.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
