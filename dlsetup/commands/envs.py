@@ -186,6 +186,8 @@ Examples:
   dlsetup lock pytorch --cuda 13.0 --gpu-arch 6.1   for a Pascal box: the CUDA 12 line
   dlsetup lock pytorch --platform osx-arm64  (auto picks mps there)
   dlsetup lock ./my-environment.yml --channel https://my.mirror/conda-forge
+  dlsetup lock --check pytorch-cuda.conda-lock.yml   CI: exit 1 when the lock is stale
+  dlsetup lock ./my-environment.yml --check my-env.conda-lock.yml
 
 \b
 Writes into --output: NAME.environment.yml (the rendered source), NAME.virtual-packages.yml
@@ -194,8 +196,18 @@ conda-lock render and micromamba read. The lock's header says which CUDA it was 
 which CUDA line each platform got and why (the GPU that ruled out a newer one).
 """
 )
-@click.argument("target", type=TargetType(), metavar="TARGET")
+@click.argument("target", type=TargetType(), required=False, metavar="TARGET")
 @_lock_options
+@click.option(
+    "--check",
+    "check",
+    metavar="LOCKFILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Do not lock: say whether LOCKFILE is still what this command would make from its "
+    "inputs (environment file, variant, CUDA version, GPUs, platforms, virtual packages). Exit 0 "
+    "when current, 1 when stale (one line per reason). Options not given are the lock's own; "
+    "TARGET names your environment file for a lock of one. No solve, no network.",
+)
 @click.option(
     "--platform",
     "platforms",
@@ -217,15 +229,23 @@ which CUDA line each platform got and why (the GPU that ruled out a newer one).
     help="Directory for the environment file and the lock.",
 )
 @click.option("--force", is_flag=True, help="Replace existing output files.")
-@click.option("--json", "as_json", is_flag=True, help="Print a dlsetup.lock JSON document.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a dlsetup.lock JSON document (with --check: dlsetup.lock-check).",
+)
+@click.pass_context
 def lock(  # noqa: PLR0917 - a Click callback receives every option
-    target: str,
+    ctx: click.Context,
+    target: str | None,
     variant: str,
     cuda: str | None,
     gpu_arch: tuple[str, ...],
     python_version: str | None,
     channels: tuple[str, ...],
     engine: str,
+    check: Path | None,
     platforms: tuple[str, ...],
     all_platforms: bool,
     output: Path,
@@ -243,6 +263,12 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     with the glibc/macOS/kernel versions detected here, others with documented minimums; a CUDA
     lock records the CUDA version it was solved for, never a silent default.
     """
+    if check is not None:
+        _check_lock(ctx, check, target, variant, cuda, gpu_arch, python_version, channels,
+                    platforms, all_platforms, force=force, as_json=as_json)  # fmt: skip
+        return
+    if target is None:
+        raise click.UsageError("Missing argument 'TARGET'.", ctx=ctx)
     from dlsetup.envs.request import LockRequest, lock_target
     from dlsetup.envs.virtual import sources_text
     from dlsetup.output import dumps, envelope, make_console
@@ -271,6 +297,99 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")
     console.print(f"Next: dlsetup create --from-lock {result.lock_path}")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
+    ctx: click.Context,
+    lock_path: Path,
+    target: str | None,
+    variant: str,
+    cuda: str | None,
+    gpu_arch: tuple[str, ...],
+    python_version: str | None,
+    channels: tuple[str, ...],
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    *,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """``dlsetup lock --check LOCKFILE``: exit 0 when current, 1 when stale."""
+    for name, option in (("output", "--output"), ("engine", "--engine")):
+        if _given(ctx, name):
+            raise click.UsageError(f"{option} does not apply to --check (nothing is written)")
+    if force:
+        raise click.UsageError("--force does not apply to --check (nothing is written)")
+    from dlsetup.envs.check import CheckRequest, check_lock
+    from dlsetup.output import dumps, envelope, make_console
+
+    request = CheckRequest(
+        target=target,
+        variant=variant if _given(ctx, "variant") else None,
+        cuda=cuda,
+        gpu_arch=gpu_arch,
+        platforms=platforms,
+        all_platforms=all_platforms,
+        python_version=python_version,
+        channels=channels,
+    )
+    result = check_lock(lock_path, request)
+    if as_json:
+        data = {
+            "lock": str(result.lock),
+            "environment_file": str(result.environment_file),
+            "source": result.source,
+            "current": result.current,
+            "target": result.target,
+            "variant": result.variant,
+            "cuda": result.cuda,
+            "platforms": list(result.platforms),
+            "differences": [
+                {"kind": d.kind, "platform": d.platform, "message": d.message}
+                for d in result.differences
+            ],
+            "notes": list(result.notes),
+            "content_hash": result.content_hash,
+            "hash_engine": result.hash_engine,
+            "seconds": round(result.seconds, 4),
+        }
+        click.echo(dumps(envelope("dlsetup.lock-check", data)))
+    else:
+        console = make_console()
+
+        def say(text: str) -> None:
+            console.print(text, markup=False, soft_wrap=True)
+
+        if result.current:
+            say(f"{lock_path} is current ({', '.join(result.platforms)}; {result.variant}"
+                + (f", CUDA {result.cuda}" if result.cuda else "") + ").")  # fmt: skip
+        else:
+            say(f"{lock_path} is stale:")
+            for d in result.differences:
+                say(f"  {d.message}")
+            say(f"Lock it again: {_relock_command(result, target)}")
+        for note in result.notes:
+            say(f"Note: {note}")
+    if not result.current:
+        ctx.exit(int(ExitCode.FINDINGS))
+
+
+def _relock_command(result: Any, target: str | None) -> str:
+    what = target if target is not None and target.endswith((".yml", ".yaml")) else result.target
+    if what == "file":
+        what = "ENVIRONMENT.yml"
+    parts = ["dlsetup lock", what, "--variant", result.variant]
+    if result.cuda:
+        parts += ["--cuda", result.cuda]
+    for platform in result.platforms:
+        parts += ["--platform", platform]
+    parts += ["--output", str(result.lock.parent), "--force"]
+    return " ".join(parts)
 
 
 @click.command(

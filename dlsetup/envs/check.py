@@ -1,0 +1,947 @@
+"""``dlsetup lock --check``: is a lock still what ``dlsetup lock`` would make from its inputs?
+
+No solve and no network. The lock's ``metadata`` says what it was made from (``custom_metadata``'s
+``dlsetup_*`` keys: target, variant, CUDA version and where it came from, GPUs, CUDA line and
+virtual packages per platform; the channels, the platforms and conda-lock's ``content_hash`` per
+platform). The check replays that request, with any option the user gives in place of the recorded
+value, through the same rendering functions ``dlsetup lock`` uses (:func:`dlsetup.envs.spec.render`,
+:func:`dlsetup.envs.request.choose_lines`, :func:`dlsetup.envs.virtual.virtual_packages`), read-only,
+then compares:
+
+* the request: variant, CUDA version, GPUs, platforms, Python, channels (an option given now
+  against the recorded value; where the lock's CUDA version or GPUs came from this machine's driver,
+  i.e. the user asked for ``auto``, against what the driver here reports, when it reports anything);
+* per platform: the CUDA line, the virtual packages, and the environment file's dependencies
+  (the re-rendered source against the ``NAME.environment.yml`` beside the lock);
+* conda-lock's ``content_hash``, recomputed from the re-rendered environment file and virtual
+  packages. It is recomputed here without importing conda-lock (whose import alone takes about a
+  second) for the specs dlsetup renders; when that does not reproduce the recorded hash, or a spec
+  has a form it does not cover, conda-lock's own ``compute_content_hashes`` decides.
+
+Values of another machine are not inputs: virtual packages the locking machine *detected*
+(``__glibc``, ``__linux``) are kept as recorded, and a ``CONDA_OVERRIDE_*`` value is kept unless
+the variable is set here to something else. Only the ``floor`` values (dlsetup's platform table) and
+those the CUDA build needs are recomputed.
+
+Shipped targets (``pytorch``, ``tensorflow``, ``both``) are re-rendered from the environment files of
+the installed dlsetup. A lock of the user's own environment file records no path to it: name it as
+TARGET (``dlsetup lock environment.yml --check locks/env.conda-lock.yml``); without it only the
+integrity of the files beside the lock is checked, and a note says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dlsetup.errors import DlsetupError, InputError
+
+if TYPE_CHECKING:
+    from dlsetup.compat.lines import Gpu, LineChoice
+    from dlsetup.envs.spec import EnvironmentSpec, RenderedEnvironment
+    from dlsetup.envs.variant import VariantChoice
+    from dlsetup.envs.virtual import VirtualPackage
+    from dlsetup.probes.nvidia import NvidiaFacts
+
+META = "dlsetup_"
+#: locks larger than this are refused unread (a 1,000-package lock is about 1 MiB)
+MAX_LOCK_BYTES = 256 * 1024 * 1024
+#: conda-lock's timestamp of every virtual package record (part of its content hash)
+_VP_TIMESTAMP = 1577854800000
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_SIMPLE_VERSION_RE = re.compile(
+    r"^(?:(?:>=|<=|==|!=|>|<)?[0-9][0-9A-Za-z.*+_]*)(?:,(?:>=|<=|==|!=|>|<)[0-9][0-9A-Za-z.*+_]*)*$"
+)
+_DEP_LINE_RE = re.compile(r"^\s+-\s+(?P<value>.+?)(?:\s+#\s*\[(?P<selector>[A-Za-z0-9_]+)\])?\s*$")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One reason the lock is stale.
+
+    Attributes:
+        kind: ``environment``, ``variant``, ``cuda``, ``gpus``, ``platforms``, ``python``,
+            ``channels``, ``cuda_line``, ``virtual_packages`` or ``content_hash``.
+        platform: the platform it concerns, or None for the whole lock.
+        message: one line for people ("environment file changed: added torchvision").
+    """
+
+    kind: str
+    platform: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of :func:`check_lock`.
+
+    Attributes:
+        lock: the lock checked.
+        environment_file: the rendered environment file beside it.
+        source: what was re-rendered: the shipped file of the target, the user's environment
+            file, or None when a user's file was not named (integrity only).
+        current: True when nothing differs.
+        differences: one per reason, in the order found.
+        notes: what was not compared, and why.
+        content_hash: per platform ``{"recorded": ..., "expected": ...}`` (``expected`` None when
+            it could not be computed).
+        hash_engine: ``dlsetup`` (recomputed here) or ``conda-lock`` (its own function decided).
+        seconds: how long the check took.
+    """
+
+    lock: Path
+    environment_file: Path
+    source: str | None
+    target: str
+    variant: str
+    cuda: str | None
+    platforms: tuple[str, ...]
+    current: bool
+    differences: tuple[Difference, ...]
+    notes: tuple[str, ...]
+    content_hash: dict[str, dict[str, str | None]]
+    hash_engine: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """Options given with ``--check``; None or empty: reuse what the lock records.
+
+    ``variant="auto"`` (given explicitly) chooses the variant for this machine again.
+    """
+
+    target: str | None = None
+    variant: str | None = None
+    cuda: str | None = None
+    gpu_arch: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    all_platforms: bool = False
+    python_version: str | None = None
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """What a lock records about how it was made (read without conda-lock)."""
+
+    path: Path
+    content_hash: dict[str, str]
+    channels: tuple[str, ...]
+    platforms: tuple[str, ...]
+    sources: tuple[str, ...]
+    custom: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.custom.get(META + key, default)
+
+
+def _malformed(path: Path, what: str) -> InputError:
+    return InputError(
+        f"malformed lock {path}: {what}",
+        fix="check it against the file dlsetup lock wrote (git diff), or make it again with "
+        "dlsetup lock",
+    )
+
+
+def _metadata_text(text: str) -> str:
+    """The ``version:`` and ``metadata:`` blocks of a conda-lock v1 file: the package list, most
+    of the file, is never parsed (a 1,000-package lock would take 10x longer)."""
+    kept: list[str] = []
+    keep = False
+    for line in text.splitlines():
+        if line[:1] not in ("", " ", "#", "-", "\t"):
+            keep = line.split(":", 1)[0].strip() in ("version", "metadata")
+        if keep:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def read_lock(path: Path) -> LockRecord:
+    """Read a lock's metadata (not its packages) and check its shape.
+
+    Raises:
+        InputError: the file cannot be read, is not a conda-lock v1 file, or was not made by
+            ``dlsetup lock`` (no ``dlsetup_*`` metadata).
+    """
+    import yaml
+
+    try:
+        if path.stat().st_size > MAX_LOCK_BYTES:
+            raise _malformed(path, f"larger than {MAX_LOCK_BYTES // 2**20} MiB")
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError as exc:
+        raise InputError(
+            f"lock {path} does not exist", fix="give the NAME.conda-lock.yml dlsetup lock wrote"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _malformed(path, f"cannot be read as UTF-8 text ({exc})") from exc
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(_metadata_text(text), Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise _malformed(path, f"not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(doc, dict) or "metadata" not in doc:
+        raise _malformed(path, "no 'metadata:' section (not a conda-lock file)")
+    if doc.get("version") != 1:
+        raise _malformed(path, f"conda-lock format version {doc.get('version')!r}, expected 1")
+    meta = doc["metadata"]
+    if not isinstance(meta, dict):
+        raise _malformed(path, "'metadata:' is not a mapping")
+    hashes = meta.get("content_hash")
+    platforms = meta.get("platforms")
+    channels = meta.get("channels")
+    custom = meta.get("custom_metadata") or {}
+    if not isinstance(hashes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()
+    ):
+        raise _malformed(path, "'content_hash:' is not a mapping of platform to hash")
+    if (
+        not isinstance(platforms, list)
+        or not platforms
+        or not all(isinstance(p, str) for p in platforms)
+    ):
+        raise _malformed(path, "'platforms:' is not a list of platforms")
+    if not isinstance(channels, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("url"), str) for c in channels
+    ):
+        raise _malformed(path, "'channels:' is not a list of {url: ...}")
+    if not isinstance(custom, dict) or not any(str(k).startswith(META) for k in custom):
+        raise InputError(
+            f"{path} was not made by dlsetup lock (no dlsetup_* custom_metadata), so what it was "
+            "made from is not recorded",
+            fix="make it with dlsetup lock (the default rattler engine records it), or check a "
+            "plain conda-lock file with conda-lock --check-input-hash",
+        )
+    from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
+
+    record = LockRecord(
+        path=path,
+        content_hash={str(k): str(v) for k, v in hashes.items()},
+        channels=tuple(str(c["url"]) for c in channels),
+        platforms=tuple(platforms),
+        sources=tuple(str(s) for s in meta.get("sources") or ()),
+        custom={str(k): str(v) for k, v in custom.items()},
+    )
+    for key, allowed in (("target", (*TARGETS, "file")), ("variant", VARIANTS)):
+        if record.get(key) not in allowed:
+            raise _malformed(path, f"{META}{key} is {record.get(key)!r}, not one of {allowed}")
+    bad = [p for p in record.platforms if p not in PLATFORMS]
+    if bad:
+        raise _malformed(path, f"unknown platform {bad[0]!r}")
+    return record
+
+
+def _recorded_gpus(text: str | None) -> tuple[Gpu, ...]:
+    """``0:6.1 NVIDIA GeForce GTX 1080; 1:8.6 ...`` (``dlsetup_gpus``) as :class:`Gpu` records."""
+    from dlsetup.compat.lines import Gpu
+
+    if not text or text == "none":
+        return ()
+    gpus = []
+    for part in text.split(";"):
+        found = re.match(r"^\s*(\d+):(\d+)\.(\d+)\s*(.*)$", part)
+        if found is None:
+            continue
+        index, major, minor, name = found.groups()
+        gpus.append(Gpu(int(index), name.strip(), (int(major), int(minor))))
+    return tuple(gpus)
+
+
+def _ccs(gpus: tuple[Gpu, ...]) -> str:
+    return ", ".join(f"{g.cc[0]}.{g.cc[1]}" for g in gpus) or "none"
+
+
+def _dependencies_by_platform(path: Path, platforms: tuple[str, ...]) -> dict[str, list[str]]:
+    """The dependencies of the rendered environment file, per platform (conda-lock's selectors
+    ``  # [linux64]`` applied as conda-lock applies them)."""
+    import yaml
+
+    from dlsetup.platforms import PLATFORM_INFO
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"the environment file beside the lock, {path}, cannot be read: {exc.strerror or exc}",
+            fix="keep NAME.environment.yml next to NAME.conda-lock.yml (dlsetup lock writes both)",
+        ) from exc
+    result: dict[str, list[str]] = {p: [] for p in platforms}
+    in_deps = False
+    for line in text.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            in_deps = line.rstrip() == "dependencies:"
+            continue
+        found = _DEP_LINE_RE.match(line) if in_deps else None
+        if found is None:
+            continue
+        raw = found.group("value")
+        try:
+            value = yaml.safe_load(raw) if raw[:1] in "\"'" else raw
+        except yaml.YAMLError:
+            value = raw
+        selector = found.group("selector")
+        for platform in platforms:
+            if selector is None or PLATFORM_INFO[platform].selector == selector:
+                result[platform].append(str(value))
+    return result
+
+
+def _spec_key(spec: str) -> str:
+    from dlsetup.envs.spec import spec_name
+
+    return spec_name(spec)
+
+
+def _dependency_changes(recorded: list[str], expected: list[str]) -> list[str]:
+    """``added torchvision``, ``removed scipy``, ``numpy -> numpy >=2`` (by package name)."""
+    old = {_spec_key(s): s for s in recorded}
+    new = {_spec_key(s): s for s in expected}
+    changes = [f"added {new[n]}" for n in new if n not in old]
+    changes += [f"removed {old[n]}" for n in old if n not in new]
+    changes += [f"{old[n]} -> {new[n]}" for n in new if n in old and old[n] != new[n]]
+    return changes
+
+
+def _per_platform_messages(
+    kind: str, prefix: str, per_platform: Mapping[str, list[str]], all_platforms: tuple[str, ...]
+) -> list[Difference]:
+    """One difference for changes every platform shares, one per platform for the rest."""
+    out: list[Difference] = []
+    shared: list[str] = []
+    if len(per_platform) == len(all_platforms) and per_platform:
+        first = next(iter(per_platform.values()))
+        shared = [c for c in first if all(c in v for v in per_platform.values())]
+    if shared:
+        out.append(Difference(kind, None, f"{prefix}: {'; '.join(shared)}"))
+    for platform, changes in per_platform.items():
+        rest = [c for c in changes if c not in shared]
+        if rest:
+            out.append(Difference(kind, platform, f"{prefix} for {platform}: {'; '.join(rest)}"))
+    return out
+
+
+# ---- conda-lock's content hash, without importing conda-lock ------------------------------------
+
+
+def _simple_dependency(spec: str) -> dict[str, Any] | None:
+    """conda-lock's ``VersionedDependency.model_dump()`` of a match spec of the forms dlsetup
+    renders (``name``, ``name VERSION``, ``name VERSION BUILD``); None for any other form (then
+    conda-lock's own parser decides)."""
+    tokens = spec.split()
+    if not tokens or not _NAME_RE.match(tokens[0]) or len(tokens) > 3:
+        return None
+    version, build = "", None
+    if len(tokens) >= 2:
+        version = tokens[1]
+        if version != "*" and not _SIMPLE_VERSION_RE.match(version):
+            return None
+        if version == "*" and len(tokens) == 2:
+            return None  # conda's MatchSpec drops a bare "*"; leave that form to conda-lock
+    if len(tokens) == 3:
+        build = tokens[2]
+        if not re.match(r"^[A-Za-z0-9_.*]+$", build):
+            return None
+    return {
+        "build": build,
+        "category": "main",
+        "conda_channel": None,
+        "extras": [],
+        "hash": None,
+        "manager": "conda",
+        "name": tokens[0].lower(),
+        "version": version,
+    }
+
+
+def _virtual_repo(platform: str, packages: tuple[VirtualPackage, ...]) -> dict[str, Any]:
+    """conda-lock's ``virtual_package_hash`` entry for ``platform`` (its v2-compatible form)."""
+    records: dict[str, Any] = {}
+    for p in packages:
+        build_string = "" if p.build == "0" else p.build
+        build = f"{build_string}_0" if build_string else "0"
+        records[f"{p.name}-{p.version}-{build}.tar.bz2"] = {
+            "build": build,
+            "build_number": 0,
+            "build_string": build_string,
+            "depends": [],
+            "name": p.name,
+            "noarch": "",
+            "package_type": "virtual_system",
+            "subdir": platform,
+            "timestamp": _VP_TIMESTAMP,
+            "version": p.version,
+        }
+    return {
+        "noarch": {"info": {"subdir": "noarch"}, "packages": {}},
+        platform: {"info": {"subdir": platform}, "packages": records},
+    }
+
+
+def fast_content_hash(
+    channels: tuple[str, ...],
+    dependencies: list[str],
+    platform: str,
+    packages: tuple[VirtualPackage, ...],
+) -> str | None:
+    """conda-lock's content hash of one platform, or None when a channel or spec has a form this
+    does not reproduce (``${VAR}`` channels, brackets, ``::``)."""
+    if any("$" in c for c in channels):
+        return None
+    specs = [_simple_dependency(d) for d in dependencies]
+    if any(s is None for s in specs):
+        return None
+    content = {
+        "channels": [
+            json.dumps({"url": c, "used_env_vars": []}, separators=(",", ":")) for c in channels
+        ],
+        "specs": sorted(specs, key=lambda s: (s["manager"], s["name"])),  # type: ignore[index]
+        "virtual_package_hash": _virtual_repo(platform, packages),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def conda_lock_content_hashes(env_text: str, vp_text: str) -> dict[str, str]:
+    """conda-lock's own content hashes of an environment file and a virtual-package spec."""
+    import logging
+    import tempfile
+
+    from conda_lock.content_hash import compute_content_hashes
+    from conda_lock.src_parser import make_lock_spec
+    from conda_lock.virtual_package import virtual_package_repo_from_specification
+
+    from dlsetup.envs.lock import pypi_mapping_path
+
+    logging.getLogger("conda_lock").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="dlsetup-check-") as tmp:
+        env_path = Path(tmp) / "environment.yml"
+        vp_path = Path(tmp) / "virtual-packages.yml"
+        env_path.write_text(env_text, encoding="utf-8")
+        vp_path.write_text(vp_text, encoding="utf-8")
+        spec = make_lock_spec(src_files=[env_path], mapping_url=str(pypi_mapping_path()))
+        hashes = compute_content_hashes(spec, virtual_package_repo_from_specification(vp_path))
+    return {str(k): str(v) for k, v in hashes.items()}
+
+
+# ---- the check ------------------------------------------------------------------------------------
+
+
+def _probe() -> NvidiaFacts:
+    from dlsetup.probes.nvidia import probe_nvidia
+
+    return probe_nvidia()
+
+
+@dataclass
+class _Findings:
+    differences: list[Difference] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, message: str, platform: str | None = None) -> None:
+        self.differences.append(Difference(kind, platform, message))
+
+
+def check_lock(
+    lock_path: Path,
+    request: CheckRequest | None = None,
+    *,
+    probe: Callable[[], NvidiaFacts] = _probe,
+) -> CheckResult:
+    """Compare ``lock_path`` with what ``dlsetup lock`` would make from its inputs now.
+
+    Args:
+        lock_path: a ``NAME.conda-lock.yml`` written by ``dlsetup lock``.
+        request: options given now (None: reuse everything the lock records).
+        probe: this machine's NVIDIA facts; called only where the lock's CUDA version or GPUs came
+            from the driver and no ``--cuda``/``--gpu-arch`` is given.
+
+    Raises:
+        InputError: a malformed or foreign lock, a missing environment file beside it, or a bad
+            option value (exit 2).
+    """
+    start = time.perf_counter()
+    try:
+        result = _check(lock_path, request or CheckRequest(), probe)
+    except DlsetupError as exc:
+        from dlsetup.envs.credentials import redact_error
+
+        redact_error(exc)
+        raise
+    return CheckResult(**{**result.__dict__, "seconds": time.perf_counter() - start})
+
+
+def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts]) -> CheckResult:
+    from dlsetup.envs import spec as spec_mod
+    from dlsetup.envs.request import _frameworks_in, _has_cuda_package, choose_lines
+
+    record = read_lock(lock_path)
+    found = _Findings()
+    target = str(record.get("target"))
+    recorded_variant = str(record.get("variant"))
+    recorded_cuda = None if record.get("cuda", "none") == "none" else record.get("cuda")
+    recorded_gpus = _recorded_gpus(record.get("gpus"))
+    gpu_source = record.get("gpu_source", "none") or "none"
+    cuda_source = _cuda_source(record)
+    env_name = record.sources[0] if record.sources else ""
+    env_file = lock_path.parent / env_name
+    if not env_name.endswith((".yml", ".yaml")) or Path(env_name).name != env_name:
+        raise _malformed(lock_path, f"its source {env_name!r} is not an environment file name")
+    recorded_deps = _dependencies_by_platform(env_file, record.platforms)
+
+    # --- the source to re-render
+    source: EnvironmentSpec | None
+    source_label: str | None
+    if req.target is not None and req.target in spec_mod.TARGETS and req.target != target:
+        found.add("target", f"locked for target {target}, asked for {req.target}")
+    if target == "file":
+        if req.target is not None and req.target not in spec_mod.TARGETS:
+            source = spec_mod.load_environment_file(Path(req.target))
+            source_label = req.target
+        else:
+            source, source_label = None, None
+            found.notes.append(
+                "the lock was made from your own environment file, whose path it does not "
+                "record: only the files beside the lock were checked; name the file to check it "
+                f"too: dlsetup lock ENVIRONMENT.yml --check {lock_path}"
+            )
+    else:
+        source, source_label = None, None
+
+    # --- the request: recorded values, replaced by options given now
+    for given, value in (("--cuda", req.cuda), ("--gpu-arch", ",".join(req.gpu_arch) or None)):
+        if value is not None and req.variant in ("cpu", "mps"):
+            raise InputError(
+                f"{given} {value} only applies to --variant cuda (got --variant {req.variant})",
+                fix=f"drop {given}, or use --variant cuda {given} {value}",
+            )
+    if req.cuda is not None:
+        spec_mod.validate_cuda(req.cuda)
+    if req.python_version is not None:
+        spec_mod.validate_python_version(req.python_version)
+    if req.all_platforms and req.platforms:
+        raise InputError("--all-platforms and --platform exclude each other", fix="use one of them")
+
+    choice = _choose(
+        req,
+        record,
+        found,
+        recorded_variant=recorded_variant,
+        recorded_cuda=recorded_cuda,
+        recorded_gpus=recorded_gpus,
+        gpu_source=gpu_source,
+        cuda_source=cuda_source,
+        probe=probe,
+        target=target,
+        source=source,
+    )
+    variant, cuda = choice.variant, choice.cuda
+    if source is None and target != "file":
+        try:
+            source = spec_mod.load_environment_file(spec_mod.environment_file(target, variant))
+        except InputError as exc:
+            found.add("variant", f"{target} has no {variant} variant any more ({exc.message})")
+        source_label = f"dlsetup's {target}-{variant}.yml" if source is not None else None
+
+    # platforms
+    if req.all_platforms:
+        available = (
+            source.platforms if source is not None and source.platforms else spec_mod.PLATFORMS
+        )
+        platforms = tuple(p for p in spec_mod.PLATFORMS if p in available)
+    else:
+        platforms = req.platforms or record.platforms
+    if set(platforms) != set(record.platforms):
+        found.add(
+            "platforms",
+            f"locked for {', '.join(record.platforms)}, asked for {', '.join(platforms)}",
+        )
+    compared = tuple(p for p in platforms if p in record.platforms)
+
+    # channels
+    recorded_channels = record.channels
+    if req.channels:
+        from dlsetup.envs.credentials import strip_auth
+
+        asked = tuple(strip_auth(c) for c in req.channels)
+        if asked != recorded_channels:
+            found.add(
+                "channels",
+                f"locked from {', '.join(recorded_channels)}, asked for {', '.join(asked)}",
+            )
+
+    # python: the rendered file's pin is what the lock was made with
+    first_deps = recorded_deps[compared[0]] if compared else []
+    recorded_python = _pinned(first_deps)
+    python = req.python_version or recorded_python
+    if req.python_version is not None and req.python_version != recorded_python:
+        found.add(
+            "python",
+            f"locked for Python {recorded_python or 'unpinned'}, asked for {req.python_version}",
+        )
+
+    expected_text: str | None = None
+    expected_vps: dict[str, tuple[VirtualPackage, ...]] = {}
+    rendered: RenderedEnvironment | None = None
+    if source is not None:
+        deps = source.dependencies
+        frameworks = _frameworks_in(deps)
+        if target == "file" and variant == "cuda" and not _has_cuda_package(deps):
+            found.add("variant", "locked as cuda, and the environment file has no CUDA package now")
+        lines = choose_lines(frameworks, platforms, choice, python=python)
+        rendered = spec_mod.render(
+            source,
+            target=target,
+            variant=variant,
+            cuda=cuda,
+            python=python if python != _pinned(list(deps)) else None,
+            channels=req.channels or recorded_channels,
+            platforms=platforms,
+            name=source.name if target == "file" else f"{target}-{variant}",
+            lines=lines,
+            gpus=choice.gpus,
+            gpu_source=choice.gpu_source,
+        )
+        expected_text = rendered.text
+        _compare_lines(record, lines, compared, found)
+        if not any(d.kind in ("variant", "target") for d in found.differences):
+            changes = {}
+            for p in compared:
+                skip = _line_packages(record, lines, p, found)
+                change = _dependency_changes(
+                    [d for d in recorded_deps[p] if _spec_key(d) not in skip],
+                    [d for d in rendered.dependencies_for(p) if _spec_key(d) not in skip],
+                )
+                if change:
+                    changes[p] = change
+            found.differences += _per_platform_messages(
+                "environment", "environment file changed", changes, compared
+            )
+    expected_vps = _virtual_packages(record, platforms, cuda, rendered=rendered, found=found)
+
+    # --- conda-lock's content hash
+    hashes, engine = _content_hashes(
+        record,
+        compared,
+        vps=expected_vps,
+        rendered=rendered,
+        recorded_deps=recorded_deps,
+        expected_text=expected_text,
+        stale=bool(found.differences),
+    )
+    mismatched = [p for p in compared if hashes.get(p) != record.content_hash.get(p)]
+    if mismatched and not found.differences:
+        found.add(
+            "content_hash",
+            "conda-lock's content hash of "
+            + ", ".join(mismatched)
+            + f" does not match {env_name} and the virtual packages (the lock or the file was "
+            "edited by hand?)",
+        )
+    return CheckResult(
+        lock=lock_path,
+        environment_file=env_file,
+        source=source_label,
+        target=target,
+        variant=variant,
+        cuda=cuda,
+        platforms=platforms,
+        current=not found.differences,
+        differences=tuple(found.differences),
+        notes=tuple(found.notes),
+        content_hash={
+            p: {"recorded": record.content_hash.get(p), "expected": hashes.get(p)}
+            for p in platforms
+        },
+        hash_engine=engine,
+    )
+
+
+def _cuda_source(record: LockRecord) -> str | None:
+    """``option:--cuda`` or ``driver:nvml``, from the ``__cuda`` entry of the sources record."""
+    for key, value in record.custom.items():
+        if key.startswith(f"{META}virtual_package_sources_"):
+            for item in value.split():
+                name, _, source = item.partition("=")
+                if name == "__cuda":
+                    return source
+    return None
+
+
+def _pinned(deps: list[str]) -> str | None:
+    from dlsetup.envs.request import _pinned_python
+
+    return _pinned_python(tuple(deps))
+
+
+def _choose(
+    req: CheckRequest,
+    record: LockRecord,
+    found: _Findings,
+    *,
+    recorded_variant: str,
+    recorded_cuda: str | None,
+    recorded_gpus: tuple[Gpu, ...],
+    gpu_source: str,
+    cuda_source: str | None,
+    probe: Callable[[], NvidiaFacts],
+    target: str,
+    source: EnvironmentSpec | None,
+) -> VariantChoice:
+    """The variant, CUDA version and GPUs to re-render with, and the differences they make."""
+    from dlsetup.compat.lines import gpus_from_arch
+    from dlsetup.envs import spec as spec_mod
+    from dlsetup.envs.request import _has_cuda_package
+    from dlsetup.envs.variant import (
+        GPUS_NONE,
+        GPUS_OPTION,
+        VariantChoice,
+        choose_variant,
+        nvml_gpus,
+    )
+    from dlsetup.envs.virtual import CUDA_DRIVER
+
+    if req.variant == "auto":
+
+        def has_variant(variant: str) -> bool:
+            if source is not None:
+                return (
+                    _has_cuda_package(source.dependencies)
+                    if variant == "cuda"
+                    else variant == "cpu"
+                )
+            if target == "file":
+                return variant in (recorded_variant, "cpu")
+            return bool(spec_mod.variant_platforms(target, variant))
+
+        chosen = choose_variant(
+            "auto",
+            cuda=req.cuda,
+            platforms=req.platforms or record.platforms,
+            has_variant=has_variant,
+            probe=probe,
+            gpu_arch=req.gpu_arch,
+        )
+        if chosen.variant != recorded_variant:
+            found.add(
+                "variant",
+                f"locked as {recorded_variant}, auto picks {chosen.variant} here ({chosen.reason})",
+            )
+        elif chosen.cuda != recorded_cuda and req.cuda is None:
+            found.add(
+                "cuda",
+                f"locked for CUDA {recorded_cuda}, this machine's driver gives {chosen.cuda}",
+            )
+        return chosen
+    variant = req.variant or recorded_variant
+    if req.variant is not None and req.variant != recorded_variant:
+        found.add("variant", f"locked as {recorded_variant}, asked for --variant {req.variant}")
+    if (req.cuda is not None or req.gpu_arch) and req.variant is None and variant != "cuda":
+        found.add("variant", f"locked as {recorded_variant}; --cuda/--gpu-arch ask for cuda")
+        variant = "cuda"
+    if variant != "cuda":
+        return VariantChoice(variant, None, "recorded in the lock")
+    cuda = req.cuda or recorded_cuda
+    gpus = gpus_from_arch(req.gpu_arch) if req.gpu_arch else recorded_gpus
+    source_now = GPUS_OPTION if req.gpu_arch else gpu_source
+    driver_version: str | None = None
+    facts = None
+    if (req.cuda is None and cuda_source == CUDA_DRIVER) or (
+        not req.gpu_arch and gpu_source == CUDA_DRIVER and req.cuda is None
+    ):
+        facts = probe()
+    if req.cuda is not None and req.cuda != recorded_cuda:
+        found.add("cuda", f"locked for CUDA {recorded_cuda or 'none'}, --cuda asks for {req.cuda}")
+    elif req.cuda is None and cuda_source == CUDA_DRIVER and facts is not None:
+        here = facts.cuda_driver_version
+        if isinstance(here, str):
+            driver_version = facts.driver_version if isinstance(facts.driver_version, str) else None
+            if here != recorded_cuda:
+                found.add(
+                    "cuda", f"locked for CUDA {recorded_cuda}, this machine's driver gives {here}"
+                )
+                cuda = here
+        else:
+            found.notes.append(
+                f"the lock's CUDA {recorded_cuda} came from the driver of the machine that made "
+                f"it; no driver here ({facts.status}), so it was kept"
+            )
+    if req.gpu_arch:
+        if [g.cc for g in gpus] != [g.cc for g in recorded_gpus]:
+            found.add(
+                "gpus",
+                f"locked for GPUs {_ccs(recorded_gpus)}, --gpu-arch asks for {_ccs(gpus)}",
+            )
+    elif gpu_source == CUDA_DRIVER and req.cuda is None and facts is not None:
+        here_gpus = nvml_gpus(facts)
+        if here_gpus and [g.cc for g in here_gpus] != [g.cc for g in recorded_gpus]:
+            found.add(
+                "gpus",
+                f"locked for GPUs {_ccs(recorded_gpus)}, this machine's are {_ccs(here_gpus)}",
+            )
+            gpus = here_gpus
+    if cuda is None:
+        raise _malformed(record.path, "a cuda lock without a CUDA version (dlsetup_cuda)")
+    return VariantChoice(
+        "cuda",
+        cuda,
+        "recorded in the lock",
+        gpus,
+        source_now if gpus else GPUS_NONE,
+        driver_version,
+    )
+
+
+def _compare_lines(
+    record: LockRecord,
+    lines: Mapping[str, LineChoice],
+    platforms: tuple[str, ...],
+    found: _Findings,
+) -> None:
+    for platform in platforms:
+        before = record.get(f"cuda_line_{platform}")
+        after = lines.get(platform)
+        now = after.line if after is not None else None
+        if before != now:
+            why = f" ({after.reason})" if after is not None else ""
+            found.add(
+                "cuda_line",
+                f"CUDA line for {platform}: locked {before or 'none'}, now {now or 'none'}{why}",
+                platform,
+            )
+
+
+def _line_packages(
+    record: LockRecord, lines: Mapping[str, LineChoice], platform: str, found: _Findings
+) -> set[str]:
+    """Packages whose specs a changed CUDA line rewrites (reported as the line, not the file)."""
+    if not any(
+        d.kind in ("cuda_line", "cuda") and d.platform in (platform, None)
+        for d in found.differences
+    ):
+        return set()
+    before = (record.get(f"cuda_line_specs_{platform}") or "").split(" ")
+    names = {_spec_key(s) for s in before if s and s[0].isalpha()}
+    after = lines.get(platform)
+    if after is not None:
+        names |= {_spec_key(s) for s in after.specs}
+    return names - {""}
+
+
+def _virtual_packages(
+    record: LockRecord,
+    platforms: tuple[str, ...],
+    cuda: str | None,
+    *,
+    rendered: RenderedEnvironment | None,
+    found: _Findings,
+) -> dict[str, tuple[VirtualPackage, ...]]:
+    """Per platform, the virtual packages ``dlsetup lock`` would solve with now: the recorded
+    detected (and unchanged override) values, recomputed floors, the CUDA version asked for."""
+    from dlsetup.envs.virtual import (
+        CUDA_DRIVER,
+        CUDA_OPTION,
+        DETECTED,
+        OVERRIDE_VARS,
+        virtual_packages,
+    )
+
+    result: dict[str, tuple[VirtualPackage, ...]] = {}
+    cuda_source = CUDA_DRIVER if _cuda_source(record) == CUDA_DRIVER else CUDA_OPTION
+    for platform in platforms:
+        recorded_text = record.get(f"virtual_packages_{platform}")
+        sources = dict(
+            item.partition("=")[::2]
+            for item in (record.get(f"virtual_package_sources_{platform}") or "").split()
+        )
+        recorded = _parse_vps(recorded_text or "", sources)
+        glibc = rendered.lines[platform].glibc if rendered and platform in rendered.lines else None
+        fresh = {
+            p.name: p
+            for p in virtual_packages(platform, cuda, cuda_source=cuda_source, glibc_needed=glibc)
+        }
+        expected: list[VirtualPackage] = []
+        for p in recorded:
+            var = OVERRIDE_VARS.get(p.name)
+            if p.name == "__cuda":
+                continue
+            if p.source == DETECTED or (
+                p.source.startswith("env:") and os.environ.get(var or "", p.version) == p.version
+            ):
+                expected.append(p)
+            elif p.name in fresh:
+                expected.append(fresh[p.name])
+        known = {p.name for p in expected}
+        expected += [p for n, p in fresh.items() if n not in known and n != "__cuda"]
+        if "__cuda" in fresh:
+            expected.append(fresh["__cuda"])
+        result[platform] = tuple(expected)
+        if recorded_text is None:
+            continue
+        now = " ".join(str(p) for p in expected)
+        if now != recorded_text and platform in record.platforms:
+            before_map = {p.name: str(p) for p in recorded}
+            after_map = {p.name: str(p) for p in expected}
+            changes = [
+                f"{before_map.get(n, n + ' (none)')} -> {after_map.get(n, 'none')}"
+                for n in dict.fromkeys([*before_map, *after_map])
+                if before_map.get(n) != after_map.get(n) and n != "__cuda"
+            ]
+            if changes:
+                found.add(
+                    "virtual_packages",
+                    f"virtual packages for {platform} changed: {'; '.join(changes)}",
+                    platform,
+                )
+    return result
+
+
+def _parse_vps(text: str, sources: dict[str, str]) -> list[VirtualPackage]:
+    """``__unix=0 __glibc=2.28 __archspec=1=x86_64`` (the metadata's form) as records."""
+    from dlsetup.envs.virtual import FLOOR, VirtualPackage
+
+    out = []
+    for item in text.split():
+        name, version, build = [*item.split("="), "0", "0"][:3]
+        out.append(VirtualPackage(name, version, build, sources.get(name, FLOOR)))
+    return out
+
+
+def _content_hashes(
+    record: LockRecord,
+    platforms: tuple[str, ...],
+    *,
+    vps: dict[str, tuple[VirtualPackage, ...]],
+    rendered: RenderedEnvironment | None,
+    recorded_deps: dict[str, list[str]],
+    expected_text: str | None,
+    stale: bool,
+) -> tuple[dict[str, str], str]:
+    """The content hash of each platform for the expected inputs (the files beside the lock when
+    the source could not be re-rendered): fast where it reproduces the recorded hash, else
+    conda-lock's own."""
+    channels = rendered.spec.channels if rendered is not None else record.channels
+    fast: dict[str, str] = {}
+    for p in platforms:
+        deps = list(rendered.dependencies_for(p)) if rendered is not None else recorded_deps[p]
+        value = fast_content_hash(channels, deps, p, vps[p])
+        if value is not None:
+            fast[p] = value
+    if stale or all(fast.get(p) == record.content_hash.get(p) for p in platforms):
+        return fast, "dlsetup"  # stale already: conda-lock's hash would only cost a second
+    from dlsetup.envs.virtual import spec_file_text
+
+    text = expected_text
+    if text is None:
+        text = (record.path.parent / record.sources[0]).read_text(encoding="utf-8")
+    try:
+        slow = conda_lock_content_hashes(text, spec_file_text(vps))
+    except Exception as exc:  # conda-lock's parser errors on a hand-edited file
+        raise _malformed(record.path, f"conda-lock cannot read its inputs: {exc}") from exc
+    return {p: slow.get(p, "") for p in platforms}, "conda-lock"
