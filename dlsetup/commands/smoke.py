@@ -146,8 +146,8 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
     default=None,
     metavar="X",
     help="Fail a pair whose PyTorch and TensorFlow loss curves (same start, same device class) "
-    "differ by more than X at any step (absolute, loss units; finite, >= 0). Default: report the "
-    "gap only.",
+    "differ by more than X at any step (absolute, loss units; finite, >= 0). Default: twice the "
+    "float32 band at each step.",
 )
 @click.option(
     "--force", is_flag=True, help="Overwrite existing --output/--github-benchmark/--plot files."
@@ -173,11 +173,12 @@ def smoke(  # noqa: PLR0917 - click passes each option
 ) -> None:
     """Train a 2-16-1 network with each of the seed's 6 activations x 8 losses on every device.
 
-    Each framework and device is checked four ways: every activation and loss (value and
+    Each framework and device is checked five ways: every activation and loss (value and
     gradient) against a NumPy reference; one forward/backward/update step against the same step
-    in NumPy; training of all 48 pairs (loss finite, falling, accuracy reached); and the gap
-    between the PyTorch and TensorFlow loss curves from the same starting weights (a check only
-    with --max-disagreement, and only where both frameworks ran on the same device class).
+    in NumPy; every step's loss against the NumPy reference's training from the same weights
+    (inside a float32 band); training of all 48 pairs (loss finite, falling, accuracy reached);
+    and the gap between the PyTorch and TensorFlow loss curves from the same starting weights
+    (where both frameworks ran on the same device class).
     Exit status 1 when a check fails, a figure regressed beyond --max-regression, or --compare
     found no metric of this run in the baseline.
     """
@@ -328,9 +329,15 @@ def render_report(console: Console, report: SmokeReport) -> None:
                 console.print(f"  FAIL {check.describe()}")
         for combo in run.combinations:
             for failure in combo.failures:
-                console.print(f"  FAIL {combo.activation} / {combo.loss}: {failure.describe()}")
+                console.print(
+                    f"  FAIL {combo.activation} / {combo.loss}: {failure.describe()}",
+                    soft_wrap=True,
+                    markup=False,
+                )
             if combo.isolated_rerun is not None:
-                console.print(f"       rerun alone: {combo.isolated_rerun.attribution}")
+                console.print(
+                    f"       rerun alone: {combo.isolated_rerun.attribution}", soft_wrap=True
+                )
         _render_companions(console, run)
     _render_agreement(console, report)
     for pair in report.agreement:
@@ -370,7 +377,7 @@ def _render_agreement(console: Console, report: SmokeReport) -> None:
     for device in devices:
         rows = {(a.activation, a.loss): a for a in report.agreement if a.device == device}
         bound = (
-            ""
+            "; ! = outside twice the float32 band at some step"
             if report.max_disagreement is None
             else f"; ! = above --max-disagreement {report.max_disagreement:g}"
         )

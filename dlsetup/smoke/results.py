@@ -20,12 +20,20 @@ ZERO_ONE_NOTE = ZERO_ONE_SURROGATE_TEXT
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a combination failed: the check, the quantity, the value seen and what was expected."""
+    """Why a combination failed: the check, the quantity, the value seen and what was expected.
+
+    Attributes:
+        check: ``one step``, ``every step`` (the loss curve left the band around the NumPy
+            reference's) or ``training``.
+        step: the training step the failure was seen at (the first one outside the band, the
+            first non-finite loss; 0 for the one-step check); None for end-of-training checks.
+    """
 
     check: str
     what: str
     value: float | str | None
     expected: str
+    step: int | None = None
 
     def describe(self) -> str:
         """One line for the human report."""
@@ -80,6 +88,8 @@ class ComboResult:
     accuracy: float
     failures: tuple[Failure, ...]
     isolated_rerun: IsolatedRerun | None
+    every_step_checked_to: int | None = None
+    every_step_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,17 +200,21 @@ class FrameworkRun:
 
 @dataclass(frozen=True)
 class Agreement:
-    """Check (4): the largest gap between the PyTorch and TensorFlow loss curves of one pair.
+    """Check (5): the PyTorch and TensorFlow loss curves of one pair, from the same weights.
 
     Attributes:
         device: the device class both frameworks ran on (``cpu``, ``gpu:0``, ``mps``).
         max_abs_deviation: the largest absolute gap between the two curves (loss units);
             None when a curve is not finite or the curves differ in length.
         max_rel_deviation: the same, divided by the largest absolute PyTorch loss.
-        max_allowed: the ``--max-disagreement`` bound (loss units); None when agreement is
-            only reported.
-        passed: with a bound, whether ``max_abs_deviation <= max_allowed``; None when agreement
-            is only reported or the gap could not be measured.
+        max_allowed: the allowed gap at ``step`` (the first step outside), or at the step
+            closest to the edge when the pair passed (loss units).
+        passed: whether the gap stayed inside the bound at every step; None when the gap could
+            not be measured (a non-finite curve, failed by the training check already).
+        step: the first step whose gap exceeded the bound; None when none did.
+        gap_at_step: the gap at the step ``max_allowed`` is given for.
+        bound: ``band`` (twice the float32 band around the curve, the default) or
+            ``max_disagreement`` (the fixed ``--max-disagreement`` bound).
     """
 
     device: str
@@ -210,13 +224,17 @@ class Agreement:
     max_rel_deviation: float | None
     max_allowed: float | None = None
     passed: bool | None = None
+    step: int | None = None
+    gap_at_step: float | None = None
+    bound: str = "band"
 
     def describe(self) -> str:
-        """One line for the human report (a failed gated pair)."""
+        """One line for the human report (a failed pair)."""
+        source = "--max-disagreement" if self.bound == "max_disagreement" else "2 x float32 band"
         return (
-            f"agreement {self.activation} / {self.loss} on {self.device}: largest "
-            f"|PyTorch - TensorFlow| loss-curve gap was {_fmt(self.max_abs_deviation)}, "
-            f"expected <= {_fmt(self.max_allowed)} (--max-disagreement)"
+            f"agreement {self.activation} / {self.loss} on {self.device}: "
+            f"|PyTorch - TensorFlow| loss-curve gap at step {self.step} was "
+            f"{_fmt(self.gap_at_step)}, expected <= {_fmt(self.max_allowed)} ({source})"
         )
 
 
@@ -299,6 +317,8 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
             isolated_rerun=None
             if c["isolated_rerun"] is None
             else IsolatedRerun(**c["isolated_rerun"]),
+            every_step_checked_to=c.get("every_step_checked_to"),
+            every_step_note=c.get("every_step_note"),
         )
         for c in event.get("combinations", [])
     )

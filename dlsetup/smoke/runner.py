@@ -31,10 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from dlsetup.errors import MissingToolError, SmokeError
 from dlsetup.facts import Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
 from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
+from dlsetup.smoke import curve_band
 from dlsetup.smoke.companions import CHECKS as COMPANION_CHECKS
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from dlsetup.smoke.results import (
@@ -76,8 +79,8 @@ class RunOptions:
             framework, list the devices).
         env: extra environment variables for the workers (tests use the fault-injection hook).
         max_disagreement: the largest allowed absolute gap between the PyTorch and TensorFlow
-            loss curves of a pair on the same device class (loss units); None: the gap is
-            reported, not gated.
+            loss curves of a pair on the same device class (loss units); None: the gap must
+            stay inside twice the float32 band at every step (:func:`agreement`).
         companions: check the framework's companions (PyTorch: torchvision, torchaudio) on each
             device after its grid.
     """
@@ -409,13 +412,18 @@ def _kind(device: str) -> str:
 def agreement(
     runs: Sequence[DeviceRun], max_disagreement: float | None = None
 ) -> tuple[Agreement, ...]:
-    """Check (4): per device present in both frameworks, the largest curve gap of each pair.
+    """Check (5): per device class present in both frameworks, each pair's two loss curves.
+
+    Both frameworks start from the same weights, so each curve lies inside the float32 band
+    around the NumPy reference (:mod:`dlsetup.smoke.curve_band`) and the two within the sum of
+    their bands, ``2 * band(t)`` at step ``t`` (the PyTorch curve standing in for the reference).
 
     Args:
         runs: every device run of the smoke.
-        max_disagreement: when given, a pair whose largest absolute gap exceeds it (loss units)
-            fails (``passed`` False); a pair whose gap cannot be measured (a non-finite curve,
-            already failed by the training check) is not judged (``passed`` None).
+        max_disagreement: instead of the band, a fixed bound on the absolute gap at any step
+            (loss units, ``--max-disagreement``). A pair whose gap cannot be measured (a
+            non-finite curve, already failed by the training check) is not judged
+            (``passed`` None).
     """
     by_kind: dict[str, dict[str, DeviceRun]] = {}
     for run in runs:
@@ -430,15 +438,37 @@ def agreement(
         for i, (act, loss) in enumerate(names):
             ct, cf = t.curves[i], f.curves[i]
             if any(v is None for v in (*ct, *cf)) or len(ct) != len(cf):
-                out.append(Agreement(kind, act, loss, None, None, max_disagreement, None))
+                bound = "max_disagreement" if max_disagreement is not None else "band"
+                out.append(
+                    Agreement(kind, act, loss, None, None, max_disagreement, None, bound=bound)
+                )
                 continue
-            gaps = [
-                abs(a - b) for a, b in zip(ct, cf, strict=True) if a is not None and b is not None
-            ]
-            scale = max(abs(v) for v in ct if v is not None) or 1.0
-            worst = max(gaps)
-            verdict = None if max_disagreement is None else worst <= max_disagreement
-            out.append(Agreement(kind, act, loss, worst, worst / scale, max_disagreement, verdict))
+            a, b = np.array(ct, dtype=np.float64), np.array(cf, dtype=np.float64)
+            gaps = np.abs(a - b)
+            allowed = (
+                np.full(gaps.shape, max_disagreement)
+                if max_disagreement is not None
+                else 2.0 * curve_band.band(a)
+            )
+            scale = float(np.max(np.abs(a))) or 1.0
+            worst = float(np.max(gaps))
+            outside = gaps > allowed
+            step = int(np.argmax(outside)) if outside.any() else None
+            at = step if step is not None else int(np.argmax(gaps / allowed))
+            out.append(
+                Agreement(
+                    kind,
+                    act,
+                    loss,
+                    worst,
+                    worst / scale,
+                    float(allowed[at]),
+                    step is None,
+                    step=step,
+                    gap_at_step=float(gaps[at]),
+                    bound="max_disagreement" if max_disagreement is not None else "band",
+                )
+            )
     return tuple(out)
 
 

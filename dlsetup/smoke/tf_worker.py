@@ -41,6 +41,9 @@ def load(injection: core.Injection) -> TensorFlowBackend:
 
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
+    # Full float32 matmuls (TensorFlow uses TF32 on Ampere and later by default): the every-step
+    # check holds them to float32's band.
+    tf.config.experimental.enable_tensor_float_32_execution(False)
     if injection.cpu_devices > 1:  # test hook: several real (logical) TensorFlow CPU devices
         host = tf.config.list_physical_devices("CPU")[0]
         config = [tf.config.LogicalDeviceConfiguration() for _ in range(injection.cpu_devices)]

@@ -43,6 +43,8 @@ def load(injection: core.Injection) -> TorchBackend:
     # The tensors are tiny: extra intra-op threads only contend with the TensorFlow worker that
     # runs beside this one.
     torch.set_num_threads(1)
+    # Full float32 matmuls (no TF32 on CUDA): the every-step check holds them to float32's band.
+    torch.set_float32_matmul_precision("highest")
     return TorchBackend(torch, injection)
 
 

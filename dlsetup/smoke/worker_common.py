@@ -48,9 +48,11 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from dlsetup.smoke import curve_band
     from dlsetup.smoke import reference as ref
-else:  # run as a script inside a target interpreter: load the sibling module by path
+else:  # run as a script inside a target interpreter: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import curve_band
     import reference as ref
 
 Array = npt.NDArray[np.float64]
@@ -460,6 +462,8 @@ class ComboVerdict:
     accuracy: float
     failures: list[dict[str, Any]] = field(default_factory=list)
     isolated: dict[str, Any] | None = None
+    checked_to: int | None = None
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -472,6 +476,8 @@ class ComboVerdict:
             "accuracy": self.accuracy,
             "failures": self.failures,
             "isolated_rerun": self.isolated,
+            "every_step_checked_to": self.checked_to,
+            "every_step_note": self.note,
         }
 
 
@@ -485,6 +491,7 @@ def training_failures(curve: Array, accuracy: float) -> list[dict[str, Any]]:
             "what": "loss stays finite",
             "value": _num(curve[step]),
             "expected": f"a finite loss at every step (first non-finite at step {step})",
+            "step": step,
         })  # fmt: skip
         return out
     first, last = float(curve[0]), float(curve[-1])
@@ -494,6 +501,7 @@ def training_failures(curve: Array, accuracy: float) -> list[dict[str, Any]]:
             "what": "loss falls",
             "value": _num(last),
             "expected": f"<= {LOSS_FALL_FACTOR:g} x initial loss {first:.4g} (= {LOSS_FALL_FACTOR * first:.4g})",
+            "step": None,
         })  # fmt: skip
     if accuracy < ACCURACY_THRESHOLD:
         out.append({
@@ -501,12 +509,39 @@ def training_failures(curve: Array, accuracy: float) -> list[dict[str, Any]]:
             "what": "training accuracy",
             "value": accuracy,
             "expected": f">= {ACCURACY_THRESHOLD:g}",
+            "step": None,
         })  # fmt: skip
     return out
 
 
+def curve_failures(
+    v: ComboVerdict, curve: Array, reference: Array, kink: Array
+) -> list[dict[str, Any]]:
+    """The every-step check for one model: its loss curve inside the float32 band around the
+    NumPy reference's curve from the same weights (:mod:`curve_band`), at every step; records
+    on ``v`` how far the curve was checked."""
+    check = curve_band.verdict(curve, reference, kink)
+    v.checked_to = check.checked_to
+    if check.parted_at_kink is not None:
+        v.note = (
+            f"checked to step {check.checked_to}: at that step a sample sat on the loss's kink "
+            "within rounding, float32 and float64 took different sides and the curves parted"
+        )
+    if check.exit is None:
+        return []
+    step, got, want, allowed = check.exit
+    return [{
+        "check": "every step",
+        "what": f"loss at step {step} (the first step outside the band)",
+        "value": _num(got),
+        "expected": f"{want:.6g} +- {allowed:.2g} (NumPy reference from the same weights, float32 band)",
+        "step": step,
+    }]  # fmt: skip
+
+
 def _verdicts(
     plan: Plan, out: TrainOutput, y: Array, ref_losses: Array | None, ref_after: dict[str, Array] | None,
+    *, ref_curves: ref.Curves | None = None,
 ) -> list[ComboVerdict]:  # fmt: skip
     verdicts: list[ComboVerdict] = []
     for i, (act, loss) in enumerate(plan.combos):
@@ -528,6 +563,10 @@ def _verdicts(
         )
         if ref_losses is not None and ref_after is not None:
             v.failures.extend(_step_failures(i, out, ref_losses, ref_after))
+        if ref_curves is not None:
+            v.failures.extend(
+                curve_failures(v, curve, ref_curves.loss[:, i], ref_curves.kink[:, i])
+            )
         v.failures.extend(training_failures(curve, accuracy))
         verdicts.append(v)
     return verdicts
@@ -547,6 +586,7 @@ def _step_failures(
                 "what": what,
                 "value": _num(np.asarray(got).reshape(-1)[worst]),
                 "expected": f"{float(np.asarray(want).reshape(-1)[worst]):.6g} (NumPy reference, rtol {rtol:g}, atol {atol:g})",
+                "step": 0,
             }]  # fmt: skip
     return []
 
@@ -571,11 +611,17 @@ def train_grid(
     times["warmup_s"] = out.warmup_s
     times["loop_s"] = out.loop_s
     ref_losses = ref_after = None
+    t0 = time.perf_counter()
     if step_check:
-        t0 = time.perf_counter()
         ref_losses, ref_after = reference_first_step(combos, init, x, y)
-        times["reference_s"] = time.perf_counter() - t0
-    verdicts = _verdicts(plan, out, y, ref_losses, ref_after)
+    ref_curves = ref.train_curves(combos, init, x, y, lr=lr, steps=steps)
+    times["reference_s"] = time.perf_counter() - t0
+    verdicts = _verdicts(plan, out, y, ref_losses, ref_after, ref_curves=ref_curves)
+    ends = [steps if v.checked_to is None else v.checked_to for v in verdicts]
+    times["band_ratio"] = max(
+        curve_band.worst_ratio(out.curves[: end + 1, i], ref_curves.loss[: end + 1, i])
+        for i, end in enumerate(ends)
+    )
     t0 = time.perf_counter()
     for i, v in enumerate(verdicts):
         if not v.failures:
@@ -587,7 +633,8 @@ def train_grid(
         )
         sub_ref = None if ref_after is None else {k: a[i : i + 1] for k, a in ref_after.items()}
         sub_losses = None if ref_losses is None else ref_losses[i : i + 1]
-        alone = _verdicts(single, sub, y, sub_losses, sub_ref)[0]
+        sub_curves = ref.Curves(ref_curves.loss[:, i : i + 1], ref_curves.kink[:, i : i + 1])
+        alone = _verdicts(single, sub, y, sub_losses, sub_ref, ref_curves=sub_curves)[0]
         v.isolated = {
             "passed": not alone.failures,
             "final_loss": _num(alone.final_loss),
@@ -640,6 +687,7 @@ def run_device(
         checks = function_checks(backend, device)
         phases["function_checks_s"] = time.perf_counter() - t0
         verdicts, out, times = train_grid(backend, device, seed, steps, injection, step_check=True)
+        times.pop("band_ratio")  # not seconds: reported by calibration runs only
         phases.update(times)
     except Exception as exc:  # a device that fails fails its own rows only
         return {
@@ -732,10 +780,14 @@ def main(
     if args.calibrate_seeds:
         for device in selected:
             for seed in range(args.calibrate_seeds):
-                verdicts, _, _ = train_grid(
+                verdicts, _, times = train_grid(
                     backend, device, seed, args.steps, injection, step_check=False
                 )
-                emit({"event": "calibration", "device": device, "seed": seed, "combinations": [v.as_dict() for v in verdicts]})  # fmt: skip
+                emit({
+                    "event": "calibration", "device": device, "seed": seed,
+                    "combinations": [v.as_dict() for v in verdicts],
+                    "band_ratio": times["band_ratio"],
+                })  # fmt: skip
         return 0
     for device in selected[:1] if args.one_device else selected:
         emit({"event": "device_start", "device": device})

@@ -132,3 +132,50 @@ def test_runner_reads_the_line_prefix_the_workers_write() -> None:
 
     # the runner keeps its own copy: importing worker_common would put its directory on sys.path
     assert runner.LINE_PREFIX == core.LINE_PREFIX
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_stacked_reference_curves_are_gd_step_repeated_on_each_model(seed: int) -> None:
+    combos = core.combinations()
+    x, y = core.make_data(seed)
+    init = core.init_params(seed, len(combos))
+    lr = np.array([core.LEARNING_RATES[loss] for _, loss in combos])
+    curves = ref.train_curves(combos, init, x, y, lr=lr, steps=30).loss
+    assert curves.shape == (31, len(combos))
+    for i, (act, loss) in enumerate(combos):
+        p = core.model_params(init, i)
+        values = []
+        for _ in range(30):
+            value, p = ref.gd_step(p, x, y, act, loss, lr=float(lr[i]))
+            values.append(value)
+        values.append(float(np.mean(ref.training_loss(loss, ref.forward(p, x, act)[2], y))))
+        assert curves[:, i] == pytest.approx(values, rel=1e-12, abs=1e-15), (act, loss)
+
+
+def test_the_stacked_reference_of_a_subset_matches_the_full_grid() -> None:
+    combos = core.combinations()
+    x, y = core.make_data(1)
+    init = core.init_params(1, len(combos))
+    lr = np.array([core.LEARNING_RATES[loss] for _, loss in combos])
+    full = ref.train_curves(combos, init, x, y, lr=lr, steps=20).loss
+    for i in (0, 13, 36):  # one model alone, as the isolated rerun trains it
+        sub = {k: v[i : i + 1] for k, v in init.items()}
+        alone = ref.train_curves([combos[i]], sub, x, y, lr=lr[i : i + 1], steps=20).loss
+        assert alone[:, 0] == pytest.approx(full[:, i], rel=1e-12, abs=1e-15)
+
+
+def test_the_band_is_float32_roundoff_growing_with_the_steps() -> None:
+    from dlsetup.smoke import curve_band
+
+    reference = np.array([0.5, 0.5, 3.0])
+    allowed = curve_band.band(reference)
+    u = 2.0**-24
+    assert allowed == pytest.approx([16 * u * 4, 16 * u * 5, 16 * u * 6 * 3.0])
+    assert curve_band.first_exit(reference + allowed * 0.99, reference) is None
+    assert curve_band.first_exit(a(0.5, 0.6, 3.0), reference) == (1, 0.6, 0.5, allowed[1])
+    assert curve_band.first_exit(a(0.5, 0.5, math.nan), reference) == (
+        2,
+        pytest.approx(math.nan, nan_ok=True),
+        3.0,
+        allowed[2],
+    )
