@@ -16,7 +16,9 @@ the knowledge base within the 20 ms ``dlsetup lock`` may spend on choosing a CUD
 (``benchmarks/bench_choice.py``).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: typing.NamedTuple turns every string annotation
+# into a ForwardRef, compiling it, which made importing this module cost twice as much (the 20 ms
+# above). Annotations are evaluated at definition: quote a name defined further down.
 
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple, NoReturn, TypeVar
@@ -313,10 +315,10 @@ class _Reader:
             self.fail(value, "a non-empty list of strings", key)
         return tuple(value)
 
-    def sub(self, key: str) -> _Reader:
+    def sub(self, key: str) -> "_Reader":
         return _Reader(self.raw(key), self.key_path(key), self.origin)
 
-    def items(self, key: str) -> list[tuple[str, _Reader]]:
+    def items(self, key: str) -> "list[tuple[str, _Reader]]":
         """The entries of the mapping at ``key``, each as a reader; keys must be strings."""
         mapping = self.sub(key)
         out: list[tuple[str, _Reader]] = []
@@ -326,7 +328,7 @@ class _Reader:
             out.append((k, _Reader(v, mapping.key_path(k), self.origin)))
         return out
 
-    def rows(self, key: str) -> list[_Reader]:
+    def rows(self, key: str) -> "list[_Reader]":
         value = self.raw(key)
         if not isinstance(value, list) or not value:
             self.fail(value, "a non-empty list", key)
