@@ -53,7 +53,9 @@ TARGET_FRAMEWORKS: dict[str, tuple[str, ...]] = {
 
 LineSupport = Literal["full", "minor_version_compat", "not_checked"]
 
-_GPU_ARCH = re.compile(r"^(?:(\d{1,2})\.(\d)|sm_?(\d{1,2})(\d)[af]?)$", re.IGNORECASE)
+#: ``--gpu-arch`` forms; compiled on first use (through ``re``'s cache), not at import: a lock
+#: with NVML's GPUs never parses one.
+_GPU_ARCH = r"^(?:(\d{1,2})\.(\d)|sm_?(\d{1,2})(\d)[af]?)$"
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def parse_gpu_arch(value: str) -> CC:
         InputError: not a compute capability (names the value and the accepted forms).
     """
     text = value.strip()
-    m = _GPU_ARCH.match(text)
+    m = re.match(_GPU_ARCH, text, re.IGNORECASE)
     if m is None:
         raise InputError(
             f"--gpu-arch {value!r} is not a GPU compute capability",
