@@ -146,6 +146,9 @@ class DeviceRun:
             timeout); ``crashed`` (the worker died without a result).
         phases: seconds per phase (function_checks_s, build_s, warmup_s, loop_s, train_s, ...).
         ms_per_step: steady-state milliseconds per training step of the whole stacked grid.
+        best_ms_per_step: the same, over the fastest chunk of 20 steps (what the gate reads).
+        kernel_ms: milliseconds of the fixed calibration kernel (:mod:`timing_kernel`) in the
+            same worker around the training, the fastest of its timings.
         curves: mean training loss per combination (activation-major) before each step.
         peak_rss_bytes: the worker's peak resident host memory so far, bytes.
         peak_device_bytes: peak device memory allocated, bytes (GPU/MPS only).
@@ -167,6 +170,8 @@ class DeviceRun:
     peak_rss_bytes: Maybe[int]
     peak_device_bytes: Maybe[int]
     companions: tuple[CompanionCheck, ...] = ()
+    best_ms_per_step: Maybe[float] = Missing("not_measured")
+    kernel_ms: Maybe[float] = Missing("not_measured")
 
     @property
     def passed(self) -> bool:
@@ -344,6 +349,12 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
         peak_device_bytes=_missing_or(
             event.get("peak_device_bytes"), "host_device" if ok else "device_failed", int
         ),
+        best_ms_per_step=_missing_or(
+            event.get("best_ms_per_step"), "device_failed" if not ok else "error", float
+        ),
+        kernel_ms=_missing_or(
+            event.get("kernel_ms"), "device_failed" if not ok else "error", float
+        ),
     )
 
 
@@ -365,6 +376,8 @@ def failed_device_run(
         ms_per_step=Missing(status),
         peak_rss_bytes=Missing(status),
         peak_device_bytes=Missing(status),
+        best_ms_per_step=Missing(status),
+        kernel_ms=Missing(status),
     )
 
 

@@ -194,10 +194,12 @@ class TorchTrainer:
         lr_t = self.b._tensor(lr, dev, dt)
         lr_b = {k: lr_t.reshape((-1,) + (1,) * (v.dim() - 1)) for k, v in p.items()}
         names = list(p)
+        device_sync = torch.cuda.synchronize if dev.startswith("cuda") else None
         curves: list[Any] = []
         after_first: dict[str, core.Array] = {}
         t0 = time.perf_counter()
         warmup = 0.0
+        marks: list[float] = []  # the clock after each step from the first on
         for step in range(steps):
             losses, _ = self._forward(p, xt, yt, scale)
             grads = torch.autograd.grad(losses.sum(), [p[k] for k in names], allow_unused=True)
@@ -210,12 +212,18 @@ class TorchTrainer:
                 after_first = {k: self.b._np(v) for k, v in p.items()}
                 warmup = time.perf_counter() - t0
                 t0 = time.perf_counter()
+                marks.append(t0)
+            else:
+                if device_sync is not None:
+                    device_sync()
+                marks.append(time.perf_counter())
         with torch.no_grad():
             losses, f = self._forward(p, xt, yt, scale)
         curves.append(losses)
         curve_np = self.b._np(torch.stack(curves))
         loop = time.perf_counter() - t0
-        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop)
+        best = core.best_chunk_ms(marks)
+        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, best)
 
 
 if __name__ == "__main__":

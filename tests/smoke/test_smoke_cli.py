@@ -90,6 +90,7 @@ def test_github_benchmark_file_is_a_custom_smaller_is_better_list(full_run: dict
     entries = json.loads((full_run["dir"] / "gh.json").read_text())
     names = {e["name"] for e in entries}
     assert {"smoke wall time", "torch cpu ms per step", "tensorflow cpu:0 ms per step"} <= names
+    assert {"torch cpu step per kernel", "tensorflow cpu:0 step per kernel"} <= names
     assert all(set(e) == {"name", "unit", "value"} and e["value"] >= 0 for e in entries)
 
 
@@ -175,12 +176,12 @@ def test_a_crashing_device_is_reported_as_crashed() -> None:
 
 def test_compare_exits_1_on_a_regression_beyond_the_bound_and_0_within(tmp_path: Path) -> None:
     fast = tmp_path / "fast.json"
-    fast.write_text(json.dumps([{"name": "torch cpu ms per step", "unit": "ms", "value": 0.0001}]))
+    fast.write_text(json.dumps([{"name": "torch cpu step per kernel", "unit": "x", "value": 1e-4}]))
     proc = run_cli("smoke", "--framework", "torch", "--steps", "30", "--compare", str(fast))
     assert proc.returncode == 1, proc.stderr
     assert "Comparison: REGRESSION beyond the bound" in proc.stdout
     slow = tmp_path / "slow.json"
-    slow.write_text(json.dumps([{"name": "torch cpu ms per step", "unit": "ms", "value": 1e6}]))
+    slow.write_text(json.dumps([{"name": "torch cpu step per kernel", "unit": "x", "value": 1e6}]))
     proc = run_cli(
         "smoke",
         "--framework",

@@ -1,0 +1,50 @@
+"""The fixed calibration kernel the benchmark gate divides step times by.
+
+Runs INSIDE the target interpreter (standard library and NumPy only; the workers load it by path).
+A step time alone says as much about the machine (its CPU, its clock, the other jobs on it) as
+about the code; the same step time divided by the time of a fixed workload measured in the same
+process, minutes apart at most, says mostly about the code. The workload is NumPy on arrays the
+size of the stacked grid (48 x 64 x 16), a few dozen small operations per round, so like an eager
+training step it is dominated by per-operation overhead and cache-resident arithmetic, and it
+slows down with the machine the same way. It never changes with dlsetup: a change here is a new
+unit, and the committed baselines must be written again.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+#: Rounds of the workload per timing (about 2-8 ms on a laptop core).
+ROUNDS = 5
+#: Timings per measurement; the fastest is kept (noise only ever adds time).
+REPEATS = 5
+
+
+def _workload(x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> float:
+    acc = 0.0
+    for _ in range(ROUNDS):
+        z = np.matmul(x, w1)  # (48, 64, 16)
+        h = np.tanh(z)
+        s = 1.0 / (1.0 + np.exp(-z))
+        r = np.where(z > 0, z, 0.2 * z)
+        f = np.matmul(h + s + r, w2[:, :, None])[:, :, 0]
+        g = np.sign(f) * np.abs(f)
+        w1 = w1 - 1e-3 * np.matmul(x.T, (g[:, :, None] * h))
+        acc += float(np.sum(g))
+    return acc
+
+
+def kernel_ms(repeats: int = REPEATS) -> float:
+    """Milliseconds of one run of the fixed workload: the fastest of ``repeats`` timings."""
+    rng = np.random.default_rng(12345)
+    x = rng.normal(size=(64, 2))
+    w1 = rng.normal(size=(48, 2, 16))
+    w2 = rng.normal(size=(48, 16))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _workload(x, w1, w2)
+        best = min(best, time.perf_counter() - start)
+    return 1000.0 * best
