@@ -147,6 +147,28 @@ class FrameworkBuild:
 
 
 @dataclass(frozen=True)
+class CompanionBuild:
+    """A companion of PyTorch (torchvision) on PyTorch's chosen line.
+
+    Attributes:
+        package: the conda package (``torchvision``).
+        build_glob: PyTorch's build glob on the line (``"cuda129_*"``): conda-forge's companion
+            builds carry the same prefix, and their recipes pin only ``pytorch * cuda*``, so the
+            line is pinned here.
+        sources: where the companion's build facts come from (citations).
+    """
+
+    package: str
+    build_glob: str
+    sources: str
+
+    @property
+    def spec(self) -> str:
+        """``torchvision * cuda129_*``."""
+        return f"{self.package} * {self.build_glob}"
+
+
+@dataclass(frozen=True)
 class LineChoice:
     """The CUDA line chosen for a target on a platform, and why.
 
@@ -163,6 +185,10 @@ class LineChoice:
             ``not_checked`` (no driver CUDA given).
         reason: one sentence; names the GPU or the driver that ruled out a newer line.
         passed_over: one sentence per newer line that was ruled out, newest first.
+        companions: PyTorch's companions conda-forge builds on this line for this platform, for
+            its pytorch release (:func:`companion_builds`); an environment that lists one gets
+            this build. Not in :attr:`specs`: a companion is added only where it is asked for.
+        missing_companions: one sentence per companion left out here, and why.
     """
 
     target: str
@@ -175,6 +201,8 @@ class LineChoice:
     support: LineSupport
     reason: str
     passed_over: tuple[str, ...] = ()
+    companions: tuple[CompanionBuild, ...] = ()
+    missing_companions: tuple[str, ...] = ()
 
     @property
     def build_glob(self) -> str:
@@ -319,6 +347,48 @@ def _candidates(
         key=lambda c: max(_cuda_key(line.cuda or "0") for line in c), reverse=True
     )  # stable: keeps data order among equals
     return combos
+
+
+def companion_builds(
+    platform: str, build_glob: str, *, cuda: str | None = None, kb: KnowledgeBase | None = None
+) -> tuple[tuple[CompanionBuild, ...], tuple[str, ...]]:
+    """PyTorch's companions conda-forge builds for PyTorch's ``build_glob`` on ``platform``.
+
+    A companion counts when its builds were made with conda-forge's pytorch release (pytorch's
+    run_exports pin the release, so others do not install beside it) and one of them carries
+    ``build_glob`` (``"cuda129_*"``, ``"cpu_*"``) on ``platform``.
+
+    Args:
+        platform: the conda platform.
+        build_glob: PyTorch's build glob there.
+        cuda: the line's CUDA version, for the sentences (None: the CPU build).
+        kb: the knowledge base (default: the shipped one).
+
+    Returns:
+        ``(builds, missing)``: the companion builds, and one sentence per companion left out.
+    """
+    kb = kb or knowledge_base()
+    pytorch = kb.conda_forge.frameworks["pytorch"]
+    torch_key = ".".join(pytorch.release.split(".")[:2])
+    kind = f"CUDA {cuda}" if cuda else "CPU"
+    builds: list[CompanionBuild] = []
+    missing: list[str] = []
+    for comp in kb.conda_forge_companions.values():
+        if comp.pytorch != torch_key:
+            missing.append(
+                f"{comp.package} left out: conda-forge's newest {comp.package}, {comp.release}, "
+                f"is built for pytorch {comp.pytorch} (pytorch's run_exports pin that release), "
+                f"not for conda-forge's pytorch {pytorch.release}"
+                + (f"; {comp.note}" if comp.note else "")
+            )
+        elif not comp.has_build(platform, build_glob):
+            missing.append(
+                f"{comp.package} left out on {platform}: conda-forge builds no {kind} "
+                f"{comp.package} there"
+            )
+        else:
+            builds.append(CompanionBuild(comp.package, build_glob, kb.cite(comp.sources)))
+    return tuple(builds), tuple(missing)
 
 
 def _limit_for(kb: KnowledgeBase, cc: CC) -> DriverBranchLimit | None:
@@ -496,6 +566,12 @@ def _choice(
         reason = f"CUDA {chosen.env_cuda}{pair}, {newest}: {who}, and {driver}"
     if chosen.support == "minor_version_compat":
         reason += " (through minor-version compatibility)"
+    torch_build = next((b for b in builds if b.framework == "pytorch"), None)
+    companions, missing = (
+        companion_builds(platform, torch_build.build_glob, cuda=torch_build.cuda, kb=kb)
+        if torch_build is not None
+        else ((), ())
+    )
     return LineChoice(
         target,
         platform,
@@ -507,6 +583,8 @@ def _choice(
         chosen.support,
         reason,
         passed,
+        companions,
+        missing,
     )
 
 

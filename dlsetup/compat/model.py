@@ -205,6 +205,35 @@ class CompanionFacts(NamedTuple):
     sources: tuple[str, ...]
 
 
+class CondaForgeCompanion(NamedTuple):
+    """What conda-forge builds of one of PyTorch's companions (torchvision, torchaudio).
+
+    Attributes:
+        name: ``torchvision`` / ``torchaudio`` (a key of :attr:`KnowledgeBase.companions`).
+        package: the conda package name.
+        release: the newest version published (``"0.28.0"``).
+        pytorch: the pytorch release key its builds were made with (``"2.13"``); pytorch's
+            run_exports pin it, so the builds install beside that pytorch release only.
+        builds: ``{platform: build-string globs}`` (``("cuda130_*", "cuda129_*", "cpu_*")``):
+            each one of pytorch's lines on that platform, or ``cpu_*``.
+        note: a sentence on what is missing and why, or None.
+        sources: where the facts come from.
+    """
+
+    name: str
+    package: str
+    release: str
+    pytorch: str
+    builds: Mapping[str, tuple[str, ...]]
+    note: str | None
+    sources: tuple[str, ...]
+
+    def has_build(self, platform: str, build_glob: str) -> bool:
+        """Whether a build of ``build_glob`` (``"cuda129_*"``, ``"cpu_*"``) exists for
+        ``platform``."""
+        return build_glob in self.builds.get(platform, ())
+
+
 class KnowledgeBase(NamedTuple):
     """The whole knowledge base, validated.
 
@@ -218,6 +247,7 @@ class KnowledgeBase(NamedTuple):
         driver_limits: the last driver branch of old GPU generations.
         conda_forge: conda-forge's build matrix.
         companions: ``{name: facts}`` of torch's companions (torchvision, torchaudio).
+        conda_forge_companions: ``{name: builds}`` of the companions on conda-forge.
     """
 
     schema: int
@@ -229,6 +259,7 @@ class KnowledgeBase(NamedTuple):
     driver_limits: tuple[DriverBranchLimit, ...]
     conda_forge: CondaForgeFacts
     companions: Mapping[str, CompanionFacts]
+    conda_forge_companions: Mapping[str, CondaForgeCompanion]
 
     def cite(self, names: tuple[str, ...]) -> str:
         """The citations of ``names`` (source keys resolved, free text kept), ``"; "``-joined."""
@@ -614,6 +645,52 @@ def _companions(top: _Reader) -> dict[str, CompanionFacts]:
     return out
 
 
+def _conda_forge_companions(
+    top: _Reader, conda_forge: CondaForgeFacts, companions: Mapping[str, CompanionFacts]
+) -> dict[str, CondaForgeCompanion]:
+    """``conda_forge_companions``: every build glob one of pytorch's on that platform (or
+    ``cpu_*``), every companion one the pairs table knows."""
+    section = top.sub("conda_forge_companions")
+    section.only("pytorch_pin", "packages")
+    pin = section.sub("pytorch_pin")
+    pin.only("rule", "source")
+    pin.text("rule")
+    pytorch = conda_forge.frameworks.get("pytorch")
+    if pytorch is None:
+        section.fail(None, "conda_forge.frameworks.pytorch to pair with", "packages")
+    out: dict[str, CondaForgeCompanion] = {}
+    for name, entry in section.items("packages"):
+        entry.only("package", "release", "pytorch", "arch", "note", "source", "builds")
+        if name not in companions:
+            entry.fail(name, f"a companion of companions: ({', '.join(companions)})", "package")
+        package = entry.text("package")
+        release = _version(entry, "release", entry.text("release"))
+        torch_key = _version(entry, "pytorch", entry.text("pytorch"))
+        entry.opt_text("arch")
+        table = entry.sub("builds")
+        if not table.data:
+            entry.fail(table.data, "a non-empty mapping of platform -> build globs", "builds")
+        builds: dict[str, tuple[str, ...]] = {}
+        for platform in table.data:
+            lines = pytorch.platforms.get(str(platform))
+            if lines is None:
+                table.fail(platform, f"a platform of pytorch's ({', '.join(pytorch.platforms)})")
+            globs = table.text_list(str(platform))
+            known = {line.build for line in lines}
+            for glob in globs:
+                if glob not in known:
+                    table.fail(
+                        glob,
+                        f"one of pytorch's build globs there ({', '.join(sorted(known))})",
+                        str(platform),
+                    )
+            builds[str(platform)] = globs
+        out[name] = CondaForgeCompanion(
+            name, package, release, torch_key, builds, entry.opt_text("note"), entry.sources()
+        )
+    return out
+
+
 def _read_v1(top: _Reader) -> KnowledgeBase:
     table = top.sub("sources")
     sources = {str(key): table.text(str(key)) for key in table.data}
@@ -641,6 +718,15 @@ def _read_v1(top: _Reader) -> KnowledgeBase:
         for key in ("stable_abi_source", "last_source"):
             if key in section.data:
                 cited.append((f"companions.{comp.name}.{key}", section.sources(key)))
+    cf_companions = _conda_forge_companions(top, conda_forge, companions)
+    cited.append(
+        (
+            "conda_forge_companions.pytorch_pin",
+            top.sub("conda_forge_companions").sub("pytorch_pin").sources(),
+        )
+    )
+    for built in cf_companions.values():
+        cited.append((f"conda_forge_companions.packages.{built.name}", built.sources))
     for where, names in cited:
         unknown = [n for n in names if n not in sources]
         if unknown:
@@ -658,6 +744,7 @@ def _read_v1(top: _Reader) -> KnowledgeBase:
         limits,
         conda_forge,
         companions,
+        cf_companions,
     )
 
 

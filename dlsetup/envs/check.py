@@ -479,7 +479,13 @@ def check_lock(
 
 def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts]) -> CheckResult:
     from dlsetup.envs import spec as spec_mod
-    from dlsetup.envs.request import _frameworks_in, _has_cuda_package, choose_lines
+    from dlsetup.envs.request import (
+        CompanionPlan,
+        _frameworks_in,
+        _has_cuda_package,
+        choose_lines,
+        plan_companions,
+    )
 
     record = read_lock(lock_path)
     found = _Findings()
@@ -595,6 +601,11 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
         if target == "file" and variant == "cuda" and not _has_cuda_package(deps):
             found.add("variant", "locked as cuda, and the environment file has no CUDA package now")
         lines = choose_lines(frameworks, platforms, choice, python=python)
+        plan = (
+            CompanionPlan({}, ())
+            if target == "file"
+            else plan_companions(deps, platforms, variant, lines)
+        )
         rendered = spec_mod.render(
             source,
             target=target,
@@ -607,6 +618,8 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
             lines=lines,
             gpus=choice.gpus,
             gpu_source=choice.gpu_source,
+            leave_out=plan.leave_out,
+            companion_notes=plan.notes,
         )
         expected_text = rendered.text
         _compare_lines(record, lines, compared, found)
@@ -831,6 +844,7 @@ def _line_packages(
     after = lines.get(platform)
     if after is not None:
         names |= {_spec_key(s) for s in after.specs}
+        names |= {c.package for c in after.companions}  # torchvision follows pytorch's line
     return names - {""}
 
 

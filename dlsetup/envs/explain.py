@@ -10,6 +10,8 @@ cases get one sentence naming the package and the constraint, and a fix:
   solved with -> name both versions and where the platform's came from (detected here, or the
   floor of another platform), and ``CONDA_OVERRIDE_GLIBC``/``_OSX`` for the machines it is meant for;
 * a spec for which the channels have no candidates on that platform -> name it and the channels;
+  a companion of PyTorch (torchvision) with no build of PyTorch's CUDA line -> say so: a CPU
+  companion is never taken beside a CUDA PyTorch;
 * anything else -> the first line of rattler's explanation.
 
 The solver's full text is kept at the end of the message, indented, for whoever needs the detail.
@@ -31,6 +33,8 @@ _SYSTEM_NEED = re.compile(
     r"for which no candidates were found"
 )
 _OVERRIDE = {"__glibc": "CONDA_OVERRIDE_GLIBC", "__osx": "CONDA_OVERRIDE_OSX"}
+#: PyTorch's companions, whose CUDA builds follow PyTorch's line
+_COMPANIONS = ("torchvision", "torchaudio")
 _SYSTEM_NAME = {"__glibc": "glibc", "__osx": "macOS", "__linux": "Linux kernel"}
 
 
@@ -135,6 +139,15 @@ def explain_unsatisfiable(
     top = _TOP_NO_CANDIDATES.search(solver_text)
     if top:
         spec = re.sub(r"\s+\*$", "", top.group(1).strip())
+        name = spec.split()[0]
+        if variant == "cuda" and name in _COMPANIONS and " cuda" in f" {spec.partition(' ')[2]}":
+            return SolveError(
+                f"no {name} build of PyTorch's CUDA line ({spec}) on {', '.join(channels)} for "
+                f"{platform}; a CPU {name} beside a CUDA PyTorch is not what the cuda variant "
+                f"installs\n  solver:\n{detail}",
+                fix=f"use --variant cpu, or a channel with {name}'s CUDA builds (conda-forge "
+                "builds one per PyTorch CUDA line)",
+            )
         return SolveError(
             f"no package on {', '.join(channels)} matches {spec} for {platform}\n  solver:\n{detail}",
             fix=f"check the spelling of {spec.split()[0]!r}, the channel (--channel), and the "

@@ -119,6 +119,9 @@ class LockResult:
     lines: Mapping[str, LineChoice] = field(default_factory=dict)
     gpus: tuple[Gpu, ...] = ()
     gpu_source: str = "none"
+    #: what became of PyTorch's companions (torchvision follows its build; torchaudio left out,
+    #: and why), as the lock's header says it
+    companion_notes: tuple[str, ...] = ()
 
 
 def output_paths(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
@@ -164,6 +167,7 @@ def header_lines(
     for platform, choice in result_env.lines.items():
         lines.append(f"# CUDA line for {platform}: {choice.line} ({' '.join(choice.specs)}).")
         lines.append(f"#   Why: {choice.reason}.")
+    lines += [f"# Companions: {note}." for note in result_env.companion_notes]
     lines.append(f"# Build it: dlsetup create --from-lock {result_env.spec.name}.conda-lock.yml")
     return lines
 
@@ -558,6 +562,7 @@ def _lock_environment(
         lines=dict(env.lines),
         gpus=env.gpus,
         gpu_source=env.gpu_source,
+        companion_notes=env.companion_notes,
     )
 
 

@@ -221,6 +221,11 @@ def _lock_target(
     python = opts.python_version or _pinned_python(source.dependencies)
     check_python(frameworks, python)
     lines = choose_lines(frameworks, platforms, choice, python=python)
+    plan = (
+        CompanionPlan({}, ())
+        if custom
+        else plan_companions(source.dependencies, platforms, choice.variant, lines)
+    )
     name = source.name if custom else f"{opts.target}-{choice.variant}"
     rendered = spec_mod.render(
         source,
@@ -234,6 +239,8 @@ def _lock_target(
         lines=lines,
         gpus=choice.gpus,
         gpu_source=choice.gpu_source,
+        leave_out=plan.leave_out,
+        companion_notes=plan.notes,
     )
     result = lock_environment(
         rendered,
@@ -246,8 +253,76 @@ def _lock_target(
     return result, with_line_reason(choice, lines)
 
 
+@dataclass(frozen=True)
+class CompanionPlan:
+    """What becomes of PyTorch's companions (torchvision, torchaudio) in a shipped environment.
+
+    Attributes:
+        leave_out: per platform, the companions listed in the file that conda-forge builds for
+            no build of PyTorch's variant there (left out of that platform, with a selector).
+        notes: sentences for the lock's header and reason: which build each companion follows,
+            and each one left out, with why.
+    """
+
+    leave_out: dict[str, frozenset[str]]
+    notes: tuple[str, ...]
+
+
+def plan_companions(
+    deps: tuple[str, ...],
+    platforms: tuple[str, ...],
+    variant: str,
+    lines: dict[str, LineChoice],
+) -> CompanionPlan:
+    """The companions of a shipped environment's PyTorch, per platform (none without pytorch).
+
+    A companion follows PyTorch's build: the CUDA line chosen for the platform (``cuda129_*``),
+    else the CPU build (``cpu_*``, which is also the MPS build on Apple silicon). One conda-forge
+    does not build there, or builds for another pytorch release only, is left out and said so,
+    never swapped for a build of another variant.
+    """
+    names = {spec_mod.spec_name(d) for d in deps}
+    if "pytorch" not in names:
+        return CompanionPlan({}, ())
+    from dlsetup.compat import knowledge_base
+    from dlsetup.compat.lines import companion_builds
+
+    listed = {n for n in names if n in knowledge_base().conda_forge_companions}
+    leave_out: dict[str, frozenset[str]] = {}
+    follows: dict[str, dict[str, str]] = {}
+    missing: list[str] = []
+    for platform in platforms:
+        line = lines.get(platform)
+        if line is not None:
+            builds, gone = line.companions, line.missing_companions
+        else:
+            builds, gone = companion_builds(platform, "cpu_*")
+        have = {b.package for b in builds}
+        if listed - have:
+            leave_out[platform] = frozenset(listed - have)
+        missing += gone
+        for build in builds:
+            if build.package in listed:
+                follows.setdefault(build.package, {})[platform] = build.build_glob
+    notes = []
+    for package, globs in follows.items():
+        kinds = dict.fromkeys(globs.values())
+        where = (
+            f"{next(iter(kinds))} on {', '.join(globs)}"
+            if len(kinds) == 1
+            else ", ".join(f"{g} on {p}" for p, g in globs.items())
+        )
+        notes.append(f"{package} follows pytorch's {variant} build ({where})")
+    notes += dict.fromkeys(missing)
+    return CompanionPlan(leave_out, tuple(notes))
+
+
 def with_line_reason(choice: VariantChoice, lines: dict[str, LineChoice]) -> VariantChoice:
-    """``choice`` whose reason also says which CUDA line each platform got, and why."""
+    """``choice`` whose reason also says which CUDA line each platform got, and why.
+
+    (What became of PyTorch's companions is said apart: the lock's header, its
+    ``dlsetup_companions`` metadata and :attr:`LockResult.companion_notes`.)
+    """
     if not lines:
         return choice
     reasons = dict.fromkeys(c.reason for c in lines.values())

@@ -14,6 +14,10 @@ match specs on the real packages, which conda, mamba, micromamba, conda-lock and
   (``cuda-version`` constrains ``__cuda >=MAJOR``) do the rest.
 * MPS: conda-forge's osx-arm64 PyTorch builds are CPU builds with the Metal backend, so the mps
   file is the CPU spec restricted to osx-arm64.
+* PyTorch's companions follow its variant: ``torchvision * cpu_*`` / ``torchvision * cuda*``, and
+  a lock pins ``torchvision`` to PyTorch's CUDA line (``LineChoice.companions``). One conda-forge
+  does not build for a platform is left out there (``leave_out``, written with selectors) and
+  said so (``companion_notes``); torchaudio, built for pytorch 2.10 only, is in no shipped file.
 
 Rendering replaces the ``python`` and ``cuda-version`` lines and the channels when asked, and keeps
 everything else. A file that is not valid YAML, or not shaped like an environment file, raises
@@ -104,6 +108,8 @@ class RenderedEnvironment:
         lines: per platform, the CUDA line chosen (:func:`dlsetup.compat.lines.choose_cuda_line`).
         gpus: the GPUs the line was chosen for (NVML's, or ``--gpu-arch``).
         gpu_source: where ``gpus`` came from: ``driver:nvml``, ``option:--gpu-arch`` or ``none``.
+        companion_notes: what became of PyTorch's companions (torchvision, torchaudio): which
+            build each follows, and each one left out with why (written to the lock's header).
     """
 
     spec: EnvironmentSpec
@@ -117,6 +123,7 @@ class RenderedEnvironment:
     lines: Mapping[str, LineChoice] = field(default_factory=dict)
     gpus: tuple[Gpu, ...] = ()
     gpu_source: str = "none"
+    companion_notes: tuple[str, ...] = ()
 
     def dependencies_for(self, platform: str) -> tuple[str, ...]:
         """The match specs to solve ``platform`` with (the CUDA line's pins differ per platform)."""
@@ -394,6 +401,8 @@ def render(
     lines: Mapping[str, LineChoice] | None = None,
     gpus: tuple[Gpu, ...] = (),
     gpu_source: str = "none",
+    leave_out: Mapping[str, frozenset[str]] | None = None,
+    companion_notes: tuple[str, ...] = (),
 ) -> RenderedEnvironment:
     """Render ``spec`` for one request: pin Python and the CUDA family, set channels, platforms.
 
@@ -411,6 +420,9 @@ def render(
             :func:`cuda_version_spec`.
         gpus: the GPUs the lines were chosen for, recorded in the result.
         gpu_source: where ``gpus`` came from.
+        leave_out: per platform, packages to leave out there (a companion conda-forge does not
+            build for that platform and variant); written with conda-lock's platform selectors.
+        companion_notes: sentences on PyTorch's companions, written as comments and kept.
     """
     lines = dict(lines or {})
     deps = list(spec.dependencies)
@@ -434,6 +446,15 @@ def render(
     ):
         deps.append(cuda_version_spec(cuda))
     per_platform = {p: _pin_line(deps, choice) for p, choice in lines.items()}
+    if leave_out and any(leave_out.values()):
+        per_platform = {
+            p: tuple(
+                d
+                for d in per_platform.get(p, tuple(deps))
+                if spec_name(d) not in leave_out.get(p, frozenset())
+            )
+            for p in (platforms or spec.platforms or tuple(leave_out))
+        }
     solve_channels = channels or spec.channels
     for channel in solve_channels:
         if _CONTROL_RE.search(channel) or not channel.strip():
@@ -455,6 +476,7 @@ def render(
     out.append(f"# Rendered by dlsetup: target {target}, variant {variant}, {solved}.")
     for platform, choice in lines.items():
         out.append(f"# CUDA line for {platform}: {choice.line}. {choice.reason}.")
+    out += [f"# Companions: {note}." for note in companion_notes]
     out.append(f"name: {_scalar(new.name)}")
     out.append("channels:")
     out += [f"  - {_scalar(c)}" for c in new.channels]
@@ -478,6 +500,7 @@ def render(
         lines=lines,
         gpus=gpus,
         gpu_source=gpu_source,
+        companion_notes=tuple(companion_notes),
     )
 
 
@@ -500,6 +523,8 @@ def _pin_build(dep: str, build_glob: str) -> str:
 def _pin_line(deps: list[str], choice: LineChoice) -> tuple[str, ...]:
     """The dependencies with ``choice``'s builds, ``cuda-version`` and ``arm-variant`` pinned."""
     builds = {b.package: b.build_glob for b in choice.builds}
+    # torchvision follows pytorch's line; conda-forge's recipes pin only ``pytorch * cuda*``
+    builds.update({c.package: c.build_glob for c in choice.companions})
     pinned: list[str] = []
     for dep in deps:
         name = spec_name(dep)

@@ -250,3 +250,58 @@ def test_companion_unquoted_version_is_refused() -> None:
     doc = _doc()
     doc["companions"]["torchaudio"]["pairs"]["2.9"] = 2.9
     assert "companions.torchaudio.pairs.2.9: expected a non-empty string" in _error(doc).message
+
+
+# ------------------------------------------------------------------ conda-forge's companion builds
+
+
+def test_conda_forge_companions_are_read_from_the_feedstocks() -> None:
+    kb = knowledge_base()
+    tv, ta = kb.conda_forge_companions["torchvision"], kb.conda_forge_companions["torchaudio"]
+    # torchvision 0.28.0 was rebuilt for pytorch 2.13, conda-forge's pytorch: every line, everywhere
+    assert (tv.release, tv.pytorch) == ("0.28.0", "2.13")
+    assert tv.pytorch == ".".join(kb.conda_forge.frameworks["pytorch"].release.split(".")[:2])
+    for platform, lines in kb.conda_forge.frameworks["pytorch"].platforms.items():
+        assert {line.build for line in lines} == set(tv.builds[platform])
+    assert tv.has_build("win-64", "cuda128_*") and not tv.has_build("win-64", "cuda129_*")
+    # torchaudio stopped at 2.11.0, built with pytorch 2.10 (pinned by pytorch's run_exports)
+    assert (ta.release, ta.pytorch) == ("2.11.0", "2.10")
+    assert "win-64" not in ta.builds
+    assert ta.builds["osx-arm64"] == ("cpu_*",)
+    assert "@cc9368e9" in kb.cite(ta.sources) and "@488ecd9d" in kb.cite(tv.sources)
+    assert "max_pin='x.x'" in kb.cite(ta.sources)
+
+
+def test_conda_forge_companion_build_must_be_one_of_pytorchs() -> None:
+    doc = _doc()
+    doc["conda_forge_companions"]["packages"]["torchvision"]["builds"]["win-64"] = ["cuda129_*"]
+    err = _error(doc)
+    assert "conda_forge_companions.packages.torchvision.builds.win-64" in err.message
+    assert "one of pytorch's build globs there (cpu_*, cuda128_*, cuda130_*)" in err.message
+
+
+def test_conda_forge_companion_platform_must_be_one_of_pytorchs() -> None:
+    doc = _doc()
+    doc["conda_forge_companions"]["packages"]["torchaudio"]["builds"]["linux-ppc64le"] = ["cpu_*"]
+    assert "a platform of pytorch's" in _error(doc).message
+
+
+def test_conda_forge_companion_must_be_a_known_companion() -> None:
+    doc = _doc()
+    packages = doc["conda_forge_companions"]["packages"]
+    packages["torchtext"] = dict(packages["torchvision"], package="torchtext")
+    assert "a companion of companions: (torchvision, torchaudio)" in _error(doc).message
+
+
+def test_conda_forge_companion_needs_known_sources_and_quoted_versions() -> None:
+    doc = _doc()
+    doc["conda_forge_companions"]["packages"]["torchaudio"]["source"] = ["cf_ta_recipe", "nowhere"]
+    assert "conda_forge_companions.packages.torchaudio: source 'nowhere'" in _error(doc).message
+    doc = _doc()
+    doc["conda_forge_companions"]["packages"]["torchaudio"]["pytorch"] = 2.10
+    assert "conda_forge_companions.packages.torchaudio.pytorch" in _error(doc).message
+    doc = _doc()
+    doc["conda_forge_companions"]["packages"]["torchvision"]["arch_list"] = "7.5"
+    assert "unknown key conda_forge_companions.packages.torchvision.arch_list" in (
+        _error(doc).message
+    )

@@ -24,6 +24,16 @@ real solver and installer run against it. Shapes follow conda-forge (see compat.
 * ``arm-variant`` ``sbsa`` and ``tegra`` builds on linux-aarch64.
 * ``tensorflow`` 2.19.1: CPU builds on linux-64 and linux-aarch64, a ``cuda128py3XXh…`` build on
   linux-64; Python 3.11 and 3.12 only.
+* PyTorch's companions, shaped like conda-forge's (compat.yaml ``conda_forge_companions``):
+  ``torchvision`` 0.28.0 built with pytorch 2.13 (``pytorch >=2.13.0,<2.14.0a0``, pytorch's
+  run_exports), ``cpu_py3XX_h…_1`` everywhere and one CUDA build per pytorch line
+  (``cuda129_py3XX_h…_1``...) that depends on ``pytorch * cuda*``, ``__cuda`` and the line's
+  ``cuda-version`` (conda-forge gets that through its CUDA libraries); the same build number for
+  CPU and CUDA, as in the recipe, so nothing but the spec keeps a CPU torchvision from a CUDA
+  PyTorch. ``torchaudio`` 2.11.0 built with pytorch 2.10 (``pytorch >=2.10.0,<2.11.0a0``):
+  ``cpu_py3XXh…_0`` and ``cuda129_``/``cuda130_py3XXh…_0`` on Linux, CPU on macOS, none on
+  win-64. :func:`build_channel` can leave out the CUDA torchvision builds
+  (``torchvision_cuda=False``) or build torchaudio with another pytorch (``torchaudio_pytorch``).
 """
 
 from __future__ import annotations
@@ -288,6 +298,69 @@ def _pytorch_packages(subdir: str) -> Iterable[Package]:
         )
 
 
+#: the CUDA lines of pytorch per subdir (the companions have the same ones)
+CUDA_LINES = {"linux-64": ("129", "130"), "linux-aarch64": ("129", "130"), "win-64": ("128", "130")}
+
+
+def _next_release(version: str) -> str:
+    major, minor = version.split(".")[:2]
+    return f"{major}.{int(minor) + 1}"
+
+
+def _companion_packages(
+    subdir: str, *, torchvision_cuda: bool = True, torchaudio_pytorch: str = "2.10"
+) -> Iterable[Package]:
+    """torchvision and torchaudio, shaped like conda-forge's feedstocks."""
+    shapes = [("torchvision", "0.28.0", "2.13", "_", 1, True)]
+    if not subdir.startswith("win"):
+        shapes.append(("torchaudio", "2.11.0", torchaudio_pytorch, "", 0, False))
+    for name, version, torch, sep, number, tegra in shapes:
+        pin = f"pytorch >={torch}.0,<{_next_release(torch)}.0a0"
+        for py in PYTHONS:
+            pydeps = [
+                f"python >={py},<{_next_minor(py)}.0a0",
+                f"python_abi {py}.* *_cp{py.replace('.', '')}",
+                pin,
+            ]
+            yield Package(
+                name=name,
+                version=version,
+                build=f"cpu_{_py_tag(py)}{sep}h0_{number}",
+                build_number=number,
+                subdir=subdir,
+                depends=[*pydeps, "pytorch * cpu*"],
+                files={f"lib/{name}-{py}-cpu.txt": f"{name} cpu stand-in\n".encode()},
+            )
+            if name == "torchvision" and not torchvision_cuda:
+                continue
+            aarch64 = subdir == "linux-aarch64"
+            variants = [(cu, "sbsa" if aarch64 else None) for cu in CUDA_LINES.get(subdir, ())]
+            if aarch64 and tegra:
+                variants.append(("129", "tegra"))
+            for cu, arm in variants:
+                major, minor = cu[:-1], cu[-1]
+                depends = [
+                    *pydeps,
+                    "pytorch * cuda*",
+                    "__cuda",
+                    f"cuda-version >={major}.{minor},<{int(major) + 1}",
+                ]
+                if subdir.startswith("linux"):
+                    glibc = "2.34" if arm == "tegra" else "2.28" if major == "13" else "2.17"
+                    depends.append(f"__glibc >={glibc}")
+                if arm is not None and tegra:
+                    depends.append(f"arm-variant * {arm}")
+                yield Package(
+                    name=name,
+                    version=version,
+                    build=f"cuda{cu}_{_py_tag(py)}{sep}h{1 if arm == 'tegra' else 0}_{number}",
+                    build_number=number,
+                    subdir=subdir,
+                    depends=depends,
+                    files={f"lib/{name}-{py}-cuda{cu}.txt": f"{name} cuda stand-in\n".encode()},
+                )
+
+
 def _tensorflow_packages(subdir: str) -> Iterable[Package]:
     if not subdir.startswith("linux"):
         return
@@ -346,22 +419,37 @@ def _noarch_packages() -> Iterable[Package]:
         )
 
 
-def all_packages(python_exec: str | None = None) -> list[Package]:
+def all_packages(
+    python_exec: str | None = None,
+    *,
+    torchvision_cuda: bool = True,
+    torchaudio_pytorch: str = "2.10",
+) -> list[Package]:
     """Every package of the test channel.
 
     Args:
         python_exec: when given, the Unix ``bin/python`` stand-ins exec this interpreter.
+        torchvision_cuda: build torchvision's CUDA builds (False: only CPU ones exist).
+        torchaudio_pytorch: the pytorch release torchaudio is built with (conda-forge: 2.10).
     """
     packages = list(_noarch_packages())
     for subdir in PLATFORMS:
         packages += _python_packages(subdir, python_exec)
         packages += _pytorch_packages(subdir)
+        packages += _companion_packages(
+            subdir, torchvision_cuda=torchvision_cuda, torchaudio_pytorch=torchaudio_pytorch
+        )
         packages += _tensorflow_packages(subdir)
     return packages
 
 
 def build_channel(
-    directory: Path, extra: Iterable[Package] = (), *, python_exec: str | None = None
+    directory: Path,
+    extra: Iterable[Package] = (),
+    *,
+    python_exec: str | None = None,
+    torchvision_cuda: bool = True,
+    torchaudio_pytorch: str = "2.10",
 ) -> str:
     """Build and index the channel in ``directory``; return its ``file://`` URL.
 
@@ -369,10 +457,16 @@ def build_channel(
         directory: an empty or missing directory.
         extra: more packages to add (for example a large one).
         python_exec: build the runnable variant: ``bin/python`` execs this real interpreter.
+        torchvision_cuda: build torchvision's CUDA builds (False: a channel where only CPU
+            torchvision builds exist).
+        torchaudio_pytorch: the pytorch release torchaudio is built with.
     """
     import rattler.index
 
-    for pkg in [*all_packages(python_exec), *extra]:
+    packages = all_packages(
+        python_exec, torchvision_cuda=torchvision_cuda, torchaudio_pytorch=torchaudio_pytorch
+    )
+    for pkg in [*packages, *extra]:
         write_archive(pkg, directory / pkg.subdir)
     for subdir in (*PLATFORMS, "noarch"):
         (directory / subdir).mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,9 @@ def test_create_from_lock_fills_the_prefix_with_records_files_and_rewritten_plac
         "python-3.12.9-h0_0_cpython.json",
         "python_abi-3.12-8_cp312.json",
         "pytorch-2.13.0-cpu_mkl_py312h0_100.json",
+        "torchvision-0.28.0-cpu_py312_h0_1.json",  # PyTorch's CPU companion (issue 14)
     ]
+    assert (prefix / "lib" / "torchvision-3.12-cpu.txt").is_file()
     assert (prefix / "lib" / "dlsetup-prefix.txt").read_text() == f"prefix={prefix}\n"
     assert (prefix / "lib" / "torch-3.12-cpu.txt").is_file()
     assert (

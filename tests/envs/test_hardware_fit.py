@@ -56,6 +56,7 @@ def test_pascal_gpu_on_a_cuda_13_driver_locks_the_cuda_12_9_build_and_names_the_
     ]
     assert data["gpu_source"] == "driver:nvml"
     assert data["variant_reason"].endswith(f"; {reason}")
+    assert builds(data)["torchvision"] == "cuda129_py312_h0_1"  # it follows the line (issue 14)
     lock = (tmp_path / "pytorch-cuda.conda-lock.yml").read_text()
     assert "# CUDA line for linux-64: 12.9 (pytorch * cuda129_* cuda-version >=12.9,<13).\n" in lock
     assert f"#   Why: {reason}.\n" in lock
@@ -68,7 +69,10 @@ def test_pascal_gpu_on_a_cuda_13_driver_locks_the_cuda_12_9_build_and_names_the_
     assert meta.custom_metadata["dlsetup_cuda_line_linux-64"] == "12.9"
     assert meta.custom_metadata["dlsetup_gpus"] == "0:6.1 NVIDIA GeForce GTX 1080"
     env_file = (tmp_path / "pytorch-cuda.environment.yml").read_text()
-    assert "  - pytorch * cuda129_*\n  - cuda-version >=12.9,<13\n" in env_file
+    assert (
+        "  - pytorch * cuda129_*\n  - torchvision * cuda129_*\n  - cuda-version >=12.9,<13\n"
+        in env_file
+    )
 
 
 @pytest.mark.slow

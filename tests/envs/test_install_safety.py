@@ -235,7 +235,7 @@ def test_force_replaces_an_environment_and_a_venv(cpu_lock: Path, tmp_path: Path
         assert error_of(out).startswith(f"Error: environment {prefix} already exists;")
         code, out = create(cpu_lock, prefix, "--force")
         assert code == 0, out
-        assert f"Replaced {prefix} (7 packages" in out
+        assert f"Replaced {prefix} (8 packages" in out
         assert (prefix / "conda-meta" / "pytorch-2.13.0-cpu_mkl_py312h0_100.json").is_file()
         assert not (prefix / "bin" / "tool").exists()
         assert not (prefix / "pyvenv.cfg").exists()

@@ -133,6 +133,7 @@ def test_render_pins_python_and_the_cuda_major_family_and_records_the_cuda() -> 
         "ipykernel",
         "jupyter",
         "pytorch * cuda*",
+        "torchvision * cuda*",
         "cuda-version <14",
     )
     assert (
@@ -141,7 +142,7 @@ def test_render_pins_python_and_the_cuda_major_family_and_records_the_cuda() -> 
     )
     assert rendered.text.endswith(
         "dependencies:\n  - python 3.11.*\n  - numpy\n  - pip\n  - ipykernel\n"
-        "  - jupyter\n  - pytorch * cuda*\n  - cuda-version <14\n"
+        "  - jupyter\n  - pytorch * cuda*\n  - torchvision * cuda*\n  - cuda-version <14\n"
     )
     assert "channels:\n  - file:///c\nplatforms:\n  - linux-64\n" in rendered.text
     assert rendered.python == "3.11"
