@@ -74,6 +74,7 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
             for p in result.platforms
         ],
         "content_hash": dict(result.content_hash),
+        "companion_notes": list(result.companion_notes),
         "gpus": [
             {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}"}
             for g in result.gpus
@@ -293,6 +294,8 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
             console.print(f"    CUDA line {line.line}: {' '.join(line.specs)}", markup=False)
         console.print(f"    virtual packages: {' '.join(str(v) for v in p.virtual_packages)}")
         console.print(f"      ({sources_text(p.virtual_packages)})")
+    for note in result.companion_notes:
+        console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
     console.print("Wrote:")
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")

@@ -5,6 +5,7 @@ a platform without a companion build loses the companion there, with a selector 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ def test_cpu_locks_get_the_cpu_torchvision_and_say_torchaudio_is_left_out(
     assert TORCHAUDIO_LEFT_OUT in text
     assert "# Companions: torchvision follows pytorch's cpu build (cpu_* on linux-64, " in text
     assert TORCHAUDIO_LEFT_OUT in (tmp_path / f"{target}-cpu.environment.yml").read_text()
+    # the command says it too, in text and in --json
+    note = TORCHAUDIO_LEFT_OUT.removeprefix("# Companions: ").rstrip("\n")
+    assert f"  Companions: {note}\n" in out
+    result = CliRunner().invoke(
+        cli, ["lock", target, "--variant", "cpu", "--platform", "linux-64", "--channel",
+              channel_url, "--output", str(tmp_path / "j"), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["data"]["companion_notes"]
+    assert any(n.startswith("torchaudio left out") for n in notes)
 
 
 def test_the_mps_lock_gets_the_osx_arm64_torchvision(channel_url: str, tmp_path: Path) -> None:
