@@ -147,7 +147,9 @@ def test_driver_470_cuda_11_4_with_only_cuda_12_builds_is_refused_before_the_sol
         "525.60.13 runs CUDA 12.x builds whose GPUs have SASS; or --variant cpu (dlsetup lock "
         "pytorch --variant cpu)\n"
     )
-    assert not (tmp_path / "out").exists()  # nothing written (the knowledge-base cache is elsewhere)
+    assert not (
+        tmp_path / "out"
+    ).exists()  # nothing written (the knowledge-base cache is elsewhere)
 
 
 @pytest.mark.slow
