@@ -181,8 +181,8 @@ def smoke(  # noqa: PLR0917 - click passes each option
     (inside a float32 band); training of all 48 pairs (loss finite, falling, accuracy reached);
     and the gap between the PyTorch and TensorFlow loss curves from the same starting weights
     (where both frameworks ran on the same device class).
-    Exit status 1 when a check fails, a figure regressed beyond --max-regression, or --compare
-    found no metric of this run in the baseline.
+    Exit status 1 when a check fails, a gated figure regressed beyond --max-regression,
+    or --compare found no gated figure of this run in the baseline.
     """
     from dlsetup.atomic_write import write_text_atomically
     from dlsetup.smoke import benchmark as bm

@@ -31,30 +31,14 @@ derivative is the subgradient PyTorch and TensorFlow pick: 0 for the losses and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[np.float64]
-
-#: The activations, in the seed's order (the rows of every grid).
-ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu")
-#: The losses, in the seed's order (the columns of every grid).
-LOSSES: tuple[str, ...] = (
-    "zero_one",
-    "absolute",
-    "log",
-    "square",
-    "exponential",
-    "hinge",
-    "perceptron",
-    "cross_entropy",
-)
-#: Losses whose labels are {0, 1} (the others use {-1, +1}).
-PROBABILISTIC_LOSSES: frozenset[str] = frozenset({"log", "cross_entropy"})
 
 #: LeakyReLU's slope for x <= 0 (the seed's "usually lambda = 0.2").
 LEAKY_SLOPE = 0.2
@@ -82,41 +66,6 @@ def sigmoid(x: Array) -> Array:
 def softplus(x: Array) -> Array:
     """``log(1 + e^x)``, without overflow."""
     return np.logaddexp(0.0, x)
-
-
-def activation(name: str, x: Array, alpha: float | Array = PRELU_INIT) -> Array:
-    """The value of activation ``name`` at ``x`` (``alpha`` is PReLU's parameter)."""
-    if name == "sigmoid":
-        return sigmoid(x)
-    if name == "tanh":
-        return np.tanh(x)
-    if name == "relu":
-        return np.maximum(x, 0.0)
-    if name == "leaky_relu":
-        return np.where(x > 0, x, LEAKY_SLOPE * x)
-    if name == "prelu":
-        return np.where(x > 0, x, alpha * x)
-    if name == "elu":
-        return np.where(x >= 0, x, ELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
-    raise ValueError(f"unknown activation {name!r}")
-
-
-def activation_grad(name: str, x: Array, alpha: float | Array = PRELU_INIT) -> Array:
-    """The derivative of activation ``name`` with respect to ``x``."""
-    if name == "sigmoid":
-        s = sigmoid(x)
-        return s * (1.0 - s)
-    if name == "tanh":
-        return 1.0 - np.tanh(x) ** 2
-    if name == "relu":
-        return np.where(x > 0, 1.0, 0.0)
-    if name == "leaky_relu":
-        return np.where(x > 0, 1.0, LEAKY_SLOPE)
-    if name == "prelu":
-        return np.where(x > 0, 1.0, alpha)
-    if name == "elu":
-        return np.where(x >= 0, 1.0, ELU_ALPHA * np.exp(np.minimum(x, 0.0)))
-    raise ValueError(f"unknown activation {name!r}")
 
 
 def prelu_alpha_grad(x: Array) -> Array:
@@ -147,48 +96,206 @@ def loss(name: str, f: Array, y: Array) -> Array:
     return training_loss(name, f, y)
 
 
+# ---------------------------------------------------------------- the registry
+#
+# One table per concept: each activation and each loss is one entry below, and everything else
+# reads these tables: the reference's functions, the workers' learning rates and completeness
+# checks, the grids' rows and columns, the JSON schema's enums and the tables of docs/smoke.md
+# (both checked against this registry by tests/smoke/test_registry.py). Adding an activation or a
+# loss is one entry here plus its PyTorch and TensorFlow implementation in the two workers.
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """One activation of the seed.
+
+    Attributes:
+        name: its key everywhere (JSON, grids, the workers' tables).
+        label: its name in prose (``LeakyReLU``).
+        formula: its value, for the docs.
+        derivative: its derivative, for the docs.
+        value: ``value(x, alpha)`` in NumPy (``alpha`` is PReLU's parameter, ignored elsewhere).
+        grad: ``grad(x, alpha)``, the derivative with respect to ``x``.
+    """
+
+    name: str
+    label: str
+    formula: str
+    derivative: str
+    value: Callable[[Array, Any], Array]
+    grad: Callable[[Array, Any], Array]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss of the seed.
+
+    Attributes:
+        name: its key everywhere.
+        label: its name in prose.
+        convention: how it reads the stored labels ``y`` in {-1, +1}.
+        formula: its per-sample formula, for the docs.
+        learning_rate: the plain gradient-descent step its models train with (calibrated over
+            seeds, see docs/smoke.md).
+        value: ``value(f, y)``, the per-sample loss training minimises (0/1: its surrogate).
+        grad: ``grad(f, y)``, its derivative with respect to ``f``.
+        kink: the margin ``y f`` at which a piecewise-linear loss has its kink; None if smooth.
+        probabilistic: it reads the labels as ``t = (1 + y) / 2`` in {0, 1}.
+    """
+
+    name: str
+    label: str
+    convention: str
+    formula: str
+    learning_rate: float
+    value: Callable[[Array, Array], Array]
+    grad: Callable[[Array, Array], Array]
+    kink: float | None = None
+    probabilistic: bool = False
+
+
+def _sigmoid_grad(x: Array) -> Array:
+    s = sigmoid(x)
+    return s * (1.0 - s)
+
+
+def _zero_one_grad(f: Array, y: Array) -> Array:
+    s = sigmoid(-ZERO_ONE_SHARPNESS * y * f)
+    return -ZERO_ONE_SHARPNESS * y * s * (1.0 - s)
+
+
+#: The activations, in the seed's order (the rows of every grid).
+ACTIVATION_SPECS: tuple[ActivationSpec, ...] = (
+    ActivationSpec(
+        "sigmoid", "sigmoid", "σ(x) = 1 / (1 + e^-x)", "σ(x)(1 - σ(x))",
+        lambda x, a: sigmoid(x), lambda x, a: _sigmoid_grad(x),
+    ),
+    ActivationSpec(
+        "tanh", "tanh", "(e^x - e^-x) / (e^x + e^-x)", "1 - tanh²(x)",
+        lambda x, a: np.tanh(x), lambda x, a: 1.0 - np.tanh(x) ** 2,
+    ),
+    ActivationSpec(
+        "relu", "ReLU", "max(0, x)", "1 if x > 0 else 0",
+        lambda x, a: np.maximum(x, 0.0), lambda x, a: np.where(x > 0, 1.0, 0.0),
+    ),
+    ActivationSpec(
+        "leaky_relu", "LeakyReLU", f"x if x > 0 else λx, λ = {LEAKY_SLOPE:g}", "1 if x > 0 else λ",
+        lambda x, a: np.where(x > 0, x, LEAKY_SLOPE * x),
+        lambda x, a: np.where(x > 0, 1.0, LEAKY_SLOPE),
+    ),
+    ActivationSpec(
+        "prelu", "PReLU", f"x if x > 0 else αx, α learned (starts at {PRELU_INIT:g})",
+        "d/dx: 1 if x > 0 else α; d/dα: 0 if x > 0 else x",
+        lambda x, a: np.where(x > 0, x, a * x), lambda x, a: np.where(x > 0, 1.0, a),
+    ),
+    ActivationSpec(
+        "elu", "ELU", f"x if x ≥ 0 else α(e^x - 1), α = {ELU_ALPHA:g}", "1 if x ≥ 0 else αe^x",
+        lambda x, a: np.where(x >= 0, x, ELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
+        lambda x, a: np.where(x >= 0, 1.0, ELU_ALPHA * np.exp(np.minimum(x, 0.0))),
+    ),
+)  # fmt: skip
+
+#: The losses, in the seed's order (the columns of every grid).
+LOSS_SPECS: tuple[LossSpec, ...] = (
+    LossSpec(
+        "zero_one", "0/1", "y ∈ {-1, +1}, prediction sign(f) (+1 when f > 0)",
+        "1 if prediction ≠ y else 0", 1.0,
+        lambda f, y: sigmoid(-ZERO_ONE_SHARPNESS * y * f), _zero_one_grad,
+    ),
+    LossSpec(
+        "absolute", "absolute", "y ∈ {-1, +1} as regression target", "\\|y - f\\|", 0.2,
+        lambda f, y: np.abs(y - f), lambda f, y: np.sign(f - y), kink=1.0,
+    ),
+    LossSpec(
+        "log", "log", "t = (1+y)/2 ∈ {0, 1}, P(y=1\\|x) = σ(f)",
+        "-log P(y\\|x) = log(1 + e^(-y f))", 0.5,
+        lambda f, y: softplus(-y * f), lambda f, y: -y * sigmoid(-y * f), probabilistic=True,
+    ),
+    LossSpec(
+        "square", "square", "y ∈ {-1, +1} as regression target", "(y - f)²", 0.05,
+        lambda f, y: (y - f) ** 2, lambda f, y: 2.0 * (f - y),
+    ),
+    LossSpec(
+        "exponential", "exponential", "y ∈ {-1, +1} (margin)", "e^(-y f)", 0.1,
+        lambda f, y: np.exp(-y * f), lambda f, y: -y * np.exp(-y * f),
+    ),
+    LossSpec(
+        "hinge", "hinge", "y ∈ {-1, +1} (margin)", "max(0, 1 - y f)", 0.2,
+        lambda f, y: np.maximum(0.0, 1.0 - y * f),
+        lambda f, y: np.where(1.0 - y * f > 0, -y, 0.0), kink=1.0,
+    ),
+    LossSpec(
+        "perceptron", "perceptron", "y ∈ {-1, +1} (margin)", "max(0, -y f)", 0.2,
+        lambda f, y: np.maximum(0.0, -y * f), lambda f, y: np.where(-y * f > 0, -y, 0.0),
+        kink=0.0,
+    ),
+    LossSpec(
+        "cross_entropy", "cross-entropy", "t ∈ {0, 1}, a = σ(f)",
+        "-[t ln a + (1 - t) ln(1 - a)]", 0.5,
+        lambda f, y: softplus(f) - to_probability_label(y) * f,
+        lambda f, y: sigmoid(f) - to_probability_label(y), probabilistic=True,
+    ),
+)  # fmt: skip
+
+ACTIVATION: dict[str, ActivationSpec] = {a.name: a for a in ACTIVATION_SPECS}
+LOSS: dict[str, LossSpec] = {lo.name: lo for lo in LOSS_SPECS}
+#: The activation names, in the seed's order.
+ACTIVATIONS: tuple[str, ...] = tuple(ACTIVATION)
+#: The loss names, in the seed's order.
+LOSSES: tuple[str, ...] = tuple(LOSS)
+#: Losses whose labels are {0, 1} (the others use {-1, +1}).
+PROBABILISTIC_LOSSES: frozenset[str] = frozenset(lo.name for lo in LOSS_SPECS if lo.probabilistic)
+#: The margin ``y f`` at which a piecewise-linear loss has its kink (|y - f| at f = y: y f = 1).
+LOSS_KINKS: dict[str, float] = {lo.name: lo.kink for lo in LOSS_SPECS if lo.kink is not None}
+
+
+def combinations() -> list[tuple[str, str]]:
+    """Every (activation, loss) pair, activation-major: the grid's order everywhere."""
+    return [(a, lo) for a in ACTIVATIONS for lo in LOSSES]
+
+
+def combination_index(activation_name: str, loss_name: str) -> int:
+    """The position of a pair in :func:`combinations`."""
+    return ACTIVATIONS.index(activation_name) * len(LOSSES) + LOSSES.index(loss_name)
+
+
+def _spec(table: dict[str, Any], kind: str, name: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}") from None
+
+
+def activation(name: str, x: Array, alpha: float | Array = PRELU_INIT) -> Array:
+    """The value of activation ``name`` at ``x`` (``alpha`` is PReLU's parameter)."""
+    return np.asarray(_spec(ACTIVATION, "activation", name).value(x, alpha), dtype=np.float64)
+
+
+def activation_grad(name: str, x: Array, alpha: float | Array = PRELU_INIT) -> Array:
+    """The derivative of activation ``name`` with respect to ``x``."""
+    return np.asarray(_spec(ACTIVATION, "activation", name).grad(x, alpha), dtype=np.float64)
+
+
 def training_loss(name: str, f: Array, y: Array) -> Array:
     """The per-sample loss that training minimises: :func:`loss`, with the 0/1 surrogate."""
-    if name == "zero_one":
-        return sigmoid(-ZERO_ONE_SHARPNESS * y * f)
-    if name == "absolute":
-        return np.abs(y - f)
-    if name == "log":  # -log P(y|x), P(y=1|x) = sigmoid(f)
-        return softplus(-y * f)
-    if name == "square":
-        return (y - f) ** 2
-    if name == "exponential":
-        return np.exp(-y * f)
-    if name == "hinge":
-        return np.maximum(0.0, 1.0 - y * f)
-    if name == "perceptron":
-        return np.maximum(0.0, -y * f)
-    if name == "cross_entropy":  # -[t ln a + (1-t) ln(1-a)], a = sigmoid(f)
-        t = to_probability_label(y)
-        return softplus(f) - t * f
-    raise ValueError(f"unknown loss {name!r}")
+    return np.asarray(_spec(LOSS, "loss", name).value(f, y), dtype=np.float64)
 
 
 def training_loss_grad(name: str, f: Array, y: Array) -> Array:
     """The derivative of :func:`training_loss` with respect to ``f``."""
-    if name == "zero_one":
-        s = sigmoid(-ZERO_ONE_SHARPNESS * y * f)
-        return -ZERO_ONE_SHARPNESS * y * s * (1.0 - s)
-    if name == "absolute":
-        return np.sign(f - y)
-    if name == "log":
-        return -y * sigmoid(-y * f)
-    if name == "square":
-        return 2.0 * (f - y)
-    if name == "exponential":
-        return -y * np.exp(-y * f)
-    if name == "hinge":
-        return np.where(1.0 - y * f > 0, -y, 0.0)
-    if name == "perceptron":
-        return np.where(-y * f > 0, -y, 0.0)
-    if name == "cross_entropy":
-        return sigmoid(f) - to_probability_label(y)
-    raise ValueError(f"unknown loss {name!r}")
+    return np.asarray(_spec(LOSS, "loss", name).grad(f, y), dtype=np.float64)
+
+
+def markdown_tables() -> str:
+    """The activation and loss tables of docs/smoke.md, made from the registry."""
+    rows = ["| name | value | derivative |", "|---|---|---|"]
+    rows += [f"| {a.label} | {a.formula} | {a.derivative} |" for a in ACTIVATION_SPECS]
+    rows += ["", "| loss | convention | per-sample formula | learning rate |", "|---|---|---|---|"]
+    rows += [
+        f"| {lo.label} | {lo.convention} | {lo.formula} | {lo.learning_rate:g} |"
+        for lo in LOSS_SPECS
+    ]
+    return "\n".join(rows) + "\n"
 
 
 @dataclass(frozen=True)
@@ -334,10 +441,6 @@ class Curves(NamedTuple):
 
     loss: Array
     kink: Array
-
-
-#: The margin ``y f`` at which a piecewise-linear loss has its kink (|y - f| at f = y: y f = 1).
-LOSS_KINKS: dict[str, float] = {"absolute": 1.0, "hinge": 1.0, "perceptron": 0.0}
 
 
 def _groups(names: Sequence[str], order: Sequence[str]) -> list[tuple[str, slice | Array]]:

@@ -9,7 +9,6 @@ grabs a whole card.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -86,6 +85,7 @@ class TensorFlowBackend:
                 labels=tf.broadcast_to((1.0 + y) / 2.0, tf.shape(f)), logits=f
             ),
         }
+        core.require_complete(self.framework, self.acts, self.losses)
 
     def devices(self) -> list[str]:
         return [d.name.split("device:")[-1] for d in self.tf.config.list_logical_devices()]
@@ -246,21 +246,21 @@ class TensorFlowTrainer:
             warmup = time.perf_counter() - t0
             t0 = time.perf_counter()
             curves = [first]
-            marks = [t0]
+            clock = core.ChunkClock()
             left = steps - 1
-            while left > 0:  # in chunks, each timed (the fastest gives best_ms_per_step)
+            while left > 0:  # in timed chunks, the calibration kernel between them
                 n = min(core.TIMING_CHUNK, left)
+                clock.begin()
                 chunk, _ = self.loop(xt, yt, scale, lr_t, tf.constant(n))
                 chunk.numpy()  # wait for the device
-                marks += [math.nan] * (n - 1) + [time.perf_counter()]
+                clock.steps_done(n)
                 curves.append(chunk)
                 left -= n
             last, f = self.loop(xt, yt, scale, tf.zeros_like(lr_t), tf.constant(1))  # evaluate only
             curves.append(last)
             curve_np = self.b._np(tf.concat(curves, axis=0))
-            loop = time.perf_counter() - t0
-        best = core.best_chunk_ms(marks)
-        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, best)
+            loop = time.perf_counter() - t0 - clock.kernel_s
+        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
 
 
 if __name__ == "__main__":

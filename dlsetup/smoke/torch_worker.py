@@ -79,6 +79,7 @@ class TorchBackend:
                 f, ((1.0 + y) / 2.0).expand_as(f), reduction="none"
             ),
         }
+        core.require_complete(self.framework, self.acts, self.losses)
 
     def devices(self) -> list[str]:
         torch = self.torch
@@ -199,7 +200,7 @@ class TorchTrainer:
         after_first: dict[str, core.Array] = {}
         t0 = time.perf_counter()
         warmup = 0.0
-        marks: list[float] = []  # the clock after each step from the first on
+        clock = core.ChunkClock(device_sync)
         for step in range(steps):
             losses, _ = self._forward(p, xt, yt, scale)
             grads = torch.autograd.grad(losses.sum(), [p[k] for k in names], allow_unused=True)
@@ -212,18 +213,15 @@ class TorchTrainer:
                 after_first = {k: self.b._np(v) for k, v in p.items()}
                 warmup = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                marks.append(t0)
+                clock.begin()
             else:
-                if device_sync is not None:
-                    device_sync()
-                marks.append(time.perf_counter())
+                clock.steps_done(1)
         with torch.no_grad():
             losses, f = self._forward(p, xt, yt, scale)
         curves.append(losses)
         curve_np = self.b._np(torch.stack(curves))
-        loop = time.perf_counter() - t0
-        best = core.best_chunk_ms(marks)
-        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, best)
+        loop = time.perf_counter() - t0 - clock.kernel_s
+        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
 
 
 if __name__ == "__main__":

@@ -69,17 +69,8 @@ N_SAMPLES = 64
 HIDDEN = 16
 #: Training steps by default.
 DEFAULT_STEPS = 200
-#: Plain gradient-descent learning rate per loss (calibrated over 20 seeds, see docs/smoke.md).
-LEARNING_RATES: dict[str, float] = {
-    "zero_one": 1.0,
-    "absolute": 0.2,
-    "log": 0.5,
-    "square": 0.05,
-    "exponential": 0.1,
-    "hinge": 0.2,
-    "perceptron": 0.2,
-    "cross_entropy": 0.5,
-}
+#: Plain gradient-descent learning rate per loss (the registry's, :data:`reference.LOSS_SPECS`).
+LEARNING_RATES: dict[str, float] = {lo.name: lo.learning_rate for lo in ref.LOSS_SPECS}
 #: Training passes when final loss <= LOSS_FALL_FACTOR * initial loss (or <= LOSS_FLOOR) ...
 LOSS_FALL_FACTOR = 0.8
 LOSS_FLOOR = 1e-3
@@ -105,8 +96,25 @@ LOSS_POINTS: tuple[float, ...] = (-20.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 2
 
 
 def combinations() -> list[tuple[str, str]]:
-    """All 48 (activation, loss) pairs, activation-major (index = a * 8 + l)."""
-    return [(a, loss) for a in ref.ACTIVATIONS for loss in ref.LOSSES]
+    """Every (activation, loss) pair of the registry, activation-major."""
+    return ref.combinations()
+
+
+def require_complete(framework: str, acts: dict[str, Any], losses: dict[str, Any]) -> None:
+    """Refuse a backend whose tables do not implement exactly the registry's entries.
+
+    Raises:
+        ValueError: an activation or loss of :mod:`reference`'s registry has no implementation
+            in ``framework``'s worker, or the worker implements one the registry lacks.
+    """
+    for kind, table, names in (("activation", acts, ref.ACTIVATIONS), ("loss", losses, ref.LOSSES)):
+        missing = [n for n in names if n not in table]
+        extra = [n for n in table if n not in names]
+        if missing or extra:
+            raise ValueError(
+                f"the {framework} worker's {kind} table does not match the registry "
+                f"(reference.py): missing {missing}, unknown {extra}"
+            )
 
 
 def make_data(seed: int) -> tuple[Array, Array]:
@@ -189,9 +197,8 @@ class TrainOutput:
         final_scores: the network outputs f after training, (M, N).
         warmup_s: seconds of the first step (tracing/compilation included).
         loop_s: seconds of the remaining steps.
-        best_ms_per_step: milliseconds per step of the fastest chunk of
-            :data:`TIMING_CHUNK` steps after the first (noise only ever adds time, so the
-            fastest chunk is the figure a noisy machine reproduces).
+        clock: the timed chunks of the steps after the first, and a calibration kernel run
+            after each (see :class:`ChunkClock`).
     """
 
     curves: Array
@@ -199,24 +206,57 @@ class TrainOutput:
     final_scores: Array
     warmup_s: float
     loop_s: float
-    best_ms_per_step: float
+    clock: ChunkClock
 
 
-def best_chunk_ms(marks: Sequence[float]) -> float:
-    """Milliseconds per step of the fastest chunk of :data:`TIMING_CHUNK` steps.
+class ChunkClock:
+    """Times a training loop in chunks of :data:`TIMING_CHUNK` steps, and one run of the fixed
+    calibration kernel (:mod:`timing_kernel`) right after each chunk, so that each chunk and its
+    kernel run see the same moment of a noisy machine.
 
     Args:
-        marks: the clock (seconds) after the first step and after each further step; NaN where
-            a step's end was not observed (a chunk that ran inside one graph call).
+        sync: waits for the device (``torch.cuda.synchronize``) before a chunk's clock stops.
     """
-    ends = [i for i, m in enumerate(marks) if not math.isnan(m)]
-    best = math.inf
-    start = ends[0] if ends else 0
-    for i in ends[1:]:
-        if i - start >= TIMING_CHUNK or (i == ends[-1] and best == math.inf):
-            best = min(best, (marks[i] - marks[start]) / (i - start))
-            start = i
-    return 1000.0 * best if math.isfinite(best) else math.nan
+
+    def __init__(self, sync: Callable[[], Any] | None = None) -> None:
+        self.sync = sync
+        self.chunk_ms: list[float] = []
+        self.kernel_ms: list[float] = []
+        self.kernel_s = 0.0  # seconds spent in kernel runs (not training)
+        self._start = time.perf_counter()
+        self._steps = 0
+
+    def begin(self) -> None:
+        """Start a chunk now."""
+        self._start = time.perf_counter()
+        self._steps = 0
+
+    def steps_done(self, n: int) -> None:
+        """``n`` more steps ran; a chunk of :data:`TIMING_CHUNK` steps ends here."""
+        self._steps += n
+        if self._steps < TIMING_CHUNK:
+            return
+        if self.sync is not None:
+            self.sync()
+        self.chunk_ms.append(1000.0 * (time.perf_counter() - self._start) / self._steps)
+        t0 = time.perf_counter()
+        self.kernel_ms.append(timing_kernel.kernel_ms(repeats=1))
+        self.kernel_s += time.perf_counter() - t0
+        self.begin()
+
+    @property
+    def best_ms(self) -> float:
+        """Milliseconds per step of the fastest chunk (NaN without a whole chunk)."""
+        return min(self.chunk_ms, default=math.nan)
+
+    @property
+    def step_per_kernel(self) -> float:
+        """The median over chunks of (ms per step / the kernel run after it); NaN without one."""
+        ratios = sorted(c / k for c, k in zip(self.chunk_ms, self.kernel_ms, strict=True) if k > 0)
+        if not ratios:
+            return math.nan
+        mid = len(ratios) // 2
+        return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2.0
 
 
 class Trainer(Protocol):
@@ -630,10 +670,10 @@ def train_grid(
     t0 = time.perf_counter()
     trainer = backend.trainer(device, plan)
     times["build_s"] = time.perf_counter() - t0
-    kernel_before = timing_kernel.kernel_ms()
     out = trainer.run(init, x, y, lr=lr, loss_scale=scale, steps=steps)
-    times["kernel_ms"] = min(kernel_before, timing_kernel.kernel_ms())
-    times["best_ms_per_step"] = out.best_ms_per_step
+    times["kernel_ms"] = min(out.clock.kernel_ms, default=math.nan)
+    times["best_ms_per_step"] = out.clock.best_ms
+    times["step_per_kernel"] = out.clock.step_per_kernel
     times["train_s"] = out.warmup_s + out.loop_s
     times["warmup_s"] = out.warmup_s
     times["loop_s"] = out.loop_s
@@ -717,6 +757,7 @@ def run_device(
         times.pop("band_ratio")  # not seconds: reported by calibration runs only
         kernel_ms = times.pop("kernel_ms")
         best_ms = times.pop("best_ms_per_step")
+        ratio = times.pop("step_per_kernel")
         phases.update(times)
     except Exception as exc:  # a device that fails fails its own rows only
         return {
@@ -741,11 +782,16 @@ def run_device(
         "curves": [[_num(v) for v in out.curves[:, i]] for i in range(out.curves.shape[1])],
         "phases": phases,
         "ms_per_step": 1000.0 * out.loop_s / loop_steps,
-        "best_ms_per_step": best_ms,
-        "kernel_ms": kernel_ms,
+        "best_ms_per_step": _finite_or_none(best_ms),
+        "kernel_ms": _finite_or_none(kernel_ms),
+        "step_per_kernel": _finite_or_none(ratio),
         "peak_rss_bytes": _peak_rss_bytes(),
         "peak_device_bytes": backend.peak_device_memory(device),
     }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def emit(event: dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ from dlsetup.output import load_schema
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from tests.support.proc import run_cli
 
+#: The grid's size, from the registry (48 today).
+N = len(ACTIVATIONS) * len(LOSSES)
+
 pytestmark = [pytest.mark.slow, pytest.mark.torch, pytest.mark.tensorflow]
 
 
@@ -56,7 +59,7 @@ def test_both_cpu_frameworks_pass_every_check_and_all_48_combinations(
     assert runs["tensorflow"]["device"] == "CPU:0"
     for run in runs.values():
         assert run["status"] == "ok"
-        assert len(run["combinations"]) == 48
+        assert len(run["combinations"]) == N
         assert [(c["activation"], c["loss"]) for c in run["combinations"]] == [
             (a, lo) for a in ACTIVATIONS for lo in LOSSES
         ]
@@ -64,12 +67,12 @@ def test_both_cpu_frameworks_pass_every_check_and_all_48_combinations(
         # 6 activations (+1 alpha for PReLU's second alpha) x value/grad, 8 losses x value/grad + 0/1
         assert len(run["function_checks"]) >= 2 * 33
         assert all(c["passed"] for c in run["function_checks"])
-        assert len(run["curves"]) == 48 and len(run["curves"][0]) == 201
+        assert len(run["curves"]) == N and len(run["curves"][0]) == 201
 
 
 def test_frameworks_agree_on_every_loss_curve_from_the_same_start(full_run: dict[str, Any]) -> None:
     agreement = full_run["doc"]["data"]["agreement"]
-    assert len(agreement) == 48
+    assert len(agreement) == N
     assert {a["device"] for a in agreement} == {"cpu"}
     assert max(a["max_rel_deviation"] for a in agreement) < 1e-3
 
@@ -343,7 +346,7 @@ def test_max_disagreement_fails_agreement_of_exactly_the_pairs_of_a_wrong_activa
     data = doc["data"]
     assert data["passed"] is False
     assert data["max_disagreement"] == 1e-3
-    assert len(data["agreement"]) == 48
+    assert len(data["agreement"]) == N
     failed = {
         (a["device"], a["activation"], a["loss"]) for a in data["agreement"] if not a["passed"]
     }
