@@ -23,6 +23,7 @@ from dlsetup.cli import cli
 from tests.doctor.standins import _write, hanging_standin, tensorflow_standin
 from tests.support.fake_nvml import SCENARIOS, nvml_env, subprocess_env
 from tests.support.proc import REPO, run_cli
+from tests.support.processes import alive, descendants, reap, survivors
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="SIGTERM and process groups are POSIX")
 
@@ -54,43 +55,11 @@ def _framework_workers(pids: set[int]) -> set[int]:
     return found
 
 
-def _descendants(pid: int) -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.NoSuchProcess:
-        return set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _survivors(pids: set[int], within_s: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + within_s
-    while True:
-        left = [pid for pid in pids if _alive(pid)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
-
-
-def _reap(proc: subprocess.Popen[str], pids: set[int]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-    for pid in pids:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _members_of(groups: set[int]) -> list[int]:
     found = []
     for p in psutil.process_iter():
         try:
-            if os.getpgid(p.pid) in groups and _alive(p.pid):
+            if os.getpgid(p.pid) in groups and alive(p.pid):
                 found.append(p.pid)
         except OSError:
             continue
@@ -112,7 +81,7 @@ def test_sigterm_while_imports_hang_exits_143_and_ends_every_worker_group(
         deadline = time.monotonic() + 60
         while len(_framework_workers(pids)) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, "no workers"
-            pids |= _descendants(proc.pid)
+            pids |= descendants(proc.pid)
             time.sleep(0.05)
         time.sleep(1.0)  # doctor waits for the workers now
         groups = {os.getpgid(pid) for pid in _framework_workers(pids)}
@@ -121,12 +90,12 @@ def test_sigterm_while_imports_hang_exits_143_and_ends_every_worker_group(
         out, err = proc.communicate(timeout=30)  # not the 120 s probe timeout
         took = time.monotonic() - started
     finally:
-        _reap(proc, pids)
+        reap(proc, pids)
     assert proc.returncode == 143, err
     assert err.strip().endswith("Terminated.") and "Traceback" not in err
     assert json.loads(out)["data"]["error"]["exit_code"] == 143
     assert took < 15
-    assert _survivors(pids) == [] and _members_of(groups) == []
+    assert survivors(pids) == [] and _members_of(groups) == []
 
 
 @posix_only
@@ -142,17 +111,17 @@ def test_sigterm_while_the_workers_start_leaves_no_worker(
         deadline = time.monotonic() + 60
         while not pids:  # the first worker exists: the second may be starting
             assert proc.poll() is None and time.monotonic() < deadline, "no workers"
-            pids |= _descendants(proc.pid)
+            pids |= descendants(proc.pid)
             time.sleep(0.005)
         time.sleep(delay_s)
-        pids |= _descendants(proc.pid)
+        pids |= descendants(proc.pid)
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
-        _reap(proc, pids)
+        reap(proc, pids)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
-    assert _survivors(pids) == []
+    assert survivors(pids) == []
 
 
 #: ``dlsetup doctor`` in a process where SIGTERM arrives the moment the first framework worker has
@@ -194,10 +163,10 @@ def test_sigterm_the_moment_a_worker_starts_still_ends_it(
     )
     pids = {int(line) for line in pid_file.read_text().split()}
     try:
-        left = _survivors(pids)
+        left = survivors(pids)
     finally:
         for pid in pids:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 143, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -245,9 +214,9 @@ def test_a_helper_holding_the_probes_stdout_does_not_outlast_the_timeout(
         )  # fmt: skip
         took = time.monotonic() - start
         helper = int(pid_file.read_text())
-        helper_left = _survivors({helper}, within_s=2.0)
+        helper_left = survivors({helper}, within_s=2.0)
     finally:
-        if pid_file.exists() and _alive(int(pid_file.read_text())):
+        if pid_file.exists() and alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
     data = json.loads(proc.stdout)["data"]
     assert took < 20, f"doctor took {took:.0f} s with --timeout 5"
