@@ -10,7 +10,6 @@ exit 70 — and nothing may be written outside the command's target (``--output`
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 
 from dlsetup.cli import cli
 from dlsetup.envs import install
+from tests.support.mutate import mutate
 
 ALLOWED_EXITS = {0, 1, 2, 4}
 
@@ -207,17 +207,6 @@ def base_lock(tmp_path_factory: pytest.TempPathFactory, channel_url: str) -> dic
     return loaded
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _paths(value, (*prefix, i))
-    return found
-
-
 LOCK_JUNK = JUNK | st.sampled_from(
     [
         "file:///etc/passwd",
@@ -236,22 +225,7 @@ LOCK_JUNK = JUNK | st.sampled_from(
 def lock_documents(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=200))
-    doc = copy.deepcopy(base)
-    for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(doc)
-        if not paths:
-            break
-        path = draw(st.sampled_from(paths))
-        parent = doc
-        for key in path[:-1]:
-            parent = parent[key]
-        action = draw(st.sampled_from(["replace", "delete", "duplicate"]))
-        if action == "delete":
-            del parent[path[-1]]
-        elif action == "duplicate" and isinstance(parent, list):
-            parent.append(copy.deepcopy(parent[path[-1]]))
-        else:
-            parent[path[-1]] = draw(LOCK_JUNK)
+    doc = mutate(draw, base, LOCK_JUNK)
     return yaml.safe_dump(doc, allow_unicode=True).encode("utf-8", "surrogatepass")
 
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from dlsetup.errors import DlsetupError
 from dlsetup.smoke import benchmark as bm
+from tests.support.mutate import mutate
 from tests.support.proc import REPO
 
 BASELINE: dict[str, Any] = json.loads(
@@ -40,17 +41,6 @@ JUNK = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _paths(value, (*prefix, i))
-    return found
-
-
 @st.composite
 def baselines(draw: st.DrawFn) -> bytes:
     kind = draw(st.integers(0, 19))
@@ -61,21 +51,7 @@ def baselines(draw: st.DrawFn) -> bytes:
     doc: Any = copy.deepcopy(BASELINE)
     if kind == 2:  # the github-action-benchmark list form
         doc = [{"name": "a", "unit": "ms", "value": 1.0}]
-    for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(doc)
-        if not paths:
-            break
-        path = draw(st.sampled_from(paths))
-        parent = doc
-        for key in path[:-1]:
-            parent = parent[key]
-        action = draw(st.sampled_from(["replace", "delete", "duplicate"]))
-        if action == "delete":
-            del parent[path[-1]]
-        elif action == "duplicate" and isinstance(parent, list):
-            parent.append(copy.deepcopy(parent[path[-1]]))
-        else:
-            parent[path[-1]] = draw(JUNK)
+    doc = mutate(draw, doc, JUNK)
     text = json.dumps(doc)
     if draw(st.integers(0, 9)) == 0:
         text = text.replace("0.", "NaN", 1)  # Python's json writes NaN; a baseline must not
