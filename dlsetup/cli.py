@@ -283,14 +283,22 @@ def _exit_without_finalizing(code: int) -> NoReturn:
     """Exit after an interrupt without tearing the interpreter down.
 
     rattler's worker threads may still be finishing the file they unpack (py-rattler cannot
-    cancel it); when Python finalizes under them, Rust panics and prints a backtrace after our
-    "Terminated." line. The clean-up registered with :mod:`atexit` (the partial build's blocker)
-    still runs first, and the output is flushed.
+    cancel it); when Python finalizes under them, or when they fail at the partial build's
+    blocker, Rust panics and prints a backtrace note after our "Terminated." line. The output is
+    flushed, native writes to fd 2 are sent nowhere from then on, and the clean-up registered
+    with :mod:`atexit` (the partial build's blocker) still runs.
     """
     import atexit
 
-    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    # Our last line ("Interrupted."/"Terminated.") is out: what native threads still print on
+    # fd 2 while the clean-up waits for them (a Rust panic note) goes nowhere.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+    atexit._run_exitfuncs()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
     os._exit(code)

@@ -37,9 +37,10 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -553,6 +554,38 @@ _STOPPING = threading.Event()
 RATTLER_STOP_SECONDS = 10.0
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """While rattler's threads fail at the blocker, send what native code writes to fd 2 nowhere.
+
+    A tokio worker that meets the blocker can panic, and Rust prints the panic straight to file
+    descriptor 2 — a backtrace note after "Interrupted." that looks like a crash. Python's own
+    ``sys.stderr`` keeps writing to the real stream meanwhile; fd 2 is restored afterwards. Where
+    ``sys.stderr`` is not fd 2 (an embedding, a test runner), nothing is changed.
+    """
+    try:
+        if sys.stderr is None or sys.stderr.fileno() != 2:
+            raise OSError("stderr is not fd 2")
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        yield
+        return
+    original = sys.stderr
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = open(saved, "w", encoding=original.encoding, errors="replace", closefd=False)  # noqa: SIM115
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        sys.stderr = original
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _run_rattler(install: Coroutine[Any, Any, object], work: Path) -> None:
     """Run rattler's install in a thread of its own and wait for it; interruptible.
 
@@ -583,7 +616,7 @@ def _run_rattler(install: Coroutine[Any, Any, object], work: Path) -> None:
         while thread.is_alive():
             thread.join(0.05)
     except BaseException:
-        with deferred_signals():
+        with deferred_signals(), _native_stderr_silenced():
             _STOPPING.set()
             remove_partial(work)
             thread.join(RATTLER_STOP_SECONDS)
