@@ -181,7 +181,7 @@ def test_a_sigterm_python_would_swallow_still_ends_in_exit_143(
         time.sleep(0.2)  # a timer that should not exist would fire here
     finally:
         signal.signal(signal.SIGTERM, previous)
-        monkeypatch.setattr(cli_mod._SIGNALS, "terminated", False)
+        cli_mod._SIGNALS.terminated = False  # not monkeypatch: it would restore True
     assert result.exit_code == ExitCode.TERMINATED, result.output
     if where == "finalizer":
         assert "finished" not in result.stdout
