@@ -407,25 +407,3 @@ def companion_check_from_event(check: dict[str, Any], fix: str | None) -> Compan
         seconds=float(check.get("seconds", 0.0)),
         fix=fix if status == "failed" else None,
     )
-
-
-def companion_fix(companion: str, torch_version: str, python: str) -> str:
-    """What to do about a broken companion: install its release built for this torch.
-
-    torch 2.N pairs with torchvision 0.(N+15) and torchaudio 2.N; a local tag (``+cpu``,
-    ``+cu128``) names PyTorch's own index. The fix in the environment's own installer (conda or
-    pip, with the exact build) is ``dlsetup doctor``'s.
-    """
-    base, _, tag = torch_version.partition("+")
-    parts = base.split(".")
-    doctor = f"`dlsetup doctor --python {python}` names the fix for this environment"
-    if len(parts) < 2 or parts[0] != "2" or not parts[1].isdigit():
-        return f"install the {companion} release built for torch {torch_version}; {doctor}"
-    minor = int(parts[1])
-    pin = f"0.{minor + 15}.*" if companion == "torchvision" else f"2.{minor}.*"
-    index = f" --index-url https://download.pytorch.org/whl/{tag}" if tag else ""
-    return (
-        f"install the {companion} release built for torch {torch_version}: "
-        f"`{python} -m pip install '{companion}=={pin}'{index}` in a pip environment, or "
-        f"conda-forge's {companion} beside its pytorch in a conda one; {doctor}"
-    )
