@@ -501,7 +501,11 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            while t.is_alive():
+                # a short join, not join(): a signal that the kernel hands to another thread
+                # (a framework thread's os.kill, a worker start) only runs its Python handler
+                # when the main thread wakes up — a plain join() would sleep through SIGTERM
+                t.join(0.1)
     except BaseException:  # Ctrl-C, SIGTERM (Terminated) or anything else: no worker outlives us
         with deferred_stop_signals():  # a second signal must not cut the clean-up short
             workers.stop_all(wait_s=10.0)
