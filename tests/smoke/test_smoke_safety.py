@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from dlsetup.cli import cli
 from tests.doctor.standins import hanging_standin
 from tests.support.proc import REPO, run_cli
+from tests.support.processes import alive, descendants, reap, survivors
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="SIGTERM and process groups are POSIX")
 MISSING_PYTHON = "/nonexistent/env/bin/python"
@@ -44,13 +45,6 @@ def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
     )
 
 
-def _descendants(pid: int) -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.NoSuchProcess:
-        return set()
-
-
 def _workers(pids: set[int]) -> set[int]:
     """The smoke workers (``*_worker.py`` scripts) among ``pids``."""
     found = set()
@@ -63,39 +57,12 @@ def _workers(pids: set[int]) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _survivors(pids: set[int], within_s: float = 5.0) -> list[int]:
-    """The pids still alive after ``within_s`` seconds (a SIGKILLed process may take a moment)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        left = [pid for pid in pids if _alive(pid)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
-
-
-def _reap(proc: subprocess.Popen[str], pids: set[int]) -> None:
-    """Never leave anything behind, whatever the test found."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    for pid in pids:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _wait_for_workers(proc: subprocess.Popen[str], count: int, timeout_s: float) -> set[int]:
     """Poll the descendants of ``proc`` until ``count`` workers run; returns every pid seen."""
     seen: set[int] = set()
     deadline = time.monotonic() + timeout_s
     while True:
-        seen |= _descendants(proc.pid)
+        seen |= descendants(proc.pid)
         if len(_workers(seen)) >= count:
             return seen
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -113,7 +80,7 @@ def test_sigterm_while_devices_hang_exits_143_and_no_process_of_the_run_survives
     try:
         pids = _wait_for_workers(proc, 2, 60)
         time.sleep(3.0)  # both workers past their imports, asleep in the injected hang
-        pids |= _descendants(proc.pid)
+        pids |= descendants(proc.pid)
         assert all(os.getpgid(pid) == pid for pid in _workers(pids)), "each leads its own group"
         groups = {os.getpgid(pid) for pid in _workers(pids)}
         started = time.monotonic()
@@ -122,12 +89,12 @@ def test_sigterm_while_devices_hang_exits_143_and_no_process_of_the_run_survives
         took = time.monotonic() - started
         members = {p.pid for p in psutil.process_iter() if _group_or_none(p.pid) in groups}
     finally:
-        _reap(proc, pids)
+        reap(proc, pids)
     assert proc.returncode == 143, err
     assert err.strip().endswith("Terminated.")
     assert "Traceback" not in err
     assert took < 15, "the workers were not ended at once"
-    assert _survivors(pids) == [] and not [pid for pid in members if _alive(pid)]
+    assert survivors(pids) == [] and not [pid for pid in members if alive(pid)]
 
 
 def _group_or_none(pid: int) -> int | None:
@@ -147,15 +114,15 @@ def test_sigterm_while_the_workers_start_leaves_no_worker(delay_s: float) -> Non
     try:
         pids = _wait_for_workers(proc, 1, 60)
         time.sleep(delay_s)
-        pids |= _descendants(proc.pid)
+        pids |= descendants(proc.pid)
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
-        pids |= _descendants(proc.pid) if proc.poll() is None else set()
-        _reap(proc, pids)
+        pids |= descendants(proc.pid) if proc.poll() is None else set()
+        reap(proc, pids)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
-    assert _survivors(pids) == []
+    assert survivors(pids) == []
 
 
 #: ``dlsetup smoke`` in a process where SIGTERM arrives the moment the first worker has been started
@@ -193,10 +160,10 @@ def test_sigterm_the_moment_a_worker_starts_still_ends_it(tmp_path: Path) -> Non
     )
     pids = {int(line) for line in pid_file.read_text().split()}
     try:
-        left = _survivors(pids)
+        left = survivors(pids)
     finally:
         for pid in pids:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 143, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -236,15 +203,15 @@ def test_sigterm_during_creates_smoke_phase_ends_the_child_smoke_and_its_workers
     try:
         pids = _wait_for_workers(proc, 2, 90)
         time.sleep(2.0)
-        pids |= _descendants(proc.pid)
+        pids |= descendants(proc.pid)
         child_smoke = [p for p in pids if p not in _workers(pids)]
         assert child_smoke, "the child dlsetup smoke is running"
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=30)  # well inside the 15 s grace + the kill
     finally:
-        _reap(proc, pids)
+        reap(proc, pids)
     assert proc.returncode == 143, err
-    assert _survivors(pids) == [], "the child smoke or one of its workers outlived create"
+    assert survivors(pids) == [], "the child smoke or one of its workers outlived create"
 
 
 # ------------------------------------------------------------------ 8: --compare baselines ----
