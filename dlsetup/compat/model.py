@@ -25,8 +25,10 @@ from typing import Any, Literal, NamedTuple, NoReturn, TypeVar
 
 from dlsetup.errors import KnowledgeBaseError
 
-#: The schema versions this dlsetup reads, each with its reader (filled in at the end).
-SUPPORTED_SCHEMAS: tuple[int, ...] = (1,)
+#: The schema versions this dlsetup reads, each with its reader (filled in at the end). Schema 2
+#: adds the date the data was last refreshed from its sources (``refreshed``, required) and the
+#: PyPI upload date of a release (``released``, optional).
+SUPPORTED_SCHEMAS: tuple[int, ...] = (1, 2)
 
 Devices = Literal["any", "discrete", "tegra"]
 CC = tuple[int, int]
@@ -60,7 +62,14 @@ class MvcFamily(NamedTuple):
 
 
 class TorchRelease(NamedTuple):
-    """A PyTorch release's PyPI facts: Python range and CUDA wheel arch lists (None: unknown)."""
+    """A PyTorch release's PyPI facts: Python range and CUDA wheel arch lists (None: unknown).
+
+    Attributes:
+        variants: ``{variant: arch list or None}``; empty when no variant was read (a release
+            added from PyPI while PyTorch's wheel index could not be reached).
+        released: the day its first file reached PyPI (``"2026-10-28"``), when read.
+        pypi_default: the variant of the wheels on PyPI itself (``"cu132"``), when known.
+    """
 
     key: str
     python_min: str
@@ -68,6 +77,13 @@ class TorchRelease(NamedTuple):
     python_experimental: str | None
     variants: Mapping[str, str | None]
     sources: tuple[str, ...]
+    released: str | None = None
+    pypi_default: str | None = None
+
+    @property
+    def has_variant_facts(self) -> bool:
+        """Whether any of its CUDA variants has a verified arch list (the rules can be read)."""
+        return any(arch is not None for arch in self.variants.values())
 
 
 class TfRelease(NamedTuple):
@@ -79,6 +95,7 @@ class TfRelease(NamedTuple):
     cuda: str
     cudnn: str
     sources: tuple[str, ...]
+    released: str | None = None
 
 
 class TorchFacts(NamedTuple):
@@ -248,6 +265,8 @@ class KnowledgeBase(NamedTuple):
         conda_forge: conda-forge's build matrix.
         companions: ``{name: facts}`` of torch's companions (torchvision, torchaudio).
         conda_forge_companions: ``{name: builds}`` of the companions on conda-forge.
+        refreshed: the day the data was last refreshed from its sources (``"2026-11-27"``;
+            ``tools/refresh_compat.py``), None in a schema-1 file.
     """
 
     schema: int
@@ -260,6 +279,7 @@ class KnowledgeBase(NamedTuple):
     conda_forge: CondaForgeFacts
     companions: Mapping[str, CompanionFacts]
     conda_forge_companions: Mapping[str, CondaForgeCompanion]
+    refreshed: str | None = None
 
     def cite(self, names: tuple[str, ...]) -> str:
         """The citations of ``names`` (source keys resolved, free text kept), ``"; "``-joined."""
@@ -391,6 +411,27 @@ def _version(reader: _Reader, key: str, value: str) -> str:
     return value
 
 
+def _date(reader: _Reader, key: str) -> str:
+    """A calendar day written ``"YYYY-MM-DD"`` (quoted: YAML would make an unquoted one a date
+    object, which the JSON cache cannot carry)."""
+    import datetime
+
+    value = reader.raw(key)
+    ok = isinstance(value, str) and len(value) == 10
+    if ok:
+        try:
+            datetime.date.fromisoformat(str(value))
+        except ValueError:
+            ok = False
+    if not ok:
+        reader.fail(value, 'a quoted date "YYYY-MM-DD"', key)
+    return str(value)
+
+
+def _opt_date(reader: _Reader, key: str) -> str | None:
+    return None if reader.raw(key, required=False) is None else _date(reader, key)
+
+
 def _check(reader: _Reader, key: str, value: T, ok: Callable[[T], bool], expected: str) -> T:
     if not ok(value):
         reader.fail(value, expected, key)
@@ -451,13 +492,18 @@ def _torch(top: _Reader) -> TorchFacts:
             if not isinstance(name, str) or not name.startswith("cu"):
                 rel.fail(name, 'variant names like "cu126"', "variants")
             variants[name] = table.opt_text(name)
+        pypi_default = rel.opt_text("pypi_default")
+        if pypi_default is not None and not pypi_default.startswith("cu"):
+            rel.fail(pypi_default, 'a variant name like "cu130"', "pypi_default")
         releases[key] = TorchRelease(
             _version(rel, "key", key),
-            rel.text("python_min"),
-            rel.text("python_max"),
+            _version(rel, "python_min", rel.text("python_min")),
+            _version(rel, "python_max", rel.text("python_max")),
             rel.opt_text("python_experimental"),
             variants,
             rel.sources(),
+            _opt_date(rel, "released"),
+            pypi_default,
         )
     return TorchFacts(index_url, releases)
 
@@ -473,6 +519,7 @@ def _tensorflow(top: _Reader) -> TensorflowFacts:
             _version(rel, "cuda", rel.text("cuda")),
             rel.text("cudnn"),
             rel.sources(),
+            _opt_date(rel, "released"),
         )
     return TensorflowFacts(
         section.text("windows_native_gpu_last"),
@@ -692,6 +739,19 @@ def _conda_forge_companions(
 
 
 def _read_v1(top: _Reader) -> KnowledgeBase:
+    return _read(top, 1)
+
+
+def _read_v2(top: _Reader) -> KnowledgeBase:
+    """Schema 2: schema 1, plus ``refreshed`` (the day the data was last refreshed from its
+    sources) and every release of ``pytorch``/``tensorflow`` citing keys of ``sources``."""
+    return _read(top, 2)
+
+
+def _read(top: _Reader, schema: int) -> KnowledgeBase:
+    refreshed = _date(top, "refreshed") if schema >= 2 else None
+    torch = _torch(top)
+    tensorflow = _tensorflow(top)
     table = top.sub("sources")
     sources = {str(key): table.text(str(key)) for key in table.data}
     limits = _driver_limits(top)
@@ -727,6 +787,12 @@ def _read_v1(top: _Reader) -> KnowledgeBase:
     )
     for built in cf_companions.values():
         cited.append((f"conda_forge_companions.packages.{built.name}", built.sources))
+    if schema >= 2:
+        for label, rel_sources in [
+            *((f"pytorch.releases.{r.key}", r.sources) for r in torch.releases.values()),
+            *((f"tensorflow.releases.{r.key}", r.sources) for r in tensorflow.releases.values()),
+        ]:
+            cited.append((label, rel_sources))
     for where, names in cited:
         unknown = [n for n in names if n not in sources]
         if unknown:
@@ -735,20 +801,21 @@ def _read_v1(top: _Reader) -> KnowledgeBase:
                 fix=f"add {unknown[0]} to sources: in {top.origin}, with its citation",
             )
     return KnowledgeBase(
-        1,
+        schema,
         sources,
         _toolkit_rows(top),
         _mvc(top),
-        _torch(top),
-        _tensorflow(top),
+        torch,
+        tensorflow,
         limits,
         conda_forge,
         companions,
         cf_companions,
+        refreshed,
     )
 
 
-_READERS: dict[int, Callable[[_Reader], KnowledgeBase]] = {1: _read_v1}
+_READERS: dict[int, Callable[[_Reader], KnowledgeBase]] = {1: _read_v1, 2: _read_v2}
 
 
 def parse_knowledge_base(document: object, origin: str = "compat.yaml") -> KnowledgeBase:

@@ -29,9 +29,10 @@ def _error(doc: object) -> KnowledgeBaseError:
 
 def test_the_shipped_file_validates() -> None:
     kb = parse_knowledge_base(_doc())
-    assert kb.schema == 1
+    assert kb.schema == 2
+    assert kb.refreshed is not None
     assert knowledge_base() == kb
-    assert load_data()["schema"] == 1  # the dict view stays for existing callers
+    assert load_data()["schema"] == 2  # the dict view stays for existing callers
 
 
 def test_missing_key_is_named() -> None:
@@ -116,7 +117,7 @@ def test_schema_is_checked(schema: object) -> None:
     err = _error(doc)
     if isinstance(schema, int):
         assert err.message == (
-            f"compat.yaml: schema {schema} is not one this dlsetup reads (it reads 1)"
+            f"compat.yaml: schema {schema} is not one this dlsetup reads (it reads 1, 2)"
         )
     else:
         assert err.message.startswith("compat.yaml: schema: expected an integer schema version")
