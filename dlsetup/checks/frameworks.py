@@ -13,6 +13,7 @@ from dlsetup.checks.fix_language import (
 from dlsetup.compat.arch import CC, fmt_cc, gpu_runs_build, parse_arch_list
 from dlsetup.compat.cuda import driver_supports_cuda, max_cuda_for_driver, toolkit_rows
 from dlsetup.compat.frameworks import (
+    newer_than_data,
     python_support,
     release_key,
     tf_and_cuda_first,
@@ -84,6 +85,15 @@ def _driver_version(facts: DoctorFacts) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _installed(facts: DoctorFacts, name: str) -> str | None:
+    """The installed version of ``torch``/``tensorflow`` (a fix never goes back a release only
+    because the knowledge base ends before it)."""
+    for probe in _probes(facts):
+        if probe.name == name and probe.status == "ok" and isinstance(probe.version, str):
+            return probe.version
+    return None
+
+
 def torch_pick(facts: DoctorFacts, ccs: list[CC] | None = None) -> TorchPick | None:
     """The PyTorch wheel recommended for this machine's driver and GPUs (None: none fits)."""
     driver_cuda = _driver_cuda(facts)
@@ -91,7 +101,13 @@ def torch_pick(facts: DoctorFacts, ccs: list[CC] | None = None) -> TorchPick | N
         return None
     if ccs is None:
         ccs = [cc for _, cc in _usable_gpus(facts)]
-    return recommend_torch(driver_cuda, ccs, _python_version(facts), _driver_version(facts))
+    return recommend_torch(
+        driver_cuda,
+        ccs,
+        _python_version(facts),
+        _driver_version(facts),
+        installed=_installed(facts, "torch"),
+    )
 
 
 def _conda_fix(facts: DoctorFacts, target: str) -> tuple[str, str] | None:
@@ -129,7 +145,11 @@ def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
         if not driver_allowed(facts, row[0]):
             break  # a GPU here cannot take this driver (its last branch is older)
         later = (
-            None if driver is None else recommend_torch(row[0], ccs, _python_version(facts), driver)
+            None
+            if driver is None
+            else recommend_torch(
+                row[0], ccs, _python_version(facts), driver, installed=_installed(facts, "torch")
+            )
         )
         if driver is not None and later is not None:
             return (
@@ -308,7 +328,10 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
                 None
                 if driver_cuda is None
                 else recommend_tensorflow(
-                    driver_cuda, _python_version(facts), _driver_version(facts)
+                    driver_cuda,
+                    _python_version(facts),
+                    _driver_version(facts),
+                    installed=_installed(facts, "tensorflow"),
                 )
             )
             py = _python(facts)
@@ -600,6 +623,59 @@ def check_python_support(facts: DoctorFacts) -> list[Finding]:
                     "python": python,
                     "supported": f"{support.minimum}-{support.maximum}",
                     "source": support.source,
+                },
+            )
+        )
+    return found
+
+
+def check_newer_release(facts: DoctorFacts) -> list[Finding]:
+    """``knowledge.newer_release``: an installed framework release newer than the knowledge base.
+
+    Said once per framework. The other checks then judge the build by the general rules (the
+    driver against the build's own CUDA version, each GPU against the arch list the build
+    reports) and skip the release facts the data lacks (its Python range); fixes keep the
+    installed release rather than going back to the newest one the data knows.
+    """
+    found: list[Finding] = []
+    for probe in _probes(facts):
+        if probe.status != "ok" or not isinstance(probe.version, str):
+            continue
+        newer = newer_than_data(probe.name, probe.version)
+        if newer is None:
+            continue
+        build = probe.torch if probe.name == "torch" else probe.tensorflow
+        if isinstance(build, TorchBuild):
+            cuda = build.cuda if isinstance(build.cuda, str) else None
+            arch = ", ".join(build.arch_list)
+        elif isinstance(build, TensorflowBuild):
+            cuda = build.cuda_version if isinstance(build.cuda_version, str) else None
+            arch = ", ".join(build.compute_capabilities)
+        else:
+            cuda, arch = None, ""
+        judged = (
+            f"the driver is checked against the build's own CUDA {cuda} and each GPU against the "
+            f"arch list the build reports ({arch or 'empty'})"
+            if cuda is not None
+            else "it is a CPU build, so no driver or GPU verdict depends on the data"
+        )
+        found.append(
+            Finding(
+                "knowledge.newer_release",
+                "info",
+                f"{newer.label} {newer.release} is newer than dlsetup's compatibility data",
+                f"{newer.note}. Nothing the data does not know is assumed: {judged}; the Python "
+                f"range of {newer.release} is not checked, and no fix goes back to "
+                f"{newer.rules_of} because the data ends there.",
+                "Update dlsetup for newer compatibility data (maintainers: python -m "
+                "tools.refresh_compat).",
+                {
+                    "framework": probe.name,
+                    "version": probe.version,
+                    "release": newer.release,
+                    "data_ends_at": newer.last_known,
+                    "rules_of": newer.rules_of,
+                    "refreshed": newer.refreshed,
                 },
             )
         )

@@ -111,6 +111,79 @@ def torch_index_url(variant: str) -> str:
     return knowledge_base().torch.index_url.format(variant=variant)
 
 
+def torch_rules_release() -> str | None:
+    """The newest PyTorch release whose CUDA variants the data knows (a verified arch list):
+    the release whose rules a newer one is judged by. None when no release has one."""
+    known = [k for k, r in knowledge_base().torch.releases.items() if r.has_variant_facts]
+    return max(known, key=Version) if known else None
+
+
+def torch_variant_facts(release: str) -> bool:
+    """Whether the data knows the CUDA variants of PyTorch ``release`` (``"2.14"``)."""
+    entry = knowledge_base().torch.releases.get(release)
+    return entry is not None and entry.has_variant_facts
+
+
+_LABELS = {"torch": "PyTorch", "tensorflow": "TensorFlow"}
+
+
+@dataclass(frozen=True)
+class NewerThanData:
+    """An installed framework release newer than every release the knowledge base knows.
+
+    Attributes:
+        framework: ``torch`` / ``tensorflow``.
+        version: the installed version (``"2.16.0+cu130"``).
+        release: its ``X.Y`` (``"2.16"``).
+        last_known: the newest release the data knows (``"2.15"``).
+        rules_of: the release whose facts the verdicts and fixes use instead (for PyTorch the
+            newest whose CUDA variants are known, which can be older than ``last_known``).
+        refreshed: the day the data was last refreshed, or None (schema 1).
+    """
+
+    framework: str
+    version: str
+    release: str
+    last_known: str
+    rules_of: str
+    refreshed: str | None
+
+    @property
+    def label(self) -> str:
+        """``PyTorch`` / ``TensorFlow``."""
+        return _LABELS.get(self.framework, self.framework)
+
+    @property
+    def note(self) -> str:
+        """``dlsetup's compatibility data ends at PyTorch 2.15, 2026-11-27; verdicts for 2.16 use
+        the rules of 2.14``."""
+        when = f", {self.refreshed}" if self.refreshed else ""
+        return (
+            f"dlsetup's compatibility data ends at {self.label} {self.last_known}{when}; "
+            f"verdicts for {self.release} use the rules of {self.rules_of}"
+        )
+
+
+def newer_than_data(framework: str, version: str) -> NewerThanData | None:
+    """The note to give when ``version`` of ``framework`` is newer than the data knows, else None
+    (a known release, an older unknown one, or not a version).
+
+    Args:
+        framework: ``"torch"`` or ``"tensorflow"``.
+        version: the installed version (``"2.16.0"``, ``"2.16.0.dev20261120+cu130"``).
+    """
+    key = release_key(version)
+    if key is None or framework not in _LABELS:
+        return None
+    known = torch_releases() if framework == "torch" else tf_releases()
+    if not known or key in known or Version(key) <= Version(known[-1]):
+        return None
+    rules = torch_rules_release() if framework == "torch" else known[-1]
+    return NewerThanData(
+        framework, version, key, known[-1], rules or known[-1], knowledge_base().refreshed
+    )
+
+
 def tf_windows_native_gpu_last() -> str:
     """The last TensorFlow release with GPU support on native Windows (``"2.10"``)."""
     return knowledge_base().tensorflow.windows_native_gpu_last

@@ -11,11 +11,14 @@ from dlsetup.compat.arch import CC, gpu_runs_build, parse_arch_list
 from dlsetup.compat.cuda import driver_supports_cuda
 from dlsetup.compat.frameworks import (
     python_support,
+    release_key,
     tf_and_cuda_first,
     tf_release_cuda,
     tf_releases,
     torch_index_url,
     torch_releases,
+    torch_rules_release,
+    torch_variant_facts,
     torch_variants,
     variant_cuda,
 )
@@ -45,6 +48,7 @@ def recommend_torch(
     gpu_ccs: list[CC],
     python: str | None = None,
     driver_version: str | None = None,
+    installed: str | None = None,
 ) -> TorchPick | None:
     """The newest PyTorch CUDA wheel this driver runs and whose kernels every GPU can run.
 
@@ -58,6 +62,10 @@ def recommend_torch(
         gpu_ccs: compute capabilities of the GPUs to serve.
         python: the target Python (``"3.11"``); releases that do not support it are skipped.
         driver_version: the driver version, for the MVC floor.
+        installed: the torch version installed now (``"2.16.0+cpu"``), if any. When it is newer
+            than the newest release whose variants the data knows, and that release is the pick,
+            the pick names the installed release instead (its variant chosen by the rules of the
+            known one, and said so): the data ending is no reason to go back a release.
 
     Returns:
         A :class:`TorchPick`, or None when no known wheel fits (driver too old for every build).
@@ -101,7 +109,29 @@ def recommend_torch(
                     note,
                 ),
             )
-    return None if best is None else best[1]
+    if best is None:
+        return None
+    return _no_older_than_installed(best[1], installed)
+
+
+def _no_older_than_installed(pick: TorchPick, installed: str | None) -> TorchPick:
+    key = None if installed is None else release_key(installed)
+    if (
+        key is None
+        or Version(key) <= Version(pick.release)
+        or torch_variant_facts(key)
+        or pick.release != torch_rules_release()
+    ):
+        return pick
+    url = torch_index_url(pick.variant)
+    return TorchPick(
+        key,
+        pick.variant,
+        f"pip install torch=={key}.* --index-url {url}",
+        pick.support,
+        f"{pick.note}; {key} installed is kept, its variant chosen by the rules of "
+        f"{pick.release}: dlsetup's data does not know {key}'s CUDA variants",
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +155,7 @@ def recommend_tensorflow(
     driver_cuda: str,
     python: str | None = None,
     driver_version: str | None = None,
+    installed: str | None = None,
 ) -> TensorflowPick | None:
     """The newest TensorFlow with the ``and-cuda`` extra whose CUDA this driver fully supports,
     else the newest it runs through minor-version compatibility.
@@ -137,6 +168,9 @@ def recommend_tensorflow(
         driver_cuda: the driver's CUDA version (NVML), ``"11.4"``.
         python: the target Python; releases that do not support it are skipped.
         driver_version: the driver version, for the minor-version-compatibility floor.
+        installed: the TensorFlow version installed now, if any. When it is newer than every
+            release the data knows and the newest known one is the pick, the pick names the
+            installed release (judged by the rules of the known one, and said so).
 
     Returns:
         A :class:`TensorflowPick`, or None when no such release runs on this driver.
@@ -161,6 +195,17 @@ def recommend_tensorflow(
             TensorflowPick(release, f"tensorflow[and-cuda]=={release}.*", verdict.support, note)
         )
     full = [p for p in picks if p.support == "full"]
-    if full:
-        return full[0]
-    return picks[0] if picks else None
+    pick = full[0] if full else picks[0] if picks else None
+    key = None if installed is None else release_key(installed)
+    known = tf_releases()
+    if pick is None or key is None or key in known or pick.release != known[-1]:
+        return pick
+    if Version(key) <= Version(pick.release):
+        return pick
+    return TensorflowPick(
+        key,
+        f"tensorflow[and-cuda]=={key}.*",
+        pick.support,
+        f"{pick.note}; {key} installed is kept, judged by the rules of {pick.release}: "
+        f"dlsetup's data does not know {key}",
+    )

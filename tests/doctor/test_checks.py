@@ -194,6 +194,14 @@ def facts(**kw: Any) -> DoctorFacts:
     return DoctorFacts(**base)
 
 
+def beyond_data(framework: str) -> str:
+    """The release one minor past the newest the knowledge base knows (``"2.16"``)."""
+    from dlsetup.compat.frameworks import tf_releases, torch_releases
+
+    major, minor = (torch_releases() if framework == "torch" else tf_releases())[-1].split(".")
+    return f"{major}.{int(minor) + 1}"
+
+
 def crashed(name: str, status: str) -> FrameworkProbe:
     return FrameworkProbe(name, status, "boom", Missing(status), 1.0, -6)
 
@@ -266,6 +274,9 @@ FIRES: dict[str, Case] = {
         system=system(os_name="windows"), frameworks=frameworks(plat="win32")
     ),
     "python.unsupported_by_framework": lambda: facts(frameworks=frameworks(python="3.14.0")),
+    "knowledge.newer_release": lambda: facts(
+        frameworks=frameworks(torch_probe=torch(f"{beyond_data('torch')}.0+cu124"))
+    ),
     "cpu.no_avx": lambda: facts(system=system(cpu_features=("sse4_2",))),
     "memory.low_ram": lambda: facts(
         system=system(ram_total_bytes=4 * GIB, ram_available_bytes=1 * GIB)
@@ -332,6 +343,7 @@ SILENT: dict[str, Case] = {
         frameworks=frameworks(tf_probe=tensorflow("2.10.1", cuda="11.2"), plat="win32"),
     ),
     "python.unsupported_by_framework": lambda: facts(frameworks=frameworks(python="3.12.4")),
+    "knowledge.newer_release": lambda: facts(),
     "cpu.no_avx": lambda: facts(system=system(machine="aarch64", cpu_features=())),
     "memory.low_ram": lambda: facts(),
     "disk.low_free": lambda: facts(system=system(disk_free_bytes=Missing("error"))),
