@@ -1,0 +1,296 @@
+"""PEP 751 ``pylock.toml`` files: read and check them, merge per-platform resolutions, write them.
+
+Reading goes through ``tomllib`` and :class:`packaging.pylock.Pylock` (packaging >= 26.1), which
+validates the whole document (``lock-version``, names, versions, markers, every hash field).
+dlsetup then requires more than the standard does, before anything is installed:
+
+* every package is a wheel with a ``sha256`` (no sdists, no VCS, no directories, no archives
+  without a hash): a venv is built from files whose content the lock names;
+* dlsetup's own facts (variant, why, the PyTorch index, platforms) live in ``[tool.dlsetup]``,
+  the table PEP 751 reserves for tools, and in the header comment.
+
+uv resolves one platform at a time (``--python-platform``) and writes a lock whose wheels are
+those of that platform. :func:`merge_locks` joins several into one file: each package gets its
+platform's marker (``sys_platform == 'linux' and platform_machine == 'x86_64'``, and'ed with its
+own), the same name and version on several platforms become one entry with the union of the
+wheels and the or of the markers, and the file's ``environments`` lists the platforms. pip and uv
+then pick the entry and the wheel that fit the machine.
+
+Writing: the standard library reads TOML but cannot write it; :func:`dumps_pylock` writes the
+small subset a lock needs (strings, integers, booleans, datetimes, arrays, inline tables,
+``[[packages]]`` and ``[tool.dlsetup]``), and the result is read back and validated before it is
+written to disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlsetup.errors import InputError, IntegrityError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: the ``[tool.<name>]`` table dlsetup writes
+TOOL = "dlsetup"
+
+
+def load_toml(text: str) -> dict[str, Any]:
+    """Parse TOML text (``tomllib``; ``tomli`` on Python 3.10)."""
+    return tomllib.loads(text)
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One package of a lock, as dlsetup checked it.
+
+    Attributes:
+        name: the normalized project name.
+        version: its version (``2.14.0+cu126``).
+        marker: where it applies (empty: everywhere).
+        wheels: ``(file name, sha256)`` of each wheel.
+    """
+
+    name: str
+    version: str
+    marker: str
+    wheels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PyLock:
+    """A checked ``pylock.toml``.
+
+    Attributes:
+        path: the file.
+        requires_python: the ``requires-python`` specifier, or empty.
+        environments: the markers of the platforms it was resolved for.
+        packages: every package, checked.
+        tool: the ``[tool.dlsetup]`` table (empty for a lock dlsetup did not write).
+        document: the parsed document.
+    """
+
+    path: Path
+    requires_python: str
+    environments: tuple[str, ...]
+    packages: tuple[LockedPackage, ...]
+    tool: Mapping[str, Any]
+    document: Mapping[str, Any]
+
+
+def _refuse(path: Path, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"{path} is refused: {what}; nothing was installed",
+        fix="lock again with dlsetup lock --backend venv (every package a wheel with a sha256)",
+    )
+
+
+def parse_pylock(path: Path) -> PyLock:
+    """Read ``path`` and check it (:class:`packaging.pylock.Pylock`, then dlsetup's rules).
+
+    Raises:
+        InputError: the file is missing, is not TOML, or is not a valid PEP 751 lock.
+        IntegrityError: a package without a wheel, or a wheel without a sha256.
+    """
+    from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
+
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(
+            f"cannot read {path}: {exc.strerror}", fix="give the path of a pylock.toml"
+        ) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{path} is not TOML: {exc}", fix="give the path of a pylock.toml"
+        ) from exc
+    try:
+        Pylock.from_dict(document)
+    except (PylockValidationError, PylockUnsupportedVersionError) as exc:
+        raise InputError(
+            f"{path} is not a valid PEP 751 lock: {exc}",
+            fix="lock again with dlsetup lock --backend venv",
+        ) from exc
+    packages = []
+    for entry in document.get("packages", []):
+        name, version = str(entry["name"]), str(entry.get("version", ""))
+        wheels = entry.get("wheels") or []
+        if not wheels:
+            what = next(
+                (k for k in ("sdist", "vcs", "directory", "archive") if k in entry), "nothing"
+            )
+            raise _refuse(path, f"package {name} {version} has no wheel (it has {what})")
+        checked = []
+        for wheel in wheels:
+            sha256 = str((wheel.get("hashes") or {}).get("sha256", ""))
+            file_name = str(wheel.get("name") or str(wheel.get("url", "")).rsplit("/", 1)[-1])
+            if len(sha256) != 64:
+                raise _refuse(path, f"the wheel {file_name} of {name} has no sha256")
+            checked.append((file_name, sha256))
+        packages.append(LockedPackage(name, version, str(entry.get("marker", "")), tuple(checked)))
+    tool = document.get("tool", {}).get(TOOL, {})
+    return PyLock(
+        path=path,
+        requires_python=str(document.get("requires-python", "")),
+        environments=tuple(str(m) for m in document.get("environments", [])),
+        packages=tuple(packages),
+        tool=tool if isinstance(tool, dict) else {},
+        document=document,
+    )
+
+
+def selected(lock: PyLock) -> list[tuple[str, str]]:
+    """``(name, version)`` of the packages this machine installs from ``lock`` (markers and wheel
+    tags evaluated here, by :meth:`packaging.pylock.Pylock.select`).
+
+    Raises:
+        InputError: no wheel of some package fits this machine, or the lock's environments or
+            ``requires-python`` exclude it.
+    """
+    from packaging.pylock import Pylock, PylockSelectError
+
+    try:
+        return [
+            (str(package.name), str(package.version))
+            for package, _ in Pylock.from_dict(dict(lock.document)).select()
+        ]
+    except PylockSelectError as exc:
+        raise InputError(
+            f"{lock.path} does not fit this machine: {exc}",
+            fix="lock for this platform: dlsetup lock TARGET --backend venv --platform THIS",
+        ) from exc
+
+
+def _and(platform_marker: str, own: str) -> str:
+    return f"{platform_marker} and ({own})" if own else platform_marker
+
+
+def merge_locks(
+    parts: Sequence[tuple[str, Mapping[str, Any]]], tool: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One lock from per-platform resolutions ``(platform marker, parsed pylock)``.
+
+    Args:
+        parts: each platform's marker and the lock uv wrote for it.
+        tool: the ``[tool.dlsetup]`` table.
+
+    Returns:
+        the merged document, packages sorted by name then version.
+    """
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    markers: dict[tuple[str, str], list[str]] = {}
+    for platform_marker, resolved in parts:
+        for entry in resolved.get("packages", []):
+            key = (str(entry["name"]), str(entry.get("version", "")))
+            target = merged.setdefault(key, {**entry, "wheels": []})
+            seen = {w["url"] for w in target["wheels"]}
+            target["wheels"] += [w for w in entry.get("wheels", []) if w["url"] not in seen]
+            markers.setdefault(key, []).append(_and(platform_marker, str(entry.get("marker", ""))))
+    everywhere = [m for m, _ in parts]
+    packages = []
+    for key in sorted(merged):
+        entry = merged.pop(key)
+        found = list(dict.fromkeys(markers[key]))
+        ordered = {"name": entry.pop("name"), "version": entry.pop("version", key[1])}
+        if len(parts) > 1 and sorted(found) == sorted(everywhere):
+            entry.pop("marker", None)  # on every platform, and no marker of its own
+        else:
+            ordered["marker"] = (
+                found[0] if len(found) == 1 else " or ".join(f"({m})" for m in found)
+            )
+            entry.pop("marker", None)
+        entry["wheels"] = sorted(entry["wheels"], key=lambda w: str(w["url"]))
+        packages.append({**ordered, **entry})
+    first = parts[0][1] if parts else {}
+    merged_lock: dict[str, Any] = {"lock-version": "1.0", "environments": everywhere}
+    if first.get("requires-python"):
+        merged_lock["requires-python"] = first["requires-python"]
+    merged_lock["created-by"] = TOOL
+    merged_lock["packages"] = packages
+    merged_lock["tool"] = {TOOL: dict(tool)}
+    return merged_lock
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _key(name: str) -> str:
+    bare = name.replace("-", "").replace("_", "")
+    return name if bare.isalnum() and bare.isascii() else json.dumps(name)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_key(str(k))} = {_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, Iterable):
+        items = [_value(v) for v in value]
+        if len(items) > 1 and any(isinstance(v, Mapping) for v in value):
+            return "[\n" + "".join(f"    {item},\n" for item in items) + "]"
+        return "[" + ", ".join(items) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _table_lines(mapping: Mapping[str, Any]) -> list[str]:
+    return [f"{_key(str(k))} = {_value(v)}" for k, v in mapping.items()]
+
+
+def dumps_pylock(document: Mapping[str, Any], header: Sequence[str] = ()) -> str:
+    """``document`` as TOML, after ``# `` comment lines ``header``; read back to check it."""
+    lines = [f"# {line}".rstrip() for line in header]
+    if lines:
+        lines.append("")
+    top = {k: v for k, v in document.items() if k not in ("packages", "tool")}
+    lines += _table_lines(top)
+    for package in document.get("packages", []):
+        lines += ["", "[[packages]]", *_table_lines(package)]
+    for tool_name, table in (document.get("tool") or {}).items():
+        lines += ["", f"[tool.{_key(str(tool_name))}]", *_table_lines(table)]
+    text = "\n".join(lines) + "\n"
+    if _plain(tomllib.loads(text)) != _plain(document):
+        raise AssertionError("the TOML writer lost data")  # pragma: no cover - a bug here
+    return text
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_pylock(path: Path, document: Mapping[str, Any], header: Sequence[str] = ()) -> None:
+    """Validate ``document`` as a PEP 751 lock and write it to ``path`` atomically.
+
+    Raises:
+        InputError: the document is not a valid lock (a bug upstream: uv's output changed).
+    """
+    from packaging.pylock import Pylock, PylockValidationError
+
+    from dlsetup.atomic_write import write_text_atomically
+
+    text = dumps_pylock(document, header)
+    try:
+        Pylock.from_dict(tomllib.loads(text))
+    except PylockValidationError as exc:
+        raise InputError(
+            f"the merged lock is not a valid PEP 751 lock: {exc}", fix="report this as a bug"
+        ) from exc
+    write_text_atomically(path, text)

@@ -1,0 +1,703 @@
+"""``--backend venv``: lock PyTorch/TensorFlow into a PEP 751 ``pylock.toml`` with uv, and build a
+virtual environment from it with uv, atomically.
+
+Which PyTorch build: the variant is chosen as for conda locks (:func:`dlsetup.envs.variant.
+choose_variant`: the driver's CUDA version and every GPU's compute capability from NVML, or
+``--cuda`` / ``--gpu-arch`` for another machine), then the wheel variant comes from
+:func:`dlsetup.compat.recommend.recommend_torch`, the same function whose pip command
+``dlsetup doctor`` prints as a fix: the newest CUDA variant the driver runs and whose arch list
+every GPU runs. Its index (``https://download.pytorch.org/whl/<variant>``, ``--torch-index-url``
+overrides) is searched before the default index, and the release is pinned to the one whose arch
+list was checked (``torch==2.14.*``): a newer release on the same index may have dropped a GPU.
+No usable GPU: the cpu index. TensorFlow: ``tensorflow[and-cuda]`` on Linux x86_64 with a CUDA
+variant (:func:`dlsetup.compat.recommend.recommend_tensorflow`), plain ``tensorflow`` elsewhere.
+
+Platforms: uv resolves one at a time (``uv pip compile --python-platform``); the locks are merged
+into one file (:mod:`dlsetup.envs.pylock`). The CUDA wheel index applies where PyTorch publishes
+CUDA wheels whose arch lists the knowledge base has (linux-64, win-64); other platforms get the
+cpu index (on macOS that wheel has the MPS backend).
+
+Build: ``uv venv --relocatable`` in ``.dlsetup-partial-NAME-PID/env`` beside the target, then
+``uv pip sync --require-hashes`` of the lock (every package a wheel with a sha256, checked
+first by :func:`dlsetup.envs.pylock.parse_pylock`; uv compares each wheel with it), then the same
+rename into place, target lock, prefix rules and clean-up of a killed build as conda
+environments (:mod:`dlsetup.envs.install`, :mod:`dlsetup.envs.safety`). A relocatable venv's
+scripts find their interpreter relative to themselves, so the renamed venv's ``python``,
+``activate`` and console scripts work at the final path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dlsetup.errors import DlsetupError, InputError, InstallError, MissingToolError, SolveError
+
+if TYPE_CHECKING:
+    from dlsetup.compat.recommend import TorchPick
+    from dlsetup.envs.install import InstallResult
+    from dlsetup.envs.progress import Progress
+    from dlsetup.envs.variant import VariantChoice
+
+#: the default PyTorch index pattern; the knowledge base's (``torch.index_url``) is used when set
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
+#: the default index for everything else
+DEFAULT_INDEX = "https://pypi.org/simple"
+#: where a built venv keeps the lock it was built from
+KEPT_LOCK = Path("pylock.dlsetup.toml")
+#: seconds one uv command may take (a CUDA torch wheel is ~1 GB)
+UV_TIMEOUT_S = 3600
+TARGETS: tuple[str, ...] = ("pytorch", "tensorflow", "both")
+#: names the uv executable to use (a system-wide uv, a wrapper)
+UV_ENV = "DLSETUP_UV"
+
+
+@dataclass(frozen=True)
+class VenvPlatform:
+    """A platform a venv lock is resolved for.
+
+    Attributes:
+        name: dlsetup's (conda's) name, as ``--platform`` takes it: ``linux-64``.
+        python_platform: uv's ``--python-platform``.
+        marker: the PEP 508 marker that selects it in the merged lock.
+        cuda_wheels: PyTorch publishes CUDA wheels here whose arch lists the knowledge base has.
+        and_cuda: TensorFlow's ``and-cuda`` extra (CUDA libraries as wheels) applies here.
+    """
+
+    name: str
+    python_platform: str
+    marker: str
+    cuda_wheels: bool
+    and_cuda: bool
+
+
+VENV_PLATFORMS: dict[str, VenvPlatform] = {
+    p.name: p
+    for p in (
+        VenvPlatform(
+            "linux-64",
+            "x86_64-manylinux_2_28",
+            "sys_platform == 'linux' and platform_machine == 'x86_64'",
+            cuda_wheels=True,
+            and_cuda=True,
+        ),
+        VenvPlatform(
+            "linux-aarch64",
+            "aarch64-manylinux_2_28",
+            "sys_platform == 'linux' and platform_machine == 'aarch64'",
+            cuda_wheels=False,
+            and_cuda=False,
+        ),
+        VenvPlatform(
+            "osx-arm64",
+            "aarch64-apple-darwin",
+            "sys_platform == 'darwin' and platform_machine == 'arm64'",
+            cuda_wheels=False,
+            and_cuda=False,
+        ),
+        VenvPlatform(
+            "win-64",
+            "x86_64-pc-windows-msvc",
+            "sys_platform == 'win32' and platform_machine == 'AMD64'",
+            cuda_wheels=True,
+            and_cuda=False,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class VenvLockRequest:
+    """What ``dlsetup lock/create TARGET --backend venv`` was asked for.
+
+    Attributes:
+        target: ``pytorch``, ``tensorflow`` or ``both``.
+        variant: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        cuda: ``--cuda X.Y``, else ``None``.
+        platforms: ``--platform`` values (empty: this machine's).
+        all_platforms: ``--all-platforms``.
+        python_version: ``X.Y`` (default: the Python running dlsetup).
+        gpu_arch: ``--gpu-arch`` values.
+        torch_index_url: the PyTorch index pattern (``{variant}`` is replaced) or one URL.
+        index_url: the index for everything else.
+    """
+
+    target: str
+    variant: str = "auto"
+    cuda: str | None = None
+    platforms: tuple[str, ...] = ()
+    all_platforms: bool = False
+    python_version: str | None = None
+    gpu_arch: tuple[str, ...] = ()
+    torch_index_url: str | None = None
+    index_url: str | None = None
+
+
+@dataclass(frozen=True)
+class TorchIndexChoice:
+    """The PyTorch wheel variant chosen, and why.
+
+    Attributes:
+        variant: ``cpu``, ``cu126``, ``cu130``, ...
+        release: the PyTorch release pinned (``2.14``).
+        reason: why, in one line (the hardware, then the recommendation's note).
+        passed_over: each newer variant of the release left out, and why.
+        pick: the recommendation (``None`` for cpu).
+    """
+
+    variant: str
+    release: str
+    reason: str
+    passed_over: tuple[str, ...] = ()
+    pick: TorchPick | None = None
+
+
+@dataclass(frozen=True)
+class PlatformLock:
+    """One platform's resolution.
+
+    Attributes:
+        platform: the platform.
+        torch_index: the PyTorch index searched (empty without PyTorch).
+        requirements: what was resolved.
+        packages: ``(name, version)`` resolved.
+        resolve_ms: uv's wall time, milliseconds.
+    """
+
+    platform: VenvPlatform
+    torch_index: str
+    requirements: tuple[str, ...]
+    packages: tuple[tuple[str, str], ...]
+    resolve_ms: float
+
+
+@dataclass(frozen=True)
+class VenvLockResult:
+    """A venv lock written.
+
+    Attributes:
+        name: ``pytorch-cu126``.
+        target: the target.
+        choice: the hardware choice (cpu/cuda/mps, the driver's CUDA, the GPUs).
+        torch: the PyTorch variant and release.
+        tensorflow: the TensorFlow requirement on a CUDA platform and why, if any.
+        python: the Python version locked for.
+        index_url: the default index.
+        lock_path: the ``pylock.NAME.toml`` written.
+        platforms: per platform.
+    """
+
+    name: str
+    target: str
+    choice: VariantChoice
+    torch: TorchIndexChoice | None
+    tensorflow: tuple[str, str] | None
+    python: str
+    index_url: str
+    lock_path: Path
+    platforms: tuple[PlatformLock, ...] = field(default_factory=tuple)
+
+
+# --- choosing --------------------------------------------------------------------------------
+
+
+def uv_binary() -> str:
+    """The uv executable: ``$DLSETUP_UV`` when set, else the ``uv`` package's (a dependency of
+    dlsetup), else uv on ``PATH``.
+
+    Raises:
+        MissingToolError: none found.
+    """
+    if os.environ.get(UV_ENV):
+        return os.environ[UV_ENV]
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return found
+    raise MissingToolError(
+        "uv is not installed (dlsetup resolves and installs venvs with it)",
+        fix="pip install uv (it is a dependency of dlsetup: reinstall dlsetup)",
+    )
+
+
+def torch_index_pattern(given: str | None) -> str:
+    """The PyTorch index pattern: ``given``, else the knowledge base's, else the default."""
+    if given:
+        return given
+    try:
+        from dlsetup.compat import knowledge_base
+
+        return str(knowledge_base().torch.index_url)
+    except (DlsetupError, AttributeError):
+        return DEFAULT_TORCH_INDEX
+
+
+def index_of(pattern: str, variant: str) -> str:
+    """``pattern`` with ``{variant}`` replaced (a URL without it is used for every variant)."""
+    return pattern.replace("{variant}", variant)
+
+
+def _python(request: VenvLockRequest) -> str:
+    if request.python_version is None:
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+    text = request.python_version.strip()
+    parts = text.split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise InputError(
+            f"--python-version {request.python_version!r} is not X.Y", fix="for example 3.11"
+        )
+    return text
+
+
+def _newest_supporting(releases: list[str], framework: str, python: str) -> str:
+    from dlsetup.compat.frameworks import python_support
+
+    for release in reversed(releases):
+        support = python_support(framework, release)
+        if support is None or support.supports(python):
+            return release
+    raise InputError(
+        f"no {framework} release in dlsetup's knowledge base supports Python {python}",
+        fix="use --python-version 3.12",
+    )
+
+
+def _passed_over(pick: TorchPick, choice: VariantChoice) -> tuple[str, ...]:
+    """Why each variant of the release newer than the pick was left out (for the header)."""
+    from packaging.version import Version
+
+    from dlsetup.compat.arch import gpu_runs_build, parse_arch_list
+    from dlsetup.compat.cuda import driver_supports_cuda
+    from dlsetup.compat.frameworks import torch_variants, variant_cuda
+
+    reasons = []
+    cuda = choice.cuda or "0.0"
+    for variant, arch_text in sorted(
+        torch_variants(pick.release).items(), key=lambda kv: Version(variant_cuda(kv[0]))
+    ):
+        if Version(variant_cuda(variant)) <= Version(variant_cuda(pick.variant)):
+            continue
+        if arch_text is None:
+            reasons.append(f"{variant}: its arch list is not known")
+            continue
+        verdict = driver_supports_cuda(cuda, variant_cuda(variant), choice.driver_version)
+        if verdict.support not in ("full", "minor_version_compat"):
+            reasons.append(f"{variant}: needs CUDA {variant_cuda(variant)}, the driver has {cuda}")
+            continue
+        arch = parse_arch_list(arch_text)
+        misfits = [g for g in choice.gpus if not gpu_runs_build(g.cc, arch).runs]
+        if misfits:
+            reasons.append(f"{variant}: {misfits[0].label} is not in its arch list {arch_text}")
+        elif verdict.support == "minor_version_compat":
+            reasons.append(
+                f"{variant}: only through minor-version compatibility (CUDA "
+                f"{variant_cuda(variant)} on a {cuda} driver); a fully supported one ranks first"
+            )
+    return tuple(reasons)
+
+
+def choose_torch_index(choice: VariantChoice, python: str) -> TorchIndexChoice:
+    """The PyTorch wheel variant and release for ``choice`` (doctor's recommendation for CUDA).
+
+    Raises:
+        NoFittingBuildError: a CUDA choice and no known wheel runs on the driver and every GPU.
+        InputError: no release supports ``python``.
+    """
+    from dlsetup.compat.frameworks import torch_releases
+    from dlsetup.compat.recommend import recommend_torch
+    from dlsetup.errors import NoFittingBuildError
+
+    if choice.variant != "cuda" or choice.cuda is None:
+        release = _newest_supporting(torch_releases(), "torch", python)
+        why = "the Metal (MPS) backend is in the macOS wheel" if choice.variant == "mps" else ""
+        return TorchIndexChoice("cpu", release, "; ".join(r for r in (choice.reason, why) if r))
+    ccs = [g.cc for g in choice.gpus]
+    pick = recommend_torch(choice.cuda, ccs, python, choice.driver_version)
+    if pick is None:
+        gpus = ", ".join(g.label for g in choice.gpus) or "no GPU named"
+        raise NoFittingBuildError(
+            f"no PyTorch CUDA wheel known to dlsetup runs on CUDA {choice.cuda} with {gpus}",
+            fix="lock the cpu variant (--variant cpu), or update the NVIDIA driver",
+        )
+    return TorchIndexChoice(
+        pick.variant,
+        pick.release,
+        f"{choice.reason}; {pick.note}",
+        _passed_over(pick, choice),
+        pick,
+    )
+
+
+def _tensorflow_cuda(choice: VariantChoice, python: str) -> tuple[str, str] | None:
+    from dlsetup.compat.recommend import recommend_tensorflow
+
+    if choice.variant != "cuda" or choice.cuda is None:
+        return None
+    pick = recommend_tensorflow(choice.cuda, python, choice.driver_version)
+    return None if pick is None else (pick.requirement, pick.note)
+
+
+def requirements_for(
+    target: str,
+    platform: VenvPlatform,
+    torch: TorchIndexChoice | None,
+    tensorflow_cuda: tuple[str, str] | None,
+    tf_release: str | None,
+) -> tuple[str, ...]:
+    """The requirements resolved for ``target`` on ``platform``."""
+    reqs: list[str] = []
+    if torch is not None:
+        reqs.append(f"torch=={torch.release}.*")
+    if target in ("tensorflow", "both"):
+        if tensorflow_cuda is not None and platform.and_cuda:
+            reqs.append(tensorflow_cuda[0])
+        elif tf_release is not None:
+            reqs.append(f"tensorflow=={tf_release}.*")
+    return (*reqs, "numpy", "ipykernel")
+
+
+def _platforms(request: VenvLockRequest) -> tuple[VenvPlatform, ...]:
+    from dlsetup.envs.location import host_platform
+
+    if request.all_platforms:
+        return tuple(VENV_PLATFORMS.values())
+    names = request.platforms or (host_platform(),)
+    unknown = [n for n in names if n not in VENV_PLATFORMS]
+    if unknown:
+        raise InputError(
+            f"--backend venv has no platform {', '.join(unknown)}",
+            fix=f"use one of {', '.join(VENV_PLATFORMS)}",
+        )
+    return tuple(VENV_PLATFORMS[n] for n in dict.fromkeys(names))
+
+
+def lock_name(target: str, torch: TorchIndexChoice | None, cuda_tf: bool) -> str:
+    """``pytorch-cu126``, ``tensorflow-cuda``, ``both-cpu``."""
+    if torch is not None:
+        return f"{target}-{torch.variant}"
+    return f"{target}-{'cuda' if cuda_tf else 'cpu'}"
+
+
+def lock_file_name(name: str) -> str:
+    """PEP 751's ``pylock.NAME.toml`` (no dots in NAME)."""
+    return f"pylock.{name.replace('.', '-')}.toml"
+
+
+def is_venv_lock(path: Path) -> bool:
+    """Whether ``path`` names a PEP 751 lock (``pylock.toml`` or ``pylock.NAME.toml``)."""
+    name = path.name
+    return name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml"))
+
+
+def name_of_lock(path: Path) -> str:
+    """The environment name of a venv lock: its ``[tool.dlsetup] name``, else from the file name."""
+    from dlsetup.envs.pylock import parse_pylock
+
+    tool = parse_pylock(path).tool
+    if isinstance(tool.get("name"), str):
+        return str(tool["name"])
+    middle = path.name.removeprefix("pylock").removesuffix(".toml").strip(".")
+    return middle or "venv"
+
+
+# --- resolving -------------------------------------------------------------------------------
+
+
+def _run_uv(args: list[str], what: str) -> str:
+    from dlsetup.process_group import run_in_own_group
+
+    proc = run_in_own_group([uv_binary(), *args], timeout_s=UV_TIMEOUT_S)
+    if proc.returncode != 0:
+        detail = "\n".join(proc.stderr.strip().splitlines()[-12:])
+        raise (SolveError if what == "resolve" else InstallError)(
+            f"uv could not {what}: {detail}",
+            fix="read uv's message above; --torch-index-url / --index-url name other indexes",
+        )
+    return proc.stdout
+
+
+def _resolve(
+    reqs: tuple[str, ...],
+    platform: VenvPlatform,
+    python: str,
+    *,
+    torch_index: str,
+    index_url: str,
+    workdir: Path,
+) -> tuple[dict[str, Any], float]:
+    from dlsetup.envs.pylock import load_toml
+
+    source = workdir / f"{platform.name}.in"
+    source.write_text("\n".join(reqs) + "\n", encoding="utf-8")
+    out = workdir / f"pylock.{platform.name}.toml"
+    args = [
+        "pip", "compile", str(source), "--format", "pylock.toml", "--generate-hashes",
+        "--python-version", python, "--python-platform", platform.python_platform,
+        "--only-binary", ":all:", "--default-index", index_url, "--no-header", "--quiet",
+        "-o", str(out),
+    ]  # fmt: skip
+    if torch_index:
+        args[2:2] = ["--index", torch_index]
+    start = time.perf_counter()
+    _run_uv(args, "resolve")
+    seconds = time.perf_counter() - start
+    return load_toml(out.read_text(encoding="utf-8")), seconds * 1000
+
+
+def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLockResult:
+    """Choose the PyTorch index for this machine (or the one described), resolve, write the lock.
+
+    Args:
+        request: what to lock.
+        output: the directory for ``pylock.NAME.toml``.
+        force: replace an existing lock file.
+
+    Raises:
+        InputError: a bad option, an unknown platform, an impossible combination.
+        NoFittingBuildError: no PyTorch wheel runs on the driver and every GPU.
+        ExistsError: the lock exists and ``force`` is false.
+        SolveError: uv could not resolve.
+        MissingToolError: no uv.
+    """
+    from dlsetup.compat.frameworks import tf_releases
+    from dlsetup.envs.pylock import merge_locks, write_pylock
+    from dlsetup.envs.variant import choose_variant
+    from dlsetup.errors import ExistsError
+
+    if request.target not in TARGETS:
+        raise InputError(
+            f"--backend venv locks {', '.join(TARGETS)}, not {request.target!r}",
+            fix="an environment .yml file is a conda environment: use --backend conda",
+        )
+    python = _python(request)
+    platforms = _platforms(request)
+    has_torch = request.target in ("pytorch", "both")
+    choice = choose_variant(
+        request.variant,
+        cuda=request.cuda,
+        platforms=tuple(p.name for p in platforms),
+        has_variant=lambda v: v == "cuda" or (v == "mps" and has_torch),
+        gpu_arch=request.gpu_arch,
+    )
+    torch = choose_torch_index(choice, python) if has_torch else None
+    tf_cuda = _tensorflow_cuda(choice, python) if request.target != "pytorch" else None
+    tf_release = (
+        _newest_supporting(tf_releases(), "tensorflow", python)
+        if request.target != "pytorch"
+        else None
+    )
+    name = lock_name(request.target, torch, tf_cuda is not None)
+    lock_path = output / lock_file_name(name)
+    if lock_path.exists() and not force:
+        raise ExistsError(f"{lock_path} exists", fix="pass --force to replace it")
+    pattern = torch_index_pattern(request.torch_index_url)
+    index_url = request.index_url or DEFAULT_INDEX
+    parts: list[tuple[str, Mapping[str, Any]]] = []
+    results: list[PlatformLock] = []
+    with tempfile.TemporaryDirectory(prefix="dlsetup-venv-lock-") as tmp:
+        for platform in platforms:
+            torch_index = ""
+            if torch is not None:
+                variant = torch.variant if platform.cuda_wheels else "cpu"
+                torch_index = index_of(pattern, variant)
+            reqs = requirements_for(request.target, platform, torch, tf_cuda, tf_release)
+            resolved, ms = _resolve(
+                reqs,
+                platform,
+                python,
+                torch_index=torch_index,
+                index_url=index_url,
+                workdir=Path(tmp),
+            )
+            parts.append((platform.marker, resolved))
+            packages = tuple(
+                (str(p["name"]), str(p.get("version", ""))) for p in resolved.get("packages", [])
+            )
+            results.append(PlatformLock(platform, torch_index, reqs, packages, ms))
+    result = VenvLockResult(
+        name=name,
+        target=request.target,
+        choice=choice,
+        torch=torch,
+        tensorflow=tf_cuda,
+        python=python,
+        index_url=index_url,
+        lock_path=lock_path,
+        platforms=tuple(results),
+    )
+    output.mkdir(parents=True, exist_ok=True)
+    write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))
+    return result
+
+
+def tool_table(result: VenvLockResult) -> dict[str, Any]:
+    """The lock's ``[tool.dlsetup]`` table: what was chosen and why."""
+    choice = result.choice
+    table: dict[str, Any] = {
+        "name": result.name,
+        "target": result.target,
+        "backend": "venv",
+        "variant": choice.variant,
+        "variant_reason": variant_reason(result),
+        "python": result.python,
+        "platforms": [p.platform.name for p in result.platforms],
+        "index_url": result.index_url,
+        "torch_index": {p.platform.name: p.torch_index for p in result.platforms if p.torch_index},
+        "gpu_source": choice.gpu_source,
+        "gpus": [f"{g.index}:{g.cc[0]}.{g.cc[1]} {g.name}" for g in choice.gpus],
+    }
+    if choice.cuda:
+        table["cuda"] = choice.cuda
+    if result.torch is not None:
+        table["torch_variant"] = result.torch.variant
+        table["torch_release"] = result.torch.release
+        table["passed_over"] = list(result.torch.passed_over)
+    if result.tensorflow is not None:
+        table["tensorflow"] = result.tensorflow[0]
+    return table
+
+
+def variant_reason(result: VenvLockResult) -> str:
+    """Why this build, in one line (PyTorch's reason, else TensorFlow's, else the hardware's)."""
+    if result.torch is not None:
+        return result.torch.reason
+    if result.tensorflow is not None:
+        return f"{result.choice.reason}; {result.tensorflow[1]}"
+    return result.choice.reason
+
+
+def header_lines(result: VenvLockResult) -> list[str]:
+    """The comment at the top of the lock: what, for what, and why."""
+    from dlsetup import __version__
+
+    lines = [
+        f"dlsetup lock {result.target} --backend venv (dlsetup {__version__}; resolved by uv).",
+        f"Python {result.python}; install: dlsetup create --from-lock {result.lock_path.name}",
+        f"  (or: uv pip sync {result.lock_path.name}, pip install -r {result.lock_path.name})",
+    ]
+    if result.torch is not None:
+        lines.append(f"PyTorch {result.torch.release}, wheel variant {result.torch.variant}.")
+        lines.append(f"  Why: {result.torch.reason}.")
+        lines += [f"  Passed over: {why}." for why in result.torch.passed_over]
+    if result.tensorflow is not None:
+        lines.append(f"TensorFlow: {result.tensorflow[0]} ({result.tensorflow[1]}).")
+    elif result.target != "pytorch":
+        lines.append(f"TensorFlow: without CUDA ({result.choice.reason}).")
+    if result.choice.gpus:
+        gpus = ", ".join(f"{g.index}:{g.cc[0]}.{g.cc[1]} {g.name}" for g in result.choice.gpus)
+        lines.append(f"GPUs ({result.choice.gpu_source}): {gpus}")
+    for p in result.platforms:
+        index = f", PyTorch index {p.torch_index}" if p.torch_index else ""
+        lines.append(f"{p.platform.name} ({p.platform.python_platform}){index}")
+    return lines
+
+
+def lock_for_create(request: VenvLockRequest, directory: Path) -> tuple[Path, str, str]:
+    """Lock for ``dlsetup create TARGET --backend venv``: (lock path, why, environment name)."""
+    result = lock_venv(request, directory, force=True)
+    return result.lock_path, variant_reason(result), result.name
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+def venv_python(prefix: Path) -> Path:
+    """A venv's Python executable."""
+    if os.name == "nt":
+        return prefix / "Scripts" / "python.exe"
+    return prefix / "bin" / "python"
+
+
+def create_venv(
+    lock_path: Path,
+    prefix: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    on_ready: Callable[[Path], None] | None = None,
+) -> InstallResult:
+    """Build a venv at ``prefix`` from the PEP 751 lock ``lock_path``, atomically.
+
+    Args:
+        lock_path: a ``pylock.toml``.
+        prefix: the venv's directory.
+        force: replace an existing environment (only after the new one is complete); a
+            non-empty directory that is not an environment is never replaced.
+        progress: where progress goes (default: silent).
+        on_ready: called with the staged venv before it is moved into place.
+
+    Raises:
+        InputError: a bad prefix; the lock is not TOML or not PEP 751, or does not fit here.
+        ExistsError: as :func:`dlsetup.envs.safety.check_prefix`.
+        IntegrityError: a package without a wheel or a sha256; a wheel whose hash differs
+            (uv's refusal).
+        InstallError: another create holds the target, or uv failed. The target is untouched.
+    """
+    from dlsetup.envs.install import PARTIAL_MARK, InstallResult, _swap_into_place, clean_leftovers
+    from dlsetup.envs.location import host_platform
+    from dlsetup.envs.progress import Progress
+    from dlsetup.envs.pylock import parse_pylock, selected
+    from dlsetup.envs.safety import check_prefix, deferred_signals, normalize_prefix, target_lock
+    from dlsetup.errors import IntegrityError
+
+    start = time.perf_counter()
+    progress = progress or Progress(enabled=False)
+    prefix = normalize_prefix(prefix)
+    check_prefix(prefix, force=force)
+    lock = parse_pylock(lock_path)
+    installs = selected(lock)
+    python = str(lock.tool.get("python") or f"{sys.version_info.major}.{sys.version_info.minor}")
+    with target_lock(prefix):
+        with deferred_signals():
+            clean_leftovers(prefix)
+        replaced = check_prefix(prefix, force=force)
+        work = prefix.parent / f"{PARTIAL_MARK}{prefix.name}-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        staged = work / "env"
+        try:
+            work.mkdir()
+            progress.note(f"Creating a venv (Python {python}) with uv ...")
+            _run_uv(
+                ["venv", "--relocatable", "--quiet", "--python", python, str(staged)],
+                "create a venv",
+            )
+            progress.note(f"Installing {len(installs)} packages from {lock_path.name} ...")
+            try:
+                _run_uv(
+                    ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
+                     "--preview-features", "pylock", "--quiet", str(lock_path)],
+                    "install the lock",
+                )  # fmt: skip
+            except InstallError as exc:
+                if "Hash mismatch" in exc.message:
+                    raise IntegrityError(
+                        f"a wheel's hash differs from {lock_path.name}'s: {exc.message}",
+                        fix="the file is not the one locked: lock again, or find out who changed it",
+                    ) from exc
+                raise
+            if on_ready is not None:
+                on_ready(staged)
+            with deferred_signals():
+                _swap_into_place(staged, prefix)
+        finally:  # uv has ended (its process group is killed on an interrupt): nothing writes
+            with deferred_signals():
+                shutil.rmtree(work, ignore_errors=True)
+    return InstallResult(
+        prefix=prefix,
+        platform=host_platform(),
+        packages=len(installs),
+        python=venv_python(prefix),
+        replaced=replaced,
+        seconds=time.perf_counter() - start,
+    )

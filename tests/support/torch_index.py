@@ -1,0 +1,142 @@
+"""A local PyTorch-shaped wheel index and a small PyPI beside it, built at test time (no network).
+
+Laid out like the real ones, as PEP 503 "simple" indexes that uv reads through ``file://`` URLs:
+
+* ``ROOT/whl/<variant>/simple/<project>/index.html`` for ``cpu``, ``cu126`` and ``cu130`` (the shape of
+  ``https://download.pytorch.org/whl/<variant>``): ``torch`` wheels named and tagged like the
+  real ones (``torch-2.14.0+cu126-cp311-cp311-manylinux_2_28_x86_64.whl``, the cpu variant's
+  macOS wheel without a local version), each requiring its CUDA libraries as ``nvidia-*`` wheels
+  on Linux, which the variant's index serves too (``nvidia-cudnn-cu12`` on cu126,
+  ``nvidia-cudnn-cu13`` on cu130).
+* ``ROOT/pypi/simple``: ``numpy``, ``ipykernel``, ``tensorflow`` (with an ``and-cuda`` extra that
+  pulls ``nvidia-cudnn-cu12``), ``tensorflow-cpu`` and the ``nvidia-*`` wheels TensorFlow needs.
+
+Each variant's index also holds a ``torch`` 2.15.0 (a release the knowledge base does not know
+yet): a lock that let the resolver take the newest would pick it, so a lock showing 2.14.0 shows
+the release pin. Every stand-in ``torch`` has ``torch/version.py`` (``cuda = "12.6"`` or ``None``)
+and a ``torchrun`` console script printing the variant, so a test can run it from the venv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.wheels import Wheel, build_index
+
+#: the variants laid out, and their CUDA version (None: cpu)
+VARIANTS: dict[str, str | None] = {"cpu": None, "cu126": "12.6", "cu130": "13.0"}
+#: torch releases in every variant's index (2.14: the knowledge base's newest; 2.15: unknown)
+TORCH_VERSIONS: tuple[str, ...] = ("2.13.0", "2.14.0", "2.15.0")
+PYTHONS: tuple[str, ...] = ("cp311", "cp312")
+LINUX = "manylinux_2_28_x86_64"
+LINUX_ARM = "manylinux_2_28_aarch64"
+WINDOWS = "win_amd64"
+MAC = "macosx_11_0_arm64"
+LINUX_ONLY = "platform_system == 'Linux'"
+#: the CUDA libraries each variant's torch requires on Linux
+CUDA_LIBS: dict[str, tuple[tuple[str, str], ...]] = {
+    "cu126": (("nvidia-cudnn-cu12", "9.10.2.21"), ("nvidia-cuda-runtime-cu12", "12.6.77")),
+    "cu130": (("nvidia-cudnn-cu13", "9.13.0.50"), ("nvidia-cuda-runtime", "13.0.96")),
+}
+NUMPY = "2.3.4"
+IPYKERNEL = "7.1.0"
+TENSORFLOW = "2.21.0"
+EXTRA = "Provides-Extra: and-cuda"
+
+
+@dataclass(frozen=True)
+class TorchIndex:
+    """The indexes built.
+
+    Attributes:
+        root: the directory holding everything.
+        torch_url: ``file://ROOT/whl/{variant}/simple`` (``str.format`` with ``variant=``), for
+            ``--torch-index-url``.
+        pypi_url: ``file://ROOT/pypi/simple``, for ``--index-url``.
+    """
+
+    root: Path
+    torch_url: str
+    pypi_url: str
+
+    def variant_url(self, variant: str) -> str:
+        """The index of one variant (``file://ROOT/whl/cu126/simple``)."""
+        return self.torch_url.format(variant=variant)
+
+
+def _torch_files(version: str, variant: str, cuda: str | None) -> dict[str, bytes]:
+    init = (
+        f'__version__ = "{version}"\n'
+        "from torch.version import cuda as _cuda\n\n\n"
+        "def _main() -> None:\n"
+        f'    print("torch {version} {variant}", _cuda)\n'
+    )
+    dist_info = f"torch-{version}.dist-info"
+    return {
+        "torch/__init__.py": init.encode(),
+        "torch/version.py": f"cuda = {cuda!r}\n".encode(),
+        f"{dist_info}/entry_points.txt": b"[console_scripts]\ntorchrun = torch:_main\n",
+    }
+
+
+def _torch_wheels(variant: str, cuda: str | None) -> list[Wheel]:
+    requires = tuple(f"{name}=={ver}; {LINUX_ONLY}" for name, ver in CUDA_LIBS.get(variant, ()))
+    wheels: list[Wheel] = []
+    for release in TORCH_VERSIONS:
+        local = f"{release}+{variant}"
+        for py in PYTHONS:
+            for platform in (LINUX, WINDOWS, *((LINUX_ARM,) if variant == "cpu" else ())):
+                wheels.append(
+                    Wheel(
+                        "torch",
+                        local,
+                        requires,
+                        tag=f"{py}-{py}-{platform}",
+                        requires_python=">=3.10",
+                        files=_torch_files(local, variant, cuda),
+                    )
+                )
+            if variant == "cpu":  # download.pytorch.org/whl/cpu: macOS wheels have no +cpu
+                wheels.append(
+                    Wheel(
+                        "torch",
+                        release,
+                        tag=f"{py}-none-{MAC}",
+                        requires_python=">=3.10",
+                        files=_torch_files(release, variant, cuda),
+                    )
+                )
+    for name, ver in CUDA_LIBS.get(variant, ()):
+        for platform in (LINUX, WINDOWS):
+            wheels.append(Wheel(name, ver, tag=f"py3-none-{platform}"))
+    return wheels
+
+
+def _pypi_wheels() -> list[Wheel]:
+    wheels = [Wheel("ipykernel", IPYKERNEL, ("numpy>=1.24",), requires_python=">=3.9")]
+    and_cuda = tuple(
+        f"{name}=={ver}; extra == 'and-cuda' and {LINUX_ONLY}" for name, ver in CUDA_LIBS["cu126"]
+    )
+    for py in PYTHONS:
+        for platform in (LINUX, LINUX_ARM, WINDOWS, MAC):
+            tag = f"{py}-{py}-{platform}"
+            wheels.append(Wheel("numpy", NUMPY, tag=tag, requires_python=">=3.10"))
+            # wheels.py writes Requires-Dist lines only: the extra's declaration rides on one
+            wheels.append(
+                Wheel("tensorflow", TENSORFLOW, (f"numpy>=1.26\n{EXTRA}", *and_cuda), tag=tag)
+            )
+            wheels.append(Wheel("tensorflow-cpu", TENSORFLOW, ("numpy>=1.26",), tag=tag))
+    for name, ver in CUDA_LIBS["cu126"]:
+        for platform in (LINUX, WINDOWS):
+            wheels.append(Wheel(name, ver, tag=f"py3-none-{platform}"))
+    return wheels
+
+
+def build_torch_index(root: Path) -> TorchIndex:
+    """Build the PyTorch-shaped indexes and the small PyPI under ``root`` (a few hundred ms)."""
+    for variant, cuda in VARIANTS.items():
+        build_index(root / "whl" / variant, _torch_wheels(variant, cuda))
+    pypi = build_index(root / "pypi", _pypi_wheels())
+    torch_url = (root / "whl").resolve().as_uri() + "/{variant}/simple"
+    return TorchIndex(root=root, torch_url=torch_url, pypi_url=pypi)
