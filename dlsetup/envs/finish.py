@@ -31,6 +31,10 @@ def activation_hint(prefix: Path, name: str) -> str:
     """
     from dlsetup.envs.location import default_envs_dir, find_conda_executable
 
+    if (prefix / "pyvenv.cfg").is_file():  # a venv (--backend venv)
+        if sys.platform == "win32":
+            return f"{prefix}\\Scripts\\activate"
+        return f"source {shlex.quote(str(prefix / 'bin' / 'activate'))}"
     exe = find_conda_executable()
     if exe is not None:
         tool = Path(exe).stem

@@ -56,8 +56,14 @@ def kernel_name(env_name: str) -> str:
 
 
 def has_ipykernel(prefix: Path) -> bool:
-    """Whether the environment has the ipykernel package (a ``conda-meta`` record)."""
-    return any((prefix / "conda-meta").glob("ipykernel-*.json"))
+    """Whether the environment has the ipykernel package (a ``conda-meta`` record, or a venv's
+    ``ipykernel-*.dist-info``)."""
+    if any((prefix / "conda-meta").glob("ipykernel-*.json")):
+        return True
+    if not (prefix / "pyvenv.cfg").is_file():
+        return False
+    site = ("Lib/site-packages", "lib/python*/site-packages")
+    return any(any(prefix.glob(f"{s}/ipykernel-*.dist-info")) for s in site)
 
 
 def register_kernel(
