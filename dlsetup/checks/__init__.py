@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dlsetup.checks import companions, frameworks, nvidia, system
+from dlsetup.checks import companions, frameworks, health, nvidia, system
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import SEVERITIES, Finding, Severity
 
@@ -23,6 +23,7 @@ CHECKS: tuple[Check, ...] = (
     nvidia.check_mig,
     nvidia.check_memory_held,
     nvidia.check_ecc,
+    *health.CHECKS,
     frameworks.check_import,
     frameworks.check_cuda_libs_failed,
     frameworks.check_cpu_build,
@@ -54,6 +55,7 @@ CHECK_IDS: dict[str, Severity] = {
     "gpu.mig_pending_reset": "warning",
     "gpu.memory_held": "warning",
     "gpu.ecc_errors": "warning",
+    **health.CHECK_IDS,
     "framework.import_crashed": "error",
     "framework.import_timeout": "error",
     "framework.import_failed": "error",

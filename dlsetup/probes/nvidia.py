@@ -14,9 +14,11 @@ Contract (used by doctor's checks and by ``dlsetup lock --variant auto``):
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from dlsetup.facts import Maybe, Missing
 
@@ -42,6 +44,19 @@ class GpuFacts:
     "Volatile Uncorr. ECC" column of ``nvidia-smi``. A GPU that NVML reports lost has
     ``lost=True``; fields read before it was lost keep their values, the rest are
     ``Missing("gpu_lost")``.
+
+    Health fields (what ``nvidia-smi -q`` and DCGM's health watches read):
+    ``pcie_gen_max``/``pcie_width_max`` are what this GPU *in this slot* can reach;
+    ``pcie_gen_gpu_max`` is what the GPU itself supports (a Gen5 card in a Gen3 slot: 3 vs 5).
+    ``clocks_event_reasons`` is NVML's bitmask of why clocks are below maximum
+    (:data:`CLOCK_EVENT_REASONS`). ``temperature_slowdown_c`` is the temperature where the GPU
+    starts slowing itself down. ``power_limit_default_w`` is the board's default power limit.
+    ``ecc_errors_uncorrected_aggregate`` counts over the GPU's lifetime. ``retired_pages_pending``
+    (pre-Ampere page retirement) and ``remapped_rows_pending`` (Ampere and later) mean a reset is
+    needed to take a bad memory row out of use; ``remapped_rows_failed`` means a remap failed.
+    ``fabric_state`` is ``not_supported`` | ``not_started`` | ``in_progress`` | ``completed``:
+    an NVSwitch GPU (HGX/DGX, Hopper and later) becomes usable once Fabric Manager registered it;
+    ``fabric_status`` is the NVML return code of that registration (0 = success).
     """
 
     index: int
@@ -66,6 +81,20 @@ class GpuFacts:
     processes: Maybe[tuple[GpuProcess, ...]] = Missing("not_read")
     memory_free_bytes: Maybe[int] = Missing("not_read")
     ecc_mode_pending: Maybe[bool] = Missing("not_read")
+    pcie_gen_gpu_max: Maybe[int] = Missing("not_read")
+    utilization_gpu_percent: Maybe[int] = Missing("not_read")
+    clocks_event_reasons: Maybe[int] = Missing("not_read")
+    sm_clock_mhz: Maybe[int] = Missing("not_read")
+    sm_clock_max_mhz: Maybe[int] = Missing("not_read")
+    temperature_slowdown_c: Maybe[int] = Missing("not_read")
+    power_limit_default_w: Maybe[float] = Missing("not_read")
+    ecc_errors_uncorrected_aggregate: Maybe[int] = Missing("not_read")
+    retired_pages_pending: Maybe[bool] = Missing("not_read")
+    remapped_rows_uncorrectable: Maybe[int] = Missing("not_read")
+    remapped_rows_pending: Maybe[bool] = Missing("not_read")
+    remapped_rows_failed: Maybe[bool] = Missing("not_read")
+    fabric_state: Maybe[str] = Missing("not_read")
+    fabric_status: Maybe[int] = Missing("not_read")
 
 
 @dataclass(frozen=True)
@@ -95,6 +124,37 @@ class NvidiaFacts:
     gpus: tuple[GpuFacts, ...] = ()
     functions_not_found: tuple[str, ...] = field(default_factory=tuple)
     gpu_count: Maybe[int] = Missing("no_driver")
+
+
+#: NVML's clock event (throttle) reason bits and the names doctor reports.
+CLOCK_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+
+#: ``nvmlGpuFabricState_t`` values.
+FABRIC_STATES: dict[int, str] = {
+    0: "not_supported",
+    1: "not_started",
+    2: "in_progress",
+    3: "completed",
+}
+
+
+def clock_event_reason_names(mask: int) -> list[str]:
+    """The names of the bits set in an NVML clock event reason mask (unknown bits as hex)."""
+    names = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+    unknown = mask & ~sum(CLOCK_EVENT_REASONS)
+    if unknown:
+        names.append(f"0x{unknown:x}")
+    return names
 
 
 def decode_cuda_driver_version(value: int) -> str:
@@ -414,6 +474,82 @@ def _read_gpu_fields(nv: _Nvml, handle: Any, out: dict[str, Any]) -> None:
         ]
     )
     out["processes"] = _convert(processes, lambda procs: tuple(_process(nv, p) for p in procs))
+    _read_health_fields(nv, handle, out)
+
+
+def _optional(nv: _Nvml, symbol: str) -> Callable[..., Any] | None:
+    """``pynvml.<symbol>``, or None (recorded as not found) when this pynvml lacks it."""
+    func = getattr(nv.nvml, symbol, None)
+    if func is None:
+        nv._record(symbol)
+    return cast("Callable[..., Any] | None", func)
+
+
+def _query_optional(nv: _Nvml, symbol: str, *args: Any) -> Any:
+    func = _optional(nv, symbol)
+    return nv.query(func, *args, name=symbol) if func is not None else Missing("function_not_found")
+
+
+def _read_health_fields(nv: _Nvml, handle: Any, out: dict[str, Any]) -> None:
+    """The fields doctor's health checks judge: PCIe, clocks, thresholds, ECC history, fabric."""
+    nvml = nv.nvml
+    out["pcie_gen_gpu_max"] = _convert(
+        _query_optional(nv, "nvmlDeviceGetGpuMaxPcieLinkGeneration", handle), int
+    )
+    out["utilization_gpu_percent"] = _convert(
+        nv.query(nvml.nvmlDeviceGetUtilizationRates, handle), lambda u: int(u.gpu)
+    )
+    reason_calls: list[tuple[str, Callable[[], Any]]] = [
+        (symbol, functools.partial(getattr(nvml, symbol), handle))
+        for symbol in (
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            "nvmlDeviceGetCurrentClocksThrottleReasons",
+        )
+        if hasattr(nvml, symbol)
+    ]
+    out["clocks_event_reasons"] = _convert(
+        nv.first(reason_calls) if reason_calls else Missing("function_not_found"), int
+    )
+    out["sm_clock_mhz"] = _convert(nv.query(nvml.nvmlDeviceGetClockInfo, handle, 1), int)
+    out["sm_clock_max_mhz"] = _convert(nv.query(nvml.nvmlDeviceGetMaxClockInfo, handle, 1), int)
+    out["temperature_slowdown_c"] = _convert(
+        nv.query(nvml.nvmlDeviceGetTemperatureThreshold, handle, 1), int
+    )
+    out["power_limit_default_w"] = _convert(
+        nv.query(nvml.nvmlDeviceGetPowerManagementDefaultLimit, handle), _milliwatts_to_watts
+    )
+    out["ecc_errors_uncorrected_aggregate"] = _convert(
+        nv.query(
+            nvml.nvmlDeviceGetTotalEccErrors,
+            handle,
+            nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+            nvml.NVML_AGGREGATE_ECC,
+        ),
+        int,
+    )
+    out["retired_pages_pending"] = _convert(
+        nv.query(nvml.nvmlDeviceGetRetiredPagesPendingStatus, handle), bool
+    )
+    rows = nv.query(nvml.nvmlDeviceGetRemappedRows, handle)
+    out["remapped_rows_uncorrectable"] = _convert(rows, lambda r: int(r[1]))
+    out["remapped_rows_pending"] = _convert(rows, lambda r: bool(r[2]))
+    out["remapped_rows_failed"] = _convert(rows, lambda r: bool(r[3]))
+    fabric = _read_fabric(nv, handle)
+    out["fabric_state"] = _convert(
+        fabric, lambda f: FABRIC_STATES.get(int(f.state) & 0xFF, "unknown")
+    )
+    out["fabric_status"] = _convert(fabric, lambda f: int(f.status))
+
+
+def _read_fabric(nv: _Nvml, handle: Any) -> Any:
+    """``nvmlDeviceGetGpuFabricInfo`` (v1 struct), or the Missing reason."""
+    func = _optional(nv, "nvmlDeviceGetGpuFabricInfo")
+    struct = getattr(nv.nvml, "c_nvmlGpuFabricInfo_t", None)
+    if func is None or struct is None:
+        return Missing("function_not_found")
+    info = struct()
+    done = nv.query(func, handle, ctypes.byref(info), name="nvmlDeviceGetGpuFabricInfo")
+    return done if isinstance(done, Missing) else info
 
 
 def _process(nv: _Nvml, info: Any) -> GpuProcess:

@@ -429,6 +429,12 @@ for _name, _ok, _old, _for_2_13 in _COMPANION_VERSIONS:
     })  # fmt: skip
 
 
+# The GPU health checks and failure modes of issue 11 keep their cases in their own module.
+from tests.doctor import health_cases  # noqa: E402 - needs the helpers above
+
+health_cases.register(FIRES, SILENT)
+
+
 def ids_of(case: Case) -> list[str]:
     return [f.id for f in evaluate(case())]
 

@@ -161,6 +161,20 @@ def test_driver_535_cuda_12_2_one_h100_reads_every_field(
             "processes": [],
             "memory_free_bytes": (81559 - 1024) * MIB,
             "ecc_mode_pending": True,
+            "pcie_gen_gpu_max": 5,
+            "utilization_gpu_percent": 0,
+            "clocks_event_reasons": 1,
+            "sm_clock_mhz": 345,
+            "sm_clock_max_mhz": 1980,
+            "temperature_slowdown_c": 87,
+            "power_limit_default_w": 700.0,
+            "ecc_errors_uncorrected_aggregate": 0,
+            "retired_pages_pending": False,
+            "remapped_rows_uncorrectable": 0,
+            "remapped_rows_pending": False,
+            "remapped_rows_failed": False,
+            "fabric_state": "not_supported",
+            "fabric_status": 0,
         }
     ]
     calls = log.read_text().split()

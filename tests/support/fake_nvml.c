@@ -101,6 +101,17 @@ static const struct {
     {"FAKE_NVML_LOST_GPUS", ""},
     {"FAKE_NVML_ERRORS", ""}, /* <symbol>[@<gpu>]:<code>,... */
     {"FAKE_NVML_CALL_LOG", ""},
+    /* Health fields (issue 11). */
+    {"FAKE_NVML_PCIE_GPU_MAX_GEN", ""},        /* empty: the max of FAKE_NVML_PCIE_GEN */
+    {"FAKE_NVML_UTIL_GPU", "0"},               /* per GPU, utilization.gpu (%) */
+    {"FAKE_NVML_CLOCK_REASONS", "0x1"},        /* per GPU, clock event reason mask (idle) */
+    {"FAKE_NVML_SM_CLOCK", "345,1980"},        /* current,max SM clock (MHz, every GPU) */
+    {"FAKE_NVML_TEMP_SLOWDOWN_C", "87"},       /* per GPU, slowdown threshold (°C) */
+    {"FAKE_NVML_POWER_DEFAULT_LIMIT_W", ""},   /* per GPU; empty: FAKE_NVML_POWER_LIMIT_W */
+    {"FAKE_NVML_ECC_UNCORRECTED_AGGREGATE", ""}, /* per GPU; empty: the volatile count */
+    {"FAKE_NVML_RETIRED_PENDING", "0"},        /* per GPU, retired pages pending (0/1) */
+    {"FAKE_NVML_REMAPPED_ROWS", "0,0,0,0"},    /* corr,unc,pending,failure (every GPU) */
+    {"FAKE_NVML_FABRIC", "0,0"},               /* state,status of fabric info (every GPU) */
 };
 
 static const char *setting(const char *var) {
@@ -594,9 +605,12 @@ EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, unsigned in
     if (eccCounts == NULL || errorType > 1 || counterType > 1) return NVML_ERROR_INVALID_ARGUMENT;
     if (pair_number("FAKE_NVML_ECC", 0) == 0) return NVML_ERROR_NOT_SUPPORTED; /* ECC off */
     /* errorType 1 = uncorrected; corrected errors are always 0 here. */
-    *eccCounts = errorType == 1
-                     ? (unsigned long long)gpu_number("FAKE_NVML_ECC_UNCORRECTED", device->index)
-                     : 0ull;
+    const char *count_var = "FAKE_NVML_ECC_UNCORRECTED";
+    char buf[FIELD];
+    if (counterType == 1 && gpu_item("FAKE_NVML_ECC_UNCORRECTED_AGGREGATE", device->index, buf)[0])
+        count_var = "FAKE_NVML_ECC_UNCORRECTED_AGGREGATE";
+    *eccCounts =
+        errorType == 1 ? (unsigned long long)gpu_number(count_var, device->index) : 0ull;
     return NVML_SUCCESS;
 }
 #endif
@@ -653,5 +667,132 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device,
                                                             nvmlProcessInfo_t *infos) {
     GATE(device);
     return running_processes(device, infoCount, infos);
+}
+#endif
+
+/* ------------------------------------------------------------------ health fields ---- */
+
+#ifndef OMIT_nvmlDeviceGetGpuMaxPcieLinkGeneration
+EXPORT nvmlReturn_t nvmlDeviceGetGpuMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *gen) {
+    GATE(device);
+    const char *own = setting("FAKE_NVML_PCIE_GPU_MAX_GEN");
+    return out_uint(gen, own[0] ? (unsigned)strtoul(own, NULL, 10)
+                                : pair_number("FAKE_NVML_PCIE_GEN", 1));
+}
+#endif
+
+typedef struct {
+    unsigned int gpu, memory;
+} nvmlUtilization_t;
+
+#ifndef OMIT_nvmlDeviceGetUtilizationRates
+EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *u) {
+    GATE(device);
+    if (u == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    u->gpu = (unsigned)gpu_number("FAKE_NVML_UTIL_GPU", device->index);
+    u->memory = 0;
+    return NVML_SUCCESS;
+}
+#endif
+
+static nvmlReturn_t clock_reasons(nvmlDevice_t device, unsigned long long *reasons) {
+    char buf[FIELD];
+    if (reasons == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    *reasons = strtoull(gpu_item("FAKE_NVML_CLOCK_REASONS", device->index, buf), NULL, 0);
+    return NVML_SUCCESS;
+}
+
+#ifndef OMIT_nvmlDeviceGetCurrentClocksEventReasons
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                           unsigned long long *reasons) {
+    GATE(device);
+    return clock_reasons(device, reasons);
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetCurrentClocksThrottleReasons
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
+                                                              unsigned long long *reasons) {
+    GATE(device);
+    return clock_reasons(device, reasons);
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetClockInfo
+EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, unsigned int type,
+                                           unsigned int *clock) {
+    GATE(device);
+    return out_uint(clock, type == 1 ? pair_number("FAKE_NVML_SM_CLOCK", 0) : 1593);
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetMaxClockInfo
+EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, unsigned int type,
+                                              unsigned int *clock) {
+    GATE(device);
+    return out_uint(clock, type == 1 ? pair_number("FAKE_NVML_SM_CLOCK", 1) : 2619);
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetTemperatureThreshold
+EXPORT nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, unsigned int which,
+                                                      unsigned int *temp) {
+    GATE(device);
+    if (which != 1) return NVML_ERROR_NOT_SUPPORTED; /* only the slowdown threshold is scripted */
+    return out_uint(temp, (unsigned)gpu_number("FAKE_NVML_TEMP_SLOWDOWN_C", device->index));
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetPowerManagementDefaultLimit
+EXPORT nvmlReturn_t nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_t device,
+                                                             unsigned int *limit) {
+    GATE(device);
+    char buf[FIELD];
+    const char *var = gpu_item("FAKE_NVML_POWER_DEFAULT_LIMIT_W", device->index, buf)[0]
+                          ? "FAKE_NVML_POWER_DEFAULT_LIMIT_W"
+                          : "FAKE_NVML_POWER_LIMIT_W";
+    return out_uint(limit, milliwatts(var, device->index));
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetRetiredPagesPendingStatus
+EXPORT nvmlReturn_t nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device,
+                                                           unsigned int *pending) {
+    GATE(device);
+    return out_uint(pending, (unsigned)gpu_number("FAKE_NVML_RETIRED_PENDING", device->index));
+}
+#endif
+
+#ifndef OMIT_nvmlDeviceGetRemappedRows
+EXPORT nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int *corrRows,
+                                              unsigned int *uncRows, unsigned int *isPending,
+                                              unsigned int *failureOccurred) {
+    GATE(device);
+    if (corrRows == NULL || uncRows == NULL || isPending == NULL || failureOccurred == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *corrRows = pair_number("FAKE_NVML_REMAPPED_ROWS", 0);
+    *uncRows = pair_number("FAKE_NVML_REMAPPED_ROWS", 1);
+    *isPending = pair_number("FAKE_NVML_REMAPPED_ROWS", 2);
+    *failureOccurred = pair_number("FAKE_NVML_REMAPPED_ROWS", 3);
+    return NVML_SUCCESS;
+}
+#endif
+
+/* nvmlGpuFabricInfo_t as pynvml declares it (c_nvmlGpuFabricInfo_t): state read as a uint. */
+typedef struct {
+    unsigned char clusterUuid[16];
+    unsigned int status;
+    unsigned int cliqueId;
+    unsigned int state;
+} nvmlGpuFabricInfo_t;
+
+#ifndef OMIT_nvmlDeviceGetGpuFabricInfo
+EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device, nvmlGpuFabricInfo_t *info) {
+    GATE(device);
+    if (info == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    memset(info, 0, sizeof *info);
+    info->state = pair_number("FAKE_NVML_FABRIC", 0);
+    info->status = pair_number("FAKE_NVML_FABRIC", 1);
+    return NVML_SUCCESS;
 }
 #endif

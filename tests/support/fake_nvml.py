@@ -55,6 +55,19 @@ FAKE_NVML_ERRORS               (none)                  ``<fn>[@<gpu>]:<code>[,..
                                                        for one function (optionally one GPU), e.g.
                                                        ``nvmlDeviceGetHandleByIndex_v2@1:15``
 FAKE_NVML_CALL_LOG             (none)                  a file path: each call appends its symbol name
+FAKE_NVML_PCIE_GPU_MAX_GEN     max of PCIE_GEN         nvmlDeviceGetGpuMaxPcieLinkGeneration (the
+                                                       GPU's own max, every GPU)
+FAKE_NVML_UTIL_GPU             0                       per GPU, utilization.gpu (%)
+FAKE_NVML_CLOCK_REASONS        0x1 (idle)              per GPU, clock event (throttle) reason mask
+FAKE_NVML_SM_CLOCK             345,1980                current,max SM clock in MHz (every GPU)
+FAKE_NVML_TEMP_SLOWDOWN_C      87                      per GPU, slowdown temperature threshold (°C)
+FAKE_NVML_POWER_DEFAULT_LIMIT_W  POWER_LIMIT_W         per GPU, default power limit (W)
+FAKE_NVML_ECC_UNCORRECTED_AGGREGATE  ECC_UNCORRECTED   per GPU, lifetime uncorrected ECC errors
+FAKE_NVML_RETIRED_PENDING      0                       per GPU, retired pages pending (0/1)
+FAKE_NVML_REMAPPED_ROWS        0,0,0,0                 corrected,uncorrected,pending,failure rows
+FAKE_NVML_FABRIC               0,0                     fabric state (0 not supported, 1 not
+                                                       started, 2 in progress, 3 completed),
+                                                       status (an NVML return code)
 =============================  ======================  ===============================================
 
 A function name in NOT_SUPPORTED / NO_PERMISSION / ERRORS also matches its versioned symbols
@@ -115,6 +128,17 @@ SYMBOLS: tuple[str, ...] = (
     "nvmlDeviceGetPersistenceMode",
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlDeviceGetComputeRunningProcesses_v2",
+    "nvmlDeviceGetGpuMaxPcieLinkGeneration",
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetMaxClockInfo",
+    "nvmlDeviceGetTemperatureThreshold",
+    "nvmlDeviceGetPowerManagementDefaultLimit",
+    "nvmlDeviceGetRetiredPagesPendingStatus",
+    "nvmlDeviceGetRemappedRows",
+    "nvmlDeviceGetGpuFabricInfo",
 )
 
 #: Keyword names :func:`nvml_env` accepts (``FAKE_NVML_`` + upper case).
@@ -146,6 +170,16 @@ SETTINGS: frozenset[str] = frozenset(
         "lost_gpus",
         "errors",
         "call_log",
+        "pcie_gpu_max_gen",
+        "util_gpu",
+        "clock_reasons",
+        "sm_clock",
+        "temp_slowdown_c",
+        "power_default_limit_w",
+        "ecc_uncorrected_aggregate",
+        "retired_pending",
+        "remapped_rows",
+        "fabric",
     }
 )
 
@@ -195,7 +229,8 @@ SCENARIOS: dict[str, dict[str, str]] = {
         "ecc": "0,0",
         "persistence": "0",
         # GeForce boards have neither MIG nor ECC.
-        "not_supported": "nvmlDeviceGetMigMode,nvmlDeviceGetEccMode,nvmlDeviceGetTotalEccErrors",
+        "not_supported": "nvmlDeviceGetMigMode,nvmlDeviceGetEccMode,nvmlDeviceGetTotalEccErrors,"
+        "nvmlDeviceGetRetiredPagesPendingStatus,nvmlDeviceGetRemappedRows",
     },
     "mig_on": {**_A100, "gpu_count": "1", "mig": "1,1"},
     "mig_pending": {**_A100, "gpu_count": "1", "mig": "0,1"},
@@ -206,6 +241,30 @@ SCENARIOS: dict[str, dict[str, str]] = {
     },
     "two_gpus_second_lost": {**_H100, "gpu_count": "2", "lost_gpus": "1"},
     "ecc_uncorrected_errors": {**_H100, "ecc_uncorrected": "3"},
+    # Health (issue 11): each a sick variant of the healthy H100 above.
+    "pcie_x8_under_load": {**_H100, "pcie_width": "8,16", "util_gpu": "97", "clock_reasons": "0"},
+    "pcie_gen1_at_idle": {**_H100, "pcie_gen": "1,5"},  # power saving: healthy
+    "pcie_gen1_under_load": {**_H100, "pcie_gen": "1,5", "util_gpu": "95", "clock_reasons": "0"},
+    "gen5_gpu_in_gen3_slot": {**_H100, "pcie_gen": "3,3", "pcie_gpu_max_gen": "5"},
+    "hw_power_brake": {**_H100, "util_gpu": "99", "clock_reasons": "0x88"},
+    "sw_power_cap_under_load": {**_H100, "util_gpu": "99", "clock_reasons": "0x4"},  # normal
+    "hot_near_slowdown": {**_H100, "temp_c": "85", "temp_slowdown_c": "87"},
+    "power_limit_lowered": {**_H100, "power_limit_w": "450", "power_default_limit_w": "700"},
+    "ecc_aggregate_only": {**_H100, "ecc_uncorrected_aggregate": "2"},
+    "row_remap_pending": {**_H100, "remapped_rows": "0,1,1,0"},
+    "row_remap_failed": {**_H100, "remapped_rows": "0,512,0,1"},
+    "retired_pages_pending_v100": {
+        "driver": "470.82.01",
+        "cuda": "11040",
+        "gpu_names": "Tesla V100-SXM2-16GB",
+        "cc": "7.0",
+        "pcie_gen": "3,3",
+        "power_limit_w": "300",
+        "retired_pending": "1",
+    },
+    "persistence_off_eight_gpus": {**_A100, "gpu_count": "8", "persistence": "0"},
+    "nvswitch_fabric_not_started": {**_H100, "gpu_count": "8", "fabric": "1,0"},
+    "nvswitch_fabric_completed": {**_H100, "gpu_count": "8", "fabric": "3,0"},
     "driver_not_loaded": {"init_error": "9"},
     "driver_mismatch": {"init_error": "18"},
     "no_permission": {"init_error": "4"},
