@@ -28,6 +28,7 @@ scripts find their interpreter relative to themselves, so the renamed venv's ``p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -693,11 +694,14 @@ def create_venv(
         finally:  # uv has ended (its process group is killed on an interrupt): nothing writes
             with deferred_signals():
                 shutil.rmtree(work, ignore_errors=True)
+    counts: dict[str, Any] = {"packages": len(installs)}
+    if "pypi_packages" in {f.name for f in dataclasses.fields(InstallResult)}:
+        counts = {"packages": 0, "pypi_packages": len(installs), "lock_format": "pylock"}
     return InstallResult(
         prefix=prefix,
         platform=host_platform(),
-        packages=len(installs),
         python=venv_python(prefix),
         replaced=replaced,
         seconds=time.perf_counter() - start,
+        **counts,
     )

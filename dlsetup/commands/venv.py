@@ -1,0 +1,167 @@
+"""The ``--backend venv`` side of ``dlsetup lock`` and ``dlsetup create``: options and rendering.
+
+The commands stay in :mod:`dlsetup.commands.envs`; this holds the options they share for the venv
+backend, the request they build from them, and how a venv lock is shown (text or ``--json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from dlsetup.envs.venv_backend import VenvLockRequest, VenvLockResult
+
+BACKEND_CHOICE = click.Choice(["conda", "venv"])
+
+
+def venv_options(func: Any) -> Any:
+    """``--backend``, ``--torch-index-url`` and ``--index-url``, for lock and create."""
+    decorators = [
+        click.option(
+            "--backend",
+            type=BACKEND_CHOICE,
+            default="conda",
+            show_default=True,
+            help="conda: a conda environment from conda-forge (conda-lock file). venv: a Python "
+            "virtual environment from PyPI and PyTorch's wheel index, locked with uv into a "
+            "PEP 751 pylock.toml (pip and uv read it).",
+        ),
+        click.option(
+            "--torch-index-url",
+            metavar="URL",
+            help="venv: the PyTorch wheel index; {variant} is replaced by cpu, cu126, cu130, ... "
+            "(default: https://download.pytorch.org/whl/{variant}).",
+        ),
+        click.option(
+            "--index-url",
+            metavar="URL",
+            help="venv: the index for everything else (default: https://pypi.org/simple).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def refuse_conda_only(ctx: click.Context, **given: Any) -> None:
+    """Refuse options that only conda environments have, with ``--backend venv``."""
+    for option, value in given.items():
+        if value:
+            raise click.UsageError(f"{option} does not apply to --backend venv", ctx=ctx)
+
+
+def refuse_venv_only(
+    ctx: click.Context, torch_index_url: str | None, index_url: str | None
+) -> None:
+    """Refuse the venv backend's options with ``--backend conda``."""
+    for option, value in (("--torch-index-url", torch_index_url), ("--index-url", index_url)):
+        if value:
+            raise click.UsageError(f"{option} only applies to --backend venv", ctx=ctx)
+
+
+def venv_request(  # noqa: PLR0917 - the lock options, passed on
+    target: str,
+    variant: str,
+    cuda: str | None,
+    gpu_arch: tuple[str, ...],
+    python_version: str | None,
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    torch_index_url: str | None,
+    index_url: str | None,
+) -> VenvLockRequest:
+    """The venv backend's request from the command's options."""
+    from dlsetup.envs.venv_backend import VenvLockRequest
+
+    return VenvLockRequest(
+        target=target,
+        variant=variant,
+        cuda=cuda,
+        platforms=platforms,
+        all_platforms=all_platforms,
+        python_version=python_version,
+        gpu_arch=gpu_arch,
+        torch_index_url=torch_index_url,
+        index_url=index_url,
+    )
+
+
+def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
+    """The ``data`` of a ``dlsetup.venv-lock`` document."""
+    from dlsetup.envs.venv_backend import variant_reason
+
+    choice, torch = result.choice, result.torch
+    return {
+        "name": result.name,
+        "target": result.target,
+        "backend": "venv",
+        "variant": choice.variant,
+        "variant_reason": variant_reason(result),
+        "torch": None
+        if torch is None
+        else {
+            "variant": torch.variant,
+            "release": torch.release,
+            "reason": torch.reason,
+            "passed_over": list(torch.passed_over),
+        },
+        "tensorflow": None
+        if result.tensorflow is None
+        else {"requirement": result.tensorflow[0], "reason": result.tensorflow[1]},
+        "cuda": choice.cuda,
+        "python": result.python,
+        "index_url": result.index_url,
+        "gpus": [
+            {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}"}
+            for g in choice.gpus
+        ],
+        "gpu_source": choice.gpu_source,
+        "files": {"lock": str(result.lock_path)},
+        "platforms": [
+            {
+                "platform": p.platform.name,
+                "python_platform": p.platform.python_platform,
+                "marker": p.platform.marker,
+                "torch_index": p.torch_index or None,
+                "requirements": list(p.requirements),
+                "packages": [{"name": n, "version": v} for n, v in p.packages],
+                "resolve_ms": round(p.resolve_ms, 3),
+            }
+            for p in result.platforms
+        ],
+    }
+
+
+def lock_venv_command(
+    request: VenvLockRequest, output: Path, *, force: bool, as_json: bool
+) -> None:
+    """``dlsetup lock TARGET --backend venv``: lock, then print what and why."""
+    from dlsetup.envs.venv_backend import lock_venv, variant_reason
+    from dlsetup.output import dumps, envelope, make_console
+
+    result = lock_venv(request, output, force=force)
+    if as_json:
+        click.echo(dumps(envelope("dlsetup.venv-lock", venv_lock_data(result))))
+        return
+    console = make_console()
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+
+    what = f"PyTorch {result.torch.release} ({result.torch.variant})" if result.torch else ""
+    if result.tensorflow is not None:
+        what = ", ".join(w for w in (what, result.tensorflow[0]) if w)
+    say(f"Locked {result.name}{': ' + what if what else ''} for Python {result.python} with uv.")
+    say(f"  Why: {variant_reason(result)}")
+    if result.torch is not None:
+        for why in result.torch.passed_over:
+            say(f"  Passed over {why}")
+    for p in result.platforms:
+        index = f"; PyTorch from {p.torch_index}" if p.torch_index else ""
+        frameworks = [f"{n} {v}" for n, v in p.packages if n in ("torch", "tensorflow")]
+        say(f"  {p.platform.name}: {'; '.join(frameworks)}; {len(p.packages)} packages{index}")
+    say(f"Wrote: {result.lock_path}")
+    say(f"Next: dlsetup create --from-lock {result.lock_path}")
