@@ -61,6 +61,10 @@ class PlatformInfo:
         selector: conda-lock's platform selector for a line of an environment file
             (``# [linux64]``).
         floors: virtual packages assumed for another machine of this platform, without ``__cuda``.
+        selectors: every selector name that is true here, as conda-lock's environment-file parser
+            evaluates them (``conda_lock/src_parser/selectors.py``; a test compares the two).
+        uv_platform: uv's ``--python-platform`` for the PyPI part of a lock (the manylinux level
+            is the ``__glibc`` floor; macOS's floor goes to uv as ``MACOSX_DEPLOYMENT_TARGET``).
     """
 
     name: str
@@ -70,6 +74,8 @@ class PlatformInfo:
     mps: bool
     selector: str
     floors: tuple[Floor, ...]
+    selectors: frozenset[str] = frozenset()
+    uv_platform: str = ""
 
 
 def _unix(*rest: Floor) -> tuple[Floor, ...]:
@@ -89,6 +95,8 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
             Floor("__glibc", "2.28", "0", _LINUX_FLOOR_SOURCE),
             Floor("__archspec", "1", "x86_64", "the generic microarchitecture"),
         ),
+        selectors=frozenset({"linux64", "unix", "linux"}),
+        uv_platform="x86_64-manylinux_2_28",
     ),
     PlatformInfo(
         "linux-aarch64",
@@ -102,6 +110,8 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
             Floor("__glibc", "2.28", "0", _LINUX_FLOOR_SOURCE),
             Floor("__archspec", "1", "aarch64", "the generic microarchitecture"),
         ),
+        selectors=frozenset({"aarch64", "unix", "linux"}),
+        uv_platform="aarch64-manylinux_2_28",
     ),
     PlatformInfo(
         "osx-64",
@@ -114,6 +124,8 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
             Floor("__osx", "11.0", "0", _OSX_FLOOR_SOURCE),
             Floor("__archspec", "1", "x86_64", "the generic microarchitecture"),
         ),
+        selectors=frozenset({"osx64", "osx", "unix"}),
+        uv_platform="x86_64-apple-darwin",
     ),
     PlatformInfo(
         "osx-arm64",
@@ -126,6 +138,8 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
             Floor("__osx", "11.0", "0", _OSX_FLOOR_SOURCE),
             Floor("__archspec", "1", "arm64", "the generic microarchitecture"),
         ),
+        selectors=frozenset({"arm64", "osx", "unix"}),
+        uv_platform="aarch64-apple-darwin",
     ),
     PlatformInfo(
         "win-64",
@@ -138,6 +152,8 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
             Floor("__win", "0", "0", "every Windows platform"),
             Floor("__archspec", "1", "x86_64", "the generic microarchitecture"),
         ),
+        selectors=frozenset({"win", "win64"}),
+        uv_platform="x86_64-pc-windows-msvc",
     ),
 )
 

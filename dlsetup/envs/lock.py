@@ -19,6 +19,14 @@ all three are written into a temporary directory inside ``--output`` first (a fu
 there, before any old file is touched), then renamed into place by
 :func:`dlsetup.atomic_write.replace_together`, which puts the old ones back if a rename fails.
 
+A ``pip:`` section is locked too (rattler engine): after the conda part of a platform is solved,
+:mod:`dlsetup.envs.pypi_resolve` resolves the section with uv for the Python version solved there
+and that platform, the conda part standing as installed (a requirement conda satisfies is not
+locked twice), and the result is written as conda-lock's ``manager: pip`` entries (wheel URL,
+sha256, dependencies), the same models conda-lock's own PyPI solver fills. As conda-lock does,
+``pip`` joins the conda part of an environment with a ``pip:`` section, and conda-lock's content
+hash covers the PyPI requirements and indexes (``pip-repositories:`` of the rendered file).
+
 Channel credentials (:mod:`dlsetup.envs.credentials`): the solve uses the channels with their
 ``${VAR}`` placeholders filled in from the environment; the files get the URLs with placeholders
 kept and literal credentials removed (the channels in the lock's metadata and every package URL),
@@ -52,6 +60,7 @@ from dlsetup.envs.credentials import (
 from dlsetup.envs.explain import explain_unsatisfiable
 from dlsetup.envs.location import find_conda_executable, host_platform
 from dlsetup.envs.names import NAME_RULE, is_valid_env_name
+from dlsetup.envs.pypi_resolve import PypiRequest, PypiSolution, conda_provided, resolve_all
 from dlsetup.envs.spec import RenderedEnvironment
 from dlsetup.envs.virtual import (
     CUDA_OPTION,
@@ -90,14 +99,21 @@ class PlatformLock:
     Attributes:
         platform: conda subdir.
         virtual_packages: what the solve assumed, ``__cuda`` included for CUDA variants.
-        packages: the solved packages, sorted by name.
+        packages: the solved conda packages, sorted by name.
         solve_ms: solver time in milliseconds (0 for the conda-lock engine).
+        pypi_packages: the PyPI part (``manager: pip`` entries), sorted by name; build is "".
+        pypi_ms: uv's resolution time in milliseconds (0 without a ``pip:`` section).
+        provided_by_conda: ``pip:`` requirements the conda part satisfies, left out of the PyPI
+            part (``numpy 2.1.3 (conda)``).
     """
 
     platform: str
     virtual_packages: tuple[VirtualPackage, ...]
     packages: tuple[LockedPackage, ...]
     solve_ms: float
+    pypi_packages: tuple[LockedPackage, ...] = ()
+    pypi_ms: float = 0.0
+    provided_by_conda: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,8 @@ class LockResult:
     #: what became of PyTorch's companions (torchvision follows its build; torchaudio left out,
     #: and why), as the lock's header says it
     companion_notes: tuple[str, ...] = ()
+    #: notes on the PyPI part (a wheel whose dependencies could not be read)
+    pypi_notes: tuple[str, ...] = ()
 
 
 def output_paths(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
@@ -168,6 +186,14 @@ def header_lines(
         lines.append(f"# CUDA line for {platform}: {choice.line} ({' '.join(choice.specs)}).")
         lines.append(f"#   Why: {choice.reason}.")
     lines += [f"# Companions: {note}." for note in result_env.companion_notes]
+    if result_env.spec.pip:
+        spec = result_env.spec
+        indexes = [strip_auth(spec.pip_index_url or "https://pypi.org/simple")]
+        indexes += [strip_auth(u) for u in spec.pip_extra_index_urls]
+        lines.append(
+            "# PyPI part (pip: section): resolved with uv for each platform's solved Python, "
+            f"wheels only, from {', '.join(indexes)}."
+        )
     lines.append(f"# Build it: dlsetup create --from-lock {result_env.spec.name}.conda-lock.yml")
     return lines
 
@@ -314,10 +340,13 @@ async def _solve_all(
     solutions: dict[str, tuple[list[Any], float]] = {}
     for platform in platforms:
         start = time.perf_counter()
+        specs = list(env.dependencies_for(platform))
+        if env.spec.pip and not any(s.split()[0].lower() == "pip" for s in specs):
+            specs.append("pip")  # conda-lock's rule: a pip: section puts pip in the environment
         try:
             records = await rattler.solve(
                 sources=channels,
-                specs=list(env.dependencies_for(platform)),
+                specs=specs,
                 gateway=gateway,
                 platforms=[rattler.Subdir(platform), rattler.Subdir("noarch")],
                 virtual_packages=to_rattler(per_platform[platform]),
@@ -352,6 +381,7 @@ def _build_lockfile(
     per_platform: dict[str, tuple[VirtualPackage, ...]],
     engine: str,
     channels: _Channels,
+    pypi: Mapping[str, PypiSolution] | None = None,
 ) -> Any:
     from conda_lock.content_hash import compute_content_hashes
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
@@ -385,6 +415,20 @@ def _build_lockfile(
                     build=str(rec.build),
                 )
             )
+    for platform, solution in (pypi or {}).items():
+        packages += [
+            LockedDependency(
+                name=pkg.name,
+                version=pkg.version,
+                manager="pip",
+                platform=platform,
+                dependencies=dict(pkg.dependencies),
+                url=pkg.url,
+                hash=HashModel(sha256=pkg.sha256),
+                categories={"main"},
+            )
+            for pkg in solution.packages
+        ]
     return Lockfile(
         package=packages,
         metadata=LockMeta(
@@ -490,8 +534,13 @@ def _lock_environment(
     }
 
     solutions: dict[str, tuple[list[Any], float]] = {}
+    pypi: dict[str, PypiSolution] = {}
     if engine == "rattler":
+        for url in (env.spec.pip_index_url, *env.spec.pip_extra_index_urls):
+            if url is not None:
+                expand_auth(url)  # an unset ${VAR} fails now, before anything is solved
         solutions = asyncio.run(_solve_all(env, channels.solve, platforms, per_platform, cache_dir))
+        pypi = resolve_all(_pypi_requests(env, solutions))
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         # all three files are written in a temporary directory beside the outputs (under their
@@ -514,6 +563,7 @@ def _lock_environment(
                 per_platform=per_platform,
                 engine=engine,
                 channels=channels,
+                pypi=pypi,
             )
             write_conda_lock_file(lockfile, tmp_lock, metadata_choices=None)
             content_hash = dict(lockfile.metadata.content_hash)
@@ -555,9 +605,19 @@ def _lock_environment(
                 if p in solutions
                 else _packages_from_lock(lock_path, p),
                 solve_ms=solutions[p][1] if p in solutions else 0.0,
+                pypi_packages=tuple(
+                    LockedPackage(pkg.name, pkg.version, "") for pkg in pypi[p].packages
+                )
+                if p in pypi
+                else _packages_from_lock(lock_path, p, manager="pip")
+                if p not in solutions
+                else (),
+                pypi_ms=pypi[p].resolve_ms if p in pypi else 0.0,
+                provided_by_conda=pypi[p].provided_by_conda if p in pypi else (),
             )
             for p in platforms
         ),
+        pypi_notes=tuple(n for s in pypi.values() for n in s.notes),
         content_hash=content_hash,
         lines=dict(env.lines),
         gpus=env.gpus,
@@ -566,7 +626,43 @@ def _lock_environment(
     )
 
 
-def _packages_from_lock(lock_path: Path, platform: str) -> tuple[LockedPackage, ...]:
+def _pypi_requests(
+    env: RenderedEnvironment, solutions: Mapping[str, tuple[list[Any], float]]
+) -> list[PypiRequest]:
+    """One uv resolution per platform whose ``pip:`` section is not empty there.
+
+    Raises:
+        InputError: the conda part of such a platform has no Python.
+    """
+    requests = []
+    for platform, (records, _) in solutions.items():
+        requirements = env.pip_for(platform)
+        if not requirements:
+            continue
+        python = next((r for r in records if r.name.normalized == "python"), None)
+        if python is None:
+            raise InputError(
+                f"the pip: section needs a Python, and the conda part of {platform} has none",
+                fix="add python (e.g. 'python 3.12.*') to the dependencies",
+            )
+        requests.append(
+            PypiRequest(
+                platform=platform,
+                requirements=tuple(r.text for r in requirements),
+                python_version=str(python.version),
+                provided=conda_provided(
+                    (r.name.normalized, str(r.version), list(r.depends)) for r in records
+                ),
+                index_url=env.spec.pip_index_url,
+                extra_index_urls=env.spec.pip_extra_index_urls,
+            )
+        )
+    return requests
+
+
+def _packages_from_lock(
+    lock_path: Path, platform: str, *, manager: str = "conda"
+) -> tuple[LockedPackage, ...]:
     from conda_lock.lockfile import parse_conda_lock_file
 
     lock = parse_conda_lock_file(lock_path)
@@ -575,7 +671,7 @@ def _packages_from_lock(lock_path: Path, platform: str) -> tuple[LockedPackage, 
             (
                 LockedPackage(p.name, p.version, p.build or "")
                 for p in lock.package
-                if p.platform == platform and p.manager == "conda"
+                if p.platform == platform and p.manager == manager
             ),
             key=lambda pkg: pkg.name,
         )

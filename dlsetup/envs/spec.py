@@ -28,6 +28,25 @@ name (:mod:`dlsetup.envs.names`: the name becomes the output files' names, so ``
 would write outside ``--output``). Everything is checked when the file is loaded, before anything
 is written.
 
+Environment files mean what conda and conda-lock make of them:
+
+* ``nodefaults`` is not a channel: it is removed (conda: "do not add ``defaults``"; dlsetup never
+  adds it anyway). ``defaults`` is conda's built-in multichannel, expanded when rendering to
+  :data:`DEFAULTS_CHANNELS` (conda's ``DEFAULT_CHANNELS_UNIX``: repo.anaconda.com ``pkgs/main`` and
+  ``pkgs/r``; ``pkgs/msys2`` too when win-64 is locked, as conda's ``DEFAULT_CHANNELS_WIN``), never a
+  conda.anaconda.org URL. Other names (``conda-forge``, ``pytorch``) and URLs are kept as written;
+  the solver puts a name under the channel alias ``https://conda.anaconda.org``.
+* Selectors (``- numpy  # [linux]``, ``# [osx and arm64]``) are read with conda-lock's pattern and
+  evaluated per platform (:mod:`dlsetup.envs.selectors`); one that names no platform is refused
+  with its line number. The rendered file writes each selected line per platform
+  (``# [linux64]``), which conda-lock reads the same way.
+* A ``pip:`` section is kept (:class:`PipRequirement`, locked with uv by
+  :mod:`dlsetup.envs.pypi_resolve`). Its ``--index-url``/``-i`` and ``--extra-index-url`` lines are
+  honoured; the rendered file names them as conda-lock does, ``pip-repositories:`` (with
+  ``allow-pypi-requests: false`` for ``--index-url``), because conda-lock's parser reads no option
+  lines in a ``pip:`` section; such a file is read back the same way. Other pip options (``-e``,
+  ``-r``, ``--find-links``) and URL/VCS requirements are refused with their line number.
+
 Channel credentials never reach the rendered text: its ``channels:`` are :func:`strip_auth`'s
 (``${VAR}`` placeholders kept, literal user-info removed); the channels as given travel beside it,
 in :attr:`RenderedEnvironment.solve_channels`, for the solve only.
@@ -37,13 +56,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlsetup.envs.credentials import strip_auth
 from dlsetup.envs.names import NAME_RULE, is_valid_env_name
+from dlsetup.envs.selectors import evaluate, selector_of
 from dlsetup.errors import InputError
 from dlsetup.platforms import PLATFORM_INFO, PLATFORM_NAMES
 
@@ -65,6 +85,33 @@ _SPEC_NAME_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 #: environment files larger than this are refused unread (the shipped ones are under 1 KiB)
 MAX_ENVIRONMENT_FILE_BYTES = 1024 * 1024
+#: conda's ``defaults`` multichannel (conda's ``DEFAULT_CHANNELS_UNIX``; see
+#: https://docs.conda.io/projects/conda/en/latest/user-guide/concepts/channels.html and
+#: https://www.anaconda.com/docs/tools/working-with-conda/reference/default-channels)
+DEFAULTS_CHANNELS: tuple[str, ...] = (
+    "https://repo.anaconda.com/pkgs/main",
+    "https://repo.anaconda.com/pkgs/r",
+)
+#: added to ``defaults`` where Windows is locked (conda's ``DEFAULT_CHANNELS_WIN``)
+DEFAULTS_WINDOWS_CHANNEL = "https://repo.anaconda.com/pkgs/msys2"
+_INDEX_OPTIONS = {"--index-url": True, "-i": True, "--extra-index-url": False}
+
+
+@dataclass(frozen=True)
+class PipRequirement:
+    """One requirement of a ``pip:`` section.
+
+    Attributes:
+        text: the PEP 508 requirement as written (``transformers>=4.40``).
+        name: its normalized project name (``transformers``).
+        line: its line in the file (1-based; 0 when rendered).
+        platforms: the platforms its selector is true on; None: every platform.
+    """
+
+    text: str
+    name: str
+    line: int = 0
+    platforms: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,8 +123,14 @@ class EnvironmentSpec:
         name: the ``name:`` field.
         channels: channel names or URLs, in priority order.
         platforms: the ``platforms:`` list (empty: not stated).
-        dependencies: conda match specs, as written.
+        dependencies: conda match specs, as written (every platform's).
         header: the leading comment lines (kept when rendering).
+        dependency_platforms: per dependency, the platforms its selector is true on (None:
+            every platform); empty: no selectors at all.
+        pip: the ``pip:`` section's requirements.
+        pip_index_url: ``--index-url`` of the ``pip:`` section as written (credentials and
+            ``${VAR}`` included: for the resolver only), or None (PyPI).
+        pip_extra_index_urls: its ``--extra-index-url`` values, as written.
     """
 
     path: str
@@ -86,6 +139,24 @@ class EnvironmentSpec:
     platforms: tuple[str, ...]
     dependencies: tuple[str, ...]
     header: tuple[str, ...] = field(default=())
+    dependency_platforms: tuple[frozenset[str] | None, ...] = ()
+    pip: tuple[PipRequirement, ...] = ()
+    pip_index_url: str | None = field(default=None, repr=False)
+    pip_extra_index_urls: tuple[str, ...] = field(default=(), repr=False)
+
+    def dependencies_on(self, platform: str) -> tuple[str, ...]:
+        """The conda dependencies whose selector is true on ``platform``."""
+        if not self.dependency_platforms:
+            return self.dependencies
+        return tuple(
+            d
+            for d, where in zip(self.dependencies, self.dependency_platforms, strict=True)
+            if where is None or platform in where
+        )
+
+    def pip_on(self, platform: str) -> tuple[PipRequirement, ...]:
+        """The ``pip:`` requirements whose selector is true on ``platform``."""
+        return tuple(r for r in self.pip if r.platforms is None or platform in r.platforms)
 
 
 @dataclass(frozen=True)
@@ -126,8 +197,13 @@ class RenderedEnvironment:
     companion_notes: tuple[str, ...] = ()
 
     def dependencies_for(self, platform: str) -> tuple[str, ...]:
-        """The match specs to solve ``platform`` with (the CUDA line's pins differ per platform)."""
-        return self.platform_dependencies.get(platform, self.spec.dependencies)
+        """The match specs to solve ``platform`` with (the CUDA line's pins and selectors differ
+        per platform)."""
+        return self.platform_dependencies.get(platform, self.spec.dependencies_on(platform))
+
+    def pip_for(self, platform: str) -> tuple[PipRequirement, ...]:
+        """The ``pip:`` requirements of ``platform`` (empty: no PyPI part there)."""
+        return self.spec.pip_on(platform)
 
 
 def spec_name(spec: str) -> str:
@@ -231,6 +307,31 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
     fields: dict[str, Any] = {}
     for key, value in root.value:
         fields[str(key.value)] = value
+    raw_lines = text.splitlines()
+
+    def selected(node: Any, *, allowed: bool) -> frozenset[str] | None:
+        """The platforms the selector on ``node``'s line is true on (None: no selector)."""
+        line = raw_lines[node.start_mark.line] if node.start_mark.line < len(raw_lines) else ""
+        expression = selector_of(line)
+        if expression is None:
+            return None
+        if not allowed:
+            raise bad(
+                node,
+                f"a selector [{expression}] on this line: only dependencies (and pip: "
+                "requirements) take platform selectors",
+            )
+        return evaluate(expression, where=f"{path}, line {_line_of(node)}").platforms
+
+    def string_item(item: Any, key: str) -> str:
+        if not isinstance(item, yaml.ScalarNode) or not str(item.value).strip():
+            raise bad(item, f"each '{key}:' entry must be a non-empty string")
+        if _CONTROL_RE.search(str(item.value)):
+            raise bad(item, f"{item.value!r} contains a control character (a line break?)")
+        return str(item.value).strip()
+
+    def string_items(node: Any, key: str) -> list[tuple[str, Any]]:
+        return [(string_item(item, key), item) for item in node.value]
 
     def string_list(key: str, *, required: bool) -> tuple[str, ...]:
         node = fields.get(key)
@@ -240,31 +341,150 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
             return ()
         if not isinstance(node, yaml.SequenceNode):
             raise bad(node, f"'{key}:' must be a list")
-        items = []
-        for item in node.value:
-            if not isinstance(item, yaml.ScalarNode) or not str(item.value).strip():
-                if isinstance(item, yaml.MappingNode) and key == "dependencies":
-                    raise bad(item, "pip: sections are not supported; list conda packages only")
-                raise bad(item, f"each '{key}:' entry must be a non-empty string")
-            if _CONTROL_RE.search(str(item.value)):
-                raise bad(item, f"{item.value!r} contains a control character (a line break?)")
-            items.append(str(item.value).strip())
-        return tuple(items)
+        items = string_items(node, key)
+        for _, item in items:
+            selected(item, allowed=False)
+        return tuple(value for value, _ in items)
 
     name = _name(fields.get("name"), path, bad)
-    channels = string_list("channels", required=False) or (DEFAULT_CHANNEL,)
+    # nodefaults is not a channel: it tells conda not to add defaults (dlsetup never does)
+    channels = tuple(c for c in string_list("channels", required=False) if c != "nodefaults")
+    channels = channels or (DEFAULT_CHANNEL,)
     platforms = string_list("platforms", required=False)
     for item, node in zip(platforms, getattr(fields.get("platforms"), "value", []), strict=False):
         if item not in PLATFORMS:
             raise bad(node, f"unknown platform {item!r}; valid platforms: {', '.join(PLATFORMS)}")
-    dependencies = string_list("dependencies", required=True)
-    if not dependencies:
-        raise bad(fields["dependencies"], "'dependencies:' is empty")
-    for item, node in zip(dependencies, fields["dependencies"].value, strict=True):
-        if not spec_name(item):
-            raise bad(node, f"{item!r} is not a conda match spec")
+    deps_node = fields.get("dependencies")
+    if deps_node is None:
+        raise bad(root, "'dependencies:' is missing")
+    if not isinstance(deps_node, yaml.SequenceNode):
+        raise bad(deps_node, "'dependencies:' must be a list")
+    dependencies: list[str] = []
+    dep_platforms: list[frozenset[str] | None] = []
+    pip_nodes: list[Any] = []
+    for item in deps_node.value:
+        if isinstance(item, yaml.MappingNode):
+            keys = [str(k.value) for k, _ in item.value]
+            if keys != ["pip"]:
+                raise bad(
+                    item,
+                    f"a mapping {{{', '.join(keys)}}} in dependencies: the only one conda knows "
+                    "is a 'pip:' section (- pip: [requirement, ...])",
+                )
+            selected(item, allowed=False)
+            pip_nodes.append(item.value[0][1])
+            continue
+        value = string_item(item, "dependencies")
+        if not spec_name(value):
+            raise bad(item, f"{value!r} is not a conda match spec")
+        dependencies.append(value)
+        dep_platforms.append(selected(item, allowed=True))
+    if not dependencies and not pip_nodes:
+        raise bad(deps_node, "'dependencies:' is empty")
+    if len(pip_nodes) > 1:
+        raise bad(pip_nodes[1], "a second 'pip:' section; put all PyPI requirements in one")
+    pip: tuple[PipRequirement, ...] = ()
+    index_url: str | None = None
+    extra: tuple[str, ...] = ()
+    if pip_nodes:
+        node = pip_nodes[0]
+        if not isinstance(node, yaml.SequenceNode):
+            raise bad(node, "'pip:' must be a list of PyPI requirements")
+        pip, index_url, extra = _pip_section(
+            [
+                (value, item, selected(item, allowed=True))
+                for value, item in string_items(node, "pip")
+            ],
+            bad,
+        )
+    index_url, extra = _pip_repositories(fields, index_url, extra, bad)
     header = tuple(line for line in _leading_comments(text))
-    return EnvironmentSpec(str(path), name, channels, platforms, dependencies, header)
+    return EnvironmentSpec(
+        str(path),
+        name,
+        channels,
+        platforms,
+        tuple(dependencies),
+        header,
+        dependency_platforms=tuple(dep_platforms)
+        if any(w is not None for w in dep_platforms)
+        else (),
+        pip=pip,
+        pip_index_url=index_url,
+        pip_extra_index_urls=extra,
+    )
+
+
+def _pip_section(
+    items: list[tuple[str, Any, frozenset[str] | None]], bad: Any
+) -> tuple[tuple[PipRequirement, ...], str | None, tuple[str, ...]]:
+    """The requirements, ``--index-url`` and ``--extra-index-url`` values of a ``pip:`` section."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    requirements: list[PipRequirement] = []
+    index_url: str | None = None
+    extra: list[str] = []
+    seen: dict[str, Any] = {}
+    for value, node, where in items:
+        if value.startswith("-"):
+            option, _, argument = value.replace("=", " ", 1).partition(" ")
+            argument = argument.strip()
+            if option not in _INDEX_OPTIONS:
+                raise bad(
+                    node,
+                    f"pip option {option!r} is not locked by dlsetup (only --index-url and "
+                    "--extra-index-url are); editable installs (-e) and nested files (-r) "
+                    "cannot be pinned with hashes",
+                )
+            if not argument or " " in argument:
+                raise bad(node, f"{option} needs one URL")
+            if where is not None:
+                raise bad(node, f"{option} lines take no selector; the index is every platform's")
+            if _INDEX_OPTIONS[option]:
+                if index_url is not None:
+                    raise bad(node, "a second --index-url; use --extra-index-url for more indexes")
+                index_url = argument
+            else:
+                extra.append(argument)
+            continue
+        try:
+            requirement = Requirement(value)
+        except InvalidRequirement as exc:
+            raise bad(node, f"{value!r} is not a PyPI requirement: {exc}") from exc
+        if requirement.url:
+            raise bad(
+                node,
+                f"{value!r} installs from a URL; dlsetup locks requirements from package "
+                "indexes only (name a version, and the index with --index-url)",
+            )
+        name = canonicalize_name(requirement.name)
+        if name in seen and where is None and seen[name] is None:
+            raise bad(node, f"{requirement.name} is listed twice in the pip: section")
+        seen[name] = where
+        requirements.append(PipRequirement(value, name, _line_of(node), where))
+    return tuple(requirements), index_url, tuple(extra)
+
+
+def _pip_repositories(
+    fields: dict[str, Any], index_url: str | None, extra: tuple[str, ...], bad: Any
+) -> tuple[str | None, tuple[str, ...]]:
+    """Add conda-lock's ``pip-repositories:`` / ``allow-pypi-requests:`` (what dlsetup renders)."""
+    import yaml
+
+    node = fields.get("pip-repositories")
+    if node is None:
+        return index_url, extra
+    if not isinstance(node, yaml.SequenceNode) or not all(
+        isinstance(i, yaml.ScalarNode) and str(i.value).strip() for i in node.value
+    ):
+        raise bad(node, "'pip-repositories:' must be a list of index URLs")
+    urls = [str(i.value).strip() for i in node.value]
+    allow = fields.get("allow-pypi-requests")
+    no_pypi = isinstance(allow, yaml.ScalarNode) and str(allow.value).lower() == "false"
+    if no_pypi and index_url is None:
+        return urls[0], (*extra, *urls[1:])
+    return index_url, (*extra, *urls)
 
 
 def _read_text(path: Path) -> str:
@@ -426,6 +646,7 @@ def render(
     """
     lines = dict(lines or {})
     deps = list(spec.dependencies)
+    where = list(spec.dependency_platforms) or [None] * len(deps)
     pinned_python: str | None = None
     for i, dep in enumerate(deps):
         if spec_name(dep) == "python":
@@ -437,6 +658,7 @@ def render(
             deps[i] = cuda_version_spec(cuda)
     if python is not None and pinned_python is None:
         deps.insert(0, f"python {python}.*")
+        where.insert(0, None)
         pinned_python = python
     if (
         variant == "cuda"
@@ -445,17 +667,26 @@ def render(
         and not any(spec_name(d) == "cuda-version" for d in deps)
     ):
         deps.append(cuda_version_spec(cuda))
-    per_platform = {p: _pin_line(deps, choice) for p, choice in lines.items()}
+        where.append(None)
+    every = platforms or spec.platforms or PLATFORMS
+    selected = any(w is not None for w in where)
+
+    def on(platform: str) -> list[str]:
+        return [d for d, w in zip(deps, where, strict=True) if w is None or platform in w]
+
+    per_platform = {p: _pin_line(on(p), choice) for p, choice in lines.items()}
+    if selected:
+        per_platform = {p: per_platform.get(p, tuple(on(p))) for p in every}
     if leave_out and any(leave_out.values()):
         per_platform = {
             p: tuple(
                 d
-                for d in per_platform.get(p, tuple(deps))
+                for d in per_platform.get(p, tuple(on(p)))
                 if spec_name(d) not in leave_out.get(p, frozenset())
             )
             for p in (platforms or spec.platforms or tuple(leave_out))
         }
-    solve_channels = channels or spec.channels
+    solve_channels = _conda_channels(channels or spec.channels, every)
     for channel in solve_channels:
         if _CONTROL_RE.search(channel) or not channel.strip():
             raise InputError(
@@ -470,6 +701,16 @@ def render(
         platforms=platforms or spec.platforms,
         dependencies=next(iter(per_platform.values()), tuple(deps)),
         header=spec.header,
+        pip=tuple(
+            replace(
+                r, platforms=frozenset(p for p in every if r.platforms is None or p in r.platforms)
+            )
+            if r.platforms is not None
+            else r
+            for r in spec.pip
+        ),
+        pip_index_url=spec.pip_index_url,
+        pip_extra_index_urls=spec.pip_extra_index_urls,
     )
     out = list(new.header)
     solved = f"CUDA {cuda} (__cuda={cuda})" if cuda else "no CUDA (no __cuda virtual package)"
@@ -483,11 +724,13 @@ def render(
     if new.platforms:
         out.append("platforms:")
         out += [f"  - {_scalar(p)}" for p in new.platforms]
+    out += _pip_repositories_text(new)
     out.append("dependencies:")
     if per_platform:
         out += [f"  - {_scalar(d)}{sel}" for d, sel in _with_selectors(per_platform)]
     else:
         out += [f"  - {_scalar(d)}" for d in new.dependencies]
+    out += _pip_text(new, every)
     return RenderedEnvironment(
         spec=new,
         text="\n".join(out) + "\n",
@@ -502,6 +745,50 @@ def render(
         gpu_source=gpu_source,
         companion_notes=tuple(companion_notes),
     )
+
+
+def _conda_channels(given: tuple[str, ...], platforms: tuple[str, ...]) -> tuple[str, ...]:
+    """``given`` as conda reads it: ``nodefaults`` dropped, ``defaults`` expanded (once)."""
+    out: list[str] = []
+    for channel in given:
+        if channel == "nodefaults":
+            continue
+        expanded: tuple[str, ...] = (channel,)
+        if channel == "defaults":
+            expanded = DEFAULTS_CHANNELS
+            if any(PLATFORM_INFO[p].os == "win" for p in platforms if p in PLATFORM_INFO):
+                expanded = (*expanded, DEFAULTS_WINDOWS_CHANNEL)
+        out += [c for c in expanded if c not in out]
+    return tuple(out) or (DEFAULT_CHANNEL,)
+
+
+def _pip_repositories_text(spec: EnvironmentSpec) -> list[str]:
+    """conda-lock's ``pip-repositories:`` (and ``allow-pypi-requests: false`` for an
+    ``--index-url``): the indexes of the ``pip:`` section, credentials stripped."""
+    urls = [u for u in (spec.pip_index_url, *spec.pip_extra_index_urls) if u is not None]
+    if not urls:
+        return []
+    out = ["pip-repositories:", *(f"  - {_scalar(strip_auth(u))}" for u in urls)]
+    if spec.pip_index_url is not None:
+        out.append("allow-pypi-requests: false")
+    return out
+
+
+def _pip_text(spec: EnvironmentSpec, platforms: tuple[str, ...]) -> list[str]:
+    """The ``pip:`` section, a requirement true on some platforms only once per platform."""
+    if not spec.pip:
+        return []
+    out = ["  - pip:"]
+    for req in spec.pip:
+        if req.platforms is None or set(platforms) <= req.platforms:
+            out.append(f"    - {_scalar(req.text)}")
+        else:
+            out += [
+                f"    - {_scalar(req.text)}  # [{PLATFORM_INFO[p].selector}]"
+                for p in platforms
+                if p in req.platforms
+            ]
+    return out
 
 
 def _pin_build(dep: str, build_glob: str) -> str:

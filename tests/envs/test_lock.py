@@ -367,14 +367,14 @@ def test_tensorflow_cuda_on_win_64_says_where_the_variant_exists(
 
 def test_malformed_user_environment_file_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "mine.yml"
-    bad.write_text("name: mine\ndependencies:\n  - numpy\n  - {pip: [torch]}\n")
+    bad.write_text("name: mine\ndependencies:\n  - numpy\n  - {npm: [left-pad]}\n")
     code, out = lock_cli(
         str(bad), "--variant", "cpu", "--platform", "linux-64", "--output", str(tmp_path)
     )
     assert code == 2
     assert (
-        f"Error: malformed environment file {bad}, line 4: pip: sections are not supported; list conda packages only\n"
-        in out
+        f"Error: malformed environment file {bad}, line 4: a mapping {{npm}} in dependencies: "
+        "the only one conda knows is a 'pip:' section (- pip: [requirement, ...])\n" in out
     )
 
 
