@@ -403,7 +403,7 @@ def parse_nvidia_table(body: bytes) -> list[tuple[str, str, str | None, str | No
         ]
         if len(cells) < 3:
             continue
-        m = re.fullmatch(r"CUDA (\d+\.\d+)(?:\.\d+)? GA", re.sub(r"\s+", " ", cells[0]))
+        m = re.fullmatch(r"CUDA ((\d+\.\d+)(?:\.\d+)? GA)", re.sub(r"\s+", " ", cells[0]))
         if not m:
             continue
 
@@ -411,7 +411,7 @@ def parse_nvidia_table(body: bytes) -> list[tuple[str, str, str | None, str | No
             d = re.search(r"(\d+\.\d+(?:\.\d+)?)", cell)
             return d.group(1) if d else None
 
-        rows.append((m.group(1), f"{m.group(1)} GA", driver(cells[1]), driver(cells[2])))
+        rows.append((m.group(2), m.group(1), driver(cells[1]), driver(cells[2])))
     return rows or None
 
 
@@ -517,7 +517,7 @@ def compare_torch(
                         "new",
                         f"pytorch.releases.{key}.variants.{variant}",
                         None,
-                        None,
+                        {variant: None},
                         page,
                         note=f"{page.url} has {key} wheels; arch list not read (null)",
                     )
@@ -1000,10 +1000,11 @@ def apply(text: str, diff: Diff, accept: Iterable[str] = ()) -> tuple[str, list[
         cites |= _cited(row) if row.change != "removed" else set()
     for key in sorted(cites & set(SOURCE_TEXT)):
         _upsert_source(lines, key, SOURCE_TEXT[key].format(day=diff.read_on))
-    for i, line in enumerate(lines):
-        if line.startswith("refreshed:"):
-            lines[i] = f'refreshed: "{diff.read_on}"'
-            break
+    if any(s.usable for s in diff.sources):  # not when nothing could be read
+        for i, line in enumerate(lines):
+            if line.startswith("refreshed:"):
+                lines[i] = f'refreshed: "{diff.read_on}"'
+                break
     new_text = "\n".join(lines)
     parse_knowledge_base(_yaml_load(new_text), "compat.yaml (refreshed)")
     return new_text, applied
@@ -1014,13 +1015,19 @@ def apply(text: str, diff: Diff, accept: Iterable[str] = ()) -> tuple[str, list[
 
 def sources_markdown(data: Mapping[str, Any]) -> str:
     """docs/doctor.md's source list, generated from the data (between the markers)."""
-    torch = max(data["pytorch"]["releases"], key=_vkey)
+    releases = data["pytorch"]["releases"]
+    torch = max(releases, key=_vkey)
+    ruled = max(
+        (k for k, r in releases.items() if any(a is not None for a in r["variants"].values())),
+        key=_vkey,
+    )
     tf = max(data["tensorflow"]["releases"], key=_vkey)
+    arch = "" if ruled == torch else f" (CUDA arch lists up to {ruled})"
     lines = [
         DOCS_BEGIN,
         "",
         f"The data was last refreshed from its sources on {data['refreshed']} (schema "
-        f"{data['schema']}); it knows PyPI's PyTorch up to {torch} and TensorFlow up to {tf}. "
+        f"{data['schema']}); it knows PyTorch up to {torch}{arch} and TensorFlow up to {tf}. "
         "Every fact cites one of these sources:",
         "",
         "| key | source |",
