@@ -11,9 +11,9 @@ Laid out like the real ones, as PEP 503 "simple" indexes that uv reads through `
 * ``ROOT/pypi/simple``: ``numpy``, ``ipykernel``, ``tensorflow`` (with an ``and-cuda`` extra that
   pulls ``nvidia-cudnn-cu12``), ``tensorflow-cpu`` and the ``nvidia-*`` wheels TensorFlow needs.
 
-Each variant's index also holds a ``torch`` 2.15.0 (a release the knowledge base does not know
-yet): a lock that let the resolver take the newest would pick it, so a lock showing 2.14.0 shows
-the release pin. Every stand-in ``torch`` has ``torch/version.py`` (``cuda = "12.6"`` or ``None``)
+Each variant's index also holds a ``torch`` release the knowledge base does not know yet
+(:func:`torch_versions`): a lock that let the resolver take the newest would pick it, so a lock
+showing the recommended release shows the pin. Every stand-in ``torch`` has ``torch/version.py`` (``cuda = "12.6"`` or ``None``)
 and a ``torchrun`` console script printing the variant, so a test can run it from the venv.
 """
 
@@ -26,8 +26,6 @@ from tests.support.wheels import Wheel, build_index
 
 #: the variants laid out, and their CUDA version (None: cpu)
 VARIANTS: dict[str, str | None] = {"cpu": None, "cu126": "12.6", "cu130": "13.0"}
-#: torch releases in every variant's index (2.14: the knowledge base's newest; 2.15: unknown)
-TORCH_VERSIONS: tuple[str, ...] = ("2.13.0", "2.14.0", "2.15.0")
 PYTHONS: tuple[str, ...] = ("cp311", "cp312")
 LINUX = "manylinux_2_28_x86_64"
 LINUX_ARM = "manylinux_2_28_aarch64"
@@ -43,6 +41,16 @@ NUMPY = "2.3.4"
 IPYKERNEL = "7.1.0"
 TENSORFLOW = "2.21.0"
 EXTRA = "Provides-Extra: and-cuda"
+
+
+def torch_versions() -> tuple[str, ...]:
+    """The torch versions in every variant's index: the knowledge base's two newest releases and
+    the next one, which it does not know yet (``2.14.0``, ``2.15.0``, ``2.16.0``)."""
+    from dlsetup.compat.frameworks import torch_releases
+
+    known = torch_releases()[-2:]
+    major, minor = (int(x) for x in known[-1].split("."))
+    return (*(f"{r}.0" for r in known), f"{major}.{minor + 1}.0")
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ def _torch_files(version: str, variant: str, cuda: str | None) -> dict[str, byte
 def _torch_wheels(variant: str, cuda: str | None) -> list[Wheel]:
     requires = tuple(f"{name}=={ver}; {LINUX_ONLY}" for name, ver in CUDA_LIBS.get(variant, ()))
     wheels: list[Wheel] = []
-    for release in TORCH_VERSIONS:
+    for release in torch_versions():
         local = f"{release}+{variant}"
         for py in PYTHONS:
             for platform in (LINUX, WINDOWS, *((LINUX_ARM,) if variant == "cpu" else ())):
