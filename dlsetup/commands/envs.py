@@ -70,6 +70,11 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
                     for pkg in p.packages
                 ],
                 "solve_ms": round(p.solve_ms, 3),
+                "pypi_packages": [
+                    {"name": pkg.name, "version": pkg.version} for pkg in p.pypi_packages
+                ],
+                "pypi_ms": round(p.pypi_ms, 3),
+                "provided_by_conda": list(p.provided_by_conda),
             }
             for p in result.platforms
         ],
@@ -98,11 +103,21 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
     }
 
 
-def _frameworks_line(packages: Any) -> str:
+def _frameworks_line(packages: Any, kind: str = "") -> str:
     shown = [
         f"{p.name} {p.version} ({p.build})" for p in packages if p.name in ("pytorch", "tensorflow")
     ]
-    return "; ".join([*shown, f"{len(packages)} packages"])
+    return "; ".join([*shown, f"{len(packages)} {kind}packages"])
+
+
+def _pypi_line(platform: Any) -> str:
+    """``PyPI (uv, 12 ms): 3 packages: a 1.0, b 2.0, c 3.0; from conda: numpy 2.1``."""
+    names = ", ".join(f"{p.name} {p.version}" for p in platform.pypi_packages)
+    line = f"PyPI (uv, {platform.pypi_ms:.0f} ms): {len(platform.pypi_packages)} packages"
+    line += f": {names}" if names else ""
+    if platform.provided_by_conda:
+        line += f"; already from conda: {', '.join(platform.provided_by_conda)}"
+    return line
 
 
 def _python_is_not_a_version(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -287,8 +302,13 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         f"Locked {result.name} ({result.variant}: {choice.reason}) for "
         f"{', '.join(p.platform for p in result.platforms)} with {result.engine}, {solved}."
     )
+    pip_section = any(p.pypi_packages or p.provided_by_conda for p in result.platforms)
     for p in result.platforms:
-        console.print(f"  {p.platform}: {_frameworks_line(p.packages)}")
+        console.print(
+            f"  {p.platform}: {_frameworks_line(p.packages, 'conda ' if pip_section else '')}"
+        )
+        if pip_section:
+            console.print(f"    {_pypi_line(p)}", markup=False, soft_wrap=True)
         line = result.lines.get(p.platform)
         if line is not None:
             console.print(f"    CUDA line {line.line}: {' '.join(line.specs)}", markup=False)
@@ -296,6 +316,8 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         console.print(f"      ({sources_text(p.virtual_packages)})")
     for note in result.companion_notes:
         console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
+    for note in result.pypi_notes:
+        console.print(f"  PyPI: {note}.", markup=False, soft_wrap=True)
     console.print("Wrote:")
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")

@@ -275,12 +275,19 @@ def _dependencies_by_platform(path: Path, platforms: tuple[str, ...]) -> dict[st
         ) from exc
     result: dict[str, list[str]] = {p: [] for p in platforms}
     in_deps = False
+    pip_indent: int | None = None  # inside the pip: section: its "- pip:" line's indentation
     for line in text.splitlines():
         if line and not line[0].isspace() and not line.startswith("#"):
             in_deps = line.rstrip() == "dependencies:"
             continue
         found = _DEP_LINE_RE.match(line) if in_deps else None
         if found is None:
+            continue
+        indent = len(line) - len(line.lstrip())
+        if pip_indent is not None and indent <= pip_indent:
+            pip_indent = None
+        if found.group("value") == "pip:":
+            pip_indent = indent
             continue
         raw = found.group("value")
         try:
@@ -290,13 +297,20 @@ def _dependencies_by_platform(path: Path, platforms: tuple[str, ...]) -> dict[st
         selector = found.group("selector")
         for platform in platforms:
             if selector is None or PLATFORM_INFO[platform].selector == selector:
-                result[platform].append(str(value))
+                result[platform].append(f"pip: {value}" if pip_indent is not None else str(value))
     return result
+
+
+def pip_entries(rendered: RenderedEnvironment, platform: str) -> list[str]:
+    """The ``pip:`` requirements of ``platform`` as :func:`_dependencies_by_platform` lists them."""
+    return [f"pip: {r.text}" for r in rendered.pip_for(platform)]
 
 
 def _spec_key(spec: str) -> str:
     from dlsetup.envs.spec import spec_name
 
+    if spec.startswith("pip: "):  # a pip: requirement, by its PyPI name
+        return "pip:" + spec_name(re.split(r"[\s;<>=!~\[(@]", spec[5:].strip(), maxsplit=1)[0])
     return spec_name(spec)
 
 
@@ -629,7 +643,8 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
                 skip = _line_packages(record, lines, p, found)
                 change = _dependency_changes(
                     [d for d in recorded_deps[p] if _spec_key(d) not in skip],
-                    [d for d in rendered.dependencies_for(p) if _spec_key(d) not in skip],
+                    [d for d in rendered.dependencies_for(p) if _spec_key(d) not in skip]
+                    + pip_entries(rendered, p),
                 )
                 if change:
                     changes[p] = change

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import shutil
 import subprocess
@@ -104,7 +105,7 @@ class PlatformLock:
         pypi_packages: the PyPI part (``manager: pip`` entries), sorted by name; build is "".
         pypi_ms: uv's resolution time in milliseconds (0 without a ``pip:`` section).
         provided_by_conda: ``pip:`` requirements the conda part satisfies, left out of the PyPI
-            part (``numpy 2.1.3 (conda)``).
+            part (``numpy 2.1.3``).
     """
 
     platform: str
@@ -389,6 +390,8 @@ def _build_lockfile(
     from conda_lock.src_parser import make_lock_spec
     from conda_lock.virtual_package import virtual_package_repo_from_specification
 
+    # conda-lock logs each line a selector leaves out of a platform: dlsetup rendered them so
+    logging.getLogger("conda_lock.src_parser.selectors").setLevel(logging.ERROR)
     lock_spec = make_lock_spec(src_files=[env_path], mapping_url=str(pypi_mapping_path()))
     content_hash = compute_content_hashes(
         lock_spec, virtual_package_repo_from_specification(vp_path)

@@ -103,7 +103,7 @@ class PypiSolution:
         platform: conda subdir.
         packages: resolved PyPI packages, sorted by name (conda-provided ones left out).
         provided_by_conda: requirements of the ``pip:`` section the conda part satisfies
-            (``numpy 2.1.3 (conda)``).
+            (``numpy 2.1.3``).
         resolve_ms: wall time of the resolution, milliseconds.
         notes: anything worth saying (a wheel whose dependencies could not be read).
     """
@@ -446,7 +446,7 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
 
         name = normalize(Requirement(text).name)
         if name in provided_names:
-            satisfied.append(f"{name} {request.provided[name]} (conda)")
+            satisfied.append(f"{name} {request.provided[name]}")
     with tempfile.TemporaryDirectory(prefix="dlsetup-pypi-") as tmp:
         work = Path(tmp)
         stubs = work / "conda"
