@@ -70,11 +70,6 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
                     for pkg in p.packages
                 ],
                 "solve_ms": round(p.solve_ms, 3),
-                "pypi_packages": [
-                    {"name": pkg.name, "version": pkg.version} for pkg in p.pypi_packages
-                ],
-                "pypi_ms": round(p.pypi_ms, 3),
-                "provided_by_conda": list(p.provided_by_conda),
             }
             for p in result.platforms
         ],
@@ -103,21 +98,11 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
     }
 
 
-def _frameworks_line(packages: Any, kind: str = "") -> str:
+def _frameworks_line(packages: Any) -> str:
     shown = [
         f"{p.name} {p.version} ({p.build})" for p in packages if p.name in ("pytorch", "tensorflow")
     ]
-    return "; ".join([*shown, f"{len(packages)} {kind}packages"])
-
-
-def _pypi_line(platform: Any) -> str:
-    """``PyPI (uv, 12 ms): 3 packages: a 1.0, b 2.0, c 3.0; from conda: numpy 2.1``."""
-    names = ", ".join(f"{p.name} {p.version}" for p in platform.pypi_packages)
-    line = f"PyPI (uv, {platform.pypi_ms:.0f} ms): {len(platform.pypi_packages)} packages"
-    line += f": {names}" if names else ""
-    if platform.provided_by_conda:
-        line += f"; already from conda: {', '.join(platform.provided_by_conda)}"
-    return line
+    return "; ".join([*shown, f"{len(packages)} packages"])
 
 
 def _python_is_not_a_version(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -302,13 +287,8 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         f"Locked {result.name} ({result.variant}: {choice.reason}) for "
         f"{', '.join(p.platform for p in result.platforms)} with {result.engine}, {solved}."
     )
-    pip_section = any(p.pypi_packages or p.provided_by_conda for p in result.platforms)
     for p in result.platforms:
-        console.print(
-            f"  {p.platform}: {_frameworks_line(p.packages, 'conda ' if pip_section else '')}"
-        )
-        if pip_section:
-            console.print(f"    {_pypi_line(p)}", markup=False, soft_wrap=True)
+        console.print(f"  {p.platform}: {_frameworks_line(p.packages)}")
         line = result.lines.get(p.platform)
         if line is not None:
             console.print(f"    CUDA line {line.line}: {' '.join(line.specs)}", markup=False)
@@ -316,8 +296,6 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         console.print(f"      ({sources_text(p.virtual_packages)})")
     for note in result.companion_notes:
         console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
-    for note in result.pypi_notes:
-        console.print(f"  PyPI: {note}.", markup=False, soft_wrap=True)
     console.print("Wrote:")
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")
@@ -453,7 +431,27 @@ are verified, and packages from outside the lock's channels are refused.
     "--from-lock",
     "from_lock",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Build from this conda-lock file instead of locking TARGET first.",
+    help="Build from this lock instead of locking TARGET first: conda-lock v1, explicit "
+    "(@EXPLICIT) or pixi.lock, detected from its content; its PyPI packages are installed too.",
+)
+@click.option(
+    "--environment",
+    "lock_environment",
+    metavar="NAME",
+    help="The pixi.lock environment to build (default: default).",
+)
+@click.option(
+    "--dev/--no-dev",
+    default=True,
+    show_default=True,
+    help="Install a conda-lock file's dev category (as conda-lock install does).",
+)
+@click.option(
+    "-E",
+    "--extras",
+    multiple=True,
+    metavar="CATEGORY",
+    help="Also install this category of a conda-lock file (repeatable).",
 )
 @click.option("--no-jupyter", is_flag=True, help="Do not register a Jupyter kernel.")
 @click.option(
@@ -479,6 +477,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     prefix: Path | None,
     name: str | None,
     from_lock: Path | None,
+    lock_environment: str | None,
+    dev: bool,
+    extras: tuple[str, ...],
     no_jupyter: bool,
     no_smoke: bool,
     force: bool,
@@ -518,6 +519,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         force=force,
         progress=Progress(enabled=not as_json),
         on_smoke_start=smoke_starts,
+        environment=lock_environment,
+        dev=dev,
+        extras=extras,
     )
     installed, kernel, smoke = built.installed, built.kernel, built.smoke
     data = {
@@ -527,6 +531,8 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         "lock": str(built.from_lock) if built.from_lock else None,
         "variant_reason": built.variant_reason or None,
         "packages": installed.packages,
+        "pypi_packages": installed.pypi_packages,
+        "lock_format": installed.lock_format,
         "replaced": installed.replaced,
         "seconds": round(installed.seconds, 3),
         "python": str(installed.python) if installed.python else None,
@@ -541,8 +547,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         console = make_console()
         verb = "Replaced" if installed.replaced else "Created"
         console.print(
-            f"{verb} {installed.prefix} ({installed.packages} packages, {installed.platform}, "
-            f"hashes verified) in {installed.seconds:.1f} s."
+            f"{verb} {installed.prefix} ({installed.packages + installed.pypi_packages} "
+            f"packages: {installed.packages} conda, {installed.pypi_packages} PyPI; "
+            f"{installed.platform}, hashes verified) in {installed.seconds:.1f} s."
         )
         if kernel:
             console.print(f"Jupyter kernel: {kernel.display_name} ({kernel.path})")

@@ -54,6 +54,9 @@ def build_environment(
     force: bool = False,
     progress: Progress | None = None,
     on_smoke_start: Callable[[], None] | None = None,
+    environment: str | None = None,
+    dev: bool = True,
+    extras: tuple[str, ...] = (),
 ) -> Built:
     """Build a verified environment from ``request`` (locked first) or from the lock ``from_lock``.
 
@@ -69,6 +72,10 @@ def build_environment(
         progress: where the lock and install steps report; it is closed once the environment is
             installed (default: silent).
         on_smoke_start: called just before the smoke test starts.
+        environment: the environment of a pixi.lock ``from_lock`` (default ``default``).
+        dev: install a conda-lock ``from_lock``'s ``dev`` category (``conda-lock install``'s
+            default; ``--no-dev`` drops it).
+        extras: more categories of a conda-lock ``from_lock`` (``--extras``).
 
     The target's lock (:func:`dlsetup.envs.safety.target_lock`) is held from the install to the
     end of the smoke test, so a second ``create`` of the same target is refused meanwhile.
@@ -106,7 +113,7 @@ def build_environment(
         else:
             assert from_lock is not None
             lock_path = from_lock
-            default_name = from_lock.name.removesuffix(".yml").removesuffix(".conda-lock")
+            default_name = _name_of_lock(from_lock, environment)
         env_name = name or (prefix.name if prefix is not None else default_name)
         if prefix is None:
             validate_env_name(env_name)
@@ -116,12 +123,19 @@ def build_environment(
         def keep_lock(staged: Path) -> None:
             meta = staged / "conda-meta"
             meta.mkdir(exist_ok=True)
-            (meta / "dlsetup.conda-lock.yml").write_bytes(lock_copy)
+            (meta / _kept_name(lock_copy)).write_bytes(lock_copy)
 
         with target_lock(prefix):
             try:
                 installed = create_environment(
-                    lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
+                    lock_path,
+                    prefix,
+                    force=force,
+                    progress=progress,
+                    on_ready=keep_lock,
+                    environment=environment,
+                    dev=dev,
+                    extras=extras,
                 )
             finally:
                 progress.close()
@@ -142,3 +156,23 @@ def build_environment(
         smoke=outcome,
         activate=activation_hint(installed.prefix, env_name),
     )
+
+def _name_of_lock(lock: Path, environment: str | None) -> str:
+    """The default environment name for a lock: ``x`` for ``x.conda-lock.yml``; a pixi.lock's
+    directory name (and the environment, when not ``default``); ``x`` for ``x.txt``/``x.lock``."""
+    name = lock.name
+    if name == "pixi.lock":
+        base = lock.resolve().parent.name or "pixi"
+        return base if environment in (None, "default") else f"{base}-{environment}"
+    for suffix in (".yml", ".yaml", ".conda-lock", ".lock", ".txt"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _kept_name(lock: bytes) -> str:
+    """The name the lock's copy has in ``conda-meta/`` (by its format, as detected on read)."""
+    if b"@EXPLICIT" in lock:
+        return "dlsetup.explicit.txt"
+    if b"\nenvironments:" in lock or lock.startswith(b"environments:"):
+        return "dlsetup.pixi.lock"
+    return "dlsetup.conda-lock.yml"

@@ -50,6 +50,7 @@ from urllib.request import url2pathname
 from dlsetup.envs import names
 from dlsetup.envs.credentials import canonical, expand_auth
 from dlsetup.envs.location import host_platform
+from dlsetup.envs.lockformats import DEFAULT_DEV, PypiPackage, read_locked_environment
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.safety import (
     ArchiveFacts,
@@ -61,7 +62,7 @@ from dlsetup.envs.safety import (
     secure_tree,
     target_lock,
 )
-from dlsetup.errors import DlsetupError, InputError, InstallError, IntegrityError
+from dlsetup.errors import DlsetupError, InstallError, IntegrityError
 
 if TYPE_CHECKING:
     from rattler.install.installer import InstallerReporter
@@ -89,6 +90,10 @@ class InstallResult:
         seconds: wall time of verification and installation, in seconds.
         skipped_scripts: the link scripts conda would have run and dlsetup did not (it runs
             none), as ``"package: bin/.package-post-link.sh"``.
+        pypi_packages: number of PyPI packages installed (with uv, after the conda ones).
+        lock_format: the lock's format (:data:`dlsetup.envs.lockformats.FORMAT_NAMES`).
+        environment: the lock environment installed (pixi.lock), else ``default``.
+        categories: the conda-lock categories installed (empty for other formats).
     """
 
     prefix: Path
@@ -98,6 +103,10 @@ class InstallResult:
     replaced: bool
     seconds: float
     skipped_scripts: tuple[str, ...] = ()
+    pypi_packages: int = 0
+    lock_format: str = "conda-lock-v1"
+    environment: str = "default"
+    categories: tuple[str, ...] = ()
 
 
 def validate_env_name(name: str) -> str:
@@ -123,44 +132,62 @@ def _channel_base(url: str) -> str:
 
 @dataclass(frozen=True)
 class LockContents:
-    """The part of a lock one platform needs."""
+    """The part of a lock one platform needs.
+
+    Attributes:
+        path: the lock file.
+        platform: the platform installed.
+        channels: the declared conda channels, as base URLs ending in ``/``.
+        records: rattler records of the conda packages.
+        pypi: the PyPI packages, installed with uv after the conda ones.
+        format: the lock's format (``conda-lock-v1``, ``explicit``, ``pixi``).
+        environment: the lock environment chosen (pixi.lock), else ``default``.
+        categories: the conda-lock categories installed.
+        metadata_from_archive: the records carry only what an explicit lock has (name,
+            version, build, URL, hash); the rest is read from each verified archive.
+    """
 
     path: Path
     platform: str
     channels: tuple[str, ...]
     records: list[Any]
+    pypi: tuple[PypiPackage, ...] = ()
+    format: str = "conda-lock-v1"
+    environment: str = "default"
+    categories: tuple[str, ...] = ()
+    metadata_from_archive: bool = False
 
 
-def read_lock(path: Path, platform: str) -> LockContents:
-    """Read ``path`` with rattler and return ``platform``'s records and the declared channels.
+def read_lock(
+    path: Path,
+    platform: str,
+    *,
+    environment: str | None = None,
+    dev: bool = DEFAULT_DEV,
+    extras: tuple[str, ...] = (),
+) -> LockContents:
+    """Read ``path`` (any format :mod:`dlsetup.envs.lockformats` reads) for ``platform``.
 
     Raises:
-        InputError: the file is missing, unreadable, or has no packages for ``platform``.
+        InputError: the file is missing, malformed or of an unsupported format (the message
+            names it and the supported ones), or has no packages for ``platform`` (or the
+            environment or category asked for).
     """
-    import rattler
-
-    if not path.is_file():
-        raise InputError(f"lock file {path} does not exist", fix="check the --from-lock path")
-    try:
-        lock = rattler.LockFile.from_path(path)
-    except Exception as exc:
-        raise IntegrityError(
-            f"{path} is not a readable conda-lock file: {exc}",
-            fix="regenerate it with dlsetup lock (a hand-edited lock is refused)",
-        ) from exc
-    env = lock.default_environment()
-    if env is None:
-        raise InputError(
-            f"{path} has no default environment", fix="regenerate it with dlsetup lock"
-        )
-    records = env.conda_repodata_records()
-    if platform not in records:
-        raise InputError(
-            f"{path} has no packages for {platform}; it has: {', '.join(sorted(records)) or 'none'}",
-            fix=f"lock for this machine: dlsetup lock TARGET --platform {platform}",
-        )
-    channels = tuple(_channel_base(str(c)) for c in env.channels())
-    return LockContents(path, platform, channels, records[platform])
+    locked = read_locked_environment(
+        path, platform, environment=environment, dev=dev, extras=extras
+    )
+    channels = tuple(_channel_base(str(c)) for c in locked.channels)
+    return LockContents(
+        path,
+        platform,
+        channels,
+        locked.conda,
+        pypi=locked.pypi,
+        format=locked.format,
+        environment=locked.environment,
+        categories=locked.categories,
+        metadata_from_archive=locked.metadata_from_archive,
+    )
 
 
 _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
@@ -246,10 +273,17 @@ def verify_lock(contents: LockContents) -> None:
         _check_channel(base, contents.path)
         expand_auth(base)  # a ``${VAR}`` the environment lacks is named now, before any download
     for rec in contents.records:
-        if rec.sha256 is None:
+        # an explicit lock (conda list --explicit --md5, conda-lock render) carries md5 only
+        md5_will_do = contents.metadata_from_archive and rec.md5 is not None
+        if rec.sha256 is None and not md5_will_do:
             raise IntegrityError(
-                f"{rec.file_name} in {contents.path} has no sha256; unverifiable packages are refused",
-                fix="regenerate the lock with dlsetup lock",
+                f"{rec.file_name} in {contents.path} has no "
+                f"{'hash' if contents.metadata_from_archive else 'sha256'}; "
+                "unverifiable packages are refused",
+                fix="regenerate the lock with dlsetup lock"
+                if not contents.metadata_from_archive
+                else "write the explicit lock with hashes: conda list --explicit --md5 (or "
+                "--sha256), or conda-lock render -k explicit",
             )
         _check_record_identity(rec, contents.path)
         url = canonical(rec.url)
@@ -295,12 +329,13 @@ async def _fetch(url: str, dest: Path) -> None:
 async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> Path:
     import asyncio
 
-    expected = rec.sha256.hex()
+    expected = rec.sha256.hex() if rec.sha256 is not None else None
     expected_md5 = rec.md5.hex() if rec.md5 is not None else None
-    local = archive_cache / f"{expected}-{rec.file_name}"
+    key = expected if expected is not None else f"md5-{expected_md5}"
+    local = archive_cache / f"{key}-{rec.file_name}"
     if local.is_file():
         sha256, md5 = await asyncio.to_thread(_digests_of, local)
-        if sha256 == expected and expected_md5 in (None, md5):
+        if expected in (None, sha256) and expected_md5 in (None, md5):
             return local
     partial = local.with_name(local.name + f".part{os.getpid()}")
     try:
@@ -331,6 +366,71 @@ class Verified:
 
     local: Path
     facts: ArchiveFacts
+
+
+async def _index_json(local: Path) -> dict[str, Any]:
+    from rattler.package_streaming import PackageArchive
+
+    opened = await PackageArchive.from_path(local)
+    async for entry in opened.stream("info"):
+        if entry.name.lstrip("./") == "info/index.json":
+            data = json.loads(await entry.read())
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+async def record_from_archive(rec: Any, local: Path, lock_path: Path) -> Any:
+    """The full rattler record of an explicit lock's package, from its verified archive.
+
+    An explicit lock names only the URL and a hash; ``noarch``, the dependencies and the rest
+    come from the archive's ``info/index.json``, which must agree with the file name.
+
+    Raises:
+        IntegrityError: the archive has no ``info/index.json`` or it names another package.
+    """
+    import rattler
+
+    try:
+        index = await _index_json(local)
+    except Exception as exc:
+        raise IntegrityError(
+            f"package {rec.file_name} is refused: its archive cannot be read ({exc})",
+            fix="render the explicit lock again from a channel you trust",
+        ) from exc
+    said = (str(index.get("name")), str(index.get("version")), str(index.get("build")))
+    named = (rec.name.normalized, str(rec.version), str(rec.build))
+    if said != named or str(index.get("subdir", rec.subdir)) != str(rec.subdir):
+        raise IntegrityError(
+            f"package {rec.file_name} in {lock_path} is refused: its info/index.json says "
+            f"{'-'.join(said)} for {index.get('subdir')}",
+            fix="render the explicit lock again from a channel you trust",
+        )
+    sha256, md5 = await asyncio_to_thread(_digests_of, local)
+    noarch = index.get("noarch")
+    record = rattler.PackageRecord(
+        name=said[0],
+        version=said[1],
+        build=rattler.BuildString(said[2]),
+        build_number=int(index.get("build_number", 0) or 0),
+        subdir=str(rec.subdir),
+        arch=index.get("arch"),
+        platform=index.get("platform"),
+        noarch=noarch if noarch in ("python", "generic") else None,
+        depends=[str(d) for d in index.get("depends", [])],
+        constrains=[str(c) for c in index.get("constrains", [])],
+        sha256=bytes.fromhex(sha256),
+        md5=bytes.fromhex(md5),
+        size=local.stat().st_size,
+        license=index.get("license"),
+    )
+    return rattler.RepoDataRecord(record, rec.file_name, rec.url, str(rec.channel))
+
+
+async def asyncio_to_thread(func: Callable[..., Any], *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(func, *args)
 
 
 async def _inspect(local: Path, rec: Any) -> ArchiveFacts:
@@ -694,11 +794,18 @@ def create_environment(
     progress: Progress | None = None,
     archive_cache: Path | None = None,
     on_ready: Callable[[Path], None] | None = None,
+    environment: str | None = None,
+    dev: bool = DEFAULT_DEV,
+    extras: tuple[str, ...] = (),
 ) -> InstallResult:
     """Install ``lock_path``'s packages for ``platform`` into ``prefix``, atomically.
 
+    The conda packages are linked into a staged prefix, then the PyPI packages are installed
+    into it with uv (:mod:`dlsetup.envs.pypi_install`), then it is moved into place.
+
     Args:
-        lock_path: a conda-lock v1 file.
+        lock_path: a conda-lock v1, explicit or pixi.lock file
+            (:mod:`dlsetup.envs.lockformats`).
         prefix: the environment directory to create.
         platform: the lock platform to install (default: this machine's).
         force: replace an existing environment (only after the new one is complete); a
@@ -706,6 +813,9 @@ def create_environment(
         progress: where progress goes (default: silent).
         archive_cache: content-addressed archive cache (default ``~/.cache/dlsetup/archives``).
         on_ready: called with the staged environment before it is moved into place.
+        environment: the pixi.lock environment (default ``default``).
+        dev: install conda-lock's ``dev`` category (as ``conda-lock install --dev``).
+        extras: more conda-lock categories (as ``conda-lock install --extras``).
 
     Raises:
         InputError: ``prefix`` is empty, a file, under a file, a link, or not writable.
@@ -720,8 +830,12 @@ def create_environment(
     platform = platform or host_platform()
     prefix = normalize_prefix(prefix)
     check_prefix(prefix, force=force)
-    contents = read_lock(lock_path, platform)
+    contents = read_lock(lock_path, platform, environment=environment, dev=dev, extras=extras)
     verify_lock(contents)
+    from dlsetup.envs.pypi_install import check_packages
+
+    check_packages(contents.pypi, platform, lock_path)  # before any download
+    progress.note(plan_text(contents))
     with target_lock(prefix):
         with deferred_signals():
             clean_leftovers(prefix)
@@ -748,6 +862,20 @@ def _install_locked(
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlsetup" / "archives"
     )
     verified = _run_async(fetch_verified(contents, cache, progress))
+    if contents.metadata_from_archive:
+        import asyncio
+
+        async def full_records() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        record_from_archive(rec, verified[rec.url].local, contents.path)
+                        for rec in contents.records
+                    )
+                )
+            )
+
+        contents = _replace_records(contents, _run_async(full_records()))
 
     work = prefix.parent / f"{PARTIAL_MARK}{prefix.name}-{os.getpid()}"
     _remove_path(work)
@@ -763,6 +891,7 @@ def _install_locked(
     for rec in records:
         rec.url = originals[rec.url]
     linked = False
+    pypi_count = 0
     try:
         work.mkdir()
         _run_rattler(
@@ -778,6 +907,7 @@ def _install_locked(
             work,
         )
         linked = True  # rattler's threads are done with ``work``
+        pypi_count = _install_pypi(contents, staged, prefix, progress)
         secure_tree(staged)
         _fix_conda_meta(staged, originals)
         (staged / "CACHEDIR.TAG").unlink(missing_ok=True)
@@ -806,4 +936,45 @@ def _install_locked(
         replaced=replaced,
         seconds=time.perf_counter() - start,
         skipped_scripts=skipped,
+        pypi_packages=pypi_count,
+        lock_format=contents.format,
+        environment=contents.environment,
+        categories=contents.categories,
     )
+
+
+def plan_text(contents: LockContents) -> str:
+    """The line printed before installing: conda and PyPI packages counted apart."""
+    where = f"{contents.path.name} ({contents.format}"
+    if contents.format == "pixi":
+        where += f", environment {contents.environment}"
+    if contents.categories:
+        where += f", categories {', '.join(contents.categories)}"
+    return (
+        f"Plan: {len(contents.records)} conda packages and {len(contents.pypi)} PyPI packages "
+        f"for {contents.platform} from {where})"
+    )
+
+
+def _replace_records(contents: LockContents, records: list[Any]) -> LockContents:
+    import dataclasses
+
+    return dataclasses.replace(contents, records=records)
+
+
+def _install_pypi(contents: LockContents, staged: Path, prefix: Path, progress: Progress) -> int:
+    if not contents.pypi:
+        return 0
+    from dlsetup.envs.pypi_install import install_pypi
+
+    progress.note(f"Installing {len(contents.pypi)} PyPI packages with uv ...")
+    count = install_pypi(
+        contents.pypi,
+        python=env_python(staged, contents.platform),
+        staged=staged,
+        final=prefix,
+        platform=contents.platform,
+        lock=contents.path,
+    )
+    progress.note(f"PyPI packages: done ({count}/{len(contents.pypi)})")
+    return count

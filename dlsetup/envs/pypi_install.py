@@ -1,0 +1,260 @@
+"""Install a lock's PyPI packages with uv into a staged environment: exactly those files, hashed.
+
+Called by :mod:`dlsetup.envs.install` after the conda packages are linked into the staged
+prefix and before it is moved into place, so the whole environment stays atomic.
+
+* Before anything runs, every package must have a sha256 and be a wheel (``.whl``) whose
+  platform tag fits the lock's platform; otherwise the command fails naming the package.
+* uv (the ``uv`` PyPI package, found with ``uv.find_uv_bin()``) installs exactly the locked
+  URLs: ``uv pip install --python STAGED_PYTHON --no-deps --require-hashes --no-build
+  --no-config -r REQS`` where every line is ``NAME @ URL --hash=sha256:HEX``. A file whose hash
+  differs is refused by uv, and reported naming the package (exit 4).
+* ``${VAR}`` placeholders in URLs are filled only in the private requirements file (mode 0600,
+  removed afterwards), never on uv's command line or in a message.
+* uv runs as the leader of a process group of its own; Ctrl-C or SIGTERM ends the group (and
+  the caller then removes the partial build).
+* Scripts uv writes carry the staged interpreter's path; they are rewritten to the final prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dlsetup.envs.credentials import expand_auth, redact
+from dlsetup.envs.lockformats import PypiPackage
+from dlsetup.errors import InputError, InstallError, IntegrityError, MissingToolError
+
+#: seconds uv may take for one environment's PyPI packages
+UV_TIMEOUT_S = 1800.0
+
+#: wheel platform tags that run on each conda platform (``any`` fits all)
+_PLATFORM_TAGS: dict[str, re.Pattern[str]] = {
+    "linux-64": re.compile(
+        r"^(manylinux\d*(_\d+_\d+)?_x86_64|musllinux_\d+_\d+_x86_64|linux_x86_64)$"
+    ),
+    "linux-aarch64": re.compile(
+        r"^(manylinux\d*(_\d+_\d+)?_aarch64|musllinux_\d+_\d+_aarch64|linux_aarch64)$"
+    ),
+    "osx-64": re.compile(r"^macosx_\d+_\d+_(x86_64|intel|universal2?|fat\w*)$"),
+    "osx-arm64": re.compile(r"^macosx_\d+_\d+_(arm64|universal2)$"),
+    "win-64": re.compile(r"^win_amd64$"),
+}
+
+
+def uv_binary() -> Path:
+    """The uv executable of the ``uv`` Python package.
+
+    Raises:
+        MissingToolError: the package is not installed or has no binary.
+    """
+    try:
+        import uv
+
+        return Path(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError) as exc:
+        raise MissingToolError(
+            f"uv is needed to install PyPI packages and was not found ({exc})",
+            fix="pip install uv (it is a dependency of dlsetup: reinstall dlsetup)",
+        ) from exc
+
+
+def _wheel_tags(file_name: str) -> set[str] | None:
+    """The platform tags of a wheel file name, or ``None`` when it is not a wheel."""
+    if not file_name.endswith(".whl"):
+        return None
+    parts = file_name[:-4].split("-")
+    if len(parts) not in (5, 6):
+        return None
+    return set(parts[-1].split("."))
+
+
+def check_packages(packages: Sequence[PypiPackage], platform: str, lock: Path) -> None:
+    """Refuse, before anything is installed, what cannot be installed exactly as locked.
+
+    Raises:
+        IntegrityError: a package without a sha256 (exit 4).
+        InstallError: a package that is not a wheel, or whose wheel does not run on ``platform``.
+    """
+    fits = _PLATFORM_TAGS.get(platform)
+    for pkg in packages:
+        if not pkg.sha256 or not re.fullmatch(r"[0-9a-f]{64}", pkg.sha256):
+            raise IntegrityError(
+                f"the PyPI package {pkg.name} {pkg.version} in {lock} has no sha256; "
+                "unverifiable packages are refused",
+                fix="regenerate the lock so that it records each file's hash (pixi lock, "
+                "conda-lock, dlsetup lock)",
+            )
+        tags = _wheel_tags(pkg.file_name)
+        if tags is None:
+            raise InstallError(
+                f"the PyPI package {pkg.name} {pkg.version} in {lock} is {pkg.file_name}, "
+                "a source distribution; dlsetup installs locked wheels only (nothing is built)",
+                fix=f"lock a version of {pkg.name} that has a wheel for {platform}",
+            )
+        if "any" not in tags and (fits is None or not any(fits.match(t) for t in tags)):
+            raise InstallError(
+                f"the PyPI package {pkg.name} {pkg.version} has no wheel for {platform}: the "
+                f"lock {lock} names {pkg.file_name}",
+                fix=f"lock for {platform} (dlsetup lock ... --platform {platform}), or choose a "
+                f"version of {pkg.name} that publishes a {platform} wheel",
+            )
+
+
+def _requirements(packages: Sequence[PypiPackage]) -> str:
+    return "".join(
+        f"{pkg.name} @ {expand_auth(pkg.url)} --hash=sha256:{pkg.sha256}\n" for pkg in packages
+    )
+
+
+def _uv_env(cache_dir: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV"))}
+    env["UV_NO_PROGRESS"] = "1"
+    env["NO_COLOR"] = "1"
+    if cache_dir is not None:
+        env["UV_CACHE_DIR"] = str(cache_dir)
+    return env
+
+
+_HASH_MISMATCH = re.compile(r"hash", re.IGNORECASE)
+
+
+def _which_package(text: str, packages: Sequence[PypiPackage]) -> PypiPackage | None:
+    lowered = text.lower()
+    for pkg in packages:
+        if pkg.file_name.lower() in lowered or f"`{pkg.name.lower()}" in lowered:
+            return pkg
+    for pkg in packages:
+        if re.search(rf"\b{re.escape(pkg.name.lower())}\b", lowered):
+            return pkg
+    return None
+
+
+def _fail(stderr: str, packages: Sequence[PypiPackage], lock: Path) -> None:
+    text = redact(stderr.strip())
+    pkg = _which_package(text, packages)
+    which = f"{pkg.name} {pkg.version}" if pkg else "a PyPI package"
+    last = " ".join(line.strip() for line in text.splitlines()[-6:] if line.strip())
+    if _HASH_MISMATCH.search(text) and "mismatch" in text.lower():
+        raise IntegrityError(
+            f"hash mismatch for the PyPI package {which} of {lock.name}: the file at "
+            f"{redact(pkg.url) if pkg else 'its URL'} is not the one locked; refused ({last})",
+            fix="the lock or the file was changed after locking: regenerate the lock from an "
+            "index you trust",
+        )
+    raise InstallError(
+        f"uv could not install {which} from {lock.name}: {last}",
+        fix="the target was left as it was; read the cause and retry",
+    )
+
+
+def _rewrite_scripts(staged: Path, final: Path, before: set[str]) -> None:
+    """Point the scripts uv wrote at the final prefix's interpreter, not the staged one."""
+    bin_dir = staged / ("Scripts" if os.name == "nt" else "bin")
+    if not bin_dir.is_dir():
+        return
+    old, new = str(staged).encode(), str(final).encode()
+    for entry in bin_dir.iterdir():
+        if entry.name in before or entry.is_symlink() or not entry.is_file():
+            continue
+        with contextlib.suppress(OSError):
+            data = entry.read_bytes()
+            head, sep, rest = data.partition(b"\n")
+            if not head.startswith(b"#!"):
+                continue
+            second, sep2, tail = rest.partition(b"\n")
+            fixed = head.replace(old, new) + sep + second.replace(old, new) + sep2 + tail
+            if fixed != data:
+                entry.write_bytes(fixed)
+
+
+def install_pypi(
+    packages: Sequence[PypiPackage],
+    *,
+    python: Path | None,
+    staged: Path,
+    final: Path,
+    platform: str,
+    lock: Path,
+    cache_dir: Path | None = None,
+) -> int:
+    """Install ``packages`` into the staged environment whose interpreter is ``python``.
+
+    Args:
+        packages: the lock's PyPI packages for this platform (checked with
+            :func:`check_packages` first).
+        python: the staged environment's Python.
+        staged: the staged prefix (scripts are rewritten from it to ``final``).
+        final: the environment's final directory.
+        platform: the conda platform installed.
+        lock: the lock file (for messages).
+        cache_dir: uv's cache (default: uv's own).
+
+    Returns:
+        the number of packages installed.
+
+    Raises:
+        InputError: there are PyPI packages but the environment has no Python.
+        IntegrityError: a missing or mismatched hash, naming the package.
+        InstallError: uv failed (no wheel for the platform, unreachable URL), naming the package.
+        KeyboardInterrupt: Ctrl-C or SIGTERM; uv's process group has been ended.
+    """
+    if not packages:
+        return 0
+    check_packages(packages, platform, lock)
+    if python is None:
+        raise InputError(
+            f"{lock} has {len(packages)} PyPI packages ({packages[0].name} ...) but no Python "
+            "among its conda packages to install them into",
+            fix="add python to the environment file and lock again",
+        )
+    uv = uv_binary()
+    bin_dir = staged / ("Scripts" if os.name == "nt" else "bin")
+    before = {p.name for p in bin_dir.iterdir()} if bin_dir.is_dir() else set()
+    with tempfile.TemporaryDirectory(prefix="dlsetup-pypi-") as tmp:
+        reqs = Path(tmp) / "requirements.txt"
+        fd = os.open(reqs, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(_requirements(packages))
+        argv = [
+            str(uv), "pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
+            "--no-build", "--no-config", "--link-mode", "copy", "--quiet", "-r", str(reqs),
+        ]  # fmt: skip
+        result = _run_uv(argv, _uv_env(cache_dir))
+    if result.returncode != 0:
+        _fail(result.stderr or result.stdout or "", packages, lock)
+    _rewrite_scripts(staged, final, before)
+    return len(packages)
+
+
+def _run_uv(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run uv as the leader of its own process group; end the group on Ctrl-C or SIGTERM."""
+    from dlsetup.process_group import deferred_stop_signals, new_group_options, stop_group
+
+    options: dict[str, Any] = new_group_options()
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **options
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=UV_TIMEOUT_S)
+        except BaseException as exc:
+            from dlsetup.errors import Terminated
+
+            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+            with deferred_stop_signals():
+                stop_group(proc, grace_s=5.0, signum=signum)
+                proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise InstallError(
+                    f"uv took longer than {UV_TIMEOUT_S:.0f} s to install the PyPI packages",
+                    fix="check the index is reachable, then retry (the target was not touched)",
+                ) from exc
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -1,0 +1,248 @@
+"""Locks in the shapes the real tools write, over a small local channel and local wheels.
+
+* :func:`build_fixture` builds a small conda channel with :mod:`tests.envs.channel`'s real
+  archives: a **runnable Python** (``python 3.11.7 venv_0``: the test interpreter's own binary
+  copied to ``bin/python`` beside a ``pyvenv.cfg`` whose ``home`` is that interpreter's, so
+  ``sys.prefix`` and ``site-packages`` are the environment's own — a stand-in for conda-forge's
+  python that uv can install into and that reports what is really installed), ``python_abi``,
+  and noarch-python packages ``pip``, ``tinyconda`` (main) and ``tinyconda-dev`` (dev); and tiny
+  real wheels (:mod:`tests.support.wheels`): ``tinyalpha`` (needs ``tinybeta``), ``tinybeta``,
+  ``tinydev`` (a console script) and ``tinyother``.
+* :func:`write_conda_lock` writes a conda-lock v1 file with conda-lock's own writer
+  (``conda_lock.lockfile.write_conda_lock_file``): conda packages from a rattler solve, PyPI
+  entries whose dependency specs are conda-lock's ``*`` and ``||`` ranges, a ``dev`` category.
+* :func:`write_explicit` renders it with conda-lock's own explicit renderer
+  (``render_lockfile_for_platform(kind="explicit")``: ``URL#md5`` lines and ``# pip`` lines).
+* :func:`write_pixi_lock` writes a pixi.lock with py-rattler's writer (``LockFile.to_path``) —
+  two environments, conda and PyPI packages — then adds to each PyPI entry the ``sha256`` and
+  ``requires_dist`` pixi records (py-rattler 0.28's ``add_pypi_package`` takes no hash), and
+  checks that rattler reads the hashes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.envs.channel import Package, write_archive
+from tests.support.wheels import Wheel, build_wheel
+
+PLATFORM = "linux-64"
+PY_VERSION = "3.11.7"
+
+
+def _base_python() -> tuple[Path, str]:
+    """The real interpreter under the test venv (its binary), and its version."""
+    exe = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    return exe, f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+
+
+def conda_packages() -> list[Package]:
+    exe, version = _base_python()
+    mm = ".".join(version.split(".")[:2])
+    tag = mm.replace(".", "")
+    cfg = f"home = {exe.parent}\ninclude-system-site-packages = false\nversion = {version}\n"
+    noarch_py = {"noarch": "python", "subdir": "noarch", "build": "pyhd8ed1ab_0"}
+    return [
+        Package(
+            name="python",
+            version=version,
+            build="venv_0",
+            subdir=PLATFORM,
+            constrains=[f"python_abi {mm}.* *_cp{tag}"],
+            files={"bin/python": exe.read_bytes(), "pyvenv.cfg": cfg.encode()},
+        ),
+        Package(name="python_abi", version=mm, build=f"8_cp{tag}", subdir=PLATFORM),
+        *(
+            Package(
+                name=name,
+                version=ver,
+                depends=["python >=3.9"],
+                files={f"site-packages/{name.replace('-', '_')}/__init__.py": b"# stand-in\n"},
+                **noarch_py,  # type: ignore[arg-type]
+            )
+            for name, ver in (("pip", "25.2"), ("tinyconda", "1.0"), ("tinyconda-dev", "2.0"))
+        ),
+    ]
+
+
+WHEELS = (
+    Wheel("tinyalpha", "1.0", requires=("tinybeta>=0.1",)),
+    Wheel("tinybeta", "0.5"),
+    Wheel(
+        "tinydev",
+        "1.0",
+        files={
+            "tinydev/cli.py": b"def main():\n    print('tinydev ok')\n",
+            "tinydev-1.0.dist-info/entry_points.txt": b"[console_scripts]\ntinydev = tinydev.cli:main\n",
+        },
+    ),
+    Wheel("tinyother", "3.0"),
+)
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """A built channel and wheel directory."""
+
+    channel_dir: Path
+    channel_url: str
+    wheels: dict[str, Path]
+
+    def wheel_url(self, name: str) -> str:
+        return self.wheels[name].resolve().as_uri()
+
+    def wheel_sha256(self, name: str) -> str:
+        return hashlib.sha256(self.wheels[name].read_bytes()).hexdigest()
+
+
+def build_fixture(root: Path) -> Fixture:
+    import rattler.index
+
+    channel = root / "channel"
+    for pkg in conda_packages():
+        write_archive(pkg, channel / pkg.subdir)
+    for subdir in (PLATFORM, "noarch"):
+        (channel / subdir).mkdir(parents=True, exist_ok=True)
+    asyncio.run(rattler.index.index_fs(channel, write_zst=False, write_shards=False, force=True))
+    wheels = {w.name: build_wheel(root / "wheels", w) for w in WHEELS}
+    return Fixture(channel, channel.resolve().as_uri(), wheels)
+
+
+def solve(fixture: Fixture, specs: list[str]) -> list[Any]:
+    import rattler
+
+    return list(
+        asyncio.run(
+            rattler.solve(
+                sources=[fixture.channel_url],
+                specs=specs,
+                platforms=[PLATFORM, "noarch"],
+                gateway=rattler.Gateway(cache_dir=fixture.channel_dir.parent / "gateway"),
+            )
+        )
+    )
+
+
+#: PyPI entries of the conda-lock file: (name, category, conda-lock dependency specs)
+PIP_ENTRIES = (
+    ("tinyalpha", "main", {"tinybeta": ">=0.1,<0.9 || >=1.0", "tinyconda": "*"}),
+    ("tinybeta", "main", {}),
+    ("tinydev", "dev", {"tinyalpha": "*"}),
+)
+
+
+def write_conda_lock(fixture: Fixture, path: Path, *, pip: bool = True) -> Path:
+    """A conda-lock v1 file written by conda-lock's own writer (see the module docstring)."""
+    from conda_lock.lockfile import write_conda_lock_file
+    from conda_lock.lockfile.v1.models import HashModel, LockMeta
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
+    from conda_lock.models.channel import Channel
+
+    from dlsetup.envs.lock import _dependencies
+
+    main = solve(fixture, ["python 3.11.*", "pip", "tinyconda"])
+    dev = [r for r in solve(fixture, ["tinyconda-dev"]) if r.name.normalized == "tinyconda-dev"]
+    packages = [
+        LockedDependency(
+            name=r.name.normalized,
+            version=str(r.version),
+            manager="conda",
+            platform=PLATFORM,
+            dependencies=_dependencies(list(r.depends)),
+            url=r.url,
+            hash=HashModel(md5=r.md5.hex(), sha256=r.sha256.hex()),
+            categories={category},
+            build=str(r.build),
+        )
+        for records, category in ((main, "main"), (dev, "dev"))
+        for r in records
+    ]
+    if pip:
+        versions = {w.name: w.version for w in WHEELS}
+        packages += [
+            LockedDependency(
+                name=name,
+                version=versions[name],
+                manager="pip",
+                platform=PLATFORM,
+                dependencies=deps,
+                url=fixture.wheel_url(name),
+                hash=HashModel(sha256=fixture.wheel_sha256(name)),
+                categories={category},
+            )
+            for name, category, deps in PIP_ENTRIES
+        ]
+    lockfile = Lockfile(
+        package=packages,
+        metadata=LockMeta(
+            content_hash={PLATFORM: "0" * 64},
+            channels=[Channel.from_string(fixture.channel_url)],
+            platforms=[PLATFORM],
+            sources=["environment.yml"],
+        ),
+    )
+    write_conda_lock_file(lockfile, path, metadata_choices=set())
+    return path
+
+
+def write_explicit(conda_lock: Path, path: Path, *, dev: bool = True) -> Path:
+    """``conda-lock render -k explicit`` of ``conda_lock``, with conda-lock's own renderer."""
+    from conda_lock.conda_lock import render_lockfile_for_platform
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    lines = render_lockfile_for_platform(
+        lockfile=parse_conda_lock_file(conda_lock),
+        include_dev_dependencies=dev,
+        extras=None,
+        kind="explicit",
+        platform=PLATFORM,
+        suppress_warning_for_pip_and_explicit=True,
+    )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+#: pixi.lock environments: name -> (conda specs, PyPI packages)
+PIXI_ENVS = {
+    "default": (["python 3.11.*", "pip", "tinyconda"], ("tinyalpha", "tinybeta")),
+    "dev": (["python 3.11.*", "tinyconda-dev"], ("tinydev", "tinyalpha", "tinybeta", "tinyother")),
+}
+
+
+def write_pixi_lock(
+    fixture: Fixture, path: Path, *, urls: dict[str, str] | None = None, hashes: bool = True
+) -> Path:
+    """A pixi.lock with two environments (see the module docstring)."""
+    import rattler
+    import yaml
+    from rattler import LockChannel, LockFile, LockPlatform
+
+    urls = urls or {}
+    versions = {w.name: w.version for w in WHEELS}
+    lock = LockFile([LockPlatform(PLATFORM)])
+    for env, (specs, pypi) in PIXI_ENVS.items():
+        lock.set_channels(env, [LockChannel(fixture.channel_url)])
+        for record in solve(fixture, specs):
+            lock.add_conda_package(env, LockPlatform(PLATFORM), record)
+        for name in pypi:
+            url = urls.get(name, fixture.wheel_url(name))
+            lock.add_pypi_package(env, LockPlatform(PLATFORM), name, versions[name], url)
+    lock.to_path(path)
+    if hashes:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        requires = {w.name: list(w.requires) for w in WHEELS}
+        for entry in data["packages"]:
+            if "pypi" in entry:
+                entry["sha256"] = fixture.wheel_sha256(entry["name"])
+                if requires[entry["name"]]:
+                    entry["requires_dist"] = requires[entry["name"]]
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        back = rattler.LockFile.from_path(path).default_environment()
+        assert back is not None
+        assert all(p.hashes.sha256 for p in back.pypi_packages()[PLATFORM])
+    return path

@@ -1,0 +1,337 @@
+"""``dlsetup create --from-lock`` reads every lock a user has (issue 9, the read/install half).
+
+The locks are written by the real tools' own code (:mod:`tests.envs.lock_builders`): conda-lock's
+writer and explicit renderer, py-rattler's pixi.lock writer. Each is built by the real CLI in a
+subprocess into a prefix, and the result is checked from inside the environment's own Python
+(the fixture's python is the real interpreter binary with a ``pyvenv.cfg``: its ``sys.prefix``
+and ``site-packages`` are the environment's) and in ``conda-meta``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from dlsetup.envs.lockformats import detect_format, read_locked_environment
+from dlsetup.errors import InputError
+from dlsetup.output import load_schema
+from tests.envs.lock_builders import (
+    PLATFORM,
+    Fixture,
+    build_fixture,
+    write_conda_lock,
+    write_explicit,
+    write_pixi_lock,
+)
+from tests.support.proc import REPO, run_cli
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
+)
+
+CHECKOUT = {"PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
+    return build_fixture(tmp_path_factory.mktemp("lock-formats"))
+
+
+@pytest.fixture(scope="module")
+def conda_lock(fx: Fixture) -> Path:
+    return write_conda_lock(fx, fx.channel_dir.parent / "x.conda-lock.yml")
+
+
+@pytest.fixture(scope="module")
+def pixi_lock(fx: Fixture) -> Path:
+    directory = fx.channel_dir.parent / "proj"
+    directory.mkdir(exist_ok=True)
+    return write_pixi_lock(fx, directory / "pixi.lock")
+
+
+def create(lock: Path, prefix: Path, *extra: str) -> tuple[int, str, str]:
+    proc = run_cli(
+        "create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
+        "--no-jupyter", *extra, env=CHECKOUT,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+INSPECT = """
+import importlib, importlib.metadata as md, json, sys
+names = sys.argv[1].split(",") if sys.argv[1] else []
+print(json.dumps({
+    "prefix": sys.prefix,
+    "dists": sorted(d.metadata["Name"] for d in md.distributions()),
+    "files": {n: importlib.import_module(n).__file__ for n in names},
+}))
+"""
+
+
+def inside(prefix: Path, modules: list[str]) -> dict[str, object]:
+    """What the environment's own Python sees: its prefix, distributions, module files."""
+    out = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c", INSPECT, ",".join(modules)],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}, cwd=prefix,
+    )  # fmt: skip
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def conda_meta(prefix: Path) -> set[str]:
+    return {
+        json.loads(p.read_text())["name"]
+        for p in (prefix / "conda-meta").glob("*.json")
+    }
+
+
+def assert_built(
+    prefix: Path, conda: set[str], pypi: set[str], conda_modules: list[str]
+) -> None:
+    assert conda_meta(prefix) == conda
+    seen = inside(prefix, [p.replace("-", "_") for p in sorted(pypi)] + conda_modules)
+    assert seen["prefix"] == str(prefix)
+    assert seen["dists"] == sorted(pypi)
+    files = seen["files"]
+    assert isinstance(files, dict)
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    for module, file in files.items():
+        assert Path(file).is_relative_to(site), (module, file)
+
+
+# --- detection and errors ---------------------------------------------------------------------
+
+
+def test_each_format_is_detected_from_its_content_not_its_name(
+    conda_lock: Path, pixi_lock: Path, tmp_path: Path
+) -> None:
+    explicit = write_explicit(conda_lock, tmp_path / "weird.yml")
+    assert detect_format(conda_lock, conda_lock.read_text())[0] == "conda-lock-v1"
+    assert detect_format(explicit, explicit.read_text())[0] == "explicit"
+    assert detect_format(pixi_lock, pixi_lock.read_text())[0] == "pixi"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "what"),
+    [
+        ("environment.yml", "channels: [conda-forge]\ndependencies: [python]\n",
+         "is an environment file (channels/dependencies), not a lock"),
+        ("my.lock.toml", 'lock-version = "1.0"\n[[packages]]\nname = "x"\n', "is a PEP 751 lock (named pylock.toml or pylock.NAME.toml, create builds it as a venv)"),
+        ("uv.lock", 'version = 1\nrequires-python = ">=3.11"\n[[package]]\nname = "x"\n',
+         "is a TOML lock (uv.lock or poetry.lock)"),
+        ("requirements.txt", "torch==2.13.0\nnumpy>=2\n", "is a pip requirements file"),
+        ("v2.conda-lock.yml", "version: 2\npackage: []\nmetadata: {}\n",
+         "is a conda-lock file of version 2"),
+    ],
+)  # fmt: skip
+def test_an_unsupported_format_names_itself_and_the_supported_ones_exit_2(
+    tmp_path: Path, name: str, text: str, what: str
+) -> None:
+    lock = tmp_path / name
+    lock.write_text(text)
+    code, out, err = create(lock, tmp_path / "env")
+    assert code == 2, err
+    assert f"Error: {lock} {what}; it is not a lock dlsetup reads" in err
+    assert "conda-lock v1" in err and "@EXPLICIT" in err and "pixi.lock" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "env").exists()
+
+
+def test_a_malformed_conda_lock_exits_2_naming_file_and_field(
+    conda_lock: Path, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(conda_lock.read_text())
+    del data["package"][1]["url"]
+    bad = tmp_path / "bad.conda-lock.yml"
+    bad.write_text(yaml.safe_dump(data))
+    code, _, err = create(bad, tmp_path / "env")
+    assert code == 2, err
+    assert re.search(
+        rf"Error: {re.escape(str(bad))} is not a readable lock: conda-lock's model rejects it "
+        r"\(package\.1\.url: Field required\)",
+        err,
+    ), err
+    assert "hand-edited" not in err
+
+
+def test_a_malformed_explicit_line_exits_2_naming_the_line(conda_lock: Path, tmp_path: Path) -> None:
+    explicit = write_explicit(conda_lock, tmp_path / "x.txt")
+    lines = explicit.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("file://"))
+    lines[index] = lines[index] + "zz"
+    explicit.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"line {index + 1}: '[0-9a-f]+zz' is neither an md5"):
+        read_locked_environment(explicit, PLATFORM)
+
+
+def test_unknown_environment_and_category_are_named_with_the_choices(
+    conda_lock: Path, pixi_lock: Path
+) -> None:
+    with pytest.raises(InputError, match="has no environment 'gpu'; it has: default, dev"):
+        read_locked_environment(pixi_lock, PLATFORM, environment="gpu")
+    with pytest.raises(InputError, match="has no category docs; it has: dev, main"):
+        read_locked_environment(conda_lock, PLATFORM, extras=("docs",))
+    with pytest.raises(InputError, match="--environment dev applies to pixi.lock files"):
+        read_locked_environment(conda_lock, PLATFORM, environment="dev")
+
+
+# --- conda-lock v1 ----------------------------------------------------------------------------
+
+
+def test_conda_lock_v1_with_pypi_ranges_is_read_with_conda_locks_models_and_categories(
+    conda_lock: Path,
+) -> None:
+    text = conda_lock.read_text()
+    assert "tinybeta: '>=0.1,<0.9 || >=1.0'" in text and "tinyconda: '*'" in text
+    import rattler
+
+    with pytest.raises(Exception, match="MapOrVec"):  # why the fallback exists
+        rattler.LockFile.from_path(conda_lock)
+    default = read_locked_environment(conda_lock, PLATFORM)
+    assert [p.name for p in default.pypi] == ["tinyalpha", "tinybeta", "tinydev"]
+    assert {r.name.normalized for r in default.conda} == {
+        "python", "pip", "tinyconda", "tinyconda-dev",
+    }  # fmt: skip
+    assert default.categories == ("dev", "main")
+    main = read_locked_environment(conda_lock, PLATFORM, dev=False)
+    assert [p.name for p in main.pypi] == ["tinyalpha", "tinybeta"]
+    assert "tinyconda-dev" not in {r.name.normalized for r in main.conda}
+    assert all(p.sha256 and len(p.sha256) == 64 for p in default.pypi)
+
+
+def test_plain_string_channels_are_read(conda_lock: Path, fx: Fixture, tmp_path: Path) -> None:
+    """conda-lock's models accept ``channels: [URL]``; rattler 0.28 does not."""
+    data = yaml.safe_load(conda_lock.read_text())
+    data["metadata"]["channels"] = [fx.channel_url]
+    plain = tmp_path / "plain.conda-lock.yml"
+    plain.write_text(yaml.safe_dump(data, sort_keys=False))
+    locked = read_locked_environment(plain, PLATFORM)
+    assert locked.channels == (fx.channel_url,)
+    assert len(locked.conda) == 4 and len(locked.pypi) == 3
+
+
+def test_create_from_conda_lock_v1_installs_conda_and_pypi_packages(
+    conda_lock: Path, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "env"
+    code, out, err = create(conda_lock, prefix, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    jsonschema.validate(doc, load_schema("dlsetup.create"))
+    assert (doc["data"]["packages"], doc["data"]["pypi_packages"]) == (4, 3)
+    assert doc["data"]["lock_format"] == "conda-lock-v1"
+    assert_built(
+        prefix,
+        {"python", "pip", "tinyconda", "tinyconda-dev"},
+        {"tinyalpha", "tinybeta", "tinydev"},
+        ["tinyconda", "tinyconda_dev", "pip"],
+    )
+    head = (prefix / "bin" / "tinydev").read_text().splitlines()[0]
+    assert head == f"#!{prefix}/bin/python"  # the staged path was rewritten
+    run = subprocess.run([str(prefix / "bin" / "tinydev")], capture_output=True, text=True)
+    assert run.stdout == "tinydev ok\n"
+
+
+def test_no_dev_leaves_the_dev_category_out_and_the_plan_counts_both_kinds(
+    conda_lock: Path, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "env"
+    code, out, err = create(conda_lock, prefix, "--no-dev")
+    assert code == 0, err
+    assert (
+        "Plan: 3 conda packages and 2 PyPI packages for linux-64 from x.conda-lock.yml "
+        "(conda-lock-v1, categories main)"
+    ) in err
+    summary = " ".join(out.split())  # rich wraps long lines
+    assert f"Created {prefix} (5 packages: 3 conda, 2 PyPI; linux-64, hashes verified)" in summary
+    assert_built(prefix, {"python", "pip", "tinyconda"}, {"tinyalpha", "tinybeta"}, ["tinyconda"])
+
+
+# --- explicit ---------------------------------------------------------------------------------
+
+
+def test_create_from_conda_lock_render_explicit_installs_everything(
+    conda_lock: Path, tmp_path: Path
+) -> None:
+    explicit = write_explicit(conda_lock, tmp_path / "linux-64.txt")
+    text = explicit.read_text()
+    assert "@EXPLICIT" in text and "# pip tinyalpha @ file://" in text
+    prefix = tmp_path / "env"
+    code, out, err = create(explicit, prefix)
+    assert code == 0, err
+    assert "Plan: 4 conda packages and 3 PyPI packages" in err
+    # noarch: python came from each archive's info/index.json: the files are in site-packages
+    assert_built(
+        prefix,
+        {"python", "pip", "tinyconda", "tinyconda-dev"},
+        {"tinyalpha", "tinybeta", "tinydev"},
+        ["tinyconda", "tinyconda_dev"],
+    )
+    assert (prefix / "conda-meta" / "dlsetup.explicit.txt").read_text() == text
+
+
+def test_conda_list_explicit_with_sha256_and_without_hashes(conda_lock: Path, tmp_path: Path) -> None:
+    """``conda list --explicit --sha256`` writes ``#sha256:HEX``; without a flag, no hash."""
+    locked = read_locked_environment(conda_lock, PLATFORM, dev=False)
+    lines = ["# This file may be used to create an environment using:", "# platform: linux-64",
+             "@EXPLICIT"]  # fmt: skip
+    lines += [f"{r.url}#sha256:{r.sha256.hex()}" for r in locked.conda]
+    listed = tmp_path / "sha.txt"
+    listed.write_text("\n".join(lines) + "\n")
+    code, _, err = create(listed, tmp_path / "env")
+    assert code == 0, err
+    assert conda_meta(tmp_path / "env") == {"python", "pip", "tinyconda"}
+    bare = tmp_path / "bare.txt"
+    bare.write_text("\n".join(line.split("#sha256:")[0] for line in lines) + "\n")
+    code, _, err = create(bare, tmp_path / "env2")
+    assert code == 4, err
+    assert "has no hash; unverifiable packages are refused" in err
+    assert "conda list --explicit --md5" in err
+    assert not (tmp_path / "env2").exists()
+
+
+def test_an_explicit_lock_for_another_platform_is_refused(conda_lock: Path, tmp_path: Path) -> None:
+    explicit = write_explicit(conda_lock, tmp_path / "x.txt")
+    explicit.write_text(explicit.read_text().replace("# platform: linux-64", "# platform: osx-arm64"))
+    with pytest.raises(InputError, match="explicit lock for osx-arm64, not for this machine's"):
+        read_locked_environment(explicit, PLATFORM)
+
+
+# --- pixi.lock --------------------------------------------------------------------------------
+
+
+def test_pixi_lock_two_environments_each_installs_its_own_packages(
+    pixi_lock: Path, tmp_path: Path
+) -> None:
+    assert "version: 7" in pixi_lock.read_text()  # what py-rattler 0.28 writes
+    code, out, err = create(pixi_lock, tmp_path / "default", "--json")
+    assert code == 0, err
+    data = json.loads(out)["data"]
+    assert (data["packages"], data["pypi_packages"], data["lock_format"]) == (3, 2, "pixi")
+    assert_built(tmp_path / "default", {"python", "pip", "tinyconda"}, {"tinyalpha", "tinybeta"},
+                 ["tinyconda"])  # fmt: skip
+    code, out, err = create(pixi_lock, tmp_path / "dev", "--environment", "dev")
+    assert code == 0, err
+    assert "from pixi.lock (pixi, environment dev)" in err
+    assert_built(
+        tmp_path / "dev",
+        {"python", "tinyconda-dev"},
+        {"tinyalpha", "tinybeta", "tinydev", "tinyother"},
+        ["tinyconda_dev"],
+    )
+
+
+def test_a_pixi_pypi_entry_without_a_hash_is_refused_naming_it(fx: Fixture, tmp_path: Path) -> None:
+    """py-rattler's own writer records no hash for PyPI packages: refused, never installed blind."""
+    lock = write_pixi_lock(fx, tmp_path / "pixi.lock", hashes=False)
+    code, _, err = create(lock, tmp_path / "env")
+    assert code == 4, err
+    assert re.search(r"Error: the PyPI package tiny\w+ \S+ in \S+ has no sha256", err), err
+    assert not (tmp_path / "env").exists()
