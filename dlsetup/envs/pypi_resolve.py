@@ -367,38 +367,55 @@ def marker_environment(platform: str, python_version: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class _Index:
-    """An index as uv gets it (credentials filled in) and the prefix mapping for stored URLs."""
+    """An index as uv gets it (credentials filled in), and its host as the lock writes it.
+
+    Attributes:
+        solve: the index URL, placeholders filled in.
+        plain: ``scheme://host[:port]`` without credentials.
+        stored: the same with the placeholders as written (equal to ``plain`` without any):
+            a wheel under ``plain`` is written under ``stored``, as conda-lock's
+            ``PipRepository.normalize_solver_url`` does.
+        solve_host: the same with the credentials filled in.
+    """
 
     solve: str
     plain: str
     stored: str
+    solve_host: str
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _indexes(request: PypiRequest) -> tuple[_Index | None, tuple[_Index, ...]]:
     def one(url: str) -> _Index:
         solve = expand_auth(url)
         stored = strip_auth(url) if placeholders(url) else strip_auth(solve)
-        return _Index(solve, strip_auth(solve).rstrip("/"), stored.rstrip("/"))
+        return _Index(solve, _host(strip_auth(solve)), _host(stored), _host(solve))
 
     primary = one(request.index_url) if request.index_url else None
     return primary, tuple(one(u) for u in request.extra_index_urls)
 
 
 def _stored_url(url: str, indexes: Sequence[_Index]) -> str:
-    """A wheel URL as the lock writes it: under an index with placeholders, with them."""
+    """A wheel URL as the lock writes it: on an index's host with placeholders, with them."""
     bare = strip_auth(url)
     for index in indexes:
-        if index.stored != index.plain and bare.startswith(index.plain):
+        if index.stored != index.plain and bare.startswith(index.plain + "/"):
             return index.stored + bare[len(index.plain) :]
     return bare
 
 
 def _solve_url(url: str, indexes: Sequence[_Index]) -> str:
-    """A wheel URL with the credentials of the index it is under (for its metadata)."""
+    """A wheel URL with the credentials of the index on its host (to fetch its metadata)."""
     bare = strip_auth(url)
     for index in indexes:
-        if bare.startswith(index.plain) and index.solve != index.plain:
-            return index.solve.rstrip("/") + bare[len(index.plain) :]
+        if index.solve_host != index.plain and bare.startswith(index.plain + "/"):
+            return index.solve_host + bare[len(index.plain) :]
     return url
 
 

@@ -7,7 +7,8 @@ A wheel here is a real zip archive with ``NAME/__init__.py``, ``*.dist-info/META
 * :func:`build_wheel` writes one wheel; ``tag`` picks the platform tag (``py3-none-any`` by
   default; ``cp312-cp312-manylinux_2_17_x86_64`` for a platform-specific one).
 * :func:`build_index` writes a PEP 503 "simple" index (``simple/index.html`` and
-  ``simple/<project>/index.html`` with ``#sha256=`` links) over a directory of wheels, which uv
+  ``simple/<project>/index.html`` with ``#sha256=`` links, and each wheel's ``METADATA`` beside
+  it as PEP 658/714 ``.metadata`` files, as PyPI serves them) over a directory of wheels, which uv
   reads as ``--index-url file:///.../simple``; the wheels also form a flat ``--find-links``
   directory.
 
@@ -104,6 +105,16 @@ def build_wheel(directory: Path, wheel: Wheel) -> Path:
     return out
 
 
+def _write_metadata(wheel: Path) -> str:
+    """Write the wheel's ``METADATA`` beside it as ``NAME.whl.metadata`` (PEP 658/714, as PyPI
+    serves it); return its sha256."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        data = archive.read(name)
+    wheel.with_name(wheel.name + ".metadata").write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
 def normalize(name: str) -> str:
     """PEP 503's normalized project name (``Tiny_Dep`` -> ``tiny-dep``)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -130,7 +141,8 @@ def build_index(root: Path, wheels: Iterable[Wheel]) -> str:
         page.mkdir(exist_ok=True)
         anchors = "".join(
             f'<a href="../../files/{html.escape(p.name)}#sha256='
-            f'{hashlib.sha256(p.read_bytes()).hexdigest()}">{html.escape(p.name)}</a>\n'
+            f'{hashlib.sha256(p.read_bytes()).hexdigest()}" data-core-metadata="sha256='
+            f'{_write_metadata(p)}">{html.escape(p.name)}</a>\n'
             for p in sorted(paths)
         )
         (page / "index.html").write_text(
