@@ -7,6 +7,7 @@ first so that they run while the in-process probes do.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -131,19 +132,24 @@ def run_doctor(
 
         # The in-process probes wait on NVML, ldconfig, nvcc and the managers' --version: run them
         # side by side (threads; the waits release the GIL), NVML first as the slowest on a GPU box.
-        with ThreadPoolExecutor(max_workers=5) as pool:
+        with ThreadPoolExecutor(max_workers=6) as pool:
             nvidia_f = pool.submit(_guard, "nvidia", probe_nvidia, errors)
             system_f = pool.submit(_guard, "system", system_at_envs_dir, errors)
             cuda_f = pool.submit(_guard, "cuda_libs", probe_cuda_libs, errors)
             managers_f = pool.submit(
                 _guard, "env_managers", lambda: probe_env_managers(python), errors
             )
+            wheels_f = None
             if run is not None:
                 # The checks over frameworks consult the knowledge base: parse it while the workers
                 # run.
                 from dlsetup.compat import load_data
+                from dlsetup.probes.cuda_wheels import probe_cuda_wheels
 
                 pool.submit(_guard, "knowledge_base", load_data, errors)
+                wheels_f = pool.submit(
+                    _guard, "cuda_wheels", lambda: probe_cuda_wheels(python), errors
+                )
             from dlsetup.checks import evaluate
             from dlsetup.checks.context import DoctorFacts
 
@@ -151,6 +157,8 @@ def run_doctor(
             system_facts: Maybe[SystemFacts] = system_f.result()
             cuda_facts: Maybe[CudaLibsFacts] = cuda_f.result()
             managers: Maybe[EnvManagersFacts] = managers_f.result()
+            if wheels_f is not None and not isinstance(cuda_facts, Missing):
+                cuda_facts = dataclasses.replace(cuda_facts, wheels=wheels_f.result())
         if isinstance(nvidia_facts, Missing):
             nvidia_facts = NvidiaFacts(status="error", status_detail=nvidia_facts.detail)
         fw: Maybe[FrameworksFacts] = (

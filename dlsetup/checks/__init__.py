@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dlsetup.checks import companions, frameworks, health, nvidia, system
+from dlsetup.checks import companions, environment_faults, frameworks, health, nvidia, system
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import SEVERITIES, Finding, Severity
 
@@ -16,6 +16,7 @@ Check = Callable[[DoctorFacts], list[Finding]]
 
 #: Every check, in report order (hardware and driver first, then frameworks, then the host).
 CHECKS: tuple[Check, ...] = (
+    environment_faults.check_container_gpu_access,
     nvidia.check_nvml_status,
     nvidia.check_functions_not_found,
     nvidia.check_gpu_lost,
@@ -24,6 +25,9 @@ CHECKS: tuple[Check, ...] = (
     nvidia.check_memory_held,
     nvidia.check_ecc,
     *health.CHECKS,
+    environment_faults.check_fabric_manager,
+    environment_faults.check_ld_library_path,
+    environment_faults.check_wheel_pins,
     frameworks.check_import,
     frameworks.check_cuda_libs_failed,
     frameworks.check_cpu_build,
@@ -34,6 +38,7 @@ CHECKS: tuple[Check, ...] = (
     frameworks.check_python_support,
     frameworks.check_newer_release,
     companions.check_companions,
+    environment_faults.check_nvcc,
     system.check_cpu_avx,
     system.check_ram,
     system.check_disk,
@@ -56,6 +61,7 @@ CHECK_IDS: dict[str, Severity] = {
     "gpu.memory_held": "warning",
     "gpu.ecc_errors": "warning",
     **health.CHECK_IDS,
+    **environment_faults.CHECK_IDS,
     "framework.import_crashed": "error",
     "framework.import_timeout": "error",
     "framework.import_failed": "error",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dlsetup.checks.context import DoctorFacts
+from dlsetup.checks.environment_faults import container_without_gpu
 from dlsetup.checks.finding import Finding
 from dlsetup.facts import Missing
 
@@ -18,6 +19,8 @@ def check_nvml_status(facts: DoctorFacts) -> list[Finding]:
     nv = facts.nvidia
     detail = {"nvml_error_code": nv.nvml_error_code, "nvml_error": nv.status_detail}
     if nv.status == "ok" or facts.os_name == "darwin":
+        return []
+    if container_without_gpu(facts):  # container.no_gpu_access says why, with the right fix
         return []
     if nv.status == "no_library":
         return [

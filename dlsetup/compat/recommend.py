@@ -95,10 +95,12 @@ def recommend_torch(
             url = torch_index_url(variant)
             note = f"PyTorch {release} built for CUDA {cuda}"
             if verdict.support == "minor_version_compat":
-                note += (
-                    f", runs on this driver through minor-version compatibility; a driver >= "
-                    f"{verdict.full_support_driver} gives full CUDA {cuda} support"
-                )
+                note += ", runs on this driver through minor-version compatibility"
+                if _gpus_take_driver_for(cuda, gpu_ccs):  # never a driver past a GPU's branch
+                    note += (
+                        f"; a driver >= {verdict.full_support_driver} gives full CUDA {cuda} "
+                        "support"
+                    )
             best = (
                 rank,
                 TorchPick(
@@ -208,4 +210,18 @@ def recommend_tensorflow(
         pick.support,
         f"{pick.note}; {key} installed is kept, judged by the rules of {pick.release}: "
         f"dlsetup's data does not know {key}",
+    )
+
+
+def _gpus_take_driver_for(cuda: str, gpu_ccs: list[CC]) -> bool:
+    """True unless a GPU's last driver branch (Kepler: R470) stops below CUDA ``cuda``."""
+    from dlsetup.compat import knowledge_base
+    from dlsetup.compat.cuda import parse_cuda
+
+    limits = knowledge_base().driver_limits
+    return all(
+        parse_cuda(limit.last_cuda) >= parse_cuda(cuda)
+        for cc in gpu_ccs
+        for limit in limits
+        if limit.covers(cc)
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlsetup.facts import Maybe, Missing
+from dlsetup.probes.cuda_wheels import CudaWheelsFacts
 
 #: Seconds allowed for ``nvcc --version`` and ``ldconfig -p``.
 TOOL_TIMEOUT_S = 10.0
@@ -135,6 +136,42 @@ class WslLibcudaFacts:
 
 
 @dataclass(frozen=True)
+class LdPathEntry:
+    """One ``LD_LIBRARY_PATH`` directory and the CUDA libraries in it.
+
+    Attributes:
+        directory: the entry as written in ``LD_LIBRARY_PATH``.
+        libraries: file names of CUDA libraries there (``libcublasLt.so.12``, ``libcudnn.so.8``),
+            sorted; these shadow the copies a framework wheel ships with.
+    """
+
+    directory: str
+    libraries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GpuAccessFacts:
+    """Whether this (possibly containerised) system can reach an NVIDIA GPU at all.
+
+    Attributes:
+        dev_nodes: ``/dev/nvidia*`` device files (``nvidiactl``, ``nvidia0``, ``nvidia-uvm``):
+            a container started without GPU access has none.
+        nvidia_visible_devices: ``$NVIDIA_VISIBLE_DEVICES`` (set by NVIDIA's CUDA images and the
+            container toolkit), or ``Missing("unset")``.
+        nvswitch_count: NVIDIA PCI bridges of class 0x0680 under ``/sys/bus/pci/devices`` (the
+            NVSwitches of an HGX/DGX board).
+        fabric_manager_running: whether an ``nv-fabricmanager`` process runs (looked for only
+            when NVSwitches are present; ``Missing("not_checked")`` otherwise). Inside a container
+            the host's processes are invisible, so checks do not trust a False there.
+    """
+
+    dev_nodes: tuple[str, ...] = ()
+    nvidia_visible_devices: Maybe[str] = Missing("unset")
+    nvswitch_count: int = 0
+    fabric_manager_running: Maybe[bool] = Missing("not_checked")
+
+
+@dataclass(frozen=True)
 class CudaLibsFacts:
     """CUDA as seen from outside any framework.
 
@@ -148,6 +185,10 @@ class CudaLibsFacts:
         visible_devices: ``CUDA_VISIBLE_DEVICES``.
         wsl: the ``/usr/lib/wsl/lib`` layout (``lib_dir`` Missing when not WSL 2).
         ldconfig: the ``ldconfig`` run for the cache, or why the cache could not be read.
+        ld_library_path: each ``LD_LIBRARY_PATH`` directory with the CUDA libraries it holds.
+        gpu_access: device nodes, NVSwitches and Fabric Manager.
+        wheels: the cuDNN/cuBLAS wheels of the target environment and the frameworks' pins on
+            them (filled in by doctor when it probes frameworks; ``Missing("not_probed")`` else).
     """
 
     nvcc: NvccFacts
@@ -159,6 +200,9 @@ class CudaLibsFacts:
     visible_devices: VisibleDevices
     wsl: WslLibcudaFacts
     ldconfig: Maybe[str] = Missing("not_read")
+    ld_library_path: tuple[LdPathEntry, ...] = ()
+    gpu_access: GpuAccessFacts = GpuAccessFacts()
+    wheels: Maybe[CudaWheelsFacts] = Missing("not_probed")
 
 
 # --------------------------------------------------------------------- CUDA_VISIBLE_DEVICES ----
@@ -499,6 +543,79 @@ def probe_wsl_libcuda(root: Path = Path("/")) -> WslLibcudaFacts:
 # ----------------------------------------------------------------------------------- probe ----
 
 
+#: CUDA libraries a framework wheel ships (``nvidia-*-cu12``) that an old toolkit can shadow.
+_CUDA_LIBRARY_FILE = re.compile(
+    r"^lib(cublasLt|cublas|cudnn\w*|cudart|cufft|curand|cusolver|cusparse|nvJitLink|nvrtc|nccl"
+    r"|cupti)\.so(\.\d+)*$"
+)
+
+
+def probe_ld_library_path(environ: Mapping[str, str]) -> tuple[LdPathEntry, ...]:
+    """Each ``LD_LIBRARY_PATH`` entry with the CUDA libraries in it (one directory listing each)."""
+    entries: list[LdPathEntry] = []
+    for directory in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if not directory:
+            continue
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            names = []
+        entries.append(
+            LdPathEntry(directory, tuple(sorted(n for n in names if _CUDA_LIBRARY_FILE.match(n))))
+        )
+    return tuple(entries)
+
+
+def _count_nvswitches(root: Path) -> int:
+    """NVIDIA (0x10de) PCI devices of class 0x0680 (bridge, other): NVSwitch chips."""
+    count = 0
+    try:
+        devices = list((root / "sys/bus/pci/devices").iterdir())
+    except OSError:
+        return 0
+    for device in devices:
+        try:
+            if (device / "vendor").read_text().strip().lower() != "0x10de":
+                continue
+            if (device / "class").read_text().strip().lower().startswith("0x0680"):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def _fabric_manager_running(root: Path) -> Maybe[bool]:
+    """Whether a process named ``nv-fabricmanager`` (comm cut to 15 characters) runs."""
+    try:
+        pids = [p for p in (root / "proc").iterdir() if p.name.isdigit()]
+    except OSError as error:
+        return Missing("error", str(error))
+    for pid in pids:
+        try:
+            if (pid / "comm").read_text().strip().startswith("nv-fabricmanage"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def probe_gpu_access(environ: Mapping[str, str], root: Path = Path("/")) -> GpuAccessFacts:
+    """Device nodes, ``NVIDIA_VISIBLE_DEVICES``, NVSwitches and Fabric Manager (a few stats)."""
+    try:
+        nodes = tuple(sorted(p.name for p in (root / "dev").glob("nvidia*")))
+    except OSError:
+        nodes = ()
+    switches = _count_nvswitches(root)
+    return GpuAccessFacts(
+        dev_nodes=nodes,
+        nvidia_visible_devices=_env_value(environ, "NVIDIA_VISIBLE_DEVICES"),
+        nvswitch_count=switches,
+        fabric_manager_running=_fabric_manager_running(root)
+        if switches
+        else Missing("not_checked"),
+    )
+
+
 def _env_value(environ: Mapping[str, str], key: str) -> Maybe[str]:
     value = environ.get(key)
     return Missing("unset") if value is None else value
@@ -528,4 +645,6 @@ def probe_cuda_libs(
         visible_devices=parse_visible_devices(env.get("CUDA_VISIBLE_DEVICES")),
         wsl=probe_wsl_libcuda(root),
         ldconfig=ldconfig,
+        ld_library_path=probe_ld_library_path(env),
+        gpu_access=probe_gpu_access(env, root),
     )

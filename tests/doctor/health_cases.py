@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dlsetup.checks.context import DoctorFacts
+from dlsetup.facts import Missing
 
 Case = Callable[[], DoctorFacts]
 
@@ -79,7 +80,130 @@ HEALTH_SILENT: dict[str, Case] = {
 }
 
 
+# ---------------------------------------------------------------------------- failure modes ----
+
+#: torch's UserWarning when CUDA init fails on an NVSwitch box without Fabric Manager.
+ERROR_802 = (
+    "UserWarning: CUDA initialization: Unexpected error from cudaGetDeviceCount(). Did you run "
+    "some cuda functions before calling NumCudaDevices() that might have already set an error? "
+    "Error 802: system not yet initialized (Triggered internally at "
+    "../c10/cuda/CUDAFunctions.cpp:108.)"
+)
+#: torch's import error when an old CUDA toolkit's libcublasLt on LD_LIBRARY_PATH wins.
+CUBLAS_SHADOWED = (
+    "OSError: /env/lib/python3.11/site-packages/torch/lib/../../nvidia/cublas/lib/"
+    "libcublas.so.12: undefined symbol: cublasLtGetStatusString, version libcublasLt.so.12"
+)
+#: Exact pins read from the real wheels' METADATA (PyPI, linux x86_64, cp311).
+TORCH_2_5_1_CUDNN = "9.1.0.70"
+TF_2_19_0_CUDNN = "9.3.0.75"
+TORCH_2_3_1_CUDNN = "8.9.2.26"
+
+
+def with_libs(**kw: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(_tc().cuda_libs(), **kw)
+
+
+def access(**kw: Any) -> Any:
+    from dlsetup.probes.cuda_libs import GpuAccessFacts
+
+    return GpuAccessFacts(**kw)
+
+
+def container_case(visible: str | None, status: str = "no_library") -> DoctorFacts:
+    tc = _tc()
+    return tc.facts(
+        system=tc.system(container="docker"),
+        nvidia=tc.nvidia(status),
+        cuda_libs=with_libs(
+            gpu_access=access(nvidia_visible_devices=visible if visible else Missing("unset"))
+        ),
+        frameworks=tc.frameworks(
+            torch_probe=tc.torch("2.13.0+cpu", cuda=None),
+            tf_probe=tc.tensorflow("2.21.0", cuda=None),
+        ),
+    )
+
+
+def shadowed(entries: tuple[tuple[str, tuple[str, ...]], ...]) -> DoctorFacts:
+    from dlsetup.probes.cuda_libs import LdPathEntry
+
+    tc = _tc()
+    failed = tc.torch(
+        status="import_failed", detail=CUBLAS_SHADOWED, torch=Missing("import_failed")
+    )
+    return tc.facts(
+        cuda_libs=with_libs(ld_library_path=tuple(LdPathEntry(d, libs) for d, libs in entries)),
+        frameworks=tc.frameworks(torch_probe=failed),
+    )
+
+
+def nvcc_case(release: str) -> DoctorFacts:
+    from dlsetup.probes.cuda_libs import NvccFacts
+
+    nvcc = NvccFacts(path="/usr/local/cuda/bin/nvcc", on_path=True, release=release)
+    return _tc().facts(cuda_libs=with_libs(nvcc=nvcc))
+
+
+def pins_case(installed: str, *pins: tuple[str, str, str]) -> DoctorFacts:
+    from dlsetup.probes.cuda_wheels import CudaWheelsFacts, WheelPin
+
+    wheels = CudaWheelsFacts(
+        python="/env/bin/python",
+        installed={"nvidia-cudnn-cu12": installed},
+        pins=tuple(WheelPin(f, v, "nvidia-cudnn-cu12", pin) for f, v, pin in pins),
+    )
+    return _tc().facts(cuda_libs=with_libs(wheels=wheels))
+
+
+def fabric_case(state: str, messages: tuple[str, ...] = (), switches: int = 0) -> DoctorFacts:
+    tc = _tc()
+    return tc.facts(
+        nvidia=tc.nvidia(
+            gpus=tuple(tc.gpu(i, fabric_state=state, fabric_status=0) for i in range(8))
+        ),
+        cuda_libs=with_libs(gpu_access=access(nvswitch_count=switches)),
+        frameworks=tc.frameworks(torch_probe=tc.torch(cuda_available=False, messages=messages)),
+    )
+
+
+CUDA_LIB_DIR = "/usr/local/cuda-12.0/lib64"
+FAULT_FIRES: dict[str, Case] = {
+    "container.no_gpu_access": lambda: container_case("all"),
+    "fabric.manager_not_running": lambda: fabric_case("not_started", (ERROR_802,), switches=4),
+    "ld_library_path.shadows_framework_libs": lambda: shadowed(
+        (("/opt/other/lib", ()), (CUDA_LIB_DIR, ("libcublas.so.12", "libcublasLt.so.12")))
+    ),
+    "nvcc.older_than_framework": lambda: nvcc_case("11.8"),
+    "cuda_wheels.pin_conflict": lambda: pins_case(
+        TORCH_2_5_1_CUDNN,
+        ("torch", "2.5.1", TORCH_2_5_1_CUDNN),
+        ("tensorflow", "2.19.0", TF_2_19_0_CUDNN),
+    ),
+}
+
+FAULT_SILENT: dict[str, Case] = {
+    # A CPU-only container: nothing asks for a GPU there.
+    "container.no_gpu_access": lambda: container_case(None),
+    # Fabric Manager has registered the GPUs.
+    "fabric.manager_not_running": lambda: fabric_case("completed", switches=4),
+    # The import failed, but no LD_LIBRARY_PATH entry holds the library it names.
+    "ld_library_path.shadows_framework_libs": lambda: shadowed((("/opt/other/lib", ()),)),
+    "nvcc.older_than_framework": lambda: nvcc_case("12.4"),
+    # Installed the newer pin: torch built with 9.1 loads 9.3 (same major, newer minor).
+    "cuda_wheels.pin_conflict": lambda: pins_case(
+        TF_2_19_0_CUDNN,
+        ("torch", "2.5.1", TORCH_2_5_1_CUDNN),
+        ("tensorflow", "2.19.0", TF_2_19_0_CUDNN),
+    ),
+}
+
+
 def register(fires: dict[str, Case], silent: dict[str, Case]) -> None:
     """Add this module's cases to test_checks' tables."""
     fires.update(HEALTH_FIRES)
     silent.update(HEALTH_SILENT)
+    fires.update(FAULT_FIRES)
+    silent.update(FAULT_SILENT)
