@@ -23,8 +23,9 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,11 +235,29 @@ def install_pypi(
     return len(packages)
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn``: the kernel sends the child SIGKILL when dlsetup dies (Linux prctl).
+
+    libc is looked up here, in the parent: nothing is imported between fork and exec.
+    """
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    return arm
+
+
 def _run_uv(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run uv as the leader of its own process group; end the group on Ctrl-C or SIGTERM."""
     from dlsetup.process_group import deferred_stop_signals, new_group_options, stop_group
 
     options: dict[str, Any] = new_group_options()
+    if sys.platform == "linux":  # a SIGKILL of dlsetup takes uv with it (it leads its own group)
+        options["preexec_fn"] = _die_with_parent()
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **options
     ) as proc:

@@ -121,7 +121,7 @@ def solve(fixture: Fixture, specs: list[str]) -> list[Any]:
             rattler.solve(
                 sources=[fixture.channel_url],
                 specs=specs,
-                platforms=[PLATFORM, "noarch"],
+                platforms=[PLATFORM, "noarch"],  # type: ignore[list-item]
                 gateway=rattler.Gateway(cache_dir=fixture.channel_dir.parent / "gateway"),
             )
         )
@@ -129,7 +129,7 @@ def solve(fixture: Fixture, specs: list[str]) -> list[Any]:
 
 
 #: PyPI entries of the conda-lock file: (name, category, conda-lock dependency specs)
-PIP_ENTRIES = (
+PIP_ENTRIES: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("tinyalpha", "main", {"tinybeta": ">=0.1,<0.9 || >=1.0", "tinyconda": "*"}),
     ("tinybeta", "main", {}),
     ("tinydev", "dev", {"tinyalpha": "*"}),
@@ -244,5 +244,5 @@ def write_pixi_lock(
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         back = rattler.LockFile.from_path(path).default_environment()
         assert back is not None
-        assert all(p.hashes.sha256 for p in back.pypi_packages()[PLATFORM])
+        assert all(p.hashes and p.hashes.sha256 for p in back.pypi_packages()[PLATFORM])
     return path

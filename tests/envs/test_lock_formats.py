@@ -86,15 +86,10 @@ def inside(prefix: Path, modules: list[str]) -> dict[str, object]:
 
 
 def conda_meta(prefix: Path) -> set[str]:
-    return {
-        json.loads(p.read_text())["name"]
-        for p in (prefix / "conda-meta").glob("*.json")
-    }
+    return {json.loads(p.read_text())["name"] for p in (prefix / "conda-meta").glob("*.json")}
 
 
-def assert_built(
-    prefix: Path, conda: set[str], pypi: set[str], conda_modules: list[str]
-) -> None:
+def assert_built(prefix: Path, conda: set[str], pypi: set[str], conda_modules: list[str]) -> None:
     assert conda_meta(prefix) == conda
     seen = inside(prefix, [p.replace("-", "_") for p in sorted(pypi)] + conda_modules)
     assert seen["prefix"] == str(prefix)
@@ -136,7 +131,7 @@ def test_an_unsupported_format_names_itself_and_the_supported_ones_exit_2(
 ) -> None:
     lock = tmp_path / name
     lock.write_text(text)
-    code, out, err = create(lock, tmp_path / "env")
+    code, _out, err = create(lock, tmp_path / "env")
     assert code == 2, err
     assert f"Error: {lock} {what}; it is not a lock dlsetup reads" in err
     assert "conda-lock v1" in err and "@EXPLICIT" in err and "pixi.lock" in err
@@ -161,7 +156,9 @@ def test_a_malformed_conda_lock_exits_2_naming_file_and_field(
     assert "hand-edited" not in err
 
 
-def test_a_malformed_explicit_line_exits_2_naming_the_line(conda_lock: Path, tmp_path: Path) -> None:
+def test_a_malformed_explicit_line_exits_2_naming_the_line(
+    conda_lock: Path, tmp_path: Path
+) -> None:
     explicit = write_explicit(conda_lock, tmp_path / "x.txt")
     lines = explicit.read_text().splitlines()
     index = next(i for i, line in enumerate(lines) if line.startswith("file://"))
@@ -178,7 +175,7 @@ def test_unknown_environment_and_category_are_named_with_the_choices(
         read_locked_environment(pixi_lock, PLATFORM, environment="gpu")
     with pytest.raises(InputError, match="has no category docs; it has: dev, main"):
         read_locked_environment(conda_lock, PLATFORM, extras=("docs",))
-    with pytest.raises(InputError, match="--environment dev applies to pixi.lock files"):
+    with pytest.raises(InputError, match=r"--environment dev applies to pixi\.lock files"):
         read_locked_environment(conda_lock, PLATFORM, environment="dev")
 
 
@@ -264,7 +261,7 @@ def test_create_from_conda_lock_render_explicit_installs_everything(
     text = explicit.read_text()
     assert "@EXPLICIT" in text and "# pip tinyalpha @ file://" in text
     prefix = tmp_path / "env"
-    code, out, err = create(explicit, prefix)
+    code, _out, err = create(explicit, prefix)
     assert code == 0, err
     assert "Plan: 4 conda packages and 3 PyPI packages" in err
     # noarch: python came from each archive's info/index.json: the files are in site-packages
@@ -277,7 +274,9 @@ def test_create_from_conda_lock_render_explicit_installs_everything(
     assert (prefix / "conda-meta" / "dlsetup.explicit.txt").read_text() == text
 
 
-def test_conda_list_explicit_with_sha256_and_without_hashes(conda_lock: Path, tmp_path: Path) -> None:
+def test_conda_list_explicit_with_sha256_and_without_hashes(
+    conda_lock: Path, tmp_path: Path
+) -> None:
     """``conda list --explicit --sha256`` writes ``#sha256:HEX``; without a flag, no hash."""
     locked = read_locked_environment(conda_lock, PLATFORM, dev=False)
     lines = ["# This file may be used to create an environment using:", "# platform: linux-64",
@@ -299,7 +298,9 @@ def test_conda_list_explicit_with_sha256_and_without_hashes(conda_lock: Path, tm
 
 def test_an_explicit_lock_for_another_platform_is_refused(conda_lock: Path, tmp_path: Path) -> None:
     explicit = write_explicit(conda_lock, tmp_path / "x.txt")
-    explicit.write_text(explicit.read_text().replace("# platform: linux-64", "# platform: osx-arm64"))
+    explicit.write_text(
+        explicit.read_text().replace("# platform: linux-64", "# platform: osx-arm64")
+    )
     with pytest.raises(InputError, match="explicit lock for osx-arm64, not for this machine's"):
         read_locked_environment(explicit, PLATFORM)
 
