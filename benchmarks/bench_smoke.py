@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "dlsetup" / "smoke"))
 
 import numpy as np  # noqa: E402
 import reference as ref  # noqa: E402
-import worker_common as core  # noqa: E402
+import worker_grid as core  # noqa: E402
 
 COMBOS = core.combinations()
 
@@ -60,7 +60,7 @@ def torch_obvious(steps: int, x: np.ndarray, y: np.ndarray) -> float:
     import torch
     import torch_worker
 
-    backend = torch_worker.TorchBackend(torch, core.Injection())
+    backend = torch_worker.TorchBackend(torch)
     act_modules = {
         "sigmoid": torch.nn.Sigmoid,
         "tanh": torch.nn.Tanh,
@@ -89,13 +89,11 @@ def torch_ours(steps: int, x: np.ndarray, y: np.ndarray) -> float:
     import torch
     import torch_worker
 
-    backend = torch_worker.TorchBackend(torch, core.Injection())
+    backend = torch_worker.TorchBackend(torch)
     init = core.init_params(0, len(COMBOS))
     lr = np.array([core.LEARNING_RATES[loss] for _, loss in COMBOS])
     t0 = time.perf_counter()
-    backend.trainer("cpu", core.make_plan(COMBOS)).run(
-        init, x, y, lr=lr, loss_scale=np.ones(len(COMBOS)), steps=steps
-    )
+    backend.trainer("cpu", core.make_plan(COMBOS)).run(init, x, y, lr=lr, steps=steps)
     return time.perf_counter() - t0
 
 
@@ -127,7 +125,7 @@ def tf_eager_keras(
     import tf_worker
 
     keras = tf.keras
-    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    backend = tf_worker.TensorFlowBackend(tf)
     xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
     t0 = time.perf_counter()
     for act, loss in combos:
@@ -148,7 +146,7 @@ def tf_eager(steps: int, x: np.ndarray, y: np.ndarray, combos: list[tuple[str, s
     import tensorflow as tf
     import tf_worker
 
-    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    backend = tf_worker.TensorFlowBackend(tf)
     xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
     init = core.init_params(0, 1)
     t0 = time.perf_counter()
@@ -176,7 +174,7 @@ def tf_keras(steps: int, x: np.ndarray, y: np.ndarray, combos: list[tuple[str, s
     import tf_worker
 
     keras = tf.keras
-    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    backend = tf_worker.TensorFlowBackend(tf)
     act_layers = KERAS_ACTS
     xs, ys = x.astype("float32"), y.astype("float32")
     t0 = time.perf_counter()
@@ -201,7 +199,7 @@ def tf_function_step(
     import tensorflow as tf
     import tf_worker
 
-    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    backend = tf_worker.TensorFlowBackend(tf)
     xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
     init = core.init_params(0, 1)
     t0 = time.perf_counter()
@@ -235,13 +233,11 @@ def tf_ours(steps: int, x: np.ndarray, y: np.ndarray) -> float:
     import tensorflow as tf
     import tf_worker
 
-    backend = tf_worker.TensorFlowBackend(tf, core.Injection())
+    backend = tf_worker.TensorFlowBackend(tf)
     init = core.init_params(0, len(COMBOS))
     lr = np.array([core.LEARNING_RATES[loss] for _, loss in COMBOS])
     t0 = time.perf_counter()
-    backend.trainer("CPU:0", core.make_plan(COMBOS)).run(
-        init, x, y, lr=lr, loss_scale=np.ones(len(COMBOS)), steps=steps
-    )
+    backend.trainer("CPU:0", core.make_plan(COMBOS)).run(init, x, y, lr=lr, steps=steps)
     return time.perf_counter() - t0
 
 

@@ -174,9 +174,7 @@ def extension_file(name: str) -> str | None:
     return None
 
 
-def _nms_with(
-    nms: Callable[..., Any], torch: Any, device: str, broken_reference: bool
-) -> tuple[bool, str, float | None]:
+def _nms_with(nms: Callable[..., Any], torch: Any, device: str) -> tuple[bool, str, float | None]:
     boxes = np.array(NMS_BOXES)
     scores = np.array(NMS_SCORES)
     got = nms(
@@ -186,22 +184,18 @@ def _nms_with(
     )
     kept = [int(i) for i in got.to("cpu").tolist()]
     want = nms_reference(boxes, scores, NMS_IOU_THRESHOLD)
-    if broken_reference:
-        want = want[:-1]
     what = f"non-maximum suppression of {len(boxes)} boxes (IoU > {NMS_IOU_THRESHOLD:g}, float32)"
     if kept == want:
         return True, f"{what} kept boxes {kept}, as the NumPy reference", 0.0
     return False, f"{what} kept boxes {kept}, expected {want} (NumPy reference)", None
 
 
-def _nms(torch: Any, device: str, broken_reference: bool) -> tuple[bool, str, float | None]:
+def _nms(torch: Any, device: str) -> tuple[bool, str, float | None]:
     ops = importlib.import_module("torchvision.ops")
-    return _nms_with(ops.nms, torch, device, broken_reference)
+    return _nms_with(ops.nms, torch, device)
 
 
-def _fast_nms(
-    torch: Any, device: str, broken_reference: bool
-) -> tuple[bool, str, float | None] | None:
+def _fast_nms(torch: Any, device: str) -> tuple[bool, str, float | None] | None:
     """torchvision's nms kernel without ``import torchvision``: load only its compiled extension
     with ``torch.ops.load_library`` and call ``torch.ops.torchvision.nms``, the operator
     ``torchvision.ops.nms`` calls. ``import torchvision`` costs about 1.4 s (its ``ops`` import
@@ -217,20 +211,18 @@ def _fast_nms(
     try:
         torch.ops.load_library(path)
         nms = torch.ops.torchvision.nms
-        return _nms_with(nms, torch, device, broken_reference)
+        return _nms_with(nms, torch, device)
     except Exception:
         return None
 
 
-def _spectrogram(torch: Any, device: str, broken_reference: bool) -> tuple[bool, str, float | None]:
+def _spectrogram(torch: Any, device: str) -> tuple[bool, str, float | None]:
     transforms = importlib.import_module("torchaudio.transforms")
     signal = tone()
     transform = transforms.Spectrogram(n_fft=N_FFT, hop_length=HOP, power=2.0)
     x = torch.tensor(signal, dtype=torch.float32, device=device)
     got = np.asarray(transform.to(device)(x).detach().to("cpu").double().numpy(), np.float64)
     want = spectrogram_reference(signal, N_FFT, HOP)
-    if broken_reference:
-        want = want * 1.5
     rtol, share = SPECTROGRAM_TOLERANCE
     atol = share * float(np.max(np.abs(want)))
     what = (
@@ -253,22 +245,19 @@ def _spectrogram(torch: Any, device: str, broken_reference: bool) -> tuple[bool,
     )
 
 
-_CHECKS: dict[str, Callable[[Any, str, bool], tuple[bool, str, float | None]]] = {
+_CHECKS: dict[str, Callable[[Any, str], tuple[bool, str, float | None]]] = {
     "torchvision": _nms,
     "torchaudio": _spectrogram,
 }
 
 
-def check_companion(
-    torch: Any, name: str, device: str, *, broken_reference: bool = False
-) -> dict[str, Any]:
+def check_companion(torch: Any, name: str, device: str) -> dict[str, Any]:
     """Run companion ``name``'s check on ``device``; never raises.
 
     Args:
         torch: the imported torch module.
         name: ``torchvision`` or ``torchaudio``.
         device: a torch device (``cpu``, ``cuda:0``, ``mps``).
-        broken_reference: test hook: spoil the NumPy reference, so a correct result fails.
 
     Returns:
         ``companion``, ``check``, ``status`` (``passed``, ``failed``, ``not_installed``),
@@ -293,7 +282,7 @@ def check_companion(
         result["seconds"] = time.perf_counter() - t0
         return result
     result["version"] = _file_version(name)
-    fast = _fast_nms(torch, device, broken_reference) if name == "torchvision" else None
+    fast = _fast_nms(torch, device) if name == "torchvision" else None
     if fast is not None:
         passed, detail, err = fast
         result.update(
@@ -317,7 +306,7 @@ def check_companion(
         result["seconds"] = time.perf_counter() - t0
         return result
     try:
-        passed, detail, err = _CHECKS[name](torch, device, broken_reference)
+        passed, detail, err = _CHECKS[name](torch, device)
     except Exception as exc:
         result.update(
             status="failed",

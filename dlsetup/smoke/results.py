@@ -1,6 +1,6 @@
 """Typed results of a smoke run: per framework, per device, per check and per combination.
 
-The workers speak JSON lines (see :mod:`dlsetup.smoke.worker_common`); :func:`device_run_from_event`
+The workers speak JSON lines (see :mod:`dlsetup.smoke.worker_protocol`); :func:`device_run_from_event`
 turns a ``device_result`` event into a frozen :class:`DeviceRun`. Values a worker could not measure
 are :class:`dlsetup.facts.Missing` with a reason, never a bare ``None``.
 """

@@ -54,7 +54,7 @@ from dlsetup.smoke.results import (
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER_FILES: dict[str, str] = {"torch": "torch_worker.py", "tensorflow": "tf_worker.py"}
-LINE_PREFIX = "DLSETUP-SMOKE "  # the same as worker_common.LINE_PREFIX
+LINE_PREFIX = "DLSETUP-SMOKE "  # the same as worker_protocol.LINE_PREFIX
 #: Seconds the output of a worker that has exited may take to reach its end: a helper the worker
 #: started may hold its stdout open, and the run does not wait for that helper.
 DRAIN_S = 2.0
@@ -77,7 +77,7 @@ class RunOptions:
         steps: training steps.
         timeout_s: seconds one device may take, and a worker may take to start (import the
             framework, list the devices).
-        env: extra environment variables for the workers (tests use the fault-injection hook).
+        env: extra environment variables for the workers.
         max_disagreement: the largest allowed absolute gap between the PyTorch and TensorFlow
             loss curves of a pair on the same device class (loss units); None: the gap must
             stay inside twice the float32 band at every step (:func:`agreement`).
@@ -391,7 +391,7 @@ def machine_info(python: str) -> Machine:
 
 
 def normalize_device(name: str) -> str:
-    """One spelling of a device for both frameworks (``worker_common.normalize_device``)."""
+    """One spelling of a device for both frameworks (``worker_protocol.normalize_device``)."""
     low = name.strip().lower()
     if low in ("cpu", "cpu:0"):
         return "cpu"

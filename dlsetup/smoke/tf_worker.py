@@ -1,7 +1,8 @@
 """The TensorFlow smoke worker: run as a script inside the target interpreter.
 
 ``python tf_worker.py [--devices CPU:0,GPU:0] [--seed N] [--steps N]`` imports only the standard
-library, NumPy and TensorFlow (plus the sibling modules ``worker_common`` and ``reference``). All 48
+library, NumPy and TensorFlow (plus the sibling modules ``worker_protocol``, ``worker_grid`` and
+``reference``). All 48
 models are trained at once as stacked variables by one ``tf.function`` step, traced once per plan
 and device. GPU memory growth is switched on before anything touches a GPU, so the smoke never
 grabs a whole card.
@@ -27,14 +28,18 @@ except ImportError as _no_numpy:  # the environment lacks NumPy: say so in the p
 
 if TYPE_CHECKING:
     from dlsetup.smoke import reference as ref
-    from dlsetup.smoke import worker_common as core
+    from dlsetup.smoke import worker_grid as grid
+    from dlsetup.smoke import worker_protocol as protocol
+    from dlsetup.smoke.worker_clock import TIMING_CHUNK, ChunkClock
 else:  # run as a script: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import reference as ref
-    import worker_common as core
+    import worker_grid as grid
+    import worker_protocol as protocol
+    from worker_clock import TIMING_CHUNK, ChunkClock
 
 
-def load(injection: core.Injection) -> TensorFlowBackend:
+def load() -> TensorFlowBackend:
     """Import TensorFlow and build the backend (ImportError when it is not installed)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -48,11 +53,7 @@ def load(injection: core.Injection) -> TensorFlowBackend:
     # Full float32 matmuls (TensorFlow uses TF32 on Ampere and later by default): the every-step
     # check holds them to float32's band.
     tf.config.experimental.enable_tensor_float_32_execution(False)
-    if injection.cpu_devices > 1:  # test hook: several real (logical) TensorFlow CPU devices
-        host = tf.config.list_physical_devices("CPU")[0]
-        config = [tf.config.LogicalDeviceConfiguration() for _ in range(injection.cpu_devices)]
-        tf.config.set_logical_device_configuration(host, config)
-    return TensorFlowBackend(tf, injection)
+    return TensorFlowBackend(tf)
 
 
 class TensorFlowBackend:
@@ -60,11 +61,11 @@ class TensorFlowBackend:
 
     framework = "tensorflow"
 
-    def __init__(self, tf: Any, injection: core.Injection) -> None:
+    def __init__(self, tf: Any) -> None:
         self.tf = tf
         self.version = str(tf.__version__)
         k = ref.ZERO_ONE_SHARPNESS
-        acts: dict[str, Callable[[Any, Any], Any]] = {
+        self.acts: dict[str, Callable[[Any, Any], Any]] = {
             "sigmoid": lambda z, a: tf.sigmoid(z),
             "tanh": lambda z, a: tf.tanh(z),
             "relu": lambda z, a: tf.nn.relu(z),
@@ -72,7 +73,6 @@ class TensorFlowBackend:
             "prelu": lambda z, a: tf.where(z > 0, z, a * z),
             "elu": lambda z, a: tf.nn.elu(z),  # alpha = 1
         }
-        self.acts = core.wrap_activations(acts, injection)
         self.losses: dict[str, Callable[[Any, Any], Any]] = {
             "zero_one": lambda f, y: tf.sigmoid(-k * y * f),
             "absolute": lambda f, y: tf.abs(y - f),
@@ -85,7 +85,7 @@ class TensorFlowBackend:
                 labels=tf.broadcast_to((1.0 + y) / 2.0, tf.shape(f)), logits=f
             ),
         }
-        core.require_complete(self.framework, self.acts, self.losses)
+        grid.require_complete(self.framework, self.acts, self.losses)
 
     def devices(self) -> list[str]:
         return [d.name.split("device:")[-1] for d in self.tf.config.list_logical_devices()]
@@ -97,12 +97,12 @@ class TensorFlowBackend:
         return self.tf.constant(np.asarray(values), dtype=getattr(self.tf, dtype))
 
     @staticmethod
-    def _np(t: Any) -> core.Array:
+    def _np(t: Any) -> grid.Array:
         return np.asarray(t.numpy(), dtype=np.float64)
 
     def activation_value_grad(
-        self, device: str, dtype: str, name: str, x: core.Array, alpha: float
-    ) -> tuple[core.Array, core.Array, core.Array]:
+        self, device: str, dtype: str, name: str, x: grid.Array, alpha: float
+    ) -> tuple[grid.Array, grid.Array, grid.Array]:
         tf = self.tf
         with tf.device(device):
             xt = self._const(x, dtype)
@@ -119,8 +119,8 @@ class TensorFlowBackend:
         )
 
     def loss_value_grad(
-        self, device: str, dtype: str, name: str, f: core.Array, y: core.Array
-    ) -> tuple[core.Array, core.Array]:
+        self, device: str, dtype: str, name: str, f: grid.Array, y: grid.Array
+    ) -> tuple[grid.Array, grid.Array]:
         tf = self.tf
         with tf.device(device):
             ft = self._const(f, dtype)
@@ -130,14 +130,14 @@ class TensorFlowBackend:
             df = tape.gradient(value, ft)
         return self._np(value), self._np(df)
 
-    def zero_one(self, device: str, dtype: str, f: core.Array, y: core.Array) -> core.Array:
+    def zero_one(self, device: str, dtype: str, f: grid.Array, y: grid.Array) -> grid.Array:
         tf = self.tf
         with tf.device(device):
             ft = self._const(f, dtype)
             pred = tf.where(ft > 0, tf.ones_like(ft), -tf.ones_like(ft))
             return self._np(tf.cast(tf.not_equal(pred, self._const(y, dtype)), ft.dtype))
 
-    def trainer(self, device: str, plan: core.Plan) -> TensorFlowTrainer:
+    def trainer(self, device: str, plan: grid.Plan) -> TensorFlowTrainer:
         return TensorFlowTrainer(self, device, plan)
 
     def peak_device_memory(self, device: str) -> int | None:
@@ -150,16 +150,16 @@ class TensorFlowBackend:
 class TensorFlowTrainer:
     """All models of a plan as stacked variables; one traced function runs n steps in the graph."""
 
-    def __init__(self, backend: TensorFlowBackend, device: str, plan: core.Plan) -> None:
+    def __init__(self, backend: TensorFlowBackend, device: str, plan: grid.Plan) -> None:
         tf = backend.tf
         self.b = backend
         self.device = device
         self.plan = plan
         m = len(plan.combos)
         shapes = {
-            "w1": (m, 2, core.HIDDEN),
-            "b1": (m, core.HIDDEN),
-            "w2": (m, core.HIDDEN),
+            "w1": (m, 2, grid.HIDDEN),
+            "b1": (m, grid.HIDDEN),
+            "w2": (m, grid.HIDDEN),
             "b2": (m,),
             "alpha": (m,),
         }
@@ -170,7 +170,7 @@ class TensorFlowTrainer:
         self.inverse = tf.constant(plan.inverse, tf.int32)
         self.loop = tf.function(self._loop, autograph=False)
 
-    def _forward(self, x: Any, y: Any, scale: Any) -> tuple[Any, Any]:
+    def _forward(self, x: Any, y: Any) -> tuple[Any, Any]:
         tf = self.b.tf
         p = self.vars
         z = tf.einsum("nd,mdh->mnh", x, p["w1"]) + p["b1"][:, None, :]  # (M, N, H)
@@ -183,14 +183,14 @@ class TensorFlowTrainer:
             tf.reduce_mean(self.b.losses[n](tf.gather(f, idx), y), axis=1)
             for n, idx in self.loss_idx
         ]
-        losses = tf.gather(tf.concat(per_group, axis=0), self.inverse) * scale
+        losses = tf.gather(tf.concat(per_group, axis=0), self.inverse)
         return losses, f
 
-    def _step(self, x: Any, y: Any, scale: Any, lr: Any) -> tuple[Any, Any]:
+    def _step(self, x: Any, y: Any, lr: Any) -> tuple[Any, Any]:
         """One plain-GD step of every model (lr 0: evaluate only); returns losses and scores."""
         tf = self.b.tf
         with tf.GradientTape() as tape:
-            losses, f = self._forward(x, y, scale)
+            losses, f = self._forward(x, y)
             total = tf.reduce_sum(losses)
         grads = tape.gradient(total, [self.vars[k] for k in self.names])
         for k, g in zip(self.names, grads, strict=True):
@@ -199,7 +199,7 @@ class TensorFlowTrainer:
                 v.assign_sub(tf.reshape(lr, [-1] + [1] * (len(v.shape) - 1)) * g)
         return losses, f
 
-    def _loop(self, x: Any, y: Any, scale: Any, lr: Any, n: Any) -> tuple[Any, Any]:
+    def _loop(self, x: Any, y: Any, lr: Any, n: Any) -> tuple[Any, Any]:
         """``n`` steps inside the graph; returns the losses before each step and the last scores.
 
         Written with an explicit ``tf.while_loop`` and traced with autograph off: converting the
@@ -209,7 +209,7 @@ class TensorFlowTrainer:
         m = len(self.plan.combos)
 
         def body(i: Any, curve: Any, f: Any) -> tuple[Any, Any, Any]:
-            losses, f = self._step(x, y, scale, lr)
+            losses, f = self._step(x, y, lr)
             return i + 1, curve.write(i, losses), f
 
         _, curve, f = tf.while_loop(
@@ -218,50 +218,48 @@ class TensorFlowTrainer:
             (
                 tf.constant(0),
                 tf.TensorArray(tf.float32, size=n, element_shape=[m]),
-                tf.zeros([m, core.N_SAMPLES], tf.float32),
+                tf.zeros([m, grid.N_SAMPLES], tf.float32),
             ),
         )
         return curve.stack(), f
 
     def run(
         self,
-        init: dict[str, core.Array],
-        x: core.Array,
-        y: core.Array,
+        init: dict[str, grid.Array],
+        x: grid.Array,
+        y: grid.Array,
         *,
-        lr: core.Array,
-        loss_scale: core.Array,
+        lr: grid.Array,
         steps: int,
-    ) -> core.TrainOutput:
+    ) -> grid.TrainOutput:
         tf = self.b.tf
         with tf.device(self.device):
             for k, v in self.vars.items():
                 v.assign(tf.constant(init[k], tf.float32))
             xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
-            scale = tf.constant(loss_scale, tf.float32)
             lr_t = tf.constant(lr, tf.float32)
             t0 = time.perf_counter()
-            first, _ = self.loop(xt, yt, scale, lr_t, tf.constant(1))
+            first, _ = self.loop(xt, yt, lr_t, tf.constant(1))
             after_first = {k: self.b._np(v) for k, v in self.vars.items()}
             warmup = time.perf_counter() - t0
             t0 = time.perf_counter()
             curves = [first]
-            clock = core.ChunkClock()
+            clock = ChunkClock()
             left = steps - 1
             while left > 0:  # in timed chunks, the calibration kernel between them
-                n = min(core.TIMING_CHUNK, left)
+                n = min(TIMING_CHUNK, left)
                 clock.begin()
-                chunk, _ = self.loop(xt, yt, scale, lr_t, tf.constant(n))
+                chunk, _ = self.loop(xt, yt, lr_t, tf.constant(n))
                 chunk.numpy()  # wait for the device
                 clock.steps_done(n)
                 curves.append(chunk)
                 left -= n
-            last, f = self.loop(xt, yt, scale, tf.zeros_like(lr_t), tf.constant(1))  # evaluate only
+            last, f = self.loop(xt, yt, tf.zeros_like(lr_t), tf.constant(1))  # evaluate only
             curves.append(last)
             curve_np = self.b._np(tf.concat(curves, axis=0))
             loop = time.perf_counter() - t0 - clock.kernel_s
-        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
+        return grid.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
 
 
 if __name__ == "__main__":
-    sys.exit(core.main("tensorflow", load))
+    protocol.exit_now(protocol.main("tensorflow", load))

@@ -1,5 +1,5 @@
 """The fixed calibration kernel the benchmark gate divides step times by (one run after each
-20-step chunk of the training, :class:`worker_common.ChunkClock`).
+20-step chunk of the training, :class:`worker_clock.ChunkClock`).
 
 Runs INSIDE the target interpreter (standard library and NumPy only; the workers load it by path).
 A step time alone says as much about the machine (its CPU, its clock, the other jobs on it) as

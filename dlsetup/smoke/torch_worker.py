@@ -1,8 +1,9 @@
 """The PyTorch smoke worker: run as a script inside the target interpreter.
 
 ``python torch_worker.py [--devices cpu,cuda:0] [--seed N] [--steps N]`` imports only the standard
-library, NumPy and torch (plus the sibling modules ``worker_common``, ``reference`` and
-``companions``; torchvision and torchaudio, when installed, are imported after the grid). All 48
+library, NumPy and torch (plus the sibling modules ``worker_protocol``, ``worker_grid``,
+``reference`` and ``companions``; torchvision and torchaudio, when installed, are imported after the
+grid). All 48
 models are trained at once as stacked weights: one batched matmul program per step, activations
 applied per slice of models, losses per group of models.
 """
@@ -28,15 +29,19 @@ except ImportError as _no_numpy:  # the environment lacks NumPy: say so in the p
 if TYPE_CHECKING:
     from dlsetup.smoke import companions as comp
     from dlsetup.smoke import reference as ref
-    from dlsetup.smoke import worker_common as core
+    from dlsetup.smoke import worker_grid as grid
+    from dlsetup.smoke import worker_protocol as protocol
+    from dlsetup.smoke.worker_clock import ChunkClock
 else:  # run as a script: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import companions as comp
     import reference as ref
-    import worker_common as core
+    import worker_grid as grid
+    import worker_protocol as protocol
+    from worker_clock import ChunkClock
 
 
-def load(injection: core.Injection) -> TorchBackend:
+def load() -> TorchBackend:
     """Import torch and build the backend (ImportError when torch is not installed)."""
     import torch
 
@@ -45,7 +50,7 @@ def load(injection: core.Injection) -> TorchBackend:
     torch.set_num_threads(1)
     # Full float32 matmuls (no TF32 on CUDA): the every-step check holds them to float32's band.
     torch.set_float32_matmul_precision("highest")
-    return TorchBackend(torch, injection)
+    return TorchBackend(torch)
 
 
 class TorchBackend:
@@ -53,12 +58,12 @@ class TorchBackend:
 
     framework = "torch"
 
-    def __init__(self, torch: Any, injection: core.Injection) -> None:
+    def __init__(self, torch: Any) -> None:
         self.torch = torch
         self.version = str(torch.__version__)
         fn = torch.nn.functional
         k = ref.ZERO_ONE_SHARPNESS
-        acts: dict[str, Callable[[Any, Any], Any]] = {
+        self.acts: dict[str, Callable[[Any, Any], Any]] = {
             "sigmoid": lambda z, a: torch.sigmoid(z),
             "tanh": lambda z, a: torch.tanh(z),
             "relu": lambda z, a: torch.relu(z),
@@ -66,7 +71,6 @@ class TorchBackend:
             "prelu": lambda z, a: torch.where(z > 0, z, a * z),
             "elu": lambda z, a: fn.elu(z, alpha=ref.ELU_ALPHA),
         }
-        self.acts = core.wrap_activations(acts, injection)
         self.losses: dict[str, Callable[[Any, Any], Any]] = {
             "zero_one": lambda f, y: torch.sigmoid(-k * y * f),
             "absolute": lambda f, y: torch.abs(y - f),
@@ -79,7 +83,7 @@ class TorchBackend:
                 f, ((1.0 + y) / 2.0).expand_as(f), reduction="none"
             ),
         }
-        core.require_complete(self.framework, self.acts, self.losses)
+        grid.require_complete(self.framework, self.acts, self.losses)
 
     def devices(self) -> list[str]:
         torch = self.torch
@@ -99,12 +103,12 @@ class TorchBackend:
             np.asarray(values), dtype=getattr(torch, dtype), device=device, requires_grad=grad
         )
 
-    def _np(self, t: Any) -> core.Array:
+    def _np(self, t: Any) -> grid.Array:
         return np.asarray(t.detach().to("cpu").double().numpy(), dtype=np.float64)
 
     def activation_value_grad(
-        self, device: str, dtype: str, name: str, x: core.Array, alpha: float
-    ) -> tuple[core.Array, core.Array, core.Array]:
+        self, device: str, dtype: str, name: str, x: grid.Array, alpha: float
+    ) -> tuple[grid.Array, grid.Array, grid.Array]:
         xt = self._tensor(x, device, dtype, grad=True)
         at = self._tensor(np.full(x.shape, alpha), device, dtype, grad=True)
         value = self.acts[name](xt, at)
@@ -117,29 +121,27 @@ class TorchBackend:
         )
 
     def loss_value_grad(
-        self, device: str, dtype: str, name: str, f: core.Array, y: core.Array
-    ) -> tuple[core.Array, core.Array]:
+        self, device: str, dtype: str, name: str, f: grid.Array, y: grid.Array
+    ) -> tuple[grid.Array, grid.Array]:
         ft = self._tensor(f, device, dtype, grad=True)
         value = self.losses[name](ft, self._tensor(y, device, dtype))
         (df,) = self.torch.autograd.grad(value.sum(), [ft])
         return self._np(value), self._np(df)
 
-    def zero_one(self, device: str, dtype: str, f: core.Array, y: core.Array) -> core.Array:
+    def zero_one(self, device: str, dtype: str, f: grid.Array, y: grid.Array) -> grid.Array:
         ft = self._tensor(f, device, dtype)
         pred = self.torch.where(ft > 0, 1.0, -1.0).to(ft.dtype)
         return self._np((pred != self._tensor(y, device, dtype)).to(ft.dtype))
 
-    def trainer(self, device: str, plan: core.Plan) -> TorchTrainer:
+    def trainer(self, device: str, plan: grid.Plan) -> TorchTrainer:
         return TorchTrainer(self, device, plan)
 
     #: PyTorch's companions checked after each device (torchvision, torchaudio).
     companions: tuple[str, ...] = comp.COMPANIONS
 
-    def companion_check(
-        self, name: str, device: str, *, broken_reference: bool = False
-    ) -> dict[str, Any]:
+    def companion_check(self, name: str, device: str) -> dict[str, Any]:
         """One companion's check on ``device`` (imports it lazily; see :mod:`companions`)."""
-        return comp.check_companion(self.torch, name, device, broken_reference=broken_reference)
+        return comp.check_companion(self.torch, name, device)
 
     def peak_device_memory(self, device: str) -> int | None:
         if device.startswith("cuda"):
@@ -152,7 +154,7 @@ class TorchBackend:
 class TorchTrainer:
     """All models of a plan as stacked tensors, trained by eager batched ops."""
 
-    def __init__(self, backend: TorchBackend, device: str, plan: core.Plan) -> None:
+    def __init__(self, backend: TorchBackend, device: str, plan: grid.Plan) -> None:
         torch = backend.torch
         self.b = backend
         self.device = device
@@ -163,7 +165,7 @@ class TorchTrainer:
         ]
         self.inverse = torch.tensor(plan.inverse, dtype=torch.long, device=device)
 
-    def _forward(self, p: dict[str, Any], x: Any, y: Any, scale: Any) -> tuple[Any, Any]:
+    def _forward(self, p: dict[str, Any], x: Any, y: Any) -> tuple[Any, Any]:
         torch = self.b.torch
         z = torch.matmul(x, p["w1"]) + p["b1"][:, None, :]  # (M, N, H)
         alpha = p["alpha"][:, None, None]
@@ -174,35 +176,33 @@ class TorchTrainer:
         per_group = [
             self.b.losses[n](f.index_select(0, idx), y).mean(dim=1) for n, idx in self.loss_idx
         ]
-        losses = torch.cat(per_group).index_select(0, self.inverse) * scale
+        losses = torch.cat(per_group).index_select(0, self.inverse)
         return losses, f
 
     def run(
         self,
-        init: dict[str, core.Array],
-        x: core.Array,
-        y: core.Array,
+        init: dict[str, grid.Array],
+        x: grid.Array,
+        y: grid.Array,
         *,
-        lr: core.Array,
-        loss_scale: core.Array,
+        lr: grid.Array,
         steps: int,
-    ) -> core.TrainOutput:
+    ) -> grid.TrainOutput:
         torch = self.b.torch
         dev, dt = self.device, "float32"
         p = {k: self.b._tensor(v, dev, dt, grad=True) for k, v in init.items()}
         xt, yt = self.b._tensor(x, dev, dt), self.b._tensor(y, dev, dt)
-        scale = self.b._tensor(loss_scale, dev, dt)
         lr_t = self.b._tensor(lr, dev, dt)
         lr_b = {k: lr_t.reshape((-1,) + (1,) * (v.dim() - 1)) for k, v in p.items()}
         names = list(p)
         device_sync = torch.cuda.synchronize if dev.startswith("cuda") else None
         curves: list[Any] = []
-        after_first: dict[str, core.Array] = {}
+        after_first: dict[str, grid.Array] = {}
         t0 = time.perf_counter()
         warmup = 0.0
-        clock = core.ChunkClock(device_sync)
+        clock = ChunkClock(device_sync)
         for step in range(steps):
-            losses, _ = self._forward(p, xt, yt, scale)
+            losses, _ = self._forward(p, xt, yt)
             grads = torch.autograd.grad(losses.sum(), [p[k] for k in names], allow_unused=True)
             with torch.no_grad():
                 for k, g in zip(names, grads, strict=True):
@@ -217,12 +217,12 @@ class TorchTrainer:
             else:
                 clock.steps_done(1)
         with torch.no_grad():
-            losses, f = self._forward(p, xt, yt, scale)
+            losses, f = self._forward(p, xt, yt)
         curves.append(losses)
         curve_np = self.b._np(torch.stack(curves))
         loop = time.perf_counter() - t0 - clock.kernel_s
-        return core.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
+        return grid.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
 
 
 if __name__ == "__main__":
-    sys.exit(core.main("torch", load))
+    protocol.exit_now(protocol.main("torch", load))

@@ -24,11 +24,8 @@ from click.testing import CliRunner
 from dlsetup.cli import cli
 from dlsetup.envs.install import PAUSE_ENV, clean_leftovers, remove_partial
 from dlsetup.output import load_schema
+from tests.smoke.fault_env import fault_env
 from tests.support.proc import REPO
-
-#: the smoke workers' documented test-only fault injection (dlsetup/smoke/worker_common.py's
-#: INJECT_ENV; not imported here, as that module is a worker script that edits sys.path)
-INJECT_ENV = "DLSETUP_SMOKE_INJECT"
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -224,7 +221,8 @@ def test_create_with_a_failing_smoke_check_keeps_the_env_exits_1_and_says_how_to
     prefix = tmp_path / "envs" / "broken-relu"
     python = prefix / "bin" / "python"
     record = prefix / "etc" / "dlsetup" / "smoke.json"
-    monkeypatch.setenv(INJECT_ENV, "torch:wrong-activation=relu")
+    for name, value in fault_env("torch:wrong-activation=relu").items():
+        monkeypatch.setenv(name, value)
     code, out = invoke("create", "--from-lock", str(runnable_lock), "--prefix", str(prefix))
     assert code == 1, out
     # the environment was built correctly, so it stays in place, complete
@@ -658,7 +656,7 @@ def test_ctrl_c_during_the_smoke_test_keeps_the_env_and_ends_the_framework_worke
             "--prefix", str(prefix), "--no-jupyter",
         ],
         # the workers hang on their device, so only ending them stops them
-        env={**os.environ, **isolated_dirs, INJECT_ENV: "hang=cpu"},
+        env={**os.environ, **isolated_dirs, **fault_env("*:hang=cpu")},
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

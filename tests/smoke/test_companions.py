@@ -23,6 +23,7 @@ from dlsetup.output import load_schema
 from dlsetup.smoke import companions as comp
 from tests.doctor.standins import crashing_standin, hanging_standin
 from tests.smoke.companion_standins import real_torchvision, torchaudio_standin, torchvision_standin
+from tests.smoke.fault_env import fault_env
 from tests.support.proc import run_cli
 
 
@@ -71,10 +72,10 @@ def test_spectrogram_reference_is_torchs_stft_power_with_peaks_at_the_two_tones(
 # ------------------------------------------------------------------ the smoke, end to end
 
 
-def smoke(pythonpath: Path | None, *args: str, inject: str = "") -> tuple[int, dict[str, Any]]:
+def smoke(pythonpath: Path | None, *args: str, faults: str = "") -> tuple[int, dict[str, Any]]:
     env = {"PYTHONPATH": str(pythonpath) if pythonpath else ""}
-    if inject:
-        env["DLSETUP_SMOKE_INJECT"] = inject
+    if faults:
+        env = fault_env(faults, *([pythonpath] if pythonpath else []))
     proc = run_cli("smoke", "--framework", "torch", "--json", *args, env=env)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
@@ -121,7 +122,9 @@ def test_working_companions_pass_beside_the_grid_in_json_text_and_benchmark(
 
 
 def test_a_broken_reference_fails_each_companion_check(working: Path) -> None:
-    code, doc = smoke(working, inject="broken-reference=torchvision,broken-reference=torchaudio")
+    code, doc = smoke(
+        working, faults="torch:broken-reference=torchvision,torch:broken-reference=torchaudio"
+    )
     assert code == 1 and doc["data"]["passed"] is False
     found = companions(doc)
     assert {c["status"] for c in found.values()} == {"failed"}

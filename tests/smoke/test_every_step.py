@@ -161,4 +161,5 @@ def test_the_human_report_names_the_combination_and_the_step() -> None:
 
 def test_the_fault_shims_live_outside_the_production_package() -> None:
     package = REPO / "dlsetup"
-    assert not [p for p in package.rglob("*.py") if "DLSETUP_TEST_FAULTS" in p.read_text()]
+    for hook in ("DLSETUP_TEST_FAULTS", "DLSETUP_SMOKE_INJECT", "broken_reference"):
+        assert not [p for p in package.rglob("*.py") if hook in p.read_text()], hook

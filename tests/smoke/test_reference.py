@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dlsetup.smoke import reference as ref
-from dlsetup.smoke import worker_common as core
+from dlsetup.smoke import worker_grid as core
 
 
 def a(*values: float) -> np.ndarray:
@@ -128,10 +128,10 @@ def test_gd_step_moves_every_weight_by_minus_lr_times_its_finite_difference_grad
 
 
 def test_runner_reads_the_line_prefix_the_workers_write() -> None:
-    from dlsetup.smoke import runner
+    from dlsetup.smoke import runner, worker_protocol
 
-    # the runner keeps its own copy: importing worker_common would put its directory on sys.path
-    assert runner.LINE_PREFIX == core.LINE_PREFIX
+    # the runner keeps its own copy: importing worker_protocol would put its directory on sys.path
+    assert runner.LINE_PREFIX == worker_protocol.LINE_PREFIX
 
 
 @pytest.mark.parametrize("seed", [0, 7])

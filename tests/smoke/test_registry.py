@@ -10,7 +10,7 @@ import pytest
 
 from dlsetup.output import load_schema
 from dlsetup.smoke import reference as ref
-from dlsetup.smoke import worker_common as core
+from dlsetup.smoke import worker_grid as core
 from tests.support.proc import REPO
 
 
@@ -68,7 +68,7 @@ def test_the_torch_worker_implements_every_registry_entry() -> None:
 
     from dlsetup.smoke import torch_worker
 
-    backend = torch_worker.TorchBackend(torch, core.Injection())
+    backend = torch_worker.TorchBackend(torch)
     assert list(backend.acts) == list(ref.ACTIVATIONS)
     assert list(backend.losses) == list(ref.LOSSES)
 

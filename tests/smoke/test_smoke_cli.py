@@ -1,7 +1,8 @@
 """``dlsetup smoke`` end to end with the real torch and tensorflow-cpu, fault injection included.
 
-The fault-injection hook (``DLSETUP_SMOKE_INJECT``, documented in ``worker_common`` as test-only)
-is read by the real workers, so these tests run the real code paths, not mocks.
+Faults are injected from outside the package (``tests/smoke/faults/sitecustomize.py``, through
+:func:`tests.smoke.fault_env.fault_env`) into the real workers, so these tests run the real code
+paths, not mocks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from dlsetup.cli import cli
 from dlsetup.output import load_schema
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
+from tests.smoke.fault_env import fault_env
 from tests.support.proc import run_cli
 
 #: The grid's size, from the registry (48 today).
@@ -111,7 +113,7 @@ def test_schema_rejects_an_unknown_field_so_drift_fails(full_run: dict[str, Any]
 def test_wrong_activation_and_nan_fail_their_rows_and_a_raising_device_fails_only_its_own() -> None:
     proc = run_cli(
         "smoke", "--json", "--steps", "60",
-        env={"DLSETUP_SMOKE_INJECT": "torch:wrong-activation=relu,torch:nan=tanh/hinge,tensorflow:raise=cpu"},
+        env=fault_env("torch:wrong-activation=relu,torch:nan=tanh/hinge,tensorflow:raise=cpu"),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
@@ -141,7 +143,7 @@ def test_wrong_activation_and_nan_fail_their_rows_and_a_raising_device_fails_onl
 def test_human_report_explains_a_failure_and_the_zero_one_surrogate() -> None:
     proc = run_cli(
         "smoke", "--framework", "torch", "--steps", "60",
-        env={"DLSETUP_SMOKE_INJECT": "wrong-activation=elu"},
+        env=fault_env("*:wrong-activation=elu"),
     )  # fmt: skip
     assert proc.returncode == 1
     out = proc.stdout
@@ -159,7 +161,7 @@ def test_human_report_explains_a_failure_and_the_zero_one_surrogate() -> None:
 def test_a_hung_device_is_ended_by_the_timeout_and_fails_its_rows() -> None:
     proc = run_cli(
         "smoke", "--framework", "torch", "--json", "--timeout", "3",
-        env={"DLSETUP_SMOKE_INJECT": "hang=cpu"},
+        env=fault_env("*:hang=cpu"),
     )  # fmt: skip
     assert proc.returncode == 1
     (run,) = json.loads(proc.stdout)["data"]["runs"]
@@ -168,9 +170,7 @@ def test_a_hung_device_is_ended_by_the_timeout_and_fails_its_rows() -> None:
 
 
 def test_a_crashing_device_is_reported_as_crashed() -> None:
-    proc = run_cli(
-        "smoke", "--framework", "torch", "--json", env={"DLSETUP_SMOKE_INJECT": "crash=cpu"}
-    )
+    proc = run_cli("smoke", "--framework", "torch", "--json", env=fault_env("*:crash=cpu"))
     assert proc.returncode == 1
     (run,) = json.loads(proc.stdout)["data"]["runs"]
     assert run["status"] == "crashed"
@@ -240,7 +240,7 @@ def test_sigint_to_smoke_alone_while_devices_hang_exits_130_and_leaves_no_worker
 
     from tests.support.proc import REPO
 
-    env = {**os.environ, "NO_COLOR": "1", "DLSETUP_SMOKE_INJECT": "hang=cpu"}
+    env = {**os.environ, "NO_COLOR": "1", **fault_env("*:hang=cpu")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dlsetup", "smoke", "--timeout", "300"],
         env=env,
@@ -315,7 +315,7 @@ def _wait_until_idle(processes: list[Any], deadline: float) -> None:
         before = now
 
 
-WRONG_TF_RELU = {"DLSETUP_SMOKE_INJECT": "tensorflow:wrong-activation=relu"}
+WRONG_TF_RELU = fault_env("tensorflow:wrong-activation=relu")
 
 
 def failed_combinations(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -411,7 +411,7 @@ def test_each_device_runs_in_its_own_worker_so_a_broken_interpreter_spoils_only_
     # as a sticky CUDA error would. In a shared worker CPU:1 would fail too.
     proc = run_cli(
         "smoke", "--framework", "tensorflow", "--json", "--steps", "30",
-        env={"DLSETUP_SMOKE_INJECT": "tensorflow:cpu-devices=2,tensorflow:poison=CPU:0"},
+        env=fault_env("tensorflow:cpu-devices=2,tensorflow:poison=CPU:0"),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
@@ -420,10 +420,7 @@ def test_each_device_runs_in_its_own_worker_so_a_broken_interpreter_spoils_only_
     assert framework["selected"] == ["CPU:0", "CPU:1"]
     first, second = doc["data"]["runs"]
     assert (first["device"], first["status"]) == ("CPU:0", "error")
-    assert (
-        first["error"]
-        == "RuntimeError: injected sticky failure on CPU:0 (test hook DLSETUP_SMOKE_INJECT)"
-    )
+    assert first["error"] == "RuntimeError: injected sticky failure on CPU:0 (test fault poison)"
     assert (second["device"], second["status"]) == ("CPU:1", "ok")
     assert all(c["passed"] for c in second["combinations"])
     assert all(c["passed"] for c in second["function_checks"])

@@ -2,7 +2,7 @@
 
 Real processes and real signals: the CLI runs in a subprocess, SIGTERM is sent with ``os.kill``,
 and psutil checks that no process of the run (its framework workers, each leading a process group
-of its own) survives. Hangs are injected with the workers' test hook (``DLSETUP_SMOKE_INJECT``)
+of its own) survives. Hangs are injected with the workers' test-only faults (:func:`tests.smoke.fault_env.fault_env`)
 or with a stand-in framework on ``PYTHONPATH`` whose import never returns.
 """
 
@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from dlsetup.cli import cli
 from tests.doctor.standins import hanging_standin
+from tests.smoke.fault_env import fault_env
 from tests.support.proc import REPO, run_cli
 from tests.support.processes import alive, descendants, reap, survivors
 
@@ -75,7 +76,7 @@ def _wait_for_workers(proc: subprocess.Popen[str], count: int, timeout_s: float)
 
 @posix_only
 def test_sigterm_while_devices_hang_exits_143_and_no_process_of_the_run_survives() -> None:
-    proc = _start("smoke", "--timeout", "300", env={"DLSETUP_SMOKE_INJECT": "hang=cpu"})
+    proc = _start("smoke", "--timeout", "300", env=fault_env("*:hang=cpu"))
     pids: set[int] = set()
     try:
         pids = _wait_for_workers(proc, 2, 60)
@@ -109,7 +110,7 @@ def _group_or_none(pid: int) -> int | None:
 def test_sigterm_while_the_workers_start_leaves_no_worker(delay_s: float) -> None:
     """SIGTERM as soon as the first worker exists (the other may be starting), or shortly after
     (inside the framework imports)."""
-    proc = _start("smoke", "--timeout", "300", env={"DLSETUP_SMOKE_INJECT": "hang=cpu"})
+    proc = _start("smoke", "--timeout", "300", env=fault_env("*:hang=cpu"))
     pids: set[int] = set()
     try:
         pids = _wait_for_workers(proc, 1, 60)
@@ -152,7 +153,7 @@ def test_sigterm_the_moment_a_worker_starts_still_ends_it(tmp_path: Path) -> Non
     pid_file = tmp_path / "pids"
     proc = subprocess.run(
         [sys.executable, "-c", SIGTERM_AT_FIRST_POPEN, str(pid_file)],
-        env={**os.environ, "NO_COLOR": "1", "DLSETUP_SMOKE_INJECT": "hang=cpu"},
+        env={**os.environ, "NO_COLOR": "1", **fault_env("*:hang=cpu")},
         cwd=str(REPO),
         capture_output=True,
         text=True,
@@ -193,7 +194,7 @@ def test_sigterm_during_creates_smoke_phase_ends_the_child_smoke_and_its_workers
 ) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", CREATE_SMOKE_PHASE, str(tmp_path)],
-        env={**os.environ, "NO_COLOR": "1", "DLSETUP_SMOKE_INJECT": "hang=cpu"},
+        env={**os.environ, "NO_COLOR": "1", **fault_env("*:hang=cpu")},
         cwd=str(REPO),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -16,6 +16,25 @@ imports it. No production module knows about these faults. Comma-separated, each
   sleep as long as the step so far took);
 * ``tensorflow:slow=2``: each call of a ``tf.function`` first runs once more with a learning
   rate of zero (same work, weights unchanged), so training takes twice as long.
+
+Faults of the worker itself, patched into the backend the worker's ``load`` returns (prefix
+``torch:``, ``tensorflow:`` or ``*:`` for both):
+
+* ``wrong-activation=NAME``: the backend's activation NAME returns 1.5 times the right value;
+* ``nan=ACT/LOSS``: that combination starts from NaN weights, so its loss is NaN from the first
+  step on (in the stacked program and alone);
+* ``raise=DEVICE``: running on DEVICE raises a RuntimeError;
+* ``hang=DEVICE``: running on DEVICE sleeps for an hour (to exercise the runner's timeout);
+* ``crash=DEVICE``: running on DEVICE ends the process with exit status 3 (no result line);
+* ``poison=DEVICE``: running on DEVICE raises and leaves the process unusable, so every later
+  device in the same process raises too (like a sticky CUDA error);
+* ``broken-reference=COMPANION``: the NumPy reference of that companion's check (``torchvision``,
+  ``torchaudio``) is spoiled, so a correct result fails;
+* ``cpu-devices=N`` (TensorFlow): the host CPU is split into N logical devices ``CPU:0`` ..
+  ``CPU:N-1`` (a real TensorFlow feature), so a CPU-only machine has several devices.
+
+The device faults act when the worker asks the backend for the device's dtypes, the first thing
+a device's run does (inside its error handling, as a real device failure would be).
 """
 
 from __future__ import annotations
@@ -25,19 +44,34 @@ import importlib.machinery
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 ENV = "DLSETUP_TEST_FAULTS"
 
 
-def _faults(framework: str) -> dict[str, str]:
-    out = {}
+def _items(framework: str) -> list[tuple[str, str]]:
+    """(name, value) of each fault for ``framework`` (``*:`` faults apply to every framework)."""
+    out = []
     for item in filter(None, (p.strip() for p in os.environ.get(ENV, "").split(","))):
         fw, _, rest = item.partition(":")
         name, _, value = rest.partition("=")
-        if fw == framework:
-            out[name] = value
+        if fw in (framework, "*"):
+            out.append((name, value))
     return out
+
+
+def _faults(framework: str) -> dict[str, str]:
+    return dict(_items(framework))
+
+
+def _normalize_device(name: str) -> str:
+    low = name.strip().lower()
+    if low in ("cpu", "cpu:0"):
+        return "cpu"
+    if low.startswith("cuda"):
+        low = "gpu" + low[4:]
+    return "gpu:0" if low == "gpu" else low
 
 
 def _patch_torch(torch: Any) -> None:
@@ -87,7 +121,7 @@ def _patch_torch(torch: Any) -> None:
         torch.nn.functional.leaky_relu = leaky_relu
     if faults.get("slow") == "2":
         original_grad = torch.autograd.grad
-        last = {"end": None}
+        last: dict[str, float | None] = {"end": None}
 
         def grad(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -118,8 +152,8 @@ def _patch_tensorflow(tf: Any) -> None:
             traced = original_function(fn, *args, **kwargs)
 
             def twice(*call: Any) -> Any:
-                if len(call) == 5:  # the trainer's loop(x, y, scale, lr, n): same work, lr 0
-                    traced(*call[:3], tf.zeros_like(call[3]), call[4])
+                if len(call) == 4:  # the trainer's loop(x, y, lr, n): same work, lr 0
+                    traced(*call[:2], tf.zeros_like(call[2]), call[3])
                 return traced(*call)
 
             return twice
@@ -127,14 +161,132 @@ def _patch_tensorflow(tf: Any) -> None:
         tf.function = function
 
 
+WORKER_FAULTS = (
+    "wrong-activation", "nan", "raise", "hang", "crash", "poison", "broken-reference", "cpu-devices",
+)  # fmt: skip
+
+
+def _patch_backend(framework: str, backend: Any) -> None:
+    """Apply the worker faults for ``framework`` to the backend its worker's ``load`` returned."""
+    items = _items(framework)
+    unknown = [n for n, _ in items if n not in WORKER_FAULTS and n not in _FRAMEWORK_FAULTS]
+    if unknown:
+        raise ValueError(f"unknown fault {unknown[0]!r} in {ENV}")
+    by_kind: dict[str, set[str]] = {}
+    for name, value in items:
+        by_kind.setdefault(name, set()).add(value)
+    for name in by_kind.get("wrong-activation", ()):
+        right = backend.acts[name]
+        backend.acts[name] = lambda z, a, right=right: right(z, a) * 1.5
+    nan = {tuple(v.split("/")) for v in by_kind.get("nan", ())}
+    if nan:
+        _nan_weights(backend, nan)
+    devices = {
+        kind: {_normalize_device(v) for v in by_kind.get(kind, ())}
+        for kind in ("raise", "hang", "crash", "poison")
+    }
+    if any(devices.values()):
+        _device_faults(backend, devices)
+    for companion in by_kind.get("broken-reference", ()):
+        _break_reference(companion)
+    for count in by_kind.get("cpu-devices", ()):
+        tf = backend.tf
+        host = tf.config.list_physical_devices("CPU")[0]
+        config = [tf.config.LogicalDeviceConfiguration() for _ in range(int(count))]
+        tf.config.set_logical_device_configuration(host, config)
+
+
+def _nan_weights(backend: Any, combos: set[tuple[str, ...]]) -> None:
+    original_trainer = backend.trainer
+
+    def trainer(device: str, plan: Any) -> Any:
+        inner = original_trainer(device, plan)
+        bad = [i for i, combo in enumerate(plan.combos) if combo in combos]
+        if not bad:
+            return inner
+        original_run = inner.run
+
+        def run(init: Any, *args: Any, **kwargs: Any) -> Any:
+            spoiled = {k: v.copy() for k, v in init.items()}
+            for i in bad:
+                spoiled["w1"][i] = float("nan")
+            return original_run(spoiled, *args, **kwargs)
+
+        inner.run = run
+        return inner
+
+    backend.trainer = trainer
+
+
+def _device_faults(backend: Any, devices: dict[str, set[str]]) -> None:
+    original_dtypes = backend.dtypes
+    poisoned: list[str] = []
+
+    def dtypes(device: str) -> Any:
+        norm = _normalize_device(device)
+        if poisoned:
+            raise RuntimeError(
+                f"this process is unusable after the failure on {poisoned[0]} (test fault poison)"
+            )
+        if norm in devices["poison"]:
+            poisoned.append(device)
+            raise RuntimeError(f"injected sticky failure on {device} (test fault poison)")
+        if norm in devices["crash"]:
+            os._exit(3)
+        if norm in devices["hang"]:
+            time.sleep(3600)
+        if norm in devices["raise"]:
+            raise RuntimeError(f"injected failure on {device} (test fault raise)")
+        return original_dtypes(device)
+
+    backend.dtypes = dtypes
+
+
+def _break_reference(companion: str) -> None:
+    module: Any = sys.modules["companions"]  # the torch worker's sibling module
+    if companion == "torchvision":
+        right_nms = module.nms_reference
+        module.nms_reference = lambda *a, **k: right_nms(*a, **k)[:-1]
+    elif companion == "torchaudio":
+        right_spec = module.spectrogram_reference
+        module.spectrogram_reference = lambda *a, **k: right_spec(*a, **k) * 1.5
+    else:
+        raise ValueError(f"unknown companion {companion!r} in {ENV}")
+
+
+def _patch_worker(protocol: Any) -> None:
+    """Wrap the worker's entry point so the faults reach the backend its ``load`` returns."""
+    original_main = protocol.main
+
+    def main(framework: str, load: Any, *args: Any, **kwargs: Any) -> Any:
+        def faulty_load() -> Any:
+            backend = load()
+            _patch_backend(framework, backend)
+            return backend
+
+        return original_main(framework, faulty_load, *args, **kwargs)
+
+    protocol.main = main
+
+
+_FRAMEWORK_FAULTS = (
+    "lr-scale-after", "matmul-scale-after", "nan-at-step", "leaky-slope", "slow",
+)  # fmt: skip
 PATCHES = {"torch": _patch_torch, "tensorflow": _patch_tensorflow}
+#: The worker's entry-point module (a sibling of the worker scripts, imported by that name).
+WORKER_MODULE = "worker_protocol"
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
     """Patch a framework right after its top-level module has run."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in PATCHES or not _faults(name):
+        patch: Callable[[Any], None]
+        if name == WORKER_MODULE:
+            patch = _patch_worker
+        elif name in PATCHES and _faults(name):
+            patch = PATCHES[name]
+        else:
             return None
         sys.meta_path.remove(self)
         try:
@@ -148,7 +300,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             original_exec(module)
-            PATCHES[name](module)
+            patch(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
