@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlsetup.errors import DlsetupError, InputError, InstallError, MissingToolError, SolveError
+from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
 
 if TYPE_CHECKING:
     from dlsetup.compat.recommend import TorchPick
@@ -53,8 +53,6 @@ DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
 DEFAULT_INDEX = "https://pypi.org/simple"
 #: where a built venv keeps the lock it was built from
 KEPT_LOCK = Path("pylock.dlsetup.toml")
-#: seconds one uv command may take (a CUDA torch wheel is ~1 GB)
-UV_TIMEOUT_S = 3600
 TARGETS: tuple[str, ...] = ("pytorch", "tensorflow", "both")
 #: names the uv executable to use (a system-wide uv, a wrapper)
 UV_ENV = "DLSETUP_UV"
@@ -210,26 +208,17 @@ class VenvLockResult:
 
 
 def uv_binary() -> str:
-    """The uv executable: ``$DLSETUP_UV`` when set, else the ``uv`` package's (a dependency of
-    dlsetup), else uv on ``PATH``.
+    """The uv executable: ``$DLSETUP_UV`` when set (a system-wide uv, a wrapper), else the ``uv``
+    package's (a dependency of dlsetup; :func:`dlsetup.envs.pypi_install.uv_binary`).
 
     Raises:
-        MissingToolError: none found.
+        MissingToolError: no uv package.
     """
     if os.environ.get(UV_ENV):
         return os.environ[UV_ENV]
-    try:
-        from uv import find_uv_bin
+    from dlsetup.envs.pypi_install import uv_binary as package_uv
 
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
-            return found
-    raise MissingToolError(
-        "uv is not installed (dlsetup resolves and installs venvs with it)",
-        fix="pip install uv (it is a dependency of dlsetup: reinstall dlsetup)",
-    )
+    return str(package_uv())
 
 
 def torch_index_pattern(given: str | None) -> str:
@@ -416,9 +405,12 @@ def name_of_lock(path: Path) -> str:
 
 
 def _run_uv(args: list[str], what: str) -> str:
-    from dlsetup.process_group import run_in_own_group
+    """Run uv as create's PyPI phase runs it: leading its own process group, ended on Ctrl-C or
+    SIGTERM, and killed by the kernel when dlsetup dies (Linux), so a SIGKILL of dlsetup leaves
+    no uv writing into the partial build."""
+    from dlsetup.envs.pypi_install import _run_uv as run_uv
 
-    proc = run_in_own_group([uv_binary(), *args], timeout_s=UV_TIMEOUT_S)
+    proc = run_uv([uv_binary(), *args], dict(os.environ))
     if proc.returncode != 0:
         detail = "\n".join(proc.stderr.strip().splitlines()[-12:])
         raise (SolveError if what == "resolve" else InstallError)(
