@@ -17,6 +17,14 @@ from dlsetup.envs.location import default_envs_dir
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.request import LockRequest, lock_target
 from dlsetup.envs.safety import check_prefix, normalize_prefix, target_lock
+from dlsetup.envs.venv_backend import (
+    KEPT_LOCK,
+    VenvLockRequest,
+    create_venv,
+    is_venv_lock,
+    lock_for_create,
+    name_of_lock,
+)
 from dlsetup.errors import InputError
 
 
@@ -44,7 +52,7 @@ class Built:
 
 
 def build_environment(
-    request: LockRequest | None,
+    request: LockRequest | VenvLockRequest | None,
     *,
     from_lock: Path | None = None,
     prefix: Path | None = None,
@@ -104,7 +112,13 @@ def build_environment(
     progress = progress or Progress(enabled=False)
     with tempfile.TemporaryDirectory(prefix="dlsetup-create-") as tmp:
         variant_reason = ""
-        if request is not None:
+        venv = isinstance(request, VenvLockRequest) or (
+            from_lock is not None and is_venv_lock(from_lock)
+        )
+        if isinstance(request, VenvLockRequest):  # the venv backend: uv, pylock.toml
+            progress.note(f"Locking {request.target} for this machine (venv, uv) ...")
+            lock_path, variant_reason, default_name = lock_for_create(request, Path(tmp))
+        elif request is not None:
             progress.note(f"Locking {request.target} for this machine ...")
             result, choice = lock_target(request, Path(tmp), force=True)
             lock_path = result.lock_path
@@ -113,7 +127,9 @@ def build_environment(
         else:
             assert from_lock is not None
             lock_path = from_lock
-            default_name = _name_of_lock(from_lock, environment)
+            default_name = (
+                name_of_lock(from_lock) if venv else _name_of_lock(from_lock, environment)
+            )
         env_name = name or (prefix.name if prefix is not None else default_name)
         if prefix is None:
             validate_env_name(env_name)
@@ -121,21 +137,30 @@ def build_environment(
         lock_copy = lock_path.read_bytes() if lock_path.is_file() else b""
 
         def keep_lock(staged: Path) -> None:
+            if venv:
+                (staged / KEPT_LOCK).write_bytes(lock_copy)
+                return
             meta = staged / "conda-meta"
             meta.mkdir(exist_ok=True)
             (meta / _kept_name(lock_copy)).write_bytes(lock_copy)
 
         with target_lock(prefix):
             try:
-                installed = create_environment(
-                    lock_path,
-                    prefix,
-                    force=force,
-                    progress=progress,
-                    on_ready=keep_lock,
-                    environment=environment,
-                    dev=dev,
-                    extras=extras,
+                installed = (
+                    create_venv(
+                        lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
+                    )
+                    if venv
+                    else create_environment(
+                        lock_path,
+                        prefix,
+                        force=force,
+                        progress=progress,
+                        on_ready=keep_lock,
+                        environment=environment,
+                        dev=dev,
+                        extras=extras,
+                    )
                 )
             finally:
                 progress.close()
@@ -156,6 +181,7 @@ def build_environment(
         smoke=outcome,
         activate=activation_hint(installed.prefix, env_name),
     )
+
 
 def _name_of_lock(lock: Path, environment: str | None) -> str:
     """The default environment name for a lock: ``x`` for ``x.conda-lock.yml``; a pixi.lock's
