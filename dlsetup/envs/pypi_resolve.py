@@ -27,6 +27,7 @@ the placeholders, literal credentials are stripped, and every message is redacte
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -195,6 +196,16 @@ def uv_executable() -> str:
 # ---- wheel tags --------------------------------------------------------------------------------
 
 
+def tag_priority(platform: str, python_version: str) -> dict[Any, int]:
+    """``{tag: rank}`` of :func:`platform_tags` (0 is best), computed once per platform and Python."""
+    return _tag_priority(platform, ".".join(python_version.split(".")[:2]))
+
+
+@functools.lru_cache(maxsize=32)
+def _tag_priority(platform: str, python: str) -> dict[Any, int]:
+    return {t: i for i, t in enumerate(platform_tags(platform, python))}
+
+
 def platform_tags(platform: str, python_version: str) -> list[Any]:
     """The wheel tags a CPython ``python_version`` on ``platform`` accepts, best first.
 
@@ -230,6 +241,8 @@ def best_wheel(urls: Sequence[str], priority: Mapping[Any, int]) -> str | None:
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     best: tuple[int, str] | None = None
+    if len(urls) == 1 and urls[0].endswith("-none-any.whl"):
+        return urls[0]  # fits everywhere: nothing to rank
     for url in urls:
         try:
             _, _, _, wheel_tags = parse_wheel_filename(url.rsplit("/", 1)[-1].split("#")[0])
@@ -465,9 +478,7 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
         if name in provided_names:
             satisfied.append(f"{name} {request.provided[name]}")
     with tempfile.TemporaryDirectory(prefix="dlsetup-pypi-") as tmp:
-        work = Path(tmp)
-        stubs = work / "conda"
-        stubs.mkdir()
+        work = stubs = Path(tmp)  # one directory: uv's --find-links reads only the wheels in it
         constraints = _stub_wheels(stubs, request.provided)
         (work / "requirements.in").write_text("\n".join(request.requirements) + "\n", "utf-8")
         (work / "constraints.txt").write_text("\n".join(constraints) + "\n", "utf-8")
@@ -547,7 +558,7 @@ def _packages(
     indexes: Sequence[_Index],
 ) -> tuple[tuple[PypiPackage, ...], tuple[str, ...]]:
     """The lock's PyPI packages from uv's ``pylock.toml``: conda's left out, best wheel chosen."""
-    priority = {t: i for i, t in enumerate(platform_tags(request.platform, request.python_version))}
+    priority = tag_priority(request.platform, request.python_version)
     chosen: list[tuple[str, str, str, str]] = []
     for entry in document.get("packages", []):
         name = normalize(str(entry["name"]))
@@ -571,8 +582,15 @@ def _packages(
             )
         chosen.append((name, str(entry["version"]), url, sha256))
     environment = marker_environment(request.platform, request.python_version)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        texts = list(pool.map(lambda c: _metadata_text(c[2], _solve_url(c[2], indexes)), chosen))
+
+    def metadata(c: tuple[str, str, str, str]) -> str | None:
+        return _metadata_text(c[2], _solve_url(c[2], indexes))
+
+    if all(c[2].startswith("file://") for c in chosen):
+        texts = [metadata(c) for c in chosen]  # local zips: faster than starting threads
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            texts = list(pool.map(metadata, chosen))
     packages, notes = [], []
     for (name, version, url, sha256), text in zip(chosen, texts, strict=True):
         if text is None:
@@ -596,8 +614,8 @@ def resolve_all(
     requests: Sequence[PypiRequest], *, cache_dir: Path | None = None
 ) -> dict[str, PypiSolution]:
     """:func:`resolve` for each platform, the platforms side by side (one uv process each)."""
-    if not requests:
-        return {}
+    if len(requests) <= 1:
+        return {r.platform: resolve(r, cache_dir=cache_dir) for r in requests}
     with ThreadPoolExecutor(max_workers=min(4, len(requests))) as pool:
         results = list(pool.map(lambda r: resolve(r, cache_dir=cache_dir), requests))
     return {r.platform: r for r in results}
