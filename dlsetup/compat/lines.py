@@ -31,7 +31,7 @@ Everything here is a pure function of its arguments and the knowledge base.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import product
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -389,6 +389,45 @@ def companion_builds(
         else:
             builds.append(CompanionBuild(comp.package, build_glob, kb.cite(comp.sources)))
     return tuple(builds), tuple(missing)
+
+
+def newer_than_data_notes(
+    packages: Iterable[tuple[str, str]], kb: KnowledgeBase | None = None
+) -> tuple[str, ...]:
+    """One note per framework a lock resolved to a release newer than the one conda-forge's lines
+    were read at (``conda_forge.frameworks.*.release``): its CUDA line was chosen by that
+    release's rules (build globs, arch lists), which the data cannot vouch for.
+
+    Args:
+        packages: ``(conda package name, version)`` of every locked package, any platform.
+        kb: the knowledge base (default: the shipped one).
+
+    Returns:
+        ``"dlsetup's compatibility data ends at conda-forge pytorch 2.13, 2026-11-27; verdicts for
+        2.15 use the rules of 2.13"``, at most once per framework.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    kb = kb or knowledge_base()
+    by_package = {fw.package: fw for fw in kb.conda_forge.frameworks.values()}
+    notes: dict[str, str] = {}
+    for name, version in packages:
+        fw = by_package.get(name)
+        if fw is None or name in notes:
+            continue
+        try:
+            have, known = Version(version).release[:2], Version(fw.release).release[:2]
+        except InvalidVersion:
+            continue
+        if have <= known:
+            continue
+        when = f", {kb.refreshed}" if kb.refreshed else ""
+        notes[name] = (
+            f"dlsetup's compatibility data ends at conda-forge {name} "
+            f"{known[0]}.{known[1]}{when}; verdicts for {have[0]}.{have[1]} use the rules of "
+            f"{known[0]}.{known[1]}"
+        )
+    return tuple(notes.values())
 
 
 def _limit_for(kb: KnowledgeBase, cc: CC) -> DriverBranchLimit | None:

@@ -250,7 +250,7 @@ def _lock_target(
         force=force,
         cuda_source=CUDA_OPTION if opts.cuda is not None else CUDA_DRIVER,
     )
-    return result, with_line_reason(choice, lines)
+    return result, _with_data_note(with_line_reason(choice, lines), result, lines)
 
 
 @dataclass(frozen=True)
@@ -331,6 +331,21 @@ def with_line_reason(choice: VariantChoice, lines: dict[str, LineChoice]) -> Var
     else:
         why = "; ".join(f"{p}: {c.reason}" for p, c in lines.items())
     return replace(choice, reason=f"{choice.reason}; {why}")
+
+
+def _with_data_note(
+    choice: VariantChoice, result: LockResult, lines: dict[str, LineChoice]
+) -> VariantChoice:
+    """``choice`` whose reason also says, once per framework, when the solve took a release newer
+    than the knowledge base's CUDA lines were read at (issue 16)."""
+    if not lines:
+        return choice  # no CUDA line was chosen: nothing the data vouches for
+    from dlsetup.compat.lines import newer_than_data_notes
+
+    notes = newer_than_data_notes(
+        (pkg.name, pkg.version) for platform in result.platforms for pkg in platform.packages
+    )
+    return replace(choice, reason="; ".join((choice.reason, *notes))) if notes else choice
 
 
 def _pinned_python(deps: tuple[str, ...]) -> str | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from dlsetup.compat import knowledge_base
 from dlsetup.compat.frameworks import (
@@ -249,3 +250,86 @@ def test_cpu_builds_the_data_knows_get_its_newest_fitting_release(
     tf_fix = found(data, "tensorflow.cpu_build_on_gpu_machine")[0]
     assert f"tensorflow[and-cuda]=={TF_LAST}.*" in tf_fix["command"]
     assert not found(data, "knowledge.newer_release")
+
+
+# -- lock: a solve that takes a release newer than the data's conda-forge lines -------------------
+
+
+def test_lock_note_once_per_framework_for_a_release_past_the_lines() -> None:
+    from dlsetup.compat.lines import newer_than_data_notes
+
+    cf = knowledge_base().conda_forge.frameworks["pytorch"].release  # "2.13.0"
+    major, minor = cf.split(".")[:2]
+    newer = f"{major}.{int(minor) + 2}.0"
+    notes = newer_than_data_notes(
+        [("pytorch", newer), ("pytorch", newer), ("numpy", "9.0"), ("tensorflow", "2.19.1")]
+    )
+    assert notes == (
+        f"dlsetup's compatibility data ends at conda-forge pytorch {major}.{minor}, {REFRESHED}; "
+        f"verdicts for {major}.{int(minor) + 2} use the rules of {major}.{minor}",
+    )
+    assert newer_than_data_notes([("pytorch", cf), ("tensorflow", "2.19.1")]) == ()
+
+
+def _pytorch_past_the_lines(version: str) -> list[Any]:
+    """conda-forge-shaped pytorch builds of ``version`` for linux-64, Python 3.12."""
+    from tests.envs.channel import Package
+
+    pydeps = ["python >=3.12,<3.13.0a0", "python_abi 3.12.* *_cp312", "numpy >=1.23"]
+    out = [
+        Package("pytorch", version, "cpu_mkl_py312h0_100", "linux-64", 100, list(pydeps)),
+    ]
+    for cu, glibc in (("129", "2.17"), ("130", "2.28")):
+        major, minor = cu[:-1], cu[-1]
+        depends = [
+            *pydeps,
+            "__cuda",
+            f"cuda-version >={major}.{minor},<{int(major) + 1}",
+            f"__glibc >={glibc}",
+        ]
+        out.append(
+            Package("pytorch", version, f"cuda{cu}_mkl_py312h0_300", "linux-64", 300, depends)
+        )
+    return out
+
+
+def _lock(channel: str, out: Path, env_file: Path) -> dict[str, Any]:
+    proc = run_cli(
+        "lock", str(env_file), "--cuda", "12.9", "--gpu-arch", "6.1", "--platform", "linux-64",
+        "--channel", channel, "--output", str(out), "--json",
+        env=subprocess_env({"XDG_CACHE_HOME": str(out / "cache"),
+                            "RATTLER_CACHE_DIR": str(out / "cache" / "rattler")}),
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    jsonschema.validate(document, load_schema("dlsetup.lock"))
+    data: dict[str, Any] = document["data"]
+    return data
+
+
+@pytest.mark.slow
+def test_a_lock_that_solves_to_a_pytorch_past_the_data_says_so_once(tmp_path: Path) -> None:
+    from tests.envs.channel import build_channel
+
+    cf = knowledge_base().conda_forge.frameworks["pytorch"].release
+    major, minor = cf.split(".")[:2]
+    newer = f"{major}.{int(minor) + 2}.0"
+    env_file = tmp_path / "torch.yml"
+    env_file.write_text("name: torch\ndependencies:\n  - python 3.12.*\n  - pytorch\n", "utf-8")
+    with_newer = build_channel(tmp_path / "newer", _pytorch_past_the_lines(newer))
+    data = _lock(with_newer, tmp_path / "a", env_file)
+    [pytorch] = [p for p in data["platforms"][0]["packages"] if p["name"] == "pytorch"]
+    assert (pytorch["version"], pytorch["build"]) == (newer, "cuda129_mkl_py312h0_300")
+    note = (
+        f"dlsetup's compatibility data ends at conda-forge pytorch {major}.{minor}, {REFRESHED}; "
+        f"verdicts for {major}.{int(minor) + 2} use the rules of {major}.{minor}"
+    )
+    assert data["variant_reason"].endswith(f"; {note}")
+    assert data["variant_reason"].count("compatibility data ends") == 1
+    # Silent twin: the channel's newest pytorch is the release the lines were read at.
+    plain = build_channel(tmp_path / "plain")
+    data = _lock(plain, tmp_path / "b", env_file)
+    [pytorch] = [p for p in data["platforms"][0]["packages"] if p["name"] == "pytorch"]
+    assert pytorch["version"] == cf
+    assert "compatibility data ends" not in data["variant_reason"]
