@@ -306,3 +306,46 @@ def test_conda_forge_companion_needs_known_sources_and_quoted_versions() -> None
     assert "unknown key conda_forge_companions.packages.torchvision.arch_list" in (
         _error(doc).message
     )
+
+
+def test_schema_2_needs_the_day_the_data_was_refreshed() -> None:
+    import datetime
+
+    doc = _doc()
+    del doc["refreshed"]
+    assert _error(doc).message == "compat.yaml: missing key refreshed"
+    doc = _doc()
+    doc["refreshed"] = datetime.date(2026, 11, 27)  # what YAML makes of an unquoted date
+    assert _error(doc).message == (
+        'compat.yaml: refreshed: expected a quoted date "YYYY-MM-DD", found date '
+        "datetime.date(2026, 11, 27)"
+    )
+    doc = _doc()
+    doc["refreshed"] = "2026-13-01"
+    assert "expected a quoted date" in _error(doc).message
+    # twin: schema 1 files (before the refresh tool) read without it
+    doc = _doc()
+    doc["schema"] = 1
+    del doc["refreshed"]
+    assert parse_knowledge_base(doc).refreshed is None
+
+
+def test_a_release_row_from_pypi_is_typed_and_checked() -> None:
+    kb = parse_knowledge_base(_doc())
+    release = kb.torch.releases["2.15"]
+    assert (release.released, release.pypi_default) == ("2026-10-28", "cu132")
+    assert not release.has_variant_facts  # variants not read: no arch list is invented
+    assert kb.torch.releases["2.14"].has_variant_facts
+    doc = _doc()
+    doc["pytorch"]["releases"]["2.15"]["released"] = "28/10/2026"
+    assert _error(doc).message.startswith(
+        'compat.yaml: pytorch.releases.2.15.released: expected a quoted date "YYYY-MM-DD"'
+    )
+    doc = _doc()
+    doc["pytorch"]["releases"]["2.15"]["source"] = ["pypi_torch", "a_forum_post"]
+    assert "pytorch.releases.2.15: source 'a_forum_post' is not a key of sources" in (
+        _error(doc).message
+    )
+    doc = _doc()
+    doc["pytorch"]["releases"]["2.15"]["python_max"] = "3.x"
+    assert "pytorch.releases.2.15.python_max" in _error(doc).message
