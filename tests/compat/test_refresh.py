@@ -397,3 +397,18 @@ def test_doctor_md_source_list_is_generated_from_the_data() -> None:
     assert (
         "| `pypi_torch` |" in generated and "refreshed from its sources on 2026-11-27" in generated
     )
+
+
+@pytest.mark.network
+def test_live_pypi_knows_every_release_the_data_has() -> None:
+    """The real PyPI JSON API (skips itself offline): the parser still reads it, and no release
+    the data knows has disappeared from it."""
+    try:
+        rc.fetch_url(TORCH_JSON, timeout=20)
+    except rc.Unreachable as exc:
+        pytest.skip(f"pypi.org is not reachable: {exc}")
+    diff = rc.refresh(rc._yaml_load(SHIPPED), rc.fetch_url)
+    for url in (TORCH_JSON, TF_JSON):
+        assert source(diff, url).status == "ok", source(diff, url).detail
+    assert not [r for r in diff.rows if r.change == "removed" and r.source.url == TORCH_JSON]
+    assert "pytorch.releases.2.15.python_max" in diff.confirmed
