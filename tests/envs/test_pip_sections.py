@@ -290,3 +290,33 @@ def test_a_private_index_gets_credentials_from_the_environment_and_the_lock_keep
     for written in (path.parent / "out").iterdir():
         assert PASSWORD not in written.read_text(), written
     assert PASSWORD not in result.output
+
+
+@pytest.mark.network
+def test_a_pip_section_from_pypi_itself_locks_real_wheels_per_platform(
+    channel_url: str, tmp_path: Path
+) -> None:
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        pytest.skip("pypi.org is not reachable")
+    path = tmp_path / "mine.yml"
+    path.write_text(
+        "name: mine\ndependencies:\n  - python 3.12.*\n  - numpy\n"
+        "  - pip:\n    - six==1.17.0\n    - pyyaml==6.0.2\n    - numpy\n"
+    )
+    result = lock(path, channel_url, "--platform", "linux-64", "--platform", "win-64")
+    assert result.exit_code == 0, result.output
+    entries = pip_entries(path.parent / "out" / "mine.conda-lock.yml")
+    assert sorted(entries) == [
+        "linux-64/pyyaml",
+        "linux-64/six",
+        "win-64/pyyaml",
+        "win-64/six",
+    ]
+    assert entries["linux-64/pyyaml"]["url"].endswith(".whl")
+    assert "cp312-cp312-manylinux" in entries["linux-64/pyyaml"]["url"]
+    assert entries["win-64/pyyaml"]["url"].endswith("cp312-cp312-win_amd64.whl")
+    assert len(entries["win-64/six"]["hash"]["sha256"]) == 64
