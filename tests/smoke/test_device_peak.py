@@ -1,0 +1,155 @@
+"""Device speed against its peak: the CPU bound from /proc/cpuinfo, a real CPU matmul measured
+here, and the percent/finding logic with given GPU numbers (no GPU on the build machines: the
+CUDA half runs in benchmarks/bench_gpu_peak.py on a GPU machine)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dlsetup.smoke import device_peak as dp
+
+CPUINFO_2_CORES_AVX2 = """\
+processor	: 0
+model name	: AMD EPYC 7B13
+cpu MHz		: 2450.000
+physical id	: 0
+core id		: 0
+flags		: fpu sse sse2 avx fma avx2
+
+processor	: 1
+model name	: AMD EPYC 7B13
+cpu MHz		: 2450.000
+physical id	: 0
+core id		: 1
+flags		: fpu sse sse2 avx fma avx2
+
+processor	: 2
+model name	: AMD EPYC 7B13
+cpu MHz		: 2450.000
+physical id	: 0
+core id		: 0
+flags		: fpu sse sse2 avx fma avx2
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["sse2", "avx", "avx2", "fma", "avx512f"], (64, "AVX-512 FMA")),
+        (["sse2", "avx", "avx2", "fma"], (32, "AVX2 FMA")),
+        (["sse2", "avx", "avx512f"], (16, "AVX")),  # no FMA: multiply and add apart
+        (["sse2"], (8, "SSE2")),
+        ([], (2, "scalar")),
+    ],
+)
+def test_flops_per_cycle_follow_the_vector_units(
+    flags: list[str], expected: tuple[int, str]
+) -> None:
+    assert dp.flops_per_cycle(flags) == expected
+
+
+def test_cpu_bound_counts_physical_cores_not_hyperthreads() -> None:
+    bound = dp.cpu_bound(CPUINFO_2_CORES_AVX2, max_freq_khz=None, usable_cpus=3, machine="x86_64")
+    assert (bound.cores, bound.ghz, bound.flops_per_cycle) == (2, 2.45, 32)
+    assert bound.gflops == pytest.approx(156.8)
+    # A container limited to one CPU: one core's worth; cpufreq's maximum wins over cpu MHz.
+    one = dp.cpu_bound(CPUINFO_2_CORES_AVX2, max_freq_khz=3_500_000, usable_cpus=1)
+    assert (one.cores, one.ghz) == (1, 3.5)
+
+
+def test_cpu_matmul_is_measured_and_judged_against_the_bound() -> None:
+    pytest.importorskip("torch")
+    report = dp.cpu_report()
+    (figure,) = report.figures
+    assert figure.name == "fp32" and figure.unit == "GFLOPS"
+    assert figure.measured > 0 and figure.peak is not None and figure.percent is not None
+    # The bound is an upper bound: a real matmul never beats it by much.
+    assert figure.percent < 150
+    assert report.reference.endswith(")") and "FLOP/cycle" in report.reference
+    assert figure.below_bar == (figure.percent < 60)
+    assert bool(report.findings) == figure.below_bar
+
+
+H100_PEAKS = {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5, "memory": 3350.0}
+
+
+def measured(**values: float) -> list[dp.Measurement]:
+    return [dp.Measurement(k, v, "GB/s" if k == "memory" else "TFLOPS") for k, v in values.items()]
+
+
+def test_healthy_h100_figures_are_percentages_without_findings() -> None:
+    figures = dp.compare(
+        measured(fp32=51.0, tf32=370.0, bf16=720.0, fp16=735.0, memory=2900.0), H100_PEAKS
+    )
+    assert [(f.name, f.percent) for f in figures] == [
+        ("fp32", 76.1),
+        ("tf32", 74.8),
+        ("bf16", 72.8),
+        ("fp16", 74.3),
+        ("memory", 86.6),
+    ]
+    assert dp.findings(figures, "H100 SXM datasheet") == ()
+
+
+def test_a_slow_matmul_names_which_by_how_much_and_the_facts_beside_it() -> None:
+    figures = dp.compare(measured(fp32=50.0, bf16=400.0, memory=900.0), H100_PEAKS)
+    facts = {
+        "sm_clock_mhz": 1155,
+        "sm_clock_max_mhz": 1980,
+        "clock_event_reasons": ["sw_power_cap", "hw_slowdown"],
+        "pcie_gen_current": 5,
+        "pcie_width_current": 16,
+        "pcie_gen_max": 5,
+        "pcie_width_max": 16,
+        "temperature_c": 83,
+        "power_limit_w": 450.0,
+    }
+    (text,) = dp.findings(figures, "H100 SXM datasheet", facts)
+    assert text == (
+        "BF16 matmul reached 400 TFLOPS, 40.4% of the 989.5 TFLOPS peak (H100 SXM datasheet): "
+        "19.6 points below the 60% bar [SM clock 1155 of 1980 MHz; clock event reasons: "
+        "sw_power_cap, hw_slowdown; PCIe Gen5 x16 (max Gen5 x16); 83 °C; power limit 450 W]"
+    )
+    # Memory at 27% is reported, but the bar is for matmul only.
+    assert next(f for f in figures if f.name == "memory").below_bar is False
+
+
+def test_a_figure_without_a_peak_is_shown_but_never_judged() -> None:
+    (figure,) = dp.compare(measured(bf16=30.0), {"bf16": None})
+    assert figure.percent is None and figure.below_bar is False
+    report = dp.PeakReport("cuda:0 Tesla T4", "T4 datasheet", (figure,))
+    assert dp.report_lines(report)[1].endswith("no peak known")
+
+
+def test_datasheet_lookup_gives_every_peak_for_a_known_gpu() -> None:
+    found = dp.datasheet_peaks("NVIDIA L4")
+    assert found is not None
+    peaks, reference = found
+    assert peaks == {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0, "memory": 300.0}
+    assert reference == "L4 datasheet"
+    assert dp.datasheet_peaks("Some Future GPU") is None
+
+
+def test_the_measuring_script_runs_with_only_stdlib_and_torch() -> None:
+    pytest.importorskip("torch")
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['device_peak.py', '--cpu']\n"
+        "try:\n"
+        f"    runpy.run_path({dp.__file__!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('dlsetup', 'yaml', 'click')]\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["device"] == "cpu"
+    assert result["measurements"][0]["name"] == "fp32"
+    assert result["cpu_bound"]["flops_per_cycle"] in (2, 8, 16, 32, 64)
