@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from dlsetup.envs.credentials import strip_auth
 from dlsetup.envs.names import NAME_RULE, is_valid_env_name
+from dlsetup.envs.pip_section import PipRequirement, pip_repositories, pip_section
 from dlsetup.envs.selectors import evaluate, selector_of
 from dlsetup.errors import InputError
 from dlsetup.platforms import PLATFORM_INFO, PLATFORM_NAMES
@@ -94,24 +95,6 @@ DEFAULTS_CHANNELS: tuple[str, ...] = (
 )
 #: added to ``defaults`` where Windows is locked (conda's ``DEFAULT_CHANNELS_WIN``)
 DEFAULTS_WINDOWS_CHANNEL = "https://repo.anaconda.com/pkgs/msys2"
-_INDEX_OPTIONS = {"--index-url": True, "-i": True, "--extra-index-url": False}
-
-
-@dataclass(frozen=True)
-class PipRequirement:
-    """One requirement of a ``pip:`` section.
-
-    Attributes:
-        text: the PEP 508 requirement as written (``transformers>=4.40``).
-        name: its normalized project name (``transformers``).
-        line: its line in the file (1-based; 0 when rendered).
-        platforms: the platforms its selector is true on; None: every platform.
-    """
-
-    text: str
-    name: str
-    line: int = 0
-    platforms: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -390,14 +373,14 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
         node = pip_nodes[0]
         if not isinstance(node, yaml.SequenceNode):
             raise bad(node, "'pip:' must be a list of PyPI requirements")
-        pip, index_url, extra = _pip_section(
+        pip, index_url, extra = pip_section(
             [
                 (value, item, selected(item, allowed=True))
                 for value, item in string_items(node, "pip")
             ],
             bad,
         )
-    index_url, extra = _pip_repositories(fields, index_url, extra, bad)
+    index_url, extra = pip_repositories(fields, index_url, extra, bad)
     header = tuple(line for line in _leading_comments(text))
     return EnvironmentSpec(
         str(path),
@@ -413,78 +396,6 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
         pip_index_url=index_url,
         pip_extra_index_urls=extra,
     )
-
-
-def _pip_section(
-    items: list[tuple[str, Any, frozenset[str] | None]], bad: Any
-) -> tuple[tuple[PipRequirement, ...], str | None, tuple[str, ...]]:
-    """The requirements, ``--index-url`` and ``--extra-index-url`` values of a ``pip:`` section."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    requirements: list[PipRequirement] = []
-    index_url: str | None = None
-    extra: list[str] = []
-    seen: dict[str, Any] = {}
-    for value, node, where in items:
-        if value.startswith("-"):
-            option, _, argument = value.replace("=", " ", 1).partition(" ")
-            argument = argument.strip()
-            if option not in _INDEX_OPTIONS:
-                raise bad(
-                    node,
-                    f"pip option {option!r} is not locked by dlsetup (only --index-url and "
-                    "--extra-index-url are); editable installs (-e) and nested files (-r) "
-                    "cannot be pinned with hashes",
-                )
-            if not argument or " " in argument:
-                raise bad(node, f"{option} needs one URL")
-            if where is not None:
-                raise bad(node, f"{option} lines take no selector; the index is every platform's")
-            if _INDEX_OPTIONS[option]:
-                if index_url is not None:
-                    raise bad(node, "a second --index-url; use --extra-index-url for more indexes")
-                index_url = argument
-            else:
-                extra.append(argument)
-            continue
-        try:
-            requirement = Requirement(value)
-        except InvalidRequirement as exc:
-            raise bad(node, f"{value!r} is not a PyPI requirement: {exc}") from exc
-        if requirement.url:
-            raise bad(
-                node,
-                f"{value!r} installs from a URL; dlsetup locks requirements from package "
-                "indexes only (name a version, and the index with --index-url)",
-            )
-        name = canonicalize_name(requirement.name)
-        if name in seen and where is None and seen[name] is None:
-            raise bad(node, f"{requirement.name} is listed twice in the pip: section")
-        seen[name] = where
-        requirements.append(PipRequirement(value, name, _line_of(node), where))
-    return tuple(requirements), index_url, tuple(extra)
-
-
-def _pip_repositories(
-    fields: dict[str, Any], index_url: str | None, extra: tuple[str, ...], bad: Any
-) -> tuple[str | None, tuple[str, ...]]:
-    """Add conda-lock's ``pip-repositories:`` / ``allow-pypi-requests:`` (what dlsetup renders)."""
-    import yaml
-
-    node = fields.get("pip-repositories")
-    if node is None:
-        return index_url, extra
-    if not isinstance(node, yaml.SequenceNode) or not all(
-        isinstance(i, yaml.ScalarNode) and str(i.value).strip() for i in node.value
-    ):
-        raise bad(node, "'pip-repositories:' must be a list of index URLs")
-    urls = [str(i.value).strip() for i in node.value]
-    allow = fields.get("allow-pypi-requests")
-    no_pypi = isinstance(allow, yaml.ScalarNode) and str(allow.value).lower() == "false"
-    if no_pypi and index_url is None:
-        return urls[0], (*extra, *urls[1:])
-    return index_url, (*extra, *urls)
 
 
 def _read_text(path: Path) -> str:

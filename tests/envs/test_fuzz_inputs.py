@@ -109,7 +109,8 @@ def _run_confined(
         cwd = Path.cwd()
         os.chdir(ws / "cwd")
         try:
-            result = CliRunner().invoke(cli, args(ws))
+            # a pip: section would otherwise send uv to PyPI: offline, it fails cleanly (exit 4)
+            result = CliRunner().invoke(cli, args(ws), env={"UV_OFFLINE": "1"})
         finally:
             os.chdir(cwd)
             # what the end of a dlsetup process does (atexit): remove the file that blocks a
