@@ -19,7 +19,9 @@ releases and driver branch limits stay hand-verified):
   names its CUDA and cuDNN);
 * PyTorch's per-CUDA wheel indexes, ``https://download.pytorch.org/whl/<cuXYZ>/torch/``: which
   releases each CUDA variant has;
-* conda-forge's feedstock recipes (raw.githubusercontent.com): the release each one builds now;
+* conda-forge's feedstocks (raw.githubusercontent.com): the release each recipe builds now, and
+  the CUDA lines per platform of pytorch's and tensorflow's CI matrix (the variants their
+  README.md lists, ``cuda_compiler_version12.9``); arch lists stay hand-read from build.sh;
 * NVIDIA's CUDA Toolkit release notes, the "CUDA Toolkit and Corresponding Driver Versions" table.
 
 It writes a reviewed diff: **new** rows (a release, a variant, a toolkit the data lacks),
@@ -386,6 +388,31 @@ def parse_recipe_version(body: bytes) -> str | None:
     return None
 
 
+_VARIANT = re.compile(r"<td>\s*(linux_64|linux_aarch64|win_64|osx_64|osx_arm64)_([^<\s]*)\s*</td>")
+_CUDA_COMPILER = re.compile(r"cuda_compiler_version(None|\d+\.\d+)")
+_PLATFORMS = {
+    "linux_64": "linux-64",
+    "linux_aarch64": "linux-aarch64",
+    "win_64": "win-64",
+    "osx_64": "osx-64",
+    "osx_arm64": "osx-arm64",
+}
+
+
+def parse_feedstock_matrix(body: bytes) -> dict[str, set[str | None]] | None:
+    """The CUDA lines a feedstock builds per conda platform, from the CI variants its README's
+    "Current build status" table lists (``linux_64_...cuda_compiler_version12.9...``): ``{"linux-64":
+    {"12.9", "13.0", None}}`` (None: the CPU build). None: no variant found."""
+    text = body.decode("utf-8", errors="replace")
+    out: dict[str, set[str | None]] = {}
+    for m in _VARIANT.finditer(text):
+        platform = _PLATFORMS[m.group(1)]
+        cuda = _CUDA_COMPILER.search(m.group(2))
+        value = None if cuda is None or cuda.group(1) == "None" else cuda.group(1)
+        out.setdefault(platform, set()).add(value)
+    return out or None
+
+
 # -- NVIDIA's toolkit -> driver table -------------------------------------------------------------
 
 _TAG = re.compile(r"<[^>]+>")
@@ -658,6 +685,53 @@ def compare_companions(
                 diff.confirmed.append(f"companions.{name}.last")
 
 
+def _cuda_sort(value: str | None) -> tuple[int, ...]:
+    return (0,) if value is None else tuple(int(p) for p in value.split("."))
+
+
+def compare_feedstock_matrix(diff: Diff, data: Mapping[str, Any], fetch: Fetch, today: str) -> None:
+    """The CUDA lines each framework's feedstock builds per platform (its README's CI variants)
+    against the data's lines: a line added or gone is reported, never applied (its build glob,
+    arch list and glibc floor are read by hand from the recipe)."""
+    for name, framework in data["conda_forge"]["frameworks"].items():
+        path = f"conda_forge.frameworks.{name}"
+        feedstock, _, _ = CONDA_FORGE[path]
+        url = CONDA_FORGE_URL.format(feedstock=feedstock, path="README.md")
+        key = f"cf_{name}_matrix"
+        body, why = _read(fetch, url)
+        if body is None:
+            diff.sources.append(SourceRead(key, url, today, "unreachable", why))
+            continue
+        matrix = parse_feedstock_matrix(body)
+        if matrix is None:
+            diff.sources.append(SourceRead(key, url, today, "malformed", "no CI variant listed"))
+            continue
+        source = SourceRead(key, url, today, "ok")
+        diff.sources.append(source)
+        platforms: Mapping[str, Any] = framework["platforms"]
+        for platform in sorted(set(platforms) | set(matrix)):
+            have = sorted(
+                {line.get("cuda") for line in platforms.get(platform, [])}, key=_cuda_sort
+            )
+            read = sorted(matrix.get(platform, set()), key=_cuda_sort)
+            row_id = f"{path}.platforms.{platform}"
+            if have == read:
+                diff.confirmed.append(f"{row_id} (CUDA lines)")
+                continue
+            diff.rows.append(
+                Row(
+                    "changed" if have and read else "new" if read else "removed",
+                    row_id,
+                    have or None,
+                    read or None,
+                    source,
+                    False,
+                    "CUDA lines per platform (null: the CPU build); a line's build glob, arch list "
+                    "and glibc floor are read by hand from the recipe",
+                )
+            )
+
+
 def compare_conda_forge(diff: Diff, data: Mapping[str, Any], fetch: Fetch, today: str) -> None:
     """The release each feedstock builds now against the one the data's lines were read at
     (a change is reported: the lines and arch lists must then be re-read by hand)."""
@@ -749,6 +823,7 @@ def refresh(
     compare_tensorflow(diff, data, projects["tensorflow"])
     compare_companions(diff, data, projects)
     compare_conda_forge(diff, data, fetch, today)
+    compare_feedstock_matrix(diff, data, fetch, today)
     compare_nvidia(diff, data, fetch, today)
     return diff
 

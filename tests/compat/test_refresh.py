@@ -412,3 +412,35 @@ def test_live_pypi_knows_every_release_the_data_has() -> None:
         assert source(diff, url).status == "ok", source(diff, url).detail
     assert not [r for r in diff.rows if r.change == "removed" and r.source.url == TORCH_JSON]
     assert "pytorch.releases.2.15.python_max" in diff.confirmed
+
+
+def test_a_cuda_line_added_on_conda_forge_is_reported_for_reading_by_hand() -> None:
+    url = rc.CONDA_FORGE_URL.format(feedstock="pytorch-cpu-feedstock", path="README.md")
+    readme = (RECORDED / "cf-pytorch-readme.md").read_text("utf-8")
+    assert "pytorch.platforms.linux-64 (CUDA lines)" in " ".join(
+        c.replace("conda_forge.frameworks.", "") for c in refresh(SHIPPED).confirmed
+    )
+    variant = "linux_64_blas_implmklc_compiler_version14c_stdlib_version2.28channel_targets"
+    newer = readme.replace(
+        f"{variant}conda-forge_maincuda_compilercuda-nvcccuda_compiler_version13.0",
+        f"{variant}conda-forge_maincuda_compilercuda-nvcccuda_compiler_version13.2",
+    )
+    assert newer != readme
+    diff = refresh(SHIPPED, with_urls({url: newer.encode()}))
+    row = rows(diff, "changed")["conda_forge.frameworks.pytorch.platforms.linux-64"]
+    assert (row.old, row.new, row.complete) == (
+        [None, "12.9", "13.0"],
+        [None, "12.9", "13.2"],
+        False,
+    )
+    assert "[incomplete: not applied]" in rc.render_report(diff)
+    after, _ = rc.apply(SHIPPED, diff)
+    lines = kb_of(after).conda_forge.frameworks["pytorch"].platforms["linux-64"]
+    assert [line.cuda for line in lines] == ["13.0", "12.9", None]  # kept
+
+
+def test_a_feedstock_readme_without_variants_is_malformed() -> None:
+    url = rc.CONDA_FORGE_URL.format(feedstock="tensorflow-feedstock", path="README.md")
+    diff = refresh(SHIPPED, with_urls({url: b"About tensorflow-feedstock\n404: Not Found\n"}))
+    assert source(diff, url).status == "malformed"
+    assert not [r for r in diff.rows if r.source.url == url]
