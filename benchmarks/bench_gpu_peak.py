@@ -19,65 +19,18 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dlsetup.smoke import device_peak as dp
 
 
-def nvml_facts(index: int) -> dict[str, Any]:
-    """Clocks, clock event reasons, PCIe link, temperature and power of GPU ``index`` (NVML)."""
-    from dlsetup.facts import Missing
-    from dlsetup.probes.nvidia import clock_event_reason_names, probe_nvidia
-
-    facts = probe_nvidia()
-    if facts.status != "ok" or index >= len(facts.gpus):
-        return {"nvml": facts.status}
-    gpu = facts.gpus[index]
-    out: dict[str, Any] = {}
-    for name in (
-        "sm_clock_mhz",
-        "sm_clock_max_mhz",
-        "pcie_gen_current",
-        "pcie_gen_max",
-        "pcie_width_current",
-        "pcie_width_max",
-        "temperature_c",
-        "power_limit_w",
-        "power_draw_w",
-        "utilization_gpu_percent",
-    ):
-        value = getattr(gpu, name)
-        out[name] = None if isinstance(value, Missing) else value
-    reasons = gpu.clocks_event_reasons
-    out["clock_event_reasons"] = (
-        None if isinstance(reasons, Missing) else clock_event_reason_names(reasons)
-    )
-    out["driver"] = None if isinstance(facts.driver_version, Missing) else facts.driver_version
-    return out
-
-
 def gpu_reports() -> list[dp.PeakReport]:
     import torch
 
-    reports = []
-    for index in range(torch.cuda.device_count()):
-        name, cc, measured = dp.measure_cuda(index)
-        facts = {"cc": f"{cc[0]}.{cc[1]}", **nvml_facts(index)}
-        found = dp.datasheet_peaks(name)
-        peaks, reference = found if found else ({}, "no datasheet row for this GPU")
-        figures = dp.compare(measured, peaks)
-        reports.append(
-            dp.PeakReport(
-                f"cuda:{index} {name}",
-                reference,
-                figures,
-                dp.findings(figures, reference, facts),
-                facts,
-            )
-        )
-    return reports
+    return [
+        dp.run_device_peak(sys.executable, f"cuda:{i}") for i in range(torch.cuda.device_count())
+    ]
 
 
 def main() -> int:

@@ -377,6 +377,71 @@ def cpu_report(bound: CpuBound | None = None, measurement: Measurement | None = 
     )
 
 
+def nvml_facts(index: int) -> dict[str, Any]:
+    """Clocks, clock event reasons, PCIe link, temperature and power of GPU ``index`` from NVML,
+    for the findings (dlsetup side; read right after the measurement)."""
+    from dlsetup.facts import Missing
+    from dlsetup.probes.nvidia import clock_event_reason_names, probe_nvidia
+
+    facts = probe_nvidia()
+    if facts.status != "ok" or index >= len(facts.gpus):
+        return {"nvml": facts.status}
+    gpu = facts.gpus[index]
+    out: dict[str, Any] = {}
+    for name in (
+        "sm_clock_mhz",
+        "sm_clock_max_mhz",
+        "pcie_gen_current",
+        "pcie_gen_max",
+        "pcie_width_current",
+        "pcie_width_max",
+        "temperature_c",
+        "power_limit_w",
+        "power_draw_w",
+        "utilization_gpu_percent",
+    ):
+        value = getattr(gpu, name)
+        out[name] = None if isinstance(value, Missing) else value
+    reasons = gpu.clocks_event_reasons
+    out["clock_event_reasons"] = (
+        None if isinstance(reasons, Missing) else clock_event_reason_names(reasons)
+    )
+    return out
+
+
+def run_device_peak(
+    python: str | None = None, device: str = "cuda:0", timeout: float = 300.0
+) -> PeakReport:
+    """Measure ``device`` (``cuda:N`` or ``cpu``) in the target interpreter and judge it (dlsetup
+    side): the measuring script runs as ``python device_peak.py``, so the target needs only torch.
+
+    Raises:
+        subprocess.CalledProcessError / subprocess.TimeoutExpired: the measurement failed.
+    """
+    import subprocess
+
+    command = [python or sys.executable, __file__]
+    command += ["--cpu"] if device == "cpu" else ["--device", device.partition(":")[2] or "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = [Measurement(**m) for m in result["measurements"]]
+    if result["device"] == "cpu":
+        bound = CpuBound(**result["cpu_bound"])
+        return cpu_report(bound, measured[0])
+    index = int(result["device"].partition(":")[2])
+    facts = {"cc": ".".join(map(str, result["cc"])), **nvml_facts(index)}
+    found = datasheet_peaks(result["name"])
+    peaks, reference = found if found else ({}, "no datasheet row for this GPU")
+    figures = compare(measured, peaks)
+    return PeakReport(
+        f"{result['device']} {result['name']}",
+        reference,
+        figures,
+        findings(figures, reference, facts),
+        facts,
+    )
+
+
 def report_lines(report: PeakReport) -> list[str]:
     """The report as text: one line per figure, then the findings."""
     lines = [f"{report.device}: against {report.reference}"]

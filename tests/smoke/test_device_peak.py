@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +154,36 @@ def test_the_measuring_script_runs_with_only_stdlib_and_torch() -> None:
     assert result["device"] == "cpu"
     assert result["measurements"][0]["name"] == "fp32"
     assert result["cpu_bound"]["flops_per_cycle"] in (2, 8, 16, 32, 64)
+
+
+def test_the_facts_beside_a_finding_come_from_nvml(fake_nvml_dir: Path) -> None:
+    # The real pynvml against the fake driver: a GPU held back by the power brake at 99% load.
+    from tests.support.fake_nvml import SCENARIOS, nvml_env, subprocess_env
+
+    env = nvml_env(fake_nvml_dir, **SCENARIOS["hw_power_brake"], sm_clock="1155,1980")
+    code = "import json; from dlsetup.smoke.device_peak import nvml_facts; print(json.dumps(nvml_facts(0)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    facts = json.loads(out.stdout)
+    assert facts["clock_event_reasons"] == ["hw_slowdown", "hw_power_brake_slowdown"]
+    assert (facts["sm_clock_mhz"], facts["sm_clock_max_mhz"]) == (1155, 1980)
+    figures = dp.compare(measured(fp32=20.0), H100_PEAKS)
+    (text,) = dp.findings(figures, "H100 SXM datasheet", facts)
+    assert "29.9% of the 67 TFLOPS peak" in text
+    assert (
+        "SM clock 1155 of 1980 MHz; clock event reasons: hw_slowdown, hw_power_brake_slowdown"
+        in text
+    )
+
+
+def test_run_device_peak_measures_the_cpu_in_a_target_interpreter() -> None:
+    pytest.importorskip("torch")
+    report = dp.run_device_peak(sys.executable, "cpu")
+    assert report.device.startswith("cpu")
+    assert report.figures[0].name == "fp32" and report.figures[0].peak
