@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from packaging.version import Version
 
 from dlsetup.compat import knowledge_base
 from dlsetup.compat.frameworks import (
@@ -333,3 +334,16 @@ def test_a_lock_that_solves_to_a_pytorch_past_the_data_says_so_once(tmp_path: Pa
     [pytorch] = [p for p in data["platforms"][0]["packages"] if p["name"] == "pytorch"]
     assert pytorch["version"] == cf
     assert "compatibility data ends" not in data["variant_reason"]
+
+
+def test_a_known_release_whose_variants_are_unknown_is_kept_by_fixes_too() -> None:
+    """torch 2.15 is in the data from PyPI (Python range) without its CUDA variants (the wheel
+    index could not be read): a fix keeps 2.15 and picks its variant by the rules of 2.14."""
+    unknown = [k for k, r in knowledge_base().torch.releases.items() if not r.has_variant_facts]
+    newest_unknown = max(unknown, key=lambda k: tuple(int(p) for p in k.split(".")), default=None)
+    if newest_unknown is None or RULES is None or Version(newest_unknown) <= Version(RULES):
+        pytest.skip("every release the data knows has its CUDA variants")
+    assert newer_than_data("torch", f"{newest_unknown}.0") is None  # known: no note
+    pick = recommend_torch("13.0", [(9, 0)], "3.12", "580.65.06", installed=f"{newest_unknown}.0")
+    assert pick is not None and pick.release == newest_unknown
+    assert f"dlsetup's data does not know {newest_unknown}'s CUDA variants" in pick.note
