@@ -342,8 +342,9 @@ async def _solve_all(
     for platform in platforms:
         start = time.perf_counter()
         specs = list(env.dependencies_for(platform))
-        if env.spec.pip and not any(s.split()[0].lower() == "pip" for s in specs):
-            specs.append("pip")  # conda-lock's rule: a pip: section puts pip in the environment
+        if env.pip_for(platform) and not any(s.split()[0].lower() == "pip" for s in specs):
+            # conda-lock's rule: a pip: section (not empty on this platform) brings pip
+            specs.append("pip")
         try:
             records = await rattler.solve(
                 sources=channels,

@@ -320,3 +320,42 @@ def test_a_pip_section_from_pypi_itself_locks_real_wheels_per_platform(
     assert "cp312-cp312-manylinux" in entries["linux-64/pyyaml"]["url"]
     assert entries["win-64/pyyaml"]["url"].endswith("cp312-cp312-win_amd64.whl")
     assert len(entries["win-64/six"]["hash"]["sha256"]) == 64
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_index_without_wheel_metadata_still_locks_and_says_what_is_missing(
+    channel_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "bare-index"
+    build_index(root, WHEELS[:3], metadata=False)
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        index = f"http://127.0.0.1:{server.server_address[1]}/simple"
+        path = environment(tmp_path, index, ["tiny-app"])
+        result = lock(path, channel_url, "--platform", "linux-64")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    entries = pip_entries(path.parent / "out" / "mine.conda-lock.yml")
+    assert sorted(entries) == ["linux-64/tiny-app", "linux-64/tiny-dep"]
+    assert entries["linux-64/tiny-app"]["dependencies"] == {}
+    assert "PyPI: tiny-app 1.0: its wheel's metadata could not be read" in result.output
+
+
+def test_a_platform_whose_pip_section_is_empty_gets_no_pip_as_conda_lock_decides(
+    channel_url: str, index_url: str, tmp_path: Path
+) -> None:
+    path = environment(tmp_path, index_url, ["linux-only  # [linux64]"])
+    result = lock(path, channel_url, "--platform", "linux-64", "--platform", "osx-arm64", "--json")
+    assert result.exit_code == 0, result.output
+    by_platform = {p["platform"]: p for p in json.loads(result.stdout)["data"]["platforms"]}
+    assert "pip" in {c["name"] for c in by_platform["linux-64"]["packages"]}
+    assert "pip" not in {c["name"] for c in by_platform["osx-arm64"]["packages"]}
+    assert by_platform["osx-arm64"]["pypi_packages"] == []

@@ -120,8 +120,9 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def build_index(root: Path, wheels: Iterable[Wheel]) -> str:
-    """Build the wheels into ``root/files`` and a PEP 503 index over them in ``root/simple``.
+def build_index(root: Path, wheels: Iterable[Wheel], *, metadata: bool = True) -> str:
+    """Build the wheels into ``root/files`` and a PEP 503 index over them in ``root/simple``
+    (with ``metadata=False``, no PEP 658 ``.metadata`` files: an index that serves none).
 
     Returns:
         the index's ``file://`` URL (``.../simple``), for ``--index-url``.
@@ -141,8 +142,9 @@ def build_index(root: Path, wheels: Iterable[Wheel]) -> str:
         page.mkdir(exist_ok=True)
         anchors = "".join(
             f'<a href="../../files/{html.escape(p.name)}#sha256='
-            f'{hashlib.sha256(p.read_bytes()).hexdigest()}" data-core-metadata="sha256='
-            f'{_write_metadata(p)}">{html.escape(p.name)}</a>\n'
+            f'{hashlib.sha256(p.read_bytes()).hexdigest()}"'
+            + (f' data-core-metadata="sha256={_write_metadata(p)}"' if metadata else "")
+            + f">{html.escape(p.name)}</a>\n"
             for p in sorted(paths)
         )
         (page / "index.html").write_text(
