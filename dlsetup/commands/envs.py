@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dlsetup.commands.venv import venv_options
 from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
 from dlsetup.errors import ExitCode
 from dlsetup.platforms import CUDA_PLATFORMS
@@ -70,6 +71,11 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
                     for pkg in p.packages
                 ],
                 "solve_ms": round(p.solve_ms, 3),
+                "pypi_packages": [
+                    {"name": pkg.name, "version": pkg.version} for pkg in p.pypi_packages
+                ],
+                "pypi_ms": round(p.pypi_ms, 3),
+                "provided_by_conda": list(p.provided_by_conda),
             }
             for p in result.platforms
         ],
@@ -98,11 +104,21 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
     }
 
 
-def _frameworks_line(packages: Any) -> str:
+def _frameworks_line(packages: Any, kind: str = "") -> str:
     shown = [
         f"{p.name} {p.version} ({p.build})" for p in packages if p.name in ("pytorch", "tensorflow")
     ]
-    return "; ".join([*shown, f"{len(packages)} packages"])
+    return "; ".join([*shown, f"{len(packages)} {kind}packages"])
+
+
+def _pypi_line(platform: Any) -> str:
+    """``PyPI (uv, 12 ms): 3 packages: a 1.0, b 2.0, c 3.0; from conda: numpy 2.1``."""
+    names = ", ".join(f"{p.name} {p.version}" for p in platform.pypi_packages)
+    line = f"PyPI (uv, {platform.pypi_ms:.0f} ms): {len(platform.pypi_packages)} packages"
+    line += f": {names}" if names else ""
+    if platform.provided_by_conda:
+        line += f"; already from conda: {', '.join(platform.provided_by_conda)}"
+    return line
 
 
 def _python_is_not_a_version(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -199,6 +215,7 @@ which CUDA line each platform got and why (the GPU that ruled out a newer one).
 )
 @click.argument("target", type=TargetType(), required=False, metavar="TARGET")
 @_lock_options
+@venv_options
 @click.option(
     "--check",
     "check",
@@ -246,6 +263,9 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     python_version: str | None,
     channels: tuple[str, ...],
     engine: str,
+    backend: str,
+    torch_index_url: str | None,
+    index_url: str | None,
     check: Path | None,
     platforms: tuple[str, ...],
     all_platforms: bool,
@@ -270,6 +290,19 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         return
     if target is None:
         raise click.UsageError("Missing argument 'TARGET'.", ctx=ctx)
+    if backend == "venv":
+        from dlsetup.commands.venv import lock_venv_command, refuse_conda_only, venv_request
+
+        refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
+        lock_venv_command(
+            venv_request(target, variant, cuda, gpu_arch, python_version, platforms,
+                         all_platforms, torch_index_url, index_url),
+            output, force=force, as_json=as_json,
+        )  # fmt: skip
+        return
+    from dlsetup.commands.venv import refuse_venv_only
+
+    refuse_venv_only(ctx, torch_index_url, index_url)
     from dlsetup.envs.request import LockRequest, lock_target
     from dlsetup.envs.virtual import sources_text
     from dlsetup.output import dumps, envelope, make_console
@@ -287,8 +320,13 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         f"Locked {result.name} ({result.variant}: {choice.reason}) for "
         f"{', '.join(p.platform for p in result.platforms)} with {result.engine}, {solved}."
     )
+    pip_section = any(p.pypi_packages or p.provided_by_conda for p in result.platforms)
     for p in result.platforms:
-        console.print(f"  {p.platform}: {_frameworks_line(p.packages)}")
+        console.print(
+            f"  {p.platform}: {_frameworks_line(p.packages, 'conda ' if pip_section else '')}"
+        )
+        if pip_section:
+            console.print(f"    {_pypi_line(p)}", markup=False, soft_wrap=True)
         line = result.lines.get(p.platform)
         if line is not None:
             console.print(f"    CUDA line {line.line}: {' '.join(line.specs)}", markup=False)
@@ -296,6 +334,8 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         console.print(f"      ({sources_text(p.virtual_packages)})")
     for note in result.companion_notes:
         console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
+    for note in result.pypi_notes:
+        console.print(f"  PyPI: {note}.", markup=False, soft_wrap=True)
     console.print("Wrote:")
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")
@@ -415,6 +455,7 @@ are verified, and packages from outside the lock's channels are refused.
 )
 @click.argument("target", type=TargetType(), required=False, metavar="[TARGET]")
 @_lock_options
+@venv_options
 @click.option(
     "--prefix",
     type=click.Path(path_type=Path),
@@ -474,6 +515,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     python_version: str | None,
     channels: tuple[str, ...],
     engine: str,
+    backend: str,
+    torch_index_url: str | None,
+    index_url: str | None,
     prefix: Path | None,
     name: str | None,
     from_lock: Path | None,
@@ -492,16 +536,25 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     activate it. Exit status 1 when the smoke test fails: the environment stays installed, and
     the failed checks and the command to rerun them are printed.
     """
+    from dlsetup.commands.venv import refuse_conda_only, refuse_venv_only, venv_request
     from dlsetup.envs.build import build_environment
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.request import LockRequest
     from dlsetup.output import dumps, envelope, make_console, to_jsonable
 
+    if backend == "venv":
+        refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
+    else:
+        refuse_venv_only(ctx, torch_index_url, index_url)
     request = (
-        LockRequest(target, variant, cuda, (), False, python_version, channels, engine, gpu_arch)
+        venv_request(target, variant, cuda, gpu_arch, python_version, (), False,
+                     torch_index_url, index_url)
+        if target is not None and backend == "venv"
+        else LockRequest(target, variant, cuda, (), False, python_version, channels, engine,
+                         gpu_arch)
         if target is not None
         else None
-    )
+    )  # fmt: skip
 
     def smoke_starts() -> None:
         if not as_json:
