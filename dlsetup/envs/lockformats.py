@@ -23,6 +23,7 @@ Every package the chosen environment, platform and categories hold ends up in th
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
+from dlsetup.envs.lockyaml import load_conda_lock
 from dlsetup.errors import InputError
 
 LockFormat = Literal["conda-lock-v1", "explicit", "pixi"]
@@ -116,6 +118,8 @@ def _yaml_load(text: str) -> Any:
 
 
 _EXPLICIT_RE = re.compile(r"^\s*@EXPLICIT\s*$", re.MULTILINE)
+_VERSION_RE = re.compile(r"^version: ?([0-9]{1,2})[ \t]*\r?$", re.MULTILINE)
+_PIXI_RE = re.compile(r"^environments:[ \t]*\r?$", re.MULTILINE)
 
 
 def _describe_unsupported(path: Path, text: str, data: Any) -> str:
@@ -124,7 +128,9 @@ def _describe_unsupported(path: Path, text: str, data: Any) -> str:
     stripped = text.lstrip()
     if name.endswith(".toml") or stripped.startswith(("lock-version", "version =", "[[package]]")):
         if "lock-version" in text:
-            return "a PEP 751 lock (named pylock.toml or pylock.NAME.toml, create builds it as a venv)"
+            return (
+                "a PEP 751 lock (named pylock.toml or pylock.NAME.toml, create builds it as a venv)"
+            )
         return "a TOML lock (uv.lock or poetry.lock)"
     if isinstance(data, Mapping):
         if "dependencies" in data and "package" not in data:
@@ -149,9 +155,14 @@ def detect_format(path: Path, text: str) -> tuple[str, Any]:
     """
     if _EXPLICIT_RE.search(text):
         return "explicit", None
+    version = _VERSION_RE.search(text)
+    if version and 4 <= int(version.group(1)) <= 7 and _PIXI_RE.search(text):
+        return "pixi", None  # rattler reads (and judges) it: no second YAML parse
     data: Any = None
     try:
-        data = _yaml_load(text)
+        data = (
+            _yaml_load(text) if not (version and version.group(1) == "1") else load_conda_lock(text)
+        )
     except Exception as exc:  # yaml.YAMLError, or a scanner error on binary junk
         if not text.lstrip().startswith(("[", "lock-version", "version =")):
             raise _malformed(path, f"it is neither YAML nor an @EXPLICIT list ({exc})") from exc
@@ -195,14 +206,16 @@ def _rattler_conda_records(
     """rattler's records for ``platform`` of a conda-lock v1 file (see the module docstring)."""
     import rattler
 
-    try:
-        env = rattler.LockFile.from_path(path).default_environment()
-    except Exception:
-        env = None
+    env = None
+    readable = all(p.get("manager") != "pip" for p in data["package"]) and all(
+        isinstance(c, Mapping) for c in data["metadata"].get("channels", [])
+    )
+    if readable:  # nothing py-rattler 0.28 is known to reject: read the file itself
+        with contextlib.suppress(Exception):
+            env = rattler.LockFile.from_path(path).default_environment()
     if env is None:
+        import json
         import tempfile
-
-        import yaml
 
         conda_only = {
             "version": 1,
@@ -212,10 +225,9 @@ def _rattler_conda_records(
             },
             "package": [p for p in data["package"] if p.get("manager") == "conda"],
         }
-        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         with tempfile.TemporaryDirectory(prefix="dlsetup-lock-") as tmp:
-            copy = Path(tmp) / "conda-part.conda-lock.yml"
-            copy.write_text(yaml.dump(conda_only, Dumper=dumper), encoding="utf-8")
+            copy = Path(tmp) / "conda-part.conda-lock.yml"  # JSON: YAML that is quick to write
+            copy.write_text(json.dumps(conda_only, default=str), encoding="utf-8")
             try:
                 env = rattler.LockFile.from_path(copy).default_environment()
             except Exception as exc:

@@ -136,14 +136,27 @@ PIP_ENTRIES: tuple[tuple[str, str, dict[str, str]], ...] = (
 )
 
 
+def _dependencies(depends: list[str]) -> dict[str, str]:
+    """``{name: version spec}`` from a record's depends, as conda-lock's own solver writes them."""
+    from conda_lock.interfaces.vendored_conda import MatchSpec
+
+    grouped: dict[str, list[Any]] = {}
+    for dep in depends:
+        spec = MatchSpec(dep)
+        grouped.setdefault(spec.name, []).append(spec)
+    result: dict[str, str] = {}
+    for name, specs in grouped.items():
+        merged = specs[0] if len(specs) == 1 else MatchSpec.merge(specs)[0]
+        result[name] = merged.version.spec_str if merged.version is not None else ""
+    return result
+
+
 def write_conda_lock(fixture: Fixture, path: Path, *, pip: bool = True) -> Path:
     """A conda-lock v1 file written by conda-lock's own writer (see the module docstring)."""
     from conda_lock.lockfile import write_conda_lock_file
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
     from conda_lock.models.channel import Channel
-
-    from dlsetup.envs.lock import _dependencies
 
     main = solve(fixture, ["python 3.11.*", "pip", "tinyconda"])
     dev = [r for r in solve(fixture, ["tinyconda-dev"]) if r.name.normalized == "tinyconda-dev"]

@@ -1,0 +1,216 @@
+"""Reading a 1,000-package lock in each format ``create --from-lock`` reads (issue 9: < 0.2 s each).
+
+Run: .venv/bin/python -m benchmarks.bench_lock_read
+
+Each lock is written by its tool's own code (conda-lock's writer, conda-lock's explicit renderer,
+py-rattler's pixi.lock writer) with 1,000 packages for linux-64: 900 conda packages and 100 PyPI
+packages (whose conda-lock dependency specs use ``*`` and ``||``, so the conda-lock file takes the
+path where rattler is given the conda part only). What is timed is
+:func:`dlsetup.envs.lockformats.read_locked_environment` in this process: detection, parsing,
+validation and the rattler records (the median and the best of 7 runs, after one warm-up that
+pays the imports), and, beside it, the bare library read it builds on (conda-lock's
+``parse_conda_lock_file`` and ``rattler.LockFile.from_path``) for the ratio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PLATFORM = "linux-64"
+CHANNEL = "https://conda.anaconda.org/conda-forge"
+CONDA, PYPI = 900, 100
+TARGET_S = 0.2
+
+
+def _digest(text: str, size: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+def _records() -> list[Any]:
+    import rattler
+
+    out = []
+    for i in range(CONDA):
+        name = f"pkg{i:04d}"
+        subdir = "noarch" if i % 5 == 0 else PLATFORM
+        record = rattler.PackageRecord(
+            name=name,
+            version=f"1.{i}.0",
+            build=rattler.BuildString(f"h{i:05x}_0"),
+            build_number=0,
+            subdir=subdir,
+            depends=[f"pkg{(i + k) % CONDA:04d} >=1.0" for k in (1, 2, 3) if i + k < CONDA],
+            sha256=bytes.fromhex(_digest(name, 64)),
+            md5=bytes.fromhex(_digest(name + "md5", 32)),
+            size=1000 + i,
+        )
+        file_name = f"{name}-1.{i}.0-h{i:05x}_0.conda"
+        out.append(
+            rattler.RepoDataRecord(record, file_name, f"{CHANNEL}/{subdir}/{file_name}", CHANNEL)
+        )
+    return out
+
+
+def _wheel(i: int) -> tuple[str, str, str]:
+    name = f"wheel{i:03d}"
+    return name, f"https://files.example.org/{name}-2.{i}-py3-none-any.whl", _digest(name, 64)
+
+
+def _dependencies(depends: list[str]) -> dict[str, str]:
+    """``{name: version spec}`` from a record's depends, as conda-lock's own solver writes them."""
+    from conda_lock.interfaces.vendored_conda import MatchSpec
+
+    grouped: dict[str, list[Any]] = {}
+    for dep in depends:
+        spec = MatchSpec(dep)
+        grouped.setdefault(spec.name, []).append(spec)
+    result: dict[str, str] = {}
+    for name, specs in grouped.items():
+        merged = specs[0] if len(specs) == 1 else MatchSpec.merge(specs)[0]
+        result[name] = merged.version.spec_str if merged.version is not None else ""
+    return result
+
+
+def write_conda_lock(path: Path, records: list[Any]) -> None:
+    from conda_lock.lockfile import write_conda_lock_file
+    from conda_lock.lockfile.v1.models import HashModel, LockMeta
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
+    from conda_lock.models.channel import Channel
+
+    packages = [
+        LockedDependency(
+            name=r.name.normalized,
+            version=str(r.version),
+            manager="conda",
+            platform=PLATFORM,
+            dependencies=_dependencies(list(r.depends)),
+            url=r.url,
+            hash=HashModel(md5=r.md5.hex(), sha256=r.sha256.hex()),
+            categories={"main"},
+            build=str(r.build),
+        )
+        for r in records
+    ]
+    for i in range(PYPI):
+        name, url, sha = _wheel(i)
+        packages.append(
+            LockedDependency(
+                name=name,
+                version=f"2.{i}",
+                manager="pip",
+                platform=PLATFORM,
+                dependencies={f"wheel{(i + 1) % PYPI:03d}": ">=1,<2 || >=3", "pkg0000": "*"},
+                url=url,
+                hash=HashModel(sha256=sha),
+                categories={"main" if i % 10 else "dev"},
+            )
+        )
+    lockfile = Lockfile(
+        package=packages,
+        metadata=LockMeta(
+            content_hash={PLATFORM: "0" * 64},
+            channels=[Channel.from_string(CHANNEL)],
+            platforms=[PLATFORM],
+            sources=["environment.yml"],
+        ),
+    )
+    write_conda_lock_file(lockfile, path, metadata_choices=set())
+
+
+def write_explicit(conda_lock: Path, path: Path) -> None:
+    from conda_lock.conda_lock import render_lockfile_for_platform
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    lines = render_lockfile_for_platform(
+        lockfile=parse_conda_lock_file(conda_lock),
+        include_dev_dependencies=True,
+        extras=None,
+        kind="explicit",
+        platform=PLATFORM,
+        suppress_warning_for_pip_and_explicit=True,
+    )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_pixi(path: Path, records: list[Any]) -> None:
+    import yaml
+    from rattler import LockChannel, LockFile, LockPlatform
+
+    lock = LockFile([LockPlatform(PLATFORM)])
+    lock.set_channels("default", [LockChannel(CHANNEL)])
+    for r in records:
+        lock.add_conda_package("default", LockPlatform(PLATFORM), r)
+    hashes = {}
+    for i in range(PYPI):
+        name, url, sha = _wheel(i)
+        lock.add_pypi_package("default", LockPlatform(PLATFORM), name, f"2.{i}", url)
+        hashes[name] = sha
+    lock.to_path(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for entry in data["packages"]:  # the sha256 pixi records (py-rattler 0.28 takes none)
+        if "pypi" in entry:
+            entry["sha256"] = hashes[entry["name"]]
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def _time(fn: Callable[[], object], runs: int = 7) -> tuple[float, float]:
+    fn()  # warm-up: imports
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
+
+
+def main() -> None:
+    import rattler
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    from dlsetup.envs.lockformats import read_locked_environment
+
+    with tempfile.TemporaryDirectory(prefix="bench-lock-read-") as tmp:
+        root = Path(tmp)
+        records = _records()
+        conda_lock = root / "big.conda-lock.yml"
+        write_conda_lock(conda_lock, records)
+        explicit = root / "big-explicit.txt"
+        write_explicit(conda_lock, explicit)
+        pixi = root / "pixi.lock"
+        write_pixi(pixi, records)
+        cases: list[tuple[str, Path, Callable[[], object]]] = [
+            ("conda-lock v1", conda_lock, lambda: parse_conda_lock_file(conda_lock)),
+            ("explicit", explicit, lambda: explicit.read_text().splitlines()),
+            ("pixi.lock", pixi, lambda: rattler.LockFile.from_path(pixi)),
+        ]
+        print(f"{CONDA} conda + {PYPI} PyPI packages, {PLATFORM}; median (best) of 7 runs")
+        print(
+            f"{'format':<14} {'size':>8} {'dlsetup read':>20} {'bare library read':>22} {'ratio':>6}  target"
+        )
+        failed = False
+        for label, path, bare in cases:
+            locked = read_locked_environment(path, PLATFORM)
+            assert len(locked.conda) == CONDA and len(locked.pypi) == PYPI, label
+            median, best = _time(lambda p=path: read_locked_environment(p, PLATFORM))
+            bare_median, bare_best = _time(bare)
+            ok = median < TARGET_S
+            failed |= not ok
+            print(
+                f"{label:<14} {path.stat().st_size // 1024:>6}KB "
+                f"{median * 1000:>9.1f} ms ({best * 1000:5.1f}) "
+                f"{bare_median * 1000:>11.1f} ms ({bare_best * 1000:5.1f}) "
+                f"{median / bare_median:>6.2f}  {'<' if ok else '>='} {TARGET_S * 1000:.0f} ms "
+                f"{'ok' if ok else 'MISSED'}"
+            )
+        if failed:
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
