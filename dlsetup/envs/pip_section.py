@@ -38,10 +38,31 @@ class PipRequirement:
     platforms: frozenset[str] | None = None
 
 
+def _refuse(bad: Any, node: Any, what: str, fix: str) -> Any:
+    """``bad(node, what)`` (the file and line) with a fix for this refusal."""
+    error = bad(node, what)
+    error.fix = fix
+    return error
+
+
+def _option(value: str) -> tuple[str, str]:
+    """``("--index-url", "URL")`` from ``--index-url URL`` or ``--index-url=URL``."""
+    head, _, rest = value.partition(" ")
+    if "=" in head:
+        head, _, before = head.partition("=")
+        rest = f"{before} {rest}"
+    return head, rest.strip()
+
+
 def pip_section(
     items: list[tuple[str, Any, frozenset[str] | None]], bad: Any
 ) -> tuple[tuple[PipRequirement, ...], str | None, tuple[str, ...]]:
-    """The requirements, ``--index-url`` and ``--extra-index-url`` values of a ``pip:`` section."""
+    """The requirements, ``--index-url`` and ``--extra-index-url`` values of a ``pip:`` section.
+
+    Args:
+        items: ``(text, YAML node, platforms of its selector or None)`` per entry.
+        bad: the caller's error factory.
+    """
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
@@ -51,22 +72,34 @@ def pip_section(
     seen: dict[str, Any] = {}
     for value, node, where in items:
         if value.startswith("-"):
-            option, _, argument = value.replace("=", " ", 1).partition(" ")
-            argument = argument.strip()
+            option, argument = _option(value)
             if option not in _INDEX_OPTIONS:
-                raise bad(
+                raise _refuse(
+                    bad,
                     node,
                     f"pip option {option!r} is not locked by dlsetup (only --index-url and "
-                    "--extra-index-url are); editable installs (-e) and nested files (-r) "
-                    "cannot be pinned with hashes",
+                    "--extra-index-url are): editable installs (-e), nested files (-r) and "
+                    "local wheel directories (--find-links) cannot be pinned with hashes",
+                    "list PyPI requirements and index lines only; serve local wheels as an "
+                    "index (--extra-index-url), or install editable packages after dlsetup create",
                 )
             if not argument or " " in argument:
-                raise bad(node, f"{option} needs one URL")
+                raise _refuse(bad, node, f"{option} needs one URL", f"{option} https://host/simple")
             if where is not None:
-                raise bad(node, f"{option} lines take no selector; the index is every platform's")
+                raise _refuse(
+                    bad,
+                    node,
+                    f"{option} lines take no selector; the index is every platform's",
+                    "remove the selector from this line",
+                )
             if _INDEX_OPTIONS[option]:
                 if index_url is not None:
-                    raise bad(node, "a second --index-url; use --extra-index-url for more indexes")
+                    raise _refuse(
+                        bad,
+                        node,
+                        "a second --index-url (pip would use only the last one)",
+                        "keep one --index-url and make the others --extra-index-url",
+                    )
                 index_url = argument
             else:
                 extra.append(argument)
@@ -74,16 +107,28 @@ def pip_section(
         try:
             requirement = Requirement(value)
         except InvalidRequirement as exc:
-            raise bad(node, f"{value!r} is not a PyPI requirement: {exc}") from exc
-        if requirement.url:
-            raise bad(
+            raise _refuse(
+                bad,
                 node,
-                f"{value!r} installs from a URL; dlsetup locks requirements from package "
-                "indexes only (name a version, and the index with --index-url)",
+                f"{value!r} is not a PyPI requirement: {exc}",
+                "write a PEP 508 requirement such as 'transformers>=4.40' (conda match specs "
+                "such as 'numpy 2.*' belong above the pip: section)",
+            ) from exc
+        if requirement.url:
+            raise _refuse(
+                bad,
+                node,
+                f"{value!r} installs from a URL or VCS, which dlsetup does not lock",
+                "name the package and a version, and its index with --index-url",
             )
         name = canonicalize_name(requirement.name)
         if name in seen and where is None and seen[name] is None:
-            raise bad(node, f"{requirement.name} is listed twice in the pip: section")
+            raise _refuse(
+                bad,
+                node,
+                f"{requirement.name} is listed twice in the pip: section",
+                "list it once, with every version constraint on that line",
+            )
         seen[name] = where
         requirements.append(PipRequirement(value, name, int(node.start_mark.line) + 1, where))
     return tuple(requirements), index_url, tuple(extra)

@@ -299,11 +299,16 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
         if expression is None:
             return None
         if not allowed:
-            raise bad(
+            error = bad(
                 node,
                 f"a selector [{expression}] on this line: only dependencies (and pip: "
                 "requirements) take platform selectors",
             )
+            error.fix = (
+                "remove the selector: channels, platforms and the '- pip:' line apply to every "
+                "platform (put selectors on the dependencies instead)"
+            )
+            raise error
         return evaluate(expression, where=f"{path}, line {_line_of(node)}").platforms
 
     def string_item(item: Any, key: str) -> str:

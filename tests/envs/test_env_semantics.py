@@ -227,7 +227,9 @@ def test_a_channel_url_and_a_channel_option_keep_their_meaning(tmp_path: Path) -
         ("-e ./src", "pip option '-e' is not locked by dlsetup"),
         ("-r requirements.txt", "pip option '-r' is not locked by dlsetup"),
         ("--find-links ./wheels", "pip option '--find-links' is not locked by dlsetup"),
-        ("mypkg @ https://host/mypkg-1.0.tar.gz", "installs from a URL"),
+        ("mypkg @ https://host/mypkg-1.0.tar.gz", "installs from a URL or VCS"),
+        ("tiny-app>=1", "tiny-app is listed twice"),
+        ("--index-url https://a/simple --x", "--index-url needs one URL"),
         ("not a requirement!", "is not a PyPI requirement"),
         ("--index-url", "--index-url needs one URL"),
     ],
@@ -241,27 +243,28 @@ def test_what_a_pip_section_cannot_lock_is_refused_with_its_line(
     with pytest.raises(InputError, match=r"line 6: .*") as caught:
         load_environment_file(path)
     assert why in caught.value.message
+    assert caught.value.fix and "an environment file has name:" not in caught.value.fix
 
 
 def test_index_lines_become_conda_locks_pip_repositories_and_read_back(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "name: mine\ndependencies:\n  - python\n  - pip:\n"
-        "    - --index-url=https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple\n"
+        "    - --index-url=https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple?a=b\n"
         "    - --extra-index-url https://alice:s3cret@extra.example/simple\n"
         "    - transformers>=4.40\n",
     )
     spec = load_environment_file(path)
-    assert spec.pip_index_url == "https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple"
+    assert spec.pip_index_url == "https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple?a=b"
     assert spec.pip_extra_index_urls == ("https://alice:s3cret@extra.example/simple",)
     text = rendered(path, ("linux-64",))
     assert (
-        "pip-repositories:\n  - https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple\n"
+        "pip-repositories:\n  - https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple?a=b\n"
         "  - https://extra.example/simple\nallow-pypi-requests: false\n"
     ) in text
     assert "s3cret" not in text and "alice" not in text
     again = load_environment_file(write(tmp_path, text, "rendered.yml"))
-    assert again.pip_index_url == "https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple"
+    assert again.pip_index_url == "https://${IDX_USER}:${IDX_PASSWORD}@pypi.example/simple?a=b"
     assert again.pip_extra_index_urls == ("https://extra.example/simple",)
     assert [r.text for r in again.pip] == ["transformers>=4.40"]
 
