@@ -205,6 +205,8 @@ Examples:
   dlsetup lock ./my-environment.yml --channel https://my.mirror/conda-forge
   dlsetup lock --check pytorch-cuda.conda-lock.yml   CI: exit 1 when the lock is stale
   dlsetup lock ./my-environment.yml --check my-env.conda-lock.yml
+  dlsetup lock pytorch --backend venv        a PEP 751 pylock.toml (uv): PyTorch from the wheel
+                                             index whose CUDA variant every GPU runs
 
 \b
 Writes into --output: NAME.environment.yml (the rendered source), NAME.virtual-packages.yml
@@ -442,6 +444,8 @@ Examples:
   dlsetup create both --name seed-course     the seed's Jupyter + TensorFlow + PyTorch setup
   dlsetup create --from-lock pytorch-cuda.conda-lock.yml --prefix ~/envs/pt
   dlsetup create tensorflow --variant cpu --force   rebuild; the old env stays until the new is ready
+  dlsetup create pytorch --backend venv      a virtual environment (uv), docs/venv.md
+  dlsetup create --from-lock pylock.pytorch-cu126.toml --prefix ~/envs/pt
 
 \b
 Then activate it with the line it prints (`conda activate NAME` where conda exists), or pick
@@ -473,7 +477,8 @@ are verified, and packages from outside the lock's channels are refused.
     "from_lock",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Build from this lock instead of locking TARGET first: conda-lock v1, explicit "
-    "(@EXPLICIT) or pixi.lock, detected from its content; its PyPI packages are installed too.",
+    "(@EXPLICIT) or pixi.lock, detected from its content; its PyPI packages are installed too. "
+    "A PEP 751 pylock.toml / pylock.NAME.toml builds a venv (--backend venv).",
 )
 @click.option(
     "--environment",
@@ -532,7 +537,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     """Build a verified environment for TARGET (pytorch, tensorflow, both, or a .yml), or from a lock.
 
     Locks first (like `dlsetup lock`) unless --from-lock is given, installs with rattler (no conda
-    needed), registers a Jupyter kernel and runs `dlsetup smoke` inside, then says how to
+    needed; uv for a venv, --backend venv), registers a Jupyter kernel and runs `dlsetup smoke` inside, then says how to
     activate it. Exit status 1 when the smoke test fails: the environment stays installed, and
     the failed checks and the command to rerun them are printed.
     """

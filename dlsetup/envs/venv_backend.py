@@ -661,8 +661,11 @@ def create_venv(
         try:
             work.mkdir()
             progress.note(f"Creating a venv (Python {python}) with uv ...")
+            # the running interpreter when it is the version asked for: uv need not search
+            running = f"{sys.version_info.major}.{sys.version_info.minor}"
+            interpreter = sys.executable if python == running else python
             _run_uv(
-                ["venv", "--relocatable", "--quiet", "--python", python, str(staged)],
+                ["venv", "--relocatable", "--quiet", "--python", interpreter, str(staged)],
                 "create a venv",
             )
             progress.note(f"Installing {len(installs)} packages from {lock_path.name} ...")
