@@ -83,6 +83,7 @@ def check_packages(packages: Sequence[PypiPackage], platform: str, lock: Path) -
     Raises:
         IntegrityError: a package without a sha256 (exit 4).
         InstallError: a package that is not a wheel, or whose wheel does not run on ``platform``.
+        InputError: a ``${VAR}`` in a URL whose variable is not set (naming the variable).
     """
     fits = _PLATFORM_TAGS.get(platform)
     for pkg in packages:
@@ -93,6 +94,7 @@ def check_packages(packages: Sequence[PypiPackage], platform: str, lock: Path) -
                 fix="regenerate the lock so that it records each file's hash (pixi lock, "
                 "conda-lock, dlsetup lock)",
             )
+        expand_auth(pkg.url)  # a ``${VAR}`` the environment lacks is named before any download
         tags = _wheel_tags(pkg.file_name)
         if tags is None:
             raise InstallError(

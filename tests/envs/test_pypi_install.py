@@ -280,3 +280,60 @@ def test_sigkill_while_uv_downloads_leaves_the_target_absent_and_the_next_run_cl
     assert json.loads(out)["data"]["pypi_packages"] == 2
     assert temporaries(prefix.parent) == []
     assert (prefix / "lib" / "python3.11" / "site-packages" / "tinybeta").is_dir()
+
+
+# --- credentials ----------------------------------------------------------------------------------
+
+
+class _Auth(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory to one user and password (HTTP basic auth) only."""
+
+    expected = ""
+
+    def do_GET(self) -> None:
+        import base64
+
+        sent = self.headers.get("Authorization", "")
+        if sent != "Basic " + base64.b64encode(self.expected.encode()).decode():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="wheels"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_token_in_a_wheel_url_is_used_but_never_printed_or_written(
+    fx: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cret-TOKEN-9a"
+    handler = type("Auth", (_Auth,), {"expected": f"alice:{secret}"})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(fx.wheels["tinybeta"].parent))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lock = write_conda_lock(fx, tmp_path / "x.conda-lock.yml")
+        port = server.server_address[1]
+        url = "http://alice:${WHEEL_TOKEN}@127.0.0.1:" + f"{port}/tinybeta-0.5-py3-none-any.whl"
+        with_pip_entry(lock, "tinybeta", url=url)
+        monkeypatch.delenv("WHEEL_TOKEN", raising=False)
+        code, _, err = create(lock, tmp_path / "unset")
+        assert code == 2, err
+        assert "needs the environment variable WHEEL_TOKEN, which is not set" in err
+        assert not (tmp_path / "unset").exists()
+        monkeypatch.setenv("WHEEL_TOKEN", secret)
+        prefix = tmp_path / "env"
+        code, out, err = create(lock, prefix, "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, err
+    assert json.loads(out)["data"]["pypi_packages"] == 3
+    assert secret not in out + err
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert written == []  # neither the environment, the lock copy, nor any cache holds it
+    direct = prefix / "lib" / "python3.11" / "site-packages" / "tinybeta-0.5.dist-info"
+    assert (direct / "direct_url.json").is_file()
