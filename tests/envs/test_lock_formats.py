@@ -336,3 +336,37 @@ def test_a_pixi_pypi_entry_without_a_hash_is_refused_naming_it(fx: Fixture, tmp_
     assert code == 4, err
     assert re.search(r"Error: the PyPI package tiny\w+ \S+ in \S+ has no sha256", err), err
     assert not (tmp_path / "env").exists()
+
+
+# --- with the lock half of issue 9 ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_dlsetup_lock_of_a_pip_section_then_create_installs_every_package(
+    fx: Fixture, tmp_path: Path
+) -> None:
+    """``dlsetup lock`` resolves the pip: section with uv (against a local index); ``create``
+    installs the lock it wrote, conda and PyPI parts, into one environment."""
+    from tests.envs.lock_builders import WHEELS
+    from tests.support.wheels import build_index
+
+    index = build_index(tmp_path / "index", WHEELS)
+    env = tmp_path / "environment.yml"
+    env.write_text(
+        f"name: e2e\nchannels:\n  - {fx.channel_url}\ndependencies:\n  - python 3.11.*\n"
+        f"  - tinyconda\n  - pip\n  - pip:\n    - --index-url {index}\n    - tinyalpha\n"
+        "    - tinydev\nplatforms:\n  - linux-64\n"
+    )
+    locked = run_cli("lock", str(env), "--platform", PLATFORM, "--output", str(tmp_path / "out"),
+                     env=CHECKOUT)  # fmt: skip
+    assert locked.returncode == 0, locked.stderr
+    lock = tmp_path / "out" / "e2e.conda-lock.yml"
+    code, _out, err = create(lock, tmp_path / "env")
+    assert code == 0, err
+    assert "Plan: 3 conda packages and 3 PyPI packages" in err
+    assert_built(
+        tmp_path / "env",
+        {"python", "pip", "tinyconda"},
+        {"tinyalpha", "tinybeta", "tinydev"},
+        ["tinyconda"],
+    )
