@@ -286,6 +286,12 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     with the glibc/macOS/kernel versions detected here, others with documented minimums; a CUDA
     lock records the CUDA version it was solved for, never a silent default.
     """
+    if check is not None and (backend == "venv" or check.name.startswith("pylock")):
+        raise click.UsageError(
+            "lock --check reads conda locks; for a pylock.toml, lock again with --backend venv "
+            "and compare (its header says what it was locked for)",
+            ctx=ctx,
+        )
     if check is not None:
         _check_lock(ctx, check, target, variant, cuda, gpu_arch, python_version, channels,
                     platforms, all_platforms, force=force, as_json=as_json)  # fmt: skip
@@ -549,6 +555,12 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
 
     if backend == "venv":
         refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
+        if from_lock is not None and not from_lock.name.startswith("pylock"):
+            raise click.UsageError(
+                f"--backend venv builds from a PEP 751 lock (pylock.toml, pylock.NAME.toml), "
+                f"not {from_lock.name}",
+                ctx=ctx,
+            )
     else:
         refuse_venv_only(ctx, torch_index_url, index_url)
     request = (
