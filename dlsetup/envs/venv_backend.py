@@ -320,10 +320,11 @@ def choose_torch_index(choice: VariantChoice, python: str) -> TorchIndexChoice:
             f"no PyTorch CUDA wheel known to dlsetup runs on CUDA {choice.cuda} with {gpus}",
             fix="lock the cpu variant (--variant cpu), or update the NVIDIA driver",
         )
+    unchecked = "" if ccs else "; no GPU known (--gpu-arch names them): no arch list was checked"
     return TorchIndexChoice(
         pick.variant,
         pick.release,
-        f"{choice.reason}; {pick.note}",
+        f"{choice.reason}; {pick.note}{unchecked}",
         _passed_over(pick, choice),
         pick,
     )

@@ -213,6 +213,28 @@ def test_the_variant_is_doctors_recommendation(
     assert locked(result.lock_path)["torch"]["version"] == f"{expected.release}.0+cu130"
 
 
+def test_cuda_without_gpus_says_no_arch_list_was_checked(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    from dlsetup.envs.venv_backend import VenvLockRequest, lock_venv, variant_reason
+
+    request = VenvLockRequest(
+        "pytorch",
+        cuda="13.0",
+        platforms=("linux-64",),
+        torch_index_url=torch_index.torch_url,
+        index_url=torch_index.pypi_url,
+    )
+    result = lock_venv(request, tmp_path, force=False)
+    assert result.torch is not None
+    assert result.torch.variant == "cu130"  # the newest the driver fully supports
+    assert variant_reason(result).endswith("no arch list was checked")
+    named = lock_venv(
+        VenvLockRequest(**{**request.__dict__, "gpu_arch": ("8.9",)}), tmp_path, force=True
+    )
+    assert "no arch list was checked" not in variant_reason(named)
+
+
 def test_a_kepler_gpu_is_refused_naming_it(
     torch_index: TorchIndex, tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
