@@ -19,6 +19,8 @@ import re
 from typing import Any
 
 _ENTRY_SPLIT = re.compile(r"^(?=- )", re.MULTILINE)
+#: the first line of the package list's tail that starts at column 0 with a key (``version: 1``)
+_TOP_LEVEL = re.compile(r"^(?=[A-Za-z_][A-Za-z0-9_]*:)", re.MULTILINE)
 _KEY_LINE = re.compile(
     r"^(?P<indent>(?:- |  )|    )(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*):(?: (?P<value>.*))?$"
 )
@@ -125,9 +127,21 @@ def _fast(text: str, loader: Any) -> Any:
     head, sep, body = text.partition("\npackage:\n")
     if not sep or not body.startswith("- "):
         raise _NotFast
+    # older conda-lock writers sort the top-level keys: ``version: 1`` follows the packages
+    trailing = _TOP_LEVEL.search(body)
+    tail = body[trailing.start() :] if trailing else ""
+    body = body[: trailing.start()] if trailing else body
     header = yaml.load(head + "\n", Loader=loader)  # noqa: S506 - a safe loader
-    if not isinstance(header, dict) or "package" in header:
+    after = yaml.load(tail, Loader=loader) if tail else {}  # noqa: S506 - a safe loader
+    if (
+        not isinstance(header, dict)
+        or not isinstance(after, dict)
+        or "package" in header
+        or "package" in after
+        or set(header) & set(after)
+    ):
         raise _NotFast
+    header.update(after)
     packages: list[Any] = []
     for block in _ENTRY_SPLIT.split(body):
         if not block:

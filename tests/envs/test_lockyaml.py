@@ -26,10 +26,12 @@ TRICKY = [
 ]  # fmt: skip
 
 
-def _lock_text(packages: list[dict[str, Any]]) -> str:
+def _lock_text(packages: list[dict[str, Any]], sort_keys: bool = False) -> str:
+    """As conda-lock writes it: ``version`` first, or (older writers) keys sorted, so
+    ``version: 1`` follows the packages."""
     return yaml.safe_dump(
         {"version": 1, "metadata": {"platforms": ["linux-64"]}, "package": packages},
-        sort_keys=False,
+        sort_keys=sort_keys,
     )
 
 
@@ -52,9 +54,11 @@ packages = st.lists(
 
 
 @settings(max_examples=400, deadline=None)
-@given(packages=packages)
-def test_any_document_reads_as_pyyaml_reads_it(packages: list[dict[str, Any]]) -> None:
-    text = _lock_text(packages)
+@given(packages=packages, sort_keys=st.booleans())
+def test_any_document_reads_as_pyyaml_reads_it(
+    packages: list[dict[str, Any]], sort_keys: bool
+) -> None:
+    text = _lock_text(packages, sort_keys)
     assert load_conda_lock(text) == yaml.safe_load(text)
 
 
@@ -72,6 +76,8 @@ def test_any_document_reads_as_pyyaml_reads_it(packages: list[dict[str, Any]]) -
         "- name: a\r\n  version: '1'\r\n",
         "- &a name: x\n",
         "  - name: indented\n",
+        "- name: a\nversion: 1\nmetadata: {}\n",  # a key the header has too
+        "- name: a\nversion: 1\n# trailing comment\n",
     ],
 )
 def test_layouts_other_than_the_writers_go_to_pyyaml(body: str) -> None:
