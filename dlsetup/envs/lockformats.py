@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
+from dlsetup.envs.credentials import canonical
 from dlsetup.envs.lockyaml import load_conda_lock
 from dlsetup.errors import InputError
 
@@ -280,11 +281,16 @@ def _read_conda_lock_v1(
     wanted = _categories(dev, extras)
     chosen = [p for p in lockfile.package if p.platform == platform and p.categories & wanted]
     channels = [c.url for c in lockfile.metadata.channels]
-    conda_urls = {p.url for p in chosen if p.manager == "conda" and not p.name.startswith("__")}
+    # rattler gives a URL back with ``${VAR}`` percent-encoded: compare one spelling
+    conda_urls = {
+        canonical(p.url) for p in chosen if p.manager == "conda" and not p.name.startswith("__")
+    }
     records = [
-        r for r in _rattler_conda_records(path, data, platform, channels) if r.url in conda_urls
+        r
+        for r in _rattler_conda_records(path, data, platform, channels)
+        if canonical(r.url) in conda_urls
     ]
-    by_url = {r.url for r in records}
+    by_url = {canonical(r.url) for r in records}
     missing = sorted(conda_urls - by_url)
     if missing:  # never silent: rattler lost a package conda-lock's model has
         raise _malformed(path, f"rattler cannot read the conda package {missing[0]}")
