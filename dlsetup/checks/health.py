@@ -47,7 +47,7 @@ _DESKTOP_WORDS = ("geforce", "titan", "quadro", "rtx")
 
 CHECK_IDS: dict[str, Severity] = {
     "gpu.pcie_link_degraded": "warning",
-    "gpu.pcie_slot_limits_gpu": "warning",
+    "gpu.pcie_slot_limits_gpu": "info",
     "gpu.clocks_slowdown": "warning",
     "gpu.temperature_near_slowdown": "warning",
     "gpu.power_limit_below_default": "warning",
@@ -157,11 +157,12 @@ def check_pcie(facts: DoctorFacts) -> list[Finding]:
         found.append(
             Finding(
                 "gpu.pcie_slot_limits_gpu",
-                "warning",
+                "info",
                 f"GPU {_ids(capped)}: the slot caps the PCIe link below the GPU's generation",
                 f"GPU {g.index} supports PCIe Gen{g.pcie_gen_gpu_max}, but with this slot/system "
                 f"the link can reach only Gen{g.pcie_gen_max}: host-to-GPU bandwidth is about "
-                f"{2**steps}x lower than the card allows.",
+                f"{2**steps}x lower than the card allows. Often the platform's design (a Gen4 "
+                "server) rather than a fault.",
                 f"Move the GPU to a PCIe Gen{g.pcie_gen_gpu_max} slot (CPU-attached, not through "
                 "the chipset or an older riser), or raise the slot's PCIe generation in the BIOS.",
                 {"gpus": [_raw(x, "pcie_gen_max", "pcie_gen_gpu_max") for x in capped]},
