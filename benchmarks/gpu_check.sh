@@ -22,6 +22,9 @@ echo "doctor --json exit $?"
 "$py" -m dlsetup doctor > "$out/doctor.txt" 2>&1; echo "doctor exit $?"
 cat "$out/doctor.txt"
 
+echo "== GPU speed against its datasheet (matmul FP32/TF32/BF16/FP16, memory bandwidth)"
+"$py" benchmarks/bench_gpu_peak.py --json "$out/gpu-peak.json" 2>&1 | tee "$out/gpu-peak.txt"
+
 echo "== dlsetup smoke (every device torch sees)"
 "$py" -m dlsetup smoke --framework torch --json --benchmark --force --output "$out/smoke-bench.json" \
     > "$out/smoke.json" 2> "$out/smoke.err"
