@@ -244,8 +244,9 @@ def measure_cuda(
     device = torch.device("cuda", index)
     name = torch.cuda.get_device_name(device)
     cc = torch.cuda.get_device_capability(device)
-    matmul_settings = torch.backends.cuda.matmul
-    saved = matmul_settings.allow_tf32
+    # "highest" keeps FP32 matmuls in FP32, "high" lets them use TF32 tensor cores; this API is
+    # stable across torch releases (allow_tf32 gave way to fp32_precision in 2.9).
+    saved = torch.get_float32_matmul_precision()
     out: list[Measurement] = []
 
     def cuda_time(fn: Callable[[], object]) -> float:
@@ -266,7 +267,7 @@ def measure_cuda(
         kinds.append(("fp16", torch.float16, False))
     try:
         for label, dtype, tf32 in kinds:
-            matmul_settings.allow_tf32 = tf32
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
             product = functools.partial(
                 torch.matmul,
                 torch.randn(n, n, device=device, dtype=dtype),
@@ -283,7 +284,7 @@ def measure_cuda(
         detail = f"copy of {COPY_BYTES >> 20} MiB (read + write)"
         out.append(Measurement("memory", rate, "GB/s", detail))
     finally:
-        matmul_settings.allow_tf32 = saved
+        torch.set_float32_matmul_precision(saved)
         torch.cuda.empty_cache()
     return name, (int(cc[0]), int(cc[1])), out
 

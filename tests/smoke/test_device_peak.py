@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +188,93 @@ def test_run_device_peak_measures_the_cpu_in_a_target_interpreter() -> None:
     report = dp.run_device_peak(sys.executable, "cpu")
     assert report.device.startswith("cpu")
     assert report.figures[0].name == "fp32" and report.figures[0].peak
+
+
+class _FakeEvent:
+    """A CUDA event whose elapsed time is scripted per matmul dtype (ms for all iterations)."""
+
+    def __init__(self, clock: dict[str, float]) -> None:
+        self.clock = clock
+
+    def record(self) -> None:
+        self.at = self.clock["now"]
+
+    def synchronize(self) -> None:
+        pass
+
+    def elapsed_time(self, end: _FakeEvent) -> float:
+        return end.at - self.at
+
+
+def _fake_torch(cc: tuple[int, int], ms_per_call: dict[str, float], log: list[str]) -> Any:
+    """Just enough of torch's CUDA API for :func:`measure_cuda`'s control flow (no GPU here)."""
+    from types import SimpleNamespace
+
+    clock = {"now": 0.0}
+    state = {"precision": "highest"}
+
+    def matmul(a: Any, b: Any) -> None:
+        kind = (
+            a.dtype
+            if a.dtype != "float32"
+            else ("tf32" if state["precision"] == "high" else "fp32")
+        )
+        log.append(kind)
+        clock["now"] += ms_per_call[kind]
+
+    def tensor(*shape: Any, device: Any = None, dtype: str = "float32") -> Any:
+        def copy_(source: Any) -> None:
+            log.append("copy")
+            clock["now"] += ms_per_call["copy"]
+
+        return SimpleNamespace(dtype=dtype, copy_=copy_)
+
+    cuda = SimpleNamespace(
+        get_device_name=lambda device: "NVIDIA H100 80GB HBM3",
+        get_device_capability=lambda device: cc,
+        Event=lambda enable_timing: _FakeEvent(clock),
+        synchronize=lambda device: None,
+        empty_cache=lambda: log.append("empty_cache"),
+    )
+    return SimpleNamespace(
+        device=lambda kind, index: f"{kind}:{index}",
+        cuda=cuda,
+        float32="float32",
+        bfloat16="bf16",
+        float16="fp16",
+        randn=tensor,
+        empty=tensor,
+        empty_like=lambda t: tensor(),
+        matmul=matmul,
+        get_float32_matmul_precision=lambda: state["precision"],
+        set_float32_matmul_precision=lambda value: state.update(precision=value),
+        _state=state,
+    )
+
+
+def test_cuda_path_measures_each_dtype_the_gpu_has_and_restores_tf32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log: list[str] = []
+    # ms per call: 2 * 1024^3 FLOP in 0.05 ms = 42.9 TFLOPS fp32; copy 2 GiB in 1 ms = 2147 GB/s.
+    ms = {"fp32": 0.05, "tf32": 0.01, "bf16": 0.005, "fp16": 0.004, "copy": 1.0}
+    fake = _fake_torch((9, 0), ms, log)
+    fake._state["precision"] = "medium"  # the caller's setting must come back
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    name, cc, measured = dp.measure_cuda(0, n=1024, iterations=2, rounds=1)
+    assert (name, cc) == ("NVIDIA H100 80GB HBM3", (9, 0))
+    rates = {m.name: round(m.value, 1) for m in measured}
+    assert rates == {"fp32": 42.9, "tf32": 214.7, "bf16": 429.5, "fp16": 536.9, "memory": 2147.5}
+    assert fake._state["precision"] == "medium"
+    assert log[-1] == "empty_cache"
+    report = dp.compare(measured, H100_PEAKS)
+    # FP32 at 64% of 67 TFLOPS passes the 60% bar; the tensor-core figures (43-54%) do not.
+    assert [f.name for f in report if f.below_bar] == ["tf32", "bf16", "fp16"]
+
+
+def test_cuda_path_on_volta_skips_tf32_and_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    ms = {"fp32": 0.2, "tf32": 0.1, "bf16": 0.1, "fp16": 0.02, "copy": 3.0}
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch((7, 0), ms, log))
+    _, _, measured = dp.measure_cuda(0, n=1024, iterations=1, rounds=1)
+    assert [m.name for m in measured] == ["fp32", "fp16", "memory"]
