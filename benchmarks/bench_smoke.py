@@ -11,8 +11,11 @@ Side by side, in one process, for 6 activations x 8 losses x STEPS steps of a 2-
 * TensorFlow, the standard TF2 custom loop: one ``@tf.function`` training step per combination,
   traced once per combination (tracing included), called once per step;
 * TensorFlow, ours: all 48 models as stacked variables, one ``tf.function`` (trace included);
-* the whole ``dlsetup smoke`` (both frameworks, all checks, and each alone) as a subprocess, wall
-  time, beside each framework's bare ``import`` in a fresh interpreter, measured in the same run.
+* the whole ``dlsetup smoke --device cpu`` (both frameworks, all checks, and each alone) as a
+  subprocess, wall time, beside each framework's bare ``import`` in a fresh interpreter, in
+  alternating rounds of the same run (``--repeats``, default 5): medians, spreads, and per round
+  the whole smoke of both minus the slower framework's bare import (target: at most +1.5 s).
+  ``--whole-process-only`` times only these.
 
 Two kinds of ratio are printed: training time (the loops above, in this process) and whole
 process (a fresh interpreter that imports the framework and runs the per-combination loop,
@@ -242,27 +245,36 @@ def tf_ours(steps: int, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def whole_smoke(*frameworks: str) -> float:
-    """Wall seconds of ``dlsetup smoke`` (all checks) for ``frameworks`` (all when empty)."""
-    args = [a for fw in frameworks for a in ("--framework", fw)]
+    """Wall seconds of ``dlsetup smoke --device cpu`` (all checks) for ``frameworks`` (both when
+    empty, named on the command line as ``--framework torch --framework tensorflow``)."""
+    names = frameworks or ("torch", "tensorflow")
+    args = [a for fw in names for a in ("--framework", fw)]
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "dlsetup", "smoke", *args], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", "dlsetup", "smoke", *args, "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         print(proc.stdout[-2000:], proc.stderr[-2000:])
+        raise SystemExit(f"dlsetup smoke failed (exit {proc.returncode}): no figure")
     return wall
 
 
 def bare_import(module: str) -> float:
-    """Wall seconds of a fresh interpreter that imports ``module`` and exits (best of 2)."""
+    """Wall seconds of one fresh interpreter that imports ``module`` and exits."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    best = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {module}"], env=env, check=True)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], env=env, check=True)
+    return time.perf_counter() - t0
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
 RESULTS: dict[str, float] = {}
@@ -277,43 +289,77 @@ def main() -> None:
         "--function-subset", type=int, default=48, help="TF @tf.function combinations timed"
     )
     parser.add_argument("--only", choices=["torch", "tensorflow"], help="time one framework only")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="alternating rounds of the whole-process figures"
+    )
+    parser.add_argument(
+        "--whole-process-only",
+        action="store_true",
+        help="skip the training-time yardsticks; time only bare imports and whole smokes",
+    )
     args = parser.parse_args()
     x, y = core.make_data(0)
     print(f"48 combinations x {args.steps} steps, 2-16-1 network, CPU, {os.cpu_count()} cores")
     print(f"load average at the start: {os.getloadavg()[0]:.2f}")
 
-    if args.only != "tensorflow":
+    if args.only != "tensorflow" and not args.whole_process_only:
         bench_torch(args.steps, x, y)
-    if args.only != "torch":
+    if args.only != "torch" and not args.whole_process_only:
         bench_tf(args, x, y)
-    whole_process(args.only)
+    whole_process(args.only, args.repeats)
 
 
-def whole_process(only: str | None) -> None:
-    """Whole-process figures: bare imports, whole smokes, and whole-process ratios."""
+def whole_process(only: str | None, repeats: int) -> None:
+    """Whole-process figures: bare imports and whole smokes, alternating, ``repeats`` rounds.
+
+    Each round times, one after the other, each framework's bare import, the whole smoke of each
+    framework alone and the whole smoke of both; the difference that matters (both frameworks'
+    smoke minus the slower framework's bare import) is taken within each round, so a busy moment
+    of a shared machine affects both sides of it. Medians and the spread (min to max) are printed.
+    """
     frameworks = [fw for fw in ("torch", "tensorflow") if only in (None, fw)]
-    imports = {fw: bare_import(fw) for fw in frameworks}
-    walls = {fw: whole_smoke(fw) for fw in frameworks}
+    imports: dict[str, list[float]] = {fw: [] for fw in frameworks}
+    walls: dict[str, list[float]] = {fw: [] for fw in frameworks}
+    both: list[float] = []
+    over: list[float] = []
+    for i in range(repeats):
+        for fw in frameworks:
+            imports[fw].append(bare_import(fw))
+        for fw in frameworks:
+            walls[fw].append(whole_smoke(fw))
+        if only is None:
+            both.append(whole_smoke())
+            slower = max(imports[fw][-1] for fw in frameworks)
+            over.append(both[-1] - slower)
+            print(
+                f"round {i + 1}: bare imports "
+                + ", ".join(f"{fw} {imports[fw][-1]:.2f} s" for fw in frameworks)
+                + f"; whole smoke of both {both[-1]:.2f} s ({over[-1]:+.2f} s over the slower"
+                f" import); load {os.getloadavg()[0]:.2f}"
+            )
+
+    def figure(values: list[float]) -> str:
+        return f"{median(values):8.2f} s  (median of {len(values)}, {min(values):.2f}-{max(values):.2f})"
+
     for fw in frameworks:
-        print(f"bare `import {fw}` in a fresh interpreter:                {imports[fw]:8.2f} s")
         print(
-            f"whole `dlsetup smoke --framework {fw}`, wall:{' ' * (17 - len(fw))}{walls[fw]:8.2f} s"
+            f"bare `import {fw}` in a fresh interpreter:{' ' * (16 - len(fw))}{figure(imports[fw])}"
         )
+        print(f"whole `dlsetup smoke --framework {fw}`:{' ' * (17 - len(fw))}{figure(walls[fw])}")
     for name, loop in sorted(RESULTS.items()):
         fw = "torch" if name.startswith("torch") else "tensorflow"
         if fw in walls:
-            total = imports[fw] + loop
+            total = median(imports[fw]) + loop
             print(
                 f"  whole-process ratio, {name} (import + loop {total:.2f} s) vs the whole "
-                f"smoke of {fw}: {total / walls[fw]:.1f}x"
+                f"smoke of {fw}: {total / median(walls[fw]):.1f}x"
             )
     if only is None:
-        both = whole_smoke()
-        slower = max(imports.values())
-        print(f"whole `dlsetup smoke` (both frameworks, all checks), wall:  {both:8.2f} s")
+        print("whole `dlsetup smoke --framework torch --framework tensorflow --device cpu`:")
+        print(f"  wall:                                          {figure(both)}")
         print(
-            f"  over the slower framework's bare import ({slower:.2f} s): {both - slower:+.2f} s"
-            "   (target <= +1.5 s)"
+            f"  minus the slower framework's bare import, per round: {median(over):+.2f} s"
+            f"  (median of {len(over)}, {min(over):+.2f} to {max(over):+.2f}; target <= +1.5 s)"
         )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 

@@ -185,7 +185,6 @@ def smoke(  # noqa: PLR0917 - click passes each option
     or --compare found no gated figure of this run in the baseline.
     """
     from dlsetup.atomic_write import write_text_atomically
-    from dlsetup.smoke import benchmark as bm
     from dlsetup.smoke.runner import RunOptions, run_smoke
 
     bound = max_regression
@@ -215,7 +214,11 @@ def smoke(  # noqa: PLR0917 - click passes each option
                 "--plot needs matplotlib, which is not installed",
                 fix="pip install 'dlsetup[plot]'",
             )
-    baseline_metrics = bm.load_baseline(baseline) if baseline is not None else None
+    baseline_metrics = None
+    if baseline is not None:  # read before the run; otherwise the benchmark module (and NumPy)
+        from dlsetup.smoke import benchmark as bm  # is imported once the workers have started
+
+        baseline_metrics = bm.load_baseline(baseline)
     interpreter = Path(python) if python is not None else Path(sys.executable)
     report = run_smoke(
         RunOptions(
@@ -228,6 +231,8 @@ def smoke(  # noqa: PLR0917 - click passes each option
             max_disagreement=max_disagreement,
         )
     )
+    from dlsetup.smoke import benchmark as bm
+
     bench = bm.benchmark_from_report(report)
     comparison = None
     if baseline_metrics is not None and baseline is not None:

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import queue
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -29,28 +30,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from dlsetup.errors import MissingToolError, SmokeError
 from dlsetup.facts import Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
 from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
-from dlsetup.smoke import curve_band
-from dlsetup.smoke.companions import CHECKS as COMPANION_CHECKS
-from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
-from dlsetup.smoke.results import (
-    ZERO_ONE_NOTE,
-    Agreement,
-    DeviceRun,
-    FrameworkRun,
-    Machine,
-    SmokeReport,
-    companion_check_from_event,
-    device_run_from_event,
-    failed_device_run,
-)
+
+if TYPE_CHECKING:
+    from dlsetup.smoke.results import Agreement, DeviceRun, FrameworkRun, Machine, SmokeReport
+
+# NumPy and the result types (which import the NumPy reference) are imported where they are used,
+# after the workers have started: the workers' framework imports are the smoke's critical path, and
+# this process's own imports would only delay their start.
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER_FILES: dict[str, str] = {"torch": "torch_worker.py", "tensorflow": "tf_worker.py"}
@@ -209,14 +201,14 @@ class _Workers:
 
 
 def _run_framework(
-    framework: str, opts: RunOptions, workers: _Workers
+    framework: str, opts: RunOptions, workers: _Workers, reference_cache: str
 ) -> tuple[FrameworkRun, list[DeviceRun]]:
     env = dict(os.environ)
     env.update(dict(opts.env))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     base = [str(opts.python), str(worker_path(framework)), "--seed", str(opts.seed)]
-    base += ["--steps", str(opts.steps), "--one-device"]
+    base += ["--steps", str(opts.steps), "--one-device", "--reference-cache", reference_cache]
     base += [] if opts.companions else ["--no-companions"]
     runs: list[DeviceRun] = []
     companions = _Companions()
@@ -226,6 +218,8 @@ def _run_framework(
     while remaining is None or remaining:
         devices_arg = requested if remaining is None else ",".join(remaining)
         worker = workers.start([*base, "--devices", devices_arg], env)
+        from dlsetup.smoke.results import FrameworkRun, device_run_from_event, failed_device_run
+
         current: str | None = None
         deadline = time.monotonic() + opts.timeout_s  # to import the framework, list devices
         failure: tuple[str, str] | None = None
@@ -345,6 +339,8 @@ class _Companions:
         """The worker died or hung after its device's result: fail the companion in progress."""
         if self.pending is None:
             return
+        from dlsetup.smoke.companions import CHECKS as COMPANION_CHECKS
+
         device, name, start = self.pending
         detail = failure[1] + (f"; stderr: {tail[-800:]}" if tail else "")
         self.checks.setdefault(device, []).append({
@@ -368,6 +364,7 @@ class _Companions:
         # the fix is built here, in dlsetup's process, from the knowledge base's pairs table (the
         # worker inside the target interpreter cannot read it)
         from dlsetup.compat.companions import smoke_fix
+        from dlsetup.smoke.results import companion_check_from_event
 
         fix = {c["companion"]: smoke_fix(c["companion"], torch_version, python) for c in found}
         checks = tuple(companion_check_from_event(c, fix[c["companion"]]) for c in found)
@@ -378,6 +375,8 @@ class _Companions:
 def machine_info(python: str) -> Machine:
     """Describe this machine for the benchmark file."""
     import psutil
+
+    from dlsetup.smoke.results import Machine
 
     return Machine(
         hostname=platform.node(),
@@ -425,6 +424,12 @@ def agreement(
             non-finite curve, already failed by the training check) is not judged
             (``passed`` None).
     """
+    import numpy as np
+
+    from dlsetup.smoke import curve_band
+    from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
+    from dlsetup.smoke.results import Agreement
+
     by_kind: dict[str, dict[str, DeviceRun]] = {}
     for run in runs:
         if run.status == "ok" and run.curves:
@@ -486,10 +491,14 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
     results: dict[str, tuple[FrameworkRun, list[DeviceRun]]] = {}
     errors: list[Exception] = []
     workers = _Workers()
+    # the NumPy reference of the grid is the same for every worker of the run (same seed, steps
+    # and weights): the first to compute it leaves it here for the others (worker_reference.py)
+    cache = tempfile.mkdtemp(prefix="dlsetup-smoke-")
+    reference_cache = os.path.join(cache, "reference.npz")
 
     def work(name: str) -> None:
         try:
-            results[name] = _run_framework(name, opts, workers)
+            results[name] = _run_framework(name, opts, workers, reference_cache)
         except _Cancelled:
             return
         except Exception as exc:  # raised again below, in the calling thread
@@ -513,8 +522,12 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
                 if t.ident is not None:
                     t.join(timeout=5.0)
         raise
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     if errors:
         raise errors[0]
+    from dlsetup.smoke.results import ZERO_ONE_NOTE, SmokeReport
+
     wall = time.perf_counter() - started
     infos = tuple(results[n][0] for n in frameworks)
     runs = tuple(r for n in frameworks for r in results[n][1])

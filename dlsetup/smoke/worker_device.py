@@ -28,7 +28,8 @@ if TYPE_CHECKING:
         make_data,
         make_plan,
     )
-    from dlsetup.smoke.worker_verdicts import ComboVerdict, reference_first_step, verdicts
+    from dlsetup.smoke.worker_reference import GridReference, compute, shared
+    from dlsetup.smoke.worker_verdicts import ComboVerdict, verdicts
 else:  # run as a script inside a target interpreter: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import curve_band
@@ -43,14 +44,21 @@ else:  # run as a script inside a target interpreter: load the sibling modules b
         make_data,
         make_plan,
     )
-    from worker_verdicts import ComboVerdict, reference_first_step, verdicts
+    from worker_reference import GridReference, compute, shared
+    from worker_verdicts import ComboVerdict, verdicts
 
 
 def train_grid(
-    backend: Backend, device: str, seed: int, steps: int, *, step_check: bool
-) -> tuple[list[ComboVerdict], TrainOutput, dict[str, float]]:
+    backend: Backend, device: str, seed: int, steps: int, *, step_check: bool,
+    reference_cache: str | None = None,
+) -> tuple[list[ComboVerdict], TrainOutput, dict[str, float]]:  # fmt: skip
     """Checks (2)-(4): train all 48 combinations as one stacked program, then rerun each
     failed combination alone to attribute the failure.
+
+    Args:
+        step_check: check the first step too (check 2).
+        reference_cache: the run's file of the shared NumPy reference
+            (:func:`worker_reference.shared`; with ``step_check`` only); None: compute it here.
 
     Returns:
         The verdicts, the stacked run's output, and its figures: seconds of each phase
@@ -73,12 +81,19 @@ def train_grid(
     times["train_s"] = out.warmup_s + out.loop_s
     times["warmup_s"] = out.warmup_s
     times["loop_s"] = out.loop_s
-    ref_losses = ref_after = None
     t0 = time.perf_counter()
-    if step_check:
-        ref_losses, ref_after = reference_first_step(combos, init, x, y)
-    ref_curves = ref.train_curves(combos, init, x, y, lr=lr, steps=steps)
+    reference: GridReference = (
+        shared(reference_cache, combos, init, x, y, lr=lr, steps=steps)
+        if step_check
+        else compute(combos, init, x, y, lr=lr, steps=steps, step_check=False)
+    )
+    ref_losses, ref_after, ref_curves = (
+        reference.first_losses,
+        reference.first_after,
+        reference.curves,
+    )
     times["reference_s"] = time.perf_counter() - t0
+    times["reference_shared"] = float(reference.shared)
     found = verdicts(plan, out, y, ref_losses, ref_after, ref_curves=ref_curves)
     ends = [steps if v.checked_to is None else v.checked_to for v in found]
     times["band_ratio"] = max(
@@ -123,17 +138,22 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def run_device(backend: Backend, device: str, seed: int, steps: int) -> dict[str, Any]:
+def run_device(
+    backend: Backend, device: str, seed: int, steps: int, reference_cache: str | None = None
+) -> dict[str, Any]:
     """All checks on one device, as a ``device_result`` event; never raises (an exception
-    becomes an ``error`` result)."""
+    becomes an ``error`` result). ``reference_cache``: see :func:`train_grid`."""
     t_start = time.perf_counter()
     phases: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
         checks = function_checks(backend, device)
         phases["function_checks_s"] = time.perf_counter() - t0
-        found, out, times = train_grid(backend, device, seed, steps, step_check=True)
+        found, out, times = train_grid(
+            backend, device, seed, steps, step_check=True, reference_cache=reference_cache
+        )
         times.pop("band_ratio")  # not seconds: reported by calibration runs only
+        shared_reference = bool(times.pop("reference_shared"))
         kernel_ms = times.pop("kernel_ms")
         best_ms = times.pop("best_ms_per_step")
         ratio = times.pop("step_per_kernel")
@@ -149,6 +169,8 @@ def run_device(backend: Backend, device: str, seed: int, steps: int) -> dict[str
             "peak_rss_bytes": peak_rss_bytes(),
         }
     phases["total_s"] = time.perf_counter() - t_start
+    if shared_reference:  # read from the run's cache: another worker computed it
+        phases["reference_read_s"] = phases.pop("reference_s")
     loop_steps = max(steps - 1, 1)
     return {
         "event": "device_result",

@@ -71,6 +71,12 @@ def main(framework: str, load: Callable[[], Backend], argv: Sequence[str] | None
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--calibrate-seeds", type=int, default=0, help="train seeds 0..N-1 only")
     parser.add_argument(
+        "--reference-cache",
+        default=None,
+        help="file of the NumPy reference shared by the run's workers (read when another worker "
+        "stored it for the same grid, else computed and stored)",
+    )
+    parser.add_argument(
         "--no-companions",
         action="store_true",
         help="skip the companion checks (torchvision, torchaudio) after each device",
@@ -119,7 +125,7 @@ def main(framework: str, load: Callable[[], Backend], argv: Sequence[str] | None
         return 0
     for device in selected[:1] if args.one_device else selected:
         emit({"event": "device_start", "device": device})
-        result = run_device(backend, device, args.seed, args.steps)
+        result = run_device(backend, device, args.seed, args.steps, args.reference_cache)
         emit(result)
         if not args.no_companions and result["status"] == "ok":
             run_companions(backend, device)
