@@ -410,11 +410,44 @@ def nvml_facts(index: int) -> dict[str, Any]:
     return out
 
 
+def sample_nvml_during(
+    process: Any, index: int, interval: float = 0.25, deadline: float | None = None
+) -> dict[str, Any]:
+    """NVML facts of GPU ``index`` sampled while ``process`` (a ``Popen``) runs: the sample with
+    the highest utilization, so clocks, clock event reasons and the PCIe link are seen under load
+    (an idle GPU drops its link to Gen1 and its clocks to idle). After the run when no sample was
+    taken.
+
+    Raises:
+        subprocess.TimeoutExpired: ``deadline`` (a ``time.monotonic()`` value) passed.
+    """
+    import subprocess
+
+    best: dict[str, Any] | None = None
+    samples = 0
+    while process.poll() is None:
+        if deadline is not None and time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise subprocess.TimeoutExpired(process.args, 0)
+        facts = nvml_facts(index)
+        samples += 1
+        if best is None or (facts.get("utilization_gpu_percent") or -1) > (
+            best.get("utilization_gpu_percent") or -1
+        ):
+            best = facts
+        time.sleep(interval)
+    if best is None:
+        return {**nvml_facts(index), "sampled": "after the run"}
+    return {**best, "sampled": f"during the run (busiest of {samples} samples)"}
+
+
 def run_device_peak(
     python: str | None = None, device: str = "cuda:0", timeout: float = 300.0
 ) -> PeakReport:
     """Measure ``device`` (``cuda:N`` or ``cpu``) in the target interpreter and judge it (dlsetup
-    side): the measuring script runs as ``python device_peak.py``, so the target needs only torch.
+    side): the measuring script runs as ``python device_peak.py``, so the target needs only torch;
+    on a GPU, NVML is sampled meanwhile for the facts beside a finding.
 
     Raises:
         subprocess.CalledProcessError / subprocess.TimeoutExpired: the measurement failed.
@@ -423,14 +456,24 @@ def run_device_peak(
 
     command = [python or sys.executable, __file__]
     command += ["--cpu"] if device == "cpu" else ["--device", device.partition(":")[2] or "0"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        sampled = (
+            sample_nvml_during(process, int(device.partition(":")[2] or 0), deadline=deadline)
+            if device != "cpu"
+            else {}
+        )
+        stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, command, stdout, stderr)
+    result = json.loads(stdout.strip().splitlines()[-1])
     measured = [Measurement(**m) for m in result["measurements"]]
     if result["device"] == "cpu":
         bound = CpuBound(**result["cpu_bound"])
         return cpu_report(bound, measured[0])
-    index = int(result["device"].partition(":")[2])
-    facts = {"cc": ".".join(map(str, result["cc"])), **nvml_facts(index)}
+    facts = {"cc": ".".join(map(str, result["cc"])), **sampled}
     found = datasheet_peaks(result["name"])
     peaks, reference = found if found else ({}, "no datasheet row for this GPU")
     figures = compare(measured, peaks)

@@ -278,3 +278,29 @@ def test_cuda_path_on_volta_skips_tf32_and_bf16(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "torch", _fake_torch((7, 0), ms, log))
     _, _, measured = dp.measure_cuda(0, n=1024, iterations=1, rounds=1)
     assert [m.name for m in measured] == ["fp32", "fp16", "memory"]
+
+
+def test_nvml_is_sampled_while_the_measurement_runs(fake_nvml_dir: Path) -> None:
+    # A Gen1 link at idle is power saving; what matters is the link while the matmuls run: the
+    # sampler keeps the busiest sample taken while the measuring process is alive.
+    from tests.support.fake_nvml import SCENARIOS, nvml_env, subprocess_env
+
+    env = nvml_env(fake_nvml_dir, **SCENARIOS["pcie_gen1_under_load"])
+    code = (
+        "import json, subprocess, sys\n"
+        "from dlsetup.smoke.device_peak import sample_nvml_during\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.6)'])\n"
+        "print(json.dumps(sample_nvml_during(p, 0, interval=0.1)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    facts = json.loads(out.stdout)
+    assert facts["utilization_gpu_percent"] == 95
+    assert (facts["pcie_gen_current"], facts["pcie_gen_max"]) == (1, 5)
+    assert facts["sampled"].startswith("during the run (busiest of ")
