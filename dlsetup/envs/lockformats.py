@@ -183,7 +183,7 @@ def detect_format(path: Path, text: str) -> tuple[str, Any]:
 
 
 def _first_validation_error(exc: Exception) -> str:
-    if isinstance(exc, KeyError):  # a model validator met an invalid or missing field
+    if isinstance(exc, KeyError) and exc.args:  # a model validator met a bad or missing field
         return f"a package's {exc.args[0]!r} is missing or invalid"
     errors = getattr(exc, "errors", None)
     if callable(errors):
@@ -193,7 +193,12 @@ def _first_validation_error(exc: Exception) -> str:
             return f"{where}: {first.get('msg', '')}"
         except Exception:  # noqa: S110 - fall back to the exception's own text
             pass
-    return str(exc).splitlines()[0]
+    lines = str(exc).strip().splitlines()
+    if lines:
+        return lines[0]
+    if isinstance(exc, AssertionError):  # conda-lock asserts one entry per package and category
+        return "a package is listed twice for one platform and category, or inconsistently"
+    return type(exc).__name__
 
 
 def _subdir_of(url: str) -> str:
@@ -472,7 +477,7 @@ def _read_pixi(path: Path, platform: str, environment: str) -> LockedEnvironment
     except Exception as exc:
         raise _malformed(
             path,
-            f"rattler cannot read this pixi.lock ({str(exc).splitlines()[0]})",
+            f"rattler cannot read this pixi.lock ({_first_validation_error(exc)})",
             fix="regenerate it with pixi lock",
         ) from exc
     names = [name for name, _ in lock.environments()]

@@ -370,3 +370,13 @@ def test_dlsetup_lock_of_a_pip_section_then_create_installs_every_package(
         {"tinyalpha", "tinybeta", "tinydev"},
         ["tinyconda"],
     )
+
+
+def test_a_package_listed_twice_is_a_clear_usage_error(conda_lock: Path, tmp_path: Path) -> None:
+    """Found by the lock fuzz test: conda-lock's model asserts with no message (was exit 70)."""
+    data = yaml.safe_load(conda_lock.read_text())
+    data["package"].append(data["package"][0])
+    twice = tmp_path / "twice.conda-lock.yml"
+    twice.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(InputError, match="a package is listed twice for one platform and category"):
+        read_locked_environment(twice, PLATFORM)
