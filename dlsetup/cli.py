@@ -46,6 +46,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "smoke",
         "Train a tiny network with every seed activation and loss on every device.",
     ),
+    "fleet": (
+        "dlsetup.commands.fleet",
+        "fleet",
+        "Merge per-node doctor reports into one drift report (see smoke --distributed).",
+    ),
 }
 
 #: Set to 1 to get the traceback of an internal error (a bug) on stderr.

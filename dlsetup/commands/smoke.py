@@ -154,6 +154,13 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
 @click.option(
     "--force", is_flag=True, help="Overwrite existing --output/--github-benchmark/--plot files."
 )
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Run as one rank of a multi-node job started by torchrun or srun: collectives, "
+    "bandwidth, stragglers, a DDP step and the grid on every rank; rank 0 prints the report "
+    "(docs/fleet.md). With it, --timeout is per collective (default 30).",
+)
 @click.pass_context
 def smoke(  # noqa: PLR0917 - click passes each option
     ctx: click.Context,
@@ -172,6 +179,7 @@ def smoke(  # noqa: PLR0917 - click passes each option
     timeout: float,
     max_disagreement: float | None,
     force: bool,
+    distributed: bool,
 ) -> None:
     """Train a 2-16-1 network with each of the seed's 6 activations x 8 losses on every device.
 
@@ -184,6 +192,11 @@ def smoke(  # noqa: PLR0917 - click passes each option
     Exit status 1 when a check fails, a gated figure regressed beyond --max-regression,
     or --compare found no gated figure of this run in the baseline.
     """
+    if distributed:
+        from dlsetup.commands.fleet import smoke_distributed
+
+        smoke_distributed(ctx, python=python, as_json=as_json, seed=seed, steps=steps)
+        return
     from dlsetup.atomic_write import write_text_atomically
     from dlsetup.smoke.runner import RunOptions, run_smoke
 

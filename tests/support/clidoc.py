@@ -9,6 +9,7 @@ Regenerate after changing an option or a help text::
 
 from __future__ import annotations
 
+import click
 from click.testing import CliRunner
 
 from dlsetup.cli import COMMANDS, cli
@@ -37,6 +38,11 @@ def render() -> str:
     for name in COMMANDS:
         parts.append(f"## dlsetup {name}\n")
         parts.append("```\n" + help_text(name) + "```\n")
+        command = cli.get_command(click.Context(cli), name)
+        if isinstance(command, click.Group):  # a group's subcommands have pages of their own
+            for sub in command.list_commands(click.Context(command)):
+                parts.append(f"## dlsetup {name} {sub}\n")
+                parts.append("```\n" + help_text(name, sub) + "```\n")
     return "\n".join(parts)
 
 
