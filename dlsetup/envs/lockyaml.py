@@ -34,8 +34,16 @@ def _resolver() -> Any:
     return yaml.resolver.Resolver()
 
 
+#: the only words PyYAML's implicit resolvers read as something other than a string when a plain
+#: scalar starts with a letter (bool and null; compared in lower case, which is stricter)
+_LETTER_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null"})
+
+
+@functools.lru_cache(maxsize=8192)
 def _resolve(raw: str) -> str:
     """The tag PyYAML gives the plain scalar ``raw`` (its own implicit resolvers)."""
+    if raw[0].isascii() and raw[0].isalpha() and raw.lower() not in _LETTER_WORDS:
+        return "tag:yaml.org,2002:str"  # no implicit resolver of PyYAML starts with a letter
     import yaml
 
     return str(_resolver().resolve(yaml.ScalarNode, raw, (True, False)))
