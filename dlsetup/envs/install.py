@@ -834,7 +834,7 @@ def create_environment(
     verify_lock(contents)
     from dlsetup.envs.pypi_install import check_packages
 
-    check_packages(contents.pypi, platform, lock_path)  # before any download
+    check_packages(contents.pypi, platform, lock_path, python_version(contents))  # no download yet
     progress.note(plan_text(contents))
     with target_lock(prefix):
         with deferred_signals():
@@ -941,6 +941,14 @@ def _install_locked(
         environment=contents.environment,
         categories=contents.categories,
     )
+
+
+def python_version(contents: LockContents) -> str | None:
+    """The version of the ``python`` conda package of the lock, if it has one (``3.11.7``)."""
+    for rec in contents.records:
+        if rec.name.normalized == "python":
+            return str(rec.version)
+    return None
 
 
 def plan_text(contents: LockContents) -> str:

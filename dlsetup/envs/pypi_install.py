@@ -77,15 +77,58 @@ def _wheel_tags(file_name: str) -> set[str] | None:
     return set(parts[-1].split("."))
 
 
-def check_packages(packages: Sequence[PypiPackage], platform: str, lock: Path) -> None:
+def _fits_python(file_name: str, python: tuple[int, int]) -> bool:
+    """Whether some tag of the wheel runs on CPython ``python`` (interpreter and ABI tags)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        tags = parse_wheel_filename(file_name)[3]
+    except InvalidWheelFilename:
+        return True  # uv judges what packaging cannot parse
+    major, minor = python
+    for tag in tags:
+        interp, abi = tag.interpreter, tag.abi
+        kind, digits = interp[:2], interp[2:]
+        if kind not in ("py", "cp") or not digits.isdigit():
+            continue
+        if int(digits[0]) != major:
+            continue
+        wanted = int(digits[1:]) if len(digits) > 1 else 0
+        if kind == "py" and abi == "none" and wanted <= minor:
+            return True
+        if kind == "cp" and abi == "abi3" and wanted <= minor:
+            return True
+        if kind == "cp" and wanted == minor and abi in ("none", f"cp{major}{minor}"):
+            return True
+    return False
+
+
+def check_packages(
+    packages: Sequence[PypiPackage],
+    platform: str,
+    lock: Path,
+    python: str | None = None,
+) -> None:
     """Refuse, before anything is installed, what cannot be installed exactly as locked.
+
+    Args:
+        packages: the lock's PyPI packages.
+        platform: the conda platform installed.
+        lock: the lock file (for messages).
+        python: the environment's Python version from its conda part (``3.11.7``), if known:
+            each wheel's interpreter/ABI tags and the lock's ``requires_python`` must fit it.
 
     Raises:
         IntegrityError: a package without a sha256 (exit 4).
-        InstallError: a package that is not a wheel, or whose wheel does not run on ``platform``.
+        InstallError: a package that is not a wheel, or whose wheel does not run on ``platform``
+            or on ``python``.
         InputError: a ``${VAR}`` in a URL whose variable is not set (naming the variable).
     """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     fits = _PLATFORM_TAGS.get(platform)
+    parts = [int(p) for p in re.findall(r"\d+", python or "")[:3]]
+    version = (parts[0], parts[1]) if len(parts) >= 2 else None
     for pkg in packages:
         if not pkg.sha256 or not re.fullmatch(r"[0-9a-f]{64}", pkg.sha256):
             raise IntegrityError(
@@ -108,6 +151,25 @@ def check_packages(packages: Sequence[PypiPackage], platform: str, lock: Path) -
                 f"lock {lock} names {pkg.file_name}",
                 fix=f"lock for {platform} (dlsetup lock ... --platform {platform}), or choose a "
                 f"version of {pkg.name} that publishes a {platform} wheel",
+            )
+        if version is None:
+            continue
+        if not _fits_python(pkg.file_name, version):
+            raise InstallError(
+                f"the PyPI package {pkg.name} {pkg.version} has no wheel for Python {python}: "
+                f"the lock {lock} names {pkg.file_name}",
+                fix="lock the PyPI part for the environment's Python again (dlsetup lock), or "
+                f"choose a version of {pkg.name} with a wheel for Python {version[0]}.{version[1]}",
+            )
+        try:
+            allowed = SpecifierSet(pkg.requires_python or "")
+        except InvalidSpecifier:
+            continue  # uv reads the wheel's own metadata
+        if python and not allowed.contains(python, prereleases=True):
+            raise InstallError(
+                f"the PyPI package {pkg.name} {pkg.version} requires Python "
+                f"{pkg.requires_python}; the environment's is {python} (lock {lock})",
+                fix="lock the PyPI part for the environment's Python again (dlsetup lock)",
             )
 
 

@@ -139,6 +139,41 @@ def test_a_wheel_for_another_platform_fails_naming_the_package_before_any_downlo
     assert not (tmp_path / "env").exists()
 
 
+def test_a_wheel_for_another_python_fails_naming_the_package_and_the_python(
+    fx: Fixture, tmp_path: Path
+) -> None:
+    """The environment's Python is the lock's python conda package (3.11 here)."""
+    import hashlib
+
+    cp312 = build_wheel(
+        tmp_path / "w", Wheel("tinybeta", "0.5", tag="cp312-cp312-manylinux_2_17_x86_64")
+    )
+    lock = write_conda_lock(fx, tmp_path / "x.conda-lock.yml")
+    with_pip_entry(
+        lock, "tinybeta", url=cp312.as_uri(), sha256=hashlib.sha256(cp312.read_bytes()).hexdigest()
+    )
+    code, _, err = create(lock, tmp_path / "env")
+    assert code == 4, err
+    assert "the PyPI package tinybeta 0.5 has no wheel for Python 3.11." in " ".join(err.split())
+    assert not (tmp_path / "env").exists()
+
+
+def test_a_requires_python_the_environment_does_not_meet_is_refused(
+    fx: Fixture, tmp_path: Path
+) -> None:
+    lock = write_pixi_lock(fx, tmp_path / "pixi.lock")
+    data = yaml.safe_load(lock.read_text())
+    for entry in data["packages"]:
+        if entry.get("name") == "tinybeta":
+            entry["requires_python"] = ">=3.12"
+    lock.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, _, err = create(lock, tmp_path / "env")
+    assert code == 4, err
+    assert "tinybeta 0.5 requires Python >=3.12; the environment's is 3.11." in " ".join(
+        err.split()
+    )
+
+
 def test_a_linux_wheel_fits_linux_64(fx: Fixture, tmp_path: Path) -> None:
     """The control: a manylinux x86_64 wheel of the same shape is installed."""
     linux = build_wheel(
