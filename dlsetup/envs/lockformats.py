@@ -564,10 +564,13 @@ def read_locked_environment(
             f"{FORMAT_NAMES[kind]}",
             fix="drop --environment",
         )
-    if kind != "conda-lock-v1" and extras:
+    if kind != "conda-lock-v1" and (extras or not dev):
+        option = "--extras" if extras else "--no-dev"
         raise InputError(
-            f"--extras applies to conda-lock files; {path} is {FORMAT_NAMES[kind]}",
-            fix="drop --extras",
+            f"{option} applies to conda-lock files (their categories); {path} is "
+            f"{FORMAT_NAMES[kind]}",
+            fix=f"drop {option}"
+            + (": choose a pixi environment with --environment" if kind == "pixi" else ""),
         )
     if kind == "explicit":
         return _read_explicit(path, text, platform)

@@ -177,6 +177,8 @@ def test_unknown_environment_and_category_are_named_with_the_choices(
         read_locked_environment(conda_lock, PLATFORM, extras=("docs",))
     with pytest.raises(InputError, match=r"--environment dev applies to pixi\.lock files"):
         read_locked_environment(conda_lock, PLATFORM, environment="dev")
+    with pytest.raises(InputError, match=r"--no-dev applies to conda-lock files"):
+        read_locked_environment(pixi_lock, PLATFORM, dev=False)
 
 
 # --- conda-lock v1 ----------------------------------------------------------------------------
