@@ -123,8 +123,12 @@ def _torch_wheels(variant: str, cuda: str | None) -> list[Wheel]:
 
 def _pypi_wheels() -> list[Wheel]:
     wheels = [Wheel("ipykernel", IPYKERNEL, ("numpy>=1.24",), requires_python=">=3.9")]
+    # tensorflow 2.21's and-cuda extra asks for ranges (nvidia-cudnn-cu12 resolves to 9.28 alone),
+    # so the version torch's index pins fits it
     and_cuda = tuple(
-        f"{name}=={ver}; extra == 'and-cuda' and {LINUX_ONLY}" for name, ver in CUDA_LIBS["cu126"]
+        f"{name}>={ver.split('.')[0]},<{int(ver.split('.')[0]) + 1}; extra == 'and-cuda' and "
+        f"{LINUX_ONLY}"
+        for name, ver in CUDA_LIBS["cu126"]
     )
     for py in PYTHONS:
         for platform in (LINUX, LINUX_ARM, WINDOWS, MAC):
