@@ -361,6 +361,37 @@ def test_a_lock_with_an_sdist_or_a_wheel_without_sha256_is_refused(tmp_path: Pat
         parse_pylock(md5_only)
 
 
+def test_the_toml_writer_round_trips_what_uv_writes(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from dlsetup.envs.pylock import merge_locks, write_pylock
+
+    wheel = {
+        "url": "https://files.example/a b/x-1-py3-none-any.whl",
+        "upload-time": dt.datetime(2026, 7, 2, 8, 40, 4, tzinfo=dt.timezone.utc),
+        "size": 45571,
+        "hashes": {"sha256": "4" * 64},
+    }
+    part = {
+        "lock-version": "1.0",
+        "requires-python": ">=3.11",
+        "created-by": "uv",
+        "packages": [
+            {"name": "x", "version": "1", "marker": "python_version >= '3.11'", "wheels": [wheel]}
+        ],
+    }
+    linux = "sys_platform == 'linux'"
+    tool = {"variant_reason": 'a "quoted" reason \\ with ünïcode\nand a newline', "gpus": []}
+    document = merge_locks([(linux, part)], tool)
+    path = tmp_path / "pylock.toml"
+    write_pylock(path, document, ["header # with a hash"])
+    lock = parse_pylock(path)
+    assert lock.tool == tool
+    assert lock.document["packages"][0]["wheels"][0] == wheel
+    assert lock.packages[0].marker == f"{linux} and (python_version >= '3.11')"
+    assert path.read_text().startswith("# header # with a hash\n")
+
+
 # --- create -------------------------------------------------------------------------------------
 
 
