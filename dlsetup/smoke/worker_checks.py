@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from dlsetup.smoke import reference as ref
@@ -42,13 +43,22 @@ def json_number(value: Any) -> float | str:
     return v if math.isfinite(v) else str(v)
 
 
+def close_mask(got: Array, want: Array, rtol: float, atol: float) -> npt.NDArray[np.bool_]:
+    """Which points of ``got`` are close to ``want`` (elementwise; NaN vs finite is not close,
+    infinities of the same sign are)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    ok = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=False)
+    both_inf = np.isinf(got) & np.isinf(want) & (np.sign(got) == np.sign(want))
+    mask: npt.NDArray[np.bool_] = ok | both_inf
+    return mask
+
+
 def close(got: Array, want: Array, rtol: float, atol: float) -> tuple[bool, int, float]:
     """(all close, index of the worst point, its absolute error); NaN vs finite is not close."""
     got = np.asarray(got, dtype=np.float64).reshape(-1)
     want = np.asarray(want, dtype=np.float64).reshape(-1)
-    ok = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=False)
-    both_inf = np.isinf(got) & np.isinf(want) & (np.sign(got) == np.sign(want))
-    ok = ok | both_inf
+    ok = close_mask(got, want, rtol, atol)
     with np.errstate(invalid="ignore"):
         err = np.abs(got - want) - (atol + rtol * np.abs(want))
     err = np.where(ok, -np.inf, np.nan_to_num(err, nan=np.inf))

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from dlsetup.smoke import curve_band
     from dlsetup.smoke import reference as ref
-    from dlsetup.smoke.worker_checks import close, json_number
+    from dlsetup.smoke.worker_checks import close, close_mask, json_number
     from dlsetup.smoke.worker_grid import (
         LEARNING_RATES,
         PARAM_NAMES,
@@ -32,7 +33,7 @@ else:  # run as a script inside a target interpreter: load the sibling modules b
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import curve_band
     import reference as ref
-    from worker_checks import close, json_number
+    from worker_checks import close, close_mask, json_number
     from worker_grid import LEARNING_RATES, PARAM_NAMES, Array, Plan, TrainOutput, model_params
 
 #: Training passes when final loss <= LOSS_FALL_FACTOR * initial loss (or <= LOSS_FLOOR) ...
@@ -147,6 +148,18 @@ def curve_failures(
     }]  # fmt: skip
 
 
+def steps_close(
+    out: TrainOutput, ref_losses: Array, ref_after: dict[str, Array]
+) -> npt.NDArray[np.bool_]:
+    """Which models pass check (2), all at once (:func:`step_failures` says why one fails)."""
+    rtol, atol = STEP_TOLERANCE
+    ok = close_mask(out.curves[0], ref_losses, rtol, atol)
+    for k in PARAM_NAMES:
+        near = close_mask(out.after_first[k], ref_after[k], rtol, atol)
+        ok &= near.reshape(near.shape[0], -1).all(axis=1)
+    return ok
+
+
 def step_failures(
     i: int, out: TrainOutput, ref_losses: Array, ref_after: dict[str, Array]
 ) -> list[dict[str, Any]]:
@@ -173,6 +186,11 @@ def verdicts(
 ) -> list[ComboVerdict]:  # fmt: skip
     """The verdict of every model of ``plan`` after a training run ``out``."""
     found: list[ComboVerdict] = []
+    step_ok = (
+        steps_close(out, ref_losses, ref_after)
+        if ref_losses is not None and ref_after is not None
+        else None
+    )
     for i, (act, loss) in enumerate(plan.combos):
         scores = out.final_scores[i]
         accuracy = float(np.mean(ref.predict(scores) == y))
@@ -190,7 +208,8 @@ def verdicts(
             final_training_loss=float(curve[-1]),
             accuracy=accuracy,
         )
-        if ref_losses is not None and ref_after is not None:
+        if step_ok is not None and not step_ok[i]:  # why: the first quantity outside
+            assert ref_losses is not None and ref_after is not None
             v.failures.extend(step_failures(i, out, ref_losses, ref_after))
         if ref_curves is not None:
             v.failures.extend(
