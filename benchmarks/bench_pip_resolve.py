@@ -65,8 +65,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
 
-    from dlsetup.envs.pypi_resolve import PypiRequest, resolve, uv_executable
+    from dlsetup.envs.pypi_resolve import PypiRequest, resolve
     from dlsetup.envs.request import LockRequest, lock_target
+    from dlsetup.envs.uvtool import uv_binary
     from dlsetup.platforms import PLATFORM_INFO
     from tests.envs.channel import build_channel
     from tests.support.wheels import build_index
@@ -78,7 +79,7 @@ def main() -> int:
         cache = root / "uv-cache"
         (root / "req.in").write_text("\n".join(REQUIREMENTS) + "\n")
         uv_argv = [
-            uv_executable(), "pip", "compile", str(root / "req.in"), "--python", sys.executable,
+            uv_binary(), "pip", "compile", str(root / "req.in"), "--python", sys.executable,
             "--python-version", "3.12.7", "--python-platform",
             PLATFORM_INFO["linux-64"].uv_platform, "--generate-hashes", "--index-url", index,
             "--cache-dir", str(cache), "--no-config", "--quiet", "-o", str(root / "req.txt"),

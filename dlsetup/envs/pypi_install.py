@@ -31,7 +31,8 @@ from typing import Any
 
 from dlsetup.envs.credentials import expand_auth, redact
 from dlsetup.envs.lockformats import PypiPackage
-from dlsetup.errors import InputError, InstallError, IntegrityError, MissingToolError
+from dlsetup.envs.uvtool import uv_binary
+from dlsetup.errors import InputError, InstallError, IntegrityError
 
 #: seconds uv may take for one environment's PyPI packages
 UV_TIMEOUT_S = 1800.0
@@ -48,23 +49,6 @@ _PLATFORM_TAGS: dict[str, re.Pattern[str]] = {
     "osx-arm64": re.compile(r"^macosx_\d+_\d+_(arm64|universal2)$"),
     "win-64": re.compile(r"^win_amd64$"),
 }
-
-
-def uv_binary() -> Path:
-    """The uv executable of the ``uv`` Python package.
-
-    Raises:
-        MissingToolError: the package is not installed or has no binary.
-    """
-    try:
-        import uv
-
-        return Path(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError) as exc:
-        raise MissingToolError(
-            f"uv is needed to install PyPI packages and was not found ({exc})",
-            fix="pip install uv (it is a dependency of dlsetup: reinstall dlsetup)",
-        ) from exc
 
 
 def _wheel_tags(file_name: str) -> set[str] | None:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_auth
+from dlsetup.envs.uvtool import uv_binary
 from dlsetup.errors import MissingToolError, SolveError
 from dlsetup.platforms import PLATFORM_INFO
 
@@ -167,30 +168,6 @@ def conda_provided(records: Iterable[tuple[str, str, Sequence[str]]]) -> dict[st
         if pypi not in provided or pypi == name:
             provided[pypi] = version
     return provided
-
-
-def uv_executable() -> str:
-    """The uv binary (the ``uv`` PyPI package dlsetup depends on, else ``uv`` on PATH).
-
-    Raises:
-        MissingToolError: neither is there.
-    """
-    try:
-        import uv
-
-        return str(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        pass
-    import shutil
-
-    found = shutil.which("uv")
-    if found is None:
-        raise MissingToolError(
-            "locking a pip: section needs uv, and neither the uv package nor a uv executable "
-            "was found",
-            fix="pip install uv (dlsetup depends on it; reinstall dlsetup), or drop the pip: section",
-        )
-    return found
 
 
 # ---- wheel tags --------------------------------------------------------------------------------
@@ -484,7 +461,7 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
         (work / "constraints.txt").write_text("\n".join(constraints) + "\n", "utf-8")
         out = work / "pylock.toml"
         argv = [
-            uv_executable(),
+            uv_binary(),
             "pip",
             "compile",
             str(work / "requirements.in"),

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlsetup.envs.uvtool import uv_binary
 from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 #: where a built venv keeps the lock it was built from
 KEPT_LOCK = Path("pylock.dlsetup.toml")
 TARGETS: tuple[str, ...] = ("pytorch", "tensorflow", "both")
-#: names the uv executable to use (a system-wide uv, a wrapper)
-UV_ENV = "DLSETUP_UV"
 
 
 @dataclass(frozen=True)
@@ -205,20 +204,6 @@ class VenvLockResult:
 
 
 # --- choosing --------------------------------------------------------------------------------
-
-
-def uv_binary() -> str:
-    """The uv executable: ``$DLSETUP_UV`` when set (a system-wide uv, a wrapper), else the ``uv``
-    package's (a dependency of dlsetup; :func:`dlsetup.envs.pypi_install.uv_binary`).
-
-    Raises:
-        MissingToolError: no uv package.
-    """
-    if os.environ.get(UV_ENV):
-        return os.environ[UV_ENV]
-    from dlsetup.envs.pypi_install import uv_binary as package_uv
-
-    return str(package_uv())
 
 
 def torch_index_pattern(given: str | None) -> str:

@@ -512,7 +512,7 @@ def test_force_replaces_only_an_environment(
 
 def pausing_uv(tmp_path: Path) -> tuple[Path, Path]:
     """A uv wrapper that writes its pid and sleeps before ``uv pip sync`` (mid-build)."""
-    from dlsetup.envs.venv_backend import uv_binary
+    from dlsetup.envs.uvtool import uv_binary
 
     marker = tmp_path / "syncing.pid"
     shim = tmp_path / "uv-shim"
@@ -617,7 +617,7 @@ def test_the_real_cpu_torch_wheel_on_disk_builds_a_venv_that_passes_smoke(
     """Where download.pytorch.org is out of reach (the build machines), the real CPU wheel that lies
     on disk stands in for its index (uv locks it, numpy and ipykernel come from PyPI); create
     builds the venv, registers its kernel and runs the real smoke test in it."""
-    from dlsetup.envs.venv_backend import uv_binary
+    from dlsetup.envs.uvtool import uv_binary
 
     wheels = sorted(Path("/opt/wheels").glob("torch-*+cpu-*.whl"))
     if not wheels or not _reachable("pypi.org"):
