@@ -7,6 +7,7 @@ No production module knows about these faults. KIND:
 
 * ``die``: the rank's first ``all_reduce`` exits the process (exit 17), as a crashed rank does;
 * ``hang``: its first ``all_reduce`` never returns (sleeps an hour), as a wedged rank does;
+* ``stall``: as ``hang``, meant for rank 0 (the reporter): its own watchdog must end it;
 * ``wrong``: its first ``all_reduce`` adds 1 to the result, as a broken link or kernel would;
 * ``slow``: from its first ``all_reduce`` on, each 2-D ``torch.matmul`` of at least 128 rows
   sleeps 5 ms more (a straggler).
@@ -44,7 +45,7 @@ def _patch(dist: Any) -> None:
             sys.stderr.write(f"test fault: rank {os.environ['RANK']} dies\n")
             sys.stderr.flush()
             os._exit(17)
-        if calls["n"] == 1 and kind == "hang":
+        if calls["n"] == 1 and kind in ("hang", "stall"):
             time.sleep(3600)
         out = original(tensor, *args, **kwargs)
         if calls["n"] == 1 and kind == "wrong":
