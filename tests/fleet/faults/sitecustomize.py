@@ -1,8 +1,9 @@
 """Test-only faults patched into the REAL torch.distributed of one rank of a distributed smoke run.
 
-Put this directory on ``PYTHONPATH`` and set ``DLSETUP_TEST_DIST_FAULT=KIND@RANK``; Python imports
-this module at start-up in every process (torchrun's agents, dlsetup, the rank workers), and in the
-process whose ``RANK`` is RANK it patches ``torch.distributed`` the moment the worker imports it.
+Put this directory on ``PYTHONPATH`` and set ``DLSETUP_TEST_DIST_FAULT=KIND@RANK[,KIND@RANK...]``;
+Python imports this module at start-up in every process (torchrun's agents, dlsetup, the rank
+workers), and in the process whose ``RANK`` is RANK it patches ``torch.distributed`` the moment the
+worker imports it.
 No production module knows about these faults. KIND:
 
 * ``die``: the rank's first ``all_reduce`` exits the process (exit 17), as a crashed rank does;
@@ -10,7 +11,10 @@ No production module knows about these faults. KIND:
 * ``stall``: as ``hang``, meant for rank 0 (the reporter): its own watchdog must end it;
 * ``wrong``: its first ``all_reduce`` adds 1 to the result, as a broken link or kernel would;
 * ``slow``: from its first ``all_reduce`` on, each 2-D ``torch.matmul`` of at least 128 rows
-  sleeps 5 ms more (a straggler).
+  sleeps 5 ms more (a straggler);
+* ``version``: from then on, its ``torch.__version__`` says 2.12.0+cpu (a drifted install);
+* ``grad``: after the DDP step's backward, its DDP gradient of the first parameter gets + 1;
+* ``grid``: from then on, its ``torch.sigmoid`` returns 1.1 x the value (a broken kernel).
 """
 
 from __future__ import annotations
@@ -25,30 +29,37 @@ from typing import Any
 ENV = "DLSETUP_TEST_DIST_FAULT"
 
 
-def _fault() -> str | None:
-    kind, _, rank = os.environ.get(ENV, "").partition("@")
-    if kind and rank and os.environ.get("RANK") == rank:
-        return kind
-    return None
+def _faults() -> set[str]:
+    """The kinds meant for this process's rank (``KIND@RANK``, comma-separated)."""
+    kinds = set()
+    for item in filter(None, (p.strip() for p in os.environ.get(ENV, "").split(","))):
+        kind, _, rank = item.partition("@")
+        if kind and rank and os.environ.get("RANK") == rank:
+            kinds.add(kind)
+    return kinds
 
 
 def _patch(dist: Any) -> None:
-    kind = _fault()
+    kinds = _faults()
     original = dist.all_reduce
     calls = {"n": 0}
 
     def all_reduce(tensor: Any, *args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 1 and kind == "slow":  # torch is imported by now (its docs are set)
-            _slow_matmul(sys.modules["torch"])
-        if calls["n"] == 1 and kind == "die":
+        first = calls["n"] == 1
+        if first:  # torch is imported by now (its docstrings are set): patch its functions
+            torch = sys.modules["torch"]
+            for kind, patch in _TORCH_PATCHES.items():
+                if kind in kinds:
+                    patch(torch)
+        if first and "die" in kinds:
             sys.stderr.write(f"test fault: rank {os.environ['RANK']} dies\n")
             sys.stderr.flush()
             os._exit(17)
-        if calls["n"] == 1 and kind in ("hang", "stall"):
+        if first and kinds & {"hang", "stall"}:
             time.sleep(3600)
         out = original(tensor, *args, **kwargs)
-        if calls["n"] == 1 and kind == "wrong":
+        if first and "wrong" in kinds:
             tensor.add_(1)
         return out
 
@@ -64,6 +75,47 @@ def _slow_matmul(torch: Any) -> None:
         return matmul(a, b, *args, **kwargs)
 
     torch.matmul = slow_matmul
+
+
+def _other_version(torch: Any) -> None:
+    torch.__version__ = "2.12.0+cpu"
+
+
+def _skewed_grad(torch: Any) -> None:
+    """After the DDP step's backward, this rank's DDP gradients change (as a lost bucket would)."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    init = ddp.__init__
+    models: list[Any] = []
+
+    def remember(self: Any, module: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, module, *args, **kwargs)
+        models.append(module)
+
+    backward = torch.Tensor.backward
+
+    def skewed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = backward(self, *args, **kwargs)
+        if models:
+            first = next(models.pop().parameters())
+            first.grad.add_(1.0)
+        return out
+
+    ddp.__init__ = remember
+    torch.Tensor.backward = skewed
+
+
+def _broken_sigmoid(torch: Any) -> None:
+    sigmoid = torch.sigmoid
+    torch.sigmoid = lambda x, *a, **k: sigmoid(x, *a, **k) * 1.1
+
+
+#: Faults applied to torch at the rank's first all-reduce.
+_TORCH_PATCHES = {
+    "slow": _slow_matmul,
+    "version": _other_version,
+    "grad": _skewed_grad,
+    "grid": _broken_sigmoid,
+}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -84,5 +136,5 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
-if _fault():
+if _faults():
     sys.meta_path.insert(0, _Finder())
