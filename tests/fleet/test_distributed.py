@@ -213,3 +213,46 @@ def test_distributed_outside_a_launcher_or_with_other_options_is_a_usage_error(
     assert "neither torchrun's RANK/WORLD_SIZE nor Slurm's SLURM_PROCID" in result.output
     result = CliRunner().invoke(cli, ["smoke", "--distributed", "--plot", "x.png"])
     assert result.exit_code == 2 and "--plot does not apply with --distributed" in result.output
+
+
+def test_the_text_report_shows_rows_stragglers_and_the_named_ranks() -> None:
+    import io
+
+    from rich.console import Console
+
+    from dlsetup.commands.fleet import render_distributed
+    from dlsetup.output import envelope
+
+    rows = [
+        {"rank": r, "local_rank": r % 2, "node_rank": r // 2, "host": f"gpu0{r // 2 + 1}",
+         "device": f"cuda:{r % 2}", "init_s": 0.5, "allreduce_ok": True, "matmul_ms": 1.0,
+         "status": "ok", "straggler": r == 1}
+        for r in range(3)
+    ] + [{"rank": 3, "status": "hung", "straggler": False}]  # fmt: skip
+    report: dict[str, Any] = {
+        "launcher": "srun", "backend": "nccl", "device_kind": "cuda", "world_size": 4,
+        "local_world_size": 2, "master": "gpu01:29500", "timeout_s": 30.0, "rendezvous_s": 0.2,
+        "init_s_max": 0.5, "ranks": rows,
+        "checks": [{"name": "all-reduce exact", "passed": True, "detail": "every rank ..."}],
+        "failure": {"phase": "versions", "error": "RuntimeError: timed out", "ranks": [
+            {"rank": 3, "state": "hung", "detail": "alive but no answer"}]},
+        "allreduce": None, "versions": None,
+        "bandwidth": {"definition": "nccl-tests", "sizes": [{
+            "bytes": 2**20, "count": 2**18, "dtype": "float32", "iters": 5,
+            "time_s_per_rank": [0.001, 0.002], "time_s": 0.002, "slowest_rank": 1,
+            "algbw_GBps": 0.524, "busbw_GBps": 0.786}]},
+        "matmul": {"n": 4096, "ms_per_rank": [1.0, 3.0, 1.0], "median_ms": 1.0,
+                   "straggler_factor": 1.5, "stragglers": [1]},
+        "ddp": None, "tools": [], "wall_s": 12.0, "passed": False, "exit_code": 1,
+    }  # fmt: skip
+    jsonschema.validate(
+        envelope("dlsetup.smoke-distributed", report), load_schema("dlsetup.smoke-distributed")
+    )
+    out = io.StringIO()
+    render_distributed(Console(file=out, width=140, color_system=None), report)
+    text = out.getvalue()
+    assert "4 rank(s), nccl on cuda, launched by srun, rendezvous gpu01:29500" in text
+    assert "ok, STRAGGLER" in text and "STRAGGLER rank(s) 1 (> 1.5 x the median)" in text
+    assert "FAIL in phase versions: RuntimeError: timed out" in text
+    assert "rank 3: hung — alive but no answer" in text
+    assert text.rstrip().endswith("Result: FAIL in 12.0 s (rank 0)")
