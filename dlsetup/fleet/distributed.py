@@ -26,6 +26,9 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 #: MASTER_PORT under srun when the job script sets none: 20000 + job id mod 20000 (one per job).
 SLURM_PORT_BASE = 20000
 
+#: Linux refuses one environment string over 128 KiB: a larger rank -> node map is left out.
+_MAX_ENV_BYTES = 64 * 1024
+
 START_HINT = (
     "start it on every rank with torchrun (torchrun --nnodes N --nproc-per-node G ... "
     "--no-python dlsetup smoke --distributed) or srun (srun --ntasks-per-node G dlsetup smoke "
@@ -59,6 +62,7 @@ class Launch:
 
     def environment(self) -> dict[str, str]:
         """The variables the worker reads."""
+        nodes = json.dumps(list(self.rank_nodes))
         return {
             "RANK": str(self.rank),
             "WORLD_SIZE": str(self.world_size),
@@ -67,7 +71,7 @@ class Launch:
             "MASTER_ADDR": self.master_addr,
             "MASTER_PORT": str(self.master_port),
             "DLSETUP_LAUNCHER": self.launcher,
-            "DLSETUP_RANK_NODES": json.dumps(list(self.rank_nodes)),
+            "DLSETUP_RANK_NODES": nodes if len(nodes) <= _MAX_ENV_BYTES else "[]",
         }
 
 

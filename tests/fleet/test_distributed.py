@@ -256,3 +256,21 @@ def test_the_text_report_shows_rows_stragglers_and_the_named_ranks() -> None:
     assert "FAIL in phase versions: RuntimeError: timed out" in text
     assert "rank 3: hung — alive but no answer" in text
     assert text.rstrip().endswith("Result: FAIL in 12.0 s (rank 0)")
+
+
+@pytest.mark.slow
+def test_an_interpreter_without_torch_exits_3_and_says_so(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    bare = shutil.which("python3", path="/usr/bin:/bin")
+    if (
+        bare is None
+        or subprocess.run([bare, "-c", "import torch"], capture_output=True).returncode == 0
+    ):
+        pytest.skip("no interpreter without torch on this machine")
+    ended, _ = srun_like(
+        ["--python", bare], port=free_port(), nodes="n1", tasks_per_node="1", ranks=[0], world=1
+    )
+    assert ended[0].returncode == 3
+    assert f"torch is not installed in {bare}" in ended[0].stderr
