@@ -40,6 +40,8 @@ def _get(data: Data, *keys: str) -> Any:
             return None
         if not isinstance(value, Mapping):
             raise _Malformed(f"{'.'.join(walked) or 'data'} is not an object")
+        if "reason" in value and key not in value:  # a Missing section: its reason is the value's
+            return value
         value = value.get(key)
         walked.append(key)
     return value
@@ -128,7 +130,7 @@ def _framework_version(name: str) -> Callable[[Data], str]:
 def _nccl(data: Data) -> str:
     """NCCL of the torch build: ``frameworks.torch.torch.nccl`` where the probe reports it."""
     build = _get(data, "frameworks", "torch", "torch")
-    if not isinstance(build, Mapping):
+    if not isinstance(build, Mapping) or "reason" in build:
         return _text(build) if build is not None else "not reported"
     for key in ("nccl", "nccl_version"):
         if key in build:

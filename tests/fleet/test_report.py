@@ -58,6 +58,7 @@ def test_64_nodes_with_three_drifts_name_every_drifted_node(
     }
     assert facts["mig"]["differing"] == [{"node": "gpu60", "value": "mixed: on GPU 3"}]
     assert facts["gpu_model"]["majority"] == "8 x NVIDIA H100 80GB HBM3"
+    assert facts["nccl"]["majority"] == "not reported"  # doctor's torch probe has no NCCL field
     groups = {g["id"]: g for g in data["findings"]}
     assert groups["gpu.mig_enabled"] == {
         "id": "gpu.mig_enabled",
@@ -175,9 +176,9 @@ def test_real_doctor_documents_of_identical_nodes_pass(tmp_path: Path) -> None:
         (tmp_path / f"doctor-{node}.json").write_text(out.stdout, encoding="utf-8")
     code, document = _json(str(tmp_path), "--hosts", "node1,node2")
     facts = {f["fact"]: f for f in document["data"]["facts"]}
-    # the real document has no GPU here, no NCCL field: said so, not an error
+    # the real document has no GPU here; --no-frameworks: the probes' reason, not a bare gap
     assert facts["gpu_model"]["majority"] == "no GPU"
-    assert facts["nccl"]["majority"] == "not reported"
+    assert facts["torch"]["majority"] == facts["nccl"]["majority"] == "n/a (skipped)"
     severities = {g["severity"] for g in document["data"]["findings"]}
     assert code == (1 if "error" in severities else 0)
     assert not any(f["drifted"] for f in facts.values())
