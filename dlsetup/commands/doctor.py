@@ -226,6 +226,7 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
         section(
             "System",
             [
+                ("Host", s.hostname),
                 ("OS", f"{_v(s.distribution)} ({s.os_name}, kernel {s.kernel}, {s.machine})"),
                 ("glibc", _v(s.glibc)),
                 ("Python", f"{s.python_version} ({s.python_executable})"),

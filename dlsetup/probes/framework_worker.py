@@ -45,6 +45,9 @@ def probe_torch() -> dict[str, Any]:
     cudnn = getattr(backends, "cudnn", None)
     facts["cudnn"] = _safe(cudnn.version) if cudnn is not None else None
     cuda = getattr(torch, "cuda", None)
+    nccl = getattr(cuda, "nccl", None)
+    if facts["cuda"] and nccl is not None:  # a CPU build has no NCCL to ask
+        facts["nccl"] = _safe(lambda: ".".join(str(p) for p in nccl.version()))
     if cuda is not None:
         facts["arch_list"] = _safe(lambda: [str(a) for a in cuda.get_arch_list()])
         facts["cuda_available"] = _safe(cuda.is_available)

@@ -102,6 +102,8 @@ class TorchBuild:
     Attributes:
         cuda: the CUDA version of the build (``"12.4"``); Missing("cpu_build") for a CPU wheel.
         cudnn: cuDNN version as torch reports it (``"90100"``), or Missing.
+        nccl: NCCL version of a CUDA build (``"2.27.5"``, ``torch.cuda.nccl.version()``), or
+            Missing("not_built") (CPU builds, builds without NCCL).
         hip: ROCm/HIP version of a ROCm build, or Missing("not_rocm").
         arch_list: ``torch.cuda.get_arch_list()`` (``["sm_80", "sm_90", "compute_90"]``).
         cuda_available: ``torch.cuda.is_available()`` (``cudaGetDeviceCount``: initialises the
@@ -122,6 +124,7 @@ class TorchBuild:
     mps_available: Maybe[bool]
     torchvision: Maybe[CompanionBuild] = Missing("not_probed")
     torchaudio: Maybe[CompanionBuild] = Missing("not_probed")
+    nccl: Maybe[str] = Missing("not_built")
 
 
 @dataclass(frozen=True)
@@ -493,6 +496,7 @@ def _torch_build(facts: dict[str, Any], ended: Missing | None = None) -> TorchBu
     return TorchBuild(
         cuda=_maybe_str(facts.get("cuda"), "cpu_build"),
         cudnn=_maybe_str(facts.get("cudnn"), "not_built"),
+        nccl=_maybe_str(facts.get("nccl"), "not_built"),
         hip=_maybe_str(facts.get("hip"), "not_rocm"),
         arch_list=_str_list(facts.get("arch_list")),
         cuda_available=_maybe_bool(facts.get("cuda_available")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class SystemFacts:
         disk_free_bytes / disk_total_bytes: that file system's space.
         container: ``none`` | ``docker`` | ``podman`` | ``kubernetes`` | ``lxc`` | ``container``.
         wsl: ``none`` | ``wsl1`` | ``wsl2``.
+        hostname: the node's name (``socket.gethostname()``): what a fleet report names it by.
     """
 
     os_name: str
@@ -80,6 +82,7 @@ class SystemFacts:
     disk_total_bytes: Maybe[int]
     container: str
     wsl: str
+    hostname: str
 
     @property
     def is_x86(self) -> bool:
@@ -256,4 +259,5 @@ def probe_system(env_dir: Path | None = None) -> SystemFacts:
         disk_total_bytes=disk_total,
         container=_container(),
         wsl=_wsl(os_name),
+        hostname=socket.gethostname(),
     )

@@ -56,6 +56,7 @@ def system(**kw: Any) -> SystemFacts:
         "disk_total_bytes": 500 * GIB,
         "container": "none",
         "wsl": "none",
+        "hostname": "node01",
     }
     base.update(kw)
     return SystemFacts(**base)

@@ -172,8 +172,10 @@ def test_real_doctor_documents_of_identical_nodes_pass(tmp_path: Path) -> None:
         timeout=120,
     )
     assert json.loads(out.stdout)["schema"] == "dlsetup.doctor", out.stderr
-    for node in ("node1", "node2"):
-        (tmp_path / f"doctor-{node}.json").write_text(out.stdout, encoding="utf-8")
+    for node in ("node1", "node2"):  # the same machine twice, named as two nodes would be
+        document = json.loads(out.stdout)
+        document["data"]["system"]["hostname"] = node
+        (tmp_path / f"doctor-{node}.json").write_text(json.dumps(document), encoding="utf-8")
     code, document = _json(str(tmp_path), "--hosts", "node1,node2")
     facts = {f["fact"]: f for f in document["data"]["facts"]}
     # the real document has no GPU here; --no-frameworks: the probes' reason, not a bare gap
