@@ -62,26 +62,13 @@ def _wheel(i: int) -> tuple[str, str, str]:
     return name, f"https://files.example.org/{name}-2.{i}-py3-none-any.whl", _digest(name, 64)
 
 
-def _dependencies(depends: list[str]) -> dict[str, str]:
-    """``{name: version spec}`` from a record's depends, as conda-lock's own solver writes them."""
-    from conda_lock.interfaces.vendored_conda import MatchSpec
-
-    grouped: dict[str, list[Any]] = {}
-    for dep in depends:
-        spec = MatchSpec(dep)
-        grouped.setdefault(spec.name, []).append(spec)
-    result: dict[str, str] = {}
-    for name, specs in grouped.items():
-        merged = specs[0] if len(specs) == 1 else MatchSpec.merge(specs)[0]
-        result[name] = merged.version.spec_str if merged.version is not None else ""
-    return result
-
-
 def write_conda_lock(path: Path, records: list[Any]) -> None:
     from conda_lock.lockfile import write_conda_lock_file
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
     from conda_lock.models.channel import Channel
+
+    from dlsetup.envs.lock import conda_lock_dependencies
 
     packages = [
         LockedDependency(
@@ -89,7 +76,7 @@ def write_conda_lock(path: Path, records: list[Any]) -> None:
             version=str(r.version),
             manager="conda",
             platform=PLATFORM,
-            dependencies=_dependencies(list(r.depends)),
+            dependencies=conda_lock_dependencies(list(r.depends)),
             url=r.url,
             hash=HashModel(md5=r.md5.hex(), sha256=r.sha256.hex()),
             categories={"main"},

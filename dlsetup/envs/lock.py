@@ -235,7 +235,7 @@ def custom_metadata(
     return meta
 
 
-def _dependencies(depends: list[str]) -> dict[str, str]:
+def conda_lock_dependencies(depends: list[str]) -> dict[str, str]:
     """``{name: version spec}`` from a record's depends, exactly as conda-lock's own solver does."""
     from conda_lock.interfaces.vendored_conda import MatchSpec
 
@@ -412,7 +412,7 @@ def _build_lockfile(
                     version=str(rec.version),
                     manager="conda",
                     platform=platform,
-                    dependencies=_dependencies(list(rec.depends)),
+                    dependencies=conda_lock_dependencies(list(rec.depends)),
                     url=channels.stored_url(rec.url),
                     hash=HashModel(md5=rec.md5.hex(), sha256=rec.sha256.hex()),
                     categories={"main"},

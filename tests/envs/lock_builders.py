@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlsetup.envs.lock import conda_lock_dependencies
 from tests.envs.channel import Package, write_archive
 from tests.support.wheels import Wheel, build_wheel
 
@@ -136,21 +137,6 @@ PIP_ENTRIES: tuple[tuple[str, str, dict[str, str]], ...] = (
 )
 
 
-def _dependencies(depends: list[str]) -> dict[str, str]:
-    """``{name: version spec}`` from a record's depends, as conda-lock's own solver writes them."""
-    from conda_lock.interfaces.vendored_conda import MatchSpec
-
-    grouped: dict[str, list[Any]] = {}
-    for dep in depends:
-        spec = MatchSpec(dep)
-        grouped.setdefault(spec.name, []).append(spec)
-    result: dict[str, str] = {}
-    for name, specs in grouped.items():
-        merged = specs[0] if len(specs) == 1 else MatchSpec.merge(specs)[0]
-        result[name] = merged.version.spec_str if merged.version is not None else ""
-    return result
-
-
 def write_conda_lock(fixture: Fixture, path: Path, *, pip: bool = True) -> Path:
     """A conda-lock v1 file written by conda-lock's own writer (see the module docstring)."""
     from conda_lock.lockfile import write_conda_lock_file
@@ -166,7 +152,7 @@ def write_conda_lock(fixture: Fixture, path: Path, *, pip: bool = True) -> Path:
             version=str(r.version),
             manager="conda",
             platform=PLATFORM,
-            dependencies=_dependencies(list(r.depends)),
+            dependencies=conda_lock_dependencies(list(r.depends)),
             url=r.url,
             hash=HashModel(md5=r.md5.hex(), sha256=r.sha256.hex()),
             categories={category},
