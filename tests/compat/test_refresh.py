@@ -120,10 +120,21 @@ def test_the_shipped_data_is_up_to_date_with_the_recorded_pypi() -> None:
 # -- changed and removed rows: reported, applied only when accepted ------------------------------
 
 
+def with_release_md_python_max() -> str:
+    """The data as it was before 2.13/2.14's python_max followed PyPI: 3.15 from RELEASE.md."""
+    text = SHIPPED
+    for release in ("2.13", "2.14"):
+        old = f'"{release}": {{python_min: "3.10", python_max: "3.14",'
+        assert text.count(old) == 1
+        text = text.replace(old, f'"{release}": {{python_min: "3.10", python_max: "3.15",')
+    return text
+
+
 def test_a_changed_row_is_reported_and_not_applied_unless_accepted() -> None:
-    diff = refresh(SHIPPED)
+    before = with_release_md_python_max()
+    diff = refresh(before)
     changed = rows(diff, "changed")
-    # compat.yaml says 2.13 supports up to 3.15 (RELEASE.md); PyPI has wheels up to cp314 only.
+    # RELEASE.md said 2.13 supports up to 3.15; PyPI has wheels up to cp314 only.
     row = changed["pytorch.releases.2.13.python_max"]
     assert (row.old, row.new) == ("3.15", "3.14")
     report = rc.render_report(diff)
@@ -131,15 +142,28 @@ def test_a_changed_row_is_reported_and_not_applied_unless_accepted() -> None:
         '  pytorch.releases.2.13.python_max\n    data:   "3.15"\n    source: "3.14"\n'
         f"    from {TORCH_JSON}, read {TODAY}\n" in report
     )
-    kept, _ = rc.apply(SHIPPED, diff)
+    kept, _ = rc.apply(before, diff)
     assert kb_of(kept).torch.releases["2.13"].python_max == "3.15"  # not applied silently
-    taken, applied = rc.apply(SHIPPED, diff, ["pytorch.releases.2.13.python_max"])
+    taken, applied = rc.apply(before, diff, ["pytorch.releases.2.13.python_max"])
     assert "pytorch.releases.2.13.python_max" in applied
     kb = kb_of(taken)
     assert kb.torch.releases["2.13"].python_max == "3.14"
     assert "pypi_torch" in kb.torch.releases["2.13"].sources  # the new value cites its source
     assert kb.torch.releases["2.14"].python_max == "3.15"  # the other changed row stays
     assert "[accepted]" in rc.render_report(diff, ["pytorch.releases.2.13.python_max"])
+
+
+def test_the_shipped_python_ranges_follow_pypi_wheels_and_cite_both_sources() -> None:
+    # PyPI (the artifacts users install) has 2.13/2.14 wheels up to cp314 only, while RELEASE.md
+    # lists 3.15: the data follows the wheels and cites both, with a note saying why.
+    diff = refresh(SHIPPED)
+    assert not [r for r in diff.rows if r.id.endswith(".python_max")]
+    kb = kb_of(SHIPPED)
+    for release in ("2.13", "2.14"):
+        entry = kb.torch.releases[release]
+        assert entry.python_max == "3.14"
+        assert {"pt_release_md", "pypi_torch"} <= set(entry.sources)
+    assert "python_note: \"RELEASE.md lists 3.15; PyPI has 2.13 wheels" in SHIPPED
 
 
 def test_a_removed_row_is_reported_and_not_applied_unless_accepted() -> None:
@@ -234,7 +258,7 @@ def test_a_partial_pypi_response_skips_the_broken_entries_and_says_which() -> No
     document["releases"]["2.15.0"] = "not a list"
     document["releases"]["2.14.0"] = [{"filename": "torch-2.14.0.tar.gz", "yanked": False}]
     document["releases"]["2.14.1"] = [{"filename": "x.whl", "yanked": True}]  # yanked: skipped
-    before = without_2_15()
+    before = without_2_15(with_release_md_python_max())
     diff = refresh(before, with_urls({TORCH_JSON: json.dumps(document).encode()}))
     read = source(diff, TORCH_JSON)
     assert read.status == "partial"
