@@ -163,7 +163,7 @@ def test_the_shipped_python_ranges_follow_pypi_wheels_and_cite_both_sources() ->
         entry = kb.torch.releases[release]
         assert entry.python_max == "3.14"
         assert {"pt_release_md", "pypi_torch"} <= set(entry.sources)
-    assert "python_note: \"RELEASE.md lists 3.15; PyPI has 2.13 wheels" in SHIPPED
+    assert 'python_note: "RELEASE.md lists 3.15; PyPI has 2.13 wheels' in SHIPPED
 
 
 def test_a_removed_row_is_reported_and_not_applied_unless_accepted() -> None:
