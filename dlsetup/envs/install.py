@@ -145,6 +145,9 @@ class LockContents:
         categories: the conda-lock categories installed.
         metadata_from_archive: the records carry only what an explicit lock has (name,
             version, build, URL, hash); the rest is read from each verified archive.
+        hashes_from: canonical URLs of the records whose hashes came from their channel's
+            repodata.json, not from the lock (an unhashed ``conda list --explicit`` line:
+            :mod:`dlsetup.envs.repodata_hashes`).
     """
 
     path: Path
@@ -156,6 +159,7 @@ class LockContents:
     environment: str = "default"
     categories: tuple[str, ...] = ()
     metadata_from_archive: bool = False
+    hashes_from: frozenset[str] = frozenset()
 
 
 def read_lock(
@@ -273,9 +277,10 @@ def verify_lock(contents: LockContents) -> None:
         _check_channel(base, contents.path)
         expand_auth(base)  # a ``${VAR}`` the environment lacks is named now, before any download
     for rec in contents.records:
-        # an explicit lock (conda list --explicit --md5, conda-lock render) carries md5 only
-        md5_will_do = contents.metadata_from_archive and rec.md5 is not None
-        if rec.sha256 is None and not md5_will_do:
+        # an explicit lock carries md5 only (conda list --explicit --md5, conda-lock render) or
+        # no hash at all (conda list --explicit): the channel's repodata.json gives it then
+        # (dlsetup.envs.repodata_hashes), before anything is fetched
+        if rec.sha256 is None and not contents.metadata_from_archive:
             raise IntegrityError(
                 f"{rec.file_name} in {contents.path} has no "
                 f"{'hash' if contents.metadata_from_archive else 'sha256'}; "
@@ -331,6 +336,18 @@ async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> P
 
     expected = rec.sha256.hex() if rec.sha256 is not None else None
     expected_md5 = rec.md5.hex() if rec.md5 is not None else None
+    if expected is None and expected_md5 is None:  # never fetched unverified
+        from dlsetup.envs.repodata_hashes import FIX
+
+        raise IntegrityError(
+            f"{rec.file_name} in {contents.path} has no hash; unverifiable packages are refused",
+            fix=FIX,
+        )
+    says = (
+        f"its channel's repodata.json (for the unhashed line of {contents.path.name}) says"
+        if canonical(rec.url) in contents.hashes_from
+        else f"the lock {contents.path.name} says"
+    )
     key = expected if expected is not None else f"md5-{expected_md5}"
     local = archive_cache / f"{key}-{rec.file_name}"
     if local.is_file():
@@ -351,8 +368,8 @@ async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> P
         if want is not None and want != have:
             partial.unlink(missing_ok=True)
             raise IntegrityError(
-                f"{kind} mismatch for {rec.file_name}: the lock {contents.path.name} says "
-                f"{want}, the archive at {rec.url} has {have}; refused",
+                f"{kind} mismatch for {rec.file_name}: {says} {want}, the archive at "
+                f"{rec.url} has {have}; refused",
                 fix="the lock or the package was changed after locking: regenerate the lock "
                 "with dlsetup lock from a channel you trust",
             )
@@ -836,6 +853,7 @@ def create_environment(
 
     check_packages(contents.pypi, platform, lock_path, python_version(contents))  # no download yet
     progress.note(plan_text(contents))
+    contents = _hashes_for_unhashed_lines(contents, progress)
     with target_lock(prefix):
         with deferred_signals():
             clean_leftovers(prefix)
@@ -843,6 +861,26 @@ def create_environment(
         return _install_locked(
             contents, prefix, progress, archive_cache, on_ready, replaced=replaced, start=start
         )
+
+
+def _cache_root() -> Path:
+    """dlsetup's cache directory (``$XDG_CACHE_HOME/dlsetup``, else ``~/.cache/dlsetup``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlsetup"
+
+
+def _hashes_for_unhashed_lines(contents: LockContents, progress: Progress) -> LockContents:
+    """An explicit lock's lines without a hash get their channel's (repodata.json) hashes."""
+    from dlsetup.envs.repodata_hashes import hashes_from_repodata, unhashed
+
+    count = len(unhashed(contents.records)) if contents.metadata_from_archive else 0
+    if not count:
+        return contents
+    progress.note(
+        f"{count} packages of {contents.path.name} have no hash: taking each one's from its "
+        "channel's repodata.json ..."
+    )
+    result: LockContents = _run_async(hashes_from_repodata(contents, _cache_root() / "repodata"))
+    return result
 
 
 def _install_locked(
@@ -857,10 +895,7 @@ def _install_locked(
 ) -> InstallResult:
     import rattler
 
-    cache = (
-        archive_cache
-        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlsetup" / "archives"
-    )
+    cache = archive_cache or _cache_root() / "archives"
     verified = _run_async(fetch_verified(contents, cache, progress))
     if contents.metadata_from_archive:
         import asyncio

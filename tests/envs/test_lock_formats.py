@@ -9,6 +9,7 @@ and ``site-packages`` are the environment's) and in ``conda-meta``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -276,26 +277,98 @@ def test_create_from_conda_lock_render_explicit_installs_everything(
     assert (prefix / "conda-meta" / "dlsetup.explicit.txt").read_text() == text
 
 
+def conda_list_explicit(lock: Path, path: Path, *, fragment: str = "") -> Path:
+    """What ``conda list --explicit`` writes for the lock's main packages: without a flag, URLs
+    with no hash; ``fragment="sha256"`` (``--sha256``) adds ``#sha256:HEX``."""
+    locked = read_locked_environment(lock, PLATFORM, dev=False)
+    lines = ["# This file may be used to create an environment using:", "# platform: linux-64",
+             "@EXPLICIT"]  # fmt: skip
+    for r in locked.conda:
+        lines.append(f"{r.url}#sha256:{r.sha256.hex()}" if fragment == "sha256" else r.url)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_conda_list_explicit_with_sha256_and_without_hashes(
     conda_lock: Path, tmp_path: Path
 ) -> None:
-    """``conda list --explicit --sha256`` writes ``#sha256:HEX``; without a flag, no hash."""
-    locked = read_locked_environment(conda_lock, PLATFORM, dev=False)
-    lines = ["# This file may be used to create an environment using:", "# platform: linux-64",
-             "@EXPLICIT"]  # fmt: skip
-    lines += [f"{r.url}#sha256:{r.sha256.hex()}" for r in locked.conda]
-    listed = tmp_path / "sha.txt"
-    listed.write_text("\n".join(lines) + "\n")
+    """``conda list --explicit --sha256`` writes ``#sha256:HEX``; without a flag, no hash: the
+    hash is then the one the channel's repodata.json records for the archive."""
+    listed = conda_list_explicit(conda_lock, tmp_path / "sha.txt", fragment="sha256")
     code, _, err = create(listed, tmp_path / "env")
     assert code == 0, err
     assert conda_meta(tmp_path / "env") == {"python", "pip", "tinyconda"}
-    bare = tmp_path / "bare.txt"
-    bare.write_text("\n".join(line.split("#sha256:")[0] for line in lines) + "\n")
+    bare = conda_list_explicit(conda_lock, tmp_path / "bare.txt")
+    assert "#" not in bare.read_text().split("@EXPLICIT")[1]
     code, _, err = create(bare, tmp_path / "env2")
+    assert code == 0, err
+    assert "3 packages of bare.txt have no hash: taking each one's from its channel's " in err
+    assert_built(tmp_path / "env2", {"python", "pip", "tinyconda"}, set(), ["tinyconda"])
+
+
+@pytest.fixture
+def own_fx(tmp_path: Path) -> Fixture:
+    """A channel of this test's own, to change behind its repodata.json's back."""
+    return build_fixture(tmp_path / "own")
+
+
+def test_an_unhashed_line_whose_archive_differs_from_the_repodata_is_refused(
+    own_fx: Fixture, tmp_path: Path
+) -> None:
+    from tests.envs.channel import Package, write_archive
+
+    bare = conda_list_explicit(write_conda_lock(own_fx, tmp_path / "x.yml", pip=False),
+                               tmp_path / "bare.txt")  # fmt: skip
+    # the archive is replaced after the channel was indexed: same name, other content
+    write_archive(
+        Package(name="tinyconda", version="1.0", build="pyhd8ed1ab_0", subdir="noarch",
+                noarch="python", depends=["python >=3.9"],
+                files={"site-packages/tinyconda/__init__.py": b"import os  # swapped\n"}),
+        own_fx.channel_dir / "noarch",
+    )  # fmt: skip
+    code, _, err = create(bare, tmp_path / "env")
     assert code == 4, err
-    assert "has no hash; unverifiable packages are refused" in err
+    assert re.search(
+        r"sha256 mismatch for tinyconda-1\.0-pyhd8ed1ab_0\.tar\.bz2: its channel's repodata\.json "
+        r"\(for the unhashed line of bare\.txt\) says [0-9a-f]{64}, the archive at \S+ has",
+        err,
+    ), err
+    assert not (tmp_path / "env").exists()
+
+
+def test_an_unhashed_line_the_channels_repodata_does_not_list_is_refused_naming_it(
+    own_fx: Fixture, tmp_path: Path
+) -> None:
+    from tests.envs.channel import Package, write_archive
+
+    bare = conda_list_explicit(write_conda_lock(own_fx, tmp_path / "x.yml", pip=False),
+                               tmp_path / "bare.txt")  # fmt: skip
+    ghost = write_archive(
+        Package(
+            name="tinyghost",
+            version="1.0",
+            build="pyhd8ed1ab_0",
+            subdir="noarch",
+            noarch="python",
+            files={"site-packages/tinyghost/__init__.py": b""},
+        ),
+        own_fx.channel_dir / "noarch",
+    )  # fmt: skip  (in the channel's folder, not in its repodata.json)
+    bare.write_text(bare.read_text() + ghost.resolve().as_uri() + "\n")
+    code, _, err = create(bare, tmp_path / "env")
+    assert code == 4, err
+    assert f"line 7 of {bare} names tinyghost-1.0-pyhd8ed1ab_0.tar.bz2 without a hash" in err
+    assert "repodata.json) does not list it, so it cannot be verified; refused" in err
     assert "conda list --explicit --md5" in err
-    assert not (tmp_path / "env2").exists()
+    assert not (tmp_path / "env").exists()
+    # the same line with its hash (conda list --explicit --md5) is verified by the hash instead
+    md5 = hashlib.md5(ghost.read_bytes(), usedforsecurity=False).hexdigest()
+    bare.write_text(
+        bare.read_text().replace(ghost.resolve().as_uri(), f"{ghost.resolve().as_uri()}#{md5}")
+    )
+    code, _, err = create(bare, tmp_path / "env")
+    assert code == 0, err
+    assert "tinyghost" in conda_meta(tmp_path / "env")
 
 
 def test_an_explicit_lock_for_another_platform_is_refused(conda_lock: Path, tmp_path: Path) -> None:
