@@ -1,10 +1,11 @@
 """Locks in the shapes the real tools write, over a small local channel and local wheels.
 
 * :func:`build_fixture` builds a small conda channel with :mod:`tests.envs.channel`'s real
-  archives: a **runnable Python** (``python 3.11.7 venv_0``: the test interpreter's own binary
-  copied to ``bin/python`` beside a ``pyvenv.cfg`` whose ``home`` is that interpreter's, so
-  ``sys.prefix`` and ``site-packages`` are the environment's own — a stand-in for conda-forge's
-  python that uv can install into and that reports what is really installed), ``python_abi``,
+  archives: a **runnable Python** (``python 3.11.7 h0_0_cpython``: the test interpreter's own binary
+  copied to ``bin/python`` in a conda-forge-like layout, :func:`python_files`, so ``sys.prefix``
+  and ``site-packages`` are the environment's own wherever it lies — the staging folder during
+  ``create``, then the final prefix — a stand-in for conda-forge's python that uv installs into
+  and that reports what is really installed), ``python_abi``,
   and noarch-python packages ``pip``, ``tinyconda`` (main) and ``tinyconda-dev`` (dev); and tiny
   real wheels (:mod:`tests.support.wheels`): ``tinyalpha`` (needs ``tinybeta``), ``tinybeta``,
   ``tinydev`` (a console script) and ``tinyother``.
@@ -42,20 +43,42 @@ def _base_python() -> tuple[Path, str]:
     return exe, f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
 
 
+def python_files(exe: Path, mm: str) -> dict[str, bytes]:
+    """A conda-forge-like python layout around the real interpreter binary, no ``pyvenv.cfg``.
+
+    CPython finds its prefix from the binary's location: ``lib/pythonX.Y/os.py`` (the landmark)
+    next to ``bin/`` makes ``sys.prefix`` the environment wherever it lies (the staging folder,
+    then the final one), as with conda-forge's python. Startup needs ``encodings`` from that
+    prefix (copied, ~1.5 MB of ``.py`` files); the rest of the standard library is found
+    through a ``.pth`` file naming the real one (``site`` reads it after startup). The
+    environment's ``site-packages`` is its own.
+    """
+    stdlib = exe.parent.parent / "lib" / f"python{mm}"
+    lib = f"lib/python{mm}"
+    files = {
+        "bin/python": exe.read_bytes(),
+        f"{lib}/os.py": (stdlib / "os.py").read_bytes(),
+        f"{lib}/lib-dynload/README": b"the real lib-dynload is on sys.path (site-packages .pth)\n",
+        f"{lib}/site-packages/_real_stdlib.pth": f"{stdlib}\n{stdlib / 'lib-dynload'}\n".encode(),
+    }
+    for module in sorted((stdlib / "encodings").glob("*.py")):
+        files[f"{lib}/encodings/{module.name}"] = module.read_bytes()
+    return files
+
+
 def conda_packages() -> list[Package]:
     exe, version = _base_python()
     mm = ".".join(version.split(".")[:2])
     tag = mm.replace(".", "")
-    cfg = f"home = {exe.parent}\ninclude-system-site-packages = false\nversion = {version}\n"
     noarch_py = {"noarch": "python", "subdir": "noarch", "build": "pyhd8ed1ab_0"}
     return [
         Package(
             name="python",
             version=version,
-            build="venv_0",
+            build="h0_0_cpython",
             subdir=PLATFORM,
             constrains=[f"python_abi {mm}.* *_cp{tag}"],
-            files={"bin/python": exe.read_bytes(), "pyvenv.cfg": cfg.encode()},
+            files=python_files(exe, mm),
         ),
         Package(name="python_abi", version=mm, build=f"8_cp{tag}", subdir=PLATFORM),
         *(

@@ -3,8 +3,9 @@
 The locks are written by the real tools' own code (:mod:`tests.envs.lock_builders`): conda-lock's
 writer and explicit renderer, py-rattler's pixi.lock writer. Each is built by the real CLI in a
 subprocess into a prefix, and the result is checked from inside the environment's own Python
-(the fixture's python is the real interpreter binary with a ``pyvenv.cfg``: its ``sys.prefix``
-and ``site-packages`` are the environment's) and in ``conda-meta``.
+(the fixture's python is the real interpreter binary in a conda-forge-like layout, no
+``pyvenv.cfg``: its ``sys.prefix`` and ``site-packages`` are the environment's, in the staging
+folder as in the final one) and in ``conda-meta``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def conda_meta(prefix: Path) -> set[str]:
 
 def assert_built(prefix: Path, conda: set[str], pypi: set[str], conda_modules: list[str]) -> None:
     assert conda_meta(prefix) == conda
+    assert not (prefix / "pyvenv.cfg").exists()  # a conda environment, not a venv
     seen = inside(prefix, [p.replace("-", "_") for p in sorted(pypi)] + conda_modules)
     assert seen["prefix"] == str(prefix)
     assert seen["dists"] == sorted(pypi)
@@ -416,21 +418,23 @@ def test_a_pixi_pypi_entry_without_a_hash_is_refused_naming_it(fx: Fixture, tmp_
 # --- with the lock half of issue 9 ----------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_dlsetup_lock_of_a_pip_section_then_create_installs_every_package(
     fx: Fixture, tmp_path: Path
 ) -> None:
-    """``dlsetup lock`` resolves the pip: section with uv (against a local index); ``create``
-    installs the lock it wrote, conda and PyPI parts, into one environment."""
+    """``dlsetup lock ./environment.yml`` (a ``pip:`` section and selectors) resolves the PyPI
+    part with uv against a local index; ``create --from-lock`` of the lock it wrote, and
+    ``create ./environment.yml`` directly, install the conda and PyPI parts into one
+    environment, as its own Python sees it, with the console script pointing at it."""
     from tests.envs.lock_builders import WHEELS
     from tests.support.wheels import build_index
 
     index = build_index(tmp_path / "index", WHEELS)
     env = tmp_path / "environment.yml"
     env.write_text(
-        f"name: e2e\nchannels:\n  - {fx.channel_url}\ndependencies:\n  - python 3.11.*\n"
-        f"  - tinyconda\n  - pip\n  - pip:\n    - --index-url {index}\n    - tinyalpha\n"
-        "    - tinydev\nplatforms:\n  - linux-64\n"
+        f"name: e2e\nchannels:\n  - {fx.channel_url}\n  - nodefaults\ndependencies:\n"
+        "  - python 3.11.*\n  - tinyconda\n  - tinyconda-dev  # [osx]\n  - pip\n  - pip:\n"
+        f"    - --index-url {index}\n    - tinyalpha\n    - tinydev  # [linux]\n"
+        "    - tinyother  # [win]\n"
     )
     locked = run_cli("lock", str(env), "--platform", PLATFORM, "--output", str(tmp_path / "out"),
                      env=CHECKOUT)  # fmt: skip
@@ -439,12 +443,21 @@ def test_dlsetup_lock_of_a_pip_section_then_create_installs_every_package(
     code, _out, err = create(lock, tmp_path / "env")
     assert code == 0, err
     assert "Plan: 3 conda packages and 3 PyPI packages" in err
-    assert_built(
-        tmp_path / "env",
-        {"python", "pip", "tinyconda"},
-        {"tinyalpha", "tinybeta", "tinydev"},
-        ["tinyconda"],
-    )
+    direct = run_cli("create", str(env), "--prefix", str(tmp_path / "direct"), "--variant", "cpu",
+                     "--no-smoke", "--no-jupyter", env=CHECKOUT)  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    assert "Plan: 3 conda packages and 3 PyPI packages" in direct.stderr
+    for prefix in (tmp_path / "env", tmp_path / "direct"):
+        assert_built(
+            prefix,
+            {"python", "pip", "tinyconda"},  # not tinyconda-dev: # [osx]
+            {"tinyalpha", "tinybeta", "tinydev"},  # not tinyother: # [win]
+            ["tinyconda", "pip"],
+        )
+        script = prefix / "bin" / "tinydev"
+        assert script.read_text().splitlines()[0] == f"#!{prefix}/bin/python"
+        ran = subprocess.run([str(script)], capture_output=True, text=True, env={"PATH": "/bin"})
+        assert ran.stdout == "tinydev ok\n", ran.stderr
 
 
 def test_a_package_listed_twice_is_a_clear_usage_error(conda_lock: Path, tmp_path: Path) -> None:
