@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dlsetup.checks import companions, environment_faults, frameworks, health, nvidia, system
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import SEVERITIES, Finding, Severity
+from dlsetup.checks.supersede import supersede
 
 Check = Callable[[DoctorFacts], list[Finding]]
 
@@ -104,6 +105,10 @@ def check_probe_errors(facts: DoctorFacts) -> list[Finding]:
 def evaluate(facts: DoctorFacts) -> tuple[Finding, ...]:
     """Run every check; a check that raises becomes a ``probe.failed`` finding, never a crash.
 
+    A generic finding that a specific one explains (``framework.import_failed`` beside
+    ``ld_library_path.shadows_framework_libs``) is downgraded to ``info`` and points to it
+    (:mod:`dlsetup.checks.supersede`).
+
     Returns:
         Findings sorted by severity (errors first), then in check order.
     """
@@ -122,6 +127,7 @@ def evaluate(facts: DoctorFacts) -> tuple[Finding, ...]:
                     {"check": check.__name__, "error": f"{type(exc).__name__}: {exc}"},
                 )
             )
+    found = supersede(found)  # a named cause downgrades the generic "reinstall" finding
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     return tuple(sorted(found, key=lambda f: -rank[f.severity]))
 

@@ -16,7 +16,7 @@ import shlex
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
 from dlsetup.facts import Missing
-from dlsetup.probes.cuda_libs import CudaLibsFacts, GpuAccessFacts
+from dlsetup.probes.cuda_libs import CudaLibsFacts, GpuAccessFacts, LdPathEntry
 from dlsetup.probes.cuda_wheels import WheelPin
 from dlsetup.probes.frameworks import FrameworkProbe, TensorflowBuild, TorchBuild
 
@@ -246,7 +246,7 @@ def check_ld_library_path(facts: DoctorFacts) -> list[Finding]:
     libs = _cuda_libs(facts)
     if libs is None or not libs.ld_library_path:
         return []
-    found: list[Finding] = []
+    hits: list[tuple[str, str, str, list[LdPathEntry]]] = []
     for framework, text in _framework_texts(facts):
         library = _library_of(text)
         if library is None:
@@ -256,8 +256,13 @@ def check_ld_library_path(facts: DoctorFacts) -> list[Finding]:
             for e in libs.ld_library_path
             if any(n == library + ".so" or n.startswith(library + ".so.") for n in e.libraries)
         ]
-        if not culprits:
-            continue
+        if culprits:
+            hits.append((framework, text, library, culprits))
+    found: list[Finding] = []
+    # One finding: the same directory shadows every framework; "frameworks" lists each one whose
+    # failure it explains (their generic import findings are superseded by this one).
+    explained = sorted({framework for framework, *_ in hits})
+    for framework, text, library, culprits in hits[:1]:
         bad = {e.directory for e in culprits}
         keep = [e.directory for e in libs.ld_library_path if e.directory not in bad]
         command = (
@@ -280,6 +285,7 @@ def check_ld_library_path(facts: DoctorFacts) -> list[Finding]:
                 "other entries for this shell.",
                 {
                     "framework": framework,
+                    "frameworks": explained,
                     "library": library,
                     "error": text.strip()[:500],
                     "shadowing_directories": sorted(bad),
@@ -288,7 +294,6 @@ def check_ld_library_path(facts: DoctorFacts) -> list[Finding]:
                 command=command,
             )
         )
-        break  # one finding: the same directory shadows every framework
     return found
 
 

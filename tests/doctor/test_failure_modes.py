@@ -107,6 +107,12 @@ def test_old_cuda_dir_on_ld_library_path_is_named_and_removed_by_the_fix(
     assert f["details"]["library"] == "libcublasLt"
     assert f["command"] == f"export LD_LIBRARY_PATH={fake_nvml_dir}"
     assert "Reinstalling torch does not help" in f["message"]
+    # The generic import finding is kept for its facts but no longer says "reinstall".
+    generic = finding(data, "framework.import_failed")
+    assert generic["severity"] == "info"
+    assert generic["details"]["superseded_by"] == "ld_library_path.shadows_framework_libs"
+    assert generic["command"] == ""
+    assert "--force-reinstall" not in generic["fix"]
 
 
 def test_import_failure_with_a_clean_ld_library_path_is_not_blamed_on_it(
@@ -117,8 +123,11 @@ def test_import_failure_with_a_clean_ld_library_path_is_not_blamed_on_it(
     cpu_tf(site)
     env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(site)}
     _, data, _ = doctor(env)
-    assert "framework.import_failed" in ids(data)
     assert "ld_library_path.shadows_framework_libs" not in ids(data)
+    generic = finding(data, "framework.import_failed")
+    assert generic["severity"] == "error"
+    assert "superseded_by" not in generic["details"]
+    assert "--force-reinstall torch" in generic["command"]
 
 
 def test_ld_library_path_probe_lists_only_cuda_libraries(tmp_path: Path) -> None:
