@@ -268,6 +268,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     backend: str,
     torch_index_url: str | None,
     index_url: str | None,
+    torch_version: str | None,
     check: Path | None,
     platforms: tuple[str, ...],
     all_platforms: bool,
@@ -304,13 +305,13 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
         lock_venv_command(
             venv_request(target, variant, cuda, gpu_arch, python_version, platforms,
-                         all_platforms, torch_index_url, index_url),
+                         all_platforms, torch_index_url, index_url, torch_version),
             output, force=force, as_json=as_json,
         )  # fmt: skip
         return
     from dlsetup.commands.venv import refuse_venv_only
 
-    refuse_venv_only(ctx, torch_index_url, index_url)
+    refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
     from dlsetup.envs.request import LockRequest, lock_target
     from dlsetup.envs.virtual import sources_text
     from dlsetup.output import dumps, envelope, make_console
@@ -529,6 +530,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     backend: str,
     torch_index_url: str | None,
     index_url: str | None,
+    torch_version: str | None,
     prefix: Path | None,
     name: str | None,
     from_lock: Path | None,
@@ -562,10 +564,10 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
                 ctx=ctx,
             )
     else:
-        refuse_venv_only(ctx, torch_index_url, index_url)
+        refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
     request = (
         venv_request(target, variant, cuda, gpu_arch, python_version, (), False,
-                     torch_index_url, index_url)
+                     torch_index_url, index_url, torch_version)
         if target is not None and backend == "venv"
         else LockRequest(target, variant, cuda, (), False, python_version, channels, engine,
                          gpu_arch)

@@ -40,6 +40,14 @@ def venv_options(func: Any) -> Any:
             metavar="URL",
             help="venv: the index for everything else (default: https://pypi.org/simple).",
         ),
+        click.option(
+            "--torch-version",
+            metavar="X.Y",
+            help="venv: lock this PyTorch release instead of the one chosen. Refused (exit 2, "
+            "with the releases that fit) where dlsetup's data shows it has no build for the "
+            "variant, the GPUs or the Python; a release newer than the data is allowed, its "
+            "wheel variant chosen by the rules of the newest release the data knows, and said so.",
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -54,10 +62,17 @@ def refuse_conda_only(ctx: click.Context, **given: Any) -> None:
 
 
 def refuse_venv_only(
-    ctx: click.Context, torch_index_url: str | None, index_url: str | None
+    ctx: click.Context,
+    torch_index_url: str | None,
+    index_url: str | None,
+    torch_version: str | None = None,
 ) -> None:
     """Refuse the venv backend's options with ``--backend conda``."""
-    for option, value in (("--torch-index-url", torch_index_url), ("--index-url", index_url)):
+    for option, value in (
+        ("--torch-index-url", torch_index_url),
+        ("--index-url", index_url),
+        ("--torch-version", torch_version),
+    ):
         if value:
             raise click.UsageError(f"{option} only applies to --backend venv", ctx=ctx)
 
@@ -72,6 +87,7 @@ def venv_request(  # noqa: PLR0917 - the lock options, passed on
     all_platforms: bool,
     torch_index_url: str | None,
     index_url: str | None,
+    torch_version: str | None = None,
 ) -> VenvLockRequest:
     """The venv backend's request from the command's options."""
     from dlsetup.envs.venv_backend import VenvLockRequest
@@ -86,6 +102,7 @@ def venv_request(  # noqa: PLR0917 - the lock options, passed on
         gpu_arch=gpu_arch,
         torch_index_url=torch_index_url,
         index_url=index_url,
+        torch_version=torch_version,
     )
 
 
@@ -107,6 +124,7 @@ def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
             "release": torch.release,
             "reason": torch.reason,
             "passed_over": list(torch.passed_over),
+            "release_note": torch.release_note or None,
         },
         "tensorflow": None
         if result.tensorflow is None
@@ -157,6 +175,8 @@ def lock_venv_command(
     say(f"Locked {result.name}{': ' + what if what else ''} for Python {result.python} with uv.")
     say(f"  Why: {variant_reason(result)}")
     if result.torch is not None:
+        if result.torch.release_note:
+            say(f"  Release: {result.torch.release_note}")
         for why in result.torch.passed_over:
             say(f"  Passed over {why}")
     for p in result.platforms:

@@ -3,6 +3,7 @@ a driver, as a pip command."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from packaging.version import Version
@@ -49,6 +50,8 @@ def recommend_torch(
     python: str | None = None,
     driver_version: str | None = None,
     installed: str | None = None,
+    *,
+    releases: Collection[str] | None = None,
 ) -> TorchPick | None:
     """The newest PyTorch CUDA wheel this driver runs and whose kernels every GPU can run.
 
@@ -66,12 +69,15 @@ def recommend_torch(
             than the newest release whose variants the data knows, and that release is the pick,
             the pick names the installed release instead (its variant chosen by the rules of the
             known one, and said so): the data ending is no reason to go back a release.
+        releases: consider only these releases (``--torch-version``); None: every known one.
 
     Returns:
         A :class:`TorchPick`, or None when no known wheel fits (driver too old for every build).
     """
     best: tuple[tuple[Version, int, Version], TorchPick] | None = None
     for release in torch_releases():
+        if releases is not None and release not in releases:
+            continue
         if python is not None:
             support = python_support("torch", release)
             if support is not None and not support.supports(python):

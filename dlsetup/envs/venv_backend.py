@@ -125,6 +125,7 @@ class VenvLockRequest:
         gpu_arch: ``--gpu-arch`` values.
         torch_index_url: the PyTorch index pattern (``{variant}`` is replaced) or one URL.
         index_url: the index for everything else.
+        torch_version: ``--torch-version X.Y``: the PyTorch release to lock (None: chosen).
     """
 
     target: str
@@ -136,6 +137,7 @@ class VenvLockRequest:
     gpu_arch: tuple[str, ...] = ()
     torch_index_url: str | None = None
     index_url: str | None = None
+    torch_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ class TorchIndexChoice:
         reason: why, in one line (the hardware, then the recommendation's note).
         passed_over: each newer variant of the release left out, and why.
         pick: the recommendation (``None`` for cpu).
+        release_note: why this release, where the data alone does not say it (the newest
+            release known has no CUDA facts; ``--torch-version`` newer than the data); empty
+            otherwise.
     """
 
     variant: str
@@ -155,6 +160,7 @@ class TorchIndexChoice:
     reason: str
     passed_over: tuple[str, ...] = ()
     pick: TorchPick | None = None
+    release_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,7 @@ class VenvLockResult:
         index_url: the default index.
         lock_path: the ``pylock.NAME.toml`` written.
         platforms: per platform.
+        request: what was asked for (recorded in the lock so ``lock --check`` can replay it).
     """
 
     name: str
@@ -201,6 +208,59 @@ class VenvLockResult:
     index_url: str
     lock_path: Path
     platforms: tuple[PlatformLock, ...] = field(default_factory=tuple)
+    request: VenvLockRequest | None = None
+
+
+def request_table(request: VenvLockRequest) -> dict[str, Any]:
+    """``[tool.dlsetup] request``: the options of the lock (those given; TOML has no null)."""
+    table: dict[str, Any] = {
+        "target": request.target,
+        "variant": request.variant,
+        "platforms": list(request.platforms),
+        "all_platforms": request.all_platforms,
+        "gpu_arch": list(request.gpu_arch),
+    }
+    for key in ("cuda", "python_version", "torch_index_url", "index_url", "torch_version"):
+        value = getattr(request, key)
+        if value is not None:
+            table[key] = value
+    return table
+
+
+def request_from_table(table: Mapping[str, Any]) -> VenvLockRequest:
+    """The request recorded by :func:`request_table`.
+
+    Raises:
+        InputError: the table is not one dlsetup wrote.
+    """
+
+    def text(key: str) -> str | None:
+        value = table.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"request.{key} is not a string", fix="lock again")
+        return value
+
+    def texts(key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"request.{key} is not a list of strings", fix="lock again")
+        return tuple(value)
+
+    target, variant = text("target"), text("variant")
+    if target is None or variant is None:
+        raise InputError("request has no target or variant", fix="lock again")
+    return VenvLockRequest(
+        target=target,
+        variant=variant,
+        cuda=text("cuda"),
+        platforms=texts("platforms"),
+        all_platforms=bool(table.get("all_platforms", False)),
+        python_version=text("python_version"),
+        gpu_arch=texts("gpu_arch"),
+        torch_index_url=text("torch_index_url"),
+        index_url=text("index_url"),
+        torch_version=text("torch_version"),
+    )
 
 
 # --- choosing --------------------------------------------------------------------------------
@@ -282,21 +342,105 @@ def _passed_over(pick: TorchPick, choice: VariantChoice) -> tuple[str, ...]:
     return tuple(reasons)
 
 
-def choose_torch_index(choice: VariantChoice, python: str) -> TorchIndexChoice:
+def _release_key(text: str) -> str:
+    parts = text.strip().split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise InputError(f"--torch-version {text!r} is not X.Y", fix="for example 2.14")
+    return f"{int(parts[0])}.{int(parts[1])}"
+
+
+def _supports(release: str, python: str) -> bool:
+    from dlsetup.compat.frameworks import python_support
+
+    support = python_support("torch", release)
+    return support is None or support.supports(python)
+
+
+def _rules_release(python: str) -> str | None:
+    """The newest release whose CUDA builds' arch lists are known and that supports ``python``."""
+    from packaging.version import Version
+
+    from dlsetup.compat.frameworks import torch_releases, torch_variant_facts
+
+    known = [r for r in torch_releases() if torch_variant_facts(r) and _supports(r, python)]
+    return max(known, key=Version) if known else None
+
+
+def _newest_without_facts_note(python: str, locked: str) -> str:
+    """Why a lock has ``locked`` and not the newest release the data knows, when that newest
+    release has no CUDA facts (torch 2.15 today); empty when there is nothing to explain."""
+    from packaging.version import Version
+
+    from dlsetup.compat.frameworks import torch_releases, torch_variant_facts
+
+    newest = next((r for r in reversed(torch_releases()) if _supports(r, python)), None)
+    rules = _rules_release(python)
+    if newest is None or rules is None or torch_variant_facts(newest):
+        return ""
+    if Version(newest) <= Version(rules):
+        return ""
+    return (
+        f"torch {newest} is the newest release the data knows; its CUDA builds are not in the "
+        f"data yet, so a CUDA lock takes {rules}, the newest whose builds' arch lists are known"
+        + ("" if locked in (newest, rules) else f" (this lock: {locked})")
+    )
+
+
+def _fitting_cuda_releases(choice: VariantChoice, python: str) -> list[str]:
+    """The releases with a CUDA wheel that runs on ``choice``'s driver and every GPU."""
+    from dlsetup.compat.frameworks import torch_releases
+    from dlsetup.compat.recommend import recommend_torch
+
+    assert choice.cuda is not None
+    ccs = [g.cc for g in choice.gpus]
+    return [
+        r
+        for r in torch_releases()
+        if recommend_torch(choice.cuda, ccs, python, choice.driver_version, releases=(r,))
+    ]
+
+
+def _refuse_release(release: str, why: str, choices: list[str]) -> InputError:
+    from dlsetup.errors import NoFittingBuildError
+
+    listed = ", ".join(choices) if choices else "none"
+    return NoFittingBuildError(
+        f"--torch-version {release}: {why}",
+        fix=f"choose one of: {listed} (or leave --torch-version out)",
+    )
+
+
+def choose_torch_index(
+    choice: VariantChoice, python: str, torch_version: str | None = None
+) -> TorchIndexChoice:
     """The PyTorch wheel variant and release for ``choice`` (doctor's recommendation for CUDA).
 
+    Args:
+        choice: the hardware choice.
+        python: the target Python.
+        torch_version: ``--torch-version X.Y``; None picks the release.
+
     Raises:
-        NoFittingBuildError: a CUDA choice and no known wheel runs on the driver and every GPU.
-        InputError: no release supports ``python``.
+        NoFittingBuildError: a CUDA choice and no known wheel runs on the driver and every GPU;
+            ``torch_version`` that the data shows has no build for the variant, the GPUs or the
+            Python (the message lists the releases that have one).
+        InputError: no release supports ``python``; ``torch_version`` not ``X.Y``.
     """
     from dlsetup.compat.frameworks import torch_releases
     from dlsetup.compat.recommend import recommend_torch
     from dlsetup.errors import NoFittingBuildError
 
+    if torch_version is not None:
+        return _choose_asked_release(choice, python, _release_key(torch_version))
     if choice.variant != "cuda" or choice.cuda is None:
         release = _newest_supporting(torch_releases(), "torch", python)
         why = "the Metal (MPS) backend is in the macOS wheel" if choice.variant == "mps" else ""
-        return TorchIndexChoice("cpu", release, "; ".join(r for r in (choice.reason, why) if r))
+        return TorchIndexChoice(
+            "cpu",
+            release,
+            "; ".join(r for r in (choice.reason, why) if r),
+            release_note=_newest_without_facts_note(python, release),
+        )
     ccs = [g.cc for g in choice.gpus]
     pick = recommend_torch(choice.cuda, ccs, python, choice.driver_version)
     if pick is None:
@@ -312,6 +456,149 @@ def choose_torch_index(choice: VariantChoice, python: str) -> TorchIndexChoice:
         f"{choice.reason}; {pick.note}{unchecked}",
         _passed_over(pick, choice),
         pick,
+        release_note=_newest_without_facts_note(python, pick.release),
+    )
+
+
+def _unverified_older(choice: VariantChoice, python: str, release: str) -> TorchIndexChoice:
+    """An older release whose CUDA wheels the data names without their arch lists: the newest
+    variant the driver runs, the GPUs not checked (said so); refused when none runs."""
+    from packaging.version import Version
+
+    from dlsetup.compat.cuda import driver_supports_cuda
+    from dlsetup.compat.frameworks import torch_variants, variant_cuda
+
+    assert choice.cuda is not None
+    support = {
+        v: driver_supports_cuda(choice.cuda, variant_cuda(v), choice.driver_version).support
+        for v in torch_variants(release)
+    }
+    runs = [v for v, s in support.items() if s in ("full", "minor_version_compat")]
+    if not runs:
+        listed = ", ".join(torch_variants(release)) or "none"
+        raise _refuse_release(
+            release,
+            f"dlsetup's data lists no CUDA wheel of PyTorch {release} that runs on CUDA "
+            f"{choice.cuda} (its variants: {listed})",
+            _fitting_cuda_releases(choice, python),
+        )
+    # full driver support first: under minor-version compatibility PTX cannot be JIT-compiled,
+    # and whether these wheels reach the GPUs through SASS is not known
+    variant = max(runs, key=lambda v: (support[v] == "full", Version(variant_cuda(v))))
+    return TorchIndexChoice(
+        variant,
+        release,
+        f"{choice.reason}; PyTorch {release} has a wheel built for CUDA {variant_cuda(variant)}",
+        (),
+        None,
+        release_note=(
+            f"--torch-version {release}; the arch lists of {release}'s CUDA wheels are not in "
+            "dlsetup's data: the GPUs were not checked against them (dlsetup doctor reads the "
+            "list from the installed build)"
+        ),
+    )
+
+
+def _choose_asked_release(choice: VariantChoice, python: str, release: str) -> TorchIndexChoice:
+    """``--torch-version``: the release asked for, refused where the data shows it cannot be."""
+    from packaging.version import Version
+
+    from dlsetup.compat.frameworks import (
+        newer_than_data,
+        python_support,
+        torch_releases,
+        torch_variant_facts,
+    )
+    from dlsetup.compat.recommend import recommend_torch
+
+    known = torch_releases()
+    supporting = [r for r in known if _supports(r, python)]
+    newer = newer_than_data("torch", release)
+    if release not in known and newer is None:
+        raise _refuse_release(release, "dlsetup's data knows no such PyTorch release", supporting)
+    support = python_support("torch", release)
+    if support is not None and not support.supports(python):
+        raise _refuse_release(
+            release,
+            f"PyTorch {release} supports Python {support.minimum}-{support.maximum}, not {python}",
+            supporting,
+        )
+    notes: list[str] = []
+    if newer is not None:
+        notes.append(
+            f"{newer.note}; its Python range is not checked, and uv finds whether the index has it"
+        )
+    cuda = choice.variant == "cuda" and choice.cuda is not None
+    if cuda and release in known and torch_variant_facts(release):
+        assert choice.cuda is not None
+        ccs = [g.cc for g in choice.gpus]
+        pick = recommend_torch(choice.cuda, ccs, python, choice.driver_version, releases=(release,))
+        if pick is None:
+            gpus = ", ".join(g.label for g in choice.gpus) or "no GPU named"
+            raise _refuse_release(
+                release,
+                f"no CUDA wheel of PyTorch {release} in dlsetup's data runs on CUDA {choice.cuda} "
+                f"with {gpus}",
+                _fitting_cuda_releases(choice, python),
+            )
+        unchecked = (
+            "" if ccs else "; no GPU known (--gpu-arch names them): no arch list was checked"
+        )
+        return TorchIndexChoice(
+            pick.variant,
+            release,
+            f"{choice.reason}; {pick.note}{unchecked}",
+            _passed_over(pick, choice),
+            pick,
+            release_note=f"--torch-version {release}",
+        )
+    if (
+        cuda
+        and release in known
+        and (rules_of := _rules_release(python)) is not None
+        and (Version(release) < Version(rules_of))
+    ):
+        assert choice.cuda is not None
+        return _unverified_older(choice, python, release)
+    if cuda:
+        assert choice.cuda is not None
+        rules = _rules_release(python)
+        ccs = [g.cc for g in choice.gpus]
+        pick = (
+            None
+            if rules is None
+            else recommend_torch(choice.cuda, ccs, python, choice.driver_version, releases=(rules,))
+        )
+        if pick is None:
+            raise _refuse_release(
+                release,
+                f"its CUDA builds are not in dlsetup's data, and by the rules of "
+                f"{rules or 'no known release'} no CUDA wheel runs on CUDA {choice.cuda} with "
+                f"{', '.join(g.label for g in choice.gpus) or 'no GPU named'}",
+                _fitting_cuda_releases(choice, python),
+            )
+        notes.append(
+            f"PyTorch {release}'s CUDA builds are not in dlsetup's data: wheel variant "
+            f"{pick.variant} is chosen by the rules of {pick.release} (whose arch list every GPU "
+            f"runs); {release}'s own arch list is not checked: dlsetup doctor reads it from the "
+            "installed build"
+        )
+        return TorchIndexChoice(
+            pick.variant,
+            release,
+            f"{choice.reason}; {pick.note}",
+            (),
+            pick,
+            release_note=f"--torch-version {release}; " + "; ".join(notes),
+        )
+    why = "the Metal (MPS) backend is in the macOS wheel" if choice.variant == "mps" else ""
+    if release in known and Version(release) < Version(known[-1]) and not notes:
+        notes.append(f"newest known: {known[-1]}")
+    return TorchIndexChoice(
+        "cpu",
+        release,
+        "; ".join(r for r in (choice.reason, why) if r),
+        release_note="; ".join([f"--torch-version {release}", *notes]),
     )
 
 
@@ -469,7 +756,12 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         has_variant=lambda v: v == "cuda" or (v == "mps" and has_torch),
         gpu_arch=request.gpu_arch,
     )
-    torch = choose_torch_index(choice, python) if has_torch else None
+    if request.torch_version is not None and not has_torch:
+        raise InputError(
+            f"--torch-version applies to pytorch and both, not {request.target}",
+            fix="drop --torch-version",
+        )
+    torch = choose_torch_index(choice, python, request.torch_version) if has_torch else None
     tf_cuda = _tensorflow_cuda(choice, python) if request.target != "pytorch" else None
     tf_release = (
         _newest_supporting(tf_releases(), "tensorflow", python)
@@ -514,6 +806,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         index_url=index_url,
         lock_path=lock_path,
         platforms=tuple(results),
+        request=request,
     )
     output.mkdir(parents=True, exist_ok=True)
     write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))
@@ -542,8 +835,12 @@ def tool_table(result: VenvLockResult) -> dict[str, Any]:
         table["torch_variant"] = result.torch.variant
         table["torch_release"] = result.torch.release
         table["passed_over"] = list(result.torch.passed_over)
+        if result.torch.release_note:
+            table["torch_release_note"] = result.torch.release_note
     if result.tensorflow is not None:
         table["tensorflow"] = result.tensorflow[0]
+    if result.request is not None:
+        table["request"] = request_table(result.request)
     return table
 
 
@@ -568,6 +865,8 @@ def header_lines(result: VenvLockResult) -> list[str]:
     if result.torch is not None:
         lines.append(f"PyTorch {result.torch.release}, wheel variant {result.torch.variant}.")
         lines.append(f"  Why: {result.torch.reason}.")
+        if result.torch.release_note:
+            lines.append(f"  Release: {result.torch.release_note}.")
         lines += [f"  Passed over: {why}." for why in result.torch.passed_over]
     if result.tensorflow is not None:
         lines.append(f"TensorFlow: {result.tensorflow[0]} ({result.tensorflow[1]}).")
