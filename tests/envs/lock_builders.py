@@ -18,6 +18,8 @@
   two environments, conda and PyPI packages — then adds to each PyPI entry the ``sha256`` and
   ``requires_dist`` pixi records (py-rattler 0.28's ``add_pypi_package`` takes no hash), and
   checks that rattler reads the hashes back.
+* :func:`write_pixi_lock_v6` writes the same environments in pixi's **version 6** format (pixi
+  0.40-0.5x, still the most common in repositories), field for field as in genuine v6 files.
 """
 
 from __future__ import annotations
@@ -267,4 +269,63 @@ def write_pixi_lock(
         back = rattler.LockFile.from_path(path).default_environment()
         assert back is not None
         assert all(p.hashes and p.hashes.sha256 for p in back.pypi_packages()[PLATFORM])
+    return path
+
+
+def _v6_conda_entry(record: Any) -> dict[str, Any]:
+    """A conda package as pixi writes it in a v6 pixi.lock: the URL, then only what the URL does
+    not say (name, version and build come from the file name; the subdir too, except from a
+    ``file://`` URL, where rattler's v6 reader asks for it)."""
+    entry: dict[str, Any] = {"conda": record.url}
+    if record.url.startswith("file:"):  # rattler derives the subdir from http(s) URLs only
+        entry["subdir"] = str(record.subdir)
+    entry.update(sha256=record.sha256.hex(), md5=record.md5.hex())
+    if record.depends:
+        entry["depends"] = list(record.depends)
+    if record.constrains:
+        entry["constrains"] = list(record.constrains)
+    if record.noarch.python:
+        entry["noarch"] = "python"
+    if record.license:
+        entry["license"] = record.license
+    if record.size:
+        entry["size"] = record.size
+    if record.timestamp is not None:
+        entry["timestamp"] = int(record.timestamp.timestamp() * 1000)
+    return entry
+
+
+def write_pixi_lock_v6(fixture: Fixture, path: Path) -> Path:
+    """A pixi.lock in the version 6 format pixi 0.40-0.5x writes (the :data:`PIXI_ENVS`
+    environments), copied field for field from genuine v6 files: ``channels`` as ``- url:``,
+    ``indexes``, per-platform ``- conda:``/``- pypi:`` URL lists, and a ``packages`` list whose
+    conda entries omit what the file name says and whose PyPI entries carry name, version,
+    sha256, ``requires_dist`` and ``requires_python``."""
+    import yaml
+
+    versions = {w.name: w.version for w in WHEELS}
+    requires = {w.name: list(w.requires) for w in WHEELS}
+    environments: dict[str, Any] = {}
+    packages: dict[str, dict[str, Any]] = {}
+    for env, (specs, pypi) in PIXI_ENVS.items():
+        records = sorted(solve(fixture, specs), key=lambda r: str(r.name.normalized))
+        urls: list[dict[str, str]] = [{"conda": r.url} for r in records]
+        for r in records:
+            packages.setdefault(r.url, _v6_conda_entry(r))
+        for name in sorted(pypi):
+            url = fixture.wheel_url(name)
+            urls.append({"pypi": url})
+            entry: dict[str, Any] = {"pypi": url, "name": name, "version": versions[name],
+                                     "sha256": fixture.wheel_sha256(name)}  # fmt: skip
+            if requires[name]:
+                entry["requires_dist"] = requires[name]
+            entry["requires_python"] = ">=3.9"
+            packages.setdefault(url, entry)
+        environments[env] = {
+            "channels": [{"url": fixture.channel_url + "/"}],
+            "indexes": ["https://pypi.org/simple"],
+            "packages": {PLATFORM: urls},
+        }
+    data = {"version": 6, "environments": environments, "packages": list(packages.values())}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

@@ -31,6 +31,7 @@ from tests.envs.lock_builders import (
     write_conda_lock,
     write_explicit,
     write_pixi_lock,
+    write_pixi_lock_v6,
 )
 from tests.support.proc import REPO, run_cli
 
@@ -404,6 +405,38 @@ def test_pixi_lock_two_environments_each_installs_its_own_packages(
         {"tinyalpha", "tinybeta", "tinydev", "tinyother"},
         ["tinyconda_dev"],
     )
+
+
+def test_pixi_lock_version_6_with_pypi_packages_installs_each_environment(
+    fx: Fixture, tmp_path: Path
+) -> None:
+    """pixi's v6 format (pixi 0.40-0.5x; most pixi.lock files in repositories): conda entries
+    without name/version/build, PyPI entries with their sha256 and requires_dist."""
+    lock = write_pixi_lock_v6(fx, tmp_path / "pixi.lock")
+    assert lock.read_text().startswith("version: 6\n")
+    locked = read_locked_environment(lock, PLATFORM, environment="dev")
+    assert (locked.format, len(locked.conda), len(locked.pypi)) == ("pixi", 2, 4)
+    code, out, err = create(lock, tmp_path / "default", "--json")
+    assert code == 0, err
+    data = json.loads(out)["data"]
+    assert (data["packages"], data["pypi_packages"], data["lock_format"]) == (3, 2, "pixi")
+    assert_built(tmp_path / "default", {"python", "pip", "tinyconda"}, {"tinyalpha", "tinybeta"},
+                 ["tinyconda", "pip"])  # fmt: skip
+    code, _, err = create(lock, tmp_path / "dev", "--environment", "dev")
+    assert code == 0, err
+    assert_built(
+        tmp_path / "dev",
+        {"python", "tinyconda-dev"},
+        {"tinyalpha", "tinybeta", "tinydev", "tinyother"},
+        ["tinyconda_dev"],
+    )
+    # the PyPI hash is checked: a v6 entry whose sha256 is not the wheel's is refused
+    text = lock.read_text()
+    lock.write_text(text.replace(fx.wheel_sha256("tinybeta"), "0" * 64))
+    code, _, err = create(lock, tmp_path / "tampered")
+    assert code == 4, err
+    assert "hash mismatch for the PyPI package tinybeta 0.5" in err
+    assert not (tmp_path / "tampered").exists()
 
 
 def test_a_pixi_pypi_entry_without_a_hash_is_refused_naming_it(fx: Fixture, tmp_path: Path) -> None:
