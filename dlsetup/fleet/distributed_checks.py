@@ -259,14 +259,8 @@ def _smoke_grid(device: str, seed: int, steps: int) -> dict[str, Any]:
     if smoke_dir not in sys.path:
         sys.path.insert(0, smoke_dir)
     torch_worker = importlib.import_module("torch_worker")
-    try:  # the smoke worker's modules after worker_common was split
-        worker_device = importlib.import_module("worker_device")
-        return dict(worker_device.run_device(torch_worker.load(), device, seed, steps))
-    except ImportError:
-        worker_common = importlib.import_module("worker_common")
-        injection = worker_common.parse_injection("", "torch")
-        backend = torch_worker.load(injection)
-        return dict(worker_common.run_device(backend, device, seed, steps, injection))
+    worker_device = importlib.import_module("worker_device")
+    return dict(worker_device.run_device(torch_worker.load(), device, seed, steps))
 
 
 def phase_grid(run: Any, torch: Any, dist: Any, device: str) -> None:
