@@ -334,9 +334,24 @@ async def _solve_all(
     cache_dir: Path | None,
 ) -> dict[str, tuple[list[Any], float]]:
     import rattler
+
+    from dlsetup.envs.repodata_hashes import repodata_cache
+
+    with repodata_cache(channel_urls, cache_dir) as cache:  # no credentials in a cache file
+        gateway = rattler.Gateway(cache_dir=cache) if cache else rattler.Gateway()
+        return await _solve_each(env, channel_urls, platforms, per_platform, gateway)
+
+
+async def _solve_each(
+    env: RenderedEnvironment,
+    channel_urls: tuple[str, ...],
+    platforms: tuple[str, ...],
+    per_platform: dict[str, tuple[VirtualPackage, ...]],
+    gateway: Any,
+) -> dict[str, tuple[list[Any], float]]:
+    import rattler
     from rattler.exceptions import SolverError
 
-    gateway = rattler.Gateway(cache_dir=cache_dir) if cache_dir else rattler.Gateway()
     channels = [rattler.Channel(c) for c in channel_urls]
     solutions: dict[str, tuple[list[Any], float]] = {}
     for platform in platforms:

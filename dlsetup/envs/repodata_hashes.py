@@ -6,7 +6,8 @@ all the same: its URL names the channel and subdir, and the channel's ``repodata
 the archive's sha256 (and md5). This module looks each unhashed package up there, through
 rattler's :class:`rattler.Gateway` (the same library, HTTP client, credential handling and
 on-disk repodata cache the solve uses; ``${VAR}`` placeholders filled in by
-:func:`dlsetup.envs.credentials.expand_auth` only for the query), and gives the record the
+:func:`dlsetup.envs.credentials.expand_auth` only for the query, and a private channel's
+repodata cached only for the call, :func:`repodata_cache`), and gives the record the
 channel's sha256 and md5. The archive is then fetched and checked against them like any locked
 hash (:func:`dlsetup.envs.install.fetch_verified`).
 
@@ -16,12 +17,20 @@ fails naming the line and the fix: write the file with hashes (``conda list --ex
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlsetup.envs.credentials import canonical, expand_auth, redact
+from dlsetup.envs.credentials import (
+    canonical,
+    expand_auth,
+    has_literal_auth,
+    placeholders,
+    redact,
+)
 from dlsetup.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -55,23 +64,37 @@ def _channel_and_subdir(rec: Any) -> tuple[str, str]:
     return base, subdir
 
 
+@contextlib.contextmanager
+def repodata_cache(channels: Iterable[str], cache_dir: Path | None) -> Iterator[Path | None]:
+    """The rattler repodata cache to use for ``channels``: ``cache_dir`` (``None``: rattler's
+    own), or, when a channel URL carries credentials (``${VAR}`` placeholders, or values
+    already filled in), a private folder removed afterwards: rattler's cache writes the URL it
+    fetched, credentials included, into its ``.info.json`` and shard-cache files."""
+    if not any(placeholders(c) or has_literal_auth(c) for c in channels):
+        yield cache_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="dlsetup-repodata-") as tmp:
+        yield Path(tmp)
+
+
 async def _query(
     groups: dict[tuple[str, str], list[Any]], cache_dir: Path | None, lock: Path
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """``{(channel, subdir): {file name: repodata record}}`` for the names asked."""
     import rattler
 
-    gateway = rattler.Gateway(cache_dir=cache_dir) if cache_dir else rattler.Gateway()
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for (channel, subdir), records in groups.items():
         names = sorted({str(r.name.normalized) for r in records})
         try:
-            result = await gateway.query(
-                [rattler.Channel(expand_auth(channel))],
-                [subdir],  # type: ignore[list-item]
-                names,
-                recursive=False,
-            )
+            with repodata_cache([channel], cache_dir) as cache:
+                gateway = rattler.Gateway(cache_dir=cache) if cache else rattler.Gateway()
+                result = await gateway.query(
+                    [rattler.Channel(expand_auth(channel))],
+                    [subdir],  # type: ignore[list-item]
+                    names,
+                    recursive=False,
+                )
         except Exception as exc:  # no repodata.json there, unreachable, unreadable
             rec = records[0]
             raise IntegrityError(
@@ -146,4 +169,4 @@ async def hashes_from_repodata(contents: LockContents, cache_dir: Path | None) -
     )
 
 
-__all__ = ["FIX", "hashes_from_repodata", "unhashed"]
+__all__ = ["FIX", "hashes_from_repodata", "repodata_cache", "unhashed"]

@@ -253,9 +253,19 @@ def test_lock_check_sees_a_changed_pip_requirement_and_the_hash_covers_the_pypi_
 @pytest.fixture
 def private_index(wheel_index: Path) -> Iterator[tuple[str, list[str | None]]]:
     """The wheel index over HTTP on 127.0.0.1, demanding basic auth: ``(base URL, headers seen)``."""
+    yield from _serve(wheel_index)
+
+
+@pytest.fixture
+def private_channel(channel_dir: Path) -> Iterator[tuple[str, list[str | None]]]:
+    """The conda channel over HTTP on 127.0.0.1, demanding basic auth: ``(host, headers seen)``."""
+    yield from _serve(channel_dir)
+
+
+def _serve(directory: Path) -> Iterator[tuple[str, list[str | None]]]:
     seen: list[str | None] = []
     handler = functools.partial(
-        type("Handler", (_AuthHandler,), {"seen": seen}), directory=str(wheel_index)
+        type("Handler", (_AuthHandler,), {"seen": seen}), directory=str(directory)
     )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -290,6 +300,28 @@ def test_a_private_index_gets_credentials_from_the_environment_and_the_lock_keep
     for written in (path.parent / "out").iterdir():
         assert PASSWORD not in written.read_text(), written
     assert PASSWORD not in result.output
+
+
+def test_a_private_channels_credentials_reach_no_repodata_cache_file(
+    private_channel: tuple[str, list[str | None]],
+    index_url: str,
+    tmp_path: Path,
+    isolated_dirs: dict[str, str],
+) -> None:
+    """rattler's repodata cache writes the URL it fetched (credentials filled in) into its
+    ``.info.json`` files: a channel with ``${VAR}`` credentials is solved with a private cache
+    removed afterwards (found by the explicit-lock repodata lookup's test, which has the same
+    rule)."""
+    host, seen = private_channel
+    channel = f"http://${{CH_USER}}:${{CH_PASSWORD}}@{host}/"
+    path = environment(tmp_path, index_url, ["tiny-app"])
+    result = lock(path, channel, "--platform", "linux-64",
+                  env={"CH_USER": USER, "CH_PASSWORD": PASSWORD})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert _AuthHandler.expected in seen
+    cache = Path(isolated_dirs["XDG_CACHE_HOME"])
+    written = [p for p in cache.rglob("*") if p.is_file()]
+    assert not [p for p in written if PASSWORD.encode() in p.read_bytes()]
 
 
 @pytest.mark.network
