@@ -226,7 +226,8 @@ which CUDA line each platform got and why (the GPU that ruled out a newer one).
     help="Do not lock: say whether LOCKFILE is still what this command would make from its "
     "inputs (environment file, variant, CUDA version, GPUs, platforms, virtual packages). Exit 0 "
     "when current, 1 when stale (one line per reason). Options not given are the lock's own; "
-    "TARGET names your environment file for a lock of one. No solve, no network.",
+    "TARGET names your environment file for a lock of one. A pylock.toml (--backend venv) is "
+    "checked against the request its [tool.dlsetup] table records. No solve, no network.",
 )
 @click.option(
     "--platform",
@@ -287,15 +288,20 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     with the glibc/macOS/kernel versions detected here, others with documented minimums; a CUDA
     lock records the CUDA version it was solved for, never a silent default.
     """
-    if check is not None and (backend == "venv" or check.name.startswith("pylock")):
+    if check is not None and backend == "venv" and not check.name.startswith("pylock"):
         raise click.UsageError(
-            "lock --check reads conda locks; for a pylock.toml, lock again with --backend venv "
-            "and compare (its header says what it was locked for)",
+            f"--backend venv checks a PEP 751 lock (pylock.toml, pylock.NAME.toml), not "
+            f"{check.name}",
             ctx=ctx,
         )
     if check is not None:
+        if not check.name.startswith("pylock"):
+            from dlsetup.commands.venv import refuse_venv_only
+
+            refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
         _check_lock(ctx, check, target, variant, cuda, gpu_arch, python_version, channels,
-                    platforms, all_platforms, force=force, as_json=as_json)  # fmt: skip
+                    platforms, all_platforms, force=force, as_json=as_json,
+                    venv=(torch_version, torch_index_url, index_url))  # fmt: skip
         return
     if target is None:
         raise click.UsageError("Missing argument 'TARGET'.", ctx=ctx)
@@ -370,6 +376,7 @@ def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
     *,
     force: bool,
     as_json: bool,
+    venv: tuple[str | None, str | None, str | None] = (None, None, None),
 ) -> None:
     """``dlsetup lock --check LOCKFILE``: exit 0 when current, 1 when stale."""
     for name, option in (("output", "--output"), ("engine", "--engine")):
@@ -389,6 +396,9 @@ def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
         all_platforms=all_platforms,
         python_version=python_version,
         channels=channels,
+        torch_version=venv[0],
+        torch_index_url=venv[1],
+        index_url=venv[2],
     )
     result = check_lock(lock_path, request)
     if as_json:
@@ -436,6 +446,8 @@ def _relock_command(result: Any, target: str | None) -> str:
     if what == "file":
         what = "ENVIRONMENT.yml"
     parts = ["dlsetup lock", what, "--variant", result.variant]
+    if result.lock.name.startswith("pylock"):  # a venv lock
+        parts[2:2] = ["--backend", "venv"]
     if result.cuda:
         parts += ["--cuda", result.cuda]
     for platform in result.platforms:

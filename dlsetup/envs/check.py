@@ -68,7 +68,8 @@ class Difference:
 
     Attributes:
         kind: ``environment``, ``variant``, ``cuda``, ``gpus``, ``platforms``, ``python``,
-            ``channels``, ``cuda_line``, ``virtual_packages`` or ``content_hash``.
+            ``channels``, ``cuda_line``, ``virtual_packages`` or ``content_hash``; for a venv
+            lock also ``torch``, ``tensorflow`` and ``index``.
         platform: the platform it concerns, or None for the whole lock.
         message: one line for people ("environment file changed: added torchvision").
     """
@@ -126,6 +127,9 @@ class CheckRequest:
     all_platforms: bool = False
     python_version: str | None = None
     channels: tuple[str, ...] = ()
+    torch_version: str | None = None
+    torch_index_url: str | None = None
+    index_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -471,7 +475,9 @@ def check_lock(
     """Compare ``lock_path`` with what ``dlsetup lock`` would make from its inputs now.
 
     Args:
-        lock_path: a ``NAME.conda-lock.yml`` written by ``dlsetup lock``.
+        lock_path: a ``NAME.conda-lock.yml`` written by ``dlsetup lock``, or a
+            ``pylock.NAME.toml`` written by ``dlsetup lock --backend venv``
+            (:func:`dlsetup.envs.venv_check.check_venv_lock`).
         request: options given now (None: reuse everything the lock records).
         probe: this machine's NVIDIA facts; called only where the lock's CUDA version or GPUs came
             from the driver and no ``--cuda``/``--gpu-arch`` is given.
@@ -482,7 +488,12 @@ def check_lock(
     """
     start = time.perf_counter()
     try:
-        result = _check(lock_path, request or CheckRequest(), probe)
+        if lock_path.name.startswith("pylock") and lock_path.suffix == ".toml":
+            from dlsetup.envs.venv_check import check_venv_lock
+
+            result = check_venv_lock(lock_path, request or CheckRequest(), probe)
+        else:
+            result = _check(lock_path, request or CheckRequest(), probe)
     except DlsetupError as exc:
         from dlsetup.envs.credentials import redact_error
 

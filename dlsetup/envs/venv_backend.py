@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from dlsetup.envs.install import InstallResult
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.variant import VariantChoice
+    from dlsetup.probes.nvidia import NvidiaFacts
 
 #: the default PyTorch index pattern; the knowledge base's (``torch.index_url``) is used when set
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
@@ -721,25 +722,42 @@ def _resolve(
     return load_toml(out.read_text(encoding="utf-8")), seconds * 1000
 
 
-def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLockResult:
-    """Choose the PyTorch index for this machine (or the one described), resolve, write the lock.
+@dataclass(frozen=True)
+class VenvPlan:
+    """What a venv lock of ``request`` takes, before anything is resolved.
+
+    Attributes:
+        python: the Python version.
+        platforms: the platforms.
+        choice: the hardware choice.
+        torch: the PyTorch variant and release (None without PyTorch).
+        tensorflow: ``tensorflow[and-cuda]`` and why, on a CUDA choice.
+        tf_release: the TensorFlow release pinned elsewhere.
+        name: the lock's name.
+    """
+
+    python: str
+    platforms: tuple[VenvPlatform, ...]
+    choice: VariantChoice
+    torch: TorchIndexChoice | None
+    tensorflow: tuple[str, str] | None
+    tf_release: str | None
+    name: str
+
+
+def plan_venv(request: VenvLockRequest, probe: Callable[[], NvidiaFacts] | None = None) -> VenvPlan:
+    """Choose the variant, the PyTorch index and release, TensorFlow's requirement and the name.
 
     Args:
         request: what to lock.
-        output: the directory for ``pylock.NAME.toml``.
-        force: replace an existing lock file.
+        probe: this machine's NVIDIA facts (default: NVML); called only when needed.
 
     Raises:
         InputError: a bad option, an unknown platform, an impossible combination.
         NoFittingBuildError: no PyTorch wheel runs on the driver and every GPU.
-        ExistsError: the lock exists and ``force`` is false.
-        SolveError: uv could not resolve.
-        MissingToolError: no uv.
     """
     from dlsetup.compat.frameworks import tf_releases
-    from dlsetup.envs.pylock import merge_locks, write_pylock
     from dlsetup.envs.variant import choose_variant
-    from dlsetup.errors import ExistsError
 
     if request.target not in TARGETS:
         raise InputError(
@@ -755,6 +773,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         platforms=tuple(p.name for p in platforms),
         has_variant=lambda v: v == "cuda" or (v == "mps" and has_torch),
         gpu_arch=request.gpu_arch,
+        **({} if probe is None else {"probe": probe}),
     )
     if request.torch_version is not None and not has_torch:
         raise InputError(
@@ -769,6 +788,31 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         else None
     )
     name = lock_name(request.target, torch, tf_cuda is not None)
+    return VenvPlan(python, platforms, choice, torch, tf_cuda, tf_release, name)
+
+
+def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLockResult:
+    """Choose the PyTorch index for this machine (or the one described), resolve, write the lock.
+
+    Args:
+        request: what to lock.
+        output: the directory for ``pylock.NAME.toml``.
+        force: replace an existing lock file.
+
+    Raises:
+        InputError: a bad option, an unknown platform, an impossible combination.
+        NoFittingBuildError: no PyTorch wheel runs on the driver and every GPU.
+        ExistsError: the lock exists and ``force`` is false.
+        SolveError: uv could not resolve.
+        MissingToolError: no uv.
+    """
+    from dlsetup.envs.pylock import merge_locks, write_pylock
+    from dlsetup.errors import ExistsError
+
+    plan = plan_venv(request)
+    python, platforms, choice = plan.python, plan.platforms, plan.choice
+    torch, tf_cuda, tf_release = plan.torch, plan.tensorflow, plan.tf_release
+    name = plan.name
     lock_path = output / lock_file_name(name)
     if lock_path.exists() and not force:
         raise ExistsError(f"{lock_path} exists", fix="pass --force to replace it")
