@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from typing import IO, Any
 
 from dlsetup.facts import Maybe, Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
-from dlsetup.probes.framework_worker import MARKER  # the worker's own constant (stdlib-only module)
 from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
@@ -274,6 +272,8 @@ class FrameworkRun:
         # The output goes to files, not pipes: a helper the import forks may keep its copy of
         # stdout open after the worker has gone, and a reader waiting for the end of a pipe would
         # wait for that helper, past any timeout.
+        import tempfile  # here, not at the top: doctor --no-frameworks never starts a worker
+
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
         try:
             proc = subprocess.Popen(
@@ -366,6 +366,9 @@ def _read_all(fh: IO[bytes]) -> bytes:
 
 
 def _payload(out: bytes) -> dict[str, Any] | None:
+    # The worker's own constant (a stdlib-only module, imported only when a worker ran).
+    from dlsetup.probes.framework_worker import MARKER
+
     text = out.decode("utf-8", errors="replace")
     for line in reversed(text.splitlines()):
         if line.startswith(MARKER):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar, cast
@@ -282,12 +283,49 @@ def _milliwatts_to_watts(value: Any) -> float:
     return int(value) / 1000.0
 
 
+#: pynvml's text for NVML_ERROR_LIBRARY_NOT_FOUND (as :func:`_error_text` words it).
+_LIBRARY_NOT_FOUND = "NVMLError_LibraryNotFound: NVML Shared Library Not Found"
+
+
+def _nvml_library_loads() -> bool:
+    """False when ``libnvidia-ml.so.1`` cannot be loaded, the way pynvml loads it on Linux
+    (``CDLL("libnvidia-ml.so.1")``: the loader's search, ``LD_LIBRARY_PATH`` first). Elsewhere
+    (Windows' DLL locations) True: pynvml decides."""
+    if sys.platform[:3] == "win" or sys.platform == "darwin":
+        return True
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _init_failed(code: int | None, text: str) -> NvidiaFacts:
+    """The facts when ``nvmlInit`` fails with NVML return ``code``."""
+    status = _INIT_STATUS.get(code, "error") if code is not None else "error"
+    reason = "no_driver" if status in {"no_library", "driver_not_loaded"} else status
+    missing = Missing(reason, text)
+    return NvidiaFacts(
+        status=status,
+        status_detail=text,
+        nvml_error_code=code,
+        driver_version=missing,
+        cuda_driver_version=missing,
+        nvml_version=missing,
+        gpu_count=missing,
+    )
+
+
 def probe_nvidia() -> NvidiaFacts:
     """Read every NVIDIA fact NVML offers; never raises for a driver or GPU problem.
 
     Initialises NVML here (never at import), reads the system and then each GPU, and always shuts
     NVML down again. Uses no GPU memory and creates no CUDA context.
     """
+    if not _nvml_library_loads():
+        # What pynvml's nvmlInit reports, without importing the 5,000-line binding (~9 ms) on a
+        # machine that has no driver: doctor --no-frameworks must stay within 0.3 s.
+        return _init_failed(12, _LIBRARY_NOT_FOUND)
     try:
         import pynvml
     except ImportError as error:  # nvidia-ml-py is a dependency; a broken install still reports
@@ -296,19 +334,7 @@ def probe_nvidia() -> NvidiaFacts:
         pynvml.nvmlInit()
     except pynvml.NVMLError as error:
         code = getattr(error, "value", None)
-        code = code if isinstance(code, int) else None
-        status = _INIT_STATUS.get(code, "error") if code is not None else "error"
-        reason = "no_driver" if status in {"no_library", "driver_not_loaded"} else status
-        missing = Missing(reason, _error_text(error))
-        return NvidiaFacts(
-            status=status,
-            status_detail=_error_text(error),
-            nvml_error_code=code,
-            driver_version=missing,
-            cuda_driver_version=missing,
-            nvml_version=missing,
-            gpu_count=missing,
-        )
+        return _init_failed(code if isinstance(code, int) else None, _error_text(error))
     except Exception as error:  # anything else from a broken library must not end the report
         return NvidiaFacts(status="error", status_detail=_error_text(error))
     try:
