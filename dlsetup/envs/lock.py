@@ -460,6 +460,21 @@ def _build_lockfile(
     )
 
 
+def data_note_lines(env: RenderedEnvironment, lock: Path) -> list[str]:
+    """``# Data: ...`` lines, once per framework, when the solve took a release newer than the one
+    the knowledge base's CUDA lines were read at (:func:`dlsetup.compat.lines.
+    newer_than_data_notes`; the same sentence ends the variant reason). None without a line."""
+    if not env.lines:
+        return []
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    from dlsetup.compat.lines import newer_than_data_notes
+
+    packages = parse_conda_lock_file(lock).package
+    notes = newer_than_data_notes((p.name, p.version) for p in packages if p.manager == "conda")
+    return [f"# Data: {note}." for note in notes]
+
+
 def _add_header(lock: Path, header: list[str]) -> None:
     body = lock.read_text(encoding="utf-8")
     lock.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
@@ -589,7 +604,7 @@ def _lock_environment(
         else:
             assert conda_exe is not None
             content_hash = _conda_lock_solve(conda_exe, tmp_env, tmp_vp, tmp_lock, platforms)
-        _add_header(tmp_lock, header_lines(env, per_platform))
+        _add_header(tmp_lock, header_lines(env, per_platform) + data_note_lines(env, tmp_lock))
         _check_outputs((env_path, vp_path, lock_path), force)
         replace_together([(tmp_env, env_path), (tmp_vp, vp_path), (tmp_lock, lock_path)])
     except OSError as exc:

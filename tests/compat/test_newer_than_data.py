@@ -309,6 +309,12 @@ def _lock(channel: str, out: Path, env_file: Path) -> dict[str, Any]:
     return data
 
 
+def _lock_header(data: dict[str, Any]) -> str:
+    """The comment block at the top of the conda-lock file."""
+    text = Path(data["files"]["lock"]).read_text("utf-8")
+    return "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+
+
 @pytest.mark.slow
 def test_a_lock_that_solves_to_a_pytorch_past_the_data_says_so_once(tmp_path: Path) -> None:
     from tests.envs.channel import build_channel
@@ -328,12 +334,17 @@ def test_a_lock_that_solves_to_a_pytorch_past_the_data_says_so_once(tmp_path: Pa
     )
     assert data["variant_reason"].endswith(f"; {note}")
     assert data["variant_reason"].count("compatibility data ends") == 1
+    header = _lock_header(data)
+    assert f"# Data: {note}." in header  # the lock file says it too, once
+    assert header.count("compatibility data ends") == 1
     # Silent twin: the channel's newest pytorch is the release the lines were read at.
     plain = build_channel(tmp_path / "plain")
     data = _lock(plain, tmp_path / "b", env_file)
     [pytorch] = [p for p in data["platforms"][0]["packages"] if p["name"] == "pytorch"]
     assert pytorch["version"] == cf
     assert "compatibility data ends" not in data["variant_reason"]
+    header = _lock_header(data)
+    assert header.startswith("# dlsetup lock:") and "# Data:" not in header
 
 
 def test_a_known_release_whose_variants_are_unknown_is_kept_by_fixes_too() -> None:
