@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -103,7 +104,24 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the grid of loss curves (both frameworks overlaid) to this PNG.",
 )
-@click.option("--benchmark", is_flag=True, help="Show the benchmark figures (ms per step, phases).")
+@click.option(
+    "--benchmark",
+    is_flag=True,
+    help="Show the benchmark figures (ms per step, phases) and each device's matmul throughput "
+    "against its peak (GPU datasheet; CPU cores x GHz x vector width).",
+)
+@click.option(
+    "--gate-device-peak",
+    is_flag=True,
+    help="With --benchmark, exit 1 when a matmul figure is below the bar (default: a warning).",
+)
+@click.option(
+    "--device-peak-bar",
+    type=click.FloatRange(0, 100),
+    default=60.0,
+    show_default=True,
+    help="With --benchmark, the share of the peak (percent) below which a matmul is reported.",
+)
 @click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -170,6 +188,8 @@ def smoke(  # noqa: PLR0917 - click passes each option
     as_json: bool,
     plot: Path | None,
     benchmark: bool,
+    gate_device_peak: bool,
+    device_peak_bar: float,
     output: Path | None,
     github_benchmark: Path | None,
     baseline: Path | None,
@@ -190,7 +210,8 @@ def smoke(  # noqa: PLR0917 - click passes each option
     and the gap between the PyTorch and TensorFlow loss curves from the same starting weights
     (where both frameworks ran on the same device class).
     Exit status 1 when a check fails, a gated figure regressed beyond --max-regression,
-    or --compare found no gated figure of this run in the baseline.
+    --compare found no gated figure of this run in the baseline, or (--gate-device-peak) a
+    matmul figure is below --device-peak-bar of its peak.
     """
     if distributed:
         from dlsetup.commands.fleet import smoke_distributed
@@ -247,6 +268,16 @@ def smoke(  # noqa: PLR0917 - click passes each option
     from dlsetup.smoke import benchmark as bm
 
     bench = bm.benchmark_from_report(report)
+    if benchmark:  # after the run, so the smoke figures are not measured beside it
+        from dlsetup.smoke.device_peak import measure_devices
+
+        peaks = measure_devices(
+            str(interpreter),
+            [run.device for run in bench.runs if run.status == "ok"],
+            bar=device_peak_bar / 100,
+            gate=gate_device_peak,
+        )
+        bench = dataclasses.replace(bench, device_peak=peaks)
     comparison = None
     if baseline_metrics is not None and baseline is not None:
         comparison = bm.compare(bm.metrics(bench), baseline_metrics, bound, str(baseline))
@@ -283,9 +314,16 @@ def smoke(  # noqa: PLR0917 - click passes each option
         render_report(console, report)
         if benchmark or output is not None or github_benchmark is not None:
             render_benchmark(console, bench)
+        if bench.device_peak:
+            from dlsetup.smoke.device_peak import device_peak_lines
+
+            for peak in bench.device_peak:
+                for line in device_peak_lines(peak):
+                    console.print(line, markup=False, highlight=False)
         if comparison is not None:
             render_comparison(console, comparison)
-    if not report.passed or (comparison is not None and not comparison.passed):
+    peak_failed = any(p.failed for p in bench.device_peak or ())
+    if not report.passed or (comparison is not None and not comparison.passed) or peak_failed:
         ctx.exit(int(ExitCode.FINDINGS))
 
 

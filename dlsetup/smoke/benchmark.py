@@ -22,12 +22,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlsetup.errors import InputError
 from dlsetup.facts import Missing
 from dlsetup.output import envelope, to_jsonable
 from dlsetup.smoke.results import Machine, SmokeReport
+
+if TYPE_CHECKING:
+    from dlsetup.smoke.device_peak import DevicePeak
 
 BENCHMARK_SCHEMA = "dlsetup.smoke-benchmark"
 #: The name suffix of the normalized step figure, the one timing the gate reads.
@@ -65,11 +68,16 @@ class BenchmarkRun:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """The benchmark document's data."""
+    """The benchmark document's data.
+
+    ``device_peak``: with ``--benchmark``, each device's matmul (and GPU memory bandwidth) against
+    its peak (:mod:`dlsetup.smoke.device_peak`); None otherwise. Not a gated metric.
+    """
 
     wall_s: float
     machine: Machine
     runs: tuple[BenchmarkRun, ...]
+    device_peak: tuple[DevicePeak, ...] | None = None
 
 
 def benchmark_from_report(report: SmokeReport) -> Benchmark:

@@ -364,7 +364,9 @@ def datasheet_peaks(device_name: str) -> tuple[dict[str, float | None], str] | N
     return peaks, f"{row.model} datasheet{note}"
 
 
-def cpu_report(bound: CpuBound | None = None, measurement: Measurement | None = None) -> PeakReport:
+def cpu_report(
+    bound: CpuBound | None = None, measurement: Measurement | None = None, bar: float = BAR
+) -> PeakReport:
     """Measure (unless given) the CPU's FP32 matmul and judge it against its bound."""
     bound = bound or cpu_bound()
     measured = measurement or measure_cpu()
@@ -372,9 +374,9 @@ def cpu_report(bound: CpuBound | None = None, measurement: Measurement | None = 
         f"{bound.cores} cores x {bound.ghz:g} GHz x {bound.flops_per_cycle} FLOP/cycle "
         f"({bound.vector})"
     )
-    figures = compare([measured], {"fp32": bound.gflops})
+    figures = compare([measured], {"fp32": bound.gflops}, bar)
     return PeakReport(
-        f"cpu {bound.model}".strip(), reference, figures, findings(figures, reference), {}
+        f"cpu {bound.model}".strip(), reference, figures, findings(figures, reference, bar=bar), {}
     )
 
 
@@ -443,7 +445,7 @@ def sample_nvml_during(
 
 
 def run_device_peak(
-    python: str | None = None, device: str = "cuda:0", timeout: float = 300.0
+    python: str | None = None, device: str = "cuda:0", timeout: float = 300.0, bar: float = BAR
 ) -> PeakReport:
     """Measure ``device`` (``cuda:N`` or ``cpu``) in the target interpreter and judge it (dlsetup
     side): the measuring script runs as ``python device_peak.py``, so the target needs only torch;
@@ -472,18 +474,93 @@ def run_device_peak(
     measured = [Measurement(**m) for m in result["measurements"]]
     if result["device"] == "cpu":
         bound = CpuBound(**result["cpu_bound"])
-        return cpu_report(bound, measured[0])
+        return cpu_report(bound, measured[0], bar=bar)
     facts = {"cc": ".".join(map(str, result["cc"])), **sampled}
     found = datasheet_peaks(result["name"])
     peaks, reference = found if found else ({}, "no datasheet row for this GPU")
-    figures = compare(measured, peaks)
+    figures = compare(measured, peaks, bar)
     return PeakReport(
         f"{result['device']} {result['name']}",
         reference,
         figures,
-        findings(figures, reference, facts),
+        findings(figures, reference, facts, bar),
         facts,
     )
+
+
+@dataclass(frozen=True)
+class DevicePeak:
+    """One device of a ``smoke --benchmark`` run measured against its peak.
+
+    Attributes:
+        device: the smoke run's device name (``cpu``, ``gpu:0``).
+        report: the figures against the peak, None when the measurement failed.
+        error: why there is no report ("" with one).
+        gated: ``--gate-device-peak`` was given, so a matmul below the bar fails the run;
+            otherwise the findings are informational (a warning in the report).
+    """
+
+    device: str
+    report: PeakReport | None
+    error: str = ""
+    gated: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """True when gated and a matmul figure is below the bar."""
+        return self.gated and self.report is not None and bool(self.report.findings)
+
+
+def measure_devices(
+    python: str | None,
+    devices: Sequence[str],
+    *,
+    bar: float = BAR,
+    gate: bool = False,
+    timeout: float = 300.0,
+) -> tuple[DevicePeak, ...]:
+    """:func:`run_device_peak` for each smoke device (``cpu``, ``gpu:N``/``cuda:N``); a device
+    whose measurement fails (no torch in the target, a crash, a timeout) gets an ``error``
+    instead of a report, never an exception: the smoke run's own verdicts stand."""
+    import subprocess
+
+    out = []
+    seen: set[str] = set()
+    for device in devices:
+        low = device.lower()
+        if low in ("cpu", "cpu:0"):  # torch says cpu, TensorFlow cpu:0: one CPU, measured once
+            target = "cpu"
+        elif low.startswith(("gpu", "cuda")):
+            target = "cuda:" + (low.partition(":")[2] or "0")
+        else:  # mps, xpu: no bound or datasheet table for them
+            target = low
+        if target in seen:
+            continue
+        seen.add(target)
+        if target != "cpu" and not target.startswith("cuda:"):
+            out.append(DevicePeak(device, None, f"no peak is known for {device}", gate))
+            continue
+        try:
+            report = run_device_peak(python, target, timeout, bar=bar)
+        except subprocess.CalledProcessError as exc:
+            tail = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit {exc.returncode}"]
+            out.append(DevicePeak(device, None, f"the measurement failed: {tail[0]}", gate))
+            continue
+        except (subprocess.TimeoutExpired, OSError, ValueError, KeyError) as exc:
+            out.append(DevicePeak(device, None, f"the measurement failed: {exc}", gate))
+            continue
+        out.append(DevicePeak(device, report, "", gate))
+    return tuple(out)
+
+
+def device_peak_lines(peak: DevicePeak) -> list[str]:
+    """Text for one device: the figures, then each finding as a warning (or, gated, a failure)."""
+    if peak.report is None:
+        return [f"{peak.device}: not measured ({peak.error})"]
+    lines = report_lines(peak.report)
+    if peak.report.findings and not peak.gated:
+        lines.append("  (informational: --gate-device-peak makes a figure below the bar fail)")
+    return lines
 
 
 def report_lines(report: PeakReport) -> list[str]:
@@ -494,7 +571,7 @@ def report_lines(report: PeakReport) -> list[str]:
             f"{f.percent:g}% of {f.peak:g} {f.unit}" if f.peak is not None else "no peak known"
         )
         lines.append(f"  {_LABELS[f.name]:<6} {f.measured:>10g} {f.unit:<6} = {against}")
-    lines += [f"  finding: {text}" for text in report.findings]
+    lines += [f"  warning: {text}" for text in report.findings]
     return lines
 
 

@@ -304,3 +304,100 @@ def test_nvml_is_sampled_while_the_measurement_runs(fake_nvml_dir: Path) -> None
     assert facts["utilization_gpu_percent"] == 95
     assert (facts["pcie_gen_current"], facts["pcie_gen_max"]) == (1, 5)
     assert facts["sampled"].startswith("during the run (busiest of ")
+
+
+# ------------------------------------------------------------- smoke --benchmark wiring ----
+
+
+def _validate(document: Any, schema: str) -> None:
+    import jsonschema
+
+    from dlsetup.output import load_schema
+
+    jsonschema.validate(document, load_schema(schema), cls=jsonschema.Draft202012Validator)
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_smoke_benchmark_reports_the_cpu_matmul_against_its_bound_informationally(
+    tmp_path: Path,
+) -> None:
+    from tests.support.proc import run_cli
+
+    bench = tmp_path / "bench.json"
+    # A 100 % bar: no CPU reaches its two-FMA-pipes upper bound, so there is a finding; without
+    # --gate-device-peak it is a warning and the run still passes (.ci/run's gate stays green).
+    proc = run_cli(
+        "smoke", "--framework", "torch", "--device", "cpu", "--json", "--benchmark",
+        "--device-peak-bar", "100", "--output", str(bench),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    _validate(doc, "dlsetup.smoke")
+    document = json.loads(bench.read_text())
+    _validate(document, "dlsetup.smoke-benchmark")
+    (peak,) = doc["data"]["benchmark"]["device_peak"]
+    assert document["data"]["device_peak"] == [peak]
+    assert (peak["device"], peak["error"], peak["gated"]) == ("cpu", "", False)
+    (figure,) = peak["report"]["figures"]
+    assert figure["name"] == "fp32" and figure["unit"] == "GFLOPS"
+    assert figure["measured"] > 0 and figure["peak"] > figure["measured"]
+    assert figure["percent"] == pytest.approx(100 * figure["measured"] / figure["peak"], abs=0.1)
+    assert figure["below_bar"] is True
+    assert "cores x" in peak["report"]["reference"]
+    (finding,) = peak["report"]["findings"]
+    assert finding.startswith("FP32 matmul reached") and "below the 100% bar" in finding
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_gate_device_peak_fails_the_run_only_below_the_bar() -> None:
+    from tests.support.proc import run_cli
+
+    base = ("smoke", "--framework", "torch", "--device", "cpu", "--benchmark", "--gate-device-peak")
+    below = run_cli(*base, "--device-peak-bar", "100")
+    assert below.returncode == 1, below.stderr[-3000:]
+    assert "warning: FP32 matmul reached" in below.stdout
+    assert "Result: PASS" in below.stdout  # the smoke checks themselves passed
+    above = run_cli(*base, "--device-peak-bar", "0")
+    assert above.returncode == 0, above.stderr[-3000:]
+    assert "FP32" in above.stdout and "warning: FP32" not in above.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_smoke_without_benchmark_measures_no_peak() -> None:
+    """.ci/run's gate (smoke --compare, no --benchmark) never runs the measurement."""
+    from tests.support.proc import run_cli
+
+    proc = run_cli("smoke", "--framework", "torch", "--device", "cpu", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["data"]["benchmark"] is None
+
+
+def test_a_device_that_cannot_be_measured_gets_an_error_not_an_exception(tmp_path: Path) -> None:
+    no_torch = tmp_path / "python"
+    no_torch.write_text(
+        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n"
+    )
+    no_torch.chmod(0o755)
+    # torch's "cpu" and TensorFlow's "cpu:0" are one CPU: measured (here: tried) once.
+    mps, cpu = dp.measure_devices(str(no_torch), ["mps", "cpu", "cpu:0", "mps"], gate=True)
+    assert (mps.device, mps.report, mps.error) == ("mps", None, "no peak is known for mps")
+    assert cpu.report is None
+    assert cpu.error == "the measurement failed: ModuleNotFoundError: No module named 'torch'"
+    assert not cpu.failed  # nothing measured is no gate failure
+    assert dp.device_peak_lines(cpu) == [f"cpu: not measured ({cpu.error})"]
+
+
+def test_gated_findings_fail_and_ungated_ones_are_informational() -> None:
+    bound = dp.CpuBound(cores=2, ghz=2.0, flops_per_cycle=32, vector="AVX2 FMA", model="EPYC")
+    slow = dp.cpu_report(bound, dp.Measurement("fp32", 40.0, "GFLOPS"))  # 31 % of 128
+    fast = dp.cpu_report(bound, dp.Measurement("fp32", 100.0, "GFLOPS"))  # 78 %
+    assert dp.DevicePeak("cpu", slow, gated=True).failed
+    assert not dp.DevicePeak("cpu", slow, gated=False).failed
+    assert not dp.DevicePeak("cpu", fast, gated=True).failed
+    lines = dp.device_peak_lines(dp.DevicePeak("cpu", slow))
+    assert lines[-2].startswith("  warning: FP32 matmul reached 40 GFLOPS, 31.2%")
+    assert "--gate-device-peak" in lines[-1]
+    assert dp.cpu_report(bound, dp.Measurement("fp32", 40.0, "GFLOPS"), bar=0.2).findings == ()
