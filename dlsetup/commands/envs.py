@@ -577,6 +577,8 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
             )
     else:
         refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
+    if from_lock is not None and torch_version is not None:
+        raise click.UsageError("--torch-version does not apply to --from-lock", ctx=ctx)
     request = (
         venv_request(target, variant, cuda, gpu_arch, python_version, (), False,
                      torch_index_url, index_url, torch_version)

@@ -114,7 +114,8 @@ def check_venv_lock(
     try:
         plan = plan_venv(request, probe)
     except DlsetupError as exc:
-        if type(exc) is InputError:  # a bad option: the user's to fix (exit 2)
+        asked = req.torch_version is not None and exc.message.startswith("--torch-version")
+        if type(exc) is InputError or asked:  # a bad option given now: the user's to fix (exit 2)
             raise
         add("variant", f"no build fits any more: {exc.message}")
         return CheckResult(

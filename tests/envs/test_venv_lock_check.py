@@ -105,6 +105,16 @@ def test_another_target_or_torch_version_is_stale(pascal_lock: Path) -> None:
     ]
 
 
+def test_a_torch_version_refused_now_exits_2(pascal_lock: Path, tmp_path: Path) -> None:
+    proc = run_cli("lock", "--check", str(pascal_lock), "--torch-version", "1.99")
+    assert proc.returncode == 2, proc.stderr
+    assert "--torch-version 1.99: dlsetup's data knows no such PyTorch release" in proc.stderr
+    proc = run_cli("create", "--from-lock", str(pascal_lock), "--backend", "venv",
+                   "--torch-version", "2.14", "--prefix", str(tmp_path / "env"))  # fmt: skip
+    assert proc.returncode == 2 and "--torch-version does not apply to --from-lock" in proc.stderr
+    assert not (tmp_path / "env").exists()
+
+
 def test_a_lock_whose_table_was_edited_is_stale(pascal_lock: Path, tmp_path: Path) -> None:
     # the wheels' versions are checked by packaging's PEP 751 validation (exit 2); the table
     # against the lock's own torch here
