@@ -213,53 +213,6 @@ def _existing_parent(path: Path) -> Path:
     return Path(os.sep)
 
 
-def _linux_memory(path: str = "/proc/meminfo") -> tuple[int, int, int, int] | None:
-    """``(ram total, ram available, swap total, swap used)`` in bytes from ``/proc/meminfo``
-    (psutil's sources: MemTotal, MemAvailable, SwapTotal - SwapFree), or None."""
-    text = _read(path)
-    if text is None:
-        return None
-    kib: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        words = value.split()
-        if words and words[0].isdigit():
-            kib[key] = int(words[0])
-    try:
-        total, available = kib["MemTotal"], kib["MemAvailable"]
-        swap_total, swap_free = kib["SwapTotal"], kib["SwapFree"]
-    except KeyError:  # a kernel older than 3.14 has no MemAvailable: psutil estimates it
-        return None
-    return total * 1024, available * 1024, swap_total * 1024, (swap_total - swap_free) * 1024
-
-
-def _linux_physical_cores(root: str = "/sys/devices/system/cpu") -> int | None:
-    """Physical cores: distinct sibling sets in sysfs topology (psutil's first source), or None."""
-    try:
-        cpus = [n for n in os.listdir(root) if n.startswith("cpu") and n[3:].isdigit()]
-    except OSError:
-        return None
-    cores: set[str] = set()
-    for cpu in cpus:
-        for name in ("core_cpus_list", "thread_siblings_list"):
-            text = _read(f"{root}/{cpu}/topology/{name}")
-            if text is not None:
-                cores.add(text.strip())
-                break
-    return len(cores) or None
-
-
-def _disk_usage(path: Path) -> tuple[int, int]:
-    """``(free for unprivileged users, total)`` bytes of the file system holding ``path``."""
-    if not hasattr(os, "statvfs"):  # Windows
-        import shutil
-
-        usage = shutil.disk_usage(path)
-        return int(usage.free), int(usage.total)
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
-
-
 def probe_system(env_dir: Path | None = None) -> SystemFacts:
     """Read the host facts.
 
@@ -269,25 +222,17 @@ def probe_system(env_dir: Path | None = None) -> SystemFacts:
     """
     os_name = platform.system().lower()
     model, features = _cpu(os_name)
-    # Linux: /proc/meminfo, statvfs and sysfs say what psutil would, without importing it (~9 ms
-    # of doctor --no-frameworks' 0.3 s); elsewhere, or if those files are unreadable, psutil.
-    memory = _linux_memory() if os_name == "linux" else None
-    physical = _linux_physical_cores() if os_name == "linux" else None
-    if memory is None or physical is None:
-        import psutil
+    import psutil  # the one source of memory, core and disk figures on every OS
 
-        if memory is None:
-            vm, swap = psutil.virtual_memory(), psutil.swap_memory()
-            memory = (int(vm.total), int(vm.available), int(swap.total), int(swap.used))
-        if physical is None:
-            physical = psutil.cpu_count(logical=False)
-    logical = os.cpu_count()
-    ram_total, ram_available, swap_total, swap_used = memory
+    vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+    physical = psutil.cpu_count(logical=False)
+    logical = psutil.cpu_count(logical=True)
     target = _existing_parent((env_dir or Path.home()).expanduser())
     disk_free: Maybe[int]
     disk_total: Maybe[int]
     try:
-        disk_free, disk_total = _disk_usage(target)
+        usage = psutil.disk_usage(str(target))
+        disk_free, disk_total = int(usage.free), int(usage.total)
     except OSError as exc:
         disk_free = disk_total = Missing("error", str(exc))
     return SystemFacts(
@@ -304,10 +249,10 @@ def probe_system(env_dir: Path | None = None) -> SystemFacts:
         cpu_physical_cores=physical if physical else Missing("not_found"),
         cpu_logical_cores=logical if logical else Missing("not_found"),
         cpu_features=features,
-        ram_total_bytes=ram_total,
-        ram_available_bytes=ram_available,
-        swap_total_bytes=swap_total,
-        swap_used_bytes=swap_used,
+        ram_total_bytes=int(vm.total),
+        ram_available_bytes=int(vm.available),
+        swap_total_bytes=int(swap.total),
+        swap_used_bytes=int(swap.used),
         disk_path=str(target),
         disk_free_bytes=disk_free,
         disk_total_bytes=disk_total,

@@ -1,7 +1,6 @@
 """What keeps ``doctor --no-frameworks`` within 0.3 s (issue 11 item 4) without losing a fact.
 
-The cuts: pynvml is not imported when ``libnvidia-ml.so.1`` cannot be loaded; psutil is not
-imported on Linux (``/proc/meminfo``, ``statvfs``, sysfs topology instead); the checks over the
+The cuts: pynvml is not imported when ``libnvidia-ml.so.1`` cannot be loaded; the checks over the
 framework probes (and the knowledge base behind them) are not imported when no framework was
 probed. Each test shows the cut gives the same facts/findings as the slow path did.
 """
@@ -16,16 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 from dlsetup.checks import CHECK_IDS, companions, evaluate, frameworks
 from dlsetup.facts import Missing
-from dlsetup.probes import nvidia, system
+from dlsetup.probes import nvidia
 from dlsetup.probes.frameworks import FrameworksFacts, skipped
 from tests.doctor.test_checks import FIRES
-
-ON_LINUX = sys.platform.startswith("linux")
 
 
 def _nvml_present() -> bool:
@@ -36,7 +32,7 @@ def _nvml_present() -> bool:
     return True
 
 
-def test_no_frameworks_imports_no_binding_psutil_or_knowledge_base() -> None:
+def test_no_frameworks_imports_no_binding_or_knowledge_base() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = (
         "import json, sys\n"
@@ -60,8 +56,6 @@ def test_no_frameworks_imports_no_binding_psutil_or_knowledge_base() -> None:
         "dlsetup.compat.recommend",
         "dlsetup.probes.framework_worker",
     }
-    if ON_LINUX:
-        unwanted.add("psutil")
     if not _nvml_present():
         unwanted.add("pynvml")
     assert not unwanted & loaded, unwanted & loaded
@@ -111,40 +105,3 @@ def test_fake_nvml_library_is_found_and_read(fake_nvml_dir: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     assert out == ["True", "ok"]
-
-
-@pytest.mark.skipif(not ON_LINUX, reason="the /proc and sysfs readers are Linux's")
-def test_linux_readers_say_what_psutil_says() -> None:
-    vm, swap = psutil.virtual_memory(), psutil.swap_memory()
-    total, available, swap_total, swap_used = system._linux_memory() or (0, 0, 0, 0)
-    assert total == vm.total
-    assert abs(available - vm.available) < 64 * 2**20  # read a moment apart
-    assert swap_total == swap.total
-    assert abs(swap_used - swap.used) < 64 * 2**20
-    assert system._linux_physical_cores() == psutil.cpu_count(logical=False)
-    home = Path.home()
-    usage = psutil.disk_usage(str(home))
-    free, disk_total = system._disk_usage(home)
-    assert disk_total == usage.total
-    assert abs(free - usage.free) < 64 * 2**20
-
-
-def test_meminfo_without_memavailable_falls_back(tmp_path: Path) -> None:
-    old = tmp_path / "meminfo"
-    old.write_text("MemTotal:  1000 kB\nMemFree:  500 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n")
-    assert system._linux_memory(str(old)) is None  # then probe_system asks psutil
-    new = tmp_path / "meminfo2"
-    new.write_text(
-        "MemTotal:  1000 kB\nMemAvailable:  600 kB\nSwapTotal: 200 kB\nSwapFree: 50 kB\n"
-    )
-    assert system._linux_memory(str(new)) == (1024000, 614400, 204800, 153600)
-
-
-def test_physical_cores_count_distinct_sibling_sets(tmp_path: Path) -> None:
-    for cpu, siblings in enumerate(["0,2", "1,3", "0,2", "1,3"]):
-        topo = tmp_path / f"cpu{cpu}" / "topology"
-        topo.mkdir(parents=True)
-        (topo / "core_cpus_list").write_text(siblings + "\n")
-    (tmp_path / "cpufreq").mkdir()  # not a cpu
-    assert system._linux_physical_cores(str(tmp_path)) == 2
-    assert system._linux_physical_cores(str(tmp_path / "absent")) is None
