@@ -385,6 +385,8 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
             ],
             bad,
         )
+    if not dependencies and not pip:
+        raise bad(deps_node, "'dependencies:' names no package (its pip: section is empty)")
     index_url, extra = pip_repositories(fields, index_url, extra, bad)
     header = tuple(line for line in _leading_comments(text))
     return EnvironmentSpec(

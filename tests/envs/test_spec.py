@@ -80,6 +80,18 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     assert info.value.message.startswith(f"malformed environment file {bad}, line 6: ")
 
 
+def test_a_file_whose_only_dependency_is_an_empty_pip_section_is_refused(tmp_path: Path) -> None:
+    """Found by the environment-file fuzz: ``- pip: []`` alone rendered ``dependencies:`` with
+    nothing under it, and conda-lock's parser crashed on it (exit 70)."""
+    path = tmp_path / "env.yml"
+    path.write_text("name: x\ndependencies:\n- pip: []\n")
+    with pytest.raises(InputError) as info:
+        load_environment_file(path)
+    assert "names no package (its pip: section is empty)" in info.value.message
+    path.write_text("name: x\ndependencies:\n- python\n- pip: []\n")
+    assert load_environment_file(path).dependencies == ("python",)
+
+
 def test_an_empty_environment_file_is_named_with_a_way_to_start_one(tmp_path: Path) -> None:
     empty = tmp_path / "env.yml"
     empty.write_text("# nothing yet\n")

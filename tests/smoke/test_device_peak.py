@@ -325,11 +325,12 @@ def test_smoke_benchmark_reports_the_cpu_matmul_against_its_bound_informationall
     from tests.support.proc import run_cli
 
     bench = tmp_path / "bench.json"
-    # A 100 % bar: no CPU reaches its two-FMA-pipes upper bound, so there is a finding; without
-    # --gate-device-peak it is a warning and the run still passes (.ci/run's gate stays green).
+    # A 1000 % bar: a finding on any CPU (a VM's reported frequency can sit below the real one,
+    # so the measured figure may pass its estimated bound); without --gate-device-peak it is a
+    # warning and the run still passes (.ci/run's gate stays green).
     proc = run_cli(
         "smoke", "--framework", "torch", "--device", "cpu", "--json", "--benchmark",
-        "--device-peak-bar", "100", "--output", str(bench),
+        "--device-peak-bar", "1000", "--output", str(bench),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
@@ -341,12 +342,12 @@ def test_smoke_benchmark_reports_the_cpu_matmul_against_its_bound_informationall
     assert (peak["device"], peak["error"], peak["gated"]) == ("cpu", "", False)
     (figure,) = peak["report"]["figures"]
     assert figure["name"] == "fp32" and figure["unit"] == "GFLOPS"
-    assert figure["measured"] > 0 and figure["peak"] > figure["measured"]
+    assert figure["measured"] > 0 and figure["peak"] > 0
     assert figure["percent"] == pytest.approx(100 * figure["measured"] / figure["peak"], abs=0.1)
     assert figure["below_bar"] is True
     assert "cores x" in peak["report"]["reference"]
     (finding,) = peak["report"]["findings"]
-    assert finding.startswith("FP32 matmul reached") and "below the 100% bar" in finding
+    assert finding.startswith("FP32 matmul reached") and "below the 1000% bar" in finding
 
 
 @pytest.mark.slow
@@ -355,7 +356,7 @@ def test_gate_device_peak_fails_the_run_only_below_the_bar() -> None:
     from tests.support.proc import run_cli
 
     base = ("smoke", "--framework", "torch", "--device", "cpu", "--benchmark", "--gate-device-peak")
-    below = run_cli(*base, "--device-peak-bar", "100")
+    below = run_cli(*base, "--device-peak-bar", "1000")
     assert below.returncode == 1, below.stderr[-3000:]
     assert "warning: FP32 matmul reached" in below.stdout
     assert "Result: PASS" in below.stdout  # the smoke checks themselves passed
