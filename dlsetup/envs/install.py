@@ -62,7 +62,7 @@ from dlsetup.envs.safety import (
     secure_tree,
     target_lock,
 )
-from dlsetup.errors import DlsetupError, InstallError, IntegrityError
+from dlsetup.errors import DlsetupError, InputError, InstallError, IntegrityError
 
 if TYPE_CHECKING:
     from rattler.install.installer import InstallerReporter
@@ -120,11 +120,17 @@ def env_python(prefix: Path, platform: str) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def _channel_base(url: str) -> str:
+def _channel_base(url: str, lock: Path) -> str:
     if "://" not in url:
         import rattler
 
-        url = rattler.Channel(url).base_url
+        try:
+            url = rattler.Channel(url).base_url
+        except Exception as exc:  # rattler's InvalidChannelError and kin
+            raise InputError(
+                f"{lock} names a channel rattler cannot read: {url!r} ({exc})",
+                fix="a channel is a name (conda-forge) or a URL; regenerate the lock",
+            ) from exc
     # rattler reads a package URL back with ``${VAR}`` percent-encoded but a channel without:
     # compare both in the one spelling the lock was written with
     return canonical(url.rstrip("/") + "/")
@@ -180,7 +186,7 @@ def read_lock(
     locked = read_locked_environment(
         path, platform, environment=environment, dev=dev, extras=extras
     )
-    channels = tuple(_channel_base(str(c)) for c in locked.channels)
+    channels = tuple(_channel_base(str(c), path) for c in locked.channels)
     return LockContents(
         path,
         platform,

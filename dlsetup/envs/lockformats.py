@@ -258,6 +258,15 @@ def _read_conda_lock_v1(
     from conda_lock.lockfile.v2prelim.models import lockfile_v1_to_v2
 
     content = {k: v for k, v in data.items() if k != "version"}
+    metadata = content.get("metadata")
+    if isinstance(metadata, Mapping) and not isinstance(metadata.get("channels", []), list):
+        # conda-lock's model would take a string for a list of one-character channels
+        raise _malformed(
+            path,
+            f"metadata.channels is {type(metadata['channels']).__name__} "
+            f"{str(metadata['channels'])[:60]!r}, not a list of channels",
+            fix="regenerate it with conda-lock or dlsetup lock",
+        )
     try:
         lockfile = lockfile_v1_to_v2(LockfileV1.model_validate(content))
     except Exception as exc:

@@ -209,6 +209,28 @@ def test_conda_lock_v1_with_pypi_ranges_is_read_with_conda_locks_models_and_cate
     assert all(p.sha256 and len(p.sha256) == 64 for p in default.pypi)
 
 
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        ("file:///etc/passwd", "metadata.channels is str 'file:///etc/passwd', not a list"),
+        ([":"], "names a channel rattler cannot read: ':'"),
+    ],
+)
+def test_channels_that_are_not_a_list_of_channels_exit_2_naming_them(
+    conda_lock: Path, tmp_path: Path, channels: object, message: str
+) -> None:
+    """Found by the lock fuzz: a string for the list was read one character a channel, and ':'
+    reached rattler (InvalidChannelError, exit 70)."""
+    data = yaml.safe_load(conda_lock.read_text())
+    data["metadata"]["channels"] = channels
+    bad = tmp_path / "bad.conda-lock.yml"
+    bad.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, _, err = create(bad, tmp_path / "env")
+    assert code == 2, err
+    assert message in err and str(bad) in err, err
+    assert not (tmp_path / "env").exists()
+
+
 def test_plain_string_channels_are_read(conda_lock: Path, fx: Fixture, tmp_path: Path) -> None:
     """conda-lock's models accept ``channels: [URL]``; rattler 0.28 does not."""
     data = yaml.safe_load(conda_lock.read_text())
