@@ -2,7 +2,8 @@
 
 The convention is conda-lock's (and conda's): a private channel's URL names its credentials by
 environment variable, ``https://${CHANNEL_USER}:${CHANNEL_PASSWORD}@host/channel`` (basic auth) or
-``https://host/t/${CHANNEL_TOKEN}/channel`` (anaconda.org / Quetz tokens); ``$NAME`` works too.
+``https://host/t/${CHANNEL_TOKEN}/channel`` (anaconda.org / Quetz tokens) or a query parameter
+``?token=${CHANNEL_TOKEN}`` (artifact servers, signed URLs); ``$NAME`` works too.
 
 * :func:`strip_auth` is what goes into files (the environment file, the lock's channels and
   package URLs): placeholders are kept, so the file names the variables it needs; literal
@@ -10,8 +11,9 @@ environment variable, ``https://${CHANNEL_USER}:${CHANNEL_PASSWORD}@host/channel
 * :func:`expand_auth` fills the placeholders from ``os.environ`` just before a URL is used (the
   solve, a download); a variable that is not set is an :class:`InputError` naming the variable.
 * :func:`redact` is applied to every message: the user-info part of any URL in the text becomes
-  ``***`` (placeholders are shown as written), as does a literal ``/t/TOKEN/`` segment and any
-  value :func:`expand_auth` filled in.
+  ``***`` (placeholders are shown as written), as does a literal ``/t/TOKEN/`` segment, the value
+  of a query parameter whose name says it is a secret (``token``, ``access_token``, ``api_key``,
+  ``password``, ``signature``, ``X-Amz-Signature``, ...) and any value :func:`expand_auth` filled in.
 
 rattler sends a URL's user-info as HTTP basic auth, so a URL with the credentials filled in is all
 the solver and the installer need. Standard library only.
@@ -37,6 +39,12 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 _USERINFO = re.compile(r"^(?P<userinfo>[^/]*)@")
 #: an anaconda.org-style token segment
 _TOKEN = re.compile(r"/t/(?P<token>[^/]+)")
+#: a query parameter whose name says it carries a secret, and its value
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[^=&#?]*(?:token|passw(?:or)?d|secret|api[_-]?key|apikey|auth|signature|sig"
+    r"|credential)[^=&#?]*)=(?P<value>[^&#]*)",
+    re.IGNORECASE,
+)
 #: values filled in by :func:`expand_auth` (and literal ones seen), masked by :func:`redact`
 _SECRETS: set[str] = set()
 #: shorter values are not masked as free text (they would mask ordinary words)
@@ -67,12 +75,30 @@ def _split(url: str) -> tuple[str, str, str]:
     return scheme + sep, match.group("userinfo"), after[match.end() :]
 
 
+def _query_pairs(rest: str) -> tuple[str, list[str], str]:
+    """``(before "?", the query's ``name=value`` pairs, "#fragment" or "")``."""
+    rest, hash_, fragment = rest.partition("#")
+    path, question, query = rest.partition("?")
+    pairs = query.split("&") if question and query else []
+    return path, pairs, hash_ + fragment
+
+
+def _secret_value(pair: str) -> str | None:
+    """The value of a secret-named ``name=value`` pair, unless it is placeholders alone."""
+    match = _SECRET_PARAM.fullmatch(pair)
+    if match is None or not match.group("value") or _only_placeholders(match.group("value")):
+        return None
+    return match.group("value")
+
+
 def has_literal_auth(url: str) -> bool:
     """Whether ``url`` carries credentials that are not placeholders."""
     _, userinfo, rest = _split(url)
     if userinfo and not _only_placeholders(userinfo):
         return True
-    return any(not _only_placeholders(m.group("token")) for m in _TOKEN.finditer(rest))
+    if any(not _only_placeholders(m.group("token")) for m in _TOKEN.finditer(rest)):
+        return True
+    return any(_secret_value(pair) is not None for pair in _query_pairs(rest)[1])
 
 
 def strip_auth(url: str) -> str:
@@ -84,6 +110,8 @@ def strip_auth(url: str) -> str:
     'https://${USER}:${PASS}@host/t/${TOKEN}/ch'
     >>> strip_auth("https://host/t/tk-123/ch")
     'https://host/ch'
+    >>> strip_auth("https://host/ch?token=tk-123&x=1")
+    'https://host/ch?x=1'
     """
     scheme, userinfo, rest = _split(url)
     if not scheme:
@@ -99,6 +127,16 @@ def strip_auth(url: str) -> str:
         return ""
 
     rest = _TOKEN.sub(token, rest)
+    path, pairs, fragment = _query_pairs(rest)
+    if pairs:
+        kept = []
+        for pair in pairs:
+            secret = _secret_value(pair)
+            if secret is None:
+                kept.append(pair)
+            else:
+                _remember(secret)
+        rest = path + ("?" + "&".join(kept) if kept else "") + fragment
     return f"{scheme}{userinfo}@{rest}" if userinfo else f"{scheme}{rest}"
 
 
@@ -174,6 +212,15 @@ def _redact_url(url: str) -> str:
         return f"/t/{MASK}"
 
     rest = _TOKEN.sub(token, rest)
+    path, pairs, fragment = _query_pairs(rest)
+    if pairs:
+        masked = []
+        for pair in pairs:
+            secret = _secret_value(pair)
+            if secret is not None:
+                _remember(secret)
+            masked.append(pair if secret is None else pair[: len(pair) - len(secret)] + MASK)
+        rest = f"{path}?{'&'.join(masked)}{fragment}"
     return f"{scheme}{userinfo}@{rest}" if userinfo else f"{scheme}{rest}"
 
 

@@ -251,6 +251,39 @@ def test_strip_auth_removes_literal_credentials_and_keeps_placeholders() -> None
     assert strip_auth("file:///srv/channel") == "file:///srv/channel"
 
 
+def test_secret_query_parameters_are_stripped_masked_and_kept_as_placeholders() -> None:
+    """Artifact servers and signed URLs carry the secret in the query (``?token=``)."""
+    assert strip_auth("https://host/ch?token=tk-9911") == "https://host/ch"
+    assert strip_auth("https://host/ch?x=1&access_token=tk-9911&y=2#f") == (
+        "https://host/ch?x=1&y=2#f"
+    )
+    assert strip_auth("https://s3/b?X-Amz-Signature=abcd1234&X-Amz-Date=1") == (
+        "https://s3/b?X-Amz-Date=1"
+    )
+    assert strip_auth("https://host/ch?token=${TOKEN}") == "https://host/ch?token=${TOKEN}"
+    assert strip_auth("https://host/ch?page=2") == "https://host/ch?page=2"
+    assert redact("GET https://host/ch?api_key=k-5150&x=1 failed") == (
+        "GET https://host/ch?api_key=***&x=1 failed"
+    )
+    assert redact("https://host/ch?token=${TOKEN}") == "https://host/ch?token=${TOKEN}"
+    assert has_literal_auth("https://host/ch?password=hunter22")
+    assert not has_literal_auth("https://host/ch?token=${TOKEN}&page=2")
+    # once seen in a URL, the value is masked wherever a server echoes it
+    assert redact("server said: bad token tk-9911") == "server said: bad token ***"
+
+
+def test_a_query_token_reaches_no_file_and_no_message(tmp_path: Path) -> None:
+    secret = "qtok-5f1e-77aa"
+    channel = f"http://127.0.0.1:{closed_port()}/ch?token={secret}"
+    out = tmp_path / "out"
+    for extra in ((), ("--json",)):
+        result = lock(channel, out, *extra)
+        assert result.exit_code == 4, result.output
+        assert "Traceback" not in result.output
+        assert secret not in result.stdout + result.stderr, result.output
+        assert not out.exists()
+
+
 def test_redact_masks_every_url_user_info_token_and_expanded_value(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
