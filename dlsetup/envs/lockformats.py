@@ -493,7 +493,7 @@ def _read_pixi(path: Path, platform: str, environment: str) -> LockedEnvironment
     env = lock.environment(environment)
     if env is None:
         raise InputError(
-            f"{path} has no environment {environment!r}; it has: {', '.join(sorted(names))}",
+            f"{path} has no environment {environment!r}; it has: {', '.join(sorted(names)) or 'none'}",
             fix="choose one with --environment NAME",
         )
     by_name = {str(p): p for p in env.platforms()}
@@ -557,7 +557,8 @@ def read_locked_environment(
             category the lock lacks, or options that do not apply to its format.
     """
     if not path.is_file():
-        raise InputError(f"lock file {path} does not exist", fix="check the --from-lock path")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise InputError(f"lock file {path} {what}", fix="check the --from-lock path")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
