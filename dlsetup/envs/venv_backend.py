@@ -445,10 +445,28 @@ def choose_torch_index(
     ccs = [g.cc for g in choice.gpus]
     pick = recommend_torch(choice.cuda, ccs, python, choice.driver_version)
     if pick is None:
+        from dlsetup.compat.lines import last_pypi_torch_for
+
         gpus = ", ".join(g.label for g in choice.gpus) or "no GPU named"
+        # a GPU no current wheel has kernels for is not helped by a newer driver: name it, and
+        # the newest release that still ran on it (from the data), beside the driver advice
+        current = last_pypi_torch_for((9, 0), python)
+        fixes = ["lock the cpu variant (--variant cpu)"]
+        why = ""
+        for gpu in choice.gpus:
+            last = last_pypi_torch_for(gpu.cc, python)
+            if last is None:
+                why = f": no PyTorch wheel dlsetup knows has kernels for {gpu.label}"
+            elif current is None or last[0] != current[0]:
+                fixes.append(
+                    f"--torch-version {last[0]} ({last[1]}), the newest release with kernels "
+                    f"for {gpu.label}"
+                )
+        if len(fixes) == 1 and not why:
+            fixes.append("update the NVIDIA driver")
         raise NoFittingBuildError(
-            f"no PyTorch CUDA wheel known to dlsetup runs on CUDA {choice.cuda} with {gpus}",
-            fix="lock the cpu variant (--variant cpu), or update the NVIDIA driver",
+            f"no PyTorch CUDA wheel known to dlsetup runs on CUDA {choice.cuda} with {gpus}{why}",
+            fix="; or ".join(fixes),
         )
     unchecked = "" if ccs else "; no GPU known (--gpu-arch names them): no arch list was checked"
     return TorchIndexChoice(

@@ -244,6 +244,10 @@ def test_a_kepler_gpu_is_refused_naming_it(
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "no PyTorch CUDA wheel known to dlsetup runs on CUDA 13.0 with GPU 0" in proc.stderr
+    # the GPU is the reason, not the driver: no advice to update it
+    assert "no PyTorch wheel dlsetup knows has kernels for GPU 0" in proc.stderr
+    assert "Fix: lock the cpu variant (--variant cpu)" in proc.stderr
+    assert "update the NVIDIA driver" not in proc.stderr
     assert not list(tmp_path.glob("pylock*"))
 
 
