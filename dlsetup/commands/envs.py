@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -452,6 +453,7 @@ def _relock_command(result: Any, target: str | None) -> str:
         parts += ["--cuda", result.cuda]
     for platform in result.platforms:
         parts += ["--platform", platform]
+    parts += [shlex.quote(option) for option in result.relock_options]
     parts += ["--output", str(result.lock.parent), "--force"]
     return " ".join(parts)
 

@@ -95,6 +95,10 @@ class CheckResult:
             it could not be computed).
         hash_engine: ``dlsetup`` (recomputed here) or ``conda-lock`` (its own function decided).
         seconds: how long the check took.
+        relock_options: the options (besides target, variant, CUDA, platforms and output) that
+            make the same request again: ``--gpu-arch`` given by hand, ``--python-version``,
+            ``--torch-version``, indexes; what the lock read from this machine's driver is left
+            out, so a new lock reads it again.
     """
 
     lock: Path
@@ -110,6 +114,7 @@ class CheckResult:
     content_hash: dict[str, dict[str, str | None]]
     hash_engine: str
     seconds: float = 0.0
+    relock_options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -617,6 +622,12 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
             f"locked for Python {recorded_python or 'unpinned'}, asked for {req.python_version}",
         )
 
+    relock: tuple[str, ...] = ()
+    if choice.gpu_source.startswith("option"):  # GPUs named by hand, not read from the driver
+        from dlsetup.compat.arch import fmt_cc
+
+        for gpu in choice.gpus:
+            relock += ("--gpu-arch", fmt_cc(gpu.cc))
     expected_text: str | None = None
     expected_vps: dict[str, tuple[VirtualPackage, ...]] = {}
     rendered: RenderedEnvironment | None = None
@@ -647,6 +658,8 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
             companion_notes=plan.notes,
         )
         expected_text = rendered.text
+        if python is not None and python != _pinned(list(deps)):
+            relock += ("--python-version", python)
         _compare_lines(record, lines, compared, found)
         if not any(d.kind in ("variant", "target") for d in found.differences):
             changes = {}
@@ -699,6 +712,7 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
             for p in platforms
         },
         hash_engine=engine,
+        relock_options=relock,
     )
 
 

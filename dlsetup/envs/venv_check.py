@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlsetup.envs.credentials import strip_auth
 from dlsetup.errors import InputError
 
 if TYPE_CHECKING:
@@ -204,6 +205,17 @@ def check_venv_lock(
         "replayed the request in [tool.dlsetup] without resolving: newer versions of other "
         "packages on the indexes are not compared"
     )
+    relock: list[str] = []
+    for arch in request.gpu_arch:
+        relock += ["--gpu-arch", arch]
+    for option, value in (
+        ("--python-version", request.python_version),
+        ("--torch-version", request.torch_version),
+        ("--torch-index-url", request.torch_index_url),
+        ("--index-url", request.index_url),
+    ):
+        if value:
+            relock += [option, strip_auth(value)]
     return CheckResult(
         lock=path,
         environment_file=path,
@@ -217,4 +229,5 @@ def check_venv_lock(
         notes=tuple(notes),
         content_hash={},
         hash_engine="dlsetup",
+        relock_options=tuple(relock),
     )

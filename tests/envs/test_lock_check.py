@@ -161,6 +161,11 @@ def test_another_cuda_or_gpu_arch_makes_it_stale(cuda_lock: Path) -> None:
     assert not any(m.startswith("environment file changed") for m in messages)
     code, data = check_json(str(cuda_lock), "--gpu-arch", "6.1", "--cuda", "13.0")
     assert code == 0, data
+    # the line that locks it again keeps GPUs named by hand (a driver's GPUs are read again)
+    code, text = run("--check", str(cuda_lock), "--gpu-arch", "8.6")
+    assert code == 1
+    again = next(line for line in text.splitlines() if line.startswith("Lock it again: "))
+    assert "--cuda 13.0" in again and "--gpu-arch 8.6" in again, again
 
 
 def test_another_platform_or_variant_makes_it_stale(cuda_lock: Path) -> None:

@@ -87,6 +87,8 @@ def test_another_gpu_is_stale_naming_the_new_pytorch_variant(pascal_lock: Path) 
     assert "Lock it again: dlsetup lock pytorch --backend venv --variant cuda --cuda 13.0" in (
         proc.stdout
     )
+    again = next(line for line in proc.stdout.splitlines() if line.startswith("Lock it again: "))
+    assert "--gpu-arch 8.9" in again, again  # the GPU asked for now is kept in the new lock
 
 
 def test_another_target_or_torch_version_is_stale(pascal_lock: Path) -> None:
