@@ -11,8 +11,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -134,8 +135,29 @@ def stop_group(proc: subprocess.Popen[Any], *, grace_s: float, signum: int = sig
     kill_group(proc)
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn``: the kernel sends the child SIGKILL when dlsetup dies (Linux prctl).
+
+    libc is looked up here, in the parent: nothing is imported between fork and exec.
+    """
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    return arm
+
+
 def run_in_own_group(
-    argv: Sequence[str], *, timeout_s: float, grace_s: float = 15.0
+    argv: Sequence[str],
+    *,
+    timeout_s: float,
+    grace_s: float = 15.0,
+    env: Mapping[str, str] | None = None,
+    die_with_parent: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` to the end as the leader of a new process group, capturing its output as text.
 
@@ -148,12 +170,23 @@ def run_in_own_group(
         argv: the command and its arguments.
         timeout_s: seconds it may run.
         grace_s: seconds it may take to stop after SIGINT before its group is killed.
+        env: its environment (default: dlsetup's).
+        die_with_parent: on Linux, the kernel kills it when dlsetup dies (even by SIGKILL, which
+            no handler sees): for a command writing into a build that dlsetup would remove.
 
     Raises:
         subprocess.TimeoutExpired: it ran longer than ``timeout_s`` seconds (the group is ended).
     """
+    options: dict[str, Any] = new_group_options()
+    if die_with_parent and sys.platform == "linux":
+        options["preexec_fn"] = _die_with_parent()
     with subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **new_group_options()
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=None if env is None else dict(env),
+        **options,
     ) as proc:
         try:
             out, err = proc.communicate(timeout=timeout_s)

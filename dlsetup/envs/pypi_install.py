@@ -21,13 +21,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from dlsetup.envs.credentials import expand_auth, redact
 from dlsetup.envs.lockformats import PypiPackage
@@ -276,52 +273,28 @@ def install_pypi(
             str(uv), "pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
             "--no-build", "--no-config", "--link-mode", "copy", "--quiet", "-r", str(reqs),
         ]  # fmt: skip
-        result = _run_uv(argv, _uv_env(cache_dir))
+        result = run_uv(argv, _uv_env(cache_dir))
     if result.returncode != 0:
         _fail(result.stderr or result.stdout or "", packages, lock)
     _rewrite_scripts(staged, final, before)
     return len(packages)
 
 
-def _die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn``: the kernel sends the child SIGKILL when dlsetup dies (Linux prctl).
+def run_uv(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run uv as the leader of its own process group, ended on Ctrl-C or SIGTERM and killed by
+    the kernel when dlsetup dies (Linux), so no uv outlives a removed partial build.
 
-    libc is looked up here, in the parent: nothing is imported between fork and exec.
+    Raises:
+        InstallError: uv ran past :data:`UV_TIMEOUT_S`.
     """
-    import ctypes
+    from dlsetup.process_group import run_in_own_group
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    pr_set_pdeathsig = 1
-
-    def arm() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-    return arm
-
-
-def _run_uv(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run uv as the leader of its own process group; end the group on Ctrl-C or SIGTERM."""
-    from dlsetup.process_group import deferred_stop_signals, new_group_options, stop_group
-
-    options: dict[str, Any] = new_group_options()
-    if sys.platform == "linux":  # a SIGKILL of dlsetup takes uv with it (it leads its own group)
-        options["preexec_fn"] = _die_with_parent()
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **options
-    ) as proc:
-        try:
-            out, err = proc.communicate(timeout=UV_TIMEOUT_S)
-        except BaseException as exc:
-            from dlsetup.errors import Terminated
-
-            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-            with deferred_stop_signals():
-                stop_group(proc, grace_s=5.0, signum=signum)
-                proc.wait()
-            if isinstance(exc, subprocess.TimeoutExpired):
-                raise InstallError(
-                    f"uv took longer than {UV_TIMEOUT_S:.0f} s to install the PyPI packages",
-                    fix="check the index is reachable, then retry (the target was not touched)",
-                ) from exc
-            raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    try:
+        return run_in_own_group(
+            argv, timeout_s=UV_TIMEOUT_S, grace_s=5.0, env=env, die_with_parent=True
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise InstallError(
+            f"uv took longer than {UV_TIMEOUT_S:.0f} s to install the PyPI packages",
+            fix="check the index is reachable, then retry (the target was not touched)",
+        ) from exc

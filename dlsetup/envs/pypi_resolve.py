@@ -48,6 +48,7 @@ from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_au
 from dlsetup.envs.uvtool import uv_binary
 from dlsetup.errors import MissingToolError, SolveError
 from dlsetup.platforms import PLATFORM_INFO
+from dlsetup.process_group import run_in_own_group
 
 #: seconds one ``uv pip compile`` may take
 UV_TIMEOUT_S = 900
@@ -500,9 +501,7 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
             floor = next((f.version for f in info.floors if f.name == "__osx"), "11.0")
             env["MACOSX_DEPLOYMENT_TARGET"] = floor
         try:
-            proc = subprocess.run(
-                argv, capture_output=True, text=True, env=env, timeout=UV_TIMEOUT_S, check=False
-            )
+            proc = run_in_own_group(argv, timeout_s=UV_TIMEOUT_S, grace_s=5.0, env=env)
         except subprocess.TimeoutExpired as exc:
             raise SolveError(
                 f"uv did not resolve the pip: section for {request.platform} within "

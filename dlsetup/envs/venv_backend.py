@@ -700,7 +700,7 @@ def _run_uv(args: list[str], what: str) -> str:
     """Run uv as create's PyPI phase runs it: leading its own process group, ended on Ctrl-C or
     SIGTERM, and killed by the kernel when dlsetup dies (Linux), so a SIGKILL of dlsetup leaves
     no uv writing into the partial build."""
-    from dlsetup.envs.pypi_install import _run_uv as run_uv
+    from dlsetup.envs.pypi_install import run_uv
 
     proc = run_uv([uv_binary(), *args], dict(os.environ))
     if proc.returncode != 0:
