@@ -167,6 +167,21 @@ class Diff:
     rows: list[Row] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
 
+    def compare(  # noqa: PLR0917 - a row's fields
+        self,
+        row_id: str,
+        old: Any,
+        new: Any,
+        source: SourceRead,
+        complete: bool = True,
+        note: str = "",
+    ) -> None:
+        """Confirm ``row_id`` when the source agrees with the data, else report it changed."""
+        if old == new:
+            self.confirmed.append(row_id)
+        else:
+            self.rows.append(Row("changed", row_id, old, new, source, complete, note))
+
 
 # -- fetching -------------------------------------------------------------------------------------
 
@@ -505,22 +520,16 @@ def compare_torch(
                 ("python_min", rel.pythons[0]),
                 ("python_max", rel.pythons[-1]),
             ):
-                if have.get(fieldname) == value:
-                    diff.confirmed.append(f"pytorch.releases.{key}.{fieldname}")
-                elif fieldname == "python_max" and have.get("python_experimental") == value:
+                if fieldname == "python_max" and have.get("python_experimental") == value:
                     diff.confirmed.append(f"pytorch.releases.{key}.python_experimental")
-                else:
-                    diff.rows.append(
-                        Row(
-                            "changed",
-                            f"pytorch.releases.{key}.{fieldname}",
-                            have.get(fieldname),
-                            value,
-                            source,
-                            note=f"PyPI's {key}.x wheels are built for Python "
-                            f"{', '.join(rel.pythons)}",
-                        )
-                    )
+                    continue
+                diff.compare(
+                    f"pytorch.releases.{key}.{fieldname}",
+                    have.get(fieldname),
+                    value,
+                    source,
+                    note=f"PyPI's {key}.x wheels are built for Python {', '.join(rel.pythons)}",
+                )
         if source.status == "ok":
             for key in releases:
                 if key not in project.releases:
@@ -607,34 +616,22 @@ def compare_tensorflow(
             continue
         have = releases[key]
         for fieldname, value in (("python_min", rel.pythons[0]), ("python_max", rel.pythons[-1])):
-            if have.get(fieldname) == value:
-                diff.confirmed.append(f"tensorflow.releases.{key}.{fieldname}")
-            else:
-                diff.rows.append(
-                    Row(
-                        "changed",
-                        f"tensorflow.releases.{key}.{fieldname}",
-                        have.get(fieldname),
-                        value,
-                        source,
-                        note=f"PyPI's {key}.x wheels are built for Python {', '.join(rel.pythons)}",
-                    )
-                )
+            diff.compare(
+                f"tensorflow.releases.{key}.{fieldname}",
+                have.get(fieldname),
+                value,
+                source,
+                note=f"PyPI's {key}.x wheels are built for Python {', '.join(rel.pythons)}",
+            )
         if key == latest_key and extra is not None:
             for fieldname, value in zip(("cuda", "cudnn"), extra, strict=True):
-                if have.get(fieldname) == value:
-                    diff.confirmed.append(f"tensorflow.releases.{key}.{fieldname}")
-                else:
-                    diff.rows.append(
-                        Row(
-                            "changed",
-                            f"tensorflow.releases.{key}.{fieldname}",
-                            have.get(fieldname),
-                            value,
-                            source,
-                            note="from the and-cuda extra's lower bounds",
-                        )
-                    )
+                diff.compare(
+                    f"tensorflow.releases.{key}.{fieldname}",
+                    have.get(fieldname),
+                    value,
+                    source,
+                    note="from the and-cuda extra's lower bounds",
+                )
 
 
 def compare_companions(
@@ -750,21 +747,15 @@ def compare_conda_forge(diff: Diff, data: Mapping[str, Any], fetch: Fetch, today
         node: Any = data
         for part in path.split("."):
             node = node[part]
-        if node["release"] == version:
-            diff.confirmed.append(f"{path}.release")
-        else:
-            diff.rows.append(
-                Row(
-                    "changed",
-                    f"{path}.release",
-                    node["release"],
-                    version,
-                    source,
-                    False,
-                    "conda-forge builds another release now: re-read its CUDA lines, arch lists "
-                    "and Pythons from the recipe and .ci_support by hand",
-                )
-            )
+        diff.compare(
+            f"{path}.release",
+            node["release"],
+            version,
+            source,
+            complete=False,
+            note="conda-forge builds another release now: re-read its CUDA lines, arch lists "
+            "and Pythons from the recipe and .ci_support by hand",
+        )
 
 
 def compare_nvidia(diff: Diff, data: Mapping[str, Any], fetch: Fetch, today: str) -> None:
@@ -785,12 +776,8 @@ def compare_nvidia(diff: Diff, data: Mapping[str, Any], fetch: Fetch, today: str
         new = [cuda, release, linux, windows]
         if cuda not in have:
             diff.rows.append(Row("new", f"cuda_toolkit_drivers.{cuda}", None, new, source))
-        elif list(have[cuda]) != new:
-            diff.rows.append(
-                Row("changed", f"cuda_toolkit_drivers.{cuda}", list(have[cuda]), new, source)
-            )
         else:
-            diff.confirmed.append(f"cuda_toolkit_drivers.{cuda}")
+            diff.compare(f"cuda_toolkit_drivers.{cuda}", list(have[cuda]), new, source)
     listed = {row[0] for row in table}
     for cuda, old in have.items():
         if cuda not in listed:
