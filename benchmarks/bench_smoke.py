@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
@@ -144,6 +145,17 @@ def tf_eager_keras(
     return time.perf_counter() - t0
 
 
+def _tf_variables(tf: Any, init: dict[str, np.ndarray]) -> list[Any]:
+    """One combination's ``[w1, b1, w2, b2, alpha]`` as variables, from the grid's first model."""
+    return [
+        tf.Variable(init["w1"][0], dtype=tf.float32),
+        tf.Variable(init["b1"][0], dtype=tf.float32),
+        tf.Variable(init["w2"][0][:, None], dtype=tf.float32),
+        tf.Variable(0.0),
+        tf.Variable(ref.PRELU_INIT),
+    ]
+
+
 def tf_eager(steps: int, x: np.ndarray, y: np.ndarray, combos: list[tuple[str, str]]) -> float:
     """A leaner eager loop: raw variables per combination, GradientTape, assign_sub."""
     import tensorflow as tf
@@ -154,12 +166,8 @@ def tf_eager(steps: int, x: np.ndarray, y: np.ndarray, combos: list[tuple[str, s
     init = core.init_params(0, 1)
     t0 = time.perf_counter()
     for act, loss in combos:
-        w1 = tf.Variable(init["w1"][0], dtype=tf.float32)
-        b1 = tf.Variable(init["b1"][0], dtype=tf.float32)
-        w2 = tf.Variable(init["w2"][0][:, None], dtype=tf.float32)
-        b2 = tf.Variable(0.0)
-        alpha = tf.Variable(ref.PRELU_INIT)
-        params = [w1, b1, w2, b2, alpha]
+        params = _tf_variables(tf, init)
+        w1, b1, w2, b2, alpha = params
         lr = core.LEARNING_RATES[loss]
         for _ in range(steps):
             with tf.GradientTape() as tape:
@@ -207,12 +215,7 @@ def tf_function_step(
     init = core.init_params(0, 1)
     t0 = time.perf_counter()
     for act, loss in combos:
-        w1 = tf.Variable(init["w1"][0], dtype=tf.float32)
-        b1 = tf.Variable(init["b1"][0], dtype=tf.float32)
-        w2 = tf.Variable(init["w2"][0][:, None], dtype=tf.float32)
-        b2 = tf.Variable(0.0)
-        alpha = tf.Variable(ref.PRELU_INIT)
-        params = [w1, b1, w2, b2, alpha]
+        params = _tf_variables(tf, init)
         lr = core.LEARNING_RATES[loss]
 
         @tf.function
