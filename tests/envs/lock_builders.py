@@ -33,6 +33,7 @@ from typing import Any
 
 from dlsetup.envs.lock import conda_lock_dependencies
 from tests.envs.channel import Package, write_archive
+from tests.support.proc import REPO, run_cli
 from tests.support.wheels import Wheel, build_wheel
 
 PLATFORM = "linux-64"
@@ -329,3 +330,34 @@ def write_pixi_lock_v6(fixture: Fixture, path: Path) -> Path:
     data = {"version": 6, "environments": environments, "packages": list(packages.values())}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+# --- running create on a lock, and what it leaves ----------------------------------------------
+
+#: run the checkout's dlsetup (not an installed copy)
+CHECKOUT = {"PYTHONPATH": str(REPO)}
+
+
+def create_from_lock(lock: Path, prefix: Path, *extra: str) -> tuple[int, str, str]:
+    """``dlsetup create --from-lock LOCK --prefix PREFIX --no-smoke --no-jupyter EXTRA...``:
+    ``(exit code, stdout, stderr)``."""
+    proc = run_cli(
+        "create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
+        "--no-jupyter", *extra, env=CHECKOUT,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def temporaries(directory: Path) -> list[str]:
+    """dlsetup's temporaries in ``directory`` (none when create removed the directory it made)."""
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".dlsetup-"))
+
+
+def make_env(prefix: Path) -> None:
+    """A small conda environment (``conda-meta/``) to be replaced."""
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "conda-meta" / "history").write_text("==> old <==\n")
+    (prefix / "bin").mkdir()
+    (prefix / "bin" / "tool").write_text("old tool\n")

@@ -27,6 +27,7 @@ import pytest
 from dlsetup.envs.install import PAUSE_ENV, PAUSE_SECONDS_ENV
 from dlsetup.output import load_schema
 from tests.envs.channel import PLACEHOLDER, Package, build_channel
+from tests.envs.lock_builders import make_env, temporaries
 from tests.support.proc import REPO, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, modes and signals")
@@ -164,21 +165,6 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
         )
         found[str(path.relative_to(root))] = (info.st_mode, data)
     return found
-
-
-def temporaries(directory: Path) -> list[str]:
-    """dlsetup's temporaries in ``directory`` (none when create removed the directory it made)."""
-    if not directory.exists():
-        return []
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".dlsetup-"))
-
-
-def make_env(prefix: Path) -> None:
-    """A small conda environment (``conda-meta/``) to be replaced."""
-    (prefix / "conda-meta").mkdir(parents=True)
-    (prefix / "conda-meta" / "history").write_text("==> old <==\n")
-    (prefix / "bin").mkdir()
-    (prefix / "bin" / "tool").write_text("old tool\n")
 
 
 # --- item 1 and 9: what --prefix may name --------------------------------------------------------

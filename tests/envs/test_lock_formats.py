@@ -25,6 +25,7 @@ from dlsetup.envs.lockformats import detect_format, read_locked_environment
 from dlsetup.errors import InputError
 from dlsetup.output import load_schema
 from tests.envs.lock_builders import (
+    CHECKOUT,
     PLATFORM,
     Fixture,
     build_fixture,
@@ -33,13 +34,12 @@ from tests.envs.lock_builders import (
     write_pixi_lock,
     write_pixi_lock_v6,
 )
-from tests.support.proc import REPO, run_cli
+from tests.envs.lock_builders import create_from_lock as create
+from tests.support.proc import run_cli
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
 )
-
-CHECKOUT = {"PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +57,6 @@ def pixi_lock(fx: Fixture) -> Path:
     directory = fx.channel_dir.parent / "proj"
     directory.mkdir(exist_ok=True)
     return write_pixi_lock(fx, directory / "pixi.lock")
-
-
-def create(lock: Path, prefix: Path, *extra: str) -> tuple[int, str, str]:
-    proc = run_cli(
-        "create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
-        "--no-jupyter", *extra, env=CHECKOUT,
-    )  # fmt: skip
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 INSPECT = """

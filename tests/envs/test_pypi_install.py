@@ -26,15 +26,22 @@ import psutil
 import pytest
 import yaml
 
-from tests.envs.lock_builders import Fixture, build_fixture, write_conda_lock, write_pixi_lock
-from tests.support.proc import REPO, run_cli
+from tests.envs.lock_builders import (
+    CHECKOUT,
+    Fixture,
+    build_fixture,
+    make_env,
+    temporaries,
+    write_conda_lock,
+    write_pixi_lock,
+)
+from tests.envs.lock_builders import create_from_lock as create
+from tests.support.proc import REPO
 from tests.support.wheels import Wheel, build_wheel
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
 )
-
-CHECKOUT = {"PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture
@@ -42,30 +49,11 @@ def fx(tmp_path: Path) -> Fixture:
     return build_fixture(tmp_path / "fx")
 
 
-def create(lock: Path, prefix: Path, *extra: str) -> tuple[int, str, str]:
-    proc = run_cli(
-        "create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
-        "--no-jupyter", *extra, env=CHECKOUT,
-    )  # fmt: skip
-    return proc.returncode, proc.stdout, proc.stderr
-
-
 def snapshot(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() if p.is_file() else b""
         for p in sorted(root.rglob("*"))
     }
-
-
-def temporaries(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".dlsetup-"))
-
-
-def make_env(prefix: Path) -> None:
-    (prefix / "conda-meta").mkdir(parents=True)
-    (prefix / "conda-meta" / "history").write_text("==> old <==\n")
-    (prefix / "bin").mkdir()
-    (prefix / "bin" / "tool").write_text("old tool\n")
 
 
 def with_pip_entry(lock: Path, name: str, **changes: str) -> None:
