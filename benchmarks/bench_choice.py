@@ -33,7 +33,7 @@ PROCESSES = 7
 
 #: What ``dlsetup lock`` has imported before it would choose a line (environment files are YAML,
 #: versions go through packaging, the lock module itself): not counted as the choice's cost.
-_ALREADY_LOADED = "import yaml, packaging.version, dlsetup.envs.spec, dlsetup.envs.lock"
+_ALREADY_LOADED = "import yaml, packaging.version, dlsetup.envs.files.spec, dlsetup.envs.conda.lock"
 
 _COLD = (
     _ALREADY_LOADED

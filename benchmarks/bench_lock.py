@@ -36,10 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dlsetup.envs import spec as spec_mod  # noqa: E402
+from dlsetup.envs.conda.lock import lock_environment  # noqa: E402
+from dlsetup.envs.conda.virtual_packages import to_rattler, virtual_packages  # noqa: E402
+from dlsetup.envs.files import spec as spec_mod  # noqa: E402
 from dlsetup.envs.location import find_conda_executable  # noqa: E402
-from dlsetup.envs.lock import lock_environment  # noqa: E402
-from dlsetup.envs.virtual import to_rattler, virtual_packages  # noqa: E402
 from tests.envs.channel import build_channel  # noqa: E402
 
 SIZES = (1_000, 5_000, 20_000, 50_000, 100_000)
@@ -194,9 +194,9 @@ _ONE_LOCK = """
 import sys, time
 t0 = time.perf_counter()
 from pathlib import Path
-from dlsetup.envs import spec as spec_mod
-from dlsetup.envs.lock import lock_environment
-from dlsetup.envs.request import check_python  # the CLI imports it either way
+from dlsetup.envs.files import spec as spec_mod
+from dlsetup.envs.conda.lock import lock_environment
+from dlsetup.envs.conda.request import check_python  # the CLI imports it either way
 mode, channel, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 source = spec_mod.load_environment_file(spec_mod.environment_file("pytorch", "cuda"))
 lines = None

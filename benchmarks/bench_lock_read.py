@@ -6,7 +6,7 @@ Each lock is written by its tool's own code (conda-lock's writer, conda-lock's e
 py-rattler's pixi.lock writer) with 1,000 packages for linux-64: 900 conda packages and 100 PyPI
 packages (whose conda-lock dependency specs use ``*`` and ``||``, so the conda-lock file takes the
 path where rattler is given the conda part only). What is timed is
-:func:`dlsetup.envs.lockformats.read_locked_environment` in this process: detection, parsing,
+:func:`dlsetup.envs.lockfiles.formats.read_locked_environment` in this process: detection, parsing,
 validation and the rattler records (the median and the best of 7 runs, after one warm-up that
 pays the imports), and, beside it, the bare library read it builds on (conda-lock's
 ``parse_conda_lock_file`` and ``rattler.LockFile.from_path``) for the ratio.
@@ -68,7 +68,7 @@ def write_conda_lock(path: Path, records: list[Any]) -> None:
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
     from conda_lock.models.channel import Channel
 
-    from dlsetup.envs.lock import conda_lock_dependencies
+    from dlsetup.envs.conda.lock import conda_lock_dependencies
 
     packages = [
         LockedDependency(
@@ -160,7 +160,7 @@ def main() -> None:
     import rattler
     from conda_lock.lockfile import parse_conda_lock_file
 
-    from dlsetup.envs.lockformats import read_locked_environment
+    from dlsetup.envs.lockfiles.formats import read_locked_environment
 
     with tempfile.TemporaryDirectory(prefix="bench-lock-read-") as tmp:
         root = Path(tmp)

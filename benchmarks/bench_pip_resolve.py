@@ -9,7 +9,7 @@ interleaved, medians of N (warm uv cache, shared by both):
 * ``uv pip compile`` alone: the same 5 requirements, the same index, ``--python-version``,
   ``--python-platform``, ``--generate-hashes`` (and ``--python`` naming this interpreter, as dlsetup
   does, so neither side pays uv's interpreter search);
-* dlsetup's PyPI resolution of the same section (:func:`dlsetup.envs.pypi_resolve.resolve`: stub
+* dlsetup's PyPI resolution of the same section (:func:`dlsetup.envs.pypi.resolve.resolve`: stub
   wheels for the conda part, uv, the best wheel per package, each wheel's Requires-Dist);
 * what the section adds to a whole ``dlsetup lock`` (one platform): the lock with it minus the
   lock without it.
@@ -65,9 +65,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
 
-    from dlsetup.envs.pypi_resolve import PypiRequest, resolve
-    from dlsetup.envs.request import LockRequest, lock_target
-    from dlsetup.envs.uvtool import uv_binary
+    from dlsetup.envs.conda.request import LockRequest, lock_target
+    from dlsetup.envs.pypi.resolve import PypiRequest, resolve
+    from dlsetup.envs.pypi.uv import uv_binary
     from dlsetup.platforms import PLATFORM_INFO
     from tests.envs.channel import build_channel
     from tests.support.wheels import build_index

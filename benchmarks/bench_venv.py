@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def uv() -> str:
-    from dlsetup.envs.uvtool import uv_binary
+    from dlsetup.envs.pypi.uv import uv_binary
 
     return uv_binary()
 

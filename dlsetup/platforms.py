@@ -4,7 +4,7 @@ Each :class:`PlatformInfo` says what a platform is (OS, architecture), whether a
 driver can exist there (``__cuda``), whether conda-forge's PyTorch builds there carry Apple's
 Metal (MPS) backend, the conda-lock selector that marks a line of an environment file for it, and
 the virtual-package floors another machine of that platform is assumed to have, each with its
-source. :mod:`dlsetup.envs.spec` (valid platforms), :mod:`dlsetup.envs.virtual` (floors),
+source. :mod:`dlsetup.envs.files.spec` (valid platforms), :mod:`dlsetup.envs.conda.virtual_packages` (floors),
 :mod:`dlsetup.envs.variant` (``--variant auto``), the ``--platform`` choices and help, and the
 ``dlsetup.lock`` JSON schema (checked by a test) all read it; adding a platform is one row here,
 plus the environment files' ``platforms:`` lists where conda-forge builds the target.

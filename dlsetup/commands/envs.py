@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dlsetup.commands.venv import venv_options
-from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
+from dlsetup.envs.files.spec import PLATFORMS, TARGETS, VARIANTS
 from dlsetup.errors import ExitCode
 from dlsetup.platforms import CUDA_PLATFORMS
 
@@ -319,8 +319,8 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     from dlsetup.commands.venv import refuse_venv_only
 
     refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
-    from dlsetup.envs.request import LockRequest, lock_target
-    from dlsetup.envs.virtual import sources_text
+    from dlsetup.envs.conda.request import LockRequest, lock_target
+    from dlsetup.envs.conda.virtual_packages import sources_text
     from dlsetup.output import dumps, envelope, make_console
 
     opts = LockRequest(
@@ -385,7 +385,7 @@ def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
             raise click.UsageError(f"{option} does not apply to --check (nothing is written)")
     if force:
         raise click.UsageError("--force does not apply to --check (nothing is written)")
-    from dlsetup.envs.check import CheckRequest, check_lock
+    from dlsetup.envs.conda.check import CheckRequest, check_lock
     from dlsetup.output import dumps, envelope, make_console
 
     request = CheckRequest(
@@ -565,8 +565,8 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     """
     from dlsetup.commands.venv import refuse_conda_only, refuse_venv_only, venv_request
     from dlsetup.envs.build import build_environment
+    from dlsetup.envs.conda.request import LockRequest
     from dlsetup.envs.progress import Progress
-    from dlsetup.envs.request import LockRequest
     from dlsetup.output import dumps, envelope, make_console, to_jsonable
 
     if backend == "venv":

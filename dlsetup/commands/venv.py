@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from dlsetup.envs.venv_backend import VenvLockRequest, VenvLockResult
+    from dlsetup.envs.venv.lock import VenvLockRequest, VenvLockResult
 
 BACKEND_CHOICE = click.Choice(["conda", "venv"])
 
@@ -90,7 +90,7 @@ def venv_request(  # noqa: PLR0917 - the lock options, passed on
     torch_version: str | None = None,
 ) -> VenvLockRequest:
     """The venv backend's request from the command's options."""
-    from dlsetup.envs.venv_backend import VenvLockRequest
+    from dlsetup.envs.venv.lock import VenvLockRequest
 
     return VenvLockRequest(
         target=target,
@@ -108,7 +108,7 @@ def venv_request(  # noqa: PLR0917 - the lock options, passed on
 
 def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
     """The ``data`` of a ``dlsetup.venv-lock`` document."""
-    from dlsetup.envs.venv_backend import variant_reason
+    from dlsetup.envs.venv.lock import variant_reason
 
     choice, torch = result.choice, result.torch
     return {
@@ -157,7 +157,7 @@ def lock_venv_command(
     request: VenvLockRequest, output: Path, *, force: bool, as_json: bool
 ) -> None:
     """``dlsetup lock TARGET --backend venv``: lock, then print what and why."""
-    from dlsetup.envs.venv_backend import lock_venv, variant_reason
+    from dlsetup.envs.venv.lock import lock_venv, variant_reason
     from dlsetup.output import dumps, envelope, make_console
 
     result = lock_venv(request, output, force=force)

@@ -8,7 +8,7 @@ environment for another one).
 
 The variant carries the GPUs it was chosen for (each with its compute capability): the CUDA *line*
 (:func:`dlsetup.compat.lines.choose_cuda_line`) is then chosen per platform from them, in
-:mod:`dlsetup.envs.request`.
+:mod:`dlsetup.envs.conda.request`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dlsetup.envs.spec import validate_cuda
+from dlsetup.envs.files.spec import validate_cuda
 from dlsetup.errors import InputError
 from dlsetup.platforms import CUDA_PLATFORMS
 

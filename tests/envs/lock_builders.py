@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlsetup.envs.lock import conda_lock_dependencies
+from dlsetup.envs.conda.lock import conda_lock_dependencies
 from tests.envs.channel import Package, write_archive
 from tests.support.proc import REPO, run_cli
 from tests.support.wheels import Wheel, build_wheel

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dlsetup.envs import install
+from dlsetup.envs.conda import install
 from dlsetup.errors import IntegrityError
 
 GOOD = b"the real package archive\n" * 64

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dlsetup.envs.build import build_environment
-from dlsetup.envs.request import LockRequest
+from dlsetup.envs.conda.request import LockRequest
 from dlsetup.errors import InputError
 
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from dlsetup.cli import cli
 from dlsetup.compat import knowledge_base
-from dlsetup.envs import spec as spec_mod
-from dlsetup.envs.request import LockRequest, lock_target
+from dlsetup.envs.conda.request import LockRequest, lock_target
+from dlsetup.envs.files import spec as spec_mod
 from tests.envs.channel import build_channel
 
 TORCHAUDIO_LEFT_OUT = (

@@ -11,20 +11,20 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
-from dlsetup.envs.pypi_resolve import (
-    best_wheel,
-    conda_provided,
-    marker_environment,
-    platform_tags,
-    requires_dist,
-)
-from dlsetup.envs.selectors import KNOWN_NAMES, evaluate
-from dlsetup.envs.spec import (
+from dlsetup.envs.files.selectors import KNOWN_NAMES, evaluate
+from dlsetup.envs.files.spec import (
     DEFAULTS_CHANNELS,
     DEFAULTS_WINDOWS_CHANNEL,
     PLATFORMS,
     load_environment_file,
     render,
+)
+from dlsetup.envs.pypi.resolve import (
+    best_wheel,
+    conda_provided,
+    marker_environment,
+    platform_tags,
+    requires_dist,
 )
 from dlsetup.errors import InputError
 from dlsetup.platforms import PLATFORM_INFO
@@ -109,7 +109,7 @@ def test_selected_lines_are_applied_per_platform_and_conda_lock_reads_the_render
 ) -> None:
     from conda_lock.src_parser import make_lock_spec
 
-    from dlsetup.envs.lock import pypi_mapping_path
+    from dlsetup.envs.conda.lock import pypi_mapping_path
 
     path = write(
         tmp_path,

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dlsetup.cli import cli
-from dlsetup.envs import install
+from dlsetup.envs.conda import install
 from tests.support.mutate import mutate
 
 ALLOWED_EXITS = {0, 1, 2, 4}

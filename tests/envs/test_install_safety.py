@@ -24,7 +24,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from dlsetup.envs.install import PAUSE_ENV, PAUSE_SECONDS_ENV
+from dlsetup.envs.conda.install import PAUSE_ENV, PAUSE_SECONDS_ENV
 from dlsetup.output import load_schema
 from tests.envs.channel import PLACEHOLDER, Package, build_channel
 from tests.envs.lock_builders import make_env, temporaries

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
-from dlsetup.envs import lock as lock_mod
+from dlsetup.envs.conda import lock as lock_mod
 from dlsetup.envs.location import host_platform
 from dlsetup.output import load_schema
 from tests.support.fake_nvml import nvml_env
@@ -274,7 +274,7 @@ def test_content_hash_is_the_one_conda_lock_computes_for_the_rendered_file(
     from conda_lock.src_parser import make_lock_spec
     from conda_lock.virtual_package import virtual_package_repo_from_specification
 
-    from dlsetup.envs.lock import pypi_mapping_path
+    from dlsetup.envs.conda.lock import pypi_mapping_path
 
     code, out = lock_cli(
         "tensorflow",

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
-from dlsetup.envs import check as check_mod
-from dlsetup.envs.virtual import VirtualPackage
+from dlsetup.envs.conda import check as check_mod
+from dlsetup.envs.conda.virtual_packages import VirtualPackage
 from dlsetup.output import load_schema
 
 USER_ENV = """\
@@ -108,7 +108,7 @@ def test_fast_hash_matches_conda_lock_for_each_spec_form_or_declines(
         VirtualPackage("__archspec", "1", "x86_64"),
         VirtualPackage("__cuda", "12.4"),
     )
-    from dlsetup.envs.virtual import spec_file_text
+    from dlsetup.envs.conda.virtual_packages import spec_file_text
 
     real = check_mod.conda_lock_content_hashes(env, spec_file_text({"linux-64": vps}))["linux-64"]
     fast = check_mod.fast_content_hash(("conda-forge",), [spec], "linux-64", vps)

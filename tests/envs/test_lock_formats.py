@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dlsetup.envs.lockformats import detect_format, read_locked_environment
+from dlsetup.envs.lockfiles.formats import detect_format, read_locked_environment
 from dlsetup.errors import InputError
 from dlsetup.output import load_schema
 from tests.envs.lock_builders import (

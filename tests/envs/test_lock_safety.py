@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dlsetup.cli import cli
-from dlsetup.envs.spec import MAX_ENVIRONMENT_FILE_BYTES, validate_cuda
+from dlsetup.envs.files.spec import MAX_ENVIRONMENT_FILE_BYTES, validate_cuda
 from dlsetup.errors import InputError
 from tests.support.proc import run_cli
 

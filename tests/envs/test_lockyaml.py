@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlsetup.envs.lockyaml import load_conda_lock
+from dlsetup.envs.lockfiles.condalock_yaml import load_conda_lock
 from tests.envs.lock_builders import build_fixture, write_conda_lock
 
 HEADER = "version: 1\nmetadata:\n  content_hash:\n    linux-64: abc\n  platforms:\n  - linux-64\n"

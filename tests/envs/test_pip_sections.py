@@ -208,7 +208,7 @@ def test_lock_check_sees_a_changed_pip_requirement_and_the_hash_covers_the_pypi_
     from conda_lock.src_parser import make_lock_spec
     from conda_lock.virtual_package import virtual_package_repo_from_specification
 
-    from dlsetup.envs.lock import pypi_mapping_path
+    from dlsetup.envs.conda.lock import pypi_mapping_path
 
     path = environment(tmp_path, index_url, ["tiny-app"])
     assert lock(path, channel_url, "--platform", "linux-64").exit_code == 0

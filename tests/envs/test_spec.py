@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dlsetup.envs.spec import (
+from dlsetup.envs.files.spec import (
     PLATFORMS,
     TARGETS,
     environment_file,
@@ -47,7 +47,7 @@ def test_repository_copy_in_environments_is_identical_to_the_packaged_file(path:
 def test_conda_lock_parses_every_shipped_file(path: Path) -> None:
     from conda_lock.src_parser import make_lock_spec
 
-    from dlsetup.envs.lock import pypi_mapping_path
+    from dlsetup.envs.conda.lock import pypi_mapping_path
 
     lock_spec = make_lock_spec(src_files=[path], mapping_url=str(pypi_mapping_path()))
     assert sorted(lock_spec.platforms) == sorted(load_environment_file(path).platforms)

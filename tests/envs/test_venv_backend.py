@@ -24,7 +24,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from dlsetup.envs.pylock import load_toml, parse_pylock
+from dlsetup.envs.venv.pylock import load_toml, parse_pylock
 from dlsetup.errors import IntegrityError
 from dlsetup.output import load_schema
 from tests.support.fake_nvml import no_library_env, nvml_env, system_has_nvml
@@ -188,7 +188,7 @@ def test_the_variant_is_doctors_recommendation(
 ) -> None:
     """One code path with doctor's pip fix: change recommend_torch's answer and the lock follows."""
     from dlsetup.compat import recommend
-    from dlsetup.envs.venv_backend import VenvLockRequest, lock_venv
+    from dlsetup.envs.venv.lock import VenvLockRequest, lock_venv
 
     request = VenvLockRequest(
         "pytorch",
@@ -216,7 +216,7 @@ def test_the_variant_is_doctors_recommendation(
 def test_cuda_without_gpus_says_no_arch_list_was_checked(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
-    from dlsetup.envs.venv_backend import VenvLockRequest, lock_venv, variant_reason
+    from dlsetup.envs.venv.lock import VenvLockRequest, lock_venv, variant_reason
 
     request = VenvLockRequest(
         "pytorch",
@@ -371,7 +371,7 @@ def test_a_lock_with_an_sdist_or_a_wheel_without_sha256_is_refused(tmp_path: Pat
 def test_the_toml_writer_round_trips_what_uv_writes(tmp_path: Path) -> None:
     import datetime as dt
 
-    from dlsetup.envs.pylock import merge_locks, write_pylock
+    from dlsetup.envs.venv.pylock import merge_locks, write_pylock
 
     wheel = {
         "url": "https://files.example/a b/x-1-py3-none-any.whl",
@@ -519,7 +519,7 @@ def test_force_replaces_only_an_environment(
 
 def pausing_uv(tmp_path: Path) -> tuple[Path, Path]:
     """A uv wrapper that writes its pid and sleeps before ``uv pip sync`` (mid-build)."""
-    from dlsetup.envs.uvtool import uv_binary
+    from dlsetup.envs.pypi.uv import uv_binary
 
     marker = tmp_path / "syncing.pid"
     shim = tmp_path / "uv-shim"
@@ -624,7 +624,7 @@ def test_the_real_cpu_torch_wheel_on_disk_builds_a_venv_that_passes_smoke(
     """Where download.pytorch.org is out of reach (the build machines), the real CPU wheel that lies
     on disk stands in for its index (uv locks it, numpy and ipykernel come from PyPI); create
     builds the venv, registers its kernel and runs the real smoke test in it."""
-    from dlsetup.envs.uvtool import uv_binary
+    from dlsetup.envs.pypi.uv import uv_binary
 
     wheels = sorted(Path("/opt/wheels").glob("torch-*+cpu-*.whl"))
     if not wheels or not _reachable("pypi.org"):

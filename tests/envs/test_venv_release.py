@@ -23,7 +23,7 @@ from dlsetup.compat.frameworks import (
 )
 from dlsetup.compat.recommend import recommend_torch
 from dlsetup.envs.variant import VariantChoice, choose_variant
-from dlsetup.envs.venv_backend import choose_torch_index
+from dlsetup.envs.venv.lock import choose_torch_index
 from dlsetup.errors import InputError, NoFittingBuildError
 from dlsetup.output import load_schema
 from tests.support.fake_nvml import no_library_env

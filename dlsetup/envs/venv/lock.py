@@ -13,15 +13,15 @@ No usable GPU: the cpu index. TensorFlow: ``tensorflow[and-cuda]`` on Linux x86_
 variant (:func:`dlsetup.compat.recommend.recommend_tensorflow`), plain ``tensorflow`` elsewhere.
 
 Platforms: uv resolves one at a time (``uv pip compile --python-platform``); the locks are merged
-into one file (:mod:`dlsetup.envs.pylock`). The CUDA wheel index applies where PyTorch publishes
+into one file (:mod:`dlsetup.envs.venv.pylock`). The CUDA wheel index applies where PyTorch publishes
 CUDA wheels whose arch lists the knowledge base has (linux-64, win-64); other platforms get the
 cpu index (on macOS that wheel has the MPS backend).
 
 Build: ``uv venv --relocatable`` in ``.dlsetup-partial-NAME-PID/env`` beside the target, then
 ``uv pip sync --require-hashes`` of the lock (every package a wheel with a sha256, checked
-first by :func:`dlsetup.envs.pylock.parse_pylock`; uv compares each wheel with it), then the same
+first by :func:`dlsetup.envs.venv.pylock.parse_pylock`; uv compares each wheel with it), then the same
 rename into place, target lock, prefix rules and clean-up of a killed build as conda
-environments (:mod:`dlsetup.envs.install`, :mod:`dlsetup.envs.safety`). A relocatable venv's
+environments (:mod:`dlsetup.envs.conda.install`, :mod:`dlsetup.envs.safety`). A relocatable venv's
 scripts find their interpreter relative to themselves, so the renamed venv's ``python``,
 ``activate`` and console scripts work at the final path.
 """
@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlsetup.envs.uvtool import uv_binary
+from dlsetup.envs.pypi.uv import uv_binary
 from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
 
 if TYPE_CHECKING:
     from dlsetup.compat.recommend import TorchPick
-    from dlsetup.envs.install import InstallResult
+    from dlsetup.envs.conda.install import InstallResult
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.variant import VariantChoice
     from dlsetup.probes.nvidia import NvidiaFacts
@@ -684,7 +684,7 @@ def is_venv_lock(path: Path) -> bool:
 
 def name_of_lock(path: Path) -> str:
     """The environment name of a venv lock: its ``[tool.dlsetup] name``, else from the file name."""
-    from dlsetup.envs.pylock import parse_pylock
+    from dlsetup.envs.venv.pylock import parse_pylock
 
     tool = parse_pylock(path).tool
     if isinstance(tool.get("name"), str):
@@ -700,7 +700,7 @@ def _run_uv(args: list[str], what: str) -> str:
     """Run uv as create's PyPI phase runs it: leading its own process group, ended on Ctrl-C or
     SIGTERM, and killed by the kernel when dlsetup dies (Linux), so a SIGKILL of dlsetup leaves
     no uv writing into the partial build."""
-    from dlsetup.envs.pypi_install import run_uv
+    from dlsetup.envs.pypi.install import run_uv
 
     proc = run_uv([uv_binary(), *args], dict(os.environ))
     if proc.returncode != 0:
@@ -721,7 +721,7 @@ def _resolve(
     index_url: str,
     workdir: Path,
 ) -> tuple[dict[str, Any], float]:
-    from dlsetup.envs.pylock import load_toml
+    from dlsetup.envs.venv.pylock import load_toml
 
     source = workdir / f"{platform.name}.in"
     source.write_text("\n".join(reqs) + "\n", encoding="utf-8")
@@ -824,7 +824,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         SolveError: uv could not resolve.
         MissingToolError: no uv.
     """
-    from dlsetup.envs.pylock import merge_locks, write_pylock
+    from dlsetup.envs.venv.pylock import merge_locks, write_pylock
     from dlsetup.errors import ExistsError
 
     plan = plan_venv(request)
@@ -984,10 +984,10 @@ def create_venv(
             (uv's refusal).
         InstallError: another create holds the target, or uv failed. The target is untouched.
     """
-    from dlsetup.envs.install import PARTIAL_MARK, InstallResult, _swap_into_place, clean_leftovers
+    from dlsetup.envs.conda.install import PARTIAL_MARK, InstallResult, _swap_into_place, clean_leftovers
     from dlsetup.envs.location import host_platform
     from dlsetup.envs.progress import Progress
-    from dlsetup.envs.pylock import parse_pylock, selected
+    from dlsetup.envs.venv.pylock import parse_pylock, selected
     from dlsetup.envs.safety import check_prefix, deferred_signals, normalize_prefix, target_lock
     from dlsetup.errors import IntegrityError
 

@@ -5,7 +5,7 @@ tool's metadata): ``request`` holds the options given (target, variant, ``--cuda
 ``--gpu-arch``, platforms, Python, indexes, ``--torch-version``) and the table's other keys what
 was chosen from them (variant, CUDA, GPUs, PyTorch variant and release, TensorFlow, indexes).
 The check replays the request, with the options given now in place of the recorded ones, through
-the same choice as ``lock`` (:func:`dlsetup.envs.venv_backend.plan_venv`: this machine's driver
+the same choice as ``lock`` (:func:`dlsetup.envs.venv.lock.plan_venv`: this machine's driver
 where the lock's CUDA version and GPUs came from it, the knowledge base as it is now) and
 compares. No resolve, no network: what uv would pick from the indexes today is not compared
 (a new numpy is no reason to call a lock stale); that the lock's own ``torch`` is the release
@@ -22,7 +22,7 @@ from dlsetup.envs.credentials import strip_auth
 from dlsetup.errors import InputError
 
 if TYPE_CHECKING:
-    from dlsetup.envs.check import CheckRequest, CheckResult, Difference
+    from dlsetup.envs.conda.check import CheckRequest, CheckResult, Difference
     from dlsetup.probes.nvidia import NvidiaFacts
 
 
@@ -37,7 +37,7 @@ def _replayed(recorded: Any, req: CheckRequest, tool: Mapping[str, Any]) -> Any:
     """The recorded request with the options given now in its place."""
     import dataclasses
 
-    from dlsetup.envs.venv_backend import TARGETS
+    from dlsetup.envs.venv.lock import TARGETS
 
     if req.target is not None and req.target not in TARGETS:
         raise InputError(
@@ -83,9 +83,9 @@ def check_venv_lock(
             (exit 2). A replayed request that no longer has a fitting build is a difference, not
             an error.
     """
-    from dlsetup.envs.check import CheckResult, Difference
-    from dlsetup.envs.pylock import parse_pylock
-    from dlsetup.envs.venv_backend import (
+    from dlsetup.envs.conda.check import CheckResult, Difference
+    from dlsetup.envs.venv.pylock import parse_pylock
+    from dlsetup.envs.venv.lock import (
         DEFAULT_INDEX,
         index_of,
         plan_venv,

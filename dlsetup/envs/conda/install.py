@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from dlsetup.envs import names
 from dlsetup.envs.credentials import canonical, expand_auth
+from dlsetup.envs.files import names
 from dlsetup.envs.location import host_platform
-from dlsetup.envs.lockformats import DEFAULT_DEV, PypiPackage, read_locked_environment
+from dlsetup.envs.lockfiles.formats import DEFAULT_DEV, PypiPackage, read_locked_environment
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.safety import (
     ArchiveFacts,
@@ -91,7 +91,7 @@ class InstallResult:
         skipped_scripts: the link scripts conda would have run and dlsetup did not (it runs
             none), as ``"package: bin/.package-post-link.sh"``.
         pypi_packages: number of PyPI packages installed (with uv, after the conda ones).
-        lock_format: the lock's format (:data:`dlsetup.envs.lockformats.FORMAT_NAMES`).
+        lock_format: the lock's format (:data:`dlsetup.envs.lockfiles.formats.FORMAT_NAMES`).
         environment: the lock environment installed (pixi.lock), else ``default``.
         categories: the conda-lock categories installed (empty for other formats).
     """
@@ -110,7 +110,7 @@ class InstallResult:
 
 
 def validate_env_name(name: str) -> str:
-    """Check an environment name (``--name``); the rule is :mod:`dlsetup.envs.names`'s."""
+    """Check an environment name (``--name``); the rule is :mod:`dlsetup.envs.files.names`'s."""
     return names.validate_env_name(name)
 
 
@@ -153,7 +153,7 @@ class LockContents:
             version, build, URL, hash); the rest is read from each verified archive.
         hashes_from: canonical URLs of the records whose hashes came from their channel's
             repodata.json, not from the lock (an unhashed ``conda list --explicit`` line:
-            :mod:`dlsetup.envs.repodata_hashes`).
+            :mod:`dlsetup.envs.conda.repodata_hashes`).
     """
 
     path: Path
@@ -176,7 +176,7 @@ def read_lock(
     dev: bool = DEFAULT_DEV,
     extras: tuple[str, ...] = (),
 ) -> LockContents:
-    """Read ``path`` (any format :mod:`dlsetup.envs.lockformats` reads) for ``platform``.
+    """Read ``path`` (any format :mod:`dlsetup.envs.lockfiles.formats` reads) for ``platform``.
 
     Raises:
         InputError: the file is missing, malformed or of an unsupported format (the message
@@ -285,7 +285,7 @@ def verify_lock(contents: LockContents) -> None:
     for rec in contents.records:
         # an explicit lock carries md5 only (conda list --explicit --md5, conda-lock render) or
         # no hash at all (conda list --explicit): the channel's repodata.json gives it then
-        # (dlsetup.envs.repodata_hashes), before anything is fetched
+        # (dlsetup.envs.conda.repodata_hashes), before anything is fetched
         if rec.sha256 is None and not contents.metadata_from_archive:
             raise IntegrityError(
                 f"{rec.file_name} in {contents.path} has no "
@@ -343,7 +343,7 @@ async def _fetch_one(rec: Any, contents: LockContents, archive_cache: Path) -> P
     expected = rec.sha256.hex() if rec.sha256 is not None else None
     expected_md5 = rec.md5.hex() if rec.md5 is not None else None
     if expected is None and expected_md5 is None:  # never fetched unverified
-        from dlsetup.envs.repodata_hashes import FIX
+        from dlsetup.envs.conda.repodata_hashes import FIX
 
         raise IntegrityError(
             f"{rec.file_name} in {contents.path} has no hash; unverifiable packages are refused",
@@ -824,11 +824,11 @@ def create_environment(
     """Install ``lock_path``'s packages for ``platform`` into ``prefix``, atomically.
 
     The conda packages are linked into a staged prefix, then the PyPI packages are installed
-    into it with uv (:mod:`dlsetup.envs.pypi_install`), then it is moved into place.
+    into it with uv (:mod:`dlsetup.envs.pypi.install`), then it is moved into place.
 
     Args:
         lock_path: a conda-lock v1, explicit or pixi.lock file
-            (:mod:`dlsetup.envs.lockformats`).
+            (:mod:`dlsetup.envs.lockfiles.formats`).
         prefix: the environment directory to create.
         platform: the lock platform to install (default: this machine's).
         force: replace an existing environment (only after the new one is complete); a
@@ -855,7 +855,7 @@ def create_environment(
     check_prefix(prefix, force=force)
     contents = read_lock(lock_path, platform, environment=environment, dev=dev, extras=extras)
     verify_lock(contents)
-    from dlsetup.envs.pypi_install import check_packages
+    from dlsetup.envs.pypi.install import check_packages
 
     check_packages(contents.pypi, platform, lock_path, python_version(contents))  # no download yet
     progress.note(plan_text(contents))
@@ -876,7 +876,7 @@ def _cache_root() -> Path:
 
 def _hashes_for_unhashed_lines(contents: LockContents, progress: Progress) -> LockContents:
     """An explicit lock's lines without a hash get their channel's (repodata.json) hashes."""
-    from dlsetup.envs.repodata_hashes import hashes_from_repodata, unhashed
+    from dlsetup.envs.conda.repodata_hashes import hashes_from_repodata, unhashed
 
     count = len(unhashed(contents.records)) if contents.metadata_from_archive else 0
     if not count:
@@ -1014,7 +1014,7 @@ def _replace_records(contents: LockContents, records: list[Any]) -> LockContents
 def _install_pypi(contents: LockContents, staged: Path, prefix: Path, progress: Progress) -> int:
     if not contents.pypi:
         return 0
-    from dlsetup.envs.pypi_install import install_pypi
+    from dlsetup.envs.pypi.install import install_pypi
 
     progress.note(f"Installing {len(contents.pypi)} PyPI packages with uv ...")
     count = install_pypi(

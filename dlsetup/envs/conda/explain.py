@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from dlsetup.envs.virtual import DETECTED, FLOOR, VirtualPackage
+from dlsetup.envs.conda.virtual_packages import DETECTED, FLOOR, VirtualPackage
 from dlsetup.errors import SolveError
 
 _CUDA_VERSION_NEED = re.compile(r"cuda-version >=(\d+)\.(\d+)")

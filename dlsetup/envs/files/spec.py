@@ -24,7 +24,7 @@ everything else. A file that is not valid YAML, or not shaped like an environmen
 :class:`dlsetup.errors.InputError` naming the file and the line; so does one larger than
 :data:`MAX_ENVIRONMENT_FILE_BYTES`, a binary or non-UTF-8 file, an entry with a control character
 (a newline would add lines to the rendered file) and a ``name:`` that is not a valid environment
-name (:mod:`dlsetup.envs.names`: the name becomes the output files' names, so ``../x`` or ``/x``
+name (:mod:`dlsetup.envs.files.names`: the name becomes the output files' names, so ``../x`` or ``/x``
 would write outside ``--output``). Everything is checked when the file is loaded, before anything
 is written.
 
@@ -37,11 +37,11 @@ Environment files mean what conda and conda-lock make of them:
   conda.anaconda.org URL. Other names (``conda-forge``, ``pytorch``) and URLs are kept as written;
   the solver puts a name under the channel alias ``https://conda.anaconda.org``.
 * Selectors (``- numpy  # [linux]``, ``# [osx and arm64]``) are read with conda-lock's pattern and
-  evaluated per platform (:mod:`dlsetup.envs.selectors`); one that names no platform is refused
+  evaluated per platform (:mod:`dlsetup.envs.files.selectors`); one that names no platform is refused
   with its line number. The rendered file writes each selected line per platform
   (``# [linux64]``), which conda-lock reads the same way.
 * A ``pip:`` section is kept (:class:`PipRequirement`, locked with uv by
-  :mod:`dlsetup.envs.pypi_resolve`). Its ``--index-url``/``-i`` and ``--extra-index-url`` lines are
+  :mod:`dlsetup.envs.pypi.resolve`). Its ``--index-url``/``-i`` and ``--extra-index-url`` lines are
   honoured; the rendered file names them as conda-lock does, ``pip-repositories:`` (with
   ``allow-pypi-requests: false`` for ``--index-url``), because conda-lock's parser reads no option
   lines in a ``pip:`` section; such a file is read back the same way. Other pip options (``-e``,
@@ -62,9 +62,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlsetup.envs.credentials import strip_auth
-from dlsetup.envs.names import NAME_RULE, is_valid_env_name
-from dlsetup.envs.pip_section import PipRequirement, pip_repositories, pip_section
-from dlsetup.envs.selectors import evaluate, selector_of
+from dlsetup.envs.files.names import NAME_RULE, is_valid_env_name
+from dlsetup.envs.files.pip_section import PipRequirement, pip_repositories, pip_section
+from dlsetup.envs.files.selectors import evaluate, selector_of
 from dlsetup.errors import InputError
 from dlsetup.platforms import PLATFORM_INFO, PLATFORM_NAMES
 

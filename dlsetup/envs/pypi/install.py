@@ -1,6 +1,6 @@
 """Install a lock's PyPI packages with uv into a staged environment: exactly those files, hashed.
 
-Called by :mod:`dlsetup.envs.install` after the conda packages are linked into the staged
+Called by :mod:`dlsetup.envs.conda.install` after the conda packages are linked into the staged
 prefix and before it is moved into place, so the whole environment stays atomic.
 
 * Before anything runs, every package must have a sha256 and be a wheel (``.whl``) whose
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlsetup.envs.credentials import expand_auth, redact
-from dlsetup.envs.lockformats import PypiPackage
-from dlsetup.envs.uvtool import uv_binary
+from dlsetup.envs.lockfiles.formats import PypiPackage
+from dlsetup.envs.pypi.uv import uv_binary
 from dlsetup.errors import InputError, InstallError, IntegrityError
 
 #: seconds uv may take for one environment's PyPI packages

@@ -4,8 +4,8 @@ No solve and no network. The lock's ``metadata`` says what it was made from (``c
 ``dlsetup_*`` keys: target, variant, CUDA version and where it came from, GPUs, CUDA line and
 virtual packages per platform; the channels, the platforms and conda-lock's ``content_hash`` per
 platform). The check replays that request, with any option the user gives in place of the recorded
-value, through the same rendering functions ``dlsetup lock`` uses (:func:`dlsetup.envs.spec.render`,
-:func:`dlsetup.envs.request.choose_lines`, :func:`dlsetup.envs.virtual.virtual_packages`), read-only,
+value, through the same rendering functions ``dlsetup lock`` uses (:func:`dlsetup.envs.files.spec.render`,
+:func:`dlsetup.envs.conda.request.choose_lines`, :func:`dlsetup.envs.conda.virtual_packages.virtual_packages`), read-only,
 then compares:
 
 * the request: variant, CUDA version, GPUs, platforms, Python, channels (an option given now
@@ -45,9 +45,9 @@ from dlsetup.errors import DlsetupError, InputError
 
 if TYPE_CHECKING:
     from dlsetup.compat.lines import Gpu, LineChoice
-    from dlsetup.envs.spec import EnvironmentSpec, RenderedEnvironment
+    from dlsetup.envs.conda.virtual_packages import VirtualPackage
+    from dlsetup.envs.files.spec import EnvironmentSpec, RenderedEnvironment
     from dlsetup.envs.variant import VariantChoice
-    from dlsetup.envs.virtual import VirtualPackage
     from dlsetup.probes.nvidia import NvidiaFacts
 
 META = "dlsetup_"
@@ -229,7 +229,7 @@ def read_lock(path: Path) -> LockRecord:
             fix="make it with dlsetup lock (the default rattler engine records it), or check a "
             "plain conda-lock file with conda-lock --check-input-hash",
         )
-    from dlsetup.envs.spec import PLATFORMS, TARGETS, VARIANTS
+    from dlsetup.envs.files.spec import PLATFORMS, TARGETS, VARIANTS
 
     record = LockRecord(
         path=path,
@@ -316,7 +316,7 @@ def pip_entries(rendered: RenderedEnvironment, platform: str) -> list[str]:
 
 
 def _spec_key(spec: str) -> str:
-    from dlsetup.envs.spec import spec_name
+    from dlsetup.envs.files.spec import spec_name
 
     if spec.startswith("pip: "):  # a pip: requirement, by its PyPI name
         return "pip:" + spec_name(re.split(r"[\s;<>=!~\[(@]", spec[5:].strip(), maxsplit=1)[0])
@@ -440,7 +440,7 @@ def conda_lock_content_hashes(env_text: str, vp_text: str) -> dict[str, str]:
     from conda_lock.src_parser import make_lock_spec
     from conda_lock.virtual_package import virtual_package_repo_from_specification
 
-    from dlsetup.envs.lock import pypi_mapping_path
+    from dlsetup.envs.conda.lock import pypi_mapping_path
 
     logging.getLogger("conda_lock").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="dlsetup-check-") as tmp:
@@ -482,7 +482,7 @@ def check_lock(
     Args:
         lock_path: a ``NAME.conda-lock.yml`` written by ``dlsetup lock``, or a
             ``pylock.NAME.toml`` written by ``dlsetup lock --backend venv``
-            (:func:`dlsetup.envs.venv_check.check_venv_lock`).
+            (:func:`dlsetup.envs.venv.check.check_venv_lock`).
         request: options given now (None: reuse everything the lock records).
         probe: this machine's NVIDIA facts; called only where the lock's CUDA version or GPUs came
             from the driver and no ``--cuda``/``--gpu-arch`` is given.
@@ -494,7 +494,7 @@ def check_lock(
     start = time.perf_counter()
     try:
         if lock_path.name.startswith("pylock") and lock_path.suffix == ".toml":
-            from dlsetup.envs.venv_check import check_venv_lock
+            from dlsetup.envs.venv.check import check_venv_lock
 
             result = check_venv_lock(lock_path, request or CheckRequest(), probe)
         else:
@@ -508,14 +508,14 @@ def check_lock(
 
 
 def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts]) -> CheckResult:
-    from dlsetup.envs import spec as spec_mod
-    from dlsetup.envs.request import (
+    from dlsetup.envs.conda.request import (
         CompanionPlan,
         _frameworks_in,
         _has_cuda_package,
         choose_lines,
         plan_companions,
     )
+    from dlsetup.envs.files import spec as spec_mod
 
     record = read_lock(lock_path)
     found = _Findings()
@@ -728,7 +728,7 @@ def _cuda_source(record: LockRecord) -> str | None:
 
 
 def _pinned(deps: list[str]) -> str | None:
-    from dlsetup.envs.request import _pinned_python
+    from dlsetup.envs.conda.request import _pinned_python
 
     return _pinned_python(tuple(deps))
 
@@ -749,8 +749,9 @@ def _choose(
 ) -> VariantChoice:
     """The variant, CUDA version and GPUs to re-render with, and the differences they make."""
     from dlsetup.compat.lines import gpus_from_arch
-    from dlsetup.envs import spec as spec_mod
-    from dlsetup.envs.request import _has_cuda_package
+    from dlsetup.envs.conda.request import _has_cuda_package
+    from dlsetup.envs.conda.virtual_packages import CUDA_DRIVER
+    from dlsetup.envs.files import spec as spec_mod
     from dlsetup.envs.variant import (
         GPUS_NONE,
         GPUS_OPTION,
@@ -758,7 +759,6 @@ def _choose(
         choose_variant,
         nvml_gpus,
     )
-    from dlsetup.envs.virtual import CUDA_DRIVER
 
     if req.variant == "auto":
 
@@ -898,7 +898,7 @@ def _virtual_packages(
 ) -> dict[str, tuple[VirtualPackage, ...]]:
     """Per platform, the virtual packages ``dlsetup lock`` would solve with now: the recorded
     detected (and unchanged override) values, recomputed floors, the CUDA version asked for."""
-    from dlsetup.envs.virtual import (
+    from dlsetup.envs.conda.virtual_packages import (
         CUDA_DRIVER,
         CUDA_OPTION,
         DETECTED,
@@ -958,7 +958,7 @@ def _virtual_packages(
 
 def _parse_vps(text: str, sources: dict[str, str]) -> list[VirtualPackage]:
     """``__unix=0 __glibc=2.28 __archspec=1=x86_64`` (the metadata's form) as records."""
-    from dlsetup.envs.virtual import FLOOR, VirtualPackage
+    from dlsetup.envs.conda.virtual_packages import FLOOR, VirtualPackage
 
     out = []
     for item in text.split():
@@ -989,7 +989,7 @@ def _content_hashes(
             fast[p] = value
     if stale or all(fast.get(p) == record.content_hash.get(p) for p in platforms):
         return fast, "dlsetup"  # stale already: conda-lock's hash would only cost a second
-    from dlsetup.envs.virtual import spec_file_text
+    from dlsetup.envs.conda.virtual_packages import spec_file_text
 
     text = expected_text
     if text is None:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_auth
-from dlsetup.envs.uvtool import uv_binary
+from dlsetup.envs.pypi.uv import uv_binary
 from dlsetup.errors import MissingToolError, SolveError
 from dlsetup.platforms import PLATFORM_INFO
 from dlsetup.process_group import run_in_own_group

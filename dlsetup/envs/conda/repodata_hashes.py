@@ -9,7 +9,7 @@ on-disk repodata cache the solve uses; ``${VAR}`` placeholders filled in by
 :func:`dlsetup.envs.credentials.expand_auth` only for the query, and a private channel's
 repodata cached only for the call, :func:`repodata_cache`), and gives the record the
 channel's sha256 and md5. The archive is then fetched and checked against them like any locked
-hash (:func:`dlsetup.envs.install.fetch_verified`).
+hash (:func:`dlsetup.envs.conda.install.fetch_verified`).
 
 A package the channel's repodata does not list (a removed build, another channel, a local file)
 fails naming the line and the fix: write the file with hashes (``conda list --explicit --md5``).
@@ -34,7 +34,7 @@ from dlsetup.envs.credentials import (
 from dlsetup.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from dlsetup.envs.install import LockContents
+    from dlsetup.envs.conda.install import LockContents
 
 FIX = (
     "write the explicit file with hashes: conda list --explicit --md5 (or --sha256), or "

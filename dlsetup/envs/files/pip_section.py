@@ -2,14 +2,14 @@
 (pip) and conda-lock read them. Standard library and ``packaging`` only.
 
 * Requirements are PEP 508 (``transformers>=4.40``, ``x; sys_platform == "linux"``), each with the
-  platforms its selector is true on (:mod:`dlsetup.envs.selectors`).
+  platforms its selector is true on (:mod:`dlsetup.envs.files.selectors`).
 * ``--index-url URL`` / ``-i URL`` / ``--index-url=URL`` and ``--extra-index-url URL`` lines are
   honoured; conda-lock's own ``pip-repositories:`` / ``allow-pypi-requests: false`` form (what
   dlsetup renders, because conda-lock's parser reads no option lines) is read back the same way.
 * Anything that cannot be pinned with hashes is refused with its line: other pip options (``-e``,
   ``-r``, ``--find-links``), requirements from a URL or VCS, a second ``--index-url``.
 
-``bad(node, what)`` is the caller's error factory (:func:`dlsetup.envs.spec.load_environment_file`:
+``bad(node, what)`` is the caller's error factory (:func:`dlsetup.envs.files.spec.load_environment_file`:
 an :class:`~dlsetup.errors.InputError` naming the file and the node's line).
 """
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlsetup.envs import spec as spec_mod
+from dlsetup.envs.conda.lock import LockResult, lock_environment
+from dlsetup.envs.conda.virtual_packages import CUDA_DRIVER, CUDA_OPTION
 from dlsetup.envs.credentials import redact_error
+from dlsetup.envs.files import spec as spec_mod
+from dlsetup.envs.files.spec import PLATFORMS, TARGETS
 from dlsetup.envs.location import host_platform
-from dlsetup.envs.lock import LockResult, lock_environment
-from dlsetup.envs.spec import PLATFORMS, TARGETS
 from dlsetup.envs.variant import VariantChoice, choose_variant
-from dlsetup.envs.virtual import CUDA_DRIVER, CUDA_OPTION
 from dlsetup.errors import DlsetupError, InputError
 
 if TYPE_CHECKING:

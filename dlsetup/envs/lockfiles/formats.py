@@ -32,7 +32,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 from dlsetup.envs.credentials import canonical
-from dlsetup.envs.lockyaml import load_conda_lock
+from dlsetup.envs.lockfiles.condalock_yaml import load_conda_lock
 from dlsetup.errors import InputError
 
 LockFormat = Literal["conda-lock-v1", "explicit", "pixi"]

@@ -3,7 +3,7 @@
 Two engines:
 
 * ``rattler`` (default): py-rattler solves each platform in-process with that platform's virtual
-  packages (:mod:`dlsetup.envs.virtual`); the result is written with conda-lock's own models
+  packages (:mod:`dlsetup.envs.conda.virtual_packages`); the result is written with conda-lock's own models
   (``Lockfile``/``LockedDependency``/``LockMeta``), its content hash and ``write_conda_lock_file``,
   so ``conda-lock install``, ``conda-lock render`` and micromamba read it unchanged.
 * ``conda-lock``: conda-lock's own solve, which needs a conda, mamba or micromamba executable; that
@@ -20,7 +20,7 @@ there, before any old file is touched), then renamed into place by
 :func:`dlsetup.atomic_write.replace_together`, which puts the old ones back if a rename fails.
 
 A ``pip:`` section is locked too (rattler engine): after the conda part of a platform is solved,
-:mod:`dlsetup.envs.pypi_resolve` resolves the section with uv for the Python version solved there
+:mod:`dlsetup.envs.pypi.resolve` resolves the section with uv for the Python version solved there
 and that platform, the conda part standing as installed (a requirement conda satisfies is not
 locked twice), and the result is written as conda-lock's ``manager: pip`` entries (wheel URL,
 sha256, dependencies), the same models conda-lock's own PyPI solver fills. As conda-lock does,
@@ -51,19 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlsetup.atomic_write import output_error, replace_together
-from dlsetup.envs.credentials import (
-    expand_auth,
-    placeholders,
-    redact,
-    redact_error,
-    strip_auth,
-)
-from dlsetup.envs.explain import explain_unsatisfiable
-from dlsetup.envs.location import find_conda_executable, host_platform
-from dlsetup.envs.names import NAME_RULE, is_valid_env_name
-from dlsetup.envs.pypi_resolve import PypiRequest, PypiSolution, conda_provided, resolve_all
-from dlsetup.envs.spec import RenderedEnvironment
-from dlsetup.envs.virtual import (
+from dlsetup.envs.conda.explain import explain_unsatisfiable
+from dlsetup.envs.conda.virtual_packages import (
     CUDA_OPTION,
     VirtualPackage,
     sources_record,
@@ -72,6 +61,17 @@ from dlsetup.envs.virtual import (
     to_rattler,
     virtual_packages,
 )
+from dlsetup.envs.credentials import (
+    expand_auth,
+    placeholders,
+    redact,
+    redact_error,
+    strip_auth,
+)
+from dlsetup.envs.files.names import NAME_RULE, is_valid_env_name
+from dlsetup.envs.files.spec import RenderedEnvironment
+from dlsetup.envs.location import find_conda_executable, host_platform
+from dlsetup.envs.pypi.resolve import PypiRequest, PypiSolution, conda_provided, resolve_all
 from dlsetup.errors import DlsetupError, ExistsError, InputError, MissingToolError, SolveError
 from dlsetup.process_group import run_in_own_group
 
@@ -335,7 +335,7 @@ async def _solve_all(
 ) -> dict[str, tuple[list[Any], float]]:
     import rattler
 
-    from dlsetup.envs.repodata_hashes import repodata_cache
+    from dlsetup.envs.conda.repodata_hashes import repodata_cache
 
     with repodata_cache(channel_urls, cache_dir) as cache:  # no credentials in a cache file
         gateway = rattler.Gateway(cache_dir=cache) if cache else rattler.Gateway()
@@ -493,7 +493,7 @@ def lock_environment(
     """Solve ``env`` for each platform and write the environment file, virtual packages and lock.
 
     This machine's platform is solved with the virtual packages detected here, every other
-    platform with the documented floors (:mod:`dlsetup.envs.virtual`).
+    platform with the documented floors (:mod:`dlsetup.envs.conda.virtual_packages`).
 
     Args:
         env: the rendered environment (its ``platforms`` should equal ``platforms``).
