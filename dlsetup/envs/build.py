@@ -10,17 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlsetup.envs.conda.install import InstallResult, create_environment, validate_env_name
+from dlsetup.envs.conda.install import create_environment, validate_env_name
 from dlsetup.envs.conda.request import LockRequest, lock_target
 from dlsetup.envs.finish import SmokeOutcome, activation_hint, run_smoke, skipped_smoke
 from dlsetup.envs.jupyter import KernelSpec, has_ipykernel, register_kernel
 from dlsetup.envs.location import default_envs_dir
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.safety import check_prefix, normalize_prefix, target_lock
+from dlsetup.envs.staging import InstallResult
+from dlsetup.envs.venv.install import create_venv
 from dlsetup.envs.venv.lock import (
     KEPT_LOCK,
     VenvLockRequest,
-    create_venv,
     is_venv_lock,
     lock_for_create,
     name_of_lock,

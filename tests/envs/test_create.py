@@ -22,7 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
-from dlsetup.envs.conda.install import PAUSE_ENV, clean_leftovers, remove_partial
+from dlsetup.envs.conda.install import PAUSE_ENV
+from dlsetup.envs.staging import clean_leftovers, remove_partial
 from dlsetup.output import load_schema
 from tests.smoke.fault_env import fault_env
 from tests.support.proc import REPO

@@ -5,7 +5,7 @@ byte for byte, or the complete new one, and no temporary is left behind (issue 7
 prefix. Each is sent SIGKILL or SIGTERM after a random delay (seeded) spread over a whole run:
 start-up, locking, fetch and verification, linking, the swap, clean-up. After SIGTERM nothing may
 be left at once (but a lock file an earlier SIGKILL left, when the run died before taking it over);
-after SIGKILL the clean-up the next run starts with (:func:`dlsetup.envs.conda.install.clean_leftovers`)
+after SIGKILL the clean-up the next run starts with (:func:`dlsetup.envs.staging.clean_leftovers`)
 must leave nothing but the harmless lock file (an OS lock: the kernel released it).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from dlsetup.envs.conda.install import clean_leftovers
+from dlsetup.envs.staging import clean_leftovers
 from tests.support.proc import REPO, run_cli
 
 pytestmark = [

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlsetup.envs.pypi.uv import uv_binary
+from dlsetup.envs.pypi.uv import run_uv_step, uv_binary
 from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
 
 if TYPE_CHECKING:
     from dlsetup.compat.recommend import TorchPick
-    from dlsetup.envs.conda.install import InstallResult
     from dlsetup.envs.progress import Progress
+    from dlsetup.envs.staging import InstallResult
     from dlsetup.envs.variant import VariantChoice
     from dlsetup.probes.nvidia import NvidiaFacts
 
@@ -696,22 +696,6 @@ def name_of_lock(path: Path) -> str:
 # --- resolving -------------------------------------------------------------------------------
 
 
-def _run_uv(args: list[str], what: str) -> str:
-    """Run uv as create's PyPI phase runs it: leading its own process group, ended on Ctrl-C or
-    SIGTERM, and killed by the kernel when dlsetup dies (Linux), so a SIGKILL of dlsetup leaves
-    no uv writing into the partial build."""
-    from dlsetup.envs.pypi.install import run_uv
-
-    proc = run_uv([uv_binary(), *args], dict(os.environ))
-    if proc.returncode != 0:
-        detail = "\n".join(proc.stderr.strip().splitlines()[-12:])
-        raise (SolveError if what == "resolve" else InstallError)(
-            f"uv could not {what}: {detail}",
-            fix="read uv's message above; --torch-index-url / --index-url name other indexes",
-        )
-    return proc.stdout
-
-
 def _resolve(
     reqs: tuple[str, ...],
     platform: VenvPlatform,
@@ -735,7 +719,7 @@ def _resolve(
     if torch_index:
         args[2:2] = ["--index", torch_index]
     start = time.perf_counter()
-    _run_uv(args, "resolve")
+    run_uv_step(args, "resolve")
     seconds = time.perf_counter() - start
     return load_toml(out.read_text(encoding="utf-8")), seconds * 1000
 
@@ -947,103 +931,3 @@ def lock_for_create(request: VenvLockRequest, directory: Path) -> tuple[Path, st
     """Lock for ``dlsetup create TARGET --backend venv``: (lock path, why, environment name)."""
     result = lock_venv(request, directory, force=True)
     return result.lock_path, variant_reason(result), result.name
-
-
-# --- building --------------------------------------------------------------------------------
-
-
-def venv_python(prefix: Path) -> Path:
-    """A venv's Python executable."""
-    if os.name == "nt":
-        return prefix / "Scripts" / "python.exe"
-    return prefix / "bin" / "python"
-
-
-def create_venv(
-    lock_path: Path,
-    prefix: Path,
-    *,
-    force: bool = False,
-    progress: Progress | None = None,
-    on_ready: Callable[[Path], None] | None = None,
-) -> InstallResult:
-    """Build a venv at ``prefix`` from the PEP 751 lock ``lock_path``, atomically.
-
-    Args:
-        lock_path: a ``pylock.toml``.
-        prefix: the venv's directory.
-        force: replace an existing environment (only after the new one is complete); a
-            non-empty directory that is not an environment is never replaced.
-        progress: where progress goes (default: silent).
-        on_ready: called with the staged venv before it is moved into place.
-
-    Raises:
-        InputError: a bad prefix; the lock is not TOML or not PEP 751, or does not fit here.
-        ExistsError: as :func:`dlsetup.envs.safety.check_prefix`.
-        IntegrityError: a package without a wheel or a sha256; a wheel whose hash differs
-            (uv's refusal).
-        InstallError: another create holds the target, or uv failed. The target is untouched.
-    """
-    from dlsetup.envs.conda.install import PARTIAL_MARK, InstallResult, _swap_into_place, clean_leftovers
-    from dlsetup.envs.location import host_platform
-    from dlsetup.envs.progress import Progress
-    from dlsetup.envs.venv.pylock import parse_pylock, selected
-    from dlsetup.envs.safety import check_prefix, deferred_signals, normalize_prefix, target_lock
-    from dlsetup.errors import IntegrityError
-
-    start = time.perf_counter()
-    progress = progress or Progress(enabled=False)
-    prefix = normalize_prefix(prefix)
-    check_prefix(prefix, force=force)
-    lock = parse_pylock(lock_path)
-    installs = selected(lock)
-    python = str(lock.tool.get("python") or f"{sys.version_info.major}.{sys.version_info.minor}")
-    with target_lock(prefix):
-        with deferred_signals():
-            clean_leftovers(prefix)
-        replaced = check_prefix(prefix, force=force)
-        work = prefix.parent / f"{PARTIAL_MARK}{prefix.name}-{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
-        staged = work / "env"
-        try:
-            work.mkdir()
-            progress.note(f"Creating a venv (Python {python}) with uv ...")
-            # the running interpreter when it is the version asked for: uv need not search
-            running = f"{sys.version_info.major}.{sys.version_info.minor}"
-            interpreter = sys.executable if python == running else python
-            _run_uv(
-                ["venv", "--relocatable", "--quiet", "--python", interpreter, str(staged)],
-                "create a venv",
-            )
-            progress.note(f"Installing {len(installs)} packages from {lock_path.name} ...")
-            try:
-                _run_uv(
-                    ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
-                     "--preview-features", "pylock", "--quiet", str(lock_path)],
-                    "install the lock",
-                )  # fmt: skip
-            except InstallError as exc:
-                if "Hash mismatch" in exc.message:
-                    raise IntegrityError(
-                        f"a wheel's hash differs from {lock_path.name}'s: {exc.message}",
-                        fix="the file is not the one locked: lock again, or find out who changed it",
-                    ) from exc
-                raise
-            if on_ready is not None:
-                on_ready(staged)
-            with deferred_signals():
-                _swap_into_place(staged, prefix)
-        finally:  # uv has ended (its process group is killed on an interrupt): nothing writes
-            with deferred_signals():
-                shutil.rmtree(work, ignore_errors=True)
-    counts: dict[str, Any] = {"packages": len(installs)}
-    if "pypi_packages" in {f.name for f in dataclasses.fields(InstallResult)}:
-        counts = {"packages": 0, "pypi_packages": len(installs), "lock_format": "pylock"}
-    return InstallResult(
-        prefix=prefix,
-        platform=host_platform(),
-        python=venv_python(prefix),
-        replaced=replaced,
-        seconds=time.perf_counter() - start,
-        **counts,
-    )
