@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ from dlsetup.errors import DlsetupError, InputError, InstallError
 if TYPE_CHECKING:
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.staging import InstallResult
+    from dlsetup.envs.venv.pylock import PyLock
 
 
 def venv_python(prefix: Path) -> Path:
@@ -25,6 +27,53 @@ def venv_python(prefix: Path) -> Path:
     if os.name == "nt":
         return prefix / "Scripts" / "python.exe"
     return prefix / "bin" / "python"
+
+
+#: a Python version as a lock may request it: ``X.Y``, nothing else (never a path or a name)
+_PYTHON_XY = re.compile(r"[0-9]{1,2}\.[0-9]{1,3}")
+
+
+def python_request(lock: PyLock) -> str:
+    """The ``X.Y`` Python the venv is built with: the lock's ``[tool.dlsetup] python``, else the
+    running one; it must be ``X.Y`` and fit the lock's ``requires-python``.
+
+    ``uv venv --python`` runs whatever file or command name it is given to query it, so a value
+    from a file is never passed on unless it is a version.
+
+    Raises:
+        InputError: ``python`` is not ``X.Y`` (a path, a name, anything else), or
+            ``requires-python`` excludes it.
+    """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    given = lock.tool.get("python") or running
+    text = given.strip() if isinstance(given, str) else ""
+    if not _PYTHON_XY.fullmatch(text):
+        raise InputError(
+            f"{lock.path}: [tool.dlsetup] python = {str(given)[:200]!r} is not a Python version "
+            "X.Y; dlsetup never runs an interpreter a lock names",
+            fix='lock again with dlsetup lock --backend venv, or write python = "3.12"',
+        )
+    version = str(Version(text))
+    try:
+        allowed = SpecifierSet(lock.requires_python)
+    except InvalidSpecifier as exc:
+        raise InputError(
+            f"{lock.path}: requires-python {lock.requires_python[:200]!r} is not a specifier",
+            fix="lock again with dlsetup lock --backend venv",
+        ) from exc
+    exact = sys.version.split()[0] if version == running else f"{version}.0"
+    if not (
+        allowed.contains(version, prereleases=True) or allowed.contains(exact, prereleases=True)
+    ):
+        raise InputError(
+            f"{lock.path} is for Python {lock.requires_python}, not Python {version}",
+            fix="lock again for the Python you want (dlsetup lock --backend venv "
+            "--python-version X.Y)",
+        )
+    return version
 
 
 def create_venv(
@@ -65,7 +114,7 @@ def create_venv(
     check_prefix(prefix, force=force)
     lock = parse_pylock(lock_path)
     installs = selected(lock)
-    python = str(lock.tool.get("python") or f"{sys.version_info.major}.{sys.version_info.minor}")
+    python = python_request(lock)
     with target_lock(prefix):
         with deferred_signals():
             clean_leftovers(prefix)
@@ -76,7 +125,8 @@ def create_venv(
         try:
             work.mkdir()
             progress.note(f"Creating a venv (Python {python}) with uv ...")
-            # the running interpreter when it is the version asked for: uv need not search
+            # the running interpreter when it is the version asked for: uv need not search;
+            # otherwise the validated X.Y, which uv finds as it finds any requested version
             running = f"{sys.version_info.major}.{sys.version_info.minor}"
             interpreter = sys.executable if python == running else python
             run_uv_step(
@@ -87,7 +137,7 @@ def create_venv(
             try:
                 run_uv_step(
                     ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
-                     "--preview-features", "pylock", "--quiet", str(lock_path)],
+                     "--no-build", "--preview-features", "pylock", "--quiet", str(lock_path)],
                     "install the lock",
                 )  # fmt: skip
             except InstallError as exc:

@@ -154,19 +154,28 @@ def selected(lock: PyLock) -> list[tuple[str, str]]:
     Raises:
         InputError: no wheel of some package fits this machine, or the lock's environments or
             ``requires-python`` exclude it.
+        IntegrityError: a package has no wheel for this machine, only a source distribution (or a
+            VCS, directory or archive source) that an installer would build: nothing in a lock
+            is built or run.
     """
-    from packaging.pylock import Pylock, PylockSelectError
+    from packaging.pylock import PackageWheel, Pylock, PylockSelectError
 
     try:
-        return [
-            (str(package.name), str(package.version))
-            for package, _ in Pylock.from_dict(dict(lock.document)).select()
-        ]
+        chosen = list(Pylock.from_dict(dict(lock.document)).select())
     except PylockSelectError as exc:
         raise InputError(
             f"{lock.path} does not fit this machine: {exc}",
             fix="lock for this platform: dlsetup lock TARGET --backend venv --platform THIS",
         ) from exc
+    for package, dist in chosen:
+        if not isinstance(dist, PackageWheel):
+            raise _refuse(
+                lock.path,
+                f"package {package.name} {package.version} has no wheel for this machine, only "
+                f"a {type(dist).__name__.removeprefix('Package').lower()} source that would be "
+                "built (its build scripts run); dlsetup builds nothing from a lock",
+            )
+    return [(str(package.name), str(package.version)) for package, _ in chosen]
 
 
 def _and(platform_marker: str, own: str) -> str:
