@@ -12,7 +12,6 @@ without ``.json`` (``doctor-gpu01.json`` -> ``gpu01``: a leading ``doctor-`` is 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,9 @@ DOCTOR_SCHEMA = "dlsetup.doctor"
 SEVERITIES = ("error", "warning", "info")
 
 Data = Mapping[str, Any]
+
+#: A node's ``doctor --json`` document is a few dozen KiB; a larger file is not one.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
 class _Malformed(Exception):
@@ -306,15 +308,10 @@ def read_document(path: Path) -> NodeFacts:
         InputError: the file cannot be read, is not JSON, is not a ``dlsetup.doctor`` envelope,
             or has a field of the wrong type; the message names the file.
     """
+    from dlsetup.reading import load_json
+
     fix = "give the output of `dlsetup doctor --json` (one file per node)"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot be read: {exc}", fix=fix) from exc
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not JSON ({exc})", fix=fix) from exc
+    document = load_json(path, what="fleet document", max_bytes=MAX_DOCUMENT_BYTES, fix=fix)
     if not isinstance(document, dict) or document.get("schema") != DOCTOR_SCHEMA:
         schema = document.get("schema") if isinstance(document, dict) else None
         raise InputError(f"{path}: not a {DOCTOR_SCHEMA} document (schema: {schema!r})", fix=fix)
@@ -348,7 +345,8 @@ def collect_paths(inputs: Iterable[Path]) -> list[Path]:
     paths: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.glob("*.json") if p.is_file())
+            # not only regular files: a FIFO or a dangling link named *.json is refused by name
+            found = sorted(p for p in item.glob("*.json") if not p.is_dir())
             if not found:
                 raise InputError(
                     f"{item}: the directory holds no *.json file",

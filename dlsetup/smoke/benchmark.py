@@ -17,7 +17,6 @@ wall time) are shown beside them as ``info``, never gated: on a shared 2-core ma
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -324,8 +323,8 @@ _JSON_KINDS: dict[type, str] = {
 }
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
+#: A benchmark document is a few KiB; a github-action-benchmark list grows with its history.
+MAX_BASELINE_BYTES = 32 * 1024 * 1024
 
 
 def load_baseline(path: Path) -> list[Metric]:
@@ -333,28 +332,28 @@ def load_baseline(path: Path) -> list[Metric]:
 
     Only the fields the comparison reads are checked (unknown fields are ignored, so a document
     from a newer dlsetup with more fields still reads); each must be there with the right type.
+    The file is read by :mod:`dlsetup.reading` (a regular file, at most
+    :data:`MAX_BASELINE_BYTES`, UTF-8, nested and numbered within bounds).
 
     Raises:
         InputError: the file is missing or unreadable, not UTF-8 JSON, neither format, of another
             ``schema_version``, has no metric, or a field compare reads is missing or mistyped
             (the message names the file and the field).
     """
+    from dlsetup.reading import ReadError, load_json
+
+    fix = f"give --compare a file written by `dlsetup smoke --output` ({_WRITE_ONE})"
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"baseline {path} does not exist", fix=_WRITE_ONE) from exc
-    except OSError as exc:
-        raise InputError(
-            f"baseline {path} cannot be read: {exc.strerror or exc}",
-            fix="give --compare the path of a readable JSON file",
-        ) from exc
-    try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(
-            f"baseline {path} is not JSON text: {str(exc)[:200]}",
-            fix=f"give --compare a file written by `dlsetup smoke --output` ({_WRITE_ONE})",
-        ) from exc
+        doc = load_json(
+            path, what="baseline", max_bytes=MAX_BASELINE_BYTES, allow_nan=False, fix=fix
+        )
+    except ReadError as exc:
+        if exc.reason == "missing":
+            raise InputError(f"baseline {path} does not exist", fix=_WRITE_ONE) from exc
+        if exc.reason == "not_utf8":  # a binary file: say what it is not, then why
+            detail = exc.message.removeprefix(f"baseline {path} is ")
+            raise InputError(f"baseline {path} is not JSON text ({detail})", fix=fix) from exc
+        raise
     reader = _Baseline(path)
     if isinstance(doc, list):
         return reader.custom_list(doc)

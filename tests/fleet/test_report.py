@@ -141,7 +141,8 @@ def test_a_malformed_document_exits_2_naming_the_file(
     bad.write_text(content, encoding="utf-8")
     result = _invoke(str(tmp_path))
     assert result.exit_code == 2
-    assert f"Error: {bad}: " in result.output and why in result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("Error: "))
+    assert str(bad) in error and why in error
     code, document = _json(str(tmp_path))
     assert code == 2 and document["schema"] == "dlsetup.error"
 
