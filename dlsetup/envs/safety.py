@@ -89,6 +89,14 @@ def check_prefix(prefix: Path, *, force: bool) -> bool:
         ExistsError: ``prefix`` is a non-empty directory that is not an environment (even with
             ``force``), or an environment and ``force`` is false.
     """
+    running = _holds_running_environment(prefix)
+    if running is not None:
+        raise InputError(
+            f"{prefix} holds the Python environment dlsetup is running from ({running}); it was "
+            "left unchanged: replacing it would delete the interpreter doing the work",
+            fix="run dlsetup from another environment (pipx, uv tool, another venv), or choose "
+            "another --prefix",
+        )
     if prefix.is_symlink():
         raise InputError(
             f"{prefix} is a symbolic link; dlsetup does not build through or replace a link",
@@ -130,6 +138,32 @@ def check_prefix(prefix: Path, *, force: bool) -> bool:
             "--name/--prefix",
         )
     return True
+
+
+def _holds_running_environment(prefix: Path) -> str | None:
+    """The running interpreter's environment that ``prefix`` is, or holds: ``sys.prefix``,
+    ``sys.base_prefix``, ``sys.exec_prefix`` and the directory of the interpreter itself (the
+    one ``uv venv`` links a new venv to), each resolved; ``None`` when it holds none."""
+    import sys
+
+    target = os.path.realpath(prefix)
+    running = (
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        getattr(sys, "base_exec_prefix", sys.base_prefix),
+        os.path.dirname(os.path.dirname(sys.executable)) if sys.executable else "",
+        os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
+        if sys.executable
+        else "",
+    )
+    for path in running:
+        if not path:
+            continue
+        resolved = os.path.realpath(path)
+        if resolved == target or resolved.startswith(target.rstrip(os.sep) + os.sep):
+            return path
+    return None
 
 
 def lock_path_of(prefix: Path) -> Path:
