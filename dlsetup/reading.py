@@ -123,8 +123,8 @@ def _size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
     if n < MiB:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / MiB:.1f} MiB"
+        return f"{n / 1024:.3g} KiB"
+    return f"{n / MiB:.3g} MiB"
 
 
 def _kind(mode: int) -> str:
@@ -211,10 +211,13 @@ def _require_regular(
     if not stat.S_ISREG(mode):
         raise _error(name, what, f"is {_kind(mode)}, not a regular file", "not_regular", fix)
     if size > max_bytes:
+        shown, cap = _size(size), _size(max_bytes)
+        if shown == cap:  # 1.0 MiB over a 1.0 MiB cap: say it in bytes
+            shown, cap = f"{size} bytes", f"{max_bytes} bytes"
         raise _error(
             name,
             what,
-            f"is {_size(size)}, more than the {_size(max_bytes)} {_a(what)} may have",
+            f"is {shown}, more than the {cap} {_a(what)} may have",
             "too_large",
             fix,
         )

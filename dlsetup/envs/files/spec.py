@@ -406,35 +406,38 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
 
 
 def _read_text(path: Path) -> str:
-    """The file's text: at most :data:`MAX_ENVIRONMENT_FILE_BYTES`, UTF-8, not binary."""
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_ENVIRONMENT_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InputError(
-            f"cannot read environment file {path}: {exc.strerror or exc}", fix="check the path"
-        ) from exc
-    if len(data) > MAX_ENVIRONMENT_FILE_BYTES:
-        raise InputError(
-            f"environment file {path} is larger than {MAX_ENVIRONMENT_FILE_BYTES // (1024 * 1024)} MiB; "
-            "an environment file lists a few dozen packages, so this is not one",
-            fix="pass the environment .yml (name:, channels:, dependencies:), not a lock, log "
-            "or archive",
-        )
+    """The file's text, read by :mod:`dlsetup.reading`: a regular file (a FIFO or device is
+    refused unopened), at most :data:`MAX_ENVIRONMENT_FILE_BYTES`, not binary, UTF-8, and nested
+    no deeper than an environment file ever is."""
+    from dlsetup.reading import decode, read_bytes, require_depth
+
+    what = "environment file"
+    data = read_bytes(
+        path,
+        what=what,
+        max_bytes=MAX_ENVIRONMENT_FILE_BYTES,
+        fix="pass the environment .yml (name:, channels:, dependencies:), not a lock, log "
+        "or archive",
+    )
     if b"\0" in data:
         raise InputError(
             f"environment file {path} is a binary file (it contains NUL bytes), not YAML text",
             fix="pass the environment .yml (name:, channels:, dependencies:)",
         )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"environment file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} on line "
-            f"{line}",
-            fix="save it as UTF-8 (most editors offer 'UTF-8' when saving)",
-        ) from exc
+    text = decode(
+        data,
+        source=str(path),
+        what=what,
+        fix="save it as UTF-8 (most editors offer 'UTF-8' when saving)",
+    )
+    require_depth(
+        text,
+        syntax="yaml",
+        source=str(path),
+        what=what,
+        fix="an environment file has name:, channels: and dependencies: (lists of strings)",
+    )
+    return text
 
 
 def _name(node: Any, path: Path, bad: Any) -> str:

@@ -41,6 +41,9 @@ else:  # pragma: no cover - Python 3.10
 
 #: the ``[tool.<name>]`` table dlsetup writes
 TOOL = "dlsetup"
+#: a pylock.toml larger than this is refused unread (one of 300 packages, every platform's
+#: wheels listed, is under 2 MiB)
+MAX_PYLOCK_BYTES = 64 * 1024 * 1024
 
 
 def load_toml(text: str) -> dict[str, Any]:
@@ -102,16 +105,12 @@ def parse_pylock(path: Path) -> PyLock:
     """
     from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
 
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(
-            f"cannot read {path}: {exc.strerror}", fix="give the path of a pylock.toml"
-        ) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"{path} is not TOML: {exc}", fix="give the path of a pylock.toml"
-        ) from exc
+    from dlsetup.reading import load_toml as load_bounded_toml
+
+    # a regular file, size-capped, strict UTF-8, nesting and integers bounded (dlsetup.reading)
+    document = load_bounded_toml(
+        path, what="pylock.toml", max_bytes=MAX_PYLOCK_BYTES, fix="give the path of a pylock.toml"
+    )
     try:
         Pylock.from_dict(document)
     except (PylockValidationError, PylockUnsupportedVersionError) as exc:
