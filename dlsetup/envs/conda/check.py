@@ -180,23 +180,19 @@ def read_lock(path: Path) -> LockRecord:
         InputError: the file cannot be read, is not a conda-lock v1 file, or was not made by
             ``dlsetup lock`` (no ``dlsetup_*`` metadata).
     """
-    import yaml
+    from dlsetup.reading import ReadError, parse_yaml, read_text
 
-    try:
-        if path.stat().st_size > MAX_LOCK_BYTES:
-            raise _malformed(path, f"larger than {MAX_LOCK_BYTES // 2**20} MiB")
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError as exc:
-        raise InputError(
-            f"lock {path} does not exist", fix="give the NAME.conda-lock.yml dlsetup lock wrote"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _malformed(path, f"cannot be read as UTF-8 text ({exc})") from exc
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(_metadata_text(text), Loader=loader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        raise _malformed(path, f"not valid YAML ({str(exc).splitlines()[0]})") from exc
+    # a regular file (a FIFO or device is refused unopened), size-capped, strict UTF-8
+    text = read_text(
+        path,
+        what="lock",
+        max_bytes=MAX_LOCK_BYTES,
+        fix="give the NAME.conda-lock.yml dlsetup lock wrote",
+    )
+    try:  # nesting, integers and aliases bounded
+        doc = parse_yaml(_metadata_text(text), source=str(path), what="lock")
+    except ReadError as exc:
+        raise _malformed(path, exc.message.removeprefix(f"lock {path} ")) from exc
     if not isinstance(doc, dict) or "metadata" not in doc:
         raise _malformed(path, "no 'metadata:' section (not a conda-lock file)")
     if doc.get("version") != 1:
