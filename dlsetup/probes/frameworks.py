@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -21,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from dlsetup.children import Child, deferred_stop_signals
+from dlsetup.children import start as start_child
 from dlsetup.facts import Maybe, Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
-from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER = Path(__file__).with_name("framework_worker.py")
@@ -244,7 +244,7 @@ class FrameworkRun:
         self.timeout = timeout
         self.frameworks = frameworks
         self.env = dict(env) if env is not None else _worker_env()
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: dict[str, Child] = {}
         self._files: dict[str, tuple[IO[bytes], IO[bytes]]] = {}
         self._started = 0.0
 
@@ -268,7 +268,7 @@ class FrameworkRun:
             raise
         return self
 
-    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str) -> Child:
         # The output goes to files, not pipes: a helper the import forks may keep its copy of
         # stdout open after the worker has gone, and a reader waiting for the end of a pipe would
         # wait for that helper, past any timeout.
@@ -276,13 +276,11 @@ class FrameworkRun:
 
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            proc = subprocess.Popen(
+            proc = start_child(
                 [self.python, str(WORKER), name, *(["--full"] if self.full_import else [])],
-                stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 env=self.env,
-                **new_group_options(),
             )
         except OSError as exc:
             out.close()
@@ -294,18 +292,13 @@ class FrameworkRun:
     def _wait(self, name: str) -> tuple[bytes, bytes, int | None, bool]:
         proc = self._procs[name]
         remaining = max(0.0, self.timeout - (time.perf_counter() - self._started))
-        timed_out = False
-        try:
-            proc.wait(timeout=remaining)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        timed_out = proc.wait(remaining) is None
         # The whole group goes, also after a normal exit: nothing the import started outlives
         # the probe.
-        kill_group(proc)
-        proc.wait()
+        code = proc.stop()
         out, err = self._files.pop(name)
         try:
-            return _read_all(out), _read_all(err), proc.returncode, timed_out
+            return _read_all(out), _read_all(err), code, timed_out
         finally:
             out.close()
             err.close()
@@ -318,7 +311,7 @@ class FrameworkRun:
         """
         for proc in self._procs.values():
             if proc.poll() is None:
-                kill_group(proc)
+                proc.kill()
 
     def collect(self) -> FrameworksFacts:
         """Wait for every worker (up to the timeout) and turn their output into facts."""

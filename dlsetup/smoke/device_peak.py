@@ -31,6 +31,8 @@ from typing import Any
 
 #: Below this share of the peak a matmul figure is a finding.
 BAR = 0.60
+#: Seconds a measurement past its timeout may take to stop after SIGTERM before it is killed.
+STOP_GRACE_S = 5.0
 
 #: Matrix size of the GPU matmuls, and the CPU's (2 n^3 FLOPs each).
 GPU_N = 8192
@@ -415,23 +417,17 @@ def nvml_facts(index: int) -> dict[str, Any]:
 def sample_nvml_during(
     process: Any, index: int, interval: float = 0.25, deadline: float | None = None
 ) -> dict[str, Any]:
-    """NVML facts of GPU ``index`` sampled while ``process`` (a ``Popen``) runs: the sample with
-    the highest utilization, so clocks, clock event reasons and the PCIe link are seen under load
-    (an idle GPU drops its link to Gen1 and its clocks to idle). After the run when no sample was
-    taken.
-
-    Raises:
-        subprocess.TimeoutExpired: ``deadline`` (a ``time.monotonic()`` value) passed.
+    """NVML facts of GPU ``index`` sampled while ``process`` (anything with ``poll()``: a
+    :class:`dlsetup.children.Child`, a ``Popen``) runs: the sample with the highest utilization, so
+    clocks, clock event reasons and the PCIe link are seen under load (an idle GPU drops its link
+    to Gen1 and its clocks to idle). After the run when no sample was taken. Sampling stops at
+    ``deadline`` (a ``time.monotonic()`` value); ending the process is the caller's.
     """
-    import subprocess
-
     best: dict[str, Any] | None = None
     samples = 0
     while process.poll() is None:
         if deadline is not None and time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise subprocess.TimeoutExpired(process.args, 0)
+            break
         facts = nvml_facts(index)
         samples += 1
         if best is None or (facts.get("utilization_gpu_percent") or -1) > (
@@ -451,25 +447,39 @@ def run_device_peak(
     side): the measuring script runs as ``python device_peak.py``, so the target needs only torch;
     on a GPU, NVML is sampled meanwhile for the facts beside a finding.
 
+    The measurement runs in a process group of its own (:mod:`dlsetup.children`): past
+    ``timeout`` it gets SIGTERM, :data:`STOP_GRACE_S` seconds, then SIGKILL with its group, so a hung
+    GPU call returns control to dlsetup within ``timeout + STOP_GRACE_S`` (plus the bounded reap).
+
     Raises:
         subprocess.CalledProcessError / subprocess.TimeoutExpired: the measurement failed.
     """
     import subprocess
+    import tempfile
+
+    from dlsetup.children import start
 
     command = [python or sys.executable, __file__]
     command += ["--cpu"] if device == "cpu" else ["--device", device.partition(":")[2] or "0"]
     deadline = time.monotonic() + timeout
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        sampled = (
-            sample_nvml_during(process, int(device.partition(":")[2] or 0), deadline=deadline)
-            if device != "cpu"
-            else {}
-        )
-        stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    if process.returncode != 0:
-        raise subprocess.CalledProcessError(process.returncode, command, stdout, stderr)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with start(command, stdout=out, stderr=err) as process:
+            sampled = (
+                sample_nvml_during(process, int(device.partition(":")[2] or 0), deadline=deadline)
+                if device != "cpu"
+                else {}
+            )
+            code, timed_out = process.finish(
+                max(0.0, deadline - time.monotonic()), grace=STOP_GRACE_S
+            )
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    if timed_out:
+        raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
+    if code != 0:
+        raise subprocess.CalledProcessError(code, command, stdout, stderr)
     result = json.loads(stdout.strip().splitlines()[-1])
     measured = [Measurement(**m) for m in result["measurements"]]
     if result["device"] == "cpu":

@@ -9,21 +9,19 @@ that raises is reported by the worker itself and fails only its own rows. A devi
 the per-device timeout, or kills the worker (a crash, an out-of-memory kill), is recorded as
 ``timeout``/``crashed`` and a fresh worker carries on with the remaining devices.
 
-Every worker leads its own process group (:mod:`dlsetup.process_group`), so a terminal's Ctrl-C
+Every worker leads its own process group (:mod:`dlsetup.children`), so a terminal's Ctrl-C
 reaches only dlsetup; when the run is interrupted or anything raises, :class:`_Workers` ends every
 worker's group at once and starts no new one, so nothing outlives ``dlsetup smoke``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import platform
 import queue
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -32,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from dlsetup.children import deferred_stop_signals
+from dlsetup.children import start as start_child
 from dlsetup.errors import MissingToolError, SmokeError
 from dlsetup.facts import Missing
 from dlsetup.interpreter import cannot_run, require_interpreter
-from dlsetup.process_group import deferred_stop_signals, kill_group, new_group_options
 
 if TYPE_CHECKING:
     from dlsetup.smoke.results import Agreement, DeviceRun, FrameworkRun, Machine, SmokeReport
@@ -99,14 +98,7 @@ class _Worker:
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=self.stderr,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                **new_group_options(),
-            )
+            self.proc = start_child(argv, stdout="pipe", stderr=self.stderr, env=env)
         except OSError as exc:
             self.stderr.close()
             raise cannot_run(argv[0], exc) from exc
@@ -146,9 +138,7 @@ class _Worker:
 
     def stop(self) -> str:
         """Kill the process group (if the worker is alive) and return the tail of its stderr."""
-        if self.proc.poll() is None:
-            kill_group(self.proc)
-        self.proc.wait()
+        self.proc.stop()  # its group, alive or not: nothing it started outlives it
         self.stderr.seek(0)
         tail = self.stderr.read()[-2000:].decode("utf-8", "replace")
         self.stderr.close()
@@ -193,11 +183,10 @@ class _Workers:
             self.cancelled.set()
             ended = [w.proc for w in self._live if w.proc.poll() is None]
             for proc in ended:
-                kill_group(proc)
+                proc.kill()
         deadline = time.monotonic() + wait_s
         for proc in ended:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            proc.wait(max(deadline - time.monotonic(), 0.0))
 
 
 def _run_framework(
@@ -235,7 +224,10 @@ def _run_framework(
                 )
                 break
             if event is None:
-                status = worker.proc.wait()
+                status = worker.proc.wait(max(deadline - time.monotonic(), 0.0))
+                if status is None:  # it closed its output but runs on: past the deadline
+                    failure = ("timeout", f"no result within {opts.timeout_s:g} s")
+                    break
                 if current is None and ran and status == 0:
                     break  # done with its device: a fresh worker takes the next one
                 failure = ("crashed", f"the worker exited with status {status}")

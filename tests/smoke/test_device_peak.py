@@ -5,8 +5,10 @@ CUDA half runs in benchmarks/bench_gpu_peak.py on a GPU machine)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -402,3 +404,22 @@ def test_gated_findings_fail_and_ungated_ones_are_informational() -> None:
     assert lines[-2].startswith("  warning: FP32 matmul reached 40 GFLOPS, 31.2%")
     assert "--gate-device-peak" in lines[-1]
     assert dp.cpu_report(bound, dp.Measurement("fp32", 40.0, "GFLOPS"), bar=0.2).findings == ()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a shell script stands in for the interpreter")
+def test_a_hung_measurement_that_ignores_sigterm_returns_within_deadline_and_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GPU call that hangs (and a process that ignores SIGTERM): leaving the measurement used to
+    # wait for it without bound; now SIGTERM, the grace, then SIGKILL of its group.
+    ready = tmp_path / "ready"
+    hung = tmp_path / "python"
+    hung.write_text(f"#!/bin/sh\ntrap '' TERM INT\necho ready > {ready}\nexec sleep 120\n")
+    hung.chmod(0o755)
+    monkeypatch.setattr(dp, "STOP_GRACE_S", 1.0)
+    start = time.monotonic()
+    (peak,) = dp.measure_devices(str(hung), ["cpu"], timeout=2.0)
+    elapsed = time.monotonic() - start
+    assert ready.exists()
+    assert peak.report is None and peak.error.startswith("the measurement failed:")
+    assert elapsed < 2.0 + 1.0 + 3.0, elapsed
