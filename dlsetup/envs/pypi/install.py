@@ -28,7 +28,7 @@ from pathlib import Path
 
 from dlsetup.envs.credentials import expand_auth, redact
 from dlsetup.envs.lockfiles.formats import PypiPackage
-from dlsetup.envs.pypi.uv import uv_binary
+from dlsetup.envs.pypi.uv import uv_binary, uv_cache
 from dlsetup.errors import InputError, InstallError, IntegrityError
 
 #: seconds uv may take for one environment's PyPI packages
@@ -264,7 +264,11 @@ def install_pypi(
     uv = uv_binary()
     bin_dir = staged / ("Scripts" if os.name == "nt" else "bin")
     before = {p.name for p in bin_dir.iterdir()} if bin_dir.is_dir() else set()
-    with tempfile.TemporaryDirectory(prefix="dlsetup-pypi-") as tmp:
+    urls = [pkg.url for pkg in packages]  # credentials in one: a private uv cache
+    with (
+        tempfile.TemporaryDirectory(prefix="dlsetup-pypi-") as tmp,
+        uv_cache(urls, cache_dir) as cache,
+    ):
         reqs = Path(tmp) / "requirements.txt"
         fd = os.open(reqs, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -273,7 +277,7 @@ def install_pypi(
             str(uv), "pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
             "--no-build", "--no-config", "--link-mode", "copy", "--quiet", "-r", str(reqs),
         ]  # fmt: skip
-        result = run_uv(argv, _uv_env(cache_dir))
+        result = run_uv(argv, _uv_env(cache))
     if result.returncode != 0:
         _fail(result.stderr or result.stdout or "", packages, lock)
     _rewrite_scripts(staged, final, before)

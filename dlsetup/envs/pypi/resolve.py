@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_auth
-from dlsetup.envs.pypi.uv import uv_binary
+from dlsetup.envs.pypi.uv import uv_binary, uv_cache
 from dlsetup.errors import MissingToolError, SolveError
 from dlsetup.platforms import PLATFORM_INFO
 from dlsetup.process_group import run_in_own_group
@@ -455,7 +455,12 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
         name = normalize(Requirement(text).name)
         if name in provided_names:
             satisfied.append(f"{name} {request.provided[name]}")
-    with tempfile.TemporaryDirectory(prefix="dlsetup-pypi-") as tmp:
+    # an index with credentials: a private uv cache (its index entries keep a query token)
+    given = (request.index_url, *request.extra_index_urls)
+    with (
+        tempfile.TemporaryDirectory(prefix="dlsetup-pypi-") as tmp,
+        uv_cache(given, cache_dir) as cache,
+    ):
         work = stubs = Path(tmp)  # one directory: uv's --find-links reads only the wheels in it
         constraints = _stub_wheels(stubs, request.provided)
         (work / "requirements.in").write_text("\n".join(request.requirements) + "\n", "utf-8")
@@ -495,8 +500,8 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
             env["UV_DEFAULT_INDEX"] = primary.solve
         if extra:
             env["UV_INDEX"] = " ".join(i.solve for i in extra)
-        if cache_dir is not None:
-            env["UV_CACHE_DIR"] = str(cache_dir)
+        if cache is not None:
+            env["UV_CACHE_DIR"] = str(cache)
         if info.os == "osx":
             floor = next((f.version for f in info.floors if f.name == "__osx"), "11.0")
             env["MACOSX_DEPLOYMENT_TARGET"] = floor

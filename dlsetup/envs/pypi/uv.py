@@ -3,8 +3,12 @@ the venv backend all run the same uv)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from dlsetup.errors import MissingToolError
 
@@ -54,3 +58,22 @@ def run_uv_step(args: list[str], what: str) -> str:
             fix="read uv's message above; --torch-index-url / --index-url name other indexes",
         )
     return proc.stdout
+
+
+@contextlib.contextmanager
+def uv_cache(urls: Iterable[str | None], cache_dir: Path | None = None) -> Iterator[Path | None]:
+    """uv's cache for a run over ``urls``: ``cache_dir`` (``None``: uv's own), or, when an index or
+    file URL carries credentials (``${VAR}`` placeholders, or values written in it), a private
+    directory (mode 0700) removed afterwards: uv's cache keeps the index URL it fetched, a query
+    token included, in its ``simple-v*/index`` entries. Pass it as ``--cache-dir`` or
+    ``UV_CACHE_DIR`` (which then also overrides the user's ``UV_CACHE_DIR``)."""
+    from dlsetup.envs.credentials import has_literal_auth, placeholders
+
+    if not any(url and (placeholders(url) or has_literal_auth(url)) for url in urls):
+        yield cache_dir
+        return
+    private = Path(tempfile.mkdtemp(prefix="dlsetup-uv-cache-"))  # 0700, like every mkdtemp
+    try:
+        yield private
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
