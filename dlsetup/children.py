@@ -335,14 +335,14 @@ class Child:
 
     def finish(
         self,
-        timeout: float,
+        timeout: float | None,
         *,
         grace: float = 5.0,
         stop_signal: int = DEFAULT_STOP_SIGNAL,
     ) -> tuple[int, bool]:
-        """Wait for it up to ``timeout`` seconds, then end it; never waits without a bound.
+        """Wait for it up to ``timeout`` seconds, then end it.
 
-        Past the deadline it is stopped (:meth:`stop`); after a normal exit what it left in its
+        ``None`` only for a child that bounds its own run (see :meth:`wait`). Past the deadline it is stopped (:meth:`stop`); after a normal exit what it left in its
         group is killed. Ctrl-C or SIGTERM while waiting is forwarded to it (SIGINT or SIGTERM),
         it gets ``grace`` seconds, its group is killed, and the interrupt goes on.
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlsetup import children
 from dlsetup.errors import InputError, MissingToolError, SmokeError
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -211,17 +211,11 @@ def run_distributed(
         if launch.rank == 0:
             argv += ["--report", str(report_path)]
         environ.update(launch.environment())
-        proc = subprocess.Popen(argv, env=environ)
-        try:
-            code = proc.wait()
-        except BaseException:  # Ctrl-C, SIGTERM (Terminated): the rank's worker ends with us
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            raise
+        # The worker ends itself when a phase runs past its limit (2 x timeout + diagnose + 5 s,
+        # its watchdog), so the wait has no deadline of its own; Ctrl-C or SIGTERM (Terminated)
+        # is passed on to it, it gets 5 s, then its group is killed and the interrupt goes on.
+        with children.start(argv, env=environ, stdout="inherit", stderr="inherit") as proc:
+            code, _ = proc.finish(None, grace=5.0)
         report = None
         if launch.rank == 0 and report_path.exists():
             report = json.loads(report_path.read_text(encoding="utf-8"))

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlsetup import children
 from dlsetup.facts import Maybe, Missing
 from dlsetup.probes.cuda_wheels import CudaWheelsFacts
 
@@ -379,20 +379,13 @@ def probe_nvcc(environ: Mapping[str, str] | None = None, root: Path = Path("/"))
     if path is None:
         return NvccFacts(path=Missing("not_found"))
     try:
-        proc = subprocess.run(
-            [path, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=TOOL_TIMEOUT_S,
-            check=False,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        gone = Missing("timeout", f"{path} --version took over {TOOL_TIMEOUT_S:g} s")
-        return NvccFacts(path=path, on_path=on_path, release=gone, version=gone)
+        proc = children.run([path, "--version"], timeout=TOOL_TIMEOUT_S, grace=1.0, env=env)
     except OSError as error:
         failed = Missing("error", f"{path} --version: {error}")
         return NvccFacts(path=path, on_path=on_path, release=failed, version=failed)
+    if proc.timed_out:
+        gone = Missing("timeout", f"{path} --version took over {TOOL_TIMEOUT_S:g} s")
+        return NvccFacts(path=path, on_path=on_path, release=gone, version=gone)
     parsed = parse_nvcc_version(proc.stdout)
     if proc.returncode != 0 or parsed is None:
         text = (proc.stderr or proc.stdout).strip().splitlines()
@@ -435,13 +428,11 @@ def _read_ldconfig_cache(
     if ldconfig is None:
         return [], Missing("not_found", "no ldconfig on PATH, /sbin or /usr/sbin")
     try:
-        proc = subprocess.run(
-            [ldconfig, "-p"], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return [], Missing("timeout", f"{ldconfig} -p took over {TOOL_TIMEOUT_S:g} s")
+        proc = children.run([ldconfig, "-p"], timeout=TOOL_TIMEOUT_S, grace=1.0)
     except OSError as error:
         return [], Missing("error", f"{ldconfig} -p: {error}")
+    if proc.timed_out:
+        return [], Missing("timeout", f"{ldconfig} -p took over {TOOL_TIMEOUT_S:g} s")
     if proc.returncode != 0:
         return [], Missing(
             "error", f"{ldconfig} -p exited {proc.returncode}: {proc.stderr.strip()}"

@@ -20,6 +20,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from dlsetup import children
+
 #: Frameworks whose pins are read (distribution names, normalised).
 FRAMEWORK_DISTS = ("torch", "tensorflow")
 
@@ -72,13 +74,12 @@ def _normalise(name: str) -> str:
 def _target_path(python: str | None, timeout: float) -> list[str]:
     if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
         return list(sys.path)
-    out = subprocess.run(
-        [python, "-c", "import json, sys; print(json.dumps(sys.path))"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=True,
-    )
+    argv = [python, "-c", "import json, sys; print(json.dumps(sys.path))"]
+    out = children.run(argv, timeout=timeout, grace=1.0)
+    if out.timed_out:
+        raise subprocess.TimeoutExpired(argv, timeout, out.stdout, out.stderr)
+    if out.returncode != 0:
+        raise subprocess.CalledProcessError(out.returncode, argv, out.stdout, out.stderr)
     value = json.loads(out.stdout)
     return [str(p) for p in value] if isinstance(value, list) else []
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlsetup import children
 from dlsetup.facts import Maybe, Missing
 
 MANAGERS: tuple[str, ...] = ("conda", "mamba", "micromamba", "pixi", "uv", "pip")
@@ -82,18 +82,11 @@ def _from_conda_meta(exe: str, package: str) -> str | None:
 
 def _run_version(exe: str, args: list[str], timeout: float) -> Maybe[str]:
     try:
-        out = subprocess.run(
-            [exe, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return Missing("timeout", f"{exe} {' '.join(args)} took over {timeout:g} s")
+        out = children.run([exe, *args], timeout=timeout, grace=1.0)
     except OSError as exc:
         return Missing("error", str(exc))
+    if out.timed_out:
+        return Missing("timeout", f"{exe} {' '.join(args)} took over {timeout:g} s")
     text = (out.stdout or "") + (out.stderr or "")
     if out.returncode != 0:
         return Missing("error", f"exit {out.returncode}: {text.strip()[:200]}")

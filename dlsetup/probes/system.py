@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import platform
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlsetup import children
 from dlsetup.facts import Maybe, Missing
 
 #: Instruction-set features frameworks care about, as Linux /proc/cpuinfo spells them.
@@ -127,16 +127,10 @@ def _glibc() -> Maybe[str]:
 
 def _sysctl(*names: str) -> list[str] | None:
     try:
-        out = subprocess.run(
-            ["/usr/sbin/sysctl", "-n", *names],
-            capture_output=True,
-            text=True,
-            timeout=2,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+        out = children.run(["/usr/sbin/sysctl", "-n", *names], timeout=2, grace=1.0)
+    except OSError:
         return None
-    return out.stdout.splitlines() if out.returncode == 0 else None
+    return out.stdout.splitlines() if out.ok else None
 
 
 def _cpu(os_name: str) -> tuple[Maybe[str], Maybe[tuple[str, ...]]]:
