@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from dlsetup.children import deferred_stop_signals
 from dlsetup.facts import Maybe, Missing
 from dlsetup.probes.frameworks import FrameworkRun, FrameworksFacts, skipped
-from dlsetup.process_group import deferred_stop_signals
 
 if TYPE_CHECKING:
     from dlsetup.checks.context import DoctorFacts

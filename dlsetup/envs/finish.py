@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -13,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlsetup import children
 from dlsetup.atomic_write import write_text_atomically
-from dlsetup.process_group import run_in_own_group
 
 #: Seconds the whole smoke run inside a new environment may take.
 SMOKE_TIMEOUT_S = 1800
@@ -49,15 +48,10 @@ def activation_hint(prefix: Path, name: str) -> str:
 def python_runs(python: Path) -> bool:
     """Whether ``python -c 'import sys'`` succeeds within 60 s."""
     try:
-        proc = subprocess.run(
-            [str(python), "-c", "import sys; sys.exit(0)"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        proc = children.run([str(python), "-c", "import sys; sys.exit(0)"], timeout=60, grace=1.0)
+    except OSError:
         return False
-    return proc.returncode == 0
+    return proc.ok
 
 
 @dataclass(frozen=True)
@@ -145,7 +139,7 @@ def _smoke_report(stdout: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _smoke_error(proc: subprocess.CompletedProcess[str]) -> str:
+def _smoke_error(proc: children.Completed) -> str:
     """Why ``dlsetup smoke`` made no report: its ``dlsetup.error`` document, else its stderr."""
     try:
         return str(json.loads(proc.stdout)["data"]["error"]["message"])
@@ -181,12 +175,14 @@ def run_smoke(
     if on_start is not None:
         on_start()
     start = time.perf_counter()
-    try:
-        proc = run_in_own_group(
-            [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
-            timeout_s=SMOKE_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
+    # its own process group: past the timeout, or on Ctrl-C/SIGTERM, smoke is asked to stop (it
+    # ends its framework workers), given 15 s, then its group is killed
+    proc = children.run(
+        [sys.executable, "-m", "dlsetup", "smoke", "--python", str(python), "--json"],
+        timeout=SMOKE_TIMEOUT_S,
+        grace=15.0,
+    )
+    if proc.timed_out:
         reason = f"dlsetup smoke did not finish within {SMOKE_TIMEOUT_S} s"
         return SmokeOutcome(
             status="failed",
