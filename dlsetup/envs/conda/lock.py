@@ -40,7 +40,6 @@ import errno
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlsetup import children
 from dlsetup.atomic_write import output_error, replace_together
 from dlsetup.envs.conda.explain import explain_unsatisfiable
 from dlsetup.envs.conda.virtual_packages import (
@@ -73,7 +73,6 @@ from dlsetup.envs.files.spec import RenderedEnvironment
 from dlsetup.envs.location import find_conda_executable, host_platform
 from dlsetup.envs.pypi.resolve import PypiRequest, PypiSolution, conda_provided, resolve_all
 from dlsetup.errors import DlsetupError, ExistsError, InputError, MissingToolError, SolveError
-from dlsetup.process_group import run_in_own_group
 
 if TYPE_CHECKING:
     from dlsetup.compat.lines import Gpu, LineChoice
@@ -737,14 +736,13 @@ def _conda_lock_solve(
     ]
     for platform in platforms:
         cmd += ["--platform", platform]
-    try:
-        # its own process group: a timeout or Ctrl-C also ends the conda/mamba solver it started
-        proc = run_in_own_group(cmd, timeout_s=CONDA_LOCK_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
+    # its own process group: a timeout or Ctrl-C also ends the conda/mamba solver it started
+    proc = children.run(cmd, timeout=CONDA_LOCK_TIMEOUT_S, grace=15.0)
+    if proc.timed_out:
         raise SolveError(
             f"conda-lock's solve did not finish within {CONDA_LOCK_TIMEOUT_S} s using {conda_exe}",
             fix="retry with --engine rattler (no conda needed), or lock fewer platforms",
-        ) from exc
+        )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise SolveError(
