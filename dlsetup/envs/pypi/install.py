@@ -21,11 +21,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from dlsetup import children
 from dlsetup.envs.credentials import expand_auth, redact
 from dlsetup.envs.lockfiles.formats import PypiPackage
 from dlsetup.envs.pypi.uv import uv_binary, uv_cache
@@ -284,21 +284,18 @@ def install_pypi(
     return len(packages)
 
 
-def run_uv(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run uv as the leader of its own process group, ended on Ctrl-C or SIGTERM and killed by
-    the kernel when dlsetup dies (Linux), so no uv outlives a removed partial build.
+def run_uv(argv: list[str], env: dict[str, str]) -> children.Completed:
+    """Run uv as the leader of its own process group (:mod:`dlsetup.children`), ended on Ctrl-C
+    or SIGTERM and killed by the kernel when dlsetup dies (Linux), so no uv outlives a removed
+    partial build.
 
     Raises:
         InstallError: uv ran past :data:`UV_TIMEOUT_S`.
     """
-    from dlsetup.process_group import run_in_own_group
-
-    try:
-        return run_in_own_group(
-            argv, timeout_s=UV_TIMEOUT_S, grace_s=5.0, env=env, die_with_parent=True
-        )
-    except subprocess.TimeoutExpired as exc:
+    done = children.run(argv, timeout=UV_TIMEOUT_S, grace=5.0, env=env)
+    if done.timed_out:
         raise InstallError(
             f"uv took longer than {UV_TIMEOUT_S:.0f} s to install the PyPI packages",
             fix="check the index is reachable, then retry (the target was not touched)",
-        ) from exc
+        )
+    return done

@@ -32,7 +32,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,11 +43,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dlsetup import children
 from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_auth
 from dlsetup.envs.pypi.uv import uv_binary, uv_cache
 from dlsetup.errors import MissingToolError, SolveError
 from dlsetup.platforms import PLATFORM_INFO
-from dlsetup.process_group import run_in_own_group
 
 #: seconds one ``uv pip compile`` may take
 UV_TIMEOUT_S = 900
@@ -506,17 +505,17 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
             floor = next((f.version for f in info.floors if f.name == "__osx"), "11.0")
             env["MACOSX_DEPLOYMENT_TARGET"] = floor
         try:
-            proc = run_in_own_group(argv, timeout_s=UV_TIMEOUT_S, grace_s=5.0, env=env)
-        except subprocess.TimeoutExpired as exc:
-            raise SolveError(
-                f"uv did not resolve the pip: section for {request.platform} within "
-                f"{UV_TIMEOUT_S} s",
-                fix="check the network and the --index-url, or trim the pip: section",
-            ) from exc
+            proc = children.run(argv, timeout=UV_TIMEOUT_S, grace=5.0, env=env)
         except OSError as exc:
             raise MissingToolError(
                 f"cannot run uv: {exc}", fix="reinstall dlsetup (it depends on the uv package)"
             ) from exc
+        if proc.timed_out:
+            raise SolveError(
+                f"uv did not resolve the pip: section for {request.platform} within "
+                f"{UV_TIMEOUT_S} s",
+                fix="check the network and the --index-url, or trim the pip: section",
+            )
         if proc.returncode != 0:
             raise _uv_error(proc.stderr, request, info.uv_platform)
         import tomllib
