@@ -9,6 +9,7 @@ calls: any input ends as a result or an exit-2/4 error, within a time and memory
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -381,6 +382,11 @@ FUZZ = settings(
 
 
 def _fuzz(tmp: Path, name: str, seed: str, entry: Callable[[Path], object]) -> Any:
+    warm = tmp / f"warm-{name}"  # the first call imports conda-lock, pydantic, rattler: unbounded
+    warm.write_text(seed, encoding="utf-8")
+    with contextlib.suppress(DlsetupError):
+        entry(warm)
+
     @FUZZ
     @given(data=hostile(seed))
     def run(data: bytes) -> None:
