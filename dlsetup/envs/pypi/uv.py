@@ -67,9 +67,7 @@ def uv_cache(urls: Iterable[str | None], cache_dir: Path | None = None) -> Itera
     directory (mode 0700) removed afterwards: uv's cache keeps the index URL it fetched, a query
     token included, in its ``simple-v*/index`` entries. Pass it as ``--cache-dir`` or
     ``UV_CACHE_DIR`` (which then also overrides the user's ``UV_CACHE_DIR``)."""
-    from dlsetup.envs.credentials import has_literal_auth, placeholders
-
-    if not any(url and (placeholders(url) or has_literal_auth(url)) for url in urls):
+    if not any(has_credentials(url) for url in urls):
         yield cache_dir
         return
     private = Path(tempfile.mkdtemp(prefix="dlsetup-uv-cache-"))  # 0700, like every mkdtemp
@@ -77,3 +75,29 @@ def uv_cache(urls: Iterable[str | None], cache_dir: Path | None = None) -> Itera
         yield private
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def has_credentials(url: str | None) -> bool:
+    """Whether ``url`` names credentials: ``${VAR}`` placeholders, or values written in it."""
+    from dlsetup.envs.credentials import has_literal_auth, placeholders
+
+    return bool(url) and bool(placeholders(url or "") or has_literal_auth(url or ""))
+
+
+def index_config(path: Path, index_url: str, extra: Iterable[str] = ()) -> Path:
+    """Write a uv config file (mode 0600) naming the indexes, ``${VAR}`` filled in, for
+    ``--config-file``: credentials reach uv in a private file, never on its command line (which
+    any user of the machine can read). ``extra`` indexes are searched first, as ``--index``
+    before ``--default-index``."""
+    import json
+
+    from dlsetup.envs.credentials import expand_auth
+
+    lines = ["[pip]", f"index-url = {json.dumps(expand_auth(index_url))}"]
+    extras = [json.dumps(expand_auth(url)) for url in extra if url]
+    if extras:
+        lines.append(f"extra-index-url = [{', '.join(extras)}]")
+    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path

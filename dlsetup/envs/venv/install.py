@@ -3,13 +3,15 @@ wheels (hashes required), then the atomic swap (:mod:`dlsetup.envs.staging`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +78,26 @@ def python_request(lock: PyLock) -> str:
     return version
 
 
+@contextlib.contextmanager
+def sync_credentials(lock: PyLock) -> Iterator[list[str]]:
+    """uv's options for the credentials of the indexes a lock was made from: the wheels' URLs
+    carry none (uv writes them without), so uv gets the indexes whose ``[tool.dlsetup]`` URLs
+    name ``${VAR}`` credentials, filled in, in a private config file (uv sends an index's
+    credentials to its host), and a private cache; nothing when none does."""
+    from dlsetup.envs.credentials import placeholders
+    from dlsetup.envs.pypi.uv import index_config, uv_cache
+
+    torch = lock.tool.get("torch_index")
+    urls = [lock.tool.get("index_url"), *(torch.values() if isinstance(torch, dict) else ())]
+    given = [url for url in urls if isinstance(url, str) and placeholders(url)]
+    if not given:
+        yield []
+        return
+    with tempfile.TemporaryDirectory(prefix="dlsetup-uv-") as tmp, uv_cache(given) as cache:
+        config = index_config(Path(tmp) / "uv.toml", given[0], given[1:])
+        yield ["--config-file", str(config), "--cache-dir", str(cache)]
+
+
 def create_venv(
     lock_path: Path,
     prefix: Path,
@@ -135,11 +157,13 @@ def create_venv(
             )
             progress.note(f"Installing {len(installs)} packages from {lock_path.name} ...")
             try:
-                run_uv_step(
-                    ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
-                     "--no-build", "--preview-features", "pylock", "--quiet", str(lock_path)],
-                    "install the lock",
-                )  # fmt: skip
+                with sync_credentials(lock) as credentials:
+                    run_uv_step(
+                        ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
+                         "--no-build", "--preview-features", "pylock", "--quiet", *credentials,
+                         str(lock_path)],
+                        "install the lock",
+                    )  # fmt: skip
             except InstallError as exc:
                 if "Hash mismatch" in exc.message:
                     raise IntegrityError(

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlsetup.envs.pypi.uv import run_uv_step, uv_binary
+from dlsetup.envs.credentials import strip_auth
+from dlsetup.envs.pypi.uv import has_credentials, index_config, run_uv_step, uv_binary, uv_cache
 from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
 
 if TYPE_CHECKING:
@@ -704,6 +705,7 @@ def _resolve(
     torch_index: str,
     index_url: str,
     workdir: Path,
+    cache_dir: Path | None = None,
 ) -> tuple[dict[str, Any], float]:
     from dlsetup.envs.venv.pylock import load_toml
 
@@ -716,8 +718,16 @@ def _resolve(
         "--only-binary", ":all:", "--default-index", index_url, "--no-header", "--quiet",
         "-o", str(out),
     ]  # fmt: skip
-    if torch_index:
+    if has_credentials(index_url) or has_credentials(torch_index):
+        # in a private file with ${VAR} filled in: not on uv's command line, nor in its cache
+        at = args.index("--default-index")
+        del args[at : at + 2]
+        config = index_config(workdir / "uv.toml", index_url, [torch_index])
+        args += ["--config-file", str(config)]
+    elif torch_index:
         args[2:2] = ["--index", torch_index]
+    if cache_dir is not None:
+        args += ["--cache-dir", str(cache_dir)]
     start = time.perf_counter()
     run_uv_step(args, "resolve")
     seconds = time.perf_counter() - start
@@ -822,7 +832,11 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
     index_url = request.index_url or DEFAULT_INDEX
     parts: list[tuple[str, Mapping[str, Any]]] = []
     results: list[PlatformLock] = []
-    with tempfile.TemporaryDirectory(prefix="dlsetup-venv-lock-") as tmp:
+    # credentials: ${VAR} filled in for uv only, a private uv cache; files and output get none
+    with (
+        tempfile.TemporaryDirectory(prefix="dlsetup-venv-lock-") as tmp,
+        uv_cache((pattern, index_url)) as cache,
+    ):
         for platform in platforms:
             torch_index = ""
             if torch is not None:
@@ -836,12 +850,13 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
                 torch_index=torch_index,
                 index_url=index_url,
                 workdir=Path(tmp),
+                cache_dir=cache,
             )
             parts.append((platform.marker, resolved))
             packages = tuple(
                 (str(p["name"]), str(p.get("version", ""))) for p in resolved.get("packages", [])
             )
-            results.append(PlatformLock(platform, torch_index, reqs, packages, ms))
+            results.append(PlatformLock(platform, strip_auth(torch_index), reqs, packages, ms))
     result = VenvLockResult(
         name=name,
         target=request.target,
@@ -849,10 +864,14 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         torch=torch,
         tensorflow=tf_cuda,
         python=python,
-        index_url=index_url,
+        index_url=strip_auth(index_url),
         lock_path=lock_path,
         platforms=tuple(results),
-        request=request,
+        request=dataclasses.replace(
+            request,
+            torch_index_url=request.torch_index_url and strip_auth(request.torch_index_url),
+            index_url=request.index_url and strip_auth(request.index_url),
+        ),
     )
     output.mkdir(parents=True, exist_ok=True)
     write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))
