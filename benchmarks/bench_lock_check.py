@@ -37,7 +37,7 @@ def grow(lock: Path, packages: int) -> Path:
 
 
 def main() -> None:
-    from dlsetup.envs.conda.check import check_lock
+    from dlsetup.envs.pipeline import check_lock
     from tests.envs.channel import build_channel
 
     with tempfile.TemporaryDirectory() as tmp:

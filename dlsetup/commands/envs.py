@@ -289,20 +289,11 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     with the glibc/macOS/kernel versions detected here, others with documented minimums; a CUDA
     lock records the CUDA version it was solved for, never a silent default.
     """
-    if check is not None and backend == "venv" and not check.name.startswith("pylock"):
-        raise click.UsageError(
-            f"--backend venv checks a PEP 751 lock (pylock.toml, pylock.NAME.toml), not "
-            f"{check.name}",
-            ctx=ctx,
-        )
     if check is not None:
-        if not check.name.startswith("pylock"):
-            from dlsetup.commands.venv import refuse_venv_only
-
-            refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
         _check_lock(ctx, check, target, variant, cuda, gpu_arch, python_version, channels,
                     platforms, all_platforms, force=force, as_json=as_json,
-                    venv=(torch_version, torch_index_url, index_url))  # fmt: skip
+                    venv=(torch_version, torch_index_url, index_url),
+                    backend=backend if _given(ctx, "backend") else None)  # fmt: skip
         return
     if target is None:
         raise click.UsageError("Missing argument 'TARGET'.", ctx=ctx)
@@ -319,14 +310,15 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     from dlsetup.commands.venv import refuse_venv_only
 
     refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
-    from dlsetup.envs.conda.request import LockRequest, lock_target
-    from dlsetup.envs.conda.virtual_packages import sources_text
+    from dlsetup.envs.pipeline import conda_request, lock, virtual_package_sources
     from dlsetup.output import dumps, envelope, make_console
 
-    opts = LockRequest(
-        target, variant, cuda, platforms, all_platforms, python_version, channels, engine, gpu_arch
-    )
-    result, choice = lock_target(opts, output, force=force)
+    opts = conda_request(
+        target=target, variant=variant, cuda=cuda, platforms=platforms,
+        all_platforms=all_platforms, python_version=python_version, channels=channels,
+        engine=engine, gpu_arch=gpu_arch,
+    )  # fmt: skip
+    result, choice = lock("conda", opts, output, force=force).result
     if as_json:
         click.echo(dumps(envelope("dlsetup.lock", _lock_data(result, choice))))
         return
@@ -347,7 +339,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         if line is not None:
             console.print(f"    CUDA line {line.line}: {' '.join(line.specs)}", markup=False)
         console.print(f"    virtual packages: {' '.join(str(v) for v in p.virtual_packages)}")
-        console.print(f"      ({sources_text(p.virtual_packages)})")
+        console.print(f"      ({virtual_package_sources(p.virtual_packages)})")
     for note in result.companion_notes:
         console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
     for note in result.pypi_notes:
@@ -378,6 +370,7 @@ def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
     force: bool,
     as_json: bool,
     venv: tuple[str | None, str | None, str | None] = (None, None, None),
+    backend: str | None = None,
 ) -> None:
     """``dlsetup lock --check LOCKFILE``: exit 0 when current, 1 when stale."""
     for name, option in (("output", "--output"), ("engine", "--engine")):
@@ -385,7 +378,8 @@ def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
             raise click.UsageError(f"{option} does not apply to --check (nothing is written)")
     if force:
         raise click.UsageError("--force does not apply to --check (nothing is written)")
-    from dlsetup.envs.conda.check import CheckRequest, check_lock
+    from dlsetup.envs.pipeline import check_lock
+    from dlsetup.envs.staleness import CheckRequest
     from dlsetup.output import dumps, envelope, make_console
 
     request = CheckRequest(
@@ -401,7 +395,7 @@ def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
         torch_index_url=venv[1],
         index_url=venv[2],
     )
-    result = check_lock(lock_path, request)
+    result = check_lock(lock_path, request, backend=backend)
     if as_json:
         data = {
             "lock": str(result.lock),
@@ -447,8 +441,8 @@ def _relock_command(result: Any, target: str | None) -> str:
     if what == "file":
         what = "ENVIRONMENT.yml"
     parts = ["dlsetup lock", what, "--variant", result.variant]
-    if result.lock.name.startswith("pylock"):  # a venv lock
-        parts[2:2] = ["--backend", "venv"]
+    if result.backend != "conda":
+        parts[2:2] = ["--backend", result.backend]
     if result.cuda:
         parts += ["--cuda", result.cuda]
     for platform in result.platforms:
@@ -565,18 +559,12 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     """
     from dlsetup.commands.venv import refuse_conda_only, refuse_venv_only, venv_request
     from dlsetup.envs.build import build_environment
-    from dlsetup.envs.conda.request import LockRequest
+    from dlsetup.envs.pipeline import conda_request
     from dlsetup.envs.progress import Progress
     from dlsetup.output import dumps, envelope, make_console, to_jsonable
 
     if backend == "venv":
         refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
-        if from_lock is not None and not from_lock.name.startswith("pylock"):
-            raise click.UsageError(
-                f"--backend venv builds from a PEP 751 lock (pylock.toml, pylock.NAME.toml), "
-                f"not {from_lock.name}",
-                ctx=ctx,
-            )
     else:
         refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
     if from_lock is not None and torch_version is not None:
@@ -585,8 +573,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         venv_request(target, variant, cuda, gpu_arch, python_version, (), False,
                      torch_index_url, index_url, torch_version)
         if target is not None and backend == "venv"
-        else LockRequest(target, variant, cuda, (), False, python_version, channels, engine,
-                         gpu_arch)
+        else conda_request(target=target, variant=variant, cuda=cuda, platforms=(),
+                           all_platforms=False, python_version=python_version, channels=channels,
+                           engine=engine, gpu_arch=gpu_arch)
         if target is not None
         else None
     )  # fmt: skip
@@ -599,6 +588,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
 
     built = build_environment(
         request,
+        backend=backend,
         from_lock=from_lock,
         prefix=prefix,
         name=name,

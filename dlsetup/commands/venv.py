@@ -90,9 +90,9 @@ def venv_request(  # noqa: PLR0917 - the lock options, passed on
     torch_version: str | None = None,
 ) -> VenvLockRequest:
     """The venv backend's request from the command's options."""
-    from dlsetup.envs.venv.lock import VenvLockRequest
+    from dlsetup.envs.pipeline import venv_request as make_request
 
-    return VenvLockRequest(
+    request: VenvLockRequest = make_request(
         target=target,
         variant=variant,
         cuda=cuda,
@@ -104,11 +104,12 @@ def venv_request(  # noqa: PLR0917 - the lock options, passed on
         index_url=index_url,
         torch_version=torch_version,
     )
+    return request
 
 
 def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
     """The ``data`` of a ``dlsetup.venv-lock`` document."""
-    from dlsetup.envs.venv.lock import variant_reason
+    from dlsetup.envs.pipeline import venv_variant_reason as variant_reason
 
     choice, torch = result.choice, result.torch
     return {
@@ -157,10 +158,11 @@ def lock_venv_command(
     request: VenvLockRequest, output: Path, *, force: bool, as_json: bool
 ) -> None:
     """``dlsetup lock TARGET --backend venv``: lock, then print what and why."""
-    from dlsetup.envs.venv.lock import lock_venv, variant_reason
+    from dlsetup.envs.pipeline import lock
+    from dlsetup.envs.pipeline import venv_variant_reason as variant_reason
     from dlsetup.output import dumps, envelope, make_console
 
-    result = lock_venv(request, output, force=force)
+    result: VenvLockResult = lock("venv", request, output, force=force).result
     if as_json:
         click.echo(dumps(envelope("dlsetup.venv-lock", venv_lock_data(result))))
         return

@@ -9,23 +9,17 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dlsetup.envs.conda.install import create_environment, validate_env_name
-from dlsetup.envs.conda.request import LockRequest, lock_target
+from dlsetup.envs.backend import BuildOptions
+from dlsetup.envs.files.names import validate_env_name
 from dlsetup.envs.finish import SmokeOutcome, activation_hint, run_smoke, skipped_smoke
 from dlsetup.envs.jupyter import KernelSpec, has_ipykernel, register_kernel
 from dlsetup.envs.location import default_envs_dir
+from dlsetup.envs.pipeline import backend_for_lock, backend_named
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.safety import check_prefix, normalize_prefix, target_lock
 from dlsetup.envs.staging import InstallResult
-from dlsetup.envs.venv.install import create_venv
-from dlsetup.envs.venv.lock import (
-    KEPT_LOCK,
-    VenvLockRequest,
-    is_venv_lock,
-    lock_for_create,
-    name_of_lock,
-)
 from dlsetup.errors import InputError
 
 
@@ -53,8 +47,9 @@ class Built:
 
 
 def build_environment(
-    request: LockRequest | VenvLockRequest | None,
+    request: Any,
     *,
+    backend: str = "conda",
     from_lock: Path | None = None,
     prefix: Path | None = None,
     name: str | None = None,
@@ -70,8 +65,12 @@ def build_environment(
     """Build a verified environment from ``request`` (locked first) or from the lock ``from_lock``.
 
     Args:
-        request: what to lock for this machine; ``None`` with ``from_lock``.
-        from_lock: a conda-lock file to build from instead.
+        request: what to lock for this machine (the request type of ``backend``); ``None`` with
+            ``from_lock``.
+        backend: the backend that locks ``request`` (``--backend``); a ``from_lock``'s backend
+            is its format's (:func:`dlsetup.envs.pipeline.backend_for_lock`), and a lock of
+            another backend than a ``backend`` given as ``venv`` is refused.
+        from_lock: a lock file (any format dlsetup reads) to build from instead.
         prefix: the environment's directory (excludes ``name``).
         name: the environment's name, placed in :func:`default_envs_dir` (excludes ``prefix``).
         jupyter: register a Jupyter kernel when the environment has ipykernel.
@@ -111,26 +110,25 @@ def build_environment(
         prefix = normalize_prefix(prefix)
         check_prefix(prefix, force=force)  # fail before a solve; checked again under the lock
     progress = progress or Progress(enabled=False)
+    options = BuildOptions(environment=environment, dev=dev, extras=extras)
     with tempfile.TemporaryDirectory(prefix="dlsetup-create-") as tmp:
         variant_reason = ""
-        venv = isinstance(request, VenvLockRequest) or (
-            from_lock is not None and is_venv_lock(from_lock)
-        )
-        if isinstance(request, VenvLockRequest):  # the venv backend: uv, pylock.toml
-            progress.note(f"Locking {request.target} for this machine (venv, uv) ...")
-            lock_path, variant_reason, default_name = lock_for_create(request, Path(tmp))
-        elif request is not None:
-            progress.note(f"Locking {request.target} for this machine ...")
-            result, choice = lock_target(request, Path(tmp), force=True)
-            lock_path = result.lock_path
-            variant_reason = choice.reason
-            default_name = result.name
+        if from_lock is None:
+            chosen = backend_named(backend)
+            progress.note(f"Locking {request.target} for this machine ({chosen.name}) ...")
+            locked = chosen.lock(request, Path(tmp), force=True)
+            lock_path, variant_reason, default_name = locked.lock_path, locked.reason, locked.name
+            fmt = chosen.formats[0]
         else:
-            assert from_lock is not None
+            chosen, fmt = backend_for_lock(from_lock)
+            if backend not in ("conda", chosen.name):  # conda, the default, lets the lock choose
+                raise InputError(
+                    f"--backend {backend} builds from {backend} locks; {from_lock} is a {fmt} "
+                    f"lock (the {chosen.name} backend's)",
+                    fix=f"drop --backend {backend}: a lock's format chooses its backend",
+                )
             lock_path = from_lock
-            default_name = (
-                name_of_lock(from_lock) if venv else _name_of_lock(from_lock, environment)
-            )
+            default_name = chosen.default_name(from_lock, options)
         env_name = name or (prefix.name if prefix is not None else default_name)
         if prefix is None:
             validate_env_name(env_name)
@@ -138,30 +136,17 @@ def build_environment(
         lock_copy = lock_path.read_bytes() if lock_path.is_file() else b""
 
         def keep_lock(staged: Path) -> None:
-            if venv:
-                (staged / KEPT_LOCK).write_bytes(lock_copy)
-                return
-            meta = staged / "conda-meta"
-            meta.mkdir(exist_ok=True)
-            (meta / _kept_name(lock_copy)).write_bytes(lock_copy)
+            chosen.keep_lock(staged, lock_copy, fmt)
 
         with target_lock(prefix):
             try:
-                installed = (
-                    create_venv(
-                        lock_path, prefix, force=force, progress=progress, on_ready=keep_lock
-                    )
-                    if venv
-                    else create_environment(
-                        lock_path,
-                        prefix,
-                        force=force,
-                        progress=progress,
-                        on_ready=keep_lock,
-                        environment=environment,
-                        dev=dev,
-                        extras=extras,
-                    )
+                installed = chosen.build(
+                    lock_path,
+                    prefix,
+                    force=force,
+                    progress=progress,
+                    on_ready=keep_lock,
+                    options=options,
                 )
             finally:
                 progress.close()
@@ -182,24 +167,3 @@ def build_environment(
         smoke=outcome,
         activate=activation_hint(installed.prefix, env_name),
     )
-
-
-def _name_of_lock(lock: Path, environment: str | None) -> str:
-    """The default environment name for a lock: ``x`` for ``x.conda-lock.yml``; a pixi.lock's
-    directory name (and the environment, when not ``default``); ``x`` for ``x.txt``/``x.lock``."""
-    name = lock.name
-    if name == "pixi.lock":
-        base = lock.resolve().parent.name or "pixi"
-        return base if environment in (None, "default") else f"{base}-{environment}"
-    for suffix in (".yml", ".yaml", ".conda-lock", ".lock", ".txt"):
-        name = name.removesuffix(suffix)
-    return name
-
-
-def _kept_name(lock: bytes) -> str:
-    """The name the lock's copy has in ``conda-meta/`` (by its format, as detected on read)."""
-    if b"@EXPLICIT" in lock:
-        return "dlsetup.explicit.txt"
-    if b"\nenvironments:" in lock or lock.startswith(b"environments:"):
-        return "dlsetup.pixi.lock"
-    return "dlsetup.conda-lock.yml"

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
+from dlsetup.envs import pipeline
 from dlsetup.envs.conda import check as check_mod
 from dlsetup.envs.conda.virtual_packages import VirtualPackage
 from dlsetup.output import load_schema
@@ -186,11 +187,11 @@ def test_a_driver_cuda_lock_compares_this_machines_driver_only_when_it_was_auto(
     def no_probe() -> NvidiaFacts:
         raise AssertionError("probed")
 
-    assert check_mod.check_lock(cuda_lock, probe=no_probe).current
+    assert pipeline.check_lock(cuda_lock, probe=no_probe).current
     text = cuda_lock.read_text().replace("__cuda=option:--cuda", "__cuda=driver:nvml")
     cuda_lock.write_text(text)
     facts = NvidiaFacts(status="ok", driver_version="590.1", cuda_driver_version="13.1")  # type: ignore[call-arg]
-    result = check_mod.check_lock(cuda_lock, probe=lambda: facts)
+    result = pipeline.check_lock(cuda_lock, probe=lambda: facts)
     assert not result.current
     assert result.differences[0].message == "locked for CUDA 13.0, this machine's driver gives 13.1"
 
@@ -205,7 +206,9 @@ def test_a_malformed_lock_is_a_usage_error(text: str, tmp_path: Path) -> None:
     code, data = check_json(str(lock))
     assert code == 2
     assert data["error"]["type"] == "InputError"
-    assert "malformed lock" in data["error"]["message"]
+    message = data["error"]["message"]  # refused when its format is detected, or when read
+    assert str(lock) in message
+    assert any(w in message for w in ("malformed lock", "not a lock dlsetup reads", "readable"))
 
 
 def test_a_plain_conda_lock_file_or_a_missing_one_is_a_usage_error(
@@ -231,9 +234,9 @@ def test_check_is_fast_on_a_1000_package_lock(cuda_lock: Path) -> None:
     from benchmarks.bench_lock_check import grow
 
     big = grow(cuda_lock, 1000)
-    check_mod.check_lock(big)  # warm the imports, as a CLI process pays them once
+    pipeline.check_lock(big)  # warm the imports, as a CLI process pays them once
     start = time.perf_counter()
-    result = check_mod.check_lock(big)
+    result = pipeline.check_lock(big)
     took = time.perf_counter() - start
     assert result.current
     assert took < 0.5, took

@@ -114,7 +114,6 @@ def test_each_format_is_detected_from_its_content_not_its_name(
     [
         ("environment.yml", "channels: [conda-forge]\ndependencies: [python]\n",
          "is an environment file (channels/dependencies), not a lock"),
-        ("my.lock.toml", 'lock-version = "1.0"\n[[packages]]\nname = "x"\n', "is a PEP 751 lock (named pylock.toml or pylock.NAME.toml, create builds it as a venv)"),
         ("uv.lock", 'version = 1\nrequires-python = ">=3.11"\n[[package]]\nname = "x"\n',
          "is a TOML lock (uv.lock or poetry.lock)"),
         ("requirements.txt", "torch==2.13.0\nnumpy>=2\n", "is a pip requirements file"),
@@ -133,6 +132,22 @@ def test_an_unsupported_format_names_itself_and_the_supported_ones_exit_2(
     assert "conda-lock v1" in err and "@EXPLICIT" in err and "pixi.lock" in err
     assert "Traceback" not in err
     assert not (tmp_path / "env").exists()
+
+
+def test_a_lock_goes_to_the_backend_its_content_names_whatever_its_file_name(
+    conda_lock: Path, tmp_path: Path
+) -> None:
+    from dlsetup.envs.pipeline import backend_for_lock
+
+    pep751 = tmp_path / "my.lock.toml"
+    pep751.write_text('lock-version = "1.0"\n[[packages]]\nname = "x"\n')
+    code, _out, err = create(pep751, tmp_path / "env")
+    assert code == 2 and f"{pep751} is not a valid PEP 751 lock" in err, err
+    assert "Traceback" not in err and not (tmp_path / "env").exists()
+    disguised = tmp_path / "pylock.toml"  # a conda-lock file under a venv lock's name
+    disguised.write_bytes(conda_lock.read_bytes())
+    assert backend_for_lock(disguised)[0].name == "conda"
+    assert backend_for_lock(pep751)[0].name == "venv"
 
 
 def test_a_malformed_conda_lock_exits_2_naming_file_and_field(

@@ -335,16 +335,16 @@ def test_conda_only_and_venv_only_options_are_refused_on_the_other_backend(
     assert proc.returncode == 2
     assert "--torch-index-url only applies to --backend venv" in proc.stderr
     conda_lock = tmp_path / "x.conda-lock.yml"
-    conda_lock.write_text("version: 1\n")
+    conda_lock.write_text("version: 1\nmetadata: {}\npackage: []\n")
     proc = run_cli("lock", "--check", str(conda_lock), "--backend", "venv", env=isolated_dirs)
     assert proc.returncode == 2
-    assert "--backend venv checks a PEP 751 lock (pylock.toml, pylock.NAME.toml)" in proc.stderr
+    assert "is a conda-lock-v1 lock (the conda backend's), not a --backend venv lock" in proc.stderr
     proc = run_cli("lock", "--check", str(conda_lock), "--torch-version", "2.14", env=isolated_dirs)
     assert proc.returncode == 2
     assert "--torch-version only applies to --backend venv" in proc.stderr
     proc = run_cli("create", "--from-lock", str(conda_lock), "--backend", "venv", env=isolated_dirs)
     assert proc.returncode == 2
-    assert "--backend venv builds from a PEP 751 lock" in proc.stderr
+    assert "--backend venv builds from venv locks" in proc.stderr
 
 
 # --- the lock file ------------------------------------------------------------------------------

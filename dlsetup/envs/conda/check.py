@@ -35,13 +35,13 @@ import hashlib
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlsetup.errors import DlsetupError, InputError
+from dlsetup.envs.staleness import CheckRequest, CheckResult, Difference
+from dlsetup.errors import InputError
 
 if TYPE_CHECKING:
     from dlsetup.compat.lines import Gpu, LineChoice
@@ -60,81 +60,6 @@ _SIMPLE_VERSION_RE = re.compile(
     r"^(?:(?:>=|<=|==|!=|>|<)?[0-9][0-9A-Za-z.*+_]*)(?:,(?:>=|<=|==|!=|>|<)[0-9][0-9A-Za-z.*+_]*)*$"
 )
 _DEP_LINE_RE = re.compile(r"^\s+-\s+(?P<value>.+?)(?:\s+#\s*\[(?P<selector>[A-Za-z0-9_]+)\])?\s*$")
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One reason the lock is stale.
-
-    Attributes:
-        kind: ``environment``, ``variant``, ``cuda``, ``gpus``, ``platforms``, ``python``,
-            ``channels``, ``cuda_line``, ``virtual_packages`` or ``content_hash``; for a venv
-            lock also ``torch``, ``tensorflow`` and ``index``.
-        platform: the platform it concerns, or None for the whole lock.
-        message: one line for people ("environment file changed: added torchvision").
-    """
-
-    kind: str
-    platform: str | None
-    message: str
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The verdict of :func:`check_lock`.
-
-    Attributes:
-        lock: the lock checked.
-        environment_file: the rendered environment file beside it.
-        source: what was re-rendered: the shipped file of the target, the user's environment
-            file, or None when a user's file was not named (integrity only).
-        current: True when nothing differs.
-        differences: one per reason, in the order found.
-        notes: what was not compared, and why.
-        content_hash: per platform ``{"recorded": ..., "expected": ...}`` (``expected`` None when
-            it could not be computed).
-        hash_engine: ``dlsetup`` (recomputed here) or ``conda-lock`` (its own function decided).
-        seconds: how long the check took.
-        relock_options: the options (besides target, variant, CUDA, platforms and output) that
-            make the same request again: ``--gpu-arch`` given by hand, ``--python-version``,
-            ``--torch-version``, indexes; what the lock read from this machine's driver is left
-            out, so a new lock reads it again.
-    """
-
-    lock: Path
-    environment_file: Path
-    source: str | None
-    target: str
-    variant: str
-    cuda: str | None
-    platforms: tuple[str, ...]
-    current: bool
-    differences: tuple[Difference, ...]
-    notes: tuple[str, ...]
-    content_hash: dict[str, dict[str, str | None]]
-    hash_engine: str
-    seconds: float = 0.0
-    relock_options: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CheckRequest:
-    """Options given with ``--check``; None or empty: reuse what the lock records.
-
-    ``variant="auto"`` (given explicitly) chooses the variant for this machine again.
-    """
-
-    target: str | None = None
-    variant: str | None = None
-    cuda: str | None = None
-    gpu_arch: tuple[str, ...] = ()
-    platforms: tuple[str, ...] = ()
-    all_platforms: bool = False
-    python_version: str | None = None
-    channels: tuple[str, ...] = ()
-    torch_version: str | None = None
-    torch_index_url: str | None = None
-    index_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,13 +196,15 @@ def _dependencies_by_platform(path: Path, platforms: tuple[str, ...]) -> dict[st
 
     from dlsetup.platforms import PLATFORM_INFO
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(
-            f"the environment file beside the lock, {path}, cannot be read: {exc.strerror or exc}",
-            fix="keep NAME.environment.yml next to NAME.conda-lock.yml (dlsetup lock writes both)",
-        ) from exc
+    from dlsetup.envs.files.spec import MAX_ENVIRONMENT_FILE_BYTES
+    from dlsetup.reading import read_text
+
+    text = read_text(  # a regular file (a FIFO is refused unopened), size-capped, UTF-8
+        path,
+        what="environment file beside the lock,",
+        max_bytes=MAX_ENVIRONMENT_FILE_BYTES,
+        fix="keep NAME.environment.yml next to NAME.conda-lock.yml (dlsetup lock writes both)",
+    )
     result: dict[str, list[str]] = {p: [] for p in platforms}
     in_deps = False
     pip_indent: int | None = None  # inside the pip: section: its "- pip:" line's indentation
@@ -467,108 +394,32 @@ class _Findings:
         self.differences.append(Difference(kind, platform, message))
 
 
-def check_lock(
-    lock_path: Path,
-    request: CheckRequest | None = None,
-    *,
-    probe: Callable[[], NvidiaFacts] = _probe,
+def check_conda_lock(
+    lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts]
 ) -> CheckResult:
-    """Compare ``lock_path`` with what ``dlsetup lock`` would make from its inputs now.
-
-    Args:
-        lock_path: a ``NAME.conda-lock.yml`` written by ``dlsetup lock``, or a
-            ``pylock.NAME.toml`` written by ``dlsetup lock --backend venv``
-            (:func:`dlsetup.envs.venv.check.check_venv_lock`).
-        request: options given now (None: reuse everything the lock records).
-        probe: this machine's NVIDIA facts; called only where the lock's CUDA version or GPUs came
-            from the driver and no ``--cuda``/``--gpu-arch`` is given.
-
-    Raises:
-        InputError: a malformed or foreign lock, a missing environment file beside it, or a bad
-            option value (exit 2).
-    """
-    start = time.perf_counter()
-    try:
-        if lock_path.name.startswith("pylock") and lock_path.suffix == ".toml":
-            from dlsetup.envs.venv.check import check_venv_lock
-
-            result = check_venv_lock(lock_path, request or CheckRequest(), probe)
-        else:
-            result = _check(lock_path, request or CheckRequest(), probe)
-    except DlsetupError as exc:
-        from dlsetup.envs.credentials import redact_error
-
-        redact_error(exc)
-        raise
-    return CheckResult(**{**result.__dict__, "seconds": time.perf_counter() - start})
-
-
-def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts]) -> CheckResult:
-    from dlsetup.envs.conda.request import (
-        CompanionPlan,
-        _frameworks_in,
-        _has_cuda_package,
-        choose_lines,
-        plan_companions,
-    )
+    """Compare the conda lock ``lock_path`` with what ``dlsetup lock`` would make from its inputs now
+    (the module's docstring says what is compared)."""
+    _validate_options(lock_path, req)
     from dlsetup.envs.files import spec as spec_mod
 
     record = read_lock(lock_path)
     found = _Findings()
     target = str(record.get("target"))
-    recorded_variant = str(record.get("variant"))
-    recorded_cuda = None if record.get("cuda", "none") == "none" else record.get("cuda")
-    recorded_gpus = _recorded_gpus(record.get("gpus"))
-    gpu_source = record.get("gpu_source", "none") or "none"
-    cuda_source = _cuda_source(record)
     env_name = record.sources[0] if record.sources else ""
     env_file = lock_path.parent / env_name
     if not env_name.endswith((".yml", ".yaml")) or Path(env_name).name != env_name:
         raise _malformed(lock_path, f"its source {env_name!r} is not an environment file name")
     recorded_deps = _dependencies_by_platform(env_file, record.platforms)
-
-    # --- the source to re-render
-    source: EnvironmentSpec | None
-    source_label: str | None
-    if req.target is not None and req.target in spec_mod.TARGETS and req.target != target:
-        found.add("target", f"locked for target {target}, asked for {req.target}")
-    if target == "file":
-        if req.target is not None and req.target not in spec_mod.TARGETS:
-            source = spec_mod.load_environment_file(Path(req.target))
-            source_label = req.target
-        else:
-            source, source_label = None, None
-            found.notes.append(
-                "the lock was made from your own environment file, whose path it does not "
-                "record: only the files beside the lock were checked; name the file to check it "
-                f"too: dlsetup lock ENVIRONMENT.yml --check {lock_path}"
-            )
-    else:
-        source, source_label = None, None
-
-    # --- the request: recorded values, replaced by options given now
-    for given, value in (("--cuda", req.cuda), ("--gpu-arch", ",".join(req.gpu_arch) or None)):
-        if value is not None and req.variant in ("cpu", "mps"):
-            raise InputError(
-                f"{given} {value} only applies to --variant cuda (got --variant {req.variant})",
-                fix=f"drop {given}, or use --variant cuda {given} {value}",
-            )
-    if req.cuda is not None:
-        spec_mod.validate_cuda(req.cuda)
-    if req.python_version is not None:
-        spec_mod.validate_python_version(req.python_version)
-    if req.all_platforms and req.platforms:
-        raise InputError("--all-platforms and --platform exclude each other", fix="use one of them")
-
+    source, source_label = _users_source(lock_path, req, target, found)
     choice = _choose(
         req,
         record,
         found,
-        recorded_variant=recorded_variant,
-        recorded_cuda=recorded_cuda,
-        recorded_gpus=recorded_gpus,
-        gpu_source=gpu_source,
-        cuda_source=cuda_source,
+        recorded_variant=str(record.get("variant")),
+        recorded_cuda=None if record.get("cuda", "none") == "none" else record.get("cuda"),
+        recorded_gpus=_recorded_gpus(record.get("gpus")),
+        gpu_source=record.get("gpu_source", "none") or "none",
+        cuda_source=_cuda_source(record),
         probe=probe,
         target=target,
         source=source,
@@ -580,118 +431,33 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
         except InputError as exc:
             found.add("variant", f"{target} has no {variant} variant any more ({exc.message})")
         source_label = f"dlsetup's {target}-{variant}.yml" if source is not None else None
-
-    # platforms
-    if req.all_platforms:
-        available = (
-            source.platforms if source is not None and source.platforms else spec_mod.PLATFORMS
-        )
-        platforms = tuple(p for p in spec_mod.PLATFORMS if p in available)
-    else:
-        platforms = req.platforms or record.platforms
-    if set(platforms) != set(record.platforms):
-        found.add(
-            "platforms",
-            f"locked for {', '.join(record.platforms)}, asked for {', '.join(platforms)}",
-        )
+    platforms = _platforms_asked(req, record, source, found)
     compared = tuple(p for p in platforms if p in record.platforms)
-
-    # channels
-    recorded_channels = record.channels
-    if req.channels:
-        from dlsetup.envs.credentials import strip_auth
-
-        asked = tuple(strip_auth(c) for c in req.channels)
-        if asked != recorded_channels:
-            found.add(
-                "channels",
-                f"locked from {', '.join(recorded_channels)}, asked for {', '.join(asked)}",
-            )
-
-    # python: the rendered file's pin is what the lock was made with
-    first_deps = recorded_deps[compared[0]] if compared else []
-    recorded_python = _pinned(first_deps)
-    python = req.python_version or recorded_python
-    if req.python_version is not None and req.python_version != recorded_python:
-        found.add(
-            "python",
-            f"locked for Python {recorded_python or 'unpinned'}, asked for {req.python_version}",
-        )
-
+    _compare_channels(req, record, found)
+    python = _python_asked(req, recorded_deps[compared[0]] if compared else [], found)
     relock: tuple[str, ...] = ()
     if choice.gpu_source.startswith("option"):  # GPUs named by hand, not read from the driver
         from dlsetup.compat.arch import fmt_cc
 
         for gpu in choice.gpus:
             relock += ("--gpu-arch", fmt_cc(gpu.cc))
-    expected_text: str | None = None
-    expected_vps: dict[str, tuple[VirtualPackage, ...]] = {}
     rendered: RenderedEnvironment | None = None
     if source is not None:
-        deps = source.dependencies
-        frameworks = _frameworks_in(deps)
-        if target == "file" and variant == "cuda" and not _has_cuda_package(deps):
-            found.add("variant", "locked as cuda, and the environment file has no CUDA package now")
-        lines = choose_lines(frameworks, platforms, choice, python=python)
-        plan = (
-            CompanionPlan({}, ())
-            if target == "file"
-            else plan_companions(deps, platforms, variant, lines)
-        )
-        rendered = spec_mod.render(
-            source,
-            target=target,
-            variant=variant,
-            cuda=cuda,
-            python=python if python != _pinned(list(deps)) else None,
-            channels=req.channels or recorded_channels,
-            platforms=platforms,
-            name=source.name if target == "file" else f"{target}-{variant}",
-            lines=lines,
-            gpus=choice.gpus,
-            gpu_source=choice.gpu_source,
-            leave_out=plan.leave_out,
-            companion_notes=plan.notes,
-        )
-        expected_text = rendered.text
-        if python is not None and python != _pinned(list(deps)):
+        rendered = _rerender(req, record, source, choice, target, platforms, python, found)
+        if python is not None and python != _pinned(list(source.dependencies)):
             relock += ("--python-version", python)
-        _compare_lines(record, lines, compared, found)
-        if not any(d.kind in ("variant", "target") for d in found.differences):
-            changes = {}
-            for p in compared:
-                skip = _line_packages(record, lines, p, found)
-                change = _dependency_changes(
-                    [d for d in recorded_deps[p] if _spec_key(d) not in skip],
-                    [d for d in rendered.dependencies_for(p) if _spec_key(d) not in skip]
-                    + pip_entries(rendered, p),
-                )
-                if change:
-                    changes[p] = change
-            found.differences += _per_platform_messages(
-                "environment", "environment file changed", changes, compared
-            )
+        _compare_environment(record, rendered, compared, recorded_deps, found)
     expected_vps = _virtual_packages(record, platforms, cuda, rendered=rendered, found=found)
-
-    # --- conda-lock's content hash
     hashes, engine = _content_hashes(
         record,
         compared,
         vps=expected_vps,
         rendered=rendered,
         recorded_deps=recorded_deps,
-        expected_text=expected_text,
+        expected_text=rendered.text if rendered is not None else None,
         stale=bool(found.differences),
     )
-    mismatched = [p for p in compared if hashes.get(p) != record.content_hash.get(p)]
-    if mismatched and not found.differences:
-        found.add(
-            "content_hash",
-            "conda-lock's content hash of "
-            + ", ".join(mismatched)
-            + f" does not match {env_name} and the virtual packages (the lock or the file was "
-            "edited by hand?)",
-        )
+    _compare_hashes(record, hashes, compared, env_name, found)
     return CheckResult(
         lock=lock_path,
         environment_file=env_file,
@@ -712,6 +478,194 @@ def _check(lock_path: Path, req: CheckRequest, probe: Callable[[], NvidiaFacts])
     )
 
 
+def _validate_options(lock_path: Path, req: CheckRequest) -> None:
+    """Refuse options that do not apply to a conda lock or contradict each other (exit 2)."""
+    from dlsetup.envs.files import spec as spec_mod
+
+    for option, value in (
+        ("--torch-index-url", req.torch_index_url),
+        ("--index-url", req.index_url),
+        ("--torch-version", req.torch_version),
+    ):
+        if value:
+            raise InputError(
+                f"{option} only applies to --backend venv; {lock_path} is a conda lock",
+                fix=f"drop {option}",
+            )
+    for given, value in (("--cuda", req.cuda), ("--gpu-arch", ",".join(req.gpu_arch) or None)):
+        if value is not None and req.variant in ("cpu", "mps"):
+            raise InputError(
+                f"{given} {value} only applies to --variant cuda (got --variant {req.variant})",
+                fix=f"drop {given}, or use --variant cuda {given} {value}",
+            )
+    if req.cuda is not None:
+        spec_mod.validate_cuda(req.cuda)
+    if req.python_version is not None:
+        spec_mod.validate_python_version(req.python_version)
+    if req.all_platforms and req.platforms:
+        raise InputError("--all-platforms and --platform exclude each other", fix="use one of them")
+
+
+def _users_source(
+    lock_path: Path, req: CheckRequest, target: str, found: _Findings
+) -> tuple[EnvironmentSpec | None, str | None]:
+    """The user's environment file to re-render (a lock of ``file`` named as TARGET now), and
+    its label; ``(None, None)`` for a shipped target (re-rendered once the variant is known)."""
+    from dlsetup.envs.files import spec as spec_mod
+
+    if req.target is not None and req.target in spec_mod.TARGETS and req.target != target:
+        found.add("target", f"locked for target {target}, asked for {req.target}")
+    if target != "file":
+        return None, None
+    if req.target is not None and req.target not in spec_mod.TARGETS:
+        return spec_mod.load_environment_file(Path(req.target)), req.target
+    found.notes.append(
+        "the lock was made from your own environment file, whose path it does not "
+        "record: only the files beside the lock were checked; name the file to check it "
+        f"too: dlsetup lock ENVIRONMENT.yml --check {lock_path}"
+    )
+    return None, None
+
+
+def _platforms_asked(
+    req: CheckRequest, record: LockRecord, source: EnvironmentSpec | None, found: _Findings
+) -> tuple[str, ...]:
+    """The platforms asked for now (the recorded ones unless given)."""
+    from dlsetup.envs.files import spec as spec_mod
+
+    if req.all_platforms:
+        available = (
+            source.platforms if source is not None and source.platforms else spec_mod.PLATFORMS
+        )
+        platforms = tuple(p for p in spec_mod.PLATFORMS if p in available)
+    else:
+        platforms = req.platforms or record.platforms
+    if set(platforms) != set(record.platforms):
+        found.add(
+            "platforms",
+            f"locked for {', '.join(record.platforms)}, asked for {', '.join(platforms)}",
+        )
+    return platforms
+
+
+def _compare_channels(req: CheckRequest, record: LockRecord, found: _Findings) -> None:
+    if not req.channels:
+        return
+    from dlsetup.envs.credentials import strip_auth
+
+    asked = tuple(strip_auth(c) for c in req.channels)
+    if asked != record.channels:
+        found.add(
+            "channels",
+            f"locked from {', '.join(record.channels)}, asked for {', '.join(asked)}",
+        )
+
+
+def _python_asked(req: CheckRequest, first_deps: list[str], found: _Findings) -> str | None:
+    """The Python asked for now: the rendered file's pin is what the lock was made with."""
+    recorded_python = _pinned(first_deps)
+    if req.python_version is not None and req.python_version != recorded_python:
+        found.add(
+            "python",
+            f"locked for Python {recorded_python or 'unpinned'}, asked for {req.python_version}",
+        )
+    return req.python_version or recorded_python
+
+
+def _rerender(  # noqa: PLR0917 - the request's parts, each needed by the render
+    req: CheckRequest,
+    record: LockRecord,
+    source: EnvironmentSpec,
+    choice: VariantChoice,
+    target: str,
+    platforms: tuple[str, ...],
+    python: str | None,
+    found: _Findings,
+) -> RenderedEnvironment:
+    """The environment file ``dlsetup lock`` would write now (the same render, read-only)."""
+    from dlsetup.envs.conda.request import (
+        CompanionPlan,
+        choose_lines,
+        frameworks_in,
+        has_cuda_package,
+        plan_companions,
+    )
+    from dlsetup.envs.files import spec as spec_mod
+
+    deps = source.dependencies
+    variant = choice.variant
+    if target == "file" and variant == "cuda" and not has_cuda_package(deps):
+        found.add("variant", "locked as cuda, and the environment file has no CUDA package now")
+    lines = choose_lines(frameworks_in(deps), platforms, choice, python=python)
+    plan = (
+        CompanionPlan({}, ())
+        if target == "file"
+        else plan_companions(deps, platforms, variant, lines)
+    )
+    rendered = spec_mod.render(
+        source,
+        target=target,
+        variant=variant,
+        cuda=choice.cuda,
+        python=python if python != _pinned(list(deps)) else None,
+        channels=req.channels or record.channels,
+        platforms=platforms,
+        name=source.name if target == "file" else f"{target}-{variant}",
+        lines=lines,
+        gpus=choice.gpus,
+        gpu_source=choice.gpu_source,
+        leave_out=plan.leave_out,
+        companion_notes=plan.notes,
+    )
+    _compare_lines(record, lines, tuple(p for p in platforms if p in record.platforms), found)
+    return rendered
+
+
+def _compare_environment(
+    record: LockRecord,
+    rendered: RenderedEnvironment,
+    compared: tuple[str, ...],
+    recorded_deps: dict[str, list[str]],
+    found: _Findings,
+) -> None:
+    """The environment file's dependencies per platform, recorded against re-rendered (not
+    compared once the variant or target differs: everything would)."""
+    if any(d.kind in ("variant", "target") for d in found.differences):
+        return
+    changes = {}
+    for p in compared:
+        skip = _line_packages(record, rendered.lines, p, found)
+        change = _dependency_changes(
+            [d for d in recorded_deps[p] if _spec_key(d) not in skip],
+            [d for d in rendered.dependencies_for(p) if _spec_key(d) not in skip]
+            + pip_entries(rendered, p),
+        )
+        if change:
+            changes[p] = change
+    found.differences += _per_platform_messages(
+        "environment", "environment file changed", changes, compared
+    )
+
+
+def _compare_hashes(
+    record: LockRecord,
+    hashes: Mapping[str, str | None],
+    compared: tuple[str, ...],
+    env_name: str,
+    found: _Findings,
+) -> None:
+    """conda-lock's content hash: judged only when nothing else differs (then a hand edit)."""
+    mismatched = [p for p in compared if hashes.get(p) != record.content_hash.get(p)]
+    if mismatched and not found.differences:
+        found.add(
+            "content_hash",
+            "conda-lock's content hash of "
+            + ", ".join(mismatched)
+            + f" does not match {env_name} and the virtual packages (the lock or the file was "
+            "edited by hand?)",
+        )
+
+
 def _cuda_source(record: LockRecord) -> str | None:
     """``option:--cuda`` or ``driver:nvml``, from the ``__cuda`` entry of the sources record."""
     for key, value in record.custom.items():
@@ -724,9 +678,9 @@ def _cuda_source(record: LockRecord) -> str | None:
 
 
 def _pinned(deps: list[str]) -> str | None:
-    from dlsetup.envs.conda.request import _pinned_python
+    from dlsetup.envs.conda.request import pinned_python
 
-    return _pinned_python(tuple(deps))
+    return pinned_python(tuple(deps))
 
 
 def _choose(
@@ -745,7 +699,7 @@ def _choose(
 ) -> VariantChoice:
     """The variant, CUDA version and GPUs to re-render with, and the differences they make."""
     from dlsetup.compat.lines import gpus_from_arch
-    from dlsetup.envs.conda.request import _has_cuda_package
+    from dlsetup.envs.conda.request import has_cuda_package
     from dlsetup.envs.conda.virtual_packages import CUDA_DRIVER
     from dlsetup.envs.files import spec as spec_mod
     from dlsetup.envs.variant import (
@@ -761,9 +715,7 @@ def _choose(
         def has_variant(variant: str) -> bool:
             if source is not None:
                 return (
-                    _has_cuda_package(source.dependencies)
-                    if variant == "cuda"
-                    else variant == "cpu"
+                    has_cuda_package(source.dependencies) if variant == "cuda" else variant == "cpu"
                 )
             if target == "file":
                 return variant in (recorded_variant, "cpu")

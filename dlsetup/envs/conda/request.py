@@ -73,12 +73,12 @@ def lock_target(
         raise
 
 
-def _frameworks_in(deps: tuple[str, ...]) -> tuple[str, ...]:
+def frameworks_in(deps: tuple[str, ...]) -> tuple[str, ...]:
     names = {spec_mod.spec_name(d) for d in deps}
     return tuple(fw for fw, pkg in FRAMEWORK_PACKAGES.items() if pkg in names)
 
 
-def _has_cuda_package(deps: tuple[str, ...]) -> bool:
+def has_cuda_package(deps: tuple[str, ...]) -> bool:
     """Whether a user's environment file asks for anything CUDA could change."""
     for dep in deps:
         name = spec_mod.spec_name(dep)
@@ -184,7 +184,7 @@ def _lock_target(
     def has_variant(variant: str) -> bool:
         if custom_source is not None:
             if variant == "cuda":
-                return _has_cuda_package(custom_source.dependencies)
+                return has_cuda_package(custom_source.dependencies)
             return variant == "cpu"
         return bool(spec_mod.variant_platforms(opts.target, variant))
 
@@ -217,8 +217,8 @@ def _lock_target(
                 fix="pick one of those with --platform, or another --variant (cpu exists on more "
                 "platforms)",
             )
-    frameworks = _frameworks_in(source.dependencies)
-    python = opts.python_version or _pinned_python(source.dependencies)
+    frameworks = frameworks_in(source.dependencies)
+    python = opts.python_version or pinned_python(source.dependencies)
     check_python(frameworks, python)
     lines = choose_lines(frameworks, platforms, choice, python=python)
     plan = (
@@ -348,7 +348,7 @@ def _with_data_note(
     return replace(choice, reason="; ".join((choice.reason, *notes))) if notes else choice
 
 
-def _pinned_python(deps: tuple[str, ...]) -> str | None:
+def pinned_python(deps: tuple[str, ...]) -> str | None:
     """The ``X.Y`` a ``python 3.12.*`` (or ``python=3.12``, ``python >=3.12,<3.13``) line pins."""
     import re
 

@@ -43,7 +43,10 @@ FORMAT_NAMES: dict[str, str] = {
     "explicit": "explicit (@EXPLICIT: conda list --explicit, conda-lock render -k explicit)",
     "pixi": "pixi.lock (version 4 to 7, --environment NAME)",
 }
-SUPPORTED = "; ".join(FORMAT_NAMES.values())
+#: every lock ``create --from-lock`` builds: the conda formats above and PEP 751 (a venv)
+SUPPORTED = "; ".join(
+    [*FORMAT_NAMES.values(), "PEP 751 pylock.toml (lock-version = ..., built as a venv)"]
+)
 
 #: conda-lock install's defaults: ``--dev`` on, no extras
 DEFAULT_DEV = True
@@ -144,7 +147,7 @@ def _describe_unsupported(path: Path, text: str, data: Any) -> str:
         return "a YAML document that is no known lock"
     if re.match(r"^[A-Za-z0-9_.\-\[\]]+\s*(==|>=|@)", stripped):
         return "a pip requirements file"
-    return "not a lock file dlsetup knows"
+    return "in no lock format dlsetup knows"
 
 
 def detect_format(path: Path, text: str) -> tuple[str, Any]:
@@ -532,6 +535,22 @@ def _read_pixi(path: Path, platform: str, environment: str) -> LockedEnvironment
 
 
 # --- entry point ------------------------------------------------------------------------------
+
+
+#: locks larger than this are refused unread (a 1,000-package lock is about 1 MiB)
+MAX_LOCK_BYTES = 256 * 1024 * 1024
+
+
+def read_lock_text(path: Path) -> str:
+    """The text of the lock file ``path``, read through the one bounded reader (a regular file,
+    at most :data:`MAX_LOCK_BYTES`, strict UTF-8).
+
+    Raises:
+        InputError: missing, not a regular file (never opened then), too large, not UTF-8.
+    """
+    from dlsetup.reading import read_text
+
+    return read_text(path, what="lock file", max_bytes=MAX_LOCK_BYTES)
 
 
 def read_locked_environment(

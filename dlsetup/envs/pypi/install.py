@@ -299,3 +299,19 @@ def run_uv(argv: list[str], env: dict[str, str]) -> children.Completed:
             fix="check the index is reachable, then retry (the target was not touched)",
         )
     return done
+
+
+def run_uv_step(args: list[str], what: str) -> str:
+    """Run ``uv ARGS`` (its output returned) as create's PyPI phase runs it (:func:`run_uv`): its
+    own process group, ended on Ctrl-C or SIGTERM, killed by the kernel when dlsetup dies. A failure is a SolveError (``what == "resolve"``) or an
+    InstallError with uv's last lines."""
+    from dlsetup.errors import InstallError, SolveError
+
+    proc = run_uv([uv_binary(), *args], dict(os.environ))
+    if proc.returncode != 0:
+        detail = "\n".join(proc.stderr.strip().splitlines()[-12:])
+        raise (SolveError if what == "resolve" else InstallError)(
+            f"uv could not {what}: {detail}",
+            fix="read uv's message above; --torch-index-url / --index-url name other indexes",
+        )
+    return proc.stdout

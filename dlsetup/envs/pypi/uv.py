@@ -42,24 +42,6 @@ def uv_binary() -> str:
     return found
 
 
-def run_uv_step(args: list[str], what: str) -> str:
-    """Run ``uv ARGS`` (its output returned) as create's PyPI phase runs it: leading its own process group, ended on Ctrl-C or
-    SIGTERM, and killed by the kernel when dlsetup dies (Linux), so a SIGKILL of dlsetup leaves
-    no uv writing into the partial build. A failure is a SolveError (``what == "resolve"``) or an
-    InstallError with uv's last lines."""
-    from dlsetup.envs.pypi.install import run_uv
-    from dlsetup.errors import InstallError, SolveError
-
-    proc = run_uv([uv_binary(), *args], dict(os.environ))
-    if proc.returncode != 0:
-        detail = "\n".join(proc.stderr.strip().splitlines()[-12:])
-        raise (SolveError if what == "resolve" else InstallError)(
-            f"uv could not {what}: {detail}",
-            fix="read uv's message above; --torch-index-url / --index-url name other indexes",
-        )
-    return proc.stdout
-
-
 @contextlib.contextmanager
 def uv_cache(urls: Iterable[str | None], cache_dir: Path | None = None) -> Iterator[Path | None]:
     """uv's cache for a run over ``urls``: ``cache_dir`` (``None``: uv's own), or, when an index or

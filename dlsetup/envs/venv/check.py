@@ -22,7 +22,7 @@ from dlsetup.envs.credentials import strip_auth
 from dlsetup.errors import InputError
 
 if TYPE_CHECKING:
-    from dlsetup.envs.conda.check import CheckRequest, CheckResult, Difference
+    from dlsetup.envs.staleness import CheckRequest, CheckResult, Difference
     from dlsetup.probes.nvidia import NvidiaFacts
 
 
@@ -83,7 +83,7 @@ def check_venv_lock(
             (exit 2). A replayed request that no longer has a fitting build is a difference, not
             an error.
     """
-    from dlsetup.envs.conda.check import CheckResult, Difference
+    from dlsetup.envs.staleness import CheckResult, Difference
     from dlsetup.envs.venv.pylock import parse_pylock
     from dlsetup.envs.venv.lock import (
         DEFAULT_INDEX,
@@ -123,6 +123,7 @@ def check_venv_lock(
             lock=path,
             environment_file=path,
             source="[tool.dlsetup] request",
+            backend="venv",
             target=request.target,
             variant=str(tool.get("variant", request.variant)),
             cuda=request.cuda,
@@ -220,6 +221,7 @@ def check_venv_lock(
         lock=path,
         environment_file=path,
         source="[tool.dlsetup] request",
+        backend="venv",
         target=request.target,
         variant=choice.variant,
         cuda=choice.cuda,

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlsetup.envs.pypi.uv import run_uv_step, uv_binary
+from dlsetup.envs.pypi.install import run_uv_step
+from dlsetup.envs.pypi.uv import uv_binary
 from dlsetup.errors import DlsetupError, InputError, InstallError
 
 if TYPE_CHECKING:

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlsetup.envs.credentials import strip_auth
-from dlsetup.envs.pypi.uv import has_credentials, index_config, run_uv_step, uv_binary, uv_cache
+from dlsetup.envs.pypi.install import run_uv_step
+from dlsetup.envs.pypi.uv import has_credentials, index_config, uv_binary, uv_cache
 from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
 
 if TYPE_CHECKING:
@@ -54,8 +55,7 @@ if TYPE_CHECKING:
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
 #: the default index for everything else
 DEFAULT_INDEX = "https://pypi.org/simple"
-#: where a built venv keeps the lock it was built from
-KEPT_LOCK = Path("pylock.dlsetup.toml")
+#: what a venv lock locks
 TARGETS: tuple[str, ...] = ("pytorch", "tensorflow", "both")
 
 
@@ -675,12 +675,6 @@ def lock_name(target: str, torch: TorchIndexChoice | None, cuda_tf: bool) -> str
 def lock_file_name(name: str) -> str:
     """PEP 751's ``pylock.NAME.toml`` (no dots in NAME)."""
     return f"pylock.{name.replace('.', '-')}.toml"
-
-
-def is_venv_lock(path: Path) -> bool:
-    """Whether ``path`` names a PEP 751 lock (``pylock.toml`` or ``pylock.NAME.toml``)."""
-    name = path.name
-    return name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml"))
 
 
 def name_of_lock(path: Path) -> str:

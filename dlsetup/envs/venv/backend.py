@@ -1,0 +1,60 @@
+"""The venv backend behind :class:`dlsetup.envs.backend.Backend`: uv resolves PEP 751 pylock.toml
+files from PyPI and PyTorch's wheel index; a venv is built from one with ``uv venv`` and
+``uv pip sync`` (hashes required, nothing built)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dlsetup.envs.backend import Backend, BuildOptions, Locked
+
+if TYPE_CHECKING:
+    from dlsetup.envs.progress import Progress
+    from dlsetup.envs.staging import InstallResult
+    from dlsetup.envs.staleness import CheckRequest, CheckResult
+    from dlsetup.probes.nvidia import NvidiaFacts
+
+#: where a venv keeps the lock it was built from
+KEPT_LOCK = Path("pylock.dlsetup.toml")
+
+
+class VenvBackend(Backend):
+    name = "venv"
+    formats = ("pylock",)
+
+    def lock(self, request: Any, output: Path, *, force: bool) -> Locked:
+        from dlsetup.envs.venv.lock import lock_venv, variant_reason
+
+        result = lock_venv(request, output, force=force)
+        return Locked(result.lock_path, variant_reason(result), result.name, result)
+
+    def check(
+        self, lock_path: Path, request: CheckRequest, probe: Callable[[], NvidiaFacts]
+    ) -> CheckResult:
+        from dlsetup.envs.venv.check import check_venv_lock
+
+        return check_venv_lock(lock_path, request, probe)
+
+    def default_name(self, lock_path: Path, options: BuildOptions) -> str:
+        from dlsetup.envs.venv.lock import name_of_lock
+
+        return name_of_lock(lock_path)
+
+    def keep_lock(self, staged: Path, lock: bytes, lock_format: str) -> None:
+        (staged / KEPT_LOCK).write_bytes(lock)
+
+    def build(
+        self,
+        lock_path: Path,
+        prefix: Path,
+        *,
+        force: bool,
+        progress: Progress,
+        on_ready: Callable[[Path], None],
+        options: BuildOptions,
+    ) -> InstallResult:
+        from dlsetup.envs.venv.install import create_venv
+
+        return create_venv(lock_path, prefix, force=force, progress=progress, on_ready=on_ready)
