@@ -167,7 +167,7 @@ class Diff:
     rows: list[Row] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
 
-    def compare(  # noqa: PLR0917 - a row's fields
+    def compare(
         self,
         row_id: str,
         old: Any,

@@ -85,7 +85,7 @@ Examples:
     "--strict in CI: --skip gpu.memory_held. Ids: docs/doctor.md.",
 )
 @click.pass_context
-def doctor(  # noqa: PLR0917 - click passes each option
+def doctor(
     ctx: click.Context,
     as_json: bool,
     strict: bool,

@@ -355,7 +355,7 @@ def _given(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
-def _check_lock(  # noqa: PLR0917 - the lock command's options, passed on
+def _check_lock(
     ctx: click.Context,
     lock_path: Path,
     target: str | None,

@@ -90,7 +90,7 @@ def fleet() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the dlsetup.fleet-report envelope.")
 @click.pass_context
-def report(  # noqa: PLR0917 - click passes each option
+def report(
     ctx: click.Context,
     documents: tuple[Path, ...],
     hosts: str | None,

@@ -77,7 +77,7 @@ def refuse_venv_only(
             raise click.UsageError(f"{option} only applies to --backend venv", ctx=ctx)
 
 
-def venv_request(  # noqa: PLR0917 - the lock options, passed on
+def venv_request(
     target: str,
     variant: str,
     cuda: str | None,

@@ -194,14 +194,13 @@ def _dependencies_by_platform(path: Path, platforms: tuple[str, ...]) -> dict[st
     ``  # [linux64]`` applied as conda-lock applies them)."""
     import yaml
 
-    from dlsetup.platforms import PLATFORM_INFO
-
     from dlsetup.envs.files.spec import MAX_ENVIRONMENT_FILE_BYTES
+    from dlsetup.platforms import PLATFORM_INFO
     from dlsetup.reading import read_text
 
     text = read_text(  # a regular file (a FIFO is refused unopened), size-capped, UTF-8
         path,
-        what="environment file beside the lock,",
+        what="environment file beside the lock",
         max_bytes=MAX_ENVIRONMENT_FILE_BYTES,
         fix="keep NAME.environment.yml next to NAME.conda-lock.yml (dlsetup lock writes both)",
     )
@@ -572,7 +571,7 @@ def _python_asked(req: CheckRequest, first_deps: list[str], found: _Findings) ->
     return req.python_version or recorded_python
 
 
-def _rerender(  # noqa: PLR0917 - the request's parts, each needed by the render
+def _rerender(
     req: CheckRequest,
     record: LockRecord,
     source: EnvironmentSpec,
