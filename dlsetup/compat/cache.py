@@ -39,6 +39,8 @@ from typing import Any
 FORMAT = 1
 #: The cache file's name inside the cache directory.
 FILE_NAME = "knowledge-base.json"
+#: the cached knowledge base is under 1 MiB; a larger file there is not one of ours
+MAX_CACHE_BYTES = 64 * 1024 * 1024
 
 
 def cache_dir() -> Path | None:
@@ -75,8 +77,11 @@ def load(key: str, directory: Path | None = None) -> dict[str, Any] | None:
     directory = directory if directory is not None else cache_dir()
     if directory is None:
         return None
-    try:
-        blob = (directory / FILE_NAME).read_bytes()
+    from dlsetup.errors import InputError
+    from dlsetup.reading import read_bytes
+
+    try:  # a FIFO or device at the cache's path is a miss, never a hang
+        blob = read_bytes(directory / FILE_NAME, what="compat cache", max_bytes=MAX_CACHE_BYTES)
         head, sep, body = blob.partition(b"\n")
         if not sep:
             return None
@@ -84,7 +89,7 @@ def load(key: str, directory: Path | None = None) -> dict[str, Any] | None:
         if header != _header(key, body):
             return None
         document = json.loads(body)
-    except (OSError, ValueError, RecursionError):  # JSONDecodeError and UnicodeError included
+    except (InputError, OSError, ValueError, RecursionError):  # JSONDecodeError, UnicodeError
         return None
     return document if isinstance(document, dict) else None
 
