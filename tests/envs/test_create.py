@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup.cli import cli
-from dlsetup.envs.conda.install import PAUSE_ENV
 from dlsetup.envs.staging import clean_leftovers, remove_partial
 from dlsetup.output import load_schema
 from tests.smoke.fault_env import fault_env
+from tests.support.pause_env import pause_env
 from tests.support.proc import REPO
 
 
@@ -448,7 +448,7 @@ def test_create_killed_mid_install_leaves_the_target_absent_and_the_next_run_cle
 ) -> None:
     prefix = tmp_path / "envs" / "killed"
     marker = tmp_path / "paused"
-    env = {**os.environ, **isolated_dirs, PAUSE_ENV: str(marker)}
+    env = {**os.environ, **isolated_dirs, **pause_env(marker)}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -498,7 +498,7 @@ def test_ctrl_c_mid_install_exits_130_removes_the_partial_build_and_keeps_the_ol
     (prefix / "conda-meta" / "history").write_text("")
     (prefix / "old.txt").write_text("old\n")
     marker = tmp_path / "paused"
-    env = {**os.environ, **isolated_dirs, PAUSE_ENV: str(marker), "DLSETUP_TEST_PAUSE_SECONDS": "2"}
+    env = {**os.environ, **isolated_dirs, **pause_env(marker, 2)}
     proc = subprocess.Popen(
         [
             sys.executable,

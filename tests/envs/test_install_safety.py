@@ -24,10 +24,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from dlsetup.envs.conda.install import PAUSE_ENV, PAUSE_SECONDS_ENV
 from dlsetup.output import load_schema
 from tests.envs.channel import PLACEHOLDER, Package, build_channel
 from tests.envs.lock_builders import make_env, temporaries
+from tests.support.pause_env import pause_env
 from tests.support.proc import REPO, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, modes and signals")
@@ -493,7 +493,7 @@ def test_skipped_post_link_scripts_are_named_once_in_text_and_json(
 def _start_paused(
     lock: Path, prefix: Path, marker: Path, *extra: str, seconds: float = 120
 ) -> subprocess.Popen[str]:
-    env = {**os.environ, **CHECKOUT, PAUSE_ENV: str(marker), PAUSE_SECONDS_ENV: str(seconds)}
+    env = {**os.environ, **pause_env(marker, seconds)}
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "dlsetup", "create", "--from-lock", str(lock), "--prefix",

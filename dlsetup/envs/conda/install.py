@@ -75,12 +75,6 @@ from dlsetup.errors import DlsetupError, InputError, InstallError, IntegrityErro
 if TYPE_CHECKING:
     from rattler.install.installer import InstallerReporter
 
-#: test hook: when set to a file path, the installer writes that file after linking the first
-#: package and waits ``$DLSETUP_TEST_PAUSE_SECONDS`` (default 120) seconds, so a test can
-#: interrupt or kill the process at a known point mid-install.
-PAUSE_ENV = "DLSETUP_TEST_PAUSE_AFTER_LINK"
-PAUSE_SECONDS_ENV = "DLSETUP_TEST_PAUSE_SECONDS"
-
 
 def validate_env_name(name: str) -> str:
     """Check an environment name (``--name``); the rule is :mod:`dlsetup.envs.files.names`'s."""
@@ -488,11 +482,10 @@ async def fetch_verified(
 
 
 class _Reporter:
-    """rattler InstallerReporter feeding :class:`Progress` (and the test pause hook)."""
+    """rattler InstallerReporter feeding :class:`Progress`."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.pause_file = os.environ.get(PAUSE_ENV)
 
     def on_transaction_start(self, total_operations: int) -> None:
         self.progress.start("link", total_operations)
@@ -502,10 +495,6 @@ class _Reporter:
 
     def on_link_complete(self, index: int) -> None:
         self.progress.advance("link", "")
-        if self.pause_file:
-            pause_file, self.pause_file = self.pause_file, None  # pause once
-            Path(pause_file).write_text(str(os.getpid()), encoding="utf-8")
-            _STOPPING.wait(float(os.environ.get(PAUSE_SECONDS_ENV, "120")))
 
     def on_transaction_complete(self) -> None:
         self.progress.finish("link")

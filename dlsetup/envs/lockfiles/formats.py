@@ -575,17 +575,7 @@ def read_locked_environment(
         InputError: missing, malformed or unsupported file (exit 2), an environment, platform or
             category the lock lacks, or options that do not apply to its format.
     """
-    if not path.is_file():
-        what = "is not a regular file" if path.exists() else "does not exist"
-        raise InputError(f"lock file {path} {what}", fix="check the --from-lock path")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _malformed(path, f"it is not UTF-8 text ({exc.reason})") from exc
-    except OSError as exc:
-        raise InputError(
-            f"cannot read {path}: {exc.strerror}", fix="check its permissions"
-        ) from exc
+    text = read_lock_text(path)
     kind, data = detect_format(path, text)
     if kind != "pixi" and environment not in (None, "default"):
         raise InputError(
