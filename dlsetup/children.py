@@ -311,7 +311,7 @@ class Child:
         A group that has already ended is not an error. Elsewhere than POSIX, or when the group
         cannot be signalled, only the child is killed.
         """
-        _kill_group(self._proc, _strays(self._proc.pid))
+        _kill_group(self._proc, self._strays())
 
     def stop(self, *, grace: float = 0.0, signum: int | None = None, reap_s: float = REAP_S) -> int:
         """End it: ask with ``signum``, give it ``grace`` seconds, then kill its group; reap it.
@@ -325,13 +325,17 @@ class Child:
         Returns:
             its exit status; ``-SIGKILL`` when it was not reaped within ``reap_s``.
         """
-        strays = _strays(self._proc.pid)  # before it is asked: once it ends they are orphans
+        strays = self._strays()  # before it is asked: once it ends they are orphans
         if os.name == "posix" and grace > 0 and self._proc.poll() is None:
             self.send_signal(DEFAULT_STOP_SIGNAL if signum is None else signum)
             self.wait(grace)
         _kill_group(self._proc, strays)
         code = self.wait(reap_s)
         return -getattr(signal, "SIGKILL", 9) if code is None else code
+
+    def _strays(self) -> list[Any]:
+        # Only while it is not reaped: a reaped child's pid may already name another process.
+        return _strays(self._proc.pid) if self._proc.returncode is None else []
 
     def finish(
         self,
