@@ -26,6 +26,7 @@ from dlsetup import cli as cli_mod
 from dlsetup.errors import EXIT_CODE_MEANINGS, ExitCode
 from dlsetup.output import load_schema
 from tests.support.proc import REPO, run_cli
+from tests.support.signals import SIGNALLED
 
 ERROR_SCHEMA = load_schema("dlsetup.error")
 
@@ -139,6 +140,7 @@ def test_a_signal_under_json_gives_an_error_envelope_and_its_exit_code(
         text=True,
         env=env,
         cwd=REPO,
+        **SIGNALLED,
     )
     time.sleep(3)  # doctor is waiting for the hanging probe
     proc.send_signal(sig)

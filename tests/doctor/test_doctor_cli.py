@@ -31,6 +31,7 @@ from tests.support.fake_nvml import (
     system_has_nvml,
 )
 from tests.support.proc import run_cli
+from tests.support.signals import SIGNALLED
 
 SCHEMA = load_schema("dlsetup.doctor")
 PY = sys.executable
@@ -561,6 +562,7 @@ def test_ctrl_c_while_imports_hang_ends_doctor_and_its_workers_at_once(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )
     try:
         deadline = time.monotonic() + 60

@@ -24,6 +24,7 @@ from tests.doctor.standins import _write, hanging_standin, tensorflow_standin
 from tests.support.fake_nvml import SCENARIOS, nvml_env, subprocess_env
 from tests.support.proc import REPO, run_cli
 from tests.support.processes import alive, descendants, reap, survivors
+from tests.support.signals import SIGNALLED
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="SIGTERM and process groups are POSIX")
 
@@ -41,6 +42,7 @@ def _start_doctor(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )
 
 
@@ -160,6 +162,7 @@ def test_sigterm_the_moment_a_worker_starts_still_ends_it(
         capture_output=True,
         text=True,
         timeout=60,
+        **SIGNALLED,
     )
     pids = {int(line) for line in pid_file.read_text().split()}
     try:

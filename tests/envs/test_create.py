@@ -27,6 +27,7 @@ from dlsetup.output import load_schema
 from tests.smoke.fault_env import fault_env
 from tests.support.pause_env import pause_env
 from tests.support.proc import REPO
+from tests.support.signals import SIGNALLED
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -517,6 +518,7 @@ def test_ctrl_c_mid_install_exits_130_removes_the_partial_build_and_keeps_the_ol
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )
     deadline = time.monotonic() + 60
     while not marker.exists():
@@ -580,6 +582,7 @@ def test_ctrl_c_while_rattler_unpacks_a_package_stops_at_once_and_leaves_nothing
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )  # fmt: skip
     unpacking = prefix.parent / f".dlsetup-partial-many-{proc.pid}" / "pkgs"
     deadline = time.monotonic() + 120
@@ -663,6 +666,7 @@ def test_ctrl_c_during_the_smoke_test_keeps_the_env_and_ends_the_framework_worke
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )  # fmt: skip
     create = psutil.Process(proc.pid)
     deadline = time.monotonic() + 120

@@ -25,6 +25,7 @@ import pytest
 
 from dlsetup.envs.staging import clean_leftovers
 from tests.support.proc import REPO, run_cli
+from tests.support.signals import SIGNALLED
 
 pytestmark = [
     pytest.mark.slow,
@@ -144,6 +145,7 @@ def test_create_killed_at_random_points_keeps_the_old_env_or_completes_and_leave
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            **SIGNALLED,
         )
         time.sleep(delay)
         proc.send_signal(sig)

@@ -29,6 +29,7 @@ from tests.envs.channel import PLACEHOLDER, Package, build_channel
 from tests.envs.lock_builders import make_env, temporaries
 from tests.support.pause_env import pause_env
 from tests.support.proc import REPO, run_cli
+from tests.support.signals import SIGNALLED
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, modes and signals")
 
@@ -500,6 +501,7 @@ def _start_paused(
             str(prefix), "--no-smoke", "--no-jupyter", *extra,
         ],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        **SIGNALLED,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not marker.exists():

@@ -37,6 +37,7 @@ from tests.envs.lock_builders import (
 )
 from tests.envs.lock_builders import create_from_lock as create
 from tests.support.proc import REPO
+from tests.support.signals import SIGNALLED
 from tests.support.wheels import Wheel, build_wheel
 
 pytestmark = pytest.mark.skipif(
@@ -241,6 +242,7 @@ def _start(lock: Path, prefix: Path, *extra: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "dlsetup", "create", "--from-lock", str(lock), "--prefix",
          str(prefix), "--no-smoke", "--no-jupyter", *extra],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        **SIGNALLED,
     )  # fmt: skip
 
 

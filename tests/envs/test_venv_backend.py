@@ -29,6 +29,7 @@ from dlsetup.errors import IntegrityError
 from dlsetup.output import load_schema
 from tests.support.fake_nvml import no_library_env, nvml_env, system_has_nvml
 from tests.support.proc import run_cli
+from tests.support.signals import SIGNALLED
 from tests.support.torch_index import TorchIndex, build_torch_index
 
 #: an R580 driver: CUDA 13.0
@@ -539,6 +540,7 @@ def start_create(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )
 
 

@@ -21,6 +21,7 @@ from dlsetup.output import load_schema
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from tests.smoke.fault_env import fault_env
 from tests.support.proc import run_cli
+from tests.support.signals import SIGNALLED
 
 #: The grid's size, from the registry (48 today).
 N = len(ACTIVATIONS) * len(LOSSES)
@@ -248,6 +249,7 @@ def test_sigint_to_smoke_alone_while_devices_hang_exits_130_and_leaves_no_worker
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )
     pids: set[int] = set()
     try:

@@ -27,6 +27,7 @@ from tests.doctor.standins import hanging_standin
 from tests.smoke.fault_env import fault_env
 from tests.support.proc import REPO, run_cli
 from tests.support.processes import alive, descendants, reap, survivors
+from tests.support.signals import SIGNALLED
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="SIGTERM and process groups are POSIX")
 MISSING_PYTHON = "/nonexistent/env/bin/python"
@@ -43,6 +44,7 @@ def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )
 
 
@@ -158,6 +160,7 @@ def test_sigterm_the_moment_a_worker_starts_still_ends_it(tmp_path: Path) -> Non
         capture_output=True,
         text=True,
         timeout=60,
+        **SIGNALLED,
     )
     pids = {int(line) for line in pid_file.read_text().split()}
     try:
@@ -199,6 +202,7 @@ def test_sigterm_during_creates_smoke_phase_ends_the_child_smoke_and_its_workers
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        **SIGNALLED,
     )
     pids: set[int] = set()
     try:
