@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_nvml import build_fake_nvml
+from tests.support.shared import shared_dir
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +17,7 @@ def fake_nvml_builder(tmp_path_factory: pytest.TempPathFactory) -> Callable[...,
     """``builder(omit=(...))`` -> directory holding a fake ``libnvidia-ml.so.1`` variant."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed: the fake libnvidia-ml.so.1 cannot be compiled")
-    dest = tmp_path_factory.mktemp("fake-nvml")
+    dest = shared_dir(tmp_path_factory, "fake-nvml")  # one build per variant for the whole run
 
     def builder(omit: tuple[str, ...] = ()) -> Path:
         return build_fake_nvml(dest, omit=omit)

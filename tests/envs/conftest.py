@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.envs.channel import build_channel
+from tests.support.shared import built_once
+from tests.support.torch_index import TorchIndex, build_torch_index
 
 
 @pytest.fixture(scope="session")
 def channel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test channel's directory (real archives, indexed with rattler)."""
-    directory = tmp_path_factory.mktemp("conda-channel")
-    build_channel(directory)
+    """The test channel's directory (real archives, indexed with rattler), one for the run."""
+    directory, _ = built_once(tmp_path_factory, "conda-channel", build_channel)
     return directory
 
 
@@ -32,7 +33,25 @@ def runnable_channel_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     Its ``bin/python`` execs this test interpreter (real torch and tensorflow), so an environment
     built from it has a Python that really runs ``dlsetup smoke``.
     """
-    return build_channel(tmp_path_factory.mktemp("runnable-channel"), python_exec=sys.executable)
+    _, url = built_once(
+        tmp_path_factory,
+        "runnable-channel",
+        lambda directory: build_channel(directory, python_exec=sys.executable),
+    )
+    return url
+
+
+@pytest.fixture(scope="session")
+def torch_index(tmp_path_factory: pytest.TempPathFactory) -> TorchIndex:
+    """PyTorch-shaped wheel indexes and a small PyPI (``tests.support.torch_index``), one for the
+    run: the venv lock, release and lock-check tests read it, none writes to it."""
+
+    def build(root: Path) -> list[str]:
+        index = build_torch_index(root)
+        return [index.torch_url, index.pypi_url]
+
+    root, (torch_url, pypi_url) = built_once(tmp_path_factory, "torch-index", build)
+    return TorchIndex(root=root, torch_url=torch_url, pypi_url=pypi_url)
 
 
 @pytest.fixture(autouse=True)

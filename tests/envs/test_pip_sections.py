@@ -22,6 +22,7 @@ from dlsetup.cli import cli
 from dlsetup.output import load_schema
 from tests.envs.test_credentials import PASSWORD, USER, _AuthHandler
 from tests.envs.test_lock import read_back, render_explicit
+from tests.support.shared import built_once
 from tests.support.wheels import Wheel, build_index
 
 WHEELS = (
@@ -42,9 +43,8 @@ WHEELS = (
 
 @pytest.fixture(scope="session")
 def wheel_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The index's root: ``files/`` (the wheels) and ``simple/`` (PEP 503 pages)."""
-    root = tmp_path_factory.mktemp("wheel-index")
-    build_index(root, WHEELS)
+    """The index's root: ``files/`` (the wheels) and ``simple/`` (PEP 503 pages), one for the run."""
+    root, _ = built_once(tmp_path_factory, "wheel-index", lambda root: build_index(root, WHEELS))
     return root
 
 

@@ -30,7 +30,7 @@ from dlsetup.output import load_schema
 from tests.support.fake_nvml import no_library_env, nvml_env, system_has_nvml
 from tests.support.proc import run_cli
 from tests.support.signals import SIGNALLED
-from tests.support.torch_index import TorchIndex, build_torch_index
+from tests.support.torch_index import TorchIndex
 
 #: an R580 driver: CUDA 13.0
 CUDA_13_DRIVER = {"driver": "580.65.06", "cuda": "13000"}
@@ -57,11 +57,6 @@ def cpu_release() -> str:
         for r in reversed(torch_releases())
         if (s := python_support("torch", r)) is None or s.supports(HOST_PYTHON)
     )
-
-
-@pytest.fixture(scope="session")
-def torch_index(tmp_path_factory: pytest.TempPathFactory) -> TorchIndex:
-    return build_torch_index(tmp_path_factory.mktemp("torch-index"))
 
 
 def index_args(index: TorchIndex) -> list[str]:

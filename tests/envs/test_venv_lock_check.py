@@ -19,16 +19,11 @@ import pytest
 from dlsetup.output import load_schema
 from tests.support.fake_nvml import nvml_env
 from tests.support.proc import run_cli
-from tests.support.torch_index import TorchIndex, build_torch_index
+from tests.support.torch_index import TorchIndex
 
 CUDA_13_DRIVER = {"driver": "580.65.06", "cuda": "13000"}
 PASCAL = {"cc": "6.1", "gpu_names": "NVIDIA GeForce GTX 1080"}
 ADA = {"cc": "8.9", "gpu_names": "NVIDIA GeForce RTX 4090"}
-
-
-@pytest.fixture(scope="module")
-def torch_index(tmp_path_factory: pytest.TempPathFactory) -> TorchIndex:
-    return build_torch_index(tmp_path_factory.mktemp("torch-index"))
 
 
 @pytest.fixture(scope="module")

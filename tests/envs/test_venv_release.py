@@ -28,7 +28,7 @@ from dlsetup.errors import InputError, NoFittingBuildError
 from dlsetup.output import load_schema
 from tests.support.fake_nvml import no_library_env
 from tests.support.proc import run_cli
-from tests.support.torch_index import TorchIndex, build_torch_index
+from tests.support.torch_index import TorchIndex
 
 NEWEST = torch_releases()[-1]  # 2.15 today: known from PyPI, its CUDA builds not
 RULES = torch_rules_release() or "none"  # 2.14 today
@@ -158,11 +158,6 @@ def test_a_cuda_release_past_the_data_is_refused_where_the_known_rules_fit_no_gp
 
 
 # --- end to end: header, --json, exit codes ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def torch_index(tmp_path_factory: pytest.TempPathFactory) -> TorchIndex:
-    return build_torch_index(tmp_path_factory.mktemp("torch-index"))
 
 
 def lock(

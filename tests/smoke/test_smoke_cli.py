@@ -21,6 +21,7 @@ from dlsetup.output import load_schema
 from dlsetup.smoke.reference import ACTIVATIONS, LOSSES
 from tests.smoke.fault_env import fault_env
 from tests.support.proc import run_cli
+from tests.support.shared import built_once
 from tests.support.signals import SIGNALLED
 
 #: The grid's size, from the registry (48 today).
@@ -35,16 +36,20 @@ def validate(document: Any, schema: str) -> None:
 
 @pytest.fixture(scope="session")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One real run of both frameworks with every output written."""
-    out = tmp_path_factory.mktemp("smoke")
-    proc = run_cli(
-        "smoke", "--json", "--benchmark",
-        "--output", str(out / "bench.json"),
-        "--github-benchmark", str(out / "gh.json"),
-        "--plot", str(out / "curves.png"),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"doc": json.loads(proc.stdout), "dir": out}
+    """One real run of both frameworks with every output written (once for the whole run)."""
+
+    def run(out: Path) -> Any:
+        proc = run_cli(
+            "smoke", "--json", "--benchmark",
+            "--output", str(out / "bench.json"),
+            "--github-benchmark", str(out / "gh.json"),
+            "--plot", str(out / "curves.png"),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)
+
+    out, doc = built_once(tmp_path_factory, "smoke", run)
+    return {"doc": doc, "dir": out}
 
 
 def runs_by_framework(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
