@@ -29,10 +29,10 @@ def built_once(
     The result must survive JSON (a str, a dict of str...): the other workers read it back.
     A build that raised is tried again by the next worker that asks (and fails the same way).
     """
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    root = _run_dir(tmp_path_factory)
+    if root is None:
         directory = tmp_path_factory.mktemp(name)
         return directory, build(directory)
-    root = tmp_path_factory.getbasetemp().parent / "built-once"
     root.mkdir(exist_ok=True)
     directory = root / name
     done = root / f"{name}.json"
@@ -50,8 +50,19 @@ def built_once(
 def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A directory every worker of this run sees (a ``mktemp`` one without xdist), for builders
     that are already safe to run at once into one directory (atomic renames, content names)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    root = _run_dir(tmp_path_factory)
+    if root is None:
         return tmp_path_factory.mktemp(name)
-    directory = tmp_path_factory.getbasetemp().parent / "built-once" / name
+    directory = root / name
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """``BASETEMP/built-once`` of this xdist run, or None outside xdist (a pytest started by a
+    test inherits ``PYTEST_XDIST_WORKER`` but has a base directory of its own)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    basetemp = tmp_path_factory.getbasetemp()
+    if not worker or basetemp.name != f"popen-{worker}":
+        return None
+    return basetemp.parent / "built-once"
