@@ -281,29 +281,39 @@ def main() -> None:
     except SystemExit as exc:
         if exc.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
             _exit_without_finalizing(int(exc.code))
+        if "rattler" in sys.modules and (exc.code is None or isinstance(exc.code, int)):
+            # rattler's tokio threads report into Python even after their work was given up (a
+            # download cancelled because another failed): one that does so while the interpreter
+            # finalizes kills it ("Fatal Python error: PyGILState_Release", SIGSEGV; issue 20)
+            _exit_without_finalizing(exc.code or 0, after_interrupt=False)
         raise
 
 
-def _exit_without_finalizing(code: int) -> NoReturn:
-    """Exit after an interrupt without tearing the interpreter down.
+def _exit_without_finalizing(code: int, *, after_interrupt: bool = True) -> NoReturn:
+    """Exit without tearing the interpreter down: after an interrupt, or once rattler was used.
 
     rattler's worker threads may still be finishing the file they unpack (py-rattler cannot
     cancel it); when Python finalizes under them, or when they fail at the partial build's
     blocker, Rust panics and prints a backtrace note after our "Terminated." line. The output is
     flushed, native writes to fd 2 are sent nowhere from then on, and the clean-up registered
-    with :mod:`atexit` (the partial build's blocker) still runs.
+    with :mod:`atexit` (the partial build's blocker) still runs. The same exit, fd 2 left as it
+    is (``after_interrupt=False``), ends every command that used rattler: its tokio threads take
+    the GIL to report work the command gave up on, and one that does so while the interpreter
+    finalizes kills it ("Fatal Python error: PyGILState_Release", or SIGSEGV).
     """
     import atexit
 
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    # Our last line ("Interrupted."/"Terminated.") is out: what native threads still print on
-    # fd 2 while the clean-up waits for them (a Rust panic note) goes nowhere.
-    with contextlib.suppress(OSError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
+    if after_interrupt:
+        # Our last line ("Interrupted."/"Terminated.") is out: what native threads still print
+        # on fd 2 while the clean-up waits for them (a Rust panic note) goes nowhere.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
     atexit._run_exitfuncs()
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
     os._exit(code)

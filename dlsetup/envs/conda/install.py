@@ -501,26 +501,11 @@ class _Reporter:
 
 
 def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
-    """``asyncio.run``, without asyncio's "Task exception was never retrieved" traceback when a
-    Ctrl-C or SIGTERM (raised by the handler inside the running task) interrupts it."""
-    import asyncio
+    """Run ``coro`` on the process's one rattler loop (:mod:`dlsetup.envs.conda.rattler_loop`),
+    never closed under rattler's threads; a Ctrl-C or SIGTERM cancels it and waits for it."""
+    from dlsetup.envs.conda import rattler_loop
 
-    loop = asyncio.new_event_loop()
-    task = loop.create_task(coro)
-    try:
-        return loop.run_until_complete(task)
-    except BaseException:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(task)
-        elif not task.cancelled():
-            task.exception()  # retrieved: asyncio does not log it at exit
-        raise
-    finally:
-        with contextlib.suppress(BaseException):
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    return rattler_loop.run(coro)
 
 
 #: set when an interrupted install waits for rattler to end (ends the test pause at once)
@@ -562,7 +547,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 def _run_rattler(install: Coroutine[Any, Any, object], work: Path) -> None:
-    """Run rattler's install in a thread of its own and wait for it; interruptible.
+    """Run rattler's install on the process's rattler loop and wait for it; interruptible.
 
     On Ctrl-C or SIGTERM the partial build is removed at once (:func:`remove_partial` leaves an
     empty blocker file at its path), then this waits, up to :data:`RATTLER_STOP_SECONDS`, for
@@ -573,33 +558,20 @@ def _run_rattler(install: Coroutine[Any, Any, object], work: Path) -> None:
     blocker stays until the process exits, for work rattler started in threads of its own
     (an unpack goes on after the install itself has failed).
     """
-    import asyncio
+    from dlsetup.envs.conda import rattler_loop
 
-    outcome: list[BaseException | None] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(install)
-        except BaseException as exc:
-            outcome.append(exc)
-        else:
-            outcome.append(None)
-
-    thread = threading.Thread(target=target, name="dlsetup-rattler-install", daemon=True)
-    thread.start()
+    job = rattler_loop.Job(install)  # not cancelled on an interrupt: waited for, as below
     try:
-        while thread.is_alive():
-            thread.join(0.05)
+        job.wait()
     except BaseException:
         with deferred_signals(), _native_stderr_silenced():
             _STOPPING.set()
             remove_partial(work)
-            thread.join(RATTLER_STOP_SECONDS)
+            job.wait(RATTLER_STOP_SECONDS)
             # rattler may have written into the moved-away build through a handle it held
             shutil.rmtree(trash_of(work), ignore_errors=True)
         raise
-    if outcome and outcome[0] is not None:
-        raise outcome[0]
+    job.result()
 
 
 def _fix_conda_meta(prefix: Path, originals: dict[str, str]) -> None:
