@@ -639,7 +639,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
                 soft_wrap=True,
             )
         _print_smoke(console, smoke)
-        console.print(f"Activate it: {built.activate}")
+        console.print(f"Activate it: {built.activate}", markup=False, soft_wrap=True)
     if smoke.status == "failed":
         ctx.exit(int(ExitCode.FINDINGS))
 

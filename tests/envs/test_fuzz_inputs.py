@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dlsetup.cli import cli
-from dlsetup.envs.conda import install
+from dlsetup.envs import staging
 from tests.support.mutate import mutate
 
 ALLOWED_EXITS = {0, 1, 2, 4}
@@ -115,7 +115,7 @@ def _run_confined(
             os.chdir(cwd)
             # what the end of a dlsetup process does (atexit): remove the file that blocks a
             # cancelled rattler install from writing into a removed partial build
-            install._remove_blockers()
+            staging._remove_blockers()
         assert result.exit_code in ALLOWED_EXITS, (result.exit_code, result.output)
         assert "Traceback" not in result.output, result.output
         after = _tree(Path(tmp))
