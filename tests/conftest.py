@@ -39,18 +39,3 @@ def forget_channel_secrets() -> None:
     from dlsetup.envs import credentials
 
     credentials._SECRETS.clear()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist's ``--dist loadgroup``, a module's tests that use a module- or
-    class-scoped fixture run on one worker, so the fixture is built once rather than once per
-    worker that drew one of them; every other test goes to whichever worker is free."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        defs = info.name2fixturedefs.values()
-        if any(d and d[-1].scope in ("module", "class", "package") for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -29,6 +29,7 @@ from tests.envs.channel import PLACEHOLDER, Package, build_channel
 from tests.envs.lock_builders import make_env, temporaries
 from tests.support.pause_env import pause_env
 from tests.support.proc import REPO, run_cli
+from tests.support.shared import built_once
 from tests.support.signals import SIGNALLED
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, modes and signals")
@@ -103,14 +104,19 @@ def _hostile_packages(secret: Path) -> list[Package]:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Locks of a channel with hostile packages: ``{package name: lock}``, and ``secret``."""
-    root = tmp_path_factory.mktemp("hostile")
+    """Locks of a channel with hostile packages: ``{package name: lock}``, and ``secret`` (built
+    once for the whole test run)."""
+    built = built_once(tmp_path_factory, "hostile", _hostile_locks)[1]
+    return {name: Path(path) for name, path in built.items()}
+
+
+def _hostile_locks(root: Path) -> dict[str, str]:
     secret = root / "secret.txt"
     secret.write_text("TOP-SECRET-TOKEN\n")
     secret.chmod(0o600)
     packages = _hostile_packages(secret)
     url = build_channel(root / "channel", packages)
-    locks: dict[str, Path] = {"secret": secret}
+    locks: dict[str, str] = {"secret": str(secret)}
     for pkg in packages:
         env_file = root / f"{pkg.name}.yml"
         env_file.write_text(
@@ -122,7 +128,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             url, "--output", str(root / "locks"),
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
-        locks[pkg.name] = root / "locks" / f"{pkg.name}.conda-lock.yml"
+        locks[pkg.name] = str(root / "locks" / f"{pkg.name}.conda-lock.yml")
     return locks
 
 

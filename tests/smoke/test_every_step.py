@@ -17,6 +17,7 @@ import pytest
 
 from dlsetup.smoke.reference import LOSSES
 from tests.support.proc import REPO, run_cli
+from tests.support.shared import built_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch, pytest.mark.tensorflow]
 
@@ -48,13 +49,18 @@ def run_gate(faults: str, *extra: str) -> tuple[int, dict[str, Any], str]:
 
 
 @pytest.fixture(scope="module")
-def gated() -> dict[str, tuple[int, dict[str, Any]]]:
-    out = {}
-    for name, faults in FAULTS.items():
-        code, doc, err = run_gate(faults)
-        assert doc["data"]["frameworks"], err[-2000:]
-        out[name] = (code, doc)
-    return out
+def gated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Each fault's gate run, once for the whole test run (four real smoke runs)."""
+
+    def run_all(_: Path) -> dict[str, tuple[int, dict[str, Any]]]:
+        out = {}
+        for name, faults in FAULTS.items():
+            code, doc, err = run_gate(faults)
+            assert doc["data"]["frameworks"], err[-2000:]
+            out[name] = (code, doc)
+        return out
+
+    return built_once(tmp_path_factory, "every-step-gated", run_all)[1]
 
 
 def failures(doc: dict[str, Any], framework: str, check: str) -> dict[tuple[str, str], int]:

@@ -335,14 +335,19 @@ def failed_combinations(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def wrong_tf_relu_runs() -> dict[str, dict[str, Any]]:
-    """The same injected fault (TF's ReLU off by 1.5x), with and without the agreement gate."""
-    docs = {}
-    for name, extra in (("gated", ["--max-disagreement", "1e-3"]), ("report_only", [])):
-        proc = run_cli("smoke", "--json", "--steps", "60", *extra, env=WRONG_TF_RELU)
-        assert proc.returncode == 1, proc.stderr[-2000:]
-        docs[name] = json.loads(proc.stdout)
-    return docs
+def wrong_tf_relu_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The same injected fault (TF's ReLU off by 1.5x), with and without the agreement gate
+    (once for the whole test run)."""
+
+    def run_both(_: Path) -> dict[str, dict[str, Any]]:
+        docs = {}
+        for name, extra in (("gated", ["--max-disagreement", "1e-3"]), ("report_only", [])):
+            proc = run_cli("smoke", "--json", "--steps", "60", *extra, env=WRONG_TF_RELU)
+            assert proc.returncode == 1, proc.stderr[-2000:]
+            docs[name] = json.loads(proc.stdout)
+        return docs
+
+    return built_once(tmp_path_factory, "smoke-wrong-tf-relu", run_both)[1]
 
 
 def test_max_disagreement_fails_agreement_of_exactly_the_pairs_of_a_wrong_activation_in_one_framework(
