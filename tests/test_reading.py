@@ -528,7 +528,7 @@ def test_any_lock_file_is_an_environment_or_a_named_error(
 
 
 def test_any_conda_lock_given_to_lock_check_is_read_or_a_named_error(tmp_path: Path) -> None:
-    from dlsetup.envs.conda.check import read_lock
+    from dlsetup.envs.conda.lock_check import read_lock_record as read_lock
 
     _fuzz(tmp_path, "x.conda-lock.yml", CONDA_LOCK_SEED, read_lock)()
 
@@ -540,7 +540,7 @@ def test_any_conda_lock_given_to_lock_check_is_read_or_a_named_error(tmp_path: P
 def test_no_reader_of_a_user_file_can_hang_on_a_fifo(fifo: Path) -> None:
     """Each entry point, given a FIFO: a named exit 2 at once (the FIFO has no writer, so any
     plain ``open()`` would block until the test's timeout)."""
-    from dlsetup.envs.conda.check import read_lock
+    from dlsetup.envs.conda.lock_check import read_lock_record as read_lock
     from dlsetup.envs.files.spec import load_environment_file
     from dlsetup.envs.venv.pylock import parse_pylock
     from dlsetup.fleet.report import read_document

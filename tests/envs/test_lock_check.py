@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from dlsetup.cli import cli
 from dlsetup.envs import pipeline
-from dlsetup.envs.conda import check as check_mod
+from dlsetup.envs.conda import lock_check as check_mod
 from dlsetup.envs.conda.virtual_packages import VirtualPackage
 from dlsetup.output import load_schema
 
@@ -82,7 +82,7 @@ def test_the_fast_content_hash_is_conda_locks_own(cuda_lock: Path) -> None:
     env = cuda_lock.with_name("pytorch-cuda.environment.yml").read_text()
     vp = cuda_lock.with_name("pytorch-cuda.virtual-packages.yml").read_text()
     real = check_mod.conda_lock_content_hashes(env, vp)
-    record = check_mod.read_lock(cuda_lock)
+    record = check_mod.read_lock_record(cuda_lock)
     assert real == record.content_hash
     deps = check_mod._dependencies_by_platform(
         cuda_lock.with_name("pytorch-cuda.environment.yml"), record.platforms

@@ -36,7 +36,7 @@ class CondaBackend(Backend):
     def check(
         self, lock_path: Path, request: CheckRequest, probe: Callable[[], NvidiaFacts]
     ) -> CheckResult:
-        from dlsetup.envs.conda.check import check_conda_lock
+        from dlsetup.envs.conda.lock_check import check_conda_lock
 
         return check_conda_lock(lock_path, request, probe)
 

@@ -135,7 +135,7 @@ class LockContents:
     hashes_from: frozenset[str] = frozenset()
 
 
-def read_lock(
+def read_lock_contents(
     path: Path,
     platform: str,
     *,
@@ -643,7 +643,9 @@ def create_environment(
     platform = platform or host_platform()
     prefix = normalize_prefix(prefix)
     check_prefix(prefix, force=force)
-    contents = read_lock(lock_path, platform, environment=environment, dev=dev, extras=extras)
+    contents = read_lock_contents(
+        lock_path, platform, environment=environment, dev=dev, extras=extras
+    )
     verify_lock(contents)
     from dlsetup.envs.pypi.install import check_packages
 

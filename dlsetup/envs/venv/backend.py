@@ -33,7 +33,7 @@ class VenvBackend(Backend):
     def check(
         self, lock_path: Path, request: CheckRequest, probe: Callable[[], NvidiaFacts]
     ) -> CheckResult:
-        from dlsetup.envs.venv.check import check_venv_lock
+        from dlsetup.envs.venv.lock_check import check_venv_lock
 
         return check_venv_lock(lock_path, request, probe)
 

@@ -98,7 +98,7 @@ def _metadata_text(text: str) -> str:
     return "\n".join(kept) + "\n"
 
 
-def read_lock(path: Path) -> LockRecord:
+def read_lock_record(path: Path) -> LockRecord:
     """Read a lock's metadata (not its packages) and check its shape.
 
     Raises:
@@ -401,7 +401,7 @@ def check_conda_lock(
     _validate_options(lock_path, req)
     from dlsetup.envs.files import spec as spec_mod
 
-    record = read_lock(lock_path)
+    record = read_lock_record(lock_path)
     found = _Findings()
     target = str(record.get("target"))
     env_name = record.sources[0] if record.sources else ""
