@@ -249,9 +249,37 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
     Raises:
         InputError: unreadable file, invalid YAML, or a field of the wrong shape.
     """
+    text = _read_text(path)
+    reader = _FileReader(path, text, _compose(text, path))
+    name = _name(reader.fields.get("name"), path, reader.bad)
+    channels = reader.channels()
+    platforms = reader.platforms()
+    deps_node, dependencies, dep_platforms, pip_nodes = reader.conda_dependencies()
+    pip, index_url, extra = reader.pip_section(pip_nodes)
+    if not dependencies and not pip:
+        raise reader.bad(deps_node, "'dependencies:' names no package (its pip: section is empty)")
+    index_url, extra = pip_repositories(reader.fields, index_url, extra, reader.bad)
+    header = tuple(line for line in _leading_comments(text))
+    return EnvironmentSpec(
+        str(path),
+        name,
+        channels,
+        platforms,
+        tuple(dependencies),
+        header,
+        dependency_platforms=tuple(dep_platforms)
+        if any(w is not None for w in dep_platforms)
+        else (),
+        pip=pip,
+        pip_index_url=index_url,
+        pip_extra_index_urls=extra,
+    )
+
+
+def _compose(text: str, path: Path) -> Any:
+    """The YAML node tree of ``text``: a mapping node, else the file and line of the problem."""
     import yaml
 
-    text = _read_text(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -271,14 +299,6 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
             f"malformed environment file {path}: nested too deeply to be an environment file",
             fix="an environment file has name:, channels: and dependencies: (lists of strings)",
         ) from exc
-
-    def bad(node: Any, what: str) -> InputError:
-        return InputError(
-            f"malformed environment file {path}, line {_line_of(node)}: {what}",
-            fix="an environment file has name:, channels: (a list), dependencies: (a list of "
-            "match specs like 'numpy' or 'pytorch * cpu_*') and optionally platforms:",
-        )
-
     if not isinstance(root, yaml.MappingNode):
         if root is None:
             raise InputError(
@@ -286,20 +306,48 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
                 fix="write name:, channels: and dependencies: into it, or start from a shipped "
                 "one: dlsetup lock pytorch --variant cpu writes pytorch-cpu.environment.yml",
             )
-        raise bad(root, "expected a mapping with name:, channels: and dependencies:")
-    fields: dict[str, Any] = {}
-    for key, value in root.value:
-        fields[str(key.value)] = value
-    raw_lines = text.splitlines()
+        raise _bad(path, root, "expected a mapping with name:, channels: and dependencies:")
+    return root
 
-    def selected(node: Any, *, allowed: bool) -> frozenset[str] | None:
+
+def _bad(path: Path, node: Any, what: str) -> InputError:
+    """The error for a malformed ``node`` of the environment file at ``path`` (file and line)."""
+    return InputError(
+        f"malformed environment file {path}, line {_line_of(node)}: {what}",
+        fix="an environment file has name:, channels: (a list), dependencies: (a list of "
+        "match specs like 'numpy' or 'pytorch * cpu_*') and optionally platforms:",
+    )
+
+
+class _FileReader:
+    """The top-level fields of one environment file's YAML nodes, read and checked field by field;
+    every refusal names the file and the line (:meth:`bad`)."""
+
+    def __init__(self, path: Path, text: str, root: Any) -> None:
+        self.path = path
+        self.root = root
+        self.raw_lines = text.splitlines()
+        self.fields: dict[str, Any] = {}
+        for key, value in root.value:
+            self.fields[str(key.value)] = value
+
+    def bad(self, node: Any, what: str) -> InputError:
+        """The error for a malformed ``node`` (the file's error factory, passed to
+        :mod:`dlsetup.envs.files.pip_section` too)."""
+        return _bad(self.path, node, what)
+
+    def selected(self, node: Any, *, allowed: bool) -> frozenset[str] | None:
         """The platforms the selector on ``node``'s line is true on (None: no selector)."""
-        line = raw_lines[node.start_mark.line] if node.start_mark.line < len(raw_lines) else ""
+        line = (
+            self.raw_lines[node.start_mark.line]
+            if node.start_mark.line < len(self.raw_lines)
+            else ""
+        )
         expression = selector_of(line)
         if expression is None:
             return None
         if not allowed:
-            error = bad(
+            error = self.bad(
                 node,
                 f"a selector [{expression}] on this line: only dependencies (and pip: "
                 "requirements) take platform selectors",
@@ -309,100 +357,115 @@ def load_environment_file(path: Path) -> EnvironmentSpec:
                 "platform (put selectors on the dependencies instead)"
             )
             raise error
-        return evaluate(expression, where=f"{path}, line {_line_of(node)}").platforms
+        return evaluate(expression, where=f"{self.path}, line {_line_of(node)}").platforms
 
-    def string_item(item: Any, key: str) -> str:
+    def string_item(self, item: Any, key: str) -> str:
+        """One list entry of ``key:``: a non-empty string without control characters."""
+        import yaml
+
         if not isinstance(item, yaml.ScalarNode) or not str(item.value).strip():
-            raise bad(item, f"each '{key}:' entry must be a non-empty string")
+            raise self.bad(item, f"each '{key}:' entry must be a non-empty string")
         if _CONTROL_RE.search(str(item.value)):
-            raise bad(item, f"{item.value!r} contains a control character (a line break?)")
+            raise self.bad(item, f"{item.value!r} contains a control character (a line break?)")
         return str(item.value).strip()
 
-    def string_items(node: Any, key: str) -> list[tuple[str, Any]]:
-        return [(string_item(item, key), item) for item in node.value]
+    def string_items(self, node: Any, key: str) -> list[tuple[str, Any]]:
+        return [(self.string_item(item, key), item) for item in node.value]
 
-    def string_list(key: str, *, required: bool) -> tuple[str, ...]:
-        node = fields.get(key)
+    def string_list(self, key: str, *, required: bool) -> tuple[str, ...]:
+        """The top-level list ``key:`` of strings (no selectors on its lines)."""
+        import yaml
+
+        node = self.fields.get(key)
         if node is None:
             if required:
-                raise bad(root, f"'{key}:' is missing")
+                raise self.bad(self.root, f"'{key}:' is missing")
             return ()
         if not isinstance(node, yaml.SequenceNode):
-            raise bad(node, f"'{key}:' must be a list")
-        items = string_items(node, key)
+            raise self.bad(node, f"'{key}:' must be a list")
+        items = self.string_items(node, key)
         for _, item in items:
-            selected(item, allowed=False)
+            self.selected(item, allowed=False)
         return tuple(value for value, _ in items)
 
-    name = _name(fields.get("name"), path, bad)
-    # nodefaults is not a channel: it tells conda not to add defaults (dlsetup never does)
-    channels = tuple(c for c in string_list("channels", required=False) if c != "nodefaults")
-    channels = channels or (DEFAULT_CHANNEL,)
-    platforms = string_list("platforms", required=False)
-    for item, node in zip(platforms, getattr(fields.get("platforms"), "value", []), strict=False):
-        if item not in PLATFORMS:
-            raise bad(node, f"unknown platform {item!r}; valid platforms: {', '.join(PLATFORMS)}")
-    deps_node = fields.get("dependencies")
-    if deps_node is None:
-        raise bad(root, "'dependencies:' is missing")
-    if not isinstance(deps_node, yaml.SequenceNode):
-        raise bad(deps_node, "'dependencies:' must be a list")
-    dependencies: list[str] = []
-    dep_platforms: list[frozenset[str] | None] = []
-    pip_nodes: list[Any] = []
-    for item in deps_node.value:
-        if isinstance(item, yaml.MappingNode):
-            keys = [str(k.value) for k, _ in item.value]
-            if keys != ["pip"]:
-                raise bad(
-                    item,
-                    f"a mapping {{{', '.join(keys)}}} in dependencies: the only one conda knows "
-                    "is a 'pip:' section (- pip: [requirement, ...])",
+    def channels(self) -> tuple[str, ...]:
+        """``channels:`` without ``nodefaults`` (default: conda-forge)."""
+        # nodefaults is not a channel: it tells conda not to add defaults (dlsetup never does)
+        channels = tuple(
+            c for c in self.string_list("channels", required=False) if c != "nodefaults"
+        )
+        return channels or (DEFAULT_CHANNEL,)
+
+    def platforms(self) -> tuple[str, ...]:
+        """``platforms:``, each one a platform dlsetup knows."""
+        platforms = self.string_list("platforms", required=False)
+        nodes = getattr(self.fields.get("platforms"), "value", [])
+        for item, node in zip(platforms, nodes, strict=False):
+            if item not in PLATFORMS:
+                raise self.bad(
+                    node, f"unknown platform {item!r}; valid platforms: {', '.join(PLATFORMS)}"
                 )
-            selected(item, allowed=False)
-            pip_nodes.append(item.value[0][1])
-            continue
-        value = string_item(item, "dependencies")
-        if not spec_name(value):
-            raise bad(item, f"{value!r} is not a conda match spec")
-        dependencies.append(value)
-        dep_platforms.append(selected(item, allowed=True))
-    if not dependencies and not pip_nodes:
-        raise bad(deps_node, "'dependencies:' is empty")
-    if len(pip_nodes) > 1:
-        raise bad(pip_nodes[1], "a second 'pip:' section; put all PyPI requirements in one")
-    pip: tuple[PipRequirement, ...] = ()
-    index_url: str | None = None
-    extra: tuple[str, ...] = ()
-    if pip_nodes:
+        return platforms
+
+    def conda_dependencies(
+        self,
+    ) -> tuple[Any, list[str], list[frozenset[str] | None], list[Any]]:
+        """``dependencies:``: its node, its conda match specs, the platforms each one's selector
+        is true on, and the nodes of its ``pip:`` sections (at most one)."""
+        import yaml
+
+        deps_node = self.fields.get("dependencies")
+        if deps_node is None:
+            raise self.bad(self.root, "'dependencies:' is missing")
+        if not isinstance(deps_node, yaml.SequenceNode):
+            raise self.bad(deps_node, "'dependencies:' must be a list")
+        dependencies: list[str] = []
+        dep_platforms: list[frozenset[str] | None] = []
+        pip_nodes: list[Any] = []
+        for item in deps_node.value:
+            if isinstance(item, yaml.MappingNode):
+                keys = [str(k.value) for k, _ in item.value]
+                if keys != ["pip"]:
+                    raise self.bad(
+                        item,
+                        f"a mapping {{{', '.join(keys)}}} in dependencies: the only one conda "
+                        "knows is a 'pip:' section (- pip: [requirement, ...])",
+                    )
+                self.selected(item, allowed=False)
+                pip_nodes.append(item.value[0][1])
+                continue
+            value = self.string_item(item, "dependencies")
+            if not spec_name(value):
+                raise self.bad(item, f"{value!r} is not a conda match spec")
+            dependencies.append(value)
+            dep_platforms.append(self.selected(item, allowed=True))
+        if not dependencies and not pip_nodes:
+            raise self.bad(deps_node, "'dependencies:' is empty")
+        if len(pip_nodes) > 1:
+            raise self.bad(
+                pip_nodes[1], "a second 'pip:' section; put all PyPI requirements in one"
+            )
+        return deps_node, dependencies, dep_platforms, pip_nodes
+
+    def pip_section(
+        self, pip_nodes: list[Any]
+    ) -> tuple[tuple[PipRequirement, ...], str | None, tuple[str, ...]]:
+        """The ``pip:`` section's requirements, ``--index-url`` and ``--extra-index-url``s
+        (:func:`dlsetup.envs.files.pip_section.pip_section`); none without a section."""
+        import yaml
+
+        if not pip_nodes:
+            return (), None, ()
         node = pip_nodes[0]
         if not isinstance(node, yaml.SequenceNode):
-            raise bad(node, "'pip:' must be a list of PyPI requirements")
-        pip, index_url, extra = pip_section(
+            raise self.bad(node, "'pip:' must be a list of PyPI requirements")
+        return pip_section(
             [
-                (value, item, selected(item, allowed=True))
-                for value, item in string_items(node, "pip")
+                (value, item, self.selected(item, allowed=True))
+                for value, item in self.string_items(node, "pip")
             ],
-            bad,
+            self.bad,
         )
-    if not dependencies and not pip:
-        raise bad(deps_node, "'dependencies:' names no package (its pip: section is empty)")
-    index_url, extra = pip_repositories(fields, index_url, extra, bad)
-    header = tuple(line for line in _leading_comments(text))
-    return EnvironmentSpec(
-        str(path),
-        name,
-        channels,
-        platforms,
-        tuple(dependencies),
-        header,
-        dependency_platforms=tuple(dep_platforms)
-        if any(w is not None for w in dep_platforms)
-        else (),
-        pip=pip,
-        pip_index_url=index_url,
-        pip_extra_index_urls=extra,
-    )
 
 
 def _read_text(path: Path) -> str:
@@ -566,6 +629,69 @@ def render(
         companion_notes: sentences on PyTorch's companions, written as comments and kept.
     """
     lines = dict(lines or {})
+    deps, where, pinned_python = _pinned_dependencies(
+        spec, variant=variant, cuda=cuda, python=python, lines=lines
+    )
+    every = platforms or spec.platforms or PLATFORMS
+    per_platform = _per_platform_dependencies(
+        deps, where, lines, every=every, leave_out=leave_out, stated=platforms or spec.platforms
+    )
+    solve_channels = _solve_channels(channels or spec.channels, every)
+    new = EnvironmentSpec(
+        path=spec.path,
+        name=name or spec.name,
+        channels=tuple(strip_auth(c) for c in solve_channels),
+        platforms=platforms or spec.platforms,
+        dependencies=next(iter(per_platform.values()), tuple(deps)),
+        header=spec.header,
+        pip=tuple(
+            replace(
+                r, platforms=frozenset(p for p in every if r.platforms is None or p in r.platforms)
+            )
+            if r.platforms is not None
+            else r
+            for r in spec.pip
+        ),
+        pip_index_url=spec.pip_index_url,
+        pip_extra_index_urls=spec.pip_extra_index_urls,
+    )
+    text = _rendered_text(
+        new,
+        target=target,
+        variant=variant,
+        cuda=cuda,
+        lines=lines,
+        companion_notes=companion_notes,
+        per_platform=per_platform,
+        every=every,
+    )
+    return RenderedEnvironment(
+        spec=new,
+        text=text,
+        target=target,
+        variant=variant,
+        cuda=cuda if variant == "cuda" else None,
+        python=pinned_python,
+        solve_channels=tuple(solve_channels),
+        platform_dependencies=per_platform,
+        lines=lines,
+        gpus=gpus,
+        gpu_source=gpu_source,
+        companion_notes=tuple(companion_notes),
+    )
+
+
+def _pinned_dependencies(
+    spec: EnvironmentSpec,
+    *,
+    variant: str,
+    cuda: str | None,
+    python: str | None,
+    lines: Mapping[str, LineChoice],
+) -> tuple[list[str], list[frozenset[str] | None], str | None]:
+    """``spec``'s dependencies with Python pinned to ``python`` and, without CUDA ``lines``, the
+    ``cuda-version`` line bounded for ``cuda`` (added when missing); the platforms each one is
+    selected on; and the Python ``major.minor`` pinned (None: none)."""
     deps = list(spec.dependencies)
     where = list(spec.dependency_platforms) or [None] * len(deps)
     pinned_python: str | None = None
@@ -589,14 +715,36 @@ def render(
     ):
         deps.append(cuda_version_spec(cuda))
         where.append(None)
-    every = platforms or spec.platforms or PLATFORMS
-    selected = any(w is not None for w in where)
+    return deps, where, pinned_python
+
+
+def _per_platform_dependencies(
+    deps: list[str],
+    where: list[frozenset[str] | None],
+    lines: Mapping[str, LineChoice],
+    *,
+    every: tuple[str, ...],
+    leave_out: Mapping[str, frozenset[str]] | None,
+    stated: tuple[str, ...],
+) -> dict[str, tuple[str, ...]]:
+    """Per platform, the dependencies to solve it with, where they differ between platforms:
+    each CUDA line's pins (:func:`_pin_line`), the selectors' choices and ``leave_out``'s
+    omissions; empty when every platform takes ``deps`` as they are.
+
+    Args:
+        deps: the dependencies, every platform's.
+        where: per dependency, the platforms it is selected on (None: every one).
+        lines: per platform, the CUDA line chosen.
+        every: the platforms locked (the stated ones, else every platform dlsetup knows).
+        leave_out: per platform, packages to leave out there.
+        stated: the platforms asked for or written in the file (may be empty).
+    """
 
     def on(platform: str) -> list[str]:
         return [d for d, w in zip(deps, where, strict=True) if w is None or platform in w]
 
     per_platform = {p: _pin_line(on(p), choice) for p, choice in lines.items()}
-    if selected:
+    if any(w is not None for w in where):
         per_platform = {p: per_platform.get(p, tuple(on(p))) for p in every}
     if leave_out and any(leave_out.values()):
         per_platform = {
@@ -605,9 +753,18 @@ def render(
                 for d in per_platform.get(p, tuple(on(p)))
                 if spec_name(d) not in leave_out.get(p, frozenset())
             )
-            for p in (platforms or spec.platforms or tuple(leave_out))
+            for p in (stated or tuple(leave_out))
         }
-    solve_channels = _conda_channels(channels or spec.channels, every)
+    return per_platform
+
+
+def _solve_channels(given: tuple[str, ...], platforms: tuple[str, ...]) -> tuple[str, ...]:
+    """The channels to solve with (:func:`_conda_channels`), each one a non-empty line.
+
+    Raises:
+        InputError: a channel is empty or contains a control character.
+    """
+    solve_channels = _conda_channels(given, platforms)
     for channel in solve_channels:
         if _CONTROL_RE.search(channel) or not channel.strip():
             raise InputError(
@@ -615,24 +772,22 @@ def render(
                 "character",
                 fix="give a channel name such as conda-forge or a URL such as https://host/channel",
             )
-    new = EnvironmentSpec(
-        path=spec.path,
-        name=name or spec.name,
-        channels=tuple(strip_auth(c) for c in solve_channels),
-        platforms=platforms or spec.platforms,
-        dependencies=next(iter(per_platform.values()), tuple(deps)),
-        header=spec.header,
-        pip=tuple(
-            replace(
-                r, platforms=frozenset(p for p in every if r.platforms is None or p in r.platforms)
-            )
-            if r.platforms is not None
-            else r
-            for r in spec.pip
-        ),
-        pip_index_url=spec.pip_index_url,
-        pip_extra_index_urls=spec.pip_extra_index_urls,
-    )
+    return solve_channels
+
+
+def _rendered_text(
+    new: EnvironmentSpec,
+    *,
+    target: str,
+    variant: str,
+    cuda: str | None,
+    lines: Mapping[str, LineChoice],
+    companion_notes: tuple[str, ...],
+    per_platform: Mapping[str, tuple[str, ...]],
+    every: tuple[str, ...],
+) -> str:
+    """The YAML text of the rendered file: the header comments with what it was rendered for,
+    then ``name:``, ``channels:``, ``platforms:``, the pip indexes and ``dependencies:``."""
     out = list(new.header)
     solved = f"CUDA {cuda} (__cuda={cuda})" if cuda else "no CUDA (no __cuda virtual package)"
     out.append(f"# Rendered by dlsetup: target {target}, variant {variant}, {solved}.")
@@ -652,20 +807,7 @@ def render(
     else:
         out += [f"  - {_scalar(d)}" for d in new.dependencies]
     out += _pip_text(new, every)
-    return RenderedEnvironment(
-        spec=new,
-        text="\n".join(out) + "\n",
-        target=target,
-        variant=variant,
-        cuda=cuda if variant == "cuda" else None,
-        python=pinned_python,
-        solve_channels=tuple(solve_channels),
-        platform_dependencies=per_platform,
-        lines=lines,
-        gpus=gpus,
-        gpu_source=gpu_source,
-        companion_notes=tuple(companion_notes),
-    )
+    return "\n".join(out) + "\n"
 
 
 def _conda_channels(given: tuple[str, ...], platforms: tuple[str, ...]) -> tuple[str, ...]:
