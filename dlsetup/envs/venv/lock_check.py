@@ -83,33 +83,15 @@ def check_venv_lock(
             (exit 2). A replayed request that no longer has a fitting build is a difference, not
             an error.
     """
-    from dlsetup.envs.staleness import CheckResult, Difference
+    from dlsetup.envs.staleness import CheckResult
+    from dlsetup.envs.venv.lock import plan_venv
     from dlsetup.envs.venv.pylock import parse_pylock
-    from dlsetup.envs.venv.lock import (
-        DEFAULT_INDEX,
-        index_of,
-        plan_venv,
-        request_from_table,
-        torch_index_pattern,
-    )
     from dlsetup.errors import DlsetupError
 
     lock = parse_pylock(path)
     tool = lock.tool
-    table = tool.get("request")
-    if tool.get("backend") != "venv" or not isinstance(table, dict):
-        raise _malformed(path, "its [tool.dlsetup] table has no request")
-    try:
-        recorded = request_from_table(table)
-    except InputError as exc:
-        raise _malformed(path, exc.message) from exc
+    recorded = _recorded_request(path, tool)
     request = _replayed(recorded, req, tool)
-    differences: list[Difference] = []
-    notes: list[str] = []
-
-    def add(kind: str, message: str, platform: str | None = None) -> None:
-        differences.append(Difference(kind, platform, message))
-
     locked_target = str(tool.get("target", recorded.target))
     locked_platforms = tuple(str(p) for p in tool.get("platforms", []))
     try:
@@ -118,84 +100,231 @@ def check_venv_lock(
         asked = req.torch_version is not None and exc.message.startswith("--torch-version")
         if type(exc) is InputError or asked:  # a bad option given now: the user's to fix (exit 2)
             raise
-        add("variant", f"no build fits any more: {exc.message}")
-        return CheckResult(
-            lock=path,
-            environment_file=path,
-            source="[tool.dlsetup] request",
-            backend="venv",
-            target=request.target,
-            variant=str(tool.get("variant", request.variant)),
-            cuda=request.cuda,
-            platforms=locked_platforms or ("linux-64",),
-            current=False,
-            differences=tuple(differences),
-            notes=tuple(notes),
-            content_hash={},
-            hash_engine="dlsetup",
-        )
+        return _no_build_fits(path, tool, request, exc.message, locked_platforms)
+    differences = _choice_differences(tool, request, plan, locked_target, locked_platforms)
+    differences += _framework_differences(lock, tool, request, plan, locked_target)
+    differences += _index_differences(
+        tool,
+        request,
+        plan,
+        locked_platforms,
+        torch_differs=any(d.kind == "torch" for d in differences),
+    )
+    choice = plan.choice
+    return CheckResult(
+        lock=path,
+        environment_file=path,
+        source="[tool.dlsetup] request",
+        backend="venv",
+        target=request.target,
+        variant=choice.variant,
+        cuda=choice.cuda,
+        platforms=tuple(p.name for p in plan.platforms),
+        current=not differences,
+        differences=tuple(differences),
+        notes=_notes(recorded, request, plan),
+        content_hash={},
+        hash_engine="dlsetup",
+        relock_options=_relock_options(request),
+    )
+
+
+def _recorded_request(path: Path, tool: Mapping[str, Any]) -> Any:
+    """The request recorded in the lock's ``[tool.dlsetup] request`` table.
+
+    Raises:
+        InputError: the lock was not written by ``lock --backend venv``, or its table is malformed.
+    """
+    from dlsetup.envs.venv.lock import request_from_table
+
+    table = tool.get("request")
+    if tool.get("backend") != "venv" or not isinstance(table, dict):
+        raise _malformed(path, "its [tool.dlsetup] table has no request")
+    try:
+        return request_from_table(table)
+    except InputError as exc:
+        raise _malformed(path, exc.message) from exc
+
+
+def _no_build_fits(
+    path: Path,
+    tool: Mapping[str, Any],
+    request: Any,
+    message: str,
+    locked_platforms: tuple[str, ...],
+) -> CheckResult:
+    """The result where the replayed request no longer has a fitting build: one difference."""
+    from dlsetup.envs.staleness import CheckResult, Difference
+
+    return CheckResult(
+        lock=path,
+        environment_file=path,
+        source="[tool.dlsetup] request",
+        backend="venv",
+        target=request.target,
+        variant=str(tool.get("variant", request.variant)),
+        cuda=request.cuda,
+        platforms=locked_platforms or ("linux-64",),
+        current=False,
+        differences=(Difference("variant", None, f"no build fits any more: {message}"),),
+        notes=(),
+        content_hash={},
+        hash_engine="dlsetup",
+    )
+
+
+def _choice_differences(
+    tool: Mapping[str, Any],
+    request: Any,
+    plan: Any,
+    locked_target: str,
+    locked_platforms: tuple[str, ...],
+) -> list[Difference]:
+    """Where the replayed choice differs from the lock's: target, Python, platforms, variant,
+    CUDA version and GPUs."""
+    from dlsetup.envs.staleness import Difference
+
+    out: list[Difference] = []
     choice = plan.choice
     if request.target != locked_target:
-        add("target", f"locked for target {locked_target}, asked for {request.target}")
+        out.append(
+            Difference(
+                "target", None, f"locked for target {locked_target}, asked for {request.target}"
+            )
+        )
     if plan.python != str(tool.get("python")):
-        add("python", f"locked for Python {tool.get('python')}, asked for {plan.python}")
+        out.append(
+            Difference(
+                "python", None, f"locked for Python {tool.get('python')}, asked for {plan.python}"
+            )
+        )
     names = tuple(p.name for p in plan.platforms)
     if set(names) != set(locked_platforms):
-        add(
-            "platforms",
-            f"locked for {', '.join(locked_platforms)}, asked for {', '.join(names)}",
+        out.append(
+            Difference(
+                "platforms",
+                None,
+                f"locked for {', '.join(locked_platforms)}, asked for {', '.join(names)}",
+            )
         )
     locked_variant = str(tool.get("variant"))
     if choice.variant != locked_variant:
-        add("variant", f"locked as {locked_variant}, now {choice.variant} ({choice.reason})")
+        out.append(
+            Difference(
+                "variant",
+                None,
+                f"locked as {locked_variant}, now {choice.variant} ({choice.reason})",
+            )
+        )
     locked_cuda = tool.get("cuda")
     if choice.cuda != locked_cuda and choice.variant == locked_variant:
-        add("cuda", f"locked for CUDA {locked_cuda}, now CUDA {choice.cuda} ({choice.reason})")
+        out.append(
+            Difference(
+                "cuda",
+                None,
+                f"locked for CUDA {locked_cuda}, now CUDA {choice.cuda} ({choice.reason})",
+            )
+        )
     gpus = [f"{g.index}:{g.cc[0]}.{g.cc[1]} {g.name}" for g in choice.gpus]
     locked_gpus = [str(g) for g in tool.get("gpus", [])]
     if gpus != locked_gpus:
-        add(
-            "gpus",
-            f"locked for GPUs {', '.join(locked_gpus) or 'none named'}, now "
-            f"{', '.join(gpus) or 'none named'} ({choice.gpu_source})",
+        out.append(
+            Difference(
+                "gpus",
+                None,
+                f"locked for GPUs {', '.join(locked_gpus) or 'none named'}, now "
+                f"{', '.join(gpus) or 'none named'} ({choice.gpu_source})",
+            )
         )
+    return out
+
+
+def _framework_differences(
+    lock: Any, tool: Mapping[str, Any], request: Any, plan: Any, locked_target: str
+) -> list[Difference]:
+    """Where the replayed PyTorch or TensorFlow differs from the lock's, and a lock whose own
+    ``torch`` is not the release its table records."""
+    from dlsetup.envs.staleness import Difference
+
+    out: list[Difference] = []
     torch = plan.torch
     if torch is not None:
         was = (tool.get("torch_variant"), tool.get("torch_release"))
         if was != (torch.variant, torch.release):
-            add(
-                "torch",
-                f"locked PyTorch {was[1]} ({was[0]}), now {torch.release} ({torch.variant}): "
-                f"{torch.reason}" + (f"; {torch.release_note}" if torch.release_note else ""),
-            )
-        for package in lock.packages:
-            if package.name == "torch" and not package.version.startswith(f"{was[1]}."):
-                add(
-                    "environment",
-                    f"the lock's torch {package.version} is not the release {was[1]} its "
-                    "[tool.dlsetup] table records (the file was edited?)",
+            out.append(
+                Difference(
+                    "torch",
+                    None,
+                    f"locked PyTorch {was[1]} ({was[0]}), now {torch.release} ({torch.variant}): "
+                    f"{torch.reason}" + (f"; {torch.release_note}" if torch.release_note else ""),
                 )
+            )
+        out += [
+            Difference(
+                "environment",
+                None,
+                f"the lock's torch {package.version} is not the release {was[1]} its "
+                "[tool.dlsetup] table records (the file was edited?)",
+            )
+            for package in lock.packages
+            if package.name == "torch" and not package.version.startswith(f"{was[1]}.")
+        ]
     tensorflow = None if plan.tensorflow is None else plan.tensorflow[0]
     if tensorflow != tool.get("tensorflow") and request.target == locked_target:
-        add(
-            "tensorflow",
-            f"locked with {tool.get('tensorflow') or 'TensorFlow without CUDA'}, now "
-            f"{tensorflow or 'TensorFlow without CUDA'}",
+        out.append(
+            Difference(
+                "tensorflow",
+                None,
+                f"locked with {tool.get('tensorflow') or 'TensorFlow without CUDA'}, now "
+                f"{tensorflow or 'TensorFlow without CUDA'}",
+            )
         )
+    return out
+
+
+def _index_differences(
+    tool: Mapping[str, Any],
+    request: Any,
+    plan: Any,
+    locked_platforms: tuple[str, ...],
+    *,
+    torch_differs: bool,
+) -> list[Difference]:
+    """Where the replayed indexes differ from the lock's: the index, and per locked platform
+    PyTorch's index (not compared where PyTorch itself differs already)."""
+    from dlsetup.envs.staleness import Difference
+    from dlsetup.envs.venv.lock import DEFAULT_INDEX, index_of, torch_index_pattern
+
+    out: list[Difference] = []
     index_url = request.index_url or DEFAULT_INDEX
     if index_url != tool.get("index_url"):
-        add("index", f"locked from index {tool.get('index_url')}, asked for {index_url}")
-    if torch is not None:
-        pattern = torch_index_pattern(request.torch_index_url)
-        locked_indexes = tool.get("torch_index", {})
-        for platform in plan.platforms:
-            if platform.name not in locked_platforms:
-                continue
-            variant = torch.variant if platform.cuda_wheels else "cpu"
-            want = index_of(pattern, variant)
-            have = locked_indexes.get(platform.name) if isinstance(locked_indexes, dict) else None
-            if want != have and not any(d.kind == "torch" for d in differences):
-                add("index", f"PyTorch locked from {have}, now {want}", platform.name)
+        out.append(
+            Difference(
+                "index", None, f"locked from index {tool.get('index_url')}, asked for {index_url}"
+            )
+        )
+    torch = plan.torch
+    if torch is None or torch_differs:
+        return out
+    pattern = torch_index_pattern(request.torch_index_url)
+    locked_indexes = tool.get("torch_index", {})
+    for platform in plan.platforms:
+        if platform.name not in locked_platforms:
+            continue
+        variant = torch.variant if platform.cuda_wheels else "cpu"
+        want = index_of(pattern, variant)
+        have = locked_indexes.get(platform.name) if isinstance(locked_indexes, dict) else None
+        if want != have:
+            out.append(
+                Difference("index", platform.name, f"PyTorch locked from {have}, now {want}")
+            )
+    return out
+
+
+def _notes(recorded: Any, request: Any, plan: Any) -> tuple[str, ...]:
+    """What the check read from this machine, and what it does not compare."""
+    choice = plan.choice
+    notes: list[str] = []
     if choice.gpu_source.startswith("driver") or (
         choice.variant == "cpu" and recorded.variant == "auto" and request.cuda is None
     ):
@@ -206,6 +335,11 @@ def check_venv_lock(
         "replayed the request in [tool.dlsetup] without resolving: newer versions of other "
         "packages on the indexes are not compared"
     )
+    return tuple(notes)
+
+
+def _relock_options(request: Any) -> tuple[str, ...]:
+    """The options that lock the replayed request again (credentials stripped)."""
     relock: list[str] = []
     for arch in request.gpu_arch:
         relock += ["--gpu-arch", arch]
@@ -217,19 +351,4 @@ def check_venv_lock(
     ):
         if value:
             relock += [option, strip_auth(value)]
-    return CheckResult(
-        lock=path,
-        environment_file=path,
-        source="[tool.dlsetup] request",
-        backend="venv",
-        target=request.target,
-        variant=choice.variant,
-        cuda=choice.cuda,
-        platforms=names,
-        current=not differences,
-        differences=tuple(differences),
-        notes=tuple(notes),
-        content_hash={},
-        hash_engine="dlsetup",
-        relock_options=tuple(relock),
-    )
+    return tuple(relock)
