@@ -3,8 +3,9 @@
 The pipeline (:mod:`dlsetup.envs.pipeline`, :mod:`dlsetup.envs.build`) owns the stages every
 backend shares: bounded reading, credentials, ``--force`` rules, staging and the atomic swap
 (:mod:`dlsetup.envs.staging`), the target lock, the Jupyter kernel and the smoke test. A backend
-owns only what differs: how a request becomes a lock, how a lock is checked against a request,
-and how a locked environment fills a staged directory. Backends never import each other, and
+owns only what differs: how a request becomes a lock, how a lock is read into the one typed
+model (:class:`dlsetup.envs.lockfiles.formats.LockedEnvironment`), how a lock is checked against
+a request, and how a locked environment fills a staged directory. Backends never import each other, and
 the commands never import a backend: they ask the pipeline for one by name or by a lock's content.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from dlsetup.envs.lockfiles.formats import LockedEnvironment
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.staging import InstallResult
     from dlsetup.envs.staleness import CheckRequest, CheckResult
@@ -79,6 +81,16 @@ class Backend(ABC):
         self, lock_path: Path, request: CheckRequest, probe: Callable[[], NvidiaFacts]
     ) -> CheckResult:
         """Compare ``lock_path`` with what :meth:`lock` would make from its recorded request now."""
+
+    @abstractmethod
+    def read(self, lock_path: Path, platform: str, options: BuildOptions) -> LockedEnvironment:
+        """What ``platform`` (a conda platform name: ``linux-64``) installs from ``lock_path``,
+        in the one model every backend reads its locks into.
+
+        Raises:
+            InputError: a malformed lock, options or a platform it does not have (exit 2).
+            IntegrityError: a package the lock would have built or run (exit 4).
+        """
 
     @abstractmethod
     def default_name(self, lock_path: Path, options: BuildOptions) -> str:

@@ -3,7 +3,8 @@
 Commands call this module (and :mod:`dlsetup.envs.build`), never a backend: a backend is chosen by
 name (``--backend``) or by a lock's *content* (:func:`lock_format`), never by its file name. What
 every backend gets here, written once: errors with credentials redacted, the lock read through one
-bounded reader, the ``lock --check`` verdict timed the same way.
+bounded reader into one typed model (:func:`read_lock`), the ``lock --check`` verdict timed the
+same way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from dlsetup.errors import DlsetupError, InputError
 
 if TYPE_CHECKING:
-    from dlsetup.envs.backend import Backend, Locked
+    from dlsetup.envs.backend import Backend, BuildOptions, Locked
+    from dlsetup.envs.lockfiles.formats import LockedEnvironment
     from dlsetup.envs.staleness import CheckRequest, CheckResult
     from dlsetup.probes.nvidia import NvidiaFacts
 
@@ -88,6 +90,33 @@ def backend_for_lock(path: Path) -> tuple[Backend, str]:
     raise InputError(
         f"{path}: no backend builds {fmt} locks", fix="lock it again with dlsetup lock"
     )
+
+
+def read_lock(path: Path, platform: str, options: BuildOptions | None = None) -> LockedEnvironment:
+    """What ``platform`` installs from the lock at ``path``, whatever its format: the format is
+    detected from the content (:func:`lock_format`) and its backend reads it into the one typed
+    model, :class:`dlsetup.envs.lockfiles.formats.LockedEnvironment`.
+
+    Args:
+        path: any lock dlsetup reads (conda-lock v1, explicit, pixi.lock, PEP 751 pylock.toml).
+        platform: a conda platform name (``linux-64``, ``osx-arm64``, ``win-64`` ...).
+        options: the part of the lock to read (``--environment``, ``--no-dev``, ``--extras``).
+
+    Raises:
+        InputError: not a lock dlsetup reads, or options or a platform it does not have (exit 2;
+            credentials masked in the message).
+        IntegrityError: a package the lock would have built or run (exit 4).
+    """
+    from dlsetup.envs.backend import BuildOptions
+
+    chosen = options or BuildOptions()
+
+    def run() -> LockedEnvironment:
+        backend, _ = backend_for_lock(path)
+        return backend.read(path, platform, chosen)
+
+    locked: LockedEnvironment = _redacted(run)
+    return locked
 
 
 def lock(backend: str, request: Any, output: Path, *, force: bool) -> Locked:

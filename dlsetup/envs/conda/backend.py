@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dlsetup.envs.backend import Backend, BuildOptions, Locked
 
 if TYPE_CHECKING:
+    from dlsetup.envs.lockfiles.formats import LockedEnvironment
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.staging import InstallResult
     from dlsetup.envs.staleness import CheckRequest, CheckResult
@@ -39,6 +40,17 @@ class CondaBackend(Backend):
         from dlsetup.envs.conda.lock_check import check_conda_lock
 
         return check_conda_lock(lock_path, request, probe)
+
+    def read(self, lock_path: Path, platform: str, options: BuildOptions) -> LockedEnvironment:
+        from dlsetup.envs.lockfiles.formats import read_locked_environment
+
+        return read_locked_environment(
+            lock_path,
+            platform,
+            environment=options.environment,
+            dev=options.dev,
+            extras=options.extras,
+        )
 
     def default_name(self, lock_path: Path, options: BuildOptions) -> str:
         """``x`` for ``x.conda-lock.yml``, ``x.txt`` or ``x.lock``; a pixi.lock's directory name

@@ -783,15 +783,22 @@ def python_version(contents: LockContents) -> str | None:
 
 
 def plan_text(contents: LockContents) -> str:
-    """The line printed before installing: conda and PyPI packages counted apart."""
-    where = f"{contents.path.name} ({contents.format}"
-    if contents.format == "pixi":
-        where += f", environment {contents.environment}"
-    if contents.categories:
-        where += f", categories {', '.join(contents.categories)}"
-    return (
-        f"Plan: {len(contents.records)} conda packages and {len(contents.pypi)} PyPI packages "
-        f"for {contents.platform} from {where})"
+    """The line printed before installing: conda and PyPI packages counted apart, in the words
+    every backend's plan uses (:func:`dlsetup.envs.lockfiles.formats.plan_text`)."""
+    from dlsetup.envs.lockfiles.formats import LockedEnvironment
+    from dlsetup.envs.lockfiles.formats import plan_text as locked_plan_text
+
+    return locked_plan_text(
+        LockedEnvironment(
+            path=contents.path,
+            format=contents.format,
+            environment=contents.environment,
+            platform=contents.platform,
+            channels=contents.channels,
+            conda=contents.records,
+            pypi=contents.pypi,
+            categories=contents.categories,
+        )
     )
 
 

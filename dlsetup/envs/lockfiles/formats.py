@@ -35,18 +35,18 @@ from dlsetup.envs.credentials import canonical
 from dlsetup.envs.lockfiles.condalock_yaml import load_conda_lock
 from dlsetup.errors import InputError
 
-LockFormat = Literal["conda-lock-v1", "explicit", "pixi"]
+LockFormat = Literal["conda-lock-v1", "explicit", "pixi", "pylock"]
 
-#: what each supported format is, in the words messages and docs use
+#: what each supported format is, in the words messages and docs use: every format
+#: :func:`dlsetup.envs.pipeline.lock_format` detects, of every backend
 FORMAT_NAMES: dict[str, str] = {
     "conda-lock-v1": "conda-lock v1 (*.conda-lock.yml, version: 1)",
     "explicit": "explicit (@EXPLICIT: conda list --explicit, conda-lock render -k explicit)",
     "pixi": "pixi.lock (version 4 to 7, --environment NAME)",
+    "pylock": "PEP 751 pylock.toml (lock-version = ..., built as a venv)",
 }
-#: every lock ``create --from-lock`` builds: the conda formats above and PEP 751 (a venv)
-SUPPORTED = "; ".join(
-    [*FORMAT_NAMES.values(), "PEP 751 pylock.toml (lock-version = ..., built as a venv)"]
-)
+#: every lock ``create --from-lock`` builds: the conda formats and PEP 751 (a venv)
+SUPPORTED = "; ".join(FORMAT_NAMES.values())
 
 #: conda-lock install's defaults: ``--dev`` on, no extras
 DEFAULT_DEV = True
@@ -553,6 +553,51 @@ def read_lock_text(path: Path) -> str:
     return read_text(path, what="lock file", max_bytes=MAX_LOCK_BYTES)
 
 
+def check_options(
+    path: Path,
+    kind: str,
+    *,
+    environment: str | None = None,
+    dev: bool = DEFAULT_DEV,
+    extras: tuple[str, ...] = (),
+) -> None:
+    """Refuse the options that select part of a lock where ``kind`` (a :data:`FORMAT_NAMES`
+    key) has no such part: ``--environment`` is a pixi.lock's, ``--extras``/``--no-dev`` a
+    conda-lock's.
+
+    Raises:
+        InputError: an option that does not apply to the format of ``path``.
+    """
+    if kind != "pixi" and environment not in (None, "default"):
+        raise InputError(
+            f"--environment {environment} applies to pixi.lock files; {path} is "
+            f"{FORMAT_NAMES[kind]}",
+            fix="drop --environment",
+        )
+    if kind != "conda-lock-v1" and (extras or not dev):
+        option = "--extras" if extras else "--no-dev"
+        raise InputError(
+            f"{option} applies to conda-lock files (their categories); {path} is "
+            f"{FORMAT_NAMES[kind]}",
+            fix=f"drop {option}"
+            + (": choose a pixi environment with --environment" if kind == "pixi" else ""),
+        )
+
+
+def plan_text(locked: LockedEnvironment) -> str:
+    """The line printed before installing ``locked``, for every backend: the conda and PyPI
+    packages counted apart (a PEP 751 lock has PyPI packages only)."""
+    where = f"{locked.path.name} ({locked.format}"
+    if locked.format == "pixi":
+        where += f", environment {locked.environment}"
+    if locked.categories:
+        where += f", categories {', '.join(locked.categories)}"
+    counted = f"{len(locked.pypi)} PyPI packages"
+    if locked.format != "pylock":
+        counted = f"{len(locked.conda)} conda packages and {counted}"
+    return f"Plan: {counted} for {locked.platform} from {where})"
+
+
 def read_locked_environment(
     path: Path,
     platform: str,
@@ -577,20 +622,7 @@ def read_locked_environment(
     """
     text = read_lock_text(path)
     kind, data = detect_format(path, text)
-    if kind != "pixi" and environment not in (None, "default"):
-        raise InputError(
-            f"--environment {environment} applies to pixi.lock files; {path} is "
-            f"{FORMAT_NAMES[kind]}",
-            fix="drop --environment",
-        )
-    if kind != "conda-lock-v1" and (extras or not dev):
-        option = "--extras" if extras else "--no-dev"
-        raise InputError(
-            f"{option} applies to conda-lock files (their categories); {path} is "
-            f"{FORMAT_NAMES[kind]}",
-            fix=f"drop {option}"
-            + (": choose a pixi environment with --environment" if kind == "pixi" else ""),
-        )
+    check_options(path, kind, environment=environment, dev=dev, extras=extras)
     if kind == "explicit":
         return _read_explicit(path, text, platform)
     if kind == "pixi":
@@ -603,6 +635,8 @@ __all__ = [
     "SUPPORTED",
     "LockedEnvironment",
     "PypiPackage",
+    "check_options",
     "detect_format",
+    "plan_text",
     "read_locked_environment",
 ]

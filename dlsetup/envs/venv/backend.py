@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dlsetup.envs.backend import Backend, BuildOptions, Locked
 
 if TYPE_CHECKING:
+    from dlsetup.envs.lockfiles.formats import LockedEnvironment
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.staging import InstallResult
     from dlsetup.envs.staleness import CheckRequest, CheckResult
@@ -36,6 +37,24 @@ class VenvBackend(Backend):
         from dlsetup.envs.venv.lock_check import check_venv_lock
 
         return check_venv_lock(lock_path, request, probe)
+
+    def read(self, lock_path: Path, platform: str, options: BuildOptions) -> LockedEnvironment:
+        """The wheels ``platform`` installs, for the Python the venv is built with (a lock's
+        ``[tool.dlsetup] python`` is an ``X.Y``, never a path): no sdist, ever."""
+        from dlsetup.envs.lockfiles.formats import check_options
+        from dlsetup.envs.venv.install import python_request
+        from dlsetup.envs.venv.pylock import parse_pylock
+        from dlsetup.envs.venv.read import locked_environment
+
+        check_options(
+            lock_path,
+            "pylock",
+            environment=options.environment,
+            dev=options.dev,
+            extras=options.extras,
+        )
+        lock = parse_pylock(lock_path)
+        return locked_environment(lock, platform, python_request(lock))
 
     def default_name(self, lock_path: Path, options: BuildOptions) -> str:
         from dlsetup.envs.venv.lock import name_of_lock

@@ -4,7 +4,6 @@ wheels (hashes required), then the atomic swap (:mod:`dlsetup.envs.staging`)."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import shutil
@@ -13,11 +12,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dlsetup.envs.pypi.install import run_uv_step
-from dlsetup.envs.pypi.uv import uv_binary
-from dlsetup.errors import DlsetupError, InputError, InstallError
+from dlsetup.errors import InputError, InstallError
 
 if TYPE_CHECKING:
     from dlsetup.envs.progress import Progress
@@ -125,10 +123,12 @@ def create_venv(
         InstallError: another create holds the target, or uv failed. The target is untouched.
     """
     from dlsetup.envs.location import host_platform
+    from dlsetup.envs.lockfiles.formats import plan_text
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.safety import check_prefix, deferred_signals, normalize_prefix, target_lock
     from dlsetup.envs.staging import PARTIAL_MARK, InstallResult, clean_leftovers, swap_into_place
-    from dlsetup.envs.venv.pylock import parse_pylock, selected
+    from dlsetup.envs.venv.pylock import parse_pylock
+    from dlsetup.envs.venv.read import locked_environment
     from dlsetup.errors import IntegrityError
 
     start = time.perf_counter()
@@ -136,8 +136,9 @@ def create_venv(
     prefix = normalize_prefix(prefix)
     check_prefix(prefix, force=force)
     lock = parse_pylock(lock_path)
-    installs = selected(lock)
-    python = python_request(lock)
+    python = python_request(lock)  # an X.Y, never a path: validated before anything is chosen
+    locked = locked_environment(lock, host_platform(), python)  # wheels only, never an sdist
+    progress.note(plan_text(locked))
     with target_lock(prefix):
         with deferred_signals():
             clean_leftovers(prefix)
@@ -156,7 +157,7 @@ def create_venv(
                 ["venv", "--relocatable", "--quiet", "--python", interpreter, str(staged)],
                 "create a venv",
             )
-            progress.note(f"Installing {len(installs)} packages from {lock_path.name} ...")
+            progress.note(f"Installing {len(locked.pypi)} packages from {lock_path.name} ...")
             try:
                 with sync_credentials(lock) as credentials:
                     run_uv_step(
@@ -179,14 +180,13 @@ def create_venv(
         finally:  # uv has ended (its process group is killed on an interrupt): nothing writes
             with deferred_signals():
                 shutil.rmtree(work, ignore_errors=True)
-    counts: dict[str, Any] = {"packages": len(installs)}
-    if "pypi_packages" in {f.name for f in dataclasses.fields(InstallResult)}:
-        counts = {"packages": 0, "pypi_packages": len(installs), "lock_format": "pylock"}
     return InstallResult(
         prefix=prefix,
-        platform=host_platform(),
+        platform=locked.platform,
+        packages=len(locked.conda),
         python=venv_python(prefix),
         replaced=replaced,
         seconds=time.perf_counter() - start,
-        **counts,
+        pypi_packages=len(locked.pypi),
+        lock_format=locked.format,
     )

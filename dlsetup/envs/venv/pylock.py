@@ -30,9 +30,14 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlsetup.errors import InputError, IntegrityError
+
+if TYPE_CHECKING:
+    from packaging.markers import Environment
+    from packaging.pylock import Package, PackageWheel
+    from packaging.tags import Tag
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -151,30 +156,57 @@ def selected(lock: PyLock) -> list[tuple[str, str]]:
     tags evaluated here, by :meth:`packaging.pylock.Pylock.select`).
 
     Raises:
-        InputError: no wheel of some package fits this machine, or the lock's environments or
-            ``requires-python`` exclude it.
-        IntegrityError: a package has no wheel for this machine, only a source distribution (or a
-            VCS, directory or archive source) that an installer would build: nothing in a lock
-            is built or run.
+        InputError, IntegrityError: as :func:`select_wheels`.
+    """
+    return [(str(package.name), str(package.version)) for package, _ in select_wheels(lock)]
+
+
+def select_wheels(
+    lock: PyLock,
+    *,
+    environment: Environment | None = None,
+    tags: Sequence[Tag] | None = None,
+    where: str = "this machine",
+) -> list[tuple[Package, PackageWheel]]:
+    """The package and the wheel of each package ``lock`` installs where the marker
+    ``environment`` and the wheel ``tags`` hold (``None``: this machine's), by
+    :meth:`packaging.pylock.Pylock.select`; never a source distribution.
+
+    Args:
+        lock: a checked lock (:func:`parse_pylock`).
+        environment: PEP 508 marker values (``sys_platform`` ...), or ``None`` for this machine.
+        tags: the wheel tags accepted, best first, or ``None`` for this machine's.
+        where: what ``environment`` and ``tags`` describe, for messages (``linux-64``).
+
+    Raises:
+        InputError: no wheel of some package fits, or the lock's environments or
+            ``requires-python`` exclude the environment.
+        IntegrityError: a package has no fitting wheel, only a source distribution (or a VCS,
+            directory or archive source) that an installer would build: nothing in a lock is
+            built or run.
     """
     from packaging.pylock import PackageWheel, Pylock, PylockSelectError
 
     try:
-        chosen = list(Pylock.from_dict(dict(lock.document)).select())
+        chosen = list(
+            Pylock.from_dict(dict(lock.document)).select(environment=environment, tags=tags)
+        )
     except PylockSelectError as exc:
         raise InputError(
-            f"{lock.path} does not fit this machine: {exc}",
+            f"{lock.path} does not fit {where}: {exc}",
             fix="lock for this platform: dlsetup lock TARGET --backend venv --platform THIS",
         ) from exc
+    wheels = []
     for package, dist in chosen:
         if not isinstance(dist, PackageWheel):
             raise _refuse(
                 lock.path,
-                f"package {package.name} {package.version} has no wheel for this machine, only "
+                f"package {package.name} {package.version} has no wheel for {where}, only "
                 f"a {type(dist).__name__.removeprefix('Package').lower()} source that would be "
                 "built (its build scripts run); dlsetup builds nothing from a lock",
             )
-    return [(str(package.name), str(package.version)) for package, _ in chosen]
+        wheels.append((package, dist))
+    return wheels
 
 
 def _and(platform_marker: str, own: str) -> str:
