@@ -11,8 +11,14 @@ from dlsetup.errors import ExitCode
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from dlsetup.doctor import DoctorReport
+    from dlsetup.facts import Maybe
+    from dlsetup.probes.envmanagers import EnvManagersFacts
+    from dlsetup.probes.frameworks import FrameworkProbe, FrameworksFacts
+    from dlsetup.probes.nvidia import GpuFacts, NvidiaFacts
+    from dlsetup.probes.system import SystemFacts
 
 HELP = """Report this machine's hardware and software and diagnose why PyTorch or TensorFlow
 does or does not see the GPU, with the command that fixes each problem.
@@ -199,57 +205,67 @@ def _visible(report: DoctorReport) -> str:
 
 def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
     """Print the report as rich sections and a findings table."""
+    facts = report.facts
+    _section(console, "System", _system_rows(facts.system))
+    _section(console, "NVIDIA", _nvidia_rows(facts.nvidia))
+    if facts.nvidia.gpus:
+        console.print(_gpu_table(facts.nvidia.gpus))
+        console.print()
+    _section(console, "CUDA libraries", _cuda_libs_rows(report))
+    _section(console, "Environment managers", _env_managers_rows(facts.env_managers))
+    _section(console, "Frameworks", _frameworks_rows(facts.frameworks))
+    if not report.findings:
+        console.print("No problems found.")
+    else:
+        render_findings(console, report)
+    console.print(_summary(report, strict=strict), markup=False)
+
+
+def _section(console: Console, title: str, rows: list[tuple[str, str]]) -> None:
+    """One section: a borderless two-column table of ``rows`` under ``title``, then a blank line."""
     from rich.table import Table
     from rich.text import Text
 
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(Text(key), Text(value))  # Text: no markup, '[and-cuda]' stays
+    console.print(table)
+    console.print()
+
+
+def _system_rows(s: Maybe[SystemFacts]) -> list[tuple[str, str]]:
     from dlsetup.facts import Missing
-    from dlsetup.probes.frameworks import FrameworkProbe
 
-    facts = report.facts
-
-    def section(title: str, rows: list[tuple[str, str]]) -> None:
-        table = Table(
-            title=title, title_justify="left", show_header=False, box=None, pad_edge=False
-        )
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column()
-        for key, value in rows:
-            table.add_row(Text(key), Text(value))  # Text: no markup, '[and-cuda]' stays
-        console.print(table)
-        console.print()
-
-    s = facts.system
     if isinstance(s, Missing):
-        section("System", [("error", str(s))])
-    else:
-        feats = s.cpu_features
-        section(
-            "System",
-            [
-                ("Host", s.hostname),
-                ("OS", f"{_v(s.distribution)} ({s.os_name}, kernel {s.kernel}, {s.machine})"),
-                ("glibc", _v(s.glibc)),
-                ("Python", f"{s.python_version} ({s.python_executable})"),
-                (
-                    "CPU",
-                    f"{_v(s.cpu_model)}, {_v(s.cpu_physical_cores)} cores / "
-                    f"{_v(s.cpu_logical_cores)} threads",
-                ),
-                (
-                    "CPU features",
-                    _v(feats) if isinstance(feats, Missing) else " ".join(feats) or "none",
-                ),
-                (
-                    "RAM",
-                    f"{_gib(s.ram_available_bytes)} available of {_gib(s.ram_total_bytes)}; "
-                    f"swap {_gib(s.swap_used_bytes)} used of {_gib(s.swap_total_bytes)}",
-                ),
-                ("Disk", f"{_gib(s.disk_free_bytes)} free at {s.disk_path}"),
-                ("Container / WSL", f"{s.container} / {s.wsl}"),
-            ],
-        )
+        return [("error", str(s))]
+    feats = s.cpu_features
+    return [
+        ("Host", s.hostname),
+        ("OS", f"{_v(s.distribution)} ({s.os_name}, kernel {s.kernel}, {s.machine})"),
+        ("glibc", _v(s.glibc)),
+        ("Python", f"{s.python_version} ({s.python_executable})"),
+        (
+            "CPU",
+            f"{_v(s.cpu_model)}, {_v(s.cpu_physical_cores)} cores / "
+            f"{_v(s.cpu_logical_cores)} threads",
+        ),
+        (
+            "CPU features",
+            _v(feats) if isinstance(feats, Missing) else " ".join(feats) or "none",
+        ),
+        (
+            "RAM",
+            f"{_gib(s.ram_available_bytes)} available of {_gib(s.ram_total_bytes)}; "
+            f"swap {_gib(s.swap_used_bytes)} used of {_gib(s.swap_total_bytes)}",
+        ),
+        ("Disk", f"{_gib(s.disk_free_bytes)} free at {s.disk_path}"),
+        ("Container / WSL", f"{s.container} / {s.wsl}"),
+    ]
 
-    nv = facts.nvidia
+
+def _nvidia_rows(nv: NvidiaFacts) -> list[tuple[str, str]]:
     rows = [("NVML", nv.status + (f" ({nv.status_detail})" if nv.status_detail else ""))]
     if nv.status == "ok":
         rows += [
@@ -257,114 +273,127 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
             ("CUDA (driver)", _v(nv.cuda_driver_version)),
             ("NVML version", _v(nv.nvml_version)),
         ]
-    section("NVIDIA", rows)
-    if nv.gpus:
-        table = Table(title="GPUs", title_justify="left")
-        for col, wrap in (
-            ("#", False),
-            ("name", False),
-            ("CC", False),
-            ("memory used/total", False),
-            ("temp, power/limit", True),
-            ("PCIe gen, width", True),
-            ("MIG cur/pend", True),
-            ("ECC, uncorr.", True),
-            ("procs", True),
-        ):
-            table.add_column(col, no_wrap=not wrap)
-        for g in nv.gpus:
-            if g.lost:
-                table.add_row(str(g.index), "LOST (fell off the bus)", *["-"] * 7)
-                continue
-            procs = g.processes
-            table.add_row(
-                str(g.index),
-                _v(g.name),
-                _v(g.compute_capability),
-                f"{_mib(g.memory_used_bytes)} / {_mib(g.memory_total_bytes)}",
-                f"{_v(g.temperature_c, ' C')}, {_watts(g.power_draw_w)}/{_watts(g.power_limit_w)}",
-                f"{_v(g.pcie_gen_current)}/{_v(g.pcie_gen_max)}, "
-                f"x{_v(g.pcie_width_current)}/{_v(g.pcie_width_max)}",
-                f"{_v(g.mig_mode_current)}/{_v(g.mig_mode_pending)}",
-                f"{_v(g.ecc_mode_current)}, {_v(g.ecc_errors_uncorrected)}",
-                _v(procs) if isinstance(procs, Missing) else str(len(procs)),
-            )
-        console.print(table)
-        console.print()
+    return rows
 
-    c = facts.cuda_libs
+
+def _gpu_table(gpus: tuple[GpuFacts, ...]) -> Table:
+    """One row per GPU (a lost one says so)."""
+    from rich.table import Table
+
+    from dlsetup.facts import Missing
+
+    table = Table(title="GPUs", title_justify="left")
+    for col, wrap in (
+        ("#", False),
+        ("name", False),
+        ("CC", False),
+        ("memory used/total", False),
+        ("temp, power/limit", True),
+        ("PCIe gen, width", True),
+        ("MIG cur/pend", True),
+        ("ECC, uncorr.", True),
+        ("procs", True),
+    ):
+        table.add_column(col, no_wrap=not wrap)
+    for g in gpus:
+        if g.lost:
+            table.add_row(str(g.index), "LOST (fell off the bus)", *["-"] * 7)
+            continue
+        procs = g.processes
+        table.add_row(
+            str(g.index),
+            _v(g.name),
+            _v(g.compute_capability),
+            f"{_mib(g.memory_used_bytes)} / {_mib(g.memory_total_bytes)}",
+            f"{_v(g.temperature_c, ' C')}, {_watts(g.power_draw_w)}/{_watts(g.power_limit_w)}",
+            f"{_v(g.pcie_gen_current)}/{_v(g.pcie_gen_max)}, "
+            f"x{_v(g.pcie_width_current)}/{_v(g.pcie_width_max)}",
+            f"{_v(g.mig_mode_current)}/{_v(g.mig_mode_pending)}",
+            f"{_v(g.ecc_mode_current)}, {_v(g.ecc_errors_uncorrected)}",
+            _v(procs) if isinstance(procs, Missing) else str(len(procs)),
+        )
+    return table
+
+
+def _cuda_libs_rows(report: DoctorReport) -> list[tuple[str, str]]:
+    from dlsetup.facts import Missing
+
+    c = report.facts.cuda_libs
     if isinstance(c, Missing):
-        section("CUDA libraries", [("error", str(c))])
-    else:
-        section(
-            "CUDA libraries",
-            [
-                ("nvcc", f"{_v(c.nvcc.version)} ({_v(c.nvcc.path)})"),
-                ("CUDA_HOME", _v(c.cuda_home)),
-                ("libcudart", _lib(c.cudart.version, c.cudart.path)),
-                ("libcudnn", _lib(c.cudnn.version, c.cudnn.path)),
-                ("libcuda", _lib(c.libcuda.version, c.libcuda.path)),
-                ("CUDA_VISIBLE_DEVICES", _visible(report)),
-            ],
-        )
+        return [("error", str(c))]
+    return [
+        ("nvcc", f"{_v(c.nvcc.version)} ({_v(c.nvcc.path)})"),
+        ("CUDA_HOME", _v(c.cuda_home)),
+        ("libcudart", _lib(c.cudart.version, c.cudart.path)),
+        ("libcudnn", _lib(c.cudnn.version, c.cudnn.path)),
+        ("libcuda", _lib(c.libcuda.version, c.libcuda.path)),
+        ("CUDA_VISIBLE_DEVICES", _visible(report)),
+    ]
 
-    m = facts.env_managers
+
+def _env_managers_rows(m: Maybe[EnvManagersFacts]) -> list[tuple[str, str]]:
+    from dlsetup.facts import Missing
+
     if isinstance(m, Missing):
-        section("Environment managers", [("error", str(m))])
-    else:
-        mrows = [
-            (mgr.name, f"{_v(mgr.version)} ({_v(mgr.path)})" if mgr.present else "not installed")
-            for mgr in m.managers
-        ]
-        active = m.active
-        mrows.append(
-            (
-                "active env",
-                "none"
-                if active.kind == "none"
-                else f"{active.kind}: {_v(active.name)} ({_v(active.prefix)})",
-            )
+        return [("error", str(m))]
+    mrows = [
+        (mgr.name, f"{_v(mgr.version)} ({_v(mgr.path)})" if mgr.present else "not installed")
+        for mgr in m.managers
+    ]
+    active = m.active
+    mrows.append(
+        (
+            "active env",
+            "none"
+            if active.kind == "none"
+            else f"{active.kind}: {_v(active.name)} ({_v(active.prefix)})",
         )
-        section("Environment managers", mrows)
+    )
+    return mrows
 
-    fw = facts.frameworks
+
+def _frameworks_rows(fw: Maybe[FrameworksFacts]) -> list[tuple[str, str]]:
+    """The target interpreter's Python, then a row per framework probed that answered."""
+    from dlsetup.facts import Missing
+    from dlsetup.probes.frameworks import FrameworkProbe
+
     if isinstance(fw, Missing):
-        section("Frameworks", [("error", str(fw))])
-    else:
-        frows = [("Python", f"{_v(fw.python_version)} ({fw.python_executable})")]
-        for name, probe in (("torch", fw.torch), ("tensorflow", fw.tensorflow)):
-            if not isinstance(probe, FrameworkProbe):
-                frows.append((name, _v(probe).replace("n/a ", "")))
-                continue
-            if probe.status != "ok":
-                frows.append((name, f"{probe.status}: {probe.detail}"))
-                continue
-            if not isinstance(probe.torch, Missing):
-                b = probe.torch
-                frows.append(
-                    (
-                        name,
-                        f"{_v(probe.version)}, CUDA {_v(b.cuda)}, cuDNN {_v(b.cudnn)}, "
-                        f"cuda available {_v(b.cuda_available)}, devices {_v(b.device_count)}, "
-                        f"MPS {_v(b.mps_available)}; arch {' '.join(b.arch_list) or '-'}",
-                    )
-                )
-            elif not isinstance(probe.tensorflow, Missing):
-                t = probe.tensorflow
-                gpus = _v(t.gpus) if isinstance(t.gpus, Missing) else str(len(t.gpus))
-                frows.append(
-                    (
-                        name,
-                        f"{_v(probe.version)}, CUDA build {_v(t.is_cuda_build)}, CUDA "
-                        f"{_v(t.cuda_version)}, cuDNN {_v(t.cudnn_version)}, GPUs {gpus}",
-                    )
-                )
-        section("Frameworks", frows)
+        return [("error", str(fw))]
+    frows = [("Python", f"{_v(fw.python_version)} ({fw.python_executable})")]
+    for name, probe in (("torch", fw.torch), ("tensorflow", fw.tensorflow)):
+        if not isinstance(probe, FrameworkProbe):
+            frows.append((name, _v(probe).replace("n/a ", "")))
+        elif probe.status != "ok":
+            frows.append((name, f"{probe.status}: {probe.detail}"))
+        elif (build := _framework_build(probe)) is not None:
+            frows.append((name, build))
+    return frows
 
-    if not report.findings:
-        console.print("No problems found.")
-    else:
-        render_findings(console, report)
+
+def _framework_build(probe: FrameworkProbe) -> str | None:
+    """What a framework's probe found out about its build (None: neither a torch nor a
+    TensorFlow build)."""
+    from dlsetup.facts import Missing
+
+    if not isinstance(probe.torch, Missing):
+        b = probe.torch
+        return (
+            f"{_v(probe.version)}, CUDA {_v(b.cuda)}, cuDNN {_v(b.cudnn)}, "
+            f"cuda available {_v(b.cuda_available)}, devices {_v(b.device_count)}, "
+            f"MPS {_v(b.mps_available)}; arch {' '.join(b.arch_list) or '-'}"
+        )
+    if not isinstance(probe.tensorflow, Missing):
+        t = probe.tensorflow
+        gpus = _v(t.gpus) if isinstance(t.gpus, Missing) else str(len(t.gpus))
+        return (
+            f"{_v(probe.version)}, CUDA build {_v(t.is_cuda_build)}, CUDA "
+            f"{_v(t.cuda_version)}, cuDNN {_v(t.cudnn_version)}, GPUs {gpus}"
+        )
+    return None
+
+
+def _summary(report: DoctorReport, *, strict: bool) -> str:
+    """The closing line: counts per severity, the time taken, ``--strict`` and what was skipped."""
     summary = (
         f"{report.count('error')} error(s), {report.count('warning')} warning(s), "
         f"{report.count('info')} info; {report.elapsed_s:.1f} s"
@@ -373,7 +402,7 @@ def render(console: Console, report: DoctorReport, *, strict: bool) -> None:
         summary += " (--strict: warnings count as errors)"
     if report.skipped:
         summary += f" (skipped: {', '.join(report.skipped)})"
-    console.print(summary, markup=False)
+    return summary
 
 
 #: Below this many columns the findings are listed one block each instead of as a table, whose
