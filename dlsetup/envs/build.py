@@ -16,6 +16,7 @@ from dlsetup.envs.files.names import validate_env_name
 from dlsetup.envs.finish import SmokeOutcome, activation_hint, run_smoke, skipped_smoke
 from dlsetup.envs.jupyter import KernelSpec, has_ipykernel, register_kernel
 from dlsetup.envs.location import default_envs_dir
+from dlsetup.envs.lockfiles.formats import read_lock_text
 from dlsetup.envs.pipeline import backend_for_lock, backend_named
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.safety import check_prefix, normalize_prefix, target_lock
@@ -133,7 +134,7 @@ def build_environment(
         if prefix is None:
             validate_env_name(env_name)
             prefix = normalize_prefix(default_envs_dir() / env_name)
-        lock_copy = lock_path.read_bytes() if lock_path.is_file() else b""
+        lock_copy = read_lock_text(lock_path).encode("utf-8")  # bounded, as every lock read
 
         def keep_lock(staged: Path) -> None:
             chosen.keep_lock(staged, lock_copy, fmt)

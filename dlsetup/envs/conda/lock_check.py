@@ -940,7 +940,14 @@ def _content_hashes(
 
     text = expected_text
     if text is None:
-        text = (record.path.parent / record.sources[0]).read_text(encoding="utf-8")
+        from dlsetup.envs.files.spec import MAX_ENVIRONMENT_FILE_BYTES
+        from dlsetup.reading import read_text
+
+        text = read_text(
+            record.path.parent / record.sources[0],
+            what="environment file beside the lock",
+            max_bytes=MAX_ENVIRONMENT_FILE_BYTES,
+        )
     try:
         slow = conda_lock_content_hashes(text, spec_file_text(vps))
     except Exception as exc:  # conda-lock's parser errors on a hand-edited file

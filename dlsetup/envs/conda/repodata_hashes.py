@@ -31,7 +31,7 @@ from dlsetup.envs.credentials import (
     placeholders,
     redact,
 )
-from dlsetup.errors import IntegrityError
+from dlsetup.errors import InputError, IntegrityError
 
 if TYPE_CHECKING:
     from dlsetup.envs.conda.install import LockContents
@@ -49,11 +49,13 @@ def unhashed(records: Sequence[Any]) -> list[Any]:
 
 def _line_of(lock: Path, url: str) -> str:
     """``line N`` of ``lock`` that holds ``url`` (for messages), or ``a line``."""
-    try:
-        for lineno, line in enumerate(lock.read_text(encoding="utf-8").splitlines(), 1):
+    from dlsetup.envs.lockfiles.formats import read_lock_text
+
+    try:  # the lock was read once already: this second read is bounded the same way
+        for lineno, line in enumerate(read_lock_text(lock).splitlines(), 1):
             if line.strip().split("#", 1)[0].strip() == url:
                 return f"line {lineno}"
-    except OSError:
+    except InputError:
         pass
     return "a line"
 
