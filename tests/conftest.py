@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -39,3 +40,11 @@ def forget_channel_secrets() -> None:
     from dlsetup.envs import credentials
 
     credentials._SECRETS.clear()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): two workers per CPU this process may use, at most 8.
+    Many tests spend their time waiting on child processes (dlsetup, uv, framework workers,
+    signal and timeout tests), so on the 2-CPU machines 4 workers beat 2 (docs/testing.md)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(2, min(2 * (cpus or 1), 8))
