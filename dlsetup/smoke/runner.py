@@ -192,123 +192,210 @@ class _Workers:
 def _run_framework(
     framework: str, opts: RunOptions, workers: _Workers, reference_cache: str
 ) -> tuple[FrameworkRun, list[DeviceRun]]:
+    """``framework``'s facts and device runs (:class:`_FrameworkRunner`)."""
+    return _FrameworkRunner(framework, opts, workers, reference_cache).run()
+
+
+def _worker_env(opts: RunOptions) -> dict[str, str]:
+    """The workers' environment: ours, with ``opts.env`` and quiet TensorFlow logs."""
     env = dict(os.environ)
     env.update(dict(opts.env))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _worker_argv(framework: str, opts: RunOptions, reference_cache: str) -> list[str]:
+    """The command line of ``framework``'s worker, but for its ``--devices``."""
     base = [str(opts.python), str(worker_path(framework)), "--seed", str(opts.seed)]
     base += ["--steps", str(opts.steps), "--one-device", "--reference-cache", reference_cache]
     base += [] if opts.companions else ["--no-companions"]
-    runs: list[DeviceRun] = []
-    companions = _Companions()
-    info: FrameworkRun | None = None
-    remaining: list[str] | None = None  # devices still to run (None: not listed yet)
-    requested = ",".join(opts.devices)
-    while remaining is None or remaining:
-        devices_arg = requested if remaining is None else ",".join(remaining)
-        worker = workers.start([*base, "--devices", devices_arg], env)
-        from dlsetup.smoke.results import FrameworkRun, device_run_from_event, failed_device_run
+    return base
 
-        current: str | None = None
-        deadline = time.monotonic() + opts.timeout_s  # to import the framework, list devices
-        failure: tuple[str, str] | None = None
-        ran = 0  # devices this worker reported
+
+class _Unavailable(Exception):
+    """The framework cannot be imported in the target interpreter (the reason is the message)."""
+
+
+@dataclass
+class _WorkerEnd:
+    """How one worker ended.
+
+    Attributes:
+        failure: ``(status, why)``: ``timeout`` or ``crashed``; None when it reported its device
+            and exited cleanly.
+        current: the device it was running when it ended (None: none started, or the last one
+            was reported).
+        ran: how many devices it reported.
+    """
+
+    failure: tuple[str, str] | None = None
+    current: str | None = None
+    ran: int = 0
+
+
+class _FrameworkRunner:
+    """One framework's run: a fresh worker per device, one after the other, until no selected
+    device remains; a device that hangs or crashes its worker fails alone."""
+
+    def __init__(
+        self, framework: str, opts: RunOptions, workers: _Workers, reference_cache: str
+    ) -> None:
+        self.framework = framework
+        self.opts = opts
+        self.workers = workers
+        self.env = _worker_env(opts)
+        self.argv = _worker_argv(framework, opts, reference_cache)
+        self.runs: list[DeviceRun] = []
+        self.companions = _Companions()
+        self.info: FrameworkRun | None = None
+        self.remaining: list[str] | None = None  # devices still to run (None: not listed yet)
+
+    def run(self) -> tuple[FrameworkRun, list[DeviceRun]]:
+        """The framework's facts and its device runs (companion checks attached)."""
+        requested = ",".join(self.opts.devices)
+        while self.remaining is None or self.remaining:
+            devices_arg = requested if self.remaining is None else ",".join(self.remaining)
+            worker = self.workers.start([*self.argv, "--devices", devices_arg], self.env)
+            try:
+                end = self._follow(worker)
+            except _Unavailable as exc:
+                return self._unavailable(str(exc)), []
+            tail = self.workers.stop(worker)
+            if self.workers.cancelled.is_set():
+                raise _Cancelled
+            broken = self._record_end(end, tail)
+            if broken is not None:
+                return broken, self.runs
+        assert self.info is not None
+        torch_version = self.info.version if isinstance(self.info.version, str) else ""
+        return self.info, [
+            self.companions.attach(run, torch_version, str(self.opts.python)) for run in self.runs
+        ]
+
+    def _follow(self, worker: _Worker) -> _WorkerEnd:
+        """Read one worker's events until it is done with its device, exits, or hangs past the
+        timeout (counted afresh from each device or companion started or reported)."""
+        timeout_s = self.opts.timeout_s
+        end = _WorkerEnd()
+        deadline = time.monotonic() + timeout_s  # to import the framework, list devices
         while True:
             try:
                 event = worker.next_event(deadline - time.monotonic())
             except queue.Empty:
-                failure = (
-                    ("timeout", f"no result within {opts.timeout_s:g} s (per-device timeout)")
-                    if current is not None
-                    else ("timeout", f"no answer within {opts.timeout_s:g} s (--timeout)")
+                end.failure = (
+                    ("timeout", f"no result within {timeout_s:g} s (per-device timeout)")
+                    if end.current is not None
+                    else ("timeout", f"no answer within {timeout_s:g} s (--timeout)")
                 )
-                break
+                return end
             if event is None:
                 status = worker.proc.wait(max(deadline - time.monotonic(), 0.0))
                 if status is None:  # it closed its output but runs on: past the deadline
-                    failure = ("timeout", f"no result within {opts.timeout_s:g} s")
-                    break
-                if current is None and ran and status == 0:
-                    break  # done with its device: a fresh worker takes the next one
-                failure = ("crashed", f"the worker exited with status {status}")
-                break
-            kind = event.get("event")
-            if kind == "no_numpy":
-                workers.stop(worker)
-                raise MissingToolError(
-                    f"NumPy cannot be imported by {opts.python}: {event.get('reason')}",
-                    fix=f"install numpy in that environment: {opts.python} -m pip install numpy",
+                    end.failure = ("timeout", f"no result within {timeout_s:g} s")
+                elif not (end.current is None and end.ran and status == 0):
+                    end.failure = ("crashed", f"the worker exited with status {status}")
+                # else: done with its device: a fresh worker takes the next one
+                return end
+            if self._on_event(worker, event, end):
+                deadline = time.monotonic() + timeout_s
+
+    def _on_event(self, worker: _Worker, event: dict[str, Any], end: _WorkerEnd) -> bool:
+        """Take in one event of ``worker``; True when it started or reported a device or a
+        companion (its timeout starts again).
+
+        Raises:
+            MissingToolError: the target interpreter cannot import NumPy.
+            _Unavailable: it cannot import the framework.
+        """
+        from dlsetup.smoke.results import FrameworkRun, device_run_from_event
+
+        kind = event.get("event")
+        if kind == "no_numpy":
+            self.workers.stop(worker)
+            raise MissingToolError(
+                f"NumPy cannot be imported by {self.opts.python}: {event.get('reason')}",
+                fix=f"install numpy in that environment: {self.opts.python} -m pip install numpy",
+            )
+        if kind == "unavailable":
+            self.workers.stop(worker)
+            raise _Unavailable(str(event.get("reason")))
+        if kind == "hello":
+            if self.info is None:
+                self.info = FrameworkRun(
+                    self.framework,
+                    "ok",
+                    str(event["version"]),
+                    tuple(event["devices"]),
+                    tuple(event["selected"]),
+                    float(event["import_s"]),
+                    None,
                 )
-            if kind == "unavailable":
-                workers.stop(worker)
-                reason = str(event.get("reason"))
-                return FrameworkRun(
-                    framework,
-                    "unavailable",
-                    Missing("not_installed", reason),
-                    (),
-                    (),
-                    Missing("not_installed"),
-                    reason,
-                ), []
-            if kind == "hello":
-                if info is None:
-                    info = FrameworkRun(
-                        framework,
-                        "ok",
-                        str(event["version"]),
-                        tuple(event["devices"]),
-                        tuple(event["selected"]),
-                        float(event["import_s"]),
-                        None,
-                    )
-                if remaining is None:
-                    remaining = list(event["selected"])
-            elif kind == "device_start":
-                current = str(event["device"])
-                deadline = time.monotonic() + opts.timeout_s
-            elif kind in ("companion_start", "companion_result"):
-                companions.record(event)
-                deadline = time.monotonic() + opts.timeout_s
-            elif kind == "device_result":
-                runs.append(device_run_from_event(framework, event))
-                ran += 1
-                if remaining is not None and event["device"] in remaining:
-                    remaining.remove(event["device"])
-                current = None
-                deadline = time.monotonic() + opts.timeout_s
-        tail = workers.stop(worker)
-        if workers.cancelled.is_set():
-            raise _Cancelled
+            if self.remaining is None:
+                self.remaining = list(event["selected"])
+            return False
+        if kind == "device_start":
+            end.current = str(event["device"])
+            return True
+        if kind in ("companion_start", "companion_result"):
+            self.companions.record(event)
+            return True
+        if kind == "device_result":
+            self.runs.append(device_run_from_event(self.framework, event))
+            end.ran += 1
+            if self.remaining is not None and event["device"] in self.remaining:
+                self.remaining.remove(event["device"])
+            end.current = None
+            return True
+        return False
+
+    def _record_end(self, end: _WorkerEnd, tail: str) -> FrameworkRun | None:
+        """Record how a worker ended (``tail``: the end of its stderr): the companion or device
+        it was running when it failed fails; returned, the framework's failure when the worker
+        failed before running any device (None: go on with the devices remaining)."""
+        from dlsetup.smoke.results import FrameworkRun, failed_device_run
+
+        failure, current = end.failure, end.current
         if failure is not None and current is None:
-            companions.ended(failure, tail)  # a companion that crashed or hung the worker
-        if failure is None or (current is None and (ran or remaining == [])):
-            continue  # its device was reported; the loop ends when no device remains
+            self.companions.ended(failure, tail)  # a companion that crashed or hung the worker
+        if failure is None or (current is None and (end.ran or self.remaining == [])):
+            return None  # its device was reported; the loop ends when no device remains
         if current is None:  # died or hung before any device started: the worker itself failed
             reason = f"{failure[1]} before running any device" + (
                 f"; stderr: {tail[-800:]}" if tail else ""
             )
             return FrameworkRun(
-                framework, "error", Missing("error"), (), (), Missing("error"), reason
-            ), runs
+                self.framework, "error", Missing("error"), (), (), Missing("error"), reason
+            )
         detail = failure[1] + (
             f"; stderr: {tail[-800:]}" if tail and failure[0] == "crashed" else ""
         )
-        runs.append(
+        self.runs.append(
             failed_device_run(
-                framework,
+                self.framework,
                 current,
                 status=failure[0],
                 error=detail,
-                seed=opts.seed,
-                steps=opts.steps,
+                seed=self.opts.seed,
+                steps=self.opts.steps,
             )
         )
-        if remaining is not None and current in remaining:
-            remaining.remove(current)
-    assert info is not None
-    torch_version = info.version if isinstance(info.version, str) else ""
-    return info, [companions.attach(run, torch_version, str(opts.python)) for run in runs]
+        if self.remaining is not None and current in self.remaining:
+            self.remaining.remove(current)
+        return None
+
+    def _unavailable(self, reason: str) -> FrameworkRun:
+        from dlsetup.smoke.results import FrameworkRun
+
+        return FrameworkRun(
+            self.framework,
+            "unavailable",
+            Missing("not_installed", reason),
+            (),
+            (),
+            Missing("not_installed"),
+            reason,
+        )
 
 
 class _Companions:
@@ -480,6 +567,43 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
     require_interpreter(opts.python)
     frameworks = opts.frameworks or FRAMEWORKS
     started = time.perf_counter()
+    results = _run_frameworks(opts, frameworks)
+    from dlsetup.smoke.results import ZERO_ONE_NOTE, SmokeReport
+
+    wall = time.perf_counter() - started
+    infos = tuple(results[n][0] for n in frameworks)
+    runs = tuple(r for n in frameworks for r in results[n][1])
+    _require_selection(opts, frameworks, infos)
+    agreed = agreement(runs, opts.max_disagreement)
+    passed = (
+        all(i.status in ("ok", "unavailable") for i in infos)
+        and all(r.passed for r in runs)
+        and all(a.passed is not False for a in agreed)
+    )
+    return SmokeReport(
+        passed=passed,
+        python=str(opts.python),
+        seed=opts.seed,
+        steps=opts.steps,
+        wall_s=wall,
+        machine=machine_info(str(opts.python)),
+        frameworks=infos,
+        runs=runs,
+        agreement=agreed,
+        zero_one_note=ZERO_ONE_NOTE,
+        max_disagreement=opts.max_disagreement,
+    )
+
+
+def _run_frameworks(
+    opts: RunOptions, frameworks: tuple[str, ...]
+) -> dict[str, tuple[FrameworkRun, list[DeviceRun]]]:
+    """Run each framework in a thread of its own (:func:`_run_framework`); the first error of
+    any raised here, once every worker has ended.
+
+    On an interrupt (Ctrl-C, SIGTERM) or any error every worker's process group is ended before
+    this returns or raises.
+    """
     results: dict[str, tuple[FrameworkRun, list[DeviceRun]]] = {}
     errors: list[Exception] = []
     workers = _Workers()
@@ -518,11 +642,19 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
         shutil.rmtree(cache, ignore_errors=True)
     if errors:
         raise errors[0]
-    from dlsetup.smoke.results import ZERO_ONE_NOTE, SmokeReport
+    return results
 
-    wall = time.perf_counter() - started
-    infos = tuple(results[n][0] for n in frameworks)
-    runs = tuple(r for n in frameworks for r in results[n][1])
+
+def _require_selection(
+    opts: RunOptions, frameworks: tuple[str, ...], infos: tuple[FrameworkRun, ...]
+) -> None:
+    """Refuse a run that tested nothing that was asked for.
+
+    Raises:
+        MissingToolError: no framework could be imported, or one named with ``--framework``
+            could not.
+        SmokeError: a device named with ``--device`` exists in no framework.
+    """
     available = [i for i in infos if i.status != "unavailable"]
     if not available:
         wanted = " or ".join(frameworks)
@@ -548,22 +680,3 @@ def run_smoke(opts: RunOptions) -> SmokeReport:
                 f"no framework detects device {', '.join(absent)} (detected: {', '.join(seen)})",
                 fix="pick one of the detected devices with --device, or leave --device out",
             )
-    agreed = agreement(runs, opts.max_disagreement)
-    passed = (
-        all(i.status in ("ok", "unavailable") for i in infos)
-        and all(r.passed for r in runs)
-        and all(a.passed is not False for a in agreed)
-    )
-    return SmokeReport(
-        passed=passed,
-        python=str(opts.python),
-        seed=opts.seed,
-        steps=opts.steps,
-        wall_s=wall,
-        machine=machine_info(str(opts.python)),
-        frameworks=infos,
-        runs=runs,
-        agreement=agreed,
-        zero_one_note=ZERO_ONE_NOTE,
-        max_disagreement=opts.max_disagreement,
-    )
