@@ -220,10 +220,52 @@ def smoke(  # noqa: PLR0917 - click passes each option
 
         smoke_distributed(ctx, python=python, as_json=as_json, seed=seed, steps=steps)
         return
-    from dlsetup.atomic_write import write_text_atomically
     from dlsetup.smoke.runner import RunOptions, run_smoke
 
-    bound = max_regression
+    _check_outputs(output=output, github_benchmark=github_benchmark, plot=plot, force=force)
+    baseline_metrics = None
+    if baseline is not None:  # read before the run; otherwise the benchmark module (and NumPy)
+        from dlsetup.smoke import benchmark as bm  # is imported once the workers have started
+
+        baseline_metrics = bm.load_baseline(baseline)
+    interpreter = Path(python) if python is not None else Path(sys.executable)
+    report = run_smoke(
+        RunOptions(
+            python=interpreter,
+            frameworks=frameworks,
+            devices=devices,
+            seed=seed,
+            steps=steps,
+            timeout_s=timeout,
+            max_disagreement=max_disagreement,
+        )
+    )
+    from dlsetup.smoke import benchmark as bm
+
+    bench = bm.benchmark_from_report(report)
+    if benchmark:  # after the run, so the smoke figures are not measured beside it
+        bench = _with_device_peaks(
+            bench, interpreter, bar=device_peak_bar / 100, gate=gate_device_peak
+        )
+    comparison = None
+    if baseline_metrics is not None and baseline is not None:
+        comparison = bm.compare(bm.metrics(bench), baseline_metrics, max_regression, str(baseline))
+    _write_outputs(report, bench, output=output, github_benchmark=github_benchmark, plot=plot)
+    with_benchmark = benchmark or output is not None or github_benchmark is not None
+    if as_json:
+        _print_json(report, bench if with_benchmark else None, comparison, baseline)
+    else:
+        _print_human(report, bench, comparison, with_benchmark=with_benchmark)
+    peak_failed = any(p.failed for p in bench.device_peak or ())
+    if not report.passed or (comparison is not None and not comparison.passed) or peak_failed:
+        ctx.exit(int(ExitCode.FINDINGS))
+
+
+def _check_outputs(
+    *, output: Path | None, github_benchmark: Path | None, plot: Path | None, force: bool
+) -> None:
+    """Refuse, before the run, output files that cannot be written, two outputs on one file, and
+    ``--plot`` without matplotlib."""
     outputs = [
         (path, option)
         for path, option in (
@@ -250,39 +292,33 @@ def smoke(  # noqa: PLR0917 - click passes each option
                 "--plot needs matplotlib, which is not installed",
                 fix="pip install 'dlsetup[plot]'",
             )
-    baseline_metrics = None
-    if baseline is not None:  # read before the run; otherwise the benchmark module (and NumPy)
-        from dlsetup.smoke import benchmark as bm  # is imported once the workers have started
 
-        baseline_metrics = bm.load_baseline(baseline)
-    interpreter = Path(python) if python is not None else Path(sys.executable)
-    report = run_smoke(
-        RunOptions(
-            python=interpreter,
-            frameworks=frameworks,
-            devices=devices,
-            seed=seed,
-            steps=steps,
-            timeout_s=timeout,
-            max_disagreement=max_disagreement,
-        )
+
+def _with_device_peaks(bench: Benchmark, interpreter: Path, *, bar: float, gate: bool) -> Benchmark:
+    """``bench`` with each device's matmul figure against its peak (``--benchmark``)."""
+    from dlsetup.smoke.device_peak import measure_devices
+
+    peaks = measure_devices(
+        str(interpreter),
+        [run.device for run in bench.runs if run.status == "ok"],
+        bar=bar,
+        gate=gate,
     )
+    return dataclasses.replace(bench, device_peak=peaks)
+
+
+def _write_outputs(
+    report: SmokeReport,
+    bench: Benchmark,
+    *,
+    output: Path | None,
+    github_benchmark: Path | None,
+    plot: Path | None,
+) -> None:
+    """Write ``--output``, ``--github-benchmark`` and ``--plot`` (each one atomically)."""
+    from dlsetup.atomic_write import write_text_atomically
     from dlsetup.smoke import benchmark as bm
 
-    bench = bm.benchmark_from_report(report)
-    if benchmark:  # after the run, so the smoke figures are not measured beside it
-        from dlsetup.smoke.device_peak import measure_devices
-
-        peaks = measure_devices(
-            str(interpreter),
-            [run.device for run in bench.runs if run.status == "ok"],
-            bar=device_peak_bar / 100,
-            gate=gate_device_peak,
-        )
-        bench = dataclasses.replace(bench, device_peak=peaks)
-    comparison = None
-    if baseline_metrics is not None and baseline is not None:
-        comparison = bm.compare(bm.metrics(bench), baseline_metrics, bound, str(baseline))
     if output is not None:
         text = json.dumps(bm.benchmark_document(bench), indent=2) + "\n"
         _write(output, "--output", functools.partial(write_text_atomically, output, text))
@@ -297,36 +333,47 @@ def smoke(  # noqa: PLR0917 - click passes each option
         from dlsetup.smoke.plot import plot_curves
 
         _write(plot, "--plot", functools.partial(plot_curves, report, plot))
-    if as_json:
-        from dlsetup.output import dumps, envelope, to_jsonable
 
-        data: dict[str, Any] = to_jsonable(report)
-        data["benchmark"] = to_jsonable(bench) if benchmark or output or github_benchmark else None
-        data["comparison"] = _comparison_json(comparison)
-        click.echo(dumps(envelope(SCHEMA, data)))
-        if comparison is not None and comparison.compared == 0:
-            click.echo(
-                f"Comparison: FAIL — nothing compared: no metric of this run is in {baseline}",
-                err=True,
-            )
-    else:
-        from dlsetup.output import make_console
 
-        console = make_console()
-        render_report(console, report)
-        if benchmark or output is not None or github_benchmark is not None:
-            render_benchmark(console, bench)
-        if bench.device_peak:
-            from dlsetup.smoke.device_peak import device_peak_lines
+def _print_json(
+    report: SmokeReport,
+    bench: Benchmark | None,
+    comparison: Comparison | None,
+    baseline: Path | None,
+) -> None:
+    """The ``--json`` document (``bench``: None unless benchmark figures were asked for), and on
+    stderr a comparison that compared nothing."""
+    from dlsetup.output import dumps, envelope, to_jsonable
 
-            for peak in bench.device_peak:
-                for line in device_peak_lines(peak):
-                    console.print(line, markup=False, highlight=False)
-        if comparison is not None:
-            render_comparison(console, comparison)
-    peak_failed = any(p.failed for p in bench.device_peak or ())
-    if not report.passed or (comparison is not None and not comparison.passed) or peak_failed:
-        ctx.exit(int(ExitCode.FINDINGS))
+    data: dict[str, Any] = to_jsonable(report)
+    data["benchmark"] = to_jsonable(bench) if bench is not None else None
+    data["comparison"] = _comparison_json(comparison)
+    click.echo(dumps(envelope(SCHEMA, data)))
+    if comparison is not None and comparison.compared == 0:
+        click.echo(
+            f"Comparison: FAIL — nothing compared: no metric of this run is in {baseline}",
+            err=True,
+        )
+
+
+def _print_human(
+    report: SmokeReport, bench: Benchmark, comparison: Comparison | None, *, with_benchmark: bool
+) -> None:
+    """The report, then the benchmark figures (``with_benchmark``), device peaks and comparison."""
+    from dlsetup.output import make_console
+
+    console = make_console()
+    render_report(console, report)
+    if with_benchmark:
+        render_benchmark(console, bench)
+    if bench.device_peak:
+        from dlsetup.smoke.device_peak import device_peak_lines
+
+        for peak in bench.device_peak:
+            for line in device_peak_lines(peak):
+                console.print(line, markup=False, highlight=False)
+    if comparison is not None:
+        render_comparison(console, comparison)
 
 
 def _comparison_json(comparison: Comparison | None) -> dict[str, Any] | None:
