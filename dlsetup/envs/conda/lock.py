@@ -537,16 +537,7 @@ def _lock_environment(
     cache_dir: Path | None,
     cuda_source: str,
 ) -> LockResult:
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
-    conda_exe = find_conda_executable() if engine == "conda-lock" else None
-    if engine == "conda-lock" and conda_exe is None:
-        raise MissingToolError(
-            "--engine conda-lock needs a conda, mamba or micromamba executable, and none is on PATH "
-            "(nor $CONDA_EXE)",
-            fix="use the default --engine rattler, which needs no conda binary, or install "
-            "micromamba (https://mamba.readthedocs.io) and retry",
-        )
+    conda_exe = _conda_executable(engine)
     name = env.spec.name
     if not is_valid_env_name(name):
         raise InputError(f"invalid environment name {name!r}: {NAME_RULE}", fix="rename it")
@@ -574,6 +565,83 @@ def _lock_environment(
                 expand_auth(url)  # an unset ${VAR} fails now, before anything is solved
         solutions = asyncio.run(_solve_all(env, channels.solve, platforms, per_platform, cache_dir))
         pypi = resolve_all(_pypi_requests(env, solutions))
+    content_hash = _write_lock_files(
+        env,
+        output_dir=output_dir,
+        force=force,
+        platforms=platforms,
+        per_platform=per_platform,
+        channels=channels,
+        solutions=solutions,
+        pypi=pypi,
+        engine=engine,
+        conda_exe=conda_exe,
+    )
+    return LockResult(
+        name=name,
+        target=env.target,
+        variant=env.variant,
+        cuda=env.cuda,
+        python=env.python,
+        engine=engine,
+        channels=env.spec.channels,
+        lock_path=lock_path,
+        environment_path=env_path,
+        virtual_packages_path=vp_path,
+        platforms=tuple(
+            _platform_lock(p, per_platform[p], solutions, pypi, lock_path) for p in platforms
+        ),
+        pypi_notes=tuple(n for s in pypi.values() for n in s.notes),
+        content_hash=content_hash,
+        lines=dict(env.lines),
+        gpus=env.gpus,
+        gpu_source=env.gpu_source,
+        companion_notes=env.companion_notes,
+    )
+
+
+def _conda_executable(engine: str) -> str | None:
+    """The conda, mamba or micromamba executable ``--engine conda-lock`` runs (None: rattler).
+
+    Raises:
+        InputError: an unknown engine.
+        MissingToolError: ``conda-lock`` and no such executable.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    conda_exe = find_conda_executable() if engine == "conda-lock" else None
+    if engine == "conda-lock" and conda_exe is None:
+        raise MissingToolError(
+            "--engine conda-lock needs a conda, mamba or micromamba executable, and none is on PATH "
+            "(nor $CONDA_EXE)",
+            fix="use the default --engine rattler, which needs no conda binary, or install "
+            "micromamba (https://mamba.readthedocs.io) and retry",
+        )
+    return conda_exe
+
+
+def _write_lock_files(
+    env: RenderedEnvironment,
+    *,
+    output_dir: Path,
+    force: bool,
+    platforms: tuple[str, ...],
+    per_platform: dict[str, tuple[VirtualPackage, ...]],
+    channels: _Channels,
+    solutions: dict[str, tuple[list[Any], float]],
+    pypi: dict[str, PypiSolution],
+    engine: str,
+    conda_exe: str | None,
+) -> dict[str, str]:
+    """Write the environment file, the virtual packages and the lock (rattler's ``solutions``
+    and ``pypi``, or conda-lock's own solve) into ``output_dir``, all three replaced together;
+    the lock's content hashes.
+
+    Raises:
+        ExistsError: an output file appeared meanwhile and ``force`` is false.
+        WriteError: the files could not be written; the old ones are unchanged.
+    """
+    env_path, vp_path, lock_path = output_paths(output_dir, env.spec.name)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         # all three files are written in a temporary directory beside the outputs (under their
@@ -582,7 +650,7 @@ def _lock_environment(
     except OSError as exc:
         raise output_error(exc, output_dir, what="write into") from exc
     try:
-        tmp_env, tmp_vp, tmp_lock = output_paths(tmp_dir, name)
+        tmp_env, tmp_vp, tmp_lock = output_paths(tmp_dir, env.spec.name)
         tmp_env.write_text(env.text, encoding="utf-8")
         tmp_vp.write_text(spec_file_text(per_platform), encoding="utf-8")
         if engine == "rattler":
@@ -610,52 +678,43 @@ def _lock_environment(
         raise output_error(exc, output_dir, what="write the lock files into") from exc
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+    return content_hash
 
-    return LockResult(
-        name=name,
-        target=env.target,
-        variant=env.variant,
-        cuda=env.cuda,
-        python=env.python,
-        engine=engine,
-        channels=env.spec.channels,
-        lock_path=lock_path,
-        environment_path=env_path,
-        virtual_packages_path=vp_path,
-        platforms=tuple(
-            PlatformLock(
-                platform=p,
-                virtual_packages=per_platform[p],
-                packages=tuple(
-                    sorted(
-                        (
-                            LockedPackage(r.name.normalized, str(r.version), str(r.build))
-                            for r in solutions[p][0]
-                        ),
-                        key=lambda pkg: pkg.name,
-                    )
-                )
-                if p in solutions
-                else _packages_from_lock(lock_path, p),
-                solve_ms=solutions[p][1] if p in solutions else 0.0,
-                pypi_packages=tuple(
-                    LockedPackage(pkg.name, pkg.version, "") for pkg in pypi[p].packages
-                )
-                if p in pypi
-                else _packages_from_lock(lock_path, p, manager="pip")
-                if p not in solutions
-                else (),
-                pypi_ms=pypi[p].resolve_ms if p in pypi else 0.0,
-                provided_by_conda=pypi[p].provided_by_conda if p in pypi else (),
+
+def _platform_lock(
+    platform: str,
+    virtual: tuple[VirtualPackage, ...],
+    solutions: Mapping[str, tuple[list[Any], float]],
+    pypi: Mapping[str, PypiSolution],
+    lock_path: Path,
+) -> PlatformLock:
+    """What was locked for ``platform``: rattler's solution and uv's resolution where this
+    process solved it, else the packages read back from the lock conda-lock wrote."""
+    conda = solutions.get(platform)
+    resolved = pypi.get(platform)
+    if conda is None:
+        packages = _packages_from_lock(lock_path, platform)
+    else:
+        packages = tuple(
+            sorted(
+                (LockedPackage(r.name.normalized, str(r.version), str(r.build)) for r in conda[0]),
+                key=lambda pkg: pkg.name,
             )
-            for p in platforms
-        ),
-        pypi_notes=tuple(n for s in pypi.values() for n in s.notes),
-        content_hash=content_hash,
-        lines=dict(env.lines),
-        gpus=env.gpus,
-        gpu_source=env.gpu_source,
-        companion_notes=env.companion_notes,
+        )
+    if resolved is not None:
+        pypi_packages = tuple(LockedPackage(pkg.name, pkg.version, "") for pkg in resolved.packages)
+    elif conda is None:
+        pypi_packages = _packages_from_lock(lock_path, platform, manager="pip")
+    else:
+        pypi_packages = ()
+    return PlatformLock(
+        platform=platform,
+        virtual_packages=virtual,
+        packages=packages,
+        solve_ms=conda[1] if conda is not None else 0.0,
+        pypi_packages=pypi_packages,
+        pypi_ms=resolved.resolve_ms if resolved is not None else 0.0,
+        provided_by_conda=resolved.provided_by_conda if resolved is not None else (),
     )
 
 
