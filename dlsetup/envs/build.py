@@ -16,7 +16,7 @@ from dlsetup.envs.files.names import validate_env_name
 from dlsetup.envs.finish import SmokeOutcome, activation_hint, run_smoke, skipped_smoke
 from dlsetup.envs.jupyter import KernelSpec, has_ipykernel, register_kernel
 from dlsetup.envs.location import default_envs_dir
-from dlsetup.envs.lockfiles.formats import read_lock_text
+from dlsetup.envs.lockfiles.formats import check_options, read_lock_text
 from dlsetup.envs.pipeline import backend_for_lock, backend_named
 from dlsetup.envs.progress import Progress
 from dlsetup.envs.safety import check_prefix, normalize_prefix, target_lock
@@ -128,6 +128,9 @@ def build_environment(
                     f"lock (the {chosen.name} backend's)",
                     fix=f"drop --backend {backend}: a lock's format chooses its backend",
                 )
+            # --environment, --extras, --no-dev select parts a format may not have: refused, never
+            # ignored, whatever the backend
+            check_options(from_lock, fmt, environment=environment, dev=dev, extras=extras)
             lock_path = from_lock
             default_name = chosen.default_name(from_lock, options)
         env_name = name or (prefix.name if prefix is not None else default_name)

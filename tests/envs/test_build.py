@@ -31,3 +31,23 @@ def test_prefix_and_name_together_is_an_input_error_before_anything_is_written(
             None, from_lock=tmp_path / "x.conda-lock.yml", prefix=tmp_path / "env", name="env"
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "kwargs"),
+    [("--no-dev", {"dev": False}), ("--extras", {"extras": ("docs",)}),
+     ("--environment", {"environment": "gpu"})],
+)  # fmt: skip
+def test_a_selecting_option_a_venv_lock_has_no_part_for_is_refused_not_ignored(
+    tmp_path: Path, option: str, kwargs: dict[str, object]
+) -> None:
+    lock = tmp_path / "pylock.toml"
+    lock.write_text('lock-version = "1.0"\ncreated-by = "uv"\n[[packages]]\nname = "x"\n')
+    with pytest.raises(InputError, match=f"^{option}.* applies to") as raised:
+        build_environment(None, from_lock=lock, prefix=tmp_path / "env", **kwargs)  # type: ignore[arg-type]
+    assert "PEP 751" in raised.value.message
+    assert not (tmp_path / "env").exists()
+    # the same lock without the option gets past this check (and fails later: no wheel)
+    with pytest.raises(InputError) as other:
+        build_environment(None, from_lock=lock, prefix=tmp_path / "env")
+    assert "applies to" not in other.value.message
