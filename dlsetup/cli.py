@@ -116,7 +116,7 @@ class LazyGroup(click.Group):
         as_json = bool(ctx.meta.get(_JSON_META))
         try:
             result = super().invoke(ctx)
-            if _SIGNALS.terminated:  # raised where Python swallowed it (an import lock's callback)
+            if Terminated.pending:  # raised where Python swallowed it (an import lock's callback)
                 raise Terminated
             return result
         except DlsetupError as exc:
@@ -126,7 +126,7 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             fail(ctx, ExitCode.INTERRUPTED, "Interrupted", "Interrupted", None, as_json=as_json)
         except click.exceptions.Exit:
-            if _SIGNALS.terminated:
+            if Terminated.pending:
                 fail(ctx, ExitCode.TERMINATED, "Terminated", "Terminated", None, as_json=as_json)
             raise
         except click.ClickException as exc:
@@ -222,15 +222,6 @@ def cli() -> None:
     """
 
 
-class _Signals:
-    """What the SIGTERM handler saw (it is also raised; this survives where the raise is lost)."""
-
-    terminated = False
-
-
-_SIGNALS = _Signals()
-
-
 def _unsafe_to_raise(frame: FrameType | None) -> bool:
     """Whether an exception raised at ``frame`` would be lost or would wedge the process.
 
@@ -258,7 +249,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Where raising now would be lost or would leave the import lock held (_unsafe_to_raise), the
     # signal is delivered again a moment later, outside that code; where a loss cannot be seen,
     # the flag makes the command's end exit 143 instead of reporting success.
-    _SIGNALS.terminated = True
+    Terminated.pending = True
     if _unsafe_to_raise(frame):
         timer = threading.Timer(0.05, _resend_sigterm)
         timer.daemon = True

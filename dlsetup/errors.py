@@ -43,7 +43,20 @@ class Terminated(KeyboardInterrupt):
 
     A subclass of :class:`KeyboardInterrupt`, so every clean-up written for Ctrl-C (ending worker
     process groups, removing a partial build) runs for SIGTERM too; the CLI exits 143 for it.
+
+    Attributes:
+        pending: set by the handler with each SIGTERM, so that a raise Python swallowed (in an
+            import lock's callback) still ends the command with 143; code that catches the
+            raise and decides the command's outcome itself (rank 0 of a distributed smoke whose
+            report is written) calls :meth:`handled`.
     """
+
+    pending: bool = False
+
+    @classmethod
+    def handled(cls) -> None:
+        """The SIGTERM seen so far was dealt with: the command's own outcome stands."""
+        cls.pending = False
 
 
 class DlsetupError(Exception):

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlsetup import cli as cli_mod
-from dlsetup.errors import EXIT_CODE_MEANINGS, ExitCode
+from dlsetup.errors import EXIT_CODE_MEANINGS, ExitCode, Terminated
 from dlsetup.output import load_schema
 from tests.support.proc import REPO, run_cli
 from tests.support.signals import SIGNALLED
@@ -183,7 +183,7 @@ def test_a_sigterm_python_would_swallow_still_ends_in_exit_143(
         time.sleep(0.2)  # a timer that should not exist would fire here
     finally:
         signal.signal(signal.SIGTERM, previous)
-        cli_mod._SIGNALS.terminated = False  # not monkeypatch: it would restore True
+        Terminated.handled()  # not monkeypatch: it would restore True
     assert result.exit_code == ExitCode.TERMINATED, result.output
     if where == "finalizer":
         assert "finished" not in result.stdout

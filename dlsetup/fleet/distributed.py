@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup import children
-from dlsetup.errors import InputError, MissingToolError, SmokeError
+from dlsetup.errors import InputError, MissingToolError, SmokeError, Terminated
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 #: MASTER_PORT under srun when the job script sets none: 20000 + job id mod 20000 (one per job).
@@ -214,11 +214,23 @@ def run_distributed(
         # The worker ends itself when a phase runs past its limit (2 x timeout + diagnose + 5 s,
         # its watchdog), so the wait has no deadline of its own; Ctrl-C or SIGTERM (Terminated)
         # is passed on to it, it gets 5 s, then its group is killed and the interrupt goes on.
-        with children.start(argv, env=environ, stdout="inherit", stderr="inherit") as proc:
-            code, _ = proc.finish(None, grace=5.0)
+        code: int | None
+        try:
+            with children.start(argv, env=environ, stdout="inherit", stderr="inherit") as proc:
+                code, _ = proc.finish(None, grace=5.0)
+        except KeyboardInterrupt:
+            # torchrun ends a node's ranks as soon as one of them exits with a failure: when
+            # rank 0's worker had written its report by then (it was waiting for the others to
+            # read the verdict), the report is the answer, not "Terminated"
+            if launch.rank != 0 or not report_path.exists():
+                raise
+            Terminated.handled()
+            code = None
         report = None
         if launch.rank == 0 and report_path.exists():
             report = json.loads(report_path.read_text(encoding="utf-8"))
+        if code is None:  # stopped after the report: its verdict stands
+            code = int(report.get("exit_code", 1)) if isinstance(report, dict) else 1
     if code == 3:
         raise MissingToolError(
             f"torch is not installed in {options.python}",

@@ -22,10 +22,21 @@ from dlsetup.errors import InputError
 from dlsetup.fleet.distributed import resolve_launch
 from dlsetup.output import load_schema
 from tests.fleet.launch import Ended, free_port, srun_like, torchrun_nodes
+from tests.support.shared import shared_dir
 
 pytest.importorskip("torch")
 
 FAULT_DEADLINE_S = 30.0
+
+
+@pytest.fixture(autouse=True)
+def one_cluster_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Under pytest-xdist, one loopback cluster (2 agents, 4 ranks importing torch) at a time:
+    four of them at once on 2 CPUs measure the machine, not the 30 s bound."""
+    from filelock import FileLock
+
+    with FileLock(str(shared_dir(tmp_path_factory, "locks") / "torchrun.lock")):
+        yield
 
 
 def _report(ended: list[Ended]) -> dict[str, Any]:
@@ -148,6 +159,20 @@ def test_a_broken_rank_is_named_within_30_s(
         )
     if state == "wrong":
         assert data["allreduce"]["wrong_ranks"][0]["rank"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_rank_0_stopped_by_torchrun_after_its_report_still_gives_the_report() -> None:
+    """torchrun ends a node's other ranks once one exits with a failure: a rank 1 that does not
+    linger gets rank 0 of its node stopped (SIGTERM) after its report is written and before it
+    has exited; the report is the answer, not 'Terminated' (exit 143)."""
+    ended, wall = torchrun_nodes(
+        ["--json", "--timeout", "5", "--steps", "20"], fault="die@3,hasty@1,slowexit@0"
+    )
+    data = _assert_fault(ended, wall, 3, "dead")
+    assert data["failure"]["phase"] == "all_reduce"
+    assert ended[0].returncode == 1, ended[0].stderr
 
 
 @pytest.mark.slow

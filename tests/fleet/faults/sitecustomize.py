@@ -14,7 +14,11 @@ No production module knows about these faults. KIND:
   sleeps 5 ms more (a straggler);
 * ``version``: from then on, its ``torch.__version__`` says 2.12.0+cpu (a drifted install);
 * ``grad``: after the DDP step's backward, its DDP gradient of the first parameter gets + 1;
-* ``grid``: from then on, its ``torch.sigmoid`` returns 1.1 x the value (a broken kernel).
+* ``grid``: from then on, its ``torch.sigmoid`` returns 1.1 x the value (a broken kernel);
+* ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
+  ``LINGER_S`` sleep returns at once), so torchrun stops rank 0 of its node the moment it can;
+* ``slowexit``: the rank's process waits 2 s before it exits (``os._exit``), after its report
+  and verdict are out: with ``hasty`` on another rank of its node, torchrun stops it first.
 """
 
 from __future__ import annotations
@@ -136,5 +140,31 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _hasty() -> None:
+    sleep = time.sleep
+
+    def no_linger(seconds: float) -> None:
+        if seconds != 3.0:  # the worker's LINGER_S
+            sleep(seconds)
+
+    time.sleep = no_linger
+
+
+def _slow_exit() -> None:
+    exit_now = os._exit
+
+    def slow_exit(code: int) -> None:
+        time.sleep(2.0)
+        exit_now(code)
+
+    os._exit = slow_exit  # type: ignore[assignment]
+
+
 if _faults():
     sys.meta_path.insert(0, _Finder())
+    # the rank's worker only, not the dlsetup process that started it (same RANK)
+    worker = sys.argv[0].endswith("distributed_worker.py")
+    if worker and "hasty" in _faults():
+        _hasty()
+    if worker and "slowexit" in _faults():
+        _slow_exit()
