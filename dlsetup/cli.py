@@ -143,6 +143,11 @@ class LazyGroup(click.Group):
         except click.exceptions.Abort:
             fail(ctx, ExitCode.INTERRUPTED, "Interrupted", "Interrupted", None, as_json=as_json)
         except Exception as exc:  # a bug: say so plainly, keep the traceback for a report
+            stop = _wrapped_stop(exc)
+            if stop is not None:  # Python wrapped our Ctrl-C or SIGTERM in another error
+                name = "Terminated" if isinstance(stop, Terminated) else "Interrupted"
+                code = ExitCode.TERMINATED if name == "Terminated" else ExitCode.INTERRUPTED
+                fail(ctx, code, name, name, None, as_json=as_json)
             if os.environ.get(DEBUG_ENV):
                 traceback.print_exc()
             fail(
@@ -153,6 +158,20 @@ class LazyGroup(click.Group):
                 f"rerun with {DEBUG_ENV}=1 to see the traceback and report it at {ISSUES_URL}",
                 as_json=as_json,
             )
+
+
+def _wrapped_stop(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind ``exc``, when Python turned it into another error: raised in
+    a class body's ``__set_name__`` (a dataclass field while a module imports), Python 3.11
+    reports ``RuntimeError: Error calling __set_name__`` caused by it."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _usage_fix(ctx: click.Context) -> str:

@@ -194,6 +194,28 @@ def test_a_sigterm_python_would_swallow_still_ends_in_exit_143(
     assert json.loads(document)["data"]["error"]["type"] == "Terminated"
 
 
+def test_a_sigterm_python_wraps_in_another_error_ends_in_exit_143_not_70(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM while a dataclass field's ``__set_name__`` runs (a module importing): Python 3.11
+    raises ``RuntimeError: Error calling __set_name__`` from the handler's Terminated. Seen in the
+    fault-injection test as exit 70, "internal error (a bug in dlsetup)"."""
+    monkeypatch.setitem(
+        cli_mod.COMMANDS, "wrapped", ("tests.support.broken_command", "wrapped", "a signal")
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+    cli_mod.install_sigterm_handler()
+    try:
+        result = CliRunner().invoke(cli_mod.cli, ["wrapped", "--json"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        Terminated.handled()
+    assert result.exit_code == ExitCode.TERMINATED, result.output
+    assert "finished" not in result.stdout
+    assert json.loads(result.stdout)["data"]["error"]["type"] == "Terminated"
+    assert "internal error" not in result.output
+
+
 def test_sigterm_is_not_raised_inside_importlibs_own_code() -> None:
     """Raised there, it can leave the global import lock held: doctor's probe threads then wait
     forever for it (seen: doctor hung after a SIGTERM in about 1 of 12 tries)."""

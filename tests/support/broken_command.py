@@ -57,3 +57,19 @@ def swallowed(as_json: bool, in_callback: bool) -> None:
     _SignalInFinalizer()  # collected at once: __del__ runs here
     time.sleep(5)
     click.echo("finished")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def wrapped(as_json: bool) -> None:
+    """Receive SIGTERM while a class body's ``__set_name__`` runs (a dataclass field as a module
+    imports): Python 3.11 turns the handler's exception into ``RuntimeError: Error calling
+    __set_name__``, caused by it."""
+    import signal
+
+    class Field:
+        def __set_name__(self, owner: type, name: str) -> None:
+            signal.raise_signal(signal.SIGTERM)
+
+    type("Record", (), {"solve_channels": Field()})
+    click.echo("finished")
