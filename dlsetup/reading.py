@@ -468,6 +468,16 @@ def _refuse_constant(name: str) -> Any:
 # --- parsing ----------------------------------------------------------------------------------
 
 
+def _check_parsed(
+    document: Any, text: str, *, source: str, what: str, max_depth: int, fix: str | None
+) -> None:
+    """:func:`_check_values` on a parsed ``document``, with a node bound from its ``text``."""
+    _check_values(
+        document, source=source, what=what, max_depth=max_depth, max_nodes=_max_nodes(text),
+        fix=fix,
+    )  # fmt: skip
+
+
 def parse_json(
     text: str,
     *,
@@ -495,10 +505,7 @@ def parse_json(
             raise _value_error(source, what, exc, fix) from exc
         raise _syntax_error(source, what, "json", exc, fix) from exc
     if _LONG_NUMBER.search(text):
-        _check_values(
-            document, source=source, what=what, max_depth=max_depth, max_nodes=_max_nodes(text),
-            fix=fix,
-        )  # fmt: skip
+        _check_parsed(document, text, source=source, what=what, max_depth=max_depth, fix=fix)
     return document
 
 
@@ -530,10 +537,7 @@ def parse_toml(
     except (ValueError, TypeError, OverflowError) as exc:
         raise _value_error(source, what, exc, fix) from exc
     if _LONG_NUMBER.search(text):
-        _check_values(
-            document, source=source, what=what, max_depth=max_depth, max_nodes=_max_nodes(text),
-            fix=fix,
-        )  # fmt: skip
+        _check_parsed(document, text, source=source, what=what, max_depth=max_depth, fix=fix)
     return document
 
 
@@ -565,10 +569,7 @@ def parse_yaml(
     except (ValueError, TypeError, OverflowError) as exc:  # int("1"*5001), a 13th month
         raise _value_error(source, what, exc, fix) from exc
     if _LONG_NUMBER.search(text) or _YAML_ALIAS.search(text):
-        _check_values(
-            document, source=source, what=what, max_depth=max_depth, max_nodes=_max_nodes(text),
-            fix=fix,
-        )  # fmt: skip
+        _check_parsed(document, text, source=source, what=what, max_depth=max_depth, fix=fix)
     return document
 
 
