@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.envs.channel import build_channel
+from tests.support.isolation import isolate_dirs
 from tests.support.shared import built_once
 from tests.support.torch_index import TorchIndex, build_torch_index
 
@@ -60,14 +61,4 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
     Returns the variables, for tests that start a subprocess.
     """
-    env = {
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "RATTLER_CACHE_DIR": str(tmp_path / "cache" / "rattler"),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter"),
-        "DLSETUP_ENVS_DIR": str(tmp_path / "envs"),
-        "NO_COLOR": "1",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("CONDA_ENVS_PATH", raising=False)
-    return env
+    return isolate_dirs(tmp_path, monkeypatch)

@@ -16,6 +16,7 @@ import pytest
 
 from tests.envs.lock_builders import WHEELS as CONDA_PIP_WHEELS
 from tests.envs.test_credentials import PASSWORD, USER, _AuthHandler
+from tests.support.isolation import isolate_dirs
 from tests.support.torch_index import build_torch_index
 from tests.support.wheels import build_index
 
@@ -32,18 +33,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     ``UV_CACHE_DIR`` is set too: a user who set it must not find a secret in it either.
     Returns the variables, for tests that start a subprocess.
     """
-    env = {
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "RATTLER_CACHE_DIR": str(tmp_path / "cache" / "rattler"),
-        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter"),
-        "DLSETUP_ENVS_DIR": str(tmp_path / "envs"),
-        "NO_COLOR": "1",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("CONDA_ENVS_PATH", raising=False)
-    return env
+    return isolate_dirs(tmp_path, monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"))
 
 
 class _TokenAuthHandler(_AuthHandler):
