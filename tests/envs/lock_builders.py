@@ -163,8 +163,11 @@ PIP_ENTRIES: tuple[tuple[str, str, dict[str, str]], ...] = (
 )
 
 
-def write_conda_lock(fixture: Fixture, path: Path, *, pip: bool = True) -> Path:
-    """A conda-lock v1 file written by conda-lock's own writer (see the module docstring)."""
+def write_conda_lock(
+    fixture: Fixture, path: Path, *, pip: bool = True, sha256: bool = True
+) -> Path:
+    """A conda-lock v1 file written by conda-lock's own writer (see the module docstring);
+    ``sha256=False``: the conda packages with an md5 only, as in conda-lock's own test locks."""
     from conda_lock.lockfile import write_conda_lock_file
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
@@ -180,7 +183,7 @@ def write_conda_lock(fixture: Fixture, path: Path, *, pip: bool = True) -> Path:
             platform=PLATFORM,
             dependencies=conda_lock_dependencies(list(r.depends)),
             url=r.url,
-            hash=HashModel(md5=r.md5.hex(), sha256=r.sha256.hex()),
+            hash=HashModel(md5=r.md5.hex(), sha256=r.sha256.hex() if sha256 else None),
             categories={category},
             build=str(r.build),
         )
@@ -273,14 +276,16 @@ def write_pixi_lock(
     return path
 
 
-def _v6_conda_entry(record: Any) -> dict[str, Any]:
+def _v6_conda_entry(record: Any, *, sha256: bool = True) -> dict[str, Any]:
     """A conda package as pixi writes it in a v6 pixi.lock: the URL, then only what the URL does
     not say (name, version and build come from the file name; the subdir too, except from a
     ``file://`` URL, where rattler's v6 reader asks for it)."""
     entry: dict[str, Any] = {"conda": record.url}
     if record.url.startswith("file:"):  # rattler derives the subdir from http(s) URLs only
         entry["subdir"] = str(record.subdir)
-    entry.update(sha256=record.sha256.hex(), md5=record.md5.hex())
+    if sha256:
+        entry["sha256"] = record.sha256.hex()
+    entry["md5"] = record.md5.hex()
     if record.depends:
         entry["depends"] = list(record.depends)
     if record.constrains:
@@ -296,12 +301,20 @@ def _v6_conda_entry(record: Any) -> dict[str, Any]:
     return entry
 
 
-def write_pixi_lock_v6(fixture: Fixture, path: Path) -> Path:
+def write_pixi_lock_v6(
+    fixture: Fixture,
+    path: Path,
+    *,
+    sha256: bool = True,
+    extra_pypi: tuple[dict[str, Any], ...] = (),
+) -> Path:
     """A pixi.lock in the version 6 format pixi 0.40-0.5x writes (the :data:`PIXI_ENVS`
     environments), copied field for field from genuine v6 files: ``channels`` as ``- url:``,
     ``indexes``, per-platform ``- conda:``/``- pypi:`` URL lists, and a ``packages`` list whose
     conda entries omit what the file name says and whose PyPI entries carry name, version,
-    sha256, ``requires_dist`` and ``requires_python``."""
+    sha256, ``requires_dist`` and ``requires_python``. ``sha256=False``: conda entries with an md5
+    only (a channel that publishes no sha256); ``extra_pypi``: more PyPI entries of the default
+    environment, as pixi writes them (``{"pypi": URL, "name": ..., ...}``)."""
     import yaml
 
     versions = {w.name: w.version for w in WHEELS}
@@ -312,7 +325,7 @@ def write_pixi_lock_v6(fixture: Fixture, path: Path) -> Path:
         records = sorted(solve(fixture, specs), key=lambda r: str(r.name.normalized))
         urls: list[dict[str, str]] = [{"conda": r.url} for r in records]
         for r in records:
-            packages.setdefault(r.url, _v6_conda_entry(r))
+            packages.setdefault(r.url, _v6_conda_entry(r, sha256=sha256))
         for name in sorted(pypi):
             url = fixture.wheel_url(name)
             urls.append({"pypi": url})
@@ -322,6 +335,9 @@ def write_pixi_lock_v6(fixture: Fixture, path: Path) -> Path:
                 entry["requires_dist"] = requires[name]
             entry["requires_python"] = ">=3.9"
             packages.setdefault(url, entry)
+        for entry in extra_pypi if env == "default" else ():
+            urls.append({"pypi": entry["pypi"]})
+            packages.setdefault(entry["pypi"], entry)
         environments[env] = {
             "channels": [{"url": fixture.channel_url + "/"}],
             "indexes": ["https://pypi.org/simple"],

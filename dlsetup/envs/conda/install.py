@@ -3,7 +3,8 @@
 Safety rules, in order:
 
 1. The lock is read with ``rattler.LockFile``; the platform must be in it.
-2. Every package must carry a sha256, and its URL must be ``<channel>/<subdir>/<file name>``
+2. Every package must carry a sha256, or an md5 where that is all its channel published (said
+   once, as the weaker hash), and its URL must be ``<channel>/<subdir>/<file name>``
    under one of the lock's declared channels, with a conda archive's file name (``.conda`` or
    ``.tar.bz2``); a channel is an ``http(s)://`` or ``file://`` URL, never the filesystem root.
    Anything else is refused (:class:`IntegrityError`) before any download.
@@ -241,7 +242,8 @@ def _check_record_identity(rec: Any, lock_path: Path) -> None:
 
 
 def verify_lock(contents: LockContents) -> None:
-    """Refuse a package without a sha256 or not at ``<declared channel>/<subdir>/<file name>``."""
+    """Refuse a package without a hash (sha256, else md5) or not at
+    ``<declared channel>/<subdir>/<file name>``."""
     if not contents.channels:
         raise IntegrityError(
             f"{contents.path} declares no channels", fix="regenerate it with dlsetup lock"
@@ -253,15 +255,15 @@ def verify_lock(contents: LockContents) -> None:
         # an explicit lock carries md5 only (conda list --explicit --md5, conda-lock render) or
         # no hash at all (conda list --explicit): the channel's repodata.json gives it then
         # (dlsetup.envs.conda.repodata_hashes), before anything is fetched
-        if rec.sha256 is None and not contents.metadata_from_archive:
+        # a conda-lock v1 or pixi.lock entry with an md5 only (a channel that never published
+        # sha256, such as the old ``nvidia`` label) is verified by its md5, as conda, conda-lock
+        # and pixi verify it (:func:`md5_only_note` says so once)
+        if rec.sha256 is None and rec.md5 is None and not contents.metadata_from_archive:
             raise IntegrityError(
-                f"{rec.file_name} in {contents.path} has no "
-                f"{'hash' if contents.metadata_from_archive else 'sha256'}; "
+                f"{rec.file_name} in {contents.path} has no hash (neither sha256 nor md5); "
                 "unverifiable packages are refused",
-                fix="regenerate the lock with dlsetup lock"
-                if not contents.metadata_from_archive
-                else "write the explicit lock with hashes: conda list --explicit --md5 (or "
-                "--sha256), or conda-lock render -k explicit",
+                fix="regenerate the lock with the tool that wrote it (conda-lock, pixi lock, "
+                "dlsetup lock): each records the hashes the channel publishes",
             )
         _check_record_identity(rec, contents.path)
         url = canonical(rec.url)
@@ -278,6 +280,21 @@ def verify_lock(contents: LockContents) -> None:
         _check_url_shape(
             rec, max((b for b in contents.channels if url.startswith(b)), key=len), contents.path
         )
+
+
+def md5_only_note(contents: LockContents) -> str | None:
+    """One line saying how many packages are verified by their md5 alone (no sha256 in the lock
+    or their channel's repodata.json), or ``None`` when every package has a sha256."""
+    weak = [rec for rec in contents.records if rec.sha256 is None and rec.md5 is not None]
+    if not weak:
+        return None
+    first = ", ".join(str(rec.name.normalized) for rec in weak[:3])
+    more = f" and {len(weak) - 3} more" if len(weak) > 3 else ""
+    return (
+        f"{len(weak)} packages of {contents.path.name} ({first}{more}) have an md5 and no "
+        "sha256: each is verified by its md5, the weaker hash (as conda, conda-lock and pixi "
+        "verify it)"
+    )
 
 
 def _digests_of(path: Path) -> tuple[str, str]:
@@ -652,6 +669,9 @@ def create_environment(
     check_packages(contents.pypi, platform, lock_path, python_version(contents))  # no download yet
     progress.note(plan_text(contents))
     contents = _hashes_for_unhashed_lines(contents, progress)
+    weak = md5_only_note(contents)
+    if weak is not None:
+        progress.note(weak)
     with target_lock(prefix):
         with deferred_signals():
             clean_leftovers(prefix)
