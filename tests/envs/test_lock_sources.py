@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.envs.lock_builders import (
+    PLATFORM,
     Fixture,
     build_fixture,
     write_conda_lock,
@@ -111,3 +112,69 @@ def test_a_package_with_neither_hash_is_still_refused(fx: Fixture, tmp_path: Pat
     assert code == 4, err
     assert "has no hash (neither sha256 nor md5); unverifiable packages are refused" in err
     assert not (tmp_path / "env").exists()
+
+
+# --- item 5: PEP 751 by content, not by name ------------------------------------------------------
+
+
+def uv_export_pylock(fx: Fixture, directory: Path) -> Path:
+    """``uv lock`` then ``uv export --format pylock.toml`` of a project needing ``tinyalpha``,
+    against a local index of the fixture's wheels: the pylock.toml uv itself writes."""
+    import subprocess
+
+    from dlsetup.envs.pypi.uv import uv_binary
+    from tests.envs.lock_builders import WHEELS
+    from tests.support.wheels import build_index
+
+    index = build_index(directory / "index", WHEELS)
+    project = directory / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "proj"\nversion = "0.1"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["tinyalpha"]\n[tool.uv]\npackage = false\n'
+    )
+    env = {"PATH": "/usr/bin:/bin", "UV_NO_PROGRESS": "1", "HOME": str(directory)}
+    common = ["--no-config", "--index-url", index, "--cache-dir", str(directory / "uv-cache"),
+              "--python", sys.executable]  # fmt: skip
+    for args in (["lock"], ["export", "--format", "pylock.toml", "-o", "pylock.toml"]):
+        subprocess.run([uv_binary(), *args, *common], cwd=project, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+    lock = project / "pylock.toml"
+    assert 'created-by = "uv"' in lock.read_text()
+    return lock
+
+
+@pytest.mark.parametrize(
+    ("name", "renamed"),
+    [("maia3.pylock.toml", "pylock.maia3.toml"), ("lock.toml", "pylock.toml")],
+)
+def test_a_pep_751_lock_under_another_name_is_told_how_to_rename(
+    fx: Fixture, tmp_path: Path, name: str, renamed: str
+) -> None:
+    """uv's own export, under a name PEP 751 does not allow: recognised by its content, refused
+    with the name to give it (exit 2, before any venv is made), never called unreadable; under
+    that name it builds."""
+    from dlsetup.envs.lockfiles.formats import read_locked_environment
+    from dlsetup.errors import InputError
+
+    exported = uv_export_pylock(fx, tmp_path)
+    lock = tmp_path / name
+    lock.write_bytes(exported.read_bytes())
+    code, _out, err = create(lock, tmp_path / "env")
+    assert code == 2, err
+    assert (
+        f"Error: {lock} is a PEP 751 lock; PEP 751 names a lock pylock.toml or "
+        f"pylock.NAME.toml: rename it to {renamed}" in err
+    ), err
+    assert f"mv {lock} {tmp_path / renamed}" in err
+    assert "not a lock dlsetup reads" not in err and "uv could not" not in err
+    assert not (tmp_path / "env").exists()
+    with pytest.raises(InputError, match=f"rename it to {re.escape(renamed)}") as caught:
+        read_locked_environment(lock, PLATFORM)  # the conda reader says the same
+    assert "not a lock dlsetup reads" not in str(caught.value)
+    good = tmp_path / "ok" / renamed
+    good.parent.mkdir()
+    good.write_bytes(exported.read_bytes())
+    code, _out, err = create(good, tmp_path / "env")
+    assert code == 0, err
+    assert "Plan: 2 PyPI packages for linux-64" in err

@@ -150,6 +150,29 @@ def _describe_unsupported(path: Path, text: str, data: Any) -> str:
     return "in no lock format dlsetup knows"
 
 
+#: PEP 751's file names: ``pylock.toml``, or ``pylock.NAME.toml`` with a NAME without dots
+PEP751_NAME_RE = re.compile(r"^pylock(\.[^.]+)?\.toml$")
+_PEP751_KEY_RE = re.compile(r"^lock-version[ \t]*=", re.MULTILINE)
+
+
+def pep751_name_error(path: Path) -> InputError | None:
+    """The error for a PEP 751 lock (recognised by its content) whose file name PEP 751 does
+    not allow, naming the name to rename it to; ``None`` for an allowed name. uv and pip read a
+    PEP 751 lock only as ``pylock.toml`` or ``pylock.NAME.toml``."""
+    if PEP751_NAME_RE.match(path.name):
+        return None
+    stem = path.name.removesuffix(".toml")
+    parts = [p for p in stem.split(".") if p and p not in ("pylock", "lock")]
+    middle = "-".join(parts)
+    better = path.with_name(f"pylock.{middle}.toml" if middle else "pylock.toml")
+    return InputError(
+        f"{path} is a PEP 751 lock; PEP 751 names a lock pylock.toml or pylock.NAME.toml: "
+        f"rename it to {better.name}",
+        fix=f"mv {path} {better} (uv and pip, like dlsetup, read a PEP 751 lock only under such "
+        "a name)",
+    )
+
+
 def detect_format(path: Path, text: str) -> tuple[str, Any]:
     """The format of the lock ``text`` (read from ``path``) and its parsed YAML (or ``None``).
 
@@ -159,6 +182,11 @@ def detect_format(path: Path, text: str) -> tuple[str, Any]:
     """
     if _EXPLICIT_RE.search(text):
         return "explicit", None
+    if _PEP751_KEY_RE.search(text):  # recognised: the venv backend builds it, under its name
+        raise pep751_name_error(path) or InputError(
+            f"{path} is a PEP 751 lock, which the venv backend builds",
+            fix=f"dlsetup create --from-lock {path} (its content chooses the venv backend)",
+        )
     version = _VERSION_RE.search(text)
     if version and 4 <= int(version.group(1)) <= 7 and _PIXI_RE.search(text):
         return "pixi", None  # rattler reads (and judges) it: no second YAML parse
@@ -637,6 +665,7 @@ __all__ = [
     "PypiPackage",
     "check_options",
     "detect_format",
+    "pep751_name_error",
     "plan_text",
     "read_locked_environment",
 ]

@@ -53,7 +53,7 @@ class VenvBackend(Backend):
             dev=options.dev,
             extras=options.extras,
         )
-        lock = parse_pylock(lock_path)
+        lock = parse_pylock(lock_path, named=True)
         return locked_environment(lock, platform, python_request(lock))
 
     def default_name(self, lock_path: Path, options: BuildOptions) -> str:

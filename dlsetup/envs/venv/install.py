@@ -135,7 +135,7 @@ def create_venv(
     progress = progress or Progress(enabled=False)
     prefix = normalize_prefix(prefix)
     check_prefix(prefix, force=force)
-    lock = parse_pylock(lock_path)
+    lock = parse_pylock(lock_path, named=True)
     python = python_request(lock)  # an X.Y, never a path: validated before anything is chosen
     locked = locked_environment(lock, host_platform(), python)  # wheels only, never an sdist
     progress.note(plan_text(locked))

@@ -101,11 +101,17 @@ def _refuse(path: Path, what: str) -> IntegrityError:
     )
 
 
-def parse_pylock(path: Path) -> PyLock:
+def parse_pylock(path: Path, *, named: bool = False) -> PyLock:
     """Read ``path`` and check it (:class:`packaging.pylock.Pylock`, then dlsetup's rules).
 
+    Args:
+        path: the lock.
+        named: also require the file name PEP 751 allows (``pylock.toml``,
+            ``pylock.NAME.toml``), as uv does when it installs the lock.
+
     Raises:
-        InputError: the file is missing, is not TOML, or is not a valid PEP 751 lock.
+        InputError: the file is missing, is not TOML, or is not a valid PEP 751 lock; or,
+            with ``named``, a valid one under another name (the message names the new name).
         IntegrityError: a package without a wheel, or a wheel without a sha256.
     """
     from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
@@ -141,6 +147,12 @@ def parse_pylock(path: Path) -> PyLock:
             checked.append((file_name, sha256))
         packages.append(LockedPackage(name, version, str(entry.get("marker", "")), tuple(checked)))
     tool = document.get("tool", {}).get(TOOL, {})
+    if named:
+        from dlsetup.envs.lockfiles.formats import pep751_name_error
+
+        misnamed = pep751_name_error(path)  # a valid PEP 751 lock: only its name is wrong
+        if misnamed is not None:
+            raise misnamed
     return PyLock(
         path=path,
         requires_python=str(document.get("requires-python", "")),
