@@ -227,7 +227,7 @@ def test_a_channel_url_and_a_channel_option_keep_their_meaning(tmp_path: Path) -
         ("-e ./src", "pip option '-e' is not locked by dlsetup"),
         ("-r requirements.txt", "pip option '-r' is not locked by dlsetup"),
         ("--find-links ./wheels", "pip option '--find-links' is not locked by dlsetup"),
-        ("mypkg @ https://host/mypkg-1.0.tar.gz", "installs from a URL or VCS"),
+        ("mypkg @ https://host/mypkg-1.0.tar.gz", "is a URL, which cannot be pinned with hashes"),
         ("tiny-app>=1", "tiny-app is listed twice"),
         ("--index-url https://a/simple --x", "--index-url needs one URL"),
         ("not a requirement!", "is not a PyPI requirement"),

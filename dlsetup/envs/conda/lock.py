@@ -249,6 +249,29 @@ def conda_lock_dependencies(depends: list[str]) -> dict[str, str]:
     return result
 
 
+def pypi_dependency_specs(dependencies: Mapping[str, str]) -> dict[str, str]:
+    """A PyPI entry's ``{name: constraint}`` in the form rattler's (pixi's) and conda-lock's
+    parsers both read: a PEP 440 specifier set as ``packaging`` writes it, ``""`` for none.
+
+    rattler joins name and constraint into a PEP 508 requirement, so ``'*'`` (what conda-lock's
+    own PyPI solver writes for "any version") makes the whole lock unreadable to it
+    (``ParseCondaLockError ... MapOrVec``); ``""`` means the same to both.
+    """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    out: dict[str, str] = {}
+    for name, constraint in dependencies.items():
+        text = constraint.strip()
+        if text in ("", "*"):
+            out[name] = ""
+            continue
+        try:
+            out[name] = str(SpecifierSet(text))
+        except InvalidSpecifier:
+            out[name] = ""  # not PEP 440: the entry still pins the wheel by URL and hash
+    return out
+
+
 def _check_output_dir(output_dir: Path) -> None:
     """Refuse, before the solve, an ``--output`` that cannot become a writable directory."""
     existing = output_dir
@@ -440,7 +463,7 @@ def _build_lockfile(
                 version=pkg.version,
                 manager="pip",
                 platform=platform,
-                dependencies=dict(pkg.dependencies),
+                dependencies=pypi_dependency_specs(pkg.dependencies),
                 url=pkg.url,
                 hash=HashModel(sha256=pkg.sha256),
                 categories={"main"},

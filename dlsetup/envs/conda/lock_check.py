@@ -585,7 +585,7 @@ def _rerender(
     from dlsetup.envs.conda.request import (
         CompanionPlan,
         choose_lines,
-        frameworks_in,
+        chosen_frameworks,
         has_cuda_package,
         plan_companions,
     )
@@ -595,7 +595,8 @@ def _rerender(
     variant = choice.variant
     if target == "file" and variant == "cuda" and not has_cuda_package(deps):
         found.add("variant", "locked as cuda, and the environment file has no CUDA package now")
-    lines = choose_lines(frameworks_in(deps), platforms, choice, python=python)
+    frameworks = chosen_frameworks(deps, req.channels or record.channels)
+    lines = choose_lines(frameworks, platforms, choice, python=python)
     plan = (
         CompanionPlan({}, ())
         if target == "file"

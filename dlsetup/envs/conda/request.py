@@ -30,6 +30,8 @@ from dlsetup.envs.variant import VariantChoice, choose_variant
 from dlsetup.errors import DlsetupError, InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dlsetup.compat.lines import LineChoice
 
 #: conda packages of the frameworks whose CUDA line is chosen, by knowledge-base framework
@@ -95,24 +97,56 @@ def _line_target(frameworks: tuple[str, ...]) -> str | None:
     return "both" if len(frameworks) > 1 else frameworks[0]
 
 
-def check_python(frameworks: tuple[str, ...], python: str | None) -> None:
-    """Refuse, before any solve, a Python conda-forge builds none of ``frameworks`` for.
+def check_python(
+    frameworks: tuple[str, ...],
+    python: str | None,
+    *,
+    python_line: str | None = None,
+    source: str | None = None,
+) -> None:
+    """Refuse, before any solve, a Python conda-forge builds none of ``frameworks`` for: a pin
+    (``python``) it does not build, or a range (``allows``) that admits none it builds.
+
+    Args:
+        frameworks: the frameworks whose build dlsetup chooses (:func:`chosen_frameworks`).
+        python: the Python ``X.Y`` pinned (``--python-version`` or the file's exact pin).
+        python_line: the file's ``python`` line, when it pins nothing (a range is checked
+            against the Pythons built: one must be allowed).
+        source: the user's environment file (its path goes into the fix), or None.
 
     Raises:
         InputError: names the framework, its release, the Pythons it is built for, and the fix.
     """
-    if python is None or not frameworks:
+    allows = spec_mod.python_allows(python_line) if python is None and python_line else None
+    if not frameworks or (python is None and allows is None):
         return
     from dlsetup.compat import knowledge_base
 
     kb = knowledge_base()
     for name in frameworks:
         fw = kb.conda_forge.frameworks.get(name)
-        if fw is not None and python not in fw.python:
+        if fw is None:
+            continue
+        if python is not None and python not in fw.python:
+            fix = f"use --python-version {fw.python[-1]} (or drop {fw.package})"
+            if source is not None:
+                fix = (
+                    f"change the python line of {source} to one of {', '.join(fw.python)} (or "
+                    f"--python-version {fw.python[-1]}), or pin the {fw.package} release you "
+                    "need in the file: the solver then decides"
+                )
             raise InputError(
                 f"conda-forge builds {fw.package} {fw.release} for Python {', '.join(fw.python)}, "
                 f"not {python}",
-                fix=f"use --python-version {fw.python[-1]} (or drop {fw.package})",
+                fix=fix,
+            )
+        if allows is not None and not any(allows(v) for v in fw.python):
+            where = f"the python line of {source}" if source is not None else "the python line"
+            raise InputError(
+                f"conda-forge builds {fw.package} {fw.release} for Python {', '.join(fw.python)}, "
+                f"none of which {python_line} allows",
+                fix=f"widen {where} to allow one of {', '.join(fw.python)}, or pin the "
+                f"{fw.package} release you need in the file: the solver then decides",
             )
 
 
@@ -217,9 +251,16 @@ def _lock_target(
                 fix="pick one of those with --platform, or another --variant (cpu exists on more "
                 "platforms)",
             )
-    frameworks = frameworks_in(source.dependencies)
+    frameworks = chosen_frameworks(source.dependencies, opts.channels or source.channels)
     python = opts.python_version or pinned_python(source.dependencies)
-    check_python(frameworks, python)
+    check_python(
+        frameworks,
+        python,
+        python_line=next(
+            (d for d in source.dependencies if spec_mod.spec_name(d) == "python"), None
+        ),
+        source=opts.target if custom and opts.python_version is None else None,
+    )
     lines = choose_lines(frameworks, platforms, choice, python=python)
     plan = (
         CompanionPlan({}, ())
@@ -349,11 +390,73 @@ def _with_data_note(
 
 
 def pinned_python(deps: tuple[str, ...]) -> str | None:
-    """The ``X.Y`` a ``python 3.12.*`` (or ``python=3.12``, ``python >=3.12,<3.13``) line pins."""
-    import re
-
+    """The ``X.Y`` the ``python`` line pins (``python 3.12.*``, ``python=3.12``, ``python==3.12``),
+    read by rattler's ``MatchSpec`` (:func:`dlsetup.envs.files.spec.python_pin`); None for a
+    range (``python >= 3.8``, ``python >=3.12,<3.13``): a range constrains, it pins nothing."""
     for dep in deps:
         if spec_mod.spec_name(dep) == "python":
-            found = re.search(r"(?<![<>])[= ](3\.\d+)(?:\.\*|\b)", dep)
-            return found.group(1) if found else None
+            return spec_mod.python_pin(dep)
     return None
+
+
+def python_constraint(deps: tuple[str, ...]) -> Callable[[str], bool] | None:
+    """Whether the ``python`` line allows a Python ``X.Y`` (None: no line, or no version)."""
+    for dep in deps:
+        if spec_mod.spec_name(dep) == "python":
+            return spec_mod.python_allows(dep)
+    return None
+
+
+#: channels (by name, or a URL's last part) that carry their own PyTorch builds, not conda-forge's
+_OTHER_PYTORCH_CHANNELS = frozenset(
+    {"pytorch", "pytorch-nightly", "pytorch-test", "defaults", "main", "anaconda", "free"}
+)
+#: channels that carry no PyTorch at all (looked past for the one that supplies it)
+_NO_PYTORCH_CHANNELS = frozenset({"nvidia", "r", "msys2"})
+
+
+def _channel_name(channel: str) -> str:
+    return channel.rstrip("/").rsplit("/", 1)[-1].rsplit("::", 1)[-1].lower()
+
+
+def framework_rules_apply(package: str, deps: tuple[str, ...], channels: tuple[str, ...]) -> bool:
+    """Whether conda-forge's rules for ``package`` (its Pythons, CUDA lines, companions) describe
+    the build the solve will take: dlsetup chooses it. Not where the user chose: a version that
+    excludes the release the knowledge base describes (``pytorch=1.11.0``), a channel on the
+    spec (``pytorch::pytorch``), or channels whose first supplier of it is not conda-forge
+    (``channels: [pytorch]``, ``defaults``); then the solver decides, and an unsatisfiable
+    result is explained afterwards (:mod:`dlsetup.envs.conda.explain`). A mirror or a local
+    channel is read as conda-forge's.
+    """
+    spec = next((d for d in deps if spec_mod.spec_name(d) == package), None)
+    if spec is None:
+        return False
+    parsed = spec_mod.match_spec(spec)
+    if parsed is None or parsed.channel is not None:
+        return False
+    from dlsetup.compat import knowledge_base
+
+    framework = next(
+        (f for f in knowledge_base().conda_forge.frameworks.values() if f.package == package), None
+    )
+    if framework is not None and parsed.version is not None:
+        from rattler import Version, VersionSpec
+
+        if not VersionSpec(str(parsed.version)).matches(Version(framework.release)):
+            return False
+    for channel in channels:
+        name = _channel_name(channel)
+        if name in _NO_PYTORCH_CHANNELS:
+            continue
+        return name not in _OTHER_PYTORCH_CHANNELS and "repo.anaconda.com" not in channel
+    return True
+
+
+def chosen_frameworks(deps: tuple[str, ...], channels: tuple[str, ...]) -> tuple[str, ...]:
+    """The frameworks of ``deps`` whose build dlsetup chooses (:func:`framework_rules_apply`):
+    their Pythons are checked and their CUDA lines chosen; the others are the solver's."""
+    return tuple(
+        fw
+        for fw in frameworks_in(deps)
+        if framework_rules_apply(FRAMEWORK_PACKAGES[fw], deps, channels)
+    )

@@ -6,8 +6,9 @@
 * ``--index-url URL`` / ``-i URL`` / ``--index-url=URL`` and ``--extra-index-url URL`` lines are
   honoured; conda-lock's own ``pip-repositories:`` / ``allow-pypi-requests: false`` form (what
   dlsetup renders, because conda-lock's parser reads no option lines) is read back the same way.
-* Anything that cannot be pinned with hashes is refused with its line: other pip options (``-e``,
-  ``-r``, ``--find-links``), requirements from a URL or VCS, a second ``--index-url``.
+* Anything that cannot be pinned with hashes is refused with its line and what to do: other pip
+  options (``-e``, ``-r``, ``--find-links``), a VCS URL (``git+https://...``, ``name @ git+...``), a
+  local path (``./src``, ``/opt/x``, ``file:...``) or another URL, a second ``--index-url``.
 
 ``bad(node, what)`` is the caller's error factory (:func:`dlsetup.envs.files.spec.load_environment_file`:
 an :class:`~dlsetup.errors.InputError` naming the file and the node's line).
@@ -43,6 +44,40 @@ def _refuse(bad: Any, node: Any, what: str, fix: str) -> Any:
     error = bad(node, what)
     error.fix = fix
     return error
+
+
+_VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
+_UNPINNABLE_FIX = (
+    "install it after dlsetup create with pip install into the environment (its python -m pip "
+    "install ...), or publish it as a wheel on an index and list it here by name and version "
+    "with that index as --extra-index-url"
+)
+
+
+def _unpinnable_source(value: str) -> str | None:
+    """What a ``pip:`` entry installs from when it is no PyPI name: ``a VCS URL (git+)``,
+    ``a local path``, ``a URL``; None for a name (PEP 508's ``name @ URL`` included: its URL
+    decides)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    target = value.strip()
+    try:
+        url = Requirement(target).url
+    except InvalidRequirement:
+        url = None
+    if url is not None:
+        target = url
+    lowered = target.lower()
+    for prefix in _VCS_PREFIXES:
+        if lowered.startswith(prefix):
+            return f"a VCS URL ({prefix})"
+    if lowered.startswith("file:") or target.startswith((".", "/", "~", "\\")):
+        return "a local path"
+    if len(target) > 2 and target[1] == ":" and target[2] in "\\/":
+        return "a local path"  # C:\src\tool
+    if "://" in target:
+        return "a URL"
+    return None
 
 
 def _option(value: str) -> tuple[str, str]:
@@ -104,6 +139,15 @@ def pip_section(
             else:
                 extra.append(argument)
             continue
+        unpinnable = _unpinnable_source(value)
+        if unpinnable is not None:
+            raise _refuse(
+                bad,
+                node,
+                f"{value!r} is {unpinnable}, which cannot be pinned with hashes (dlsetup locks "
+                "PyPI packages by name, version and the sha256 of a published wheel)",
+                _UNPINNABLE_FIX,
+            )
         try:
             requirement = Requirement(value)
         except InvalidRequirement as exc:
@@ -114,13 +158,6 @@ def pip_section(
                 "write a PEP 508 requirement such as 'transformers>=4.40' (conda match specs "
                 "such as 'numpy 2.*' belong above the pip: section)",
             ) from exc
-        if requirement.url:
-            raise _refuse(
-                bad,
-                node,
-                f"{value!r} installs from a URL or VCS, which dlsetup does not lock",
-                "name the package and a version, and its index with --index-url",
-            )
         name = canonicalize_name(requirement.name)
         if name in seen and where is None and seen[name] is None:
             raise _refuse(

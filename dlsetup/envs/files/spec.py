@@ -54,6 +54,7 @@ in :attr:`RenderedEnvironment.solve_channels`, for the solve only.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -69,7 +70,9 @@ from dlsetup.errors import InputError
 from dlsetup.platforms import PLATFORM_INFO, PLATFORM_NAMES
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+    from rattler import MatchSpec
 
     from dlsetup.compat.lines import Gpu, LineChoice
 
@@ -82,7 +85,6 @@ DEFAULT_PYTHON = "3.12"
 
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
 _CUDA_RE = re.compile(r"^\d{1,2}\.\d{1,2}$")
-_SPEC_NAME_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 #: environment files larger than this are refused unread (the shipped ones are under 1 KiB)
 MAX_ENVIRONMENT_FILE_BYTES = 1024 * 1024
@@ -189,10 +191,69 @@ class RenderedEnvironment:
         return self.spec.pip_on(platform)
 
 
+@functools.lru_cache(maxsize=4096)
+def match_spec(spec: str) -> MatchSpec | None:
+    """``spec`` read by rattler's ``MatchSpec`` (what pixi reads), or None when it is not a conda
+    match spec with a package name."""
+    from rattler import MatchSpec
+    from rattler.exceptions import InvalidMatchSpecError
+
+    try:
+        parsed = MatchSpec(spec)
+    except InvalidMatchSpecError:
+        return None
+    return parsed if parsed.name is not None else None
+
+
 def spec_name(spec: str) -> str:
-    """The package name of a conda match spec (``"pytorch * cuda*"`` -> ``"pytorch"``)."""
-    match = _SPEC_NAME_RE.match(spec)
-    return match.group(1).lower() if match else ""
+    """The package name of a conda match spec (``"pytorch * cuda*"`` -> ``"pytorch"``; ``""`` for
+    a string that is no match spec), read by :func:`match_spec`."""
+    parsed = match_spec(spec)
+    return parsed.name.normalized if parsed is not None and parsed.name is not None else ""
+
+
+def spec_version(spec: str) -> str | None:
+    """The version constraint of a conda match spec as rattler normalizes it (``python=3.9`` ->
+    ``3.9.*``, ``python >= 3.8`` -> ``>=3.8``); None when it has none."""
+    parsed = match_spec(spec)
+    return str(parsed.version) if parsed is not None and parsed.version is not None else None
+
+
+def python_pin(spec: str) -> str | None:
+    """The Python ``X.Y`` an exact pin of a ``python`` spec names (``python=3.9``, ``python==3.9``,
+    ``python 3.12.*``, ``python 3.11.4``); None for a range (``python >= 3.8``, ``>=3.12,<3.13``,
+    ``3.9|3.10``), a bare major (``python=3``) or no version: a range constrains, it pins nothing."""
+    version = spec_version(spec)
+    if version is None or any(c in version for c in ",|<>!~"):
+        return None
+    exact = version.removeprefix("==").removesuffix(".*")
+    if not exact or "*" in exact:
+        return None
+    from rattler import Version
+    from rattler.exceptions import InvalidVersionError
+
+    try:
+        parsed = Version(exact)
+    except InvalidVersionError:
+        return None
+    pair = parsed.as_major_minor() if parsed.segment_count >= 2 else None
+    return f"{pair[0]}.{pair[1]}" if pair is not None else None
+
+
+def python_allows(spec: str) -> Callable[[str], bool] | None:
+    """For a ``python`` spec with a version, whether it allows some release of a Python ``X.Y``
+    (``python >=3.12.1`` allows 3.12: 3.12.5 is one); None without a version constraint."""
+    parsed = match_spec(spec)
+    if parsed is None or parsed.version is None:
+        return None
+    from rattler import Version, VersionSpec
+
+    constraint = VersionSpec(str(parsed.version))
+
+    def allows(minor: str) -> bool:
+        return any(constraint.matches(Version(f"{minor}{tail}")) for tail in ("", ".0", ".999"))
+
+    return allows
 
 
 def environment_file(target: str, variant: str) -> Path:
@@ -699,8 +760,7 @@ def _pinned_dependencies(
         if spec_name(dep) == "python":
             if python is not None:
                 deps[i] = f"python {python}.*"
-            found = re.search(r"(3\.\d+)", deps[i])
-            pinned_python = found.group(1) if found else None
+            pinned_python = python_pin(deps[i])
         elif spec_name(dep) == "cuda-version" and cuda is not None and not lines:
             deps[i] = cuda_version_spec(cuda)
     if python is not None and pinned_python is None:
@@ -856,18 +916,16 @@ def _pip_text(spec: EnvironmentSpec, platforms: tuple[str, ...]) -> list[str]:
 
 def _pin_build(dep: str, build_glob: str) -> str:
     """``dep`` with the line's build glob: ``pytorch`` / ``pytorch >=2.5`` / ``pytorch * cuda*``
-    -> ``pytorch * cuda129_*`` / ``pytorch >=2.5 cuda129_*``; a spec that already names another
-    build (or uses brackets) is the user's choice and stays."""
-    tokens = dep.split()
-    if "[" in dep or "=" in tokens[0]:
+    -> ``pytorch * cuda129_*`` / ``pytorch >=2.5 cuda129_*``; a spec that names another build, a
+    channel or any other field (read by rattler's ``MatchSpec``) is the user's choice and stays."""
+    parsed = match_spec(dep)
+    if parsed is None or parsed.name is None or parsed.build not in (None, "*", "cuda*", "cuda*_*"):
         return dep
-    if len(tokens) == 1:
-        return f"{tokens[0]} * {build_glob}"
-    if len(tokens) == 2:
-        return f"{tokens[0]} {tokens[1]} {build_glob}"
-    if len(tokens) == 3 and tokens[2] in ("*", "cuda*", "cuda*_*"):
-        return f"{tokens[0]} {tokens[1]} {build_glob}"
-    return dep
+    others = (parsed.channel, parsed.build_number, parsed.md5, parsed.sha256, parsed.subdir)
+    if any(value is not None for value in others) or parsed.file_name is not None:
+        return dep
+    version = str(parsed.version) if parsed.version is not None else "*"
+    return f"{parsed.name.normalized} {version} {build_glob}"
 
 
 def _pin_line(deps: list[str], choice: LineChoice) -> tuple[str, ...]:
