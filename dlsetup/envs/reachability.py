@@ -24,13 +24,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from dlsetup.envs.sources import Source
+from dlsetup.envs.sources import Places, Source
 from dlsetup.errors import SolveError
+
+if TYPE_CHECKING:
+    from dlsetup.envs.variant import VariantChoice
 
 #: seconds one probe may take; all of them run at once, so this is also the wait for all of them
 PROBE_TIMEOUT_S = 3.0
@@ -201,7 +205,8 @@ def choose_torch_sources(
     pypi_fits: str | None = None,
     timeout_s: float = PROBE_TIMEOUT_S,
 ) -> TorchSources:
-    """Probe PyTorch's index, the configured sources and the default index at once; choose.
+    """Probe PyTorch's index, the configured sources and the default index at once; choose
+    (:func:`decide`).
 
     Args:
         torch_index: PyTorch's index for the variant (origin ``PyTorch's index`` or the option).
@@ -217,23 +222,62 @@ def choose_torch_sources(
     """
     start = time.perf_counter()
     reaches = probe_all([torch_index, *configured, default_index], timeout_s)
-    seconds = time.perf_counter() - start
-    first, rest, last = reaches[0], reaches[1:-1], reaches[-1]
-    indexes = tuple(r.source for r in rest if r.reachable and r.source.kind == "index")
-    links = tuple(r.source for r in rest if r.reachable and r.source.kind == "find-links")
-    if first.reachable:
-        return TorchSources(torch_index.url, indexes, links, default_index, reaches, "", seconds)
-    usable = [r.source for r in rest if r.reachable]
-    if last.reachable and pypi_fits is None:
-        usable.append(default_index)
+    found = {r.source: r for r in reaches}
+    chosen = decide(
+        found[torch_index],
+        [found[s] for s in configured],
+        found[default_index],
+        pypi_fits=pypi_fits,
+    )
+    return replace(chosen, seconds=time.perf_counter() - start)
+
+
+def decide(
+    torch_reach: Reach,
+    configured: Sequence[Reach],
+    default_reach: Reach,
+    *,
+    pypi_fits: str | None = None,
+    given: bool = False,
+) -> TorchSources:
+    """Choose torch's sources from probes already made (:func:`choose_torch_sources`).
+
+    Args:
+        torch_reach: PyTorch's index for the variant.
+        configured: the configured extra indexes and find-links.
+        default_reach: the default index.
+        pypi_fits: why the default index's torch does not fit this machine (None: it fits).
+        given: the torch index was named by the user (``--torch-index-url``): no fallback.
+
+    Raises:
+        SolveError: no source of torch is left (every one tried named, with why).
+    """
+    reaches = (torch_reach, *configured, default_reach)
+    indexes = tuple(r.source for r in configured if r.reachable and r.source.kind == "index")
+    links = tuple(r.source for r in configured if r.reachable and r.source.kind == "find-links")
+    default = default_reach.source
+    if torch_reach.reachable:
+        return TorchSources(torch_reach.source.url, indexes, links, default, reaches)
+    if given:
+        raise SolveError(
+            f"the PyTorch index {torch_reach.source.display()} is out of reach "
+            f"({torch_reach.reason})",
+            fix="check the URL and the network, or name another mirror of PyTorch's index "
+            "with --torch-index-url",
+        )
+    usable = [r.source for r in configured if r.reachable]
+    if default_reach.reachable and pypi_fits is None:
+        usable.append(default)
     if not usable:
         raise _no_source(reaches, pypi_fits)
     fallback = (
-        f"PyTorch's index {torch_index.shown} is out of reach ({first.reason}); torch and its "
-        f"companions come from {', '.join(s.display() for s in usable)} (fallback order: "
-        f"{FALLBACK_ORDER})"
+        f"PyTorch's index {torch_reach.source.shown} is out of reach ({torch_reach.reason}); "
+        f"torch and its companions come from {', '.join(s.display() for s in usable)} "
+        f"(fallback order: {FALLBACK_ORDER})"
     )
-    return TorchSources("", indexes, links, default_index, reaches, fallback, seconds)
+    if pypi_fits is not None:
+        fallback += f"; not from the default index: {pypi_fits}"
+    return TorchSources("", indexes, links, default, reaches, fallback)
 
 
 def _no_source(reaches: Sequence[Reach], pypi_fits: str | None) -> SolveError:
@@ -253,3 +297,145 @@ def environ_timeout(default: float = PROBE_TIMEOUT_S) -> float:
         return max(0.1, float(value)) if value else default
     except ValueError:
         return default
+
+
+def pypi_torch_misfit(choice: VariantChoice, release: str) -> str | None:
+    """Why the torch build PyPI itself carries for ``release`` does not fit ``choice``'s driver
+    and GPUs; None when it fits (or the choice is not CUDA: PyPI's build also runs on a CPU,
+    which the lock's variant check then states).
+
+    The knowledge base's ``pypi_default`` names PyPI's variant per release (``cu130``).
+    """
+    if choice.variant != "cuda" or choice.cuda is None:
+        return None
+    from dlsetup.compat import knowledge_base
+    from dlsetup.compat.arch import gpu_runs_build, parse_arch_list
+    from dlsetup.compat.cuda import driver_supports_cuda
+    from dlsetup.compat.frameworks import torch_variants, variant_cuda
+
+    entry = knowledge_base().torch.releases.get(release)
+    variant = entry.pypi_default if entry is not None else None
+    if variant is None:
+        return f"the knowledge base does not say which CUDA PyPI's torch {release} is built for"
+    cuda = variant_cuda(variant)
+    verdict = driver_supports_cuda(choice.cuda, cuda, choice.driver_version)
+    if verdict.support not in ("full", "minor_version_compat"):
+        return (
+            f"PyPI's torch {release} is the {variant} build, which needs a driver for CUDA {cuda} "
+            f"(this driver: CUDA {choice.cuda})"
+        )
+    arch_text = torch_variants(release).get(variant)
+    if arch_text is None:
+        return f"the arch list of PyPI's torch {release} ({variant}) is not known"
+    arch = parse_arch_list(arch_text)
+    missing = [g.label for g in choice.gpus if not gpu_runs_build(g.cc, arch).runs]
+    if missing:
+        return f"PyPI's torch {release} ({variant}) has no kernels for {', '.join(missing)}"
+    return None
+
+
+@dataclass(frozen=True)
+class VenvSources:
+    """Every source a venv lock resolves from, probed once, with where each came from.
+
+    Attributes:
+        default_index: the default index (``--index-url``, else the configured one, else PyPI).
+        indexes: the configured extra indexes that answered, searched before the default one.
+        find_links: the configured find-links that answered.
+        torch: per wheel variant (``cpu``, ``cu126``), torch's sources; empty without torch.
+        tried: every probe made.
+        notes: what was left out and why (a configured source out of reach; configured sources
+            not used because ``--index-url`` was given).
+        seconds: the time the probes took (the time to the fallback decision).
+    """
+
+    default_index: Source
+    indexes: tuple[Source, ...] = ()
+    find_links: tuple[Source, ...] = ()
+    torch: Mapping[str, TorchSources] = field(default_factory=dict)
+    tried: tuple[Reach, ...] = ()
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def for_variant(self, variant: str | None) -> tuple[list[str], list[str], str]:
+        """uv's ``(indexes in order, find-links, default index)`` for one platform's resolve:
+        torch's index (when reachable) first, then the configured ones."""
+        chosen = self.torch.get(variant) if variant is not None else None
+        first = [chosen.torch_index] if chosen is not None and chosen.torch_index else []
+        indexes = first + [s.url for s in self.indexes]
+        return indexes, [s.url for s in self.find_links], self.default_index.url
+
+    def lines(self) -> list[str]:
+        """One line per source used, and per note: ``URL (origin)``, credentials masked."""
+        used = [
+            *(t.tried[0].source for t in self.torch.values() if t.torch_index),
+            *self.indexes,
+            *self.find_links,
+            self.default_index,
+        ]
+        lines = [f"{s.kind} {s.display()}" for s in dict.fromkeys(used)]
+        lines += [t.fallback for t in self.torch.values() if t.fallback]
+        return lines + list(self.notes)
+
+
+def plan_venv_sources(
+    *,
+    index_url: str | None,
+    torch_indexes: Mapping[str, str],
+    torch_given: bool,
+    pypi_misfit: str | None = None,
+    places: Places | None = None,
+    timeout_s: float | None = None,
+) -> VenvSources:
+    """Read the configured sources, probe them all at once with torch's and the default index,
+    and choose torch's sources per variant (:func:`decide`).
+
+    Args:
+        index_url: ``--index-url`` (it wins: the configured sources are then not used).
+        torch_indexes: ``{variant: PyTorch's index URL}`` for the variants locked.
+        torch_given: the torch index came from ``--torch-index-url`` (no fallback from it).
+        pypi_misfit: why PyPI's torch does not fit this machine (:func:`pypi_torch_misfit`).
+        places: where configuration is read (default: this machine's).
+        timeout_s: each probe's timeout (default: :func:`environ_timeout`).
+
+    Raises:
+        SolveError: torch has no source within reach (all named, and the fix).
+        InputError: a configuration file that cannot be read (named, with the fix).
+    """
+    from dlsetup.envs.sources import PYPI_INDEX, pypi_sources
+
+    configured = () if index_url else pypi_sources(places)
+    notes = (
+        ["--index-url given: the indexes configured for pip and uv are not used"]
+        if index_url
+        else []
+    )
+    default = next((s for s in configured if s.kind == "index" and s.default), None)
+    if index_url:
+        default = Source("index", index_url, "--index-url", default=True)
+    elif default is None:
+        default = Source("index", PYPI_INDEX, "PyPI, the default index", default=True)
+    extras = [s for s in configured if not s.default]
+    origin = "--torch-index-url" if torch_given else "PyTorch's index"
+    wanted = {v: Source("index", url, origin) for v, url in torch_indexes.items()}
+    start = time.perf_counter()
+    reaches = probe_all([*wanted.values(), *extras, default], timeout_s or environ_timeout())
+    seconds = time.perf_counter() - start
+    found = {r.source: r for r in reaches}
+    extra_reaches = [found[s] for s in extras]
+    torch = {
+        v: decide(found[s], extra_reaches, found[default], pypi_fits=pypi_misfit, given=torch_given)
+        for v, s in wanted.items()
+    }
+    notes += [f"left out, out of reach: {r.display()}" for r in extra_reaches if not r.reachable]
+    return VenvSources(
+        default_index=default,
+        indexes=tuple(r.source for r in extra_reaches if r.reachable and r.source.kind == "index"),
+        find_links=tuple(
+            r.source for r in extra_reaches if r.reachable and r.source.kind == "find-links"
+        ),
+        torch=torch,
+        tried=reaches,
+        notes=tuple(notes),
+        seconds=seconds,
+    )

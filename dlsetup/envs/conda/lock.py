@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,7 @@ from dlsetup.envs.files.names import NAME_RULE, is_valid_env_name
 from dlsetup.envs.files.spec import RenderedEnvironment
 from dlsetup.envs.location import find_conda_executable, host_platform
 from dlsetup.envs.pypi.resolve import PypiRequest, PypiSolution, conda_provided, resolve_all
+from dlsetup.envs.sources import Source
 from dlsetup.errors import DlsetupError, ExistsError, InputError, MissingToolError, SolveError
 
 if TYPE_CHECKING:
@@ -140,6 +141,8 @@ class LockResult:
     companion_notes: tuple[str, ...] = ()
     #: notes on the PyPI part (a wheel whose dependencies could not be read)
     pypi_notes: tuple[str, ...] = ()
+    #: where a configured setting (.condarc, pixi's mirrors) sent each channel, with its origin
+    channel_sources: tuple[str, ...] = ()
 
 
 def output_paths(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
@@ -166,9 +169,12 @@ def _check_outputs(paths: tuple[Path, ...], force: bool) -> None:
 
 
 def header_lines(
-    result_env: RenderedEnvironment, per_platform: dict[str, tuple[VirtualPackage, ...]]
+    result_env: RenderedEnvironment,
+    per_platform: dict[str, tuple[VirtualPackage, ...]],
+    channel_lines: tuple[str, ...] = (),
 ) -> list[str]:
-    """The comment block dlsetup puts above conda-lock's own header."""
+    """The comment block dlsetup puts above conda-lock's own header (``channel_lines``: where a
+    configured setting sent each channel, :meth:`_Channels.lines`)."""
     solved = f"CUDA {result_env.cuda}" if result_env.cuda else "no CUDA (no __cuda virtual package)"
     lines = [
         f"# dlsetup lock: target {result_env.target}, variant {result_env.variant}, solved for {solved}.",
@@ -186,6 +192,7 @@ def header_lines(
         lines.append(f"# CUDA line for {platform}: {choice.line} ({' '.join(choice.specs)}).")
         lines.append(f"#   Why: {choice.reason}.")
     lines += [f"# Companions: {note}." for note in result_env.companion_notes]
+    lines += [f"# Channel: {line}." for line in channel_lines]
     if result_env.spec.pip:
         spec = result_env.spec
         indexes = [strip_auth(spec.pip_index_url or "https://pypi.org/simple")]
@@ -311,6 +318,16 @@ class _Channels:
 
     solve: tuple[str, ...]
     prefixes: tuple[tuple[str, str], ...]
+    sources: tuple[Source, ...] = ()
+
+    def lines(self) -> tuple[str, ...]:
+        """Where each channel is fetched from, credentials masked: ``conda-forge from URL
+        (~/.condarc custom_channels.conda-forge)``; only channels a setting redirected."""
+        return tuple(
+            f"{s.name or s.shown} from {s.display()}"
+            for s in self.sources
+            if s.origin not in ("as given", "conda's default")
+        )
 
     def stored_url(self, url: str) -> str:
         """A solved package's URL as it goes into the lock."""
@@ -329,23 +346,78 @@ def _channels(env: RenderedEnvironment) -> _Channels:
     """
     import rattler
 
+    from dlsetup.envs.sources import channel_sources, conda_settings
+
+    settings = conda_settings()  # .condarc channel_alias / custom_channels, pixi's mirrors
     given = env.solve_channels or env.spec.channels
     solve: list[str] = []
     prefixes: list[tuple[str, str]] = []
-    for shown, raw in zip(env.spec.channels, given, strict=True):
-        url = expand_auth(raw)
-        try:
-            base = rattler.Channel(url).base_url
-        except Exception as exc:  # rattler's InvalidChannelError and URL parse errors
-            raise InputError(
-                f"invalid channel {shown!r}: {redact(str(exc))}",
-                fix="give a channel name such as conda-forge, or a URL such as "
-                "https://host/channel or file:///path/to/channel",
-            ) from exc
-        if placeholders(raw) and "://" in raw:
-            prefixes.append((strip_auth(base), strip_auth(raw).rstrip("/") + "/"))
-        solve.append(url)
-    return _Channels(tuple(solve), tuple(prefixes))
+    sources: list[Source] = []
+    for shown, written in zip(env.spec.channels, given, strict=True):
+        resolved = channel_sources(written, settings)
+        sources += resolved
+        redirected = [s.url for s in resolved if s.origin not in ("as given", "conda's default")]
+        for raw in redirected or [written]:
+            url, prefix = _channel(shown, raw, rattler)
+            prefixes += prefix
+            solve.append(url)
+    return _Channels(tuple(solve), tuple(prefixes), tuple(sources))
+
+
+def _channel(shown: str, raw: str, rattler: Any) -> tuple[str, list[tuple[str, str]]]:
+    """One channel for the solve (placeholders filled in), and its stored-URL prefix.
+
+    Raises:
+        InputError: a ``${VAR}`` that is not set, or a channel rattler cannot parse.
+    """
+    prefixes: list[tuple[str, str]] = []
+    url = expand_auth(raw)
+    try:
+        base = rattler.Channel(url).base_url
+    except Exception as exc:  # rattler's InvalidChannelError and URL parse errors
+        raise InputError(
+            f"invalid channel {shown!r}: {redact(str(exc))}",
+            fix="give a channel name such as conda-forge, or a URL such as "
+            "https://host/channel or file:///path/to/channel",
+        ) from exc
+    if placeholders(raw) and "://" in raw:
+        prefixes.append((strip_auth(base), strip_auth(raw).rstrip("/") + "/"))
+    return url, prefixes
+
+
+def _probe_channels(
+    env: RenderedEnvironment, channels: _Channels, platforms: tuple[str, ...]
+) -> None:
+    """Ask each channel once, all at once, with a short timeout, before the solve: a channel out
+    of reach ends the lock in seconds, named with where it came from, instead of after the
+    solver's retries.
+
+    Raises:
+        SolveError: a channel is out of reach (each one named, with why, and the fix).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    from dlsetup.envs.reachability import environ_timeout, probe_all
+
+    probes: dict[Source, Source] = {}
+    for source in channels.sources:
+        parts = urlsplit(source.url)
+        if parts.scheme in ("http", "https"):
+            path = parts.path.rstrip("/") + "/noarch/repodata.json"
+            url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+            probes[replace(source, url=url)] = source
+        elif parts.scheme == "file" or source.url.startswith("/"):
+            probes[source] = source
+    missing = [r for r in probe_all(probes, environ_timeout()) if not r.reachable]
+    if not missing:
+        return
+    tried = "; ".join(f"{probes[r.source].display()} is out of reach ({r.reason})" for r in missing)
+    raise SolveError(
+        f"could not solve {', '.join(platforms)} from {', '.join(env.spec.channels)}: {tried}",
+        fix="check the network, or reach the channel through a mirror: --channel URL, or "
+        "custom_channels / channel_alias in ~/.condarc, or [mirrors] in pixi's config.toml "
+        "(see 'Mirrors and configured sources' in docs/environments.md)",
+    )
 
 
 async def _solve_all(
@@ -568,6 +640,8 @@ def _lock_environment(
     _check_output_dir(output_dir)
     _check_outputs((env_path, vp_path, lock_path), force)
     channels = _channels(env)
+    if engine == "rattler":
+        _probe_channels(env, channels, platforms)
     host = host_platform()
     per_platform = {
         p: virtual_packages(
@@ -620,6 +694,7 @@ def _lock_environment(
         gpus=env.gpus,
         gpu_source=env.gpu_source,
         companion_notes=env.companion_notes,
+        channel_sources=channels.lines(),
     )
 
 
@@ -694,7 +769,8 @@ def _write_lock_files(
         else:
             assert conda_exe is not None
             content_hash = _conda_lock_solve(conda_exe, tmp_env, tmp_vp, tmp_lock, platforms)
-        _add_header(tmp_lock, header_lines(env, per_platform) + data_note_lines(env, tmp_lock))
+        header = header_lines(env, per_platform, channels.lines())
+        _add_header(tmp_lock, header + data_note_lines(env, tmp_lock))
         _check_outputs((env_path, vp_path, lock_path), force)
         replace_together([(tmp_env, env_path), (tmp_vp, vp_path), (tmp_lock, lock_path)])
     except OSError as exc:

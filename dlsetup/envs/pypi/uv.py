@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from dlsetup.errors import MissingToolError
@@ -66,11 +66,13 @@ def has_credentials(url: str | None) -> bool:
     return bool(url) and bool(placeholders(url or "") or has_literal_auth(url or ""))
 
 
-def index_config(path: Path, index_url: str, extra: Iterable[str] = ()) -> Path:
+def index_config(
+    path: Path, index_url: str, extra: Iterable[str] = (), find_links: Iterable[str] = ()
+) -> Path:
     """Write a uv config file (mode 0600) naming the indexes, ``${VAR}`` filled in, for
     ``--config-file``: credentials reach uv in a private file, never on its command line (which
     any user of the machine can read). ``extra`` indexes are searched first, as ``--index``
-    before ``--default-index``."""
+    before ``--default-index``; ``find_links`` are directories or pages of wheels."""
     import json
 
     from dlsetup.envs.credentials import expand_auth
@@ -79,7 +81,35 @@ def index_config(path: Path, index_url: str, extra: Iterable[str] = ()) -> Path:
     extras = [json.dumps(expand_auth(url)) for url in extra if url]
     if extras:
         lines.append(f"extra-index-url = [{', '.join(extras)}]")
+    links = [json.dumps(expand_auth(url)) for url in find_links if url]
+    if links:
+        lines.append(f"find-links = [{', '.join(links)}]")
     fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     return path
+
+
+def index_args(
+    default_index: str,
+    indexes: Sequence[str] = (),
+    find_links: Sequence[str] = (),
+    *,
+    workdir: Path,
+) -> list[str]:
+    """uv's arguments for a resolve over these sources: ``indexes`` searched first, in order (the
+    PyTorch index, then the configured extra indexes), ``find_links`` beside them, then
+    ``default_index``. Where any URL names credentials (written in it, or ``${VAR}``), they go
+    into a private config file (:func:`index_config`) instead: never onto uv's command line,
+    which any user of the machine can read."""
+    wanted = [u for u in indexes if u]
+    links = [u for u in find_links if u]
+    if any(has_credentials(u) for u in (default_index, *wanted, *links)):
+        config = index_config(workdir / "uv.toml", default_index, wanted, links)
+        return ["--config-file", str(config)]
+    args: list[str] = []
+    for url in wanted:
+        args += ["--index", url]
+    for url in links:
+        args += ["--find-links", url]
+    return [*args, "--default-index", default_index]
