@@ -8,8 +8,14 @@ Laid out like the real ones, as PEP 503 "simple" indexes that uv reads through `
   macOS wheel without a local version), each requiring its CUDA libraries as ``nvidia-*`` wheels
   on Linux, which the variant's index serves too (``nvidia-cudnn-cu12`` on cu126,
   ``nvidia-cudnn-cu13`` on cu130).
+  Each variant's index serves PyTorch's companions of the same variant too: ``torchvision`` 0.29.0
+  and ``torchaudio`` 2.11.0 (``+cpu``/``+cu126``/``+cu130``; both built on torch's stable ABI, so
+  they require ``torch>=`` their own release, as the real ones do).
 * ``ROOT/pypi/simple``: ``numpy``, ``ipykernel``, ``tensorflow`` (with an ``and-cuda`` extra that
-  pulls ``nvidia-cudnn-cu12``), ``tensorflow-cpu`` and the ``nvidia-*`` wheels TensorFlow needs.
+  pulls ``nvidia-cudnn-cu12``), ``tensorflow-cpu`` and the ``nvidia-*`` wheels TensorFlow needs;
+  and PyPI's own PyTorch builds, shaped like the real ones: a Linux ``torch`` without a local
+  version that is a CUDA build (``nvidia-*-cu13`` requirements and ``triton``), with
+  ``torchvision``/``torchaudio`` of the same shape (:data:`PYPI_TORCH`).
 
 Each variant's index also holds a ``torch`` release the knowledge base does not know yet
 (:func:`torch_versions`): a lock that let the resolver take the newest would pick it, so a lock
@@ -37,6 +43,17 @@ CUDA_LIBS: dict[str, tuple[tuple[str, str], ...]] = {
     "cu126": (("nvidia-cudnn-cu12", "9.10.2.21"), ("nvidia-cuda-runtime-cu12", "12.6.77")),
     "cu130": (("nvidia-cudnn-cu13", "9.13.0.50"), ("nvidia-cuda-runtime", "13.0.96")),
 }
+#: PyTorch's companions on every variant's index and on the small PyPI (stable-ABI releases)
+TORCHVISION = "0.29.0"
+TORCHAUDIO = "2.11.0"
+#: the torch release PyPI's CUDA build has here, and what it requires (PyPI's Linux torch 2.14
+#: is built for CUDA 13.0, the knowledge base's ``pypi_default``)
+PYPI_TORCH = "2.14.0"
+PYPI_TORCH_LIBS: tuple[tuple[str, str], ...] = (
+    ("nvidia-cudnn-cu13", "9.13.0.50"),
+    ("nvidia-cuda-runtime", "13.0.96"),
+    ("triton", "3.6.0"),
+)
 NUMPY = "2.3.4"
 IPYKERNEL = "7.1.0"
 TENSORFLOW = "2.21.0"
@@ -118,7 +135,42 @@ def _torch_wheels(variant: str, cuda: str | None) -> list[Wheel]:
     for name, ver in CUDA_LIBS.get(variant, ()):
         for platform in (LINUX, WINDOWS):
             wheels.append(Wheel(name, ver, tag=f"py3-none-{platform}"))
+    return wheels + _companion_wheels(f"+{variant}", variant == "cpu")
+
+
+def _companion_wheels(local: str, mac: bool) -> list[Wheel]:
+    """torchvision and torchaudio with the local version ``local`` (empty: PyPI's), for Linux
+    and Windows (and, where ``mac``: the cpu index, Linux aarch64 and macOS, the macOS wheels
+    without a local version)."""
+    wheels: list[Wheel] = []
+    for name, release, floor in (
+        ("torchvision", TORCHVISION, "2.14.0"),
+        ("torchaudio", TORCHAUDIO, "2.11.0"),
+    ):
+        for platform in (LINUX, WINDOWS, *((LINUX_ARM, MAC) if mac else ())):
+            version = release if platform == MAC else f"{release}{local}"
+            requires = (f"torch>={floor}",)
+            wheels.append(Wheel(name, version, requires, tag=f"py3-none-{platform}"))
     return wheels
+
+
+def _pypi_torch_wheels() -> list[Wheel]:
+    """PyPI's torch: a CUDA build on Linux (no local version; nvidia-* and triton required)."""
+    requires = tuple(f"{name}=={ver}; {LINUX_ONLY}" for name, ver in PYPI_TORCH_LIBS)
+    wheels = [
+        Wheel(
+            "torch",
+            PYPI_TORCH,
+            requires,
+            tag=f"{py}-{py}-{LINUX}",
+            requires_python=">=3.10",
+            files=_torch_files(PYPI_TORCH, "pypi", "13.0"),
+        )
+        for py in PYTHONS
+    ]
+    for name, ver in PYPI_TORCH_LIBS:
+        wheels.append(Wheel(name, ver, tag=f"py3-none-{LINUX}"))
+    return wheels + _companion_wheels("", mac=False)
 
 
 def _pypi_wheels() -> list[Wheel]:
@@ -142,7 +194,7 @@ def _pypi_wheels() -> list[Wheel]:
     for name, ver in CUDA_LIBS["cu126"]:
         for platform in (LINUX, WINDOWS):
             wheels.append(Wheel(name, ver, tag=f"py3-none-{platform}"))
-    return wheels
+    return wheels + _pypi_torch_wheels()
 
 
 def build_torch_index(root: Path) -> TorchIndex:
