@@ -414,6 +414,8 @@ def render_report(console: Console, report: SmokeReport) -> None:
             continue
         n_ok = sum(c.passed for c in run.combinations)
         f_ok = sum(c.passed for c in run.function_checks)
+        k_ok = sum(c.passed for c in run.kernel_checks)
+        kernels = f", {k_ok}/{len(run.kernel_checks)} kernel checks" if run.kernel_checks else ""
         verdict = "PASS" if run.passed else "FAIL"
         checked = [c for c in run.companions if c.status != "not_installed"]
         companions = (
@@ -423,7 +425,7 @@ def render_report(console: Console, report: SmokeReport) -> None:
         )
         console.print(
             f"\n{title}: {verdict} — {n_ok}/{len(run.combinations)} combinations, "
-            f"{f_ok}/{len(run.function_checks)} function checks{companions}"
+            f"{f_ok}/{len(run.function_checks)} function checks{kernels}{companions}"
         )
         console.print(
             _grid_table(
@@ -431,6 +433,9 @@ def render_report(console: Console, report: SmokeReport) -> None:
                 functools.partial(_cell, run),
             )
         )
+        for kernel in run.kernel_checks:
+            if not kernel.passed:
+                console.print(f"  FAIL {kernel.describe()}", soft_wrap=True, markup=False)
         for check in run.function_checks:
             if not check.passed:
                 console.print(f"  FAIL {check.describe()}")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -139,3 +140,125 @@ def verdict(curve: Array, reference: Array, kink: Array, precision: str = "float
     ):
         return Verdict(True, before, parted_at_kink=before)
     return Verdict(False, last, exit=exit_)
+
+
+#: Multiple of the calibrated parameter drift allowed (see :func:`param_band`).
+PARAM_FACTOR = 16.0
+
+
+def param_band(reference: Array, step: int, precision: str = "float32") -> Array:
+    """The allowed |framework - reference| of each parameter element after ``step`` updates.
+
+    Each update ``p - lr * g`` rounds ``p`` (relative to its size) and carries the rounding of
+    ``g``'s sums into ``p``; both add up about linearly with the steps, so the band is the loss
+    band's shape applied elementwise: ``PARAM_FACTOR * u * (BAND_OFFSET + step) * max(1, |p|)``
+    (relative where a value is larger than 1, absolute below).
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    scale = np.maximum(1.0, np.abs(np.nan_to_num(ref, nan=1.0, posinf=1.0, neginf=1.0)))
+    return PARAM_FACTOR * UNIT_ROUNDOFF[precision] * (BAND_OFFSET + step) * scale
+
+
+def unit_masks(
+    want: dict[str, Array], checkpoints: tuple[int, ...], unit_parted: Any
+) -> dict[str, Array]:
+    """Which elements (1.0) are held to the band at each checkpoint (C, M, ...): all but the
+    ``w1`` and ``b1`` of a hidden unit after the step it parted at an activation's kink, and
+    PReLU's slope after any of its units did (:attr:`reference.Curves.unit_parted`)."""
+    marks = np.asarray(checkpoints)[:, None, None]
+    if unit_parted is None:
+        return {k: np.ones_like(np.asarray(v)) for k, v in want.items()}
+    kept = (marks <= np.asarray(unit_parted)[None, :, :]).astype(np.float64)  # (C, M, H)
+    masks = {k: np.ones_like(np.asarray(v)) for k, v in want.items()}
+    masks["w1"] = np.broadcast_to(kept[:, :, None, :], np.asarray(want["w1"]).shape).copy()
+    masks["b1"] = kept
+    masks["alpha"] = kept.min(axis=2)
+    return masks
+
+
+def param_ratios(
+    got: dict[str, Array], want: dict[str, Array], checkpoints: tuple[int, ...],
+    unit_parted: Any = None,
+) -> Array:  # fmt: skip
+    """The largest |framework - reference| / band over every parameter element held to the band
+    (:func:`unit_masks`), per checkpoint and model, (C, M); a NaN counts as infinite. Inputs:
+    each parameter (C, M, ...)."""
+    masks = unit_masks(want, checkpoints, unit_parted)
+    worst: Array | None = None
+    for name, values in want.items():
+        ratio = _element_ratios(got[name], values, checkpoints) * masks[name]
+        ratio = ratio.reshape(ratio.shape[0], ratio.shape[1], -1).max(axis=2)
+        worst = ratio if worst is None else np.maximum(worst, ratio)
+    assert worst is not None
+    return worst
+
+
+def _element_ratios(got: Array, want: Array, checkpoints: tuple[int, ...]) -> Array:
+    """|got - want| / band per element, a NaN as infinite; both (C, ...)."""
+    g = np.asarray(got, dtype=np.float64)
+    w = np.asarray(want, dtype=np.float64)
+    allowed = np.stack([param_band(w[c], s) for c, s in enumerate(checkpoints)])
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(np.abs(g - w) / allowed, nan=math.inf, posinf=math.inf)
+
+
+@dataclass(frozen=True)
+class ParamExit:
+    """The first parameter element outside its band: after ``step`` updates, ``name[index]``
+    was ``got`` where the reference had ``want`` (allowed deviation ``allowed``)."""
+
+    step: int
+    name: str
+    index: tuple[int, ...]
+    got: float
+    want: float
+    allowed: float
+
+
+def param_exit(
+    got: dict[str, Array], want: dict[str, Array], checkpoints: tuple[int, ...],
+    masks: dict[str, Array], kink: Array,
+) -> ParamExit | None:  # fmt: skip
+    """The first checkpoint where one model's parameters leave the band, and the worst element
+    there; None when none does, or when that checkpoint follows a step whose sample sat on the
+    loss's kink within rounding (the trajectories may part there, as for the loss curve).
+
+    Args:
+        got, want: the model's parameters, each (C, ...).
+        masks: the model's :func:`unit_masks`, each (C, ...).
+        kink: the reference's distance to the loss's kink at each step, (steps + 1,).
+    """
+    ratios = {k: _element_ratios(got[k], w, checkpoints) * masks[k] for k, w in want.items()}
+    per_mark = np.max(
+        [r.reshape(r.shape[0], -1).max(axis=1, initial=0.0) for r in ratios.values()], axis=0
+    )
+    outside = ~(per_mark <= 1.0)
+    if not outside.any():
+        return None
+    c = int(np.argmax(outside))
+    step = checkpoints[c]
+    if step > parting_step(kink):
+        return None
+    name = max(ratios, key=lambda k: float(ratios[k][c].max(initial=0.0)))
+    flat = int(np.argmax(ratios[name][c]))
+    shape = np.asarray(want[name][c]).shape
+    index = tuple(int(j) for j in np.unravel_index(flat, shape)) if shape else ()
+    g = float(np.asarray(got[name][c]).reshape(-1)[flat])
+    w0 = float(np.asarray(want[name][c]).reshape(-1)[flat])
+    return ParamExit(step, name, index, g, w0, float(param_band(np.array(w0), step)))
+
+
+def parting_step(kink: Array) -> int:
+    """The first step whose update float32 and float64 may take on different sides of the loss's
+    kink (:func:`kink_slack`); the curve's length when none."""
+    k = np.asarray(kink, dtype=np.float64)
+    steps = np.arange(k.shape[0], dtype=np.float64)
+    near = np.flatnonzero(k <= BAND_FACTOR * UNIT_ROUNDOFF["float32"] * (BAND_OFFSET + steps) * 2.0)
+    return int(near[0]) if near.size else int(k.shape[0])
+
+
+def clean_checkpoints(checkpoints: tuple[int, ...], kink: Array) -> int:
+    """How many of ``checkpoints`` come no later than :func:`parting_step` (the parameters
+    after them are held to the band)."""
+    first = parting_step(kink)
+    return sum(1 for s in checkpoints if s <= first)

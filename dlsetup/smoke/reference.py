@@ -362,6 +362,44 @@ def gd_step(
     return value, updated
 
 
+#: The slope of each activation with a kink at 0 below it (ReLU, LeakyReLU; PReLU's is learned).
+KINK_SLOPES: dict[str, float | None] = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE, "prelu": None}
+#: How close to an activation's kink a pre-activation may be, in units of ``(4 + t)`` times its
+#: condition ``|x| max(1, |W1|) + max(1, |b1|)``, for float32 and float64 to take different sides:
+#: twice float32's roundoff (the parameters drift by at most 0.7 of ``u (4 + t)`` on the
+#: calibration seeds, so ``z``'s float32 error stays below that).
+ACTIVATION_KINK_SLACK = 2.0 * 2.0**-24
+#: A jump smaller than this many units of ``u (4 + t)`` cannot show against the parameters' band
+#: (16 units; see ``curve_band.PARAM_FACTOR``).
+VISIBLE_JUMP_UNITS = 1.0
+
+
+def _parted_units(
+    t: int, act_groups: list[tuple[str, slice | Array]], z: Array, dh: Array, x: Array,
+    w1: Array, b1: Array, alpha: Array, lr: Array,
+) -> npt.NDArray[np.bool_]:  # fmt: skip
+    """Which hidden units of which models (M, H) had, at step ``t``, a pre-activation within
+    rounding of its activation's kink whose other side would change the unit's ``w1`` and ``b1``
+    by a visible amount: from there on float32's unit may part from float64's."""
+    parted = np.zeros(z.shape[0::2], dtype=bool)
+    ax = np.abs(x)
+    xscale = 1.0 + float(np.max(ax, initial=0.0))
+    unit = 2.0**-24 * (4.0 + t)
+    for a, idx in act_groups:
+        if a not in KINK_SLOPES:
+            continue
+        cond = np.matmul(ax, np.maximum(1.0, np.abs(w1[idx])))
+        cond += np.maximum(1.0, np.abs(b1[idx]))[:, None, :]
+        near = np.abs(z[idx]) <= ACTIVATION_KINK_SLACK * (4.0 + t) * cond
+        if not near.any():
+            continue
+        fixed = KINK_SLOPES[a]
+        slope = alpha[idx][:, None, None] if fixed is None else fixed
+        jump = lr[idx][:, None, None] * np.abs(dh[idx]) * np.abs(1.0 - slope) * xscale
+        parted[idx] = np.any(near & (jump >= VISIBLE_JUMP_UNITS * unit), axis=1)
+    return parted
+
+
 def train_curves(
     combos: Sequence[tuple[str, str]],
     init: Mapping[str, Array],
@@ -370,6 +408,7 @@ def train_curves(
     *,
     lr: Array,
     steps: int,
+    checkpoints: Sequence[int] = (),
 ) -> Curves:
     """The loss curves of plain gradient descent, every model of a stack at once, in float64.
 
@@ -385,10 +424,12 @@ def train_curves(
         y: labels in {-1, +1}, shape (N,).
         lr: the learning rate of each model, shape (M,).
         steps: how many updates.
+        checkpoints: after how many updates (each in 1..steps) to keep every parameter.
 
     Returns:
         The mean training loss of each model before each step and after the last, and how close
-        each model's nearest sample is to its loss's kink, both (steps + 1, M).
+        each model's nearest sample is to its loss's kink, both (steps + 1, M); the parameters at
+        each checkpoint, each (C, M, ...).
     """
     m, n = len(combos), x.shape[0]
     w1, b1, w2, b2, alpha = (np.array(init[k], dtype=np.float64) for k in PARAM_KEYS)
@@ -398,11 +439,17 @@ def train_curves(
     lr = np.asarray(lr, dtype=np.float64)
     curves = np.empty((steps + 1, m))
     kink = np.full((steps + 1, m), np.inf)
+    unit_parted = np.full((m, w1.shape[2]), steps + 1)
     h = np.empty((m, n, w1.shape[2]))
     dact = np.empty_like(h)
     g = np.empty((m, n))
     xt = np.ascontiguousarray(x.T)
+    keep = sorted(set(checkpoints))
+    kept: dict[str, list[Array]] = {k: [] for k in PARAM_KEYS}
     for t in range(steps + 1):
+        if t in keep:
+            for k, v in zip(PARAM_KEYS, (w1, b1, w2, b2, alpha), strict=True):
+                kept[k].append(v)
         z = np.matmul(x, w1) + b1[:, None, :]  # (M, N, H)
         for a, idx in act_groups:
             zi, al = z[idx], alpha[idx][:, None, None]
@@ -419,6 +466,8 @@ def train_curves(
             break
         dh = g[:, :, None] * w2[:, None, :]
         dz = dh * dact
+        new = _parted_units(t, act_groups, z, dh, x, w1, b1, alpha, lr)
+        unit_parted[new & (unit_parted > t)] = t
         w2 = w2 - lr[:, None] * np.matmul(g[:, None, :], h)[:, 0, :]
         b2 = b2 - lr * np.sum(g, axis=1)
         if prelu is not None:
@@ -426,7 +475,8 @@ def train_curves(
             alpha[prelu] -= lr[prelu] * np.sum(dh[prelu] * prelu_alpha_grad(z[prelu]), axis=(1, 2))
         w1 = w1 - lr[:, None, None] * np.matmul(xt, dz)
         b1 = b1 - lr[:, None] * np.sum(dz, axis=1)
-    return Curves(curves, kink)
+    params = {k: np.array(v) for k, v in kept.items()} if keep else {}
+    return Curves(curves, kink, tuple(keep), params, unit_parted)
 
 
 class Curves(NamedTuple):
@@ -437,10 +487,20 @@ class Curves(NamedTuple):
         kink: the distance of the sample nearest to its loss's kink, ``min |y f - k|`` (``k`` from
             :data:`LOSS_KINKS`); infinite for smooth losses. Where it is within rounding of zero,
             float32 and float64 may take different sides of the kink, and their trajectories part.
+        checkpoints: after how many updates the parameters were kept (ascending).
+        params: each parameter at each checkpoint, (C, M, ...) (keys :data:`PARAM_KEYS`); empty
+            without checkpoints.
+        unit_parted: the first step at which each hidden unit of each model (M, H) had a
+            pre-activation within rounding of its activation's kink (:func:`_parted_units`):
+            that unit's ``w1`` and ``b1`` (and PReLU's slope) may part from float32's after it,
+            as the whole model may after a loss's kink; ``steps + 1`` where none did.
     """
 
     loss: Array
     kink: Array
+    checkpoints: tuple[int, ...] = ()
+    params: Mapping[str, Array] = {}  # a NamedTuple default, never mutated
+    unit_parted: npt.NDArray[np.int_] | None = None
 
 
 def _groups(names: Sequence[str], order: Sequence[str]) -> list[tuple[str, slice | Array]]:

@@ -24,7 +24,8 @@ class Failure:
 
     Attributes:
         check: ``one step``, ``every step`` (the loss curve left the band around the NumPy
-            reference's) or ``training``.
+            reference's), ``parameters`` (a parameter element left its band at a checkpoint) or
+            ``training``.
         step: the training step the failure was seen at (the first one outside the band, the
             first non-finite loss; 0 for the one-step check); None for end-of-training checks.
     """
@@ -63,6 +64,52 @@ class FunctionCheck:
             f"{self.kind} {self.name} {self.quantity} ({self.dtype}) at {where}: got "
             f"{_fmt(self.got)}, expected {_fmt(self.expected)} (NumPy reference, rtol {self.rtol:g},"
             f" atol {self.atol:g})"
+        )
+
+
+@dataclass(frozen=True)
+class KernelCheck:
+    """One kernel of the kernel tier (:mod:`dlsetup.smoke.worker_kernels`) on one device, in one
+    dtype, on one thread count, against its float64 reference.
+
+    Attributes:
+        kernel: ``matmul``, ``conv2d``, ``sum``, ``mean``, ``softmax``, ``logsumexp``, ``exp``,
+            ``log``, ``tanh``, ``sigmoid``, ``erf``.
+        shape: the operands' shape (``3x8192 @ 8192x5``), the reduction length or the points.
+        exact: the result must equal the reference exactly (small-integer inputs).
+        seconds: the kernel's own time (its input's transfer included).
+        index: the worst element's index (a failure); ``input`` its argument (elementwise).
+        allowed: the allowed absolute deviation at the worst element.
+    """
+
+    kernel: str
+    shape: str
+    dtype: str
+    threads: int
+    device: str
+    passed: bool
+    exact: bool
+    max_abs_error: float | None
+    seconds: float
+    index: tuple[int, ...] = ()
+    input: float | str | None = None
+    got: float | str | None = None
+    expected: float | str | None = None
+    allowed: float | str | None = None
+
+    def describe(self) -> str:
+        """One line for the human report (a failed check)."""
+        threads = "1 thread" if self.threads == 1 else f"{self.threads} threads"
+        where = f"element [{', '.join(str(i) for i in self.index)}]" if self.index else "result"
+        arg = "" if self.input is None else f" (input {_fmt(self.input)})"
+        bound = (
+            "exactly (small-integer inputs)"
+            if self.exact
+            else f"+- {_fmt(self.allowed)} (float64 reference)"
+        )
+        return (
+            f"kernel {self.kernel} {self.shape} ({self.dtype}, {threads}) on {self.device}: "
+            f"{where}{arg} was {_fmt(self.got)}, expected {_fmt(self.expected)} {bound}"
         )
 
 
@@ -156,6 +203,7 @@ class DeviceRun:
         peak_device_bytes: peak device memory allocated, bytes (GPU/MPS only).
         companions: the framework's companions checked on this device, after the grid (none for
             TensorFlow, or when the device failed or companions were not checked).
+        kernel_checks: the kernel tier on this device, run before the grid.
     """
 
     framework: str
@@ -172,6 +220,7 @@ class DeviceRun:
     peak_rss_bytes: Maybe[int]
     peak_device_bytes: Maybe[int]
     companions: tuple[CompanionCheck, ...] = ()
+    kernel_checks: tuple[KernelCheck, ...] = ()
     best_ms_per_step: Maybe[float] = Missing("not_measured")
     kernel_ms: Maybe[float] = Missing("not_measured")
     step_per_kernel: Maybe[float] = Missing("not_measured")
@@ -182,6 +231,7 @@ class DeviceRun:
         return (
             self.status == "ok"
             and all(c.passed for c in self.function_checks)
+            and all(c.passed for c in self.kernel_checks)
             and all(c.passed for c in self.combinations)
             and all(c.status != "failed" for c in self.companions)
         )
@@ -330,6 +380,7 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
         )
         for c in event.get("combinations", [])
     )
+    kernels = tuple(kernel_check_from_event(c) for c in event.get("kernel_checks", []))
     curves = tuple(
         tuple(v if isinstance(v, float) and math.isfinite(v) else None for v in curve)
         for curve in event.get("curves", [])
@@ -344,6 +395,7 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
         function_checks=checks,
         combinations=combos,
         curves=curves,
+        kernel_checks=kernels,
         phases={k: float(v) for k, v in event.get("phases", {}).items()},
         ms_per_step=_missing_or(
             event.get("ms_per_step"), "device_failed" if not ok else "error", float
@@ -361,6 +413,28 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
         kernel_ms=_missing_or(
             event.get("kernel_ms"), "device_failed" if not ok else "error", float
         ),
+    )
+
+
+def kernel_check_from_event(check: dict[str, Any]) -> KernelCheck:
+    """Build a :class:`KernelCheck` from one entry of a ``device_result``'s ``kernel_checks``."""
+    failure = check.get("failure") or {}
+    err = check.get("max_abs_error")
+    return KernelCheck(
+        kernel=str(check["kernel"]),
+        shape=str(check["shape"]),
+        dtype=str(check["dtype"]),
+        threads=int(check["threads"]),
+        device=str(check["device"]),
+        passed=bool(check["passed"]),
+        exact=bool(check.get("exact", False)),
+        max_abs_error=float(err) if isinstance(err, (int, float)) else None,
+        seconds=float(check.get("seconds", 0.0)),
+        index=tuple(int(i) for i in failure.get("index", ())),
+        input=_num(failure.get("input")),
+        got=_num(failure.get("got")),
+        expected=_num(failure.get("expected")),
+        allowed=_num(failure.get("allowed")),
     )
 
 

@@ -137,6 +137,9 @@ class TensorFlowBackend:
             pred = tf.where(ft > 0, tf.ones_like(ft), -tf.ones_like(ft))
             return self._np(tf.cast(tf.not_equal(pred, self._const(y, dtype)), ft.dtype))
 
+    def kernel_ops(self, device: str) -> TensorFlowKernels:
+        return TensorFlowKernels(self.tf, device)
+
     def trainer(self, device: str, plan: grid.Plan) -> TensorFlowTrainer:
         return TensorFlowTrainer(self, device, plan)
 
@@ -145,6 +148,79 @@ class TensorFlowBackend:
             return None
         info = self.tf.config.experimental.get_memory_info(device)
         return int(info["peak"])
+
+
+class TensorFlowKernels:
+    """The kernel tier's operations in TensorFlow on one device (:class:`worker_kernels.KernelOps`).
+
+    One thread count: TensorFlow fixes its thread pools when its runtime starts (one thread here,
+    as the grid runs).
+    """
+
+    def __init__(self, tf: Any, device: str) -> None:
+        self.tf = tf
+        self.device = device
+
+    def matmul_dtypes(self) -> list[str]:
+        if self.device.upper().startswith("GPU"):
+            return ["float32", "tf32", "float16"]
+        return ["float32", "float64"]
+
+    def thread_counts(self) -> list[int]:
+        return [1]
+
+    def set_threads(self, n: int) -> None:
+        return None
+
+    def _c(self, values: Any, dtype: str) -> Any:
+        kind = "float32" if dtype == "tf32" else dtype
+        return self.tf.constant(np.asarray(values), dtype=getattr(self.tf, kind))
+
+    @staticmethod
+    def _np(t: Any) -> grid.Array:
+        return np.asarray(t.numpy(), dtype=np.float64)
+
+    def matmul(self, a: Any, b: Any, dtype: str) -> grid.Array:
+        tf = self.tf
+        with tf.device(self.device):
+            if dtype != "tf32":
+                return self._np(tf.linalg.matmul(self._c(a, dtype), self._c(b, dtype)))
+            tf.config.experimental.enable_tensor_float_32_execution(True)
+            try:
+                return self._np(tf.linalg.matmul(self._c(a, dtype), self._c(b, dtype)))
+            finally:
+                tf.config.experimental.enable_tensor_float_32_execution(False)
+
+    def conv2d(self, x: Any, w: Any, dtype: str) -> grid.Array:
+        tf = self.tf
+        with tf.device(self.device):
+            nhwc = self._c(np.transpose(x, (0, 2, 3, 1)), dtype)
+            hwio = self._c(np.transpose(w, (2, 3, 1, 0)), dtype)
+            out = tf.nn.conv2d(nhwc, hwio, strides=1, padding="VALID")
+        return np.transpose(self._np(out), (0, 3, 1, 2))
+
+    def reduce(self, name: str, x: Any, dtype: str) -> grid.Array:
+        tf = self.tf
+        ops = {
+            "sum": tf.reduce_sum,
+            "mean": tf.reduce_mean,
+            "softmax": tf.nn.softmax,
+            "logsumexp": tf.reduce_logsumexp,
+        }
+        with tf.device(self.device):
+            return self._np(ops[name](self._c(x, dtype)))
+
+    def unary(self, name: str, x: Any, dtype: str) -> grid.Array:
+        tf = self.tf
+        ops = {
+            "exp": tf.exp,
+            "log": tf.math.log,
+            "tanh": tf.tanh,
+            "sigmoid": tf.sigmoid,
+            "erf": tf.math.erf,
+        }
+        with tf.device(self.device):
+            return self._np(ops[name](self._c(x, dtype)))
 
 
 class TensorFlowTrainer:
@@ -241,6 +317,7 @@ class TensorFlowTrainer:
             t0 = time.perf_counter()
             first, _ = self.loop(xt, yt, lr_t, tf.constant(1))
             after_first = {k: self.b._np(v) for k, v in self.vars.items()}
+            kept = [[tf.identity(self.vars[k]) for k in self.names]]
             warmup = time.perf_counter() - t0
             t0 = time.perf_counter()
             curves = [first]
@@ -253,12 +330,16 @@ class TensorFlowTrainer:
                 chunk.numpy()  # wait for the device
                 clock.steps_done(n)
                 curves.append(chunk)
+                kept.append([tf.identity(self.vars[k]) for k in self.names])  # a checkpoint
                 left -= n
             last, f = self.loop(xt, yt, tf.zeros_like(lr_t), tf.constant(1))  # evaluate only
             curves.append(last)
             curve_np = self.b._np(tf.concat(curves, axis=0))
             loop = time.perf_counter() - t0 - clock.kernel_s
-        return grid.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
+            params = {
+                k: self.b._np(tf.stack([c[j] for c in kept])) for j, k in enumerate(self.names)
+            }
+        return grid.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock, params)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,9 @@ class TorchBackend:
         pred = self.torch.where(ft > 0, 1.0, -1.0).to(ft.dtype)
         return self._np((pred != self._tensor(y, device, dtype)).to(ft.dtype))
 
+    def kernel_ops(self, device: str) -> TorchKernels:
+        return TorchKernels(self.torch, device)
+
     def trainer(self, device: str, plan: grid.Plan) -> TorchTrainer:
         return TorchTrainer(self, device, plan)
 
@@ -149,6 +152,69 @@ class TorchBackend:
         if device.startswith("mps"):
             return int(self.torch.mps.driver_allocated_memory())
         return None
+
+
+class TorchKernels:
+    """The kernel tier's operations in PyTorch on one device (:class:`worker_kernels.KernelOps`).
+
+    matmul is ``torch.mm`` (the 2-D GEMM; the grid's batched ``torch.matmul`` is left alone).
+    """
+
+    def __init__(self, torch: Any, device: str) -> None:
+        self.torch = torch
+        self.device = device
+
+    def matmul_dtypes(self) -> list[str]:
+        torch = self.torch
+        if self.device.startswith("cuda"):
+            low = ["float16"] + (["bfloat16"] if torch.cuda.is_bf16_supported() else [])
+            return ["float32", "tf32", *low]
+        if self.device.startswith("mps"):
+            return ["float32", "float16"]
+        return ["float32", "float64"]
+
+    def thread_counts(self) -> list[int]:
+        every = os.cpu_count() or 1
+        return [1, every] if self.device == "cpu" and every > 1 else [1]
+
+    def set_threads(self, n: int) -> None:
+        if self.device == "cpu":
+            self.torch.set_num_threads(n)
+
+    def _t(self, values: Any, dtype: str) -> Any:
+        torch = self.torch
+        kind = getattr(torch, "float32" if dtype == "tf32" else dtype)
+        return torch.from_numpy(np.asarray(values)).to(device=self.device, dtype=kind)
+
+    def _np(self, t: Any) -> grid.Array:
+        t = t.to("cpu")
+        if t.dtype in (self.torch.bfloat16, self.torch.float16):
+            t = t.float()
+        return np.asarray(t.numpy(), dtype=np.float64)
+
+    def matmul(self, a: Any, b: Any, dtype: str) -> grid.Array:
+        torch = self.torch
+        if dtype != "tf32":
+            return self._np(torch.mm(self._t(a, dtype), self._t(b, dtype)))
+        torch.set_float32_matmul_precision("high")  # TF32 where the GPU has it
+        try:
+            return self._np(torch.mm(self._t(a, dtype), self._t(b, dtype)))
+        finally:
+            torch.set_float32_matmul_precision("highest")
+
+    def conv2d(self, x: Any, w: Any, dtype: str) -> grid.Array:
+        fn = self.torch.nn.functional
+        return self._np(fn.conv2d(self._t(x, dtype), self._t(w, dtype)))
+
+    def reduce(self, name: str, x: Any, dtype: str) -> grid.Array:
+        torch, t = self.torch, self._t(x, dtype)
+        ops = {"sum": torch.sum, "mean": torch.mean}
+        if name in ops:
+            return self._np(ops[name](t))
+        return self._np(getattr(torch, name)(t, 0))  # softmax, logsumexp
+
+    def unary(self, name: str, x: Any, dtype: str) -> grid.Array:
+        return self._np(getattr(self.torch, name)(self._t(x, dtype)))
 
 
 class TorchTrainer:
@@ -201,6 +267,8 @@ class TorchTrainer:
         t0 = time.perf_counter()
         warmup = 0.0
         clock = ChunkClock(device_sync)
+        keep = set(grid.checkpoint_steps(steps))
+        kept: list[list[Any]] = []
         for step in range(steps):
             losses, _ = self._forward(p, xt, yt)
             grads = torch.autograd.grad(losses.sum(), [p[k] for k in names], allow_unused=True)
@@ -209,6 +277,8 @@ class TorchTrainer:
                     if g is not None:  # alpha is unused when no model is PReLU
                         p[k].sub_(lr_b[k] * g)
             curves.append(losses.detach())
+            if step + 1 in keep:  # copies on the device; read back once after the loop
+                kept.append([p[k].detach().clone() for k in names])
             if step == 0:
                 after_first = {k: self.b._np(v) for k, v in p.items()}
                 warmup = time.perf_counter() - t0
@@ -221,7 +291,8 @@ class TorchTrainer:
         curves.append(losses)
         curve_np = self.b._np(torch.stack(curves))
         loop = time.perf_counter() - t0 - clock.kernel_s
-        return grid.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock)
+        params = {k: self.b._np(torch.stack([c[j] for c in kept])) for j, k in enumerate(names)}
+        return grid.TrainOutput(curve_np, after_first, self.b._np(f), warmup, loop, clock, params)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         make_data,
         make_plan,
     )
+    from dlsetup.smoke.worker_kernels import kernel_checks
     from dlsetup.smoke.worker_reference import GridReference, compute, shared
     from dlsetup.smoke.worker_verdicts import ComboVerdict, verdicts
 else:  # run as a script inside a target interpreter: load the sibling modules by path
@@ -44,6 +45,7 @@ else:  # run as a script inside a target interpreter: load the sibling modules b
         make_data,
         make_plan,
     )
+    from worker_kernels import kernel_checks
     from worker_reference import GridReference, compute, shared
     from worker_verdicts import ComboVerdict, verdicts
 
@@ -100,6 +102,20 @@ def train_grid(
         curve_band.worst_ratio(out.curves[: end + 1, i], ref_curves.loss[: end + 1, i])
         for i, end in enumerate(ends)
     )
+    if out.params and ref_curves.checkpoints:  # the parameters' drift, for calibration runs
+        ratios = curve_band.param_ratios(
+            out.params, dict(ref_curves.params), ref_curves.checkpoints, ref_curves.unit_parted
+        )
+        times["param_ratio"] = curve_band.PARAM_FACTOR * max(
+            (
+                float(ratios[:n, i].max())
+                for i in range(ratios.shape[1])
+                if (
+                    n := curve_band.clean_checkpoints(ref_curves.checkpoints, ref_curves.kink[:, i])
+                )
+            ),
+            default=0.0,
+        )
     t0 = time.perf_counter()
     for i, v in enumerate(found):
         if not v.failures:
@@ -109,7 +125,13 @@ def train_grid(
         sub = backend.trainer(device, single).run(sub_init, x, y, lr=lr[i : i + 1], steps=steps)
         sub_ref = None if ref_after is None else {k: a[i : i + 1] for k, a in ref_after.items()}
         sub_losses = None if ref_losses is None else ref_losses[i : i + 1]
-        sub_curves = ref.Curves(ref_curves.loss[:, i : i + 1], ref_curves.kink[:, i : i + 1])
+        sub_curves = ref.Curves(
+            ref_curves.loss[:, i : i + 1],
+            ref_curves.kink[:, i : i + 1],
+            ref_curves.checkpoints,
+            {k: np.asarray(a)[:, i : i + 1] for k, a in ref_curves.params.items()},
+            None if ref_curves.unit_parted is None else ref_curves.unit_parted[i : i + 1],
+        )
         alone = verdicts(single, sub, y, sub_losses, sub_ref, ref_curves=sub_curves)[0]
         v.isolated = {
             "passed": not alone.failures,
@@ -147,12 +169,16 @@ def run_device(
     phases: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
+        kernels = kernel_checks(backend.kernel_ops(device), device)
+        phases["kernel_checks_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         checks = function_checks(backend, device)
         phases["function_checks_s"] = time.perf_counter() - t0
         found, out, times = train_grid(
             backend, device, seed, steps, step_check=True, reference_cache=reference_cache
         )
         times.pop("band_ratio")  # not seconds: reported by calibration runs only
+        times.pop("param_ratio", None)
         shared_reference = bool(times.pop("reference_shared"))
         kernel_ms = times.pop("kernel_ms")
         best_ms = times.pop("best_ms_per_step")
@@ -178,6 +204,7 @@ def run_device(
         "status": "ok",
         "seed": seed,
         "steps": steps,
+        "kernel_checks": kernels,
         "function_checks": checks,
         "combinations": [v.as_dict() for v in found],
         "curves": [[json_number(v) for v in out.curves[:, i]] for i in range(out.curves.shape[1])],

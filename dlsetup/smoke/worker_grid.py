@@ -11,7 +11,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -19,11 +19,13 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from dlsetup.smoke import reference as ref
-    from dlsetup.smoke.worker_clock import ChunkClock
+    from dlsetup.smoke.worker_clock import TIMING_CHUNK, ChunkClock
+    from dlsetup.smoke.worker_kernels import KernelOps
 else:  # run as a script inside a target interpreter: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import reference as ref
-    from worker_clock import ChunkClock
+    from worker_clock import TIMING_CHUNK, ChunkClock
+    from worker_kernels import KernelOps
 
 Array = npt.NDArray[np.float64]
 
@@ -37,6 +39,13 @@ DEFAULT_STEPS = 200
 LEARNING_RATES: dict[str, float] = {lo.name: lo.learning_rate for lo in ref.LOSS_SPECS}
 #: The stacked parameters, in the order every trainer and the reference use.
 PARAM_NAMES: tuple[str, ...] = ("w1", "b1", "w2", "b2", "alpha")
+
+
+def checkpoint_steps(steps: int) -> tuple[int, ...]:
+    """After how many updates every parameter is compared with the reference's: after the first,
+    after each timed chunk of :data:`worker_clock.TIMING_CHUNK` steps, and after the last (where
+    TensorFlow's graph loop returns to Python anyway)."""
+    return tuple(sorted({*range(1, steps + 1, TIMING_CHUNK), steps} - {0}))
 
 
 def combinations() -> list[tuple[str, str]]:
@@ -140,6 +149,7 @@ class TrainOutput:
         loop_s: seconds of the remaining steps.
         clock: the timed chunks of the steps after the first, and a calibration kernel run
             after each (see :class:`worker_clock.ChunkClock`).
+        params: every stacked parameter after each of :func:`checkpoint_steps`, (C, M, ...).
     """
 
     curves: Array
@@ -148,6 +158,7 @@ class TrainOutput:
     warmup_s: float
     loop_s: float
     clock: ChunkClock
+    params: dict[str, Array] = field(default_factory=dict)
 
 
 class Trainer(Protocol):
@@ -196,4 +207,8 @@ class Backend(Protocol):
 
     def peak_device_memory(self, device: str) -> int | None:
         """Peak bytes allocated on ``device`` so far (None for host devices)."""
+        ...
+
+    def kernel_ops(self, device: str) -> KernelOps:
+        """The kernel tier's operations on ``device`` (:mod:`worker_kernels`)."""
         ...

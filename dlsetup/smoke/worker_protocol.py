@@ -69,7 +69,8 @@ def main(framework: str, load: Callable[[], Backend], argv: Sequence[str] | None
     parser.add_argument("--devices", default="", help="comma-separated devices (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--calibrate-seeds", type=int, default=0, help="train seeds 0..N-1 only")
+    parser.add_argument("--calibrate-seeds", type=int, default=0, help="train N seeds only")
+    parser.add_argument("--calibrate-first", type=int, default=0, help="the first of those seeds")
     parser.add_argument(
         "--reference-cache",
         default=None,
@@ -115,12 +116,13 @@ def main(framework: str, load: Callable[[], Backend], argv: Sequence[str] | None
     })  # fmt: skip
     if args.calibrate_seeds:
         for device in selected:
-            for seed in range(args.calibrate_seeds):
+            for seed in range(args.calibrate_first, args.calibrate_first + args.calibrate_seeds):
                 found, _, times = train_grid(backend, device, seed, args.steps, step_check=False)
                 emit({
                     "event": "calibration", "device": device, "seed": seed,
                     "combinations": [v.as_dict() for v in found],
                     "band_ratio": times["band_ratio"],
+                    "param_drift": times.get("param_ratio", 0.0),
                 })  # fmt: skip
         return 0
     for device in selected[:1] if args.one_device else selected:

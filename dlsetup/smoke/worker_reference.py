@@ -27,16 +27,16 @@ import numpy as np
 
 if TYPE_CHECKING:
     from dlsetup.smoke import reference as ref
-    from dlsetup.smoke.worker_grid import PARAM_NAMES, Array
+    from dlsetup.smoke.worker_grid import PARAM_NAMES, Array, checkpoint_steps
     from dlsetup.smoke.worker_verdicts import reference_first_step
 else:  # run as a script inside a target interpreter: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import reference as ref
-    from worker_grid import PARAM_NAMES, Array
+    from worker_grid import PARAM_NAMES, Array, checkpoint_steps
     from worker_verdicts import reference_first_step
 
 #: Bumped when the stored layout changes (a file of another version is not read).
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class GridReference:
         first_losses: each model's loss before the first step, (M,); None without the step check.
         first_after: each model's parameters after the first step (stacked, as
             :func:`worker_grid.init_params`); None without the step check.
-        curves: the loss curves and kink distances, each (steps + 1, M).
+        curves: the loss curves and kink distances, each (steps + 1, M), and the parameters at
+            :func:`worker_grid.checkpoint_steps`.
         shared: read from the run's cache rather than computed here.
     """
 
@@ -65,7 +66,9 @@ def compute(
     first_losses = first_after = None
     if step_check:
         first_losses, first_after = reference_first_step(combos, init, x, y)
-    curves = ref.train_curves(combos, init, x, y, lr=lr, steps=steps)
+    curves = ref.train_curves(
+        combos, init, x, y, lr=lr, steps=steps, checkpoints=checkpoint_steps(steps)
+    )
     return GridReference(first_losses, first_after, curves)
 
 
@@ -105,7 +108,17 @@ def _load(path: str, key: dict[str, Array], steps: int, m: int) -> GridReference
         if got is None or got.shape != key[f"key_init_{k}"].shape:
             return None
         after[k] = got
-    curves = ref.Curves(data["loss"], data["kink"])
+    marks = checkpoint_steps(steps)
+    params: dict[str, Array] = {}
+    for k in PARAM_NAMES:
+        got = data.get(f"params_{k}")
+        if got is None or got.shape != (len(marks), *key[f"key_init_{k}"].shape):
+            return None
+        params[k] = got
+    parted = data.get("unit_parted")
+    if parted is None or parted.shape != key["key_init_b1"].shape:
+        return None
+    curves = ref.Curves(data["loss"], data["kink"], marks, params, parted)
     return GridReference(data["first_losses"], after, curves, shared=True)
 
 
@@ -117,8 +130,10 @@ def _store(path: str, key: dict[str, Array], reference: GridReference) -> None:
         **key,
         "loss": reference.curves.loss,
         "kink": reference.curves.kink,
+        "unit_parted": reference.curves.unit_parted,
         "first_losses": reference.first_losses,
         **{f"first_after_{k}": v for k, v in reference.first_after.items()},
+        **{f"params_{k}": v for k, v in reference.curves.params.items()},
     }
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.part")

@@ -148,6 +148,37 @@ def curve_failures(
     }]  # fmt: skip
 
 
+def param_failures(
+    v: ComboVerdict, i: int, out: TrainOutput, ref_curves: ref.Curves,
+    masks: dict[str, Array],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Check (3b) for model ``i``: every parameter element at each checkpoint inside the float32
+    band around the NumPy reference's (:func:`curve_band.param_exit`), up to the step the loss
+    curve was checked to."""
+    marks = ref_curves.checkpoints
+    last = v.checked_to if v.checked_to is not None else marks[-1]
+    upto = sum(1 for s in marks if s <= last)
+    if upto == 0:
+        return []
+    found = curve_band.param_exit(
+        {k: out.params[k][:upto, i] for k in PARAM_NAMES},
+        {k: np.asarray(ref_curves.params[k][:upto, i]) for k in PARAM_NAMES},
+        marks[:upto],
+        {k: masks[k][:upto, i] for k in PARAM_NAMES},
+        ref_curves.kink[:, i],
+    )
+    if found is None:
+        return []
+    element = f"{found.name}[{', '.join(str(j) for j in found.index)}]"
+    return [{
+        "check": "parameters",
+        "what": f"{element} after {found.step} updates (the first checkpoint outside the band)",
+        "value": json_number(found.got),
+        "expected": f"{found.want:.6g} +- {found.allowed:.2g} (NumPy reference from the same weights, float32 band)",
+        "step": found.step,
+    }]  # fmt: skip
+
+
 def steps_close(
     out: TrainOutput, ref_losses: Array, ref_after: dict[str, Array]
 ) -> npt.NDArray[np.bool_]:
@@ -191,6 +222,15 @@ def verdicts(
         if ref_losses is not None and ref_after is not None
         else None
     )
+    masks = (
+        curve_band.unit_masks(
+            {k: np.asarray(ref_curves.params[k]) for k in PARAM_NAMES},
+            ref_curves.checkpoints,
+            ref_curves.unit_parted,
+        )
+        if ref_curves is not None and ref_curves.checkpoints and out.params
+        else None
+    )
     for i, (act, loss) in enumerate(plan.combos):
         scores = out.final_scores[i]
         accuracy = float(np.mean(ref.predict(scores) == y))
@@ -215,6 +255,8 @@ def verdicts(
             v.failures.extend(
                 curve_failures(v, curve, ref_curves.loss[:, i], ref_curves.kink[:, i])
             )
+            if masks is not None:
+                v.failures.extend(param_failures(v, i, out, ref_curves, masks))
         v.failures.extend(training_failures(curve, accuracy))
         found.append(v)
     return found

@@ -11,6 +11,21 @@ imports it. No production module knows about these faults. Comma-separated, each
   after its first CALLS calls (a kernel that goes wrong after warm-up);
 * ``torch:nan-at-step=STEP:ACT/LOSS``: in the stacked 48-model program, that combination's
   pre-activations are NaN at step STEP (the program alone, M = 1, is untouched);
+* ``torch:op-scale=OP:PASS:FACTOR``: ``torch.OP`` (``tanh``, ``sigmoid``, ``exp``) multiplies its
+  forward value or its backward gradient (PASS ``forward`` or ``backward``) by FACTOR, only on the
+  stacked training's 3-D tensors (a vectorised path that goes slightly wrong: the function checks'
+  1-D points never see it), a drift too small for the loss band;
+* ``torch:corrupt-weight=STEP:ACT/LOSS:FACTOR``: in the stacked program, one element of that
+  combination's ``w1`` (``w1[1, 5]``) is multiplied by FACTOR after update STEP (a flipped bit in
+  one parameter);
+* ``torch:exp-large=FACTOR`` (or ``tensorflow:``): ``exp`` is FACTOR times off for arguments
+  between 2.5 and 15 only (a bad polynomial on one range of a vectorised ``exp``);
+* ``torch:sum-long=N``: ``torch.sum`` of more than N elements is off by 2^-20 (a float32
+  reduction that goes wrong only past some length);
+* ``torch:mm-threads=FACTOR``: ``torch.mm`` is FACTOR times off when it runs on more than one
+  thread (a fault in one core's path, or in the split of the work);
+* ``torch:mm-dtype=DTYPE:FACTOR``: ``torch.mm`` is FACTOR times off in DTYPE only (``float64``:
+  a broken double-precision GEMM);
 * ``tensorflow:leaky-slope=S`` (or ``torch:``): LeakyReLU's slope is S, whatever is asked;
 * ``torch:slow=2``: every training step takes twice as long (each gradient call is followed by a
   sleep as long as the step so far took);
@@ -76,19 +91,11 @@ def _normalize_device(name: str) -> str:
 
 def _patch_torch(torch: Any) -> None:
     faults = _faults("torch")
-    if "lr-scale-after" in faults:
-        start, factor = faults["lr-scale-after"].split(":")
-        original_sub = torch.Tensor.sub_
-        state = {"step": -1}
-
-        def sub_(self: Any, other: Any, *args: Any, **kwargs: Any) -> Any:
-            if self.dim() == 3:  # w1 (M, 2, H): its update opens each step's updates
-                state["step"] += 1
-            if state["step"] >= int(start):
-                other = other * float(factor)
-            return original_sub(self, other, *args, **kwargs)
-
-        torch.Tensor.sub_ = sub_
+    if "lr-scale-after" in faults or "corrupt-weight" in faults:
+        _patch_updates(torch, faults)
+    if "op-scale" in faults:
+        _scale_op(torch, *faults["op-scale"].split(":"))
+    _kernel_faults(torch, faults)
     original_matmul = torch.matmul
     calls = {"n": 0, "forward": -1}
 
@@ -135,8 +142,102 @@ def _patch_torch(torch: Any) -> None:
         torch.autograd.grad = grad
 
 
+def _patch_updates(torch: Any, faults: dict[str, str]) -> None:
+    """Faults in the weight updates: ``lr-scale-after`` and ``corrupt-weight``."""
+    start, factor = faults.get("lr-scale-after", "1000000000:1").split(":")
+    at, combo, corrupt = faults.get("corrupt-weight", "-1:relu/square:1").split(":")
+    original_sub = torch.Tensor.sub_
+    state = {"step": -1}
+
+    def sub_(self: Any, other: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.dim() == 3:  # w1 (M, 2, H): its update opens each step's updates
+            state["step"] += 1
+        if state["step"] >= int(start):
+            other = other * float(factor)
+        out = original_sub(self, other, *args, **kwargs)
+        if self.dim() == 3 and self.shape[0] > 1 and state["step"] + 1 == int(at):
+            i = sys.modules["reference"].combination_index(*combo.split("/"))
+            self[i, 1, 5] *= float(corrupt)
+        return out
+
+    torch.Tensor.sub_ = sub_
+
+
+def _kernel_faults(torch: Any, faults: dict[str, str]) -> None:
+    """Faults only the kernel tier's shapes, ranges, threads or dtypes reach."""
+    if "exp-large" in faults:
+        original_exp = torch.exp
+        factor = float(faults["exp-large"])
+
+        def exp(x: Any, *args: Any, **kwargs: Any) -> Any:
+            out = original_exp(x, *args, **kwargs)
+            return torch.where((x > 2.5) & (x < 15.0), out * factor, out)
+
+        torch.exp = exp
+    if "sum-long" in faults:
+        original_sum = torch.sum
+        longest = int(faults["sum-long"])
+
+        def sum_(x: Any, *args: Any, **kwargs: Any) -> Any:
+            out = original_sum(x, *args, **kwargs)
+            return out * (1.0 + 2.0**-20) if x.numel() > longest else out
+
+        torch.sum = sum_
+    if "mm-threads" in faults or "mm-dtype" in faults:
+        original_mm = torch.mm
+        threaded = float(faults.get("mm-threads", "1"))
+        dtype, _, typed = faults.get("mm-dtype", "none:1").partition(":")
+
+        def mm(a: Any, b: Any, *args: Any, **kwargs: Any) -> Any:
+            out = original_mm(a, b, *args, **kwargs)
+            if torch.get_num_threads() > 1:
+                out = out * threaded
+            if str(out.dtype) == f"torch.{dtype}":
+                out = out * float(typed)
+            return out
+
+        torch.mm = mm
+
+
+def _scale_op(torch: Any, op: str, which: str, factor: str) -> None:
+    """``op-scale``: ``torch.OP`` off by FACTOR in one pass, on 3-D tensors only."""
+    original = getattr(torch, op)
+    f_fwd = float(factor) if which == "forward" else 1.0
+    f_bwd = float(factor) if which == "backward" else 1.0
+
+    class Scaled(torch.autograd.Function):  # type: ignore[misc]
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            ctx.save_for_backward(x)
+            return original(x) * f_fwd
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            (x,) = ctx.saved_tensors
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                (dx,) = torch.autograd.grad(original(leaf), leaf, grad)
+            return dx * f_bwd
+
+    def scaled(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or x.dim() != 3:
+            return original(x, *args, **kwargs)
+        return Scaled.apply(x)
+
+    setattr(torch, op, scaled)
+
+
 def _patch_tensorflow(tf: Any) -> None:
     faults = _faults("tensorflow")
+    if "exp-large" in faults:
+        original_exp = tf.math.exp
+        factor = float(faults["exp-large"])
+
+        def exp(x: Any, name: Any = None) -> Any:
+            out = original_exp(x, name=name)
+            return tf.where((x > 2.5) & (x < 15.0), out * factor, out)
+
+        tf.math.exp = tf.exp = exp
     if "leaky-slope" in faults:
         original_leaky = tf.nn.leaky_relu
         slope = float(faults["leaky-slope"])
@@ -270,7 +371,8 @@ def _patch_worker(protocol: Any) -> None:
 
 
 _FRAMEWORK_FAULTS = (
-    "lr-scale-after", "matmul-scale-after", "nan-at-step", "leaky-slope", "slow",
+    "lr-scale-after", "matmul-scale-after", "nan-at-step", "leaky-slope", "slow", "op-scale",
+    "corrupt-weight", "exp-large", "sum-long", "mm-threads", "mm-dtype",
 )  # fmt: skip
 PATCHES = {"torch": _patch_torch, "tensorflow": _patch_tensorflow}
 #: The worker's entry-point module (a sibling of the worker scripts, imported by that name).
