@@ -173,7 +173,10 @@ def check_container_gpu_access(facts: DoctorFacts) -> list[Finding]:
 def check_fabric_manager(facts: DoctorFacts) -> list[Finding]:
     """``fabric.manager_not_running``: an NVSwitch system whose GPUs wait for Fabric Manager."""
     access = _access(facts)
-    switches = access.nvswitch_count if access is not None else 0
+    pci_switches = access.nvswitch_count if access is not None else 0
+    # NVML's NVLinks show the switches too where the PCI bus is not visible (or A100's NVML has no
+    # fabric state): the larger count wins.
+    switches = max(pci_switches, facts.nvidia.nvswitch_count if facts.gpus else 0)
     waiting = [
         g
         for g in facts.gpus
@@ -197,7 +200,8 @@ def check_fabric_manager(facts: DoctorFacts) -> list[Finding]:
             f"'{waiting[0].fabric_state}'"
         )
     if switches:
-        seen.append(f"{switches} NVSwitch devices on the PCI bus")
+        where = "on the PCI bus" if pci_switches == switches else "behind the GPUs' NVLinks"
+        seen.append(f"{switches} NVSwitch devices {where}")
     if fm_down:
         seen.append("no nv-fabricmanager process runs")
     if texts:
@@ -211,9 +215,9 @@ def check_fabric_manager(facts: DoctorFacts) -> list[Finding]:
             "sets up; until it has, CUDA fails with error 802 'system not yet initialized' and "
             f"no framework sees a GPU. Seen: {'; '.join(seen)}.",
             "Start it and enable it at boot: sudo systemctl enable --now nvidia-fabricmanager. "
-            "Its package must match the driver exactly (nvidia-fabricmanager-<driver branch>, "
-            "same version as the driver); journalctl -u nvidia-fabricmanager shows why it "
-            "stopped. In a container, this is the host's service.",
+            f"Its package must match the driver exactly ({_fabric_package(facts)}); "
+            "journalctl -u nvidia-fabricmanager shows why it stopped. In a container, this is "
+            "the host's service.",
             {
                 "fabric_states": states,
                 "nvswitch_count": switches,
@@ -225,6 +229,14 @@ def check_fabric_manager(facts: DoctorFacts) -> list[Finding]:
             command="sudo systemctl start nvidia-fabricmanager",
         )
     ]
+
+
+def _fabric_package(facts: DoctorFacts) -> str:
+    """``nvidia-fabricmanager-550 version 550.54.15`` for this driver (Ubuntu's package name)."""
+    driver = facts.nvidia.driver_version
+    if not isinstance(driver, str):
+        return "nvidia-fabricmanager-<driver branch>, the driver's exact version"
+    return f"nvidia-fabricmanager-{driver.split('.')[0]}, version {driver} like the driver"
 
 
 def _library_of(text: str) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
+from dlsetup.checks.nvidia import memory_repair, repair_failed
 from dlsetup.facts import Missing
 from dlsetup.probes.nvidia import GpuFacts, clock_event_reason_names
 
@@ -79,7 +80,8 @@ def _sentence(text: str) -> str:
 
 
 def _healthy(facts: DoctorFacts) -> list[GpuFacts]:
-    return [g for g in facts.gpus if not g.lost]
+    """The GPUs NVML can read: a lost or unreachable one has its own finding and no facts."""
+    return [g for g in facts.gpus if not g.unreachable]
 
 
 def is_busy(gpu: GpuFacts) -> bool:
@@ -152,23 +154,50 @@ def check_pcie(facts: DoctorFacts) -> list[Finding]:
         and g.pcie_gen_max < g.pcie_gen_gpu_max
     ]
     if capped:
-        g = capped[0]
-        steps = int(_value(g.pcie_gen_gpu_max) or 0) - int(_value(g.pcie_gen_max) or 0)
-        found.append(
-            Finding(
-                "gpu.pcie_slot_limits_gpu",
-                "info",
-                f"GPU {_ids(capped)}: the slot caps the PCIe link below the GPU's generation",
-                f"GPU {g.index} supports PCIe Gen{g.pcie_gen_gpu_max}, but with this slot/system "
-                f"the link can reach only Gen{g.pcie_gen_max}: host-to-GPU bandwidth is about "
-                f"{2**steps}x lower than the card allows. Often the platform's design (a Gen4 "
-                "server) rather than a fault.",
-                f"Move the GPU to a PCIe Gen{g.pcie_gen_gpu_max} slot (CPU-attached, not through "
-                "the chipset or an older riser), or raise the slot's PCIe generation in the BIOS.",
-                {"gpus": [_raw(x, "pcie_gen_max", "pcie_gen_gpu_max") for x in capped]},
-            )
-        )
+        found.append(_slot_cap_finding(facts, capped))
     return found
+
+
+def _slot_cap_finding(facts: DoctorFacts, capped: list[GpuFacts]) -> Finding:
+    """``gpu.pcie_slot_limits_gpu``. A BIOS setting can lower a slot, never raise it above the
+    platform's generation: a faster slot is offered only when another GPU of this machine shows
+    one exists (its link reaches the capped GPU's generation)."""
+    g = capped[0]
+    want = int(_value(g.pcie_gen_gpu_max) or 0)
+    have = int(_value(g.pcie_gen_max) or 0)
+    faster = [
+        x
+        for x in _healthy(facts)
+        if x.index != g.index and isinstance(x.pcie_gen_max, int) and x.pcie_gen_max >= want
+    ]
+    if faster:
+        other = faster[0]
+        fix = (
+            f"GPU {other.index}'s slot reaches Gen{other.pcie_gen_max}, so this machine has such "
+            f"slots: move GPU {g.index} to one like it (CPU-attached, not through the chipset or "
+            f"an older riser), or check in the BIOS that GPU {g.index}'s slot is set to Auto, not "
+            f"Gen{have}."
+        )
+    else:
+        fix = (
+            f"Nothing to change if this server's platform is PCIe Gen{have} (its specification "
+            "says): a BIOS setting cannot raise a slot above the platform's generation. Only a "
+            f"platform with Gen{want} slots gives GPU {g.index} its full link."
+        )
+    return Finding(
+        "gpu.pcie_slot_limits_gpu",
+        "info",
+        f"GPU {_ids(capped)}: the slot caps the PCIe link below the GPU's generation",
+        f"GPU {g.index} supports PCIe Gen{want}, but with this slot/system the link can reach "
+        f"only Gen{have}: host-to-GPU bandwidth is about {2 ** (want - have)}x lower than the card "
+        "allows. Often the platform's design (a Gen4 server) rather than a fault.",
+        fix,
+        {
+            "gpus": [_raw(x, "pcie_gen_max", "pcie_gen_gpu_max") for x in capped],
+            "faster_slot_gpu": faster[0].index if faster else None,
+        },
+        command=f"nvidia-smi -i {g.index} -q -d PCIE",
+    )
 
 
 def check_clocks(facts: DoctorFacts) -> list[Finding]:
@@ -290,26 +319,29 @@ def check_ecc_aggregate(facts: DoctorFacts) -> list[Finding]:
         if isinstance(g.ecc_errors_uncorrected_aggregate, int)
         and g.ecc_errors_uncorrected_aggregate > 0
         and not (isinstance(g.ecc_errors_uncorrected, int) and g.ecc_errors_uncorrected > 0)
+        and not repair_failed(g)  # gpu.row_remap_failed speaks for that GPU
     ]
     if not past:
         return []
     g = past[0]
+    repair, section = memory_repair(g)
+    command = f"nvidia-smi -i {g.index} -q -d ECC,{section}"
     return [
         Finding(
             "gpu.ecc_errors_aggregate",
             "info",
             f"GPU {_ids(past)}: uncorrected ECC errors in the past",
             f"GPU {g.index} has had {g.ecc_errors_uncorrected_aggregate} uncorrected ECC errors "
-            "over its lifetime (none since the driver loaded). Memory repair (page retirement / "
-            "row remapping) usually handles them.",
-            "If the count grows, collect nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER and "
-            "contact the vendor.",
+            f"over its lifetime (none since the driver loaded). Its memory repair ({repair}) "
+            "has taken the bad memory out of use; nothing is pending or failed.",
+            f"If the count grows, collect {command} and contact the vendor.",
             {
                 "gpus": [
                     _raw(x, "ecc_errors_uncorrected", "ecc_errors_uncorrected_aggregate")
                     for x in past
                 ]
             },
+            command=command,
         )
     ]
 
@@ -328,12 +360,19 @@ def check_memory_repair(facts: DoctorFacts) -> list[Finding]:
                 f"GPU {_ids(failed)}: a memory row remap failed",
                 f"GPU {g.index} could not remap a bad memory row (it has "
                 f"{_value(g.remapped_rows_uncorrectable)} rows remapped for uncorrectable "
-                "errors): its memory can no longer be repaired in the field.",
+                "errors): its memory can no longer be repaired in the field. Its ECC error "
+                "counts are in this finding's details; no reset or reboot fixes it.",
                 "Take the GPU out of service and contact the vendor (RMA), with the output of "
                 "nvidia-smi -q -d ROW_REMAPPER attached.",
                 {
                     "gpus": [
-                        _raw(x, "remapped_rows_uncorrectable", "remapped_rows_failed")
+                        _raw(
+                            x,
+                            "remapped_rows_uncorrectable",
+                            "remapped_rows_failed",
+                            "ecc_errors_uncorrected",
+                            "ecc_errors_uncorrected_aggregate",
+                        )
                         for x in failed
                     ]
                 },
@@ -343,7 +382,8 @@ def check_memory_repair(facts: DoctorFacts) -> list[Finding]:
     pending = [
         g
         for g in _healthy(facts)
-        if g.retired_pages_pending is True or g.remapped_rows_pending is True
+        if (g.retired_pages_pending is True or g.remapped_rows_pending is True)
+        and not repair_failed(g)  # a reset cannot help a GPU whose repair failed
     ]
     if pending:
         g = pending[0]
@@ -369,12 +409,11 @@ def check_memory_repair(facts: DoctorFacts) -> list[Finding]:
 
 
 def _shared_server(facts: DoctorFacts) -> bool:
-    """A Linux machine with several GPUs, or with data-centre GPUs (no desktop board names)."""
+    """A Linux machine whose GPUs are all data-centre boards (no desktop board names): two
+    GeForce cards make a desktop, not a shared server."""
     gpus = _healthy(facts)
     if facts.os_name != "linux" or not gpus:
         return False
-    if len(gpus) >= 2:
-        return True
     return all(
         isinstance(g.name, str) and not any(w in g.name.lower() for w in _DESKTOP_WORDS)
         for g in gpus
@@ -386,6 +425,9 @@ def check_persistence(facts: DoctorFacts) -> list[Finding]:
     off = [g for g in _healthy(facts) if g.persistence_mode is False]
     if not off or not _shared_server(facts):
         return []
+    every = len(off) == len(facts.gpus)  # an unreachable GPU would make "-pm 1" fail
+    command = "sudo nvidia-smi -pm 1" if every else f"sudo nvidia-smi -i {_ids(off)} -pm 1"
+    command = command.replace(", ", ",")
     return [
         Finding(
             "gpu.persistence_off",
@@ -394,10 +436,10 @@ def check_persistence(facts: DoctorFacts) -> list[Finding]:
             "Without persistence mode the driver tears the GPU state down whenever no process "
             "uses it: each job's first CUDA call waits seconds for re-initialisation, and "
             "settings such as clocks and power limits can reset between users' jobs.",
-            "Turn it on (until reboot): sudo nvidia-smi -pm 1; for good, enable the "
-            "nvidia-persistenced service.",
+            f"Turn it on (until reboot): {command}; for good, enable the nvidia-persistenced "
+            "service: sudo systemctl enable --now nvidia-persistenced.",
             {"gpus": [_raw(x, "persistence_mode") for x in off]},
-            command="sudo nvidia-smi -pm 1",
+            command=command,
         )
     ]
 

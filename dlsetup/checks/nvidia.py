@@ -1,4 +1,4 @@
-"""Checks over NVML's facts: driver state, lost GPUs, MIG, memory held, ECC."""
+"""Checks over NVML's facts: driver state, lost or unreachable GPUs, MIG, memory held, ECC."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.environment_faults import container_without_gpu
 from dlsetup.checks.finding import Finding
 from dlsetup.facts import Missing
+from dlsetup.probes.nvidia import GpuFacts
 
 MIB = 1024 * 1024
 
@@ -125,6 +126,60 @@ def check_gpu_lost(facts: DoctorFacts) -> list[Finding]:
     ]
 
 
+def _framework_device_counts(facts: DoctorFacts) -> dict[str, int]:
+    """``{framework: GPUs it counts}`` for the probes that counted (torch's device_count)."""
+    from dlsetup.probes.frameworks import FrameworkProbe, TorchBuild
+
+    fw = facts.frameworks
+    if isinstance(fw, Missing) or not isinstance(fw.torch, FrameworkProbe):
+        return {}
+    build = fw.torch.torch
+    if isinstance(build, TorchBuild) and isinstance(build.device_count, int):
+        return {"torch": build.device_count}
+    return {}
+
+
+def check_gpu_unreachable(facts: DoctorFacts) -> list[Finding]:
+    """``gpu.unreachable``: NVML cannot open a GPU (``nvmlDeviceGetHandleByIndex`` fails).
+
+    Seen as NVML_ERROR_UNKNOWN (999) after an XID 79 or a driver fault; ``gpu.lost`` covers
+    NVML_ERROR_GPU_IS_LOST. No other GPU check judges such a GPU (every field is missing).
+    """
+    gone = [g for g in facts.gpus if g.handle_error_code is not None and not g.lost]
+    if not gone:
+        return []
+    total = len(facts.gpus)
+    usable = total - len([g for g in facts.gpus if g.unreachable])
+    names = ", ".join(str(g.index) for g in gone)
+    first = gone[0]
+    error = first.name.detail if isinstance(first.name, Missing) else ""
+    counted = _framework_device_counts(facts)
+    seen = "".join(f"; {fw} counts {n} GPU{'s' * (n != 1)}" for fw, n in counted.items())
+    return [
+        Finding(
+            "gpu.unreachable",
+            "error",
+            f"NVML cannot open GPU {names} (error {first.handle_error_code})",
+            f"nvmlDeviceGetHandleByIndex fails for GPU {names} ({error or 'no detail'}), as after "
+            "an XID 79 (GPU fallen off the bus) or a driver fault: no fact of it can be read and "
+            f"no program can use it. Frameworks see at most {usable} of the {total} GPUs{seen}; "
+            "the other GPUs' findings below leave it out.",
+            f"Read the driver's log for the fault: sudo dmesg | grep -i xid. GPU {names} comes back "
+            "only after a reboot (or a reset of every GPU by the host's administrator); if it "
+            "fails again, have its power, cooling and seating checked.",
+            {
+                "gpus": [g.index for g in gone],
+                "nvml_error_code": first.handle_error_code,
+                "nvml_error": error,
+                "usable_gpus": usable,
+                "gpu_count": total,
+                "framework_device_count": counted,
+            },
+            command="sudo dmesg | grep -i xid",
+        )
+    ]
+
+
 def check_mig(facts: DoctorFacts) -> list[Finding]:
     """``gpu.mig_enabled`` and ``gpu.mig_pending_reset``."""
     found: list[Finding] = []
@@ -197,12 +252,11 @@ def check_memory_held(facts: DoctorFacts) -> list[Finding]:
         total_text = f" of {total // MIB} MiB" if isinstance(total, int) else ""
         who = "; ".join(listed) if listed else "processes this user cannot see (another container?)"
         pids = " ".join(str(p.pid) for p in procs)
+        elsewhere = _elsewhere(facts, gpu.index)
         fix = (
-            f"Stop them if they are yours (kill {pids}), or run on another GPU with "
-            f"CUDA_VISIBLE_DEVICES=<free index>."
+            f"Stop them if they are yours (kill {pids}){elsewhere}."
             if pids
-            else "Find the owner with nvidia-smi on the host; or run on another GPU with "
-            "CUDA_VISIBLE_DEVICES=<free index>."
+            else f"Find the owner with nvidia-smi on the host{elsewhere}."
         )
         found.append(
             Finding(
@@ -232,16 +286,69 @@ def check_memory_held(facts: DoctorFacts) -> list[Finding]:
     return found
 
 
+def _free_gpus(facts: DoctorFacts, busy: int) -> list[int]:
+    """GPUs other than ``busy`` that are reachable and hold no process memory."""
+    free = []
+    for g in facts.gpus:
+        if g.index == busy or g.unreachable:
+            continue
+        used, total = g.memory_used_bytes, g.memory_total_bytes
+        procs = g.processes if isinstance(g.processes, tuple) else ()
+        quiet = isinstance(used, int) and isinstance(total, int) and used <= HELD_SHARE * total
+        if quiet and not procs:
+            free.append(g.index)
+    return free
+
+
+def _elsewhere(facts: DoctorFacts, busy: int) -> str:
+    """``", or run on GPU 1 instead: export CUDA_VISIBLE_DEVICES=1"``, or ``""`` when no other
+    GPU of this machine is free."""
+    free = _free_gpus(facts, busy)
+    if not free:
+        return ""
+    return f", or run on GPU {free[0]} instead: export CUDA_VISIBLE_DEVICES={free[0]}"
+
+
+def memory_repair(gpu: GpuFacts) -> tuple[str, str]:
+    """(the memory repair this GPU's generation uses, its ``nvidia-smi -q -d`` section).
+
+    Ampere (compute capability 8.0) and later remap rows; earlier data-centre GPUs retire pages.
+    Unknown capability: both sections.
+    """
+    cc = gpu.compute_capability
+    if isinstance(cc, tuple):
+        return (
+            ("row remapping", "ROW_REMAPPER")
+            if cc >= (8, 0)
+            else (
+                "page retirement",
+                "PAGE_RETIREMENT",
+            )
+        )
+    return "page retirement or row remapping", "PAGE_RETIREMENT,ROW_REMAPPER"
+
+
+def repair_failed(gpu: GpuFacts) -> bool:
+    """True when the GPU's row remapper failed: ``gpu.row_remap_failed`` explains its memory
+    errors, so the ECC and reset checks leave this GPU to it (one cause, one fix)."""
+    return gpu.remapped_rows_failed is True
+
+
 def check_ecc(facts: DoctorFacts) -> list[Finding]:
     """``gpu.ecc_errors``: uncorrected ECC errors since the driver loaded."""
     bad = [
-        (g.index, g.ecc_errors_uncorrected)
+        g
         for g in facts.gpus
-        if isinstance(g.ecc_errors_uncorrected, int) and g.ecc_errors_uncorrected > 0
+        if isinstance(g.ecc_errors_uncorrected, int)
+        and g.ecc_errors_uncorrected > 0
+        and not repair_failed(g)
     ]
     if not bad:
         return []
-    text = ", ".join(f"GPU {i}: {n}" for i, n in bad)
+    text = ", ".join(f"GPU {g.index}: {g.ecc_errors_uncorrected}" for g in bad)
+    first = bad[0]
+    _, section = memory_repair(first)
+    others = "".join(f", then GPU {g.index} likewise" for g in bad[1:])
     return [
         Finding(
             "gpu.ecc_errors",
@@ -249,8 +356,11 @@ def check_ecc(facts: DoctorFacts) -> list[Finding]:
             "Uncorrected ECC memory errors",
             f"Uncorrected ECC errors since the driver loaded ({text}); results on that GPU may "
             "be wrong and jobs may crash.",
-            "Reset the GPU (sudo nvidia-smi -i <index> -r) or reboot; if errors come back, have "
-            "the GPU checked (nvidia-smi -q -d ECC,PAGE_RETIREMENT).",
-            {"gpus": {str(i): n for i, n in bad}},
+            f"Stop GPU {first.index}'s processes and reset it: sudo nvidia-smi -i {first.index} -r"
+            f"{others} (or reboot); if "
+            "errors come back, have the GPU checked with the output of "
+            f"nvidia-smi -i {first.index} -q -d ECC,{section}.",
+            {"gpus": {str(g.index): g.ecc_errors_uncorrected for g in bad}},
+            command=f"sudo nvidia-smi -i {first.index} -r",
         )
     ]

@@ -58,6 +58,13 @@ class GpuFacts:
     ``fabric_state`` is ``not_supported`` | ``not_started`` | ``in_progress`` | ``completed``:
     an NVSwitch GPU (HGX/DGX, Hopper and later) becomes usable once Fabric Manager registered it;
     ``fabric_status`` is the NVML return code of that registration (0 = success).
+
+    ``handle_error_code`` is the NVML return code of ``nvmlDeviceGetHandleByIndex`` when NVML could
+    not open the GPU at all (NVML_ERROR_UNKNOWN 999 after an XID 79 or a driver fault; every other
+    field is then Missing with that error), else None. ``nvswitch_links`` holds, per NVLink that
+    reaches an NVSwitch, the switch's PCI bus id (``()`` when the links reach peer GPUs);
+    ``Missing("not_supported")`` on a board without NVLink. A100 systems report no fabric state,
+    so these links are how NVML shows an NVSwitch board there.
     """
 
     index: int
@@ -96,6 +103,13 @@ class GpuFacts:
     remapped_rows_failed: Maybe[bool] = Missing("not_read")
     fabric_state: Maybe[str] = Missing("not_read")
     fabric_status: Maybe[int] = Missing("not_read")
+    handle_error_code: int | None = None
+    nvswitch_links: Maybe[tuple[str, ...]] = Missing("not_read")
+
+    @property
+    def unreachable(self) -> bool:
+        """True when NVML could not open this GPU (no handle) or lost it: nothing runs on it."""
+        return self.lost or self.handle_error_code is not None
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,17 @@ class NvidiaFacts:
     gpus: tuple[GpuFacts, ...] = ()
     functions_not_found: tuple[str, ...] = field(default_factory=tuple)
     gpu_count: Maybe[int] = Missing("no_driver")
+
+    @property
+    def nvswitch_count(self) -> int:
+        """Distinct NVSwitches the GPUs' NVLinks reach (0 when none, or no link was read)."""
+        found = {
+            bus
+            for g in self.gpus
+            if isinstance(g.nvswitch_links, tuple)
+            for bus in g.nvswitch_links
+        }
+        return len(found)
 
 
 #: NVML's clock event (throttle) reason bits and the names doctor reports.
@@ -209,6 +234,7 @@ class _Nvml:
     def __init__(self, pynvml: Any) -> None:
         self.nvml = pynvml
         self.functions_not_found: list[str] = []
+        self.last_code: int | None = None  # NVML's return code of the last call that failed
 
     def _record(self, name: str) -> None:
         if name not in self.functions_not_found:
@@ -233,6 +259,7 @@ class _Nvml:
             return func(*args)
         except self.nvml.NVMLError as error:
             code = getattr(error, "value", None)
+            self.last_code = code if isinstance(code, int) else None
             if code == _GPU_LOST:
                 raise _GpuLostError(_error_text(error)) from error
             reason = _FIELD_REASON.get(code, "error") if isinstance(code, int) else "error"
@@ -375,6 +402,38 @@ def _read_initialised(nv: _Nvml) -> NvidiaFacts:
     )
 
 
+#: GpuFacts fields that are not NVML readings (never set to a Missing).
+_NOT_NVML_FIELDS = frozenset({"index", "lost", "handle_error_code"})
+
+#: NVML's NVLink link count ceiling (NVML_NVLINK_MAX_LINKS) and NVML_NVLINK_DEVICE_TYPE_SWITCH.
+_NVLINK_MAX_LINKS = 18
+_NVLINK_SWITCH = 2
+
+
+def _read_nvswitch_links(nv: _Nvml, handle: Any) -> Maybe[tuple[str, ...]]:
+    """The PCI bus id of the NVSwitch behind each NVLink of this GPU (peer-GPU links skipped).
+
+    Links are asked in order until NVML says there are no more (INVALID_ARGUMENT); a board without
+    NVLink answers NOT_SUPPORTED for link 0. The link state is not asked: without Fabric Manager
+    an NVSwitch board's links are down, and that is the case this reading exists for.
+    """
+    kind_of = getattr(nv.nvml, "nvmlDeviceGetNvLinkRemoteDeviceType", None)
+    pci_of = getattr(nv.nvml, "nvmlDeviceGetNvLinkRemotePciInfo", None)
+    if kind_of is None or pci_of is None:
+        return Missing("function_not_found")
+    buses: list[str] = []
+    for link in range(_NVLINK_MAX_LINKS):
+        kind = nv.query(kind_of, handle, link, record=False)
+        if isinstance(kind, Missing):
+            return kind if link == 0 else tuple(buses)
+        if int(kind) != _NVLINK_SWITCH:
+            continue
+        pci = nv.query(pci_of, handle, link, name="nvmlDeviceGetNvLinkRemotePciInfo_v2")
+        if not isinstance(pci, Missing):
+            buses.append(f"{int(pci.domain):08x}:{int(pci.bus):02x}")
+    return tuple(buses)
+
+
 def _read_gpu(nv: _Nvml, index: int) -> GpuFacts:
     """Read one GPU field by field; a lost GPU keeps what was read and marks the rest lost."""
     nvml = nv.nvml
@@ -385,14 +444,16 @@ def _read_gpu(nv: _Nvml, index: int) -> GpuFacts:
         )
         if isinstance(handle, Missing):
             no_handle: dict[str, Any] = {
-                f.name: handle for f in fields(GpuFacts) if f.name not in {"index", "lost"}
+                f.name: handle for f in fields(GpuFacts) if f.name not in _NOT_NVML_FIELDS
             }
-            return GpuFacts(index=index, **no_handle)
+            code = nv.last_code if nv.last_code is not None else 999  # NVML_ERROR_UNKNOWN
+            return GpuFacts(index=index, handle_error_code=code, **no_handle)
         _read_gpu_fields(nv, handle, values)
+        values["nvswitch_links"] = _read_nvswitch_links(nv, handle)
     except _GpuLostError as error:
         lost = Missing("gpu_lost", str(error))
         rest: dict[str, Any] = {
-            f.name: lost for f in fields(GpuFacts) if f.name not in {"index", "lost", *values}
+            f.name: lost for f in fields(GpuFacts) if f.name not in {*_NOT_NVML_FIELDS, *values}
         }
         return GpuFacts(index=index, lost=True, **values, **rest)
     return GpuFacts(index=index, **values)

@@ -54,6 +54,7 @@ HEALTH_FIRES: dict[str, Case] = {
     "gpu.reset_pending": lambda: one_gpu(remapped_rows_pending=True),
     "gpu.row_remap_failed": lambda: one_gpu(remapped_rows_failed=True),
     "gpu.persistence_off": lambda: gpus(2, persistence_mode=False),
+    "gpu.unreachable": lambda: unreachable_case(1),
 }
 
 #: The nearest healthy variant of each: the thing that would look alike but is normal.
@@ -77,7 +78,31 @@ HEALTH_SILENT: dict[str, Case] = {
     "gpu.row_remap_failed": lambda: one_gpu(remapped_rows_failed=False),
     # One desktop GPU: persistence off is the normal default there.
     "gpu.persistence_off": lambda: one_gpu(name="NVIDIA GeForce RTX 4090", persistence_mode=False),
+    # Every GPU answers NVML (persistence off on a desktop board: not this check's business).
+    "gpu.unreachable": lambda: gpus(4),
 }
+
+
+def unreachable_case(index: int, count: int = 4) -> DoctorFacts:
+    """``count`` A100s, GPU ``index`` answering nvmlDeviceGetHandleByIndex with error 999."""
+    from dlsetup.probes.nvidia import GpuFacts
+
+    tc = _tc()
+    error = Missing("error", "NVMLError_Unknown: Unknown Error")
+    no_handle = GpuFacts(
+        index,
+        handle_error_code=999,
+        **{
+            f: error
+            for f in GpuFacts.__dataclass_fields__
+            if f not in ("index", "lost", "handle_error_code")
+        },
+    )
+    rest = [
+        tc.gpu(i, name="NVIDIA A100-SXM4-80GB", compute_capability=(8, 0)) for i in range(count)
+    ]
+    rest[index] = no_handle
+    return tc.facts(nvidia=tc.nvidia(gpus=tuple(rest)))
 
 
 # ---------------------------------------------------------------------------- failure modes ----

@@ -175,6 +175,11 @@ def test_driver_535_cuda_12_2_one_h100_reads_every_field(
             "remapped_rows_failed": False,
             "fabric_state": "not_supported",
             "fabric_status": 0,
+            "handle_error_code": None,
+            "nvswitch_links": {
+                "reason": "not_supported",
+                "detail": "NVMLError_NotSupported: Not Supported",
+            },
         }
     ]
     calls = log.read_text().split()
@@ -368,9 +373,31 @@ def test_lost_gpu_is_marked_and_the_other_gpu_is_still_reported(fake_nvml_dir: P
     assert lost["index"] == 1
     assert lost["lost"] is True
     assert lost["name"] == {"reason": "gpu_lost", "detail": "NVMLError_GpuIsLost: GPU is lost"}
+    assert lost["handle_error_code"] is None  # the handle was got; the GPU answered "lost"
     assert all(
-        missing("gpu_lost")(value) for key, value in lost.items() if key not in {"index", "lost"}
+        missing("gpu_lost")(value)
+        for key, value in lost.items()
+        if key not in {"index", "lost", "handle_error_code"}
     )
+
+
+def test_a_handle_nvml_cannot_open_keeps_its_code_and_the_other_gpus(fake_nvml_dir: Path) -> None:
+    facts = scenario(fake_nvml_dir, "four_gpus_one_handle_unknown_error")
+    first, broken, *rest = facts["gpus"]
+    assert broken["handle_error_code"] == 999
+    assert broken["lost"] is False
+    assert broken["name"] == {"reason": "error", "detail": "NVMLError_Unknown: Unknown Error"}
+    assert first["name"] == "NVIDIA A100-SXM4-80GB" and first["handle_error_code"] is None
+    assert [g["index"] for g in rest] == [2, 3]
+    assert all(g["handle_error_code"] is None for g in rest)
+
+
+def test_nvlinks_to_nvswitches_are_read_per_link_with_the_switch_bus(fake_nvml_dir: Path) -> None:
+    hgx = scenario(fake_nvml_dir, "a100_hgx_eight_gpus")["gpus"]
+    assert hgx[0]["nvswitch_links"][:7] == [f"00000000:{0xC0 + n % 6:02x}" for n in range(7)]
+    assert all(len(g["nvswitch_links"]) == 12 for g in hgx)
+    direct = scenario(fake_nvml_dir, "a100_four_gpus_direct_nvlink")["gpus"]
+    assert all(g["nvswitch_links"] == [] for g in direct)
 
 
 def test_gpu_lost_midway_keeps_the_fields_read_before(fake_nvml_dir: Path) -> None:

@@ -112,6 +112,7 @@ static const struct {
     {"FAKE_NVML_RETIRED_PENDING", "0"},        /* per GPU, retired pages pending (0/1) */
     {"FAKE_NVML_REMAPPED_ROWS", "0,0,0,0"},    /* corr,unc,pending,failure (every GPU) */
     {"FAKE_NVML_FABRIC", "0,0"},               /* state,status of fabric info (every GPU) */
+    {"FAKE_NVML_NVLINKS", "0,0"},              /* links,NVSwitches per GPU (issue 25) */
 };
 
 static const char *setting(const char *var) {
@@ -793,6 +794,56 @@ EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device, nvmlGpuFabri
     memset(info, 0, sizeof *info);
     info->state = pair_number("FAKE_NVML_FABRIC", 0);
     info->status = pair_number("FAKE_NVML_FABRIC", 1);
+    return NVML_SUCCESS;
+}
+#endif
+
+/* NVLinks (issue 25): FAKE_NVML_NVLINKS "<links>,<switches>" for every GPU. No links: NOT_SUPPORTED
+ * (a PCIe board); a link past the count: INVALID_ARGUMENT (as NVML answers). With switches, link
+ * l goes to NVSwitch (l % switches) on PCI bus 0xC0 + that number; without, to a peer GPU. */
+#define NVML_NVLINK_DEVICE_TYPE_GPU 0
+#define NVML_NVLINK_DEVICE_TYPE_SWITCH 2
+
+static nvmlReturn_t nvlink_gate(const char *symbol, nvmlDevice_t device, unsigned link) {
+    nvmlReturn_t gate_result = gate(symbol, device);
+    if (gate_result != NVML_SUCCESS) return gate_result;
+    unsigned links = pair_number("FAKE_NVML_NVLINKS", 0);
+    if (links == 0) return NVML_ERROR_NOT_SUPPORTED;
+    return link < links ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
+}
+
+#ifndef OMIT_nvmlDeviceGetNvLinkRemoteDeviceType
+EXPORT nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link,
+                                                        unsigned int *type) {
+    nvmlReturn_t result = nvlink_gate(__func__, device, link);
+    if (result != NVML_SUCCESS) return result;
+    unsigned switches = pair_number("FAKE_NVML_NVLINKS", 1);
+    return out_uint(type, switches ? NVML_NVLINK_DEVICE_TYPE_SWITCH : NVML_NVLINK_DEVICE_TYPE_GPU);
+}
+#endif
+
+/* nvmlPciInfo_t as pynvml declares it. */
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain;
+    unsigned int bus;
+    unsigned int device;
+    unsigned int pciDeviceId;
+    unsigned int pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+
+#ifndef OMIT_nvmlDeviceGetNvLinkRemotePciInfo_v2
+EXPORT nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+                                                        nvmlPciInfo_t *pci) {
+    nvmlReturn_t result = nvlink_gate(__func__, device, link);
+    if (result != NVML_SUCCESS) return result;
+    if (pci == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned switches = pair_number("FAKE_NVML_NVLINKS", 1);
+    memset(pci, 0, sizeof *pci);
+    pci->bus = switches ? 0xC0 + link % switches : 0x10 + (device->index + 1) % gpu_count();
+    snprintf(pci->busId, sizeof pci->busId, "00000000:%02X:00.0", pci->bus);
+    memcpy(pci->busIdLegacy, pci->busId, sizeof pci->busIdLegacy - 1);
     return NVML_SUCCESS;
 }
 #endif

@@ -68,6 +68,10 @@ FAKE_NVML_REMAPPED_ROWS        0,0,0,0                 corrected,uncorrected,pen
 FAKE_NVML_FABRIC               0,0                     fabric state (0 not supported, 1 not
                                                        started, 2 in progress, 3 completed),
                                                        status (an NVML return code)
+FAKE_NVML_NVLINKS              0,0                     NVLinks per GPU, NVSwitches: 0 links answers
+                                                       NOT_SUPPORTED (PCIe board); link l reaches
+                                                       NVSwitch l % switches (PCI bus 0xC0 + it),
+                                                       or a peer GPU when switches is 0
 =============================  ======================  ===============================================
 
 A function name in NOT_SUPPORTED / NO_PERMISSION / ERRORS also matches its versioned symbols
@@ -139,6 +143,8 @@ SYMBOLS: tuple[str, ...] = (
     "nvmlDeviceGetRetiredPagesPendingStatus",
     "nvmlDeviceGetRemappedRows",
     "nvmlDeviceGetGpuFabricInfo",
+    "nvmlDeviceGetNvLinkRemoteDeviceType",
+    "nvmlDeviceGetNvLinkRemotePciInfo_v2",
 )
 
 #: Keyword names :func:`nvml_env` accepts (``FAKE_NVML_`` + upper case).
@@ -180,6 +186,7 @@ SETTINGS: frozenset[str] = frozenset(
         "retired_pending",
         "remapped_rows",
         "fabric",
+        "nvlinks",
     }
 )
 
@@ -265,6 +272,28 @@ SCENARIOS: dict[str, dict[str, str]] = {
     "persistence_off_eight_gpus": {**_A100, "gpu_count": "8", "persistence": "0"},
     "nvswitch_fabric_not_started": {**_H100, "gpu_count": "8", "fabric": "1,0"},
     "nvswitch_fabric_completed": {**_H100, "gpu_count": "8", "fabric": "3,0"},
+    # Issue 25: an 8-GPU A100 HGX board: 12 NVLinks per GPU to 6 NVSwitches; A100's NVML has no
+    # fabric state (NOT_SUPPORTED), so only the links tell the switches are there.
+    "a100_hgx_eight_gpus": {
+        **_A100,
+        "gpu_count": "8",
+        "nvlinks": "12,6",
+        "not_supported": "nvmlDeviceGetGpuFabricInfo",
+    },
+    # A 4-GPU A100 board: NVLinks straight between GPUs, no NVSwitch.
+    "a100_four_gpus_direct_nvlink": {
+        **_A100,
+        "gpu_count": "4",
+        "nvlinks": "4,0",
+        "not_supported": "nvmlDeviceGetGpuFabricInfo",
+    },
+    # One of four GPUs answers nvmlDeviceGetHandleByIndex with NVML_ERROR_UNKNOWN (after an XID 79).
+    "four_gpus_one_handle_unknown_error": {
+        **_A100,
+        "gpu_count": "4",
+        "persistence": "0",
+        "errors": "nvmlDeviceGetHandleByIndex@1:999",
+    },
     "driver_not_loaded": {"init_error": "9"},
     "driver_mismatch": {"init_error": "18"},
     "no_permission": {"init_error": "4"},
