@@ -422,14 +422,15 @@ def _check_lock(
         def say(text: str) -> None:
             console.print(text, markup=False, soft_wrap=True)
 
+        made = result.variant or "made by conda-lock, checked as conda-lock --check-input-hash"
         if result.current:
-            say(f"{lock_path} is current ({', '.join(result.platforms)}; {result.variant}"
+            say(f"{lock_path} is current ({', '.join(result.platforms)}; {made}"
                 + (f", CUDA {result.cuda}" if result.cuda else "") + ").")  # fmt: skip
         else:
             say(f"{lock_path} is stale:")
             for d in result.differences:
                 say(f"  {d.message}")
-            say(f"Lock it again: {_relock_command(result, target)}")
+            say(f"Lock it again: {result.relock_command or _relock_command(result, target)}")
         for note in result.notes:
             say(f"Note: {note}")
     if not result.current:

@@ -34,6 +34,7 @@ class CheckResult:
         environment_file: the rendered environment file beside it.
         source: what was re-rendered: the shipped file of the target, the user's environment
             file, or None when a user's file was not named (integrity only).
+        variant: the variant locked; None for a lock conda-lock made (it records none).
         current: True when nothing differs.
         differences: one per reason, in the order found.
         notes: what was not compared, and why.
@@ -46,13 +47,16 @@ class CheckResult:
             ``--torch-version``, indexes; what the lock read from this machine's driver is left
             out, so a new lock reads it again.
         backend: the backend whose lock it is (``conda``, ``venv``).
+        relock_command: the whole command that makes the lock again, where it is not
+            ``dlsetup lock`` (a lock conda-lock made: its ``conda-lock lock`` command); None:
+            ``dlsetup lock`` with :attr:`relock_options`.
     """
 
     lock: Path
     environment_file: Path
     source: str | None
     target: str
-    variant: str
+    variant: str | None
     cuda: str | None
     platforms: tuple[str, ...]
     current: bool
@@ -63,6 +67,7 @@ class CheckResult:
     seconds: float = 0.0
     relock_options: tuple[str, ...] = ()
     backend: str = "conda"
+    relock_command: str | None = None
 
 
 @dataclass(frozen=True)

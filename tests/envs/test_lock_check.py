@@ -211,18 +211,11 @@ def test_a_malformed_lock_is_a_usage_error(text: str, tmp_path: Path) -> None:
     assert any(w in message for w in ("malformed lock", "not a lock dlsetup reads", "readable"))
 
 
-def test_a_plain_conda_lock_file_or_a_missing_one_is_a_usage_error(
+def test_a_missing_lock_or_an_option_that_writes_is_a_usage_error(
     cuda_lock: Path, tmp_path: Path
 ) -> None:
-    plain = "\n".join(
-        line for line in cuda_lock.read_text().splitlines() if "dlsetup_" not in line
-    ).replace("  custom_metadata:\n", "")
-    lock = tmp_path / "plain.conda-lock.yml"
-    lock.write_text(plain)
-    code, data = check_json(str(lock))
-    assert code == 2
-    assert "not made by dlsetup lock" in data["error"]["message"]
-    code, data = check_json(str(tmp_path / "nope.conda-lock.yml"))
+    """(A lock conda-lock made is checked as conda-lock does: see the issue-21 tests below.)"""
+    code, _ = check_json(str(tmp_path / "nope.conda-lock.yml"))
     assert code == 2
     code, _ = run("--check", str(cuda_lock), "--force")
     assert code == 2
@@ -240,3 +233,175 @@ def test_check_is_fast_on_a_1000_package_lock(cuda_lock: Path) -> None:
     took = time.perf_counter() - start
     assert result.current
     assert took < 0.5, took
+
+
+# ---- issue 21, item 6: locks conda-lock made, a changed python line, hand edits, --channel ---------
+
+PLAIN_ENV = """\
+name: plain
+channels:
+  - conda-forge
+platforms:
+  - linux-64
+  - osx-arm64
+dependencies:
+  - python 3.12.*
+  - numpy >=1.26
+  - pip:
+    - requests>=2
+"""
+
+
+def conda_lock_made(directory: Path, env_text: str = PLAIN_ENV) -> tuple[Path, Path]:
+    """An environment file and the lock conda-lock makes of it, written by conda-lock's own code:
+    its spec parser, its content hash over its default virtual packages, its lockfile models and
+    writer, ``sources:`` relative to the lock as ``conda-lock lock`` records it (no solve: the
+    packages are one stand-in per platform, which the input-hash check does not read)."""
+    from conda_lock.common import relative_path
+    from conda_lock.content_hash import compute_content_hashes
+    from conda_lock.lockfile import write_conda_lock_file
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
+    from conda_lock.src_parser import make_lock_spec
+    from conda_lock.virtual_package import default_virtual_package_repodata
+
+    from dlsetup.envs.conda.lock import pypi_mapping_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    env = directory / "environment.yml"
+    env.write_text(env_text)
+    lock = directory / "conda-lock.yml"
+    spec = make_lock_spec(src_files=[env], mapping_url=str(pypi_mapping_path()))
+    repo = default_virtual_package_repodata()  # as conda-lock lock does: `with repo:`, no `as`
+    with repo:
+        hashes = compute_content_hashes(spec, repo)
+    url = "https://conda.anaconda.org/conda-forge/{}/python-3.12.1-h0_0_cpython.conda"
+    packages = [
+        LockedDependency(
+            name="python",
+            version="3.12.1",
+            manager="conda",
+            platform=platform,
+            dependencies={},
+            build="h0_0_cpython",
+            categories={"main"},
+            url=url.format(platform),
+            hash=HashModel(md5="0" * 32, sha256="a" * 64),
+        )
+        for platform in spec.platforms
+    ]
+    meta = LockMeta(
+        content_hash=hashes,
+        channels=list(spec.channels),
+        platforms=spec.platforms,
+        sources=[relative_path(lock.parent, env)],
+    )
+    write_conda_lock_file(Lockfile(package=packages, metadata=meta), lock, metadata_choices=set())
+    return env, lock
+
+
+def test_a_lock_conda_lock_made_is_checked_as_check_input_hash_does(tmp_path: Path) -> None:
+    """Before: refused as "not made by dlsetup lock"."""
+    env, lock = conda_lock_made(tmp_path / "project")
+    assert "dlsetup_" not in lock.read_text()
+    code, data = check_json(str(lock))
+    assert code == 0, data
+    assert data["current"] is True
+    assert data["hash_engine"] == "conda-lock"
+    assert data["platforms"] == ["linux-64", "osx-arm64"]
+    assert data["source"] == str(env)
+    assert data["variant"] is None  # conda-lock records none: no label is made up
+    assert all(h["recorded"] == h["expected"] for h in data["content_hash"].values())
+    code, text = run("--check", str(lock))
+    assert code == 0, text
+    assert "is current" in text and "conda-lock --check-input-hash" in text
+
+    env.write_text(PLAIN_ENV.replace("  - numpy >=1.26\n", "  - numpy >=1.26\n  - scipy\n"))
+    code, data = check_json(str(lock))
+    assert code == 1
+    [difference] = data["differences"]
+    assert difference["kind"] == "content_hash"
+    assert "linux-64, osx-arm64" in difference["message"]
+    assert str(env) in difference["message"]
+    code, text = run("--check", str(lock))
+    assert code == 1
+    again = next(line for line in text.splitlines() if line.startswith("Lock it again: "))
+    assert f"conda-lock lock --file {env}" in again
+    assert "--platform linux-64 --platform osx-arm64" in again
+    assert f"--lockfile {lock}" in again
+
+
+def test_a_conda_lock_lock_whose_source_is_gone_names_it_and_the_fix(tmp_path: Path) -> None:
+    env, lock = conda_lock_made(tmp_path / "project")
+    env.unlink()
+    code, data = check_json(str(lock))
+    assert code == 2
+    message = data["error"]["message"]
+    assert "made by conda-lock from environment.yml" in message
+    assert str(env) in message
+    assert f"--check {lock}" in data["error"]["fix"]
+    moved = tmp_path / "elsewhere.yml"
+    moved.write_text(PLAIN_ENV)
+    code, data = check_json(str(lock), str(moved))  # named as TARGET: that file is compared
+    assert code == 0, data
+
+
+def test_a_changed_python_line_is_seen_and_the_old_pin_is_not_suggested_again(
+    channel_url: str, tmp_path: Path
+) -> None:
+    """Before: the recorded pin was taken as asked for: nothing stale, and "Lock it again" added
+    ``--python-version 3.11``."""
+    source = tmp_path / "environment.yml"
+    source.write_text(USER_ENV.replace("python 3.12.*", "python=3.11"))
+    out = tmp_path / "locks"
+    code, text = run(
+        str(source), "--platform", "linux-64", "--channel", channel_url, "--output", str(out)
+    )
+    assert code == 0, text
+    lock = out / "course.conda-lock.yml"
+    source.write_text(USER_ENV.replace("python 3.12.*", "python=3.12"))
+    code, data = check_json(str(lock), str(source))
+    assert code == 1
+    assert [d["message"] for d in data["differences"]] == [
+        "environment file changed: python=3.11 -> python=3.12"
+    ]
+    code, text = run(str(source), "--check", str(lock))
+    assert code == 1
+    again = next(line for line in text.splitlines() if line.startswith("Lock it again: "))
+    assert "--python-version" not in again, again
+    # an option given when locking is kept: it is recorded in the lock
+    code, text = run(
+        str(source), "--platform", "linux-64", "--channel", channel_url, "--python-version",
+        "3.11", "--output", str(out), "--force",
+    )  # fmt: skip
+    assert code == 0, text
+    code, data = check_json(str(lock), str(source))
+    assert code == 0, data
+
+
+def test_a_package_added_beside_the_lock_is_called_a_hand_edit_not_a_removal(
+    user_lock: tuple[Path, Path],
+) -> None:
+    """Before: "environment file changed: removed scipy" for a package the user added."""
+    source, lock = user_lock
+    beside = lock.with_name("course.environment.yml")
+    beside.write_text(beside.read_text() + "  - scipy\n")
+    code, data = check_json(str(lock), str(source))
+    assert code == 1
+    messages = [d["message"] for d in data["differences"]]
+    assert not any("removed" in m for m in messages), messages
+    assert messages == [
+        "course.environment.yml beside the lock was edited after the lock was made (conda-lock's "
+        f"content hash no longer matches it): added scipy, which {source} does not list"
+    ]
+
+
+def test_lock_it_again_keeps_the_channels_the_lock_was_made_from(
+    user_lock: tuple[Path, Path], channel_url: str
+) -> None:
+    """Before: the suggested command dropped ``--channel`` (and locked from conda-forge)."""
+    source, lock = user_lock
+    source.write_text(USER_ENV + "  - torchvision\n")
+    code, text = run(str(source), "--check", str(lock))
+    assert code == 1
+    again = next(line for line in text.splitlines() if line.startswith("Lock it again: "))
+    assert f"--channel {channel_url}" in again, again

@@ -226,6 +226,7 @@ def custom_metadata(
         f"{METADATA_PREFIX}variant": env.variant,
         f"{METADATA_PREFIX}cuda": env.cuda or "none",
         f"{METADATA_PREFIX}engine": engine,
+        f"{METADATA_PREFIX}python_version": env.python_option or "none",
     }
     if env.lines:
         meta[f"{METADATA_PREFIX}gpus"] = gpus_text(env) or "none"

@@ -23,6 +23,9 @@ Values of another machine are not inputs: virtual packages the locking machine *
 the variable is set here to something else. Only the ``floor`` values (dlsetup's platform table) and
 those the CUDA build needs are recomputed.
 
+A lock ``conda-lock`` made itself (no ``dlsetup_*`` metadata) is checked as ``conda-lock
+--check-input-hash`` checks it (:mod:`dlsetup.envs.conda.input_hash`).
+
 Shipped targets (``pytorch``, ``tensorflow``, ``both``) are re-rendered from the environment files of
 the installed dlsetup. A lock of the user's own environment file records no path to it: name it as
 TARGET (``dlsetup lock environment.yml --check locks/env.conda-lock.yml``); without it only the
@@ -76,6 +79,12 @@ class LockRecord:
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.custom.get(META + key, default)
 
+    @property
+    def made_by_dlsetup(self) -> bool:
+        """Whether ``dlsetup lock`` made it (its ``dlsetup_*`` custom metadata), rather than
+        conda-lock itself (then only conda-lock's input hash records what it was made from)."""
+        return any(key.startswith(META) for key in self.custom)
+
 
 def _malformed(path: Path, what: str) -> InputError:
     return InputError(
@@ -102,8 +111,7 @@ def read_lock_record(path: Path) -> LockRecord:
     """Read a lock's metadata (not its packages) and check its shape.
 
     Raises:
-        InputError: the file cannot be read, is not a conda-lock v1 file, or was not made by
-            ``dlsetup lock`` (no ``dlsetup_*`` metadata).
+        InputError: the file cannot be read, or is not a conda-lock v1 file.
     """
     from dlsetup.reading import ReadError, parse_yaml, read_text
 
@@ -143,13 +151,8 @@ def read_lock_record(path: Path) -> LockRecord:
         isinstance(c, dict) and isinstance(c.get("url"), str) for c in channels
     ):
         raise _malformed(path, "'channels:' is not a list of {url: ...}")
-    if not isinstance(custom, dict) or not any(str(k).startswith(META) for k in custom):
-        raise InputError(
-            f"{path} was not made by dlsetup lock (no dlsetup_* custom_metadata), so what it was "
-            "made from is not recorded",
-            fix="make it with dlsetup lock (the default rattler engine records it), or check a "
-            "plain conda-lock file with conda-lock --check-input-hash",
-        )
+    if not isinstance(custom, dict):
+        raise _malformed(path, "'custom_metadata:' is not a mapping")
     from dlsetup.envs.files.spec import PLATFORMS, TARGETS, VARIANTS
 
     record = LockRecord(
@@ -161,7 +164,7 @@ def read_lock_record(path: Path) -> LockRecord:
         custom={str(k): str(v) for k, v in custom.items()},
     )
     for key, allowed in (("target", (*TARGETS, "file")), ("variant", VARIANTS)):
-        if record.get(key) not in allowed:
+        if record.made_by_dlsetup and record.get(key) not in allowed:
             raise _malformed(path, f"{META}{key} is {record.get(key)!r}, not one of {allowed}")
     bad = [p for p in record.platforms if p not in PLATFORMS]
     if bad:
@@ -402,6 +405,16 @@ def check_conda_lock(
     from dlsetup.envs.files import spec as spec_mod
 
     record = read_lock_record(lock_path)
+    if not record.made_by_dlsetup:
+        from dlsetup.envs.conda.input_hash import check_input_hash
+
+        return check_input_hash(
+            lock_path,
+            req,
+            sources=record.sources,
+            platforms=record.platforms,
+            content_hash=record.content_hash,
+        )
     found = _Findings()
     target = str(record.get("target"))
     env_name = record.sources[0] if record.sources else ""
@@ -433,7 +446,8 @@ def check_conda_lock(
     platforms = _platforms_asked(req, record, source, found)
     compared = tuple(p for p in platforms if p in record.platforms)
     _compare_channels(req, record, found)
-    python = _python_asked(req, recorded_deps[compared[0]] if compared else [], found)
+    _compare_python(req, recorded_deps[compared[0]] if compared else [], found)
+    python = _python_asked(req, record, recorded_deps[compared[0]] if compared else [], source)
     relock: tuple[str, ...] = ()
     if choice.gpu_source.startswith("option"):  # GPUs named by hand, not read from the driver
         from dlsetup.compat.arch import fmt_cc
@@ -445,7 +459,8 @@ def check_conda_lock(
         rendered = _rerender(req, record, source, choice, target, platforms, python, found)
         if python is not None and python != _pinned(list(source.dependencies)):
             relock += ("--python-version", python)
-        _compare_environment(record, rendered, compared, recorded_deps, found)
+        _compare_environment(record, rendered, compared, recorded_deps, found, source_label)
+    relock += _channel_options(req, record, source, platforms)
     expected_vps = _virtual_packages(record, platforms, cuda, rendered=rendered, found=found)
     hashes, engine = _content_hashes(
         record,
@@ -560,15 +575,37 @@ def _compare_channels(req: CheckRequest, record: LockRecord, found: _Findings) -
         )
 
 
-def _python_asked(req: CheckRequest, first_deps: list[str], found: _Findings) -> str | None:
-    """The Python asked for now: the rendered file's pin is what the lock was made with."""
+def _python_asked(
+    req: CheckRequest, record: LockRecord, first_deps: list[str], source: EnvironmentSpec | None
+) -> str | None:
+    """The ``--python-version`` to re-render with: the one given now, else the one given when the
+    lock was made (``dlsetup_python_version``); None: the file's own ``python`` line, so an edited
+    line shows as an environment change (never the old pin taken as asked for).
+
+    A lock made before that was recorded: an option wrote ``python X.Y.*`` in place of the file's
+    line, so a recorded line of that form that the file does not have now is read as one."""
+    if req.python_version is not None:
+        return req.python_version
+    recorded = record.get("python_version")
+    if recorded is not None:
+        return None if recorded == "none" else recorded
+    pinned = _pinned(first_deps)
+    line = next((d for d in first_deps if _spec_key(d) == "python"), None)
+    if pinned is None or line != f"python {pinned}.*":
+        return None
+    if source is not None and line in source.dependencies:
+        return None
+    return pinned
+
+
+def _compare_python(req: CheckRequest, first_deps: list[str], found: _Findings) -> None:
+    """``--python-version`` given now against the Python the lock was made for."""
     recorded_python = _pinned(first_deps)
     if req.python_version is not None and req.python_version != recorded_python:
         found.add(
             "python",
             f"locked for Python {recorded_python or 'unpinned'}, asked for {req.python_version}",
         )
-    return req.python_version or recorded_python
 
 
 def _rerender(
@@ -596,7 +633,7 @@ def _rerender(
     if target == "file" and variant == "cuda" and not has_cuda_package(deps):
         found.add("variant", "locked as cuda, and the environment file has no CUDA package now")
     frameworks = chosen_frameworks(deps, req.channels or record.channels)
-    lines = choose_lines(frameworks, platforms, choice, python=python)
+    lines = choose_lines(frameworks, platforms, choice, python=python or _pinned(list(deps)))
     plan = (
         CompanionPlan({}, ())
         if target == "file"
@@ -627,24 +664,111 @@ def _compare_environment(
     compared: tuple[str, ...],
     recorded_deps: dict[str, list[str]],
     found: _Findings,
+    source_label: str | None = None,
 ) -> None:
     """The environment file's dependencies per platform, recorded against re-rendered (not
-    compared once the variant or target differs: everything would)."""
+    compared once the variant or target differs: everything would). Where the file beside the
+    lock no longer has the content hash the lock records, it was edited after locking: what it
+    has that the source does not is said as such, never as the source's removal."""
     if any(d.kind in ("variant", "target") for d in found.differences):
         return
     changes = {}
     for p in compared:
         skip = _line_packages(record, rendered.lines, p, found)
-        change = _dependency_changes(
-            [d for d in recorded_deps[p] if _spec_key(d) not in skip],
-            [d for d in rendered.dependencies_for(p) if _spec_key(d) not in skip]
-            + pip_entries(rendered, p),
+        beside = [d for d in recorded_deps[p] if _spec_key(d) not in skip]
+        expected = [d for d in rendered.dependencies_for(p) if _spec_key(d) not in skip]
+        expected += pip_entries(rendered, p)
+        if _dependency_changes(beside, expected):
+            changes[p] = (beside, expected)
+    if not changes:
+        return
+    env_name = record.sources[0] if record.sources else "the environment file"
+    if _edited_beside(record, recorded_deps, compared):
+        source = source_label or "the source"
+        prefix = (
+            f"{env_name} beside the lock was edited after the lock was made (conda-lock's "
+            "content hash no longer matches it)"
         )
-        if change:
-            changes[p] = change
-    found.differences += _per_platform_messages(
-        "environment", "environment file changed", changes, compared
+        per_platform = {
+            p: _hand_edits(expected, beside, source) for p, (beside, expected) in changes.items()
+        }
+    else:
+        prefix = "environment file changed"
+        per_platform = {
+            p: _dependency_changes(beside, expected) for p, (beside, expected) in changes.items()
+        }
+    found.differences += _per_platform_messages("environment", prefix, per_platform, compared)
+
+
+def _hand_edits(source_deps: list[str], beside: list[str], source: str) -> list[str]:
+    """What the file beside the lock has that ``source`` has not, said from the file's side."""
+    out = []
+    for change in _dependency_changes(source_deps, beside):
+        if change.startswith("added "):
+            out.append(f"{change}, which {source} does not list")
+        elif change.startswith("removed "):
+            out.append(f"{change}, which {source} lists")
+        else:
+            out.append(f"changed {change.replace(' -> ', ' to ')} ({source} has the first)")
+    return out
+
+
+def _edited_beside(
+    record: LockRecord, recorded_deps: dict[str, list[str]], compared: tuple[str, ...]
+) -> bool:
+    """Whether the environment file beside the lock no longer has the content hash the lock
+    records (recomputed with the recorded virtual packages; conda-lock's own hash where the
+    fast one declines, e.g. for a ``pip:`` section)."""
+    vps = {
+        p: tuple(
+            _parse_vps(
+                record.get(f"virtual_packages_{p}") or "",
+                dict(
+                    item.partition("=")[::2]
+                    for item in (record.get(f"virtual_package_sources_{p}") or "").split()
+                ),
+            )
+        )
+        for p in compared
+    }
+    fast = {p: fast_content_hash(record.channels, recorded_deps[p], p, vps[p]) for p in compared}
+    if all(v is not None for v in fast.values()):
+        return any(fast[p] != record.content_hash.get(p) for p in compared)
+    from dlsetup.envs.conda.virtual_packages import spec_file_text
+    from dlsetup.envs.files.spec import MAX_ENVIRONMENT_FILE_BYTES
+    from dlsetup.reading import read_text
+
+    text = read_text(
+        record.path.parent / record.sources[0],
+        what="environment file beside the lock",
+        max_bytes=MAX_ENVIRONMENT_FILE_BYTES,
     )
+    try:
+        slow = conda_lock_content_hashes(text, spec_file_text(vps))
+    except Exception:  # conda-lock's parser errors on a hand-edited file: edited, then
+        return True
+    return any(slow.get(p) != record.content_hash.get(p) for p in compared)
+
+
+def _channel_options(
+    req: CheckRequest,
+    record: LockRecord,
+    source: EnvironmentSpec | None,
+    platforms: tuple[str, ...],
+) -> tuple[str, ...]:
+    """``--channel`` options that make the same request again: the channels the lock was made
+    from (or those asked for now) where they are not the source's own."""
+    from dlsetup.envs.credentials import strip_auth
+    from dlsetup.envs.files.spec import DEFAULT_CHANNEL, written_channels
+
+    now = tuple(strip_auth(c) for c in req.channels) or record.channels
+    own = written_channels(source.channels, platforms) if source is not None else (DEFAULT_CHANNEL,)
+    if now == own:
+        return ()
+    out: tuple[str, ...] = ()
+    for channel in now:
+        out += ("--channel", channel)
+    return out
 
 
 def _compare_hashes(

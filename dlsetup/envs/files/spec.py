@@ -166,6 +166,9 @@ class RenderedEnvironment:
         gpu_source: where ``gpus`` came from: ``driver:nvml``, ``option:--gpu-arch`` or ``none``.
         companion_notes: what became of PyTorch's companions (torchvision, torchaudio): which
             build each follows, and each one left out with why (written to the lock's header).
+        python_option: the ``--python-version`` that replaced the file's ``python`` line (None:
+            the file's own line was kept), recorded in the lock so ``lock --check`` tells a
+            changed file from an option.
     """
 
     spec: EnvironmentSpec
@@ -180,6 +183,7 @@ class RenderedEnvironment:
     gpus: tuple[Gpu, ...] = ()
     gpu_source: str = "none"
     companion_notes: tuple[str, ...] = ()
+    python_option: str | None = None
 
     def dependencies_for(self, platform: str) -> tuple[str, ...]:
         """The match specs to solve ``platform`` with (the CUDA line's pins and selectors differ
@@ -739,6 +743,7 @@ def render(
         gpus=gpus,
         gpu_source=gpu_source,
         companion_notes=tuple(companion_notes),
+        python_option=python,
     )
 
 
@@ -868,6 +873,12 @@ def _rendered_text(
         out += [f"  - {_scalar(d)}" for d in new.dependencies]
     out += _pip_text(new, every)
     return "\n".join(out) + "\n"
+
+
+def written_channels(given: tuple[str, ...], platforms: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``channels:`` a rendered file (and its lock) lists for ``given``: as conda reads them
+    (:func:`_conda_channels`), credentials stripped."""
+    return tuple(strip_auth(c) for c in _conda_channels(given, platforms))
 
 
 def _conda_channels(given: tuple[str, ...], platforms: tuple[str, ...]) -> tuple[str, ...]:
