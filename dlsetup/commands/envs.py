@@ -515,6 +515,16 @@ are verified, and packages from outside the lock's channels are refused.
     metavar="CATEGORY",
     help="Also install this category of a conda-lock file (repeatable).",
 )
+@click.option(
+    "--allow-build",
+    "allow_build",
+    multiple=True,
+    metavar="NAME",
+    help="Build the lock's PyPI source distribution NAME with uv (repeatable): after its sha256 "
+    "is verified, in an isolated build environment, uv runs the package's build backend (its "
+    "setup.py or PEP 517 backend): arbitrary code. Without it nothing is built, and a lock "
+    "with source distributions is refused naming them all.",
+)
 @click.option("--no-jupyter", is_flag=True, help="Do not register a Jupyter kernel.")
 @click.option(
     "--no-smoke",
@@ -546,6 +556,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     lock_environment: str | None,
     dev: bool,
     extras: tuple[str, ...],
+    allow_build: tuple[str, ...],
     no_jupyter: bool,
     no_smoke: bool,
     force: bool,
@@ -559,6 +570,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     the failed checks and the command to rerun them are printed.
     """
     from dlsetup.commands.venv import refuse_conda_only, refuse_venv_only, venv_request
+    from dlsetup.envs.backend import BuildOptions
     from dlsetup.envs.build import build_environment
     from dlsetup.envs.pipeline import conda_request
     from dlsetup.envs.progress import Progress
@@ -598,9 +610,9 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         force=force,
         progress=Progress(enabled=not as_json),
         on_smoke_start=smoke_starts,
-        environment=lock_environment,
-        dev=dev,
-        extras=extras,
+        options=BuildOptions(
+            environment=lock_environment, dev=dev, extras=extras, allow_build=allow_build
+        ),
     )
     installed, kernel, smoke = built.installed, built.kernel, built.smoke
     data = {

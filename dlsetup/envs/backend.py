@@ -50,11 +50,14 @@ class BuildOptions:
         environment: a pixi.lock's environment (``None``: ``default``).
         dev: install a conda-lock's ``dev`` category (``--no-dev`` drops it).
         extras: more conda-lock categories (``--extras``).
+        allow_build: the PyPI source distributions the user names to be built (``--allow-build
+            NAME``): built by uv after their hashes are verified; nothing else is ever built.
     """
 
     environment: str | None = None
     dev: bool = True
     extras: tuple[str, ...] = ()
+    allow_build: tuple[str, ...] = ()
 
 
 class Backend(ABC):

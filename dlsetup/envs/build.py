@@ -59,9 +59,7 @@ def build_environment(
     force: bool = False,
     progress: Progress | None = None,
     on_smoke_start: Callable[[], None] | None = None,
-    environment: str | None = None,
-    dev: bool = True,
-    extras: tuple[str, ...] = (),
+    options: BuildOptions | None = None,
 ) -> Built:
     """Build a verified environment from ``request`` (locked first) or from the lock ``from_lock``.
 
@@ -81,10 +79,10 @@ def build_environment(
         progress: where the lock and install steps report; it is closed once the environment is
             installed (default: silent).
         on_smoke_start: called just before the smoke test starts.
-        environment: the environment of a pixi.lock ``from_lock`` (default ``default``).
-        dev: install a conda-lock ``from_lock``'s ``dev`` category (``conda-lock install``'s
-            default; ``--no-dev`` drops it).
-        extras: more categories of a conda-lock ``from_lock`` (``--extras``).
+        options: the part of a ``from_lock`` to build (a pixi.lock's ``--environment``, a
+            conda-lock's ``--no-dev``/``--extras``) and the PyPI source distributions to build
+            (``--allow-build NAME``: each by its build backend, arbitrary code, in uv's isolated
+            build environment, after its sha256 is verified; without it nothing is built).
 
     The target's lock (:func:`dlsetup.envs.safety.target_lock`) is held from the install to the
     end of the smoke test, so a second ``create`` of the same target is refused meanwhile.
@@ -111,7 +109,7 @@ def build_environment(
         prefix = normalize_prefix(prefix)
         check_prefix(prefix, force=force)  # fail before a solve; checked again under the lock
     progress = progress or Progress(enabled=False)
-    options = BuildOptions(environment=environment, dev=dev, extras=extras)
+    options = options or BuildOptions()
     with tempfile.TemporaryDirectory(prefix="dlsetup-create-") as tmp:
         variant_reason = ""
         if from_lock is None:
@@ -130,7 +128,13 @@ def build_environment(
                 )
             # --environment, --extras, --no-dev select parts a format may not have: refused, never
             # ignored, whatever the backend
-            check_options(from_lock, fmt, environment=environment, dev=dev, extras=extras)
+            check_options(
+                from_lock,
+                fmt,
+                environment=options.environment,
+                dev=options.dev,
+                extras=options.extras,
+            )
             lock_path = from_lock
             default_name = chosen.default_name(from_lock, options)
         env_name = name or (prefix.name if prefix is not None else default_name)

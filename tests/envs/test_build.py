@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dlsetup.envs.backend import BuildOptions
 from dlsetup.envs.build import build_environment
 from dlsetup.envs.conda.request import LockRequest
 from dlsetup.errors import InputError
@@ -44,7 +45,12 @@ def test_a_selecting_option_a_venv_lock_has_no_part_for_is_refused_not_ignored(
     lock = tmp_path / "pylock.toml"
     lock.write_text('lock-version = "1.0"\ncreated-by = "uv"\n[[packages]]\nname = "x"\n')
     with pytest.raises(InputError, match=f"^{option}.* applies to") as raised:
-        build_environment(None, from_lock=lock, prefix=tmp_path / "env", **kwargs)  # type: ignore[arg-type]
+        build_environment(
+            None,
+            from_lock=lock,
+            prefix=tmp_path / "env",
+            options=BuildOptions(**kwargs),  # type: ignore[arg-type]
+        )
     assert "PEP 751" in raised.value.message
     assert not (tmp_path / "env").exists()
     # the same lock without the option gets past this check (and fails later: no wheel)

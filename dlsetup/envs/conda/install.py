@@ -627,6 +627,7 @@ def create_environment(
     environment: str | None = None,
     dev: bool = DEFAULT_DEV,
     extras: tuple[str, ...] = (),
+    allow_build: tuple[str, ...] = (),
 ) -> InstallResult:
     """Install ``lock_path``'s packages for ``platform`` into ``prefix``, atomically.
 
@@ -646,6 +647,8 @@ def create_environment(
         environment: the pixi.lock environment (default ``default``).
         dev: install conda-lock's ``dev`` category (as ``conda-lock install --dev``).
         extras: more conda-lock categories (as ``conda-lock install --extras``).
+        allow_build: PyPI source distributions uv may build (``--allow-build``), after their
+            sha256 is verified; every other PyPI package must be a wheel.
 
     Raises:
         InputError: ``prefix`` is empty, a file, under a file, a link, or not writable.
@@ -666,7 +669,9 @@ def create_environment(
     verify_lock(contents)
     from dlsetup.envs.pypi.install import check_packages
 
-    check_packages(contents.pypi, platform, lock_path, python_version(contents))  # no download yet
+    check_packages(  # no download yet
+        contents.pypi, platform, lock_path, python_version(contents), allow_build=allow_build
+    )
     progress.note(plan_text(contents))
     contents = _hashes_for_unhashed_lines(contents, progress)
     weak = md5_only_note(contents)
@@ -677,7 +682,14 @@ def create_environment(
             clean_leftovers(prefix)
         replaced = check_prefix(prefix, force=force)  # again: now no other create can change it
         return _install_locked(
-            contents, prefix, progress, archive_cache, on_ready, replaced=replaced, start=start
+            contents,
+            prefix,
+            progress,
+            archive_cache,
+            on_ready,
+            replaced=replaced,
+            start=start,
+            allow_build=allow_build,
         )
 
 
@@ -710,6 +722,7 @@ def _install_locked(
     *,
     replaced: bool,
     start: float,
+    allow_build: tuple[str, ...] = (),
 ) -> InstallResult:
     import rattler
 
@@ -758,7 +771,7 @@ def _install_locked(
             work,
         )
         linked = True  # rattler's threads are done with ``work``
-        pypi_count = _install_pypi(contents, staged, prefix, progress)
+        pypi_count = _install_pypi(contents, staged, prefix, progress, allow_build)
         secure_tree(staged)
         _fix_conda_meta(staged, originals)
         (staged / "CACHEDIR.TAG").unlink(missing_ok=True)
@@ -828,12 +841,24 @@ def _replace_records(contents: LockContents, records: list[Any]) -> LockContents
     return dataclasses.replace(contents, records=records)
 
 
-def _install_pypi(contents: LockContents, staged: Path, prefix: Path, progress: Progress) -> int:
+def _install_pypi(
+    contents: LockContents,
+    staged: Path,
+    prefix: Path,
+    progress: Progress,
+    allow_build: tuple[str, ...] = (),
+) -> int:
     if not contents.pypi:
         return 0
     from dlsetup.envs.pypi.install import install_pypi
 
     progress.note(f"Installing {len(contents.pypi)} PyPI packages with uv ...")
+    built = [p.name for p in contents.pypi if p.source == "sdist"]
+    if built:
+        progress.note(
+            f"Building {', '.join(built)} from source (--allow-build: the build backend runs, "
+            "in an isolated build environment, after the sha256 is verified) ..."
+        )
     count = install_pypi(
         contents.pypi,
         python=env_python(staged, contents.platform),
@@ -841,6 +866,7 @@ def _install_pypi(contents: LockContents, staged: Path, prefix: Path, progress: 
         final=prefix,
         platform=contents.platform,
         lock=contents.path,
+        allow_build=allow_build,
     )
     progress.note(f"PyPI packages: done ({count}/{len(contents.pypi)})")
     return count

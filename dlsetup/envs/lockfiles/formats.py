@@ -52,6 +52,13 @@ SUPPORTED = "; ".join(FORMAT_NAMES.values())
 DEFAULT_DEV = True
 
 
+#: what a PyPI entry of a lock names (:attr:`PypiPackage.source`)
+PypiSource = Literal["wheel", "sdist", "vcs", "path"]
+#: the file name endings of source distributions (PEP 625's ``.tar.gz`` and the older ones)
+SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
+_VCS_SCHEMES = ("git", "hg", "svn", "bzr")
+
+
 @dataclass(frozen=True)
 class PypiPackage:
     """One PyPI distribution of a lock, installed by uv with its hash.
@@ -74,6 +81,22 @@ class PypiPackage:
     def file_name(self) -> str:
         """The file name at the end of :attr:`url`."""
         return unquote(urlparse(self.url).path.rsplit("/", 1)[-1])
+
+    @property
+    def source(self) -> PypiSource:
+        """What :attr:`url` names: a ``wheel``, an ``sdist`` (a source archive), a ``vcs``
+        checkout (``git+``, ``hg+``, ``svn+``, ``bzr+``: a revision, no file hash), or a
+        ``path`` (a local directory: an editable or path source, or anything else that is
+        neither a wheel nor a source archive)."""
+        scheme = urlparse(self.url).scheme.lower()
+        if scheme.split("+", 1)[0] in _VCS_SCHEMES and (scheme == "git" or "+" in scheme):
+            return "vcs"
+        name = self.file_name.lower()
+        if name.endswith(".whl"):
+            return "wheel"
+        if name.endswith(SDIST_SUFFIXES):
+            return "sdist"
+        return "path"
 
 
 @dataclass(frozen=True)
@@ -374,7 +397,10 @@ def _read_with_rattler_only(
             fix=f"lock for this machine: dlsetup lock TARGET --platform {platform}",
         )
     pypi = tuple(
-        sorted((_pypi_of(p) for p in env.pypi_packages().get(platform, [])), key=lambda p: p.name)
+        sorted(
+            (_pypi_of(p, path.parent) for p in env.pypi_packages().get(platform, [])),
+            key=lambda p: p.name,
+        )
     )
     return LockedEnvironment(
         path=path,
@@ -387,7 +413,7 @@ def _read_with_rattler_only(
     )
 
 
-def _pypi_of(p: Any) -> PypiPackage:
+def _pypi_of(p: Any, base: Path) -> PypiPackage:
     try:  # py-rattler 0.28 wraps a missing hash in an object whose attributes then fail
         digest = p.hashes.sha256
     except AttributeError:
@@ -396,7 +422,7 @@ def _pypi_of(p: Any) -> PypiPackage:
     return PypiPackage(
         name=p.name,
         version=str(p.version),
-        url=_location_url(p.location),
+        url=_location_url(p.location, base),
         sha256=sha,
         requires_python=p.requires_python,
     )
@@ -502,11 +528,12 @@ def _version_of_wheel(url: str) -> str:
 # --- pixi.lock --------------------------------------------------------------------------------
 
 
-def _location_url(location: str) -> str:
-    """A pixi.lock location as a URL (rattler gives local files as plain paths)."""
-    if "://" in location:
+def _location_url(location: str, base: Path) -> str:
+    """A pixi.lock location as a URL (rattler gives local files as plain paths, relative to the
+    lock's directory ``base``)."""
+    if "://" in location or location.startswith(("git+", "hg+", "svn+", "bzr+")):
         return location
-    return Path(location).resolve().as_uri()
+    return (base / location).resolve().as_uri()
 
 
 def _read_pixi(path: Path, platform: str, environment: str) -> LockedEnvironment:
@@ -550,7 +577,7 @@ def _read_pixi(path: Path, platform: str, environment: str) -> LockedEnvironment
             "packages, built from a recipe)",
             fix="build them with pixi, or lock them as binary packages",
         )
-    pypi = [_pypi_of(p) for p in pypi_locked]
+    pypi = [_pypi_of(p, path.parent) for p in pypi_locked]
     return LockedEnvironment(
         path=path,
         format="pixi",
@@ -660,9 +687,11 @@ def read_locked_environment(
 
 __all__ = [
     "FORMAT_NAMES",
+    "SDIST_SUFFIXES",
     "SUPPORTED",
     "LockedEnvironment",
     "PypiPackage",
+    "PypiSource",
     "check_options",
     "detect_format",
     "pep751_name_error",

@@ -4,7 +4,12 @@ Called by :mod:`dlsetup.envs.conda.install` after the conda packages are linked 
 prefix and before it is moved into place, so the whole environment stays atomic.
 
 * Before anything runs, every package must have a sha256 and be a wheel (``.whl``) whose
-  platform tag fits the lock's platform; otherwise the command fails naming the package.
+  platform tag fits the lock's platform; otherwise the command fails naming the package. VCS
+  sources and local directories are refused naming every one (a revision is no file hash); so
+  are source distributions, all named in one error, unless ``--allow-build NAME`` names them:
+  uv then builds exactly those (``--only-binary :all: --no-binary NAME``: every other package
+  and every build requirement from a wheel), each after its sha256 is verified, in uv's
+  isolated build environment; their build backend runs (arbitrary code).
 * uv (the ``uv`` PyPI package, found with ``uv.find_uv_bin()``) installs exactly the locked
   URLs: ``uv pip install --python STAGED_PYTHON --no-deps --require-hashes --no-build
   --no-config -r REQS`` where every line is ``NAME @ URL --hash=sha256:HEX``. A file whose hash
@@ -84,11 +89,90 @@ def _fits_python(file_name: str, python: tuple[int, int]) -> bool:
     return False
 
 
+def _listed(packages: Sequence[PypiPackage], what: str = "file") -> str:
+    """``a 1.0 (FILE), b 2.0 (FILE)``: each package named with its file or URL, credentials
+    masked."""
+    return ", ".join(
+        f"{pkg.name} {pkg.version} ({pkg.file_name if what == 'file' else redact(pkg.url)})"
+        for pkg in packages
+    )
+
+
+def _allowed(names: Sequence[str]) -> set[str]:
+    from packaging.utils import canonicalize_name
+
+    return {str(canonicalize_name(name)) for name in names}
+
+
+def check_sources(
+    packages: Sequence[PypiPackage],
+    platform: str,
+    lock: Path,
+    allow_build: Sequence[str] = (),
+) -> None:
+    """Refuse at once, naming every one, the PyPI packages that would be built: VCS and local
+    directory sources always, source distributions unless ``allow_build`` names them.
+
+    Raises:
+        IntegrityError: VCS or path sources, or source distributions not named (exit 4).
+        InputError: ``allow_build`` names a package that is no source distribution of the lock.
+    """
+    from packaging.utils import canonicalize_name
+
+    vcs = [pkg for pkg in packages if pkg.source == "vcs"]
+    if vcs:
+        raise IntegrityError(
+            f"{lock} has PyPI packages from a VCS source: {_listed(vcs, 'url')}. A VCS source "
+            "records a revision, not the hash of a file, and is installed by building it: "
+            "dlsetup installs only files whose hash the lock records (--allow-build builds only "
+            "source distributions verified by their sha256)",
+            fix="build a wheel of that revision (uv build, or pip wheel 'git+URL'), publish it "
+            "to an index you control and lock it from there; or create without it and install "
+            "it into the environment yourself: uv pip install --python ENV/bin/python 'git+URL' "
+            "(that runs its build backend)",
+        )
+    paths = [pkg for pkg in packages if pkg.source == "path"]
+    if paths:
+        raise IntegrityError(
+            f"{lock} has PyPI packages from a local directory (an editable or path source, "
+            f"installed by building it): {_listed(paths, 'url')}; dlsetup installs only files "
+            "whose hash the lock records",
+            fix="create without them, then install them into the environment yourself: uv pip "
+            "install --python ENV/bin/python -e PATH (that runs their build backend)",
+        )
+    sdists = [pkg for pkg in packages if pkg.source == "sdist"]
+    allowed = _allowed(allow_build)
+    unknown = sorted(allowed - {str(canonicalize_name(pkg.name)) for pkg in sdists})
+    if unknown:
+        raise InputError(
+            f"--allow-build {unknown[0]}: {lock} has no PyPI source distribution of that name; "
+            f"its source distributions: {', '.join(pkg.name for pkg in sdists) or 'none'}",
+            fix="name only source distributions of the lock with --allow-build",
+        )
+    refused = [pkg for pkg in sdists if str(canonicalize_name(pkg.name)) not in allowed]
+    if refused:
+        what = (
+            f"the PyPI package {refused[0].name} {refused[0].version} in {lock} is "
+            f"{refused[0].file_name}, a source distribution"
+            if len(refused) == 1
+            else f"{len(refused)} PyPI packages in {lock} are source distributions: "
+            + _listed(refused)
+        )
+        raise IntegrityError(
+            f"{what}; dlsetup builds one only when it is named with --allow-build",
+            fix=f"lock versions that have a wheel for {platform}, or build them with "
+            + " ".join(f"--allow-build {pkg.name}" for pkg in refused)
+            + " (this runs each one's build backend, arbitrary code, in an isolated build "
+            "environment, after its sha256 is verified)",
+        )
+
+
 def check_packages(
     packages: Sequence[PypiPackage],
     platform: str,
     lock: Path,
     python: str | None = None,
+    allow_build: Sequence[str] = (),
 ) -> None:
     """Refuse, before anything is installed, what cannot be installed exactly as locked.
 
@@ -98,15 +182,18 @@ def check_packages(
         lock: the lock file (for messages).
         python: the environment's Python version from its conda part (``3.11.7``), if known:
             each wheel's interpreter/ABI tags and the lock's ``requires_python`` must fit it.
+        allow_build: the source distributions the user allows to be built (``--allow-build``).
 
     Raises:
-        IntegrityError: a package without a sha256 (exit 4).
-        InstallError: a package that is not a wheel, or whose wheel does not run on ``platform``
-            or on ``python``.
-        InputError: a ``${VAR}`` in a URL whose variable is not set (naming the variable).
+        IntegrityError: a package without a sha256, a VCS or path source, a source
+            distribution ``allow_build`` does not name (exit 4).
+        InstallError: a wheel that does not run on ``platform`` or on ``python``.
+        InputError: a ``${VAR}`` in a URL whose variable is not set (naming the variable);
+            ``allow_build`` naming no source distribution of the lock.
     """
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+    check_sources(packages, platform, lock, allow_build)
     fits = _PLATFORM_TAGS.get(platform)
     parts = [int(p) for p in re.findall(r"\d+", python or "")[:3]]
     version = (parts[0], parts[1]) if len(parts) >= 2 else None
@@ -121,11 +208,7 @@ def check_packages(
         expand_auth(pkg.url)  # a ``${VAR}`` the environment lacks is named before any download
         tags = _wheel_tags(pkg.file_name)
         if tags is None:
-            raise InstallError(
-                f"the PyPI package {pkg.name} {pkg.version} in {lock} is {pkg.file_name}, "
-                "a source distribution; dlsetup installs locked wheels only (nothing is built)",
-                fix=f"lock a version of {pkg.name} that has a wheel for {platform}",
-            )
+            continue  # a source distribution the user allowed: built by uv (check_sources)
         if "any" not in tags and (fits is None or not any(fits.match(t) for t in tags)):
             raise InstallError(
                 f"the PyPI package {pkg.name} {pkg.version} has no wheel for {platform}: the "
@@ -230,6 +313,7 @@ def install_pypi(
     platform: str,
     lock: Path,
     cache_dir: Path | None = None,
+    allow_build: Sequence[str] = (),
 ) -> int:
     """Install ``packages`` into the staged environment whose interpreter is ``python``.
 
@@ -242,6 +326,9 @@ def install_pypi(
         platform: the conda platform installed.
         lock: the lock file (for messages).
         cache_dir: uv's cache (default: uv's own).
+        allow_build: source distributions of ``packages`` uv builds (``--allow-build``): each
+            after its sha256 is verified, in an isolated build environment (uv's build
+            isolation) whose build requirements are wheels only; nothing else is built.
 
     Returns:
         the number of packages installed.
@@ -254,7 +341,7 @@ def install_pypi(
     """
     if not packages:
         return 0
-    check_packages(packages, platform, lock)
+    check_packages(packages, platform, lock, allow_build=allow_build)
     if python is None:
         raise InputError(
             f"{lock} has {len(packages)} PyPI packages ({packages[0].name} ...) but no Python "
@@ -275,13 +362,33 @@ def install_pypi(
             fh.write(_requirements(packages))
         argv = [
             str(uv), "pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
-            "--no-build", "--no-config", "--link-mode", "copy", "--quiet", "-r", str(reqs),
+            *build_options(packages, allow_build), "--no-config", "--link-mode", "copy",
+            "--quiet", "-r", str(reqs),
         ]  # fmt: skip
         result = run_uv(argv, _uv_env(cache))
     if result.returncode != 0:
         _fail(result.stderr or result.stdout or "", packages, lock)
     _rewrite_scripts(staged, final, before)
     return len(packages)
+
+
+def build_options(packages: Sequence[PypiPackage], allow_build: Sequence[str]) -> list[str]:
+    """uv's options that build exactly the allowed source distributions of ``packages`` and
+    nothing else: ``--no-build`` when none is allowed; else ``--only-binary :all:`` (every other
+    package, and every build requirement, from a wheel) and ``--no-binary NAME`` for each
+    allowed one. uv's build isolation (a fresh environment per build) is its default, and
+    ``--no-config`` and the cleaned environment keep a user's setting from turning it off."""
+    allowed = _allowed(allow_build)
+    from packaging.utils import canonicalize_name
+
+    names = sorted(
+        pkg.name
+        for pkg in packages
+        if pkg.source == "sdist" and str(canonicalize_name(pkg.name)) in allowed
+    )
+    if not names:
+        return ["--no-build"]
+    return ["--only-binary", ":all:", *(arg for name in names for arg in ("--no-binary", name))]
 
 
 def run_uv(argv: list[str], env: dict[str, str]) -> children.Completed:
