@@ -117,7 +117,9 @@ def _probe_now(source: Source, timeout_s: float) -> tuple[bool, str]:
     if urlsplit(source.url).scheme not in ("http", "https"):
         return False, f"not an http, https or file URL: {redact(source.url)}"
     try:
-        with urllib.request.urlopen(_request(source.url), timeout=timeout_s) as answer:  # noqa: S310
+        # an opener of its own: the proxy settings of now (urlopen keeps its first opener's)
+        opener = urllib.request.build_opener()
+        with opener.open(_request(source.url), timeout=timeout_s) as answer:
             answer.read(1)
         return True, ""
     except urllib.error.HTTPError as exc:
@@ -365,6 +367,17 @@ class VenvSources:
         indexes = first + [s.url for s in self.indexes]
         return indexes, [s.url for s in self.find_links], self.default_index.url
 
+    def torch_index(self, variant: str) -> str:
+        """The PyTorch index searched first for ``variant``; empty when out of reach (the
+        fallback: the configured sources, then the default index)."""
+        chosen = self.torch.get(variant)
+        return chosen.torch_index if chosen is not None else ""
+
+    def urls(self) -> tuple[str, ...]:
+        """Every URL uv may be given (for its cache choice: one with credentials gets a private
+        cache)."""
+        return tuple(r.source.url for r in self.tried) or (self.default_index.url,)
+
     def lines(self) -> list[str]:
         """One line per source used, and per note: ``URL (origin)``, credentials masked."""
         used = [
@@ -373,8 +386,8 @@ class VenvSources:
             *self.find_links,
             self.default_index,
         ]
-        lines = [f"{s.kind} {s.display()}" for s in dict.fromkeys(used)]
-        lines += [t.fallback for t in self.torch.values() if t.fallback]
+        lines = [t.fallback for t in self.torch.values() if t.fallback]
+        lines += [f"{s.kind} {s.display()}" for s in dict.fromkeys(used)]
         return lines + list(self.notes)
 
 

@@ -41,12 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 from dlsetup.envs.credentials import strip_auth
 from dlsetup.envs.pypi.install import run_uv_step
-from dlsetup.envs.pypi.uv import has_credentials, index_config, uv_binary, uv_cache
+from dlsetup.envs.pypi.uv import index_args, uv_binary, uv_cache
 from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
 
 if TYPE_CHECKING:
     from dlsetup.compat.recommend import TorchPick
     from dlsetup.envs.progress import Progress
+    from dlsetup.envs.reachability import VenvSources
     from dlsetup.envs.staging import InstallResult
     from dlsetup.envs.variant import VariantChoice
     from dlsetup.probes.nvidia import NvidiaFacts
@@ -249,6 +250,8 @@ class VenvLockResult:
         lock_path: the ``pylock.NAME.toml`` written.
         platforms: per platform.
         request: what was asked for (recorded in the lock so ``lock --check`` can replay it).
+        sources: each source searched and where it was configured, and the fallback taken
+            when PyTorch's index was out of reach (:mod:`dlsetup.envs.reachability`).
     """
 
     name: str
@@ -261,6 +264,7 @@ class VenvLockResult:
     lock_path: Path
     platforms: tuple[PlatformLock, ...] = field(default_factory=tuple)
     request: VenvLockRequest | None = None
+    sources: tuple[str, ...] = ()
 
 
 def request_table(request: VenvLockRequest) -> dict[str, Any]:
@@ -750,6 +754,8 @@ def _resolve(
     index_url: str,
     workdir: Path,
     cache_dir: Path | None = None,
+    extra: tuple[str, ...] = (),
+    find_links: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], float]:
     from dlsetup.envs.venv.pylock import load_toml
 
@@ -759,17 +765,10 @@ def _resolve(
     args = [
         "pip", "compile", str(source), "--format", "pylock.toml", "--generate-hashes",
         "--python-version", python, "--python-platform", platform.python_platform,
-        "--only-binary", ":all:", "--default-index", index_url, "--no-header", "--quiet",
-        "-o", str(out),
+        "--only-binary", ":all:", "--no-header", "--quiet", "-o", str(out),
     ]  # fmt: skip
-    if has_credentials(index_url) or has_credentials(torch_index):
-        # in a private file with ${VAR} filled in: not on uv's command line, nor in its cache
-        at = args.index("--default-index")
-        del args[at : at + 2]
-        config = index_config(workdir / "uv.toml", index_url, [torch_index])
-        args += ["--config-file", str(config)]
-    elif torch_index:
-        args[2:2] = ["--index", torch_index]
+    # torch's index first, then the configured ones; credentials in a private config file
+    args += index_args(index_url, [torch_index, *extra], find_links, workdir=workdir)
     if cache_dir is not None:
         args += ["--cache-dir", str(cache_dir)]
     start = time.perf_counter()
@@ -847,6 +846,23 @@ def plan_venv(request: VenvLockRequest, probe: Callable[[], NvidiaFacts] | None 
     return VenvPlan(python, platforms, choice, torch, tf_cuda, tf_release, name)
 
 
+def _routes(request: VenvLockRequest, plan: VenvPlan, pattern: str) -> VenvSources:
+    """Every source of this lock, probed once with a short timeout before anything is resolved
+    (:func:`dlsetup.envs.reachability.plan_venv_sources`): PyTorch's index per variant, the
+    sources configured for pip and uv (unless ``--index-url`` is given), the default index."""
+    from dlsetup.envs.reachability import plan_venv_sources, pypi_torch_misfit
+
+    variants: set[str] = set()
+    if plan.torch is not None:
+        variants = {plan.torch.variant if p.cuda_wheels else "cpu" for p in plan.platforms}
+    return plan_venv_sources(
+        index_url=request.index_url,
+        torch_indexes={v: index_of(pattern, v) for v in sorted(variants)},
+        torch_given=request.torch_index_url is not None,
+        pypi_misfit=pypi_torch_misfit(plan.choice, plan.torch.release) if plan.torch else None,
+    )
+
+
 def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLockResult:
     """Choose the PyTorch index for this machine (or the one described), resolve, write the lock.
 
@@ -873,19 +889,20 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
     if lock_path.exists() and not force:
         raise ExistsError(f"{lock_path} exists", fix="pass --force to replace it")
     pattern = torch_index_pattern(request.torch_index_url)
-    index_url = request.index_url or DEFAULT_INDEX
+    routes = _routes(request, plan, pattern)  # every source probed once; the fallback stated
+    index_url = routes.default_index.url
     parts: list[tuple[str, Mapping[str, Any]]] = []
     results: list[PlatformLock] = []
     # credentials: ${VAR} filled in for uv only, a private uv cache; files and output get none
     with (
         tempfile.TemporaryDirectory(prefix="dlsetup-venv-lock-") as tmp,
-        uv_cache((pattern, index_url)) as cache,
+        uv_cache((pattern, *routes.urls())) as cache,
     ):
         for platform in platforms:
             torch_index = ""
             if torch is not None:
                 variant = torch.variant if platform.cuda_wheels else "cpu"
-                torch_index = index_of(pattern, variant)
+                torch_index = routes.torch_index(variant)
             reqs = requirements_for(request.target, platform, torch, tf_cuda, tf_release)
             resolved, ms = _resolve(
                 reqs,
@@ -895,6 +912,8 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
                 index_url=index_url,
                 workdir=Path(tmp),
                 cache_dir=cache,
+                extra=tuple(s.url for s in routes.indexes),
+                find_links=tuple(s.url for s in routes.find_links),
             )
             parts.append((platform.marker, resolved))
             packages = tuple(
@@ -916,6 +935,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
             torch_index_url=request.torch_index_url and strip_auth(request.torch_index_url),
             index_url=request.index_url and strip_auth(request.index_url),
         ),
+        sources=tuple(routes.lines()),
     )
     output.mkdir(parents=True, exist_ok=True)
     write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))
@@ -937,6 +957,7 @@ def tool_table(result: VenvLockResult) -> dict[str, Any]:
         "torch_index": {p.platform.name: p.torch_index for p in result.platforms if p.torch_index},
         "gpu_source": choice.gpu_source,
         "gpus": [f"{g.index}:{g.cc[0]}.{g.cc[1]} {g.name}" for g in choice.gpus],
+        "sources": list(result.sources),
     }
     if choice.cuda:
         table["cuda"] = choice.cuda
@@ -987,6 +1008,7 @@ def header_lines(result: VenvLockResult) -> list[str]:
     for p in result.platforms:
         index = f", PyTorch index {p.torch_index}" if p.torch_index else ""
         lines.append(f"{p.platform.name} ({p.platform.python_platform}){index}")
+    lines += [f"Source: {line}." for line in result.sources]
     return lines
 
 

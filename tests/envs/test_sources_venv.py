@@ -1,0 +1,153 @@
+"""Issue 22 items 3-4 end to end on the venv backend: a mirror configured for pip or uv is used by
+``dlsetup lock --backend venv``, named with its origin in the lock's header, and when PyTorch's
+index is out of reach torch comes from it, said so; where nothing is left, the lock stops in
+seconds naming every source tried.
+
+PyTorch's own index is put out of reach the way a blocked network does it: ``https_proxy`` names
+a closed port on 127.0.0.1, so the probe of ``https://download.pytorch.org/whl/cpu`` is refused at
+once (no DNS, no network). The mirrors are the local PyTorch-shaped index and small PyPI of
+:mod:`tests.support.torch_index`, reached through ``file://`` URLs written into the user's
+``pip.conf`` or ``uv.toml``, or through ``PIP_*`` / ``UV_*`` variables; the real uv resolves.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from dlsetup.cli import cli
+from tests.support.torch_index import TorchIndex
+
+#: the time the issue allows to stop when nothing is within reach
+STOP_S = 15.0
+#: variables of this machine's pip and uv configuration that must not leak into a test
+CONFIG_VARS = (
+    "PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX",
+    "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
+    "UV_CONFIG_FILE", "UV_NO_CONFIG", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV",
+    "CONDARC",
+)  # fmt: skip
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def blocked_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home of the test's own, this machine's pip/uv settings out of the way, and every HTTPS
+    request sent to a proxy at a closed port (PyTorch's index out of reach at once)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in CONFIG_VARS:
+        monkeypatch.delenv(var, raising=False)
+    proxy = f"http://127.0.0.1:{closed_port()}"
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, proxy)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return home
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def lock(out: Path, *extra: str) -> Result:
+    return CliRunner().invoke(
+        cli,
+        ["lock", "pytorch", "--backend", "venv", "--variant", "cpu", "--platform", "linux-64",
+         "--python-version", "3.11", "--output", str(out), *extra],
+    )  # fmt: skip
+
+
+def header(out: Path) -> str:
+    (path,) = out.glob("pylock.*.toml")
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("setting", ["pip.conf", "uv.toml", "PIP_env", "UV_env"])
+def test_a_configured_mirror_serves_torch_when_pytorchs_index_is_out_of_reach(
+    setting: str,
+    blocked_home: Path,
+    torch_index: TorchIndex,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mirror = torch_index.variant_url("cpu")
+    pypi = torch_index.pypi_url
+    if setting == "pip.conf":
+        write(
+            blocked_home / ".config/pip/pip.conf",
+            f"[global]\nindex-url = {pypi}\nextra-index-url = {mirror}\n",
+        )
+        origin = "pip config ~/.config/pip/pip.conf [global] extra-index-url"
+    elif setting == "uv.toml":
+        write(
+            blocked_home / ".config/uv/uv.toml",
+            f'[[index]]\nurl = "{pypi}"\ndefault = true\n\n[[index]]\nname = "torch"\n'
+            f'url = "{mirror}"\n',
+        )
+        origin = "uv config ~/.config/uv/uv.toml [[index]] torch"
+    elif setting == "PIP_env":
+        monkeypatch.setenv("PIP_INDEX_URL", pypi)
+        monkeypatch.setenv("PIP_EXTRA_INDEX_URL", mirror)
+        origin = "PIP_EXTRA_INDEX_URL"
+    else:
+        monkeypatch.setenv("UV_DEFAULT_INDEX", pypi)
+        monkeypatch.setenv("UV_INDEX", f"torch={mirror}")
+        origin = "UV_INDEX"
+    out = tmp_path / "out"
+    result = lock(out)
+    assert result.exit_code == 0, result.output
+    text = header(out)
+    assert (
+        "# Source: PyTorch's index https://download.pytorch.org/whl/cpu is out of reach "
+        f"(connection refused); torch and its companions come from {mirror} ({origin})"
+    ) in text, text
+    assert f"# Source: index {mirror} ({origin})." in text
+    # the mirror's cpu build, not PyPI's CUDA one (the same release is on the small PyPI)
+    assert re.search(r'name = "torch"\nversion = "[0-9.]+\+cpu"', text), text
+    assert "download.pytorch.org/whl/cpu/" not in text.split("[[packages]]", 1)[1]
+
+
+def test_index_url_wins_over_a_configured_mirror(
+    blocked_home: Path, torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    write(blocked_home / ".pip/pip.conf", "[global]\nextra-index-url = file:///nowhere/simple\n")
+    out = tmp_path / "out"
+    result = lock(
+        out, "--torch-index-url", torch_index.torch_url, "--index-url", torch_index.pypi_url
+    )
+    assert result.exit_code == 0, result.output
+    text = header(out)
+    assert "/nowhere/" not in text
+    assert (
+        "# Source: --index-url given: the indexes configured for pip and uv are not used." in text
+    )
+
+
+def test_nothing_within_reach_stops_in_seconds_naming_every_source(
+    blocked_home: Path, tmp_path: Path
+) -> None:
+    gone = f"http://127.0.0.1:{closed_port()}/simple"
+    write(blocked_home / ".config/pip/pip.conf", f"[global]\nextra-index-url = {gone}\n")
+    start = time.perf_counter()
+    result = lock(tmp_path / "out", "--index-url", f"http://127.0.0.1:{closed_port()}/pypi")
+    took = time.perf_counter() - start
+    assert result.exit_code != 0
+    assert result.stderr.startswith("Error: no source of torch is within reach (tried, in order: ")
+    assert "https://download.pytorch.org/whl/cpu (PyTorch's index): out of reach" in result.stderr
+    assert "(--index-url): out of reach (connection refused)" in result.stderr
+    assert "--torch-index-url https://MIRROR/whl/{variant}" in result.stderr
+    assert "Traceback" not in result.output
+    assert took < STOP_S, took
