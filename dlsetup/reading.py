@@ -282,12 +282,11 @@ _YAML_PREFIX = "[ \\t?:-]"
 def _bracket_depth(text: str, tokens: re.Pattern[str]) -> int:
     """The deepest bracket nesting of ``text``, brackets inside strings and comments skipped."""
     depth = deepest = 0
-    for match in tokens.finditer(text):
-        char = match.group()
-        if char in "[{":
+    for char in tokens.findall(text):  # strings, not match objects: a fleet reads 1,000 files
+        if char in {"[", "{"}:
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        elif char in {"]", "}"}:
             depth = max(depth - 1, 0)
     return deepest
 

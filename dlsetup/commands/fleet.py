@@ -9,6 +9,7 @@ import click
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from dlsetup.fleet.report import FleetReport
 
@@ -16,42 +17,32 @@ SCHEMA = "dlsetup.fleet-report"
 
 #: The fact names ``--allow`` takes (kept here so ``--help`` imports no library module).
 FACT_CHOICES = (
-    "driver",
-    "cuda_driver",
-    "gpu_count",
-    "gpu_model",
-    "gpu_memory",
-    "mig",
-    "ecc",
-    "ecc_errors",
-    "torch",
-    "torch_cuda",
-    "nccl",
-    "tensorflow",
-    "tensorflow_cuda",
-    "cudnn",
-    "python",
-    "os",
-    "kernel",
-    "glibc",
-    "findings",
-)
+    "driver", "cuda_driver", "gpu_count", "gpu_model", "gpu_memory", "mig", "ecc", "torch",
+    "torch_cuda", "nccl", "tensorflow", "tensorflow_cuda", "cudnn", "python", "os", "kernel",
+    "glibc", "findings", "pci_gpus", "pcie_link", "persistence", "ecc_errors", "memory_repair",
+    "clocks_slowdown", "xid", "nvlink", "infiniband",
+)  # fmt: skip
 
 REPORT_HELP = """Merge per-node `dlsetup doctor --json` documents (files, or directories of *.json)
-into one view: for each fact the majority value and the nodes that differ, the findings grouped by
-check id with their nodes, and the expected nodes that sent no document.
+into one view: for each fact (versions, modes, and health: PCIe link, persistence, ECC and row
+remapping, clock slowdowns, XID errors, NVLink, InfiniBand) the majority value and the nodes that
+differ, the findings grouped by check id, a verdict per node with its reasons (the GPUs a node
+lacks by index, UUID and PCI bus id), and the expected nodes that sent no document.
 
 \b
 Gather the documents with your own launcher, one file per node, e.g.:
   srun --ntasks-per-node=1 --output=doctor-%N.json dlsetup doctor --json
-  pdsh -w 'gpu[01-04]' 'dlsetup doctor --json > /shared/doctor/$(hostname).json'
-A node is named by its file (doctor-gpu01.json -> gpu01).
+  pdsh -w 'gpu[01-04]' 'dlsetup doctor --json > /shared/doctor/$(hostname -s).json'
+A node is named by its file (doctor-gpu01.json -> gpu01): the name the launcher gave it, the one
+Slurm's scontrol needs, even where the host's own name differs (gpu01.cluster.local).
 
 \b
 Exit codes:
   0  every fact the same on every node (or accepted with --allow), no error finding
-  1  a fact drifts, a node has an error finding, or an expected node is missing
-  2  a malformed document (named), a malformed node list, an unknown --allow fact
+  1  a fact drifts, a node has an error finding or lacks a GPU, or an expected node is missing
+     (with --hosts/--nodelist only the expected nodes count)
+  2  a malformed or unreadable document (named), a schema_version this dlsetup does not read,
+     a malformed node list, an unknown --allow fact
 """
 
 
@@ -88,6 +79,12 @@ def fleet() -> None:
     + ", ".join(FACT_CHOICES)
     + ".",
 )
+@click.option(
+    "--slurm-drain",
+    is_flag=True,
+    help="Print only the `scontrol update nodename=... state=drain reason=...` line of each "
+    "failed node (never run: review, then pipe to sh). The exit code is the report's.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the dlsetup.fleet-report envelope.")
 @click.pass_context
 def report(
@@ -96,10 +93,13 @@ def report(
     hosts: str | None,
     nodelist: str | None,
     allow: tuple[str, ...],
+    slurm_drain: bool,
     as_json: bool,
 ) -> None:
     from dlsetup.fleet.report import fleet_report
 
+    if slurm_drain and as_json:
+        raise click.UsageError("--slurm-drain and --json: choose one (the JSON has data.drain)")
     host_list = None
     if hosts is not None:
         host_list = [h.strip() for h in hosts.split(",") if h.strip()]
@@ -108,6 +108,8 @@ def report(
         from dlsetup.output import dumps, envelope
 
         click.echo(dumps(envelope(SCHEMA, result)))
+    elif slurm_drain:
+        render_drain(result)
     else:
         from dlsetup.output import make_console
 
@@ -121,25 +123,56 @@ def _nodes(names: tuple[str, ...] | list[str], limit: int = 8) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def render(console: Console, result: FleetReport) -> None:
-    """The fleet report for people: facts table, findings table, missing nodes, verdict."""
+def render_drain(result: FleetReport) -> None:
+    """``--slurm-drain``: one ``scontrol`` line per failed node; the rest as ``#`` comments."""
+    failed = [v for v in result.verdicts if v.expected and not v.passed]
+    click.echo(
+        f"# dlsetup fleet report: {len(failed)} of {result.node_count - len(result.unexpected)} "
+        "node(s) to drain (review, then run these lines; dlsetup runs nothing)"
+    )
+    for line in result.drain:
+        click.echo(line)
+    if result.missing:
+        click.echo(f"# sent no document (not drained, look at them): {', '.join(result.missing)}")
+    for problem in result.problems:
+        if problem.startswith(("one host",)) or ": no majority, a tie" in problem:
+            click.echo(f"# not decided per node: {problem}")
+
+
+def _fact_table(result: FleetReport, group: str, title: str) -> Table:
     from rich import box
     from rich.table import Table
 
     n = result.node_count
-    table = Table(
-        title=f"{n} node(s): each fact's majority value", box=box.SIMPLE, title_justify="left"
-    )
+    table = Table(title=title, box=box.SIMPLE, title_justify="left")
     for col in ("fact", "majority value", "nodes", "nodes that differ", "status"):
         table.add_column(col, overflow="fold")
-    for fact in result.facts:
-        differ = "; ".join(f"{d.node}: {d.value}" for d in fact.differing[:8])
+    for fact in (f for f in result.facts if f.group == group):
+        differ = "; ".join(
+            f"{d.node}: {d.value}" + (" (not expected)" if d.node in result.unexpected else "")
+            for d in fact.differing[:8]
+        )
         if len(fact.differing) > 8:
             differ += f"; and {len(fact.differing) - 8} more"
+        if fact.not_reported:
+            differ += ("; " if differ else "") + f"not reported by {len(fact.not_reported)}"
         status = "same" if not fact.drifted else ("allowed" if fact.allowed else "DRIFT")
-        majority = fact.majority + (" (tie)" if fact.tie else "")
-        table.add_row(fact.label, majority, f"{fact.majority_nodes}/{n}", differ, status)
-    console.print(table)
+        if fact.tie and fact.drifted and not fact.allowed:
+            status = "TIE"
+        majority = "tie: " + fact.majority if fact.tie else fact.majority
+        count = f"{fact.majority_nodes}/{n}" + (" each" if fact.tie else "")
+        table.add_row(fact.label, majority, count, differ, status)
+    return table
+
+
+def render(console: Console, result: FleetReport) -> None:
+    """The fleet report for people: facts tables, findings, node verdicts, missing nodes."""
+    from rich import box
+    from rich.table import Table
+
+    n = result.node_count
+    console.print(_fact_table(result, "setup", f"{n} node(s): each fact's majority value"))
+    console.print(_fact_table(result, "health", "health, per node"))
     if result.findings:
         ftable = Table(title="findings by check id", box=box.SIMPLE, title_justify="left")
         for col in ("check id", "severity", "nodes", "which"):
@@ -147,6 +180,15 @@ def render(console: Console, result: FleetReport) -> None:
         for g in result.findings:
             ftable.add_row(g.id, g.severity, f"{g.node_count}/{n}", _nodes(list(g.nodes)))
         console.print(ftable)
+    failed = [v for v in result.verdicts if not v.passed]
+    console.print(
+        f"Node verdicts: {n - len(failed)} pass, {len(failed)} fail"
+        + (" (drain lines: --slurm-drain)" if result.drain else ""),
+        soft_wrap=True,
+    )
+    for v in failed:
+        tag = "" if v.expected else " (not expected: does not fail the report)"
+        console.print(f"  {v.node}{tag}: {'; '.join(v.reasons)}", soft_wrap=True, markup=False)
     if result.expected is not None:
         console.print(
             f"Expected {len(set(result.expected))} node(s); missing: "

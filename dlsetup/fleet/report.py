@@ -1,17 +1,20 @@
 """Merge per-node ``dlsetup doctor --json`` documents into one fleet view.
 
 Each node's document (gathered by the user's launcher: ``srun --output=doctor-%N.json dlsetup
-doctor --json``, pdsh, Ansible) is read into a :class:`NodeFacts`: one short string per fact of
-:data:`FACTS`. For each fact, :func:`merge` finds the majority value and names the nodes that
-differ; it groups the findings by check id with the nodes that have them, and lists the nodes that
-were expected (``--hosts`` or a Slurm node list) but sent no document.
-
-A node is named by ``data.system.hostname`` when the document has one, else by its file's name
-without ``.json`` (``doctor-gpu01.json`` -> ``gpu01``: a leading ``doctor-`` is dropped).
+doctor --json``, pdsh, Ansible) is read and checked by :mod:`dlsetup.fleet.intake` into a
+:class:`NodeFacts`: one short string per fact of :data:`FACTS`. For each fact, :func:`merge` finds
+the majority value and names the nodes that differ (a node that reported nothing for a fact, such
+as the framework rows of ``doctor --no-frameworks``, is listed as not reporting, not as differing;
+a tie is named a tie). It groups the findings by check id, gives every node a verdict with its
+reasons (the facts where it is the odd one out, its error findings, the GPUs it lacks by index,
+UUID and PCI bus id where the documents tell), lists the nodes to drain as ``scontrol`` lines, and
+the nodes that were expected (``--hosts`` or a Slurm node list) but sent no document. Only the
+expected nodes can fail the report when a list of them is given.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,125 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from dlsetup.errors import ExitCode, InputError
+from dlsetup.fleet import readers as r
+from dlsetup.fleet.intake import DOCTOR_SCHEMA, FIX, collect_paths, read_node_document
 
-DOCTOR_SCHEMA = "dlsetup.doctor"
 SEVERITIES = ("error", "warning", "info")
+#: A Slurm drain reason longer than this is cut (``scontrol show node`` prints it on one line).
+DRAIN_REASON_CHARS = 200
 
 Data = Mapping[str, Any]
 
-#: A node's ``doctor --json`` document is a few dozen KiB; a larger file is not one.
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
-
-class _Malformed(Exception):
-    """A field of a document has the wrong type (turned into an InputError naming the file)."""
-
-
-def _get(data: Data, *keys: str) -> Any:
-    """``data[k1][k2]...``; ``None`` when a key is absent (an older or partial document)."""
-    value: Any = data
-    walked: list[str] = []
-    for key in keys:
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            raise _Malformed(f"{'.'.join(walked) or 'data'} is not an object")
-        if "reason" in value and key not in value:  # a Missing section: its reason is the value's
-            return value
-        value = value.get(key)
-        walked.append(key)
-    return value
-
-
-def _text(value: Any) -> str:
-    """One fact value as a short string: a Missing object says why (``n/a (no_driver)``)."""
-    if value is None:
-        return "not reported"
-    if isinstance(value, Mapping) and "reason" in value:
-        return f"n/a ({value['reason']})"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    raise _Malformed(f"expected a value, got {type(value).__name__}")
-
-
-def _gpus(data: Data) -> list[Data]:
-    gpus = _get(data, "nvidia", "gpus")
-    if gpus is None:
+def _findings(data: Data) -> list[Data]:
+    findings = r.get(data, "findings")
+    if findings is None:
         return []
-    if not isinstance(gpus, list) or not all(isinstance(g, Mapping) for g in gpus):
-        raise _Malformed("nvidia.gpus is not a list of objects")
-    return list(gpus)
-
-
-def _collapse(values: Sequence[str]) -> str:
-    """Per-GPU values as one string: ``8 x NVIDIA H100``, or ``A100 x 1 + V100 x 1`` when mixed."""
-    if not values:
-        return "no GPU"
-    counts = Counter(values)
-    if len(counts) == 1:
-        return f"{len(values)} x {values[0]}"
-    return " + ".join(f"{v} x {n}" for v, n in sorted(counts.items()))
-
-
-def _per_gpu_mode(data: Data, field: str) -> str:
-    """``off``, ``on``, or ``on: GPU 0,3`` (mixed) for a boolean per-GPU mode (MIG, ECC)."""
-    gpus = _gpus(data)
-    if not gpus:
-        return "no GPU"
-    values = [_text(g.get(field)) for g in gpus]
-    if len(set(values)) == 1:
-        return values[0]
-    on = [
-        str(g.get("index", i))
-        for i, (g, v) in enumerate(zip(gpus, values, strict=True))
-        if v == "on"
-    ]
-    return f"mixed: on GPU {','.join(on)}" if on else "mixed: " + ",".join(values)
-
-
-def _gpu_memory(data: Data) -> str:
-    values = []
-    for g in _gpus(data):
-        total = g.get("memory_total_bytes")
-        values.append(f"{total // 2**20} MiB" if isinstance(total, int) else _text(total))
-    return _collapse(values)
-
-
-def _ecc_errors(data: Data) -> str:
-    gpus = _gpus(data)
-    if not gpus:
-        return "no GPU"
-    bad = [
-        f"GPU {g.get('index', i)}: {g['ecc_errors_uncorrected']}"
-        for i, g in enumerate(gpus)
-        if isinstance(g.get("ecc_errors_uncorrected"), int) and g["ecc_errors_uncorrected"] > 0
-    ]
-    return "; ".join(bad) if bad else "0"
-
-
-def _framework_version(name: str) -> Callable[[Data], str]:
-    def read(data: Data) -> str:
-        probe = _get(data, "frameworks", name)
-        if isinstance(probe, Mapping) and "reason" in probe:
-            return _text(probe)
-        if isinstance(probe, Mapping) and probe.get("status") not in (None, "ok"):
-            return f"n/a ({probe.get('status')})"
-        return _text(_get(data, "frameworks", name, "version"))
-
-    return read
-
-
-def _nccl(data: Data) -> str:
-    """NCCL of the torch build: ``frameworks.torch.torch.nccl`` where the probe reports it."""
-    build = _get(data, "frameworks", "torch", "torch")
-    if not isinstance(build, Mapping) or "reason" in build:
-        return _text(build) if build is not None else "not reported"
-    for key in ("nccl", "nccl_version"):
-        if key in build:
-            return _text(build[key])
-    return "not reported"
+    if not isinstance(findings, list):
+        raise r.MalformedError("findings is not a list")
+    return list(findings)
 
 
 def _findings_fact(data: Data) -> str:
@@ -145,60 +46,68 @@ def _findings_fact(data: Data) -> str:
     return ", ".join(ids) if ids else "none"
 
 
-def _findings(data: Data) -> list[Data]:
-    findings = _get(data, "findings")
-    if findings is None:
-        return []
-    if not isinstance(findings, list):
-        raise _Malformed("findings is not a list")
-    for f in findings:
-        if not (
-            isinstance(f, Mapping)
-            and isinstance(f.get("id"), str)
-            and f.get("severity") in SEVERITIES
-        ):
-            raise _Malformed("a finding lacks a string id or a severity of error/warning/info")
-    return list(findings)
-
-
-def _simple(*keys: str) -> Callable[[Data], str]:
-    return lambda data: _text(_get(data, *keys))
-
-
 @dataclass(frozen=True)
 class Fact:
-    """One fact compared across nodes (the one table: report, table, schema and docs read it)."""
+    """One fact compared across nodes (the one table: report, table, schema and docs read it).
+
+    Attributes:
+        name: the fact's id (``--allow`` takes it).
+        label: its name for people.
+        group: ``setup`` (versions, modes) or ``health`` (links, errors, slowdowns).
+        read: the document's ``data`` -> the fact's value as a short string.
+        problems: for a health fact, what is wrong on the node whatever the majority says
+            (an XID, a port down): each a short reason that fails the node.
+    """
 
     name: str
     label: str
+    group: str
     read: Callable[[Data], str]
+    problems: Callable[[Data], list[str]] | None = None
 
 
-#: Every fact compared, in the order the table shows them.
+#: Every fact compared, in the order the tables show them.
 FACTS: tuple[Fact, ...] = (
-    Fact("driver", "NVIDIA driver", _simple("nvidia", "driver_version")),
-    Fact("cuda_driver", "CUDA (driver's newest)", _simple("nvidia", "cuda_driver_version")),
-    Fact("gpu_count", "GPU count", _simple("nvidia", "gpu_count")),
-    Fact("gpu_model", "GPU model", lambda d: _collapse([_text(g.get("name")) for g in _gpus(d)])),
-    Fact("gpu_memory", "GPU memory", _gpu_memory),
-    Fact("mig", "MIG mode", lambda d: _per_gpu_mode(d, "mig_mode_current")),
-    Fact("ecc", "ECC mode", lambda d: _per_gpu_mode(d, "ecc_mode_current")),
-    Fact("ecc_errors", "uncorrected ECC errors", _ecc_errors),
-    Fact("torch", "PyTorch", _framework_version("torch")),
-    Fact("torch_cuda", "PyTorch's CUDA", _simple("frameworks", "torch", "torch", "cuda")),
-    Fact("nccl", "NCCL (PyTorch's)", _nccl),
-    Fact("tensorflow", "TensorFlow", _framework_version("tensorflow")),
+    Fact("driver", "NVIDIA driver", "setup", r.simple("nvidia", "driver_version")),
+    Fact(
+        "cuda_driver", "CUDA (driver's newest)", "setup", r.simple("nvidia", "cuda_driver_version")
+    ),
+    Fact("gpu_count", "GPU count", "setup", r.gpu_count),
+    Fact("gpu_model", "GPU model", "setup", r.gpu_model),
+    Fact("gpu_memory", "GPU memory", "setup", r.gpu_memory),
+    Fact("mig", "MIG mode", "setup", r.per_gpu_mode("mig_mode_current")),
+    Fact("ecc", "ECC mode", "setup", r.per_gpu_mode("ecc_mode_current")),
+    Fact("torch", "PyTorch", "setup", r.framework_version("torch")),
+    Fact("torch_cuda", "PyTorch's CUDA", "setup", r.simple("frameworks", "torch", "torch", "cuda")),
+    Fact("nccl", "NCCL (PyTorch's)", "setup", r.nccl),
+    Fact("tensorflow", "TensorFlow", "setup", r.framework_version("tensorflow")),
     Fact(
         "tensorflow_cuda",
         "TensorFlow's CUDA",
-        _simple("frameworks", "tensorflow", "tensorflow", "cuda_version"),
+        "setup",
+        r.simple("frameworks", "tensorflow", "tensorflow", "cuda_version"),
     ),
-    Fact("cudnn", "cuDNN library", _simple("cuda_libs", "cudnn", "version")),
-    Fact("python", "Python", _simple("system", "python_version")),
-    Fact("os", "OS", _simple("system", "distribution")),
-    Fact("kernel", "kernel", _simple("system", "kernel")),
-    Fact("glibc", "glibc", _simple("system", "glibc")),
-    Fact("findings", "error/warning findings", _findings_fact),
+    Fact("cudnn", "cuDNN library", "setup", r.simple("cuda_libs", "cudnn", "version")),
+    Fact("python", "Python", "setup", r.simple("system", "python_version")),
+    Fact("os", "OS", "setup", r.simple("system", "distribution")),
+    Fact("kernel", "kernel", "setup", r.simple("system", "kernel")),
+    Fact("glibc", "glibc", "setup", r.simple("system", "glibc")),
+    Fact("findings", "error/warning findings", "setup", _findings_fact),
+    Fact("pci_gpus", "NVIDIA GPUs on the PCI bus", "health", r.pci_gpus, r.pci_problems),
+    Fact("pcie_link", "PCIe link (max gen, width)", "health", r.pcie_link, r.pcie_problems),
+    Fact("persistence", "persistence mode", "health", r.per_gpu_mode("persistence_mode")),
+    Fact("ecc_errors", "uncorrected ECC errors", "health", r.ecc_errors, r.ecc_problems),
+    Fact(
+        "memory_repair",
+        "row remapping / page retirement",
+        "health",
+        r.memory_repair,
+        r.memory_repair_problems,
+    ),
+    Fact("clocks_slowdown", "clocks slowdown", "health", r.clocks_slowdown, r.clocks_problems),
+    Fact("xid", "XID errors (kernel log)", "health", r.xid_errors, r.xid_problems),
+    Fact("nvlink", "NVLink", "health", r.nvlink, r.nvlink_problems),
+    Fact("infiniband", "InfiniBand ports", "health", r.infiniband, r.infiniband_problems),
 )
 FACT_NAMES: tuple[str, ...] = tuple(f.name for f in FACTS)
 
@@ -213,15 +122,29 @@ class NodeFinding:
 
 
 @dataclass(frozen=True)
+class GpuSlot:
+    """A GPU a node reported: its NVML index, UUID and PCI bus id (``None`` where not known)."""
+
+    index: int | None
+    uuid: str | None
+    pci_bus_id: str | None
+    lost: bool
+
+
+@dataclass(frozen=True)
 class NodeFacts:
     """One node's document, read.
 
     Attributes:
-        node: the node's name (hostname, or the file's name).
+        node: the node's name (from its file's name).
+        hostname: the host name the document reports (``None`` when it has none).
         source: the file it came from.
         facts: fact name -> value (a short string; ``n/a (reason)`` when not read).
         findings: the node's findings.
         exit_code: the exit code doctor reported for the node.
+        gpus: the GPUs NVML listed.
+        pci_bus_ids: the NVIDIA GPUs' bus ids on the PCI bus (``None``: not reported).
+        health: health fact name -> what is wrong on the node (only facts with a problem).
     """
 
     node: str
@@ -229,6 +152,10 @@ class NodeFacts:
     facts: Mapping[str, str]
     findings: tuple[NodeFinding, ...]
     exit_code: int | None
+    hostname: str | None = None
+    gpus: tuple[GpuSlot, ...] = ()
+    pci_bus_ids: tuple[str, ...] | None = None
+    health: Mapping[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -246,20 +173,26 @@ class FactSummary:
     Attributes:
         fact: the fact's name (:data:`FACT_NAMES`).
         label: its name for people.
-        majority: the value most nodes have (a tie goes to the value of the first node by name).
-        majority_nodes: how many nodes have it.
-        tie: another value is held by as many nodes.
-        differing: the nodes whose value is not the majority, with their value, sorted by node.
-        drifted: some node differs.
+        group: ``setup`` or ``health``.
+        majority: the value most nodes have; on a tie, the tied values joined by `` | ``.
+        majority_nodes: how many nodes have it (each tied value's count on a tie).
+        tie: two or more values are held by as many nodes: no node is called the odd one.
+        differing: the nodes whose value is not the majority (every node with a value on a tie),
+            sorted by node.
+        not_reported: the nodes that reported nothing for it (an older document,
+            ``--no-frameworks``, a log only root may read): not counted as differing.
+        drifted: an expected node differs (or, on a tie, the values are split).
         allowed: the drift was accepted with ``--allow``.
     """
 
     fact: str
     label: str
+    group: str
     majority: str
     majority_nodes: int
     tie: bool
     differing: tuple[NodeValue, ...]
+    not_reported: tuple[str, ...]
     drifted: bool
     allowed: bool
 
@@ -276,8 +209,48 @@ class FindingGroup:
 
 
 @dataclass(frozen=True)
+class MissingGpu:
+    """A GPU a node lacks, as far as the documents tell.
+
+    Attributes:
+        index: its NVML index (on the node, or where the majority of nodes has it).
+        uuid: its UUID (known only when NVML still lists it, lost).
+        pci_bus_id: its PCI bus id.
+        state: ``lost`` (NVML lists it, cannot reach it), ``not on the PCI bus``, ``on the PCI bus,
+            not listed by NVML``, or ``not identified`` (the document has no PCI bus ids).
+    """
+
+    index: int | None
+    uuid: str | None
+    pci_bus_id: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    """One node's verdict.
+
+    Attributes:
+        node: the node's name.
+        hostname: the host name its document reports.
+        expected: the node is in ``--hosts``/``--nodelist`` (always true without them).
+        passed: no reason below.
+        reasons: why it fails, one short line each.
+        missing_gpus: the GPUs it lacks.
+    """
+
+    node: str
+    hostname: str | None
+    expected: bool
+    passed: bool
+    reasons: tuple[str, ...]
+    missing_gpus: tuple[MissingGpu, ...]
+
+
+@dataclass(frozen=True)
 class FleetReport:
-    """The merged view; ``exit_code`` is 1 on unaccepted drift, error findings or missing nodes."""
+    """The merged view; ``exit_code`` is 1 on unaccepted drift, error findings or missing nodes
+    (of the expected nodes when a list of them was given)."""
 
     node_count: int
     nodes: tuple[str, ...]
@@ -287,89 +260,294 @@ class FleetReport:
     unexpected: tuple[str, ...]
     facts: tuple[FactSummary, ...]
     findings: tuple[FindingGroup, ...]
+    verdicts: tuple[NodeVerdict, ...]
+    drain: tuple[str, ...]
     allowed: tuple[str, ...]
     problems: tuple[str, ...]
     passed: bool
     exit_code: int
 
 
-def _node_name(data: Data, path: Path) -> str:
-    host = _get(data, "system", "hostname")
-    if isinstance(host, str) and host.strip():
-        return host.strip()
-    stem = path.name.removesuffix(".json")
-    return stem.removeprefix("doctor-") or stem
+def _gpu_slots(data: Data) -> tuple[GpuSlot, ...]:
+    slots = []
+    for i, g in enumerate(r.gpus(data)):
+        index, uuid, bus = g.get("index"), g.get("uuid"), g.get("pci_bus_id")
+        slots.append(
+            GpuSlot(
+                index=index if isinstance(index, int) else i,
+                uuid=uuid if isinstance(uuid, str) else None,
+                pci_bus_id=bus if isinstance(bus, str) else None,
+                lost=g.get("lost") is True,
+            )
+        )
+    return tuple(slots)
 
 
 def read_document(path: Path) -> NodeFacts:
-    """Read one node's ``dlsetup doctor --json`` document.
+    """Read one node's ``dlsetup doctor --json`` document (checked against its schema).
 
     Raises:
-        InputError: the file cannot be read, is not JSON, is not a ``dlsetup.doctor`` envelope,
-            or has a field of the wrong type; the message names the file.
+        InputError: the file cannot be read, is not JSON, is not a ``dlsetup.doctor`` document of
+            a version this dlsetup reads, or has a field of the wrong type; the message names
+            the file.
     """
-    from dlsetup.reading import load_json
-
-    fix = "give the output of `dlsetup doctor --json` (one file per node)"
-    document = load_json(path, what="fleet document", max_bytes=MAX_DOCUMENT_BYTES, fix=fix)
-    if not isinstance(document, dict) or document.get("schema") != DOCTOR_SCHEMA:
-        schema = document.get("schema") if isinstance(document, dict) else None
-        raise InputError(f"{path}: not a {DOCTOR_SCHEMA} document (schema: {schema!r})", fix=fix)
-    data = document.get("data")
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: its data is not an object", fix=fix)
+    document = read_node_document(path)
+    data = document.data
     try:
         facts = {fact.name: fact.read(data) for fact in FACTS}
         findings = tuple(
             NodeFinding(str(f["id"]), str(f["severity"]), str(f.get("title", "")))
             for f in _findings(data)
         )
-    except _Malformed as exc:
-        raise InputError(f"{path}: malformed {DOCTOR_SCHEMA} document: {exc}", fix=fix) from exc
+        gpus = _gpu_slots(data)
+        bus_ids = r.pci_bus_ids(data)
+        health = {
+            fact.name: tuple(found)
+            for fact in FACTS
+            if fact.problems is not None and (found := fact.problems(data))
+        }
+    except r.MalformedError as exc:
+        raise InputError(f"{path}: malformed {DOCTOR_SCHEMA} document: {exc}", fix=FIX) from exc
     exit_code = data.get("exit_code")
     return NodeFacts(
-        node=_node_name(data, path),
-        source=str(path),
+        node=document.node,
+        hostname=document.hostname,
+        source=document.source,
         facts=facts,
         findings=findings,
         exit_code=exit_code if isinstance(exit_code, int) else None,
+        gpus=gpus,
+        pci_bus_ids=tuple(bus_ids) if bus_ids is not None else None,
+        health=health,
     )
-
-
-def collect_paths(inputs: Iterable[Path]) -> list[Path]:
-    """Files as given; a directory stands for its ``*.json`` files (sorted, not recursive).
-
-    Raises:
-        InputError: a path does not exist, or a directory holds no ``*.json`` file.
-    """
-    paths: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            # not only regular files: a FIFO or a dangling link named *.json is refused by name
-            found = sorted(p for p in item.glob("*.json") if not p.is_dir())
-            if not found:
-                raise InputError(
-                    f"{item}: the directory holds no *.json file",
-                    fix="write one `dlsetup doctor --json` document per node into it",
-                )
-            paths.extend(found)
-        elif item.exists():
-            paths.append(item)
-        else:
-            raise InputError(f"{item}: no such file or directory", fix="check the path")
-    return paths
-
-
-def _majority(values: Mapping[str, str]) -> tuple[str, int, bool]:
-    counts = Counter(values.values())
-    top = max(counts.values())
-    leaders = {v for v, n in counts.items() if n == top}
-    first = next(values[node] for node in sorted(values) if values[node] in leaders)
-    return first, top, len(leaders) > 1
 
 
 def _short(name: str) -> str:
     return name.split(".", 1)[0]
+
+
+def _summarise(
+    fact: Fact, values: Mapping[str, str], scope: set[str], allowed: Sequence[str]
+) -> FactSummary:
+    """One fact: majority over the expected nodes that reported a value."""
+    reported = {n: v for n, v in values.items() if not r.is_no_value(v)}
+    not_reported = tuple(n for n in values if n not in reported)
+    counted = Counter(v for n, v in reported.items() if n in scope)
+    if not counted:  # nobody in scope reported it: show what all nodes say, nothing to compare
+        everyone = Counter(values[n] for n in scope) or Counter(values.values())
+        value = sorted(everyone, key=lambda v: (-everyone[v], v))[0]
+        return FactSummary(
+            fact.name, fact.label, fact.group, value, everyone[value], False, (), (), False, False
+        )
+    top = max(counted.values())
+    leaders = sorted(v for v, n in counted.items() if n == top)
+    tie = len(leaders) > 1
+    majority = " | ".join(leaders)
+    differing = tuple(NodeValue(n, v) for n, v in reported.items() if tie or v != leaders[0])
+    drifted = tie or any(d.node in scope for d in differing)
+    return FactSummary(
+        fact=fact.name,
+        label=fact.label,
+        group=fact.group,
+        majority=majority,
+        majority_nodes=top,
+        tie=tie,
+        differing=differing,
+        not_reported=not_reported,
+        drifted=drifted,
+        allowed=drifted and fact.name in allowed,
+    )
+
+
+def _finding_groups(by_name: Mapping[str, NodeFacts]) -> list[FindingGroup]:
+    groups: dict[str, list[tuple[str, NodeFinding]]] = {}
+    for name in sorted(by_name):
+        for finding in dict.fromkeys(by_name[name].findings):
+            groups.setdefault(finding.id, []).append((name, finding))
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(
+        (
+            FindingGroup(
+                id=check_id,
+                severity=min((f.severity for _, f in items), key=rank.__getitem__),
+                title=items[0][1].title,
+                node_count=len({n for n, _ in items}),
+                nodes=tuple(sorted({n for n, _ in items})),
+            )
+            for check_id, items in groups.items()
+        ),
+        key=lambda g: (rank[g.severity], -g.node_count, g.id),
+    )
+
+
+def _reference_bus_ids(nodes: Iterable[NodeFacts]) -> list[str]:
+    """The GPU bus ids most nodes have (each held by more than half the nodes that report them)."""
+    reporting = [n.pci_bus_ids for n in nodes if n.pci_bus_ids is not None]
+    counts = Counter(b for ids in reporting for b in set(ids))
+    return sorted(b for b, c in counts.items() if c * 2 > len(reporting))
+
+
+def missing_gpus(node: NodeFacts, fleet_count: str, reference: Sequence[str]) -> list[MissingGpu]:
+    """The GPUs ``node`` lacks: lost ones, ones off the PCI bus, ones the driver does not list."""
+    # NVML numbers GPUs in PCI bus order: a lost GPU's bus id is its index's in the reference
+    in_order = len(node.gpus) == len(reference)
+    found = [
+        MissingGpu(
+            g.index,
+            g.uuid,
+            g.pci_bus_id or (reference[g.index] if in_order and g.index is not None else None),
+            "lost",
+        )
+        for g in node.gpus
+        if g.lost
+    ]
+    listed = {g.pci_bus_id for g in node.gpus if g.pci_bus_id is not None}
+    if node.pci_bus_ids is not None:
+        on_bus = set(node.pci_bus_ids)
+        found += [
+            MissingGpu(reference.index(b), None, b, "not on the PCI bus")
+            for b in reference
+            if b not in on_bus
+        ]
+        if listed:
+            found += [
+                MissingGpu(None, None, b, "on the PCI bus, not listed by NVML")
+                for b in sorted(on_bus - listed)
+            ]
+        else:  # which of them NVML lacks is not known without NVML's bus ids
+            found += [MissingGpu(None, None, None, "on the PCI bus, not listed by NVML")] * max(
+                0, len(on_bus) - len(node.gpus)
+            )
+    count = node.facts["gpu_count"]
+    fewer = count.isdigit() and fleet_count.isdigit() and int(count) < int(fleet_count)
+    if fewer and len(found) < int(fleet_count) - int(count):
+        found.append(MissingGpu(None, None, None, "not identified"))
+    return found
+
+
+def _gpu_words(gpu: MissingGpu) -> str:
+    if gpu.state == "not identified":
+        return "which one is not known (the document has no PCI bus ids)"
+    parts = [f"GPU {gpu.index}" if gpu.index is not None else "a GPU"]
+    ids = [
+        f"UUID {gpu.uuid}" if gpu.uuid else "",
+        f"PCI {gpu.pci_bus_id}" if gpu.pci_bus_id else "",
+    ]
+    inner = ", ".join(p for p in ids if p)
+    return f"{parts[0]} ({inner}{', ' if inner else ''}{gpu.state})"
+
+
+def _verdict(
+    node: NodeFacts,
+    summaries: Sequence[FactSummary],
+    expected: bool,
+    reference: Sequence[str],
+) -> NodeVerdict:
+    gpu_count = next(s for s in summaries if s.fact == "gpu_count")
+    lacking = missing_gpus(node, "" if gpu_count.tie else gpu_count.majority, reference)
+    reasons = ["missing " + _gpu_words(g) for g in lacking]
+    health = node.health or {}
+    reasons += [reason for s in summaries if not s.allowed for reason in health.get(s.fact, ())]
+    reasons += [f"error finding {f.id}" for f in node.findings if f.severity == "error"]
+    for s in summaries:
+        value = node.facts[s.fact]
+        if s.tie or s.allowed or s.fact in health or r.is_no_value(value) or value == s.majority:
+            continue
+        reasons.append(f"{s.fact} {value} (fleet: {s.majority})")
+    return NodeVerdict(
+        node=node.node,
+        hostname=node.hostname,
+        expected=expected,
+        passed=not reasons,
+        reasons=tuple(dict.fromkeys(reasons)),
+        missing_gpus=tuple(lacking),
+    )
+
+
+def drain_line(verdict: NodeVerdict) -> str:
+    """The ``scontrol update`` line that drains a failed node (printed for the admin, never run)."""
+    reason = "dlsetup: " + "; ".join(verdict.reasons)
+    if len(reason) > DRAIN_REASON_CHARS:
+        reason = reason[: DRAIN_REASON_CHARS - 3] + "..."
+    return (
+        f"scontrol update nodename={shlex.quote(verdict.node)} state=drain "
+        f"reason={shlex.quote(reason)}"
+    )
+
+
+def _scope(
+    names: Sequence[str], expected: Sequence[str] | None
+) -> tuple[set[str], tuple[str, ...], tuple[str, ...]]:
+    """(the nodes that count, the expected nodes without a document, the unexpected nodes)."""
+    if expected is None:
+        return set(names), (), ()
+    present = set(names) | {_short(n) for n in names}
+    missing = tuple(
+        h for h in dict.fromkeys(expected) if h not in present and _short(h) not in present
+    )
+    wanted = set(expected) | {_short(h) for h in expected}
+    unexpected = tuple(n for n in names if n not in wanted and _short(n) not in wanted)
+    return set(names) - set(unexpected), missing, unexpected
+
+
+def _index(nodes: Sequence[NodeFacts]) -> dict[str, NodeFacts]:
+    by_name: dict[str, NodeFacts] = {}
+    for node in nodes:
+        if node.node in by_name:
+            raise InputError(
+                f"two documents for node {node.node}: {by_name[node.node].source} and "
+                f"{node.source}",
+                fix="give one document per node",
+            )
+        by_name[node.node] = node
+    return by_name
+
+
+def _copied(by_name: Mapping[str, NodeFacts]) -> list[str]:
+    """Problems for one host's document found under two node names (a copied file)."""
+    hosts: dict[str, list[str]] = {}
+    for name, node in sorted(by_name.items()):
+        if node.hostname:
+            hosts.setdefault(node.hostname, []).append(name)
+    return [
+        f"one host ({host}) wrote the documents of {len(names)} nodes: {', '.join(names)} "
+        "(a document copied under another node's name?)"
+        for host, names in hosts.items()
+        if len(names) > 1
+    ]
+
+
+def _problems(
+    summaries: Sequence[FactSummary],
+    findings: Sequence[FindingGroup],
+    scope: set[str],
+    missing: Sequence[str],
+    total: int,
+) -> list[str]:
+    problems = []
+    for s in summaries:
+        if not s.drifted or s.allowed:
+            continue
+        if s.tie:
+            split = "; ".join(
+                f"{v} on {', '.join(d.node for d in s.differing if d.value == v)}"
+                for v in s.majority.split(" | ")
+            )
+            problems.append(f"{s.fact}: no majority, a tie between {s.majority_nodes} node(s) "
+                            f"each: {split}")  # fmt: skip
+            continue
+        odd = [d for d in s.differing if d.node in scope]
+        problems.append(
+            f"{s.fact} drifts: {len(odd)} of {total} node(s) differ from {s.majority!r}: "
+            + ", ".join(f"{d.node}={d.value}" for d in odd)
+        )
+    for g in findings:
+        nodes = [n for n in g.nodes if n in scope]
+        if g.severity == "error" and nodes:
+            problems.append(f"error finding {g.id} on {len(nodes)} node(s): {', '.join(nodes)}")
+    if missing:
+        problems.append(f"{len(missing)} expected node(s) sent no document: {', '.join(missing)}")
+    return problems
 
 
 def merge(
@@ -378,12 +556,14 @@ def merge(
     expected: Sequence[str] | None = None,
     allow: Iterable[str] = (),
 ) -> FleetReport:
-    """Merge nodes' facts: per fact the majority and the nodes that differ; missing nodes.
+    """Merge nodes' facts: per fact the majority and the nodes that differ; a verdict per node.
 
     Args:
         nodes: one per node (:func:`read_document`).
         expected: the node names that should be there (``--hosts``, an expanded node list);
-            a document whose name or short name (before the first dot) matches counts.
+            a document whose name or short name (before the first dot) matches counts. When
+            given, only these nodes set the majority and can fail the report; the others are
+            listed as unexpected with their differences.
         allow: fact names whose drift is accepted (shown, not failed).
 
     Raises:
@@ -397,72 +577,27 @@ def merge(
         )
     if not nodes:
         raise InputError("no node document given", fix="give one doctor --json file per node")
-    by_name: dict[str, NodeFacts] = {}
-    for node in nodes:
-        if node.node in by_name:
-            raise InputError(
-                f"two documents for node {node.node}: {by_name[node.node].source} and "
-                f"{node.source}",
-                fix="give one document per node",
-            )
-        by_name[node.node] = node
+    by_name = _index(nodes)
     names = tuple(sorted(by_name))
-    summaries = []
-    for fact in FACTS:
-        values = {n: by_name[n].facts[fact.name] for n in names}
-        majority, count, tie = _majority(values)
-        differing = tuple(NodeValue(n, v) for n, v in values.items() if v != majority)
-        summaries.append(
-            FactSummary(
-                fact=fact.name,
-                label=fact.label,
-                majority=majority,
-                majority_nodes=count,
-                tie=tie,
-                differing=differing,
-                drifted=bool(differing),
-                allowed=bool(differing) and fact.name in allowed,
-            )
-        )
-    groups: dict[str, list[tuple[str, NodeFinding]]] = {}
-    for name in names:
-        for finding in dict.fromkeys(by_name[name].findings):
-            groups.setdefault(finding.id, []).append((name, finding))
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    findings = sorted(
-        (
-            FindingGroup(
-                id=check_id,
-                severity=min((f.severity for _, f in items), key=rank.__getitem__),
-                title=items[0][1].title,
-                node_count=len({n for n, _ in items}),
-                nodes=tuple(sorted({n for n, _ in items})),
-            )
-            for check_id, items in groups.items()
-        ),
-        key=lambda g: (rank[g.severity], -g.node_count, g.id),
+    scope, missing, unexpected = _scope(names, expected)
+    summaries = tuple(
+        _summarise(fact, {n: by_name[n].facts[fact.name] for n in names}, scope, allowed)
+        for fact in FACTS
     )
-    missing: tuple[str, ...] = ()
-    unexpected: tuple[str, ...] = ()
-    if expected is not None:
-        present = set(names) | {_short(n) for n in names}
-        missing = tuple(
-            h for h in dict.fromkeys(expected) if h not in present and _short(h) not in present
-        )
-        wanted = set(expected) | {_short(h) for h in expected}
-        unexpected = tuple(n for n in names if n not in wanted and _short(n) not in wanted)
-    problems = []
-    for s in summaries:
-        if s.drifted and not s.allowed:
-            problems.append(
-                f"{s.fact} drifts: {len(s.differing)} of {len(names)} node(s) differ from "
-                f"{s.majority!r}: " + ", ".join(f"{d.node}={d.value}" for d in s.differing)
-            )
-    for g in findings:
-        if g.severity == "error":
-            problems.append(f"error finding {g.id} on {g.node_count} node(s): {', '.join(g.nodes)}")
-    if missing:
-        problems.append(f"{len(missing)} expected node(s) sent no document: {', '.join(missing)}")
+    findings = _finding_groups(by_name)
+    reference = _reference_bus_ids(by_name[n] for n in sorted(scope))
+    verdicts = tuple(_verdict(by_name[n], summaries, n in scope, reference) for n in names)
+    problems = _problems(summaries, findings, scope, missing, len(scope))
+    problems += [f"node {v.node} has {len(v.missing_gpus)} GPU(s) missing: "
+                 + "; ".join(_gpu_words(g) for g in v.missing_gpus)
+                 for v in verdicts if v.expected and v.missing_gpus]  # fmt: skip
+    problems += [
+        f"node {n} health: " + "; ".join(p for s in summaries if not s.allowed
+                                         for p in (by_name[n].health or {}).get(s.fact, ()))
+        for n in sorted(scope)
+        if any(not s.allowed and s.fact in (by_name[n].health or {}) for s in summaries)
+    ]  # fmt: skip
+    problems += _copied(by_name)
     passed = not problems
     return FleetReport(
         node_count=len(names),
@@ -471,8 +606,10 @@ def merge(
         expected=tuple(expected) if expected is not None else None,
         missing=missing,
         unexpected=unexpected,
-        facts=tuple(summaries),
+        facts=summaries,
         findings=tuple(findings),
+        verdicts=verdicts,
+        drain=tuple(drain_line(v) for v in verdicts if v.expected and not v.passed),
         allowed=allowed,
         problems=tuple(problems),
         passed=passed,

@@ -33,8 +33,10 @@ def _gpu(
         "ecc_errors_uncorrected": ecc_errors, "persistence_mode": True, "processes": [],
     }  # fmt: skip
     # Fields the doctor schema requires that this template does not set (it grows): not read.
+    properties = _gpu_schema()["properties"]
     for key in _gpu_schema()["required"]:
-        gpu.setdefault(key, dict(_MISSING))
+        nullable = "null" in properties.get(key, {}).get("type", [])
+        gpu.setdefault(key, None if nullable else dict(_MISSING))
     return gpu
 
 
@@ -42,6 +44,16 @@ def _gpu(
 def _gpu_schema() -> dict[str, Any]:
     gpu: dict[str, Any] = load_schema("dlsetup.doctor")["$defs"]["gpu"]
     return gpu
+
+
+#: The GPU fields of the first doctor document (schema of commit 9b0d5f0).
+_FIRST_GPU_FIELDS = (
+    "index", "lost", "name", "uuid", "compute_capability", "memory_total_bytes",
+    "memory_used_bytes", "temperature_c", "power_draw_w", "power_limit_w", "pcie_gen_current",
+    "pcie_gen_max", "pcie_width_current", "pcie_width_max", "mig_mode_current", "mig_mode_pending",
+    "ecc_mode_current", "ecc_errors_uncorrected", "persistence_mode", "processes",
+    "memory_free_bytes", "ecc_mode_pending",
+)  # fmt: skip
 
 
 def _finding(check_id: str, severity: str) -> dict[str, Any]:
@@ -95,8 +107,49 @@ _TEMPLATE: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _health(
+    bus_ids: tuple[str, ...],
+    xids: tuple[tuple[str, int, int], ...],
+    ib: tuple[tuple[str, str], ...],
+) -> dict[str, Any]:
+    """The ``health`` section as doctor writes it (dlsetup.probes.health_sysfs)."""
+    return {
+        "kernel_log": {
+            "source": "/dev/kmsg",
+            "xids": [
+                {"pci_bus_id": bus, "xid": xid, "count": count, "message": "GPU has fallen off the bus."}
+                for bus, xid, count in xids
+            ],
+        },
+        "infiniband": [
+            {"device": f"mlx5_{i}", "port": 1, "state": state, "phys_state": "LinkUp",
+             "rate": rate, "link_layer": "InfiniBand"}
+            for i, (state, rate) in enumerate(ib)
+        ],
+        "pci_gpus": [
+            {"bus_id": bus, "device_id": "0x2330", "driver": "nvidia"} for bus in bus_ids
+        ],
+    }  # fmt: skip
+
+
+#: The PCI bus ids of an HGX H100 board's eight GPUs (NVML's index order).
+HGX_BUS_IDS = tuple(f"0000:{b}:00.0" for b in ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db"))
+IB_NDR = (("ACTIVE", "400 Gb/sec (4X NDR)"),) * 4
+
+
 def node_document(
     *,
+    hostname: str | None = None,
+    pci_bus_ids: tuple[str, ...] | None = HGX_BUS_IDS,
+    lost: tuple[int, ...] = (),
+    xids: tuple[tuple[str, int, int], ...] = (),
+    ib: tuple[tuple[str, str], ...] = IB_NDR,
+    pcie_width: int = 16,
+    persistence: bool = True,
+    clock_reasons: int = 0x1,
+    row_remap_failed: tuple[int, ...] = (),
+    no_frameworks: bool = False,
+    older: bool = False,
     driver: str = "535.104.05",
     gpus: int = 8,
     gpu_name: str = "NVIDIA H100 80GB HBM3",
@@ -117,12 +170,33 @@ def node_document(
         _gpu(i, gpu_name, memory_mib, i in mig_on, ecc, (ecc_errors or {}).get(i, 0))
         for i in range(gpus)
     ]
+    for g in nv["gpus"]:
+        g.update(
+            pcie_width_current=pcie_width, persistence_mode=persistence,
+            clocks_event_reasons=clock_reasons, remapped_rows_failed=g["index"] in row_remap_failed,
+            remapped_rows_pending=False, retired_pages_pending=False, remapped_rows_uncorrectable=0,
+        )  # fmt: skip
+        if g["index"] in lost:
+            g.update(lost=True, uuid={"reason": "gpu_lost", "detail": ""})
+    if hostname is not None:
+        data["system"]["hostname"] = hostname
+    if pci_bus_ids is not None:
+        data["health"] = _health(pci_bus_ids, xids, ib)
     data["frameworks"]["torch"]["version"] = torch_version
     data["findings"] = [_finding(i, s) for i, s in findings]
     data["summary"] = {
         s: sum(1 for _, x in findings if x == s) for s in ("error", "warning", "info")
     }
     data["exit_code"] = 1 if data["summary"]["error"] else 0
+    if no_frameworks:
+        data["frameworks"] = {"reason": "skipped", "detail": "--no-frameworks"}
+    if older:  # the first doctor's GPU fields, no health section, no hostname; no GPU count
+        del nv["gpu_count"]
+        data.pop("health", None)
+        for g in nv["gpus"]:
+            for key in list(g):
+                if key not in _FIRST_GPU_FIELDS:
+                    del g[key]
     return doc
 
 
