@@ -188,6 +188,28 @@ def _die_with_parent() -> Callable[[], None]:
     return arm
 
 
+def end_with_parent(signum: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send *this* process ``signum`` when its parent ends (Linux prctl).
+
+    For a process a launcher started (a torchrun agent's child): a SIGTERM then ends it the way
+    its launcher would, and its own children go with it (their own parent-death signal). A
+    parent that ended between the look and the prctl ends it at once.
+
+    Returns:
+        whether the signal is armed (``False`` elsewhere than Linux).
+    """
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(1, signum, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+        return False
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+    return True
+
+
 def _stream(value: Stream) -> Any:
     if value == "pipe":
         return subprocess.PIPE
@@ -328,6 +350,9 @@ class Child:
         strays = self._strays()  # before it is asked: once it ends they are orphans
         if os.name == "posix" and grace > 0 and self._proc.poll() is None:
             self.send_signal(DEFAULT_STOP_SIGNAL if signum is None else signum)
+            # a stopped child (SIGSTOP, a debugger) acts on it only once continued, as a
+            # shell's kill does for a stopped job
+            self.send_signal(signal.SIGCONT)
             self.wait(grace)
         _kill_group(self._proc, strays)
         code = self.wait(reap_s)

@@ -11,8 +11,10 @@ started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Any
 
 from dlsetup import children
 from dlsetup.errors import InputError, MissingToolError, SmokeError, Terminated
+from dlsetup.fleet.distributed_fate import line
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 #: MASTER_PORT under srun when the job script sets none: 20000 + job id mod 20000 (one per job).
@@ -186,15 +189,90 @@ class DistributedOutcome:
     report: dict[str, Any] | None
 
 
+def _signal_name(code: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _ended_by_signal(rank: int, pid: int, code: int) -> str:
+    """What a rank whose worker a signal ended says (its launcher's view of it)."""
+    name = _signal_name(code)
+    why = {
+        "SIGKILL": "kill -9, or the kernel's OOM killer: see dmesg on this node",
+        "SIGSEGV": "a crash in torch or a library it loaded",
+        "SIGBUS": "a crash in torch or a library it loaded",
+        "SIGABRT": "an abort in torch or a library it loaded (NCCL's watchdog, an assertion)",
+    }.get(name, "sent by another program")
+    return f"rank {rank}: its worker (pid {pid}) was killed by {name} ({why})"
+
+
+def _tell_torchrun(message: str) -> None:
+    """Leave ``message`` in torchrun's error file, so the agent's "Root Cause" block says why
+    (without it, the block is empty: dlsetup is not a Python script torchrun decorated)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path or os.path.exists(path):
+        return
+    import time
+
+    with contextlib.suppress(OSError):
+        Path(path).write_text(
+            json.dumps({"message": message, "timestamp": int(time.time())}), encoding="utf-8"
+        )
+
+
+def _failure_message(report: dict[str, Any]) -> str:
+    failure = report.get("failure")
+    if isinstance(failure, dict):
+        named = "; ".join(line(x) for x in failure.get("ranks") or [])
+        return f"dlsetup smoke --distributed: FAIL in {failure.get('phase')}: " + (
+            named or str(failure.get("error"))
+        )
+    failed = [c for c in report.get("checks") or [] if not c.get("passed")]
+    return "dlsetup smoke --distributed: FAIL: " + "; ".join(
+        f"{c.get('name')}: {c.get('detail')}" for c in failed
+    )
+
+
+def _run_worker(
+    argv: list[str], environ: dict[str, str], launch: Launch, report_path: Path
+) -> tuple[int | None, int]:
+    """Start the worker and wait for it: ``(exit status, pid)``; status ``None`` when its
+    launcher stopped this rank after rank 0's report was written (the report's verdict stands)."""
+    # The worker ends itself when a phase runs past its limit (2 x timeout + diagnose + 5 s,
+    # its watchdog), so the wait has no deadline of its own; Ctrl-C or SIGTERM (Terminated)
+    # is passed on to it (it leaves its last word: rank 0 writes the report it has), it gets
+    # 5 s, then its group is killed and the interrupt goes on.
+    with children.start(argv, env=environ, stdout="inherit", stderr="inherit") as proc:
+        pid = proc.pid
+        try:
+            code, _ = proc.finish(None, grace=5.0)
+        except KeyboardInterrupt:
+            # torchrun ends a node's ranks as soon as one of them exits with a failure: when
+            # rank 0's worker had written its report by then, the report is the answer
+            if launch.rank != 0 or not report_path.exists():
+                raise
+            Terminated.handled()
+            return None, pid
+    return code, pid
+
+
 def run_distributed(
     options: DistributedOptions, env: Mapping[str, str] | None = None
 ) -> DistributedOutcome:
     """Run this rank's worker to its end.
 
+    Under torchrun, this process ends with its agent (a parent-death signal), and its worker
+    with it: nothing outlives the launcher.
+
     Raises:
         InputError: not started by torchrun or srun.
         MissingToolError: the interpreter does not exist, or has no torch (exit 3).
-        SmokeError: the rendezvous could not be set up (the worker's message names the rank).
+        SmokeError: the rendezvous could not be set up (the worker's message names the rank),
+            or rank 0's worker ended without a report (the message says how).
     """
     environ = dict(os.environ if env is None else env)
     launch = resolve_launch(environ)
@@ -202,6 +280,8 @@ def run_distributed(
         raise MissingToolError(
             f"the interpreter {options.python} does not exist", fix="give --python an existing one"
         )
+    if launch.launcher == "torchrun" and env is None:
+        children.end_with_parent()
     with tempfile.TemporaryDirectory(prefix="dlsetup-dist-") as tmp:
         report_path = Path(tmp) / "report.json"
         argv = [
@@ -211,35 +291,46 @@ def run_distributed(
         if launch.rank == 0:
             argv += ["--report", str(report_path)]
         environ.update(launch.environment())
-        # The worker ends itself when a phase runs past its limit (2 x timeout + diagnose + 5 s,
-        # its watchdog), so the wait has no deadline of its own; Ctrl-C or SIGTERM (Terminated)
-        # is passed on to it, it gets 5 s, then its group is killed and the interrupt goes on.
-        code: int | None
-        try:
-            with children.start(argv, env=environ, stdout="inherit", stderr="inherit") as proc:
-                code, _ = proc.finish(None, grace=5.0)
-        except KeyboardInterrupt:
-            # torchrun ends a node's ranks as soon as one of them exits with a failure: when
-            # rank 0's worker had written its report by then (it was waiting for the others to
-            # read the verdict), the report is the answer, not "Terminated"
-            if launch.rank != 0 or not report_path.exists():
-                raise
-            Terminated.handled()
-            code = None
+        code, pid = _run_worker(argv, environ, launch, report_path)
         report = None
         if launch.rank == 0 and report_path.exists():
             report = json.loads(report_path.read_text(encoding="utf-8"))
         if code is None:  # stopped after the report: its verdict stands
             code = int(report.get("exit_code", 1)) if isinstance(report, dict) else 1
+    return _outcome(launch, code, pid, report, options)
+
+
+def _outcome(
+    launch: Launch, code: int, pid: int, report: dict[str, Any] | None, options: DistributedOptions
+) -> DistributedOutcome:
+    """The rank's outcome from its worker's exit; a failure is also left for torchrun."""
     if code == 3:
         raise MissingToolError(
             f"torch is not installed in {options.python}",
             fix="install PyTorch in the environment every rank runs, or pass --python",
         )
-    if code == 4 or (code not in (0, 1) and report is None and launch.rank == 0):
+    if report is not None and code != 0:
+        _tell_torchrun(_failure_message(report))
+    if code < 0:  # a signal: say so on every rank, the launcher's view of this rank
+        said = _ended_by_signal(launch.rank, pid, code)
+        _tell_torchrun(f"dlsetup smoke --distributed: {said}")
+        if report is None and launch.rank == 0:
+            raise SmokeError(
+                f"{said}, before it wrote the report",
+                fix="the other ranks' lines (in their nodes' logs) say what they saw of it",
+            )
+        if report is None:
+            sys.stderr.write(f"dlsetup smoke --distributed: {said}\n")
+            sys.stderr.flush()
+    elif code not in (0, 1, 4) and report is None and launch.rank != 0:
+        said = f"rank {launch.rank}: its worker (pid {pid}) exited {code} without a verdict"
+        _tell_torchrun(f"dlsetup smoke --distributed: {said}")
+        sys.stderr.write(f"dlsetup smoke --distributed: {said}\n")
+        sys.stderr.flush()
+    elif code == 4 or (code not in (0, 1) and report is None and launch.rank == 0):
         raise SmokeError(
-            f"rank {launch.rank}: the distributed smoke could not run (exit {code}; the rank's "
-            "message above says why)",
+            f"rank {launch.rank}: the distributed smoke could not run (its worker exited "
+            f"{code}; its message above says why)",
             fix="check MASTER_ADDR/MASTER_PORT and that every rank was started",
         )
     return DistributedOutcome(launch=launch, exit_code=code if code in (0, 1) else 1, report=report)

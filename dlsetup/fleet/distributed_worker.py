@@ -42,14 +42,21 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dlsetup.fleet import distributed_fate as fate
     from dlsetup.fleet.distributed_checks import PHASES, PREFIX, PhaseFailed
-else:  # run as a script: load the sibling module by path
+else:  # run as a script: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import distributed_fate as fate
     from distributed_checks import PHASES, PREFIX, PhaseFailed
 
 HEARTBEAT_S = 0.5
-#: A rank whose heartbeat is older than this is reported dead.
-DEAD_AFTER_S = 3.0
+#: A rank whose heartbeat is older than this (and whose process no rank could look at) is dead.
+DEAD_AFTER_S = fate.DEAD_AFTER_S
+#: torch.distributed's collectives whose name a heartbeat carries while a rank is inside one.
+COLLECTIVES = frozenset({
+    "all_reduce", "all_gather", "all_gather_object", "broadcast", "barrier", "reduce_scatter",
+    "all_to_all", "gather", "scatter", "send", "recv", "monitored_barrier",
+})  # fmt: skip
 #: After a failure, ranks other than 0 wait this long before exiting (see :func:`_finish`).
 LINGER_S = 3.0
 EXIT_OK, EXIT_FAILED, EXIT_MISSING, EXIT_SETUP = 0, 1, 3, 4
@@ -93,6 +100,16 @@ class Run:
         self.hb_store: Any = None
         self.monitor: Any = None
         self.current_phase = "start"
+        self.op = ""  # the collective this rank is in (COLLECTIVES), for its heartbeat
+        self.peers: dict[int, dict[str, Any]] = {}  # every rank's join row (pid, host, ...)
+        self.seen: dict[int, str] = {}  # what this rank last published about a node-mate
+        self.store_lost = False
+        self.ending: str | None = None  # the signal with which its launcher is ending it
+        self.finish_lock = threading.Lock()
+        self.reported = False
+        self.backend = "gloo"
+        self.device = "cpu"
+        self.wakeup: tuple[socket.socket, socket.socket] | None = None
         self.phase_started: float | None = None
         self.results: dict[str, Any] = {}
         self.checks: list[dict[str, Any]] = []
@@ -103,6 +120,8 @@ class Run:
             "node_rank": self.node_rank,
             "host": self.host,
             "pid": os.getpid(),
+            "ppid": os.getppid(),  # the dlsetup process its launcher started
+            "start": fate.own_start(),
         }
         self._stop = threading.Event()
 
@@ -145,6 +164,7 @@ class Run:
     def rendezvous(self) -> None:
         """Connect to (rank 0 without torchrun: host) the store; wait until every rank joined."""
         t0 = time.perf_counter()
+        self.current_phase = "rendezvous"
         where = f"{self.addr}:{self.port}"
         try:
             self.store = self._connect_within(is_master=self.rank == 0)
@@ -171,6 +191,10 @@ class Run:
             if missing:
                 time.sleep(0.05)
         self.results["rendezvous_s"] = time.perf_counter() - t0
+        for r in range(self.world):
+            joined = self._read(f"{PREFIX}join/{r}")
+            if joined:
+                self.peers[r] = json.loads(joined)
         if missing:
             self.failure = {
                 "phase": "rendezvous",
@@ -194,12 +218,79 @@ class Run:
         def beat() -> None:
             while not self._stop.is_set():
                 try:
-                    store.set(f"{PREFIX}hb/{self.rank}", f"{time.time():.3f} {self.current_phase}")
+                    store.set(
+                        f"{PREFIX}hb/{self.rank}",
+                        f"{time.time():.3f} {self.current_phase} {self.op}".rstrip(),
+                    )
+                    self.witness(store)
                 except Exception:  # the store is gone (rank 0 ended): nothing left to tell
                     return
                 self._stop.wait(HEARTBEAT_S)
 
         threading.Thread(target=beat, name="dlsetup-heartbeat", daemon=True).start()
+
+    def witness(self, store: Any) -> None:
+        """Publish what this rank sees of its node-mates' processes (``seen/<rank>``), when it
+        changes: a rank on another host cannot read their ``/proc``."""
+        for r, row in self.peers.items():
+            if r == self.rank or row.get("host") != self.host:
+                continue
+            state = fate.proc_state(row.get("pid"), row.get("start"))
+            if state is None or state == self.seen.get(r, "R"):
+                continue
+            if state not in fate.GONE and state not in fate.STOPPED and r not in self.seen:
+                continue  # running or sleeping, as it should: nothing to publish
+            wrapper_gone = fate.proc_state(row.get("ppid"), None) in fate.GONE
+            store.set(
+                f"{PREFIX}seen/{r}",
+                fate.witness_record(self.rank, state, time.time(), wrapper_gone),
+            )
+            self.seen[r] = state
+
+    def _expected_row(self, rank: int) -> dict[str, Any]:
+        """Where a rank that never joined should run: this node for a node-mate, else its node
+        rank (torchrun and Slurm's block distribution number a node's ranks contiguously)."""
+        first = self.rank - self.local_rank
+        if first <= rank < first + self.local_world:
+            return {"rank": rank, "node_rank": self.node_rank, "host": self.host}
+        row: dict[str, Any] = {"rank": rank, "node_rank": rank // max(self.local_world, 1)}
+        if rank < len(self.rank_nodes):
+            row["host"] = self.rank_nodes[rank]
+        return row
+
+    def evidence(self, no_answer: set[int]) -> list[Any]:
+        """What this rank can see of every rank: heartbeat, last word, process (fate.Evidence)."""
+        now = time.time()
+        out = []
+        said = fate.launcher_says(
+            os.environ.get("TORCHELASTIC_ERROR_FILE"), self.rank, self.local_rank, self.local_world
+        )
+        for r in range(self.world):
+            row = self.peers.get(r) or self._expected_row(r)
+            age, phase, op = fate.parse_beat(self._read(f"{PREFIX}hb/{r}"), now)
+            last = json.loads(self._read(f"{PREFIX}fate/{r}") or "{}")
+            proc, seen_by, wrapper_gone = None, None, False
+            if r != self.rank and row.get("host") == self.host:  # this rank can look itself
+                proc, seen_by = fate.proc_state(row.get("pid"), row.get("start")), self.rank
+                wrapper_gone = fate.proc_state(row.get("ppid"), None) in fate.GONE
+            if proc is None:
+                seen = json.loads(self._read(f"{PREFIX}seen/{r}") or "{}")
+                proc, seen_by = seen.get("state"), seen.get("by")
+                wrapper_gone = bool(seen.get("wrapper_gone"))
+            if r == self.rank:
+                age, phase, op = 0.0, self.current_phase, self.op
+            if r < len(self.rank_nodes):  # Slurm names the node
+                row = {**row, "host": self.rank_nodes[r]}
+            out.append(fate.Evidence(
+                rank=r, node=fate.node_of(row), heartbeat_age_s=age,
+                phase=last.get("phase", phase), op=last.get("op", op), proc=proc,
+                seen_by=seen_by, wrapper_gone=wrapper_gone,
+                ended_by=self.ending if r == self.rank else last.get("signal"),
+                no_answer=r in no_answer, launcher=said.get(r),
+            ))  # fmt: skip
+        if self.store is None or self.store_lost:  # only what this rank saw itself
+            out = [e for e in out if self.rank in (e.rank, e.seen_by) or e.launcher]
+        return out
 
     # -- process groups and phases ---------------------------------------------------------
 
@@ -208,6 +299,7 @@ class Run:
 
         timeout = datetime.timedelta(seconds=self.timeout)
         t0 = time.perf_counter()
+        self.current_phase = "init_process_group"
         dist.init_process_group(
             backend, store=self.store, rank=self.rank, world_size=self.world, timeout=timeout
         )
@@ -289,101 +381,125 @@ class Run:
             m = re.search(r"Ranks? ([\d, ]+) failed to pass", str(barrier_exc))
             if m:
                 failed = {int(r) for r in m.group(1).replace(" ", "").split(",") if r}
-        ranks: list[dict[str, Any]] = []
-        # a rank that died just now still has a fresh heartbeat: give it time to go stale
+        # a rank that died just now still has a fresh heartbeat: give it time to go stale (or
+        # its node-mates time to see its process gone)
         time.sleep(max(0.0, failed_at + DEAD_AFTER_S + HEARTBEAT_S - time.time()))
-        now = time.time()
-        for r in range(self.world):
-            beat = self._read(f"{PREFIX}hb/{r}")
-            age = None
-            last_phase = "?"
-            if beat:
-                stamp, _, last_phase = beat.partition(" ")
-                age = now - float(stamp)
-            if age is None or age > DEAD_AFTER_S:
-                detail = (
-                    "no heartbeat at all"
-                    if age is None
-                    else f"no heartbeat for {age:.1f} s (last in phase {last_phase})"
-                )
-                ranks.append({
-                    "rank": r, "state": "dead", "detail": f"{detail}: exited or killed",
-                    "heartbeat_age_s": age,
-                })  # fmt: skip
-            elif r in failed:
-                ranks.append({
-                    "rank": r,
-                    "state": "hung",
-                    "detail": f"alive (heartbeat {age:.1f} s ago, in phase {last_phase}) but no "
-                    f"answer to the monitored barrier in {self.args.diagnose_timeout:g} s",
-                    "heartbeat_age_s": age,
-                })  # fmt: skip
-        ranks.sort(key=lambda x: -float(x.get("heartbeat_age_s") or 0.0))  # longest silent first
-        return {"phase": phase, "error": error, "barrier": barrier_error, "ranks": ranks}
+        failure: dict[str, Any] = {
+            "phase": phase, "error": error, "barrier": barrier_error,
+            "ranks": fate.name_ranks(self.evidence(failed)),
+        }  # fmt: skip
+        if self.store_lost:
+            failure["error"] += (
+                "; the rendezvous store is gone (the process that held it ended: rank 0, or "
+                "torchrun's agent on node 0): only the ranks on this host could be looked at"
+            )
+        return failure
 
     def _read(self, key: str) -> str | None:
+        if self.store is None or self.store_lost:
+            return None
         try:
             if not self.store.check([key]):
                 return None
             return bytes(self.store.get(key)).decode()
-        except Exception:
+        except Exception:  # the store's host ended (rank 0, or torchrun's agent of node 0)
+            self.store_lost = True
             return None
 
     def check(self, name: str, passed: bool, detail: str) -> None:
         self.checks.append({"name": name, "passed": passed, "detail": detail})
 
 
-def _gather_rows(run: Run, skip: Collection[int]) -> list[dict[str, Any]]:
+def _gather_rows(run: Run, skip: Collection[int], wait_s: float) -> list[dict[str, Any]]:
     """Every rank's row, through the store (works after a failed collective too); the ranks in
-    ``skip`` (dead, hung) are not waited for."""
-    run.store.set(f"{PREFIX}row/{run.rank}", json.dumps(run.row))
+    ``skip`` (dead, hung) are not waited for, the others for ``wait_s`` at most."""
+    with contextlib.suppress(Exception):
+        run.store.set(f"{PREFIX}row/{run.rank}", json.dumps(run.row))
     rows = []
-    deadline = time.monotonic() + (run.args.diagnose_timeout if run.failure else run.timeout)
+    deadline = time.monotonic() + wait_s
     for r in range(run.world):
         key = f"{PREFIX}row/{r}"
-        while r not in skip and not run.store.check([key]) and time.monotonic() < deadline:
+        while r not in skip and time.monotonic() < deadline and run._read(key) is None:
+            if run.store_lost:
+                break
             time.sleep(0.05)
-        text = run._read(key)
+        text = run._read(key) if r != run.rank else json.dumps(run.row)
         if text:
             rows.append(json.loads(text))
             continue
-        joined = run._read(f"{PREFIX}join/{r}")
-        row = json.loads(joined) if joined else {"rank": r}
+        row = dict(run.peers.get(r, {"rank": r}))
         row["status"] = "no row"
         rows.append(row)
     return rows
 
 
-def _finish(run: Run, backend: str, device: str) -> int:
-    """Rank 0: gather the rows, write the report, publish the verdict; others: wait for it."""
-    states = {r["rank"]: r["state"] for r in (run.failure or {}).get("ranks", [])}
+def _tell_verdict(run: Run, message: str, states: Collection[int]) -> None:
+    """Rank 0: publish the verdict, and (the store may live in this process) wait a little for
+    the others to read it."""
+    with contextlib.suppress(Exception):  # the store's host (a torchrun agent) is gone
+        run.store.set(f"{PREFIX}verdict", message)
+        deadline = time.monotonic() + min(run.timeout, 5.0)
+        waiting = [r for r in range(1, run.world) if r not in states]
+        while waiting and time.monotonic() < deadline:
+            waiting = [r for r in waiting if not run.store.check([f"{PREFIX}ack/{r}"])]
+            time.sleep(0.05)
+
+
+def _finish_other(run: Run, passed: bool) -> int:
+    """A rank other than 0: hand in the row, wait for rank 0's verdict."""
+    if run.store is None:
+        return EXIT_OK if passed else EXIT_FAILED
+    try:
+        run.store.set(f"{PREFIX}row/{run.rank}", json.dumps(run.row))
+    except Exception:
+        run.store_lost = True
+    verdict = _wait_verdict(run)
+    with contextlib.suppress(Exception):  # rank 0 may host the store: say we read it
+        run.store.set(f"{PREFIX}ack/{run.rank}", "1")
+    if verdict is not None:
+        passed = passed and verdict == "pass"
+        run.results["verdict"] = verdict
+    else:
+        passed = False
+    if not passed:
+        # torchrun ends a node's other ranks when one fails: linger, so that rank 0 on
+        # this node prints its report before then
+        time.sleep(LINGER_S)
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _finish(run: Run, *, quick: bool = False) -> int:
+    """Rank 0: gather the rows, write the report, publish the verdict; others: wait for it.
+
+    ``quick``: its launcher is ending this rank (its last word): wait for nobody.
+    """
     passed = run.failure is None and all(c["passed"] for c in run.checks)
     if run.rank != 0:
-        if run.store is not None:
-            run.store.set(f"{PREFIX}row/{run.rank}", json.dumps(run.row))
-            verdict = _wait_verdict(run)
-            with contextlib.suppress(Exception):  # rank 0 may host the store: say we read it
-                run.store.set(f"{PREFIX}ack/{run.rank}", "1")
-            if verdict is not None:
-                passed = passed and verdict == "pass"
-                run.results["verdict"] = verdict
-            if not passed:
-                # torchrun ends a node's other ranks when one fails: linger, so that rank 0 on
-                # this node prints its report before then
-                time.sleep(LINGER_S)
-        return EXIT_OK if passed else EXIT_FAILED
-    rows = _gather_rows(run, states) if run.store is not None else [run.row]
+        return _finish_other(run, passed)
+    with run.finish_lock:
+        if run.reported:
+            return EXIT_OK if passed else EXIT_FAILED
+        return _report(run, passed, quick)
+
+
+def _report(run: Run, passed: bool, quick: bool) -> int:
+    """Rank 0's report: one row per rank, each rank's status from the failure's named ranks."""
+    states = {r["rank"]: r["state"] for r in (run.failure or {}).get("ranks", [])}
+    wait_s = 0.5 if quick else (run.args.diagnose_timeout if run.failure else run.timeout)
+    if run.store is not None:
+        rows = _gather_rows(run, states, wait_s)
+    else:  # ended before it reached the store: the others' rows are not known
+        rows = [run.row] + [{"rank": r, "status": "no row"} for r in range(1, run.world)]
+    matmul = run.results.get("matmul") or {}
     for row in rows:
         row.setdefault("status", "ok")
         if row["rank"] in states:
             row["status"] = states[row["rank"]]
-    matmul = run.results.get("matmul", {})
-    for row in rows:
         row["straggler"] = row["rank"] in matmul.get("stragglers", [])
     report = {
         "launcher": os.environ.get("DLSETUP_LAUNCHER", "env"),
-        "backend": backend,
-        "device_kind": "cuda" if device.startswith("cuda") else "cpu",
+        "backend": run.backend,
+        "device_kind": "cuda" if run.device.startswith("cuda") else "cpu",
         "world_size": run.world,
         "local_world_size": run.local_world,
         "master": f"{run.addr}:{run.port}",
@@ -408,29 +524,23 @@ def _finish(run: Run, backend: str, device: str) -> int:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(report, fh, allow_nan=False, default=str)
         os.replace(tmp, run.args.report)
-    if run.store is not None:
+    run.reported = True
+    if run.store is not None and not quick:
         message = "pass" if passed else "fail"
         if run.failure:
             message = _failure_line(run.failure)
-        with contextlib.suppress(Exception):  # the store's host (a torchrun agent) is gone
-            run.store.set(f"{PREFIX}verdict", message)
-            # without torchrun, the store lives in this process: let the others read the verdict
-            deadline = time.monotonic() + min(run.timeout, 5.0)
-            waiting = [r for r in range(1, run.world) if r not in states]
-            while waiting and time.monotonic() < deadline:
-                waiting = [r for r in waiting if not run.store.check([f"{PREFIX}ack/{r}"])]
-                time.sleep(0.05)
-    return report["exit_code"]  # type: ignore[no-any-return]
+        _tell_verdict(run, message, states)
+    return EXIT_OK if passed else EXIT_FAILED
 
 
 def _failure_line(failure: dict[str, Any]) -> str:
-    named = "; ".join(f"rank {x['rank']} {x['state']} ({x['detail']})" for x in failure["ranks"])
+    named = "; ".join(fate.line(x) for x in failure["ranks"])
     return f"FAIL in {failure['phase']}: {named or failure['error']}"
 
 
 def _wait_verdict(run: Run) -> str | None:
     deadline = time.monotonic() + run.timeout + run.args.diagnose_timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not run.store_lost:
         text = run._read(f"{PREFIX}verdict")
         if text is not None:
             return text
@@ -462,48 +572,124 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+class Traced:
+    """``torch.distributed`` as the phases see it: a collective's name is in the rank's heartbeat
+    while the rank is inside it (what a stopped or hung rank was doing)."""
+
+    def __init__(self, dist: Any, run: Run) -> None:
+        self._dist = dist
+        self._run = run
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._dist, name)
+        if name not in COLLECTIVES or not callable(value):
+            return value
+        run = self._run
+
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            run.op = name
+            try:
+                return value(*args, **kwargs)
+            finally:
+                run.op = ""
+
+        return traced
+
+
+def listen_for_the_end(run: Run) -> None:
+    """On SIGTERM or SIGINT (its launcher ending it), leave a last word, then exit.
+
+    The rank says in the store that its launcher ended it and what it saw of its node-mates'
+    processes; rank 0 also writes the report it has (the others' fates as far as known). A
+    thread does it: the main thread may be inside a collective, where no Python handler runs,
+    so the signal only wakes the thread (``signal.set_wakeup_fd``).
+    """
+    import signal
+
+    wake_r, wake_w = socket.socketpair()
+    wake_w.setblocking(False)
+    names = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
+    for signum in names:
+        signal.signal(signum, lambda *_: None)
+    signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    run.wakeup = (wake_r, wake_w)  # keep both ends open for the life of the process
+
+    def wait() -> None:
+        data = wake_r.recv(1)
+        signum = data[0] if data else signal.SIGTERM
+        run.ending = names.get(signal.Signals(signum), f"signal {signum}")
+        code = 128 + signum
+        with contextlib.suppress(Exception):
+            code = last_word(run, code)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=wait, name="dlsetup-last-word", daemon=True).start()
+
+
+def last_word(run: Run, code: int) -> int:
+    """What a rank its launcher is ending leaves behind; rank 0: the report. Returns the exit
+    status (rank 0: the report's)."""
+    store = run.hb_store if run.hb_store is not None else run.store
+    if store is not None:
+        with contextlib.suppress(Exception):
+            run.witness(store)
+        note = {"signal": run.ending, "phase": run.current_phase, "op": run.op, "t": time.time()}
+        with contextlib.suppress(Exception):
+            store.set(f"{PREFIX}fate/{run.rank}", json.dumps(note))
+    if run.rank != 0 or not run.finish_lock.acquire(timeout=3.0):
+        return code
     try:
-        run = Run(args)
-    except (SetupFailed, ValueError) as exc:
-        _say(os.environ.get("RANK", "?"), f"FAIL: {exc}")
-        return EXIT_SETUP
-    try:
-        import torch
-        import torch.distributed as dist
-    except ImportError as exc:
-        _say(run.rank, f"FAIL: torch is not installed in {sys.executable}: {exc}")
-        return EXIT_MISSING
+        if run.reported:
+            return EXIT_FAILED if run.failure else code
+        if run.failure is None:
+            run.failure = {
+                "phase": run.current_phase,
+                "error": f"rank 0's launcher ended it ({run.ending}) in phase "
+                f"{run.current_phase}: another rank of its node failed first",
+                "ranks": fate.name_ranks(run.evidence(set())),
+            }
+        _say(0, _failure_line(run.failure))
+    finally:
+        run.finish_lock.release()
+    return _finish(run, quick=True)
+
+
+def _device(run: Run, args: argparse.Namespace, torch: Any, dist: Any) -> None:
+    """The rank's backend and device, and the sizes that fit it."""
     cuda = torch.cuda.is_available() and dist.is_nccl_available()
-    backend = args.backend if args.backend != "auto" else ("nccl" if cuda else "gloo")
-    device = "cpu"
-    if backend == "nccl":
-        device = f"cuda:{run.local_rank % max(torch.cuda.device_count(), 1)}"
-        torch.cuda.set_device(device)
-    run.row["device"] = device
+    run.backend = args.backend if args.backend != "auto" else ("nccl" if cuda else "gloo")
+    if run.backend == "nccl":
+        run.device = f"cuda:{run.local_rank % max(torch.cuda.device_count(), 1)}"
+        torch.cuda.set_device(run.device)
+    run.row["device"] = run.device
     if args.sizes is None:
         args.sizes = (
             [2**k for k in (10, 16, 20, 22)]
-            if device == "cpu"
+            if run.device == "cpu"
             else [2**k for k in (20, 24, 26, 28)]
         )
     if args.matmul_n is None:
-        args.matmul_n = 256 if device == "cpu" else 4096
-    if device == "cpu":  # ranks share the node's cores: one thread each, as torchrun sets
+        args.matmul_n = 256 if run.device == "cpu" else 4096
+    if run.device == "cpu":  # ranks share the node's cores: one thread each, as torchrun sets
         torch.set_num_threads(1)
+
+
+def _run_phases(run: Run, torch: Any, dist: Any) -> None:
     try:
         run.rendezvous()
         try:
-            run.init_process_group(backend)
+            run.init_process_group(run.backend)
         except Exception as exc:
             run.failure = run_init_failure(run, exc)
             raise PhaseFailed(run.failure["error"]) from exc
-        run.start_watchdog(lambda: _finish(run, backend, device))
+        run.start_watchdog(lambda: _finish(run))
+        traced = Traced(dist, run)
         for name, fn in PHASES:
-            if name == "grid" and args.no_grid:
+            if name == "grid" and run.args.no_grid:
                 continue
-            run.phase(name, lambda fn=fn: fn(run, torch, dist, device))  # type: ignore[misc]
+            run.phase(name, lambda fn=fn: fn(run, torch, traced, run.device))  # type: ignore[misc]
     except SetupFailed as exc:
         _say(run.rank, f"FAIL: {exc}")
         sys.stdout.flush()
@@ -514,16 +700,42 @@ def main(argv: list[str] | None = None) -> int:
         _say(run.rank, f"FAIL: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
         run.failure = {"phase": run.current_phase, "error": f"{type(exc).__name__}: {exc}",
                        "ranks": []}  # fmt: skip
-    code = _finish(run, backend, device)
-    run._stop.set()
+
+
+def _speak(run: Run, code: int) -> None:
+    """The rank's one line on stderr: rank 0's diagnosis, its own, or the failed checks."""
     verdict = run.results.get("verdict")
     if isinstance(verdict, str) and verdict.startswith("FAIL"):
         _say(run.rank, f"{verdict} (rank 0's diagnosis)")
     elif run.failure is not None:
         _say(run.rank, _failure_line(run.failure))
+    elif run.rank != 0 and verdict is None and run.store is not None:
+        _say(run.rank, "FAIL: no verdict from rank 0: the rendezvous store is gone (rank 0, or "
+                       "torchrun's agent on node 0, ended); rank 0's node says why")  # fmt: skip
     elif code:
         failed = [c for c in run.checks if not c["passed"]]
         _say(run.rank, "FAIL: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run = Run(args)
+    except (SetupFailed, ValueError) as exc:
+        _say(os.environ.get("RANK", "?"), f"FAIL: {exc}")
+        return EXIT_SETUP
+    listen_for_the_end(run)
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError as exc:
+        _say(run.rank, f"FAIL: torch is not installed in {sys.executable}: {exc}")
+        return EXIT_MISSING
+    _device(run, args, torch, dist)
+    _run_phases(run, torch, dist)
+    code = _finish(run)
+    run._stop.set()
+    _speak(run, code)
     if run.failure is None:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.proc import REPO
 
@@ -27,11 +28,14 @@ BIN = Path(sys.executable).parent
 
 @dataclass
 class Ended:
-    """One launched process (a torchrun agent, or one srun-like rank): exit code and output."""
+    """One launched process (a torchrun agent, or one srun-like rank): exit code and output, and
+    the processes it started that were still alive 2 s after it ended (``left``: found by parent
+    while it ran, or by process group afterwards; killed once listed)."""
 
     returncode: int
     stdout: str
     stderr: str
+    left: list[str] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -52,18 +56,96 @@ def _env(extra: Mapping[str, str], fault: str | None) -> dict[str, str]:
     return env
 
 
-def _wait(procs: list[subprocess.Popen[str]], deadline_s: float) -> list[Ended]:
-    end = time.monotonic() + deadline_s
+def _family(proc: subprocess.Popen[str], seen: dict[int, tuple[Any, int]]) -> None:
+    """Add ``proc``'s live descendants to ``seen``: pid -> (psutil process, process group)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            if child.pid not in seen:
+                with contextlib.suppress(OSError):
+                    seen[child.pid] = (child, os.getpgid(child.pid))
+
+
+def _alive(process: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _left_behind(leader: int, seen: dict[int, tuple[Any, int]]) -> list[str]:
+    """The processes of ``leader``'s family still alive: the descendants seen while it ran
+    (psutil checks the pid still names the same process), and any process still in the process
+    group of ``leader`` or of one of them; each is killed once listed."""
+    import psutil
+
+    groups = {leader, *(group for _, group in seen.values())}
+    grace = time.monotonic() + 2.0  # a process killed just now may not have been reaped yet
+    while True:
+        alive = [p for p, _ in seen.values() if _alive(p)]
+        for p in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                known = {q.pid for q in alive} | {os.getpid()}
+                if os.getpgid(p.pid) in groups and p.pid not in known and _alive(p):
+                    alive.append(p)
+        if not alive or time.monotonic() > grace:
+            break
+        time.sleep(0.2)
     out = []
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            out.append(f"pid {p.pid} ({p.status()}): {' '.join(p.cmdline())[:160]}")
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+    return out
+
+
+def _wait(
+    procs: list[subprocess.Popen[str]], deadline_s: float, *, kill_on_bad_exit: bool = False
+) -> list[Ended]:
+    """Wait for every launched process; ``kill_on_bad_exit``: once one exits non-zero, the
+    others get SIGCONT and SIGTERM, as Slurm ends a step's tasks under ``srun
+    --kill-on-bad-exit=1``."""
+    import threading
+
+    end = time.monotonic() + deadline_s
+    outputs: dict[int, tuple[str, str]] = {}
+    seen: list[dict[int, tuple[Any, int]]] = [{} for _ in procs]
+
+    def read(i: int, proc: subprocess.Popen[str]) -> None:
+        outputs[i] = proc.communicate()
+
+    readers = [threading.Thread(target=read, args=(i, p), daemon=True) for i, p in enumerate(procs)]
+    for reader in readers:
+        reader.start()
+    ended_step = False
+    while any(p.poll() is None for p in procs) and time.monotonic() < end:
+        for proc, family in zip(procs, seen, strict=True):
+            _family(proc, family)
+        if kill_on_bad_exit and not ended_step and any(p.poll() for p in procs):
+            ended_step = True
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
+                    proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+    killed = []
     for proc in procs:
-        try:
-            stdout, stderr = proc.communicate(timeout=max(end - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:  # its whole session: the rank workers hold the pipes
+        if proc.poll() is None:  # its whole session: the rank workers hold the pipes
+            killed.append(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
+    out = []
+    for i, proc in enumerate(procs):
+        left = _left_behind(proc.pid, seen[i])
+        readers[i].join(10.0)
+        stdout, stderr = outputs.get(i, ("", "[test: its output was never closed]"))
+        if proc.pid in killed:
             stderr += "\n[test: killed at the deadline]"
-        out.append(Ended(proc.returncode, stdout, stderr))
+        out.append(Ended(proc.wait(), stdout, stderr, left))
     return out
 
 
@@ -74,17 +156,33 @@ def torchrun_nodes(
     fault: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     deadline_s: float = 90.0,
+    rdzv: str = "static",
+    port: int | None = None,
+    rdzv_conf: str | None = None,
 ) -> tuple[list[Ended], float]:
-    """Two torchrun agents (node ranks 0 and 1) running ``dlsetup smoke --distributed ARGS``."""
-    port = free_port()
+    """Two torchrun agents (node ranks 0 and 1) running ``dlsetup smoke --distributed ARGS``.
+
+    ``rdzv``: ``static`` (``--master-addr/--master-port --node-rank``: agent 0 hosts the store)
+    or ``c10d`` (``--rdzv-backend c10d --rdzv-endpoint``: the agents agree on the node ranks,
+    with ``join_timeout=20`` as docs/fleet.md says).
+    """
+    port = free_port() if port is None else port
     env = _env(extra_env or {}, fault)
     procs = []
     t0 = time.monotonic()
     for node in (0, 1):
+        if rdzv == "c10d":
+            where = [
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+                "--rdzv-id", f"dlsetup-test-{port}", "--rdzv-conf", rdzv_conf or "join_timeout=20",
+            ]  # fmt: skip
+        else:
+            where = ["--node-rank", str(node), "--master-addr", "127.0.0.1",
+                     "--master-port", str(port)]  # fmt: skip
+            where += ["--rdzv-conf", rdzv_conf] if rdzv_conf else []
         argv = [
             str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", str(ranks_per_node),
-            "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port),
-            "--no-python", str(BIN / "dlsetup"), "smoke", "--distributed", *args,
+            *where, "--no-python", str(BIN / "dlsetup"), "smoke", "--distributed", *args,
         ]  # fmt: skip
         procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True))  # fmt: skip
@@ -101,6 +199,8 @@ def srun_like(
     ranks: Iterable[int],
     world: int,
     deadline_s: float = 60.0,
+    fault: str | None = None,
+    kill_on_bad_exit: bool = False,
 ) -> tuple[list[Ended], float]:
     """Start the given ranks of a ``world``-rank srun step (the others never start)."""
     from dlsetup.fleet.nodelist import expand_tasks_per_node
@@ -123,10 +223,10 @@ def srun_like(
                 "MASTER_ADDR": "127.0.0.1",
                 "MASTER_PORT": str(port),
             },
-            None,
+            fault,
         )
         argv = [str(BIN / "dlsetup"), "smoke", "--distributed", *args]
         procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True))  # fmt: skip
-    ended = _wait(procs, deadline_s)
+    ended = _wait(procs, deadline_s, kill_on_bad_exit=kill_on_bad_exit)
     return ended, time.monotonic() - t0

@@ -39,8 +39,14 @@ def one_cluster_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield
 
 
+def _reporter(ended: list[Ended]) -> Ended:
+    """The launched process that holds rank 0, the only rank that prints (under c10d the agents
+    agree on the node ranks, so it may be either agent)."""
+    return next((e for e in ended if e.stdout.strip()), ended[0])
+
+
 def _report(ended: list[Ended]) -> dict[str, Any]:
-    document = json.loads(ended[0].stdout)  # node 0 holds rank 0, the only rank that prints
+    document = json.loads(_reporter(ended).stdout)
     jsonschema.validate(document, load_schema("dlsetup.smoke-distributed"))
     data: dict[str, Any] = document["data"]
     return data
@@ -128,11 +134,12 @@ def test_two_nodes_of_two_ranks_report_every_rank_the_formulas_and_the_odd_ones(
 def _assert_fault(ended: list[Ended], wall: float, rank: int, state: str) -> dict[str, Any]:
     assert wall < FAULT_DEADLINE_S, f"took {wall:.1f} s"
     assert all(e.returncode != 0 for e in ended)
+    assert not [e.left for e in ended if e.left], "a process outlived its launcher"
     data = _report(ended)
     assert not data["passed"]
     named = {r["rank"]: r["state"] for r in data["failure"]["ranks"]}
     assert named.get(rank) == state, data["failure"]
-    assert f"rank {rank} {state}" in ended[0].stderr
+    assert f"rank {rank} {state}" in _reporter(ended).stderr
     return data
 
 
@@ -173,6 +180,77 @@ def test_rank_0_stopped_by_torchrun_after_its_report_still_gives_the_report() ->
     data = _assert_fault(ended, wall, 3, "dead")
     assert data["failure"]["phase"] == "all_reduce"
     assert ended[0].returncode == 1, ended[0].stderr
+
+
+#: Which fault runs under which launcher (each fault once, every launcher at least once; the
+#: full product would cost a minute and a half more): docs/fleet.md lists the same matrix.
+FATES = [
+    # kill -9 of the dlsetup process torchrun started for rank 3: its worker goes with it (the
+    # parent-death signal), rank 3 is named, not rank 2 that its agent ended afterwards
+    pytest.param("killparent@3", "static", 3, "dead", id="kill-9-of-rank-3s-dlsetup-static"),
+    # kill -9 of rank 3's worker itself
+    pytest.param("kill@3", "c10d", 3, "dead", id="kill-9-of-rank-3s-worker-c10d"),
+    # killed about 2 s after the start, before it joined: rank 0, ended by its agent in the
+    # same moment, still writes the report, from torchrun's error file of rank 1
+    pytest.param("killearly@1", "c10d", 1, "dead", id="killed-at-start-c10d"),
+    # SIGSTOP inside all_reduce: stopped (hung), not dead, and in which collective
+    pytest.param("stop@3", "c10d", 3, "stopped", id="sigstop-c10d"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.parametrize(("fault", "rdzv", "rank", "state"), FATES)
+def test_each_ranks_fate_names_the_rank_and_its_node_and_nothing_outlives_it(
+    fault: str, rdzv: str, rank: int, state: str
+) -> None:
+    ended, wall = torchrun_nodes(
+        ["--json", "--timeout", "5", "--steps", "20"], fault=fault, rdzv=rdzv
+    )
+    data = _assert_fault(ended, wall, rank, state)
+    first = data["failure"]["ranks"][0]  # the cause comes first, the ranks ended after it last
+    assert (first["rank"], first["state"]) == (rank, state), data["failure"]
+    assert first["node"] == f"node {rank // 2} ({socket.gethostname()})"  # torchrun: 2 per node
+    assert {r["state"] for r in data["failure"]["ranks"][1:]} <= {"ended"}, data["failure"]
+    assert "the rank's message above says why" not in "".join(e.stderr for e in ended)
+    if fault == "killparent@3":
+        assert "its process is gone and so is its dlsetup process" in first["detail"]
+    if fault == "killearly@1":
+        assert "its worker (pid " in first["detail"] and "killed by SIGKILL" in first["detail"]
+        assert "torchrun's error file" in first["detail"]
+    if state == "stopped":
+        line = "rank 3 stopped (hung) in phase all_reduce, collective all_reduce: its process is "
+        assert line + "stopped (state T" in _reporter(ended).stderr
+        assert [r["status"] for r in data["ranks"]].count("stopped") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_rank_0s_worker_killed_is_said_by_rank_0_and_named_by_the_others() -> None:
+    """kill -9 of rank 0's worker: no report can exist; rank 0 says its worker was killed by
+    SIGKILL before the report, and the ranks of the other node name rank 0 dead (torchrun's
+    agent of node 0 held the store, and it ended with its node)."""
+    ended, wall = torchrun_nodes(["--json", "--timeout", "5", "--steps", "20"], fault="kill@0")
+    assert wall < FAULT_DEADLINE_S, f"took {wall:.1f} s"
+    assert not [e.left for e in ended if e.left], "a process outlived its launcher"
+    assert all(e.returncode != 0 for e in ended)
+    error = json.loads(ended[0].stdout)["data"]["error"]
+    assert error["message"].startswith("rank 0: its worker (pid ")
+    assert "was killed by SIGKILL (kill -9, or the kernel's OOM killer" in error["message"]
+    assert error["message"].endswith("before it wrote the report")
+    assert "message above" not in ended[0].stderr
+    assert "rank 0 dead (its process is gone" in ended[1].stderr, ended[1].stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_a_stopped_rank_under_srun_is_named_with_its_slurm_node() -> None:
+    ended, wall = srun_like(
+        ["--json", "--timeout", "5", "--steps", "20"], port=free_port(), nodes="n[1-2]",
+        tasks_per_node="1(x2)", ranks=[0, 1], world=2, fault="stop@1", kill_on_bad_exit=True,
+    )  # fmt: skip
+    data = _assert_fault(ended, wall, 1, "stopped")
+    assert data["failure"]["ranks"][0]["node"] == "node 1 (n2)"
 
 
 @pytest.mark.slow

@@ -15,6 +15,13 @@ No production module knows about these faults. KIND:
 * ``version``: from then on, its ``torch.__version__`` says 2.12.0+cpu (a drifted install);
 * ``grad``: after the DDP step's backward, its DDP gradient of the first parameter gets + 1;
 * ``grid``: from then on, its ``torch.sigmoid`` returns 1.1 x the value (a broken kernel);
+* ``kill``: its first ``all_reduce`` SIGKILLs the worker's own process (a ``kill -9`` of it);
+* ``killparent``: its first ``all_reduce`` SIGKILLs the worker's parent, the ``dlsetup`` process
+  torchrun or srun started (a ``kill -9`` of that process: the worker must not outlive it);
+* ``killearly``: the worker SIGKILLs itself the moment it imports ``torch.distributed``, before
+  it joins the rendezvous (a rank killed about 2 s after the start);
+* ``stop``: its first ``all_reduce`` waits 0.7 s (a heartbeat goes out naming the collective),
+  then SIGSTOPs the worker's own process (a rank stopped by a debugger or ``kill -STOP``);
 * ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
   ``LINGER_S`` sleep returns at once), so torchrun stops rank 0 of its node the moment it can;
 * ``slowexit``: the rank's process waits 2 s before it exits (``os._exit``), after its report
@@ -26,6 +33,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -62,6 +70,14 @@ def _patch(dist: Any) -> None:
             os._exit(17)
         if first and kinds & {"hang", "stall"}:
             time.sleep(3600)
+        if first and "kill" in kinds:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if first and "killparent" in kinds:
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(3600)  # the parent-death signal ends this process
+        if first and "stop" in kinds:
+            time.sleep(0.7)
+            os.kill(os.getpid(), signal.SIGSTOP)
         out = original(tensor, *args, **kwargs)
         if first and "wrong" in kinds:
             tensor.add_(1)
@@ -133,6 +149,8 @@ class _Finder(importlib.abc.MetaPathFinder):
         run = loader.exec_module
 
         def exec_module(module: Any) -> None:
+            if "killearly" in _faults():
+                os.kill(os.getpid(), signal.SIGKILL)
             run(module)
             _patch(module)
 
