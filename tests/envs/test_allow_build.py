@@ -295,3 +295,43 @@ def test_pixi_v6_git_and_editable_sources_are_named_as_what_they_are(
         flat,
     ), flat
     assert not (tmp_path / "env").exists()
+
+
+# --- a PEP 751 lock (the venv backend) -----------------------------------------------------------
+
+
+def sdist_only(directory: Path, name: str, marker: Path) -> dict[str, object]:
+    """A ``[[packages]]`` table with only the sdist of :func:`hostile_sdist` (as uv writes a
+    package PyPI has no wheel of)."""
+    sdist = hostile_sdist(directory, name, marker)
+    return {"name": name, "version": "1.0",
+            "sdist": {"name": sdist.name, "url": sdist.resolve().as_uri(),
+                      "hashes": {"sha256": sha256(sdist)}}}  # fmt: skip
+
+
+def test_a_pylock_names_every_sdist_and_builds_only_the_allowed_ones(tmp_path: Path) -> None:
+    from tests.security.locks import HOST_PYTHON, wheel_package, write_pylock
+    from tests.support.proc import REPO, run_cli
+
+    marker = tmp_path / "setup-py-ran"
+    packages = [wheel_package(tmp_path / "w"),
+                *(sdist_only(tmp_path / "s", name, marker) for name in ("evila", "evilb"))]  # fmt: skip
+    lock = write_pylock(tmp_path / "pylock.toml", packages, python=HOST_PYTHON)
+
+    def venv(prefix: Path, *extra: str) -> tuple[int, str]:
+        proc = run_cli("create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
+                       "--no-jupyter", *extra, env={"PYTHONPATH": str(REPO)})  # fmt: skip
+        return proc.returncode, " ".join(proc.stderr.split())
+
+    code, err = venv(tmp_path / "env")
+    assert code == 4, err
+    assert "2 packages have no wheel: evila 1.0 (sdist), evilb 1.0 (sdist)" in err
+    assert "--allow-build evila --allow-build evilb" in err
+    code, err = venv(tmp_path / "env", "--allow-build", "evila")
+    assert code == 4, err
+    assert "package evilb 1.0 has no wheel (it has sdist)" in err
+    assert not marker.exists() and not (tmp_path / "env").exists()
+    code, err = venv(tmp_path / "env", "--allow-build", "evila", "--allow-build", "evilb")
+    assert code == 0, err
+    assert set(marker.read_text().split()) == {"evila", "evilb"}
+    assert site_has(tmp_path / "env", "evila") and site_has(tmp_path / "env", "evilb")

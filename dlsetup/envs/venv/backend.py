@@ -53,13 +53,19 @@ class VenvBackend(Backend):
             dev=options.dev,
             extras=options.extras,
         )
-        lock = parse_pylock(lock_path, named=True)
-        return locked_environment(lock, platform, python_request(lock))
+        lock = parse_pylock(lock_path, named=True, allow_build=options.allow_build)
+        return locked_environment(lock, platform, python_request(lock), options.allow_build)
 
     def default_name(self, lock_path: Path, options: BuildOptions) -> str:
-        from dlsetup.envs.venv.lock import name_of_lock
+        """The lock's ``[tool.dlsetup] name``, else the NAME of ``pylock.NAME.toml`` (as
+        :func:`dlsetup.envs.venv.lock.name_of_lock`), read with the ``--allow-build`` names."""
+        from dlsetup.envs.venv.pylock import parse_pylock
 
-        return name_of_lock(lock_path)
+        tool = parse_pylock(lock_path, allow_build=options.allow_build).tool
+        if isinstance(tool.get("name"), str):
+            return str(tool["name"])
+        middle = lock_path.name.removeprefix("pylock").removesuffix(".toml").strip(".")
+        return middle or "venv"
 
     def keep_lock(self, staged: Path, lock: bytes, lock_format: str) -> None:
         (staged / KEPT_LOCK).write_bytes(lock)
@@ -76,4 +82,11 @@ class VenvBackend(Backend):
     ) -> InstallResult:
         from dlsetup.envs.venv.install import create_venv
 
-        return create_venv(lock_path, prefix, force=force, progress=progress, on_ready=on_ready)
+        return create_venv(
+            lock_path,
+            prefix,
+            force=force,
+            progress=progress,
+            on_ready=on_ready,
+            allow_build=options.allow_build,
+        )

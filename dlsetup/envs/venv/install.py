@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlsetup.envs.pypi.install import run_uv_step
+from dlsetup.envs.pypi.install import build_options, check_sources, run_uv_step
 from dlsetup.errors import InputError, InstallError
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def create_venv(
     force: bool = False,
     progress: Progress | None = None,
     on_ready: Callable[[Path], None] | None = None,
+    allow_build: tuple[str, ...] = (),
 ) -> InstallResult:
     """Build a venv at ``prefix`` from the PEP 751 lock ``lock_path``, atomically.
 
@@ -114,6 +115,8 @@ def create_venv(
             non-empty directory that is not an environment is never replaced.
         progress: where progress goes (default: silent).
         on_ready: called with the staged venv before it is moved into place.
+        allow_build: packages whose sdist uv may build (``--allow-build``) after verifying its
+            sha256, in its isolated build environment; nothing else is built.
 
     Raises:
         InputError: a bad prefix; the lock is not TOML or not PEP 751, or does not fit here.
@@ -135,9 +138,11 @@ def create_venv(
     progress = progress or Progress(enabled=False)
     prefix = normalize_prefix(prefix)
     check_prefix(prefix, force=force)
-    lock = parse_pylock(lock_path, named=True)
+    lock = parse_pylock(lock_path, named=True, allow_build=allow_build)
     python = python_request(lock)  # an X.Y, never a path: validated before anything is chosen
-    locked = locked_environment(lock, host_platform(), python)  # wheels only, never an sdist
+    # wheels only; an sdist only where --allow-build names it
+    locked = locked_environment(lock, host_platform(), python, allow_build)
+    check_sources(locked.pypi, locked.platform, lock_path, allow_build)
     progress.note(plan_text(locked))
     with target_lock(prefix):
         with deferred_signals():
@@ -162,8 +167,8 @@ def create_venv(
                 with sync_credentials(lock) as credentials:
                     run_uv_step(
                         ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
-                         "--no-build", "--preview-features", "pylock", "--quiet", *credentials,
-                         str(lock_path)],
+                         *build_options(locked.pypi, allow_build), "--preview-features",
+                         "pylock", "--quiet", *credentials, str(lock_path)],
                         "install the lock",
                     )  # fmt: skip
             except InstallError as exc:

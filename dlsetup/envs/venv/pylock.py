@@ -36,7 +36,7 @@ from dlsetup.errors import InputError, IntegrityError
 
 if TYPE_CHECKING:
     from packaging.markers import Environment
-    from packaging.pylock import Package, PackageWheel
+    from packaging.pylock import Package, PackageSdist, PackageWheel
     from packaging.tags import Tag
 
 if sys.version_info >= (3, 11):
@@ -101,13 +101,46 @@ def _refuse(path: Path, what: str) -> IntegrityError:
     )
 
 
-def parse_pylock(path: Path, *, named: bool = False) -> PyLock:
+def _no_wheel_error(path: Path, missing: Sequence[tuple[str, str, str]]) -> IntegrityError:
+    """One error naming every package of ``missing`` (name, version, what it has instead)."""
+    listed = ", ".join(f"{name} {version} ({what})" for name, version, what in missing)
+    what = (
+        f"package {missing[0][0]} {missing[0][1]} has no wheel (it has {missing[0][2]})"
+        if len(missing) == 1
+        else f"{len(missing)} packages have no wheel: {listed}"
+    )
+    sdists = [name for name, _, kind in missing if kind == "sdist"]
+    if not sdists:
+        return _refuse(path, what)
+    return IntegrityError(
+        f"{path} is refused: {what}; nothing was installed (dlsetup builds a source "
+        "distribution only when it is named with --allow-build)",
+        fix="lock versions with wheels (dlsetup lock --backend venv), or build them with "
+        + " ".join(f"--allow-build {name}" for name in sdists)
+        + " (this runs each one's build backend, arbitrary code, in an isolated build "
+        "environment, after its sha256 is verified)",
+    )
+
+
+def _allowed_sdist(entry: Mapping[str, Any], allowed: set[str]) -> bool:
+    """Whether ``entry`` is a package ``--allow-build`` names whose sdist has a sha256."""
+    from packaging.utils import canonicalize_name
+
+    sdist = entry.get("sdist")
+    if str(canonicalize_name(str(entry["name"]))) not in allowed or not isinstance(sdist, dict):
+        return False
+    return len(str((sdist.get("hashes") or {}).get("sha256", ""))) == 64
+
+
+def parse_pylock(path: Path, *, named: bool = False, allow_build: Sequence[str] = ()) -> PyLock:
     """Read ``path`` and check it (:class:`packaging.pylock.Pylock`, then dlsetup's rules).
 
     Args:
         path: the lock.
         named: also require the file name PEP 751 allows (``pylock.toml``,
             ``pylock.NAME.toml``), as uv does when it installs the lock.
+        allow_build: packages whose sdist (with a sha256) may stand in for a wheel
+            (``--allow-build NAME``).
 
     Raises:
         InputError: the file is missing, is not TOML, or is not a valid PEP 751 lock; or,
@@ -129,15 +162,20 @@ def parse_pylock(path: Path, *, named: bool = False) -> PyLock:
             f"{path} is not a valid PEP 751 lock: {exc}",
             fix="lock again with dlsetup lock --backend venv",
         ) from exc
+    from packaging.utils import canonicalize_name
+
+    allowed = {str(canonicalize_name(name)) for name in allow_build}
     packages = []
+    missing: list[tuple[str, str, str]] = []
     for entry in document.get("packages", []):
         name, version = str(entry["name"]), str(entry.get("version", ""))
         wheels = entry.get("wheels") or []
-        if not wheels:
+        if not wheels and not _allowed_sdist(entry, allowed):
             what = next(
                 (k for k in ("sdist", "vcs", "directory", "archive") if k in entry), "nothing"
             )
-            raise _refuse(path, f"package {name} {version} has no wheel (it has {what})")
+            missing.append((name, version, what))
+            continue
         checked = []
         for wheel in wheels:
             sha256 = str((wheel.get("hashes") or {}).get("sha256", ""))
@@ -146,6 +184,8 @@ def parse_pylock(path: Path, *, named: bool = False) -> PyLock:
                 raise _refuse(path, f"the wheel {file_name} of {name} has no sha256")
             checked.append((file_name, sha256))
         packages.append(LockedPackage(name, version, str(entry.get("marker", "")), tuple(checked)))
+    if missing:  # every one named at once
+        raise _no_wheel_error(path, missing)
     tool = document.get("tool", {}).get(TOOL, {})
     if named:
         from dlsetup.envs.lockfiles.formats import pep751_name_error
@@ -179,7 +219,8 @@ def select_wheels(
     environment: Environment | None = None,
     tags: Sequence[Tag] | None = None,
     where: str = "this machine",
-) -> list[tuple[Package, PackageWheel]]:
+    allow_build: Sequence[str] = (),
+) -> list[tuple[Package, PackageWheel | PackageSdist]]:
     """The package and the wheel of each package ``lock`` installs where the marker
     ``environment`` and the wheel ``tags`` hold (``None``: this machine's), by
     :meth:`packaging.pylock.Pylock.select`; never a source distribution.
@@ -189,6 +230,8 @@ def select_wheels(
         environment: PEP 508 marker values (``sys_platform`` ...), or ``None`` for this machine.
         tags: the wheel tags accepted, best first, or ``None`` for this machine's.
         where: what ``environment`` and ``tags`` describe, for messages (``linux-64``).
+        allow_build: packages whose sdist may be chosen where no wheel fits
+            (``--allow-build NAME``); uv builds them.
 
     Raises:
         InputError: no wheel of some package fits, or the lock's environments or
@@ -197,8 +240,10 @@ def select_wheels(
             directory or archive source) that an installer would build: nothing in a lock is
             built or run.
     """
-    from packaging.pylock import PackageWheel, Pylock, PylockSelectError
+    from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockSelectError
+    from packaging.utils import canonicalize_name
 
+    allowed = {str(canonicalize_name(name)) for name in allow_build}
     try:
         chosen = list(
             Pylock.from_dict(dict(lock.document)).select(environment=environment, tags=tags)
@@ -208,16 +253,29 @@ def select_wheels(
             f"{lock.path} does not fit {where}: {exc}",
             fix="lock for this platform: dlsetup lock TARGET --backend venv --platform THIS",
         ) from exc
-    wheels = []
+    wheels: list[tuple[Package, PackageWheel | PackageSdist]] = []
+    refused = []
     for package, dist in chosen:
-        if not isinstance(dist, PackageWheel):
-            raise _refuse(
-                lock.path,
-                f"package {package.name} {package.version} has no wheel for {where}, only "
-                f"a {type(dist).__name__.removeprefix('Package').lower()} source that would be "
-                "built (its build scripts run); dlsetup builds nothing from a lock",
-            )
-        wheels.append((package, dist))
+        if isinstance(dist, PackageSdist) and str(package.name) in allowed:
+            wheels.append((package, dist))  # named with --allow-build: uv builds it
+        elif not isinstance(dist, PackageWheel):
+            kind = type(dist).__name__.removeprefix("Package").lower()
+            refused.append(f"{package.name} {package.version} ({kind})")
+        else:
+            wheels.append((package, dist))
+    if refused:  # every one named at once
+        what = (
+            f"package {refused[0].rsplit(' (', 1)[0]} has no wheel for {where}, only a "
+            f"{refused[0].rsplit(' (', 1)[1].rstrip(')')} source"
+            if len(refused) == 1
+            else f"{len(refused)} packages have no wheel for {where}, only sources: "
+            + ", ".join(refused)
+        )
+        raise _refuse(
+            lock.path,
+            f"{what} that would be built (its build scripts run); dlsetup builds nothing from "
+            "a lock unless --allow-build names a source distribution",
+        )
     return wheels
 
 

@@ -21,7 +21,7 @@ from dlsetup.errors import InputError
 
 if TYPE_CHECKING:
     from packaging.markers import Environment
-    from packaging.pylock import PackageWheel
+    from packaging.pylock import PackageSdist, PackageWheel
     from packaging.tags import Tag
 
     from dlsetup.envs.lockfiles.formats import LockedEnvironment
@@ -64,20 +64,23 @@ def wheel_tags(platform: VenvPlatform, python: str) -> list[Tag]:
     ]
 
 
-def _url(lock: PyLock, wheel: PackageWheel) -> str:
+def _url(lock: PyLock, wheel: PackageWheel | PackageSdist) -> str:
     if wheel.url:
         return str(wheel.url)
     # a wheel given by its path: relative to the lock's directory (PEP 751)
     return urljoin(lock.path.resolve().parent.as_uri() + "/", str(wheel.path))
 
 
-def locked_environment(lock: PyLock, platform: str, python: str) -> LockedEnvironment:
+def locked_environment(
+    lock: PyLock, platform: str, python: str, allow_build: tuple[str, ...] = ()
+) -> LockedEnvironment:
     """What ``platform`` (a conda platform name) installs from ``lock`` with CPython ``python``.
 
     Raises:
         InputError: a platform the venv backend does not lock for; the lock does not fit it
             (its environments or ``requires-python``, or a package without a fitting wheel).
-        IntegrityError: a package whose only fitting source would be built (an sdist).
+        IntegrityError: a package whose only fitting source would be built (an sdist that
+            ``allow_build``, ``--allow-build``, does not name).
     """
     from dlsetup.envs.location import host_platform
     from dlsetup.envs.lockfiles.formats import LockedEnvironment, PypiPackage
@@ -85,7 +88,7 @@ def locked_environment(lock: PyLock, platform: str, python: str) -> LockedEnviro
     from dlsetup.envs.venv.pylock import select_wheels
 
     if platform == host_platform() and python == _running():
-        chosen = select_wheels(lock)  # this machine, as uv pip sync sees it
+        chosen = select_wheels(lock, allow_build=allow_build)  # as uv pip sync sees it
     elif platform in VENV_PLATFORMS:
         row = VENV_PLATFORMS[platform]
         chosen = select_wheels(
@@ -93,6 +96,7 @@ def locked_environment(lock: PyLock, platform: str, python: str) -> LockedEnviro
             environment=marker_environment(row, python),
             tags=wheel_tags(row, python),
             where=f"{platform} (Python {python})",
+            allow_build=allow_build,
         )
     else:
         raise InputError(
@@ -118,4 +122,3 @@ def locked_environment(lock: PyLock, platform: str, python: str) -> LockedEnviro
             for package, wheel in chosen
         ),
     )
-
