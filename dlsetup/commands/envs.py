@@ -82,6 +82,8 @@ def _lock_data(result: Any, choice: Any) -> dict[str, Any]:
         ],
         "content_hash": dict(result.content_hash),
         "companion_notes": list(result.companion_notes),
+        "pypi_notes": list(result.pypi_notes),
+        "pypi_without_metadata": {p: list(n) for p, n in result.pypi_without_metadata.items()},
         "gpus": [
             {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}"}
             for g in result.gpus
@@ -252,6 +254,12 @@ which CUDA line each platform got and why (the GPU that ruled out a newer one).
 )
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @click.option(
+    "--verbose",
+    is_flag=True,
+    help="Also list what a summary line counts (the PyPI wheels whose index serves no "
+    "metadata).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -271,11 +279,13 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     torch_index_url: str | None,
     index_url: str | None,
     torch_version: str | None,
+    accept_variant: str | None,
     check: Path | None,
     platforms: tuple[str, ...],
     all_platforms: bool,
     output: Path,
     force: bool,
+    verbose: bool,
     as_json: bool,
 ) -> None:
     """Lock TARGET (pytorch, tensorflow, both, or an environment .yml) for this machine's hardware.
@@ -303,13 +313,14 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
         lock_venv_command(
             venv_request(target, variant, cuda, gpu_arch, python_version, platforms,
-                         all_platforms, torch_index_url, index_url, torch_version),
+                         all_platforms, torch_index_url, index_url, torch_version,
+                         accept_variant),
             output, force=force, as_json=as_json,
         )  # fmt: skip
         return
     from dlsetup.commands.venv import refuse_venv_only
 
-    refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
+    refuse_venv_only(ctx, torch_index_url, index_url, torch_version, accept_variant)
     from dlsetup.envs.pipeline import conda_request, lock, virtual_package_sources
     from dlsetup.output import dumps, envelope, make_console
 
@@ -344,6 +355,9 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
     for note in result.pypi_notes:
         console.print(f"  PyPI: {note}.", markup=False, soft_wrap=True)
+    if verbose:
+        for platform, names in result.pypi_without_metadata.items():
+            console.print(f"    {platform}: {', '.join(names)}", markup=False, soft_wrap=True)
     console.print("Wrote:")
     for path in (result.environment_path, result.virtual_packages_path, result.lock_path):
         console.print(f"  {path}")
@@ -550,6 +564,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     torch_index_url: str | None,
     index_url: str | None,
     torch_version: str | None,
+    accept_variant: str | None,
     prefix: Path | None,
     name: str | None,
     from_lock: Path | None,
@@ -579,12 +594,12 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     if backend == "venv":
         refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
     else:
-        refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
+        refuse_venv_only(ctx, torch_index_url, index_url, torch_version, accept_variant)
     if from_lock is not None and torch_version is not None:
         raise click.UsageError("--torch-version does not apply to --from-lock", ctx=ctx)
     request = (
         venv_request(target, variant, cuda, gpu_arch, python_version, (), False,
-                     torch_index_url, index_url, torch_version)
+                     torch_index_url, index_url, torch_version, accept_variant)
         if target is not None and backend == "venv"
         else conda_request(target=target, variant=variant, cuda=cuda, platforms=(),
                            all_platforms=False, python_version=python_version, channels=channels,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from dlsetup.envs.venv.lock import VenvLockRequest, VenvLockResult
+    from dlsetup.envs.venv.lock import PlatformLock, VenvLockRequest, VenvLockResult
 
 BACKEND_CHOICE = click.Choice(["conda", "venv"])
 
@@ -48,6 +48,15 @@ def venv_options(func: Any) -> Any:
             "variant, the GPUs or the Python; a release newer than the data is allowed, its "
             "wheel variant chosen by the rules of the newest release the data knows, and said so.",
         ),
+        click.option(
+            "--accept-variant",
+            metavar="VARIANT",
+            help="venv: where the sources hold no PyTorch build of the variant chosen (cpu, "
+            "cu126, ...) but another one (PyPI's Linux torch is a CUDA build, which also runs on "
+            "a CPU), lock that one, labelled as what it is: name the variant the refusal "
+            "reports (cu130), or 'any'. Without it such a lock stops (exit 2) before anything "
+            "is downloaded, naming the build found and its download size.",
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -66,12 +75,14 @@ def refuse_venv_only(
     torch_index_url: str | None,
     index_url: str | None,
     torch_version: str | None = None,
+    accept_variant: str | None = None,
 ) -> None:
     """Refuse the venv backend's options with ``--backend conda``."""
     for option, value in (
         ("--torch-index-url", torch_index_url),
         ("--index-url", index_url),
         ("--torch-version", torch_version),
+        ("--accept-variant", accept_variant),
     ):
         if value:
             raise click.UsageError(f"{option} only applies to --backend venv", ctx=ctx)
@@ -88,6 +99,7 @@ def venv_request(
     torch_index_url: str | None,
     index_url: str | None,
     torch_version: str | None = None,
+    accept_variant: str | None = None,
 ) -> VenvLockRequest:
     """The venv backend's request from the command's options."""
     from dlsetup.envs.pipeline import venv_request as make_request
@@ -103,6 +115,7 @@ def venv_request(
         torch_index_url=torch_index_url,
         index_url=index_url,
         torch_version=torch_version,
+        accept_variant=accept_variant,
     )
     return request
 
@@ -121,7 +134,10 @@ def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
         "torch": None
         if torch is None
         else {
-            "variant": torch.variant,
+            "variant": result.torch_variant,
+            "planned_variant": torch.variant,
+            "accepted_variant": result.accepted_variant,
+            "companion_notes": list(result.companion_notes),
             "release": torch.release,
             "reason": torch.reason,
             "passed_over": list(torch.passed_over),
@@ -139,18 +155,38 @@ def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
         ],
         "gpu_source": choice.gpu_source,
         "files": {"lock": str(result.lock_path)},
-        "platforms": [
-            {
-                "platform": p.platform.name,
-                "python_platform": p.platform.python_platform,
-                "marker": p.platform.marker,
-                "torch_index": p.torch_index or None,
-                "requirements": list(p.requirements),
-                "packages": [{"name": n, "version": v} for n, v in p.packages],
-                "resolve_ms": round(p.resolve_ms, 3),
-            }
-            for p in result.platforms
+        "platforms": [_platform_data(p) for p in result.platforms],
+    }
+
+
+def _platform_data(p: PlatformLock) -> dict[str, Any]:
+    """One platform of a ``dlsetup.venv-lock`` document: what was resolved, where from."""
+    sources = dict(p.origins)
+    build = p.build
+    return {
+        "platform": p.platform.name,
+        "python_platform": p.platform.python_platform,
+        "marker": p.platform.marker,
+        "torch_index": p.torch_index or None,
+        "requirements": list(p.requirements),
+        "packages": [
+            {"name": n, "version": v, **({"source": sources[n]} if n in sources else {})}
+            for n, v in p.packages
         ],
+        "resolve_ms": round(p.resolve_ms, 3),
+        "build": None
+        if build is None
+        else {
+            "variant": build.variant,
+            "planned_variant": p.expected_variant,
+            "fits_plan": not p.variant_differs,
+            "torch": build.torch_version,
+            "pypi_build": build.pypi_build,
+            "cuda_libraries": list(build.cuda_libraries),
+            "companions": [{"name": n, "version": v} for n, v in build.companions],
+            "description": build.describe(),
+        },
+        "download_bytes": p.download_bytes,
     }
 
 
@@ -171,19 +207,31 @@ def lock_venv_command(
     def say(text: str) -> None:
         console.print(text, markup=False, soft_wrap=True)
 
-    what = f"PyTorch {result.torch.release} ({result.torch.variant})" if result.torch else ""
+    what = f"PyTorch {result.torch.release} ({result.torch_variant})" if result.torch else ""
     if result.tensorflow is not None:
         what = ", ".join(w for w in (what, result.tensorflow[0]) if w)
     say(f"Locked {result.name}{': ' + what if what else ''} for Python {result.python} with uv.")
     say(f"  Why: {variant_reason(result)}")
     if result.torch is not None:
+        for line in result.accepted_lines():
+            say(line)
         if result.torch.release_note:
             say(f"  Release: {result.torch.release_note}")
         for why in result.torch.passed_over:
             say(f"  Passed over {why}")
+    for note in result.companion_notes:
+        say(f"  Companions: {note}")
     for p in result.platforms:
         index = f"; PyTorch from {p.torch_index}" if p.torch_index else ""
-        frameworks = [f"{n} {v}" for n, v in p.packages if n in ("torch", "tensorflow")]
+        frameworks = [
+            f"{n} {v}"
+            for n, v in p.packages
+            if n in ("torch", "torchvision", "torchaudio", "tensorflow")
+        ]
         say(f"  {p.platform.name}: {'; '.join(frameworks)}; {len(p.packages)} packages{index}")
+        if p.build is not None:
+            say(f"    Build: {p.build.describe()}")
+        for where, names in p.origin_groups():
+            say(f"    From {where}: {names}")
     say(f"Wrote: {result.lock_path}")
     say(f"Next: dlsetup create --from-lock {result.lock_path}")

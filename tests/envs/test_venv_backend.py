@@ -428,7 +428,7 @@ def test_create_from_lock_builds_the_locked_venv_whose_scripts_run_after_the_mov
     jsonschema.validate(doc, load_schema("dlsetup.create"))
     data = doc["data"]
     assert data["prefix"] == str(prefix)
-    assert (data["lock_format"], data["packages"], data["pypi_packages"]) == ("pylock", 0, 3)
+    assert (data["lock_format"], data["packages"], data["pypi_packages"]) == ("pylock", 0, 5)
     assert data["python"] == str(prefix / "bin" / "python")
     assert data["activate"] == f"source {prefix / 'bin' / 'activate'}"
     assert data["kernel"]["name"] == "dlsetup-pt"

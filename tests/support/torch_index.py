@@ -14,7 +14,8 @@ Laid out like the real ones, as PEP 503 "simple" indexes that uv reads through `
 * ``ROOT/pypi/simple``: ``numpy``, ``ipykernel``, ``tensorflow`` (with an ``and-cuda`` extra that
   pulls ``nvidia-cudnn-cu12``), ``tensorflow-cpu`` and the ``nvidia-*`` wheels TensorFlow needs;
   and PyPI's own PyTorch builds, shaped like the real ones: a Linux ``torch`` without a local
-  version that is a CUDA build (``nvidia-*-cu13`` requirements and ``triton``), with
+  version that is a CUDA build (``nvidia-*-cu13`` requirements and ``triton``; 2.14.0 and the
+  knowledge base's newest release), with
   ``torchvision``/``torchaudio`` of the same shape (:data:`PYPI_TORCH`).
 
 Each variant's index also holds a ``torch`` release the knowledge base does not know yet
@@ -46,8 +47,8 @@ CUDA_LIBS: dict[str, tuple[tuple[str, str], ...]] = {
 #: PyTorch's companions on every variant's index and on the small PyPI (stable-ABI releases)
 TORCHVISION = "0.29.0"
 TORCHAUDIO = "2.11.0"
-#: the torch release PyPI's CUDA build has here, and what it requires (PyPI's Linux torch 2.14
-#: is built for CUDA 13.0, the knowledge base's ``pypi_default``)
+#: the torch release PyPI's CUDA build has here (and the knowledge base's newest, 2.15.0, too), and
+#: what it requires (PyPI's Linux torch 2.14 is built for CUDA 13.0, the data's ``pypi_default``)
 PYPI_TORCH = "2.14.0"
 PYPI_TORCH_LIBS: tuple[tuple[str, str], ...] = (
     ("nvidia-cudnn-cu13", "9.13.0.50"),
@@ -160,12 +161,13 @@ def _pypi_torch_wheels() -> list[Wheel]:
     wheels = [
         Wheel(
             "torch",
-            PYPI_TORCH,
+            version,
             requires,
             tag=f"{py}-{py}-{LINUX}",
             requires_python=">=3.10",
-            files=_torch_files(PYPI_TORCH, "pypi", "13.0"),
+            files=_torch_files(version, "pypi", "13.0"),
         )
+        for version in dict.fromkeys((PYPI_TORCH, torch_versions()[1]))
         for py in PYTHONS
     ]
     for name, ver in PYPI_TORCH_LIBS:

@@ -29,8 +29,6 @@ scripts find their interpreter relative to themselves, so the renamed venv's ``p
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -41,15 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 from dlsetup.envs.credentials import strip_auth
 from dlsetup.envs.pypi.install import run_uv_step
-from dlsetup.envs.pypi.uv import index_args, uv_binary, uv_cache
-from dlsetup.errors import DlsetupError, InputError, InstallError, SolveError
+from dlsetup.envs.pypi.uv import index_args, uv_cache
+from dlsetup.errors import DlsetupError, InputError, SolveError
 
 if TYPE_CHECKING:
     from dlsetup.compat.recommend import TorchPick
-    from dlsetup.envs.progress import Progress
     from dlsetup.envs.reachability import VenvSources
-    from dlsetup.envs.staging import InstallResult
     from dlsetup.envs.variant import VariantChoice
+    from dlsetup.envs.venv.resolved import ResolvedBuild
     from dlsetup.probes.nvidia import NvidiaFacts
 
 #: the default PyTorch index pattern; the knowledge base's (``torch.index_url``) is used when set
@@ -179,6 +176,8 @@ class VenvLockRequest:
         torch_index_url: the PyTorch index pattern (``{variant}`` is replaced) or one URL.
         index_url: the index for everything else.
         torch_version: ``--torch-version X.Y``: the PyTorch release to lock (None: chosen).
+        accept_variant: ``--accept-variant``: the wheel variant the user takes where the one
+            chosen is not on the sources (``cu130``; ``any``: whichever one is); None: refuse.
     """
 
     target: str
@@ -191,6 +190,7 @@ class VenvLockRequest:
     torch_index_url: str | None = None
     index_url: str | None = None
     torch_version: str | None = None
+    accept_variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +226,11 @@ class PlatformLock:
         requirements: what was resolved.
         packages: ``(name, version)`` resolved.
         resolve_ms: uv's wall time, milliseconds.
+        build: the PyTorch build resolved, read from the resolution (None without PyTorch).
+        expected_variant: the wheel variant planned here (``cpu`` where PyTorch publishes no
+            CUDA wheels); empty without PyTorch.
+        download_bytes: the wheels' size, bytes (None: not known).
+        origins: ``(name, source)`` of each package: the index or directory it comes from.
     """
 
     platform: VenvPlatform
@@ -233,6 +238,21 @@ class PlatformLock:
     requirements: tuple[str, ...]
     packages: tuple[tuple[str, str], ...]
     resolve_ms: float
+    build: ResolvedBuild | None = None
+    expected_variant: str = ""
+    download_bytes: int | None = None
+    origins: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def variant_differs(self) -> bool:
+        """The build resolved is not the variant planned (a cpu plan holding CUDA libraries)."""
+        from dlsetup.envs.venv.resolved import fits_label
+
+        return self.build is not None and not fits_label(self.build, self.expected_variant)
+
+    def origin_groups(self) -> list[tuple[str, str]]:
+        """``(source, "torch, torchvision, ...")``: where each package comes from."""
+        return origin_groups(self)
 
 
 @dataclass(frozen=True)
@@ -250,6 +270,10 @@ class VenvLockResult:
         lock_path: the ``pylock.NAME.toml`` written.
         platforms: per platform.
         request: what was asked for (recorded in the lock so ``lock --check`` can replay it).
+        companion_notes: a companion left out, and why (torchaudio where no release matching
+            the torch release is on the sources).
+        accepted_variant: the variant locked in place of the planned one (``--accept-variant``),
+            else None.
         sources: each source searched and where it was configured, and the fallback taken
             when PyTorch's index was out of reach (:mod:`dlsetup.envs.reachability`).
     """
@@ -264,7 +288,20 @@ class VenvLockResult:
     lock_path: Path
     platforms: tuple[PlatformLock, ...] = field(default_factory=tuple)
     request: VenvLockRequest | None = None
+    companion_notes: tuple[str, ...] = ()
+    accepted_variant: str | None = None
     sources: tuple[str, ...] = ()
+
+    @property
+    def torch_variant(self) -> str | None:
+        """The wheel variant the lock holds: the accepted one, else the planned one."""
+        if self.torch is None:
+            return None
+        return self.accepted_variant or self.torch.variant
+
+    def accepted_lines(self) -> list[str]:
+        """The lines on a variant taken in place of the planned one (empty: none was)."""
+        return accepted_lines(self)
 
 
 def request_table(request: VenvLockRequest) -> dict[str, Any]:
@@ -276,7 +313,9 @@ def request_table(request: VenvLockRequest) -> dict[str, Any]:
         "all_platforms": request.all_platforms,
         "gpu_arch": list(request.gpu_arch),
     }
-    for key in ("cuda", "python_version", "torch_index_url", "index_url", "torch_version"):
+    for key in (
+        "cuda", "python_version", "torch_index_url", "index_url", "torch_version", "accept_variant",
+    ):  # fmt: skip
         value = getattr(request, key)
         if value is not None:
             table[key] = value
@@ -316,6 +355,7 @@ def request_from_table(table: Mapping[str, Any]) -> VenvLockRequest:
         torch_index_url=text("torch_index_url"),
         index_url=text("index_url"),
         torch_version=text("torch_version"),
+        accept_variant=text("accept_variant"),
     )
 
 
@@ -685,17 +725,41 @@ def _tensorflow_cuda(choice: VariantChoice, python: str) -> tuple[str, str] | No
     return None if pick is None else (pick.requirement, pick.note)
 
 
+def companion_pins(release: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The companions locked beside torch ``release`` (``torchvision==0.29.*``) from the
+    knowledge base's pairs, and a note for each companion no release goes with."""
+    from dlsetup.compat.companions import COMPANIONS, companion_release
+
+    pins: list[str] = []
+    notes: list[str] = []
+    for companion in COMPANIONS:
+        pair = companion_release(companion, release)
+        if pair is None:
+            notes.append(
+                f"{companion} left out: no {companion} release is known to go with torch {release}"
+            )
+        else:
+            pins.append(f"{companion}=={pair.pin}")
+    return tuple(pins), tuple(notes)
+
+
 def requirements_for(
     target: str,
     platform: VenvPlatform,
     torch: TorchIndexChoice | None,
     tensorflow_cuda: tuple[str, str] | None,
     tf_release: str | None,
+    *,
+    without: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
-    """The requirements resolved for ``target`` on ``platform``."""
+    """The requirements resolved for ``target`` on ``platform``: torch with its companions of
+    the same release pairing (``without`` names companions left out), TensorFlow, numpy and
+    ipykernel."""
     reqs: list[str] = []
     if torch is not None:
         reqs.append(f"torch=={torch.release}.*")
+        pins, _ = companion_pins(torch.release)
+        reqs += [p for p in pins if p.partition("==")[0] not in without]
     if target in ("tensorflow", "both"):
         if tensorflow_cuda is not None and platform.and_cuda:
             reqs.append(tensorflow_cuda[0])
@@ -756,7 +820,11 @@ def _resolve(
     cache_dir: Path | None = None,
     extra: tuple[str, ...] = (),
     find_links: tuple[str, ...] = (),
+    first_index: bool = False,
 ) -> tuple[dict[str, Any], float]:
+    """uv's resolution of ``reqs`` for ``platform``, and its wall time (ms); ``first_index``: each
+    package only from the first index that lists it (uv's default), even with configured
+    extra indexes."""
     from dlsetup.envs.venv.pylock import load_toml
 
     source = workdir / f"{platform.name}.in"
@@ -769,6 +837,13 @@ def _resolve(
     ]  # fmt: skip
     # torch's index first, then the configured ones; credentials in a private config file
     args += index_args(index_url, [torch_index, *extra], find_links, workdir=workdir)
+    if (extra or find_links) and not first_index:
+        # pip, whose settings these are, takes a package from any of its indexes; uv's default
+        # takes it only from the first that lists it, so a mirror holding one package without a
+        # wheel for the platform (debugpy for manylinux_2_34 only) failed the whole lock. Each
+        # index is still exhausted in order (torch's first): a build of another variant taken
+        # from a later one is caught by the label check (dlsetup.envs.venv.resolved)
+        args += ["--index-strategy", "unsafe-first-match"]
     if cache_dir is not None:
         args += ["--cache-dir", str(cache_dir)]
     start = time.perf_counter()
@@ -846,6 +921,250 @@ def plan_venv(request: VenvLockRequest, probe: Callable[[], NvidiaFacts] | None 
     return VenvPlan(python, platforms, choice, torch, tf_cuda, tf_release, name)
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """Where one lock resolves from, and uv's working directory and cache."""
+
+    index_url: str
+    python: str
+    workdir: Path
+    cache: Path | None
+    #: the configured extra indexes and find-links that answered (:mod:`dlsetup.envs.sources`)
+    indexes: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+
+def _lock_platform(
+    plan: VenvPlan,
+    request: VenvLockRequest,
+    platform: VenvPlatform,
+    torch_index: str,
+    sources: _Sources,
+    without: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], PlatformLock]:
+    """Resolve one platform and read what was resolved (nothing is downloaded)."""
+    from dlsetup.envs.venv.resolved import download_bytes, origins, resolved_build
+
+    reqs = requirements_for(
+        request.target, platform, plan.torch, plan.tensorflow, plan.tf_release, without=without
+    )
+    resolved, ms = _resolve(
+        reqs,
+        platform,
+        sources.python,
+        torch_index=torch_index,
+        index_url=sources.index_url,
+        extra=sources.indexes,
+        find_links=sources.find_links,
+        workdir=sources.workdir,
+        cache_dir=sources.cache,
+    )
+    listed = resolved.get("packages", [])
+    packages = tuple((str(p["name"]), str(p.get("version", ""))) for p in listed)
+    build = resolved_build(dict(packages)) if plan.torch is not None else None
+    expected = ""
+    if plan.torch is not None:
+        expected = plan.torch.variant if platform.cuda_wheels else "cpu"
+    locked = PlatformLock(
+        platform,
+        strip_auth(torch_index),
+        reqs,
+        packages,
+        ms,
+        build,
+        expected,
+        download_bytes(listed),
+        origins(
+            listed,
+            [u for u in (torch_index, sources.index_url, *sources.indexes) if u],
+        ),
+    )
+    return resolved, locked
+
+
+def _companion_problem(locked: PlatformLock, companion: str) -> str | None:
+    if locked.build is None:
+        return None
+    return next((p for p in locked.build.problems if p.startswith(f"{companion} ")), None)
+
+
+def _lock_with_companions(
+    plan: VenvPlan,
+    request: VenvLockRequest,
+    platform: VenvPlatform,
+    torch_index: str,
+    sources: _Sources,
+) -> tuple[dict[str, Any], PlatformLock, str | None]:
+    """Resolve torch with its companions: torchaudio is left out (and said) where the sources
+    hold no torchaudio that goes with torch; torchvision must go with it, or nothing is locked.
+
+    Returns:
+        The resolution, what it holds, and the note on torchaudio when it was left out.
+
+    Raises:
+        NoFittingBuildError: the torchvision resolved does not go with torch (another variant,
+            another release), with what would match on these sources.
+        SolveError: no resolution, with torchvision's part of it named where that is the cause.
+    """
+    assert plan.torch is not None
+    release = plan.torch.release
+    note: str | None = None
+    try:
+        resolved, locked = _lock_platform(plan, request, platform, torch_index, sources)
+        problem = _companion_problem(locked, "torchaudio")
+    except SolveError as error:
+        problem = f"uv finds no torchaudio on the sources that installs beside torch {release}"
+        first_error: SolveError | None = error
+    else:
+        first_error = None
+    if problem is not None:
+        note = f"torchaudio left out on {platform.name}: {problem}"
+        try:
+            resolved, locked = _lock_platform(
+                plan, request, platform, torch_index, sources, without=("torchaudio",)
+            )
+        except SolveError as second:
+            from dlsetup.compat.companions import COMPANIONS
+
+            try:  # torch alone: where it fails too, uv's message about torch is the one to read
+                _lock_platform(plan, request, platform, torch_index, sources, without=COMPANIONS)
+            except SolveError:
+                raise second from first_error
+            raise _torchvision_unmatched(plan, request, platform, torch_index, sources) from second
+    vision = _companion_problem(locked, "torchvision")
+    if vision is not None:
+        raise _torchvision_unmatched(plan, request, platform, torch_index, sources, vision)
+    return resolved, locked, note
+
+
+def _torchvision_unmatched(
+    plan: VenvPlan,
+    request: VenvLockRequest,
+    platform: VenvPlatform,
+    torch_index: str,
+    sources: _Sources,
+    problem: str | None = None,
+) -> DlsetupError:
+    """The error for a torch release whose torchvision is not on the sources: what is there
+    instead (torch alone resolved), and a torch/torchvision pair that would match (resolved
+    without the release pin), if any."""
+    from dlsetup.errors import NoFittingBuildError
+
+    assert plan.torch is not None
+    release, variant = plan.torch.release, plan.torch.variant
+    where = ", ".join(u for u in (strip_auth(torch_index), strip_auth(sources.index_url)) if u)
+    why = problem or (
+        f"no torchvision on the sources ({where}) installs beside torch {release} "
+        f"({variant if platform.cuda_wheels else 'cpu'})"
+    )
+    match = _would_match(plan, request, platform, torch_index, sources)
+    fix = (
+        f"{match}; or name an index that has both (--torch-index-url, a mirror of "
+        f"{DEFAULT_TORCH_INDEX})"
+    )
+    return NoFittingBuildError(
+        f"{platform.name}: torch and torchvision do not pair on these sources: {why}; nothing "
+        "was downloaded",
+        fix=fix,
+    )
+
+
+def _would_match(
+    plan: VenvPlan,
+    request: VenvLockRequest,
+    platform: VenvPlatform,
+    torch_index: str,
+    sources: _Sources,
+) -> str:
+    """A torch and torchvision pair that goes together (torch up to the planned release, the
+    companion of its variant and release), on these sources, else on the default index alone;
+    in words, with the options that lock it."""
+    for index, alone in ((torch_index, False), (sources.index_url, True)):
+        found = _pair_on(plan, platform, index, sources)
+        if found is not None:
+            where = f"on {strip_auth(index)} alone" if alone else "there"
+            options = f" --torch-index-url {strip_auth(index)}" if alone else ""
+            return f"{found[0]} go together {where}: --torch-version {found[1]}{options}{found[2]}"
+    return "no pair of torch and torchvision that goes together was found on them"
+
+
+def _pair_on(
+    plan: VenvPlan, platform: VenvPlatform, torch_index: str, sources: _Sources
+) -> tuple[str, str, str] | None:
+    """``(what, release, " --accept-variant X" or "")`` of a pair resolved from ``torch_index``
+    first, or None."""
+    from packaging.version import Version
+
+    from dlsetup.envs.venv.resolved import fits_label, resolved_build
+
+    assert plan.torch is not None
+    ceiling = Version(plan.torch.release)
+    reqs = (f"torch<{ceiling.major}.{ceiling.minor + 1}", "torchvision")
+    expected = plan.torch.variant if platform.cuda_wheels else "cpu"
+    try:
+        resolved, _ = _resolve(
+            reqs,
+            platform,
+            sources.python,
+            torch_index=torch_index,
+            index_url=sources.index_url,
+            extra=sources.indexes,
+            find_links=sources.find_links,
+            workdir=sources.workdir,
+            cache_dir=sources.cache,
+            first_index=True,
+        )
+    except SolveError:
+        return None
+    versions = {str(p["name"]): str(p.get("version", "")) for p in resolved.get("packages", [])}
+    build = resolved_build(versions)
+    if build is None or build.problems or "torchvision" not in versions:
+        return None
+    torch = Version(build.torch_version)
+    accept = "" if fits_label(build, expected) else f" --accept-variant {build.variant}"
+    what = f"torch {build.torch_version} and torchvision {versions['torchvision']} ({build.describe()})"
+    return what, f"{torch.major}.{torch.minor}", accept
+
+
+def variant_to_lock(request: VenvLockRequest, platforms: tuple[PlatformLock, ...]) -> str | None:
+    """The variant locked in place of the planned one where the sources hold only another one:
+    the one ``--accept-variant`` names (or ``any``); None when every platform holds the plan.
+
+    Raises:
+        NoFittingBuildError: another variant was resolved and not accepted, naming it, its
+            download size when over 1 GB, and the option that accepts it.
+    """
+    from dlsetup.envs.venv.resolved import LARGE_DOWNLOAD, human_size
+    from dlsetup.errors import NoFittingBuildError
+
+    differing = [p for p in platforms if p.variant_differs]
+    if not differing:
+        return None
+    first = differing[0]
+    assert first.build is not None
+    found = first.build.variant
+    if request.accept_variant in ("any", found) and all(
+        p.build is not None and p.build.variant == found for p in differing
+    ):
+        return found
+    size = first.download_bytes
+    weight = f"; up to {human_size(size)} of wheels" if size and size > LARGE_DOWNLOAD else ""
+    asked = (
+        f" (--accept-variant {request.accept_variant} names another)"
+        if request.accept_variant
+        else ""
+    )
+    came = dict(first.origins).get("torch", first.torch_index or "the default index")
+    raise NoFittingBuildError(
+        f"{first.platform.name}: the {first.expected_variant} build of PyTorch is not on the "
+        f"sources; they have {first.build.describe()}, from {came}{weight}{asked}; nothing was "
+        "downloaded",
+        fix=f"lock it, labelled {found}: --accept-variant {found}; or name an index with "
+        f"{first.expected_variant} builds: --torch-index-url (a mirror of "
+        f"{DEFAULT_TORCH_INDEX})",
+    )
+
+
 def _routes(request: VenvLockRequest, plan: VenvPlan, pattern: str) -> VenvSources:
     """Every source of this lock, probed once with a short timeout before anything is resolved
     (:func:`dlsetup.envs.reachability.plan_venv_sources`): PyTorch's index per variant, the
@@ -863,8 +1182,57 @@ def _routes(request: VenvLockRequest, plan: VenvPlan, pattern: str) -> VenvSourc
     )
 
 
+def _resolve_platforms(
+    plan: VenvPlan, request: VenvLockRequest, routes: VenvSources, sources: _Sources
+) -> tuple[list[tuple[str, Mapping[str, Any]]], list[PlatformLock], list[str]]:
+    """Resolve every platform of ``plan``: (marker and resolution, what each holds, notes)."""
+    parts: list[tuple[str, Mapping[str, Any]]] = []
+    results: list[PlatformLock] = []
+    notes: list[str] = []
+    for platform in plan.platforms:
+        if plan.torch is None:
+            resolved, locked = _lock_platform(plan, request, platform, "", sources)
+        else:
+            variant = plan.torch.variant if platform.cuda_wheels else "cpu"
+            resolved, locked, note = _lock_with_companions(
+                plan, request, platform, routes.torch_index(variant), sources
+            )
+            notes += [note] if note else []
+        parts.append((platform.marker, resolved))
+        results.append(locked)
+    return parts, results, notes
+
+
+def _release_on_sources(
+    plan: VenvPlan, request: VenvLockRequest, routes: VenvSources, sources: _Sources
+) -> VenvPlan | None:
+    """Where the release dlsetup chose (not ``--torch-version``) is not on the sources: the plan
+    for the newest older release they hold with a torchvision that goes with it, checked
+    against the hardware as ``--torch-version`` would be and said in the release note; None
+    where there is none, or it needs another variant."""
+    if plan.torch is None or request.torch_version is not None:
+        return None
+    platform = plan.platforms[0]
+    variant = plan.torch.variant if platform.cuda_wheels else "cpu"
+    found = _pair_on(plan, platform, routes.torch_index(variant), sources)
+    if found is None or found[1] == plan.torch.release:
+        return None
+    try:
+        older = choose_torch_index(plan.choice, plan.python, found[1])
+    except DlsetupError:
+        return None
+    if older.variant != plan.torch.variant:
+        return None
+    note = (
+        f"torch {plan.torch.release} (chosen for this machine) is not on the sources; "
+        f"{found[1]} is the newest release there with a torchvision that goes with it"
+    )
+    return dataclasses.replace(plan, torch=dataclasses.replace(older, release_note=note))
+
+
 def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLockResult:
-    """Choose the PyTorch index for this machine (or the one described), resolve, write the lock.
+    """Choose the PyTorch index for this machine (or the one described), resolve, check what was
+    resolved against the plan, write the lock.
 
     Args:
         request: what to lock.
@@ -873,7 +1241,8 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
 
     Raises:
         InputError: a bad option, an unknown platform, an impossible combination.
-        NoFittingBuildError: no PyTorch wheel runs on the driver and every GPU.
+        NoFittingBuildError: no PyTorch wheel runs on the driver and every GPU; the sources
+            hold only another variant (not accepted) or no torchvision that goes with torch.
         ExistsError: the lock exists and ``force`` is false.
         SolveError: uv could not resolve.
         MissingToolError: no uv.
@@ -882,51 +1251,50 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
     from dlsetup.errors import ExistsError
 
     plan = plan_venv(request)
-    python, platforms, choice = plan.python, plan.platforms, plan.choice
-    torch, tf_cuda, tf_release = plan.torch, plan.tensorflow, plan.tf_release
-    name = plan.name
-    lock_path = output / lock_file_name(name)
+    lock_path = output / lock_file_name(plan.name)
     if lock_path.exists() and not force:
         raise ExistsError(f"{lock_path} exists", fix="pass --force to replace it")
     pattern = torch_index_pattern(request.torch_index_url)
     routes = _routes(request, plan, pattern)  # every source probed once; the fallback stated
     index_url = routes.default_index.url
-    parts: list[tuple[str, Mapping[str, Any]]] = []
-    results: list[PlatformLock] = []
     # credentials: ${VAR} filled in for uv only, a private uv cache; files and output get none
     with (
         tempfile.TemporaryDirectory(prefix="dlsetup-venv-lock-") as tmp,
         uv_cache((pattern, *routes.urls())) as cache,
     ):
-        for platform in platforms:
-            torch_index = ""
-            if torch is not None:
-                variant = torch.variant if platform.cuda_wheels else "cpu"
-                torch_index = routes.torch_index(variant)
-            reqs = requirements_for(request.target, platform, torch, tf_cuda, tf_release)
-            resolved, ms = _resolve(
-                reqs,
-                platform,
-                python,
-                torch_index=torch_index,
-                index_url=index_url,
-                workdir=Path(tmp),
-                cache_dir=cache,
-                extra=tuple(s.url for s in routes.indexes),
-                find_links=tuple(s.url for s in routes.find_links),
-            )
-            parts.append((platform.marker, resolved))
-            packages = tuple(
-                (str(p["name"]), str(p.get("version", ""))) for p in resolved.get("packages", [])
-            )
-            results.append(PlatformLock(platform, strip_auth(torch_index), reqs, packages, ms))
+        sources = _Sources(
+            index_url,
+            plan.python,
+            Path(tmp),
+            cache,
+            tuple(s.url for s in routes.indexes),
+            tuple(s.url for s in routes.find_links),
+        )
+        if sources.indexes or sources.find_links:
+            # a mirror the user configured: torch's release is the newest the first source
+            # listing torch has (where older than the one chosen), read from it, not downloaded
+            plan = _release_on_sources(plan, request, routes, sources) or plan
+        try:
+            parts, results, notes = _resolve_platforms(plan, request, routes, sources)
+        except SolveError:
+            older = _release_on_sources(plan, request, routes, sources)
+            if older is None:
+                raise
+            plan = older
+            parts, results, notes = _resolve_platforms(plan, request, routes, sources)
+    accepted = variant_to_lock(request, tuple(results))
+    name = plan.name if accepted is None else f"{request.target}-{accepted}"
+    if accepted is not None:
+        lock_path = output / lock_file_name(name)
+        if lock_path.exists() and not force:
+            raise ExistsError(f"{lock_path} exists", fix="pass --force to replace it")
     result = VenvLockResult(
         name=name,
         target=request.target,
-        choice=choice,
-        torch=torch,
-        tensorflow=tf_cuda,
-        python=python,
+        choice=plan.choice,
+        torch=plan.torch,
+        tensorflow=plan.tensorflow,
+        python=plan.python,
         index_url=strip_auth(index_url),
         lock_path=lock_path,
         platforms=tuple(results),
@@ -935,6 +1303,8 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
             torch_index_url=request.torch_index_url and strip_auth(request.torch_index_url),
             index_url=request.index_url and strip_auth(request.index_url),
         ),
+        companion_notes=tuple(notes),
+        accepted_variant=accepted,
         sources=tuple(routes.lines()),
     )
     output.mkdir(parents=True, exist_ok=True)
@@ -962,8 +1332,14 @@ def tool_table(result: VenvLockResult) -> dict[str, Any]:
     if choice.cuda:
         table["cuda"] = choice.cuda
     if result.torch is not None:
-        table["torch_variant"] = result.torch.variant
+        table["torch_variant"] = result.torch_variant
+        if result.accepted_variant is not None:
+            table["planned_variant"] = result.torch.variant
         table["torch_release"] = result.torch.release
+        table["companion_notes"] = list(result.companion_notes)
+        table["builds"] = {
+            p.platform.name: p.build.describe() for p in result.platforms if p.build is not None
+        }
         table["passed_over"] = list(result.torch.passed_over)
         if result.torch.release_note:
             table["torch_release_note"] = result.torch.release_note
@@ -993,7 +1369,8 @@ def header_lines(result: VenvLockResult) -> list[str]:
         f"  (or: uv pip sync {result.lock_path.name}, pip install -r {result.lock_path.name})",
     ]
     if result.torch is not None:
-        lines.append(f"PyTorch {result.torch.release}, wheel variant {result.torch.variant}.")
+        lines.append(f"PyTorch {result.torch.release}, wheel variant {result.torch_variant}.")
+        lines += accepted_lines(result)
         lines.append(f"  Why: {result.torch.reason}.")
         if result.torch.release_note:
             lines.append(f"  Release: {result.torch.release_note}.")
@@ -1008,8 +1385,45 @@ def header_lines(result: VenvLockResult) -> list[str]:
     for p in result.platforms:
         index = f", PyTorch index {p.torch_index}" if p.torch_index else ""
         lines.append(f"{p.platform.name} ({p.platform.python_platform}){index}")
+        if p.build is not None:
+            lines.append(f"  Build: {p.build.describe()}.")
+            if p.build.companions:
+                pairs = ", ".join(f"{n} {v}" for n, v in p.build.companions)
+                lines.append(f"  Companions: {pairs} (the variant and release of torch's).")
+        lines += [f"  From {where}: {names}" for where, names in origin_groups(p)]
+    lines += [f"Companions: {note}." for note in result.companion_notes]
     lines += [f"Source: {line}." for line in result.sources]
     return lines
+
+
+def accepted_lines(result: VenvLockResult) -> list[str]:
+    """The header's lines on a variant taken in place of the planned one (``--accept-variant``)."""
+    from dlsetup.envs.venv.resolved import LARGE_DOWNLOAD, human_size
+
+    if result.torch is None or result.accepted_variant is None:
+        return []
+    lines = [
+        f"  Not the variant planned: {result.torch.variant} was planned; the sources hold no "
+        f"such build, and {result.accepted_variant} was accepted (--accept-variant)."
+    ]
+    for p in result.platforms:
+        if p.variant_differs and p.download_bytes and p.download_bytes > LARGE_DOWNLOAD:
+            lines.append(
+                f"  Download ({p.platform.name}): up to {human_size(p.download_bytes)} of wheels."
+            )
+    return lines
+
+
+def origin_groups(locked: PlatformLock) -> list[tuple[str, str]]:
+    """``(source, "torch, torchvision, ...")`` of one platform: where each package comes from."""
+    groups: dict[str, list[str]] = {}
+    for name, where in locked.origins:
+        groups.setdefault(where, []).append(name)
+    out = []
+    for where, names in groups.items():
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        out.append((where, shown))
+    return out
 
 
 def lock_for_create(request: VenvLockRequest, directory: Path) -> tuple[Path, str, str]:

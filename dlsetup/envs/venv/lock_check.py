@@ -249,7 +249,8 @@ def _framework_differences(
     out: list[Difference] = []
     torch = plan.torch
     if torch is not None:
-        was = (tool.get("torch_variant"), tool.get("torch_release"))
+        # an accepted variant (--accept-variant) is what the lock holds; the plan is replayed
+        was = (tool.get("planned_variant", tool.get("torch_variant")), tool.get("torch_release"))
         if was != (torch.variant, torch.release):
             out.append(
                 Difference(
