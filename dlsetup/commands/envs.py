@@ -355,6 +355,8 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
     for note in result.pypi_notes:
         console.print(f"  PyPI: {note}.", markup=False, soft_wrap=True)
+    for line in result.channel_sources:  # where .condarc or pixi's mirrors sent a channel
+        console.print(f"  Channel: {line}.", markup=False, soft_wrap=True)
     if verbose:
         for platform, names in result.pypi_without_metadata.items():
             console.print(f"    {platform}: {', '.join(names)}", markup=False, soft_wrap=True)

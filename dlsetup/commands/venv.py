@@ -233,5 +233,7 @@ def lock_venv_command(
             say(f"    Build: {p.build.describe()}")
         for where, names in p.origin_groups():
             say(f"    From {where}: {names}")
+    for line in result.sources:  # each source and its origin; the fallback, when taken
+        say(f"  Source: {line}")
     say(f"Wrote: {result.lock_path}")
     say(f"Next: dlsetup create --from-lock {result.lock_path}")
