@@ -12,10 +12,16 @@ once (no DNS, no network). The mirrors are the local PyTorch-shaped index and sm
 
 from __future__ import annotations
 
+import base64
+import functools
+import http.server
 import re
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -151,3 +157,78 @@ def test_nothing_within_reach_stops_in_seconds_naming_every_source(
     assert "--torch-index-url https://MIRROR/whl/{variant}" in result.stderr
     assert "Traceback" not in result.output
     assert took < STOP_S, took
+
+
+USER, PASSWORD = "alice", "pw-0c9e-77f1-secret"
+
+
+class _AuthIndex(http.server.SimpleHTTPRequestHandler):
+    """Serves the local indexes to requests with the right basic auth only."""
+
+    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    seen: list[str | None]
+
+    def do_GET(self) -> None:
+        got = self.headers.get("Authorization")
+        self.seen.append(got)
+        if got != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def auth_mirror(torch_index: TorchIndex) -> Iterator[tuple[str, list[str | None]]]:
+    seen: list[str | None] = []
+    handler = functools.partial(
+        type("Handler", (_AuthIndex,), {"seen": seen}), directory=str(torch_index.root)
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_password_in_a_pip_conf_mirror_reaches_uv_and_no_file_or_message(
+    blocked_home: Path, auth_mirror: tuple[str, list[str | None]], tmp_path: Path
+) -> None:
+    base, seen = auth_mirror
+    secret = base.replace("http://", f"http://{USER}:{PASSWORD}@")
+    write(
+        blocked_home / ".config/pip/pip.conf",
+        f"[global]\nindex-url = {secret}/pypi/simple\nextra-index-url = {secret}/whl/cpu/simple\n",
+    )
+    out = tmp_path / "out"
+    result = lock(out)
+    assert result.exit_code == 0, result.output
+    assert _AuthIndex.expected in seen  # the probe and uv really authenticated
+    text = header(out)
+    assert f"# Source: index http://***@{base.removeprefix('http://')}/whl/cpu/simple (pip " in text
+    for where in (text, result.stdout, result.stderr):
+        assert PASSWORD not in where
+        assert f"{USER}:" not in where
+
+
+def test_a_url_with_credentials_goes_to_uv_in_a_private_file_not_its_command_line(
+    tmp_path: Path,
+) -> None:
+    from dlsetup.envs.pypi.uv import index_args
+
+    url = f"https://{USER}:{PASSWORD}@mirror.example/simple"
+    args = index_args("https://pypi.org/simple", ["", url], ["/opt/wheels"], workdir=tmp_path)
+    assert args == ["--config-file", str(tmp_path / "uv.toml")]
+    assert (tmp_path / "uv.toml").stat().st_mode & 0o777 == 0o600
+    assert PASSWORD in (tmp_path / "uv.toml").read_text(encoding="utf-8")
+    plain = index_args("https://pypi.org/simple", ["", "file:///m"], ["/w"], workdir=tmp_path)
+    assert plain == [
+        "--index", "file:///m", "--find-links", "/w", "--default-index", "https://pypi.org/simple",
+    ]  # fmt: skip
