@@ -118,6 +118,7 @@ def run_doctor(
             run.start()
         from dlsetup.probes.cuda_libs import probe_cuda_libs
         from dlsetup.probes.envmanagers import probe_env_managers
+        from dlsetup.probes.health_sysfs import probe_health
         from dlsetup.probes.nvidia import NvidiaFacts, probe_nvidia
         from dlsetup.probes.system import probe_system
 
@@ -136,6 +137,7 @@ def run_doctor(
             nvidia_f = pool.submit(_guard, "nvidia", probe_nvidia, errors)
             system_f = pool.submit(_guard, "system", system_at_envs_dir, errors)
             cuda_f = pool.submit(_guard, "cuda_libs", probe_cuda_libs, errors)
+            health_f = pool.submit(_guard, "health", probe_health, errors)
             managers_f = pool.submit(
                 _guard, "env_managers", lambda: probe_env_managers(python), errors
             )
@@ -176,6 +178,7 @@ def run_doctor(
         env_managers=managers,
         frameworks=fw,
         probe_errors=errors,
+        health=health_f.result(),
     )
     findings = tuple(f for f in evaluate(facts) if f.id not in skip)
     return DoctorReport(

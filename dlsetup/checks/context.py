@@ -8,6 +8,7 @@ from dlsetup.facts import Maybe, Missing
 from dlsetup.probes.cuda_libs import CudaLibsFacts, VisibleResolution, resolve_visible_devices
 from dlsetup.probes.envmanagers import EnvManagersFacts
 from dlsetup.probes.frameworks import FrameworksFacts
+from dlsetup.probes.health_sysfs import HealthFacts
 from dlsetup.probes.nvidia import GpuFacts, NvidiaFacts
 from dlsetup.probes.system import SystemFacts
 
@@ -23,6 +24,7 @@ class DoctorFacts:
         env_managers: conda, pip, uv, ...
         frameworks: torch and TensorFlow in the target interpreter.
         probe_errors: ``{probe: error text}`` for probes that failed outright.
+        health: XID errors, InfiniBand ports, GPUs on the PCI bus (read from the kernel).
     """
 
     system: Maybe[SystemFacts]
@@ -31,6 +33,7 @@ class DoctorFacts:
     env_managers: Maybe[EnvManagersFacts]
     frameworks: Maybe[FrameworksFacts]
     probe_errors: dict[str, str] = field(default_factory=dict)
+    health: Maybe[HealthFacts] = Missing("not_probed")
 
     @property
     def gpus(self) -> tuple[GpuFacts, ...]:

@@ -142,6 +142,7 @@ def report_data(report: DoctorReport, *, strict: bool, exit_code: int) -> dict[s
         "env_managers": to_jsonable(facts.env_managers),
         "frameworks": to_jsonable(facts.frameworks),
         "probe_errors": dict(facts.probe_errors),
+        "health": to_jsonable(facts.health),
     }
 
 
