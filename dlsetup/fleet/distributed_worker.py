@@ -363,30 +363,39 @@ class Run:
         threading.Thread(target=watch, name="dlsetup-watchdog", daemon=True).start()
 
     def diagnose(self, phase: str, exc: BaseException) -> dict[str, Any]:
-        """Name the ranks that broke a collective: dead (no heartbeat) or hung (no answer)."""
+        """Name the ranks that broke a collective, each with one verdict (``distributed_fate``).
+
+        When a rank's process is already seen stopped or gone, or its heartbeat is silent, that
+        is the answer; otherwise a monitored barrier (``diagnose_timeout``) names the ranks that
+        are alive but do not answer (hung).
+        """
         import torch.distributed as dist
 
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
         failed_at = time.time()
         failed: set[int] = set()
         barrier_error = ""
-        try:
-            dist.monitored_barrier(
-                group=self.monitor,
-                timeout=datetime.timedelta(seconds=self.args.diagnose_timeout),
-                wait_all_ranks=True,
-            )
-        except Exception as barrier_exc:
-            barrier_error = str(barrier_exc).strip().splitlines()[0] if str(barrier_exc) else ""
-            m = re.search(r"Ranks? ([\d, ]+) failed to pass", str(barrier_exc))
-            if m:
-                failed = {int(r) for r in m.group(1).replace(" ", "").split(",") if r}
-        # a rank that died just now still has a fresh heartbeat: give it time to go stale (or
-        # its node-mates time to see its process gone)
-        time.sleep(max(0.0, failed_at + DEAD_AFTER_S + HEARTBEAT_S - time.time()))
+        named = fate.name_ranks(self.evidence(set()))
+        if not any(x["state"] in fate.CAUSES for x in named):
+            # no process seen stopped or gone, no heartbeat silent: ask who still answers
+            try:
+                dist.monitored_barrier(
+                    group=self.monitor,
+                    timeout=datetime.timedelta(seconds=self.args.diagnose_timeout),
+                    wait_all_ranks=True,
+                )
+            except Exception as barrier_exc:
+                text = str(barrier_exc).strip()
+                barrier_error = text.splitlines()[0] if text else ""
+                m = re.search(r"Ranks? ([\d, ]+) failed to pass", text)
+                if m:
+                    failed = {int(r) for r in m.group(1).replace(" ", "").split(",") if r}
+            # a rank that died just now still has a fresh heartbeat: give it time to go stale
+            # (or its node-mates time to see its process gone)
+            time.sleep(max(0.0, failed_at + DEAD_AFTER_S + HEARTBEAT_S - time.time()))
+            named = fate.name_ranks(self.evidence(failed))
         failure: dict[str, Any] = {
-            "phase": phase, "error": error, "barrier": barrier_error,
-            "ranks": fate.name_ranks(self.evidence(failed)),
+            "phase": phase, "error": error, "barrier": barrier_error, "ranks": named,
         }  # fmt: skip
         if self.store_lost:
             failure["error"] += (
@@ -461,9 +470,9 @@ def _finish_other(run: Run, passed: bool) -> int:
         run.results["verdict"] = verdict
     else:
         passed = False
-    if not passed:
-        # torchrun ends a node's other ranks when one fails: linger, so that rank 0 on
-        # this node prints its report before then
+    if not passed and run.rank < run.local_world:
+        # torchrun ends a node's other ranks when one fails: on rank 0's node, linger, so that
+        # rank 0 prints its report before then
         time.sleep(LINGER_S)
     return EXIT_OK if passed else EXIT_FAILED
 
