@@ -34,12 +34,15 @@ class Locked:
         reason: why its variant was chosen, in one line.
         name: the environment name the lock proposes.
         result: the backend's full result, for the command that renders it.
+        sources: where each source came from (a configured mirror, a fallback from PyTorch's
+            index out of reach), one line each, for the plan ``create`` prints.
     """
 
     lock_path: Path
     reason: str
     name: str
     result: Any
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

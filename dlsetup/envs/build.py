@@ -116,6 +116,8 @@ def build_environment(
             chosen = backend_named(backend)
             progress.note(f"Locking {request.target} for this machine ({chosen.name}) ...")
             locked = chosen.lock(request, Path(tmp), force=True)
+            for line in locked.sources:  # a configured mirror, a fallback: said before the build
+                progress.note(f"  Source: {line}")
             lock_path, variant_reason, default_name = locked.lock_path, locked.reason, locked.name
             fmt = chosen.formats[0]
         else:

@@ -17,6 +17,7 @@ import functools
 import http.server
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -232,3 +233,25 @@ def test_a_url_with_credentials_goes_to_uv_in_a_private_file_not_its_command_lin
     assert plain == [
         "--index", "file:///m", "--find-links", "/w", "--default-index", "https://pypi.org/simple",
     ]  # fmt: skip
+
+
+def test_create_says_the_fallback_before_it_builds_from_the_mirror(
+    blocked_home: Path, torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    mirror = torch_index.variant_url("cpu")
+    write(
+        blocked_home / ".config/pip/pip.conf",
+        f"[global]\nindex-url = {torch_index.pypi_url}\nextra-index-url = {mirror}\n",
+    )
+    prefix = tmp_path / "envs" / "pt"
+    result = CliRunner().invoke(
+        cli,
+        ["create", "pytorch", "--backend", "venv", "--variant", "cpu", "--python-version",
+         f"{sys.version_info.major}.{sys.version_info.minor}", "--prefix", str(prefix),
+         "--no-jupyter", "--no-smoke"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = result.output.index("  Source: PyTorch's index https://download.pytorch.org/whl/cpu")
+    assert f"torch and its companions come from {mirror} (pip config " in result.output
+    assert said < result.output.index(str(prefix))  # before the environment is reported
+    assert (prefix / "pyvenv.cfg").is_file()

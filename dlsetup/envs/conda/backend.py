@@ -32,7 +32,9 @@ class CondaBackend(Backend):
         from dlsetup.envs.conda.request import lock_target
 
         result, choice = lock_target(request, output, force=force)
-        return Locked(result.lock_path, choice.reason, result.name, (result, choice))
+        return Locked(
+            result.lock_path, choice.reason, result.name, (result, choice), result.channel_sources
+        )
 
     def check(
         self, lock_path: Path, request: CheckRequest, probe: Callable[[], NvidiaFacts]

@@ -29,7 +29,8 @@ class VenvBackend(Backend):
         from dlsetup.envs.venv.lock import lock_venv, variant_reason
 
         result = lock_venv(request, output, force=force)
-        return Locked(result.lock_path, variant_reason(result), result.name, result)
+        reason = variant_reason(result)
+        return Locked(result.lock_path, reason, result.name, result, result.sources)
 
     def check(
         self, lock_path: Path, request: CheckRequest, probe: Callable[[], NvidiaFacts]
