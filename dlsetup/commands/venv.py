@@ -185,6 +185,7 @@ def _platform_data(p: PlatformLock) -> dict[str, Any]:
             "cuda_libraries": list(build.cuda_libraries),
             "companions": [{"name": n, "version": v} for n, v in build.companions],
             "description": build.describe(),
+            "unchecked": list(build.unchecked),
         },
         "download_bytes": p.download_bytes,
     }
@@ -231,6 +232,8 @@ def lock_venv_command(
         say(f"  {p.platform.name}: {'; '.join(frameworks)}; {len(p.packages)} packages{index}")
         if p.build is not None:
             say(f"    Build: {p.build.describe()}")
+            for why in p.build.unchecked:
+                say(f"    Unchecked: {why}")
         for where, names in p.origin_groups():
             say(f"    From {where}: {names}")
     for line in result.sources:  # each source and its origin; the fallback, when taken

@@ -229,6 +229,12 @@ def test_accepting_pypis_cuda_build_labels_the_lock_as_what_it_holds(
     assert (build["variant"], build["fits_plan"], build["pypi_build"]) == ("cu130", False, True)
     assert build["cuda_libraries"] == ["nvidia-cuda-runtime", "nvidia-cudnn-cu13", "triton"]
     assert isinstance(platform["download_bytes"], int)
+    # PyPI's companions name no CUDA version in their metadata: said, not guessed
+    assert build["unchecked"] == [
+        f"{name} {version} is PyPI's build, whose metadata does not name the CUDA version it was "
+        "built for (torch's: 13.0); dlsetup doctor checks the pair once installed"
+        for name, version in (("torchvision", TORCHVISION), ("torchaudio", TORCHAUDIO))
+    ]
     path = tmp_path / "pylock.pytorch-cu130.toml"
     text = path.read_text()
     assert "# PyTorch 2.14, wheel variant cu130.\n" in text
@@ -237,6 +243,7 @@ def test_accepting_pypis_cuda_build_labels_the_lock_as_what_it_holds(
         "#   Not the variant planned: cpu was planned; the sources hold no such build, and cu130 "
         "was accepted (--accept-variant).\n"
     ) in text
+    assert f"#   Unchecked: torchvision {TORCHVISION} is PyPI's build, whose metadata" in text
     tool = parse_pylock(path).tool
     assert (tool["torch_variant"], tool["planned_variant"]) == ("cu130", "cpu")
     assert tool["request"]["accept_variant"] == "cu130"
@@ -391,5 +398,5 @@ def test_a_mirror_with_an_older_release_and_a_package_it_cannot_serve(
     assert found["numpy"] == "2.3.4"
     text = path.read_text()
     assert "is not on the sources; 2.14 is the newest release there with a torchvision" in text
-    assert f"#   From {mirror}: torch, torchaudio, torchvision\n" in text
+    assert f"#   From {mirror}: torch, torchvision, torchaudio\n" in text
     assert f"#   From {torch_index.pypi_url}: ipykernel, numpy\n" in text

@@ -1390,6 +1390,7 @@ def header_lines(result: VenvLockResult) -> list[str]:
             if p.build.companions:
                 pairs = ", ".join(f"{n} {v}" for n, v in p.build.companions)
                 lines.append(f"  Companions: {pairs} (the variant and release of torch's).")
+            lines += [f"  Unchecked: {why}." for why in p.build.unchecked]
         lines += [f"  From {where}: {names}" for where, names in origin_groups(p)]
     lines += [f"Companions: {note}." for note in result.companion_notes]
     lines += [f"Source: {line}." for line in result.sources]
@@ -1417,7 +1418,10 @@ def accepted_lines(result: VenvLockResult) -> list[str]:
 def origin_groups(locked: PlatformLock) -> list[tuple[str, str]]:
     """``(source, "torch, torchvision, ...")`` of one platform: where each package comes from."""
     groups: dict[str, list[str]] = {}
-    for name, where in locked.origins:
+    first = ("torch", "torchvision", "torchaudio", "tensorflow")
+    for name, where in sorted(
+        locked.origins, key=lambda o: (o[0] not in first, first.index(o[0]) if o[0] in first else 0)
+    ):
         groups.setdefault(where, []).append(name)
     out = []
     for where, names in groups.items():

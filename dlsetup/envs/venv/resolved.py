@@ -72,6 +72,9 @@ class ResolvedBuild:
         cuda_libraries: the CUDA libraries resolved (``nvidia-*``, ``triton``), sorted.
         companions: ``(name, version)`` of torchvision / torchaudio resolved.
         problems: each companion that does not go with torch, in words.
+        unchecked: what the metadata cannot show: the CUDA version a companion of PyPI's CUDA
+            torch was built for (PyPI's builds carry no local version; ``dlsetup doctor``
+            reads it from the installed package).
     """
 
     variant: str
@@ -80,6 +83,7 @@ class ResolvedBuild:
     cuda_libraries: tuple[str, ...]
     companions: tuple[tuple[str, str], ...]
     problems: tuple[str, ...]
+    unchecked: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """``torch 2.14.0, PyPI's CUDA 13.0 build (3 CUDA libraries as wheels: nvidia-*, triton)``."""
@@ -140,7 +144,14 @@ def resolved_build(packages: Mapping[str, str]) -> ResolvedBuild | None:
         variant = "cpu"
     companions = tuple((c, packages[c]) for c in COMPANIONS if c in packages)
     problems = tuple(p for c, v in companions if (p := _companion_problem(c, v, torch)) is not None)
-    return ResolvedBuild(variant, torch, not tag, libraries, companions, problems)
+    unchecked = tuple(
+        f"{c} {v} is PyPI's build, whose metadata does not name the CUDA version it was built "
+        f"for (torch's: {variant_cuda_text(variant).strip() or 'not named'}); dlsetup doctor "
+        "checks the pair once installed"
+        for c, v in companions
+        if not tag and libraries and not local_tag(v)
+    )
+    return ResolvedBuild(variant, torch, not tag, libraries, companions, problems, unchecked)
 
 
 def holds_cuda(build: ResolvedBuild) -> bool:
