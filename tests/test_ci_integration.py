@@ -62,13 +62,23 @@ def action_steps(inputs: dict[str, str]) -> list[tuple[str, dict[str, str], str]
     return steps
 
 
-def run_action(tmp_path: Path, **inputs: str) -> dict[str, Any]:
+def run_action(
+    tmp_path: Path,
+    *,
+    install: bool = False,
+    extra_env: dict[str, str] | None = None,
+    **inputs: str,
+) -> dict[str, Any]:
+    """Run the Action's steps; ``install`` runs its install step too (else the test venv's
+    dlsetup is used and only the output directory is made)."""
     summary, output = tmp_path / "summary.md", tmp_path / "output.txt"
     results: dict[str, Any] = {"rc": {}}
+    bin_dir = str(BIN)  # the install step's output: the venv's bin (here: the test venv's)
     for step_id, env, script in action_steps(inputs):
-        if step_id == "install":  # pip install of this checkout: the test venv has it already
+        if step_id == "install" and not install:  # the test venv has this checkout already
             (tmp_path / env["DLSETUP_OUT"]).mkdir(parents=True, exist_ok=True)
             continue
+        env = {k: v.replace("${{ steps.install.outputs.bin }}", bin_dir) for k, v in env.items()}
         proc = subprocess.run(
             ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script],
             cwd=tmp_path,
@@ -77,6 +87,8 @@ def run_action(tmp_path: Path, **inputs: str) -> dict[str, Any]:
                 **env,
                 "GITHUB_STEP_SUMMARY": str(summary),
                 "GITHUB_OUTPUT": str(output),
+                "RUNNER_TEMP": str(tmp_path / "runner-temp"),
+                **(extra_env or {}),
             },
             capture_output=True,
             text=True,
@@ -85,6 +97,9 @@ def run_action(tmp_path: Path, **inputs: str) -> dict[str, Any]:
         )
         results["rc"][step_id] = proc.returncode
         results[step_id] = proc
+        if step_id == "install" and output.exists():
+            outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+            bin_dir = outputs.get("bin", bin_dir)
     results["summary"] = summary.read_text() if summary.exists() else ""
     results["outputs"] = dict(
         line.split("=", 1) for line in (output.read_text().splitlines() if output.exists() else ())
@@ -144,6 +159,25 @@ def test_the_actions_lock_check_step_passes_a_fresh_lock_and_fails_a_stale_one(
     assert "is stale:" in result["summary"]
 
 
+def assert_one_testcase_per_check(out: Path) -> None:
+    """The doctor job's JUnit report: a testcase per check of dlsetup's catalogue, failed exactly
+    where the doctor document has an error finding."""
+    import xml.etree.ElementTree as ET
+
+    from dlsetup.checks import CHECK_IDS
+
+    suite = ET.parse(out / "doctor-junit.xml").getroot()
+    doc = json.loads((out / "doctor.json").read_text())
+    assert [c.get("name") for c in suite] == list(CHECK_IDS)
+    assert suite.get("tests") == str(len(CHECK_IDS)) != "0"
+    errors = {f["id"] for f in doc["data"]["findings"] if f["severity"] == "error"}
+    failed = {c.get("name") for c in suite if c.find("failure") is not None}
+    assert failed == errors and suite.get("failures") == str(len(errors))
+    for finding in doc["data"]["findings"]:  # a warning or info finding is in its testcase's log
+        case = next(c for c in suite if c.get("name") == finding["id"])
+        assert finding["message"] in "".join(case.itertext())
+
+
 def gitlab_jobs(variables: dict[str, str]) -> dict[str, tuple[dict[str, str], str]]:
     """``{job: (variables, script)}`` of the template's jobs whose rules hold."""
     doc = yaml.safe_load(GITLAB.read_text())
@@ -165,7 +199,6 @@ def gitlab_jobs(variables: dict[str, str]) -> dict[str, tuple[dict[str, str], st
 def test_the_gitlab_template_runs_the_same_commands_and_writes_a_junit_report(
     tmp_path: Path, fresh_lock: Path
 ) -> None:
-    import xml.etree.ElementTree as ET
 
     jobs = gitlab_jobs({"DLSETUP_LOCK_CHECK": str(fresh_lock)})
     assert set(jobs) == {"dlsetup-doctor", "dlsetup-lock-check"}
@@ -178,11 +211,7 @@ def test_the_gitlab_template_runs_the_same_commands_and_writes_a_junit_report(
         )  # fmt: skip
         rcs[name] = proc.returncode
     assert rcs == {"dlsetup-doctor": doctor_rc(tmp_path), "dlsetup-lock-check": 0}
-    suite = ET.parse(tmp_path / "dlsetup-results" / "doctor-junit.xml").getroot()
-    doc = json.loads((tmp_path / "dlsetup-results" / "doctor.json").read_text())
-    assert [c.get("name") for c in suite] == [f["id"] for f in doc["data"]["findings"]]
-    errors = [f for f in doc["data"]["findings"] if f["severity"] == "error"]
-    assert suite.get("failures") == str(len(errors))
+    assert_one_testcase_per_check(tmp_path / "dlsetup-results")
     assert gitlab_jobs({"DLSETUP_SMOKE": "true"}).keys() == {"dlsetup-doctor", "dlsetup-smoke"}
 
 
@@ -259,3 +288,116 @@ def test_actionlint_finds_nothing_in_the_workflow_and_flags_a_broken_one(tmp_pat
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "potentially untrusted" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_actions_summary_shows_the_message_of_a_lock_check_that_exits_2(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.conda-lock.yml"
+    broken.write_text("version: 1\npackage: not a list\n")
+    result = run_action(tmp_path, doctor="false", **{"lock-check": str(broken)})
+    assert result["rc"] == {"lock-check": 2}
+    message = result["lock-check"].stdout.strip().splitlines()
+    assert message and message[0].startswith("Error: ") and str(broken) in message[0]
+    summary = result["summary"]
+    assert f"`{broken}`: exit 2" in summary and message[0] in summary  # not an empty block
+    assert "```\n```" not in summary
+
+
+#: A stand-in for dlsetup with no dependency: a wheel whose ``dlsetup`` prints a version, so the
+#: Action's install step runs offline.
+STANDIN = """\
+[project]
+name = "dlsetup"
+version = "0.0.0+standin"
+[project.scripts]
+dlsetup = "standin:main"
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+"""
+
+
+@pytest.mark.slow
+def test_the_actions_install_step_makes_a_venv_when_python_version_is_empty(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "pyproject.toml").write_text(STANDIN)
+    (source / "standin.py").write_text("def main():\n    print('dlsetup, version standin')\n")
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(wheels), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    [wheel] = wheels.glob("*.whl")
+    steps = {step_id: env for step_id, env, _ in action_steps({"python-version": ""})}
+    assert "install" in steps  # no setup-python step: the runner's python3
+    result = run_action(
+        tmp_path,
+        install=True,
+        doctor="false",
+        extra_env={"DLSETUP_SOURCE": str(wheel), "PIP_NO_INDEX": "1"},
+        **{"python-version": ""},
+    )
+    install = result["install"]
+    assert result["rc"] == {"install": 0}, install.stdout + install.stderr
+    venv = tmp_path / "runner-temp" / "dlsetup-venv"
+    assert (venv / "pyvenv.cfg").is_file()  # not the runner's system Python (PEP 668)
+    assert result["outputs"]["bin"] == str(venv / "bin")
+    assert install.stdout.strip() == "dlsetup, version standin"
+
+
+#: gitlab-ci-local from the npm registry: 4.64.1 is the newest that runs on Node 20 (later ones
+#: call Set.prototype.union, Node 22).
+GITLAB_CI_LOCAL_NPM = "gitlab-ci-local@4.64.1"
+
+
+def _gitlab_ci_local(cache: Path) -> tuple[list[str] | None, str]:
+    """The command that runs gitlab-ci-local (installed once into ``cache``), or why there is none."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    missing = [t for t in ("node", "npm", "git", "rsync") if shutil.which(t) is None]
+    if missing or node is None or npm is None:
+        return None, f"gitlab-ci-local needs {', '.join(missing)} (not on PATH)"
+    script = cache / "node_modules" / "gitlab-ci-local" / "src" / "index.js"
+    if not script.is_file():
+        try:
+            subprocess.run(
+                [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(cache),
+                 GITLAB_CI_LOCAL_NPM],
+                capture_output=True, check=True, timeout=300,
+            )  # fmt: skip
+        except (subprocess.SubprocessError, OSError) as exc:
+            return None, f"npm install {GITLAB_CI_LOCAL_NPM} failed: {exc}"
+    return [node, str(script)], ""
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_the_gitlab_template_runs_under_gitlab_ci_local_with_a_testcase_per_check(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    command, why = _gitlab_ci_local(request.config.cache.mkdir("gitlab-ci-local"))
+    if command is None:
+        pytest.skip(why)
+    project = tmp_path / "project"
+    (project / "ci").mkdir(parents=True)
+    shutil.copyfile(GITLAB, project / "ci" / GITLAB.name)
+    (project / ".gitlab-ci.yml").write_text(f"include:\n  - local: ci/{GITLAB.name}\n")
+    git = ["git", "-c", "user.email=ci@test", "-c", "user.name=ci", "-C", str(project)]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "template"]):
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=60)
+    # the shell executor on this machine, dlsetup from the test venv (DLSETUP_INSTALL false)
+    proc = subprocess.run(
+        [*command, "--force-shell-executor", "--job", "dlsetup-doctor",
+         "--variable", "DLSETUP_INSTALL=false", "--variable", f"DLSETUP_PYTHON={sys.executable}"],
+        cwd=project, env=base_env(tmp_path), capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    doctor = doctor_rc(tmp_path)
+    assert ("PASS  dlsetup-doctor" in log) == (doctor == 0), log[-3000:]
+    assert_one_testcase_per_check(project / "dlsetup-results")
