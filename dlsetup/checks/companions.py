@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
-from dlsetup.checks.fix_language import conda_companion_command, probed_env
+from dlsetup.checks.fix_language import conda_companion_command, installer, probed_env
 from dlsetup.compat.companions import (
     COMPANIONS,
     CompanionPair,
     conda_spec,
+    install_companion_command,
     pair_fits,
-    pip_install_command,
 )
 from dlsetup.facts import Missing
 from dlsetup.probes.frameworks import CompanionBuild, FrameworkProbe, TorchBuild
@@ -61,8 +61,6 @@ def _fix(
     facts: DoctorFacts, comp: str, pair: CompanionPair | None, torch_version: str, cuda: str | None
 ) -> tuple[str, str]:
     """(fix sentence, command) installing ``pair`` for torch's build in this environment."""
-    fw = facts.frameworks
-    python = "python" if isinstance(fw, Missing) else fw.python_executable
     build = f"CUDA {cuda}" if cuda else "CPU"
     if pair is None:
         return (
@@ -80,7 +78,7 @@ def _fix(
             f"{build} build beside its pytorch: {command}",
             command,
         )
-    command = pip_install_command(python, pair, torch_version)
+    command = install_companion_command(installer(facts), pair, torch_version)
     return (
         f"Install {comp} {pair.release}{abi}, the release for torch {torch_version}, in the "
         f"{build} build from torch's own index: {command}",

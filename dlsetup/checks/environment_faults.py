@@ -16,6 +16,7 @@ import shlex
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
 from dlsetup.facts import Missing
+from dlsetup.installer import Installer, install_command
 from dlsetup.probes.cuda_libs import CudaLibsFacts, GpuAccessFacts, LdPathEntry
 from dlsetup.probes.cuda_wheels import WheelPin
 from dlsetup.probes.frameworks import FrameworkProbe, TensorflowBuild, TorchBuild
@@ -371,12 +372,15 @@ def check_wheel_pins(facts: DoctorFacts) -> list[Finding]:
         broken = [p for p in pins if not _loads_with(installed, p.version)]
         if not broken:
             continue
-        found.append(_pin_finding(package, installed, pins, broken, wheels.python))
+        from dlsetup.checks.fix_language import installer  # the knowledge base: only now
+
+        inst = installer(facts, wheels.python)
+        found.append(_pin_finding(package, installed, pins, broken, inst))
     return found
 
 
 def _pin_finding(
-    package: str, installed: str, pins: list[WheelPin], broken: list[WheelPin], python: str
+    package: str, installed: str, pins: list[WheelPin], broken: list[WheelPin], inst: Installer
 ) -> Finding:
     lib = "cuDNN" if "cudnn" in package else "cuBLAS"
     pinned = "; ".join(
@@ -385,14 +389,13 @@ def _pin_finding(
     victims = ", ".join(f"{p.framework} (built with {p.version})" for p in broken)
     newest = max(pins, key=lambda p: _version_tuple(p.version))
     alignable = all(_loads_with(newest.version, p.version) for p in pins)
-    py = shlex.quote(python)
     if alignable:
+        command = install_command(inst, [f"{package}=={newest.version}"])
         fix = (
             f"Install the newest pin, which every framework here loads (same major version): "
-            f"{python} -m pip install {package}=={newest.version} (pip warns about the other "
-            f"pin; that is expected). Or keep each framework in its own environment."
+            f"{command} (the installer warns about the other pin; that is expected). Or keep "
+            "each framework in its own environment."
         )
-        command = f"{py} -m pip install {package}=={newest.version}"
     else:
         fix = (
             f"The pins need different {lib} major versions, so one environment cannot serve "

@@ -15,6 +15,7 @@ ceiling among the machine's GPUs (Kepler: R470, CUDA 11.4).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -24,6 +25,7 @@ from dlsetup.compat import knowledge_base
 from dlsetup.compat.cuda import parse_cuda
 from dlsetup.errors import InputError
 from dlsetup.facts import Missing
+from dlsetup.installer import Installer, installer_for
 
 if TYPE_CHECKING:  # dlsetup.compat.lines is imported when a fix is first needed
     from dlsetup.compat.lines import Gpu, LineChoice
@@ -118,6 +120,25 @@ def driver_allowed(facts: DoctorFacts, cuda: str) -> bool:
     return ceiling is None or parse_cuda(cuda) <= parse_cuda(ceiling[1].last_cuda)
 
 
+def installer(facts: DoctorFacts, python: str | None = None) -> Installer:
+    """How a fix installs into the probed environment (:mod:`dlsetup.installer`): pip where the
+    environment has it, else ``uv pip install --python PY`` when uv is on ``PATH``, else pip
+    installed first with ensurepip; conda's or pixi's command in theirs."""
+    fw = facts.frameworks
+    if python is None:
+        python = "python" if isinstance(fw, Missing) else fw.python_executable
+    pip: bool | None = None
+    uv: str | None = None
+    managers = facts.env_managers
+    if not isinstance(managers, Missing):
+        for m in managers.managers:
+            if m.name == "pip" and m.path == python and isinstance(m.version, str):
+                pip = True  # else the prefix's files decide (a failed --version proves little)
+            if m.name == "uv" and isinstance(m.path, str):
+                uv = "uv"
+    return installer_for(python, uv=uv, conda=_manager(facts), pip=pip)
+
+
 def _manager(facts: DoctorFacts) -> str:
     managers = facts.env_managers
     if not isinstance(managers, Missing):
@@ -136,7 +157,7 @@ def conda_install_command(facts: DoctorFacts, prefix: str, choice: LineChoice) -
     variant = choice.builds[0].arm_variant
     if variant is not None:
         specs.append(f'"arm-variant=*={variant}"')
-    return f"{_manager(facts)} install --prefix {prefix} -c conda-forge {' '.join(specs)}"
+    return conda_companion_command(facts, prefix, specs)
 
 
 @dataclass(frozen=True)
@@ -196,5 +217,9 @@ def conda_build_fix(facts: DoctorFacts, target: str, env: TargetEnv) -> CondaFix
 
 def conda_companion_command(facts: DoctorFacts, prefix: str, specs: list[str]) -> str:
     """``conda install --prefix P -c conda-forge "torchvision=0.28.*=*cuda129*"`` (the specs come
-    quoted)."""
+    quoted); in a pixi project's environment ``pixi add --manifest-path M "..."``: pixi owns it,
+    and a conda install there would be undone by its next ``pixi install``."""
+    inst = installer(facts)
+    if inst.kind == "pixi" and inst.prefix == prefix:
+        return f"pixi add --manifest-path {shlex.quote(inst.manifest)} {' '.join(specs)}"
     return f"{_manager(facts)} install --prefix {prefix} -c conda-forge {' '.join(specs)}"

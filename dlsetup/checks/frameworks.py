@@ -8,6 +8,7 @@ from dlsetup.checks.fix_language import (
     conda_build_fix,
     driver_allowed,
     driver_ceiling,
+    installer,
     probed_env,
 )
 from dlsetup.compat.arch import CC, fmt_cc, gpu_runs_build, parse_arch_list
@@ -20,9 +21,11 @@ from dlsetup.compat.frameworks import (
     tf_has_native_windows_gpu,
     tf_windows_fix,
     tf_windows_native_gpu_last,
+    torch_index_url,
 )
 from dlsetup.compat.recommend import TorchPick, recommend_tensorflow, recommend_torch
 from dlsetup.facts import Missing
+from dlsetup.installer import install_command, uninstall_command
 from dlsetup.probes.frameworks import FrameworkProbe, TensorflowBuild, TorchBuild
 
 
@@ -119,6 +122,20 @@ def _conda_fix(facts: DoctorFacts, target: str) -> tuple[str, str] | None:
     return None if fix is None else (fix.fix, fix.command)
 
 
+def _install(
+    facts: DoctorFacts, *requirements: str, reinstall: bool = False, index_url: str | None = None
+) -> str:
+    """The install command in the probed environment's own installer (:mod:`dlsetup.installer`)."""
+    return install_command(
+        installer(facts), list(requirements), reinstall=reinstall, index_url=index_url
+    )
+
+
+def _pick_command(facts: DoctorFacts, pick: TorchPick) -> str:
+    """``PY -m pip install 'torch==2.14.*' --index-url URL`` (or uv's, or pip installed first)."""
+    return _install(facts, f"torch=={pick.release}.*", index_url=torch_index_url(pick.variant))
+
+
 def _torch_command(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
     """The install command of the torch build this driver and these GPUs run, or ``""``: conda's
     in a conda environment, pip's otherwise."""
@@ -126,7 +143,7 @@ def _torch_command(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
     if conda is not None:
         return conda[1]
     pick = torch_pick(facts, ccs)
-    return f"{_python(facts)} -m {pick.command}" if pick is not None else ""
+    return _pick_command(facts, pick) if pick is not None else ""
 
 
 def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
@@ -135,7 +152,7 @@ def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
         return conda[0]
     pick = torch_pick(facts, ccs)
     if pick is not None:
-        return f"{_python(facts)} -m {pick.command}  ({pick.note})"
+        return f"{_pick_command(facts, pick)}  ({pick.note})"
     driver_cuda = _driver_cuda(facts) or "unknown"
     if ccs is None:
         ccs = [cc for _, cc in _usable_gpus(facts)]
@@ -155,7 +172,7 @@ def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
             return (
                 f"No PyTorch wheel runs on this driver (CUDA {driver_cuda}) with this GPU: update "
                 f"the NVIDIA driver to {driver} or newer (CUDA {row[0]}), then "
-                f"{_python(facts)} -m {later.command}"
+                f"{_pick_command(facts, later)}"
             )
     ceiling = driver_ceiling(facts)
     if ceiling is not None and not driver_allowed(facts, "99.0"):
@@ -164,8 +181,7 @@ def _torch_fix(facts: DoctorFacts, ccs: list[CC] | None = None) -> str:
             f"No PyTorch wheel in the knowledge base runs on this driver (CUDA {driver_cuda}) with "
             f"this GPU, and {gpu.label} cannot take a driver newer than its last branch, "
             f"{limit.last_branch} (CUDA {limit.last_cuda}): use the CPU "
-            f"({_python(facts)} -m pip install torch --index-url "
-            "https://download.pytorch.org/whl/cpu)."
+            f"({_install(facts, 'torch', index_url=torch_index_url('cpu'))})."
         )
     return (
         f"No PyTorch wheel in the knowledge base runs on this driver (CUDA {driver_cuda}) with "
@@ -194,10 +210,10 @@ def check_import(facts: DoctorFacts) -> list[Finding]:
                     f"{probe.detail}. Any program that imports {name} in this environment dies "
                     "the same way.",
                     f'Run {python} -c "import {name}" to see the crash, then reinstall: '
-                    f"{python} -m pip install --force-reinstall {pkg} (an 'Illegal instruction' "
+                    f"{_install(facts, pkg, reinstall=True)} (an 'Illegal instruction' "
                     "crash means the CPU lacks an instruction set the wheel needs; see cpu.no_avx).",
                     details,
-                    command=f"{python} -m pip install --force-reinstall {pkg}",
+                    command=_install(facts, pkg, reinstall=True),
                 )
             )
         elif probe.status == "timeout":
@@ -221,9 +237,9 @@ def check_import(facts: DoctorFacts) -> list[Finding]:
                     "error",
                     f"import {name} fails",
                     f"Importing {name} raised {probe.detail}",
-                    f"Reinstall it: {python} -m pip install --force-reinstall {pkg}",
+                    f"Reinstall it: {_install(facts, pkg, reinstall=True)}",
                     details,
-                    command=f"{python} -m pip install --force-reinstall {pkg}",
+                    command=_install(facts, pkg, reinstall=True),
                 )
             )
     return found
@@ -258,7 +274,7 @@ def check_cuda_libs_failed(facts: DoctorFacts) -> list[Finding]:
         elif probe.name == "tensorflow":
             if _has_and_cuda(probe.version):
                 # The CUDA wheels of the installed release, not an upgrade to another one.
-                command = f"{_python(facts)} -m pip install 'tensorflow[and-cuda]=={probe.version}'"
+                command = _install(facts, f"tensorflow[and-cuda]=={probe.version}")
                 fix = (
                     f"{command} (brings CUDA and cuDNN as pip wheels; remove LD_LIBRARY_PATH "
                     "entries that point at another CUDA)"
@@ -268,8 +284,8 @@ def check_cuda_libs_failed(facts: DoctorFacts) -> list[Finding]:
                 fix = (
                     f"tensorflow {probe.version} predates the and-cuda extra: install the CUDA "
                     "and cuDNN versions it was built with system-wide (see TensorFlow's tested "
-                    f"build configurations), or upgrade: {_python(facts)} -m pip install "
-                    "'tensorflow[and-cuda]'"
+                    "build configurations), or upgrade: "
+                    f"{_install(facts, 'tensorflow[and-cuda]')}"
                 )
         else:
             command = _torch_command(facts)
@@ -334,14 +350,13 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
                     installed=_installed(facts, "tensorflow"),
                 )
             )
-            py = _python(facts)
             conda = _conda_fix(facts, "tensorflow")
             if conda is not None:
                 fix, command = conda
             elif pick is not None:
                 command = (
-                    f"{py} -m pip uninstall -y tensorflow tensorflow-cpu && "
-                    f"{py} -m pip install '{pick.requirement}'"
+                    f"{uninstall_command(installer(facts), ['tensorflow', 'tensorflow-cpu'])} && "
+                    f"{_install(facts, pick.requirement)}"
                 )
                 fix = f"Replace it with a CUDA build: {command} ({pick.note})."
             else:
@@ -349,7 +364,7 @@ def check_cpu_build(facts: DoctorFacts) -> list[Finding]:
                 fix = (
                     f"No TensorFlow release with CUDA wheels runs on this driver (CUDA "
                     f"{driver_cuda or 'unknown'}) and Python: update the NVIDIA driver, then "
-                    f"{py} -m pip install 'tensorflow[and-cuda]'."
+                    f"{_install(facts, 'tensorflow[and-cuda]')}."
                 )
             found.append(
                 Finding(
@@ -428,7 +443,7 @@ def check_driver_vs_build(facts: DoctorFacts) -> list[Finding]:
                 pick = torch_pick(facts)
                 if pick is not None:
                     parts.append(
-                        f", or install a build this driver runs: {_python(facts)} -m {pick.command}"
+                        f", or install a build this driver runs: {_pick_command(facts, pick)}"
                     )
             found.append(
                 Finding(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from dlsetup.compat import knowledge_base
 from dlsetup.compat.frameworks import release_key, torch_index_url
+from dlsetup.installer import Installer, install_command
 
 #: The companions the knowledge base pairs with torch, in report order.
 COMPANIONS: tuple[str, ...] = ("torchvision", "torchaudio")
@@ -146,13 +147,18 @@ def torch_variant(torch_version: str) -> str | None:
     return tag or None
 
 
-def pip_install_command(python: str, pair: CompanionPair, torch_version: str) -> str:
-    """``PY -m pip install --force-reinstall --no-deps 'torchvision==0.28.*' --index-url URL``:
-    the companion release of ``pair`` from the index of the installed torch's variant."""
+def install_companion_command(inst: Installer, pair: CompanionPair, torch_version: str) -> str:
+    """The companion release of ``pair`` from the index of the installed torch's variant, in the
+    environment's own installer: ``PY -m pip install --force-reinstall --no-deps
+    'torchvision==0.28.*' --index-url URL``, ``uv pip install --python PY --reinstall ...`` where
+    the venv has no pip, conda's or pixi's spec in theirs (:mod:`dlsetup.installer`)."""
     variant = torch_variant(torch_version)
-    index = f" --index-url {torch_index_url(variant)}" if variant else ""
-    return (
-        f"{python} -m pip install --force-reinstall --no-deps '{pair.companion}=={pair.pin}'{index}"
+    return install_command(
+        inst,
+        [f"{pair.companion}=={pair.pin}"],
+        reinstall=True,
+        no_deps=True,
+        index_url=torch_index_url(variant) if variant else None,
     )
 
 
@@ -168,16 +174,14 @@ def conda_spec(pair: CompanionPair, torch_cuda: str | None) -> str:
     return f'"{pair.companion}={pair.pin}={conda_build_glob(torch_cuda)}"'
 
 
-def smoke_fix(companion: str, torch_version: str, python: str) -> str:
+def smoke_fix(companion: str, torch_version: str, inst: Installer) -> str:
     """What ``dlsetup smoke`` says about a broken companion: its release for this torch, from the
-    knowledge base, in pip's and conda's words; doctor names the exact build for the environment."""
-    doctor = f"`dlsetup doctor --python {python}` names the fix for this environment"
+    knowledge base, in the environment's own installer; doctor names the exact build."""
+    doctor = f"`dlsetup doctor --python {inst.python}` names the fix for this environment"
     pair = companion_release(companion, torch_version)
     if pair is None:
         return f"install the {companion} release built for torch {torch_version}; {doctor}"
     return (
         f"install the {companion} release built for torch {torch_version} ({companion} "
-        f"{pair.release}): `{pip_install_command(python, pair, torch_version)}` in a pip "
-        f"environment, or conda-forge's {companion}={pair.pin} beside its pytorch in a conda one; "
-        f"{doctor}"
+        f"{pair.release}): `{install_companion_command(inst, pair, torch_version)}`; {doctor}"
     )

@@ -51,6 +51,15 @@ LINE_PREFIX = "DLSETUP-SMOKE "  # the same as worker_protocol.LINE_PREFIX
 DRAIN_S = 2.0
 
 
+def _install(python: str | Path, requirement: str) -> str:
+    """The command installing ``requirement`` into ``python``'s environment in its own installer
+    (``uv pip install --python PY`` where a venv has no pip; :mod:`dlsetup.installer`)."""
+    from dlsetup.installer import install_command, installer_for
+
+    inst = installer_for(str(python), uv="uv" if shutil.which("uv") else None)
+    return install_command(inst, [requirement])
+
+
 def worker_path(framework: str) -> Path:
     """The absolute path of ``framework``'s worker script."""
     return Path(__file__).resolve().parent / WORKER_FILES[framework]
@@ -315,7 +324,7 @@ class _FrameworkRunner:
             self.workers.stop(worker)
             raise MissingToolError(
                 f"NumPy cannot be imported by {self.opts.python}: {event.get('reason')}",
-                fix=f"install numpy in that environment: {self.opts.python} -m pip install numpy",
+                fix=f"install numpy in that environment: {_install(self.opts.python, 'numpy')}",
             )
         if kind == "unavailable":
             self.workers.stop(worker)
@@ -443,9 +452,12 @@ class _Companions:
         # the fix is built here, in dlsetup's process, from the knowledge base's pairs table (the
         # worker inside the target interpreter cannot read it)
         from dlsetup.compat.companions import smoke_fix
+        from dlsetup.installer import installer_for
         from dlsetup.smoke.results import companion_check_from_event
 
-        fix = {c["companion"]: smoke_fix(c["companion"], torch_version, python) for c in found}
+        # the fix in the environment's own installer: uv's where a venv has no pip
+        inst = installer_for(python, uv="uv" if shutil.which("uv") else None)
+        fix = {c["companion"]: smoke_fix(c["companion"], torch_version, inst) for c in found}
         checks = tuple(companion_check_from_event(c, fix[c["companion"]]) for c in found)
         phases = {**run.phases, "companions_s": sum(c.seconds for c in checks)}
         return dataclasses.replace(run, companions=checks, phases=phases)
@@ -660,8 +672,9 @@ def _require_selection(
         wanted = " or ".join(frameworks)
         raise MissingToolError(
             f"no framework to test: {wanted} cannot be imported by {opts.python}",
-            fix="install one into that environment, for example `pip install torch` or "
-            "`pip install tensorflow`, or point --python at an environment that has one",
+            fix="install one into that environment, for example "
+            f"`{_install(opts.python, 'torch')}` or `{_install(opts.python, 'tensorflow')}`, "
+            "or point --python at an environment that has one",
         )
     if opts.frameworks:
         missing = [i for i in infos if i.status == "unavailable"]

@@ -199,7 +199,7 @@ def test_the_gpu_verdict_of_a_newer_release_reads_the_builds_own_arch_list(
     ]
     assert len(arch) == 1
     assert arch[0]["details"]["arch_list"] == list(AMPERE)
-    assert arch[0]["command"].startswith(f"{PY} -m pip install torch=={TORCH_NEW}.* --index-url ")
+    assert arch[0]["command"].startswith(f"{PY} -m pip install 'torch=={TORCH_NEW}.*' --index-url ")
     assert [n["details"]["framework"] for n in found(lacking, "knowledge.newer_release")] == [
         "torch"
     ]
@@ -224,7 +224,9 @@ def test_cpu_builds_newer_than_the_data_get_fixes_that_keep_their_release(
         cuda="13000",
     )
     torch_fix = found(data, "torch.cpu_build_on_gpu_machine")[0]
-    assert torch_fix["command"].startswith(f"{PY} -m pip install torch=={TORCH_NEW}.* --index-url ")
+    assert torch_fix["command"].startswith(
+        f"{PY} -m pip install 'torch=={TORCH_NEW}.*' --index-url "
+    )
     tf_fix = found(data, "tensorflow.cpu_build_on_gpu_machine")[0]
     assert f"tensorflow[and-cuda]=={TF_NEW}.*" in tf_fix["command"]
     notes = found(data, "knowledge.newer_release")
@@ -247,7 +249,7 @@ def test_cpu_builds_the_data_knows_get_its_newest_fitting_release(
         cuda="13000",
     )
     torch_fix = found(data, "torch.cpu_build_on_gpu_machine")[0]
-    assert torch_fix["command"].startswith(f"{PY} -m pip install torch=={RULES}.* --index-url ")
+    assert torch_fix["command"].startswith(f"{PY} -m pip install 'torch=={RULES}.*' --index-url ")
     tf_fix = found(data, "tensorflow.cpu_build_on_gpu_machine")[0]
     assert f"tensorflow[and-cuda]=={TF_LAST}.*" in tf_fix["command"]
     assert not found(data, "knowledge.newer_release")

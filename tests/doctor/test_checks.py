@@ -498,7 +498,7 @@ def test_cpu_torch_fix_names_the_wheel_for_driver_and_gpu() -> None:
         if f.id == "torch.cpu_build_on_gpu_machine"
     )
     assert f.fix == (
-        "/env/bin/python -m pip install torch==2.14.* --index-url "
+        "/env/bin/python -m pip install 'torch==2.14.*' --index-url "
         "https://download.pytorch.org/whl/cu126  (PyTorch 2.14 built for CUDA 12.6, runs on this "
         "driver through minor-version compatibility; a driver >= 560.28.03 gives full CUDA 12.6 "
         "support)"
@@ -641,6 +641,6 @@ def test_no_wheel_for_the_driver_names_the_smallest_driver_update() -> None:
     (f,) = [f for f in evaluate(old_driver) if f.id == "torch.cpu_build_on_gpu_machine"]
     assert f.fix == (
         "No PyTorch wheel runs on this driver (CUDA 10.2) with this GPU: update the NVIDIA driver "
-        "to 455.23 or newer (CUDA 11.1), then /env/bin/python -m pip install torch==2.7.* "
+        "to 455.23 or newer (CUDA 11.1), then /env/bin/python -m pip install 'torch==2.7.*' "
         "--index-url https://download.pytorch.org/whl/cu118"
     )

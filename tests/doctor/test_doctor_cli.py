@@ -153,7 +153,7 @@ def test_driver_470_cuda_11_4_with_cuda_12_4_torch_is_an_error_with_the_fix(
     assert f["fix"] == (
         "Update the NVIDIA driver to 550.54.14 or newer (any driver >= 525.60.13 runs CUDA 12.x "
         "builds through minor-version compatibility), or install a build this driver runs: "
-        f"{PY} -m pip install torch==2.7.* --index-url https://download.pytorch.org/whl/cu118."
+        f"{PY} -m pip install 'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118."
     )
     # TensorFlow's CUDA 12.3 build is too old for this driver as well.
     assert any(
@@ -182,7 +182,7 @@ def test_cc_12_0_gpu_with_arch_list_up_to_sm_90_is_an_error(
         "capability 12.0"
     )
     assert f["fix"].startswith(
-        f"{PY} -m pip install torch==2.11.* --index-url https://download.pytorch.org/whl/cu128"
+        f"{PY} -m pip install 'torch==2.11.*' --index-url https://download.pytorch.org/whl/cu128"
     )
 
 
@@ -374,7 +374,7 @@ def test_cpu_torch_on_a_gpu_machine_gets_the_install_command(
         "CC 12.0)."
     )
     assert f["fix"] == (
-        f"{PY} -m pip install torch==2.11.* --index-url https://download.pytorch.org/whl/cu128  "
+        f"{PY} -m pip install 'torch==2.11.*' --index-url https://download.pytorch.org/whl/cu128  "
         "(PyTorch 2.11 built for CUDA 12.8)"
     )
 
@@ -500,7 +500,7 @@ def test_piped_report_prints_each_fix_command_whole_on_one_line(
     assert commands["cuda_visible_devices.unknown_device"] == "export CUDA_VISIBLE_DEVICES=0,1"
     install = commands["torch.cpu_build_on_gpu_machine"]
     assert install.endswith(
-        " -m pip install torch==2.14.* --index-url https://download.pytorch.org/whl/cu126"
+        " -m pip install 'torch==2.14.*' --index-url https://download.pytorch.org/whl/cu126"
     )
     assert len(install) > 100  # longer than a column of the 120-wide piped table
     proc = run_cli("doctor", env=subprocess_env(env))

@@ -30,6 +30,9 @@ def _prefix(tmp_path: Path, kind: str) -> str:
         (prefix / "conda-meta").mkdir()
     elif kind == "venv":
         (prefix / "pyvenv.cfg").write_text("home = /usr/bin\n", encoding="utf-8")
+        # a venv with pip (python -m venv's kind): its fixes are pip's own (tests/doctor/
+        # test_installer.py covers the venvs without pip)
+        (prefix / "lib/python3.11/site-packages/pip-24.0.dist-info").mkdir(parents=True)
     return str(prefix / "bin" / "python")
 
 
@@ -84,7 +87,7 @@ def test_the_same_machine_in_a_venv_gets_pip_from_the_matching_index(tmp_path: P
     )
     # PyPI's cu130 wheels start at 7.5 too; cu126 is the newest index with sm_60 (SASS for 6.1)
     assert f.command == (
-        f"{python} -m pip install torch==2.14.* --index-url https://download.pytorch.org/whl/cu126"
+        f"{python} -m pip install 'torch==2.14.*' --index-url https://download.pytorch.org/whl/cu126"
     )
     assert "conda" not in f.fix
 
@@ -107,7 +110,7 @@ def test_arch_not_in_build_in_a_conda_env(tmp_path: Path) -> None:
     f = _finding(_facts(python, torch_probe=probe), "gpu.arch_not_in_build")
     assert '"pytorch=*=cuda129_*"' in f.command
     venv = _finding(_facts(_prefix(tmp_path, "venv"), torch_probe=probe), "gpu.arch_not_in_build")
-    assert "pip install torch==" in venv.command and "cu126" in venv.command
+    assert "pip install 'torch==" in venv.command and "cu126" in venv.command
 
 
 def test_cpu_tensorflow_in_a_conda_env_gets_the_12_8_build(tmp_path: Path) -> None:
@@ -187,5 +190,5 @@ def test_kepler_cpu_torch_in_a_venv_gets_the_last_wheel_on_r470(tmp_path: Path) 
         "torch.cpu_build_on_gpu_machine",
     )
     assert f.command == (
-        f"{python} -m pip install torch==2.7.* --index-url https://download.pytorch.org/whl/cu118"
+        f"{python} -m pip install 'torch==2.7.*' --index-url https://download.pytorch.org/whl/cu118"
     )

@@ -13,7 +13,7 @@ from dlsetup.doctor import DoctorReport
 from tests.doctor.test_checks import FIRES, facts, frameworks, tensorflow, torch
 
 TORCH_INSTALL = (
-    "/env/bin/python -m pip install torch==2.14.* --index-url "
+    "/env/bin/python -m pip install 'torch==2.14.*' --index-url "
     "https://download.pytorch.org/whl/cu126"
 )
 TF_SWAP = (

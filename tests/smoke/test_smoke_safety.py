@@ -464,7 +464,15 @@ def test_an_interpreter_without_numpy_is_exit_3_with_the_install_command(tmp_pat
     proc = run_cli("smoke", "--python", str(python), "--framework", "torch", timeout=120)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"Error: NumPy cannot be imported by {python}" in proc.stderr
-    assert f"Fix: install numpy in that environment: {python} -m pip install numpy" in proc.stderr
+    # a venv without pip gets uv's command (uv on PATH) or pip installed first, never a bare
+    # "-m pip" that fails with "No module named pip" (dlsetup.installer)
+    assert (
+        f"Fix: install numpy in that environment: uv pip install --python {python} numpy"
+        in proc.stderr
+        or f"Fix: install numpy in that environment: {python} -m ensurepip && {python} -m pip "
+        "install numpy"
+        in proc.stderr
+    ), proc.stderr
     assert "Traceback" not in proc.stderr
 
 
