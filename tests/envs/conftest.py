@@ -4,12 +4,14 @@ isolated cache / Jupyter / envs directory for every test."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.envs.channel import build_channel
 from tests.support.isolation import isolate_dirs
+from tests.support.lock_readback import checking_writer
 from tests.support.shared import built_once
 from tests.support.torch_index import TorchIndex, build_torch_index
 
@@ -62,3 +64,16 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     Returns the variables, for tests that start a subprocess.
     """
     return isolate_dirs(tmp_path, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def locks_both_parsers_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every lock dlsetup writes in-process is read back by conda-lock's parser and by rattler's
+    (issue 21, item 7: :mod:`tests.support.lock_readback`); a refusal fails the test."""
+    import conda_lock.lockfile
+
+    problems: list[str] = []
+    writer = checking_writer(conda_lock.lockfile.write_conda_lock_file, problems)
+    monkeypatch.setattr(conda_lock.lockfile, "write_conda_lock_file", writer)
+    yield
+    assert not problems, "\n".join(problems)

@@ -371,6 +371,8 @@ def test_an_index_without_wheel_metadata_still_locks_and_says_what_is_missing(
         index = f"http://127.0.0.1:{server.server_address[1]}/simple"
         path = environment(tmp_path, index, ["tiny-app"])
         result = lock(path, channel_url, "--platform", "linux-64")
+        verbose = lock(path, channel_url, "--platform", "linux-64", "--force", "--verbose")
+        as_json = lock(path, channel_url, "--platform", "linux-64", "--force", "--json")
     finally:
         server.shutdown()
         server.server_close()
@@ -378,7 +380,19 @@ def test_an_index_without_wheel_metadata_still_locks_and_says_what_is_missing(
     entries = pip_entries(path.parent / "out" / "mine.conda-lock.yml")
     assert sorted(entries) == ["linux-64/tiny-app", "linux-64/tiny-dep"]
     assert entries["linux-64/tiny-app"]["dependencies"] == {}
-    assert "PyPI: tiny-app 1.0: its wheel's metadata could not be read" in result.output
+    # issue 21 item 8: one summary line, not one per package; the names under --verbose / --json
+    said = [line for line in result.output.splitlines() if "metadata" in line]
+    assert said == [
+        "  PyPI: 2 wheels on linux-64 have no metadata on their index (PEP 658), so the lock "
+        "lists no dependencies for them (they are locked all the same); --verbose names them."
+    ], result.output
+    assert "    linux-64: tiny-app 1.0, tiny-dep 1.2\n" not in result.output
+    assert verbose.exit_code == 0, verbose.output
+    assert "    linux-64: tiny-app 1.0, tiny-dep 1.2\n" in verbose.output
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)["data"]
+    jsonschema.validate(json.loads(as_json.stdout), load_schema("dlsetup.lock"))
+    assert data["pypi_without_metadata"] == {"linux-64": ["tiny-app 1.0", "tiny-dep 1.2"]}
 
 
 def test_a_platform_whose_pip_section_is_empty_gets_no_pip_as_conda_lock_decides(

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -167,6 +168,7 @@ def test_a_pytorch_channel_file_is_solved_and_the_failure_explained_not_pre_empt
     assert "conda-forge builds" not in result.stderr
     assert "--python-version 3.14" not in result.stderr
     assert "no package on" in result.stderr and "matches" in result.stderr
+    assert "the pytorch conda channel published its last builds with PyTorch 2.5" in result.stderr
 
 
 def test_an_unpinned_pytorch_on_a_pytorch_channel_is_not_held_to_conda_forges_pythons(
@@ -285,3 +287,55 @@ def test_a_vcs_url_or_local_path_in_pip_cannot_be_pinned_with_hashes(
     assert "Expected" not in error.message  # no raw parse error from packaging
     assert error.fix is not None
     assert "pip install" in error.fix and "after dlsetup create" in error.fix
+
+
+def _lock_with_pip_entry(dependencies: dict[str, str]) -> Any:
+    """A one-platform lock with a ``manager: pip`` entry and dlsetup's metadata, in conda-lock's
+    models (what :mod:`dlsetup.envs.conda.lock` fills)."""
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
+
+    python = LockedDependency(
+        name="python", version="3.12.1", manager="conda", platform="linux-64", dependencies={},
+        url="https://conda.anaconda.org/conda-forge/linux-64/python-3.12.1-h1_0_cpython.conda",
+        hash=HashModel(md5="0" * 32, sha256="a" * 64), categories={"main"}, build="h1_0_cpython",
+    )  # fmt: skip
+    app = LockedDependency(
+        name="loose-app", version="1.0", manager="pip", platform="linux-64",
+        dependencies=dependencies,
+        url="https://files.pythonhosted.org/packages/loose_app-1.0-py3-none-any.whl",
+        hash=HashModel(sha256="b" * 64), categories={"main"},
+    )  # fmt: skip
+    meta = LockMeta(
+        content_hash={"linux-64": "c" * 64},
+        channels=[],
+        platforms=["linux-64"],
+        sources=["e.yml"],
+        custom_metadata={"dlsetup_target": "file"},
+    )
+    return Lockfile(package=[python, app], metadata=meta)
+
+
+def test_the_read_back_check_sees_a_lock_rattler_cannot_read(tmp_path: Path) -> None:
+    """The check every environment test runs where dlsetup writes a lock (tests/envs/conftest.py),
+    on the lock shape rattler refused; quiet for the form dlsetup writes now, and for locks
+    dlsetup did not make."""
+    import conda_lock.lockfile
+
+    from tests.support.lock_readback import checking_writer
+
+    real = conda_lock.lockfile.write_conda_lock_file  # the fixture's check wraps the real writer
+    real = getattr(real, "__wrapped__", real)
+    problems: list[str] = []
+    write = checking_writer(real, problems)
+    star = tmp_path / "star.conda-lock.yml"
+    write(_lock_with_pip_entry({"loose-dep": "*"}), star, metadata_choices=set())
+    [problem] = problems
+    assert problem.startswith(f"{star}: rattler cannot read the lock dlsetup wrote")
+    assert "MapOrVec" in problem
+    problems.clear()
+    write(_lock_with_pip_entry({"loose-dep": ""}), tmp_path / "empty.conda-lock.yml", set())
+    assert problems == []
+    foreign = _lock_with_pip_entry({"loose-dep": "*"})
+    foreign.metadata.custom_metadata = None  # a test's own hand-made lock: not judged
+    write(foreign, tmp_path / "foreign.conda-lock.yml", metadata_choices=set())
+    assert problems == []

@@ -9,7 +9,9 @@ cases get one sentence naming the package and the constraint, and a fix:
 * a package that needs a newer system (``__glibc``, ``__osx``, ``__linux``) than the platform was
   solved with -> name both versions and where the platform's came from (detected here, or the
   floor of another platform), and ``CONDA_OVERRIDE_GLIBC``/``_OSX`` for the machines it is meant for;
-* a spec for which the channels have no candidates on that platform -> name it and the channels;
+* a spec for which the channels have no candidates on that platform -> name it and the channels
+  (on the ``pytorch`` channel, that it stopped at PyTorch 2.5: the solver decided, see
+  :func:`dlsetup.envs.conda.request.framework_rules_apply`);
   a companion of PyTorch (torchvision) with no build of PyTorch's CUDA line -> say so: a CPU
   companion is never taken beside a CUDA PyTorch;
 * anything else -> the first line of rattler's explanation.
@@ -148,10 +150,22 @@ def explain_unsatisfiable(
                 fix=f"use --variant cpu, or a channel with {name}'s CUDA builds (conda-forge "
                 "builds one per PyTorch CUDA line)",
             )
+        fix = (
+            f"check the spelling of {spec.split()[0]!r}, the channel (--channel), and the "
+            "platform (--platform): not every package is built for every platform"
+        )
+        from dlsetup.envs.files.spec import spec_name
+
+        asks_pytorch = any(spec_name(s) == "pytorch" for s in specs)
+        if asks_pytorch and any(c.rstrip("/").rsplit("/", 1)[-1] == "pytorch" for c in channels):
+            fix += (
+                "; the pytorch conda channel published its last builds with PyTorch 2.5 (Python "
+                "3.9-3.12): for newer releases use conda-forge (drop the pytorch channel and "
+                "the pytorch pin) or dlsetup lock --backend venv"
+            )
         return SolveError(
             f"no package on {', '.join(channels)} matches {spec} for {platform}\n  solver:\n{detail}",
-            fix=f"check the spelling of {spec.split()[0]!r}, the channel (--channel), and the "
-            "platform (--platform): not every package is built for every platform",
+            fix=fix,
         )
     first = solver_text.strip().splitlines()[0] if solver_text.strip() else "no solution"
     return SolveError(

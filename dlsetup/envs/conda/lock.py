@@ -139,8 +139,11 @@ class LockResult:
     #: what became of PyTorch's companions (torchvision follows its build; torchaudio left out,
     #: and why), as the lock's header says it
     companion_notes: tuple[str, ...] = ()
-    #: notes on the PyPI part (a wheel whose dependencies could not be read)
+    #: notes on the PyPI part: one summary line for the wheels whose metadata could not be read
     pypi_notes: tuple[str, ...] = ()
+    #: per platform, the wheels (``tiny-app 1.0``) whose metadata could not be read (no PEP 658
+    #: ``.metadata`` on the index): the lock lists no dependencies for them
+    pypi_without_metadata: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: where a configured setting (.condarc, pixi's mirrors) sent each channel, with its origin
     channel_sources: tuple[str, ...] = ()
 
@@ -278,6 +281,23 @@ def pypi_dependency_specs(dependencies: Mapping[str, str]) -> dict[str, str]:
         except InvalidSpecifier:
             out[name] = ""  # not PEP 440: the entry still pins the wheel by URL and hash
     return out
+
+
+def without_metadata_note(pypi: Mapping[str, PypiSolution]) -> tuple[str, ...]:
+    """One line for every wheel, on every platform, whose metadata could not be read (an index
+    without PEP 658 ``.metadata`` files gave one warning per package before: 64 on one lock)."""
+    missing = {p: s.without_metadata for p, s in pypi.items() if s.without_metadata}
+    if not missing:
+        return ()
+    count = len({name for names in missing.values() for name in names})
+    wheels = "1 wheel" if count == 1 else f"{count} wheels"
+    have = "has" if count == 1 else "have"
+    them = "it" if count == 1 else "them"
+    return (
+        f"{wheels} on {', '.join(missing)} {have} no metadata on their index (PEP 658), so the "
+        f"lock lists no dependencies for {them} ({'it is' if count == 1 else 'they are'} locked "
+        f"all the same); --verbose names {them}",
+    )
 
 
 def _check_output_dir(output_dir: Path) -> None:
@@ -689,7 +709,10 @@ def _lock_environment(
         platforms=tuple(
             _platform_lock(p, per_platform[p], solutions, pypi, lock_path) for p in platforms
         ),
-        pypi_notes=tuple(n for s in pypi.values() for n in s.notes),
+        pypi_notes=(*(n for s in pypi.values() for n in s.notes), *without_metadata_note(pypi)),
+        pypi_without_metadata={
+            p: s.without_metadata for p, s in pypi.items() if s.without_metadata
+        },
         content_hash=content_hash,
         lines=dict(env.lines),
         gpus=env.gpus,

@@ -107,7 +107,10 @@ class PypiSolution:
         provided_by_conda: requirements of the ``pip:`` section the conda part satisfies
             (``numpy 2.1.3``).
         resolve_ms: wall time of the resolution, milliseconds.
-        notes: anything worth saying (a wheel whose dependencies could not be read).
+        notes: anything worth saying.
+        without_metadata: the wheels (``tiny-app 1.0``) whose metadata could not be read (an
+            index without PEP 658 ``.metadata`` files): the lock lists no dependencies for them;
+            said once, in a summary (:attr:`dlsetup.envs.conda.lock.LockResult.pypi_notes`).
     """
 
     platform: str
@@ -115,6 +118,7 @@ class PypiSolution:
     provided_by_conda: tuple[str, ...]
     resolve_ms: float
     notes: tuple[str, ...] = ()
+    without_metadata: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -521,13 +525,13 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
         import tomllib
 
         document = tomllib.loads(out.read_text(encoding="utf-8"))
-    packages, notes = _packages(document, request, provided_names, all_indexes)
+    packages, without_metadata = _packages(document, request, provided_names, all_indexes)
     return PypiSolution(
         platform=request.platform,
         packages=packages,
         provided_by_conda=tuple(satisfied),
         resolve_ms=(time.perf_counter() - start) * 1000,
-        notes=notes,
+        without_metadata=without_metadata,
     )
 
 
@@ -571,13 +575,10 @@ def _packages(
     else:
         with ThreadPoolExecutor(max_workers=8) as pool:
             texts = list(pool.map(metadata, chosen))
-    packages, notes = [], []
+    packages, without_metadata = [], []
     for (name, version, url, sha256), text in zip(chosen, texts, strict=True):
-        if text is None:
-            notes.append(
-                f"{name} {version}: its wheel's metadata could not be read, so the lock lists "
-                "no dependencies for it (they are in the lock all the same)"
-            )
+        if text is None:  # listed once, summed up by the caller (one line, not one per package)
+            without_metadata.append(f"{name} {version}")
         packages.append(
             PypiPackage(
                 name,
@@ -587,7 +588,7 @@ def _packages(
                 requires_dist(text, environment) if text is not None else {},
             )
         )
-    return tuple(sorted(packages, key=lambda p: p.name)), tuple(notes)
+    return tuple(sorted(packages, key=lambda p: p.name)), tuple(sorted(without_metadata))
 
 
 def resolve_all(
