@@ -247,6 +247,14 @@ def test_accepting_pypis_cuda_build_labels_the_lock_as_what_it_holds(
     tool = parse_pylock(path).tool
     assert (tool["torch_variant"], tool["planned_variant"]) == ("cu130", "cpu")
     assert tool["request"]["accept_variant"] == "cu130"
+    # lock --check replays the plan (cpu, another variant accepted): current, not stale
+    check = run_cli("lock", "--check", str(path), env=isolated_dirs)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # stale (another release asked now): the command that locks again keeps the acceptance
+    stale = run_cli("lock", "--check", str(path), "--torch-version", "2.13", env=isolated_dirs)
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert "--torch-version 2.13 " in stale.stdout
+    assert " --accept-variant cu130" in stale.stdout
 
 
 def test_accepting_another_variant_than_the_one_found_still_stops(

@@ -349,6 +349,7 @@ def _relock_options(request: Any) -> tuple[str, ...]:
         ("--torch-version", request.torch_version),
         ("--torch-index-url", request.torch_index_url),
         ("--index-url", request.index_url),
+        ("--accept-variant", request.accept_variant),
     ):
         if value:
             relock += [option, strip_auth(value)]
