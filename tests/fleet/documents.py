@@ -1,9 +1,12 @@
-"""Synthetic per-node ``dlsetup doctor --json`` documents, valid against the doctor schema.
+"""Synthetic per-node ``dlsetup doctor --json`` documents, shaped as doctor writes them.
 
 ``node_document(...)`` builds the document of an 8-GPU H100 node; keyword arguments change one
 fact at a time, so a test (or the benchmark) can give a few nodes a drift. The template comes from
 a real ``dlsetup doctor --json`` on this machine (system, CUDA libraries, env managers) with the
-NVIDIA section of a driver-535 machine.
+NVIDIA section of a driver-535 machine, and the kernel's health section of an HGX H100 node (eight
+GPUs on the PCI bus, four InfiniBand NDR ports up, no XID). Fields doctor added later (the host
+name, some GPU health fields) are left out unless asked for, as in an older document: fleet report
+reads those as ``not reported``.
 """
 
 from __future__ import annotations

@@ -326,6 +326,9 @@ def test_real_doctor_documents_of_identical_nodes_pass(tmp_path: Path) -> None:
     # the real document has no GPU here; --no-frameworks: the probes' reason, not a bare gap
     assert facts["gpu_model"]["majority"] == "no GPU"
     assert facts["torch"]["majority"] == facts["nccl"]["majority"] == "n/a (skipped)"
+    # the kernel's health facts travel in the real document: no GPU on this machine's PCI bus
+    assert facts["pci_gpus"]["majority"] == "0" and facts["infiniband"]["majority"] == "no port"
+    assert facts["xid"]["majority"] in ("none", "n/a (not_readable)")
     severities = {g["severity"] for g in document["data"]["findings"]}
     assert code == (1 if "error" in severities else 0)
     assert not any(f["drifted"] for f in facts.values())
