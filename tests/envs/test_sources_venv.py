@@ -255,3 +255,27 @@ def test_create_says_the_fallback_before_it_builds_from_the_mirror(
     assert f"torch and its companions come from {mirror} (pip config " in result.output
     assert said < result.output.index(str(prefix))  # before the environment is reported
     assert (prefix / "pyvenv.cfg").is_file()
+
+
+def test_lock_check_replays_the_configured_sources_and_the_fallback_as_current(
+    blocked_home: Path, torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    """A lock made through a pip.conf mirror with PyTorch's index out of reach is current when
+    checked on the same machine; with the mirror's configuration gone, its index differs."""
+    conf = blocked_home / ".config/pip/pip.conf"
+    write(
+        conf,
+        f"[global]\nindex-url = {torch_index.pypi_url}\n"
+        f"extra-index-url = {torch_index.variant_url('cpu')}\n",
+    )
+    out = tmp_path / "out"
+    assert lock(out).exit_code == 0
+    (path,) = out.glob("pylock.*.toml")
+    check = CliRunner().invoke(cli, ["lock", "--check", str(path)])
+    assert check.exit_code == 0, check.output
+    conf.unlink()
+    stale = CliRunner().invoke(cli, ["lock", "--check", str(path)])
+    assert stale.exit_code == 1, stale.output
+    assert f"locked from index {torch_index.pypi_url}, asked for https://pypi.org/simple" in (
+        stale.output
+    )

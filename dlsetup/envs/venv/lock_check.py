@@ -297,7 +297,7 @@ def _index_differences(
     from dlsetup.envs.venv.lock import DEFAULT_INDEX, index_of, torch_index_pattern
 
     out: list[Difference] = []
-    index_url = request.index_url or DEFAULT_INDEX
+    index_url = request.index_url or _configured_index() or DEFAULT_INDEX
     if index_url != tool.get("index_url"):
         out.append(
             Difference(
@@ -315,11 +315,30 @@ def _index_differences(
         variant = torch.variant if platform.cuda_wheels else "cpu"
         want = index_of(pattern, variant)
         have = locked_indexes.get(platform.name) if isinstance(locked_indexes, dict) else None
+        if have is None and _fell_back(tool):
+            continue  # PyTorch's index was out of reach: the fallback is recorded, not compared
         if want != have:
             out.append(
                 Difference("index", platform.name, f"PyTorch locked from {have}, now {want}")
             )
     return out
+
+
+def _configured_index() -> str | None:
+    """The default index configured for pip or uv (as a lock records it), if any: the lock used
+    it where no ``--index-url`` was given (:mod:`dlsetup.envs.sources`)."""
+    from dlsetup.envs.sources import pypi_sources
+
+    default = next((s for s in pypi_sources() if s.kind == "index" and s.default), None)
+    return default.stored if default is not None else None
+
+
+def _fell_back(tool: Mapping[str, Any]) -> bool:
+    """Whether the lock took torch from the fallback (PyTorch's index was out of reach)."""
+    sources = tool.get("sources", [])
+    return isinstance(sources, list) and any(
+        isinstance(line, str) and line.startswith("PyTorch's index ") for line in sources
+    )
 
 
 def _notes(recorded: Any, request: Any, plan: Any) -> tuple[str, ...]:
