@@ -278,6 +278,7 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
     torch_index_url: str | None,
     index_url: str | None,
     torch_version: str | None,
+    accept_variant: str | None,
     check: Path | None,
     platforms: tuple[str, ...],
     all_platforms: bool,
@@ -311,13 +312,14 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
         lock_venv_command(
             venv_request(target, variant, cuda, gpu_arch, python_version, platforms,
-                         all_platforms, torch_index_url, index_url, torch_version),
+                         all_platforms, torch_index_url, index_url, torch_version,
+                         accept_variant),
             output, force=force, as_json=as_json,
         )  # fmt: skip
         return
     from dlsetup.commands.venv import refuse_venv_only
 
-    refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
+    refuse_venv_only(ctx, torch_index_url, index_url, torch_version, accept_variant)
     from dlsetup.envs.pipeline import conda_request, lock, virtual_package_sources
     from dlsetup.output import dumps, envelope, make_console
 
@@ -352,6 +354,8 @@ def lock(  # noqa: PLR0917 - a Click callback receives every option
         console.print(f"  Companions: {note}.", markup=False, soft_wrap=True)
     for note in result.pypi_notes:
         console.print(f"  PyPI: {note}.", markup=False, soft_wrap=True)
+    for line in result.channel_sources:  # where .condarc or pixi's mirrors sent a channel
+        console.print(f"  Channel: {line}.", markup=False, soft_wrap=True)
     if verbose:
         for platform, names in result.pypi_without_metadata.items():
             console.print(f"    {platform}: {', '.join(names)}", markup=False, soft_wrap=True)
@@ -561,6 +565,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     torch_index_url: str | None,
     index_url: str | None,
     torch_version: str | None,
+    accept_variant: str | None,
     prefix: Path | None,
     name: str | None,
     from_lock: Path | None,
@@ -590,12 +595,12 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     if backend == "venv":
         refuse_conda_only(ctx, **{"--channel": channels, "--engine": _given(ctx, "engine")})
     else:
-        refuse_venv_only(ctx, torch_index_url, index_url, torch_version)
+        refuse_venv_only(ctx, torch_index_url, index_url, torch_version, accept_variant)
     if from_lock is not None and torch_version is not None:
         raise click.UsageError("--torch-version does not apply to --from-lock", ctx=ctx)
     request = (
         venv_request(target, variant, cuda, gpu_arch, python_version, (), False,
-                     torch_index_url, index_url, torch_version)
+                     torch_index_url, index_url, torch_version, accept_variant)
         if target is not None and backend == "venv"
         else conda_request(target=target, variant=variant, cuda=cuda, platforms=(),
                            all_platforms=False, python_version=python_version, channels=channels,
