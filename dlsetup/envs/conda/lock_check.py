@@ -243,8 +243,15 @@ def pip_entries(rendered: RenderedEnvironment, platform: str) -> list[str]:
 def _spec_key(spec: str) -> str:
     from dlsetup.envs.files.spec import spec_name
 
-    if spec.startswith("pip: "):  # a pip: requirement, by its PyPI name
-        return "pip:" + spec_name(re.split(r"[\s;<>=!~\[(@]", spec[5:].strip(), maxsplit=1)[0])
+    if spec.startswith("pip: "):  # a pip: requirement, by its PyPI name (packaging reads it)
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+
+        text = spec[5:].strip()
+        try:
+            return "pip:" + canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            return "pip:" + text.lower()
     return spec_name(spec)
 
 
