@@ -166,6 +166,25 @@ def install_command(
     return f"{_pip(inst, 'install')} {tail}"
 
 
+def pypi_installer(inst: Installer) -> Installer:
+    """The installer of PyPI-only packages (``nvidia-cudnn-cu12``: conda-forge has none) in
+    ``inst``'s environment: pip inside a conda prefix (conda's Pythons ship it), pixi's
+    ``add --pypi``; a venv's own otherwise."""
+    if inst.kind == "conda":
+        return Installer("pip", inst.python, inst.prefix)
+    return inst
+
+
+def install_pypi_command(inst: Installer, requirements: Sequence[str]) -> str:
+    """:func:`install_command` for PyPI-only packages: ``pixi add --pypi`` in a pixi project,
+    pip inside a conda prefix (:func:`pypi_installer`)."""
+    if inst.kind == "pixi":
+        return (
+            f"pixi add --pypi --manifest-path {shlex.quote(inst.manifest)} {_quote(requirements)}"
+        )
+    return install_command(pypi_installer(inst), requirements)
+
+
 def uninstall_command(inst: Installer, names: Sequence[str]) -> str:
     """The one shell command that removes the distributions ``names`` from ``inst``'s environment."""
     if inst.kind == "conda":
@@ -202,6 +221,8 @@ __all__ = [
     "conda_spec",
     "has_pip",
     "install_command",
+    "install_pypi_command",
     "installer_for",
+    "pypi_installer",
     "uninstall_command",
 ]

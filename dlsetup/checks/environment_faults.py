@@ -16,7 +16,7 @@ import shlex
 from dlsetup.checks.context import DoctorFacts
 from dlsetup.checks.finding import Finding, Severity
 from dlsetup.facts import Missing
-from dlsetup.installer import Installer, install_command
+from dlsetup.installer import Installer, install_pypi_command
 from dlsetup.probes.cuda_libs import CudaLibsFacts, GpuAccessFacts, LdPathEntry
 from dlsetup.probes.cuda_wheels import WheelPin
 from dlsetup.probes.frameworks import FrameworkProbe, TensorflowBuild, TorchBuild
@@ -390,7 +390,7 @@ def _pin_finding(
     newest = max(pins, key=lambda p: _version_tuple(p.version))
     alignable = all(_loads_with(newest.version, p.version) for p in pins)
     if alignable:
-        command = install_command(inst, [f"{package}=={newest.version}"])
+        command = install_pypi_command(inst, [f"{package}=={newest.version}"])  # PyPI's only
         fix = (
             f"Install the newest pin, which every framework here loads (same major version): "
             f"{command} (the installer warns about the other pin; that is expected). Or keep "

@@ -26,11 +26,22 @@ SUPERSEDES: dict[str, tuple[str, ...]] = {
     "fabric.manager_not_running": ("torch.cuda_unavailable",),
 }
 
+#: GPU-scoped reconciliation: specific id -> the ids whose advice cannot stand beside it on the same
+#: GPU (``"*"``: every other GPU finding). The checks themselves leave such a GPU out of those
+#: findings (its facts stay in the specific finding's details): "the repair handles them" and
+#: "reset it" beside "RMA", or any reading of a GPU NVML cannot open. Held over every scenario of
+#: the suite by tests/doctor/test_findings_agree.py; the rule is written in docs/doctor.md.
+GPU_EXPLAINS: dict[str, tuple[str, ...]] = {
+    "gpu.row_remap_failed": ("gpu.ecc_errors", "gpu.ecc_errors_aggregate", "gpu.reset_pending"),
+    "gpu.unreachable": ("*",),
+    "gpu.lost": ("*",),
+}
+
 #: The framework a generic finding is about, when its details do not say.
 _FRAMEWORK_OF_ID = {"torch.cuda_unavailable": "torch"}
 
 
-def _explained(specific: Finding) -> set[str] | None:
+def explained_frameworks(specific: Finding) -> set[str] | None:
     """Frameworks whose failure ``specific`` explains; None means every framework."""
     details = specific.details
     if specific.id == "ld_library_path.shadows_framework_libs":
@@ -54,7 +65,7 @@ def supersede(findings: Sequence[Finding]) -> list[Finding]:
     causes: dict[str, list[tuple[Finding, set[str] | None]]] = {}
     for f in findings:
         for generic_id in SUPERSEDES.get(f.id, ()):
-            causes.setdefault(generic_id, []).append((f, _explained(f)))
+            causes.setdefault(generic_id, []).append((f, explained_frameworks(f)))
     if not causes:
         return list(findings)
     out: list[Finding] = []
@@ -85,4 +96,4 @@ def supersede(findings: Sequence[Finding]) -> list[Finding]:
     return out
 
 
-__all__ = ["SUPERSEDES", "supersede"]
+__all__ = ["GPU_EXPLAINS", "SUPERSEDES", "explained_frameworks", "supersede"]

@@ -22,6 +22,7 @@ from dlsetup.installer import (
     conda_spec,
     has_pip,
     install_command,
+    install_pypi_command,
     installer_for,
     uninstall_command,
 )
@@ -132,6 +133,10 @@ def test_a_conda_prefix_gets_a_conda_spec(tmp_path: Path) -> None:
         f"mamba install --prefix {prefix} -c conda-forge pytorch=2.13"
     )
     assert uninstall_command(inst, ["torch"]) == f"mamba remove --prefix {prefix} pytorch"
+    # a PyPI-only wheel (conda-forge has no nvidia-cudnn-cu12) goes through the prefix's pip
+    assert install_pypi_command(inst, ["nvidia-cudnn-cu12==9.3.0.75"]) == (
+        f"{prefix}/bin/python -m pip install nvidia-cudnn-cu12==9.3.0.75"
+    )
 
 
 def test_a_pixi_environment_gets_a_pixi_command(tmp_path: Path) -> None:
@@ -147,6 +152,9 @@ def test_a_pixi_environment_gets_a_pixi_command(tmp_path: Path) -> None:
     )
     assert install_command(inst, ["torch"], reinstall=True) == (
         f"pixi reinstall --manifest-path {manifest} pytorch"
+    )
+    assert install_pypi_command(inst, ["nvidia-cudnn-cu12==9.3.0.75"]) == (
+        f"pixi add --pypi --manifest-path {manifest} nvidia-cudnn-cu12==9.3.0.75"
     )
 
 
