@@ -144,8 +144,8 @@ def verdict(e: Evidence) -> tuple[str, str] | None:
         )
     if e.ended_by:
         return "ended", (
-            f"its launcher ended it ({e.ended_by}) {_where(e)}, on {e.node}: after another rank "
-            "failed"
+            f"its launcher ended it ({e.ended_by}) {_where(e)}, on {e.node}: another rank of its "
+            "node failed first, or the launcher itself was ended"
         )
     if e.launcher:
         return "dead", f"{e.launcher} (torchrun's error file for it on {e.node})"

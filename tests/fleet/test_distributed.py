@@ -227,6 +227,20 @@ def test_each_ranks_fate_names_the_rank_and_its_node_and_nothing_outlives_it(
 
 @pytest.mark.slow
 @pytest.mark.torch
+def test_nothing_outlives_a_torchrun_agent_killed_with_sigkill() -> None:
+    """kill -9 of node 1's torchrun agent: its dlsetup processes end with it (their
+    parent-death signal), their workers with them, and rank 0 names ranks 2 and 3 ended."""
+    ended, wall = torchrun_nodes(["--json", "--timeout", "5", "--steps", "20"], fault="killagent@3")
+    assert wall < FAULT_DEADLINE_S, f"took {wall:.1f} s"
+    assert not [e.left for e in ended if e.left], "a process outlived its agent"
+    assert ended[1].returncode == -9 and ended[0].returncode == 1
+    data = _report(ended)
+    named = {r["rank"]: r["state"] for r in data["failure"]["ranks"]}
+    assert named == {2: "ended", 3: "ended"}, data["failure"]
+
+
+@pytest.mark.slow
+@pytest.mark.torch
 def test_rank_0s_worker_killed_is_said_by_rank_0_and_named_by_the_others() -> None:
     """kill -9 of rank 0's worker: no report can exist; rank 0 says its worker was killed by
     SIGKILL before the report, and the ranks of the other node name rank 0 dead (torchrun's

@@ -20,6 +20,8 @@ No production module knows about these faults. KIND:
   torchrun or srun started (a ``kill -9`` of that process: the worker must not outlive it);
 * ``killearly``: the worker SIGKILLs itself the moment it imports ``torch.distributed``, before
   it joins the rendezvous (a rank killed about 2 s after the start);
+* ``killagent``: its first ``all_reduce`` SIGKILLs the torchrun agent (the parent of the worker's
+  parent), then waits: nothing the agent started may outlive it;
 * ``stop``: its first ``all_reduce`` waits 0.7 s (a heartbeat goes out naming the collective),
   then SIGSTOPs the worker's own process (a rank stopped by a debugger or ``kill -STOP``);
 * ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
@@ -75,6 +77,11 @@ def _patch(dist: Any) -> None:
         if first and "killparent" in kinds:
             os.kill(os.getppid(), signal.SIGKILL)
             time.sleep(3600)  # the parent-death signal ends this process
+        if first and "killagent" in kinds:
+            with open(f"/proc/{os.getppid()}/stat", encoding="ascii") as fh:
+                agent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            os.kill(agent, signal.SIGKILL)
+            time.sleep(3600)
         if first and "stop" in kinds:
             time.sleep(0.7)
             os.kill(os.getpid(), signal.SIGSTOP)
