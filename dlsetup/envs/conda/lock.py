@@ -175,6 +175,7 @@ def header_lines(
     result_env: RenderedEnvironment,
     per_platform: dict[str, tuple[VirtualPackage, ...]],
     channel_lines: tuple[str, ...] = (),
+    pypi_index: tuple[str | None, tuple[str, ...]] | None = None,
 ) -> list[str]:
     """The comment block dlsetup puts above conda-lock's own header (``channel_lines``: where a
     configured setting sent each channel, :meth:`_Channels.lines`)."""
@@ -198,8 +199,11 @@ def header_lines(
     lines += [f"# Channel: {line}." for line in channel_lines]
     if result_env.spec.pip:
         spec = result_env.spec
-        indexes = [strip_auth(spec.pip_index_url or "https://pypi.org/simple")]
-        indexes += [strip_auth(u) for u in spec.pip_extra_index_urls]
+        index, extra = spec.pip_index_url, spec.pip_extra_index_urls
+        if pypi_index is not None and (pypi_index[0] or pypi_index[1]):
+            index, extra = pypi_index  # the configured ones (the file names none)
+        indexes = [strip_auth(index or "https://pypi.org/simple")]
+        indexes += [strip_auth(u) for u in extra]
         lines.append(
             "# PyPI part (pip: section): resolved with uv for each platform's solved Python, "
             f"wheels only, from {', '.join(indexes)}."
@@ -340,15 +344,23 @@ class _Channels:
     solve: tuple[str, ...]
     prefixes: tuple[tuple[str, str], ...]
     sources: tuple[Source, ...] = ()
+    #: the indexes configured for pip and uv, used for a ``pip:`` section that names none
+    pypi: tuple[Source, ...] = ()
+
+    def pypi_index(self) -> tuple[str | None, tuple[str, ...]]:
+        """``(index URL or None for PyPI, extra index URLs)`` from the configured sources."""
+        default = next((s.url for s in self.pypi if s.default), None)
+        return default, tuple(s.url for s in self.pypi if not s.default)
 
     def lines(self) -> tuple[str, ...]:
         """Where each channel is fetched from, credentials masked: ``conda-forge from URL
         (~/.condarc custom_channels.conda-forge)``; only channels a setting redirected."""
-        return tuple(
+        redirected = tuple(
             f"{s.name or s.shown} from {s.display()}"
             for s in self.sources
             if s.origin not in ("as given", "conda's default")
         )
+        return redirected + tuple(f"pip: section from {s.display()}" for s in self.pypi)
 
     def stored_url(self, url: str) -> str:
         """A solved package's URL as it goes into the lock."""
@@ -382,7 +394,21 @@ def _channels(env: RenderedEnvironment) -> _Channels:
             url, prefix = _channel(shown, raw, rattler)
             prefixes += prefix
             solve.append(url)
-    return _Channels(tuple(solve), tuple(prefixes), tuple(sources))
+    return _Channels(tuple(solve), tuple(prefixes), tuple(sources), _configured_pypi(env))
+
+
+def _configured_pypi(env: RenderedEnvironment) -> tuple[Source, ...]:
+    """The default index configured for pip or uv (a mirror of PyPI:
+    :func:`dlsetup.envs.sources.pypi_sources`), for a ``pip:`` section that names no index of its
+    own (one that does wins, as ``--index-url``). Configured *extra* indexes are not added: uv
+    takes a package from the first index that has it, where pip compares every index, so an
+    extra index holding an old pyyaml would hide PyPI's newer one."""
+    spec = env.spec
+    if not spec.pip or spec.pip_index_url is not None or spec.pip_extra_index_urls:
+        return ()
+    from dlsetup.envs.sources import pypi_sources
+
+    return tuple(s for s in pypi_sources() if s.kind == "index" and s.default)
 
 
 def _channel(shown: str, raw: str, rattler: Any) -> tuple[str, list[tuple[str, str]]]:
@@ -682,7 +708,7 @@ def _lock_environment(
             if url is not None:
                 expand_auth(url)  # an unset ${VAR} fails now, before anything is solved
         solutions = asyncio.run(_solve_all(env, channels.solve, platforms, per_platform, cache_dir))
-        pypi = resolve_all(_pypi_requests(env, solutions))
+        pypi = resolve_all(_pypi_requests(env, solutions, channels))
     content_hash = _write_lock_files(
         env,
         output_dir=output_dir,
@@ -793,7 +819,7 @@ def _write_lock_files(
         else:
             assert conda_exe is not None
             content_hash = _conda_lock_solve(conda_exe, tmp_env, tmp_vp, tmp_lock, platforms)
-        header = header_lines(env, per_platform, channels.lines())
+        header = header_lines(env, per_platform, channels.lines(), channels.pypi_index())
         _add_header(tmp_lock, header + data_note_lines(env, tmp_lock))
         _check_outputs((env_path, vp_path, lock_path), force)
         replace_together([(tmp_env, env_path), (tmp_vp, vp_path), (tmp_lock, lock_path)])
@@ -842,7 +868,9 @@ def _platform_lock(
 
 
 def _pypi_requests(
-    env: RenderedEnvironment, solutions: Mapping[str, tuple[list[Any], float]]
+    env: RenderedEnvironment,
+    solutions: Mapping[str, tuple[list[Any], float]],
+    channels: _Channels | None = None,
 ) -> list[PypiRequest]:
     """One uv resolution per platform whose ``pip:`` section is not empty there.
 
@@ -850,6 +878,9 @@ def _pypi_requests(
         InputError: the conda part of such a platform has no Python.
     """
     requests = []
+    index_url, extra = env.spec.pip_index_url, env.spec.pip_extra_index_urls
+    if channels is not None and channels.pypi:
+        index_url, extra = channels.pypi_index()
     for platform, (records, _) in solutions.items():
         requirements = env.pip_for(platform)
         if not requirements:
@@ -868,8 +899,8 @@ def _pypi_requests(
                 provided=conda_provided(
                     (r.name.normalized, str(r.version), list(r.depends)) for r in records
                 ),
-                index_url=env.spec.pip_index_url,
-                extra_index_urls=env.spec.pip_extra_index_urls,
+                index_url=index_url,
+                extra_index_urls=extra,
             )
         )
     return requests
