@@ -408,3 +408,23 @@ def test_a_mirror_with_an_older_release_and_a_package_it_cannot_serve(
     assert "is not on the sources; 2.14 is the newest release there with a torchvision" in text
     assert f"#   From {mirror}: torch, torchvision, torchaudio\n" in text
     assert f"#   From {torch_index.pypi_url}: ipykernel, numpy\n" in text
+
+
+def test_create_says_the_variant_it_took_before_it_builds(
+    torch_index: TorchIndex, tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    proc = run_cli(
+        "create", "pytorch", "--backend", "venv", "--variant", "cpu", "--torch-version", "2.14",
+        "--torch-index-url", torch_index.pypi_url, "--index-url", torch_index.pypi_url,
+        "--accept-variant", "any", "--prefix", str(tmp_path / "env"), "--no-smoke",
+        "--no-jupyter", env=isolated_dirs,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stdout + proc.stderr
+    line = (
+        f"  Source: linux-64: no cpu build of PyTorch on the sources; torch {PYPI_TORCH}, PyPI's "
+        "CUDA 13.0 build (3 CUDA libraries as wheels: nvidia-*, triton), which also runs on a "
+        f"CPU, from {torch_index.pypi_url}, is locked as cu130 (--accept-variant)\n"
+    )
+    assert line in said
+    assert said.index(line) < said.index("Installing ")

@@ -26,11 +26,12 @@ class VenvBackend(Backend):
     formats = ("pylock",)
 
     def lock(self, request: Any, output: Path, *, force: bool) -> Locked:
-        from dlsetup.envs.venv.lock import lock_venv, variant_reason
+        from dlsetup.envs.venv.lock import lock_venv, plan_notes, variant_reason
 
         result = lock_venv(request, output, force=force)
         reason = variant_reason(result)
-        return Locked(result.lock_path, reason, result.name, result, result.sources)
+        said = (*result.sources, *plan_notes(result))  # create prints them before it builds
+        return Locked(result.lock_path, reason, result.name, result, said)
 
     def check(
         self, lock_path: Path, request: CheckRequest, probe: Callable[[], NvidiaFacts]

@@ -1397,6 +1397,26 @@ def header_lines(result: VenvLockResult) -> list[str]:
     return lines
 
 
+def plan_notes(result: VenvLockResult) -> tuple[str, ...]:
+    """What ``create`` says before it builds from this lock, beside the sources: a variant taken
+    in place of the planned one (with its download size over 1 GB), a companion left out."""
+    from dlsetup.envs.venv.resolved import LARGE_DOWNLOAD, human_size
+
+    notes: list[str] = []
+    for p in result.platforms:
+        if p.build is None or not p.variant_differs:
+            continue
+        came = dict(p.origins).get("torch", p.torch_index or "the default index")
+        size = p.download_bytes
+        weight = f"; up to {human_size(size)} of wheels" if size and size > LARGE_DOWNLOAD else ""
+        notes.append(
+            f"{p.platform.name}: no {p.expected_variant} build of PyTorch on the sources; "
+            f"{p.build.describe()}, from {came}, is locked as {p.build.variant} "
+            f"(--accept-variant){weight}"
+        )
+    return (*notes, *result.companion_notes)
+
+
 def accepted_lines(result: VenvLockResult) -> list[str]:
     """The header's lines on a variant taken in place of the planned one (``--accept-variant``)."""
     from dlsetup.envs.venv.resolved import LARGE_DOWNLOAD, human_size
