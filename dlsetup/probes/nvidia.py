@@ -64,7 +64,10 @@ class GpuFacts:
     field is then Missing with that error), else None. ``nvswitch_links`` holds, per NVLink that
     reaches an NVSwitch, the switch's PCI bus id (``()`` when the links reach peer GPUs);
     ``Missing("not_supported")`` on a board without NVLink. A100 systems report no fabric state,
-    so these links are how NVML shows an NVSwitch board there.
+    so these links are how NVML shows an NVSwitch board there. ``pci_bus_id`` is the GPU's PCI
+    address as sysfs writes it (``0000:3b:00.0``: fleet report matches it against the kernel's list
+    of GPUs on the bus); ``nvlink_up`` holds, per NVLink, whether it is up
+    (``Missing("not_supported")`` on a board without NVLink).
     """
 
     index: int
@@ -105,6 +108,8 @@ class GpuFacts:
     fabric_status: Maybe[int] = Missing("not_read")
     handle_error_code: int | None = None
     nvswitch_links: Maybe[tuple[str, ...]] = Missing("not_read")
+    pci_bus_id: Maybe[str] = Missing("not_read")
+    nvlink_up: Maybe[tuple[bool, ...]] = Missing("not_read")
 
     @property
     def unreachable(self) -> bool:
@@ -434,6 +439,33 @@ def _read_nvswitch_links(nv: _Nvml, handle: Any) -> Maybe[tuple[str, ...]]:
     return tuple(buses)
 
 
+def _read_pci_bus_id(nv: _Nvml, handle: Any) -> Maybe[str]:
+    """The GPU's PCI address as sysfs writes it (``0000:3b:00.0``), to match the kernel's list."""
+    func = getattr(nv.nvml, "nvmlDeviceGetPciInfo_v3", None)
+    if func is None:
+        nv._record("nvmlDeviceGetPciInfo_v3")
+        return Missing("function_not_found")
+    pci = nv.query(func, handle)
+    if isinstance(pci, Missing):
+        return pci
+    return f"{int(pci.domain) & 0xFFFF:04x}:{int(pci.bus):02x}:{int(pci.device):02x}.0"
+
+
+def _read_nvlink_up(nv: _Nvml, handle: Any) -> Maybe[tuple[bool, ...]]:
+    """Per NVLink of the GPU, whether it is up (``nvmlDeviceGetNvLinkState``); links are asked in
+    order until NVML says there are no more; ``Missing("not_supported")`` on a PCIe board."""
+    func = getattr(nv.nvml, "nvmlDeviceGetNvLinkState", None)
+    if func is None:
+        return Missing("function_not_found")
+    states: list[bool] = []
+    for link in range(_NVLINK_MAX_LINKS):
+        state = nv.query(func, handle, link, record=link == 0)
+        if isinstance(state, Missing):
+            return state if link == 0 else tuple(states)
+        states.append(bool(state))
+    return tuple(states)
+
+
 def _read_gpu(nv: _Nvml, index: int) -> GpuFacts:
     """Read one GPU field by field; a lost GPU keeps what was read and marks the rest lost."""
     nvml = nv.nvml
@@ -450,6 +482,8 @@ def _read_gpu(nv: _Nvml, index: int) -> GpuFacts:
             return GpuFacts(index=index, handle_error_code=code, **no_handle)
         _read_gpu_fields(nv, handle, values)
         values["nvswitch_links"] = _read_nvswitch_links(nv, handle)
+        values["pci_bus_id"] = _read_pci_bus_id(nv, handle)
+        values["nvlink_up"] = _read_nvlink_up(nv, handle)
     except _GpuLostError as error:
         lost = Missing("gpu_lost", str(error))
         rest: dict[str, Any] = {

@@ -180,6 +180,11 @@ def test_driver_535_cuda_12_2_one_h100_reads_every_field(
                 "reason": "not_supported",
                 "detail": "NVMLError_NotSupported: Not Supported",
             },
+            "pci_bus_id": "0000:10:00.0",
+            "nvlink_up": {
+                "reason": "not_supported",
+                "detail": "NVMLError_NotSupported: Not Supported",
+            },
         }
     ]
     calls = log.read_text().split()

@@ -433,3 +433,40 @@ def test_a_fleet_that_agrees_on_a_fault_still_fails(tmp_path: Path) -> None:
     xid = next(f for f in report.facts if f.fact == "xid")
     assert not xid.drifted and report.exit_code == 1
     assert len(report.drain) == 3 and "node n0 health: XID 79 on 0000:18:00 (x1)" in report.problems
+
+
+@pytest.mark.slow
+def test_real_doctor_documents_over_the_fake_nvml_name_a_down_nvlink_and_a_lost_gpu(
+    tmp_path: Path, fake_nvml_dir: Path
+) -> None:
+    from tests.support.fake_nvml import nvml_env, subprocess_env
+
+    hgx = {"gpu_count": "8", "nvlinks": "18,4"}
+    scenarios = {
+        "gpu01": hgx,
+        "gpu02": hgx | {"nvlinks_down": "0,0,0,2,0,0,0,0", "lost_gpus": "5"},
+        "gpu03": hgx,
+    }
+    for node, scenario in scenarios.items():
+        out = subprocess.run(
+            [sys.executable, "-m", "dlsetup", "doctor", "--json", "--no-frameworks"],
+            env=subprocess_env(nvml_env(fake_nvml_dir, **scenario)),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        document = json.loads(out.stdout)
+        jsonschema.validate(document, load_schema("dlsetup.doctor"))
+        (tmp_path / f"doctor-{node}.json").write_text(out.stdout, encoding="utf-8")
+    gpus = json.loads((tmp_path / "doctor-gpu02.json").read_text())["data"]["nvidia"]["gpus"]
+    assert gpus[3]["pci_bus_id"] == "0000:40:00.0"
+    assert gpus[3]["nvlink_up"] == [True] * 16 + [False] * 2
+    report = fleet_report([tmp_path])
+    nvlink = next(f for f in report.facts if f.fact == "nvlink")
+    assert nvlink.majority == "18/18 up"
+    verdicts = {v.node: v for v in report.verdicts}
+    assert verdicts["gpu01"].passed and verdicts["gpu03"].passed
+    reasons = verdicts["gpu02"].reasons
+    assert reasons[0] == "missing GPU 5 (lost)"
+    assert "GPU 3 NVLink 16,17 down" in reasons
+    assert [line.split(" reason=")[0] for line in report.drain] == [
+        "scontrol update nodename=gpu02 state=drain"
+    ]

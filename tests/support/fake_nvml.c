@@ -113,6 +113,8 @@ static const struct {
     {"FAKE_NVML_REMAPPED_ROWS", "0,0,0,0"},    /* corr,unc,pending,failure (every GPU) */
     {"FAKE_NVML_FABRIC", "0,0"},               /* state,status of fabric info (every GPU) */
     {"FAKE_NVML_NVLINKS", "0,0"},              /* links,NVSwitches per GPU (issue 25) */
+    {"FAKE_NVML_NVLINKS_DOWN", "0"},           /* per GPU, how many of its last links are down */
+    {"FAKE_NVML_PCI_BUS", ""},                 /* per GPU, PCI bus (hex); empty: 0x10 x (index+1) */
 };
 
 static const char *setting(const char *var) {
@@ -845,5 +847,34 @@ EXPORT nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, uns
     snprintf(pci->busId, sizeof pci->busId, "00000000:%02X:00.0", pci->bus);
     memcpy(pci->busIdLegacy, pci->busId, sizeof pci->busIdLegacy - 1);
     return NVML_SUCCESS;
+}
+#endif
+
+/* The GPU's own PCI address (issue 23): FAKE_NVML_PCI_BUS per GPU, in hex. */
+#ifndef OMIT_nvmlDeviceGetPciInfo_v3
+EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci) {
+    nvmlReturn_t result = gate(__func__, device);
+    if (result != NVML_SUCCESS) return result;
+    if (pci == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    char buf[FIELD];
+    const char *bus = gpu_item("FAKE_NVML_PCI_BUS", device->index, buf);
+    memset(pci, 0, sizeof *pci);
+    pci->bus = bus[0] ? (unsigned)strtoul(bus, NULL, 16) : 0x10 * (device->index + 1);
+    pci->pciDeviceId = 0x233010de;
+    snprintf(pci->busId, sizeof pci->busId, "00000000:%02X:00.0", pci->bus);
+    memcpy(pci->busIdLegacy, pci->busId, sizeof pci->busIdLegacy - 1);
+    return NVML_SUCCESS;
+}
+#endif
+
+/* NVLink state (issue 23): the last FAKE_NVML_NVLINKS_DOWN links of a GPU are down. */
+#ifndef OMIT_nvmlDeviceGetNvLinkState
+EXPORT nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+                                             unsigned int *isActive) {
+    nvmlReturn_t result = nvlink_gate(__func__, device, link);
+    if (result != NVML_SUCCESS) return result;
+    unsigned links = pair_number("FAKE_NVML_NVLINKS", 0);
+    unsigned down = (unsigned)gpu_number("FAKE_NVML_NVLINKS_DOWN", device->index);
+    return out_uint(isActive, link + down < links ? 1 : 0);
 }
 #endif

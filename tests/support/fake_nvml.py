@@ -72,6 +72,10 @@ FAKE_NVML_NVLINKS              0,0                     NVLinks per GPU, NVSwitch
                                                        NOT_SUPPORTED (PCIe board); link l reaches
                                                        NVSwitch l % switches (PCI bus 0xC0 + it),
                                                        or a peer GPU when switches is 0
+FAKE_NVML_NVLINKS_DOWN         0                       per GPU, how many of its last NVLinks are
+                                                       down (nvmlDeviceGetNvLinkState 0)
+FAKE_NVML_PCI_BUS              0x10 x (index + 1)      per GPU, its PCI bus number in hex
+                                                       (nvmlDeviceGetPciInfo_v3)
 =============================  ======================  ===============================================
 
 A function name in NOT_SUPPORTED / NO_PERMISSION / ERRORS also matches its versioned symbols
@@ -145,6 +149,8 @@ SYMBOLS: tuple[str, ...] = (
     "nvmlDeviceGetGpuFabricInfo",
     "nvmlDeviceGetNvLinkRemoteDeviceType",
     "nvmlDeviceGetNvLinkRemotePciInfo_v2",
+    "nvmlDeviceGetPciInfo_v3",
+    "nvmlDeviceGetNvLinkState",
 )
 
 #: Keyword names :func:`nvml_env` accepts (``FAKE_NVML_`` + upper case).
@@ -187,6 +193,8 @@ SETTINGS: frozenset[str] = frozenset(
         "remapped_rows",
         "fabric",
         "nvlinks",
+        "nvlinks_down",
+        "pci_bus",
     }
 )
 
