@@ -411,7 +411,12 @@ def missing_gpus(node: NodeFacts, fleet_count: str, reference: Sequence[str]) ->
         ]
         if listed:
             found += [
-                MissingGpu(None, None, b, "on the PCI bus, not listed by NVML")
+                MissingGpu(
+                    reference.index(b) if b in reference else None,
+                    None,
+                    b,
+                    "on the PCI bus, not listed by NVML",
+                )
                 for b in sorted(on_bus - listed)
             ]
         else:  # which of them NVML lacks is not known without NVML's bus ids

@@ -151,6 +151,7 @@ def node_document(
     persistence: bool = True,
     clock_reasons: int = 0x1,
     row_remap_failed: tuple[int, ...] = (),
+    nvml_bus_ids: bool = False,
     no_frameworks: bool = False,
     older: bool = False,
     driver: str = "535.104.05",
@@ -179,6 +180,8 @@ def node_document(
             clocks_event_reasons=clock_reasons, remapped_rows_failed=g["index"] in row_remap_failed,
             remapped_rows_pending=False, retired_pages_pending=False, remapped_rows_uncorrectable=0,
         )  # fmt: skip
+        if nvml_bus_ids and pci_bus_ids is not None and g["index"] < len(pci_bus_ids):
+            g["pci_bus_id"] = pci_bus_ids[g["index"]]  # NVML numbers GPUs in bus order
         if g["index"] in lost:
             g.update(lost=True, uuid={"reason": "gpu_lost", "detail": ""})
     if hostname is not None:

@@ -411,6 +411,7 @@ def test_a_drain_reason_is_quoted_for_the_shell_and_cut_to_length(tmp_path: Path
         ({"ib": (("INIT", "400 Gb/sec (4X NDR)"),) * 4}, "infiniband", "InfiniBand mlx5_0/1 INIT"),
         ({"lost": (3,)}, "gpu_count", "missing GPU 3 (PCI 0000:5d:00.0, lost)"),
         ({"gpus": 7, "pci_bus_ids": HGX_BUS_IDS}, "gpu_count", "missing a GPU (on the PCI bus, not listed by NVML)"),
+        ({"gpus": 7, "nvml_bus_ids": True}, "gpu_count", "missing GPU 7 (PCI 0000:db:00.0, on the PCI bus, not listed by NVML)"),
         ({"gpus": 7, "older": True}, "gpu_count", "missing which one is not known (the document has no PCI bus ids)"),
     ],
 )  # fmt: skip
@@ -470,3 +471,9 @@ def test_real_doctor_documents_over_the_fake_nvml_name_a_down_nvlink_and_a_lost_
     assert [line.split(" reason=")[0] for line in report.drain] == [
         "scontrol update nodename=gpu02 state=drain"
     ]
+
+
+def test_slurm_drain_and_json_together_are_a_usage_error(tmp_path: Path) -> None:
+    write_nodes(tmp_path, {"a": node_document()})
+    result = _invoke(str(tmp_path), "--slurm-drain", "--json")
+    assert result.exit_code == 2 and "--slurm-drain and --json: choose one" in result.output
