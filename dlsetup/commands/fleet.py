@@ -159,6 +159,8 @@ def _fact_table(result: FleetReport, group: str, title: str) -> Table:
         status = "same" if not fact.drifted else ("allowed" if fact.allowed else "DRIFT")
         if fact.tie and fact.drifted and not fact.allowed:
             status = "TIE"
+        if fact.faulty and not fact.allowed:
+            status = f"FAULT ({len(fact.faulty)})"
         majority = "tie: " + fact.majority if fact.tie else fact.majority
         count = f"{fact.majority_nodes}/{n}" + (" each" if fact.tie else "")
         table.add_row(fact.label, majority, count, differ, status)
@@ -329,7 +331,8 @@ def render_distributed(console: Console, report: dict[str, Any]) -> None:
             f"FAIL in phase {failure['phase']}: {failure['error']}", soft_wrap=True, markup=False
         )
         for r in failure["ranks"]:
-            console.print(f"  rank {r['rank']}: {r['state']} — {r['detail']}", soft_wrap=True,
+            state = "stopped (hung)" if r["state"] == "stopped" else r["state"]
+            console.print(f"  rank {r['rank']}: {state} — {r['detail']}", soft_wrap=True,
                           markup=False)  # fmt: skip
     console.print(
         f"Result: {'PASS' if report['passed'] else 'FAIL'} in {report['wall_s']:.1f} s (rank 0)"

@@ -14,6 +14,7 @@ expected nodes can fail the report when a list of them is given.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -183,6 +184,8 @@ class FactSummary:
             ``--no-frameworks``, a log only root may read): not counted as differing.
         drifted: an expected node differs (or, on a tie, the values are split).
         allowed: the drift was accepted with ``--allow``.
+        faulty: the nodes with a health fault in this fact (an XID, a port down), whatever the
+            majority says.
     """
 
     fact: str
@@ -195,6 +198,7 @@ class FactSummary:
     not_reported: tuple[str, ...]
     drifted: bool
     allowed: bool
+    faulty: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -586,7 +590,10 @@ def merge(
     names = tuple(sorted(by_name))
     scope, missing, unexpected = _scope(names, expected)
     summaries = tuple(
-        _summarise(fact, {n: by_name[n].facts[fact.name] for n in names}, scope, allowed)
+        dataclasses.replace(
+            _summarise(fact, {n: by_name[n].facts[fact.name] for n in names}, scope, allowed),
+            faulty=tuple(n for n in names if fact.name in (by_name[n].health or {})),
+        )
         for fact in FACTS
     )
     findings = _finding_groups(by_name)

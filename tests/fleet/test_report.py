@@ -432,7 +432,8 @@ def test_a_fleet_that_agrees_on_a_fault_still_fails(tmp_path: Path) -> None:
     write_nodes(tmp_path, {f"n{i}": node_document(xids=(("0000:18:00", 79, 1),)) for i in range(3)})
     report = fleet_report([tmp_path])
     xid = next(f for f in report.facts if f.fact == "xid")
-    assert not xid.drifted and report.exit_code == 1
+    assert not xid.drifted and xid.faulty == ("n0", "n1", "n2") and report.exit_code == 1
+    assert "FAULT (3)" in _invoke(str(tmp_path)).output
     assert len(report.drain) == 3 and "node n0 health: XID 79 on 0000:18:00 (x1)" in report.problems
 
 
