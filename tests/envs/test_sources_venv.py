@@ -279,3 +279,36 @@ def test_lock_check_replays_the_configured_sources_and_the_fallback_as_current(
     assert f"locked from index {torch_index.pypi_url}, asked for https://pypi.org/simple" in (
         stale.output
     )
+
+
+def test_a_named_torch_index_out_of_reach_stops_at_once_without_a_fallback(
+    blocked_home: Path, torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    gone = f"http://127.0.0.1:{closed_port()}/whl/{{variant}}"
+    start = time.perf_counter()
+    result = lock(tmp_path / "out", "--torch-index-url", gone, "--index-url", torch_index.pypi_url)
+    took = time.perf_counter() - start
+    assert result.exit_code == 4, result.output
+    assert result.stderr.startswith(
+        f"Error: the PyTorch index {gone.format(variant='cpu')} (--torch-index-url) is out of "
+        "reach (connection refused)"
+    ), result.stderr
+    assert took < STOP_S, took
+
+
+def test_a_cuda_lock_does_not_fall_back_to_pypis_cuda_build_the_driver_cannot_run(
+    blocked_home: Path, torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    """CUDA 12.4 driver, Ada GPU: PyPI's torch is built for CUDA 13.0, so with PyTorch's index out
+    of reach and no mirror configured nothing is left, said with why."""
+    result = CliRunner().invoke(
+        cli,
+        ["lock", "pytorch", "--backend", "venv", "--cuda", "12.4", "--gpu-arch", "8.9",
+         "--platform", "linux-64", "--python-version", "3.11", "--index-url",
+         torch_index.pypi_url, "--output", str(tmp_path / "out")],
+    )  # fmt: skip
+    assert result.exit_code == 4, result.output
+    assert result.stderr.startswith("Error: no source of torch is within reach"), result.stderr
+    assert "the default index's torch is not taken: PyPI's torch 2." in result.stderr
+    assert "needs a driver for CUDA 13.0 (this driver: CUDA 12.4)" in result.stderr
+    assert not (tmp_path / "out").exists()
