@@ -8,6 +8,7 @@ A maintainer script, not a user command::
     python -m tools.refresh_compat --apply --accept pytorch.releases.2.13.python_max
     python -m tools.refresh_compat --docs               # regenerate docs/doctor.md's source list
     python -m tools.refresh_compat --recorded DIR       # read recorded responses instead (tests)
+    python -m tools.refresh_compat --wheel-pins         # cuDNN/cuBLAS pins of each release's wheel
 
 What it reads (the machine-readable facts only; arch lists, tested CUDA/cuDNN of TensorFlow
 releases and driver branch limits stay hand-verified):
@@ -1114,6 +1115,19 @@ def replace_docs_section(doc: str, generated: str) -> str:
 # -- command line ---------------------------------------------------------------------------------
 
 
+def _wheel_pins(today: str | None) -> int:
+    """``--wheel-pins``: write the pins file (tools/wheel_pins.py); exit 1 when a release could
+    not be read (the file then lacks it)."""
+    from tools import wheel_pins
+
+    text, problems = wheel_pins.refresh_pins(today=today)
+    wheel_pins.DATA.write_text(text, "utf-8")
+    print(f"Wrote {wheel_pins.DATA}")
+    for problem in problems:
+        print(f"Not read: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 0: nothing left to review; 1: changed/removed/incomplete rows or unreadable sources
     to review; 2: usage; 4: the result did not validate (nothing written)."""
@@ -1130,7 +1144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", default=[], help="also read this index")
     parser.add_argument("--docs", action="store_true", help="regenerate docs/doctor.md's sources")
     parser.add_argument("--doc-file", type=Path, default=DOCTOR_MD, help=argparse.SUPPRESS)
+    parser.add_argument("--wheel-pins", action="store_true",
+                        help="read the cuDNN/cuBLAS wheel pins of each framework release from its "
+                        "wheel's METADATA into compat/data/cuda_wheel_pins.yaml")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.wheel_pins:
+        return _wheel_pins(args.today)
     if args.accept and not args.apply:
         parser.error("--accept needs --apply")
     if args.docs:

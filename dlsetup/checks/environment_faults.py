@@ -401,7 +401,7 @@ def _pin_finding(
             f"The pins need different {lib} major versions, so one environment cannot serve "
             "both: put each framework in its own environment (dlsetup create pytorch, then "
             "dlsetup create tensorflow), or choose releases that pin the same major version "
-            "(torch 2.4-2.6 and TensorFlow 2.19 all pin cuDNN 9)."
+            "(torch 2.4-2.10 and TensorFlow 2.18-2.19 all pin cuDNN 9 for CUDA 12)."
         )
         command = ""
     return Finding(

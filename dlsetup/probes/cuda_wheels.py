@@ -43,6 +43,9 @@ class WheelPin:
         package: the pinned distribution, normalised (``nvidia-cudnn-cu12``).
         version: the pinned version (``"9.1.0.70"``).
         marker: the pin's environment marker (``extra == 'and-cuda'``), or "".
+        source: ``metadata`` (the installed framework's own METADATA) or ``knowledge_base``
+            (its METADATA names no CUDA library wheel: the pins PyPI's wheel of that release
+            carries, from ``compat/data/cuda_wheel_pins.yaml``).
     """
 
     framework: str
@@ -50,6 +53,7 @@ class WheelPin:
     package: str
     version: str
     marker: str = ""
+    source: str = "metadata"
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,23 @@ def parse_pins(framework: str, framework_version: str, metadata: str) -> list[Wh
     return pins
 
 
+_NAMES_NVIDIA = re.compile(r"^Requires-Dist:\s*nvidia[-_.]", re.MULTILINE)
+
+
+def known_pins(framework: str, version: str) -> list[WheelPin]:
+    """The pins of PyPI's Linux x86-64 wheel of ``framework`` ``version`` from the knowledge base
+    (none elsewhere, or for a build with a local version such as ``+cpu``)."""
+    if sys.platform != "linux" or os.uname().machine != "x86_64":
+        return []
+    from dlsetup.compat.wheel_pins import release_pins  # the data file: only when needed
+
+    found = release_pins(framework, version) or {}
+    return [
+        WheelPin(framework, version, package, pinned, "", "knowledge_base")
+        for package, pinned in sorted(found.items())
+    ]
+
+
 def probe_cuda_wheels(python: str | None = None, timeout: float = 10.0) -> CudaWheelsFacts:
     """Read the installed cuDNN/cuBLAS wheels and the frameworks' pins on them.
 
@@ -123,6 +144,7 @@ def probe_cuda_wheels(python: str | None = None, timeout: float = 10.0) -> CudaW
     installed: dict[str, str] = {}
     pins: list[WheelPin] = []
     seen: set[str] = set()
+    unpinned: list[tuple[str, str]] = []  # frameworks whose METADATA names no nvidia-* wheel
     for entry in _target_path(python, timeout):
         if not entry or not os.path.isdir(entry):
             continue
@@ -148,4 +170,9 @@ def probe_cuda_wheels(python: str | None = None, timeout: float = 10.0) -> CudaW
                 except OSError:
                     continue
                 pins.extend(parse_pins(dist_key, version, text))
+                if not _NAMES_NVIDIA.search(text):
+                    unpinned.append((dist_key, version))
+    if installed:  # a conflict needs a CUDA library wheel installed; only then ask the data
+        for framework, version in unpinned:
+            pins.extend(known_pins(framework, version))
     return CudaWheelsFacts(python=python or sys.executable, installed=installed, pins=tuple(pins))
