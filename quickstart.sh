@@ -11,8 +11,8 @@
 #                  it dlsetup probes PyTorch's index and, where it is out of reach, uses the
 #                  indexes and wheel directories pip and uv are configured with, then PyPI.
 #   ACCEPT_VARIANT where the sources hold no PyTorch build of the variant chosen but another one
-#                  (PyPI's Linux torch is a CUDA build of about 2.6 GB, which also runs on a
-#                  CPU): "any" (the default) locks it, labelled as what it is; a variant (cu130)
+#                  (PyPI's Linux torch is a CUDA build, about 3 GB of wheels, which also runs on
+#                  a CPU): "any" (the default) locks it, labelled as what it is; a variant (cu130)
 #                  locks only that one; empty stops before anything is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,9 +27,9 @@ ACCEPT_ARGS=()
 if [[ -n "$ACCEPT_VARIANT" ]]; then
     ACCEPT_ARGS=(--accept-variant "$ACCEPT_VARIANT")
     echo "quickstart: where no PyTorch build of this machine's variant is reachable but another is" \
-        "(PyPI's Linux torch: a CUDA build of about 2.6 GB that also runs on a CPU), that one is" \
-        "locked and labelled as what it is (ACCEPT_VARIANT=$ACCEPT_VARIANT; ACCEPT_VARIANT= stops" \
-        "instead, before anything is downloaded)."
+        "(PyPI's Linux torch: a CUDA build, about 3 GB with its CUDA libraries, that also runs" \
+        "on a CPU), that one is locked and labelled as what it is (ACCEPT_VARIANT=$ACCEPT_VARIANT;" \
+        "ACCEPT_VARIANT= stops instead, before anything is downloaded)."
 else
     echo "quickstart: only a PyTorch build of this machine's variant is locked (ACCEPT_VARIANT is" \
         "empty): where none is reachable, the lock stops before anything is downloaded."
