@@ -1,17 +1,26 @@
-"""The smoke benchmark gate on a noisy machine: false alarms on unchanged code, detections of a 2x
-slowdown.
+"""The smoke benchmark gate on a noisy machine: false alarms on unchanged code, detections of a
+2x slower matmul alone (the step does not use it) and of a 1.3x slower training step; and a
+baseline recorded from several runs (median and spread), twice, to see that two recordings agree.
 
 Runs the exact ``dlsetup smoke`` gate command of ``.ci/run`` (both frameworks on CPU, compared
-with ``benchmarks/baseline/smoke-cpu.json`` at the default bound) ``--runs`` times on unchanged
-code, then ``--slow-runs`` times per framework with that framework's training step made 2x slower
-by the test-only shim (``tests/smoke/faults``: PyTorch sleeps as long as each step took; TensorFlow
-runs each graph call once more with a learning rate of zero). Prints each run's normalized figures
-(step time / calibration-kernel time) against the baseline, and the counts:
+with ``benchmarks/baseline/smoke-cpu.json`` at the default bound; the gate itself measures again,
+up to 3 runs, while a figure sits near the bound) ``--runs`` times on unchanged code, then
+``--slow-runs`` times per framework with the test-only shim (``tests/smoke/faults``) making that
+framework's 2-D matmul 2x slower (``slow-mm=2``), and its training step 1.3x slower
+(``slow=1.3``). Prints each run's gated figures against the baseline, and the counts:
 
     .venv/bin/python benchmarks/bench_gate.py [--runs 10] [--slow-runs 5]
+    .venv/bin/python benchmarks/bench_gate.py --record FILE [--record-runs 5]
+    .venv/bin/python benchmarks/bench_gate.py --agree FILE FILE
+
+``--record`` writes a baseline: the gate command without ``--compare``, ``--record-runs`` times,
+each figure's median as its ``value`` and the half-width of its range as ``range`` (``±12.5%``),
+in github-action-benchmark's customSmallerIsBetter list (``--compare`` reads it, spreads
+included). ``--agree`` says by how much two recorded baselines differ, figure by figure, against
+the gate's bound.
 
 A false alarm is a failed gate on unchanged code; a detection is a failed gate that names the
-slowed framework's ``step per kernel`` as a regression.
+slowed framework's figure (``matmul ... per kernel``, ``step per kernel``) as a regression.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,73 +46,144 @@ def gate_args() -> list[str]:
     return shlex.split(line)[1:]
 
 
-def run_gate(faults: str | None) -> tuple[int, dict[str, Any], float]:
+def _env(faults: str | None) -> dict[str, str]:
     env = {**os.environ, "NO_COLOR": "1"}
     if faults:
         env |= {"PYTHONPATH": str(FAULTS), "DLSETUP_TEST_FAULTS": faults}
+    return env
+
+
+def run_gate(faults: str | None) -> tuple[int, dict[str, Any], float]:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "dlsetup", *gate_args(), "--json"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    took = time.perf_counter() - start
-    return proc.returncode, json.loads(proc.stdout), took
+        env=_env(faults), cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return proc.returncode, json.loads(proc.stdout), time.perf_counter() - start
 
 
-def changes(doc: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
+def gated(doc: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
+    """{metric: (change, status)} of the gated timing figures."""
     comparison = doc["data"]["comparison"]
     return {
-        d["name"].split()[0]: (d["change"], d["status"])
+        d["name"]: (d["change"], d["status"])
         for d in comparison["deltas"]
-        if d["name"].endswith("step per kernel")
+        if d["name"].endswith("per kernel")
     }
 
 
 def show(label: str, code: int, doc: dict[str, Any], took: float) -> None:
+    runs = doc["data"]["comparison"]["runs"]
     parts = [
-        f"{fw} {'n/a' if ch is None else f'{ch:+.0%}'} ({status})"
-        for fw, (ch, status) in sorted(changes(doc).items())
+        f"{name.replace(' per kernel', '')} {'n/a' if ch is None else f'{ch:+.0%}'}"
+        + ("!" if status == "regression" else "")
+        for name, (ch, status) in sorted(gated(doc).items())
     ]
-    print(f"  {label:<16} exit {code}  {took:5.1f} s  " + ", ".join(parts), flush=True)
+    print(f"  {label:<10} exit {code} {took:5.1f} s {runs} run(s): " + ", ".join(parts), flush=True)
+
+
+def scenario(label: str, faults: str | None, runs: int, wanted: str | None) -> tuple[int, dict]:
+    """Run the gate ``runs`` times; count failed gates (``wanted``: only those that name a
+    regressed figure starting with it), and collect each figure's changes."""
+    print(f"{label}, {runs} runs (load {os.getloadavg()[0]:.1f}):", flush=True)
+    hits = 0
+    seen: dict[str, list[float]] = {}
+    for i in range(runs):
+        code, doc, took = run_gate(faults)
+        show(f"run {i + 1}", code, doc, took)
+        regressed = [n for n, (_, status) in gated(doc).items() if status == "regression"]
+        hits += code != 0 and (wanted is None or any(n.startswith(wanted) for n in regressed))
+        for name, (ch, _) in gated(doc).items():
+            if ch is not None:
+                seen.setdefault(name, []).append(ch)
+    return hits, seen
+
+
+def record(path: Path, runs: int) -> int:
+    """Write a baseline of ``runs`` recordings: each figure's median and spread."""
+    args = [a for a in gate_args() if a != "--compare"]
+    args = [a for i, a in enumerate(args) if i == 0 or args[i - 1] != "--compare"]
+    args = [a for a in args if not a.endswith(".json")]
+    values: dict[str, list[float]] = {}
+    units: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            out = Path(tmp) / f"run{i}.json"
+            proc = subprocess.run(
+                [sys.executable, "-m", "dlsetup", *args, "--github-benchmark", str(out)],
+                env=_env(None), cwd=REPO, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                print(proc.stdout[-2000:], proc.stderr[-2000:])
+                return 1
+            for m in json.loads(out.read_text()):
+                values.setdefault(m["name"], []).append(m["value"])
+                units[m["name"]] = m["unit"]
+            print(f"  recording {i + 1} of {runs} (load {os.getloadavg()[0]:.1f})", flush=True)
+    entries = []
+    for name, got in values.items():
+        ordered = sorted(got)
+        mid = len(ordered) // 2
+        median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        half = (ordered[-1] - ordered[0]) / 2 / median * 100 if median > 0 else 0.0
+        entries.append({
+            "name": name, "unit": units[name], "value": round(median, 6),
+            "range": f"±{half:.1f}%",
+            "extra": f"median of {len(got)} runs: {ordered[0]:g} .. {ordered[-1]:g}",
+        })  # fmt: skip
+    path.write_text(json.dumps(entries, indent=1) + "\n")
+    print(f"wrote {path}: {len(entries)} figures, the median of {runs} runs each")
+    return 0
+
+
+def agree(first: Path, second: Path) -> int:
+    """How far two recorded baselines differ on each gated figure, against the gate's bound."""
+    from dlsetup.smoke.benchmark import DEFAULT_MAX_REGRESSION, is_gated, parse_regression
+
+    bound = parse_regression(DEFAULT_MAX_REGRESSION)
+    a = {m["name"]: m["value"] for m in json.loads(first.read_text())}
+    b = {m["name"]: m["value"] for m in json.loads(second.read_text())}
+    worst = 0.0
+    for name in sorted(a.keys() & b.keys()):
+        if not is_gated(name) or a[name] <= 0:
+            continue
+        change = b[name] / a[name] - 1
+        worst = max(worst, abs(change))
+        print(f"  {name:<48} {a[name]:<10g} {b[name]:<10g} {change:+.1%}")
+    print(f"largest difference {worst:.1%}; the gate's bound is +{bound:.0%}")
+    return 0 if worst <= bound else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="gate runs on unchanged code")
     parser.add_argument("--slow-runs", type=int, default=5, help="slowed runs per framework")
+    parser.add_argument("--record", type=Path, help="write a baseline of several runs here")
+    parser.add_argument("--record-runs", type=int, default=5)
+    parser.add_argument("--agree", type=Path, nargs=2, help="compare two recorded baselines")
     args = parser.parse_args()
+    if args.record:
+        return record(args.record, args.record_runs)
+    if args.agree:
+        return agree(*args.agree)
     print("gate:", "dlsetup", shlex.join(gate_args()))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the start")
-    alarms = 0
-    spread: dict[str, list[float]] = {}
-    print(f"unchanged code, {args.runs} runs:")
-    for i in range(args.runs):
-        code, doc, took = run_gate(None)
-        show(f"run {i + 1}", code, doc, took)
-        alarms += code != 0
-        for fw, (ch, _) in changes(doc).items():
-            if ch is not None:
-                spread.setdefault(fw, []).append(ch)
-    detected: dict[str, int] = {}
+    alarms, spread = scenario("unchanged code", None, args.runs, None)
+    results = []
     for fw in ("torch", "tensorflow"):
-        print(f"{fw} step 2x slower, {args.slow_runs} runs:")
-        detected[fw] = 0
-        for i in range(args.slow_runs):
-            code, doc, took = run_gate(f"{fw}:slow=2")
-            show(f"slow {i + 1}", code, doc, took)
-            caught = code != 0 and changes(doc).get(fw, (None, ""))[1] == "regression"
-            detected[fw] += caught
-    bound = json.loads(json.dumps(doc["data"]["comparison"]["max_regression"]))
-    print(f"\nbound: +{bound:.0%} on step per kernel")
-    for fw, values in sorted(spread.items()):
-        print(f"  unchanged {fw}: change from baseline {min(values):+.0%} .. {max(values):+.0%}")
+        key = "torch cpu" if fw == "torch" else "tensorflow cpu:0"
+        hits, _ = scenario(f"{fw} matmul 2x slower", f"{fw}:slow-mm=2", args.slow_runs,
+                           f"{key} matmul")  # fmt: skip
+        results.append((f"2x slower {fw} matmul", hits))
+        hits, _ = scenario(f"{fw} step 1.3x slower", f"{fw}:slow=1.3", args.slow_runs,
+                           f"{key} step")  # fmt: skip
+        results.append((f"1.3x slower {fw} step", hits))
+    print()
+    for name, values in sorted(spread.items()):
+        print(f"  unchanged {name}: {min(values):+.0%} .. {max(values):+.0%}")
     print(f"false alarms on unchanged code: {alarms} of {args.runs}")
-    for fw, n in detected.items():
-        print(f"2x slower {fw} step caught: {n} of {args.slow_runs}")
+    for label, hits in results:
+        print(f"{label} caught: {hits} of {args.slow_runs}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 

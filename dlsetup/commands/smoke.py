@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from dlsetup.smoke.benchmark import Benchmark, Comparison
+    from dlsetup.smoke.benchmark import Benchmark, Comparison, Metric
     from dlsetup.smoke.results import Agreement, DeviceRun, SmokeReport
+    from dlsetup.smoke.runner import RunOptions
 
 SCHEMA = "dlsetup.smoke"
 
@@ -138,16 +139,18 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
     "--compare",
     "baseline",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Compare the figures with this baseline (a --output file); exit 1 on a regression.",
+    help="Compare the figures with this baseline (a --output file, or a list recorded from "
+    "several runs by benchmarks/bench_gate.py --record); exit 1 on a regression.",
 )
 @click.option(
     "--max-regression",
     type=PERCENTAGE,
-    default="50%",
+    default="20%",
     show_default=True,
     help="How much larger than the baseline a gated figure may be (a finite percentage). Gated: "
-    "each step time divided by a fixed calibration kernel timed in the same run, and peak "
-    "memory; raw timings are shown, not gated.",
+    "each step time and each timed kernel (matmul, sum, exp) divided by a fixed calibration "
+    "kernel timed in the same run, and peak memory; raw timings are shown, not gated. A figure "
+    "near the bound is measured again (up to 3 runs in all) and its median decides.",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of data and weights.")
 @click.option(
@@ -229,17 +232,16 @@ def smoke(  # noqa: PLR0917 - click passes each option
 
         baseline_metrics = bm.load_baseline(baseline)
     interpreter = Path(python) if python is not None else Path(sys.executable)
-    report = run_smoke(
-        RunOptions(
-            python=interpreter,
-            frameworks=frameworks,
-            devices=devices,
-            seed=seed,
-            steps=steps,
-            timeout_s=timeout,
-            max_disagreement=max_disagreement,
-        )
+    options = RunOptions(
+        python=interpreter,
+        frameworks=frameworks,
+        devices=devices,
+        seed=seed,
+        steps=steps,
+        timeout_s=timeout,
+        max_disagreement=max_disagreement,
     )
+    report = run_smoke(options)
     from dlsetup.smoke import benchmark as bm
 
     bench = bm.benchmark_from_report(report)
@@ -249,7 +251,7 @@ def smoke(  # noqa: PLR0917 - click passes each option
         )
     comparison = None
     if baseline_metrics is not None and baseline is not None:
-        comparison = bm.compare(bm.metrics(bench), baseline_metrics, max_regression, str(baseline))
+        comparison = _compare(options, bench, baseline_metrics, max_regression, str(baseline))
     _write_outputs(report, bench, output=output, github_benchmark=github_benchmark, plot=plot)
     with_benchmark = benchmark or output is not None or github_benchmark is not None
     if as_json:
@@ -259,6 +261,26 @@ def smoke(  # noqa: PLR0917 - click passes each option
     peak_failed = any(p.failed for p in bench.device_peak or ())
     if not report.passed or (comparison is not None and not comparison.passed) or peak_failed:
         ctx.exit(int(ExitCode.FINDINGS))
+
+
+def _compare(
+    options: RunOptions, bench: Benchmark, baseline: list[Metric], max_regression: float,
+    source: str,
+) -> Comparison:  # fmt: skip
+    """The gate: this run's figures against the baseline, measured again (the whole smoke, at
+    most ``COMPARE_RUNS`` runs in all) while a gated figure sits near the bound or beyond it;
+    the verdict reads each figure's median over the runs."""
+    from dlsetup.smoke import benchmark as bm
+    from dlsetup.smoke.runner import run_smoke
+
+    runs = [bm.metrics(bench)]
+    comparison = bm.compare(runs[0], baseline, max_regression, source)
+    while len(runs) < bm.COMPARE_RUNS and bm.in_doubt(comparison, baseline):
+        again = run_smoke(options)
+        runs.append(bm.metrics(bm.benchmark_from_report(again)))
+        median = bm.median_metrics(runs)
+        comparison = bm.compare(median, baseline, max_regression, source, runs=len(runs))
+    return comparison
 
 
 def _check_outputs(
@@ -568,7 +590,9 @@ def render_comparison(console: Console, comparison: Comparison) -> None:
 
     table = Table(
         title=f"compared with {comparison.baseline} (bound +{comparison.max_regression:.0%} on "
-        "the gated figures; info: raw timings, not gated)",
+        "the gated figures; info: raw timings, not gated"
+        + (f"; median of {comparison.runs} runs" if comparison.runs > 1 else "")
+        + ")",
         title_justify="left",
     )
     for col in ("metric", "baseline", "now", "change", "status"):

@@ -101,7 +101,7 @@ def _ran(data: dict[str, Any]) -> str:
 
 def smoke_failures(data: dict[str, Any]) -> tuple[str, ...]:
     """Every failed check of a ``dlsetup.smoke`` document's ``data``, one line each."""
-    from dlsetup.smoke.results import Failure, FunctionCheck
+    from dlsetup.smoke.results import Failure, FunctionCheck, KernelCheck
 
     lines: list[str] = []
     for fw in data.get("frameworks", []):
@@ -115,6 +115,9 @@ def smoke_failures(data: dict[str, Any]) -> tuple[str, ...]:
             error = (str(run.get("error") or "").splitlines() or [""])[0]
             lines.append(f"{where}: {run.get('status')}: {error}")
             continue
+        for kernel in run.get("kernel_checks", []):
+            if not kernel["passed"]:
+                lines.append(f"{where}: {KernelCheck(**kernel).describe()}")
         for check in run.get("function_checks", []):
             if not check["passed"]:
                 lines.append(f"{where}: {FunctionCheck(**check).describe()}")

@@ -114,6 +114,25 @@ class KernelCheck:
 
 
 @dataclass(frozen=True)
+class KernelTiming:
+    """One kernel's speed on one device, one thread (``dlsetup.smoke.worker_kernels.TIMED``).
+
+    Attributes:
+        ms: milliseconds per call (the fastest of the timing rounds).
+        rate: the throughput at that speed, in ``unit`` (GFLOP/s for matmul, GB/s else).
+        per_kernel: the median over rounds of (ms per call / the calibration kernel run right
+            after the round): the figure the gate compares, as the step per kernel.
+    """
+
+    kernel: str
+    shape: str
+    ms: float
+    rate: float
+    unit: str
+    per_kernel: float | None
+
+
+@dataclass(frozen=True)
 class IsolatedRerun:
     """The per-combination fallback: the failed combination trained alone."""
 
@@ -204,6 +223,7 @@ class DeviceRun:
         companions: the framework's companions checked on this device, after the grid (none for
             TensorFlow, or when the device failed or companions were not checked).
         kernel_checks: the kernel tier on this device, run before the grid.
+        kernel_timings: the speed of a few of its kernels, gated like the step.
     """
 
     framework: str
@@ -221,6 +241,7 @@ class DeviceRun:
     peak_device_bytes: Maybe[int]
     companions: tuple[CompanionCheck, ...] = ()
     kernel_checks: tuple[KernelCheck, ...] = ()
+    kernel_timings: tuple[KernelTiming, ...] = ()
     best_ms_per_step: Maybe[float] = Missing("not_measured")
     kernel_ms: Maybe[float] = Missing("not_measured")
     step_per_kernel: Maybe[float] = Missing("not_measured")
@@ -396,6 +417,17 @@ def device_run_from_event(framework: str, event: dict[str, Any]) -> DeviceRun:
         combinations=combos,
         curves=curves,
         kernel_checks=kernels,
+        kernel_timings=tuple(
+            KernelTiming(
+                kernel=str(t["kernel"]),
+                shape=str(t["shape"]),
+                ms=float(t["ms"]),
+                rate=float(t["rate"]),
+                unit=str(t["unit"]),
+                per_kernel=None if t.get("per_kernel") is None else float(t["per_kernel"]),
+            )
+            for t in event.get("kernel_timings", [])
+        ),
         phases={k: float(v) for k, v in event.get("phases", {}).items()},
         ms_per_step=_missing_or(
             event.get("ms_per_step"), "device_failed" if not ok else "error", float

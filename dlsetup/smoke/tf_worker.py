@@ -222,6 +222,19 @@ class TensorFlowKernels:
         with tf.device(self.device):
             return self._np(ops[name](self._c(x, dtype)))
 
+    def prepare(self, kernel: str, *inputs: Any) -> Callable[[], Any]:
+        tf = self.tf
+        with tf.device(self.device):
+            args = [self._c(v, "float32") for v in inputs]
+        fn = {"matmul": tf.linalg.matmul, "sum": tf.reduce_sum}.get(kernel, tf.exp)
+
+        def call() -> Any:
+            with tf.device(self.device):
+                out = fn(*args)
+            return out.numpy() if out.shape.rank == 0 else out[:1].numpy()  # waits for the device
+
+        return call
+
 
 class TensorFlowTrainer:
     """All models of a plan as stacked variables; one traced function runs n steps in the graph."""

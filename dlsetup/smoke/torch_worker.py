@@ -216,6 +216,20 @@ class TorchKernels:
     def unary(self, name: str, x: Any, dtype: str) -> grid.Array:
         return self._np(getattr(self.torch, name)(self._t(x, dtype)))
 
+    def prepare(self, kernel: str, *inputs: Any) -> Callable[[], Any]:
+        torch = self.torch
+        args = [self._t(v, "float32") for v in inputs]
+        name = {"matmul": "mm"}.get(kernel, kernel)  # looked up at each call, as the grid does
+        cuda = self.device.startswith("cuda")
+
+        def call() -> Any:
+            out = getattr(torch, name)(*args)
+            if cuda:
+                torch.cuda.synchronize()
+            return out
+
+        return call
+
 
 class TorchTrainer:
     """All models of a plan as stacked tensors, trained by eager batched ops."""

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         make_data,
         make_plan,
     )
-    from dlsetup.smoke.worker_kernels import kernel_checks
+    from dlsetup.smoke.worker_kernels import kernel_checks, kernel_timings
     from dlsetup.smoke.worker_reference import GridReference, compute, shared
     from dlsetup.smoke.worker_verdicts import ComboVerdict, verdicts
 else:  # run as a script inside a target interpreter: load the sibling modules by path
@@ -45,7 +45,7 @@ else:  # run as a script inside a target interpreter: load the sibling modules b
         make_data,
         make_plan,
     )
-    from worker_kernels import kernel_checks
+    from worker_kernels import kernel_checks, kernel_timings
     from worker_reference import GridReference, compute, shared
     from worker_verdicts import ComboVerdict, verdicts
 
@@ -169,7 +169,11 @@ def run_device(
     phases: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        kernels = kernel_checks(backend.kernel_ops(device), device)
+        ops = backend.kernel_ops(device)
+        timings = kernel_timings(ops)  # first: before any pool of threads is up and spinning
+        phases["kernel_timing_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        kernels = kernel_checks(ops, device)
         phases["kernel_checks_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         checks = function_checks(backend, device)
@@ -205,6 +209,7 @@ def run_device(
         "seed": seed,
         "steps": steps,
         "kernel_checks": kernels,
+        "kernel_timings": timings,
         "function_checks": checks,
         "combinations": [v.as_dict() for v in found],
         "curves": [[json_number(v) for v in out.curves[:, i]] for i in range(out.curves.shape[1])],

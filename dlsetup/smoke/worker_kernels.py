@@ -26,12 +26,20 @@ Runs INSIDE the target interpreter (the workers load it by path): standard libra
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from dlsetup.smoke import timing_kernel
+else:  # run as a script inside a target interpreter: load the sibling modules by path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import timing_kernel
 
 Array = npt.NDArray[np.float64]
 
@@ -104,6 +112,11 @@ class KernelOps(Protocol):
 
     def unary(self, name: str, x: Any, dtype: str) -> Array:
         """The elementwise function ``name`` (:data:`UNARY_RANGES`) of ``x``."""
+        ...
+
+    def prepare(self, kernel: str, *inputs: Any) -> Callable[[], Any]:
+        """A call of ``kernel`` (``matmul``, ``sum``, ``exp``) in float32 on inputs already on
+        the device, that returns once the device is done (for :func:`kernel_timings`)."""
         ...
 
 
@@ -329,4 +342,70 @@ def kernel_checks(ops: KernelOps, device: str) -> list[dict[str, Any]]:
             out += unary_checks(ops, device, threads, data)
     finally:
         ops.set_threads(1)
+    return out
+
+
+#: The kernels timed with ``--benchmark`` and by the gate: (name, shape, work, unit of the rate).
+TIMED: tuple[tuple[str, tuple[int, ...], str], ...] = (
+    ("matmul", (128, 256, 96), "GFLOP/s"),
+    ("sum", (1_000_000,), "GB/s"),
+    ("exp", (65536,), "GB/s"),
+)
+#: Timing rounds: each times every kernel of :data:`TIMED`, then one run of the calibration kernel.
+TIMING_ROUNDS = 9
+#: Each timing of a kernel lasts about this long (ms): enough calls that the clock's resolution
+#: and one preemption do not dominate.
+TIMING_TARGET_MS = 1.0
+
+
+def _timed_inputs(kernel: str, shape: tuple[int, ...]) -> tuple[tuple[Any, ...], float]:
+    """The float32 inputs of a timed kernel and its work (FLOPs for matmul, bytes moved else)."""
+    rng = np.random.default_rng([SEED, 9])
+    if kernel == "matmul":
+        m, k, n = shape
+        a = rng.normal(size=(m, k)).astype(np.float32)
+        b = rng.normal(size=(k, n)).astype(np.float32)
+        return (a, b), 2.0 * m * k * n
+    x = rng.normal(size=shape).astype(np.float32)
+    return (x,), float(x.nbytes * (1 if kernel == "sum" else 2))
+
+
+def _calls(call: Callable[[], Any]) -> int:
+    """How many calls of ``call`` last about :data:`TIMING_TARGET_MS` (4 to 256)."""
+    call()  # warm-up: first-call allocations, lazy initialisation
+    t0 = time.perf_counter()
+    call()
+    once = 1000.0 * (time.perf_counter() - t0)
+    return max(4, min(256, math.ceil(TIMING_TARGET_MS / max(once, 1e-6))))
+
+
+def kernel_timings(ops: KernelOps) -> list[dict[str, Any]]:
+    """Each of :data:`TIMED` on one thread: milliseconds per call and its rate (the fastest of
+    the rounds: load only ever adds time), and that divided by the fastest run of the calibration
+    kernel, one run after each round (the figure the gate compares, as the step per kernel is for
+    the training step: what slows the machine slows both)."""
+    prepared = []
+    for kernel, shape, unit in TIMED:
+        inputs, work = _timed_inputs(kernel, shape)
+        call = ops.prepare(kernel, *inputs)
+        prepared.append((kernel, shape, unit, work, call, _calls(call)))
+    best = [math.inf] * len(prepared)
+    calibration = math.inf
+    for _ in range(TIMING_ROUNDS):
+        for i, (*_, call, calls) in enumerate(prepared):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                call()
+            best[i] = min(best[i], 1000.0 * (time.perf_counter() - t0) / calls)
+        calibration = min(calibration, timing_kernel.kernel_ms(repeats=2))
+    out = []
+    for i, (kernel, shape, unit, work, _, _) in enumerate(prepared):
+        out.append({
+            "kernel": kernel,
+            "shape": "x".join(str(d) for d in shape),
+            "ms": best[i],
+            "rate": work / (best[i] / 1000.0) / 1e9,
+            "unit": unit,
+            "per_kernel": best[i] / calibration if 0 < calibration < math.inf else None,
+        })  # fmt: skip
     return out

@@ -58,6 +58,18 @@ class NumpyKernels:
             return e / e.sum(dtype=np.float32)
         return x.max() + np.log(e.sum(dtype=np.float32))
 
+    def prepare(self, kernel: str, *inputs: Any) -> Any:
+        slow = self.faults.get("slow-mm", 1) if kernel == "matmul" else 1
+        fn = {"matmul": np.matmul, "sum": np.sum, "exp": np.exp}[kernel]
+
+        def call() -> Any:
+            out = None
+            for _ in range(slow):  # a matmul `slow` times slower: the same work again
+                out = fn(*inputs)
+            return out
+
+        return call
+
     def unary(self, name: str, x: Any, dtype: str) -> Any:
         x = np.asarray(x, dtype=np.float32)
         if name == "erf":
@@ -119,3 +131,16 @@ def test_a_kernel_wrong_in_one_corner_fails_there_only(
         assert all("(float64," in line for line in lines)
     if "sum-long" in faults:
         assert {line.split()[2] for line in lines} == {"65537", "1000000"}
+
+
+def test_the_timed_kernels_report_a_rate_and_a_figure_per_calibration_kernel() -> None:
+    clean = {t["kernel"]: t for t in wk.kernel_timings(NumpyKernels())}
+    assert list(clean) == ["matmul", "sum", "exp"]
+    assert clean["matmul"]["unit"] == "GFLOP/s" and clean["sum"]["unit"] == "GB/s"
+    for t in clean.values():
+        assert t["ms"] > 0 and t["rate"] > 0 and t["per_kernel"] > 0
+    # the gate's detection of a slower kernel, through dlsetup smoke, is
+    # tests/smoke/test_benchmark_gate.py's: NumPy's threaded GEMM is too noisy
+    # on a loaded machine to compare two runs of it here
+    slowed = {t["kernel"]: t for t in wk.kernel_timings(NumpyKernels({"slow-mm": 3}))}
+    assert slowed["matmul"]["ms"] > 0 and slowed["matmul"]["per_kernel"] > 0

@@ -30,7 +30,12 @@ imports it. No production module knows about these faults. Comma-separated, each
 * ``torch:slow=2``: every training step takes twice as long (each gradient call is followed by a
   sleep as long as the step so far took);
 * ``tensorflow:slow=2``: each call of a ``tf.function`` first runs once more with a learning
-  rate of zero (same work, weights unchanged), so training takes twice as long.
+  rate of zero (same work, weights unchanged), so training takes twice as long;
+* ``FRAMEWORK:slow=F`` for another factor F (1.3): each training step (PyTorch: each gradient
+  call's step; TensorFlow: each call of the training loop) is followed by a busy wait of F - 1
+  times its time, so training takes F times as long;
+* ``FRAMEWORK:slow-mm=F``: every 2-D matmul (``torch.mm``, ``tf.linalg.matmul``; the grid uses
+  neither) is followed by a busy wait of F - 1 times its time (a GEMM F times slower).
 
 Faults of the worker itself, patched into the backend the worker's ``load`` returns (prefix
 ``torch:``, ``tensorflow:`` or ``*:`` for both):
@@ -126,20 +131,42 @@ def _patch_torch(torch: Any) -> None:
             return original_leaky(x, slope, inplace)
 
         torch.nn.functional.leaky_relu = leaky_relu
-    if faults.get("slow") == "2":
+    if "slow" in faults:
         original_grad = torch.autograd.grad
         last: dict[str, float | None] = {"end": None}
+        extra = float(faults["slow"]) - 1.0
 
         def grad(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             out = original_grad(*args, **kwargs)
             end = time.perf_counter()
             if last["end"] is not None and start - last["end"] < 1.0:
-                time.sleep(end - last["end"])  # the step took end - last end: take it again
+                _busy(extra * (end - last["end"]))  # the step took end - last end
             last["end"] = time.perf_counter()
             return out
 
         torch.autograd.grad = grad
+    if "slow-mm" in faults:
+        torch.mm = _slowed(torch.mm, float(faults["slow-mm"]))
+
+
+def _busy(seconds: float) -> None:
+    """Wait ``seconds`` on the CPU (a sleep of microseconds lasts far longer)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _slowed(original: Any, factor: float) -> Any:
+    """``original`` made ``factor`` times slower (a busy wait after each call)."""
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        out = original(*args, **kwargs)
+        _busy((factor - 1.0) * (time.perf_counter() - start))
+        return out
+
+    return slow
 
 
 def _patch_updates(torch: Any, faults: dict[str, str]) -> None:
@@ -246,20 +273,29 @@ def _patch_tensorflow(tf: Any) -> None:
             return original_leaky(features, alpha=slope, name=name)
 
         tf.nn.leaky_relu = leaky_relu
-    if faults.get("slow") == "2":
+    if "slow" in faults:
         original_function = tf.function
+        factor = float(faults["slow"])
 
         def function(fn: Any = None, *args: Any, **kwargs: Any) -> Any:
             traced = original_function(fn, *args, **kwargs)
 
-            def twice(*call: Any) -> Any:
-                if len(call) == 4:  # the trainer's loop(x, y, lr, n): same work, lr 0
+            def slower(*call: Any) -> Any:
+                if len(call) != 4:
+                    return traced(*call)
+                if factor == 2.0:  # the trainer's loop(x, y, lr, n): same work, lr 0
                     traced(*call[:2], tf.zeros_like(call[2]), call[3])
-                return traced(*call)
+                    return traced(*call)
+                start = time.perf_counter()
+                out = traced(*call)
+                _busy((factor - 1.0) * (time.perf_counter() - start))
+                return out
 
-            return twice
+            return slower
 
         tf.function = function
+    if "slow-mm" in faults:
+        tf.linalg.matmul = _slowed(tf.linalg.matmul, float(faults["slow-mm"]))
 
 
 WORKER_FAULTS = (
@@ -372,7 +408,7 @@ def _patch_worker(protocol: Any) -> None:
 
 _FRAMEWORK_FAULTS = (
     "lr-scale-after", "matmul-scale-after", "nan-at-step", "leaky-slope", "slow", "op-scale",
-    "corrupt-weight", "exp-large", "sum-long", "mm-threads", "mm-dtype",
+    "corrupt-weight", "exp-large", "sum-long", "mm-threads", "mm-dtype", "slow-mm",
 )  # fmt: skip
 PATCHES = {"torch": _patch_torch, "tensorflow": _patch_tensorflow}
 #: The worker's entry-point module (a sibling of the worker scripts, imported by that name).
