@@ -77,7 +77,7 @@ def _not_yaml_or_explicit(text: str) -> bool:
 def _is_pylock(text: str) -> bool:
     """Whether ``text`` has PEP 751's top-level ``lock-version = ...`` key (TOML; the venv
     backend's reader then validates the whole file)."""
-    return _PYLOCK_RE.search(text) is not None
+    return "lock-version" in text and _PYLOCK_RE.search(text) is not None  # ``in``: fast
 
 
 def backend_for_lock(path: Path) -> tuple[Backend, str]:

@@ -205,7 +205,8 @@ def detect_format(path: Path, text: str) -> tuple[str, Any]:
     """
     if _EXPLICIT_RE.search(text):
         return "explicit", None
-    if _PEP751_KEY_RE.search(text):  # recognised: the venv backend builds it, under its name
+    # recognised: the venv backend builds it, under its name (``in`` first: a fast scan)
+    if "lock-version" in text and _PEP751_KEY_RE.search(text):
         raise pep751_name_error(path) or InputError(
             f"{path} is a PEP 751 lock, which the venv backend builds",
             fix=f"dlsetup create --from-lock {path} (its content chooses the venv backend)",
