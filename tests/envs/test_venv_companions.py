@@ -11,6 +11,7 @@ real uv resolves; the CLI runs in a subprocess.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +429,67 @@ def test_create_says_the_variant_it_took_before_it_builds(
     )
     assert line in said
     assert said.index(line) < said.index("Installing ")
+
+
+# --- over HTTP: what "before anything is downloaded" means -------------------------------------
+
+
+@pytest.fixture
+def served(torch_index: TorchIndex) -> Iterator[tuple[str, list[str]]]:
+    """The PyTorch-shaped indexes and the small PyPI served over HTTP on 127.0.0.1, as PyTorch's
+    index and PyPI serve theirs (index pages, PEP 658 ``.metadata`` files, wheels); every path
+    requested is recorded."""
+    import functools
+    import http.server
+    import threading
+
+    requested: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Handler, directory=str(torch_index.root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_over_http_the_variant_is_judged_from_metadata_without_fetching_a_wheel(
+    served: tuple[str, list[str]], tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    """A cpu lock against PyPI served over HTTP stops on its CUDA torch having read index pages
+    and ``.metadata`` files only: not one wheel was fetched. A cpu lock against the cpu index
+    served the same way resolves torch and both companions of its variant."""
+    base, requested = served
+    env = {**isolated_dirs, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "NO_PROXY": "127.0.0.1"}
+    pypi = f"{base}/pypi/simple"
+    code, out, err = lock(
+        env, tmp_path / "refused", "--variant", "cpu", "--torch-version", "2.14",
+        torch_url=pypi, pypi_url=pypi,
+    )  # fmt: skip
+    assert code == 2, (out, err)
+    assert "PyPI's CUDA 13.0 build" in err
+    assert any(p.endswith(".whl.metadata") for p in requested), requested
+    assert not [p for p in requested if p.endswith(".whl")]
+    code, out, err = lock(
+        env, tmp_path / "cpu", "--variant", "cpu", "--torch-version", "2.14",
+        torch_url=f"{base}/whl/{{variant}}/simple", pypi_url=pypi,
+    )  # fmt: skip
+    assert code == 0, err
+    found = packages(tmp_path / "cpu" / "pylock.pytorch-cpu.toml")
+    assert (found["torch"], found["torchvision"], found["torchaudio"]) == (
+        "2.14.0+cpu",
+        f"{TORCHVISION}+cpu",
+        f"{TORCHAUDIO}+cpu",
+    )
+    assert not [p for p in requested if p.endswith(".whl")]
