@@ -143,6 +143,32 @@ def test_the_pytorch_rules_apply_only_where_dlsetup_chooses_the_build(
     assert framework_rules_apply("pytorch", deps, channels) is applies
 
 
+def test_nothing_of_conda_forges_is_added_for_a_build_the_user_chose(tmp_path: Path) -> None:
+    """A cuda lock bounds conda-forge's ``cuda-version`` where dlsetup chooses the build, and adds
+    nothing for a release the user pinned on another channel (the solver and ``__cuda`` decide)."""
+    from dlsetup.envs.conda.request import solver_decides
+    from dlsetup.envs.files.spec import render
+
+    path = write(
+        tmp_path,
+        "name: seed\nchannels:\n  - pytorch\n  - nvidia\ndependencies:\n"
+        "  - python=3.9\n  - pytorch=2.1.0\n  - pytorch-cuda=12.1\n",
+    )
+    spec = load_environment_file(path)
+    assert solver_decides(spec.dependencies, spec.channels)
+    assert not solver_decides(("python", "pytorch * cuda*"), ("conda-forge",))
+    assert not solver_decides(("python", "numpy"), ("pytorch",))  # no framework: nothing to say
+
+    def deps(bound: bool) -> tuple[str, ...]:
+        rendered = render(
+            spec, target="file", variant="cuda", cuda="12.4", python=None, bound_cuda=bound
+        )
+        return rendered.dependencies_for("linux-64")
+
+    assert "cuda-version <13" in deps(True)
+    assert deps(False) == ("python=3.9", "pytorch=2.1.0", "pytorch-cuda=12.1")
+
+
 def test_a_pytorch_channel_file_is_solved_and_the_failure_explained_not_pre_empted(
     channel_dir: Path, tmp_path: Path
 ) -> None:

@@ -627,13 +627,14 @@ def _rerender(
 ) -> RenderedEnvironment:
     """The environment file ``dlsetup lock`` would write now (the same render, read-only)."""
     from dlsetup.envs.conda.request import (
-        CompanionPlan,
         choose_lines,
         chosen_frameworks,
         has_cuda_package,
         plan_companions,
+        solver_decides,
     )
     from dlsetup.envs.files import spec as spec_mod
+    from dlsetup.envs.files.spec import CompanionPlan
 
     deps = source.dependencies
     variant = choice.variant
@@ -658,8 +659,8 @@ def _rerender(
         lines=lines,
         gpus=choice.gpus,
         gpu_source=choice.gpu_source,
-        leave_out=plan.leave_out,
-        companion_notes=plan.notes,
+        companions=plan,
+        bound_cuda=not solver_decides(deps, req.channels or record.channels),
     )
     _compare_lines(record, lines, tuple(p for p in platforms if p in record.platforms), found)
     return rendered

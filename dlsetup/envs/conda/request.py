@@ -24,7 +24,7 @@ from dlsetup.envs.conda.lock import LockResult, lock_environment
 from dlsetup.envs.conda.virtual_packages import CUDA_DRIVER, CUDA_OPTION
 from dlsetup.envs.credentials import redact_error
 from dlsetup.envs.files import spec as spec_mod
-from dlsetup.envs.files.spec import PLATFORMS, TARGETS
+from dlsetup.envs.files.spec import PLATFORMS, TARGETS, CompanionPlan
 from dlsetup.envs.location import host_platform
 from dlsetup.envs.variant import VariantChoice, choose_variant
 from dlsetup.errors import DlsetupError, InputError
@@ -280,8 +280,8 @@ def _lock_target(
         lines=lines,
         gpus=choice.gpus,
         gpu_source=choice.gpu_source,
-        leave_out=plan.leave_out,
-        companion_notes=plan.notes,
+        companions=plan,
+        bound_cuda=not solver_decides(source.dependencies, opts.channels or source.channels),
     )
     result = lock_environment(
         rendered,
@@ -292,21 +292,6 @@ def _lock_target(
         cuda_source=CUDA_OPTION if opts.cuda is not None else CUDA_DRIVER,
     )
     return result, _with_data_note(with_line_reason(choice, lines), result, lines)
-
-
-@dataclass(frozen=True)
-class CompanionPlan:
-    """What becomes of PyTorch's companions (torchvision, torchaudio) in a shipped environment.
-
-    Attributes:
-        leave_out: per platform, the companions listed in the file that conda-forge builds for
-            no build of PyTorch's variant there (left out of that platform, with a selector).
-        notes: sentences for the lock's header and reason: which build each companion follows,
-            and each one left out, with why.
-    """
-
-    leave_out: dict[str, frozenset[str]]
-    notes: tuple[str, ...]
 
 
 def plan_companions(
@@ -450,6 +435,12 @@ def framework_rules_apply(package: str, deps: tuple[str, ...], channels: tuple[s
             continue
         return name not in _OTHER_PYTORCH_CHANNELS and "repo.anaconda.com" not in channel
     return True
+
+
+def solver_decides(deps: tuple[str, ...], channels: tuple[str, ...]) -> bool:
+    """Whether the file names a framework whose build the user chose (:func:`chosen_frameworks`
+    leaves it out): then nothing of conda-forge's is added for it (no ``cuda-version`` bound)."""
+    return len(chosen_frameworks(deps, channels)) < len(frameworks_in(deps))
 
 
 def chosen_frameworks(deps: tuple[str, ...], channels: tuple[str, ...]) -> tuple[str, ...]:

@@ -657,6 +657,22 @@ def cuda_version_spec(cuda: str) -> str:
     return f"cuda-version <{int(cuda.split('.', maxsplit=1)[0]) + 1}"
 
 
+@dataclass(frozen=True)
+class CompanionPlan:
+    """What becomes of PyTorch's companions (torchvision, torchaudio) in a shipped environment
+    (:func:`dlsetup.envs.conda.request.plan_companions` makes it).
+
+    Attributes:
+        leave_out: per platform, the companions listed in the file that conda-forge builds for
+            no build of PyTorch's variant there (left out of that platform, with a selector).
+        notes: sentences for the lock's header and reason: which build each companion follows,
+            and each one left out, with why.
+    """
+
+    leave_out: Mapping[str, frozenset[str]]
+    notes: tuple[str, ...]
+
+
 def render(
     spec: EnvironmentSpec,
     *,
@@ -670,8 +686,8 @@ def render(
     lines: Mapping[str, LineChoice] | None = None,
     gpus: tuple[Gpu, ...] = (),
     gpu_source: str = "none",
-    leave_out: Mapping[str, frozenset[str]] | None = None,
-    companion_notes: tuple[str, ...] = (),
+    companions: CompanionPlan | None = None,
+    bound_cuda: bool = True,
 ) -> RenderedEnvironment:
     """Render ``spec`` for one request: pin Python and the CUDA family, set channels, platforms.
 
@@ -689,13 +705,18 @@ def render(
             :func:`cuda_version_spec`.
         gpus: the GPUs the lines were chosen for, recorded in the result.
         gpu_source: where ``gpus`` came from.
-        leave_out: per platform, packages to leave out there (a companion conda-forge does not
-            build for that platform and variant); written with conda-lock's platform selectors.
-        companion_notes: sentences on PyTorch's companions, written as comments and kept.
+        companions: PyTorch's companions: per platform, packages to leave out there (one
+            conda-forge does not build for that platform and variant; written with conda-lock's
+            platform selectors), and sentences on them, written as comments and kept.
+        bound_cuda: bound (or add) conda-forge's ``cuda-version`` line for ``cuda``; False where
+            the user chose the framework's build (another channel, a pinned release: the
+            solver and ``__cuda`` decide, :func:`dlsetup.envs.conda.request.chosen_frameworks`).
     """
     lines = dict(lines or {})
+    leave_out = companions.leave_out if companions is not None else None
+    companion_notes = companions.notes if companions is not None else ()
     deps, where, pinned_python = _pinned_dependencies(
-        spec, variant=variant, cuda=cuda, python=python, lines=lines
+        spec, variant=variant, cuda=cuda if bound_cuda else None, python=python, lines=lines
     )
     every = platforms or spec.platforms or PLATFORMS
     per_platform = _per_platform_dependencies(
