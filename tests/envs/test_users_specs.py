@@ -267,6 +267,10 @@ def test_a_requirement_without_a_version_is_written_so_rattler_reads_the_lock(
         if type(p).__name__ == "PypiLockedPackage"
     }
     assert sorted(pypi) == ["loose-app", "loose-dep", "other-dep"]
+    from dlsetup.envs.lockfiles.formats import read_locked_environment
+
+    locked = read_locked_environment(lock_path, "linux-64")  # what create --from-lock reads
+    assert sorted(p.name for p in locked.pypi) == ["loose-app", "loose-dep", "other-dep"]
 
 
 @pytest.mark.parametrize(
