@@ -310,8 +310,7 @@ class Run:
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
         """Run one phase; a failure (exception) is diagnosed and stops the run."""
-        self.current_phase = name
-        self.store.set(f"{PREFIX}phase/{self.rank}", name)
+        self.current_phase = name  # the heartbeat carries it
         self.phase_started = time.monotonic()
         try:
             fn()

@@ -189,8 +189,6 @@ FATES = [
     # kill -9 of the dlsetup process torchrun started for rank 3: its worker goes with it (the
     # parent-death signal), rank 3 is named, not rank 2 that its agent ended afterwards
     pytest.param("killparent@3", "static", 3, "dead", id="kill-9-of-rank-3s-dlsetup-static"),
-    # kill -9 of rank 3's worker itself
-    pytest.param("kill@3", "c10d", 3, "dead", id="kill-9-of-rank-3s-worker-c10d"),
     # killed about 2 s after the start, before it joined: rank 0, ended by its agent in the
     # same moment, still writes the report, from torchrun's error file of rank 1
     pytest.param("killearly@1", "c10d", 1, "dead", id="killed-at-start-c10d"),
@@ -353,7 +351,9 @@ def test_the_text_report_shows_rows_stragglers_and_the_named_ranks() -> None:
         "init_s_max": 0.5, "ranks": rows,
         "checks": [{"name": "all-reduce exact", "passed": True, "detail": "every rank ..."}],
         "failure": {"phase": "versions", "error": "RuntimeError: timed out", "ranks": [
-            {"rank": 3, "state": "hung", "detail": "alive but no answer"}]},
+            {"rank": 3, "state": "hung", "detail": "alive but no answer"},
+            {"rank": 2, "state": "stopped", "detail": "in phase versions: state T",
+             "node": "node 1 (gpu02)"}]},
         "allreduce": None, "versions": None,
         "bandwidth": {"definition": "nccl-tests", "sizes": [{
             "bytes": 2**20, "count": 2**18, "dtype": "float32", "iters": 5,
@@ -373,6 +373,7 @@ def test_the_text_report_shows_rows_stragglers_and_the_named_ranks() -> None:
     assert "ok, STRAGGLER" in text and "STRAGGLER rank(s) 1 (> 1.5 x the median)" in text
     assert "FAIL in phase versions: RuntimeError: timed out" in text
     assert "rank 3: hung — alive but no answer" in text
+    assert "rank 2: stopped (hung) — in phase versions: state T" in text
     assert text.rstrip().endswith("Result: FAIL in 12.0 s (rank 0)")
 
 
