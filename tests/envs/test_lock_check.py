@@ -376,6 +376,13 @@ def test_a_changed_python_line_is_seen_and_the_old_pin_is_not_suggested_again(
     assert code == 0, text
     code, data = check_json(str(lock), str(source))
     assert code == 0, data
+    # a lock made before the option was recorded: its 'python 3.11.*' line, which the file does
+    # not have, is read as the option it was
+    older = lock.read_text().replace("    dlsetup_python_version: '3.11'\n", "")
+    assert "dlsetup_python_version" not in older
+    lock.write_text(older)
+    code, data = check_json(str(lock), str(source))
+    assert code == 0, data
 
 
 def test_a_package_added_beside_the_lock_is_called_a_hand_edit_not_a_removal(
