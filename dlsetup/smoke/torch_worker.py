@@ -16,6 +16,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+# NumPy's BLAS on one thread, as the framework runs: the calibration kernel the gate divides by
+# (timing_kernel) then slows with the machine as the one-thread step and kernels do (on two
+# threads its ratio to them moved with the load: +10% to +30% at load 7 against a baseline
+# recorded at load 12); the reference's matrices are small.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 try:
     import numpy as np
 except ImportError as _no_numpy:  # the environment lacks NumPy: say so in the protocol, exit 3
