@@ -60,6 +60,8 @@ COLLECTIVES = frozenset({
 #: After a failure, ranks other than 0 wait this long before exiting (see :func:`_finish`).
 LINGER_S = 3.0
 EXIT_OK, EXIT_FAILED, EXIT_MISSING, EXIT_SETUP = 0, 1, 3, 4
+#: The least time the rendezvous waits for every rank to join (seconds).
+RENDEZVOUS_MIN_S = 10.0
 
 
 class SetupFailed(Exception):
@@ -93,6 +95,9 @@ class Run:
         self.addr = os.environ.get("MASTER_ADDR", "127.0.0.1")
         self.port = _env_int("MASTER_PORT")
         self.timeout = float(args.timeout)
+        #: ranks start at different times (each imports torch first): the rendezvous waits
+        #: for them at least RENDEZVOUS_MIN_S, whatever the per-collective timeout
+        self.join_timeout = max(self.timeout, RENDEZVOUS_MIN_S)
         self.host = socket.gethostname()
         self.rank_nodes: list[str] = json.loads(os.environ.get("DLSETUP_RANK_NODES", "[]"))
         self.t_start = time.perf_counter()
@@ -132,7 +137,7 @@ class Run:
 
         dist: Any = torch.distributed
 
-        timeout = datetime.timedelta(seconds=self.timeout)
+        timeout = datetime.timedelta(seconds=self.join_timeout)
         if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":  # torchrun's agent hosts it
             attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
             client = dist.TCPStore(self.addr, self.port, None, False, timeout)
@@ -154,11 +159,11 @@ class Run:
 
         thread = threading.Thread(target=connect, name="dlsetup-connect", daemon=True)
         thread.start()
-        thread.join(self.timeout + 1.0)
+        thread.join(self.join_timeout + 1.0)
         if "error" in box:
             raise box["error"]
         if "store" not in box:
-            raise TimeoutError(f"no answer from a store within {self.timeout:g} s")
+            raise TimeoutError(f"no answer from a store within {self.join_timeout:g} s")
         return box["store"]
 
     def rendezvous(self) -> None:
@@ -178,13 +183,13 @@ class Run:
                 ) from exc
             raise SetupFailed(
                 f"rank {self.rank} could not reach the rendezvous store at {where} within "
-                f"{self.timeout:g} s ({type(exc).__name__}: {text}); is rank 0 running there, "
+                f"{self.join_timeout:g} s ({type(exc).__name__}: {text}); is rank 0 running there, "
                 "and is the port free of other programs?"
             ) from exc
         self.hb_store = self._connect(is_master=False) if self.rank != 0 else self.store
         self._start_heartbeat()
         self.store.set(f"{PREFIX}join/{self.rank}", json.dumps(self.row))
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.join_timeout
         missing = list(range(self.world))
         while missing and time.monotonic() < deadline:
             missing = [r for r in missing if not self.store.check([f"{PREFIX}join/{r}"])]
@@ -199,7 +204,7 @@ class Run:
             self.failure = {
                 "phase": "rendezvous",
                 "error": f"{len(missing)} of {self.world} rank(s) did not join within "
-                f"{self.timeout:g} s",
+                f"{self.join_timeout:g} s",
                 "ranks": [
                     {"rank": r, "state": "missing", "detail": self._where(r)} for r in missing
                 ],

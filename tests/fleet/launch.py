@@ -36,6 +36,9 @@ class Ended:
     stdout: str
     stderr: str
     left: list[str] = field(default_factory=list)
+    #: seconds from the first breaking fault firing (``tests/fleet/faults``) to the end of the
+    #: run; ``None`` when none fired
+    since_fault_s: float | None = None
 
 
 def free_port() -> int:
@@ -44,7 +47,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(extra: Mapping[str, str], fault: str | None) -> dict[str, str]:
+def _fault_log() -> str:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="dlsetup-fault-", suffix=".log")
+    os.close(fd)
+    return path
+
+
+def _since_fault(log: str | None) -> float | None:
+    """Seconds since the first fault fired, from the log the faults write (then removed)."""
+    if log is None:
+        return None
+    try:
+        lines = Path(log).read_text(encoding="utf-8").split()
+    finally:
+        Path(log).unlink(missing_ok=True)
+    return time.time() - float(lines[0]) if lines else None
+
+
+def _env(
+    extra: Mapping[str, str], fault: str | None, fault_log: str | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC"))}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK"):
         env.pop(key, None)
@@ -52,6 +76,8 @@ def _env(extra: Mapping[str, str], fault: str | None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *([str(FAULTS)] if fault else [])])
     if fault:
         env["DLSETUP_TEST_DIST_FAULT"] = fault
+    if fault_log:
+        env["DLSETUP_TEST_DIST_FAULT_LOG"] = fault_log
     env.update(extra)
     return env
 
@@ -104,7 +130,11 @@ def _left_behind(leader: int, seen: dict[int, tuple[Any, int]]) -> list[str]:
 
 
 def _wait(
-    procs: list[subprocess.Popen[str]], deadline_s: float, *, kill_on_bad_exit: bool = False
+    procs: list[subprocess.Popen[str]],
+    deadline_s: float,
+    *,
+    kill_on_bad_exit: bool = False,
+    fault_log: str | None = None,
 ) -> list[Ended]:
     """Wait for every launched process; ``kill_on_bad_exit``: once one exits non-zero, the
     others get SIGCONT and SIGTERM, as Slurm ends a step's tasks under ``srun
@@ -138,6 +168,7 @@ def _wait(
             killed.append(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+    since_fault = _since_fault(fault_log)
     out = []
     for i, proc in enumerate(procs):
         left = _left_behind(proc.pid, seen[i])
@@ -145,7 +176,7 @@ def _wait(
         stdout, stderr = outputs.get(i, ("", "[test: its output was never closed]"))
         if proc.pid in killed:
             stderr += "\n[test: killed at the deadline]"
-        out.append(Ended(proc.wait(), stdout, stderr, left))
+        out.append(Ended(proc.wait(), stdout, stderr, left, since_fault))
     return out
 
 
@@ -167,7 +198,8 @@ def torchrun_nodes(
     with ``join_timeout=20`` as docs/fleet.md says).
     """
     port = free_port() if port is None else port
-    env = _env(extra_env or {}, fault)
+    log = _fault_log() if fault else None
+    env = _env(extra_env or {}, fault, log)
     procs = []
     t0 = time.monotonic()
     for node in (0, 1):
@@ -186,7 +218,7 @@ def torchrun_nodes(
         ]  # fmt: skip
         procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True))  # fmt: skip
-    ended = _wait(procs, deadline_s)
+    ended = _wait(procs, deadline_s, fault_log=log)
     return ended, time.monotonic() - t0
 
 
@@ -208,6 +240,7 @@ def srun_like(
     counts = expand_tasks_per_node(tasks_per_node)
     node_of = [n for n, c in enumerate(counts) for _ in range(c)]
     procs = []
+    log = _fault_log() if fault else None
     t0 = time.monotonic()
     for rank in ranks:
         node = node_of[rank]
@@ -224,9 +257,10 @@ def srun_like(
                 "MASTER_PORT": str(port),
             },
             fault,
+            log,
         )
         argv = [str(BIN / "dlsetup"), "smoke", "--distributed", *args]
         procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True))  # fmt: skip
-    ended = _wait(procs, deadline_s, kill_on_bad_exit=kill_on_bad_exit)
+    ended = _wait(procs, deadline_s, kill_on_bad_exit=kill_on_bad_exit, fault_log=log)
     return ended, time.monotonic() - t0

@@ -26,7 +26,10 @@ from tests.support.shared import shared_dir
 
 pytest.importorskip("torch")
 
+#: From the fault to the end of the run (the rank named, every process gone): issue 23's bound.
 FAULT_DEADLINE_S = 30.0
+#: From the launch: 6 processes import torch first (about 11 s of CPU on a loaded 2-CPU machine).
+LAUNCH_DEADLINE_S = 60.0
 
 
 @pytest.fixture(autouse=True)
@@ -131,8 +134,19 @@ def test_two_nodes_of_two_ranks_report_every_rank_the_formulas_and_the_odd_ones(
     assert "rank 0" not in failed["DDP gradients identical"]
 
 
+def _within_deadline(ended: list[Ended], wall: float) -> None:
+    """Named within 30 s of the fault firing (where it fires at a known moment), and within a
+    minute of the launch."""
+    since = ended[0].since_fault_s
+    print(
+        f"launch to end {wall:.1f} s, fault to end {since if since is None else round(since, 1)} s"
+    )
+    assert wall < LAUNCH_DEADLINE_S, f"took {wall:.1f} s from the launch"
+    assert since is None or since < FAULT_DEADLINE_S, f"took {since:.1f} s from the fault"
+
+
 def _assert_fault(ended: list[Ended], wall: float, rank: int, state: str) -> dict[str, Any]:
-    assert wall < FAULT_DEADLINE_S, f"took {wall:.1f} s"
+    _within_deadline(ended, wall)
     assert all(e.returncode != 0 for e in ended)
     assert not [e.left for e in ended if e.left], "a process outlived its launcher"
     data = _report(ended)
@@ -229,7 +243,7 @@ def test_nothing_outlives_a_torchrun_agent_killed_with_sigkill() -> None:
     """kill -9 of node 1's torchrun agent: its dlsetup processes end with it (their
     parent-death signal), their workers with them, and rank 0 names ranks 2 and 3 ended."""
     ended, wall = torchrun_nodes(["--json", "--timeout", "5", "--steps", "20"], fault="killagent@3")
-    assert wall < FAULT_DEADLINE_S, f"took {wall:.1f} s"
+    _within_deadline(ended, wall)
     assert not [e.left for e in ended if e.left], "a process outlived its agent"
     assert ended[1].returncode == -9 and ended[0].returncode == 1
     data = _report(ended)
@@ -244,7 +258,7 @@ def test_rank_0s_worker_killed_is_said_by_rank_0_and_named_by_the_others() -> No
     SIGKILL before the report, and the ranks of the other node name rank 0 dead (torchrun's
     agent of node 0 held the store, and it ended with its node)."""
     ended, wall = torchrun_nodes(["--json", "--timeout", "5", "--steps", "20"], fault="kill@0")
-    assert wall < FAULT_DEADLINE_S, f"took {wall:.1f} s"
+    _within_deadline(ended, wall)
     assert not [e.left for e in ended if e.left], "a process outlived its launcher"
     assert all(e.returncode != 0 for e in ended)
     error = json.loads(ended[0].stdout)["data"]["error"]
@@ -274,6 +288,7 @@ def test_a_node_that_never_joins_is_named_with_its_slurm_node() -> None:
         tasks_per_node="2(x2)", ranks=[0, 1], world=4,
     )  # fmt: skip
     data = _assert_fault(ended, wall, 2, "missing")
+    assert wall < FAULT_DEADLINE_S  # the fault is there from the launch
     assert data["launcher"] == "srun"
     assert data["failure"]["ranks"] == [
         {"rank": 2, "state": "missing", "detail": "expected on node n2"},

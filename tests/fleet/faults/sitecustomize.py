@@ -41,6 +41,19 @@ import time
 from typing import Any
 
 ENV = "DLSETUP_TEST_DIST_FAULT"
+#: A file each fault that breaks a rank appends ``<time.time()> <kind>@<rank>`` to as it fires,
+#: so that a test can time the diagnosis from the fault, not from the launch.
+LOG_ENV = "DLSETUP_TEST_DIST_FAULT_LOG"
+#: The kinds that break their rank (the others skew a result and let the run go on).
+BREAKING = {"die", "hang", "stall", "wrong", "kill", "killparent", "killagent", "killearly", "stop"}
+
+
+def _fired(kinds: set[str]) -> None:
+    path = os.environ.get(LOG_ENV)
+    for kind in sorted(kinds & BREAKING):
+        if path:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.time():.3f} {kind}@{os.environ.get('RANK')}\n")
 
 
 def _faults() -> set[str]:
@@ -66,6 +79,8 @@ def _patch(dist: Any) -> None:
             for kind, patch in _TORCH_PATCHES.items():
                 if kind in kinds:
                     patch(torch)
+        if first:
+            _fired(kinds - {"killearly", "stop"})
         if first and "die" in kinds:
             sys.stderr.write(f"test fault: rank {os.environ['RANK']} dies\n")
             sys.stderr.flush()
@@ -84,6 +99,7 @@ def _patch(dist: Any) -> None:
             time.sleep(3600)
         if first and "stop" in kinds:
             time.sleep(0.7)
+            _fired({"stop"})
             os.kill(os.getpid(), signal.SIGSTOP)
         out = original(tensor, *args, **kwargs)
         if first and "wrong" in kinds:
@@ -157,6 +173,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             if "killearly" in _faults():
+                _fired({"killearly"})
                 os.kill(os.getpid(), signal.SIGKILL)
             run(module)
             _patch(module)
