@@ -145,7 +145,7 @@ def _write(path: Path, option: str, write: Callable[[], None]) -> None:
 @click.option(
     "--max-regression",
     type=PERCENTAGE,
-    default="20%",
+    default="50%",
     show_default=True,
     help="How much larger than the baseline a gated figure may be (a finite percentage). Gated: "
     "each step time and each timed kernel (matmul, sum, exp) divided by a fixed calibration "

@@ -37,10 +37,11 @@ NORMALIZED = "step per kernel"
 #: Name suffixes of the figures the gate reads: the normalized step, each timed kernel
 #: normalized the same way (``torch cpu matmul 128x256x96 per kernel``), and memory.
 GATED_SUFFIXES: tuple[str, ...] = ("per kernel", "peak RSS", "peak device memory")
-#: The default ``--max-regression``: a 1.3x slower step (+30%) or a 2x slower kernel fails,
-#: noise does not (``benchmarks/bench_gate.py``; the gate measures again, up to
-#: :data:`COMPARE_RUNS` runs, while a figure sits near the bound, and reads the medians).
-DEFAULT_MAX_REGRESSION = "20%"
+#: The default ``--max-regression``: a 2x slower step or a 2x slower kernel fails, noise does not
+#: (``benchmarks/bench_gate.py``; the gate measures again, up to :data:`COMPARE_RUNS` runs, while
+#: a figure sits near the bound, and reads the medians). At 20% (a 1.3x slower step failing) 4 of
+#: 6 gates on unchanged code failed at load 8-9: medians of 3 runs still read up to +43%.
+DEFAULT_MAX_REGRESSION = "50%"
 #: Phases reported as their own metric (seconds). Short phases (function checks, warm-up) are
 #: left out: at tens of milliseconds their noise on a shared machine exceeds any sensible bound.
 PHASE_METRICS: tuple[str, ...] = ("train_s",)
@@ -471,8 +472,10 @@ def is_gated(name: str) -> bool:
 
 
 #: A gated figure this close to the bound (a fraction of the baseline, either side; or the
-#: baseline's own recorded spread when wider) is measured again before the gate decides.
+#: baseline's own recorded spread when wider, up to :data:`MAX_DOUBT`) is measured again before
+#: the gate decides.
 DOUBT = 0.15
+MAX_DOUBT = 0.25
 #: Runs of the smoke a comparison may take in all (the first and the repeats); the gate then
 #: reads each figure's median over them.
 COMPARE_RUNS = 3
@@ -485,7 +488,7 @@ def in_doubt(comparison: Comparison, baseline: list[Metric]) -> bool:
     for d in comparison.deltas:
         if d.status not in ("ok", "regression", "improved") or d.change is None:
             continue
-        doubt = max(DOUBT, spreads.get(d.name, 0.0))
+        doubt = max(DOUBT, min(MAX_DOUBT, spreads.get(d.name, 0.0)))
         if d.status == "regression" or abs(d.change - comparison.max_regression) <= doubt:
             return True
     return False

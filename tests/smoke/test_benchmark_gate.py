@@ -2,7 +2,7 @@
 
 Raw timings are shown as ``info`` and never gated (a baseline from a faster or busier machine
 must not fail or pass the gate by itself); the normalized figure and memory are gated, by default
-at +20% (a figure near the bound measured again, the median of up to 3 runs deciding), so a 2x
+at +50% (a figure near the bound measured again, the median of up to 3 runs deciding), so a 2x
 slower step of either framework, and a 2x slower matmul alone, fail the ``.ci/run`` gate.
 """
 
@@ -26,7 +26,7 @@ def metric(name: str, value: float, unit: str = "x") -> bm.Metric:
 
 def test_the_cli_default_bound_is_the_documented_one() -> None:
     (option,) = [p for p in smoke_command.params if p.name == "max_regression"]
-    assert option.default == bm.DEFAULT_MAX_REGRESSION == "20%"
+    assert option.default == bm.DEFAULT_MAX_REGRESSION == "50%"
 
 
 def test_a_baseline_from_a_3x_faster_machine_passes_when_the_normalized_step_is_unchanged() -> None:
@@ -128,7 +128,8 @@ def test_a_figure_near_the_bound_or_beyond_is_measured_again_and_read_as_a_media
     assert bm.in_doubt(verdict(1.1, 1.0), base)  # within 15% of the bound
     assert bm.in_doubt(verdict(1.0, 2.0), base)  # a regression is confirmed before it fails
     wide = [bm.Metric(m.name, m.unit, m.value, 0.5) for m in base]  # a noisy baseline's spread
-    assert bm.in_doubt(verdict(0.8, 1.0), wide)
+    assert bm.in_doubt(verdict(0.99, 1.0), wide)  # within 25% (the cap) of the bound
+    assert not bm.in_doubt(verdict(0.9, 0.9), wide)
     runs = [[metric("x per kernel", v)] for v in (1.0, 3.0, 1.2)]
     assert bm.median_metrics(runs) == [metric("x per kernel", 1.2)]
     assert bm.compare(bm.median_metrics(runs), [metric("x per kernel", 1.0)], 0.2, "b", 3).passed
