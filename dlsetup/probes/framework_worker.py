@@ -245,6 +245,9 @@ def probe_companion(torch: Any, name: str) -> dict[str, Any]:
     dirs = list(spec.submodule_search_locations or [])
     location = dirs[0] if dirs else os.path.dirname(spec.origin or "")
     facts: dict[str, Any] = {"installed": True, **_companion_files(name, location)}
+    if name == "torchvision" and _extension_alone(torch, facts):
+        facts["seconds"] = round(time.perf_counter() - start, 3)
+        return facts
     os.environ.setdefault("TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS", "1")
     module: Any = None
     with warnings.catch_warnings(record=True) as caught:
@@ -269,6 +272,40 @@ def probe_companion(torch: Any, name: str) -> dict[str, Any]:
     facts["warnings"] = [f"{w.category.__name__}: {w.message}"[:500] for w in caught][:10]
     facts["seconds"] = round(time.perf_counter() - start, 3)
     return facts
+
+
+def _extension_alone(torch: Any, facts: dict[str, Any]) -> bool:
+    """torchvision's facts from its compiled extension alone, as smoke's companion check does:
+    ``torch.ops.load_library`` on ``_C``/``_C_stable``, ``torchvision::nms`` registered, and the
+    CUDA it was built for from ``torchvision::_cuda_version`` (what ``torchvision.version.cuda``
+    reads). ``import torchvision`` costs about 1.4 s (its ``ops`` import ``torch._dynamo``); this,
+    milliseconds. True when it answered; on any failure the caller imports the package, whose
+    error is what a user would see.
+    """
+    path = facts.get("extension_file")
+    if not path or "version" not in facts:
+        return False
+    try:
+        torch.ops.load_library(path)
+        if torch.ops.torchvision.nms is None:
+            return False
+        raw = torch.ops.torchvision._cuda_version()
+    except Exception:
+        return False
+    facts["imported"] = True  # the package is not imported: its extension answered for it
+    facts["import_checked"] = "extension_only"
+    facts["extension_loaded"] = True
+    if isinstance(raw, int) and raw > 0:
+        facts["cuda"] = _cuda_from_number(raw)
+    else:
+        local = _cuda_from_local_tag(str(facts["version"]))
+        facts["cuda"] = (
+            local
+            if isinstance(local, str)
+            else {"missing": "cpu_build", "detail": f"torchvision::_cuda_version() is {raw}"}
+        )
+    facts["warnings"] = []
+    return True
 
 
 def _extension_state(torch: Any, name: str, module: Any) -> tuple[Any, Any]:

@@ -140,3 +140,25 @@ def test_real_torchvision_0_28_beside_the_cpu_torch_names_the_missing_cuda_libra
     # the CUDA build's extension needs torch's CUDA libraries, which the CPU torch lacks
     assert "cannot open shared object file" in tv.extension_error
     assert "cuda" in tv.extension_error
+
+
+def test_torchvision_is_probed_through_its_compiled_extension_without_importing_it(
+    tmp_path: Path,
+) -> None:
+    # issue 25: import torchvision costs about 1.4 s (torch._dynamo); its extension alone answers
+    # whether the build loads beside this torch, as smoke's companion check does
+    torchvision_standin(tmp_path, "extension", version="0.28.0+cpu", requires_torch="==2.13.0")
+    init = tmp_path / "torchvision" / "__init__.py"
+    init.write_text("raise ImportError('the probe imported torchvision')\n", encoding="utf-8")
+    _, build = probe(tmp_path)
+    tv = companion(build.torchvision)
+    assert (tv.status, tv.extension_loaded, tv.import_error) == ("ok", True, "")
+    assert tv.extension_file == str(tmp_path / "torchvision" / "_C.so")
+    assert tv.version == "0.28.0+cpu" and tv.torch_requirement == "==2.13.0"
+    assert tv.cuda == Missing("cpu_build", "torchvision::_cuda_version() is -1")
+    # an extension that does not load sends the probe to the import, whose error is reported
+    (tmp_path / "torchvision" / "_C.so").write_text("not a shared library\n", encoding="utf-8")
+    _, build = probe(tmp_path)
+    broken = companion(build.torchvision)
+    assert broken.status == "import_failed"
+    assert "the probe imported torchvision" in broken.import_error
