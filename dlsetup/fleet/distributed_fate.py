@@ -55,6 +55,23 @@ def own_start() -> str | None:
     return stat[1] if stat else None
 
 
+def proc_namespace() -> str | None:
+    """Where this process's pids mean something: the kernel's boot id and the pid namespace.
+
+    Two ranks can read each other's ``/proc`` only when both are equal (one machine, one
+    container); a host name is not enough (containers, nodes that all call themselves
+    ``localhost``).
+    """
+    import os
+
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            boot = fh.read().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
 def proc_state(pid: Any, start: Any) -> str | None:
     """The state letter of a rank's process, ``"gone"``, or ``None`` when it cannot be read here
     (no ``/proc``, or no pid known)."""

@@ -127,6 +127,7 @@ class Run:
             "pid": os.getpid(),
             "ppid": os.getppid(),  # the dlsetup process its launcher started
             "start": fate.own_start(),
+            "procs": fate.proc_namespace(),  # whose /proc can read this pid
         }
         self._stop = threading.Event()
 
@@ -238,7 +239,7 @@ class Run:
         """Publish what this rank sees of its node-mates' processes (``seen/<rank>``), when it
         changes: a rank on another host cannot read their ``/proc``."""
         for r, row in self.peers.items():
-            if r == self.rank or row.get("host") != self.host:
+            if r == self.rank or not self._can_look(row):
                 continue
             state = fate.proc_state(row.get("pid"), row.get("start"))
             if state is None or state == self.seen.get(r, "R"):
@@ -251,6 +252,11 @@ class Run:
                 fate.witness_record(self.rank, state, time.time(), wrapper_gone),
             )
             self.seen[r] = state
+
+    def _can_look(self, row: dict[str, Any]) -> bool:
+        """Whether the rank of ``row`` runs where this rank can read its ``/proc`` entry."""
+        mine = self.row.get("procs")
+        return mine is not None and row.get("procs") == mine
 
     def _expected_row(self, rank: int) -> dict[str, Any]:
         """Where a rank that never joined should run: this node for a node-mate, else its node
@@ -275,7 +281,7 @@ class Run:
             age, phase, op = fate.parse_beat(self._read(f"{PREFIX}hb/{r}"), now)
             last = json.loads(self._read(f"{PREFIX}fate/{r}") or "{}")
             proc, seen_by, wrapper_gone = None, None, False
-            if r != self.rank and row.get("host") == self.host:  # this rank can look itself
+            if r != self.rank and self._can_look(row):  # this rank can look itself
                 proc, seen_by = fate.proc_state(row.get("pid"), row.get("start")), self.rank
                 wrapper_gone = fate.proc_state(row.get("ppid"), None) in fate.GONE
             if proc is None:

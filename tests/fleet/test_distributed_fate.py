@@ -119,3 +119,16 @@ def test_torchruns_error_files_of_the_node_mates_are_read_by_global_rank(tmp_pat
         6: "Traceback ...",
     }
     assert fate.launcher_says(None, rank=5, local_rank=1, local_world=4) == {}
+
+
+def test_ranks_look_at_each_others_processes_only_where_their_pids_mean_the_same() -> None:
+    """The same machine and pid namespace (not the same host name, which containers and nodes
+    called 'localhost' share): a child sees the namespace its parent sees."""
+    mine = fate.proc_namespace()
+    assert mine is not None and ":" in mine
+    child = subprocess.run(
+        [sys.executable, "-c", "from dlsetup.fleet import distributed_fate as f; "
+         "print(f.proc_namespace())"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert child.stdout.strip() == mine
