@@ -161,8 +161,8 @@ def verdict(e: Evidence) -> tuple[str, str] | None:
         )
     if e.ended_by:
         return "ended", (
-            f"its launcher ended it ({e.ended_by}) {_where(e)}, on {e.node}: another rank of its "
-            "node failed first, or the launcher itself was ended"
+            f"{e.ended_by} {_where(e)}, on {e.node}: sent by its launcher after another rank of "
+            "its node failed (or the launcher itself was ended), or by another program"
         )
     if e.launcher:
         return "dead", f"{e.launcher} (torchrun's error file for it on {e.node})"

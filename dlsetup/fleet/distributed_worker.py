@@ -665,8 +665,8 @@ def last_word(run: Run, code: int) -> int:
         if run.failure is None:
             run.failure = {
                 "phase": run.current_phase,
-                "error": f"rank 0's launcher ended it ({run.ending}) in phase "
-                f"{run.current_phase}: another rank of its node failed first",
+                "error": f"rank 0 was ended ({run.ending}) in phase {run.current_phase}: by "
+                "its launcher, after another rank of its node failed, or by another program",
                 "ranks": fate.name_ranks(run.evidence(set())),
             }
         _say(0, _failure_line(run.failure))

@@ -84,7 +84,7 @@ def test_each_source_decides_in_order_and_the_causes_come_before_the_ranks_ended
     assert named[2]["detail"] == (
         "its worker (pid 7) was killed by SIGKILL (x) (torchrun's error file for it on node 1 (vm))"
     )
-    assert fate.line(named[3]).startswith("rank 2 ended (its launcher ended it (SIGTERM) in phase")
+    assert fate.line(named[3]).startswith("rank 2 ended (SIGTERM in phase all_reduce, on node 1")
     stopped = {"rank": 3, "state": "stopped", "detail": "in phase all_reduce: ..."}
     assert fate.line(stopped) == "rank 3 stopped (hung) in phase all_reduce: ..."
 
