@@ -238,6 +238,24 @@ def test_uv_is_told_to_build_only_the_allowed_ones() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("url", "source"),
+    [
+        ("https://files.example/a-1.0-py3-none-any.whl", "wheel"),
+        ("https://files.example/a-1.0.tar.gz", "sdist"),
+        ("file:///srv/a-1.0.zip", "sdist"),
+        ("https://files.example/download?id=3", "sdist"),  # not a wheel: it would be built
+        (f"git+https://github.com/o/a.git@{COMMIT}", "vcs"),
+        ("hg+https://hg.example/a#rev", "vcs"),
+        ("file:///home/me/project", "path"),
+    ],
+)
+def test_each_pypi_source_is_told_apart_by_its_url(url: str, source: str) -> None:
+    from dlsetup.envs.lockfiles.formats import PypiPackage
+
+    assert PypiPackage("a", "1.0", url, None).source == source
+
+
 # --- VCS and path sources -----------------------------------------------------------------------
 
 

@@ -86,15 +86,16 @@ class PypiPackage:
     def source(self) -> PypiSource:
         """What :attr:`url` names: a ``wheel``, an ``sdist`` (a source archive), a ``vcs``
         checkout (``git+``, ``hg+``, ``svn+``, ``bzr+``: a revision, no file hash), or a
-        ``path`` (a local directory: an editable or path source, or anything else that is
-        neither a wheel nor a source archive)."""
+        ``path`` (a local directory: an editable or path source). A remote URL that names
+        neither a wheel nor a known archive is taken for an ``sdist`` (it is not a wheel: it
+        would be built)."""
         scheme = urlparse(self.url).scheme.lower()
         if scheme.split("+", 1)[0] in _VCS_SCHEMES and (scheme == "git" or "+" in scheme):
             return "vcs"
         name = self.file_name.lower()
         if name.endswith(".whl"):
             return "wheel"
-        if name.endswith(SDIST_SUFFIXES):
+        if name.endswith(SDIST_SUFFIXES) or scheme not in ("file", ""):
             return "sdist"
         return "path"
 
