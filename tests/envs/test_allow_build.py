@@ -45,9 +45,12 @@ COMMIT = "2b90b9f5ceec907a1c18123530e92e794ad901a4"
 
 _BACKEND = """\
 import os
+import sys
 
 with open({marker!r}, "a") as fh:  # runs as soon as a build frontend imports the backend
     fh.write("{name}\\n")
+with open({marker!r} + ".prefix", "a") as fh:  # the environment the build runs in
+    fh.write(sys.prefix + "\\n")
 
 
 def get_requires_for_build_wheel(config_settings=None):
@@ -89,7 +92,7 @@ def hostile_sdist(directory: Path, name: str, marker: Path) -> Path:
     return path
 
 
-def create_building(lock: Path, prefix: Path, *extra: str) -> tuple[int, str, str]:
+def create_building(lock: Path, prefix: Path, *extra: str, **env: str) -> tuple[int, str, str]:
     """``create --from-lock`` where uv builds: the fixture's python finds the standard library
     through a ``.pth`` file of its own site-packages (:func:`tests.envs.lock_builders.python_files`),
     which an isolated build environment does not read (a conda-forge python has it in
@@ -102,7 +105,7 @@ def create_building(lock: Path, prefix: Path, *extra: str) -> tuple[int, str, st
     path = f"{REPO}:{stdlib}:{stdlib}/lib-dynload"
     proc = run_cli(
         "create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
-        "--no-jupyter", *extra, env={"PYTHONPATH": path},
+        "--no-jupyter", *extra, env={"PYTHONPATH": path, **env},
     )  # fmt: skip
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -182,9 +185,14 @@ def test_allow_build_builds_exactly_the_named_sdists_after_their_hash(
 ) -> None:
     lock, marker = evil_lock(fx, tmp_path, ("evila", "evilb"))
     code, _out, err = create_building(
-        lock, tmp_path / "env", "--allow-build", "evila", "--allow-build", "EvilB"
-    )
+        lock, tmp_path / "env", "--allow-build", "evila", "--allow-build", "EvilB",
+        UV_NO_BUILD_ISOLATION="1",
+    )  # fmt: skip
     assert code == 0, err
+    # in uv's isolated build environments, never in the environment being built, whatever the
+    # user's UV_NO_BUILD_ISOLATION says
+    prefixes = set(Path(str(marker) + ".prefix").read_text().split())
+    assert prefixes and not any(".dlsetup-partial-env-" in p for p in prefixes), prefixes
     # uv imports the backend once per hook (requirements, then the build): only these two ran
     assert set(marker.read_text().split()) == {"evila", "evilb"}
     assert "Building evila, evilb from source (--allow-build" in err
@@ -336,9 +344,9 @@ def test_a_pylock_names_every_sdist_and_builds_only_the_allowed_ones(tmp_path: P
                 *(sdist_only(tmp_path / "s", name, marker) for name in ("evila", "evilb"))]  # fmt: skip
     lock = write_pylock(tmp_path / "pylock.toml", packages, python=HOST_PYTHON)
 
-    def venv(prefix: Path, *extra: str) -> tuple[int, str]:
+    def venv(prefix: Path, *extra: str, **env: str) -> tuple[int, str]:
         proc = run_cli("create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
-                       "--no-jupyter", *extra, env={"PYTHONPATH": str(REPO)})  # fmt: skip
+                       "--no-jupyter", *extra, env={"PYTHONPATH": str(REPO), **env})  # fmt: skip
         return proc.returncode, " ".join(proc.stderr.split())
 
     code, err = venv(tmp_path / "env")
@@ -349,7 +357,12 @@ def test_a_pylock_names_every_sdist_and_builds_only_the_allowed_ones(tmp_path: P
     assert code == 4, err
     assert "package evilb 1.0 has no wheel (it has sdist)" in err
     assert not marker.exists() and not (tmp_path / "env").exists()
-    code, err = venv(tmp_path / "env", "--allow-build", "evila", "--allow-build", "evilb")
+    code, err = venv(tmp_path / "env", "--allow-build", "evila", "--allow-build", "evilb",
+                     UV_NO_BUILD_ISOLATION="1")  # fmt: skip
     assert code == 0, err
     assert set(marker.read_text().split()) == {"evila", "evilb"}
+    # built in uv's isolated build environments, never in the venv being built: a user's
+    # UV_NO_BUILD_ISOLATION does not reach the uv that builds what --allow-build names
+    prefixes = set(Path(str(marker) + ".prefix").read_text().split())
+    assert prefixes and not any(".dlsetup-partial-env-" in p for p in prefixes), prefixes
     assert site_has(tmp_path / "env", "evila") and site_has(tmp_path / "env", "evilb")

@@ -170,6 +170,7 @@ def create_venv(
                          *build_options(locked.pypi, allow_build), "--preview-features",
                          "pylock", "--quiet", *credentials, str(lock_path)],
                         "install the lock",
+                        isolated_builds=bool(allow_build),
                     )  # fmt: skip
             except InstallError as exc:
                 if "Hash mismatch" in exc.message:
