@@ -326,7 +326,7 @@ def check_nvcc(facts: DoctorFacts) -> list[Finding]:
         return []
     name, cuda = max(older, key=lambda pair: _version_tuple(pair[1]))
     major_differs = _version_tuple(nvcc)[:1] != _version_tuple(cuda)[:1]
-    spec = f"cuda-nvcc={cuda}"
+    fix, command = _nvcc_fix(facts, cuda)
     return [
         Finding(
             "nvcc.older_than_framework",
@@ -339,8 +339,7 @@ def check_nvcc(facts: DoctorFacts) -> list[Finding]:
                 if major_differs
                 else "may fail on features newer than the compiler."
             ),
-            f"Install the matching compiler in the environment: conda install -c conda-forge "
-            f"{spec} (or CUDA Toolkit {cuda} from NVIDIA), and point CUDA_HOME at it.",
+            fix,
             {
                 "nvcc_path": libs.nvcc.path if isinstance(libs.nvcc.path, str) else None,
                 "nvcc_release": nvcc,
@@ -348,9 +347,27 @@ def check_nvcc(facts: DoctorFacts) -> list[Finding]:
                 "framework_cuda": cuda,
                 "frameworks": dict(older),
             },
-            command=f"conda install -c conda-forge {spec}",
+            command=command,
         )
     ]
+
+
+def _nvcc_fix(facts: DoctorFacts, cuda: str) -> tuple[str, str]:
+    """(fix, command): conda-forge's ``cuda-nvcc`` in a conda prefix or pixi project, in its own
+    installer; elsewhere NVIDIA's toolkit (a venv has no conda to run ``conda install``)."""
+    from dlsetup.checks.fix_language import installer  # the knowledge base: only now
+    from dlsetup.installer import install_command
+
+    inst = installer(facts)
+    toolkit = f"CUDA Toolkit {cuda} from NVIDIA (https://developer.nvidia.com/cuda-toolkit-archive)"
+    if inst.kind in ("conda", "pixi"):
+        command = install_command(inst, [f"cuda-nvcc=={cuda}.*"])
+        return (
+            f"Install the matching compiler in the environment: {command} (or {toolkit}), and "
+            "point CUDA_HOME at it.",
+            command,
+        )
+    return f"Install {toolkit} and point CUDA_HOME at it (export CUDA_HOME=...).", ""
 
 
 def _loads_with(installed: str, pinned: str) -> bool:

@@ -220,7 +220,9 @@ def test_nvcc_11_8_with_a_cuda_12_4_torch_names_the_matching_cuda_nvcc(
     }
     _, data, _ = doctor(env)
     f = finding(data, "nvcc.older_than_framework")
-    assert f["command"] == "conda install -c conda-forge cuda-nvcc=12.4"
+    # a venv: no conda to run there (issue 22 item 5); NVIDIA's toolkit of the framework's CUDA
+    assert f["command"] == ""
+    assert "CUDA Toolkit 12.4 from NVIDIA" in f["fix"] and "conda" not in f["fix"]
     assert f["details"]["nvcc_release"] == "11.8"
     # The same machine with the matching compiler: silent.
     printing_tool(tmp_path / "bin", "nvcc", NVCC_12_4)

@@ -208,6 +208,20 @@ def test_doctors_cpu_torch_fix_in_a_venv_without_pip_uses_uv(tmp_path: Path) -> 
     assert f.command.startswith(f"uv pip install --python {python} "), f.command
 
 
+def test_nvcc_fix_is_condas_only_where_conda_owns_the_environment(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    (prefix / "conda-meta").mkdir(parents=True)
+    case = tc.FIRES["nvcc.older_than_framework"]()
+    for python, want in [
+        (str(prefix / "bin" / "python"), f"conda install --prefix {prefix} -c conda-forge "),
+        ("/env/bin/python", ""),  # no environment of conda's: NVIDIA's toolkit, no conda command
+    ]:
+        fw = dataclasses.replace(case.frameworks, python_executable=python)
+        found = evaluate(dataclasses.replace(case, frameworks=fw))
+        f = next(x for x in found if x.id == "nvcc.older_than_framework")
+        assert f.command.startswith(want) and (f.command.endswith("cuda-nvcc=12.4") or not want)
+
+
 def test_smokes_companion_fix_in_a_venv_without_pip(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
