@@ -109,6 +109,21 @@ def installer_for(
     return Installer("ensurepip", python, str(prefix))
 
 
+def pip_owned(inst: Installer, requirement: str) -> bool:
+    """True when, in ``inst``'s conda prefix or pixi environment, the requirement's package was
+    installed from PyPI (a ``*.dist-info`` and no ``conda-meta`` record): conda would install a
+    second copy beside it, so its fix goes through pip (:func:`pypi_installer`)."""
+    if inst.kind not in ("conda", "pixi") or not inst.prefix:
+        return False
+    name = _name(requirement)
+    prefix = Path(inst.prefix)
+    if any(prefix.glob(f"conda-meta/{name}-[0-9]*.json")):
+        return False
+    found = _REQUIREMENT.match(requirement)
+    dist = re.sub(r"[-_.]+", "_", found.group(1) if found else requirement).lower()
+    return any(any(prefix.glob(f"{site}/{dist}-*.dist-info")) for site in _SITE_DIRS)
+
+
 def conda_spec(requirement: str) -> str:
     """A PEP 508 requirement in conda's words: ``torchvision==0.28.*`` -> ``torchvision=0.28``,
     ``torch>=2.6`` -> ``pytorch>=2.6``, ``tensorflow[and-cuda]==2.18.0`` -> ``tensorflow==2.18.0``
@@ -145,6 +160,14 @@ def install_command(
         no_deps: leave the requirements' dependencies as they are (pip and uv).
         index_url: the package index (pip and uv; conda and pixi take conda-forge's builds).
     """
+    if (
+        inst.kind in ("conda", "pixi")
+        and requirements
+        and all(pip_owned(inst, r) for r in requirements)
+    ):  # installed from PyPI into a conda/pixi environment: pip's fix, not a second copy
+        if inst.kind == "pixi":
+            return install_pypi_command(inst, requirements)
+        inst = pypi_installer(inst)
     if inst.kind in ("conda", "pixi"):
         specs = _quote([conda_spec(r) for r in requirements])
         if inst.kind == "pixi":
@@ -223,6 +246,7 @@ __all__ = [
     "install_command",
     "install_pypi_command",
     "installer_for",
+    "pip_owned",
     "pypi_installer",
     "uninstall_command",
 ]

@@ -27,6 +27,7 @@ from dlsetup.compat.companions import (
     pair_fits,
 )
 from dlsetup.facts import Missing
+from dlsetup.installer import pip_owned
 from dlsetup.probes.frameworks import CompanionBuild, FrameworkProbe, TorchBuild
 
 #: The check ids of one companion, for the catalogue.
@@ -71,7 +72,7 @@ def _fix(
         )
     env = probed_env(facts)
     abi = " (built on torch's stable ABI)" if pair.stable_abi else ""
-    if env.kind == "conda":
+    if env.kind == "conda" and not pip_owned(installer(facts), comp):
         command = conda_companion_command(facts, env.prefix, [conda_spec(pair, cuda)])
         return (
             f"This is a conda environment: install conda-forge's {comp} {pair.release}{abi} "

@@ -25,7 +25,7 @@ from dlsetup.compat.frameworks import (
 )
 from dlsetup.compat.recommend import TorchPick, recommend_tensorflow, recommend_torch
 from dlsetup.facts import Missing
-from dlsetup.installer import install_command, uninstall_command
+from dlsetup.installer import install_command, pip_owned, uninstall_command
 from dlsetup.probes.frameworks import FrameworkProbe, TensorflowBuild, TorchBuild
 
 
@@ -116,8 +116,9 @@ def torch_pick(facts: DoctorFacts, ccs: list[CC] | None = None) -> TorchPick | N
 def _conda_fix(facts: DoctorFacts, target: str) -> tuple[str, str] | None:
     """``(fix, command)`` in conda's language when the probed interpreter is a conda env."""
     env = probed_env(facts)
-    if env.kind != "conda":
-        return None
+    dist = "torch" if target == "pytorch" else target
+    if env.kind != "conda" or pip_owned(installer(facts), dist):
+        return None  # pip installed it into the conda env: pip's fix, not a second copy
     fix = conda_build_fix(facts, target, env)
     return None if fix is None else (fix.fix, fix.command)
 

@@ -24,6 +24,7 @@ from dlsetup.installer import (
     install_command,
     install_pypi_command,
     installer_for,
+    pip_owned,
     uninstall_command,
 )
 from dlsetup.probes.envmanagers import ActiveEnv, EnvManagersFacts, ManagerFacts
@@ -137,6 +138,27 @@ def test_a_conda_prefix_gets_a_conda_spec(tmp_path: Path) -> None:
     assert install_pypi_command(inst, ["nvidia-cudnn-cu12==9.3.0.75"]) == (
         f"{prefix}/bin/python -m pip install nvidia-cudnn-cu12==9.3.0.75"
     )
+
+
+def test_a_package_pip_installed_into_a_conda_prefix_is_fixed_with_pip(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    (prefix / "conda-meta").mkdir(parents=True)
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    (site / "torchvision-0.21.0.dist-info").mkdir(parents=True)  # pip put it there
+    (prefix / "conda-meta" / "pytorch-2.6.0-cuda126_py311_0.json").write_text("{}")  # conda's
+    python = str(prefix / "bin" / "python")
+    inst = installer_for(python)
+    assert pip_owned(inst, "torchvision==0.21.*") and not pip_owned(inst, "torch==2.6.*")
+    assert install_command(inst, ["torchvision==0.21.*"], reinstall=True) == (
+        f"{python} -m pip install --force-reinstall 'torchvision==0.21.*'"
+    )  # not a second, conda copy beside pip's
+    assert install_command(inst, ["torch==2.6.*"]).startswith(f"conda install --prefix {prefix}")
+    # doctor's companion fix follows it
+    case = tc.FIRES["torchvision.release_mismatch"]()
+    fw = dataclasses.replace(case.frameworks, python_executable=python)
+    found = evaluate(dataclasses.replace(case, frameworks=fw))
+    f = next(x for x in found if x.id == "torchvision.release_mismatch")
+    assert f.command.startswith(f"{python} -m pip install --force-reinstall --no-deps "), f.command
 
 
 def test_a_pixi_environment_gets_a_pixi_command(tmp_path: Path) -> None:
