@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.proc import REPO
+from tests.support.signals import SIGNALLED
 
 FAULTS = REPO / "tests" / "fleet" / "faults"
 BIN = Path(sys.executable).parent
@@ -217,7 +218,8 @@ def torchrun_nodes(
             *where, "--no-python", str(BIN / "dlsetup"), "smoke", "--distributed", *args,
         ]  # fmt: skip
         procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, start_new_session=True))  # fmt: skip
+                                      stderr=subprocess.PIPE, start_new_session=True,
+                                      **SIGNALLED))  # fmt: skip
     ended = _wait(procs, deadline_s, fault_log=log)
     return ended, time.monotonic() - t0
 
@@ -261,6 +263,7 @@ def srun_like(
         )
         argv = [str(BIN / "dlsetup"), "smoke", "--distributed", *args]
         procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, start_new_session=True))  # fmt: skip
+                                      stderr=subprocess.PIPE, start_new_session=True,
+                                      **SIGNALLED))  # fmt: skip
     ended = _wait(procs, deadline_s, kill_on_bad_exit=kill_on_bad_exit, fault_log=log)
     return ended, time.monotonic() - t0

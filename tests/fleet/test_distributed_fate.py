@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dlsetup.fleet import distributed_fate as fate
+from tests.support.signals import SIGNALLED
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
@@ -27,7 +28,7 @@ def _state_becomes(pid: int, start: str | None, want: str, within_s: float = 5.0
 
 
 def test_a_process_is_seen_running_then_stopped_then_gone_and_a_reused_pid_is_not_it() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], **SIGNALLED)
     try:
         stat = fate.proc_stat(child.pid)
         assert stat is not None
