@@ -373,6 +373,26 @@ class VenvSources:
         chosen = self.torch.get(variant)
         return chosen.torch_index if chosen is not None else ""
 
+    def explain_failure(self, error: SolveError) -> SolveError:
+        """``error`` (uv could not resolve) with the probe's verdict on the default index added
+        where it was already out of reach before uv ran: uv's own message is then a retry
+        count and a connection error, and the cause is the default index, named with its origin.
+
+        A default index out of reach is not refused up front: the configured sources searched
+        before it may hold every package, and uv then never asks it.
+        """
+        down = next(
+            (r for r in self.tried if r.source == self.default_index and not r.reachable), None
+        )
+        if down is None:
+            return error
+        return SolveError(
+            f"{error.message}\nThe default index was already out of reach when dlsetup probed it: "
+            f"{down.display()}; every package the sources before it do not hold comes from it",
+            fix="bring that mirror back or name another index with --index-url (a configured "
+            "index-url comes from the origin named above)",
+        )
+
     def urls(self) -> tuple[str, ...]:
         """Every URL uv may be given (for its cache choice: one with credentials gets a private
         cache)."""

@@ -312,3 +312,25 @@ def test_a_cuda_lock_does_not_fall_back_to_pypis_cuda_build_the_driver_cannot_ru
     assert "the default index's torch is not taken: PyPI's torch 2." in result.stderr
     assert "needs a driver for CUDA 13.0 (this driver: CUDA 12.4)" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_configured_default_index_out_of_reach_is_named_when_uv_then_fails(
+    blocked_home: Path, torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    # torch from a mirror that answers; everything else from a default index that does not: the
+    # probe saw it before uv spent its retries, and the error names it with its origin
+    gone = f"http://127.0.0.1:{closed_port()}/simple"
+    write(
+        blocked_home / ".config/pip/pip.conf",
+        f"[global]\nindex-url = {gone}\nextra-index-url = {torch_index.variant_url('cpu')}\n",
+    )
+    result = lock(tmp_path / "out")
+    assert result.exit_code == 4, result.output
+    assert result.stderr.startswith("Error: uv could not resolve: "), result.stderr
+    assert (
+        "The default index was already out of reach when dlsetup probed it: "
+        f"{gone} (pip config ~/.config/pip/pip.conf [global] index-url): out of reach "
+        "(connection refused)"
+    ) in result.stderr, result.stderr
+    assert "name another index with --index-url" in result.stderr
+    assert "Traceback" not in result.output

@@ -1182,6 +1182,23 @@ def _routes(request: VenvLockRequest, plan: VenvPlan, pattern: str) -> VenvSourc
     )
 
 
+def _resolve_on_sources(
+    plan: VenvPlan, request: VenvLockRequest, routes: VenvSources, sources: _Sources
+) -> tuple[VenvPlan, list[tuple[str, Mapping[str, Any]]], list[PlatformLock], list[str]]:
+    """Resolve every platform: with a mirror the user configured, torch's release is the newest
+    the first source listing torch has (where older than the one chosen), read from it, not
+    downloaded; a release uv cannot resolve there is tried once more at the older one."""
+    if sources.indexes or sources.find_links:
+        plan = _release_on_sources(plan, request, routes, sources) or plan
+    try:
+        return (plan, *_resolve_platforms(plan, request, routes, sources))
+    except SolveError:
+        older = _release_on_sources(plan, request, routes, sources)
+        if older is None:
+            raise
+        return (older, *_resolve_platforms(older, request, routes, sources))
+
+
 def _resolve_platforms(
     plan: VenvPlan, request: VenvLockRequest, routes: VenvSources, sources: _Sources
 ) -> tuple[list[tuple[str, Mapping[str, Any]]], list[PlatformLock], list[str]]:
@@ -1270,18 +1287,10 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
             tuple(s.url for s in routes.indexes),
             tuple(s.url for s in routes.find_links),
         )
-        if sources.indexes or sources.find_links:
-            # a mirror the user configured: torch's release is the newest the first source
-            # listing torch has (where older than the one chosen), read from it, not downloaded
-            plan = _release_on_sources(plan, request, routes, sources) or plan
         try:
-            parts, results, notes = _resolve_platforms(plan, request, routes, sources)
-        except SolveError:
-            older = _release_on_sources(plan, request, routes, sources)
-            if older is None:
-                raise
-            plan = older
-            parts, results, notes = _resolve_platforms(plan, request, routes, sources)
+            plan, parts, results, notes = _resolve_on_sources(plan, request, routes, sources)
+        except SolveError as exc:
+            raise routes.explain_failure(exc) from exc
     accepted = variant_to_lock(request, tuple(results))
     name = plan.name if accepted is None else f"{request.target}-{accepted}"
     if accepted is not None:
