@@ -7,7 +7,7 @@
 #   TARGET         pytorch, tensorflow or both (default: pytorch)
 #   LOCK_ARGS      more options for dlsetup lock, e.g. "--cuda 12.4 --gpu-arch 6.1" or
 #                  "--torch-version 2.13" (CREATE_ARGS, its older name, is read too)
-#   TORCH_INDEX_URL  PyTorch's wheel index (a mirror of download.pytorch.org/whl/{variant}). Without
+#   TORCH_INDEX_URL  PyTorch's wheel index (or a mirror of it, ending in /whl/{variant}). Without
 #                  it dlsetup probes PyTorch's index and, where it is out of reach, uses the
 #                  indexes and wheel directories pip and uv are configured with, then PyPI.
 #   ACCEPT_VARIANT where the sources hold no PyTorch build of the variant chosen but another one
