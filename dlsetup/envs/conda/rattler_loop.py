@@ -24,6 +24,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from dlsetup.children import deferred_stop_signals
+
 #: how often the waiting (main) thread wakes, so Ctrl-C and SIGTERM act at once
 _POLL_SECONDS = 0.05
 
@@ -37,17 +39,21 @@ def shared_loop() -> asyncio.AbstractEventLoop:
     global _loop, _loop_pid
     with _lock:
         if _loop is None or _loop_pid != os.getpid():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
+            # a SIGTERM or Ctrl-C raised inside the loop's constructor left a half-built loop
+            # whose __del__ printed a traceback ("no attribute '_signal_handlers'"): held back
+            # until the loop and its thread are up (a short wait), then delivered
+            with deferred_stop_signals():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
 
-            def serve() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
 
-            threading.Thread(target=serve, name="dlsetup-asyncio", daemon=True).start()
-            ready.wait()
-            _loop, _loop_pid = loop, os.getpid()
+                threading.Thread(target=serve, name="dlsetup-asyncio", daemon=True).start()
+                ready.wait()
+                _loop, _loop_pid = loop, os.getpid()
         return _loop
 
 
@@ -61,7 +67,11 @@ class Job:
     """A coroutine running on :func:`shared_loop`, waited for from another thread."""
 
     def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
-        self._loop = shared_loop()
+        try:
+            self._loop = shared_loop()
+        except BaseException:  # Ctrl-C or SIGTERM: no "coroutine ... was never awaited" warning
+            coro.close()
+            raise
         self._done = threading.Event()
         self._task: asyncio.Task[Any] | None = None
 
