@@ -933,6 +933,28 @@ class _Sources:
     indexes: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
 
+    def resolve(
+        self,
+        reqs: tuple[str, ...],
+        platform: VenvPlatform,
+        torch_index: str,
+        *,
+        first_index: bool = False,
+    ) -> tuple[dict[str, Any], float]:
+        """uv's resolution of ``reqs`` for ``platform`` from these sources (:func:`_resolve`)."""
+        return _resolve(
+            reqs,
+            platform,
+            self.python,
+            torch_index=torch_index,
+            index_url=self.index_url,
+            extra=self.indexes,
+            find_links=self.find_links,
+            workdir=self.workdir,
+            cache_dir=self.cache,
+            first_index=first_index,
+        )
+
 
 def _lock_platform(
     plan: VenvPlan,
@@ -948,17 +970,7 @@ def _lock_platform(
     reqs = requirements_for(
         request.target, platform, plan.torch, plan.tensorflow, plan.tf_release, without=without
     )
-    resolved, ms = _resolve(
-        reqs,
-        platform,
-        sources.python,
-        torch_index=torch_index,
-        index_url=sources.index_url,
-        extra=sources.indexes,
-        find_links=sources.find_links,
-        workdir=sources.workdir,
-        cache_dir=sources.cache,
-    )
+    resolved, ms = sources.resolve(reqs, platform, torch_index)
     listed = resolved.get("packages", [])
     packages = tuple((str(p["name"]), str(p.get("version", ""))) for p in listed)
     build = resolved_build(dict(packages)) if plan.torch is not None else None
@@ -1102,18 +1114,7 @@ def _pair_on(
     reqs = (f"torch<{ceiling.major}.{ceiling.minor + 1}", "torchvision")
     expected = plan.torch.variant if platform.cuda_wheels else "cpu"
     try:
-        resolved, _ = _resolve(
-            reqs,
-            platform,
-            sources.python,
-            torch_index=torch_index,
-            index_url=sources.index_url,
-            extra=sources.indexes,
-            find_links=sources.find_links,
-            workdir=sources.workdir,
-            cache_dir=sources.cache,
-            first_index=True,
-        )
+        resolved, _ = sources.resolve(reqs, platform, torch_index, first_index=True)
     except SolveError:
         return None
     versions = {str(p["name"]): str(p.get("version", "")) for p in resolved.get("packages", [])}
