@@ -6,7 +6,7 @@ workers), and in the process whose ``RANK`` is RANK it patches ``torch.distribut
 worker imports it.
 No production module knows about these faults. KIND:
 
-* ``die``: the rank's first ``all_reduce`` exits the process (exit 17), as a crashed rank does;
+* ``die``: the rank's second ``all_reduce`` exits the process (exit 17), as a crashed rank does (see ``kill``);
 * ``hang``: its first ``all_reduce`` never returns (sleeps an hour), as a wedged rank does;
 * ``stall``: as ``hang``, meant for rank 0 (the reporter): its own watchdog must end it;
 * ``wrong``: its first ``all_reduce`` adds 1 to the result, as a broken link or kernel would;
