@@ -60,7 +60,7 @@ class VenvBackend(Backend):
 
     def default_name(self, lock_path: Path, options: BuildOptions) -> str:
         """The lock's ``[tool.dlsetup] name``, else the NAME of ``pylock.NAME.toml`` (as
-        :func:`dlsetup.envs.venv.lock.name_of_lock`), read with the ``--allow-build`` names."""
+        :func:`dlsetup.envs.venv.plan.name_of_lock`), read with the ``--allow-build`` names."""
         from dlsetup.envs.venv.pylock import parse_pylock
 
         tool = parse_pylock(lock_path, allow_build=options.allow_build).tool

@@ -5,7 +5,7 @@ tool's metadata): ``request`` holds the options given (target, variant, ``--cuda
 ``--gpu-arch``, platforms, Python, indexes, ``--torch-version``) and the table's other keys what
 was chosen from them (variant, CUDA, GPUs, PyTorch variant and release, TensorFlow, indexes).
 The check replays the request, with the options given now in place of the recorded ones, through
-the same choice as ``lock`` (:func:`dlsetup.envs.venv.lock.plan_venv`: this machine's driver
+the same choice as ``lock`` (:func:`dlsetup.envs.venv.plan.plan_venv`: this machine's driver
 where the lock's CUDA version and GPUs came from it, the knowledge base as it is now) and
 compares. No resolve, no network: what uv would pick from the indexes today is not compared
 (a new numpy is no reason to call a lock stale); that the lock's own ``torch`` is the release
@@ -37,7 +37,7 @@ def _replayed(recorded: Any, req: CheckRequest, tool: Mapping[str, Any]) -> Any:
     """The recorded request with the options given now in its place."""
     import dataclasses
 
-    from dlsetup.envs.venv.lock import TARGETS
+    from dlsetup.envs.venv.plan import TARGETS
 
     if req.target is not None and req.target not in TARGETS:
         raise InputError(
@@ -84,7 +84,7 @@ def check_venv_lock(
             an error.
     """
     from dlsetup.envs.staleness import CheckResult
-    from dlsetup.envs.venv.lock import plan_venv
+    from dlsetup.envs.venv.plan import plan_venv
     from dlsetup.envs.venv.pylock import parse_pylock
     from dlsetup.errors import DlsetupError
 
@@ -135,7 +135,7 @@ def _recorded_request(path: Path, tool: Mapping[str, Any]) -> Any:
     Raises:
         InputError: the lock was not written by ``lock --backend venv``, or its table is malformed.
     """
-    from dlsetup.envs.venv.lock import request_from_table
+    from dlsetup.envs.venv.plan import request_from_table
 
     table = tool.get("request")
     if tool.get("backend") != "venv" or not isinstance(table, dict):
@@ -294,7 +294,8 @@ def _index_differences(
     """Where the replayed indexes differ from the lock's: the index, and per locked platform
     PyTorch's index (not compared where PyTorch itself differs already)."""
     from dlsetup.envs.staleness import Difference
-    from dlsetup.envs.venv.lock import DEFAULT_INDEX, index_of, torch_index_pattern
+    from dlsetup.envs.venv.torch_choice import index_of, torch_index_pattern
+    from dlsetup.envs.venv.uv_sources import DEFAULT_INDEX
 
     out: list[Difference] = []
     index_url = request.index_url or _configured_index() or DEFAULT_INDEX

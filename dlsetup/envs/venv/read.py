@@ -3,7 +3,7 @@
 locks for.
 
 A conda platform name (``linux-64``) stands for the marker environment and wheel tags of its row
-in :data:`dlsetup.envs.venv.lock.VENV_PLATFORMS`, the platforms uv resolves a venv lock for;
+in :data:`dlsetup.envs.venv.lock_platforms.VENV_PLATFORMS`, the platforms uv resolves a venv lock for;
 this machine's platform at the running Python is this machine itself (what
 :func:`dlsetup.envs.venv.pylock.selected` evaluates and ``uv pip sync`` installs). Packages are
 chosen by :meth:`packaging.pylock.Pylock.select` as an installer chooses them, and only wheels:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from packaging.tags import Tag
 
     from dlsetup.envs.lockfiles.formats import LockedEnvironment
-    from dlsetup.envs.venv.lock import VenvPlatform
+    from dlsetup.envs.venv.lock_platforms import VenvPlatform
     from dlsetup.envs.venv.pylock import PyLock
 
 
@@ -84,7 +84,7 @@ def locked_environment(
     """
     from dlsetup.envs.location import host_platform
     from dlsetup.envs.lockfiles.formats import LockedEnvironment, PypiPackage
-    from dlsetup.envs.venv.lock import VENV_PLATFORMS
+    from dlsetup.envs.venv.lock_platforms import VENV_PLATFORMS
     from dlsetup.envs.venv.pylock import select_wheels
 
     if platform == host_platform() and python == _running():
