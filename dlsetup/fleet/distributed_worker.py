@@ -10,7 +10,8 @@ What it checks, in order; each phase is a :func:`Run.phase`, and a failed or hun
 diagnosed (a monitored barrier on a separate gloo group, the ranks' heartbeats in the store) so the
 dead or hung rank is named instead of waiting out a 30-minute default:
 
-1. rendezvous and ``init_process_group`` (time; ranks that never join are named);
+1. rendezvous and ``init_process_group`` (time; ranks that never join are named, and a rank that
+   dies or stops inside ``init_process_group`` is diagnosed as in a failed collective);
 2. all-reduce of rank-dependent values, every rank's result checked exactly;
 3. all-gather of every rank's versions (torch, CUDA, NCCL, Python, NumPy, GPU): live drift;
 4. bus-bandwidth sweep (nccl-tests' definition: busbw = algbw x 2(n-1)/n, the slowest rank's time);
@@ -218,16 +219,19 @@ class Run:
         node = rank // max(self.local_world, 1)
         return f"expected on node rank {node} ({self.local_world} rank(s) per node)"
 
+    def beat(self, store: Any) -> None:
+        """One heartbeat: ``"<time> <phase> [<collective>]"`` (raises when the store is gone)."""
+        store.set(
+            f"{PREFIX}hb/{self.rank}", f"{time.time():.3f} {self.current_phase} {self.op}".rstrip()
+        )
+
     def _start_heartbeat(self) -> None:
         store = self.hb_store
 
         def beat() -> None:
             while not self._stop.is_set():
                 try:
-                    store.set(
-                        f"{PREFIX}hb/{self.rank}",
-                        f"{time.time():.3f} {self.current_phase} {self.op}".rstrip(),
-                    )
+                    self.beat(store)
                     self.witness(store)
                 except Exception:  # the store is gone (rank 0 ended): nothing left to tell
                     return
@@ -311,6 +315,8 @@ class Run:
         timeout = datetime.timedelta(seconds=self.timeout)
         t0 = time.perf_counter()
         self.current_phase = "init_process_group"
+        with contextlib.suppress(Exception):  # say so now: a rank that dies in it beats no more
+            self.beat(self.hb_store)
         dist.init_process_group(
             backend, store=self.store, rank=self.rank, world_size=self.world, timeout=timeout
         )
@@ -381,7 +387,6 @@ class Run:
         """
         import torch.distributed as dist
 
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
         failed_at = time.time()
         failed: set[int] = set()
         barrier_error = ""
@@ -400,12 +405,39 @@ class Run:
                 m = re.search(r"Ranks? ([\d, ]+) failed to pass", text)
                 if m:
                     failed = {int(r) for r in m.group(1).replace(" ", "").split(",") if r}
-            # a rank that died just now still has a fresh heartbeat: give it time to go stale
-            # (or its node-mates time to see its process gone)
-            time.sleep(max(0.0, failed_at + DEAD_AFTER_S + HEARTBEAT_S - time.time()))
-            named = fate.name_ranks(self.evidence(failed))
+            named = self._named_after(failed_at, failed)
+        return self._failure(phase, exc, barrier_error, named)
+
+    def diagnose_init(self, exc: BaseException) -> dict[str, Any]:
+        """Name the ranks that broke ``init_process_group``, as :meth:`diagnose` does a
+        collective's.
+
+        gloo connects its full mesh through the store: a rank that dies, is killed or stops
+        meanwhile fails the others inside ``init_process_group`` with gloo's own error (a store
+        key that never comes, a connection closed). The same evidence names it: its process seen
+        stopped or gone, its last word, torchrun's error file, its heartbeat (beating since the
+        rendezvous). No monitored barrier: its group is made by ``init_process_group``, so an
+        alive rank that does not answer is not named (the failure keeps gloo's error).
+        """
+        failed_at = time.time()
+        named = fate.name_ranks(self.evidence(set()))
+        if not any(x["state"] in fate.CAUSES for x in named):
+            named = self._named_after(failed_at, set())
+        return self._failure("init_process_group", exc, "", named)
+
+    def _named_after(self, failed_at: float, failed: set[int]) -> list[dict[str, Any]]:
+        """The verdicts once a rank that died just now has had time to be seen: its heartbeat
+        to go stale, or its node-mates to see its process gone."""
+        time.sleep(max(0.0, failed_at + DEAD_AFTER_S + HEARTBEAT_S - time.time()))
+        return fate.name_ranks(self.evidence(failed))
+
+    def _failure(
+        self, phase: str, exc: BaseException, barrier: str, named: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The report's ``failure``: the phase, the backend's error, the ranks named."""
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
         failure: dict[str, Any] = {
-            "phase": phase, "error": error, "barrier": barrier_error, "ranks": named,
+            "phase": phase, "error": error, "barrier": barrier, "ranks": named,
         }  # fmt: skip
         if self.store_lost:
             failure["error"] += (
@@ -701,7 +733,7 @@ def _run_phases(run: Run, torch: Any, dist: Any) -> None:
         try:
             run.init_process_group(run.backend)
         except Exception as exc:
-            run.failure = run_init_failure(run, exc)
+            run.failure = run.diagnose_init(exc)
             raise PhaseFailed(run.failure["error"]) from exc
         run.start_watchdog(lambda: _finish(run))
         traced = Traced(dist, run)
@@ -762,14 +794,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
     # a failed collective can leave gloo's threads blocked: do not wait for them at exit
     os._exit(code)
-
-
-def run_init_failure(run: Run, exc: BaseException) -> dict[str, Any]:
-    return {
-        "phase": "init_process_group",
-        "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}",
-        "ranks": [],
-    }
 
 
 if __name__ == "__main__":

@@ -271,6 +271,39 @@ def test_rank_0s_worker_killed_is_said_by_rank_0_and_named_by_the_others() -> No
 
 @pytest.mark.slow
 @pytest.mark.torch
+def test_a_rank_that_dies_inside_init_process_group_is_named_dead() -> None:
+    """Rank 3 exits as it enters init_process_group, after the rendezvous: the others fail inside
+    init with gloo's own error, and the same evidence as a failed collective's (its process gone,
+    its heartbeat silent; no monitored barrier: its group does not exist yet) names it."""
+    ended, wall = torchrun_nodes(["--json", "--timeout", "5", "--steps", "20"], fault="dieinit@3")
+    data = _assert_fault(ended, wall, 3, "dead")
+    failure = data["failure"]
+    assert failure["phase"] == "init_process_group" and failure["barrier"] == "", failure
+    assert failure["ranks"][0]["rank"] == 3, failure  # its node-mate, ended by its agent, after
+    assert {r["state"] for r in failure["ranks"][1:]} <= {"ended"}, failure
+    assert failure["ranks"][0]["node"] == f"node 1 ({socket.gethostname()})"
+    assert "FAIL in init_process_group: rank 3 dead (its process is gone" in (
+        _reporter(ended).stderr
+    )
+    assert [r["status"] for r in data["ranks"]][3] == "dead"
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_rank_0_killed_inside_init_process_group_is_named_by_the_other_node() -> None:
+    """kill -9 of rank 0's worker as it enters init_process_group: node 0's agent (the store's
+    host) ends with its node, and node 1's ranks, failing inside init, name rank 0 dead from its
+    process (they could look at it), not with gloo's error alone."""
+    ended, wall = torchrun_nodes(["--json", "--timeout", "5", "--steps", "20"], fault="killinit@0")
+    _within_deadline(ended, wall)
+    assert not [e.left for e in ended if e.left], "a process outlived its launcher"
+    assert all(e.returncode != 0 for e in ended)
+    assert "rank 0 dead (its process is gone" in ended[1].stderr, ended[1].stderr[-3000:]
+    assert "FAIL in init_process_group" in ended[1].stderr
+
+
+@pytest.mark.slow
+@pytest.mark.torch
 def test_a_stopped_rank_under_srun_is_named_with_its_slurm_node() -> None:
     ended, wall = srun_like(
         ["--json", "--timeout", "5", "--steps", "20"], port=free_port(), nodes="n[1-2]",

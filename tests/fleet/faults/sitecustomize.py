@@ -25,6 +25,9 @@ No production module knows about these faults. KIND:
   it joins the rendezvous (a rank killed about 2 s after the start);
 * ``killagent``: its first ``all_reduce`` SIGKILLs the torchrun agent (the parent of the worker's
   parent), then waits: nothing the agent started may outlive it;
+* ``dieinit``: the rank exits (exit 17) the moment it calls ``init_process_group``, after it
+  joined the rendezvous, while the other ranks connect gloo's full mesh through the store;
+* ``killinit``: as ``dieinit``, a SIGKILL of the worker's own process;
 * ``stop``: its first ``all_reduce`` waits 0.7 s (a heartbeat goes out naming the collective),
   then SIGSTOPs the worker's own process (a rank stopped by a debugger or ``kill -STOP``);
 * ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
@@ -48,7 +51,10 @@ ENV = "DLSETUP_TEST_DIST_FAULT"
 #: so that a test can time the diagnosis from the fault, not from the launch.
 LOG_ENV = "DLSETUP_TEST_DIST_FAULT_LOG"
 #: The kinds that break their rank (the others skew a result and let the run go on).
-BREAKING = {"die", "hang", "stall", "wrong", "kill", "killparent", "killagent", "killearly", "stop"}
+BREAKING = {
+    "die", "hang", "stall", "wrong", "kill", "killparent", "killagent", "killearly", "stop",
+    "dieinit", "killinit",
+}  # fmt: skip
 
 
 def _fired(kinds: set[str]) -> None:
@@ -110,6 +116,22 @@ def _patch(dist: Any) -> None:
         return out
 
     dist.all_reduce = all_reduce
+    if kinds & {"dieinit", "killinit"}:
+        _break_init(dist, kinds)
+
+
+def _break_init(dist: Any, kinds: set[str]) -> None:
+    """The rank ends as it enters ``init_process_group`` (the others are inside it)."""
+
+    def init_process_group(*args: Any, **kwargs: Any) -> None:
+        _fired(kinds & {"dieinit", "killinit"})
+        if "killinit" in kinds:
+            os.kill(os.getpid(), signal.SIGKILL)
+        sys.stderr.write(f"test fault: rank {os.environ['RANK']} dies in init_process_group\n")
+        sys.stderr.flush()
+        os._exit(17)
+
+    dist.init_process_group = init_process_group
 
 
 def _slow_matmul(torch: Any) -> None:
