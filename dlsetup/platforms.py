@@ -4,10 +4,14 @@ Each :class:`PlatformInfo` says what a platform is (OS, architecture), whether a
 driver can exist there (``__cuda``), whether conda-forge's PyTorch builds there carry Apple's
 Metal (MPS) backend, the conda-lock selector that marks a line of an environment file for it, and
 the virtual-package floors another machine of that platform is assumed to have, each with its
-source. :mod:`dlsetup.envs.files.spec` (valid platforms), :mod:`dlsetup.envs.conda.virtual_packages` (floors),
-:mod:`dlsetup.envs.variant` (``--variant auto``), the ``--platform`` choices and help, and the
-``dlsetup.lock`` JSON schema (checked by a test) all read it; adding a platform is one row here,
-plus the environment files' ``platforms:`` lists where conda-forge builds the target.
+source; and for PyPI: the wheel tags that run there, its PEP 508 marker values, and whether the
+venv backend locks for it. :mod:`dlsetup.envs.files.spec` (valid platforms),
+:mod:`dlsetup.envs.conda.virtual_packages` (floors), :mod:`dlsetup.envs.variant` (``--variant
+auto``), the ``--platform`` choices and help, the venv backend's platforms
+(:mod:`dlsetup.envs.venv.lock_platforms`), the wheel check of :mod:`dlsetup.envs.pypi.install`, and
+the JSON schemas' platform enums (``dlsetup.lock``, ``dlsetup.lock-check``, ``dlsetup.venv-lock``;
+each checked against it by a test) all read it; adding a platform is one row here, plus the
+environment files' ``platforms:`` lists where conda-forge builds the target.
 
 The OS and architecture agree with ``rattler.Subdir`` (formerly ``rattler.Platform``; a test
 checks it; rattler is not imported here, so ``dlsetup --help`` stays fast).
@@ -65,6 +69,15 @@ class PlatformInfo:
             evaluates them (``conda_lock/src_parser/selectors.py``; a test compares the two).
         uv_platform: uv's ``--python-platform`` for the PyPI part of a lock (the manylinux level
             is the ``__glibc`` floor; macOS's floor goes to uv as ``MACOSX_DEPLOYMENT_TARGET``).
+        wheel_tags: a regular expression over a wheel's platform tag: the tags that run here
+            (``any`` runs everywhere; :mod:`dlsetup.envs.pypi.install` checks a lock's wheels).
+        sys_platform: Python's ``sys_platform`` marker value here.
+        platform_machine: Python's ``platform_machine`` marker value here.
+        venv: ``--backend venv`` locks for it (:data:`dlsetup.envs.venv.lock_platforms.
+            VENV_PLATFORMS`); not osx-64, where PyTorch publishes no wheels since 2.2.
+        torch_cuda_wheels: PyTorch publishes CUDA wheels here whose arch lists the knowledge base
+            has (elsewhere a venv lock takes PyTorch's cpu index).
+        tf_and_cuda: TensorFlow's ``and-cuda`` extra (CUDA libraries as wheels) applies here.
     """
 
     name: str
@@ -76,6 +89,22 @@ class PlatformInfo:
     floors: tuple[Floor, ...]
     selectors: frozenset[str] = frozenset()
     uv_platform: str = ""
+    wheel_tags: str = ""
+    sys_platform: str = ""
+    platform_machine: str = ""
+    venv: bool = False
+    torch_cuda_wheels: bool = False
+    tf_and_cuda: bool = False
+
+    @property
+    def os_name(self) -> str:
+        """Python's ``os_name`` marker value here."""
+        return "nt" if self.os == "win" else "posix"
+
+    @property
+    def platform_system(self) -> str:
+        """Python's ``platform_system`` marker value here."""
+        return {"linux": "Linux", "osx": "Darwin", "win": "Windows"}[self.os]
 
 
 def _unix(*rest: Floor) -> tuple[Floor, ...]:
@@ -97,6 +126,12 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
         ),
         selectors=frozenset({"linux64", "unix", "linux"}),
         uv_platform="x86_64-manylinux_2_28",
+        wheel_tags=r"^(manylinux\d*(_\d+_\d+)?_x86_64|musllinux_\d+_\d+_x86_64|linux_x86_64)$",
+        sys_platform="linux",
+        platform_machine="x86_64",
+        venv=True,
+        torch_cuda_wheels=True,
+        tf_and_cuda=True,
     ),
     PlatformInfo(
         "linux-aarch64",
@@ -112,6 +147,10 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
         ),
         selectors=frozenset({"aarch64", "unix", "linux"}),
         uv_platform="aarch64-manylinux_2_28",
+        wheel_tags=r"^(manylinux\d*(_\d+_\d+)?_aarch64|musllinux_\d+_\d+_aarch64|linux_aarch64)$",
+        sys_platform="linux",
+        platform_machine="aarch64",
+        venv=True,
     ),
     PlatformInfo(
         "osx-64",
@@ -126,6 +165,9 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
         ),
         selectors=frozenset({"osx64", "osx", "unix"}),
         uv_platform="x86_64-apple-darwin",
+        wheel_tags=r"^macosx_\d+_\d+_(x86_64|intel|universal2?|fat\w*)$",
+        sys_platform="darwin",
+        platform_machine="x86_64",
     ),
     PlatformInfo(
         "osx-arm64",
@@ -140,6 +182,10 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
         ),
         selectors=frozenset({"arm64", "osx", "unix"}),
         uv_platform="aarch64-apple-darwin",
+        wheel_tags=r"^macosx_\d+_\d+_(arm64|universal2)$",
+        sys_platform="darwin",
+        platform_machine="arm64",
+        venv=True,
     ),
     PlatformInfo(
         "win-64",
@@ -154,6 +200,11 @@ PLATFORM_TABLE: tuple[PlatformInfo, ...] = (
         ),
         selectors=frozenset({"win", "win64"}),
         uv_platform="x86_64-pc-windows-msvc",
+        wheel_tags=r"^win_amd64$",
+        sys_platform="win32",
+        platform_machine="AMD64",
+        venv=True,
+        torch_cuda_wheels=True,
     ),
 )
 

@@ -35,21 +35,14 @@ from dlsetup.envs.credentials import expand_auth, redact
 from dlsetup.envs.lockfiles.formats import PypiPackage
 from dlsetup.envs.pypi.uv import uv_binary, uv_cache
 from dlsetup.errors import InputError, InstallError, IntegrityError
+from dlsetup.platforms import PLATFORM_TABLE
 
 #: seconds uv may take for one environment's PyPI packages
 UV_TIMEOUT_S = 1800.0
 
-#: wheel platform tags that run on each conda platform (``any`` fits all)
+#: wheel platform tags that run on each conda platform (``any`` fits all), from its table row
 _PLATFORM_TAGS: dict[str, re.Pattern[str]] = {
-    "linux-64": re.compile(
-        r"^(manylinux\d*(_\d+_\d+)?_x86_64|musllinux_\d+_\d+_x86_64|linux_x86_64)$"
-    ),
-    "linux-aarch64": re.compile(
-        r"^(manylinux\d*(_\d+_\d+)?_aarch64|musllinux_\d+_\d+_aarch64|linux_aarch64)$"
-    ),
-    "osx-64": re.compile(r"^macosx_\d+_\d+_(x86_64|intel|universal2?|fat\w*)$"),
-    "osx-arm64": re.compile(r"^macosx_\d+_\d+_(arm64|universal2)$"),
-    "win-64": re.compile(r"^win_amd64$"),
+    p.name: re.compile(p.wheel_tags) for p in PLATFORM_TABLE if p.wheel_tags
 }
 
 

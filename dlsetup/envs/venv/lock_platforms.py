@@ -1,11 +1,14 @@
 """The platforms a venv lock is resolved for (:data:`VENV_PLATFORMS`): uv's ``--python-platform``,
 the PEP 508 marker values and wheel tags that stand for each when a lock is read for it elsewhere
 (:mod:`dlsetup.envs.venv.read`), and where PyTorch's CUDA wheels and TensorFlow's ``and-cuda`` extra
-apply."""
+apply. Every value comes from the row of :data:`dlsetup.platforms.PLATFORM_TABLE`; only the wheel
+tags' order (best first, at uv's default glibc and macOS levels) is worked out here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from dlsetup.platforms import PLATFORM_TABLE, PlatformInfo
 
 
 @dataclass(frozen=True)
@@ -54,59 +57,35 @@ def _manylinux(arch: str) -> tuple[str, ...]:
     return (*tags, f"linux_{arch}")
 
 
-def _macos_arm64() -> tuple[str, ...]:
-    """The wheel platforms of ``aarch64-apple-darwin``: macOS 13.0 (uv's default) and older."""
+def _macos(arch: str) -> tuple[str, ...]:
+    """The wheel platforms of ``ARCH-apple-darwin``: macOS 13.0 (uv's default) and older."""
     from packaging.tags import mac_platforms
 
-    return tuple(mac_platforms((13, 0), "arm64"))
+    return tuple(mac_platforms((13, 0), arch))
 
 
+def _wheel_platforms(info: PlatformInfo) -> tuple[str, ...]:
+    """The wheel platform tags uv's ``--python-platform`` of ``info`` accepts, best first."""
+    if info.os == "linux":
+        return _manylinux(info.platform_machine)
+    if info.os == "osx":
+        return _macos(info.platform_machine)
+    return (f"win_{info.platform_machine.lower()}",)
+
+
+#: the rows of :data:`dlsetup.platforms.PLATFORM_TABLE` the venv backend locks for
 VENV_PLATFORMS: dict[str, VenvPlatform] = {
-    p.name: p
-    for p in (
-        VenvPlatform(
-            "linux-64",
-            "x86_64-manylinux_2_28",
-            "linux",
-            "x86_64",
-            cuda_wheels=True,
-            and_cuda=True,
-            os_name="posix",
-            platform_system="Linux",
-            wheel_platforms=_manylinux("x86_64"),
-        ),
-        VenvPlatform(
-            "linux-aarch64",
-            "aarch64-manylinux_2_28",
-            "linux",
-            "aarch64",
-            cuda_wheels=False,
-            and_cuda=False,
-            os_name="posix",
-            platform_system="Linux",
-            wheel_platforms=_manylinux("aarch64"),
-        ),
-        VenvPlatform(
-            "osx-arm64",
-            "aarch64-apple-darwin",
-            "darwin",
-            "arm64",
-            cuda_wheels=False,
-            and_cuda=False,
-            os_name="posix",
-            platform_system="Darwin",
-            wheel_platforms=_macos_arm64(),
-        ),
-        VenvPlatform(
-            "win-64",
-            "x86_64-pc-windows-msvc",
-            "win32",
-            "AMD64",
-            cuda_wheels=True,
-            and_cuda=False,
-            os_name="nt",
-            platform_system="Windows",
-            wheel_platforms=("win_amd64",),
-        ),
+    p.name: VenvPlatform(
+        p.name,
+        p.uv_platform,
+        p.sys_platform,
+        p.platform_machine,
+        cuda_wheels=p.torch_cuda_wheels,
+        and_cuda=p.tf_and_cuda,
+        os_name=p.os_name,
+        platform_system=p.platform_system,
+        wheel_platforms=_wheel_platforms(p),
     )
+    for p in PLATFORM_TABLE
+    if p.venv
 }

@@ -1,0 +1,78 @@
+"""One row per platform (:data:`dlsetup.platforms.PLATFORM_TABLE`): the venv backend's platforms,
+the wheel check's tags and the JSON schemas' platform enums are read from it or held to it here.
+
+The schemas are data files, so their enums are compared with the table rather than derived."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dlsetup.envs.venv.lock_platforms import VENV_PLATFORMS
+from dlsetup.output import load_schema
+from dlsetup.platforms import PLATFORM_NAMES, PLATFORM_TABLE
+
+
+def _platform_enum(schema: str) -> tuple[str, ...]:
+    """The ``enum`` of the one ``platform``/``platforms`` list of names in ``schema``."""
+    found: list[tuple[str, ...]] = []
+
+    def walk(node: object, key: str = "") -> None:
+        if isinstance(node, dict):
+            if key in ("platform", "items") and "enum" in node and "linux-64" in node["enum"]:
+                found.append(tuple(node["enum"]))
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+
+    walk(load_schema(schema))
+    assert len(found) == 1, (schema, found)
+    return found[0]
+
+
+VENV_NAMES = tuple(p.name for p in PLATFORM_TABLE if p.venv)
+
+
+@pytest.mark.parametrize(
+    ("schema", "names"),
+    [
+        ("dlsetup.lock", PLATFORM_NAMES),
+        ("dlsetup.lock-check", PLATFORM_NAMES),
+        ("dlsetup.venv-lock", VENV_NAMES),
+    ],
+)
+def test_each_schemas_platform_enum_is_the_tables(schema: str, names: tuple[str, ...]) -> None:
+    assert _platform_enum(schema) == names
+
+
+def test_the_venv_platforms_are_the_tables_venv_rows() -> None:
+    assert tuple(VENV_PLATFORMS) == VENV_NAMES
+    for name, row in VENV_PLATFORMS.items():
+        info = next(p for p in PLATFORM_TABLE if p.name == name)
+        assert (row.python_platform, row.sys_platform, row.platform_machine) == (
+            info.uv_platform,
+            info.sys_platform,
+            info.platform_machine,
+        )
+        assert (row.cuda_wheels, row.and_cuda) == (info.torch_cuda_wheels, info.tf_and_cuda)
+        assert (row.os_name, row.platform_system) == (info.os_name, info.platform_system)
+
+
+def test_every_wheel_platform_a_venv_row_accepts_passes_the_wheel_check_of_its_row() -> None:
+    """The two forms of "a wheel for this platform" agree: uv's tags, best first (the venv
+    backend's reading of a lock), and the pattern the wheel check of a lock's PyPI part uses."""
+    for name, row in VENV_PLATFORMS.items():
+        info = next(p for p in PLATFORM_TABLE if p.name == name)
+        pattern = re.compile(info.wheel_tags)
+        assert row.wheel_platforms
+        assert [t for t in row.wheel_platforms if not pattern.match(t)] == [], name
+
+
+def test_every_row_has_its_pypi_facts() -> None:
+    for info in PLATFORM_TABLE:
+        assert info.wheel_tags and info.sys_platform and info.platform_machine, info.name
+        assert info.uv_platform, info.name
+        assert not (info.torch_cuda_wheels or info.tf_and_cuda) or info.cuda, info.name
