@@ -6,7 +6,7 @@ workers), and in the process whose ``RANK`` is RANK it patches ``torch.distribut
 worker imports it.
 No production module knows about these faults. KIND:
 
-* ``die``: the rank's second ``all_reduce`` exits the process (exit 17), as a crashed rank does (see ``kill``);
+* ``die``: the rank's first ``all_reduce`` exits the process (exit 17), as a crashed rank does;
 * ``hang``: its first ``all_reduce`` never returns (sleeps an hour), as a wedged rank does;
 * ``stall``: as ``hang``, meant for rank 0 (the reporter): its own watchdog must end it;
 * ``wrong``: its first ``all_reduce`` adds 1 to the result, as a broken link or kernel would;
@@ -15,10 +15,9 @@ No production module knows about these faults. KIND:
 * ``version``: from then on, its ``torch.__version__`` says 2.12.0+cpu (a drifted install);
 * ``grad``: after the DDP step's backward, its DDP gradient of the first parameter gets + 1;
 * ``grid``: from then on, its ``torch.sigmoid`` returns 1.1 x the value (a broken kernel);
-* ``kill``: its second ``all_reduce`` SIGKILLs the worker's own process (a ``kill -9`` of it),
-  once the first has completed on every rank: killed at its first, the others could still be
-  connecting gloo's full mesh through node 0's store and fail inside ``init_process_group``
-  (seen 1 run in 4 under load: a rank's gloo error instead of "rank 0 dead", a gap of its own);
+* ``kill``: its first ``all_reduce`` SIGKILLs the worker's own process (a ``kill -9`` of it); the
+  other ranks may still be inside ``init_process_group`` (connecting gloo's mesh): they fail
+  there and name it all the same (``dieinit`` and ``killinit`` make that window on purpose);
 * ``killparent``: its first ``all_reduce`` SIGKILLs the worker's parent, the ``dlsetup`` process
   torchrun or srun started (a ``kill -9`` of that process: the worker must not outlive it);
 * ``killearly``: the worker SIGKILLs itself the moment it imports ``torch.distributed``, before
@@ -28,6 +27,8 @@ No production module knows about these faults. KIND:
 * ``dieinit``: the rank exits (exit 17) the moment it calls ``init_process_group``, after it
   joined the rendezvous, while the other ranks connect gloo's full mesh through the store;
 * ``killinit``: as ``dieinit``, a SIGKILL of the worker's own process;
+* ``stopinit``: as ``dieinit``, a SIGSTOP of the worker's own process (it goes on into
+  ``init_process_group`` once continued);
 * ``stop``: its first ``all_reduce`` waits 0.7 s (a heartbeat goes out naming the collective),
   then SIGSTOPs the worker's own process (a rank stopped by a debugger or ``kill -STOP``);
 * ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
@@ -53,7 +54,7 @@ LOG_ENV = "DLSETUP_TEST_DIST_FAULT_LOG"
 #: The kinds that break their rank (the others skew a result and let the run go on).
 BREAKING = {
     "die", "hang", "stall", "wrong", "kill", "killparent", "killagent", "killearly", "stop",
-    "dieinit", "killinit",
+    "dieinit", "killinit", "stopinit",
 }  # fmt: skip
 
 
@@ -90,13 +91,13 @@ def _patch(dist: Any) -> None:
                     patch(torch)
         if first:
             _fired(kinds - {"killearly", "stop"})
-        if calls["n"] == 2 and "die" in kinds:  # as kill: after one all_reduce on every rank
+        if first and "die" in kinds:
             sys.stderr.write(f"test fault: rank {os.environ['RANK']} dies\n")
             sys.stderr.flush()
             os._exit(17)
         if first and kinds & {"hang", "stall"}:
             time.sleep(3600)
-        if calls["n"] == 2 and "kill" in kinds:  # once one all_reduce completed on every rank
+        if first and "kill" in kinds:
             os.kill(os.getpid(), signal.SIGKILL)
         if first and "killparent" in kinds:
             os.kill(os.getppid(), signal.SIGKILL)
@@ -116,15 +117,19 @@ def _patch(dist: Any) -> None:
         return out
 
     dist.all_reduce = all_reduce
-    if kinds & {"dieinit", "killinit"}:
+    if kinds & {"dieinit", "killinit", "stopinit"}:
         _break_init(dist, kinds)
 
 
 def _break_init(dist: Any, kinds: set[str]) -> None:
-    """The rank ends as it enters ``init_process_group`` (the others are inside it)."""
+    """The rank ends or stops as it enters ``init_process_group`` (the others are inside it)."""
+    original = dist.init_process_group
 
-    def init_process_group(*args: Any, **kwargs: Any) -> None:
-        _fired(kinds & {"dieinit", "killinit"})
+    def init_process_group(*args: Any, **kwargs: Any) -> Any:
+        _fired(kinds & {"dieinit", "killinit", "stopinit"})
+        if "stopinit" in kinds:
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return original(*args, **kwargs)
         if "killinit" in kinds:
             os.kill(os.getpid(), signal.SIGKILL)
         sys.stderr.write(f"test fault: rank {os.environ['RANK']} dies in init_process_group\n")
