@@ -1,11 +1,12 @@
-"""Fixtures for the environment tests: the local conda channel (built once per session) and an
-isolated cache / Jupyter / envs directory for every test."""
+"""Fixtures for the environment tests: the local conda channel (built once per session), the
+users'-lock fixture, and an isolated cache / Jupyter / envs directory for every test."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,6 +15,9 @@ from tests.support.isolation import isolate_dirs
 from tests.support.lock_readback import checking_writer
 from tests.support.shared import built_once
 from tests.support.torch_index import TorchIndex, build_torch_index
+
+if TYPE_CHECKING:
+    from tests.envs.lock_builders import Fixture
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +59,17 @@ def torch_index(tmp_path_factory: pytest.TempPathFactory) -> TorchIndex:
 
     root, (torch_url, pypi_url) = built_once(tmp_path_factory, "torch-index", build)
     return TorchIndex(root=root, torch_url=torch_url, pypi_url=pypi_url)
+
+
+@pytest.fixture(scope="session")
+def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
+    """The small channel and wheels the users'-lock tests write their locks from
+    (:func:`tests.envs.lock_builders.build_fixture`), one per worker: the lock-format, lock-source,
+    allow-build, read-model and source-table tests read it and none changes it (a test that does
+    builds its own). Not shared across workers: locks are written beside it."""
+    from tests.envs.lock_builders import build_fixture
+
+    return build_fixture(tmp_path_factory.mktemp("lock-fixture"))
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,6 @@ import yaml
 from tests.envs.lock_builders import (
     PLATFORM,
     Fixture,
-    build_fixture,
     write_conda_lock,
     write_pixi_lock_v6,
 )
@@ -112,11 +111,6 @@ def create_building(lock: Path, prefix: Path, *extra: str, **env: str) -> tuple[
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    return build_fixture(tmp_path_factory.mktemp("allow-build"))
 
 
 def conda_lock_with(fx: Fixture, path: Path, extra: list[tuple[str, str, str]]) -> Path:

@@ -6,15 +6,9 @@ The test channel is served over HTTP on 127.0.0.1 by a small server that demands
 
 from __future__ import annotations
 
-import base64
-import functools
-import http.server
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -29,56 +23,20 @@ from dlsetup.envs.credentials import (
     strip_auth,
 )
 from dlsetup.errors import InputError
-
-USER = "alice"
-PASSWORD = "s3cret-Pw-4711"
-
-
-class _AuthHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the channel directory to requests that carry the right basic auth only."""
-
-    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    seen: list[str | None]
-
-    def do_GET(self) -> None:
-        got = self.headers.get("Authorization")
-        self.seen.append(got)
-        if got != self.expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="channel"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+from tests.support.http_server import (
+    AUTHORIZATION,
+    PASSWORD,
+    USER,
+    basic_auth_server,
+    closed_port,
+)
 
 
 @pytest.fixture
 def auth_server(channel_dir: Path) -> Iterator[tuple[str, list[str | None]]]:
     """``(http://127.0.0.1:PORT/, the Authorization headers received)``."""
-    seen: list[str | None] = []
-    handler = functools.partial(
-        type("Handler", (_AuthHandler,), {"seen": seen}), directory=str(channel_dir)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    with basic_auth_server(channel_dir, USER, PASSWORD, realm="channel") as (url, seen):
+        yield f"{url}/", seen
 
 
 def lock(channel: str, output: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
@@ -111,7 +69,7 @@ def test_literal_credentials_reach_no_file_and_no_message(
     out = tmp_path / "out"
     result = lock(channel, out)
     assert result.exit_code == 0, result.output
-    assert _AuthHandler.expected in seen  # the solve really authenticated
+    assert AUTHORIZATION in seen  # the solve really authenticated
     texts = everything_written(out, result)
     assert sorted(Path(k).name for k in texts if k.startswith(str(out))) == [
         "pytorch-cpu.conda-lock.yml",
@@ -162,7 +120,7 @@ def test_a_var_channel_is_expanded_for_the_solve_and_kept_as_placeholders(
     env = {"CHANNEL_USER": USER, "CHANNEL_PASSWORD": PASSWORD}
     result = lock(placeholder_base, out, env=env)
     assert result.exit_code == 0, result.output
-    assert _AuthHandler.expected in seen
+    assert AUTHORIZATION in seen
     assert_no_secret(everything_written(out, result))
     lock_path = out / "pytorch-cpu.conda-lock.yml"
     parsed = parse_conda_lock_file(lock_path)
@@ -345,7 +303,7 @@ def test_create_from_a_var_lock_reads_credentials_from_the_environment_and_keeps
     assert not prefix.exists()
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 0, result.output
-    assert seen and all(h == _AuthHandler.expected for h in seen)  # every download authenticated
+    assert seen and all(h == AUTHORIZATION for h in seen)  # every download authenticated
     texts = {str(p): p.read_text("utf-8", "replace") for p in prefix.rglob("*") if p.is_file()}
     texts.update(stdout=result.stdout, stderr=result.stderr)
     assert_no_secret(texts)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.envs.lock_builders import PLATFORM, temporaries
+from tests.support.http_server import closed_port
 from tests.support.proc import REPO
 
 #: creates run, and how many at once
@@ -50,12 +50,6 @@ pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or not DLSETUP.is_file(),
     reason="linux-64 locks and the venv's dlsetup console script",
 )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unreachable_lock(path: Path) -> Path:

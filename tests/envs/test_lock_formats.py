@@ -43,11 +43,6 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    return build_fixture(tmp_path_factory.mktemp("lock-formats"))
-
-
-@pytest.fixture(scope="module")
 def conda_lock(fx: Fixture) -> Path:
     return write_conda_lock(fx, fx.channel_dir.parent / "x.conda-lock.yml")
 
@@ -408,20 +403,10 @@ def test_unhashed_lines_of_a_private_channel_use_its_credentials_and_print_none(
 ) -> None:
     """``${VAR}`` user-info in the URLs: the repodata.json lookup and the downloads are sent
     with the credentials from the environment; no message or cache file holds them."""
-    import functools
-    import http.server
-    import threading
+    from tests.support.http_server import AUTHORIZATION, PASSWORD, USER, basic_auth_server
 
-    from tests.envs.test_credentials import PASSWORD, USER, _AuthHandler
-
-    seen: list[str | None] = []
-    handler = functools.partial(
-        type("Handler", (_AuthHandler,), {"seen": seen}), directory=str(own_fx.channel_dir)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://${{CH_USER}}:${{CH_PASS}}@127.0.0.1:{server.server_port}"
+    with basic_auth_server(own_fx.channel_dir, USER, PASSWORD, realm="channel") as (url, seen):
+        base = url.replace("http://", "http://${CH_USER}:${CH_PASS}@")
         bare = conda_list_explicit(write_conda_lock(own_fx, tmp_path / "x.yml", pip=False),
                                    tmp_path / "bare.txt")  # fmt: skip
         bare.write_text(bare.read_text().replace(own_fx.channel_url, base))
@@ -430,15 +415,12 @@ def test_unhashed_lines_of_a_private_channel_use_its_credentials_and_print_none(
             "--no-jupyter", env={**CHECKOUT, "CH_USER": USER, "CH_PASS": PASSWORD,
                                  "XDG_CACHE_HOME": str(tmp_path / "cache")},
         )  # fmt: skip
-    finally:
-        server.shutdown()
-        server.server_close()
     assert proc.returncode == 0, proc.stderr
     assert conda_meta(tmp_path / "env") == {"python", "pip", "tinyconda"}
     assert PASSWORD not in proc.stdout + proc.stderr
     cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert not [p for p in cached if PASSWORD.encode() in p.read_bytes()]
-    assert seen and all(got == _AuthHandler.expected for got in seen[-3:])
+    assert seen and all(got == AUTHORIZATION for got in seen[-3:])
 
 
 def test_an_explicit_lock_for_another_platform_is_refused(conda_lock: Path, tmp_path: Path) -> None:

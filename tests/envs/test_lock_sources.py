@@ -28,7 +28,6 @@ import yaml
 from tests.envs.lock_builders import (
     PLATFORM,
     Fixture,
-    build_fixture,
     write_conda_lock,
     write_pixi_lock_v6,
 )
@@ -42,11 +41,6 @@ MD5_NOTE = re.compile(
     r"(\d+) packages of (\S+) \(([^)]*)\) have an md5 and no sha256: each is verified by its "
     r"md5, the weaker hash \(as conda, conda-lock and pixi verify it\)"
 )
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    return build_fixture(tmp_path_factory.mktemp("lock-sources"))
 
 
 def conda_meta(prefix: Path) -> set[str]:

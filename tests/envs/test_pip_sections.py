@@ -5,11 +5,8 @@ wheels built at test time (``file://``, or served over HTTP with basic auth), wr
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +17,15 @@ from click.testing import CliRunner, Result
 
 from dlsetup.cli import cli
 from dlsetup.output import load_schema
-from tests.envs.test_credentials import PASSWORD, USER, _AuthHandler
 from tests.envs.test_lock import read_back, render_explicit
+from tests.support.http_server import (
+    AUTHORIZATION,
+    PASSWORD,
+    USER,
+    QuietHandler,
+    basic_auth_server,
+    serve,
+)
 from tests.support.shared import built_once
 from tests.support.wheels import Wheel, build_index
 
@@ -263,18 +267,8 @@ def private_channel(channel_dir: Path) -> Iterator[tuple[str, list[str | None]]]
 
 
 def _serve(directory: Path) -> Iterator[tuple[str, list[str | None]]]:
-    seen: list[str | None] = []
-    handler = functools.partial(
-        type("Handler", (_AuthHandler,), {"seen": seen}), directory=str(directory)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with basic_auth_server(directory, USER, PASSWORD, realm="channel") as (url, seen):
+        yield url.removeprefix("http://"), seen
 
 
 def test_a_private_index_gets_credentials_from_the_environment_and_the_lock_keeps_placeholders(
@@ -318,7 +312,7 @@ def test_a_private_channels_credentials_reach_no_repodata_cache_file(
     result = lock(path, channel, "--platform", "linux-64",
                   env={"CH_USER": USER, "CH_PASSWORD": PASSWORD})  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert _AuthHandler.expected in seen
+    assert AUTHORIZATION in seen
     cache = Path(isolated_dirs["XDG_CACHE_HOME"])
     written = [p for p in cache.rglob("*") if p.is_file()]
     assert not [p for p in written if PASSWORD.encode() in p.read_bytes()]
@@ -354,28 +348,17 @@ def test_a_pip_section_from_pypi_itself_locks_real_wheels_per_platform(
     assert len(entries["win-64/six"]["hash"]["sha256"]) == 64
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def test_an_index_without_wheel_metadata_still_locks_and_says_what_is_missing(
     channel_url: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "bare-index"
     build_index(root, WHEELS[:3], metadata=False)
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        index = f"http://127.0.0.1:{server.server_address[1]}/simple"
+    with serve(root, QuietHandler) as (url, _):
+        index = f"{url}/simple"
         path = environment(tmp_path, index, ["tiny-app"])
         result = lock(path, channel_url, "--platform", "linux-64")
         verbose = lock(path, channel_url, "--platform", "linux-64", "--force", "--verbose")
         as_json = lock(path, channel_url, "--platform", "linux-64", "--force", "--json")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.exit_code == 0, result.output
     entries = pip_entries(path.parent / "out" / "mine.conda-lock.yml")
     assert sorted(entries) == ["linux-64/tiny-app", "linux-64/tiny-dep"]

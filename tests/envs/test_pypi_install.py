@@ -10,8 +10,6 @@ the signal arrives while uv is at work (the test hook lives here, not in dlsetup
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import signal
@@ -36,6 +34,7 @@ from tests.envs.lock_builders import (
     write_pixi_lock,
 )
 from tests.envs.lock_builders import create_from_lock as create
+from tests.support.http_server import QuietHandler, basic_auth_server, serve
 from tests.support.proc import REPO
 from tests.support.signals import SIGNALLED
 from tests.support.wheels import Wheel, build_wheel
@@ -191,7 +190,7 @@ def test_a_source_distribution_is_refused_naming_it(fx: Fixture, tmp_path: Path)
 # --- interrupted while uv works -----------------------------------------------------------------
 
 
-class _Holding(http.server.SimpleHTTPRequestHandler):
+class _Holding(QuietHandler):
     """Serves a directory; a request whose path has :attr:`held` in it waits until released."""
 
     held = ""
@@ -204,31 +203,16 @@ class _Holding(http.server.SimpleHTTPRequestHandler):
             self.release.wait(60)
         super().do_GET()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 @contextlib.contextmanager
 def holding_server(directory: Path, held: str) -> Iterator[tuple[str, type[_Holding]]]:
     """An HTTP server over ``directory``: its URL, and the handler class with its two events."""
-    handler: type[_Holding] = type(
-        "Handler",
-        (_Holding,),
-        {"held": held, "requested": threading.Event(), "release": threading.Event()},
-    )
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
-    )
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        handler.release.set()
-        server.shutdown()
-        server.server_close()
+    events = {"requested": threading.Event(), "release": threading.Event()}
+    with serve(directory, _Holding, held=held, **events) as (url, handler):
+        try:
+            yield url, handler
+        finally:
+            handler.release.set()  # before the server stops: a held request ends first
 
 
 def _pixi_over_http(fx: Fixture, tmp_path: Path, base: str) -> Path:
@@ -310,39 +294,15 @@ def test_sigkill_while_uv_downloads_leaves_the_target_absent_and_the_next_run_cl
 # --- credentials ----------------------------------------------------------------------------------
 
 
-class _Auth(http.server.SimpleHTTPRequestHandler):
-    """Serves a directory to one user and password (HTTP basic auth) only."""
-
-    expected = ""
-
-    def do_GET(self) -> None:
-        import base64
-
-        sent = self.headers.get("Authorization", "")
-        if sent != "Basic " + base64.b64encode(self.expected.encode()).decode():
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="wheels"')
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def test_a_token_in_a_wheel_url_is_used_but_never_printed_or_written(
     fx: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = "s3cret-TOKEN-9a"
-    handler = type("Auth", (_Auth,), {"expected": f"alice:{secret}"})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(fx.wheels["tinybeta"].parent))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    wheels = fx.wheels["tinybeta"].parent
+    with basic_auth_server(wheels, "alice", secret, realm="wheels") as (base, _):
         lock = write_conda_lock(fx, tmp_path / "x.conda-lock.yml")
-        port = server.server_address[1]
-        url = "http://alice:${WHEEL_TOKEN}@127.0.0.1:" + f"{port}/tinybeta-0.5-py3-none-any.whl"
+        where = base.replace("http://", "http://alice:${WHEEL_TOKEN}@")
+        url = f"{where}/tinybeta-0.5-py3-none-any.whl"
         with_pip_entry(lock, "tinybeta", url=url)
         monkeypatch.delenv("WHEEL_TOKEN", raising=False)
         code, _, err = create(lock, tmp_path / "unset")
@@ -352,9 +312,6 @@ def test_a_token_in_a_wheel_url_is_used_but_never_printed_or_written(
         monkeypatch.setenv("WHEEL_TOKEN", secret)
         prefix = tmp_path / "env"
         code, out, err = create(lock, prefix, "--json")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert code == 0, err
     assert json.loads(out)["data"]["pypi_packages"] == 3
     assert secret not in out + err

@@ -10,11 +10,8 @@ real rattler from the local test channel.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,14 +32,10 @@ from dlsetup.envs.reachability import (
 )
 from dlsetup.envs.sources import Places, Source
 from dlsetup.errors import SolveError
+from tests.support.http_server import QuietHandler, closed_port, serve
 
 #: the decision must come well inside this (issue 22: under 5 s; uv's retries took 8.5 s)
 DECISION_S = 5.0
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -51,21 +44,8 @@ def http_index(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "served"
     (root / "simple" / "torch").mkdir(parents=True)
     (root / "simple" / "index.html").write_text("<a href='torch/'>torch</a>\n", encoding="utf-8")
-    handler = functools.partial(_Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    with serve(root, QuietHandler) as (url, _):
+        yield f"{url}/"
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from dlsetup.envs.lockfiles.formats import FORMAT_NAMES, LockedEnvironment, plan
 from dlsetup.envs.pipeline import lock_format, read_lock
 from dlsetup.envs.venv.pylock import parse_pylock, selected
 from dlsetup.errors import ExitCode, InputError, IntegrityError
-from tests.envs.lock_builders import Fixture, build_fixture, write_conda_lock
+from tests.envs.lock_builders import Fixture, write_conda_lock
 from tests.support.proc import run_cli
 from tests.support.torch_index import TorchIndex
 
@@ -286,15 +286,10 @@ def test_a_lock_uv_wrote_is_read_per_platform_and_create_installs_the_model(
 # --- the conda backend's formats, through the same entry ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    return build_fixture(tmp_path_factory.mktemp("read-model"))
-
-
-def test_a_conda_lock_is_read_into_the_same_model(fx: Fixture) -> None:
+def test_a_conda_lock_is_read_into_the_same_model(fx: Fixture, tmp_path: Path) -> None:
     from dlsetup.envs.lockfiles.formats import read_locked_environment
 
-    path = write_conda_lock(fx, fx.channel_dir.parent / "x.conda-lock.yml")
+    path = write_conda_lock(fx, tmp_path / "x.conda-lock.yml")
     assert lock_format(path) == "conda-lock-v1"
     locked = read_lock(path, "linux-64")
     assert isinstance(locked, LockedEnvironment)

@@ -22,7 +22,6 @@ from dlsetup.errors import IntegrityError
 from tests.envs.lock_builders import (
     PLATFORM,
     Fixture,
-    build_fixture,
     write_conda_lock,
     write_explicit,
     write_pixi_lock_v6,
@@ -56,11 +55,6 @@ def documented() -> dict[tuple[str, str], str]:
         assert len(row) == len(COLUMNS), line
         cells.update({(kind, column): cell for column, cell in zip(COLUMNS, row, strict=True)})
     return cells
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    return build_fixture(tmp_path_factory.mktemp("source-table"))
 
 
 # --- verdicts, from the code --------------------------------------------------------------------

@@ -12,22 +12,17 @@ once (no DNS, no network). The mirrors are the local PyTorch-shaped index and sm
 
 from __future__ import annotations
 
-import base64
-import functools
-import http.server
 import re
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from dlsetup.cli import cli
+from tests.support.http_server import basic_auth, basic_auth_server, closed_port
 from tests.support.torch_index import TorchIndex
 
 #: the time the issue allows to stop when nothing is within reach
@@ -39,12 +34,6 @@ CONFIG_VARS = (
     "UV_CONFIG_FILE", "UV_NO_CONFIG", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV",
     "CONDARC",
 )  # fmt: skip
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -163,40 +152,10 @@ def test_nothing_within_reach_stops_in_seconds_naming_every_source(
 USER, PASSWORD = "alice", "pw-0c9e-77f1-secret"
 
 
-class _AuthIndex(http.server.SimpleHTTPRequestHandler):
-    """Serves the local indexes to requests with the right basic auth only."""
-
-    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    seen: list[str | None]
-
-    def do_GET(self) -> None:
-        got = self.headers.get("Authorization")
-        self.seen.append(got)
-        if got != self.expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def auth_mirror(torch_index: TorchIndex) -> Iterator[tuple[str, list[str | None]]]:
-    seen: list[str | None] = []
-    handler = functools.partial(
-        type("Handler", (_AuthIndex,), {"seen": seen}), directory=str(torch_index.root)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with basic_auth_server(torch_index.root, USER, PASSWORD, realm="mirror") as served:
+        yield served
 
 
 def test_a_password_in_a_pip_conf_mirror_reaches_uv_and_no_file_or_message(
@@ -211,7 +170,7 @@ def test_a_password_in_a_pip_conf_mirror_reaches_uv_and_no_file_or_message(
     out = tmp_path / "out"
     result = lock(out)
     assert result.exit_code == 0, result.output
-    assert _AuthIndex.expected in seen  # the probe and uv really authenticated
+    assert basic_auth(USER, PASSWORD) in seen  # the probe and uv really authenticated
     text = header(out)
     assert f"# Source: index http://***@{base.removeprefix('http://')}/whl/cpu/simple (pip " in text
     for where in (text, result.stdout, result.stderr):

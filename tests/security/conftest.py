@@ -5,9 +5,6 @@ PyPI and the tiny wheels of the conda ``pip:`` tests, all built at test time."""
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.envs.lock_builders import WHEELS as CONDA_PIP_WHEELS
-from tests.envs.test_credentials import PASSWORD, USER, _AuthHandler
+from tests.support.http_server import AUTHORIZATION, PASSWORD, USER, BasicAuthHandler, serve
 from tests.support.isolation import isolate_dirs
 from tests.support.torch_index import build_torch_index
 from tests.support.wheels import build_index
@@ -36,7 +33,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     return isolate_dirs(tmp_path, monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"))
 
 
-class _TokenAuthHandler(_AuthHandler):
+class _TokenAuthHandler(BasicAuthHandler):
     """Basic auth on every request (the parent's check), and ``?token=TOKEN`` on index pages."""
 
     def do_GET(self) -> None:
@@ -87,17 +84,9 @@ def private_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def private_index(private_root: Path) -> Iterator[PrivateIndex]:
     seen: list[str | None] = []
-    handler = functools.partial(
-        type("Handler", (_TokenAuthHandler,), {"seen": seen}), directory=str(private_root)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield PrivateIndex(f"127.0.0.1:{server.server_address[1]}", private_root, seen)
-    finally:
-        server.shutdown()
-        server.server_close()
+    attributes = {"expected": AUTHORIZATION, "realm": "channel", "seen": seen}
+    with serve(private_root, _TokenAuthHandler, **attributes) as (url, _):
+        yield PrivateIndex(url.removeprefix("http://"), private_root, seen)
 
 
 def files_with_a_secret(*roots: Path) -> list[str]:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.envs.test_credentials import PASSWORD, USER, _AuthHandler
 from tests.security.conftest import PrivateIndex, files_with_a_secret, texts_with_a_secret
+from tests.support.http_server import AUTHORIZATION, PASSWORD, USER
 from tests.support.proc import run_cli
 
 
@@ -69,7 +69,7 @@ def test_a_private_index_for_a_venv_leaves_no_secret_behind(
     prefix = tmp_path / "env"
     outputs = create(lock, prefix, env)
     assert (prefix / "pyvenv.cfg").is_file()
-    assert _AuthHandler.expected in private_index.seen  # uv really authenticated
+    assert AUTHORIZATION in private_index.seen  # uv really authenticated
     assert not [s for s in private_index.seen if s and s.startswith("no token")]
     assert texts_with_a_secret(outputs) == []
     assert files_with_a_secret(out, prefix, *caches(isolated_dirs)) == []
@@ -80,7 +80,7 @@ def test_literal_credentials_for_a_venv_lock_are_used_and_never_kept(
 ) -> None:
     out = tmp_path / "out"
     venv_lock(private_index, out, dict(isolated_dirs), literal=True)
-    assert _AuthHandler.expected in private_index.seen
+    assert AUTHORIZATION in private_index.seen
     assert f"{USER}:" not in next(out.glob("pylock.*.toml")).read_text()
     assert files_with_a_secret(out, *caches(isolated_dirs)) == []
 
@@ -118,7 +118,7 @@ def test_a_private_index_in_a_pip_section_leaves_no_secret_behind(
                    "--platform", "linux-64", "--output", str(out), "--json", env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     texts = {"lock stdout (--json)": proc.stdout, "lock stderr": proc.stderr}
-    assert _AuthHandler.expected in private_index.seen
+    assert AUTHORIZATION in private_index.seen
     prefix = tmp_path / "env"
     if not literal:  # a lock without the credentials cannot be built from the private index
         texts |= create(str(out / "mine.conda-lock.yml"), prefix, env)
