@@ -90,8 +90,8 @@ def run_doctor(
         timeout: seconds each framework probe may take before it is killed.
         env_dir: where environments will go (free disk is measured there); default: where
             ``dlsetup create --name`` puts them (:func:`dlsetup.envs.location.default_envs_dir`).
-        full_import: run the complete ``import tensorflow`` (slower) instead of loading only
-            TensorFlow's native core and device API.
+        full_import: run the complete ``import torch`` and ``import tensorflow`` (slower)
+            instead of loading only their native cores (see :mod:`dlsetup.probes.frameworks`).
         skip: check ids whose findings are left out (accepted, known conditions).
 
     Raises:

@@ -79,8 +79,9 @@ Examples:
 @click.option(
     "--full-import",
     is_flag=True,
-    help="Run the complete 'import tensorflow' (Python API and Keras too; seconds slower) "
-    "instead of loading only TensorFlow's native core and device API.",
+    help="Run the complete 'import torch' and 'import tensorflow' (their Python APIs and Keras "
+    "too; seconds slower) instead of loading only each framework's native core where no GPU "
+    "needs the full import.",
 )
 @click.option(
     "--skip",

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -33,8 +34,129 @@ def _safe(fn: Any, *args: Any) -> Any:
         return {"missing": "error", "detail": f"{type(exc).__name__}: {exc}"}
 
 
-def probe_torch() -> dict[str, Any]:
-    """Build facts of the importable ``torch``."""
+class CoreNotEnough(Exception):
+    """The native core answered with something only the full import explains (the parent then
+    probes again with ``--full``, and that import's own error is what doctor reports)."""
+
+
+#: Device nodes of a GPU driver: NVIDIA's, AMD's ROCm (``kfd``), WSL2's paravirtual GPU (``dxg``).
+#: Where one exists, torch is imported completely: its device counts come through NVML and its
+#: CUDA initialisation errors are facts doctor diagnoses.
+GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def _core_only(load: Any) -> Any:
+    """Run a core load; any error it raises means the full import must answer instead."""
+    try:
+        return load()
+    except CoreNotEnough:
+        raise
+    except Exception as exc:
+        raise CoreNotEnough(f"{type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def _package_dirs(name: str) -> tuple[Any, list[str]]:
+    spec = importlib.util.find_spec(name)
+    return spec, list(spec.submodule_search_locations or []) if spec is not None else []
+
+
+def _stub_package(name: str, spec: Any, dirs: list[str]) -> None:
+    """Put an empty package ``name`` in ``sys.modules`` so its submodules import without its
+    ``__init__``."""
+    import types
+
+    package = types.ModuleType(name)
+    package.__path__ = dirs
+    package.__spec__ = spec
+    package.__file__ = spec.origin if spec is not None else None
+    sys.modules[name] = package
+
+
+def _torch_core() -> Any:
+    """Load torch's native core (``torch._C``) and ``torch/version.py`` without ``torch/__init__``.
+
+    ``import torch`` spends most of its seconds in Python modules (``torch._meta_registrations``,
+    ``torch._decomp``, ``torch.nn``...); the native load is where a missing CUDA library, an
+    undefined symbol or an illegal instruction shows. Used on Linux where no GPU device node
+    exists (then CUDA's answers are "no device" whatever the build) for a CUDA or CPU build;
+    returns None otherwise (ROCm, another layout, a GPU here), and the full import is used.
+    """
+    import glob
+
+    if not sys.platform.startswith("linux") or any(os.path.exists(p) for p in GPU_NODES):
+        return None
+    spec, dirs = _package_dirs("torch")
+    layout = [d for d in dirs if glob.glob(os.path.join(d, "_C.*.so"))]
+    if not layout or not os.path.isfile(os.path.join(layout[0], "version.py")):
+        return None
+    _stub_package("torch", spec, dirs)
+    version = importlib.import_module("torch.version")
+    if getattr(version, "hip", None):
+        raise CoreNotEnough("a ROCm build: its device API needs the full import")
+    return version, importlib.import_module("torch._C")
+
+
+def _core_cudnn(core: Any) -> Any:
+    """cuDNN's version as ``torch.backends.cudnn.version()`` gives it; a compiled/runtime mismatch
+    (which that call raises on) is left to the full import."""
+    if not getattr(core, "_has_cudnn", False):
+        return None
+    cudnn = core._cudnn
+    compiled, runtime = tuple(cudnn.getCompileVersion()), tuple(cudnn.getRuntimeVersion())
+    strict = runtime[0] < 7 or not getattr(cudnn, "is_cuda", True)  # torch's own rule
+    if runtime[0] != compiled[0] or (
+        runtime[1] != compiled[1] if strict else runtime[1] < compiled[1]
+    ):
+        raise CoreNotEnough(f"cuDNN compiled {compiled} differs from the runtime {runtime}")
+    return cudnn.getVersionInt()
+
+
+def _core_nccl(core: Any) -> str:
+    """NCCL's version as ``torch.cuda.nccl.version()`` gives it, joined with dots."""
+    raw = int(core._nccl_version())
+    parts: list[Any] = [raw >> 32, (raw >> 16) & 65535, raw & 65535]
+    suffix = core._nccl_version_suffix().decode("utf-8")
+    return ".".join(str(p) for p in [*parts, suffix] if p != "")
+
+
+def probe_torch_core(version: Any, core: Any) -> dict[str, Any]:
+    """torch's build facts from its version module and native core (:func:`_torch_core`)."""
+    facts: dict[str, Any] = {"version": str(version.__version__), "imported": "torch._C"}
+    facts["cuda"] = getattr(version, "cuda", None)
+    facts["hip"] = getattr(version, "hip", None)
+    facts["cudnn"] = _core_cudnn(core)
+    count = getattr(core, "_cuda_getDeviceCount", None)  # absent in a CPU build
+    if facts["cuda"] and hasattr(core, "_nccl_version"):
+        facts["nccl"] = _safe(_core_nccl, core)
+    devices = _safe(count) if count is not None else 0
+    if not isinstance(devices, int) or devices > 0:
+        raise CoreNotEnough("CUDA answered with devices: the full import describes them")
+    flags = getattr(core, "_cuda_getArchFlags", None)  # torch.cuda.get_arch_list()'s source
+    raw = _safe(flags) if flags is not None else None
+    facts["arch_list"] = raw.split() if isinstance(raw, str) else [] if raw is None else raw
+    facts["cuda_available"] = False
+    facts["device_count"] = 0
+    facts["mps_built"] = bool(getattr(core, "_has_mps", False))
+    mps = getattr(core, "_mps_is_available", None)
+    facts["mps_available"] = _safe(mps) if mps is not None else False
+    return facts
+
+
+def _torch_core_facts() -> dict[str, Any] | None:
+    loaded = _torch_core()
+    return None if loaded is None else probe_torch_core(*loaded)
+
+
+def probe_torch(full: bool = False) -> dict[str, Any]:
+    """Build facts of the importable ``torch``.
+
+    Args:
+        full: run the complete ``import torch`` instead of loading only its core.
+    """
+    if not full:
+        core: dict[str, Any] | None = _core_only(_torch_core_facts)
+        if core is not None:
+            return core
     import torch
 
     facts: dict[str, Any] = {"version": str(getattr(torch, "__version__", "")), "imported": "torch"}
@@ -60,30 +182,41 @@ def probe_torch() -> dict[str, Any]:
 
 
 def _tensorflow_core() -> Any:
-    """Load TensorFlow's native core and its config API without running ``tensorflow/__init__``.
+    """Load TensorFlow's native core and device list without running ``tensorflow/__init__``.
 
-    ``import tensorflow`` spends most of its seconds building the Python API tree and importing
-    Keras; the GPU facts live in ``tensorflow.python.framework.config``, whose import loads the
-    native libraries (where an illegal-instruction crash or a CUDA ``dlopen`` failure happens).
-    Returns None when this TensorFlow has no such layout (then the full import is used).
+    ``import tensorflow`` spends most of its seconds building the Python API tree, importing Keras
+    and registering ml_dtypes' NumPy types (about 0.7 s alone); the native libraries load with
+    ``tensorflow.python.pywrap_tfe`` (where an illegal-instruction crash or a CUDA ``dlopen``
+    failure happens), which lists the physical devices as ``tf.config.list_physical_devices``
+    does, and the build info is a generated module of constants. Returns None when this
+    TensorFlow has no such layout (then the full import is used).
     """
     import types
 
-    spec = importlib.util.find_spec("tensorflow")
-    dirs = list(spec.submodule_search_locations or []) if spec is not None else []
-    layout = ("python", "framework", "config.py")
-    if not any(os.path.isfile(os.path.join(d, *layout)) for d in dirs):
+    spec, dirs = _package_dirs("tensorflow")
+    layout = (("python", "pywrap_tfe.py"), ("python", "platform", "build_info.py"))
+    if not all(any(os.path.isfile(os.path.join(d, *f)) for d in dirs) for f in layout):
         return None
-    package = types.ModuleType("tensorflow")
-    package.__path__ = dirs
-    package.__spec__ = spec
-    package.__file__ = spec.origin if spec is not None else None
-    sys.modules["tensorflow"] = package
-    from tensorflow.python.framework import config, versions
-    from tensorflow.python.platform import sysconfig
+    _stub_package("tensorflow", spec, dirs)
+    from tensorflow.python import pywrap_tfe
+    from tensorflow.python.client import _pywrap_tf_session
+    from tensorflow.python.platform import build_info
+
+    version = str(_pywrap_tf_session.get_version())  # what tensorflow.__version__ reads
+
+    def list_physical_devices(kind: str) -> list[Any]:
+        names = [
+            d.decode() if isinstance(d, bytes) else str(d)
+            for d in pywrap_tfe.TF_ListPhysicalDevices()
+        ]
+        return [types.SimpleNamespace(name=n) for n in names if n.split(":")[1:2] == [kind]]
 
     return types.SimpleNamespace(
-        __version__=versions.__version__, config=config, sysconfig=sysconfig
+        __version__=version,
+        config=types.SimpleNamespace(
+            list_physical_devices=list_physical_devices, set_memory_growth=lambda d, on: None
+        ),
+        sysconfig=types.SimpleNamespace(get_build_info=lambda: dict(build_info.build_info)),
     )
 
 
@@ -93,26 +226,14 @@ def probe_tensorflow(full: bool = False) -> dict[str, Any]:
     Args:
         full: run the complete ``import tensorflow`` instead of loading only its core.
     """
-    tf: Any = None
-    core_error = ""
-    if not full:
-        try:
-            tf = _tensorflow_core()
-        except Exception as exc:  # a layout this shortcut does not know: use the full import
-            core_error = f"{type(exc).__name__}: {exc}"
-            for module in [
-                m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")
-            ]:
-                del sys.modules[module]
-    imported = "tensorflow.python.framework.config"
+    tf = None if full else _core_only(_tensorflow_core)
+    imported = "tensorflow.python.pywrap_tfe"
     if tf is None:
         import tensorflow
 
         tf = tensorflow
         imported = "tensorflow"
     facts: dict[str, Any] = {"version": str(getattr(tf, "__version__", "")), "imported": imported}
-    if core_error:
-        facts["core_error"] = core_error[:500]
     config = tf.config
     set_growth = getattr(config, "set_memory_growth", None)
     if set_growth is None:
@@ -223,7 +344,7 @@ def _load_attempt(torch: Any, path: str | None) -> str:
     return f"{path} loads, but its operators are not registered"
 
 
-def probe_companion(torch: Any, name: str) -> dict[str, Any]:
+def probe_companion(ops: TorchOps, name: str) -> dict[str, Any]:
     """Facts of one of torch's companions (``torchvision``, ``torchaudio``).
 
     Returns ``{"installed": False}`` when it cannot be found; otherwise ``installed``, ``location``,
@@ -245,9 +366,12 @@ def probe_companion(torch: Any, name: str) -> dict[str, Any]:
     dirs = list(spec.submodule_search_locations or [])
     location = dirs[0] if dirs else os.path.dirname(spec.origin or "")
     facts: dict[str, Any] = {"installed": True, **_companion_files(name, location)}
-    if name == "torchvision" and _extension_alone(torch, facts):
+    if name == "torchvision" and _extension_alone(ops, facts):
         facts["seconds"] = round(time.perf_counter() - start, 3)
         return facts
+    if ops.core is not None:
+        raise CoreNotEnough(f"{name} is probed by importing it, which needs the full torch import")
+    torch = ops.torch
     os.environ.setdefault("TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS", "1")
     module: Any = None
     with warnings.catch_warnings(record=True) as caught:
@@ -274,7 +398,33 @@ def probe_companion(torch: Any, name: str) -> dict[str, Any]:
     return facts
 
 
-def _extension_alone(torch: Any, facts: dict[str, Any]) -> bool:
+class TorchOps:
+    """What the companion probe asks of ``torch.ops``: load an operator library, look up an
+    operator. With ``core`` (``torch._C`` loaded without ``torch/__init__``) it calls what
+    ``torch.ops`` itself calls: ``ctypes.CDLL`` and ``torch._C._jit_get_operation``."""
+
+    def __init__(self, torch: Any, core: Any = None) -> None:
+        self.torch = torch
+        self.core = core
+
+    def load(self, path: str) -> None:
+        if self.core is None:
+            self.torch.ops.load_library(path)
+        else:
+            import ctypes
+
+            ctypes.CDLL(path)
+
+    def op(self, qualified: str) -> Any:
+        """The operator ``namespace::name``, or None when it is not registered."""
+        if self.core is None:
+            namespace, _, name = qualified.partition("::")
+            return getattr(getattr(self.torch.ops, namespace), name)
+        found = self.core._jit_get_operation(qualified)
+        return found[0] if isinstance(found, tuple) else found
+
+
+def _extension_alone(ops: TorchOps, facts: dict[str, Any]) -> bool:
     """torchvision's facts from its compiled extension alone, as smoke's companion check does:
     ``torch.ops.load_library`` on ``_C``/``_C_stable``, ``torchvision::nms`` registered, and the
     CUDA it was built for from ``torchvision::_cuda_version`` (what ``torchvision.version.cuda``
@@ -286,10 +436,10 @@ def _extension_alone(torch: Any, facts: dict[str, Any]) -> bool:
     if not path or "version" not in facts:
         return False
     try:
-        torch.ops.load_library(path)
-        if torch.ops.torchvision.nms is None:
+        ops.load(path)
+        if ops.op("torchvision::nms") is None:
             return False
-        raw = torch.ops.torchvision._cuda_version()
+        raw = ops.op("torchvision::_cuda_version")()
     except Exception:
         return False
     facts["imported"] = True  # the package is not imported: its extension answered for it
@@ -352,6 +502,8 @@ def probe_companions(result: dict[str, Any]) -> None:
     """
     import torch
 
+    core = sys.modules.get("torch._C") if result["facts"].get("imported") == "torch._C" else None
+    ops = TorchOps(torch, core)
     found: dict[str, Any] = {}
     result["facts"]["companions"] = found
     for name in TORCH_COMPANIONS:
@@ -363,7 +515,7 @@ def probe_companions(result: dict[str, Any]) -> None:
         location = dirs[0] if dirs else os.path.dirname(spec.origin or "")
         found[name] = {"installed": True, "pending": True, **_companion_files(name, location)}
         write_marker(result)
-        found[name] = probe_companion(torch, name)
+        found[name] = probe_companion(ops, name)
 
 
 def write_marker(result: dict[str, Any]) -> None:
@@ -374,10 +526,84 @@ def write_marker(result: dict[str, Any]) -> None:
 
 
 PROBES = ("torch", "tensorflow")
+#: The distributions that install each framework's package, in the order they are looked for.
+DISTRIBUTIONS = {
+    "torch": ("torch",),
+    "tensorflow": (
+        "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel", "tensorflow-macos",
+        "tf-nightly", "tf-nightly-cpu",
+    ),
+}  # fmt: skip
+#: What the parent's ``--full`` probe receives: why the core alone did not answer.
+CORE_ERROR_ENV = "DLSETUP_PROBE_CORE_ERROR"
+
+
+def requirements(name: str) -> dict[str, Any] | None:
+    """The framework distribution's ``Requires-Dist`` lines and each one's installed version
+    (None: not installed), for the parent to check as ``pip check`` does (with ``packaging``):
+    a core load does not import them, so an unmet one sends the probe to the full import.
+    Requirements of an extra (``extra == "and-cuda"``) are not looked up."""
+    from importlib import metadata
+
+    for dist_name in DISTRIBUTIONS.get(name, ()):
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+        requires = [str(r) for r in dist.requires or []]
+        installed: dict[str, str | None] = {}
+        for req in requires:
+            found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+            if found is None or re.search(r"\bextra\s*==", req):
+                continue
+            try:
+                installed[found.group(1)] = metadata.version(found.group(1))
+            except metadata.PackageNotFoundError:
+                installed[found.group(1)] = None
+        return {"distribution": dist_name, "requires": requires, "installed": installed}
+    return None
+
+
+def marker_environment() -> dict[str, str]:
+    """PEP 508's marker variables of this interpreter (the parent evaluates markers with them)."""
+    return {
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "python_full_version": platform.python_version(),
+        "sys_platform": sys.platform,
+        "platform_machine": platform.machine(),
+        "platform_system": platform.system(),
+        "platform_python_implementation": platform.python_implementation(),
+        "implementation_name": sys.implementation.name,
+        "os_name": os.name,
+    }
+
+
+def _probe(name: str, full: bool, result: dict[str, Any]) -> None:
+    """Fill ``result`` with ``name``'s facts: status ``ok``, ``import_failed`` (the import's error),
+    or ``needs_full`` (the core load answered with something only the full import explains)."""
+    try:
+        result["facts"] = probe_torch(full) if name == "torch" else probe_tensorflow(full)
+        result["status"] = "ok"
+    except CoreNotEnough as exc:
+        result["status"] = "needs_full"
+        result["detail"] = str(exc)
+    except BaseException as exc:  # ImportError, OSError from dlopen, SystemExit...
+        result["status"] = "import_failed"
+        result["detail"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc(limit=6)[-4000:]
+    if result["status"] == "ok" and not full and result["facts"]["imported"] != name:
+        result["requirements"] = _safe(requirements, name)
+        result["markers"] = marker_environment()
+    if full and os.environ.get(CORE_ERROR_ENV) and result["status"] == "ok":
+        result["facts"]["core_error"] = os.environ[CORE_ERROR_ENV][:500]
 
 
 def main(argv: list[str]) -> int:
-    """Probe the framework named in ``argv[1]`` (``--full``: complete import) and print the marker."""
+    """Probe the framework named in ``argv[1]`` and print the marker.
+
+    Without ``--full`` the framework's native core is loaded alone where its layout allows
+    (``torch._C``, TensorFlow's ``pywrap_tfe``); ``--full`` runs the complete import.
+    """
     name = argv[1] if len(argv) > 1 else ""
     full = "--full" in argv[2:]
     result: dict[str, Any] = {
@@ -396,20 +622,16 @@ def main(argv: list[str]) -> int:
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
-                result["facts"] = probe_torch() if name == "torch" else probe_tensorflow(full)
-                result["status"] = "ok"
-            except BaseException as exc:  # ImportError, OSError from dlopen, SystemExit...
-                result["status"] = "import_failed"
-                result["detail"] = f"{type(exc).__name__}: {exc}"
-                result["traceback"] = traceback.format_exc(limit=6)[-4000:]
+            _probe(name, full, result)
         result["import_seconds"] = round(time.perf_counter() - start, 3)
         result["warnings"] = [f"{w.category.__name__}: {w.message}"[:500] for w in caught][:20]
         if name == "torch" and result["status"] == "ok":
-            probe_companions(result)  # torchvision, torchaudio: after torch's own facts
-    sys.stdout.flush()
-    sys.stdout.write("\n" + MARKER + json.dumps(result, default=str) + "\n")
-    sys.stdout.flush()
+            try:
+                probe_companions(result)  # torchvision, torchaudio: after torch's own facts
+            except CoreNotEnough as exc:
+                result["status"] = "needs_full"
+                result["detail"] = str(exc)
+    write_marker(result)
     return 0
 
 

@@ -5,6 +5,14 @@ subprocess of the target interpreter (``--python PATH``, default this one), both
 a timeout. A framework whose import crashes the interpreter (a signal, a nonzero exit) or hangs
 becomes a fact (``status`` ``crashed`` / ``timeout``), never a crash or hang of doctor. Library
 loading failures are read from the worker's stderr and from the import error text.
+
+Where the layout allows, a worker loads only the framework's native core (``torch._C`` with
+``torch/version.py`` on Linux without a GPU device node; TensorFlow's ``pywrap_tfe`` with its
+generated ``build_info``): that load is where a missing library, an undefined symbol or an illegal
+instruction shows, and it answers the same build facts and device list in a fraction of the time.
+Whatever only the full import can explain goes to it, in a second worker within the same timeout:
+the core raised, CUDA reported devices, cuDNN's compiled and runtime versions differ, a companion
+must be imported, or the framework's ``Requires-Dist`` are not met (:func:`core_not_enough`).
 """
 
 from __future__ import annotations
@@ -230,7 +238,7 @@ class FrameworkRun:
         timeout: seconds each probe may take, counted from :meth:`start`.
         frameworks: which frameworks to probe.
         env: the workers' environment (default: this process's, plus the no-GPU-memory flags).
-        full_import: run the complete ``import tensorflow`` rather than loading its core.
+        full_import: run the complete imports rather than loading the frameworks' cores.
     """
 
     def __init__(
@@ -270,19 +278,25 @@ class FrameworkRun:
             raise
         return self
 
-    def _spawn(self, name: str) -> Child:
+    def _spawn(self, name: str, core_error: str = "") -> Child:
+        """Start ``name``'s worker; with ``core_error`` (why its core alone did not answer), the
+        full import."""
         # The output goes to files, not pipes: a helper the import forks may keep its copy of
         # stdout open after the worker has gone, and a reader waiting for the end of a pipe would
         # wait for that helper, past any timeout.
         import tempfile  # here, not at the top: doctor --no-frameworks never starts a worker
 
+        from dlsetup.probes.framework_worker import CORE_ERROR_ENV
+
+        full = self.full_import or bool(core_error)
+        env = {**self.env, CORE_ERROR_ENV: core_error} if core_error else self.env
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
         try:
             proc = start_child(
-                [self.python, str(WORKER), name, *(["--full"] if self.full_import else [])],
+                [self.python, str(WORKER), name, *(["--full"] if full else [])],
                 stdout=out,
                 stderr=err,
-                env=self.env,
+                env=env,
             )
         except OSError as exc:
             out.close()
@@ -315,18 +329,33 @@ class FrameworkRun:
             if proc.poll() is None:
                 proc.kill()
 
-    def collect(self) -> FrameworksFacts:
-        """Wait for every worker (up to the timeout) and turn their output into facts."""
+    def _wait_all(self, names: tuple[str, ...]) -> dict[str, tuple[bytes, bytes, int | None, bool]]:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=max(1, len(self._procs))) as pool:
-            futures = {name: pool.submit(self._wait, name) for name in self._procs}
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            futures = {name: pool.submit(self._wait, name) for name in names}
             try:
-                raw = {name: f.result() for name, f in futures.items()}
+                return {name: f.result() for name, f in futures.items()}
             except BaseException:  # Ctrl-C, SIGTERM: end the workers, so the waits return at once
                 with deferred_stop_signals():
                     self.stop()
                 raise
+
+    def collect(self) -> FrameworksFacts:
+        """Wait for every worker (up to the timeout) and turn their output into facts."""
+        raw = self._wait_all(tuple(self._procs))
+        again = {
+            name: why for name, got in raw.items() if (why := core_not_enough(_payload(got[0])))
+        }
+        if again:  # the core's answer needs the full import: probe those again, within the timeout
+            try:
+                for name, why in again.items():
+                    with deferred_stop_signals():
+                        self._procs[name] = self._spawn(name, why)
+            except BaseException:
+                self.stop()
+                raise
+            raw.update(self._wait_all(tuple(again)))
         elapsed = time.perf_counter() - self._started
         results: dict[str, Maybe[FrameworkProbe]] = {}
         python_version: Maybe[str] = Missing("not_reported")
@@ -353,6 +382,56 @@ class FrameworkRun:
             tensorflow=results.get("tensorflow", Missing("skipped")),
             timeout_s=self.timeout,
         )
+
+
+def core_not_enough(payload: dict[str, Any] | None) -> str:
+    """Why a worker's core-only answer needs the full import ("" when it does not): the worker
+    said so (``needs_full``), or the framework's requirements are not met (a core load does not
+    import them, the full import does: a protobuf or ml_dtypes too old for TensorFlow shows only
+    there)."""
+    if payload is None:
+        return ""
+    if payload.get("status") == "needs_full":
+        return str(payload.get("detail") or "the core did not answer")[:500]
+    unmet = unmet_requirements(payload.get("requirements"), payload.get("markers"))
+    if unmet:
+        return ("its requirements are not met: " + "; ".join(unmet))[:500]
+    return ""
+
+
+def unmet_requirements(requirements: Any, markers: Any) -> list[str]:
+    """The ``Requires-Dist`` lines a worker reported (:func:`framework_worker.requirements`) that
+    its interpreter does not satisfy, as ``pip check`` judges them: ``"protobuf<8,>=6.31.1
+    (5.29.3 installed)"``, ``"ml-dtypes>=0.5.1 (not installed)"``. Markers are evaluated with the
+    target interpreter's variables (``markers``), extras as not requested."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    if not isinstance(requirements, dict):
+        return []
+    raw_installed = requirements.get("installed")
+    installed = {
+        canonicalize_name(str(k)): v
+        for k, v in (raw_installed.items() if isinstance(raw_installed, dict) else ())
+    }
+    env = {str(k): str(v) for k, v in markers.items()} if isinstance(markers, dict) else {}
+    unmet: list[str] = []
+    for line in requirements.get("requires") or ():
+        try:
+            req = Requirement(str(line))
+            if req.marker is not None and not req.marker.evaluate({**env, "extra": ""}):
+                continue
+        except (InvalidRequirement, ValueError):
+            continue
+        name = canonicalize_name(req.name)
+        if name not in installed:
+            continue  # not looked up by the worker
+        have = installed[name]
+        if have is None:
+            unmet.append(f"{req.name}{req.specifier} (not installed)")
+        elif req.specifier and not req.specifier.contains(str(have), prereleases=True):
+            unmet.append(f"{req.name}{req.specifier} ({have} installed)")
+    return unmet
 
 
 def _read_all(fh: IO[bytes]) -> bytes:
@@ -605,8 +684,9 @@ def _to_probe(
     version = _maybe_str(facts.get("version"))
     imported = str(facts.get("imported", name))
     if facts.get("core_error"):
+        label = "TensorFlow" if name == "tensorflow" else name
         messages += (
-            f"TensorFlow's core alone did not load ({facts['core_error']}); "
+            f"{label}'s core alone did not answer ({facts['core_error']}); "
             "the full import was used",
         )
     not_this: Missing = Missing("not_probed")

@@ -528,8 +528,8 @@ def test_real_torch_cpu_and_tensorflow_cpu_are_probed(fake_nvml_dir: Path) -> No
     assert tf["status"] == "ok", tf
     assert tf["tensorflow"]["is_cuda_build"] is False
     assert tf["tensorflow"]["gpus"] == []
-    assert tf["imported"] == "tensorflow.python.framework.config"
-    assert torch["imported"] == "torch"
+    assert tf["imported"] == "tensorflow.python.pywrap_tfe"  # the native cores answered
+    assert torch["imported"] == "torch._C"
     assert code == 1
     assert "torch.cpu_build_on_gpu_machine" in ids(data)
     assert "tensorflow.cpu_build_on_gpu_machine" in ids(data)
@@ -663,18 +663,19 @@ def test_tensorflow_core_that_does_not_load_alone_falls_back_to_the_full_import(
 ) -> None:
     torch_standin(tmp_path, version="2.4.1+cu121", cuda="12.1")
     tensorflow_standin(tmp_path)
-    framework = tmp_path / "tensorflow" / "python" / "framework"
-    framework.mkdir(parents=True)
-    (tmp_path / "tensorflow" / "python" / "__init__.py").write_text("")
-    (framework / "__init__.py").write_text("")
-    (framework / "config.py").write_text("raise ImportError('needs tensorflow/__init__ first')\n")
+    python = tmp_path / "tensorflow" / "python"
+    (python / "platform").mkdir(parents=True)
+    (python / "__init__.py").write_text("")
+    (python / "platform" / "__init__.py").write_text("")
+    (python / "platform" / "build_info.py").write_text("build_info = {'is_cuda_build': False}\n")
+    (python / "pywrap_tfe.py").write_text("raise ImportError('needs tensorflow/__init__ first')\n")
     env = {**nv(fake_nvml_dir, "driver_535_cuda_12_2_one_h100"), "PYTHONPATH": str(tmp_path)}
     _, data, _ = doctor(env)
     tf = data["frameworks"]["tensorflow"]
     assert tf["status"] == "ok"
     assert tf["imported"] == "tensorflow"
     assert tf["messages"] == [
-        "TensorFlow's core alone did not load (ImportError: needs tensorflow/__init__ first); "
+        "TensorFlow's core alone did not answer (ImportError: needs tensorflow/__init__ first); "
         "the full import was used"
     ]
     assert tf["tensorflow"]["gpus"] == ["/physical_device:GPU:0"]
