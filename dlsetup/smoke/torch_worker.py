@@ -38,14 +38,14 @@ if TYPE_CHECKING:
     from dlsetup.smoke import reference as ref
     from dlsetup.smoke import worker_grid as grid
     from dlsetup.smoke import worker_protocol as protocol
-    from dlsetup.smoke.worker_clock import ChunkClock
+    from dlsetup.smoke.worker_clock import ChunkClock, timing_clock
 else:  # run as a script: load the sibling modules by path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import companions as comp
     import reference as ref
     import worker_grid as grid
     import worker_protocol as protocol
-    from worker_clock import ChunkClock
+    from worker_clock import ChunkClock, timing_clock
 
 
 def load() -> TorchBackend:
@@ -287,7 +287,7 @@ class TorchTrainer:
         after_first: dict[str, grid.Array] = {}
         t0 = time.perf_counter()
         warmup = 0.0
-        clock = ChunkClock(device_sync)
+        clock = ChunkClock(device_sync, timing_clock(dev))
         keep = set(grid.checkpoint_steps(steps))
         kept: list[list[Any]] = []
         for step in range(steps):

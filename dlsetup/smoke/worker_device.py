@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from dlsetup.smoke import curve_band
     from dlsetup.smoke import reference as ref
     from dlsetup.smoke.worker_checks import function_checks, json_number
+    from dlsetup.smoke.worker_clock import timing_clock
     from dlsetup.smoke.worker_grid import (
         LEARNING_RATES,
         Backend,
@@ -36,6 +37,7 @@ else:  # run as a script inside a target interpreter: load the sibling modules b
     import curve_band
     import reference as ref
     from worker_checks import function_checks, json_number
+    from worker_clock import timing_clock
     from worker_grid import (
         LEARNING_RATES,
         Backend,
@@ -170,7 +172,9 @@ def run_device(
     try:
         t0 = time.perf_counter()
         ops = backend.kernel_ops(device)
-        timings = kernel_timings(ops)  # first: before any pool of threads is up and spinning
+        timings = kernel_timings(
+            ops, timing_clock(device)
+        )  # first: before any pool of threads is up and spinning
         phases["kernel_timing_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         kernels = kernel_checks(ops, device)

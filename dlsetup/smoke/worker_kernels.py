@@ -379,11 +379,14 @@ def _calls(call: Callable[[], Any]) -> int:
     return max(4, min(256, math.ceil(TIMING_TARGET_MS / max(once, 1e-6))))
 
 
-def kernel_timings(ops: KernelOps) -> list[dict[str, Any]]:
-    """Each of :data:`TIMED` on one thread: milliseconds per call and its rate (the fastest of
-    the rounds: load only ever adds time), and that divided by the fastest run of the calibration
-    kernel, one run after each round (the figure the gate compares, as the step per kernel is for
-    the training step: what slows the machine slows both)."""
+def kernel_timings(
+    ops: KernelOps, clock: Callable[[], float] = time.perf_counter
+) -> list[dict[str, Any]]:
+    """Each of :data:`TIMED` on one thread: milliseconds per call by ``clock`` (seconds; the
+    worker's CPU time on a CPU device, ``worker_clock.timing_clock``) and its rate (the fastest
+    of the rounds: load only ever adds time), and that divided by the fastest run of the
+    calibration kernel, one run after each round (the figure the gate compares, as the step per
+    kernel is for the training step: what slows the machine slows both)."""
     prepared = []
     for kernel, shape, unit in TIMED:
         inputs, work = _timed_inputs(kernel, shape)
@@ -393,11 +396,11 @@ def kernel_timings(ops: KernelOps) -> list[dict[str, Any]]:
     calibration = math.inf
     for _ in range(TIMING_ROUNDS):
         for i, (*_, call, calls) in enumerate(prepared):
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(calls):
                 call()
-            best[i] = min(best[i], 1000.0 * (time.perf_counter() - t0) / calls)
-        calibration = min(calibration, timing_kernel.kernel_ms(repeats=2))
+            best[i] = min(best[i], 1000.0 * (clock() - t0) / calls)
+        calibration = min(calibration, timing_kernel.kernel_ms(repeats=2, clock=clock))
     out = []
     for i, (kernel, shape, unit, work, _, _) in enumerate(prepared):
         out.append({

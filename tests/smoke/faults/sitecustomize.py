@@ -33,9 +33,10 @@ imports it. No production module knows about these faults. Comma-separated, each
   rate of zero (same work, weights unchanged), so training takes twice as long;
 * ``FRAMEWORK:slow=F`` for another factor F (1.3): each training step (PyTorch: each gradient
   call's step; TensorFlow: each call of the training loop) is followed by a busy wait of F - 1
-  times its time, so training takes F times as long;
+  times its CPU time, so training does F times the CPU work (the gate times CPU work on a CPU
+  device, ``worker_clock.timing_clock``);
 * ``FRAMEWORK:slow-mm=F``: every 2-D matmul (``torch.mm``, ``tf.linalg.matmul``; the grid uses
-  neither) is followed by a busy wait of F - 1 times its time (a GEMM F times slower).
+  neither) is followed by a busy wait of F - 1 times its CPU time (a GEMM F times slower).
 
 Faults of the worker itself, patched into the backend the worker's ``load`` returns (prefix
 ``torch:``, ``tensorflow:`` or ``*:`` for both):
@@ -137,12 +138,12 @@ def _patch_torch(torch: Any) -> None:
         extra = float(faults["slow"]) - 1.0
 
         def grad(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start = time.process_time()
             out = original_grad(*args, **kwargs)
-            end = time.perf_counter()
+            end = time.process_time()
             if last["end"] is not None and start - last["end"] < 1.0:
                 _busy(extra * (end - last["end"]))  # the step took end - last end
-            last["end"] = time.perf_counter()
+            last["end"] = time.process_time()
             return out
 
         torch.autograd.grad = grad
@@ -151,9 +152,10 @@ def _patch_torch(torch: Any) -> None:
 
 
 def _busy(seconds: float) -> None:
-    """Wait ``seconds`` on the CPU (a sleep of microseconds lasts far longer)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    """Spend ``seconds`` of the process's CPU time (what the gate times on a CPU device; a sleep
+    would spend none): the slowed work is F times the CPU work, whatever the load."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
         pass
 
 
@@ -161,9 +163,9 @@ def _slowed(original: Any, factor: float) -> Any:
     """``original`` made ``factor`` times slower (a busy wait after each call)."""
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
+        start = time.process_time()
         out = original(*args, **kwargs)
-        _busy((factor - 1.0) * (time.perf_counter() - start))
+        _busy((factor - 1.0) * (time.process_time() - start))
         return out
 
     return slow
@@ -286,9 +288,9 @@ def _patch_tensorflow(tf: Any) -> None:
                 if factor == 2.0:  # the trainer's loop(x, y, lr, n): same work, lr 0
                     traced(*call[:2], tf.zeros_like(call[2]), call[3])
                     return traced(*call)
-                start = time.perf_counter()
+                start = time.process_time()
                 out = traced(*call)
-                _busy((factor - 1.0) * (time.perf_counter() - start))
+                _busy((factor - 1.0) * (time.process_time() - start))
                 return out
 
             return slower
