@@ -20,6 +20,7 @@ import pytest
 
 from dlsetup.envs.venv.pylock import load_toml, parse_pylock
 from dlsetup.output import load_schema
+from tests.support.http_server import QuietHandler, serve
 from tests.support.proc import run_cli
 from tests.support.torch_index import (
     LINUX,
@@ -439,29 +440,15 @@ def served(torch_index: TorchIndex) -> Iterator[tuple[str, list[str]]]:
     """The PyTorch-shaped indexes and the small PyPI served over HTTP on 127.0.0.1, as PyTorch's
     index and PyPI serve theirs (index pages, PEP 658 ``.metadata`` files, wheels); every path
     requested is recorded."""
-    import functools
-    import http.server
-    import threading
-
     requested: list[str] = []
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
+    class Recording(QuietHandler):
         def do_GET(self) -> None:
             requested.append(self.path)
             super().do_GET()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    handler = functools.partial(Handler, directory=str(torch_index.root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requested
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(torch_index.root, Recording) as (url, _):
+        yield url, requested
 
 
 def test_over_http_the_variant_is_judged_from_metadata_without_fetching_a_wheel(

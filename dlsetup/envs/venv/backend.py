@@ -59,15 +59,11 @@ class VenvBackend(Backend):
         return locked_environment(lock, platform, python_request(lock), options.allow_build)
 
     def default_name(self, lock_path: Path, options: BuildOptions) -> str:
-        """The lock's ``[tool.dlsetup] name``, else the NAME of ``pylock.NAME.toml`` (as
-        :func:`dlsetup.envs.venv.plan.name_of_lock`), read with the ``--allow-build`` names."""
-        from dlsetup.envs.venv.pylock import parse_pylock
+        """The lock's ``[tool.dlsetup] name``, else the NAME of ``pylock.NAME.toml``
+        (:func:`dlsetup.envs.venv.plan.name_of_lock`), read with the ``--allow-build`` names."""
+        from dlsetup.envs.venv.plan import name_of_lock
 
-        tool = parse_pylock(lock_path, allow_build=options.allow_build).tool
-        if isinstance(tool.get("name"), str):
-            return str(tool["name"])
-        middle = lock_path.name.removeprefix("pylock").removesuffix(".toml").strip(".")
-        return middle or "venv"
+        return name_of_lock(lock_path, options.allow_build)
 
     def keep_lock(self, staged: Path, lock: bytes, lock_format: str) -> None:
         (staged / KEPT_LOCK).write_bytes(lock)

@@ -6,7 +6,7 @@ TensorFlow's requirement, the requirements per platform and the lock's name)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -190,11 +190,12 @@ def lock_file_name(name: str) -> str:
     return f"pylock.{name.replace('.', '-')}.toml"
 
 
-def name_of_lock(path: Path) -> str:
-    """The environment name of a venv lock: its ``[tool.dlsetup] name``, else from the file name."""
+def name_of_lock(path: Path, allow_build: Sequence[str] = ()) -> str:
+    """The environment name of a venv lock: its ``[tool.dlsetup] name``, else from the file name
+    (``pylock.NAME.toml``); the lock is read with the ``--allow-build`` names."""
     from dlsetup.envs.venv.pylock import parse_pylock
 
-    tool = parse_pylock(path).tool
+    tool = parse_pylock(path, allow_build=allow_build).tool
     if isinstance(tool.get("name"), str):
         return str(tool["name"])
     middle = path.name.removeprefix("pylock").removesuffix(".toml").strip(".")
