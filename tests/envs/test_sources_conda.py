@@ -11,15 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dlsetup.cli import cli
+from tests.support.user_config import own_home
 from tests.support.wheels import Wheel, build_index
-
-#: variables of this machine's pip and uv configuration that must not leak into a test
-CONFIG_VARS = (
-    "PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX",
-    "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
-    "UV_CONFIG_FILE", "UV_NO_CONFIG", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV",
-    "CONDARC",
-)  # fmt: skip
 
 
 @pytest.fixture
@@ -27,14 +20,11 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A one-wheel index configured as pip's ``index-url`` in a home of the test's own."""
     build_index(tmp_path / "mirror", [Wheel("tiny-dep", "1.2")])
     url = (tmp_path / "mirror" / "simple").resolve().as_uri()
-    home = tmp_path / "home"
+    home = own_home(tmp_path, monkeypatch)
     (home / ".config" / "pip").mkdir(parents=True)
     (home / ".config" / "pip" / "pip.conf").write_text(
         f"[global]\nindex-url = {url}\n", encoding="utf-8"
     )
-    monkeypatch.setenv("HOME", str(home))
-    for var in CONFIG_VARS:
-        monkeypatch.delenv(var, raising=False)
     return url
 
 

@@ -24,32 +24,18 @@ from click.testing import CliRunner, Result
 from dlsetup.cli import cli
 from tests.support.http_server import basic_auth, basic_auth_server, closed_port
 from tests.support.torch_index import TorchIndex
+from tests.support.user_config import block_network, own_home
 
 #: the time the issue allows to stop when nothing is within reach
 STOP_S = 15.0
-#: variables of this machine's pip and uv configuration that must not leak into a test
-CONFIG_VARS = (
-    "PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX",
-    "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
-    "UV_CONFIG_FILE", "UV_NO_CONFIG", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV",
-    "CONDARC",
-)  # fmt: skip
 
 
 @pytest.fixture
 def blocked_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home of the test's own, this machine's pip/uv settings out of the way, and every HTTPS
     request sent to a proxy at a closed port (PyTorch's index out of reach at once)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in CONFIG_VARS:
-        monkeypatch.delenv(var, raising=False)
-    proxy = f"http://127.0.0.1:{closed_port()}"
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, proxy)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    home = own_home(tmp_path, monkeypatch)
+    block_network(monkeypatch)
     return home
 
 

@@ -30,6 +30,7 @@ from tests.support.torch_index import (
     TorchIndex,
     _torch_files,
 )
+from tests.support.user_config import block_network, own_home
 from tests.support.wheels import Wheel, build_index
 
 LINUX_64 = ("--platform", "linux-64")
@@ -349,25 +350,8 @@ def test_the_download_size_is_said_when_over_a_gib() -> None:
 def pip_mirror_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home whose pip.conf is the test's own (this machine's pip and uv settings out of the
     way), PyTorch's index out of reach at once (HTTPS through a proxy at a closed port)."""
-    import socket
-
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in (
-        "PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS",
-        "PIP_NO_INDEX", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL",
-        "UV_FIND_LINKS", "UV_CONFIG_FILE", "UV_NO_CONFIG", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS",
-        "VIRTUAL_ENV", "CONDARC",
-    ):  # fmt: skip
-        monkeypatch.delenv(var, raising=False)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    home = own_home(tmp_path, monkeypatch)
+    block_network(monkeypatch)
     return home
 
 
