@@ -197,6 +197,10 @@ def _tensorflow_core() -> Any:
     layout = (("python", "pywrap_tfe.py"), ("python", "platform", "build_info.py"))
     if not all(any(os.path.isfile(os.path.join(d, *f)) for d in dirs) for f in layout):
         return None
+    for site in {os.path.dirname(d) for d in dirs}:
+        plugins = os.path.join(site, "tensorflow-plugins")  # tensorflow/__init__ loads these
+        if os.path.isdir(plugins) and os.listdir(plugins):
+            raise CoreNotEnough(f"{plugins} holds pluggable devices, which the full import loads")
     _stub_package("tensorflow", spec, dirs)
     from tensorflow.python import pywrap_tfe
     from tensorflow.python.client import _pywrap_tf_session

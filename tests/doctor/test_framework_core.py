@@ -233,3 +233,13 @@ def test_torch_core_facts_of_a_cuda_build_without_a_device() -> None:
 def test_what_only_the_full_torch_import_explains_is_left_to_it(core: Any, reason: str) -> None:
     with pytest.raises(worker.CoreNotEnough, match=reason.replace("(", r"\(").replace(")", r"\)")):
         worker.probe_torch_core(VERSION, core)
+
+
+def test_a_pluggable_device_sends_tensorflow_to_the_full_import(tmp_path: Path) -> None:
+    """tensorflow/__init__ loads ``site-packages/tensorflow-plugins`` (Apple's Metal plugin,
+    Intel's extension): a core load would not list their devices."""
+    tensorflow_core_standin(tmp_path, requires=TF_217_PROTOBUF, init_error="full import ran")
+    (tmp_path / "tensorflow-plugins").mkdir()
+    (tmp_path / "tensorflow-plugins" / "libmetal_plugin.so").write_bytes(b"\x7fELF")
+    tf = _probe(_run(tmp_path, ("tensorflow",)).tensorflow)
+    assert (tf.status, tf.detail) == ("import_failed", "TypeError: full import ran")
