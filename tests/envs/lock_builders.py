@@ -31,12 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dlsetup.envs.conda.lock import conda_lock_dependencies
 from tests.envs.channel import Package, write_archive
 from tests.support.proc import REPO, run_cli
 from tests.support.wheels import Wheel, build_wheel
 
 PLATFORM = "linux-64"
+#: the mark of every test module that builds an environment from the fixture
+LINUX_ONLY = pytest.mark.skipif(
+    sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
+)
 PY_VERSION = "3.11.7"
 
 

@@ -20,7 +20,6 @@ import io
 import json
 import re
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from tests.envs.lock_builders import (
+    LINUX_ONLY,
     PLATFORM,
     Fixture,
     write_conda_lock,
@@ -35,9 +35,7 @@ from tests.envs.lock_builders import (
 )
 from tests.envs.lock_builders import create_from_lock as create
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
-)
+pytestmark = LINUX_ONLY
 
 #: the commit a VCS entry names (conda-lock writes it as the entry's ``sha256``)
 COMMIT = "2b90b9f5ceec907a1c18123530e92e794ad901a4"

@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -26,6 +25,7 @@ from dlsetup.errors import InputError
 from dlsetup.output import load_schema
 from tests.envs.lock_builders import (
     CHECKOUT,
+    LINUX_ONLY,
     PLATFORM,
     Fixture,
     build_fixture,
@@ -37,9 +37,7 @@ from tests.envs.lock_builders import (
 from tests.envs.lock_builders import create_from_lock as create
 from tests.support.proc import run_cli
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
-)
+pytestmark = LINUX_ONLY
 
 
 @pytest.fixture(scope="module")

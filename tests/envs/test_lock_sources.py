@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.envs.lock_builders import (
+    LINUX_ONLY,
     PLATFORM,
     Fixture,
     write_conda_lock,
@@ -33,9 +34,7 @@ from tests.envs.lock_builders import (
 )
 from tests.envs.lock_builders import create_from_lock as create
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
-)
+pytestmark = LINUX_ONLY
 
 MD5_NOTE = re.compile(
     r"(\d+) packages of (\S+) \(([^)]*)\) have an md5 and no sha256: each is verified by its "

@@ -26,6 +26,7 @@ import yaml
 
 from tests.envs.lock_builders import (
     CHECKOUT,
+    LINUX_ONLY,
     Fixture,
     build_fixture,
     make_env,
@@ -39,9 +40,7 @@ from tests.support.proc import REPO
 from tests.support.signals import SIGNALLED
 from tests.support.wheels import Wheel, build_wheel
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
-)
+pytestmark = LINUX_ONLY
 
 
 @pytest.fixture

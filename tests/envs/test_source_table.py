@@ -10,16 +10,15 @@ writes.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pytest
 import yaml
 
 from dlsetup.envs.lockfiles.formats import PypiPackage
 from dlsetup.errors import IntegrityError
 from tests.envs.lock_builders import (
+    LINUX_ONLY,
     PLATFORM,
     Fixture,
     write_conda_lock,
@@ -28,9 +27,7 @@ from tests.envs.lock_builders import (
 )
 from tests.support.proc import REPO
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="the fixture's python is this Linux interpreter's binary"
-)
+pytestmark = LINUX_ONLY
 
 WHEEL = "installed (sha256)"
 SDIST = "refused, every one named; built with `--allow-build NAME`"
