@@ -4,9 +4,12 @@ Runs, interleaved, ``--repeat`` times each (median reported):
 
 * ``dlsetup doctor --json`` (torch and TensorFlow probed in parallel subprocesses) vs
   ``python -m torch.utils.collect_env`` (torch only, no diagnosis): ratio, target <= 0.5 with
-  torch, torchvision and TensorFlow installed (issue 25; 0.8 before): ``--python PATH`` names that
-  environment (doctor probes it with ``--python``, collect_env runs in it). torchvision's probe
-  loads only its compiled extension (``torch.ops.load_library``), not ``import torchvision``;
+  torch, torchvision and TensorFlow installed (issue 25; 0.85 before the native-core probes):
+  ``--python PATH`` names that environment (doctor probes it with ``--python``, collect_env runs in
+  it). The workers load ``torch._C`` and TensorFlow's ``pywrap_tfe`` where that answers (see
+  docs/doctor.md), and torchvision's compiled extension, not ``import torchvision``;
+* ``doctor --json --full-import`` (the complete imports, as before the native-core probes), for
+  scale, and whether it reports the same framework facts as ``doctor --json``;
 * ``dlsetup --help`` and ``dlsetup doctor --no-frameworks --json``: wall time, target <= 0.3 s;
 * peak RSS of the doctor process itself (sampled with psutil, its framework workers excluded),
   target <= 80 MB; and of the whole process tree (``wait4``'s ``ru_maxrss``, workers included).
@@ -108,6 +111,10 @@ def measure(repeat: int, before: Path | None, rev: str, python: str | None = Non
     cases: dict[str, tuple[list[str], str | None]] = {
         "collect_env": ([python or PY, "-m", "torch.utils.collect_env"], None),
         "doctor --json": ([*DLSETUP, "doctor", *target, "--json"], None),
+        "doctor --json --full-import": (
+            [*DLSETUP, "doctor", *target, "--json", "--full-import"],
+            None,
+        ),
         "dlsetup --help": ([*DLSETUP, "--help"], None),
         "doctor --no-frameworks --json": ([*DLSETUP, "doctor", "--no-frameworks", "--json"], None),
     }
@@ -147,6 +154,41 @@ def measure(repeat: int, before: Path | None, rev: str, python: str | None = Non
     )
     own = max(r[1] for r in results["doctor --json"])
     print(f"doctor process peak RSS (own, workers excluded): {own:.1f} MB  (target <= 80)")
+    full = med["doctor --json --full-import"] / med["collect_env"]
+    print(f"doctor --json --full-import / collect_env: {full:.2f}  (the full imports, for scale)")
+    print(f"facts, native cores vs full imports: {compare_facts(target)}")
+
+
+def compare_facts(target: list[str]) -> str:
+    """Whether ``doctor --json`` (native cores) and ``--full-import`` report the same framework
+    facts (versions, builds, companions; timings and the module imported left out)."""
+    import json
+
+    def facts(*extra: str) -> dict[str, object]:
+        out = subprocess.run(
+            [*DLSETUP, "doctor", *target, "--json", *extra], capture_output=True, text=True
+        ).stdout
+        frameworks = json.loads(out)["data"]["frameworks"]
+        kept = {}
+        for name in ("torch", "tensorflow"):
+            probe = dict(frameworks.get(name) or {})
+            for key in ("import_seconds", "elapsed_s", "imported", "messages"):
+                probe.pop(key, None)
+            build = probe.get("torch")
+            if isinstance(build, dict):
+                for comp in ("torchvision", "torchaudio"):
+                    if isinstance(build.get(comp), dict):
+                        timing = ("seconds", "elapsed_s")
+                        build[comp] = {k: v for k, v in build[comp].items() if k not in timing}
+            kept[name] = probe
+        return kept
+
+    core, full = facts(), facts("--full-import")
+    if core == full:
+        return "identical"
+    return "DIFFER: " + "; ".join(
+        f"{n}: core {core[n]} / full {full[n]}" for n in core if core[n] != full[n]
+    )
 
 
 if __name__ == "__main__":
