@@ -235,8 +235,12 @@ def srun_like(
     deadline_s: float = 60.0,
     fault: str | None = None,
     kill_on_bad_exit: bool = False,
+    prefix: Mapping[int, Iterable[str]] | None = None,
 ) -> tuple[list[Ended], float]:
-    """Start the given ranks of a ``world``-rank srun step (the others never start)."""
+    """Start the given ranks of a ``world``-rank srun step (the others never start).
+
+    ``prefix``: a command that starts a rank's ``dlsetup``, by rank (``unshare ...``).
+    """
     from dlsetup.fleet.nodelist import expand_tasks_per_node
 
     counts = expand_tasks_per_node(tasks_per_node)
@@ -261,7 +265,13 @@ def srun_like(
             fault,
             log,
         )
-        argv = [str(BIN / "dlsetup"), "smoke", "--distributed", *args]
+        argv = [
+            *(prefix or {}).get(rank, ()),
+            str(BIN / "dlsetup"),
+            "smoke",
+            "--distributed",
+            *args,
+        ]
         procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True,
                                       **SIGNALLED))  # fmt: skip

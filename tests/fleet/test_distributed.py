@@ -340,6 +340,44 @@ def test_a_rank_stopped_inside_init_process_group_is_named_stopped_not_dead() ->
     ), failure
 
 
+def _own_pid_namespace() -> list[str] | None:
+    """``unshare`` that starts a command in a pid namespace of its own (as on another host:
+    no rank can read its process in ``/proc``), or ``None`` where unprivileged user namespaces
+    are not allowed."""
+    import shutil
+    import subprocess
+
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    argv = [unshare, "--map-root-user", "--pid", "--kill-child"]
+    probe = subprocess.run([*argv, "true"], capture_output=True, timeout=30)
+    return argv if probe.returncode == 0 else None
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_a_rank_dead_in_init_that_none_can_look_at_is_named_by_its_heartbeat() -> None:
+    """Rank 1 in a pid namespace of its own (as on another host, alone on it) exits as it enters
+    init_process_group: rank 0 cannot read its process, and its heartbeat, silent since, says
+    dead."""
+    unshare = _own_pid_namespace()
+    if unshare is None:
+        pytest.skip("unprivileged user and pid namespaces are not allowed here (unshare -rp)")
+    ended, wall = srun_like(
+        ["--json", "--timeout", "5", "--steps", "20"], port=free_port(), nodes="n[1-2]",
+        tasks_per_node="1(x2)", ranks=[0, 1], world=2, fault="dieinit@1", prefix={1: unshare},
+    )  # fmt: skip
+    data = _assert_fault(ended, wall, 1, "dead")
+    failure = data["failure"]
+    assert failure["phase"] == "init_process_group", failure
+    assert failure["ranks"][0]["detail"].startswith("no heartbeat for "), failure
+    assert failure["ranks"][0]["detail"].endswith(
+        " s (last in phase init_process_group) on node 1 (n2): exited or killed (no rank on its "
+        "host could look at its process)"
+    ), failure
+
+
 @pytest.mark.slow
 @pytest.mark.torch
 def test_a_node_that_never_joins_is_named_with_its_slurm_node() -> None:
