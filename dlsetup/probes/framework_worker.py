@@ -305,11 +305,12 @@ def _cuda_from_local_tag(version: str) -> Any:
 
 def _companion_files(name: str, location: str) -> dict[str, Any]:
     """What can be read about an installed companion without importing it: the version from its
-    ``version.py``, the distribution's ``torch`` requirement, its compiled extension's path."""
+    ``version.py``, the distribution's ``torch`` requirement and all its requirements
+    (:func:`requirements`), its compiled extension's path."""
     import glob
     import re
 
-    facts: dict[str, Any] = {"location": location}
+    facts: dict[str, Any] = {"location": location, "requirements": _safe(requirements, name)}
     try:
         with open(os.path.join(location, "version.py"), encoding="utf-8") as fh:
             m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", fh.read(), re.MULTILINE)
@@ -370,7 +371,9 @@ def probe_companion(ops: TorchOps, name: str) -> dict[str, Any]:
     dirs = list(spec.submodule_search_locations or [])
     location = dirs[0] if dirs else os.path.dirname(spec.origin or "")
     facts: dict[str, Any] = {"installed": True, **_companion_files(name, location)}
-    if name == "torchvision" and _extension_alone(ops, facts):
+    wanted = os.environ.get(IMPORT_ENV, "").split(",")  # the parent asks for the import itself
+    alone = _extension_alone if name == "torchvision" else _torchaudio_alone
+    if name not in wanted and alone(ops, facts):
         facts["seconds"] = round(time.perf_counter() - start, 3)
         return facts
     if ops.core is not None:
@@ -462,6 +465,48 @@ def _extension_alone(ops: TorchOps, facts: dict[str, Any]) -> bool:
     return True
 
 
+def _torchaudio_alone(ops: TorchOps, facts: dict[str, Any]) -> bool:
+    """torchaudio's facts from its libraries alone, where torch itself was not imported: what its
+    ``_extension`` does (load ``lib/_torchaudio*.so``, then ``lib/libtorchaudio*.so``; ask
+    ``_torchaudio::cuda_version``), without the import. A CUDA major that differs from torch's
+    (``_check_cuda_version`` raises then), or anything that does not answer, is left to the
+    import (False)."""
+    import glob
+
+    if ops.core is None:
+        return False
+    lib = os.path.join(str(facts.get("location", "")), "lib")
+    found = [
+        sorted(glob.glob(os.path.join(lib, f"{stem}*.so")))
+        for stem in ("_torchaudio", "libtorchaudio")
+    ]
+    if not all(found) or "version" not in facts:
+        return False
+    try:
+        for paths in found:
+            ops.load(paths[0])
+        op = ops.op("_torchaudio::cuda_version")
+        raw = op() if op is not None else None
+    except Exception:
+        return False
+    torch_cuda = getattr(sys.modules.get("torch.version"), "cuda", None)
+    if op is None or (
+        isinstance(raw, int) and torch_cuda and raw // 1000 != int(str(torch_cuda).split(".")[0])
+    ):
+        return False
+    facts.update(imported=True, import_checked="extension_only", extension_loaded=True, warnings=[])
+    if isinstance(raw, int) and raw > 0:
+        facts["cuda"] = _cuda_from_number(raw)
+    else:
+        local = _cuda_from_local_tag(str(facts["version"]))
+        facts["cuda"] = (
+            local
+            if isinstance(local, str)
+            else {"missing": "cpu_build", "detail": f"_torchaudio::cuda_version() is {raw}"}
+        )
+    return True
+
+
 def _extension_state(torch: Any, name: str, module: Any) -> tuple[Any, Any]:
     """(extension loaded: bool or a missing marker, CUDA version of the build or None)."""
     if module is None:
@@ -540,6 +585,9 @@ DISTRIBUTIONS = {
 }  # fmt: skip
 #: What the parent's ``--full`` probe receives: why the core alone did not answer.
 CORE_ERROR_ENV = "DLSETUP_PROBE_CORE_ERROR"
+#: Companions the parent wants imported rather than checked through their extension alone
+#: (comma-separated): their requirements are not met, so the import may fail above the extension.
+IMPORT_ENV = "DLSETUP_PROBE_IMPORT"
 
 
 def requirements(name: str) -> dict[str, Any] | None:
@@ -549,7 +597,7 @@ def requirements(name: str) -> dict[str, Any] | None:
     Requirements of an extra (``extra == "and-cuda"``) are not looked up."""
     from importlib import metadata
 
-    for dist_name in DISTRIBUTIONS.get(name, ()):
+    for dist_name in DISTRIBUTIONS.get(name, (name,)):
         try:
             dist = metadata.distribution(dist_name)
         except metadata.PackageNotFoundError:
@@ -595,9 +643,9 @@ def _probe(name: str, full: bool, result: dict[str, Any]) -> None:
         result["status"] = "import_failed"
         result["detail"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc(limit=6)[-4000:]
+    result["markers"] = marker_environment()
     if result["status"] == "ok" and not full and result["facts"]["imported"] != name:
         result["requirements"] = _safe(requirements, name)
-        result["markers"] = marker_environment()
     if full and os.environ.get(CORE_ERROR_ENV) and result["status"] == "ok":
         result["facts"]["core_error"] = os.environ[CORE_ERROR_ENV][:500]
 

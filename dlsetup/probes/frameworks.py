@@ -278,18 +278,22 @@ class FrameworkRun:
             raise
         return self
 
-    def _spawn(self, name: str, core_error: str = "") -> Child:
-        """Start ``name``'s worker; with ``core_error`` (why its core alone did not answer), the
-        full import."""
+    def _spawn(self, name: str, core_error: str = "", imports: tuple[str, ...] = ()) -> Child:
+        """Start ``name``'s worker; with ``core_error`` (why its core alone did not answer) or
+        ``imports`` (companions to import, not only load their extension), the full import."""
         # The output goes to files, not pipes: a helper the import forks may keep its copy of
         # stdout open after the worker has gone, and a reader waiting for the end of a pipe would
         # wait for that helper, past any timeout.
         import tempfile  # here, not at the top: doctor --no-frameworks never starts a worker
 
-        from dlsetup.probes.framework_worker import CORE_ERROR_ENV
+        from dlsetup.probes.framework_worker import CORE_ERROR_ENV, IMPORT_ENV
 
-        full = self.full_import or bool(core_error)
-        env = {**self.env, CORE_ERROR_ENV: core_error} if core_error else self.env
+        full = self.full_import or bool(core_error) or bool(imports)
+        env = dict(self.env)
+        if core_error:
+            env[CORE_ERROR_ENV] = core_error
+        if imports:
+            env[IMPORT_ENV] = ",".join(imports)
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
         try:
             proc = start_child(
@@ -344,14 +348,17 @@ class FrameworkRun:
     def collect(self) -> FrameworksFacts:
         """Wait for every worker (up to the timeout) and turn their output into facts."""
         raw = self._wait_all(tuple(self._procs))
-        again = {
-            name: why for name, got in raw.items() if (why := core_not_enough(_payload(got[0])))
-        }
-        if again:  # the core's answer needs the full import: probe those again, within the timeout
+        again: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for name, got in raw.items():
+            payload = _payload(got[0])
+            why, imports = core_not_enough(payload), companions_to_import(payload)
+            if why or imports:
+                again[name] = (why, imports)
+        if again:  # only the full import answers: probe those again, within the same timeout
             try:
-                for name, why in again.items():
+                for name, (why, imports) in again.items():
                     with deferred_stop_signals():
-                        self._procs[name] = self._spawn(name, why)
+                        self._procs[name] = self._spawn(name, why, imports)
             except BaseException:
                 self.stop()
                 raise
@@ -397,6 +404,25 @@ def core_not_enough(payload: dict[str, Any] | None) -> str:
     if unmet:
         return ("its requirements are not met: " + "; ".join(unmet))[:500]
     return ""
+
+
+def companions_to_import(payload: dict[str, Any] | None) -> tuple[str, ...]:
+    """torch's companions checked through their extension alone (or not yet checked: the core
+    stopped before them) while their own requirements are not met (a torchvision without Pillow
+    loads its extension, but ``import torchvision`` fails): the second probe imports them, and
+    their import error is reported."""
+    facts = payload.get("facts") if isinstance(payload, dict) else None
+    companions = facts.get("companions") if isinstance(facts, dict) else None
+    if not isinstance(companions, dict):
+        return ()
+    markers = payload.get("markers") if isinstance(payload, dict) else None
+    return tuple(
+        name
+        for name, comp in companions.items()
+        if isinstance(comp, dict)
+        and (comp.get("import_checked") == "extension_only" or comp.get("pending"))
+        and unmet_requirements(comp.get("requirements"), markers)
+    )
 
 
 def unmet_requirements(requirements: Any, markers: Any) -> list[str]:

@@ -22,9 +22,15 @@ from typing import Any
 import pytest
 
 from dlsetup.probes import framework_worker as worker
-from dlsetup.probes.frameworks import FrameworkProbe, FrameworkRun, unmet_requirements
+from dlsetup.probes.frameworks import (
+    CompanionBuild,
+    FrameworkProbe,
+    FrameworkRun,
+    TorchBuild,
+    unmet_requirements,
+)
 from tests.doctor.standins import torch_standin
-from tests.smoke.companion_standins import torchaudio_standin
+from tests.smoke.companion_standins import torchaudio_standin, torchvision_standin
 
 #: tensorflow-cpu 2.21.0's Requires-Dist, as its wheel's METADATA lists them (first lines).
 TF_221_REQUIRES = [
@@ -243,3 +249,44 @@ def test_a_pluggable_device_sends_tensorflow_to_the_full_import(tmp_path: Path) 
     (tmp_path / "tensorflow-plugins" / "libmetal_plugin.so").write_bytes(b"\x7fELF")
     tf = _probe(_run(tmp_path, ("tensorflow",)).tensorflow)
     assert (tf.status, tf.detail) == ("import_failed", "TypeError: full import ran")
+
+
+def _torchvision_needing_pillow(root: Path, pillow: str) -> Path:
+    """A torchvision whose compiled extension loads and registers its operators, whose import fails
+    as the real one does without Pillow, and whose distribution requires Pillow as 0.28's does;
+    ``pillow`` is the installed Pillow's version (its dist-info first on the path)."""
+    torchvision_standin(root, "extension", version="0.28.0+cpu", requires_torch="==2.13.0")
+    meta = next(root.glob("torchvision-*.dist-info")) / "METADATA"
+    meta.write_text(meta.read_text() + "Requires-Dist: pillow!=8.3.*,>=5.3.0\n")
+    (root / "torchvision" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'PIL'\")\n"
+    )
+    dist = root / f"pillow-{pillow}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: pillow\nVersion: {pillow}\n")
+    return root
+
+
+def _torchvision(root: Path) -> Any:
+    build = _probe(_run(root, ("torch",)).torch).torch
+    assert isinstance(build, TorchBuild)
+    assert isinstance(build.torchvision, CompanionBuild), build.torchvision
+    return build.torchvision
+
+
+def test_a_torchvision_whose_requirements_are_not_met_is_imported_and_its_error_shown(
+    tmp_path: Path,
+) -> None:
+    """Its extension alone answers; its import is what a user runs, and it fails."""
+    pytest.importorskip("torch")
+    tv = _torchvision(_torchvision_needing_pillow(tmp_path, pillow="5.0.0"))
+    assert tv.status == "import_failed"
+    assert tv.import_error == "ModuleNotFoundError: No module named 'PIL'"
+
+
+def test_a_torchvision_whose_requirements_are_met_answers_from_its_extension(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("torch")
+    tv = _torchvision(_torchvision_needing_pillow(tmp_path, pillow="11.0.0"))
+    assert (tv.status, tv.imported, tv.extension_loaded) == ("ok", True, True)
