@@ -35,7 +35,6 @@ and every error message is redacted.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
@@ -707,7 +706,11 @@ def _lock_environment(
         for url in (env.spec.pip_index_url, *env.spec.pip_extra_index_urls):
             if url is not None:
                 expand_auth(url)  # an unset ${VAR} fails now, before anything is solved
-        solutions = asyncio.run(_solve_all(env, channels.solve, platforms, per_platform, cache_dir))
+        from dlsetup.envs.conda import rattler_loop  # the process's one loop for rattler
+
+        solutions = rattler_loop.run(
+            _solve_all(env, channels.solve, platforms, per_platform, cache_dir)
+        )
         pypi = resolve_all(_pypi_requests(env, solutions, channels))
     content_hash = _write_lock_files(
         env,
