@@ -14,7 +14,10 @@ framework's 2-D matmul 2x slower (``slow-mm=2``), and its training step 1.3x slo
     .venv/bin/python benchmarks/bench_gate.py --agree FILE FILE
 
 ``--record`` writes a baseline: the gate command without ``--compare``, ``--record-runs`` times,
-each figure's median as its ``value`` and the half-width of its range as ``range`` (``±12.5%``),
+each figure's median as its ``value`` and the half-width of its range as ``range`` (``±12.5%``;
+of 5 runs or more, the range of the middle runs: the fastest and the slowest dropped, since the
+gate reads medians, which one outlier does not move, and an outlier in the recording would widen
+that figure's bound, :func:`dlsetup.smoke.benchmark.figure_bound`),
 in github-action-benchmark's customSmallerIsBetter list (``--compare`` reads it, spreads
 included). ``--agree`` says by how much two recorded baselines differ, figure by figure, against
 the bound the gate holds each figure to.
@@ -100,7 +103,8 @@ def scenario(label: str, faults: str | None, runs: int, wanted: str | None) -> t
 
 
 def record(path: Path, runs: int) -> int:
-    """Write a baseline of ``runs`` recordings: each figure's median and spread."""
+    """Write a baseline of ``runs`` recordings: each figure's median and spread (of 5 or more,
+    that of the middle runs), every run's value in ``extra``."""
     args = [a for a in gate_args() if a != "--compare"]
     args = [a for i, a in enumerate(args) if i == 0 or args[i - 1] != "--compare"]
     args = [a for a in args if not a.endswith(".json")]
@@ -125,11 +129,13 @@ def record(path: Path, runs: int) -> int:
         ordered = sorted(got)
         mid = len(ordered) // 2
         median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-        half = (ordered[-1] - ordered[0]) / 2 / median * 100 if median > 0 else 0.0
+        middle = ordered[1:-1] if len(ordered) >= 5 else ordered
+        half = (middle[-1] - middle[0]) / 2 / median * 100 if median > 0 else 0.0
         entries.append({
             "name": name, "unit": units[name], "value": round(median, 6),
             "range": f"±{half:.1f}%",
-            "extra": f"median of {len(got)} runs: {ordered[0]:g} .. {ordered[-1]:g}",
+            "extra": f"median of {len(got)} runs: " + " ".join(f"{v:g}" for v in ordered)
+            + (", range of the middle runs" if middle is not ordered else ""),
         })  # fmt: skip
     path.write_text(json.dumps(entries, indent=1) + "\n")
     print(f"wrote {path}: {len(entries)} figures, the median of {runs} runs each")
@@ -156,7 +162,8 @@ def agree(first: Path, second: Path) -> int:
         if not is_gated(name) or a[name].value <= 0:
             continue
         change = b[name].value / a[name].value - 1
-        bound = figure_bound(default, max(a[name].spread or 0.0, b[name].spread or 0.0))
+        spread = max(a[name].spread or 0.0, b[name].spread or 0.0)
+        bound = figure_bound(name, default, spread)
         worst = max(worst, abs(change))
         if abs(change) > bound:
             beyond.append(name)
