@@ -149,6 +149,8 @@ def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
         "cuda": choice.cuda,
         "python": result.python,
         "index_url": result.index_url,
+        "sources": [s.data() for s in result.used_sources],
+        "source_lines": list(result.sources),
         "gpus": [
             {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}"}
             for g in choice.gpus

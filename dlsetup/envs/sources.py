@@ -98,6 +98,20 @@ class Source:
         """``URL (origin)``, credentials masked: what a plan line or a lock header says."""
         return f"{self.shown} ({self.origin})"
 
+    @property
+    def origin_kind(self) -> str:
+        """What set a PyPI source, for ``--json``: ``option`` (``--index-url``,
+        ``--torch-index-url``), ``pip-config`` or ``uv-config`` (a file), ``environment``
+        (``PIP_INDEX_URL``, ``UV_INDEX``, ...), or ``default`` (PyPI, PyTorch's index: nothing
+        set it)."""
+        prefixes = {"--": "option", "pip config ": "pip-config", "uv config ": "uv-config"}
+        for prefix, kind in prefixes.items():
+            if self.origin.startswith(prefix):
+                return kind
+        if self.origin.startswith(("PIP_", "UV_")) and self.origin.replace("_", "").isalnum():
+            return "environment"
+        return "default"
+
 
 @dataclass(frozen=True)
 class CondaSettings:

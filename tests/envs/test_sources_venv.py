@@ -279,3 +279,110 @@ def test_a_configured_default_index_out_of_reach_is_named_when_uv_then_fails(
     ) in result.stderr, result.stderr
     assert "name another index with --index-url" in result.stderr
     assert "Traceback" not in result.output
+
+
+#: the numpy release only the index the user did not choose holds (the small PyPI has 2.3.4)
+ROGUE_NUMPY = "9.0.0"
+
+
+@pytest.fixture
+def rogue_index(tmp_path: Path) -> Path:
+    """An index holding a numpy release no chosen source has, for the Linux x86_64 Pythons."""
+    from tests.support.torch_index import LINUX, PYTHONS
+    from tests.support.wheels import Wheel, build_index
+
+    wheels = [Wheel("numpy", ROGUE_NUMPY, tag=f"{py}-{py}-{LINUX}") for py in PYTHONS]
+    build_index(tmp_path / "rogue", wheels)
+    return tmp_path / "rogue"
+
+
+@pytest.mark.parametrize(
+    "setting", ["UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "UV_CONFIG_FILE", "uv.toml"]
+)
+def test_index_url_given_no_uv_setting_of_the_caller_reaches_uv(
+    setting: str,
+    blocked_home: Path,
+    torch_index: TorchIndex,
+    auth_mirror: tuple[str, list[str | None]],
+    rogue_index: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--index-url and --torch-index-url name every source; an index set in the caller's uv
+    variables or uv.toml, which holds another numpy, is not searched: uv gets exactly the sources
+    dlsetup decided. UV_INDEX with an --index-url that has credentials (they reach uv in a
+    private config file, and uv took UV_INDEX beside it); a uv.toml with a plain one (uv read the
+    user's config where dlsetup wrote none)."""
+    base, _ = auth_mirror
+    rogue = (rogue_index / "simple").as_uri()
+    if setting == "UV_FIND_LINKS":
+        monkeypatch.setenv(setting, str(rogue_index / "files"))
+    elif setting in ("UV_CONFIG_FILE", "uv.toml"):
+        config = (
+            tmp_path / "uv.toml"
+            if setting == "UV_CONFIG_FILE"
+            else (blocked_home / ".config/uv/uv.toml")
+        )
+        write(config, f'extra-index-url = ["{rogue}"]\n')
+        if setting == "UV_CONFIG_FILE":
+            monkeypatch.setenv(setting, str(config))
+    else:
+        monkeypatch.setenv(setting, rogue)
+    secret = base.replace("http://", f"http://{USER}:{PASSWORD}@")
+    index = f"{secret}/pypi/simple" if setting == "UV_INDEX" else torch_index.pypi_url
+    out = tmp_path / "out"
+    result = lock(out, "--index-url", index, "--torch-index-url", torch_index.torch_url)
+    assert result.exit_code == 0, result.output
+    text = header(out)
+    assert 'name = "numpy"\nversion = "2.3.4"' in text, text
+    assert "rogue" not in text
+
+
+def test_lock_json_names_each_source_with_its_role_and_origin_credentials_masked(
+    blocked_home: Path,
+    torch_index: TorchIndex,
+    auth_mirror: tuple[str, list[str | None]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    import jsonschema
+
+    from dlsetup.output import load_schema
+
+    base, _ = auth_mirror
+    secret = base.replace("http://", f"http://{USER}:{PASSWORD}@")
+    write(blocked_home / ".pip/pip.conf", f"[global]\nextra-index-url = {secret}/pypi/simple\n")
+    monkeypatch.setenv("UV_DEFAULT_INDEX", torch_index.pypi_url)
+    result = lock(tmp_path / "out", "--torch-index-url", torch_index.torch_url, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    jsonschema.validate(doc, load_schema("dlsetup.venv-lock"))
+    masked = f"http://***@{base.removeprefix('http://')}/pypi/simple"
+    assert doc["data"]["sources"] == [
+        {"role": "torch", "kind": "index", "url": torch_index.variant_url("cpu"),
+         "origin": "--torch-index-url", "origin_kind": "option", "variant": "cpu"},
+        {"role": "index", "kind": "index", "url": masked,
+         "origin": "pip config ~/.pip/pip.conf [global] extra-index-url",
+         "origin_kind": "pip-config"},
+        {"role": "default", "kind": "index", "url": torch_index.pypi_url,
+         "origin": "UV_DEFAULT_INDEX", "origin_kind": "environment"},
+    ]  # fmt: skip
+    assert (
+        f"index {masked} (pip config ~/.pip/pip.conf [global] extra-index-url)"
+        in (doc["data"]["source_lines"])
+    )
+    assert PASSWORD not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("origin", "kind"),
+    [("--index-url", "option"), ("uv config ~/.config/uv/uv.toml [[index]] torch", "uv-config"),
+     ("UV_INDEX", "environment"), ("PIP_FIND_LINKS", "environment"),
+     ("PyPI, the default index", "default"), ("PyTorch's index", "default")],
+)  # fmt: skip
+def test_each_origin_is_told_apart_for_json(origin: str, kind: str) -> None:
+    from dlsetup.envs.sources import Source
+
+    assert Source("index", "https://x/simple", origin).origin_kind == kind

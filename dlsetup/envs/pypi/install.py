@@ -401,24 +401,17 @@ def run_uv(argv: list[str], env: dict[str, str]) -> children.Completed:
     return done
 
 
-#: environment variables that turn uv's (or pip's) build isolation off: never passed to a uv that
-#: builds what ``--allow-build`` names
-_NO_ISOLATION = ("UV_NO_BUILD_ISOLATION", "UV_NO_BUILD_ISOLATION_PACKAGE", "PIP_NO_BUILD_ISOLATION")
-
-
-def run_uv_step(args: list[str], what: str, *, isolated_builds: bool = False) -> str:
+def run_uv_step(args: list[str], what: str) -> str:
     """Run ``uv ARGS`` (its output returned) as create's PyPI phase runs it (:func:`run_uv`): its
     own process group, ended on Ctrl-C or SIGTERM, killed by the kernel when dlsetup dies. A
     failure is a SolveError (``what == "resolve"``) or an InstallError with uv's last lines.
-    ``isolated_builds``: uv builds sdists (``--allow-build``); the variables that would turn its
-    build isolation off are left out of its environment."""
+    uv runs with ``--no-config`` and without the caller's source and build variables
+    (:func:`dlsetup.envs.pypi.uv.uv_environment`): the sources in ``args`` are all it gets, and
+    a build ``--allow-build`` names is always isolated."""
+    from dlsetup.envs.pypi.uv import uv_environment
     from dlsetup.errors import InstallError, SolveError
 
-    env = dict(os.environ)
-    if isolated_builds:
-        for name in _NO_ISOLATION:
-            env.pop(name, None)
-    proc = run_uv([uv_binary(), *args], env)
+    proc = run_uv([uv_binary(), *args, "--no-config"], uv_environment())
     if proc.returncode != 0:
         detail = "\n".join(proc.stderr.strip().splitlines()[-12:])
         raise (SolveError if what == "resolve" else InstallError)(

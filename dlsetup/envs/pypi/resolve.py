@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import os
 import re
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from typing import Any
 
 from dlsetup import children
 from dlsetup.envs.credentials import expand_auth, placeholders, redact, strip_auth
-from dlsetup.envs.pypi.uv import uv_binary, uv_cache
+from dlsetup.envs.pypi.uv import uv_binary, uv_cache, uv_environment
 from dlsetup.errors import MissingToolError, SolveError
 from dlsetup.platforms import PLATFORM_INFO
 
@@ -53,24 +52,6 @@ from dlsetup.platforms import PLATFORM_INFO
 UV_TIMEOUT_S = 900
 #: seconds to fetch one wheel's PEP 658 metadata
 METADATA_TIMEOUT_S = 30
-#: uv settings from the caller's environment that would change what the environment file says
-_UV_INPUT_VARIABLES = (
-    "UV_INDEX_URL",
-    "UV_EXTRA_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_INDEX",
-    "UV_FIND_LINKS",
-    "UV_CONSTRAINT",
-    "UV_OVERRIDE",
-    "UV_EXCLUDE",
-    "UV_BUILD_CONSTRAINT",
-    "UV_NO_INDEX",
-    "UV_PRERELEASE",
-    "UV_RESOLUTION",
-    "UV_EXCLUDE_NEWER",
-    "UV_CONFIG_FILE",
-    "UV_PYTHON",
-)
 _NO_WHEEL_RE = re.compile(
     r"(?P<name>[A-Za-z0-9][A-Za-z0-9._\-]*)(?:==\S+)? (?:has no wheels with a matching "
     r"(?:platform|Python ABI|Python implementation) tag|has no usable wheels|"
@@ -498,7 +479,7 @@ def resolve(request: PypiRequest, *, cache_dir: Path | None = None) -> PypiSolut
             "--no-python-downloads",
             "--quiet",
         ]
-        env = {k: v for k, v in os.environ.items() if k not in _UV_INPUT_VARIABLES}
+        env = uv_environment()  # the caller's source settings never reach this uv
         if primary is not None:
             env["UV_DEFAULT_INDEX"] = primary.solve
         if extra:

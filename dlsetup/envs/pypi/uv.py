@@ -15,6 +15,30 @@ from dlsetup.errors import MissingToolError
 #: environment variable naming another uv (a system-wide one, a wrapper)
 UV_ENV = "DLSETUP_UV"
 
+#: the caller's uv and pip settings that name package sources (an index, find-links, PyTorch's
+#: index through ``UV_TORCH_BACKEND``, a config file that may hold them) or change what a resolve
+#: or build takes: never passed to a uv dlsetup runs, which gets exactly the sources dlsetup
+#: decided (``--index-url`` and ``--torch-index-url``, else the configured ones dlsetup read with
+#: their origins, :mod:`dlsetup.envs.sources`), with ``--no-config``
+UV_INPUT_VARIABLES = (
+    "UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
+    "UV_NO_INDEX", "UV_INDEX_STRATEGY", "UV_TORCH_BACKEND", "UV_CONFIG_FILE", "UV_CONSTRAINT",
+    "UV_OVERRIDE", "UV_EXCLUDE", "UV_BUILD_CONSTRAINT", "UV_PRERELEASE", "UV_RESOLUTION",
+    "UV_EXCLUDE_NEWER", "UV_PYTHON", "UV_NO_BINARY", "UV_ONLY_BINARY", "UV_NO_BUILD",
+    "UV_NO_BUILD_ISOLATION", "UV_NO_BUILD_ISOLATION_PACKAGE", "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_CONFIG_FILE",
+    "PIP_NO_BUILD_ISOLATION",
+)  # fmt: skip
+
+
+def uv_environment() -> dict[str, str]:
+    """This process's environment without :data:`UV_INPUT_VARIABLES`: for a uv that gets its
+    sources from dlsetup (on its command line or in a private config file) and ``--no-config``,
+    so neither a ``UV_INDEX`` nor a ``uv.toml`` adds an index the user did not choose for this
+    run, and nothing turns the build isolation of ``--allow-build`` off. Other variables (proxies,
+    certificates, ``UV_NATIVE_TLS``, ``UV_CACHE_DIR``) still reach uv."""
+    return {k: v for k, v in os.environ.items() if k not in UV_INPUT_VARIABLES}
+
 
 def uv_binary() -> str:
     """The uv executable: ``$DLSETUP_UV`` when set, else the ``uv`` package's (a dependency of

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlsetup.envs.pypi.install import build_options, check_sources, run_uv_step
+from dlsetup.envs.sources import PYPI_INDEX
 from dlsetup.errors import InputError, InstallError
 
 if TYPE_CHECKING:
@@ -77,24 +78,57 @@ def python_request(lock: PyLock) -> str:
     return version
 
 
-@contextlib.contextmanager
-def sync_credentials(lock: PyLock) -> Iterator[list[str]]:
-    """uv's options for the credentials of the indexes a lock was made from: the wheels' URLs
-    carry none (uv writes them without), so uv gets the indexes whose ``[tool.dlsetup]`` URLs
-    name ``${VAR}`` credentials, filled in, in a private config file (uv sends an index's
-    credentials to its host), and a private cache; nothing when none does."""
-    from dlsetup.envs.credentials import placeholders
-    from dlsetup.envs.pypi.uv import index_config, uv_cache
-
+def _recorded(lock: PyLock) -> tuple[str, list[str], bool]:
+    """The lock's default index, PyTorch's indexes and whether ``--index-url`` named the index."""
     torch = lock.tool.get("torch_index")
-    urls = [lock.tool.get("index_url"), *(torch.values() if isinstance(torch, dict) else ())]
-    given = [url for url in urls if isinstance(url, str) and placeholders(url)]
-    if not given:
-        yield []
-        return
-    with tempfile.TemporaryDirectory(prefix="dlsetup-uv-") as tmp, uv_cache(given) as cache:
-        config = index_config(Path(tmp) / "uv.toml", given[0], given[1:])
-        yield ["--config-file", str(config), "--cache-dir", str(cache)]
+    torch_urls = [u for u in (torch.values() if isinstance(torch, dict) else ()) if u]
+    index = lock.tool.get("index_url")
+    request = lock.tool.get("request")
+    given = isinstance(request, dict) and bool(request.get("index_url"))
+    return (
+        index if isinstance(index, str) and index else PYPI_INDEX,
+        [u for u in torch_urls if isinstance(u, str)],
+        given,
+    )
+
+
+def sync_sources(lock: PyLock) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The sources ``uv pip sync`` gets for ``lock``: ``(default index, indexes, find-links)``.
+
+    The wheels' URLs are in the lock; the indexes give uv their credentials (uv sends an
+    index's credentials to its host) and, with ``--allow-build``, the build requirements. As
+    for ``lock``: where ``--index-url`` named the lock's index, that index and the PyTorch
+    indexes recorded, nothing configured; otherwise the sources configured now
+    (:func:`dlsetup.envs.sources.pypi_sources`, credentials as configured: a lock stores none)
+    beside the PyTorch indexes recorded, the configured default index in place of the recorded
+    one. Nothing else reaches uv (:func:`dlsetup.envs.pypi.install.run_uv_step`).
+
+    Raises:
+        InputError: a configuration file that cannot be read (named, with the fix).
+    """
+    from dlsetup.envs.sources import pypi_sources
+
+    index, torch, given = _recorded(lock)
+    configured = () if given else pypi_sources()
+    default = next((s.url for s in configured if s.kind == "index" and s.default), index)
+    extras = [*torch, *(s.url for s in configured if s.kind == "index" and not s.default)]
+    links = tuple(dict.fromkeys(s.url for s in configured if s.kind == "find-links"))
+    return default, tuple(u for u in dict.fromkeys(extras) if u != default), links
+
+
+@contextlib.contextmanager
+def sync_source_args(lock: PyLock) -> Iterator[list[str]]:
+    """uv's options naming :func:`sync_sources`: on its command line, or, where a URL names
+    credentials (``${VAR}`` filled in), in a private config file with a private cache."""
+    from dlsetup.envs.pypi.uv import index_args, uv_cache
+
+    default, indexes, links = sync_sources(lock)
+    with (
+        tempfile.TemporaryDirectory(prefix="dlsetup-uv-") as tmp,
+        uv_cache((default, *indexes, *links)) as cache,
+    ):
+        args = index_args(default, indexes, links, workdir=Path(tmp))
+        yield args + (["--cache-dir", str(cache)] if cache is not None else [])
 
 
 def create_venv(
@@ -164,13 +198,12 @@ def create_venv(
             )
             progress.note(f"Installing {len(locked.pypi)} packages from {lock_path.name} ...")
             try:
-                with sync_credentials(lock) as credentials:
+                with sync_source_args(lock) as sources:
                     run_uv_step(
                         ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
                          *build_options(locked.pypi, allow_build), "--preview-features",
-                         "pylock", "--quiet", *credentials, str(lock_path)],
+                         "pylock", "--quiet", *sources, str(lock_path)],
                         "install the lock",
-                        isolated_builds=bool(allow_build),
                     )  # fmt: skip
             except InstallError as exc:
                 if "Hash mismatch" in exc.message:

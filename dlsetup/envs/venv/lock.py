@@ -77,7 +77,7 @@ from dlsetup.envs.venv.torch_choice import (
     index_of,
     torch_index_pattern,
 )
-from dlsetup.envs.venv.uv_sources import DEFAULT_INDEX, LockSources, plan_routes
+from dlsetup.envs.venv.uv_sources import DEFAULT_INDEX, LockSources, plan_routes, used_sources
 from dlsetup.errors import SolveError
 
 __all__ = [
@@ -182,6 +182,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         companion_notes=tuple(notes),
         accepted_variant=accepted,
         sources=tuple(routes.lines()),
+        used_sources=used_sources(routes),
     )
     output.mkdir(parents=True, exist_ok=True)
     write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))

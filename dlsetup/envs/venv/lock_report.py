@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dlsetup.envs.venv.plan import VenvLockRequest
     from dlsetup.envs.venv.platform_locks import PlatformLock
     from dlsetup.envs.venv.torch_choice import TorchIndexChoice
+    from dlsetup.envs.venv.uv_sources import UsedSource
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class VenvLockResult:
             else None.
         sources: each source searched and where it was configured, and the fallback taken
             when PyTorch's index was out of reach (:mod:`dlsetup.envs.reachability`).
+        used_sources: the sources searched, each with its role and where it was set
+            (:func:`dlsetup.envs.venv.uv_sources.used_sources`), for ``--json``.
     """
 
     name: str
@@ -55,6 +58,7 @@ class VenvLockResult:
     companion_notes: tuple[str, ...] = ()
     accepted_variant: str | None = None
     sources: tuple[str, ...] = ()
+    used_sources: tuple[UsedSource, ...] = ()
 
     @property
     def torch_variant(self) -> str | None:

@@ -1,7 +1,8 @@
 """Where a venv lock resolves from, and the uv call that resolves it: every source probed once
 before anything is resolved (:func:`plan_routes`), and :class:`LockSources`, whose
 :meth:`~LockSources.resolve` runs ``uv pip compile`` for one platform with those sources, uv's
-working directory and its private cache."""
+working directory and its private cache; what was searched, for ``--json``
+(:func:`used_sources`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dlsetup.envs.venv.torch_choice import index_of
 
 if TYPE_CHECKING:
     from dlsetup.envs.reachability import VenvSources
+    from dlsetup.envs.sources import Source
     from dlsetup.envs.venv.lock_platforms import VenvPlatform
     from dlsetup.envs.venv.plan import VenvLockRequest, VenvPlan
 
@@ -116,4 +118,49 @@ def plan_routes(request: VenvLockRequest, plan: VenvPlan, pattern: str) -> VenvS
         torch_indexes={v: index_of(pattern, v) for v in sorted(variants)},
         torch_given=request.torch_index_url is not None,
         pypi_misfit=pypi_torch_misfit(plan.choice, plan.torch.release) if plan.torch else None,
+    )
+
+
+@dataclass(frozen=True)
+class UsedSource:
+    """One source a venv lock was resolved from, for ``--json``.
+
+    Attributes:
+        role: ``torch`` (PyTorch's index for ``variant``, searched first), ``index`` (a
+            configured extra index), ``find-links``, or ``default`` (the default index).
+        source: the source, with where it was set (its URL may hold credentials: show
+            :attr:`~dlsetup.envs.sources.Source.shown`).
+        variant: the wheel variant, for ``torch``; empty otherwise.
+    """
+
+    role: str
+    source: Source
+    variant: str = ""
+
+    def data(self) -> dict[str, str]:
+        """The ``--json`` form: credentials masked."""
+        entry = {
+            "role": self.role,
+            "kind": self.source.kind,
+            "url": self.source.shown,
+            "origin": self.source.origin,
+            "origin_kind": self.source.origin_kind,
+        }
+        return {**entry, **({"variant": self.variant} if self.variant else {})}
+
+
+def used_sources(routes: VenvSources) -> tuple[UsedSource, ...]:
+    """The sources a lock over ``routes`` searches, in uv's order: PyTorch's index per variant
+    (where it answered), the configured extra indexes and find-links that answered, the default
+    index."""
+    torch = [
+        UsedSource("torch", t.tried[0].source, variant)
+        for variant, t in sorted(routes.torch.items())
+        if t.torch_index and t.tried
+    ]
+    return (
+        *torch,
+        *(UsedSource("index", s) for s in routes.indexes),
+        *(UsedSource("find-links", s) for s in routes.find_links),
+        UsedSource("default", routes.default_index),
     )
