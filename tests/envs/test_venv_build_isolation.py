@@ -59,3 +59,93 @@ def test_a_users_no_build_isolation_does_not_reach_the_allowed_build(
     prefixes = set(Path(str(marker) + ".prefix").read_text().split())
     assert prefixes and not any(".dlsetup-partial-env-" in p for p in prefixes), prefixes
     assert site_has(prefix, "evila")
+
+
+_NEEDS_HELPER = """\
+import os
+import shutil
+
+import buildhelp
+
+with open({marker!r}, "w") as fh:  # the build requirement's release the build ran with
+    fh.write(buildhelp.VERSION)
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    shutil.copy("{wheel}", os.path.join(wheel_directory, "{wheel}"))
+    return "{wheel}"
+"""
+
+
+def sdist_needing_a_helper(directory: Path, marker: Path) -> dict[str, object]:
+    """A ``[[packages]]`` table with only the sdist of ``needy 1.0``, whose in-tree backend
+    imports its build requirement ``buildhelp`` and writes that one's release to ``marker``."""
+    import io
+    import tarfile
+
+    from tests.security.locks import sha256
+    from tests.support.wheels import Wheel, build_wheel
+
+    wheel = build_wheel(directory / "built", Wheel("needy", "1.0"))
+    members = {
+        "backend.py": _NEEDS_HELPER.format(marker=str(marker), wheel=wheel.name).encode(),
+        "pyproject.toml": b'[build-system]\nrequires = ["buildhelp"]\nbuild-backend = "backend"\n'
+        b'backend-path = ["."]\n[project]\nname = "needy"\nversion = "1.0"\n',
+        "PKG-INFO": b"Metadata-Version: 2.1\nName: needy\nVersion: 1.0\n",
+        wheel.name: wheel.read_bytes(),
+    }
+    path = directory / "needy-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in members.items():
+            info = tarfile.TarInfo(f"needy-1.0/{member}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    sdist = {"name": path.name, "url": path.resolve().as_uri(), "hashes": {"sha256": sha256(path)}}
+    return {"name": "needy", "version": "1.0", "sdist": sdist}
+
+
+def helper_index(root: Path, version: str) -> str:
+    """An index holding ``buildhelp VERSION`` as a wheel; its ``file://`` URL."""
+    from tests.support.wheels import Wheel, build_index
+
+    files = {"buildhelp/__init__.py": f'VERSION = "{version}"\n'.encode()}
+    return build_index(root, [Wheel("buildhelp", version, files=files)])
+
+
+@pytest.mark.parametrize("where", ["UV_INDEX", "UV_EXTRA_INDEX_URL", "uv.toml"])
+def test_build_requirements_come_from_the_locks_index_not_the_callers_uv_settings(
+    where: str, tmp_path: Path
+) -> None:
+    """A lock made with --index-url records that index; ``create --allow-build`` builds with the
+    build requirement from it, never from an index the caller's uv settings name, which holds a
+    newer release."""
+    from tests.security.locks import HOST_PYTHON, write_pylock
+    from tests.support.proc import REPO, run_cli
+
+    chosen = helper_index(tmp_path / "chosen", "1.0")
+    other = helper_index(tmp_path / "other", "2.0")
+    marker = tmp_path / "helper-version"
+    lock = write_pylock(
+        tmp_path / "pylock.toml", [sdist_needing_a_helper(tmp_path / "s", marker)],
+        python=HOST_PYTHON,
+    )  # fmt: skip
+    with lock.open("a", encoding="utf-8") as fh:
+        fh.write(f'index_url = "{chosen}"\nrequest = {{ index_url = "{chosen}" }}\n')
+    config = tmp_path / "config"
+    env = {"PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(config)}
+    if where == "uv.toml":
+        (config / "uv").mkdir(parents=True)
+        (config / "uv" / "uv.toml").write_text(f'extra-index-url = ["{other}"]\n', "utf-8")
+    else:
+        env[where] = other
+    prefix = tmp_path / "env"
+    proc = run_cli(
+        "create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
+        "--no-jupyter", "--allow-build", "needy", env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text(encoding="utf-8") == "1.0"
