@@ -386,3 +386,31 @@ def test_each_origin_is_told_apart_for_json(origin: str, kind: str) -> None:
     from dlsetup.envs.sources import Source
 
     assert Source("index", "https://x/simple", origin).origin_kind == kind
+
+
+def test_create_from_a_uv_toml_mirror_with_a_password_authenticates_without_the_users_config(
+    blocked_home: Path, auth_mirror: tuple[str, list[str | None]], tmp_path: Path
+) -> None:
+    """uv runs with --no-config, so a password written in the user's uv.toml reaches ``uv pip
+    sync`` only through dlsetup (the configured sources, their credentials in a private config
+    file): the venv is built from the mirror, and the lock keeps no password."""
+    base, seen = auth_mirror
+    secret = base.replace("http://", f"http://{USER}:{PASSWORD}@")
+    write(
+        blocked_home / ".config/uv/uv.toml",
+        f'[[index]]\nurl = "{secret}/pypi/simple"\ndefault = true\n\n[[index]]\nname = "torch"\n'
+        f'url = "{secret}/whl/cpu/simple"\n',
+    )
+    prefix = tmp_path / "envs" / "pt"
+    result = CliRunner().invoke(
+        cli,
+        ["create", "pytorch", "--backend", "venv", "--variant", "cpu", "--python-version",
+         f"{sys.version_info.major}.{sys.version_info.minor}", "--prefix", str(prefix),
+         "--no-jupyter", "--no-smoke"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (prefix / "pyvenv.cfg").is_file()
+    assert basic_auth(USER, PASSWORD) in seen
+    assert PASSWORD not in result.output
+    for lock_file in prefix.glob("pylock*.toml"):
+        assert PASSWORD not in lock_file.read_text(encoding="utf-8")
