@@ -23,19 +23,23 @@ else:  # run as a script inside a target interpreter: load the sibling modules b
 TIMING_CHUNK = 20
 
 
-def timing_clock(device: str) -> Callable[[], float]:
-    """The clock the gate's figures are timed with on ``device`` (seconds).
+def timing_clock(device: str) -> Callable[[], timing_kernel.Reading]:
+    """The clock the gate's figures are timed with on ``device``.
 
-    On a CPU device, the CPU time of the worker process (all its threads: TensorFlow runs its
-    graph on a pool thread): the time other jobs hold the machine's cores is not counted, only
-    the work done. On a 2-core machine at load 2.4-3.7 this halved the run-to-run spread of the
-    step per kernel (PyTorch: 10.8% to 5.4% standard deviation, TensorFlow: 13.6% to 10.0%) and
-    cut PyTorch's matmul per kernel from 24% to 6% (``benchmarks/bench_gate.py``). A regression
-    that waits rather than computes (a sleep, a lock) shows only in the wall-time figures, which
-    are reported beside them. On an accelerator the host's CPU time says nothing of the device's
-    work: wall time (``time.perf_counter``).
+    On a CPU device, wall time and the worker process's CPU time (all its threads: TensorFlow
+    runs its graph on a pool thread), and a timing is the smaller of the two
+    (:func:`timing_kernel.seconds`): the moments other jobs hold the machine's cores inflate the
+    wall time only, threads spinning on an idle core the CPU time only. On a 2-core machine at
+    load 2.4-3.7, CPU time alone halved the run-to-run spread of the step per kernel against wall
+    time (PyTorch: 10.8% to 5.4% standard deviation, TensorFlow: 13.6% to 10.0%) and cut
+    PyTorch's matmul per kernel from 24% to 6% (``benchmarks/bench_gate.py``); but with a core
+    free, TensorFlow's step read up to 22% more CPU time than its baseline recorded at load 4.
+    A regression that waits rather than computes (a sleep, a lock) shows only in the wall-time
+    figures, which are reported beside them. On an accelerator the host's CPU time says nothing
+    of the device's work: wall time only.
     """
-    return time.process_time if device.strip().lower().startswith("cpu") else time.perf_counter
+    cpu = device.strip().lower().startswith("cpu")
+    return timing_kernel.wall_and_cpu if cpu else timing_kernel.wall
 
 
 class ChunkClock:
@@ -52,7 +56,7 @@ class ChunkClock:
     def __init__(
         self,
         sync: Callable[[], Any] | None = None,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], timing_kernel.Reading] = timing_kernel.wall,
     ) -> None:
         self.sync = sync
         self.clock = clock
@@ -74,7 +78,9 @@ class ChunkClock:
             return
         if self.sync is not None:
             self.sync()
-        self.chunk_ms.append(1000.0 * (self.clock() - self._start) / self._steps)
+        self.chunk_ms.append(
+            1000.0 * timing_kernel.seconds(self._start, self.clock()) / self._steps
+        )
         t0 = time.perf_counter()
         self.kernel_ms.append(timing_kernel.kernel_ms(repeats=1, clock=self.clock))
         self.kernel_s += time.perf_counter() - t0

@@ -380,10 +380,10 @@ def _calls(call: Callable[[], Any]) -> int:
 
 
 def kernel_timings(
-    ops: KernelOps, clock: Callable[[], float] = time.perf_counter
+    ops: KernelOps, clock: Callable[[], timing_kernel.Reading] = timing_kernel.wall
 ) -> list[dict[str, Any]]:
-    """Each of :data:`TIMED` on one thread: milliseconds per call by ``clock`` (seconds; the
-    worker's CPU time on a CPU device, ``worker_clock.timing_clock``) and its rate (the fastest
+    """Each of :data:`TIMED` on one thread: milliseconds per call by ``clock``
+    (:func:`timing_kernel.seconds`; ``worker_clock.timing_clock``) and its rate (the fastest
     of the rounds: load only ever adds time), and that divided by the fastest run of the
     calibration kernel, one run after each round (the figure the gate compares, as the step per
     kernel is for the training step: what slows the machine slows both)."""
@@ -399,7 +399,7 @@ def kernel_timings(
             t0 = clock()
             for _ in range(calls):
                 call()
-            best[i] = min(best[i], 1000.0 * (clock() - t0) / calls)
+            best[i] = min(best[i], 1000.0 * timing_kernel.seconds(t0, clock()) / calls)
         calibration = min(calibration, timing_kernel.kernel_ms(repeats=2, clock=clock))
     out = []
     for i, (kernel, shape, unit, work, _, _) in enumerate(prepared):

@@ -1,5 +1,6 @@
-"""On a CPU device the gate's figures are timed in the worker's CPU time, so the time other jobs
-hold the cores is not read as a slower step, while more work is.
+"""On a CPU device the gate's figures are timed as the smaller of the wall and the worker's CPU
+seconds, so neither the time other jobs hold the cores nor threads spinning on an idle core are
+read as a slower step, while more work is.
 
 The workers' clock (:func:`worker_clock.timing_clock`) is the real one the chunks and the
 calibration kernel are timed with; a sleep stands for the moments another job holds the core
@@ -17,22 +18,31 @@ from dlsetup.smoke.worker_clock import TIMING_CHUNK, ChunkClock, timing_clock
 
 
 @pytest.mark.parametrize("device", ["cpu", "CPU:0", "cpu:1"])
-def test_a_cpu_device_is_timed_in_the_process_cpu_time(device: str) -> None:
-    assert timing_clock(device) is time.process_time
+def test_a_cpu_device_is_timed_in_wall_and_cpu_time(device: str) -> None:
+    assert timing_clock(device).__name__ == "wall_and_cpu"  # the module is loaded by path
 
 
 @pytest.mark.parametrize("device", ["cuda:0", "GPU:0", "mps"])
 def test_an_accelerator_is_timed_in_wall_time(device: str) -> None:
-    assert timing_clock(device) is time.perf_counter
+    assert timing_clock(device).__name__ == "wall"
+    wall, again = timing_kernel.wall()
+    assert wall == again
+
+
+def test_a_timing_is_the_smaller_of_the_wall_and_the_cpu_seconds() -> None:
+    # preempted: 3 s of wall time, 1 s of work
+    assert timing_kernel.seconds((10.0, 5.0), (13.0, 6.0)) == 1.0
+    # a second thread spun beside the work: 2 s of CPU time in 1 s of wall time
+    assert timing_kernel.seconds((10.0, 5.0), (11.0, 7.0)) == 1.0
 
 
 def _busy(seconds: float) -> None:
-    end = time.process_time() + seconds
-    while time.process_time() < end:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
         pass
 
 
-def _step_per_kernel(clock: ChunkClock, *, wait: float, work: float) -> float:
+def _run(clock: ChunkClock, *, wait: float, work: float) -> ChunkClock:
     """Two chunks of steps that each do ``work`` CPU seconds and wait ``wait`` seconds."""
     for _ in range(2):
         clock.begin()
@@ -40,21 +50,22 @@ def _step_per_kernel(clock: ChunkClock, *, wait: float, work: float) -> float:
             _busy(work)
             time.sleep(wait)
             clock.steps_done(1)
-    return clock.step_per_kernel
+    return clock
 
 
 def test_waiting_does_not_move_the_cpu_figure_but_more_work_does() -> None:
-    kernel = timing_kernel.kernel_ms(clock=time.process_time) / 1000.0
+    kernel = timing_kernel.kernel_ms(clock=timing_kernel.wall_and_cpu) / 1000.0
     work = kernel / 4  # a step of a quarter of the calibration kernel
+    ms = 1000.0 * work
     cpu = timing_clock("cpu")
-    quiet = _step_per_kernel(ChunkClock(clock=cpu), wait=0.0, work=work)
-    waited = _step_per_kernel(ChunkClock(clock=cpu), wait=2 * work, work=work)
-    slower = _step_per_kernel(ChunkClock(clock=cpu), wait=0.0, work=2 * work)
-    assert waited < quiet * 1.3  # the waits (another job's turn on the core) are not counted
-    assert slower > quiet * 1.6  # twice the work is
-    # wall time, the clock before, read the same waits as a 3x slower step
-    wall = _step_per_kernel(ChunkClock(clock=time.perf_counter), wait=2 * work, work=work)
-    assert wall > quiet * 2.0
-    clock = ChunkClock(clock=cpu)
-    _step_per_kernel(clock, wait=2 * work, work=work)
-    assert clock.kernel_s > 0  # the kernel runs' wall seconds, taken off the loop's time
+    quiet = _run(ChunkClock(clock=cpu), wait=0.0, work=work)
+    waited = _run(ChunkClock(clock=cpu), wait=4 * work, work=work)
+    slower = _run(ChunkClock(clock=cpu), wait=0.0, work=4 * work)
+    # the waits (another job's turn on the core) are not counted: each step is its work
+    assert max(waited.chunk_ms) < 1.5 * ms and max(quiet.chunk_ms) < 1.5 * ms
+    assert min(slower.chunk_ms) > 3.5 * ms  # four times the work is
+    assert slower.step_per_kernel > 1.8 * quiet.step_per_kernel
+    # wall time, the clock before, reads the same waits as a 5x slower step
+    wall = _run(ChunkClock(clock=timing_kernel.wall), wait=4 * work, work=work)
+    assert min(wall.chunk_ms) >= 5 * ms
+    assert waited.kernel_s > 0  # the kernel runs' wall seconds, taken off the loop's time

@@ -33,10 +33,11 @@ imports it. No production module knows about these faults. Comma-separated, each
   rate of zero (same work, weights unchanged), so training takes twice as long;
 * ``FRAMEWORK:slow=F`` for another factor F (1.3): each training step (PyTorch: each gradient
   call's step; TensorFlow: each call of the training loop) is followed by a busy wait of F - 1
-  times its CPU time, so training does F times the CPU work (the gate times CPU work on a CPU
-  device, ``worker_clock.timing_clock``);
+  times its time as the gate reads it on a CPU device (the smaller of wall and CPU seconds,
+  ``worker_clock.timing_clock``), so training does F times the work;
 * ``FRAMEWORK:slow-mm=F``: every 2-D matmul (``torch.mm``, ``tf.linalg.matmul``; the grid uses
-  neither) is followed by a busy wait of F - 1 times its CPU time (a GEMM F times slower).
+  neither) is followed by a busy wait of F - 1 times its time, read the same way (a GEMM F times
+  slower).
 
 Faults of the worker itself, patched into the backend the worker's ``load`` returns (prefix
 ``torch:``, ``tensorflow:`` or ``*:`` for both):
@@ -134,16 +135,16 @@ def _patch_torch(torch: Any) -> None:
         torch.nn.functional.leaky_relu = leaky_relu
     if "slow" in faults:
         original_grad = torch.autograd.grad
-        last: dict[str, float | None] = {"end": None}
+        last: dict[str, tuple[float, float] | None] = {"end": None}
         extra = float(faults["slow"]) - 1.0
 
         def grad(*args: Any, **kwargs: Any) -> Any:
-            start = time.process_time()
+            start = _now()
             out = original_grad(*args, **kwargs)
-            end = time.process_time()
-            if last["end"] is not None and start - last["end"] < 1.0:
-                _busy(extra * (end - last["end"]))  # the step took end - last end
-            last["end"] = time.process_time()
+            end = _now()
+            if last["end"] is not None and start[0] - last["end"][0] < 1.0:
+                _busy(extra * _seconds(last["end"], end))  # the step took end - last end
+            last["end"] = _now()
             return out
 
         torch.autograd.grad = grad
@@ -151,11 +152,20 @@ def _patch_torch(torch: Any) -> None:
         torch.mm = _slowed(torch.mm, float(faults["slow-mm"]))
 
 
+def _now() -> tuple[float, float]:
+    return (time.perf_counter(), time.process_time())
+
+
+def _seconds(start: tuple[float, float], end: tuple[float, float]) -> float:
+    """What the gate reads on a CPU device: the smaller of the wall and CPU seconds."""
+    return min(end[0] - start[0], end[1] - start[1])
+
+
 def _busy(seconds: float) -> None:
-    """Spend ``seconds`` of the process's CPU time (what the gate times on a CPU device; a sleep
-    would spend none): the slowed work is F times the CPU work, whatever the load."""
-    end = time.process_time() + seconds
-    while time.process_time() < end:
+    """Spend ``seconds`` of this thread's CPU time (a sleep would spend none of the CPU time the
+    gate reads): F - 1 times more work, whatever the load and whatever other threads do."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
         pass
 
 
@@ -163,9 +173,9 @@ def _slowed(original: Any, factor: float) -> Any:
     """``original`` made ``factor`` times slower (a busy wait after each call)."""
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        start = time.process_time()
+        start = _now()
         out = original(*args, **kwargs)
-        _busy((factor - 1.0) * (time.process_time() - start))
+        _busy((factor - 1.0) * _seconds(start, _now()))
         return out
 
     return slow
@@ -288,9 +298,9 @@ def _patch_tensorflow(tf: Any) -> None:
                 if factor == 2.0:  # the trainer's loop(x, y, lr, n): same work, lr 0
                     traced(*call[:2], tf.zeros_like(call[2]), call[3])
                     return traced(*call)
-                start = time.process_time()
+                start = _now()
                 out = traced(*call)
-                _busy((factor - 1.0) * (time.process_time() - start))
+                _busy((factor - 1.0) * _seconds(start, _now()))
                 return out
 
             return slower
