@@ -151,6 +151,7 @@ def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
         "index_url": result.index_url,
         "sources": [s.data() for s in result.used_sources],
         "source_lines": list(result.sources),
+        "uv_settings": list(result.uv_settings),
         "gpus": [
             {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}"}
             for g in choice.gpus
@@ -240,5 +241,7 @@ def lock_venv_command(
             say(f"    From {where}: {names}")
     for line in result.sources:  # each source and its origin; the fallback, when taken
         say(f"  Source: {line}")
+    for line in result.uv_settings:  # the user's uv settings that are not sources, and where
+        say(f"  uv setting: {line}")
     say(f"Wrote: {result.lock_path}")
     say(f"Next: dlsetup create --from-lock {result.lock_path}")

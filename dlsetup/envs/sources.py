@@ -260,6 +260,17 @@ _PIP_KEYS = {"index-url": "index", "extra-index-url": "index", "find-links": "fi
 
 def _pip_settings(places: Places) -> dict[str, tuple[str, str]]:
     """pip's ``index-url``, ``extra-index-url``, ``find-links``: value and origin, last wins."""
+    return pip_settings(places, tuple(_PIP_KEYS))
+
+
+def pip_settings(places: Places, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """pip's settings ``keys`` (``cert``, ``trusted-host``, ...) in pip's files and ``PIP_*``
+    variables, in pip's order: value and origin, the last place wins.
+
+    Raises:
+        InputError: a configuration file pip itself could not read (named, with the fix).
+    """
+    wanted = set(keys)
     found: dict[str, tuple[str, str]] = {}
     for path in _pip_files(places):
         label = places.label(path)
@@ -271,9 +282,9 @@ def _pip_settings(places: Places) -> dict[str, tuple[str, str]]:
                 continue
             for key, value in parser.items(section):
                 name = key.replace("_", "-")
-                if name in _PIP_KEYS:
+                if name in wanted:
                     found[name] = (value, f"pip config {label} [{section}] {name}")
-    for name in _PIP_KEYS:
+    for name in sorted(wanted):
         var = "PIP_" + name.upper().replace("-", "_")
         if places.env.get(var):
             found[name] = (places.env[var], var)
@@ -314,6 +325,13 @@ def _load_toml(path: Path, label: str, what: str) -> dict[str, Any] | None:
 
 
 def _uv_files(places: Places) -> list[Path]:
+    return uv_config_files(places)
+
+
+def uv_config_files(places: Places) -> list[Path]:
+    """uv's configuration files, in uv's order (a later one overrides an earlier one, key by
+    key): the system files, then the user's; ``UV_CONFIG_FILE`` alone; none with
+    ``UV_NO_CONFIG``. Some may not exist."""
     if places.env.get("UV_NO_CONFIG"):
         return []
     if places.env.get("UV_CONFIG_FILE"):

@@ -237,7 +237,18 @@ def _requirements(packages: Sequence[PypiPackage]) -> str:
 
 
 def _uv_env(cache_dir: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV"))}
+    """No uv or pip variable of the caller but those of the user's settings that are not sources
+    (certificates, keyring, cache, ...), and the user's uv.toml/pip.conf values for them
+    (:mod:`dlsetup.envs.pypi.uv_settings`)."""
+    from dlsetup.envs.pypi.uv_settings import SETTING_VARIABLES, forwarded_environment
+
+    env = forwarded_environment(
+        {
+            k: v
+            for k, v in os.environ.items()
+            if k in SETTING_VARIABLES or not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV"))
+        }
+    )
     env["UV_NO_PROGRESS"] = "1"
     env["NO_COLOR"] = "1"
     if cache_dir is not None:

@@ -36,8 +36,19 @@ def uv_environment() -> dict[str, str]:
     sources from dlsetup (on its command line or in a private config file) and ``--no-config``,
     so neither a ``UV_INDEX`` nor a ``uv.toml`` adds an index the user did not choose for this
     run, and nothing turns the build isolation of ``--allow-build`` off. Other variables (proxies,
-    certificates, ``UV_NATIVE_TLS``, ``UV_CACHE_DIR``) still reach uv."""
-    return {k: v for k, v in os.environ.items() if k not in UV_INPUT_VARIABLES}
+    certificates, ``UV_SYSTEM_CERTS``, ``UV_CACHE_DIR``, ``UV_KEYRING_PROVIDER``) still reach uv,
+    and the user's uv.toml (and pip.conf) settings that are not sources are added as the
+    variables uv reads for them, where the environment does not set them already
+    (:mod:`dlsetup.envs.pypi.uv_settings`).
+
+    Raises:
+        InputError: a uv or pip configuration file that cannot be read (named, with the fix).
+    """
+    from dlsetup.envs.pypi.uv_settings import forwarded_environment
+
+    return forwarded_environment(
+        {k: v for k, v in os.environ.items() if k not in UV_INPUT_VARIABLES}
+    )
 
 
 def uv_binary() -> str:

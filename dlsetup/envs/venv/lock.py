@@ -131,6 +131,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         SolveError: uv could not resolve.
         MissingToolError: no uv.
     """
+    from dlsetup.envs.pypi.uv_settings import uv_settings
     from dlsetup.envs.venv.pylock import merge_locks, write_pylock
     from dlsetup.errors import ExistsError
 
@@ -183,6 +184,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         accepted_variant=accepted,
         sources=tuple(routes.lines()),
         used_sources=used_sources(routes),
+        uv_settings=tuple(uv_settings().lines()),
     )
     output.mkdir(parents=True, exist_ok=True)
     write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))

@@ -43,6 +43,9 @@ class VenvLockResult:
             when PyTorch's index was out of reach (:mod:`dlsetup.envs.reachability`).
         used_sources: the sources searched, each with its role and where it was set
             (:func:`dlsetup.envs.venv.uv_sources.used_sources`), for ``--json``.
+        uv_settings: the user's uv (and pip) settings that are not sources: each forwarded to
+            uv, taken over by a variable already set, or left out, and where it was set
+            (:func:`dlsetup.envs.pypi.uv_settings.uv_settings`).
     """
 
     name: str
@@ -59,6 +62,7 @@ class VenvLockResult:
     accepted_variant: str | None = None
     sources: tuple[str, ...] = ()
     used_sources: tuple[UsedSource, ...] = ()
+    uv_settings: tuple[str, ...] = ()
 
     @property
     def torch_variant(self) -> str | None:
