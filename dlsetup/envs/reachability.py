@@ -117,8 +117,13 @@ def _probe_now(source: Source, timeout_s: float) -> tuple[bool, str]:
     if urlsplit(source.url).scheme not in ("http", "https"):
         return False, f"not an http, https or file URL: {redact(source.url)}"
     try:
+        from dlsetup.envs.uv_settings import tls_context
+
+        # the TLS trust uv gets from the user's settings (a company CA, an insecure host)
+        context = tls_context(source.url)
+        handlers = [] if context is None else [urllib.request.HTTPSHandler(context=context)]
         # an opener of its own: the proxy settings of now (urlopen keeps its first opener's)
-        opener = urllib.request.build_opener()
+        opener = urllib.request.build_opener(*handlers)
         with opener.open(_request(source.url), timeout=timeout_s) as answer:
             answer.read(1)
         return True, ""

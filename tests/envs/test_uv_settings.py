@@ -1,5 +1,5 @@
 """The user's uv settings that are not sources reach every uv dlsetup runs (uv runs with
-``--no-config``, so they reach it only through dlsetup: :mod:`dlsetup.envs.pypi.uv_settings`).
+``--no-config``, so they reach it only through dlsetup: :mod:`dlsetup.envs.uv_settings`).
 
 Real uv throughout: ``dlsetup lock --backend venv`` over the local indexes of
 :mod:`tests.support.torch_index` (a uv.toml ``cache-dir`` fills that directory; ``keyring-provider``
@@ -243,7 +243,7 @@ def test_no_forwarded_variable_is_one_dlsetup_keeps_from_uv() -> None:
     """The variables of the forwarded settings are not among the source and resolver variables
     uv never gets, so the user's own values of them reach uv."""
     from dlsetup.envs.pypi.uv import UV_INPUT_VARIABLES
-    from dlsetup.envs.pypi.uv_settings import SETTING_VARIABLES
+    from dlsetup.envs.uv_settings import SETTING_VARIABLES
 
     assert not SETTING_VARIABLES & set(UV_INPUT_VARIABLES)
 
@@ -251,7 +251,7 @@ def test_no_forwarded_variable_is_one_dlsetup_keeps_from_uv() -> None:
 def test_a_setting_of_the_wrong_type_is_an_error_naming_the_file_and_the_fix(
     config_home: Path,
 ) -> None:
-    from dlsetup.envs.pypi.uv_settings import uv_settings
+    from dlsetup.envs.uv_settings import uv_settings
     from dlsetup.errors import InputError
 
     uv_toml = write(config_home / "uv/uv.toml", "cache-dir = { path = 'x' }\n")
@@ -276,3 +276,34 @@ def test_the_conda_paths_uv_install_takes_the_uv_toml_cache_dir(
     code, _, err = create_from_lock(lock, tmp_path / "env")
     assert code == 0, err
     assert cache.is_dir() and any(cache.iterdir()), "uv did not use the uv.toml cache-dir"
+
+
+@pytest.fixture
+def https_mirror(torch_index: TorchIndex, tmp_path: Path) -> Iterator[tuple[str, TlsFiles]]:
+    """The PyTorch-shaped indexes and the small PyPI over HTTPS, from a CA of the test's own."""
+    tls = make_tls_files(tmp_path / "tls")
+    with serve_https(torch_index.root, tls) as url:
+        yield url, tls
+
+
+@pytest.mark.parametrize("setting", ["uv.toml allow-insecure-host", "pip.conf cert", "none"])
+def test_lock_reaches_a_company_mirror_with_its_own_ca_through_the_users_setting(
+    setting: str, config_home: Path, https_mirror: tuple[str, TlsFiles], tmp_path: Path
+) -> None:
+    """End to end: dlsetup's reachability probe and uv both trust the mirror through the same
+    setting, and the lock is made from it; with none, the probe finds it out of reach (its
+    certificate is not trusted) and the lock stops naming it."""
+    url, tls = https_mirror
+    if setting == "uv.toml allow-insecure-host":
+        write(config_home / "uv/uv.toml", f'allow-insecure-host = ["{url}"]\n')
+    elif setting == "pip.conf cert":
+        write(config_home / "pip/pip.conf", f"[global]\ncert = {tls.ca}\n")
+    out = tmp_path / "out"
+    result = lock(out, f"{url}/pypi/simple", f"{url}/whl/{{variant}}/simple")
+    if setting == "none":
+        assert result.exit_code != 0
+        assert "is out of reach ([SSL: CERTIFICATE_VERIFY_FAILED]" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    (path,) = out.glob("pylock.*.toml")
+    assert f"{url}/whl/cpu/" in path.read_text(encoding="utf-8")

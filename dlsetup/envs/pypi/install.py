@@ -239,8 +239,8 @@ def _requirements(packages: Sequence[PypiPackage]) -> str:
 def _uv_env(cache_dir: Path | None) -> dict[str, str]:
     """No uv or pip variable of the caller but those of the user's settings that are not sources
     (certificates, keyring, cache, ...), and the user's uv.toml/pip.conf values for them
-    (:mod:`dlsetup.envs.pypi.uv_settings`)."""
-    from dlsetup.envs.pypi.uv_settings import SETTING_VARIABLES, forwarded_environment
+    (:mod:`dlsetup.envs.uv_settings`)."""
+    from dlsetup.envs.uv_settings import SETTING_VARIABLES, forwarded_environment
 
     env = forwarded_environment(
         {

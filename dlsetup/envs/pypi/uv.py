@@ -39,12 +39,12 @@ def uv_environment() -> dict[str, str]:
     certificates, ``UV_SYSTEM_CERTS``, ``UV_CACHE_DIR``, ``UV_KEYRING_PROVIDER``) still reach uv,
     and the user's uv.toml (and pip.conf) settings that are not sources are added as the
     variables uv reads for them, where the environment does not set them already
-    (:mod:`dlsetup.envs.pypi.uv_settings`).
+    (:mod:`dlsetup.envs.uv_settings`).
 
     Raises:
         InputError: a uv or pip configuration file that cannot be read (named, with the fix).
     """
-    from dlsetup.envs.pypi.uv_settings import forwarded_environment
+    from dlsetup.envs.uv_settings import forwarded_environment
 
     return forwarded_environment(
         {k: v for k, v in os.environ.items() if k not in UV_INPUT_VARIABLES}

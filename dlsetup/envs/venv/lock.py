@@ -131,7 +131,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         SolveError: uv could not resolve.
         MissingToolError: no uv.
     """
-    from dlsetup.envs.pypi.uv_settings import uv_settings
+    from dlsetup.envs.uv_settings import uv_settings
     from dlsetup.envs.venv.pylock import merge_locks, write_pylock
     from dlsetup.errors import ExistsError
 

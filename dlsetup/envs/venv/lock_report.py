@@ -45,7 +45,7 @@ class VenvLockResult:
             (:func:`dlsetup.envs.venv.uv_sources.used_sources`), for ``--json``.
         uv_settings: the user's uv (and pip) settings that are not sources: each forwarded to
             uv, taken over by a variable already set, or left out, and where it was set
-            (:func:`dlsetup.envs.pypi.uv_settings.uv_settings`).
+            (:func:`dlsetup.envs.uv_settings.uv_settings`).
     """
 
     name: str

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
+
     from dlsetup.envs.sources import Places
 
 #: uv.toml keys forwarded, and the variable uv reads for each (``uv help``, uv 0.13)
@@ -298,3 +300,55 @@ def forwarded_environment(base: Mapping[str, str] | None = None) -> dict[str, st
     for variable, value in uv_settings().variables().items():
         env.setdefault(variable, value)
     return env
+
+
+def _insecure(entry: str, host: str, port: int | None, scheme: str) -> bool:
+    """Whether an ``allow-insecure-host`` entry (``host``, ``host:port`` or a URL) covers this
+    host, as uv matches it."""
+    from urllib.parse import urlsplit
+
+    if "://" in entry:
+        parts = urlsplit(entry)
+        same_port = parts.port is None or parts.port == port
+        return parts.scheme == scheme and parts.hostname == host and same_port
+    name, _, given = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+    return name == host and (not given or given == str(port))
+
+
+def tls_context(url: str, env: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
+    """The TLS trust uv gets for ``url`` from the forwarded settings (and the variables set, which
+    win), for dlsetup's own probe of the same URL: no verification where ``allow-insecure-host``
+    (or pip's ``trusted-host``) covers its host; ``cert``'s CA file in place of the default
+    trust; ``client-cert``'s certificate. None where nothing differs from Python's defaults
+    (which take ``SSL_CERT_FILE`` and the system store already).
+
+    Raises:
+        InputError: a uv or pip configuration file that cannot be read.
+        OSError: a CA or client certificate file that cannot be read (``ssl.SSLError`` too).
+    """
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return None
+    env = os.environ if env is None else env
+    forwarded = uv_settings().variables()
+
+    def get(name: str) -> str:
+        return env.get(name) or forwarded.get(name, "")
+
+    hosts = get("UV_INSECURE_HOST").split()
+    if any(_insecure(h, parts.hostname or "", parts.port, parts.scheme) for h in hosts):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    cafile = None if env.get("SSL_CERT_FILE") else forwarded.get("SSL_CERT_FILE")
+    client = get("SSL_CLIENT_CERT")
+    if not cafile and not client:
+        return None
+    context = ssl.create_default_context(cafile=cafile or None)
+    if client:
+        context.load_cert_chain(client)
+    return context
