@@ -196,6 +196,8 @@ def _table_settings(
             value = _value(raw, label, where + key)
             if key == "cache-dir":
                 value = _path_value(value, home)
+            elif key == "no-proxy" and isinstance(raw, list):
+                value = ",".join(raw)  # NO_PROXY is a comma-separated list
             variable = names[key]
             found[variable] = UvSetting(where + key, variable, value, f"uv config {label}")
         elif key in SOURCE_KEYS or (where and key in FORWARDED) or key in _PIP_TABLE_SOURCES:

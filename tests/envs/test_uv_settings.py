@@ -307,3 +307,39 @@ def test_lock_reaches_a_company_mirror_with_its_own_ca_through_the_users_setting
     assert result.exit_code == 0, result.output
     (path,) = out.glob("pylock.*.toml")
     assert f"{url}/whl/cpu/" in path.read_text(encoding="utf-8")
+
+
+def test_which_value_uv_gets_when_uv_toml_pip_conf_and_variables_all_set_it(
+    tmp_path: Path,
+) -> None:
+    """uv's setting before pip's for the same variable; a variable already set (its older name
+    too) wins; lists as uv's variables take them; pip's keyring-provider import, which uv does
+    not have, is not forwarded."""
+    from dlsetup.envs.sources import Places
+    from dlsetup.envs.uv_settings import uv_settings
+
+    home = tmp_path / "home"
+    write(
+        home / ".config/uv/uv.toml",
+        'allow-insecure-host = ["a.example", "b.example:8443"]\nno-proxy = ["x.corp", "y.corp"]\n'
+        "system-certs = true\n",
+    )
+    write(
+        home / ".config/pip/pip.conf",
+        "[global]\ntrusted-host = c.example, d.example\ncert = /etc/company.pem\n"
+        "keyring-provider = import\ntimeout = 60\n",
+    )
+    places = Places(env={"UV_NATIVE_TLS": "0"}, home=home, root=tmp_path / "root")
+    settings = uv_settings(places)
+    assert settings.variables() == {
+        "UV_INSECURE_HOST": "a.example b.example:8443",
+        "NO_PROXY": "x.corp,y.corp",
+        "SSL_CERT_FILE": "/etc/company.pem",
+        "UV_HTTP_TIMEOUT": "60",
+    }
+    lines = settings.lines()
+    assert (
+        "system-certs = true (uv config ~/.config/uv/uv.toml) not forwarded: $UV_NATIVE_TLS is "
+        "set and uv takes it"
+    ) in lines
+    assert not any("trusted-host" in line or "keyring" in line for line in lines), lines
