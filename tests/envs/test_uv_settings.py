@@ -163,6 +163,7 @@ def https_index(tmp_path: Path) -> Iterator[tuple[str, TlsFiles]]:
     from tests.support.wheels import Wheel, build_index
 
     build_index(tmp_path / "index", [Wheel("tinypkg", "1.0")])
+    pytest.importorskip("cryptography", reason="makes the test CA (comes with keyring on Linux)")
     tls = make_tls_files(tmp_path / "tls")
     with serve_https(tmp_path / "index", tls) as url:
         yield url, tls
@@ -281,6 +282,7 @@ def test_the_conda_paths_uv_install_takes_the_uv_toml_cache_dir(
 @pytest.fixture
 def https_mirror(torch_index: TorchIndex, tmp_path: Path) -> Iterator[tuple[str, TlsFiles]]:
     """The PyTorch-shaped indexes and the small PyPI over HTTPS, from a CA of the test's own."""
+    pytest.importorskip("cryptography", reason="makes the test CA (comes with keyring on Linux)")
     tls = make_tls_files(tmp_path / "tls")
     with serve_https(torch_index.root, tls) as url:
         yield url, tls
