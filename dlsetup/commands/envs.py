@@ -540,6 +540,17 @@ are verified, and packages from outside the lock's channels are refused.
     "setup.py or PEP 517 backend): arbitrary code. Without it nothing is built, and a lock "
     "with source distributions is refused naming them all.",
 )
+@click.option(
+    "--build-constraints",
+    "build_constraints",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="With --allow-build: the builds take their build requirements only from FILE's exact "
+    "pins, each verified by its sha256 (uv's --build-constraints --require-build-hashes); an "
+    "unpinned one, or a file whose hash differs, is refused. FILE is what `uv pip compile "
+    "build-requirements.in --generate-hashes -o FILE` writes; it is checked before anything "
+    "is made. Without it the build requirements are resolved unpinned and unverified.",
+)
 @click.option("--no-jupyter", is_flag=True, help="Do not register a Jupyter kernel.")
 @click.option(
     "--no-smoke",
@@ -573,6 +584,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     dev: bool,
     extras: tuple[str, ...],
     allow_build: tuple[str, ...],
+    build_constraints: Path | None,
     no_jupyter: bool,
     no_smoke: bool,
     force: bool,
@@ -588,6 +600,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     from dlsetup.commands.venv import refuse_conda_only, refuse_venv_only, venv_request
     from dlsetup.envs.backend import BuildOptions
     from dlsetup.envs.build import build_environment
+    from dlsetup.envs.build_constraints import read_build_constraints
     from dlsetup.envs.pipeline import conda_request
     from dlsetup.envs.progress import Progress
     from dlsetup.output import dumps, envelope, make_console, to_jsonable
@@ -598,6 +611,13 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         refuse_venv_only(ctx, torch_index_url, index_url, torch_version, accept_variant)
     if from_lock is not None and torch_version is not None:
         raise click.UsageError("--torch-version does not apply to --from-lock", ctx=ctx)
+    if build_constraints is not None and not allow_build:
+        raise click.UsageError(
+            "--build-constraints applies only with --allow-build NAME (it pins what the allowed "
+            "source distributions build with; without --allow-build nothing is built)",
+            ctx=ctx,
+        )
+    constraints = read_build_constraints(build_constraints) if build_constraints else None
     request = (
         venv_request(target, variant, cuda, gpu_arch, python_version, (), False,
                      torch_index_url, index_url, torch_version, accept_variant)
@@ -627,7 +647,11 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         progress=Progress(enabled=not as_json),
         on_smoke_start=smoke_starts,
         options=BuildOptions(
-            environment=lock_environment, dev=dev, extras=extras, allow_build=allow_build
+            environment=lock_environment,
+            dev=dev,
+            extras=extras,
+            allow_build=allow_build,
+            build_constraints=constraints,
         ),
     )
     installed, kernel, smoke = built.installed, built.kernel, built.smoke

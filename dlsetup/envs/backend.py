@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from dlsetup.envs.build_constraints import BuildConstraints
     from dlsetup.envs.lockfiles.formats import LockedEnvironment
     from dlsetup.envs.progress import Progress
     from dlsetup.envs.staging import InstallResult
@@ -55,12 +56,17 @@ class BuildOptions:
         extras: more conda-lock categories (``--extras``).
         allow_build: the PyPI source distributions the user names to be built (``--allow-build
             NAME``): built by uv after their hashes are verified; nothing else is ever built.
+        build_constraints: the hashed pins those builds take their build requirements from
+            (``--build-constraints FILE``, read and checked before anything is made): uv gets
+            ``--build-constraints --require-build-hashes`` and refuses any other. ``None``: the
+            build requirements are resolved by uv, unpinned and unverified.
     """
 
     environment: str | None = None
     dev: bool = True
     extras: tuple[str, ...] = ()
     allow_build: tuple[str, ...] = ()
+    build_constraints: BuildConstraints | None = None
 
 
 class Backend(ABC):

@@ -92,5 +92,5 @@ class CondaBackend(Backend):
             environment=options.environment,
             dev=options.dev,
             extras=options.extras,
-            allow_build=options.allow_build,
+            options=options,
         )

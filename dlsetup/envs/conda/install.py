@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from dlsetup.envs.backend import BuildOptions
 from dlsetup.envs.credentials import canonical, expand_auth
 from dlsetup.envs.files import names
 from dlsetup.envs.location import host_platform
@@ -627,7 +628,7 @@ def create_environment(
     environment: str | None = None,
     dev: bool = DEFAULT_DEV,
     extras: tuple[str, ...] = (),
-    allow_build: tuple[str, ...] = (),
+    options: BuildOptions | None = None,
 ) -> InstallResult:
     """Install ``lock_path``'s packages for ``platform`` into ``prefix``, atomically.
 
@@ -647,8 +648,10 @@ def create_environment(
         environment: the pixi.lock environment (default ``default``).
         dev: install conda-lock's ``dev`` category (as ``conda-lock install --dev``).
         extras: more conda-lock categories (as ``conda-lock install --extras``).
-        allow_build: PyPI source distributions uv may build (``--allow-build``), after their
-            sha256 is verified; every other PyPI package must be a wheel.
+        options: what its PyPI phase may build: ``allow_build``, the source distributions uv
+            builds (``--allow-build``) after their sha256 is verified (every other PyPI package
+            must be a wheel), with ``build_constraints`` (``--build-constraints``) pinning and
+            hashing their build requirements when given.
 
     Raises:
         InputError: ``prefix`` is empty, a file, under a file, a link, or not writable.
@@ -669,8 +672,9 @@ def create_environment(
     verify_lock(contents)
     from dlsetup.envs.pypi.install import check_packages
 
+    options = options or BuildOptions()
     check_packages(  # no download yet
-        contents.pypi, platform, lock_path, python_version(contents), allow_build=allow_build
+        contents.pypi, platform, lock_path, python_version(contents), options.allow_build
     )
     progress.note(plan_text(contents))
     contents = _hashes_for_unhashed_lines(contents, progress)
@@ -689,7 +693,7 @@ def create_environment(
             on_ready,
             replaced=replaced,
             start=start,
-            allow_build=allow_build,
+            options=options,
         )
 
 
@@ -722,7 +726,7 @@ def _install_locked(
     *,
     replaced: bool,
     start: float,
-    allow_build: tuple[str, ...] = (),
+    options: BuildOptions,
 ) -> InstallResult:
     import rattler
 
@@ -771,7 +775,7 @@ def _install_locked(
             work,
         )
         linked = True  # rattler's threads are done with ``work``
-        pypi_count = _install_pypi(contents, staged, prefix, progress, allow_build)
+        pypi_count = _install_pypi(contents, staged, prefix, progress, options)
         secure_tree(staged)
         _fix_conda_meta(staged, originals)
         (staged / "CACHEDIR.TAG").unlink(missing_ok=True)
@@ -846,7 +850,7 @@ def _install_pypi(
     staged: Path,
     prefix: Path,
     progress: Progress,
-    allow_build: tuple[str, ...] = (),
+    options: BuildOptions,
 ) -> int:
     if not contents.pypi:
         return 0
@@ -866,7 +870,7 @@ def _install_pypi(
         final=prefix,
         platform=contents.platform,
         lock=contents.path,
-        allow_build=allow_build,
+        options=options,
     )
     progress.note(f"PyPI packages: done ({count}/{len(contents.pypi)})")
     return count

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlsetup import children
+from dlsetup.envs.backend import BuildOptions
 from dlsetup.envs.credentials import expand_auth, redact
 from dlsetup.envs.lockfiles.formats import PypiPackage
 from dlsetup.envs.pypi.uv import uv_binary, uv_cache
@@ -317,7 +318,7 @@ def install_pypi(
     platform: str,
     lock: Path,
     cache_dir: Path | None = None,
-    allow_build: Sequence[str] = (),
+    options: BuildOptions | None = None,
 ) -> int:
     """Install ``packages`` into the staged environment whose interpreter is ``python``.
 
@@ -330,9 +331,11 @@ def install_pypi(
         platform: the conda platform installed.
         lock: the lock file (for messages).
         cache_dir: uv's cache (default: uv's own).
-        allow_build: source distributions of ``packages`` uv builds (``--allow-build``): each
-            after its sha256 is verified, in an isolated build environment (uv's build
-            isolation) whose build requirements are wheels only; nothing else is built.
+        options: what is built: ``allow_build``, the source distributions of ``packages`` uv
+            builds (``--allow-build``), each after its sha256 is verified, in an isolated build
+            environment (uv's build isolation) whose build requirements are wheels only, pinned
+            and hashed by ``build_constraints`` when given (``--build-constraints``); nothing
+            else is built.
 
     Returns:
         the number of packages installed.
@@ -345,6 +348,7 @@ def install_pypi(
     """
     if not packages:
         return 0
+    allow_build = options.allow_build if options is not None else ()
     check_packages(packages, platform, lock, allow_build=allow_build)
     if python is None:
         raise InputError(
@@ -366,21 +370,31 @@ def install_pypi(
             fh.write(_requirements(packages))
         argv = [
             str(uv), "pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
-            *build_options(packages, allow_build), "--no-config", "--link-mode", "copy",
+            *build_options(packages, allow_build, constraint_args(options, Path(tmp))),
+            "--no-config", "--link-mode", "copy",
             "--quiet", "-r", str(reqs),
         ]  # fmt: skip
         result = run_uv(argv, _uv_env(cache))
     if result.returncode != 0:
+        refused = refused_build_requirement(result.stderr or result.stdout or "", options)
+        if refused is not None:
+            raise refused
         _fail(result.stderr or result.stdout or "", packages, lock)
     _rewrite_scripts(staged, final, before)
     return len(packages)
 
 
-def build_options(packages: Sequence[PypiPackage], allow_build: Sequence[str]) -> list[str]:
+def build_options(
+    packages: Sequence[PypiPackage],
+    allow_build: Sequence[str],
+    constraints: Sequence[str] = (),
+) -> list[str]:
     """uv's options that build exactly the allowed source distributions of ``packages`` and
     nothing else: ``--no-build`` when none is allowed; else ``--only-binary :all:`` (every other
     package, and every build requirement, from a wheel) and ``--no-binary NAME`` for each
-    allowed one. uv's build isolation (a fresh environment per build) is its default, and
+    allowed one, then ``constraints`` (``--build-constraints FILE --require-build-hashes``:
+    :meth:`dlsetup.envs.build_constraints.BuildConstraints.uv_args`), which pin and hash every
+    build requirement. uv's build isolation (a fresh environment per build) is its default, and
     ``--no-config`` and the cleaned environment keep a user's setting from turning it off."""
     allowed = _allowed(allow_build)
     from packaging.utils import canonicalize_name
@@ -392,7 +406,47 @@ def build_options(packages: Sequence[PypiPackage], allow_build: Sequence[str]) -
     )
     if not names:
         return ["--no-build"]
-    return ["--only-binary", ":all:", *(arg for name in names for arg in ("--no-binary", name))]
+    return [
+        "--only-binary", ":all:", *(arg for name in names for arg in ("--no-binary", name)),
+        *constraints,
+    ]  # fmt: skip
+
+
+def constraint_args(options: BuildOptions | None, directory: Path) -> list[str]:
+    """uv's ``--build-constraints`` options for ``--build-constraints FILE`` (its checked pins
+    written into ``directory``), or none."""
+    if options is None or options.build_constraints is None:
+        return []
+    from dlsetup.envs.build_constraints import written
+
+    constraints = options.build_constraints
+    return constraints.uv_args(written(constraints, directory))
+
+
+def refused_build_requirement(text: str, options: BuildOptions | None) -> IntegrityError | None:
+    """The error for uv's refusal of a build requirement under ``--build-constraints`` (one
+    whose hash differs from the file's pin, or one the file does not pin), from uv's message
+    ``text``; ``None`` when ``text`` is no such refusal."""
+    constraints = options.build_constraints if options is not None else None
+    if constraints is None or "build-system.requires" not in text:
+        return None
+    detail = " ".join(line.strip() for line in redact(text).splitlines()[-8:] if line.strip())
+    again = f"uv pip compile build-requirements.in --generate-hashes -o {constraints.path}"
+    if "Hash mismatch" in text:
+        return IntegrityError(
+            f"a build requirement's hash differs from its pin in {constraints.path}; refused "
+            f"before the build ran ({detail})",
+            fix="the file the index serves is not the one pinned: find out who changed it, or "
+            f"pin it again from an index you trust: {again}",
+        )
+    if "no trusted hash" in text:
+        return IntegrityError(
+            f"a build requirement is not pinned in {constraints.path} (pinned: "
+            f"{', '.join(constraints.names) or 'nothing'}); refused before the build ran "
+            f"({detail})",
+            fix=f"add it to build-requirements.in and generate the file again: {again}",
+        )
+    return None
 
 
 def run_uv(argv: list[str], env: dict[str, str]) -> children.Completed:

@@ -86,5 +86,5 @@ class VenvBackend(Backend):
             force=force,
             progress=progress,
             on_ready=on_ready,
-            allow_build=options.allow_build,
+            options=options,
         )

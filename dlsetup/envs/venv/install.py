@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlsetup.envs.pypi.install import build_options, check_sources, run_uv_step
+from dlsetup.envs.backend import BuildOptions
+from dlsetup.envs.pypi.install import (
+    build_options,
+    check_sources,
+    constraint_args,
+    refused_build_requirement,
+    run_uv_step,
+)
 from dlsetup.envs.sources import PYPI_INDEX
 from dlsetup.errors import InputError, InstallError
 
@@ -138,7 +145,7 @@ def create_venv(
     force: bool = False,
     progress: Progress | None = None,
     on_ready: Callable[[Path], None] | None = None,
-    allow_build: tuple[str, ...] = (),
+    options: BuildOptions | None = None,
 ) -> InstallResult:
     """Build a venv at ``prefix`` from the PEP 751 lock ``lock_path``, atomically.
 
@@ -149,8 +156,10 @@ def create_venv(
             non-empty directory that is not an environment is never replaced.
         progress: where progress goes (default: silent).
         on_ready: called with the staged venv before it is moved into place.
-        allow_build: packages whose sdist uv may build (``--allow-build``) after verifying its
-            sha256, in its isolated build environment; nothing else is built.
+        options: what may be built: ``allow_build``, the packages whose sdist uv may build
+            (``--allow-build``) after verifying its sha256, in its isolated build environment
+            (nothing else is built), with their build requirements pinned and hashed by
+            ``build_constraints`` (``--build-constraints``) when given.
 
     Raises:
         InputError: a bad prefix; the lock is not TOML or not PEP 751, or does not fit here.
@@ -170,6 +179,7 @@ def create_venv(
 
     start = time.perf_counter()
     progress = progress or Progress(enabled=False)
+    allow_build = (options or BuildOptions()).allow_build
     prefix = normalize_prefix(prefix)
     check_prefix(prefix, force=force)
     lock = parse_pylock(lock_path, named=True, allow_build=allow_build)
@@ -201,11 +211,15 @@ def create_venv(
                 with sync_source_args(lock) as sources:
                     run_uv_step(
                         ["pip", "sync", "--python", str(venv_python(staged)), "--require-hashes",
-                         *build_options(locked.pypi, allow_build), "--preview-features",
+                         *build_options(locked.pypi, allow_build,
+                                        constraint_args(options, work)), "--preview-features",
                          "pylock", "--quiet", *sources, str(lock_path)],
                         "install the lock",
                     )  # fmt: skip
             except InstallError as exc:
+                refused = refused_build_requirement(exc.message, options)
+                if refused is not None:
+                    raise refused from exc
                 if "Hash mismatch" in exc.message:
                     raise IntegrityError(
                         f"a wheel's hash differs from {lock_path.name}'s: {exc.message}",
