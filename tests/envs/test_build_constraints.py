@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.envs.lock_builders import LINUX_ONLY
+from tests.envs.lock_builders import LINUX_ONLY, Fixture
 
 pytestmark = LINUX_ONLY
 
@@ -157,3 +157,60 @@ def test_build_constraints_without_allow_build_is_a_usage_error(tmp_path: Path) 
     proc = run_cli("create", "--from-lock", "pylock.toml", "--build-constraints", str(pins))
     assert proc.returncode == 2
     assert "--build-constraints applies only with --allow-build" in proc.stderr
+
+
+def _needy_conda_lock(fx: Fixture, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A conda-lock v1 file (conda-lock's writer) whose PyPI part is the sdist of ``needy``, its
+    build requirement ``buildhelp`` a direct ``file://`` reference to the 1.0 wheel (the conda
+    path's uv gets no index: PyPI's would be asked otherwise); the marker its backend writes, and
+    each buildhelp release's sha256."""
+    from tests.envs.test_allow_build import conda_lock_with
+    from tests.envs.test_venv_build_isolation import sdist_needing_a_helper
+
+    _, digests = _index(tmp_path / "index")
+    wheel = next((tmp_path / "index" / "files").glob("buildhelp-1.0-*.whl"))
+    marker = tmp_path / "helper-version"
+    sdist = sdist_needing_a_helper(
+        tmp_path / "s", marker, requires=f"buildhelp @ {wheel.resolve().as_uri()}"
+    )["sdist"]
+    assert isinstance(sdist, dict)
+    extra = [("needy", sdist["url"], sdist["hashes"]["sha256"])]
+    return conda_lock_with(fx, tmp_path / "needy.conda-lock.yml", extra), marker, digests
+
+
+def test_the_conda_paths_pypi_phase_refuses_an_unpinned_build_requirement(
+    fx: Fixture, tmp_path: Path
+) -> None:
+    """The conda path's ``uv pip install`` gets the same options: ``buildhelp``, which FILE does
+    not pin, is refused before the backend runs (on the code before, uv built it). A build
+    requirement named by URL takes no hash from a ``NAME==VERSION`` pin: uv refuses it the same
+    way even when FILE pins ``buildhelp==1.0`` with the right hash (tried with uv 0.13.10)."""
+    from tests.envs.test_allow_build import create_building
+
+    lock, marker, digests = _needy_conda_lock(fx, tmp_path)
+    pins = _constraints(tmp_path / "c.txt", f"otherhelp==1.0 --hash=sha256:{digests['1.0']}\n")
+    prefix = tmp_path / "env"
+    code, _out, err = create_building(
+        lock, prefix, "--allow-build", "needy", "--build-constraints", str(pins)
+    )
+    assert code == 4, err
+    assert not marker.exists()
+    assert not prefix.exists()
+    assert "Traceback" not in err
+    said = " ".join(err.split())
+    assert f"a build requirement is not pinned in {pins} (pinned: otherhelp)" in said
+
+
+def test_the_conda_paths_pypi_phase_builds_under_constraints(fx: Fixture, tmp_path: Path) -> None:
+    """An allowed sdist without build requirements still builds when FILE is given (the options
+    reach ``uv pip install`` without refusing what FILE does not concern)."""
+    from tests.envs.test_allow_build import create_building, evil_lock, site_has
+
+    lock, marker = evil_lock(fx, tmp_path, ("evila",))
+    pins = _constraints(tmp_path / "c.txt", f"otherhelp==1.0 --hash=sha256:{'0' * 64}\n")
+    code, _out, err = create_building(
+        lock, tmp_path / "env", "--allow-build", "evila", "--build-constraints", str(pins)
+    )
+    assert code == 0, err
+    assert set(marker.read_text().split()) == {"evila"}
+    assert site_has(tmp_path / "env", "evila")

@@ -81,9 +81,12 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 """
 
 
-def sdist_needing_a_helper(directory: Path, marker: Path) -> dict[str, object]:
+def sdist_needing_a_helper(
+    directory: Path, marker: Path, requires: str = "buildhelp"
+) -> dict[str, object]:
     """A ``[[packages]]`` table with only the sdist of ``needy 1.0``, whose in-tree backend
-    imports its build requirement ``buildhelp`` and writes that one's release to ``marker``."""
+    imports its build requirement ``buildhelp`` (``requires``, its PEP 508 line) and writes that
+    one's release to ``marker``."""
     import io
     import tarfile
 
@@ -93,8 +96,10 @@ def sdist_needing_a_helper(directory: Path, marker: Path) -> dict[str, object]:
     wheel = build_wheel(directory / "built", Wheel("needy", "1.0"))
     members = {
         "backend.py": _NEEDS_HELPER.format(marker=str(marker), wheel=wheel.name).encode(),
-        "pyproject.toml": b'[build-system]\nrequires = ["buildhelp"]\nbuild-backend = "backend"\n'
-        b'backend-path = ["."]\n[project]\nname = "needy"\nversion = "1.0"\n',
+        "pyproject.toml": (
+            f'[build-system]\nrequires = ["{requires}"]\nbuild-backend = "backend"\n'
+            'backend-path = ["."]\n[project]\nname = "needy"\nversion = "1.0"\n'
+        ).encode(),
         "PKG-INFO": b"Metadata-Version: 2.1\nName: needy\nVersion: 1.0\n",
         wheel.name: wheel.read_bytes(),
     }
