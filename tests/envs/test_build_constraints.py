@@ -53,13 +53,13 @@ def _needy_lock(tmp_path: Path, index: str) -> tuple[Path, Path]:
     return lock, marker
 
 
-def _create(lock: Path, prefix: Path, *extra: str) -> tuple[int, str]:
+def _create(lock: Path, prefix: Path, *extra: str, **env: str) -> tuple[int, str]:
     from tests.support.proc import REPO, run_cli
 
     proc = run_cli(
         "create", "--from-lock", str(lock), "--prefix", str(prefix), "--no-smoke",
         "--no-jupyter", "--allow-build", "needy", *extra,
-        env={"PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(prefix.parent / "config")},
+        env={"PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(prefix.parent / "config"), **env},
     )  # fmt: skip
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -113,6 +113,61 @@ def test_a_wrong_hash_or_an_unpinned_build_requirement_is_refused_before_the_bac
     assert "Traceback" not in out
     assert "buildhelp" in out
     assert "build requirement" in out and str(pins) in out
+
+
+def test_a_refusal_from_a_private_index_names_no_password(tmp_path: Path) -> None:
+    """The index needs basic auth (``${VAR}`` placeholders in the lock's index URL): uv reaches
+    it, the wrong hash is refused, and neither the password nor the user is printed."""
+    from tests.support.http_server import AUTHORIZATION, PASSWORD, USER, basic_auth_server
+
+    _, digests = _index(tmp_path / "index")
+    with basic_auth_server(tmp_path / "index") as (url, seen):
+        private = url.replace("http://", "http://${IDX_USER}:${IDX_PASSWORD}@") + "/simple"
+        lock, marker = _needy_lock(tmp_path, private)
+        pins = _constraints(tmp_path / "c.txt", f"buildhelp==1.0 --hash=sha256:{digests['2.0']}\n")
+        code, out = _create(
+            lock, tmp_path / "env", "--build-constraints", str(pins),
+            IDX_USER=USER, IDX_PASSWORD=PASSWORD,
+        )  # fmt: skip
+    assert code == 4, out
+    assert AUTHORIZATION in seen  # uv authenticated
+    assert f"a build requirement's hash differs from its pin in {pins}" in out
+    assert not marker.exists()
+    assert PASSWORD not in out and "Traceback" not in out
+
+
+def test_the_file_is_read_into_the_pins_uv_gets() -> None:
+    """What ``uv pip compile --generate-hashes`` writes (continuations, comments, a marker,
+    extras, several hashes) is read into one pin a line, hashes lower-cased, and the copy uv
+    reads is private."""
+    import os
+    import tempfile
+
+    from dlsetup.envs.build_constraints import read_build_constraints, written
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.txt"
+        path.write_text(
+            "# generated\n"
+            "setuptools==75.1.0 \\\n"
+            f"    --hash=sha256:{'A' * 64} \\\n"
+            f"    --hash=sha256:{'b' * 64}\n"
+            "    # via needy\n"
+            f'Wheel[extra]==0.44.0 ; python_version >= "3.8" --hash=sha256:{"c" * 64}\n',
+            encoding="utf-8",
+        )
+        constraints = read_build_constraints(path)
+        assert constraints.names == ("setuptools", "wheel")
+        assert constraints.pins == (
+            f"setuptools==75.1.0 --hash=sha256:{'a' * 64} --hash=sha256:{'b' * 64}",
+            f'Wheel[extra]==0.44.0 ; python_version >= "3.8" --hash=sha256:{"c" * 64}',
+        )
+        copy = written(constraints, Path(tmp) / ".." / Path(tmp).name)
+        assert os.stat(copy).st_mode & 0o777 == 0o600
+        assert copy.read_text(encoding="utf-8").splitlines() == list(constraints.pins)
+        assert constraints.uv_args(copy) == [
+            "--build-constraints", str(copy), "--require-build-hashes",
+        ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
