@@ -269,3 +269,19 @@ def test_the_conda_paths_pypi_phase_builds_under_constraints(fx: Fixture, tmp_pa
     assert code == 0, err
     assert set(marker.read_text().split()) == {"evila"}
     assert site_has(tmp_path / "env", "evila")
+    assert f"build requirements only from the 1 hashed pins of {pins})" in " ".join(err.split())
+
+
+def test_uv_gets_the_constraints_only_where_something_is_built() -> None:
+    from dlsetup.envs.lockfiles.formats import PypiPackage
+    from dlsetup.envs.pypi.install import build_options
+
+    packages = [
+        PypiPackage("needy", "1.0", "file:///s/needy-1.0.tar.gz", "0" * 64),
+        PypiPackage("ok", "1.0", "file:///w/ok-1.0-py3-none-any.whl", "0" * 64),
+    ]
+    pinned = ["--build-constraints", "/p/c.txt", "--require-build-hashes"]
+    assert build_options(packages, (), pinned) == ["--no-build"]
+    assert build_options(packages, ("needy",), pinned) == [
+        "--only-binary", ":all:", "--no-binary", "needy", *pinned,
+    ]  # fmt: skip

@@ -859,9 +859,16 @@ def _install_pypi(
     progress.note(f"Installing {len(contents.pypi)} PyPI packages with uv ...")
     built = [p.name for p in contents.pypi if p.source == "sdist"]
     if built:
+        pinned = options.build_constraints
         progress.note(
             f"Building {', '.join(built)} from source (--allow-build: the build backend runs, "
-            "in an isolated build environment, after the sha256 is verified) ..."
+            "in an isolated build environment, after the sha256 is verified; build requirements "
+            + (
+                f"only from the {len(pinned.pins)} hashed pins of {pinned.path}"
+                if pinned is not None
+                else "unpinned"
+            )
+            + ") ..."
         )
     count = install_pypi(
         contents.pypi,
