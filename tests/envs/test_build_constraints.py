@@ -82,6 +82,7 @@ def test_a_hashed_pin_makes_the_build_use_that_exact_file(tmp_path: Path) -> Non
     code, out = _create(lock, tmp_path / "env", "--build-constraints", str(pins))
     assert code == 0, out
     assert marker.read_text(encoding="utf-8") == "1.0"
+    assert f"build requirements only from the 1 hashed pins of {pins})" in " ".join(out.split())
 
 
 def test_without_constraints_the_build_takes_the_newest_unverified(tmp_path: Path) -> None:
@@ -91,6 +92,7 @@ def test_without_constraints_the_build_takes_the_newest_unverified(tmp_path: Pat
     code, out = _create(lock, tmp_path / "env")
     assert code == 0, out
     assert marker.read_text(encoding="utf-8") == "2.0"
+    assert "build requirements unpinned)" in out
 
 
 @pytest.mark.parametrize("case", ["wrong hash", "unpinned"])

@@ -854,22 +854,12 @@ def _install_pypi(
 ) -> int:
     if not contents.pypi:
         return 0
-    from dlsetup.envs.pypi.install import install_pypi
+    from dlsetup.envs.pypi.install import building_note, install_pypi
 
     progress.note(f"Installing {len(contents.pypi)} PyPI packages with uv ...")
-    built = [p.name for p in contents.pypi if p.source == "sdist"]
-    if built:
-        pinned = options.build_constraints
-        progress.note(
-            f"Building {', '.join(built)} from source (--allow-build: the build backend runs, "
-            "in an isolated build environment, after the sha256 is verified; build requirements "
-            + (
-                f"only from the {len(pinned.pins)} hashed pins of {pinned.path}"
-                if pinned is not None
-                else "unpinned"
-            )
-            + ") ..."
-        )
+    note = building_note(contents.pypi, options)
+    if note is not None:
+        progress.note(note)
     count = install_pypi(
         contents.pypi,
         python=env_python(staged, contents.platform),

@@ -423,6 +423,25 @@ def constraint_args(options: BuildOptions | None, directory: Path) -> list[str]:
     return constraints.uv_args(written(constraints, directory))
 
 
+def building_note(packages: Sequence[PypiPackage], options: BuildOptions) -> str | None:
+    """The line said before uv builds the lock's allowed sdists (``None``: none is built): what
+    runs, and where the build requirements come from."""
+    built = [pkg.name for pkg in packages if pkg.source == "sdist"]
+    if not built:
+        return None
+    pinned = options.build_constraints
+    source = (
+        f"only from the {len(pinned.pins)} hashed pins of {pinned.path}"
+        if pinned is not None
+        else "unpinned"
+    )
+    return (
+        f"Building {', '.join(built)} from source (--allow-build: the build backend runs, in an "
+        f"isolated build environment, after the sha256 is verified; build requirements {source}) "
+        "..."
+    )
+
+
 def refused_build_requirement(text: str, options: BuildOptions | None) -> IntegrityError | None:
     """The error for uv's refusal of a build requirement under ``--build-constraints`` (one
     whose hash differs from the file's pin, or one the file does not pin), from uv's message

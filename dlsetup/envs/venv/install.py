@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from dlsetup.envs.backend import BuildOptions
 from dlsetup.envs.pypi.install import (
     build_options,
+    building_note,
     check_sources,
     constraint_args,
     refused_build_requirement,
@@ -188,6 +189,9 @@ def create_venv(
     locked = locked_environment(lock, host_platform(), python, allow_build)
     check_sources(locked.pypi, locked.platform, lock_path, allow_build)
     progress.note(plan_text(locked))
+    note = building_note(locked.pypi, options or BuildOptions())
+    if note is not None:
+        progress.note(note)
     with target_lock(prefix):
         with deferred_signals():
             clean_leftovers(prefix)
