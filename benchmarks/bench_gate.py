@@ -2,8 +2,9 @@
 2x slower matmul alone (the step does not use it) and of a 1.3x slower training step; and a
 baseline recorded from several runs (median and spread), twice, to see that two recordings agree.
 
-Runs the exact ``dlsetup smoke`` gate command of ``.ci/run`` (both frameworks on CPU, compared
-with ``benchmarks/baseline/smoke-cpu.json`` at the default bound; the gate itself measures again,
+Runs the ``dlsetup smoke`` gate command of ``.ci/run`` (both frameworks on CPU, compared
+with ``benchmarks/baseline/smoke-cpu.json``) at the default bound (CI's wider
+``--max-regression`` left out); the gate itself measures again,
 up to 3 runs, while a figure sits near the bound) ``--runs`` times on unchanged code, then
 ``--slow-runs`` times per framework with the test-only shim (``tests/smoke/faults``) making that
 framework's 2-D matmul 2x slower (``slow-mm=2``), and its training step 1.3x slower
@@ -44,9 +45,16 @@ FAULTS = REPO / "tests" / "smoke" / "faults"
 
 
 def gate_args() -> list[str]:
+    """``.ci/run``'s gate command, at the product's default bound: CI's own ``--max-regression``
+    (a wider one, so that a quiet CI machine cannot fail a landing by chance) is left out, since
+    this measures what the default bound catches and how often it alarms."""
     text = (REPO / ".ci" / "run").read_text().replace("\\\n", " ")
     (line,) = [ln for ln in text.splitlines() if ln.strip().startswith(".venv/bin/dlsetup smoke")]
-    return shlex.split(line)[1:]
+    args = shlex.split(line)[1:]
+    if "--max-regression" in args:
+        at = args.index("--max-regression")
+        del args[at : at + 2]
+    return args
 
 
 def _env(faults: str | None) -> dict[str, str]:

@@ -215,7 +215,8 @@ def test_a_2x_slower_matmul_alone_fails_the_ci_gate_though_the_step_does_not_use
     matmul = deltas[f"{key} matmul 128x256x96 per kernel"]
     assert matmul["status"] == "regression"
     # TensorFlow's eager call no longer carries a fixed cost that thinned 2x to +54-79%
-    assert matmul["change"] > 0.7 and matmul["bound"] == pytest.approx(bm.KERNEL_MIN_BOUND)
+    # (the kernel floor, or CI's own wider --max-regression)
+    assert matmul["change"] > 0.7 and matmul["bound"] >= bm.KERNEL_MIN_BOUND
     assert data["comparison"]["runs"] >= 2  # confirmed by a second measurement
 
 
