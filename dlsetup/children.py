@@ -147,8 +147,10 @@ def _deliver(signum: int, handler: Any) -> None:
 
 def _forwarded(exc: BaseException) -> int:
     """The signal to pass on to a child when ``exc`` interrupted dlsetup's wait for it."""
-    from dlsetup.errors import Terminated
-
+    try:
+        from dlsetup.errors import Terminated
+    except ImportError:  # loaded by path in a target interpreter (a torchrun rank: load_by_path)
+        return signal.SIGINT if isinstance(exc, KeyboardInterrupt) else DEFAULT_STOP_SIGNAL
     return DEFAULT_STOP_SIGNAL if isinstance(exc, Terminated) else signal.SIGINT
 
 

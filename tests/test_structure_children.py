@@ -19,9 +19,7 @@ RUNNER = "children.py"
 
 #: Code that runs inside a *target* interpreter (a torchrun rank), which has no dlsetup to import:
 #: it may start its tools itself. Each entry: path under dlsetup/ -> why.
-TARGET_INTERPRETER: dict[str, str] = {
-    "fleet/distributed_checks.py": "a rank's phases (nccl-tests), loaded by distributed_worker.py",
-}
+TARGET_INTERPRETER: dict[str, str] = {}
 
 #: Modules still to be converted (none left; an entry here needs a reason and an issue).
 NOT_YET_CONVERTED: dict[str, str] = {}

@@ -9,12 +9,12 @@ Loaded by :mod:`distributed_worker` as a sibling module.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -299,14 +299,32 @@ def phase_grid(run: Any, torch: Any, dist: Any, device: str) -> None:
     )
 
 
+def _children() -> Any:
+    """dlsetup's one child runner (``dlsetup/children.py``, standard library only), loaded by
+    path: a rank's interpreter has no dlsetup to import."""
+    name = "dlsetup_children"
+    if name not in sys.modules:
+        path = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "children.py"
+        )
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before it runs: its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def _run_tool(argv: list[str], timeout: float) -> dict[str, Any]:
+    """Run a node's tool with the runner's guarantees: its own process group, ended with
+    everything it started at the deadline, killed by the kernel if this rank dies."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "exit_code": None, "output": ""}
+        done = _children().run(argv, timeout=timeout, output="capture")
     except OSError as exc:
         return {"status": "error", "exit_code": None, "output": str(exc)}
-    return {"status": "ran", "exit_code": proc.returncode, "output": proc.stdout + proc.stderr}
+    if done.timed_out:
+        return {"status": "timeout", "exit_code": None, "output": done.stdout + done.stderr}
+    return {"status": "ran", "exit_code": done.returncode, "output": done.stdout + done.stderr}
 
 
 def _nccl_tests_verdict(result: dict[str, Any]) -> tuple[str, str]:
