@@ -308,7 +308,6 @@ def _companion_files(name: str, location: str) -> dict[str, Any]:
     ``version.py``, the distribution's ``torch`` requirement and all its requirements
     (:func:`requirements`), its compiled extension's path."""
     import glob
-    import re
 
     facts: dict[str, Any] = {"location": location, "requirements": _safe(requirements, name)}
     try:
@@ -449,20 +448,22 @@ def _extension_alone(ops: TorchOps, facts: dict[str, Any]) -> bool:
         raw = ops.op("torchvision::_cuda_version")()
     except Exception:
         return False
-    facts["imported"] = True  # the package is not imported: its extension answered for it
-    facts["import_checked"] = "extension_only"
-    facts["extension_loaded"] = True
+    _answered_alone(facts, raw, "torchvision::_cuda_version()")
+    return True
+
+
+def _answered_alone(facts: dict[str, Any], raw: Any, asked: str) -> None:
+    """Record a companion whose compiled extension answered for it (the package is not
+    imported): loaded, and the CUDA it was built for from ``raw`` (what ``asked`` returned:
+    CUDA's version number, or none for a CPU build), else from the ``+cuXYZ`` tag."""
+    facts.update(imported=True, import_checked="extension_only", extension_loaded=True, warnings=[])
     if isinstance(raw, int) and raw > 0:
         facts["cuda"] = _cuda_from_number(raw)
-    else:
-        local = _cuda_from_local_tag(str(facts["version"]))
-        facts["cuda"] = (
-            local
-            if isinstance(local, str)
-            else {"missing": "cpu_build", "detail": f"torchvision::_cuda_version() is {raw}"}
-        )
-    facts["warnings"] = []
-    return True
+        return
+    local = _cuda_from_local_tag(str(facts["version"]))
+    facts["cuda"] = (
+        local if isinstance(local, str) else {"missing": "cpu_build", "detail": f"{asked} is {raw}"}
+    )
 
 
 def _torchaudio_alone(ops: TorchOps, facts: dict[str, Any]) -> bool:
@@ -494,16 +495,7 @@ def _torchaudio_alone(ops: TorchOps, facts: dict[str, Any]) -> bool:
         isinstance(raw, int) and torch_cuda and raw // 1000 != int(str(torch_cuda).split(".")[0])
     ):
         return False
-    facts.update(imported=True, import_checked="extension_only", extension_loaded=True, warnings=[])
-    if isinstance(raw, int) and raw > 0:
-        facts["cuda"] = _cuda_from_number(raw)
-    else:
-        local = _cuda_from_local_tag(str(facts["version"]))
-        facts["cuda"] = (
-            local
-            if isinstance(local, str)
-            else {"missing": "cpu_build", "detail": f"_torchaudio::cuda_version() is {raw}"}
-        )
+    _answered_alone(facts, raw, "_torchaudio::cuda_version()")
     return True
 
 

@@ -180,6 +180,16 @@ def test_a_url_with_credentials_goes_to_uv_in_a_private_file_not_its_command_lin
     ]  # fmt: skip
 
 
+def create_cpu_venv(prefix: Path) -> Result:
+    """``dlsetup create pytorch --backend venv --variant cpu`` at ``prefix``, in-process."""
+    return CliRunner().invoke(
+        cli,
+        ["create", "pytorch", "--backend", "venv", "--variant", "cpu", "--python-version",
+         f"{sys.version_info.major}.{sys.version_info.minor}", "--prefix", str(prefix),
+         "--no-jupyter", "--no-smoke"],
+    )  # fmt: skip
+
+
 def test_create_says_the_fallback_before_it_builds_from_the_mirror(
     blocked_home: Path, torch_index: TorchIndex, tmp_path: Path
 ) -> None:
@@ -189,12 +199,7 @@ def test_create_says_the_fallback_before_it_builds_from_the_mirror(
         f"[global]\nindex-url = {torch_index.pypi_url}\nextra-index-url = {mirror}\n",
     )
     prefix = tmp_path / "envs" / "pt"
-    result = CliRunner().invoke(
-        cli,
-        ["create", "pytorch", "--backend", "venv", "--variant", "cpu", "--python-version",
-         f"{sys.version_info.major}.{sys.version_info.minor}", "--prefix", str(prefix),
-         "--no-jupyter", "--no-smoke"],
-    )  # fmt: skip
+    result = create_cpu_venv(prefix)
     assert result.exit_code == 0, result.output
     said = result.output.index("  Source: PyTorch's index https://download.pytorch.org/whl/cpu")
     assert f"torch and its companions come from {mirror} (pip config " in result.output
@@ -402,12 +407,7 @@ def test_create_from_a_uv_toml_mirror_with_a_password_authenticates_without_the_
         f'url = "{secret}/whl/cpu/simple"\n',
     )
     prefix = tmp_path / "envs" / "pt"
-    result = CliRunner().invoke(
-        cli,
-        ["create", "pytorch", "--backend", "venv", "--variant", "cpu", "--python-version",
-         f"{sys.version_info.major}.{sys.version_info.minor}", "--prefix", str(prefix),
-         "--no-jupyter", "--no-smoke"],
-    )  # fmt: skip
+    result = create_cpu_venv(prefix)
     assert result.exit_code == 0, result.output
     assert (prefix / "pyvenv.cfg").is_file()
     assert basic_auth(USER, PASSWORD) in seen

@@ -113,6 +113,21 @@ def sdist_needing_a_helper(
     return {"name": "needy", "version": "1.0", "sdist": sdist}
 
 
+def needy_lock(tmp_path: Path, index: str) -> tuple[Path, Path]:
+    """A pylock.toml with only the sdist of ``needy`` (build requirement ``buildhelp``), made
+    with ``--index-url INDEX``; and the marker its backend writes."""
+    from tests.security.locks import HOST_PYTHON, write_pylock
+
+    marker = tmp_path / "helper-version"
+    lock = write_pylock(
+        tmp_path / "pylock.toml", [sdist_needing_a_helper(tmp_path / "s", marker)],
+        python=HOST_PYTHON,
+    )  # fmt: skip
+    with lock.open("a", encoding="utf-8") as fh:
+        fh.write(f'index_url = "{index}"\nrequest = {{ index_url = "{index}" }}\n')
+    return lock, marker
+
+
 def helper_index(root: Path, version: str) -> str:
     """An index holding ``buildhelp VERSION`` as a wheel; its ``file://`` URL."""
     from tests.support.wheels import Wheel, build_index
@@ -128,18 +143,11 @@ def test_build_requirements_come_from_the_locks_index_not_the_callers_uv_setting
     """A lock made with --index-url records that index; ``create --allow-build`` builds with the
     build requirement from it, never from an index the caller's uv settings name, which holds a
     newer release."""
-    from tests.security.locks import HOST_PYTHON, write_pylock
     from tests.support.proc import REPO, run_cli
 
     chosen = helper_index(tmp_path / "chosen", "1.0")
     other = helper_index(tmp_path / "other", "2.0")
-    marker = tmp_path / "helper-version"
-    lock = write_pylock(
-        tmp_path / "pylock.toml", [sdist_needing_a_helper(tmp_path / "s", marker)],
-        python=HOST_PYTHON,
-    )  # fmt: skip
-    with lock.open("a", encoding="utf-8") as fh:
-        fh.write(f'index_url = "{chosen}"\nrequest = {{ index_url = "{chosen}" }}\n')
+    lock, marker = needy_lock(tmp_path, chosen)
     config = tmp_path / "config"
     env = {"PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(config)}
     if where == "uv.toml":
