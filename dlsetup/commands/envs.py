@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dlsetup.commands.options import FilePath
 from dlsetup.commands.venv import venv_options
 from dlsetup.envs.files.spec import PLATFORMS, TARGETS, VARIANTS
 from dlsetup.errors import ExitCode
@@ -543,7 +544,7 @@ are verified, and packages from outside the lock's channels are refused.
 @click.option(
     "--build-constraints",
     "build_constraints",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FilePath(),
     metavar="FILE",
     help="With --allow-build: the builds take their build requirements only from FILE's exact "
     "pins, each verified by its sha256 (uv's --build-constraints --require-build-hashes); an "

@@ -9,6 +9,7 @@ value, never a wrong result later.
 from __future__ import annotations
 
 import math
+import pathlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,20 @@ class InterpreterPath(_TextType):
 
 
 INTERPRETER = InterpreterPath()
+
+
+class FilePath(click.Path):
+    """A file to read (``click.Path(dir_okay=False)``), refusing an empty or blank value, which
+    ``Path('')`` would read as the current directory."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=pathlib.Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not str(value).strip():
+            self.fail(f"{str(value)!r} is empty; give the path of a file", param, ctx)
+        return super().convert(value, param, ctx)
+
 
 #: The range of ``--seed``: what NumPy's ``SeedSequence`` takes (non-negative) and what every
 #: framework's seed setter takes (32 bits).

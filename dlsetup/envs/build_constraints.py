@@ -145,7 +145,13 @@ def read_build_constraints(path: Path) -> BuildConstraints:
     """
     from dlsetup.reading import read_text
 
-    text = read_text(path, what="build-constraints file", max_bytes=MAX_BYTES, fix=_fix(path))
+    text = read_text(
+        path,
+        what="build-constraints file",
+        max_bytes=MAX_BYTES,
+        fix="give --build-constraints a regular file of exact pins with their sha256, as `uv pip "
+        "compile build-requirements.in --generate-hashes -o build-constraints.txt` writes",
+    )
     pins: list[str] = []
     names: list[str] = []
     for number, line in _logical_lines(text):

@@ -201,6 +201,33 @@ def test_build_constraints_without_allow_build_is_a_usage_error(tmp_path: Path) 
     assert "--build-constraints applies only with --allow-build" in proc.stderr
 
 
+@pytest.mark.parametrize("value", ["", "  ", "/dev/zero", "DIR"])
+def test_an_empty_or_irregular_path_is_refused_and_names_a_file_to_give(
+    value: str, tmp_path: Path
+) -> None:
+    """'' is not read as the current directory; a device or a directory is named as such, with a
+    fix that does not tell uv to write its pins over it."""
+    from tests.support.proc import run_cli
+
+    path = str(tmp_path) if value == "DIR" else value
+    prefix = tmp_path / "env"
+    proc = run_cli(
+        "create", "--from-lock", "pylock.toml", "--prefix", str(prefix), "--no-smoke",
+        "--allow-build", "needy", "--build-constraints", path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"-o {path}" not in proc.stderr
+    if value.strip() == "":
+        assert "is empty; give the path of a file" in proc.stderr
+    elif value == "DIR":
+        assert "is a directory" in proc.stderr
+    else:
+        assert "character device, not a regular file" in proc.stderr
+        assert "-o build-constraints.txt" in proc.stderr
+    assert not prefix.exists()
+
+
 def _needy_conda_lock(fx: Fixture, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     """A conda-lock v1 file (conda-lock's writer) whose PyPI part is the sdist of ``needy``, its
     build requirement ``buildhelp`` a direct ``file://`` reference to the 1.0 wheel (the conda
