@@ -162,18 +162,34 @@ class UvSettings:
         return [s.line() for s in self.forwarded] + list(self.not_forwarded)
 
 
+#: The TOML type uv's settings reference gives each forwarded key (uv refuses any other)
+_KINDS: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(
+        ("native-tls", "system-certs", "offline", "no-cache", "compile-bytecode"), (bool,)
+    ),
+    **dict.fromkeys(("concurrent-downloads", "concurrent-builds", "concurrent-installs"), (int,)),
+    **dict.fromkeys(("allow-insecure-host", "no-proxy"), (str, list)),
+}
+_KIND_NAMES = {bool: "a boolean", int: "a whole number", str: "a string", list: "a list of strings"}
+
+
 def _value(value: Any, label: str, key: str) -> str:
-    """A TOML value as uv reads it from a variable: a list joined by spaces, ``true``/``false``."""
+    """A TOML value as uv reads it from a variable: a list joined by spaces, ``true``/``false``;
+    a value of another type than uv takes for ``key`` is refused (``cache-dir = 5`` would make a
+    cache directory named 5 where dlsetup runs)."""
     from dlsetup.errors import InputError
 
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | str):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return " ".join(value)
+    kinds = _KINDS.get(key.rpartition(".")[2], (str,))
+    wrong_type = isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds)
+    if not wrong_type:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | str):
+            return str(value)
+        if all(isinstance(v, str) for v in value):
+            return " ".join(value)
     raise InputError(
-        f"{label}: {key} is {value!r}, not a string, a number, a boolean or a list of strings",
+        f"{label}: {key} is {value!r}, not {' or '.join(_KIND_NAMES[k] for k in kinds)}",
         fix=f"write {key} as uv's settings reference describes it, or remove it",
     )
 

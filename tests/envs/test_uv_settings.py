@@ -249,16 +249,27 @@ def test_no_forwarded_variable_is_one_dlsetup_keeps_from_uv() -> None:
     assert not SETTING_VARIABLES & set(UV_INPUT_VARIABLES)
 
 
+@pytest.mark.parametrize(
+    ("line", "key", "expected"),
+    [
+        ("cache-dir = { path = 'x' }", "cache-dir", "a string"),
+        ("cache-dir = 5", "cache-dir", "a string"),  # was a cache directory named 5 here
+        ('offline = "yes"', "offline", "a boolean"),
+        ("concurrent-downloads = true", "concurrent-downloads", "a whole number"),
+        ("allow-insecure-host = [1]", "allow-insecure-host", "a list of strings"),
+    ],
+)
 def test_a_setting_of_the_wrong_type_is_an_error_naming_the_file_and_the_fix(
-    config_home: Path,
+    config_home: Path, line: str, key: str, expected: str
 ) -> None:
     from dlsetup.envs.uv_settings import uv_settings
     from dlsetup.errors import InputError
 
-    uv_toml = write(config_home / "uv/uv.toml", "cache-dir = { path = 'x' }\n")
+    uv_toml = write(config_home / "uv/uv.toml", line + "\n")
     with pytest.raises(InputError) as raised:
         uv_settings()
-    assert str(uv_toml) in raised.value.message and "cache-dir" in raised.value.message
+    assert str(uv_toml) in raised.value.message and key in raised.value.message
+    assert expected in raised.value.message
     assert raised.value.fix
 
 
