@@ -229,3 +229,41 @@ def platform_info(name: str) -> PlatformInfo:
             fix="name one of them with --platform",
         )
     return info
+
+
+#: ``platform.machine()``'s spellings of one architecture (Windows says ``AMD64``, macOS ``arm64``,
+#: Linux ``aarch64``), each to the family a row's ``arch`` belongs to.
+_MACHINE_FAMILY: dict[str, str] = {
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+}
+
+
+def from_host(system: str, machine: str) -> PlatformInfo:
+    """The row of a machine whose ``platform.system()`` is ``system`` and ``platform.machine()``
+    is ``machine`` (either case: doctor's probe lower-cases the OS).
+
+    ``AMD64`` is ``x86_64`` and ``aarch64`` is ``arm64`` (each OS spells them its own way), so
+    ``("Linux", "aarch64")`` is ``linux-aarch64`` and ``("Darwin", "arm64")`` is ``osx-arm64``.
+
+    Raises:
+        InputError: the table has no row for this OS and architecture (``Linux``/``riscv64``,
+            ``FreeBSD``, ``Windows``/``ARM64``): names the machine and the valid platforms,
+            never a conda subdir dlsetup does not lock for.
+    """
+    family = _MACHINE_FAMILY.get(machine.lower())
+    for info in PLATFORM_TABLE:
+        if (
+            info.platform_system.lower() == system.lower()
+            and family is not None
+            and _MACHINE_FAMILY[info.arch.lower()] == family
+        ):
+            return info
+    raise InputError(
+        f"this machine ({system or 'unknown OS'} on {machine or 'unknown architecture'}) is not "
+        f"a platform dlsetup locks for; valid platforms: {', '.join(PLATFORM_NAMES)}",
+        fix="lock and build on one of those, or name one of them with --platform to lock for "
+        "another machine",
+    )

@@ -26,6 +26,7 @@ from dlsetup.compat.cuda import parse_cuda
 from dlsetup.errors import InputError
 from dlsetup.facts import Missing
 from dlsetup.installer import Installer, installer_for
+from dlsetup.platforms import from_host
 
 if TYPE_CHECKING:  # dlsetup.compat.lines is imported when a fix is first needed
     from dlsetup.compat.lines import Gpu, LineChoice
@@ -74,20 +75,17 @@ def probed_env(facts: DoctorFacts) -> TargetEnv:
 
 
 def conda_platform(facts: DoctorFacts) -> str | None:
-    """This machine's conda platform (``linux-64``, ``linux-aarch64``, ``win-64``, ``osx-arm64``),
-    or None when the probes cannot say."""
+    """This machine's conda platform (``linux-64``, ``linux-aarch64``, ``win-64``, ``osx-arm64``):
+    its row of :data:`dlsetup.platforms.PLATFORM_TABLE` (:func:`dlsetup.platforms.from_host`), or
+    None when the probes cannot say or the table has no row for it (``linux-riscv64``,
+    ``win-arm64``): the caller falls back to the pip command."""
     system = facts.system
     if isinstance(system, Missing):
         return None
-    machine = system.machine.lower()
-    arm = machine in ("aarch64", "arm64")
-    if system.os_name == "linux":
-        return "linux-aarch64" if arm else "linux-64"
-    if system.os_name == "windows":
-        return "win-64"
-    if system.os_name == "darwin":
-        return "osx-arm64" if arm else "osx-64"
-    return None
+    try:
+        return from_host(system.os_name, system.machine).name
+    except InputError:
+        return None
 
 
 def machine_gpus(facts: DoctorFacts) -> tuple[Gpu, ...]:

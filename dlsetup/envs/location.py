@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 #: conda-like executables, in the order they are looked for.
@@ -51,17 +50,27 @@ def default_envs_dir() -> Path:
 
 
 def host_platform() -> str:
-    """This machine's conda subdir (``linux-64``, ``osx-arm64``, ``win-64``, ...)."""
+    """This machine's conda subdir (``linux-64``, ``osx-arm64``, ``win-64``, ...): its row of
+    :data:`dlsetup.platforms.PLATFORM_TABLE` (:func:`dlsetup.platforms.from_host`).
+
+    Raises:
+        InputError: the table has no row for this machine (``linux-riscv64``, ``win-arm64``,
+            FreeBSD): the table's "not a platform dlsetup locks for", with the valid ones.
+    """
     import platform as _platform
 
-    machine = _platform.machine().lower()
-    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(
-        machine, machine
-    )
-    if sys.platform.startswith("linux"):
-        return f"linux-{arch}"
-    if sys.platform == "darwin":
-        return "osx-arm64" if arch in ("arm64", "aarch64") else "osx-64"
-    if sys.platform == "win32":
-        return "win-arm64" if arch in ("arm64", "aarch64") else "win-64"
-    return f"{sys.platform}-{arch}"
+    from dlsetup.platforms import from_host
+
+    return from_host(_platform.system(), _platform.machine()).name
+
+
+def known_host_platform() -> str | None:
+    """:func:`host_platform`, or ``None`` where the table has no row for this machine: for the
+    callers that only compare a platform with this machine's (to detect its virtual packages or its
+    glibc), which work for other platforms on any machine."""
+    from dlsetup.errors import InputError
+
+    try:
+        return host_platform()
+    except InputError:
+        return None

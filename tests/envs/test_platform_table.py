@@ -5,13 +5,18 @@ The schemas are data files, so their enums are compared with the table rather th
 
 from __future__ import annotations
 
+import platform
 import re
 
 import pytest
 
+from dlsetup.checks.fix_language import conda_platform
+from dlsetup.envs.location import host_platform, known_host_platform
 from dlsetup.envs.venv.lock_platforms import VENV_PLATFORMS
+from dlsetup.errors import InputError
 from dlsetup.output import load_schema
-from dlsetup.platforms import PLATFORM_NAMES, PLATFORM_TABLE
+from dlsetup.platforms import PLATFORM_NAMES, PLATFORM_TABLE, PlatformInfo, from_host
+from tests.doctor.test_checks import facts, system
 
 
 def _platform_enum(schema: str) -> tuple[str, ...]:
@@ -76,3 +81,58 @@ def test_every_row_has_its_pypi_facts() -> None:
         assert info.wheel_tags and info.sys_platform and info.platform_machine, info.name
         assert info.uv_platform, info.name
         assert not (info.torch_cuda_wheels or info.tf_and_cuda) or info.cuda, info.name
+
+
+# ``platform.system()`` and ``platform.machine()`` of machines the table has no row for: a
+# RISC-V or 32-bit Linux, Linux on POWER, Windows on ARM, FreeBSD, and nothing at all.
+UNKNOWN_HOSTS = [
+    ("Linux", "riscv64"),
+    ("Linux", "i686"),
+    ("Linux", "ppc64le"),
+    ("Windows", "ARM64"),
+    ("FreeBSD", "amd64"),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize("row", PLATFORM_TABLE, ids=lambda p: p.name)
+def test_every_row_is_found_from_what_its_machines_report(row: PlatformInfo) -> None:
+    # each row's own marker values are what Python reports there (AMD64 on Windows, arm64 on macOS)
+    assert from_host(row.platform_system, row.platform_machine) is row
+    assert from_host(row.platform_system.lower(), row.platform_machine.lower()) is row  # doctor's
+    assert (
+        conda_platform(
+            facts(system=system(os_name=row.platform_system.lower(), machine=row.platform_machine))
+        )
+        == row.name
+    )
+
+
+def test_each_os_spells_arm_and_x86_its_own_way() -> None:
+    assert from_host("Linux", "arm64").name == "linux-aarch64"
+    assert from_host("Darwin", "aarch64").name == "osx-arm64"
+    assert from_host("Windows", "x86_64").name == "win-64"
+    assert from_host("Linux", "AMD64").name == "linux-64"
+
+
+@pytest.mark.parametrize(("system_name", "machine"), UNKNOWN_HOSTS)
+def test_a_machine_the_table_has_no_row_for_gets_the_tables_answer(
+    system_name: str, machine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(InputError) as exc:
+        from_host(system_name, machine)
+    assert (
+        "is not a platform dlsetup locks for; valid platforms: " + ", ".join(PLATFORM_NAMES)
+        in exc.value.message
+    )
+    assert exc.value.fix is not None and "--platform" in exc.value.fix
+    # doctor falls back to pip's fix instead of a conda command for a made-up platform
+    assert (
+        conda_platform(facts(system=system(os_name=system_name.lower(), machine=machine))) is None
+    )
+    # and lock/create say so instead of locking for a subdir the table does not know
+    monkeypatch.setattr(platform, "system", lambda: system_name)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    with pytest.raises(InputError, match="not a platform dlsetup locks for"):
+        host_platform()
+    assert known_host_platform() is None

@@ -69,7 +69,7 @@ from dlsetup.envs.credentials import (
 )
 from dlsetup.envs.files.names import NAME_RULE, is_valid_env_name
 from dlsetup.envs.files.spec import RenderedEnvironment
-from dlsetup.envs.location import find_conda_executable, host_platform
+from dlsetup.envs.location import find_conda_executable, known_host_platform
 from dlsetup.envs.pypi.resolve import PypiRequest, PypiSolution, conda_provided, resolve_all
 from dlsetup.envs.sources import Source
 from dlsetup.errors import DlsetupError, ExistsError, InputError, MissingToolError, SolveError
@@ -688,7 +688,7 @@ def _lock_environment(
     channels = _channels(env)
     if engine == "rattler":
         _probe_channels(env, channels, platforms)
-    host = host_platform()
+    host = known_host_platform()  # None on a machine the platform table has no row for
     per_platform = {
         p: virtual_packages(
             p,

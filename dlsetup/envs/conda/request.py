@@ -25,7 +25,7 @@ from dlsetup.envs.conda.virtual_packages import CUDA_DRIVER, CUDA_OPTION
 from dlsetup.envs.credentials import redact_error
 from dlsetup.envs.files import spec as spec_mod
 from dlsetup.envs.files.spec import PLATFORMS, TARGETS, CompanionPlan
-from dlsetup.envs.location import host_platform
+from dlsetup.envs.location import host_platform, known_host_platform
 from dlsetup.envs.variant import VariantChoice, choose_variant
 from dlsetup.errors import DlsetupError, InputError
 
@@ -181,7 +181,7 @@ def choose_lines(
         return {}
     from dlsetup.compat.lines import choose_cuda_line
 
-    host = host_platform()
+    host = known_host_platform()
     return {
         p: choose_cuda_line(
             target,
@@ -199,13 +199,15 @@ def choose_lines(
 def _lock_target(
     opts: LockRequest, output: Path, *, force: bool
 ) -> tuple[LockResult, VariantChoice]:
-    host = host_platform()
+    host = known_host_platform()  # None where the platform table has no row for this machine
     custom = opts.target not in TARGETS
     if opts.python_version is not None:
         spec_mod.validate_python_version(opts.python_version)
     if opts.all_platforms and opts.platforms:
         raise InputError("--all-platforms and --platform exclude each other", fix="use one of them")
-    requested_platforms = opts.platforms or (host,)
+    requested_platforms = opts.platforms or (
+        () if opts.all_platforms else (host_platform(),)  # the table's answer where host is None
+    )
     if not opts.all_platforms and any(p not in PLATFORMS for p in requested_platforms):
         bad = next(p for p in requested_platforms if p not in PLATFORMS)
         raise InputError(
@@ -225,7 +227,8 @@ def _lock_target(
     choice = choose_variant(
         opts.variant,
         cuda=opts.cuda,
-        platforms=(host,) if opts.all_platforms else requested_platforms,
+        # auto on a machine the table has no row for: "no CUDA on this machine", cpu
+        platforms=(host or "this machine",) if opts.all_platforms else requested_platforms,
         has_variant=has_variant,
         gpu_arch=opts.gpu_arch,
     )
