@@ -39,9 +39,11 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlsetup.envs.credentials import strip_auth
 from dlsetup.envs.pypi.uv import uv_cache
+from dlsetup.envs.venv.companion_cuda import check_companion_cuda
 from dlsetup.envs.venv.lock_platforms import VENV_PLATFORMS, VenvPlatform
 from dlsetup.envs.venv.lock_report import (
     VenvLockResult,
@@ -79,6 +81,9 @@ from dlsetup.envs.venv.torch_choice import (
 )
 from dlsetup.envs.venv.uv_sources import DEFAULT_INDEX, LockSources, plan_routes, used_sources
 from dlsetup.errors import SolveError
+
+if TYPE_CHECKING:
+    from dlsetup.envs.reachability import VenvSources
 
 __all__ = [
     "DEFAULT_INDEX",
@@ -159,7 +164,10 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
             plan, parts, results, notes = resolve_on_sources(plan, request, routes, sources)
         except SolveError as exc:
             raise routes.explain_failure(exc) from exc
-    accepted = variant_to_lock(request, tuple(results))
+        # what was resolved, checked before anything is installed: the variant labelled, then
+        # each companion of PyPI's CUDA torch against torch's CUDA build (read from its wheel)
+        accepted = variant_to_lock(request, tuple(results))
+        results = check_companion_cuda(results, parts, sources, _torch_indexes(plan, routes))
     name = plan.name if accepted is None else f"{request.target}-{accepted}"
     if accepted is not None:
         lock_path = output / lock_file_name(name)
@@ -189,6 +197,16 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
     output.mkdir(parents=True, exist_ok=True)
     write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))
     return result
+
+
+def _torch_indexes(plan: VenvPlan, routes: VenvSources) -> dict[str, str]:
+    """Each platform's PyTorch index, by platform name (none without PyTorch)."""
+    if plan.torch is None:
+        return {}
+    return {
+        p.name: routes.torch_index(plan.torch.variant if p.cuda_wheels else "cpu")
+        for p in plan.platforms
+    }
 
 
 def lock_for_create(request: VenvLockRequest, directory: Path) -> tuple[Path, str, str]:

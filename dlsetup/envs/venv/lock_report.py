@@ -155,6 +155,7 @@ def header_lines(result: VenvLockResult) -> list[str]:
                 pairs = ", ".join(f"{n} {v}" for n, v in p.build.companions)
                 lines.append(f"  Companions: {pairs} (the variant and release of torch's).")
             lines += [f"  Unchecked: {why}." for why in p.build.unchecked]
+            lines += [f"  CUDA checked: {what}." for what in p.build.checked]
         lines += [f"  From {where}: {names}" for where, names in origin_groups(p)]
     lines += [f"Companions: {note}." for note in result.companion_notes]
     lines += [f"Source: {line}." for line in result.sources]

@@ -74,7 +74,10 @@ class ResolvedBuild:
         problems: each companion that does not go with torch, in words.
         unchecked: what the metadata cannot show: the CUDA version a companion of PyPI's CUDA
             torch was built for (PyPI's builds carry no local version; ``dlsetup doctor``
-            reads it from the installed package).
+            reads it from the installed package), where the wheel's ``NAME/version.py`` could
+            not be read either (:mod:`dlsetup.envs.venv.companion_cuda`).
+        checked: each companion of PyPI's CUDA torch whose wheel's ``NAME/version.py`` names
+            torch's CUDA build, in words.
     """
 
     variant: str
@@ -84,6 +87,7 @@ class ResolvedBuild:
     companions: tuple[tuple[str, str], ...]
     problems: tuple[str, ...]
     unchecked: tuple[str, ...] = ()
+    checked: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """``torch 2.14.0, PyPI's CUDA 13.0 build (3 CUDA libraries as wheels: nvidia-*, triton)``."""

@@ -1,0 +1,245 @@
+"""A venv lock whose torch and companion were built for different CUDA versions stops (exit 2)
+before anything is installed, naming both builds and the fix; a matched pair is locked and said.
+
+The wheels are shaped like the real PyPI ones (read from the wheels themselves): PyPI's torch
+2.14.1 (``cp311-cp311-manylinux_2_28_x86_64``, no local version) requires
+``cuda-toolkit[cudart,...]==13.0.3``, whose ``cudart`` extra pins ``nvidia-cuda-runtime==13.0.96.*``,
+and ``nvidia-*-cu13`` wheels; its ``torch/version.py`` says ``2.14.1+cu130``. PyPI's torchvision
+0.29.1 and torchaudio 2.11.0 / 2.11.1 name no CUDA version in their metadata (no local version,
+no ``nvidia-*`` requirement; torchaudio's only requirement is ``torch>=2.11``), but their
+``NAME/version.py`` does: torchvision ``0.29.1+cu130``, torchaudio 2.11.0 ``+cu130`` (a
+``cp311`` wheel) and 2.11.1 ``+cu132`` (a ``py3-none`` wheel). Torch's other requirements
+(filelock, sympy, ...) are left out of the stand-ins: they do not bear on the CUDA build.
+The real uv resolves; the CLI runs in a subprocess; the HTTP case serves the index on 127.0.0.1
+with a server that answers ``Range`` requests, as PyPI's file host does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from tests.support.http_server import QuietHandler, serve
+from tests.support.proc import run_cli
+from tests.support.wheels import Wheel, build_index
+
+LINUX = "manylinux_2_28_x86_64"
+ON_LINUX = 'platform_system == "Linux"'
+RUNTIME_MARKER = "(sys_platform == 'linux' and platform_machine == 'x86_64')"
+CUDA_ARGS = ("--variant", "cuda", "--cuda", "13.0", "--gpu-arch", "8.9")
+
+
+def _version_py(name: str, version: str) -> dict[str, bytes]:
+    return {f"{name}/version.py": f"__version__ = '{version}'\ngit_version = 'abc'\n".encode()}
+
+
+def _pypi_wheels(torchaudio: tuple[str, ...], torchvision: str = "0.29.1+cu130") -> list[Wheel]:
+    """PyPI-shaped torch 2.14.1 and its CUDA 13.0 wheels, torchvision 0.29.1, the torchaudio
+    releases named (``2.11.1+cu132``: the version and its build, as its version.py says)."""
+    torch = Wheel(
+        "torch",
+        "2.14.1",
+        (
+            f"cuda-toolkit[cublas,cudart]==13.0.3; {ON_LINUX}",
+            f"nvidia-cudnn-cu13==9.24.0.43; {ON_LINUX}",
+            f'triton~=3.8.0; {ON_LINUX} and python_version < "3.15"',
+        ),
+        tag=f"cp311-cp311-{LINUX}",
+        requires_python=">=3.10",
+        files={"torch/version.py": b"__version__ = '2.14.1+cu130'\ncuda = '13.0'\n"},
+    )
+    toolkit = Wheel(  # wheels.py writes Requires-Dist lines: the extras ride on them
+        "cuda-toolkit",
+        "13.0.3.0",
+        (
+            f"nvidia-cublas==13.1.1.3.*; {RUNTIME_MARKER} and extra == 'cublas'\n"
+            "Provides-Extra: cublas\nProvides-Extra: cudart",
+            f"nvidia-cuda-runtime==13.0.96.*; {RUNTIME_MARKER} and extra == 'cudart'",
+        ),
+        tag="py2.py3-none-any",
+    )
+    wheels = [torch, toolkit]
+    for name, version, tag in (
+        ("nvidia-cublas", "13.1.1.3", f"py3-none-{LINUX}"),
+        ("nvidia-cuda-runtime", "13.0.96", f"py3-none-{LINUX}"),
+        ("nvidia-cudnn-cu13", "9.24.0.43", f"py3-none-{LINUX}"),
+        ("triton", "3.8.0", f"cp311-cp311-{LINUX}"),
+        ("pillow", "11.3.0", f"cp311-cp311-{LINUX}"),
+        ("numpy", "2.4.1", f"cp311-cp311-{LINUX}"),
+    ):
+        wheels.append(Wheel(name, version, tag=tag))
+    wheels.append(Wheel("ipykernel", "7.1.0", ("numpy>=1.24",)))
+    release = torchvision.partition("+")[0]
+    wheels.append(
+        Wheel(
+            "torchvision",
+            release,
+            ("numpy", "torch (>=2.14.0)", "pillow (!=8.3.*,>=5.3.0)"),
+            tag=f"cp311-cp311-{LINUX}",
+            files=_version_py("torchvision", torchvision),
+        )
+    )
+    for declared in torchaudio:
+        version = declared.partition("+")[0]
+        tag = f"cp311-cp311-{LINUX}" if version == "2.11.0" else f"py3-none-{LINUX}"
+        wheels.append(
+            Wheel(
+                "torchaudio",
+                version,
+                ("torch>=2.11",),
+                tag=tag,
+                files=_version_py("torchaudio", declared),
+            )
+        )
+    return wheels
+
+
+def _lock(env: dict[str, str], out: Path, index: str, *args: str) -> tuple[int, str, str]:
+    proc = run_cli(
+        "lock", "pytorch", "--backend", "venv", "--platform", "linux-64", "--python-version",
+        "3.11", *CUDA_ARGS, "--torch-version", "2.14", "--torch-index-url", index, "--index-url",
+        index, "--output", str(out), *args, env=env,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def test_pypis_torchaudio_built_for_cuda_13_2_beside_torch_for_13_0_stops_the_lock(
+    tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    """PyPI today: torch 2.14.1 (CUDA 13.0) and torchaudio 2.11.1 (CUDA 13.2), with 2.11.0 (CUDA
+    13.0) beside it: exit 2, both builds named, 2.11.0 offered; no lock written."""
+    index = build_index(tmp_path / "pypi", _pypi_wheels(("2.11.0+cu130", "2.11.1+cu132")))
+    out = tmp_path / "out"
+    code, stdout, stderr = _lock(isolated_dirs, out, index)
+    assert code == 2, (stdout, stderr)
+    err = _one_line(stderr)
+    assert (
+        "Error: linux-64: torchaudio 2.11.1 and torch 2.14.1 were built for different CUDA "
+        "versions: torchaudio 2.11.1 is a CUDA 13.2 build (its torchaudio/version.py says "
+        "2.11.1+cu132), torch 2.14.1 is a CUDA 13.0 build (PyPI's; nvidia-cuda-runtime 13.0.96 "
+        "resolved beside it); torchaudio's extension does not load beside this torch (import "
+        "torchaudio fails or falls back); nothing was installed and no lock was written"
+    ) in err
+    assert (
+        "Fix: torchaudio 2.11.0 on these sources is a CUDA 13.0 build of torchaudio 2.11, the "
+        "release the knowledge base pairs with torch 2.14.1 (its torchaudio/version.py says "
+        "2.11.0+cu130): pin it, torchaudio==2.11.0, where you install with pip or uv; or lock "
+        "from PyTorch's index of torch's variant, whose companions are built for its CUDA: "
+        "--torch-index-url https://download.pytorch.org/whl/cu130 (or a mirror of it)"
+    ) in err
+    assert "Traceback" not in stderr
+    assert not out.exists() or list(out.glob("pylock.*")) == []
+
+
+def test_no_build_for_torchs_cuda_on_the_sources_names_pytorchs_index(
+    tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    index = build_index(tmp_path / "pypi", _pypi_wheels(("2.11.1+cu132",)))
+    code, stdout, stderr = _lock(isolated_dirs, tmp_path / "out", index)
+    assert code == 2, (stdout, stderr)
+    err = _one_line(stderr)
+    assert "torchaudio 2.11.1 is a CUDA 13.2 build" in err
+    assert (
+        "Fix: no torchaudio 2.11 on these sources is a CUDA 13.0 build (the knowledge base "
+        "pairs torchaudio 2.11 with torch 2.14.1); lock from PyTorch's index of torch's variant"
+    ) in err
+
+
+def test_torchvision_of_another_cuda_build_stops_the_lock_too(
+    tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    wheels = _pypi_wheels(("2.11.0+cu130",), torchvision="0.29.1+cu126")
+    index = build_index(tmp_path / "pypi", wheels)
+    code, stdout, stderr = _lock(isolated_dirs, tmp_path / "out", index)
+    assert code == 2, (stdout, stderr)
+    err = _one_line(stderr)
+    assert (
+        "torchvision 0.29.1 is a CUDA 12.6 build (its torchvision/version.py says 0.29.1+cu126), "
+        "torch 2.14.1 is a CUDA 13.0 build"
+    ) in err
+    assert "no torchvision 0.29 on these sources is a CUDA 13.0 build" in err
+
+
+def test_a_matched_pair_is_locked_and_the_check_said(
+    tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    """torchaudio 2.11.0 (CUDA 13.0) alone beside torch 2.14.1: locked, the header says what
+    was read from each companion, and nothing is left unchecked."""
+    index = build_index(tmp_path / "pypi", _pypi_wheels(("2.11.0+cu130",)))
+    out = tmp_path / "out"
+    code, _, stderr = _lock(isolated_dirs, out, index)
+    assert code == 0, stderr
+    text = (out / "pylock.pytorch-cu130.toml").read_text()
+    assert "torchaudio" in text
+    assert (
+        "#   CUDA checked: torchvision 0.29.1 is a CUDA 13.0 build, as torch is (its "
+        "torchvision/version.py says 0.29.1+cu130).\n"
+    ) in text
+    assert (
+        "#   CUDA checked: torchaudio 2.11.0 is a CUDA 13.0 build, as torch is (its "
+        "torchaudio/version.py says 2.11.0+cu130).\n"
+    ) in text
+    assert "Unchecked:" not in text
+
+
+class RangeHandler(QuietHandler):
+    """Serves files as PyPI's file host does: a ``Range`` request gets 206 and those bytes.
+    Every wheel byte sent is counted in :attr:`sent` (by file name)."""
+
+    sent: dict[str, int]
+
+    def do_GET(self) -> None:
+        wanted = self.headers.get("Range", "")
+        path = Path(self.translate_path(self.path))
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", wanted)
+        if not match or not path.is_file():
+            if path.suffix == ".whl":
+                self.sent[path.name] = self.sent.get(path.name, 0) + path.stat().st_size
+            super().do_GET()
+            return
+        data = path.read_bytes()
+        first, last = match.groups()
+        start = len(data) - int(last) if not first else int(first)
+        end = len(data) - 1 if not first or not last else min(int(last), len(data) - 1)
+        body = data[max(start, 0) : end + 1]
+        self.sent[path.name] = self.sent.get(path.name, 0) + len(body)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {max(start, 0)}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_over_http_the_check_reads_a_few_bytes_of_the_companion_not_the_wheel(
+    tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    """Over HTTP (range requests) the mismatch is seen having read part of torchaudio's wheel,
+    and none of torch's."""
+    wheels = _pypi_wheels(("2.11.1+cu132",))
+    # a wheel as big as a real torchaudio's tail makes "part of it" mean something
+    padded = Wheel(
+        "torchaudio",
+        "2.11.1",
+        ("torch>=2.11",),
+        tag=f"py3-none-{LINUX}",
+        files={
+            **_version_py("torchaudio", "2.11.1+cu132"),
+            "torchaudio/lib/libtorchaudio.so": os.urandom(400_000),
+        },
+    )
+    wheels = [w for w in wheels if w.name != "torchaudio"] + [padded]
+    build_index(tmp_path / "pypi", wheels)
+    sent: dict[str, int] = {}
+    with serve(tmp_path / "pypi", RangeHandler, sent=sent) as (url, _):
+        code, stdout, stderr = _lock(isolated_dirs, tmp_path / "out", f"{url}/simple")
+    assert code == 2, (stdout, stderr)
+    assert "torchaudio 2.11.1 is a CUDA 13.2 build" in _one_line(stderr)
+    wheel = next((tmp_path / "pypi" / "files").glob("torchaudio-2.11.1-*.whl"))
+    got = sent.get(wheel.name, 0)
+    assert 0 < got < wheel.stat().st_size // 2, (got, wheel.stat().st_size)
+    assert not any(name.startswith("torch-") for name in sent), sent
