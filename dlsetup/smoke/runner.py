@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 WORKER_FILES: dict[str, str] = {"torch": "torch_worker.py", "tensorflow": "tf_worker.py"}
 LINE_PREFIX = "DLSETUP-SMOKE "  # the same as worker_protocol.LINE_PREFIX
+TIMING_CPU_ENV = "DLSETUP_SMOKE_TIMING_CPU"  # the same as worker_clock.PIN_ENV
 #: Seconds the output of a worker that has exited may take to reach its end: a helper the worker
 #: started may hold its stdout open, and the run does not wait for that helper.
 DRAIN_S = 2.0
@@ -253,7 +254,9 @@ class _FrameworkRunner:
         self.framework = framework
         self.opts = opts
         self.workers = workers
-        self.env = _worker_env(opts)
+        # each framework's timed work on a CPU of its own, whatever the caller's environment
+        # says (worker_clock.one_cpu): torch on the first the run may use, TensorFlow on the next
+        self.env = _worker_env(opts) | {TIMING_CPU_ENV: str(FRAMEWORKS.index(framework))}
         self.argv = _worker_argv(framework, opts, reference_cache)
         self.runs: list[DeviceRun] = []
         self.companions = _Companions()

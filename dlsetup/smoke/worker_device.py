@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dlsetup.smoke import curve_band
     from dlsetup.smoke import reference as ref
     from dlsetup.smoke.worker_checks import function_checks, json_number
-    from dlsetup.smoke.worker_clock import timing_clock
+    from dlsetup.smoke.worker_clock import one_cpu, timing_clock
     from dlsetup.smoke.worker_grid import (
         LEARNING_RATES,
         Backend,
@@ -37,7 +37,7 @@ else:  # run as a script inside a target interpreter: load the sibling modules b
     import curve_band
     import reference as ref
     from worker_checks import function_checks, json_number
-    from worker_clock import timing_clock
+    from worker_clock import one_cpu, timing_clock
     from worker_grid import (
         LEARNING_RATES,
         Backend,
@@ -172,9 +172,8 @@ def run_device(
     try:
         t0 = time.perf_counter()
         ops = backend.kernel_ops(device)
-        timings = kernel_timings(
-            ops, timing_clock(device)
-        )  # first: before any pool of threads is up and spinning
+        with one_cpu(device):  # first: before any pool of threads is up and spinning
+            timings = kernel_timings(ops, timing_clock(device))
         phases["kernel_timing_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         kernels = kernel_checks(ops, device)
@@ -182,9 +181,10 @@ def run_device(
         t0 = time.perf_counter()
         checks = function_checks(backend, device)
         phases["function_checks_s"] = time.perf_counter() - t0
-        found, out, times = train_grid(
-            backend, device, seed, steps, step_check=True, reference_cache=reference_cache
-        )
+        with one_cpu(device):  # the timed training loop on one core (worker_clock.one_cpu)
+            found, out, times = train_grid(
+                backend, device, seed, steps, step_check=True, reference_cache=reference_cache
+            )
         times.pop("band_ratio")  # not seconds: reported by calibration runs only
         times.pop("param_ratio", None)
         shared_reference = bool(times.pop("reference_shared"))

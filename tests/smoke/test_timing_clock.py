@@ -9,12 +9,17 @@ calibration kernel are timed with; a sleep stands for the moments another job ho
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from dlsetup.smoke import timing_kernel
-from dlsetup.smoke.worker_clock import TIMING_CHUNK, ChunkClock, timing_clock
+from dlsetup.smoke.runner import RunOptions
+from dlsetup.smoke.worker_clock import PIN_ENV, TIMING_CHUNK, ChunkClock, one_cpu, timing_clock
 
 
 @pytest.mark.parametrize("device", ["cpu", "CPU:0", "cpu:1"])
@@ -69,3 +74,75 @@ def test_waiting_does_not_move_the_cpu_figure_but_more_work_does() -> None:
     wall = _run(ChunkClock(clock=timing_kernel.wall), wait=4 * work, work=work)
     assert min(wall.chunk_ms) >= 5 * ms
     assert waited.kernel_s > 0  # the kernel runs' wall seconds, taken off the loop's time
+
+
+# ---------------------------------------------------------------- the timed work on one CPU
+
+pinnable = pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"),
+    reason="thread affinity through /proc/self/task is Linux's",
+)
+
+
+def _affinities() -> dict[int, set[int]]:
+    """Every thread of this process and the CPUs it may run on."""
+    out = {}
+    for name in os.listdir("/proc/self/task"):
+        try:
+            out[int(name)] = os.sched_getaffinity(int(name))
+        except OSError:  # ended meanwhile
+            continue
+    return out
+
+
+@pinnable
+@pytest.mark.parametrize("index", ["0", "1", "7"])
+def test_the_timed_work_holds_every_thread_on_one_cpu_then_gives_them_back(
+    index: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PIN_ENV, index)
+    allowed = sorted(os.sched_getaffinity(0))
+    want = {allowed[int(index) % len(allowed)]}
+    stop = threading.Event()
+    pool = threading.Thread(target=stop.wait)  # a framework's pool thread, up before the block
+    pool.start()
+    before = _affinities()
+    try:
+        with one_cpu("cpu"):
+            inside = _affinities()
+            late = threading.Thread(target=stop.wait)  # started inside: inherits the one CPU
+            late.start()
+            assert os.sched_getaffinity(late.native_id) == want
+        after = _affinities()
+        assert os.sched_getaffinity(late.native_id) == set(allowed)  # given every CPU back
+    finally:
+        stop.set()
+        pool.join()
+        late.join()
+    assert pool.native_id in inside
+    assert all(cpus == want for cpus in inside.values()), inside
+    assert {tid: after[tid] for tid in before} == before
+
+
+@pinnable
+@pytest.mark.parametrize(("device", "index"), [("cuda:0", "1"), ("GPU:0", "0"), ("cpu", "x")])
+def test_an_accelerator_or_an_unreadable_index_leaves_the_threads_alone(
+    device: str, index: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PIN_ENV, index)
+    before = _affinities()
+    with one_cpu(device):
+        inside = _affinities()
+    assert inside == before
+
+
+def test_each_framework_worker_is_timed_on_a_cpu_of_its_own() -> None:
+    from dlsetup.smoke import runner
+
+    assert runner.TIMING_CPU_ENV == PIN_ENV  # the runner keeps its own copy of the name
+    opts = RunOptions(python=Path(sys.executable), env=((PIN_ENV, "5"),))  # not the caller's
+    cpus = {
+        name: runner._FrameworkRunner(name, opts, runner._Workers(), "ref.npz").env[PIN_ENV]
+        for name in runner.FRAMEWORKS
+    }
+    assert cpus == {"torch": "0", "tensorflow": "1"}
