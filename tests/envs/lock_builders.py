@@ -12,6 +12,7 @@
 * :func:`write_conda_lock` writes a conda-lock v1 file with conda-lock's own writer
   (``conda_lock.lockfile.write_conda_lock_file``): conda packages from a rattler solve, PyPI
   entries whose dependency specs are conda-lock's ``*`` and ``||`` ranges, a ``dev`` category.
+* :func:`lock_args` is the argument list of one ``dlsetup lock`` against a test channel.
 * :func:`write_explicit` renders it with conda-lock's own explicit renderer
   (``render_lockfile_for_platform(kind="explicit")``: ``URL#md5`` lines and ``# pip`` lines).
 * :func:`write_pixi_lock` writes a pixi.lock with py-rattler's writer (``LockFile.to_path``) —
@@ -222,6 +223,33 @@ def write_conda_lock(
     )
     write_conda_lock_file(lockfile, path, metadata_choices=set())
     return path
+
+
+def lock_args(
+    target: str | Path,
+    channel: str,
+    output: str | Path,
+    *extra: str,
+    variant: str | None = "cpu",
+    platform: str = PLATFORM,
+) -> tuple[str, ...]:
+    """``lock TARGET --variant cpu --platform linux-64 --channel CHANNEL --output OUTPUT EXTRA...``:
+    the arguments of one ``dlsetup lock`` against a test channel, for ``run_cli``, CliRunner or the
+    installed ``dlsetup``.
+
+    Args:
+        target: ``pytorch``, ``both``, or an environment file.
+        channel: the channel's URL (or a bad one, for a refusal).
+        output: the ``--output`` directory.
+        extra: more options, after these (``--json``, ``--cuda 13.0``).
+        variant: ``--variant``; ``None`` leaves it out (``auto``, dlsetup's default).
+        platform: ``--platform``.
+    """
+    variant_args = ("--variant", variant) if variant is not None else ()
+    return (
+        "lock", str(target), *variant_args, "--platform", platform, "--channel", channel,
+        "--output", str(output), *extra,
+    )  # fmt: skip
 
 
 def write_explicit(conda_lock: Path, path: Path, *, dev: bool = True) -> Path:

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from dlsetup.cli import cli
 from dlsetup.envs.staging import clean_leftovers, remove_partial
 from dlsetup.output import load_schema
+from tests.envs.lock_builders import lock_args
 from tests.smoke.fault_env import fault_env
 from tests.support.pause_env import pause_env
 from tests.support.proc import REPO
@@ -45,18 +46,7 @@ def error_of(output: str) -> str:
 def cpu_lock(channel_url: str, tmp_path: Path) -> Path:
     """A linux-64 PyTorch CPU lock against the test channel."""
     out = tmp_path / "locks"
-    code, text = invoke(
-        "lock",
-        "pytorch",
-        "--variant",
-        "cpu",
-        "--platform",
-        "linux-64",
-        "--channel",
-        channel_url,
-        "--output",
-        str(out),
-    )
+    code, text = invoke(*lock_args("pytorch", channel_url, out))
     assert code == 0, text
     return out / "pytorch-cpu.conda-lock.yml"
 
@@ -156,18 +146,7 @@ def test_no_jupyter_skips_the_kernel_and_a_stand_in_python_skips_smoke(
 def runnable_lock(runnable_channel_url: str, tmp_path: Path) -> Path:
     """A linux-64 PyTorch CPU lock whose python really runs (it execs this test interpreter)."""
     out = tmp_path / "runnable-locks"
-    code, text = invoke(
-        "lock",
-        "pytorch",
-        "--variant",
-        "cpu",
-        "--platform",
-        "linux-64",
-        "--channel",
-        runnable_channel_url,
-        "--output",
-        str(out),
-    )
+    code, text = invoke(*lock_args("pytorch", runnable_channel_url, out))
     assert code == 0, text
     return out / "pytorch-cpu.conda-lock.yml"
 
@@ -351,21 +330,7 @@ def test_tampered_package_archive_is_refused_even_with_the_original_already_cach
     chan = tmp_path / "chan"
     url = build_channel(chan)
     out_dir = tmp_path / "locks"
-    assert (
-        invoke(
-            "lock",
-            "pytorch",
-            "--variant",
-            "cpu",
-            "--platform",
-            "linux-64",
-            "--channel",
-            url,
-            "--output",
-            str(out_dir),
-        )[0]
-        == 0
-    )
+    assert invoke(*lock_args("pytorch", url, out_dir))[0] == 0
     lock = out_dir / "pytorch-cpu.conda-lock.yml"
     assert (
         invoke(
@@ -558,10 +523,7 @@ def many_files_lock(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "name: many\nchannels:\n  - conda-forge\nplatforms:\n  - linux-64\n"
         "dependencies:\n  - python 3.12.*\n  - manyfiles\n"
     )
-    code, out = invoke(
-        "lock", str(env_file), "--variant", "cpu", "--platform", "linux-64", "--channel", url,
-        "--output", str(root),
-    )  # fmt: skip
+    code, out = invoke(*lock_args(env_file, url, root))
     assert code == 0, out
     return root / "many.conda-lock.yml"
 
@@ -724,10 +686,7 @@ def test_an_env_whose_python_has_no_framework_fails_smoke_with_the_smoke_error(
     from tests.envs.channel import build_channel
 
     url = build_channel(tmp_path / "channel", python_exec=base)
-    code, out = invoke(
-        "lock", "pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel", url,
-        "--output", str(tmp_path / "locks"),
-    )  # fmt: skip
+    code, out = invoke(*lock_args("pytorch", url, tmp_path / "locks"))
     assert code == 0, out
     prefix = tmp_path / "envs" / "no-framework"
     code, out = invoke(

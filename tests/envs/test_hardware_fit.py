@@ -17,6 +17,7 @@ import pytest
 
 from dlsetup.output import load_schema
 from dlsetup.platforms import PLATFORM_TABLE
+from tests.envs.lock_builders import lock_args
 from tests.support.fake_nvml import no_library_env, nvml_env, system_has_nvml
 from tests.support.proc import run_cli
 
@@ -126,9 +127,8 @@ def test_a_kepler_gpu_is_refused_before_any_solve_and_nothing_is_written(
     out = tmp_path / "out"
     # a channel that does not exist: a solve would fail with exit 4, the refusal comes first
     proc = run_cli(
-        "lock", "pytorch", "--platform", "linux-64", "--channel", (tmp_path / "nothing").as_uri(),
-        "--output", str(out), env=env,
-    )  # fmt: skip
+        *lock_args("pytorch", (tmp_path / "nothing").as_uri(), out, variant=None), env=env
+    )
     assert proc.returncode == 2, proc.stderr
     first, fix = proc.stderr.splitlines()[:2]
     assert first == (
@@ -228,11 +228,8 @@ def test_osx_64_locks_the_cpu_build(
 
 def test_tensorflow_for_python_3_13_is_explained_before_the_solve(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = run_cli(
-        "lock", "tensorflow", "--variant", "cpu", "--python-version", "3.13",
-        "--platform", "linux-64", "--channel", (tmp_path / "nothing").as_uri(),
-        "--output", str(out),
-    )  # fmt: skip
+    nothing = (tmp_path / "nothing").as_uri()
+    proc = run_cli(*lock_args("tensorflow", nothing, out, "--python-version", "3.13"))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (
         "Error: conda-forge builds tensorflow 2.19.1 for Python 3.10, 3.11, 3.12, not 3.13\n"

@@ -26,7 +26,7 @@ import pytest
 
 from dlsetup.output import load_schema
 from tests.envs.channel import PLACEHOLDER, Package, build_channel
-from tests.envs.lock_builders import make_env, temporaries
+from tests.envs.lock_builders import lock_args, make_env, temporaries
 from tests.support.pause_env import pause_env
 from tests.support.proc import REPO, run_cli
 from tests.support.shared import built_once
@@ -123,10 +123,7 @@ def _hostile_locks(root: Path) -> dict[str, str]:
             f"name: {pkg.name}\nchannels:\n  - conda-forge\nplatforms:\n  - linux-64\n"
             f"dependencies:\n  - {PY}\n  - {pkg.name}\n"
         )
-        out = run_cli(
-            "lock", str(env_file), "--variant", "cpu", "--platform", "linux-64", "--channel",
-            url, "--output", str(root / "locks"),
-        )  # fmt: skip
+        out = run_cli(*lock_args(env_file, url, root / "locks"))
         assert out.returncode == 0, out.stderr
         locks[pkg.name] = str(root / "locks" / f"{pkg.name}.conda-lock.yml")
     return locks
@@ -135,10 +132,7 @@ def _hostile_locks(root: Path) -> dict[str, str]:
 @pytest.fixture
 def cpu_lock(channel_url: str, tmp_path: Path) -> Path:
     """A linux-64 PyTorch CPU lock against the test channel."""
-    out = run_cli(
-        "lock", "pytorch", "--variant", "cpu", "--platform", "linux-64", "--channel",
-        channel_url, "--output", str(tmp_path / "locks"),
-    )  # fmt: skip
+    out = run_cli(*lock_args("pytorch", channel_url, tmp_path / "locks"))
     assert out.returncode == 0, out.stderr
     return tmp_path / "locks" / "pytorch-cpu.conda-lock.yml"
 

@@ -20,6 +20,7 @@ from dlsetup.cli import cli
 from dlsetup.envs.conda import lock as lock_mod
 from dlsetup.envs.location import host_platform
 from dlsetup.output import load_schema
+from tests.envs.lock_builders import lock_args
 from tests.support.fake_nvml import nvml_env
 from tests.support.proc import REPO, run_cli
 
@@ -72,17 +73,7 @@ def test_auto_variant_with_a_cuda_12_4_driver_locks_a_cuda_build_solved_for_12_4
         **nvml_env(fake_nvml_dir, driver="550.54.14", cuda="12040", gpu_count="1", cc="8.6"),
         **isolated_dirs,
     }
-    proc = run_cli(
-        "lock",
-        "pytorch",
-        "--platform",
-        "linux-64",
-        "--channel",
-        channel_url,
-        "--output",
-        str(tmp_path),
-        env=env,
-    )
+    proc = run_cli(*lock_args("pytorch", channel_url, tmp_path, variant=None), env=env)
     assert proc.returncode == 0, proc.stderr
     assert (
         "Locked pytorch-cuda (cuda: 1 NVIDIA GPU(s); driver 550.54.14 supports CUDA 12.4; "
@@ -126,17 +117,7 @@ def test_driver_470_cuda_11_4_with_only_cuda_12_builds_is_refused_before_the_sol
         **nvml_env(fake_nvml_dir, driver="470.82.01", cuda="11040", gpu_count="1", cc="8.6"),
         **isolated_dirs,
     }
-    proc = run_cli(
-        "lock",
-        "pytorch",
-        "--platform",
-        "linux-64",
-        "--channel",
-        channel_url,
-        "--output",
-        str(tmp_path / "out"),
-        env=env,
-    )
+    proc = run_cli(*lock_args("pytorch", channel_url, tmp_path / "out", variant=None), env=env)
     # refused before the solve (the hardware-aware line choice), exit 2, the driver's fix first
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (
@@ -157,18 +138,7 @@ def test_no_gpu_gives_the_cpu_build(
     fake_nvml_dir: Path, channel_url: str, tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
     env = {**nvml_env(fake_nvml_dir, gpu_count="0"), **isolated_dirs}
-    proc = run_cli(
-        "lock",
-        "pytorch",
-        "--platform",
-        "linux-64",
-        "--channel",
-        channel_url,
-        "--output",
-        str(tmp_path),
-        "--json",
-        env=env,
-    )
+    proc = run_cli(*lock_args("pytorch", channel_url, tmp_path, "--json", variant=None), env=env)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, load_schema("dlsetup.lock"))

@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 from dlsetup.cli import cli
 from dlsetup.envs.files.spec import MAX_ENVIRONMENT_FILE_BYTES, validate_cuda
 from dlsetup.errors import InputError
+from tests.envs.lock_builders import lock_args
 from tests.support.proc import run_cli
 
 OUTPUTS = (
@@ -46,19 +47,7 @@ def assert_refused(result: Result, code: int, *fragments: str) -> None:
 
 
 def lock_cpu(channel_url: str, output: Path, *extra: str, target: str = "pytorch") -> Result:
-    return invoke(
-        "lock",
-        target,
-        "--variant",
-        "cpu",
-        "--platform",
-        "linux-64",
-        "--channel",
-        channel_url,
-        "--output",
-        str(output),
-        *extra,
-    )
+    return invoke(*lock_args(target, channel_url, output, *extra))
 
 
 def env_file(path: Path, name_line: str) -> Path:
@@ -201,10 +190,7 @@ def test_binary_and_non_utf8_environment_files_are_usage_errors(
 def test_an_unparseable_channel_is_a_usage_error(
     channel: str, channel_url: str, tmp_path: Path
 ) -> None:
-    result = invoke(
-        "lock", "pytorch", "--variant", "cpu", "--platform", "linux-64",
-        "--channel", channel, "--output", str(tmp_path / "out"),
-    )  # fmt: skip
+    result = invoke(*lock_args("pytorch", channel, tmp_path / "out"))
     assert_refused(result, 2, f"invalid channel {channel!r}")
     assert "Fix: give a channel name such as conda-forge" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -315,9 +301,8 @@ def test_cuda_outside_the_known_range_is_refused(
     cuda: str, channel_url: str, tmp_path: Path
 ) -> None:
     result = invoke(
-        "lock", "pytorch", "--variant", "cuda", "--cuda", cuda, "--platform", "linux-64",
-        "--channel", channel_url, "--output", str(tmp_path / "out"),
-    )  # fmt: skip
+        *lock_args("pytorch", channel_url, tmp_path / "out", "--cuda", cuda, variant="cuda")
+    )
     assert_refused(
         result,
         2,
