@@ -21,11 +21,18 @@ from __future__ import annotations
 import hashlib
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# the tests' own renderer (conda-lock's explicit renderer), one copy for tests and benchmark
+from tests.envs.lock_builders import write_explicit  # noqa: E402
 
 PLATFORM = "linux-64"
 CHANNEL = "https://conda.anaconda.org/conda-forge"
@@ -113,21 +120,6 @@ def write_conda_lock(path: Path, records: list[Any]) -> None:
         ),
     )
     write_conda_lock_file(lockfile, path, metadata_choices=set())
-
-
-def write_explicit(conda_lock: Path, path: Path) -> None:
-    from conda_lock.conda_lock import render_lockfile_for_platform
-    from conda_lock.lockfile import parse_conda_lock_file
-
-    lines = render_lockfile_for_platform(
-        lockfile=parse_conda_lock_file(conda_lock),
-        include_dev_dependencies=True,
-        extras=None,
-        kind="explicit",
-        platform=PLATFORM,
-        suppress_warning_for_pip_and_explicit=True,
-    )
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def write_pixi(path: Path, records: list[Any]) -> None:
