@@ -21,6 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from dlsetup.errors import InputError
 
@@ -140,8 +141,9 @@ def read_build_constraints(path: Path) -> BuildConstraints:
     with at least one sha256 hash.
 
     Raises:
-        InputError: not a readable regular file, not UTF-8, or a line that is not a hashed exact
-            pin (naming the file, the line number, the value and how to generate the file).
+        InputError: not a readable regular file, not UTF-8, a line that is not a hashed exact
+            pin (naming the file, the line number, the value and how to generate the file), or
+            no pin at all (empty, or only comments).
     """
     from dlsetup.reading import read_text
 
@@ -158,7 +160,28 @@ def read_build_constraints(path: Path) -> BuildConstraints:
         pin, name = _pin(path, number, line)
         pins.append(pin)
         names.append(name)
+    if not pins:
+        _refuse_empty(path, text)
     return BuildConstraints(path=path, pins=tuple(pins), names=tuple(names))
+
+
+def _refuse_empty(path: Path, text: str) -> NoReturn:
+    """A file without a pin is a mistake (a compile that wrote nothing, the wrong file): under
+    ``--require-build-hashes`` it could only refuse every build requirement, after the conda
+    packages or the venv were already made. uv warns of a requirements file without
+    dependencies and takes an empty constraints file silently; here the option's one purpose is
+    its pins, so it is refused before anything is made (exit 2).
+
+    Raises:
+        InputError: always, naming the file, what it holds and how to generate it.
+    """
+    holds = "is empty" if not text.strip() else "holds only comments and blank lines"
+    raise InputError(
+        f"build-constraints file {path} {holds}: no pin, so every build requirement of the "
+        "--allow-build sdists would be refused",
+        fix=f"{_fix(path)}; or leave --build-constraints out for sdists that need no build "
+        "requirements",
+    )
 
 
 def written(constraints: BuildConstraints, directory: Path) -> Path:
