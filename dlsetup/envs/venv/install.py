@@ -100,16 +100,57 @@ def _recorded(lock: PyLock) -> tuple[str, list[str], bool]:
     )
 
 
+def _key(url: str) -> str:
+    """A source's URL as compared: credentials dropped, no trailing slash; a directory as its
+    ``file://`` URL."""
+    from dlsetup.envs.credentials import strip_auth
+
+    bare = strip_auth(url).rstrip("/")
+    if "://" not in bare:
+        with contextlib.suppress(OSError, ValueError):
+            return Path(bare).expanduser().resolve().as_uri()
+    return bare
+
+
+def _locked_urls(lock: PyLock) -> tuple[list[str], list[str]]:
+    """The lock's own records of where its packages come from: each wheel's and sdist's URL
+    (compared form), and each package's PEP 751 ``index``."""
+    urls: list[str] = []
+    indexes: list[str] = []
+    for package in lock.document.get("packages", []):
+        if not isinstance(package, dict):
+            continue
+        index = package.get("index")
+        if isinstance(index, str) and index:
+            indexes.append(index)
+        files = [*(package.get("wheels") or []), package.get("sdist") or {}]
+        urls += [
+            _key(f["url"]) for f in files if isinstance(f, dict) and isinstance(f.get("url"), str)
+        ]
+    return urls, indexes
+
+
+def _serves(source: str, urls: list[str]) -> bool:
+    """Whether one of the lock's files lies under ``source`` (an index's root, whose
+    ``/simple`` page lists files beside it, or a find-links directory)."""
+    root = _key(source).removesuffix("/simple")
+    return any(u.startswith(root + "/") for u in urls)
+
+
 def sync_sources(lock: PyLock) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """The sources ``uv pip sync`` gets for ``lock``: ``(default index, indexes, find-links)``.
 
-    The wheels' URLs are in the lock; the indexes give uv their credentials (uv sends an
-    index's credentials to its host) and, with ``--allow-build``, the build requirements. As
-    for ``lock``: where ``--index-url`` named the lock's index, that index and the PyTorch
-    indexes recorded, nothing configured; otherwise the sources configured now
-    (:func:`dlsetup.envs.sources.pypi_sources`, credentials as configured: a lock stores none)
-    beside the PyTorch indexes recorded, the configured default index in place of the recorded
-    one. Nothing else reaches uv (:func:`dlsetup.envs.pypi.install.run_uv_step`).
+    The wheels' URLs are in the lock, and uv installs each from its URL; the indexes give uv
+    their credentials (uv sends an index's credentials to its host) and, with
+    ``--allow-build``, the build requirements. So they are what the lock recorded, never what
+    is configured today in their place: the index the lock was made with (``index_url``), the
+    PyTorch indexes and each package's ``index`` it records, each with the credentials of the
+    source of the same URL configured now (a lock stores none); where ``--index-url`` did not
+    name the index, also the sources configured now (:func:`dlsetup.envs.sources.
+    pypi_sources`) that serve one of the lock's files (their credentials reach those files). A
+    lock that records no index (uv's, another tool's) gets the configured sources, the
+    configured default index first. Nothing else reaches uv (:func:`dlsetup.envs.pypi.install.
+    run_uv_step`).
 
     Raises:
         InputError: a configuration file that cannot be read (named, with the fix).
@@ -118,10 +159,19 @@ def sync_sources(lock: PyLock) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
 
     index, torch, given = _recorded(lock)
     configured = () if given else pypi_sources()
-    default = next((s.url for s in configured if s.kind == "index" and s.default), index)
-    extras = [*torch, *(s.url for s in configured if s.kind == "index" and not s.default)]
-    links = tuple(dict.fromkeys(s.url for s in configured if s.kind == "find-links"))
-    return default, tuple(u for u in dict.fromkeys(extras) if u != default), links
+    urls, package_indexes = _locked_urls(lock)
+    by_key = {_key(s.url): s.url for s in configured if s.kind == "index"}
+    if isinstance(lock.tool.get("index_url"), str) and lock.tool.get("index_url"):
+        default = by_key.get(_key(index), index)
+        serving = [s.url for s in configured if s.kind == "index" and _serves(s.url, urls)]
+        links = [s.url for s in configured if s.kind == "find-links" and _serves(s.url, urls)]
+    else:  # the lock names no index: the configured ones, as uv would take them
+        default = next((s.url for s in configured if s.kind == "index" and s.default), index)
+        serving = [s.url for s in configured if s.kind == "index" and not s.default]
+        links = [s.url for s in configured if s.kind == "find-links"]
+    recorded = [by_key.get(_key(u), u) for u in (*torch, *package_indexes)]
+    extras = [u for u in dict.fromkeys((*recorded, *serving)) if _key(u) != _key(default)]
+    return default, tuple(extras), tuple(dict.fromkeys(links))
 
 
 @contextlib.contextmanager
