@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,23 @@ from typing import Any
 
 from dlsetup import children
 from dlsetup.errors import InputError, MissingToolError, SmokeError, Terminated
-from dlsetup.fleet.distributed_fate import line
+from dlsetup.fleet.distributed_fate import (
+    GONE,
+    STOPPED,
+    WATCHED_ENV,
+    line,
+    proc_stat,
+    proc_state,
+)
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 #: MASTER_PORT under srun when the job script sets none: 20000 + job id mod 20000 (one per job).
 SLURM_PORT_BASE = 20000
+
+#: How often a rank's dlsetup process reads its worker's process state (seconds).
+WATCH_S = 0.25
+#: Seconds the one-shot publisher of a stopped worker (a torch import, a store connection) may take.
+WITNESS_TIMEOUT_S = 30.0
 
 #: Linux refuses one environment string over 128 KiB: a larger rank -> node map is left out.
 _MAX_ENV_BYTES = 64 * 1024
@@ -246,8 +259,20 @@ def _run_worker(
     # its watchdog), so the wait has no deadline of its own; Ctrl-C or SIGTERM (Terminated)
     # is passed on to it (it leaves its last word: rank 0 writes the report it has), it gets
     # 5 s, then its group is killed and the interrupt goes on.
+    watching = os.path.isdir("/proc/self")
+    if watching:
+        environ = {**environ, WATCHED_ENV: "1"}
+    done = threading.Event()
     with children.start(argv, env=environ, stdout="inherit", stderr="inherit") as proc:
         pid = proc.pid
+        if watching:
+            watch = threading.Thread(
+                target=watch_worker,
+                args=(pid, argv, environ, done),
+                name="dlsetup-watch",
+                daemon=True,
+            )
+            watch.start()
         try:
             code, _ = proc.finish(None, grace=5.0)
         except KeyboardInterrupt:
@@ -257,7 +282,36 @@ def _run_worker(
                 raise
             Terminated.handled()
             return None, pid
+        finally:
+            done.set()
     return code, pid
+
+
+def watch_worker(pid: int, argv: list[str], environ: dict[str, str], done: threading.Event) -> None:
+    """Publish the worker stopped (and resumed) for the ranks that cannot read its ``/proc``.
+
+    A rank alone on its host has no node-mate to look at its process: silence alone would name
+    it dead. Its ``dlsetup`` process, on the same host, reads its state every :data:`WATCH_S`;
+    a change into or out of a stop, seen twice in a row (not a passing ptrace stop), starts the
+    worker once more with ``--witness STATE``, which writes it into the store as a node-mate
+    would (``seen/<rank>``). Nothing runs in the target interpreter unless the worker stops.
+    """
+    stat = proc_stat(pid)
+    if stat is None:
+        return
+    published, last = "R", ""
+    while not done.wait(WATCH_S):
+        state = proc_state(pid, stat[1])
+        if state is None or state in GONE:
+            return
+        if (state in STOPPED) != (published in STOPPED) and state == last:
+            published = state
+            with contextlib.suppress(OSError):
+                children.run(
+                    [*argv, "--witness", state], timeout=WITNESS_TIMEOUT_S, env=environ,
+                    output="capture",
+                )  # fmt: skip
+        last = state
 
 
 def run_distributed(

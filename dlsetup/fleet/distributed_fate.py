@@ -4,16 +4,22 @@ Runs inside a rank's worker (standard library only; loaded by :mod:`distributed_
 sibling module). The sources, strongest first:
 
 1. the rank's process itself, read in ``/proc/<pid>/stat`` by a rank on the same host (the
-   diagnosing rank, or a node-mate that published what it saw in the store): state ``T`` or ``t``
-   is a *stopped* process (SIGSTOP, a debugger), a process that is gone (or a zombie) is *dead*;
-   the pid is checked against the process's start time, so a reused pid is not mistaken for it;
+   diagnosing rank, or a node-mate that published what it saw in the store), or, for a rank
+   alone on its host, by its own ``dlsetup`` process, which publishes its worker stopped: state
+   ``T`` or ``t`` is a *stopped* process (SIGSTOP, a debugger), a process that is gone (or a
+   zombie) is *dead*; the pid is checked against the process's start time, so a reused pid is
+   not mistaken for it;
 2. the rank's own last word: a rank whose launcher ends it (torchrun's agent sends SIGTERM to a
    node's other ranks once one of them failed) writes so into the store as it ends: *ended*;
 3. the launcher's view: the ``dlsetup`` process torchrun started for a rank leaves in torchrun's
    error file how its worker ended (a signal), which a node-mate reads: *dead*;
 4. its heartbeat (time, phase, collective) twice a second: silent for more than
    :data:`DEAD_AFTER_S` with no process to look at is *dead*;
-5. the monitored barrier: alive but no answer is *hung*.
+5. the monitored barrier: alive but no answer is *hung*;
+6. inside ``init_process_group`` (no monitored barrier yet): every rank marks in the store that it
+   arrived, just before it calls it; a rank alive (its heartbeat fresh, or its process seen) but
+   without the mark never reached gloo's mesh: *hung*. gloo's own error names the store key it
+   waited for (``/0//cpu//0/3``, torch's layout): read only as a hint (:func:`gloo_waited_for`).
 
 A stopped rank is told from a dead one by its process state, never by its silence.
 """
@@ -30,6 +36,14 @@ DEAD_AFTER_S = 3.0
 GONE = ("gone", "Z", "X")
 #: Process states of a stopped process (SIGSTOP, SIGTSTP, a debugger).
 STOPPED = ("T", "t")
+#: Seconds after a rank's last heartbeat that its own ``dlsetup`` process has to publish its worker
+#: stopped (it sees the stop within a second, then starts the target interpreter to reach the
+#: store: a torch import, seconds on a loaded node), before silence alone names the rank dead.
+WITNESS_S = 12.0
+#: The ``by`` of a record published by a rank's own ``dlsetup`` process (not another rank).
+BY_DLSETUP = "dlsetup"
+#: Set to ``1`` in a worker's environment by the ``dlsetup`` process that watches it for a stop.
+WATCHED_ENV = "DLSETUP_WATCHED"
 #: Verdicts that name a cause, shown before ``ended`` (a rank its launcher ended afterwards).
 CAUSES = ("stopped", "dead", "hung", "wrong", "missing")
 
@@ -105,12 +119,18 @@ class Evidence:
         op: the collective its last heartbeat named (``""``: none, or not one of dlsetup's).
         proc: its process's state (``/proc``), ``"gone"``, or ``None`` when no rank on its host
             looked.
-        seen_by: the rank that read ``proc``.
+        seen_by: the rank that read ``proc``, or :data:`BY_DLSETUP` (the rank's own ``dlsetup``
+            process).
+        pid: its worker's pid (in its own host's pid namespace), where known.
         wrapper_gone: its ``dlsetup`` process (the launcher's child) is gone too.
         ended_by: the signal with which its launcher ended it, in its own last word.
         no_answer: it did not pass the monitored barrier.
         launcher: what its launcher holds about it (torchrun's error file of a node-mate: how
             its worker ended, as its ``dlsetup`` process saw it).
+        reached_init: ``False``: the diagnosing rank failed inside ``init_process_group`` and
+            this rank never marked that it arrived there.
+        watched: its own ``dlsetup`` process watches it and publishes a stop (it joined through
+            ``dlsetup smoke --distributed``).
     """
 
     rank: int
@@ -119,11 +139,14 @@ class Evidence:
     phase: str = "?"
     op: str = ""
     proc: str | None = None
-    seen_by: int | None = None
+    seen_by: int | str | None = None
+    pid: int | None = None
     wrapper_gone: bool = False
     ended_by: str | None = None
     no_answer: bool = False
     launcher: str | None = None
+    reached_init: bool = True
+    watched: bool = False
 
 
 def parse_beat(text: str | None, now: float) -> tuple[float | None, str, str]:
@@ -149,7 +172,31 @@ def _beat(e: Evidence) -> str:
 
 
 def _seen(e: Evidence) -> str:
+    if e.seen_by == BY_DLSETUP:
+        return "seen by its own dlsetup process"
     return f"seen by rank {e.seen_by}" if e.seen_by is not None else "seen"
+
+
+def _pid(e: Evidence) -> str:
+    return str(e.pid) if e.pid is not None else "PID"
+
+
+def _alive(e: Evidence) -> bool:
+    """Its heartbeat is fresh, or its process was seen there (neither gone nor stopped)."""
+    fresh = e.heartbeat_age_s is not None and e.heartbeat_age_s <= DEAD_AFTER_S
+    return fresh or (e.proc is not None and e.proc not in GONE and e.proc not in STOPPED)
+
+
+def _never_arrived(e: Evidence) -> str:
+    if e.heartbeat_age_s is not None and e.heartbeat_age_s <= DEAD_AFTER_S:
+        alive = f"heartbeat {e.heartbeat_age_s:.1f} s ago"
+    else:
+        alive = f"its process running (state {e.proc}), {_seen(e)}, {_beat(e)}"
+    return (
+        f"alive ({alive}, {_where(e)}) on {e.node} but it never reached init_process_group (no "
+        "arrival mark in the store), so gloo's mesh waited for it: stuck before it (its own "
+        f"code, or its store connection); py-spy dump --pid {_pid(e)} on that node shows where"
+    )
 
 
 def verdict(e: Evidence) -> tuple[str, str] | None:
@@ -157,7 +204,8 @@ def verdict(e: Evidence) -> tuple[str, str] | None:
     if e.proc in STOPPED:
         return "stopped", (
             f"{_where(e)}: its process is stopped (state {e.proc}: SIGSTOP or a debugger), "
-            f"{_beat(e)}, {_seen(e)} on {e.node}"
+            f"{_beat(e)}, {_seen(e)} on {e.node}; not dead: kill -CONT {_pid(e)} there resumes "
+            f"it, or find what stopped it (a debugger: TracerPid in /proc/{_pid(e)}/status)"
         )
     if e.ended_by:
         return "ended", (
@@ -172,6 +220,8 @@ def verdict(e: Evidence) -> tuple[str, str] | None:
             f"its process is gone{also} ({_beat(e)}, last {_where(e)}), {_seen(e)} on {e.node}: "
             "exited or killed"
         )
+    if not e.reached_init and _alive(e):
+        return "hung", _never_arrived(e)
     age = e.heartbeat_age_s
     if age is None or age > DEAD_AFTER_S:
         silent = "no heartbeat at all" if age is None else f"no heartbeat for {age:.1f} s"
@@ -185,6 +235,33 @@ def verdict(e: Evidence) -> tuple[str, str] | None:
             "monitored barrier"
         )
     return None
+
+
+def awaits_witness(e: Evidence) -> bool:
+    """Whether silence would name this rank dead while its own ``dlsetup`` process may still
+    publish its worker stopped: watched, no process state known, heartbeat silent for less than
+    :data:`WITNESS_S`."""
+    age = e.heartbeat_age_s
+    return (
+        e.watched and e.proc is None and not e.ended_by and not e.launcher
+        and age is not None and DEAD_AFTER_S < age < WITNESS_S
+    )  # fmt: skip
+
+
+def gloo_waited_for(error: str) -> list[int]:
+    """The ranks whose store keys gloo's ``wait timeout ... keys: /0//cpu//0/3`` error names (the
+    last number of each key: torch's key layout, which may change; a hint, not a verdict)."""
+    import re
+
+    found = re.search(r"keys: (.+)", error)
+    if not found:
+        return []
+    ranks = []
+    for key in found.group(1).split(","):
+        tail = re.search(r"/(\d+)$", key.strip())
+        if tail:
+            ranks.append(int(tail.group(1)))
+    return sorted(set(ranks))
 
 
 def name_ranks(evidence: list[Evidence]) -> list[dict[str, Any]]:
@@ -212,8 +289,9 @@ def line(item: dict[str, Any]) -> str:
     return f"rank {item['rank']} {item['state']} ({item['detail']})"
 
 
-def witness_record(rank: int, state: str, now: float, wrapper_gone: bool) -> str:
-    """The store value a node-mate publishes about a rank's process (``seen/<rank>``)."""
+def witness_record(rank: int | str, state: str, now: float, wrapper_gone: bool) -> str:
+    """The store value a node-mate (or the rank's own ``dlsetup`` process, ``by``
+    :data:`BY_DLSETUP`) publishes about a rank's process (``seen/<rank>``)."""
     return json.dumps({"by": rank, "state": state, "t": now, "wrapper_gone": wrapper_gone})
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -63,6 +64,8 @@ LINGER_S = 3.0
 EXIT_OK, EXIT_FAILED, EXIT_MISSING, EXIT_SETUP = 0, 1, 3, 4
 #: The least time the rendezvous waits for every rank to join (seconds).
 RENDEZVOUS_MIN_S = 10.0
+#: The key a rank sets just before it calls ``init_process_group`` (its arrival there).
+INIT_KEY = "init/"
 
 
 class SetupFailed(Exception):
@@ -129,6 +132,8 @@ class Run:
             "ppid": os.getppid(),  # the dlsetup process its launcher started
             "start": fate.own_start(),
             "procs": fate.proc_namespace(),  # whose /proc can read this pid
+            # its dlsetup process watches it and publishes a stop (distributed.py)
+            "watched": os.environ.get(fate.WATCHED_ENV) == "1",
         }
         self._stop = threading.Event()
 
@@ -273,8 +278,10 @@ class Run:
             row["host"] = self.rank_nodes[rank]
         return row
 
-    def evidence(self, no_answer: set[int]) -> list[Any]:
-        """What this rank can see of every rank: heartbeat, last word, process (fate.Evidence)."""
+    def evidence(self, no_answer: set[int], *, in_init: bool = False) -> list[Any]:
+        """What this rank can see of every rank: heartbeat, last word, process (fate.Evidence);
+        ``in_init``: this rank failed inside ``init_process_group``, so whether each rank
+        marked its arrival there is evidence too."""
         now = time.time()
         out = []
         said = fate.launcher_says(
@@ -296,15 +303,25 @@ class Run:
                 age, phase, op = 0.0, self.current_phase, self.op
             if r < len(self.rank_nodes):  # Slurm names the node
                 row = {**row, "host": self.rank_nodes[r]}
+            arrived = True
+            if in_init and r != self.rank:  # a store that is gone tells nothing either way
+                mark = self._read(f"{PREFIX}{INIT_KEY}{r}")
+                arrived = mark is not None or self.store_lost
             out.append(fate.Evidence(
                 rank=r, node=fate.node_of(row), heartbeat_age_s=age,
                 phase=last.get("phase", phase), op=last.get("op", op), proc=proc,
                 seen_by=seen_by, wrapper_gone=wrapper_gone,
                 ended_by=self.ending if r == self.rank else last.get("signal"),
                 no_answer=r in no_answer, launcher=said.get(r),
+                pid=row.get("pid") if isinstance(row.get("pid"), int) else None,
+                reached_init=arrived, watched=bool(row.get("watched")),
             ))  # fmt: skip
         if self.store is None or self.store_lost:  # only what this rank saw itself
-            out = [e for e in out if self.rank in (e.rank, e.seen_by) or e.launcher]
+            out = [
+                dataclasses.replace(e, reached_init=True)
+                for e in out
+                if self.rank in (e.rank, e.seen_by) or e.launcher
+            ]
         return out
 
     # -- process groups and phases ---------------------------------------------------------
@@ -314,6 +331,9 @@ class Run:
 
         timeout = datetime.timedelta(seconds=self.timeout)
         t0 = time.perf_counter()
+        # its arrival, before the phase changes: a rank alive without it when init fails never
+        # reached gloo's mesh (the others name it, not gloo's store key)
+        self.store.set(f"{PREFIX}{INIT_KEY}{self.rank}", f"{time.time():.3f}")
         self.current_phase = "init_process_group"
         with contextlib.suppress(Exception):  # say so now: a rank that dies in it beats no more
             self.beat(self.hb_store)
@@ -390,7 +410,7 @@ class Run:
         failed_at = time.time()
         failed: set[int] = set()
         barrier_error = ""
-        named = fate.name_ranks(self.evidence(set()))
+        named = self.named(set())
         if not any(x["state"] in fate.CAUSES for x in named):
             # no process seen stopped or gone, no heartbeat silent: ask who still answers
             try:
@@ -420,16 +440,41 @@ class Run:
         alive rank that does not answer is not named (the failure keeps gloo's error).
         """
         failed_at = time.time()
-        named = fate.name_ranks(self.evidence(set()))
+        named = self.named(set(), in_init=True)
         if not any(x["state"] in fate.CAUSES for x in named):
-            named = self._named_after(failed_at, set())
-        return self._failure("init_process_group", exc, "", named)
+            named = self._named_after(failed_at, set(), in_init=True)
+        failure = self._failure("init_process_group", exc, "", named)
+        waited = fate.gloo_waited_for(str(exc))
+        if waited and not any(x["state"] in fate.CAUSES for x in named):
+            failure["error"] += (
+                f" (by torch's key layout, gloo waited for rank(s) {', '.join(map(str, waited))}: "
+                "a hint only, as no rank was seen gone, stopped, silent or short of "
+                "init_process_group)"
+            )
+        return failure
 
-    def _named_after(self, failed_at: float, failed: set[int]) -> list[dict[str, Any]]:
+    def named(self, no_answer: set[int], *, in_init: bool = False) -> list[dict[str, Any]]:
+        """:func:`fate.name_ranks` of :meth:`evidence`, once a silent rank's own ``dlsetup``
+        process has had time to publish its worker stopped (:data:`fate.WITNESS_S` after its
+        last heartbeat at most): silence is the weakest evidence of death."""
+        evidence = self.evidence(no_answer, in_init=in_init)
+        deadline = time.monotonic() + fate.WITNESS_S
+        while (
+            any(fate.awaits_witness(e) for e in evidence)
+            and time.monotonic() < deadline
+            and not self.store_lost
+        ):
+            time.sleep(0.25)
+            evidence = self.evidence(no_answer, in_init=in_init)
+        return fate.name_ranks(evidence)
+
+    def _named_after(
+        self, failed_at: float, failed: set[int], *, in_init: bool = False
+    ) -> list[dict[str, Any]]:
         """The verdicts once a rank that died just now has had time to be seen: its heartbeat
         to go stale, or its node-mates to see its process gone."""
         time.sleep(max(0.0, failed_at + DEAD_AFTER_S + HEARTBEAT_S - time.time()))
-        return fate.name_ranks(self.evidence(failed))
+        return self.named(failed, in_init=in_init)
 
     def _failure(
         self, phase: str, exc: BaseException, barrier: str, named: list[dict[str, Any]]
@@ -617,6 +662,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--no-grid", action="store_true")
     parser.add_argument("--tool-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--witness", default="", help="publish this rank's worker in this state, and exit "
+        "(its dlsetup process, which sees it stopped where no other rank can look)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.diagnose_timeout is None:
         args.diagnose_timeout = min(args.timeout, 10.0)
@@ -768,6 +817,19 @@ def _speak(run: Run, code: int) -> None:
         _say(run.rank, "FAIL: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
 
 
+def publish_witness(run: Run, state: str) -> int:
+    """For the rank's own ``dlsetup`` process, which sees its worker stopped: publish the state
+    in the store as a node-mate would (``seen/<rank>``), for a rank alone on its host."""
+    try:
+        store = run._connect_within(is_master=False)
+        record = fate.witness_record(fate.BY_DLSETUP, state, time.time(), False)
+        store.set(f"{PREFIX}seen/{run.rank}", record)
+    except Exception as exc:  # the store's host is gone or stopped: nothing to tell
+        _say(run.rank, f"could not publish its worker's state {state}: {type(exc).__name__}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -775,6 +837,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SetupFailed, ValueError) as exc:
         _say(os.environ.get("RANK", "?"), f"FAIL: {exc}")
         return EXIT_SETUP
+    if args.witness:
+        sys.stderr.flush()
+        os._exit(publish_witness(run, args.witness))  # a connect thread may still be blocked
     listen_for_the_end(run)
     try:
         import torch

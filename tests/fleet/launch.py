@@ -138,8 +138,9 @@ def _wait(
     fault_log: str | None = None,
 ) -> list[Ended]:
     """Wait for every launched process; ``kill_on_bad_exit``: once one exits non-zero, the
-    others get SIGCONT and SIGTERM, as Slurm ends a step's tasks under ``srun
-    --kill-on-bad-exit=1``."""
+    others' process groups get SIGCONT and SIGTERM, as Slurm ends every process of a step's
+    tasks under ``srun --kill-on-bad-exit=1`` (the group: a prefix such as ``unshare``, which
+    forwards no SIGTERM, and the ``dlsetup`` under it)."""
     import threading
 
     end = time.monotonic() + deadline_s
@@ -160,8 +161,9 @@ def _wait(
             ended_step = True
             for proc in procs:
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGCONT)
-                    proc.send_signal(signal.SIGTERM)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGCONT)
+                        os.killpg(proc.pid, signal.SIGTERM)
         time.sleep(0.2)
     killed = []
     for proc in procs:

@@ -47,7 +47,9 @@ def test_a_process_is_seen_running_then_stopped_then_gone_and_a_reused_pid_is_no
         assert fate.verdict(stopped) == (
             "stopped",
             "in phase ddp, collective all_reduce: its process is stopped (state T: SIGSTOP or a "
-            "debugger), heartbeat 9.0 s old, seen by rank 2 on node 1 (gpu02)",
+            "debugger), heartbeat 9.0 s old, seen by rank 2 on node 1 (gpu02); not dead: kill "
+            "-CONT PID there resumes it, or find what stopped it (a debugger: TracerPid in "
+            "/proc/PID/status)",
         )
         assert fate.proc_state(child.pid, str(int(start) + 1)) == "gone"  # another process's pid
         child.send_signal(signal.SIGCONT)
@@ -133,3 +135,120 @@ def test_ranks_look_at_each_others_processes_only_where_their_pids_mean_the_same
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert child.stdout.strip() == mine
+
+
+def test_a_rank_alive_but_without_its_arrival_at_init_is_named_hung_and_only_that_rank() -> None:
+    """Inside init_process_group (no monitored barrier yet), the arrival mark is the evidence: a
+    rank alive (fresh heartbeat, or its process seen running) without it is hung, with where to
+    look; a rank gone or silent without it stays dead; a rank with it is not named."""
+
+    def e(rank: int, **kw: object) -> fate.Evidence:
+        base: dict[str, object] = {"rank": rank, "node": "node 0 (vm)", "heartbeat_age_s": 0.3,
+                                   "phase": "init_process_group", "pid": 4000 + rank}  # fmt: skip
+        return fate.Evidence(**{**base, **kw})  # type: ignore[arg-type]
+
+    stuck = e(1, phase="rendezvous", reached_init=False)
+    assert fate.verdict(stuck) == (
+        "hung",
+        "alive (heartbeat 0.3 s ago, in phase rendezvous) on node 0 (vm) but it never reached "
+        "init_process_group (no arrival mark in the store), so gloo's mesh waited for it: stuck "
+        "before it (its own code, or its store connection); py-spy dump --pid 4001 on that node "
+        "shows where",
+    )
+    assert fate.verdict(e(1, phase="rendezvous")) is None  # the same rank, arrived: not named
+    # its heartbeat silent but its process seen running: alive all the same
+    running = e(2, heartbeat_age_s=8.0, proc="S", seen_by=0, reached_init=False)
+    state, detail = fate.verdict(running) or ("", "")
+    assert state == "hung" and detail.startswith(
+        "alive (its process running (state S), seen by rank 0, heartbeat 8.0 s old, in phase"
+    )
+    gone = e(3, proc="gone", seen_by=0, reached_init=False)
+    assert (fate.verdict(gone) or ("",))[0] == "dead"  # died before it: dead, not hung
+    silent = e(3, heartbeat_age_s=9.0, reached_init=False)  # no one could look
+    assert (fate.verdict(silent) or ("",))[0] == "dead"
+    named = fate.name_ranks([e(0), stuck, e(2), e(3)])
+    assert [(x["rank"], x["state"]) for x in named] == [(1, "hung")]
+
+
+def test_gloos_store_key_is_read_as_a_hint_of_the_rank_it_waited_for() -> None:
+    """torch 2.13's gloo, rank 2 never calling init_process_group (seen on this machine):
+    ``DistStoreError: wait timeout after 4000ms, keys: /0//cpu//0/2``."""
+    assert fate.gloo_waited_for("wait timeout after 4000ms, keys: /0//cpu//0/2") == [2]
+    assert fate.gloo_waited_for("wait timeout after 5000ms, keys: /0//cpu//0/3, /1//cpu//0/1") == [
+        1,
+        3,
+    ]
+    assert fate.gloo_waited_for("Connection closed by peer [127.0.0.1]:1234") == []
+    assert fate.gloo_waited_for("keys: /default_pg/x") == []
+
+
+def test_a_silent_rank_its_dlsetup_process_watches_is_waited_for_not_named_dead_at_once() -> None:
+    """Alone on its host, no rank can read a stopped rank's process: its own dlsetup process
+    publishes it (seconds: a torch import). Until WITNESS_S after its last beat, silence waits."""
+    silent = fate.Evidence(rank=1, node="node 1 (n2)", heartbeat_age_s=4.0, watched=True)
+    assert fate.awaits_witness(silent)
+    assert not fate.awaits_witness(fate.Evidence(**{**silent.__dict__, "watched": False}))
+    assert not fate.awaits_witness(fate.Evidence(**{**silent.__dict__, "heartbeat_age_s": 1.0}))
+    assert not fate.awaits_witness(
+        fate.Evidence(**{**silent.__dict__, "heartbeat_age_s": fate.WITNESS_S + 0.1})
+    )
+    assert not fate.awaits_witness(fate.Evidence(**{**silent.__dict__, "proc": "gone"}))
+    seen = fate.Evidence(**{**silent.__dict__, "proc": "T", "seen_by": fate.BY_DLSETUP, "pid": 7})
+    state, detail = fate.verdict(seen) or ("", "")
+    assert state == "stopped"
+    assert "seen by its own dlsetup process on node 1 (n2); not dead: kill -CONT 7 there" in detail
+
+
+@pytest.mark.torch
+def test_a_stopped_worker_is_published_into_the_store_by_its_own_dlsetup_process() -> None:
+    """The watcher a rank's dlsetup process runs, against a real process stopped and continued
+    and a real store: nothing runs while the worker runs; once it is stopped the worker script's
+    ``--witness`` writes ``seen/<rank>`` (by ``dlsetup``, state T), and S once continued."""
+    import datetime
+    import os
+    import threading
+
+    dist = pytest.importorskip("torch.distributed")
+    from dlsetup.fleet import distributed
+    from tests.fleet.launch import free_port
+
+    port = free_port()
+    store = dist.TCPStore(
+        "127.0.0.1", port, 2, True, datetime.timedelta(seconds=30), wait_for_workers=False
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC")}
+    env.update({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port)})  # fmt: skip
+    argv = [sys.executable, str(distributed.WORKER), "--timeout", "10"]
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(90)"], **SIGNALLED)
+    done = threading.Event()
+    watch = threading.Thread(
+        target=distributed.watch_worker, args=(worker.pid, argv, env, done), daemon=True
+    )
+    key = "dlsetup/seen/1"
+
+    def published(states: tuple[str, ...]) -> dict[str, object]:
+        deadline = time.monotonic() + 40.0
+        while time.monotonic() < deadline:
+            if store.check([key]):
+                record: dict[str, object] = json.loads(bytes(store.get(key)).decode())
+                if record["state"] in states:
+                    return record
+            time.sleep(0.1)
+        raise AssertionError(f"nothing in {states} published within 40 s")
+
+    try:
+        watch.start()
+        time.sleep(1.0)
+        assert not store.check([key])  # running: nothing published, no interpreter started
+        worker.send_signal(signal.SIGSTOP)
+        record = published(("T",))
+        assert (record["by"], record["wrapper_gone"]) == (fate.BY_DLSETUP, False)
+        worker.send_signal(signal.SIGCONT)
+        assert published(("S", "R"))["by"] == fate.BY_DLSETUP
+    finally:
+        done.set()
+        worker.kill()
+        worker.wait()
+    watch.join(35.0)
+    assert not watch.is_alive()

@@ -29,6 +29,9 @@ No production module knows about these faults. KIND:
 * ``killinit``: as ``dieinit``, a SIGKILL of the worker's own process;
 * ``stopinit``: as ``dieinit``, a SIGSTOP of the worker's own process (it goes on into
   ``init_process_group`` once continued);
+* ``stallinit``: the rank, alive and beating, never arrives at ``init_process_group``: the store
+  write of its arrival mark (``dlsetup/init/RANK``, just before the call) sleeps an hour first,
+  as a rank stuck in its own code would, while the others connect gloo's mesh and time out;
 * ``stop``: its first ``all_reduce`` waits 0.7 s (a heartbeat goes out naming the collective),
   then SIGSTOPs the worker's own process (a rank stopped by a debugger or ``kill -STOP``);
 * ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
@@ -54,7 +57,7 @@ LOG_ENV = "DLSETUP_TEST_DIST_FAULT_LOG"
 #: The kinds that break their rank (the others skew a result and let the run go on).
 BREAKING = {
     "die", "hang", "stall", "wrong", "kill", "killparent", "killagent", "killearly", "stop",
-    "dieinit", "killinit", "stopinit",
+    "dieinit", "killinit", "stopinit", "stallinit",
 }  # fmt: skip
 
 
@@ -119,6 +122,23 @@ def _patch(dist: Any) -> None:
     dist.all_reduce = all_reduce
     if kinds & {"dieinit", "killinit", "stopinit"}:
         _break_init(dist, kinds)
+    if "stallinit" in kinds:
+        _stall_before_init(dist)
+
+
+def _stall_before_init(dist: Any) -> None:
+    """The rank's store write of its arrival at ``init_process_group`` never ends (every store
+    class takes ``set`` from ``Store``; the heartbeat's writes go through)."""
+    original = dist.Store.set
+    mark = f"dlsetup/init/{os.environ.get('RANK')}"
+
+    def set_(self: Any, key: str, value: Any) -> Any:
+        if key == mark:
+            _fired({"stallinit"})
+            time.sleep(3600)
+        return original(self, key, value)
+
+    dist.Store.set = set_
 
 
 def _break_init(dist: Any, kinds: set[str]) -> None:
