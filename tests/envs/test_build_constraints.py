@@ -6,7 +6,9 @@ marker file as soon as uv imports the backend. The index holds ``buildhelp`` 1.0
 wheels; without constraints uv takes 2.0, unpinned and unverified. With FILE pinning
 ``buildhelp==1.0`` and its sha256 the build uses exactly that file; a wrong hash, or a build
 requirement FILE does not pin, is refused before the backend runs (no marker); a malformed FILE
-is refused before anything is made. The real uv builds offline from ``file://`` indexes.
+is refused before anything is made. The real uv builds offline from ``file://`` indexes; on the
+conda path, whose uv asks PyPI for build requirements, from a local stand-in for PyPI
+(:mod:`tests.support.pypi_standin`).
 """
 
 from __future__ import annotations
@@ -297,6 +299,41 @@ def test_the_conda_paths_pypi_phase_refuses_an_unpinned_build_requirement(
     assert "Traceback" not in err
     said = " ".join(err.split())
     assert f"a build requirement is not pinned in {pins} (pinned: otherhelp)" in said
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "unpinned twin"])
+def test_the_conda_paths_pypi_phase_builds_with_the_pinned_build_requirement(
+    pinned: bool, fx: Fixture, tmp_path: Path
+) -> None:
+    """The positive case of the conda path: a conda lock whose PyPI part is the sdist of
+    ``needy``, whose build requirement ``buildhelp`` (by name) comes from uv's default index,
+    PyPI, which holds 1.0 and 2.0 (a stand-in reached through the user's HTTPS proxy, as behind a
+    company network). FILE pins 1.0 with its sha256: the build imports 1.0; without FILE (the
+    twin) uv takes the newest, 2.0."""
+    from tests.envs.test_allow_build import conda_lock_with, create_building
+    from tests.envs.test_venv_build_isolation import sdist_needing_a_helper
+    from tests.support.pypi_standin import pypi_standin
+
+    _, digests = _index(tmp_path / "index")
+    marker = tmp_path / "helper-version"
+    sdist = sdist_needing_a_helper(tmp_path / "s", marker)["sdist"]
+    assert isinstance(sdist, dict)
+    extra = [("needy", sdist["url"], sdist["hashes"]["sha256"])]
+    lock = conda_lock_with(fx, tmp_path / "needy.conda-lock.yml", extra)
+    pins = _constraints(tmp_path / "c.txt", f"buildhelp==1.0 --hash=sha256:{digests['1.0']}\n")
+    option = ("--build-constraints", str(pins)) if pinned else ()
+    with pypi_standin(tmp_path / "pypi", tmp_path / "index") as pypi:
+        code, _out, err = create_building(
+            lock, tmp_path / "env", "--allow-build", "needy", *option, **pypi.env
+        )
+    assert code == 0, err
+    assert "pypi.org:443" in pypi.hosts  # the build requirement came from "PyPI"
+    assert marker.read_text(encoding="utf-8") == ("1.0" if pinned else "2.0")
+    said = " ".join(err.split())
+    if pinned:
+        assert f"build requirements only from the 1 hashed pins of {pins})" in said
+    else:
+        assert "build requirements unpinned)" in said
 
 
 def test_the_conda_paths_pypi_phase_builds_under_constraints(fx: Fixture, tmp_path: Path) -> None:
