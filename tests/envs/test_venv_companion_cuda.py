@@ -188,7 +188,8 @@ def test_a_matched_pair_is_locked_and_the_check_said(
 
 
 class RangeHandler(QuietHandler):
-    """Serves files as PyPI's file host does: a ``Range`` request gets 206 and those bytes.
+    """Serves files as PyPI's file host does: a ``Range`` request gets 206, those bytes and a
+    lower-case ``content-range`` header.
     Every wheel byte sent is counted in :attr:`sent` (by file name)."""
 
     sent: dict[str, int]
@@ -209,7 +210,8 @@ class RangeHandler(QuietHandler):
         body = data[max(start, 0) : end + 1]
         self.sent[path.name] = self.sent.get(path.name, 0) + len(body)
         self.send_response(206)
-        self.send_header("Content-Range", f"bytes {max(start, 0)}-{end}/{len(data)}")
+        # lower case, as PyPI's file host writes it (a case-sensitive lookup missed it)
+        self.send_header("content-range", f"bytes {max(start, 0)}-{end}/{len(data)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -243,3 +245,24 @@ def test_over_http_the_check_reads_a_few_bytes_of_the_companion_not_the_wheel(
     got = sent.get(wheel.name, 0)
     assert 0 < got < wheel.stat().st_size // 2, (got, wheel.stat().st_size)
     assert not any(name.startswith("torch-") for name in sent), sent
+
+
+def test_behind_basic_auth_the_wheel_is_read_with_the_indexs_credentials_never_shown(
+    tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    """An index that answers only with basic auth (and ignores Range: the whole wheel is read):
+    the companions are read with the index's user-info, the pair is checked, and the password
+    is in no output and not in the lock."""
+    from tests.support.http_server import PASSWORD, USER, basic_auth_server
+
+    build_index(tmp_path / "pypi", _pypi_wheels(("2.11.0+cu130",)))
+    out = tmp_path / "out"
+    with basic_auth_server(tmp_path / "pypi") as (url, seen):
+        index = url.replace("http://", f"http://{USER}:{PASSWORD}@") + "/simple"
+        code, stdout, stderr = _lock(isolated_dirs, out, index)
+    assert code == 0, stderr
+    text = (out / "pylock.pytorch-cu130.toml").read_text()
+    assert "#   CUDA checked: torchaudio 2.11.0 is a CUDA 13.0 build, as torch is" in text
+    assert None not in seen[-2:]  # the wheels read last were asked for with credentials
+    for shown in (stdout, stderr, text):
+        assert PASSWORD not in shown

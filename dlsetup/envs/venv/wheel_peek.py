@@ -79,15 +79,17 @@ class _RangeFile(io.RawIOBase):
         self.size, self._tail_start, self._tail = 0, 0, b""
         self.whole: bytes | None = None
 
-    def _get(self, range_value: str) -> tuple[int, dict[str, str], bytes]:
+    def _get(self, range_value: str) -> tuple[int, str, bytes]:
+        """(status, Content-Range, body) of a GET of ``range_value`` (headers looked up as HTTP
+        has them: case-insensitively)."""
         headers = {**self._headers, "Range": range_value, "Accept-Encoding": "identity"}
         request = urllib.request.Request(self._url, headers=headers)  # noqa: S310 (http(s) only)
         with self._opener.open(request, timeout=TIMEOUT_S) as answer:
             body = answer.read(MAX_WHOLE_WHEEL + 1)
-            return answer.status, dict(answer.headers.items()), body
+            return answer.status, str(answer.headers.get("Content-Range", "")), body
 
     def open_tail(self) -> None:
-        status, headers, body = self._get(f"bytes=-{TAIL}")
+        status, content_range, body = self._get(f"bytes=-{TAIL}")
         if status != 206:  # Range ignored: the whole wheel came
             if len(body) > MAX_WHOLE_WHEEL:
                 raise PeekError(
@@ -95,7 +97,7 @@ class _RangeFile(io.RawIOBase):
                 )
             self.whole = body
             return
-        total = headers.get("Content-Range", "").rpartition("/")[2]
+        total = content_range.rpartition("/")[2]
         if not total.isdigit():
             raise PeekError("the server's Content-Range names no size")
         self.size = int(total)
