@@ -10,8 +10,10 @@ venv backend locks for it. :mod:`dlsetup.envs.files.spec` (valid platforms),
 auto``), the ``--platform`` choices and help, the venv backend's platforms
 (:mod:`dlsetup.envs.venv.lock_platforms`), the wheel check of :mod:`dlsetup.envs.pypi.install`, and
 the JSON schemas' platform enums (``dlsetup.lock``, ``dlsetup.lock-check``, ``dlsetup.venv-lock``;
-each checked against it by a test) all read it; adding a platform is one row here, plus the
-environment files' ``platforms:`` lists where conda-forge builds the target.
+each checked against it by a test) all read it, and so does the question which platform this
+machine is (:func:`from_host`: :func:`dlsetup.envs.location.host_platform`, doctor's conda fixes);
+adding a platform is one row here, plus the environment files' ``platforms:`` lists where
+conda-forge builds the target.
 
 The OS and architecture agree with ``rattler.Subdir`` (formerly ``rattler.Platform``; a test
 checks it; rattler is not imported here, so ``dlsetup --help`` stays fast).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import re
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,32 @@ def test_a_machine_the_table_has_no_row_for_gets_the_tables_answer(
     with pytest.raises(InputError, match="not a platform dlsetup locks for"):
         host_platform()
     assert known_host_platform() is None
+
+
+def test_on_a_machine_without_a_row_lock_names_the_platform_or_says_why_not(
+    channel_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RISC-V Linux box: ``lock --platform linux-64`` still locks (this machine's platform is
+    only compared with, for its virtual packages); without ``--platform`` the table's answer,
+    exit 2, not a lock for ``linux-riscv64``."""
+    from click.testing import CliRunner
+
+    from dlsetup.cli import cli
+    from tests.envs.lock_builders import lock_args
+
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
+    result = CliRunner().invoke(cli, list(lock_args("pytorch", channel_url, tmp_path / "a")))
+    assert result.exit_code == 0, result.output
+    lock = (tmp_path / "a" / "pytorch-cpu.conda-lock.yml").read_text(encoding="utf-8")
+    # no platform was this machine's: each one solved with its floors, none detected
+    assert "detected on this machine" not in lock
+    args = ["lock", "pytorch", "--variant", "cpu", "--channel", channel_url, "--output"]
+    result = CliRunner().invoke(cli, [*args, str(tmp_path / "b")])
+    assert result.exit_code == 2, result.output
+    assert (
+        "Error: this machine (Linux on riscv64) is not a platform dlsetup locks for; valid "
+        f"platforms: {', '.join(PLATFORM_NAMES)}"
+    ) in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "b").exists()
