@@ -122,8 +122,9 @@ def test_pypis_torchaudio_built_for_cuda_13_2_beside_torch_for_13_0_stops_the_lo
         "Error: linux-64: torchaudio 2.11.1 and torch 2.14.1 were built for different CUDA "
         "versions: torchaudio 2.11.1 is a CUDA 13.2 build (its torchaudio/version.py says "
         "2.11.1+cu132), torch 2.14.1 is a CUDA 13.0 build (PyPI's; nvidia-cuda-runtime 13.0.96 "
-        "resolved beside it); torchaudio's extension does not load beside this torch (import "
-        "torchaudio fails or falls back); nothing was installed and no lock was written"
+        "resolved beside it); the same CUDA major version loads, but these builds are not the "
+        "pair PyTorch ships and tests, and dlsetup doctor flags the installed pair "
+        "(torchaudio.cuda_mismatch); nothing was installed and no lock was written"
     ) in err
     assert (
         "Fix: torchaudio 2.11.0 on these sources is a CUDA 13.0 build of torchaudio 2.11, the "
@@ -162,6 +163,7 @@ def test_torchvision_of_another_cuda_build_stops_the_lock_too(
         "torchvision 0.29.1 is a CUDA 12.6 build (its torchvision/version.py says 0.29.1+cu126), "
         "torch 2.14.1 is a CUDA 13.0 build"
     ) in err
+    assert "torchvision's compiled extension does not load beside this torch" in err
     assert "no torchvision 0.29 on these sources is a CUDA 13.0 build" in err
 
 

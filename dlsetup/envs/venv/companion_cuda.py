@@ -167,6 +167,21 @@ def _matching_older(
     return None
 
 
+def _consequence(found: CompanionCuda, build: ResolvedBuild) -> str:
+    """What the mismatch does, in ``dlsetup doctor``'s words (``NAME.cuda_mismatch``): another
+    major version (or none) does not load; the same major loads but is not a pair PyTorch ships."""
+    major = found.build[2:-1] if found.build.startswith("cu") else ""
+    if major and major == build.variant[2:-1]:
+        return (
+            f"the same CUDA major version loads, but these builds are not the pair PyTorch ships "
+            f"and tests, and dlsetup doctor flags the installed pair ({found.name}.cuda_mismatch)"
+        )
+    return (
+        f"{found.name}'s compiled extension does not load beside this torch (dlsetup doctor: "
+        f"{found.name}.cuda_mismatch)"
+    )
+
+
 def _mismatch_error(
     locked: PlatformLock,
     found: CompanionCuda,
@@ -193,9 +208,8 @@ def _mismatch_error(
         f"{locked.platform.name}: {found.name} {found.version} and torch {build.torch_version} "
         f"were built for different CUDA versions: {found.name} {found.version} is "
         f"{_cuda_words(found.build)} ({found.evidence}), torch {build.torch_version} is "
-        f"{torch_build} ({_torch_evidence(build, packages)}); {found.name}'s extension does not "
-        f"load beside this torch (import {found.name} fails or falls back); nothing was "
-        "installed and no lock was written",
+        f"{torch_build} ({_torch_evidence(build, packages)}); {_consequence(found, build)}; "
+        "nothing was installed and no lock was written",
         fix=f"{older}lock from PyTorch's index of torch's variant, whose companions are built "
         f"for its CUDA: --torch-index-url https://download.pytorch.org/whl/{build.variant} "
         "(or a mirror of it)",
