@@ -114,3 +114,26 @@ def test_a_rank_stopped_alone_on_its_host_is_named_stopped_not_dead() -> None:
         "seen by its own dlsetup process on node 1 (n2); not dead: kill -CONT " in (first["detail"])
     )
     assert "rank 1 stopped (hung) in phase all_reduce" in ended[0].stderr
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_a_rank_that_arrived_but_never_joined_glos_mesh_is_only_hinted_from_glos_key() -> None:
+    """Rank 1 arrives at init_process_group (its mark is there, its heartbeat fresh) but never
+    connects gloo's mesh, as behind a firewall: no evidence names it, so the failure names no
+    rank, and gloo's store key is read into a hint in the error, said to be one."""
+    ended, wall = srun_like(
+        ["--json", "--timeout", "5", "--steps", "20"], port=free_port(), nodes="n[1-3]",
+        tasks_per_node="1(x3)", ranks=[0, 1, 2], world=3, fault="stallmesh@1",
+        kill_on_bad_exit=True,
+    )  # fmt: skip
+    data = _ended_right(ended, wall)
+    failure = data["failure"]
+    print(failure)
+    assert failure["phase"] == "init_process_group", failure
+    assert [r for r in failure["ranks"] if r["state"] != "ended"] == [], failure
+    assert failure["error"].startswith("DistStoreError: wait timeout after 5000ms, keys: ")
+    assert failure["error"].endswith(
+        " (by torch's key layout, gloo waited for rank(s) 1: a hint only, as no rank was seen "
+        "gone, stopped, silent or short of init_process_group)"
+    ), failure

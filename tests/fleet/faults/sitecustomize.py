@@ -29,9 +29,13 @@ No production module knows about these faults. KIND:
 * ``killinit``: as ``dieinit``, a SIGKILL of the worker's own process;
 * ``stopinit``: as ``dieinit``, a SIGSTOP of the worker's own process (it goes on into
   ``init_process_group`` once continued);
-* ``stallinit``: the rank, alive and beating, never arrives at ``init_process_group``: the store
-  write of its arrival mark (``dlsetup/init/RANK``, just before the call) sleeps an hour first,
-  as a rank stuck in its own code would, while the others connect gloo's mesh and time out;
+* ``stallinit``: the rank, alive and beating, never arrives at ``init_process_group``: once
+  every rank has joined the rendezvous, its read of the last rank's join row sleeps an hour
+  first (as a rank stuck in its own code would; the same moment with or without an arrival
+  mark), while the others connect gloo's mesh and time out;
+* ``stallmesh``: the rank arrives at ``init_process_group`` (its arrival mark written) but never
+  connects gloo's mesh: the call sleeps an hour first, as a rank whose connections a firewall
+  drops would hang there;
 * ``stop``: its first ``all_reduce`` waits 0.7 s (a heartbeat goes out naming the collective),
   then SIGSTOPs the worker's own process (a rank stopped by a debugger or ``kill -STOP``);
 * ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
@@ -57,7 +61,7 @@ LOG_ENV = "DLSETUP_TEST_DIST_FAULT_LOG"
 #: The kinds that break their rank (the others skew a result and let the run go on).
 BREAKING = {
     "die", "hang", "stall", "wrong", "kill", "killparent", "killagent", "killearly", "stop",
-    "dieinit", "killinit", "stopinit", "stallinit",
+    "dieinit", "killinit", "stopinit", "stallinit", "stallmesh",
 }  # fmt: skip
 
 
@@ -124,21 +128,34 @@ def _patch(dist: Any) -> None:
         _break_init(dist, kinds)
     if "stallinit" in kinds:
         _stall_before_init(dist)
+    if "stallmesh" in kinds:
+        _stall_in_init(dist)
+
+
+def _stall_in_init(dist: Any) -> None:
+    """``init_process_group`` never returns, before gloo's mesh hears of the rank."""
+
+    def init_process_group(*args: Any, **kwargs: Any) -> Any:
+        _fired({"stallmesh"})
+        time.sleep(3600)
+
+    dist.init_process_group = init_process_group
 
 
 def _stall_before_init(dist: Any) -> None:
-    """The rank's store write of its arrival at ``init_process_group`` never ends (every store
-    class takes ``set`` from ``Store``; the heartbeat's writes go through)."""
-    original = dist.Store.set
-    mark = f"dlsetup/init/{os.environ.get('RANK')}"
+    """The rank's read of the last rank's join row (the end of the rendezvous, after every rank
+    joined) never returns (every store class takes ``get`` from ``Store``; the heartbeat's
+    writes go through)."""
+    original = dist.Store.get
+    last = f"dlsetup/join/{int(os.environ.get('WORLD_SIZE', '1')) - 1}"
 
-    def set_(self: Any, key: str, value: Any) -> Any:
-        if key == mark:
+    def get(self: Any, key: str) -> Any:
+        if key == last:
             _fired({"stallinit"})
             time.sleep(3600)
-        return original(self, key, value)
+        return original(self, key)
 
-    dist.Store.set = set_
+    dist.Store.get = get
 
 
 def _break_init(dist: Any, kinds: set[str]) -> None:
