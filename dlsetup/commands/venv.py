@@ -152,6 +152,7 @@ def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
         "sources": [s.data() for s in result.used_sources],
         "source_lines": list(result.sources),
         "uv_settings": list(result.uv_settings),
+        "uv_settings_forwarded": list(result.uv_settings_forwarded),
         "gpus": [
             {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}"}
             for g in choice.gpus

@@ -51,6 +51,19 @@ def uv_environment() -> dict[str, str]:
     )
 
 
+def forwarded_setting_names() -> tuple[str, ...]:
+    """Each of the user's uv (and pip) settings that reaches uv (:func:`uv_environment`), by
+    name and the variable uv gets it as: ``cache-dir as UV_CACHE_DIR``. Never its value: a
+    proxy's URL may hold a password. A setting the user's own variable takes over is not one.
+
+    Raises:
+        InputError: a uv or pip configuration file that cannot be read (named, with the fix).
+    """
+    from dlsetup.envs.uv_settings import uv_settings
+
+    return tuple(f"{s.key} as {s.variable}" for s in uv_settings().forwarded if not s.overridden_by)
+
+
 def uv_binary() -> str:
     """The uv executable: ``$DLSETUP_UV`` when set, else the ``uv`` package's (a dependency of
     dlsetup), else ``uv`` on PATH.

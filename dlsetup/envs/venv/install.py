@@ -189,6 +189,15 @@ def sync_source_args(lock: PyLock) -> Iterator[list[str]]:
         yield args + (["--cache-dir", str(cache)] if cache is not None else [])
 
 
+def settings_note() -> str | None:
+    """What ``create`` says of the user's uv settings uv gets: their names, never their values
+    (None where there are none)."""
+    from dlsetup.envs.pypi.uv import forwarded_setting_names
+
+    names = forwarded_setting_names()
+    return f"uv settings forwarded from your configuration: {', '.join(names)}" if names else None
+
+
 def create_venv(
     lock_path: Path,
     prefix: Path,
@@ -242,6 +251,9 @@ def create_venv(
     note = building_note(locked.pypi, options or BuildOptions())
     if note is not None:
         progress.note(note)
+    forwarded = settings_note()
+    if forwarded is not None:
+        progress.note(forwarded)
     with target_lock(prefix):
         with deferred_signals():
             clean_leftovers(prefix)

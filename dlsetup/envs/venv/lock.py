@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlsetup.envs.credentials import strip_auth
-from dlsetup.envs.pypi.uv import uv_cache
+from dlsetup.envs.pypi.uv import forwarded_setting_names, uv_cache
 from dlsetup.envs.venv.companion_cuda import check_companion_cuda
 from dlsetup.envs.venv.lock_platforms import VENV_PLATFORMS, VenvPlatform
 from dlsetup.envs.venv.lock_report import (
@@ -193,6 +193,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         sources=tuple(routes.lines()),
         used_sources=used_sources(routes),
         uv_settings=tuple(uv_settings().lines()),
+        uv_settings_forwarded=forwarded_setting_names(),
     )
     output.mkdir(parents=True, exist_ok=True)
     write_pylock(lock_path, merge_locks(parts, tool_table(result)), header_lines(result))

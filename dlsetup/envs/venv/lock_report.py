@@ -46,6 +46,9 @@ class VenvLockResult:
         uv_settings: the user's uv (and pip) settings that are not sources: each forwarded to
             uv, taken over by a variable already set, or left out, and where it was set
             (:func:`dlsetup.envs.uv_settings.uv_settings`).
+        uv_settings_forwarded: the names of those that reach uv (``cache-dir as
+            UV_CACHE_DIR``), values left out (:func:`dlsetup.envs.pypi.uv.
+            forwarded_setting_names`), for ``--json``.
     """
 
     name: str
@@ -63,6 +66,7 @@ class VenvLockResult:
     sources: tuple[str, ...] = ()
     used_sources: tuple[UsedSource, ...] = ()
     uv_settings: tuple[str, ...] = ()
+    uv_settings_forwarded: tuple[str, ...] = ()
 
     @property
     def torch_variant(self) -> str | None:
