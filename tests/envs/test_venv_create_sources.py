@@ -127,3 +127,40 @@ def test_a_lock_that_records_no_index_still_gets_the_configured_default(tmp_path
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert marker.read_text(encoding="utf-8") == "2.0"
+
+
+def test_the_recorded_index_gets_the_password_configured_for_it_now_and_shows_it_nowhere(
+    torch_index: TorchIndex, tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    """A behind basic auth, its password in the uv.toml when the lock is made; later the uv.toml
+    names B as the default and A's password is in pip.conf: create installs A's wheels with
+    it, and neither the lock nor any output holds it."""
+    from tests.support.http_server import PASSWORD, USER, basic_auth_server
+
+    config = tmp_path / "config"
+    pip_conf = tmp_path / "pip.conf"
+    env = {**isolated_dirs, "XDG_CONFIG_HOME": str(config), "PIP_CONFIG_FILE": str(pip_conf)}
+    pip_conf.write_text("[global]\n", encoding="utf-8")
+    with basic_auth_server(torch_index.root) as (url, seen):
+        a = url.replace("http://", f"http://{USER}:{PASSWORD}@") + "/pypi/simple"
+        _uv_toml(config, a)
+        out = tmp_path / "out"
+        made = run_cli(
+            "lock", "pytorch", "--backend", "venv", "--variant", "cpu", "--platform", "linux-64",
+            "--python-version", "3.11", "--torch-index-url", torch_index.torch_url, "--output",
+            str(out), env=env,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        lock = out / "pylock.pytorch-cpu.toml"
+        _uv_toml(config, _index_b(tmp_path / "b", holds_numpy=True))
+        pip_conf.write_text(f"[global]\nextra-index-url = {a}\n", encoding="utf-8")
+        seen.clear()
+        built = run_cli(
+            "create", "--from-lock", str(lock), "--prefix", str(tmp_path / "env"),
+            "--no-jupyter", "--no-smoke", env=env,
+        )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert seen and None not in seen  # every request to A carried the credentials
+    for shown in (made.stdout, made.stderr, built.stdout, built.stderr, lock.read_text()):
+        assert PASSWORD not in shown
+    assert not any((tmp_path / "env").glob("lib/python*/site-packages/numpy/from_b.py"))
