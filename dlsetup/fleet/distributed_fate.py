@@ -199,6 +199,19 @@ def _never_arrived(e: Evidence) -> str:
     )
 
 
+def _running_but_silent(e: Evidence) -> str:
+    why = (
+        "a driver or file-system call that does not return"
+        if e.proc == "D"
+        else "a call that never returns and holds the interpreter's lock"
+    )
+    return (
+        f"its process is there (state {e.proc}), {_seen(e)} on {e.node}, but its heartbeat "
+        f"stopped ({_beat(e)}, last {_where(e)}): not dead, stuck in {why}; py-spy dump "
+        f"--native --pid {_pid(e)} on that node shows where"
+    )
+
+
 def verdict(e: Evidence) -> tuple[str, str] | None:
     """``(state, detail)`` for one rank, or ``None`` when nothing is wrong with it."""
     if e.proc in STOPPED:
@@ -223,6 +236,8 @@ def verdict(e: Evidence) -> tuple[str, str] | None:
     if not e.reached_init and _alive(e):
         return "hung", _never_arrived(e)
     age = e.heartbeat_age_s
+    if (age is None or age > DEAD_AFTER_S) and e.proc is not None:  # seen there, not gone
+        return "hung", _running_but_silent(e)
     if age is None or age > DEAD_AFTER_S:
         silent = "no heartbeat at all" if age is None else f"no heartbeat for {age:.1f} s"
         return "dead", (

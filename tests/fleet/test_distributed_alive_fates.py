@@ -137,3 +137,27 @@ def test_a_rank_that_arrived_but_never_joined_glos_mesh_is_only_hinted_from_glos
         " (by torch's key layout, gloo waited for rank(s) 1: a hint only, as no rank was seen "
         "gone, stopped, silent or short of init_process_group)"
     ), failure
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_a_rank_whose_process_is_there_but_silent_is_named_hung_not_dead() -> None:
+    """Rank 1 stuck in a C call that holds the interpreter's lock: no thread of it runs, its
+    heartbeat included, but rank 0 reads its process (same host), sleeping: hung, with where to
+    look, not dead from its silence."""
+    ended, wall = srun_like(
+        ["--json", "--timeout", "5", "--steps", "20"], port=free_port(), nodes="n[1-2]",
+        tasks_per_node="1(x2)", ranks=[0, 1], world=2, fault="gilhang@1", kill_on_bad_exit=True,
+    )  # fmt: skip
+    data = _ended_right(ended, wall)
+    failure = data["failure"]
+    print(failure)
+    first = failure["ranks"][0]
+    assert (first["rank"], first["state"], first["node"]) == (1, "hung", "node 1 (n2)"), failure
+    assert first["detail"].startswith("its process is there (state S), seen by rank 0 on node 1 "
+                                      "(n2), but its heartbeat stopped (heartbeat ")  # fmt: skip
+    assert (
+        "not dead, stuck in a call that never returns and holds the interpreter's lock"
+        in (first["detail"])
+    )
+    assert "rank 1 hung (its process is there" in ended[0].stderr

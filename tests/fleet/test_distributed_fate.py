@@ -252,3 +252,29 @@ def test_a_stopped_worker_is_published_into_the_store_by_its_own_dlsetup_process
         worker.wait()
     watch.join(35.0)
     assert not watch.is_alive()
+
+
+def test_a_process_that_is_there_but_silent_is_hung_not_dead() -> None:
+    """Silence names a rank dead only where no one could read its process: a real sleeping
+    process with a heartbeat 6 s old is hung (state S), a D state says a driver call."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], **SIGNALLED)
+    try:
+        stat = fate.proc_stat(child.pid)
+        assert stat is not None
+        state = _state_becomes(child.pid, stat[1], "S")
+        silent = fate.Evidence(rank=2, node="node 1 (vm)", heartbeat_age_s=6.0, phase="ddp",
+                               proc=state, seen_by=0, pid=child.pid)  # fmt: skip
+        assert fate.verdict(silent) == (
+            "hung",
+            "its process is there (state S), seen by rank 0 on node 1 (vm), but its heartbeat "
+            "stopped (heartbeat 6.0 s old, last in phase ddp): not dead, stuck in a call that "
+            f"never returns and holds the interpreter's lock; py-spy dump --native --pid "
+            f"{child.pid} on that node shows where",
+        )
+    finally:
+        child.kill()
+        child.wait()
+    in_driver = fate.Evidence(**{**silent.__dict__, "proc": "D"})
+    assert "stuck in a driver or file-system call" in (fate.verdict(in_driver) or ("", ""))[1]
+    unseen = fate.Evidence(**{**silent.__dict__, "proc": None, "seen_by": None})
+    assert (fate.verdict(unseen) or ("",))[0] == "dead"  # no one could look: silence decides

@@ -36,6 +36,9 @@ No production module knows about these faults. KIND:
 * ``stallmesh``: the rank arrives at ``init_process_group`` (its arrival mark written) but never
   connects gloo's mesh: the call sleeps an hour first, as a rank whose connections a firewall
   drops would hang there;
+* ``gilhang``: its first ``all_reduce`` calls C's ``sleep(3600)`` holding the interpreter's lock
+  (``ctypes.PyDLL``): the process is there, sleeping, but no thread of it runs, its heartbeat
+  included (a C extension stuck in a call that never releases the lock);
 * ``stop``: its first ``all_reduce`` waits 0.7 s (a heartbeat goes out naming the collective),
   then SIGSTOPs the worker's own process (a rank stopped by a debugger or ``kill -STOP``);
 * ``hasty``: a failed rank does not linger after reading rank 0's verdict (the worker's 3 s
@@ -61,7 +64,7 @@ LOG_ENV = "DLSETUP_TEST_DIST_FAULT_LOG"
 #: The kinds that break their rank (the others skew a result and let the run go on).
 BREAKING = {
     "die", "hang", "stall", "wrong", "kill", "killparent", "killagent", "killearly", "stop",
-    "dieinit", "killinit", "stopinit", "stallinit", "stallmesh",
+    "dieinit", "killinit", "stopinit", "stallinit", "stallmesh", "gilhang",
 }  # fmt: skip
 
 
@@ -104,6 +107,10 @@ def _patch(dist: Any) -> None:
             os._exit(17)
         if first and kinds & {"hang", "stall"}:
             time.sleep(3600)
+        if first and "gilhang" in kinds:
+            import ctypes
+
+            ctypes.PyDLL(None).sleep(3600)
         if first and "kill" in kinds:
             os.kill(os.getpid(), signal.SIGKILL)
         if first and "killparent" in kinds:
