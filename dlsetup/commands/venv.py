@@ -159,11 +159,11 @@ def venv_lock_data(result: VenvLockResult) -> dict[str, Any]:
         ],
         "gpu_source": choice.gpu_source,
         "files": {"lock": str(result.lock_path)},
-        "platforms": [_platform_data(p) for p in result.platforms],
+        "platforms": [_platform_data(p, result) for p in result.platforms],
     }
 
 
-def _platform_data(p: PlatformLock) -> dict[str, Any]:
+def _platform_data(p: PlatformLock, result: VenvLockResult) -> dict[str, Any]:
     """One platform of a ``dlsetup.venv-lock`` document: what was resolved, where from."""
     sources = dict(p.origins)
     build = p.build
@@ -190,6 +190,9 @@ def _platform_data(p: PlatformLock) -> dict[str, Any]:
             "companions": [{"name": n, "version": v} for n, v in build.companions],
             "description": build.describe(),
             "unchecked": list(build.unchecked),
+            "cuda_warnings": [
+                w.data() for w in result.cuda_warnings if w.platform == p.platform.name
+            ],
         },
         "download_bytes": p.download_bytes,
     }
@@ -244,5 +247,7 @@ def lock_venv_command(
         say(f"  Source: {line}")
     for line in result.uv_settings:  # the user's uv settings that are not sources, and where
         say(f"  uv setting: {line}")
+    for w in result.cuda_warnings:  # another CUDA minor of torch's major: it loads (doctor warns)
+        click.echo(f"Warning: {w.message}. Fix: {w.fix}", err=True)
     say(f"Wrote: {result.lock_path}")
     say(f"Next: dlsetup create --from-lock {result.lock_path}")

@@ -1,17 +1,20 @@
-"""A venv lock whose torch and companion were built for different CUDA versions stops (exit 2)
-before anything is installed, naming both builds and the fix; a matched pair is locked and said.
+"""A venv lock holds each companion of PyPI's CUDA torch to torch's CUDA build, as ``dlsetup
+doctor``'s ``NAME.cuda_mismatch`` does: another CUDA major version (the companion refuses to
+load) stops the lock (exit 2) before anything is installed, naming both builds and the fix; the
+same major with another minor (it loads, but is not a pair PyTorch ships) is locked with a
+warning in the header, ``--json`` and on stderr; a matched pair is locked and said.
 
 The wheels are shaped like the real PyPI ones (read from the wheels themselves): PyPI's torch
 2.14.1 (``cp311-cp311-manylinux_2_28_x86_64``, no local version) requires
 ``cuda-toolkit[cudart,...]==13.0.3``, whose ``cudart`` extra pins ``nvidia-cuda-runtime==13.0.96.*``,
 and ``nvidia-*-cu13`` wheels; its ``torch/version.py`` says ``2.14.1+cu130``. PyPI's torchvision
-0.29.1 and torchaudio 2.11.0 / 2.11.1 name no CUDA version in their metadata (no local version,
-no ``nvidia-*`` requirement; torchaudio's only requirement is ``torch>=2.11``), but their
-``NAME/version.py`` does: torchvision ``0.29.1+cu130``, torchaudio 2.11.0 ``+cu130`` (a
-``cp311`` wheel) and 2.11.1 ``+cu132`` (a ``py3-none`` wheel). Torch's other requirements
-(filelock, sympy, ...) are left out of the stand-ins: they do not bear on the CUDA build.
-The real uv resolves; the CLI runs in a subprocess; the HTTP case serves the index on 127.0.0.1
-with a server that answers ``Range`` requests, as PyPI's file host does.
+0.29.1 / 0.29.2 and torchaudio 2.11.0 / 2.11.1 name no CUDA version in their metadata (no local
+version, no ``nvidia-*`` requirement; torchaudio's only requirement is ``torch>=2.11``), but
+their ``NAME/version.py`` does: torchvision ``0.29.1+cu130`` and ``0.29.2+cu132``, torchaudio
+2.11.0 ``+cu130`` (a ``cp311`` wheel) and 2.11.1 ``+cu132`` (a ``py3-none`` wheel). Torch's other
+requirements (filelock, sympy, ...) are left out of the stand-ins: they do not bear on the CUDA
+build. The real uv resolves; the CLI runs in a subprocess; the HTTP case serves the index on
+127.0.0.1 with a server that answers ``Range`` requests, as PyPI's file host does.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ def _version_py(name: str, version: str) -> dict[str, bytes]:
     return {f"{name}/version.py": f"__version__ = '{version}'\ngit_version = 'abc'\n".encode()}
 
 
-def _pypi_wheels(torchaudio: tuple[str, ...], torchvision: str = "0.29.1+cu130") -> list[Wheel]:
-    """PyPI-shaped torch 2.14.1 and its CUDA 13.0 wheels, torchvision 0.29.1, the torchaudio
+def _pypi_wheels(
+    torchaudio: tuple[str, ...], torchvision: tuple[str, ...] = ("0.29.1+cu130",)
+) -> list[Wheel]:
+    """PyPI-shaped torch 2.14.1 and its CUDA 13.0 wheels, the torchvision and torchaudio
     releases named (``2.11.1+cu132``: the version and its build, as its version.py says)."""
     torch = Wheel(
         "torch",
@@ -70,16 +75,16 @@ def _pypi_wheels(torchaudio: tuple[str, ...], torchvision: str = "0.29.1+cu130")
     ):
         wheels.append(Wheel(name, version, tag=tag))
     wheels.append(Wheel("ipykernel", "7.1.0", ("numpy>=1.24",)))
-    release = torchvision.partition("+")[0]
-    wheels.append(
-        Wheel(
-            "torchvision",
-            release,
-            ("numpy", "torch (>=2.14.0)", "pillow (!=8.3.*,>=5.3.0)"),
-            tag=f"cp311-cp311-{LINUX}",
-            files=_version_py("torchvision", torchvision),
+    for declared in torchvision:
+        wheels.append(
+            Wheel(
+                "torchvision",
+                declared.partition("+")[0],
+                ("numpy", "torch (>=2.14.0)", "pillow (!=8.3.*,>=5.3.0)"),
+                tag=f"cp311-cp311-{LINUX}",
+                files=_version_py("torchvision", declared),
+            )
         )
-    )
     for declared in torchaudio:
         version = declared.partition("+")[0]
         tag = f"cp311-cp311-{LINUX}" if version == "2.11.0" else f"py3-none-{LINUX}"
@@ -108,53 +113,121 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def test_pypis_torchaudio_built_for_cuda_13_2_beside_torch_for_13_0_stops_the_lock(
+def _warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("Warning:")]
+
+
+TORCHAUDIO_WARNING = (
+    "linux-64: torchaudio 2.11.1 is a CUDA 13.2 build (its torchaudio/version.py says "
+    "2.11.1+cu132), torch 2.14.1 is a CUDA 13.0 build (PyPI's; nvidia-cuda-runtime 13.0.96 "
+    "resolved beside it): the same CUDA major version loads, but these builds are not the pair "
+    "PyTorch ships and tests (dlsetup doctor warns of the installed pair: "
+    "torchaudio.cuda_mismatch)"
+)
+TORCHAUDIO_FIX = (
+    "torchaudio 2.11.0 on these sources is a CUDA 13.0 build of torchaudio 2.11, the release the "
+    "knowledge base pairs with torch 2.14.1 (its torchaudio/version.py says 2.11.0+cu130): pin "
+    "it, torchaudio==2.11.0, where you install with pip or uv; or lock from PyTorch's index of "
+    "torch's variant, whose companions are built for its CUDA: --torch-index-url "
+    "https://download.pytorch.org/whl/cu130 (or a mirror of it)"
+)
+
+
+def test_pypis_pair_today_cuda_13_2_companions_beside_torch_13_0_lock_with_a_warning(
     tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
-    """PyPI today: torch 2.14.1 (CUDA 13.0) and torchaudio 2.11.1 (CUDA 13.2), with 2.11.0 (CUDA
-    13.0) beside it: exit 2, both builds named, 2.11.0 offered; no lock written."""
-    index = build_index(tmp_path / "pypi", _pypi_wheels(("2.11.0+cu130", "2.11.1+cu132")))
+    """PyPI today: torch 2.14.1 (CUDA 13.0), torchvision 0.29.2 and torchaudio 2.11.1 (CUDA
+    13.2), with 0.29.1 and 2.11.0 (CUDA 13.0) beside them: what ``pip install torch torchvision
+    torchaudio`` gives, and it loads (the same CUDA major). Locked as resolved, exit 0; each
+    pair said as doctor says it, with the matching build found: one warning line each on
+    stderr, a ``CUDA warning:`` line in the header, an entry in ``--json``'s
+    ``cuda_warnings`` (the schema holds it)."""
+    import json
+
+    import jsonschema
+
+    from dlsetup.output import load_schema
+
+    wheels = _pypi_wheels(
+        ("2.11.0+cu130", "2.11.1+cu132"), torchvision=("0.29.1+cu130", "0.29.2+cu132")
+    )
+    index = build_index(tmp_path / "pypi", wheels)
     out = tmp_path / "out"
     code, stdout, stderr = _lock(isolated_dirs, out, index)
-    assert code == 2, (stdout, stderr)
-    err = _one_line(stderr)
-    assert (
-        "Error: linux-64: torchaudio 2.11.1 and torch 2.14.1 were built for different CUDA "
-        "versions: torchaudio 2.11.1 is a CUDA 13.2 build (its torchaudio/version.py says "
-        "2.11.1+cu132), torch 2.14.1 is a CUDA 13.0 build (PyPI's; nvidia-cuda-runtime 13.0.96 "
-        "resolved beside it); the same CUDA major version loads, but these builds are not the "
-        "pair PyTorch ships and tests, and dlsetup doctor flags the installed pair "
-        "(torchaudio.cuda_mismatch); nothing was installed and no lock was written"
-    ) in err
-    assert (
-        "Fix: torchaudio 2.11.0 on these sources is a CUDA 13.0 build of torchaudio 2.11, the "
-        "release the knowledge base pairs with torch 2.14.1 (its torchaudio/version.py says "
-        "2.11.0+cu130): pin it, torchaudio==2.11.0, where you install with pip or uv; or lock "
-        "from PyTorch's index of torch's variant, whose companions are built for its CUDA: "
-        "--torch-index-url https://download.pytorch.org/whl/cu130 (or a mirror of it)"
-    ) in err
+    assert code == 0, (stdout, stderr)
     assert "Traceback" not in stderr
-    assert not out.exists() or list(out.glob("pylock.*")) == []
+    said = _warnings(stderr)
+    assert said == [
+        "Warning: linux-64: torchvision 0.29.2 is a CUDA 13.2 build (its torchvision/version.py "
+        "says 0.29.2+cu132), torch 2.14.1 is a CUDA 13.0 build (PyPI's; nvidia-cuda-runtime "
+        "13.0.96 resolved beside it): the same CUDA major version loads, but these builds are "
+        "not the pair PyTorch ships and tests (dlsetup doctor warns of the installed pair: "
+        "torchvision.cuda_mismatch). Fix: torchvision 0.29.1 on these sources is a CUDA 13.0 "
+        "build of torchvision 0.29, the release the knowledge base pairs with torch 2.14.1 (its "
+        "torchvision/version.py says 0.29.1+cu130): pin it, torchvision==0.29.1, where you "
+        "install with pip or uv; or lock from PyTorch's index of torch's variant, whose "
+        "companions are built for its CUDA: --torch-index-url "
+        "https://download.pytorch.org/whl/cu130 (or a mirror of it)",
+        f"Warning: {TORCHAUDIO_WARNING}. Fix: {TORCHAUDIO_FIX}",
+    ], stderr
+    text = (out / "pylock.pytorch-cu130.toml").read_text()
+    assert f"#   CUDA warning: {TORCHAUDIO_WARNING}; fix: {TORCHAUDIO_FIX}.\n" in text
+    assert "#   CUDA warning: linux-64: torchvision 0.29.2 is a CUDA 13.2 build" in text
+    assert "CUDA checked:" not in text and "Unchecked:" not in text
+    assert 'name = "torchaudio"\nversion = "2.11.1"' in text  # pip's choice, locked as resolved
+    assert 'name = "torchvision"\nversion = "0.29.2"' in text
+
+    code, stdout, stderr = _lock(isolated_dirs, out, index, "--json", "--force")
+    assert code == 0, stderr
+    assert _warnings(stderr) == []  # --json carries it
+    doc = json.loads(stdout)
+    jsonschema.validate(doc, load_schema("dlsetup.venv-lock"))
+    warned = doc["data"]["platforms"][0]["build"]["cuda_warnings"]
+    assert [w["name"] for w in warned] == ["torchvision", "torchaudio"]
+    assert warned[1] == {
+        "name": "torchaudio",
+        "version": "2.11.1",
+        "cuda": "13.2",
+        "declared": "2.11.1+cu132",
+        "torch": "2.14.1",
+        "torch_cuda": "13.0",
+        "matching": {"version": "2.11.0", "cuda": "13.0", "declared": "2.11.0+cu130"},
+        "message": TORCHAUDIO_WARNING,
+        "fix": TORCHAUDIO_FIX,
+    }
+    assert warned[0]["matching"] == {
+        "version": "0.29.1",
+        "cuda": "13.0",
+        "declared": "0.29.1+cu130",
+    }
 
 
-def test_no_build_for_torchs_cuda_on_the_sources_names_pytorchs_index(
+def test_no_build_for_torchs_cuda_on_the_sources_warns_naming_pytorchs_index(
     tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
+    """Only torchaudio 2.11.1 (CUDA 13.2) on the sources: locked with the warning, no matching
+    build (``matching: null``), the fix names PyTorch's index."""
+    import json
+
     index = build_index(tmp_path / "pypi", _pypi_wheels(("2.11.1+cu132",)))
-    code, stdout, stderr = _lock(isolated_dirs, tmp_path / "out", index)
-    assert code == 2, (stdout, stderr)
-    err = _one_line(stderr)
-    assert "torchaudio 2.11.1 is a CUDA 13.2 build" in err
-    assert (
-        "Fix: no torchaudio 2.11 on these sources is a CUDA 13.0 build (the knowledge base "
-        "pairs torchaudio 2.11 with torch 2.14.1); lock from PyTorch's index of torch's variant"
-    ) in err
+    code, stdout, stderr = _lock(isolated_dirs, tmp_path / "out", index, "--json")
+    assert code == 0, (stdout, stderr)
+    build = json.loads(stdout)["data"]["platforms"][0]["build"]
+    (warned,) = build["cuda_warnings"]
+    assert (warned["name"], warned["cuda"], warned["torch_cuda"]) == ("torchaudio", "13.2", "13.0")
+    assert warned["matching"] is None
+    assert warned["fix"].startswith(
+        "no torchaudio 2.11 on these sources is a CUDA 13.0 build (the knowledge base pairs "
+        "torchaudio 2.11 with torch 2.14.1); lock from PyTorch's index of torch's variant"
+    )
 
 
-def test_torchvision_of_another_cuda_build_stops_the_lock_too(
+def test_torchvision_of_another_cuda_major_stops_the_lock(
     tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
-    wheels = _pypi_wheels(("2.11.0+cu130",), torchvision="0.29.1+cu126")
+    """torchvision 0.29.1 built for CUDA 12.6 beside torch's 13.0: it refuses to load (another
+    major version), so exit 2, no lock written, the CUDA 13.0 build 0.29.0 offered."""
+    wheels = _pypi_wheels(("2.11.0+cu130",), torchvision=("0.29.0+cu130", "0.29.1+cu126"))
     index = build_index(tmp_path / "pypi", wheels)
     code, stdout, stderr = _lock(isolated_dirs, tmp_path / "out", index)
     assert code == 2, (stdout, stderr)
@@ -163,8 +236,19 @@ def test_torchvision_of_another_cuda_build_stops_the_lock_too(
         "torchvision 0.29.1 is a CUDA 12.6 build (its torchvision/version.py says 0.29.1+cu126), "
         "torch 2.14.1 is a CUDA 13.0 build"
     ) in err
-    assert "torchvision's compiled extension does not load beside this torch" in err
-    assert "no torchvision 0.29 on these sources is a CUDA 13.0 build" in err
+    assert (
+        "torchvision's compiled extension does not load beside this torch (torchvision refuses "
+        "CUDA builds of another major version; dlsetup doctor: torchvision.cuda_mismatch); "
+        "nothing was installed and no lock was written"
+    ) in err
+    assert "Warning:" not in stderr
+    assert list((tmp_path / "out").glob("pylock.*")) == []
+    assert (
+        "Fix: torchvision 0.29.0 on these sources is a CUDA 13.0 build of torchvision 0.29, the "
+        "release the knowledge base pairs with torch 2.14.1 (its torchvision/version.py says "
+        "0.29.0+cu130): pin it, torchvision==0.29.0, where you install with pip or uv; or lock "
+        "from PyTorch's index of torch's variant"
+    ) in err
 
 
 def test_a_matched_pair_is_locked_and_the_check_said(
@@ -222,8 +306,8 @@ class RangeHandler(QuietHandler):
 def test_over_http_the_check_reads_a_few_bytes_of_the_companion_not_the_wheel(
     tmp_path: Path, isolated_dirs: dict[str, str]
 ) -> None:
-    """Over HTTP (range requests) the mismatch is seen having read part of torchaudio's wheel,
-    and none of torch's."""
+    """Over HTTP (range requests) the mismatch is seen (and warned of: CUDA 13.2 beside 13.0)
+    having read part of torchaudio's wheel, and none of torch's."""
     wheels = _pypi_wheels(("2.11.1+cu132",))
     # a wheel as big as a real torchaudio's tail makes "part of it" mean something
     padded = Wheel(
@@ -241,8 +325,9 @@ def test_over_http_the_check_reads_a_few_bytes_of_the_companion_not_the_wheel(
     sent: dict[str, int] = {}
     with serve(tmp_path / "pypi", RangeHandler, sent=sent) as (url, _):
         code, stdout, stderr = _lock(isolated_dirs, tmp_path / "out", f"{url}/simple")
-    assert code == 2, (stdout, stderr)
-    assert "torchaudio 2.11.1 is a CUDA 13.2 build" in _one_line(stderr)
+    assert code == 0, (stdout, stderr)
+    (warned,) = _warnings(stderr)
+    assert "torchaudio 2.11.1 is a CUDA 13.2 build" in warned
     wheel = next((tmp_path / "pypi" / "files").glob("torchaudio-2.11.1-*.whl"))
     got = sent.get(wheel.name, 0)
     assert 0 < got < wheel.stat().st_size // 2, (got, wheel.stat().st_size)

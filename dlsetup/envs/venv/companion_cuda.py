@@ -5,12 +5,16 @@ resolves ``nvidia-cuda-runtime 13.0.96``: :func:`dlsetup.envs.venv.resolved.reso
 PyPI's torchvision and torchaudio do not: no local version, no ``nvidia-*`` requirement
 (torchaudio 2.11.1's only requirement is ``torch>=2.11``). Their wheels say it inside, in
 ``torchaudio/version.py`` (``__version__ = '2.11.1+cu132'``), which
-:mod:`~dlsetup.envs.venv.wheel_peek` reads with a few range requests. A companion built for
-another CUDA minor than torch is linked against another CUDA runtime: ``import torchaudio``
-fails or falls back, which ``dlsetup doctor`` reports only after the install
-(``torchaudio.cuda_mismatch``). Here the lock stops, naming both builds and the fix: a build of
-the paired release for torch's CUDA found on the same sources (one more resolution per older
-version, at most :data:`MAX_OLDER` of them), or PyTorch's index of torch's variant, whose
+:mod:`~dlsetup.envs.venv.wheel_peek` reads with a few range requests. The verdict is
+``dlsetup doctor``'s (``NAME.cuda_mismatch``): torchvision and torchaudio refuse a torch of
+another CUDA *major* version (torchvision's ``extension.py`` ``_check_cuda_version`` raises only
+when the majors differ), so another major (or no CUDA) stops the lock; the same major with
+another minor loads, but is not a pair PyTorch ships and tests, so the lock is written and
+says so (:class:`CudaMinorMismatch`: a warning, as doctor's). PyPI's own torch 2.14.1 (CUDA
+13.0) with torchvision 0.29.2 and torchaudio 2.11.1 (CUDA 13.2) is such a pair: what
+``pip install torch torchvision torchaudio`` gives, and it loads. Either way the fix is a build
+of the paired release for torch's CUDA found on the same sources (one more resolution per
+older version, at most :data:`MAX_OLDER` of them), or PyTorch's index of torch's variant, whose
 companions carry torch's local version (``+cu130``), which :mod:`~dlsetup.envs.venv.resolved`
 already holds to torch's.
 """
@@ -167,18 +171,117 @@ def _matching_older(
     return None
 
 
-def _consequence(found: CompanionCuda, build: ResolvedBuild) -> str:
-    """What the mismatch does, in ``dlsetup doctor``'s words (``NAME.cuda_mismatch``): another
-    major version (or none) does not load; the same major loads but is not a pair PyTorch ships."""
-    major = found.build[2:-1] if found.build.startswith("cu") else ""
-    if major and major == build.variant[2:-1]:
-        return (
-            f"the same CUDA major version loads, but these builds are not the pair PyTorch ships "
-            f"and tests, and dlsetup doctor flags the installed pair ({found.name}.cuda_mismatch)"
-        )
+def same_major(build: str, torch_variant: str) -> bool:
+    """Whether two CUDA builds (``cu132``, ``cu130``) are of one CUDA major version (``13``):
+    torchvision and torchaudio load beside such a torch (``_check_cuda_version`` compares the
+    majors only). False where either names no CUDA version (``cpu``)."""
+    from dlsetup.envs.venv.resolved import variant_cuda_text
+
+    ours, theirs = variant_cuda_text(build).strip(), variant_cuda_text(torch_variant).strip()
+    return bool(ours and theirs) and ours.split(".")[0] == theirs.split(".")[0]
+
+
+def _fix(found: CompanionCuda, build: ResolvedBuild, match: CompanionCuda | None) -> str:
+    """The fix of a mismatched pair: the matching build of the paired release on these sources
+    where one was found (else that none was), and PyTorch's index of torch's variant."""
+    from dlsetup.compat.companions import companion_release
+
+    pair = companion_release(found.name, build.torch_version)
+    paired = f"{found.name} {pair.release}" if pair else found.name
+    older = (
+        f"{found.name} {match.version} on these sources is {_cuda_words(match.build)} of "
+        f"{paired}, the release the knowledge base pairs with torch {build.torch_version} "
+        f"({match.evidence}): pin it, {found.name}=={match.version}, where you install with pip "
+        "or uv; or "
+        if match is not None
+        else f"no {paired} on these sources is {_cuda_words(build.variant)} (the knowledge base "
+        f"pairs {paired} with torch {build.torch_version}); "
+    )
     return (
-        f"{found.name}'s compiled extension does not load beside this torch (dlsetup doctor: "
-        f"{found.name}.cuda_mismatch)"
+        f"{older}lock from PyTorch's index of torch's variant, whose companions are built "
+        f"for its CUDA: --torch-index-url https://download.pytorch.org/whl/{build.variant} "
+        "(or a mirror of it)"
+    )
+
+
+def _builds(found: CompanionCuda, build: ResolvedBuild, packages: Mapping[str, str]) -> str:
+    """``torchaudio 2.11.1 is a CUDA 13.2 build (...), torch 2.14.1 is a CUDA 13.0 build (...)``."""
+    return (
+        f"{found.name} {found.version} is {_cuda_words(found.build)} ({found.evidence}), torch "
+        f"{build.torch_version} is {_cuda_words(build.variant)} "
+        f"({_torch_evidence(build, packages)})"
+    )
+
+
+@dataclass(frozen=True)
+class CudaMinorMismatch:
+    """A companion built for another CUDA minor version of torch's major: it loads, but the pair
+    is not one PyTorch ships and tests (``dlsetup doctor``: ``NAME.cuda_mismatch``, a warning).
+    The lock is written, and says it (header, ``--json``, a warning on stderr).
+
+    Attributes:
+        platform: ``linux-64``.
+        companion: what the companion's wheel says (``torchaudio 2.11.1``, ``+cu132``).
+        torch_version: ``2.14.1``.
+        torch_variant: torch's CUDA build (``cu130``).
+        match: a build of the paired release for torch's CUDA on these sources (``torchaudio
+            2.11.0``, ``+cu130``); None when none was found.
+        message: what was found and what it does, in doctor's words.
+        fix: the matching build to pin, and PyTorch's index of torch's variant.
+    """
+
+    platform: str
+    companion: CompanionCuda
+    torch_version: str
+    torch_variant: str
+    match: CompanionCuda | None
+    message: str
+    fix: str
+
+    def data(self) -> dict[str, Any]:
+        """One entry of ``--json``'s ``cuda_warnings``."""
+        from dlsetup.envs.venv.resolved import variant_cuda_text
+
+        def cuda(build: str) -> str:
+            return variant_cuda_text(build).strip()
+
+        match = self.match
+        return {
+            "name": self.companion.name,
+            "version": self.companion.version,
+            "cuda": cuda(self.companion.build),
+            "declared": self.companion.declared,
+            "torch": self.torch_version,
+            "torch_cuda": cuda(self.torch_variant),
+            "matching": None
+            if match is None
+            else {"version": match.version, "cuda": cuda(match.build), "declared": match.declared},
+            "message": self.message,
+            "fix": self.fix,
+        }
+
+
+def _minor_mismatch(
+    locked: PlatformLock,
+    found: CompanionCuda,
+    packages: Mapping[str, str],
+    match: CompanionCuda | None,
+) -> CudaMinorMismatch:
+    build = locked.build
+    assert build is not None
+    message = (
+        f"{locked.platform.name}: {_builds(found, build, packages)}: the same CUDA major "
+        "version loads, but these builds are not the pair PyTorch ships and tests (dlsetup "
+        f"doctor warns of the installed pair: {found.name}.cuda_mismatch)"
+    )
+    return CudaMinorMismatch(
+        locked.platform.name,
+        found,
+        build.torch_version,
+        build.variant,
+        match,
+        message,
+        _fix(found, build, match),
     )
 
 
@@ -188,32 +291,53 @@ def _mismatch_error(
     packages: Mapping[str, str],
     match: CompanionCuda | None,
 ) -> NoFittingBuildError:
-    from dlsetup.compat.companions import companion_release
-
+    """Another CUDA major (or none) than torch's: the companion's extension does not load."""
     build = locked.build
     assert build is not None
-    torch_build = _cuda_words(build.variant)
-    pair = companion_release(found.name, build.torch_version)
-    paired = f"{found.name} {pair.release}" if pair else found.name
-    older = (
-        f"{found.name} {match.version} on these sources is {_cuda_words(match.build)} of "
-        f"{paired}, the release the knowledge base pairs with torch {build.torch_version} "
-        f"({match.evidence}): pin it, {found.name}=={match.version}, where you install with pip "
-        "or uv; or "
-        if match is not None
-        else f"no {paired} on these sources is {torch_build} (the knowledge base pairs "
-        f"{paired} with torch {build.torch_version}); "
+    why = (
+        f"{found.name} refuses CUDA builds of another major version; "
+        if found.build.startswith("cu")
+        else ""
     )
     return NoFittingBuildError(
         f"{locked.platform.name}: {found.name} {found.version} and torch {build.torch_version} "
-        f"were built for different CUDA versions: {found.name} {found.version} is "
-        f"{_cuda_words(found.build)} ({found.evidence}), torch {build.torch_version} is "
-        f"{torch_build} ({_torch_evidence(build, packages)}); {_consequence(found, build)}; "
-        "nothing was installed and no lock was written",
-        fix=f"{older}lock from PyTorch's index of torch's variant, whose companions are built "
-        f"for its CUDA: --torch-index-url https://download.pytorch.org/whl/{build.variant} "
-        "(or a mirror of it)",
+        f"were built for different CUDA versions: {_builds(found, build, packages)}; "
+        f"{found.name}'s compiled extension does not load beside this torch ({why}dlsetup "
+        f"doctor: {found.name}.cuda_mismatch); nothing was installed and no lock was written",
+        fix=_fix(found, build, match),
     )
+
+
+def _check_platform(
+    locked: PlatformLock,
+    resolved: Mapping[str, Any],
+    sources: LockSources,
+    torch_index: str,
+) -> tuple[PlatformLock, list[CudaMinorMismatch]]:
+    """One platform's companions of PyPI's CUDA torch, each read and held to torch's build."""
+    build = locked.build
+    assert build is not None
+    packages = dict(locked.packages)
+    indexes = [u for u in (torch_index, sources.index_url, *sources.indexes) if u]
+    seen: list[str] = []
+    unread: list[str] = []
+    warned: list[CudaMinorMismatch] = []
+    for name, version in build.companions:
+        found = read_companion(name, resolved, locked.platform, sources.python, indexes)
+        if found is None or not found.build or not build.variant.startswith("cu"):
+            unread.append(name)
+        elif found.build != build.variant:
+            match = _matching_older(found, build, locked.platform, torch_index, sources)
+            if not same_major(found.build, build.variant):
+                raise _mismatch_error(locked, found, packages, match)
+            warned.append(_minor_mismatch(locked, found, packages, match))
+        else:
+            seen.append(
+                f"{name} {version} is {_cuda_words(found.build)}, as torch is ({found.evidence})"
+            )
+    kept = tuple(u for u in build.unchecked if any(u.startswith(f"{n} ") for n in unread))
+    new = dataclasses.replace(build, unchecked=kept, checked=tuple(seen))
+    return dataclasses.replace(locked, build=new), warned
 
 
 def check_companion_cuda(
@@ -221,9 +345,10 @@ def check_companion_cuda(
     parts: Sequence[tuple[str, Mapping[str, Any]]],
     sources: LockSources,
     torch_indexes: Mapping[str, str],
-) -> list[PlatformLock]:
+) -> tuple[list[PlatformLock], list[CudaMinorMismatch]]:
     """Each platform's companions of PyPI's CUDA torch, held to torch's CUDA build by what their
-    wheels declare: a match is said (``checked``), an unread file stays ``unchecked``.
+    wheels declare: a match is said (``checked``), an unread file stays ``unchecked``, another
+    minor of torch's CUDA major is returned as a warning (the lock is written).
 
     Args:
         results: each platform's resolution read (:class:`PlatformLock`).
@@ -231,34 +356,24 @@ def check_companion_cuda(
         sources: the sources resolved from (one more resolution looks for a matching build).
         torch_indexes: each platform's PyTorch index (credentials as configured), by name.
 
+    Returns:
+        The platforms with what was checked, and each companion of another CUDA minor version
+        (:class:`CudaMinorMismatch`), in platform order.
+
     Raises:
-        NoFittingBuildError: a companion built for another CUDA version (or none) than torch,
-            naming both, with a build of the paired release for torch's CUDA on these sources
-            where there is one, and PyTorch's index of torch's variant.
+        NoFittingBuildError: a companion built for another CUDA major version (or none) than
+            torch, naming both, with a build of the paired release for torch's CUDA on these
+            sources where there is one, and PyTorch's index of torch's variant.
     """
     checked: list[PlatformLock] = []
+    warnings: list[CudaMinorMismatch] = []
     for locked, (_, resolved) in zip(results, parts, strict=True):
         build = locked.build
         if build is None or not build.pypi_build or not build.cuda_libraries:
             checked.append(locked)  # a local version is held to torch's already; cpu: no CUDA
             continue
-        packages = dict(locked.packages)
         torch_index = torch_indexes.get(locked.platform.name, "")
-        indexes = [u for u in (torch_index, sources.index_url, *sources.indexes) if u]
-        seen, unread = [], []
-        for name, version in build.companions:
-            found = read_companion(name, resolved, locked.platform, sources.python, indexes)
-            if found is None or not found.build or not build.variant.startswith("cu"):
-                unread.append((name, version, found.why_unread if found else ""))
-            elif found.build != build.variant:
-                match = _matching_older(found, build, locked.platform, torch_index, sources)
-                raise _mismatch_error(locked, found, packages, match)
-            else:
-                seen.append(
-                    f"{name} {version} is {_cuda_words(found.build)}, as torch is "
-                    f"({found.evidence})"
-                )
-        kept = tuple(u for u in build.unchecked if any(u.startswith(f"{n} ") for n, *_ in unread))
-        new = dataclasses.replace(build, unchecked=kept, checked=tuple(seen))
-        checked.append(dataclasses.replace(locked, build=new))
-    return checked
+        platform, warned = _check_platform(locked, resolved, sources, torch_index)
+        checked.append(platform)
+        warnings += warned
+    return checked, warnings

@@ -167,7 +167,9 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         # what was resolved, checked before anything is installed: the variant labelled, then
         # each companion of PyPI's CUDA torch against torch's CUDA build (read from its wheel)
         accepted = variant_to_lock(request, tuple(results))
-        results = check_companion_cuda(results, parts, sources, _torch_indexes(plan, routes))
+        results, cuda_warnings = check_companion_cuda(
+            results, parts, sources, _torch_indexes(plan, routes)
+        )
     name = plan.name if accepted is None else f"{request.target}-{accepted}"
     if accepted is not None:
         lock_path = output / lock_file_name(name)
@@ -189,6 +191,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
             index_url=request.index_url and strip_auth(request.index_url),
         ),
         companion_notes=tuple(notes),
+        cuda_warnings=tuple(cuda_warnings),
         accepted_variant=accepted,
         sources=tuple(routes.lines()),
         used_sources=used_sources(routes),

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from dlsetup.envs.variant import VariantChoice
+    from dlsetup.envs.venv.companion_cuda import CudaMinorMismatch
     from dlsetup.envs.venv.plan import VenvLockRequest
     from dlsetup.envs.venv.platform_locks import PlatformLock
     from dlsetup.envs.venv.torch_choice import TorchIndexChoice
@@ -49,6 +50,9 @@ class VenvLockResult:
         uv_settings_forwarded: the names of those that reach uv (``cache-dir as
             UV_CACHE_DIR``), values left out (:func:`dlsetup.envs.pypi.uv.
             forwarded_setting_names`), for ``--json``.
+        cuda_warnings: each companion of PyPI's CUDA torch built for another CUDA minor
+            version of torch's major (it loads; not a pair PyTorch ships), per platform
+            (:mod:`dlsetup.envs.venv.companion_cuda`).
     """
 
     name: str
@@ -67,6 +71,7 @@ class VenvLockResult:
     used_sources: tuple[UsedSource, ...] = ()
     uv_settings: tuple[str, ...] = ()
     uv_settings_forwarded: tuple[str, ...] = ()
+    cuda_warnings: tuple[CudaMinorMismatch, ...] = ()
 
     @property
     def torch_variant(self) -> str | None:
@@ -160,6 +165,11 @@ def header_lines(result: VenvLockResult) -> list[str]:
                 lines.append(f"  Companions: {pairs} (the variant and release of torch's).")
             lines += [f"  Unchecked: {why}." for why in p.build.unchecked]
             lines += [f"  CUDA checked: {what}." for what in p.build.checked]
+            lines += [
+                f"  CUDA warning: {w.message}; fix: {w.fix}."
+                for w in result.cuda_warnings
+                if w.platform == p.platform.name
+            ]
         lines += [f"  From {where}: {names}" for where, names in origin_groups(p)]
     lines += [f"Companions: {note}." for note in result.companion_notes]
     lines += [f"Source: {line}." for line in result.sources]
