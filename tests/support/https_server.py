@@ -27,8 +27,11 @@ class TlsFiles:
     key: Path
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """A CA and a server certificate for 127.0.0.1 it signs, written as PEM into ``directory``."""
+def make_tls_files(
+    directory: Path, hosts: tuple[str, ...] = (), *, ca_name: str = "dlsetup test CA"
+) -> TlsFiles:
+    """A CA and a server certificate it signs, written as PEM into ``directory``: for 127.0.0.1,
+    or for the DNS names ``hosts`` (the first is the certificate's common name)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,11 +39,11 @@ def make_tls_files(directory: Path) -> TlsFiles:
 
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dlsetup test CA")])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
+        .subject_name(issuer)
+        .issuer_name(issuer)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
@@ -52,18 +55,21 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
+    common_name = hosts[0] if hosts else "127.0.0.1"
+    names: list[x509.GeneralName] = (
+        [x509.DNSName(h) for h in hosts]
+        if hosts
+        else [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+    )
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())

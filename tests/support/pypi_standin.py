@@ -13,7 +13,6 @@ server serves a PEP 503 index built by :func:`tests.support.wheels.build_index` 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
 import http.server
 import select
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.http_server import QuietHandler
+from tests.support.https_server import make_tls_files
 
 #: the names PyPI answers on (its index and its file host)
 PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
@@ -43,56 +43,6 @@ class Standin:
 
     env: dict[str, str]
     hosts: list[str] = field(default_factory=list)
-
-
-def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for :data:`PYPI_HOSTS` it signs: (ca, chain, key) PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dlsetup test PyPI CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PYPI_HOSTS[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(h) for h in PYPI_HOSTS]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    pem = serialization.Encoding.PEM
-    ca, chain, key_file = directory / "ca.pem", directory / "chain.pem", directory / "key.pem"
-    ca.write_bytes(ca_cert.public_bytes(pem))
-    chain.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    key_file.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca, chain, key_file
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:
@@ -141,9 +91,9 @@ def pypi_standin(root: Path, index_root: Path) -> Iterator[Standin]:
     """Serve ``index_root`` (``simple/`` and ``files/`` of :func:`tests.support.wheels.
     build_index`) as PyPI to whoever takes the yielded :attr:`Standin.env`, until the block ends.
     ``root`` holds the certificates and the uv cache."""
-    ca, chain, key = _tls_files(root / "tls")
+    tls = make_tls_files(root / "tls", PYPI_HOSTS, ca_name="dlsetup test PyPI CA")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain, key)
+    context.load_cert_chain(tls.chain, tls.key)
     https = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(index_root))
     )
@@ -157,7 +107,7 @@ def pypi_standin(root: Path, index_root: Path) -> Iterator[Standin]:
     url = f"http://127.0.0.1:{proxy.server_address[1]}"
     env = {
         "HTTPS_PROXY": url, "https_proxy": url, "NO_PROXY": "", "no_proxy": "",
-        "SSL_CERT_FILE": str(ca), "PIP_CERT": str(ca),
+        "SSL_CERT_FILE": str(tls.ca), "PIP_CERT": str(tls.ca),
         "UV_CACHE_DIR": str(root / "uv-cache"),
     }  # fmt: skip
     try:
