@@ -48,6 +48,19 @@ def _index_b(root: Path, *, holds_numpy: bool) -> str:
     return build_index(root, wheels)
 
 
+def _create_allowing_needy(tmp_path: Path, lock: Path, default_index: str) -> None:
+    """``create --from-lock LOCK --allow-build needy`` with a uv.toml naming ``default_index`` as
+    today's default index; it must succeed."""
+    config = tmp_path / "config"
+    _uv_toml(config, default_index)
+    env = {"PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(config), "PIP_CONFIG_FILE": "/dev/null"}
+    proc = run_cli(
+        "create", "--from-lock", str(lock), "--prefix", str(tmp_path / "env"), "--no-smoke",
+        "--no-jupyter", "--allow-build", "needy", env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize("holds_numpy", [True, False], ids=["another-build", "lacking-it"])
 def test_create_installs_the_wheels_of_the_index_the_lock_recorded(
     torch_index: TorchIndex, tmp_path: Path, isolated_dirs: dict[str, str], holds_numpy: bool
@@ -96,14 +109,7 @@ def test_allowed_builds_take_their_requirements_from_the_recorded_index_not_toda
     )  # fmt: skip
     with lock.open("a", encoding="utf-8") as fh:  # made without --index-url: no request for it
         fh.write(f'index_url = "{recorded}"\nrequest = {{ target = "pytorch" }}\n')
-    config = tmp_path / "config"
-    _uv_toml(config, today)
-    env = {"PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(config), "PIP_CONFIG_FILE": "/dev/null"}
-    proc = run_cli(
-        "create", "--from-lock", str(lock), "--prefix", str(tmp_path / "env"), "--no-smoke",
-        "--no-jupyter", "--allow-build", "needy", env=env,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    _create_allowing_needy(tmp_path, lock, today)
     assert marker.read_text(encoding="utf-8") == "1.0"
 
 
@@ -118,14 +124,7 @@ def test_a_lock_that_records_no_index_still_gets_the_configured_default(tmp_path
         tmp_path / "pylock.toml", [sdist_needing_a_helper(tmp_path / "s", marker)],
         python=HOST_PYTHON,
     )  # fmt: skip
-    config = tmp_path / "config"
-    _uv_toml(config, today)
-    env = {"PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(config), "PIP_CONFIG_FILE": "/dev/null"}
-    proc = run_cli(
-        "create", "--from-lock", str(lock), "--prefix", str(tmp_path / "env"), "--no-smoke",
-        "--no-jupyter", "--allow-build", "needy", env=env,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    _create_allowing_needy(tmp_path, lock, today)
     assert marker.read_text(encoding="utf-8") == "2.0"
 
 
