@@ -48,6 +48,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def own_pid_namespace() -> list[str] | None:
+    """``unshare`` that starts a command in a pid namespace of its own with a ``/proc`` of its own
+    (as on another host: no rank outside can read its processes, and its own ``dlsetup`` process
+    reads its worker's pid as on that host), or ``None`` where unprivileged user namespaces are
+    not allowed. Without ``--mount-proc`` its ``/proc`` would be the host's, where the
+    namespace's pids name other processes (pid 1 is the host's init)."""
+    import shutil
+
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    argv = [unshare, "--map-root-user", "--pid", "--mount-proc", "--kill-child"]
+    # the namespace's own /proc must be there: its first process is pid 1 in it
+    probe = subprocess.run(
+        [*argv, "sh", "-c", 'test "$(cut -d" " -f1 /proc/self/stat)" -lt 100'],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    return argv if probe.returncode == 0 else None
+
+
 def _fault_log() -> str:
     import tempfile
 

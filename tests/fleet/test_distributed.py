@@ -21,7 +21,7 @@ from dlsetup.cli import cli
 from dlsetup.errors import InputError
 from dlsetup.fleet.distributed import resolve_launch
 from dlsetup.output import load_schema
-from tests.fleet.launch import Ended, free_port, srun_like, torchrun_nodes
+from tests.fleet.launch import Ended, free_port, own_pid_namespace, srun_like, torchrun_nodes
 from tests.support.shared import shared_dir
 
 pytest.importorskip("torch")
@@ -340,28 +340,13 @@ def test_a_rank_stopped_inside_init_process_group_is_named_stopped_not_dead() ->
     ), failure
 
 
-def _own_pid_namespace() -> list[str] | None:
-    """``unshare`` that starts a command in a pid namespace of its own (as on another host:
-    no rank can read its process in ``/proc``), or ``None`` where unprivileged user namespaces
-    are not allowed."""
-    import shutil
-    import subprocess
-
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    argv = [unshare, "--map-root-user", "--pid", "--kill-child"]
-    probe = subprocess.run([*argv, "true"], capture_output=True, timeout=30)
-    return argv if probe.returncode == 0 else None
-
-
 @pytest.mark.slow
 @pytest.mark.torch
 def test_a_rank_dead_in_init_that_none_can_look_at_is_named_by_its_heartbeat() -> None:
     """Rank 1 in a pid namespace of its own (as on another host, alone on it) exits as it enters
     init_process_group: rank 0 cannot read its process, and its heartbeat, silent since, says
     dead."""
-    unshare = _own_pid_namespace()
+    unshare = own_pid_namespace()
     if unshare is None:
         pytest.skip("unprivileged user and pid namespaces are not allowed here (unshare -rp)")
     ended, wall = srun_like(
@@ -376,6 +361,10 @@ def test_a_rank_dead_in_init_that_none_can_look_at_is_named_by_its_heartbeat() -
         " s (last in phase init_process_group) on node 1 (n2): exited or killed (no rank on its "
         "host could look at its process)"
     ), failure
+    # its own /proc (unshare --mount-proc): the start time rank 1 joined with is its worker's
+    # (within a minute of rank 0's), not that of the host's process its namespace pid names
+    starts = [int(r["start"]) for r in data["ranks"]]
+    assert abs(starts[1] - starts[0]) < 60 * os.sysconf("SC_CLK_TCK"), starts
 
 
 @pytest.mark.slow

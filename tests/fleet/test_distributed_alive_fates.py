@@ -10,15 +10,13 @@ from ``tests/fleet/faults/sitecustomize.py``.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from typing import Any
 
 import jsonschema
 import pytest
 
 from dlsetup.output import load_schema
-from tests.fleet.launch import Ended, free_port, srun_like
+from tests.fleet.launch import Ended, free_port, own_pid_namespace, srun_like
 from tests.support.shared import shared_dir
 
 pytest.importorskip("torch")
@@ -78,25 +76,13 @@ def test_a_rank_alive_that_never_reaches_init_process_group_is_named_and_no_othe
     assert "FAIL in init_process_group: rank 1 hung (alive (heartbeat" in ended[0].stderr
 
 
-def _own_pid_namespace() -> list[str] | None:
-    """``unshare`` into a pid namespace of its own with its own ``/proc`` (no other rank can read
-    its processes, and it reads them as a rank on another host does), or ``None`` where
-    unprivileged user namespaces are not allowed."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    argv = [unshare, "--map-root-user", "--pid", "--mount-proc", "--kill-child"]
-    probe = subprocess.run([*argv, "true"], capture_output=True, timeout=30)
-    return argv if probe.returncode == 0 else None
-
-
 @pytest.mark.slow
 @pytest.mark.torch
 def test_a_rank_stopped_alone_on_its_host_is_named_stopped_not_dead() -> None:
     """Rank 1 in a pid namespace of its own (alone on its host: rank 0 cannot read its process)
     is SIGSTOPped inside all_reduce: its own dlsetup process sees the stop and publishes it, so
     rank 0 names it stopped, with the fix, instead of dead from its silent heartbeat."""
-    unshare = _own_pid_namespace()
+    unshare = own_pid_namespace()
     if unshare is None:
         pytest.skip("unprivileged user and pid namespaces are not allowed here (unshare -rp)")
     ended, wall = srun_like(
