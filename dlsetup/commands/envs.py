@@ -672,10 +672,13 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
         "smoke": to_jsonable(smoke),
         "activate": built.activate,
         "skipped_scripts": list(installed.skipped_scripts),
+        "cuda_warnings": [dict(w.data) for w in installed.cuda_warnings],
     }
     if as_json:
         click.echo(dumps(envelope("dlsetup.create", data)))
     else:
+        for w in installed.cuda_warnings:  # recorded in the lock: as lock said it, on stderr
+            click.echo(f"Warning: {w.message}. Fix: {w.fix}", err=True)
         console = make_console()
         verb = "Replaced" if installed.replaced else "Created"
         console.print(

@@ -193,6 +193,9 @@ def _platform_data(p: PlatformLock, result: VenvLockResult) -> dict[str, Any]:
             "cuda_warnings": [
                 w.data() for w in result.cuda_warnings if w.platform == p.platform.name
             ],
+            "cuda_checked": [
+                m.data() for m in result.cuda_checked if m.platform == p.platform.name
+            ],
         },
         "download_bytes": p.download_bytes,
     }

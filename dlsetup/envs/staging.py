@@ -13,14 +13,31 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: the name marks of a build in progress, of an environment being replaced and of a removal in
 #: progress, each followed by the target's name and the owning process id
 PARTIAL_MARK = ".dlsetup-partial-"
 OLD_MARK = ".dlsetup-old-"
 TRASH_MARK = ".dlsetup-trash-"
+
+
+@dataclass(frozen=True)
+class LockWarning:
+    """A warning the lock records of what it holds, repeated by ``create`` (stderr, ``--json``).
+
+    Attributes:
+        message: what was found, in the words the lock was made with.
+        fix: how to get rid of it.
+        data: the ``--json`` entry (message and fix among its keys).
+    """
+
+    message: str
+    fix: str
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,8 @@ class InstallResult:
         lock_format: the lock's format (:data:`dlsetup.envs.lockfiles.formats.FORMAT_NAMES`).
         environment: the lock environment installed (pixi.lock), else ``default``.
         categories: the conda-lock categories installed (empty for other formats).
+        cuda_warnings: what the lock records of a CUDA build that loads but is not the pair
+            PyTorch ships, on the platform installed (a venv lock's companion check).
     """
 
     prefix: Path
@@ -53,6 +72,7 @@ class InstallResult:
     lock_format: str = "conda-lock-v1"
     environment: str = "default"
     categories: tuple[str, ...] = ()
+    cuda_warnings: tuple[LockWarning, ...] = ()
 
 
 def _alive(pid: int) -> bool:

@@ -214,6 +214,48 @@ def _builds(found: CompanionCuda, build: ResolvedBuild, packages: Mapping[str, s
 
 
 @dataclass(frozen=True)
+class CudaMatch:
+    """A companion whose wheel names torch's CUDA build: the pair PyTorch ships (``CUDA
+    checked`` in the header, ``--json``'s ``cuda_checked``, the lock's ``[tool.dlsetup]``).
+
+    Attributes:
+        platform: ``linux-64``.
+        companion: what the companion's wheel says (``torchaudio 2.11.0``, ``+cu130``).
+        torch_version: ``2.14.1``.
+        torch_variant: torch's CUDA build (``cu130``).
+    """
+
+    platform: str
+    companion: CompanionCuda
+    torch_version: str
+    torch_variant: str
+
+    @property
+    def message(self) -> str:
+        """``torchaudio 2.11.0 is a CUDA 13.0 build, as torch is (its torchaudio/version.py
+        says 2.11.0+cu130)``."""
+        found = self.companion
+        return (
+            f"{found.name} {found.version} is {_cuda_words(found.build)}, as torch is "
+            f"({found.evidence})"
+        )
+
+    def data(self) -> dict[str, Any]:
+        """One entry of ``--json``'s ``cuda_checked``."""
+        from dlsetup.envs.venv.resolved import variant_cuda_text
+
+        found = self.companion
+        return {
+            "name": found.name,
+            "version": found.version,
+            "cuda": variant_cuda_text(found.build).strip(),
+            "declared": found.declared,
+            "torch": self.torch_version,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
 class CudaMinorMismatch:
     """A companion built for another CUDA minor version of torch's major: it loads, but the pair
     is not one PyTorch ships and tests (``dlsetup doctor``: ``NAME.cuda_mismatch``, a warning).
@@ -313,16 +355,16 @@ def _check_platform(
     resolved: Mapping[str, Any],
     sources: LockSources,
     torch_index: str,
-) -> tuple[PlatformLock, list[CudaMinorMismatch]]:
+) -> tuple[PlatformLock, list[CudaMinorMismatch], list[CudaMatch]]:
     """One platform's companions of PyPI's CUDA torch, each read and held to torch's build."""
     build = locked.build
     assert build is not None
     packages = dict(locked.packages)
     indexes = [u for u in (torch_index, sources.index_url, *sources.indexes) if u]
-    seen: list[str] = []
+    seen: list[CudaMatch] = []
     unread: list[str] = []
     warned: list[CudaMinorMismatch] = []
-    for name, version in build.companions:
+    for name, _ in build.companions:
         found = read_companion(name, resolved, locked.platform, sources.python, indexes)
         if found is None or not found.build or not build.variant.startswith("cu"):
             unread.append(name)
@@ -332,12 +374,10 @@ def _check_platform(
                 raise _mismatch_error(locked, found, packages, match)
             warned.append(_minor_mismatch(locked, found, packages, match))
         else:
-            seen.append(
-                f"{name} {version} is {_cuda_words(found.build)}, as torch is ({found.evidence})"
-            )
+            seen.append(CudaMatch(locked.platform.name, found, build.torch_version, build.variant))
     kept = tuple(u for u in build.unchecked if any(u.startswith(f"{n} ") for n in unread))
-    new = dataclasses.replace(build, unchecked=kept, checked=tuple(seen))
-    return dataclasses.replace(locked, build=new), warned
+    new = dataclasses.replace(build, unchecked=kept, checked=tuple(m.message for m in seen))
+    return dataclasses.replace(locked, build=new), warned, seen
 
 
 def check_companion_cuda(
@@ -345,10 +385,11 @@ def check_companion_cuda(
     parts: Sequence[tuple[str, Mapping[str, Any]]],
     sources: LockSources,
     torch_indexes: Mapping[str, str],
-) -> tuple[list[PlatformLock], list[CudaMinorMismatch]]:
+) -> tuple[list[PlatformLock], list[CudaMinorMismatch], list[CudaMatch]]:
     """Each platform's companions of PyPI's CUDA torch, held to torch's CUDA build by what their
-    wheels declare: a match is said (``checked``), an unread file stays ``unchecked``, another
-    minor of torch's CUDA major is returned as a warning (the lock is written).
+    wheels declare: a match is said (``checked``, and returned), an unread file stays
+    ``unchecked``, another minor of torch's CUDA major is returned as a warning (the lock is
+    written).
 
     Args:
         results: each platform's resolution read (:class:`PlatformLock`).
@@ -357,8 +398,9 @@ def check_companion_cuda(
         torch_indexes: each platform's PyTorch index (credentials as configured), by name.
 
     Returns:
-        The platforms with what was checked, and each companion of another CUDA minor version
-        (:class:`CudaMinorMismatch`), in platform order.
+        The platforms with what was checked, each companion of another CUDA minor version
+        (:class:`CudaMinorMismatch`) and each companion found built for torch's CUDA
+        (:class:`CudaMatch`), in platform order.
 
     Raises:
         NoFittingBuildError: a companion built for another CUDA major version (or none) than
@@ -367,13 +409,15 @@ def check_companion_cuda(
     """
     checked: list[PlatformLock] = []
     warnings: list[CudaMinorMismatch] = []
+    matches: list[CudaMatch] = []
     for locked, (_, resolved) in zip(results, parts, strict=True):
         build = locked.build
         if build is None or not build.pypi_build or not build.cuda_libraries:
             checked.append(locked)  # a local version is held to torch's already; cpu: no CUDA
             continue
         torch_index = torch_indexes.get(locked.platform.name, "")
-        platform, warned = _check_platform(locked, resolved, sources, torch_index)
+        platform, warned, seen = _check_platform(locked, resolved, sources, torch_index)
         checked.append(platform)
         warnings += warned
-    return checked, warnings
+        matches += seen
+    return checked, warnings, matches

@@ -28,7 +28,7 @@ from dlsetup.errors import InputError, InstallError
 
 if TYPE_CHECKING:
     from dlsetup.envs.progress import Progress
-    from dlsetup.envs.staging import InstallResult
+    from dlsetup.envs.staging import InstallResult, LockWarning
     from dlsetup.envs.venv.pylock import PyLock
 
 
@@ -198,6 +198,23 @@ def settings_note() -> str | None:
     return f"uv settings forwarded from your configuration: {', '.join(names)}" if names else None
 
 
+def lock_warnings(lock: PyLock, platform: str) -> tuple[LockWarning, ...]:
+    """The companion CUDA warnings ``lock`` recorded for ``platform``, as ``lock`` said them
+    (:func:`dlsetup.envs.venv.cuda_record.recorded_cuda`; nothing is read from a wheel or asked
+    of an index).
+
+    Raises:
+        InputError: a recorded entry that is not one dlsetup writes.
+    """
+    from dlsetup.envs.staging import LockWarning
+    from dlsetup.envs.venv.cuda_record import recorded_cuda
+
+    return tuple(
+        LockWarning(w.message, w.fix, {"platform": w.platform, **w.data()})
+        for w in recorded_cuda(lock).warnings_on(platform)
+    )
+
+
 def create_venv(
     lock_path: Path,
     prefix: Path,
@@ -244,6 +261,7 @@ def create_venv(
     check_prefix(prefix, force=force)
     lock = parse_pylock(lock_path, named=True, allow_build=allow_build)
     python = python_request(lock)  # an X.Y, never a path: validated before anything is chosen
+    warned = lock_warnings(lock, host_platform())  # read from the lock, checked before a build
     # wheels only; an sdist only where --allow-build names it
     locked = locked_environment(lock, host_platform(), python, allow_build)
     check_sources(locked.pypi, locked.platform, lock_path, allow_build)
@@ -308,4 +326,5 @@ def create_venv(
         seconds=time.perf_counter() - start,
         pypi_packages=len(locked.pypi),
         lock_format=locked.format,
+        cuda_warnings=warned,
     )

@@ -167,7 +167,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         # what was resolved, checked before anything is installed: the variant labelled, then
         # each companion of PyPI's CUDA torch against torch's CUDA build (read from its wheel)
         accepted = variant_to_lock(request, tuple(results))
-        results, cuda_warnings = check_companion_cuda(
+        results, cuda_warnings, cuda_checked = check_companion_cuda(
             results, parts, sources, _torch_indexes(plan, routes)
         )
     name = plan.name if accepted is None else f"{request.target}-{accepted}"
@@ -192,6 +192,7 @@ def lock_venv(request: VenvLockRequest, output: Path, *, force: bool) -> VenvLoc
         ),
         companion_notes=tuple(notes),
         cuda_warnings=tuple(cuda_warnings),
+        cuda_checked=tuple(cuda_checked),
         accepted_variant=accepted,
         sources=tuple(routes.lines()),
         used_sources=used_sources(routes),

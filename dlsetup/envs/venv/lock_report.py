@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from dlsetup.envs.variant import VariantChoice
-    from dlsetup.envs.venv.companion_cuda import CudaMinorMismatch
+    from dlsetup.envs.venv.companion_cuda import CudaMatch, CudaMinorMismatch
     from dlsetup.envs.venv.plan import VenvLockRequest
     from dlsetup.envs.venv.platform_locks import PlatformLock
     from dlsetup.envs.venv.torch_choice import TorchIndexChoice
@@ -53,6 +53,8 @@ class VenvLockResult:
         cuda_warnings: each companion of PyPI's CUDA torch built for another CUDA minor
             version of torch's major (it loads; not a pair PyTorch ships), per platform
             (:mod:`dlsetup.envs.venv.companion_cuda`).
+        cuda_checked: each companion of PyPI's CUDA torch whose wheel names torch's CUDA
+            build, per platform.
     """
 
     name: str
@@ -72,6 +74,7 @@ class VenvLockResult:
     uv_settings: tuple[str, ...] = ()
     uv_settings_forwarded: tuple[str, ...] = ()
     cuda_warnings: tuple[CudaMinorMismatch, ...] = ()
+    cuda_checked: tuple[CudaMatch, ...] = ()
 
     @property
     def torch_variant(self) -> str | None:
@@ -87,6 +90,8 @@ class VenvLockResult:
 
 def tool_table(result: VenvLockResult) -> dict[str, Any]:
     """The lock's ``[tool.dlsetup]`` table: what was chosen and why."""
+    from dlsetup.envs.venv.cuda_record import cuda_tables
+
     choice = result.choice
     table: dict[str, Any] = {
         "name": result.name,
@@ -116,6 +121,8 @@ def tool_table(result: VenvLockResult) -> dict[str, Any]:
         table["passed_over"] = list(result.torch.passed_over)
         if result.torch.release_note:
             table["torch_release_note"] = result.torch.release_note
+        # what the companion CUDA check found, for create --from-lock (read: cuda_record.py)
+        table.update(cuda_tables(result.cuda_checked, result.cuda_warnings))
     if result.tensorflow is not None:
         table["tensorflow"] = result.tensorflow[0]
     if result.request is not None:
