@@ -222,6 +222,37 @@ def test_a_lock_without_the_record_still_creates_and_a_bad_entry_is_refused(
     assert recorded["cuda_warnings"]  # the lock did record one before it was stripped
 
 
+def test_lock_check_notes_the_recorded_warning_and_refuses_a_bad_entry(
+    tmp_path: Path, isolated_dirs: dict[str, str]
+) -> None:
+    """``lock --check`` replays the request without resolving, so it cannot see the pair
+    again: the recorded warning is a note (the lock is current by its request); a bad entry is
+    refused, exit 2."""
+    out = tmp_path / "out"
+    code, stdout, stderr = _lock(isolated_dirs, out, _index(tmp_path))
+    assert code == 0, (stdout, stderr)
+    lock = out / LOCK
+    proc = run_cli("lock", "--check", str(lock), "--json", env=isolated_dirs)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, load_schema("dlsetup.lock-check"))
+    assert doc["data"]["current"] is True
+    assert (
+        f"CUDA warning recorded when locked: {TORCHAUDIO_WARNING}; fix: {TORCHAUDIO_FIX}"
+    ) in doc["data"]["notes"]
+
+    def tamper(tool: dict[str, Any]) -> None:
+        tool["cuda_checked"] = "torchvision"
+
+    _rewrite(lock, tamper)
+    proc = run_cli("lock", "--check", str(lock), env=isolated_dirs)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert (
+        f"{lock}: [tool.dlsetup] cuda_checked = 'torchvision' is not an array of tables"
+        in " ".join(proc.stderr.split())
+    )
+
+
 BAD_ENTRIES = [
     ("cuda_warnings", 0, "declared", "2.11.1", "not version 2.11.1 with a CUDA build (+cuXYZ)"),
     ("cuda_warnings", 0, "declared", "2.11.1+cu126", "a warning is for another CUDA minor"),

@@ -89,6 +89,7 @@ def check_venv_lock(
     from dlsetup.errors import DlsetupError
 
     lock = parse_pylock(path)
+    cuda_notes = _cuda_notes(lock)  # the recorded companion check, read (and checked) first
     tool = lock.tool
     recorded = _recorded_request(path, tool)
     request = _replayed(recorded, req, tool)
@@ -122,7 +123,7 @@ def check_venv_lock(
         platforms=tuple(p.name for p in plan.platforms),
         current=not differences,
         differences=tuple(differences),
-        notes=_notes(recorded, request, plan),
+        notes=(*_notes(recorded, request, plan), *cuda_notes),
         content_hash={},
         hash_engine="dlsetup",
         relock_options=_relock_options(request),
@@ -357,6 +358,21 @@ def _notes(recorded: Any, request: Any, plan: Any) -> tuple[str, ...]:
         "packages on the indexes are not compared"
     )
     return tuple(notes)
+
+
+def _cuda_notes(lock: Any) -> tuple[str, ...]:
+    """Each companion CUDA warning the lock recorded (its header's words): a lock current by
+    its request may still hold a pair PyTorch does not ship.
+
+    Raises:
+        InputError: a recorded entry that is not one dlsetup writes.
+    """
+    from dlsetup.envs.venv.cuda_record import recorded_cuda
+
+    return tuple(
+        f"CUDA warning recorded when locked: {w.message}; fix: {w.fix}"
+        for w in recorded_cuda(lock).warnings
+    )
 
 
 def _relock_options(request: Any) -> tuple[str, ...]:
