@@ -199,6 +199,19 @@ def _never_arrived(e: Evidence) -> str:
     )
 
 
+def stuck_before_init(e: Evidence, stuck_s: float, limit_s: float) -> str:
+    """What a rank's own watchdog says of it, stuck (alive: it looks itself) between the end of
+    the rendezvous's wait and ``init_process_group``, as the others would say it
+    (:func:`_never_arrived`), with where to look."""
+    return (
+        f"alive on {e.node} but stuck for {stuck_s:.0f} s {_where(e)}, after the rendezvous's "
+        "wait and before it reached init_process_group (no arrival mark in the store), so "
+        "gloo's mesh waited for it: stuck in its own code, or its store connection; py-spy "
+        f"dump --pid {_pid(e)} on that node shows where while it is stuck (its watchdog ended "
+        f"it after {limit_s:g} s: its Python stacks at that moment are on its stderr)"
+    )
+
+
 def _running_but_silent(e: Evidence) -> str:
     why = (
         "a driver or file-system call that does not return"

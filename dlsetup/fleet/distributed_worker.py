@@ -120,6 +120,9 @@ class Run:
         self.device = "cpu"
         self.wakeup: tuple[socket.socket, socket.socket] | None = None
         self.phase_started: float | None = None
+        #: the stretch the watchdog holds: "phase" (a phase's body) or "before_init" (from the
+        #: end of the rendezvous's wait to init_process_group, where a rank waits for nobody)
+        self.watched_stretch = "phase"
         self.results: dict[str, Any] = {}
         self.checks: list[dict[str, Any]] = []
         self.failure: dict[str, Any] | None = None
@@ -203,11 +206,16 @@ class Run:
             if missing:
                 time.sleep(0.05)
         self.results["rendezvous_s"] = time.perf_counter() - t0
+        # from here to init_process_group this rank waits for nobody: the watchdog holds it to
+        # timeout + diagnose (the others time out inside init meanwhile and name it)
+        self.watched_stretch = "before_init"
+        self.phase_started = time.monotonic()
         for r in range(self.world):
             joined = self._read(f"{PREFIX}join/{r}")
             if joined:
                 self.peers[r] = json.loads(joined)
         if missing:
+            self.phase_started = None
             self.failure = {
                 "phase": "rendezvous",
                 "error": f"{len(missing)} of {self.world} rank(s) did not join within "
@@ -334,6 +342,7 @@ class Run:
         # its arrival, before the phase changes: a rank alive without it when init fails never
         # reached gloo's mesh (the others name it, not gloo's store key)
         self.store.set(f"{PREFIX}{INIT_KEY}{self.rank}", f"{time.time():.3f}")
+        self.phase_started = None  # arrived: gloo's timeout bounds init_process_group
         self.current_phase = "init_process_group"
         with contextlib.suppress(Exception):  # say so now: a rank that dies in it beats no more
             self.beat(self.hb_store)
@@ -348,6 +357,7 @@ class Run:
     def phase(self, name: str, fn: Callable[[], None]) -> None:
         """Run one phase; a failure (exception) is diagnosed and stops the run."""
         self.current_phase = name  # the heartbeat carries it
+        self.watched_stretch = "phase"
         self.phase_started = time.monotonic()
         try:
             fn()
@@ -361,35 +371,37 @@ class Run:
             self.phase_started = None
 
     def start_watchdog(self, finish: Callable[[], int]) -> None:
-        """End this rank when a phase's body runs past ``2 x timeout + diagnose + 5`` seconds.
+        """End this rank when it is stuck where no timeout fires.
 
-        A collective that times out raises, and :meth:`diagnose` names the culprit; this catches
-        what never raises (a rank stuck outside a collective, a backend whose timeout aborts
-        instead of raising): the rank reports itself hung in its phase (rank 0 writes the report
-        first) and exits 1, so the job ends instead of waiting.
+        Two stretches are held: a phase's body, to ``2 x timeout + diagnose + 5`` seconds (a
+        collective that times out raises, and :meth:`diagnose` names the culprit; this catches
+        what never raises: a rank stuck outside a collective, a backend whose timeout aborts
+        instead of raising), and the stretch from the end of the rendezvous's wait to
+        ``init_process_group``, to ``timeout + diagnose`` (the rank waits for nobody there; the
+        others time out inside ``init_process_group`` meanwhile and wait for rank 0's verdict
+        for ``timeout + diagnose``). The rank reports itself hung (rank 0 writes the report
+        first, its own stacks go to stderr) and exits 1, so the job ends instead of waiting.
         """
-        limit = 2 * self.timeout + self.args.diagnose_timeout + 5.0
+        limits = {
+            "phase": 2 * self.timeout + self.args.diagnose_timeout + 5.0,
+            "before_init": self.timeout + self.args.diagnose_timeout,
+        }
         skip = ("grid", "tools")  # local work with bounds of its own
 
         def watch() -> None:
             while not self._stop.wait(0.5):
-                started = self.phase_started
+                started, stretch = self.phase_started, self.watched_stretch
                 if started is None or self.current_phase in skip:
                     continue
                 stuck = time.monotonic() - started
-                if stuck <= limit:
+                if stuck <= limits[stretch] or self.phase_started is None:
                     continue
-                self.failure = {
-                    "phase": self.current_phase,
-                    "error": f"rank {self.rank} stuck in phase {self.current_phase} for "
-                    f"{stuck:.0f} s (watchdog, limit {limit:g} s)",
-                    "ranks": [{
-                        "rank": self.rank, "state": "hung",
-                        "detail": f"its own phase {self.current_phase} did not end in "
-                        f"{limit:g} s (the watchdog ended it)",
-                    }],
-                }  # fmt: skip
+                self.failure = self._stuck(stretch, stuck, limits[stretch])
                 _say(self.rank, f"{_failure_line(self.failure)}: {self.failure['error']}")
+                with contextlib.suppress(Exception):  # where it is stuck, for its own log
+                    import faulthandler
+
+                    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
                 code = EXIT_FAILED
                 with contextlib.suppress(Exception):
                     code = finish() or EXIT_FAILED
@@ -397,6 +409,40 @@ class Run:
                 os._exit(code)
 
         threading.Thread(target=watch, name="dlsetup-watchdog", daemon=True).start()
+
+    def _stuck(self, stretch: str, stuck: float, limit: float) -> dict[str, Any]:
+        """The failure the watchdog reports: this rank hung (and, before ``init_process_group``,
+        what the others' evidence names besides)."""
+        if stretch == "phase":
+            return {
+                "phase": self.current_phase,
+                "error": f"rank {self.rank} stuck in phase {self.current_phase} for "
+                f"{stuck:.0f} s (watchdog, limit {limit:g} s)",
+                "ranks": [{
+                    "rank": self.rank, "state": "hung",
+                    "detail": f"its own phase {self.current_phase} did not end in "
+                    f"{limit:g} s (the watchdog ended it)",
+                }],
+            }  # fmt: skip
+        row = dict(self.row)
+        if self.rank < len(self.rank_nodes):  # Slurm names the node
+            row["host"] = self.rank_nodes[self.rank]
+        me = fate.Evidence(
+            rank=self.rank, node=fate.node_of(row), heartbeat_age_s=0.0,
+            phase=self.current_phase, op=self.op, pid=os.getpid(),
+        )  # fmt: skip
+        named = [{
+            "rank": self.rank, "state": "hung", "detail": fate.stuck_before_init(me, stuck, limit),
+            "heartbeat_age_s": 0.0, "node": me.node,
+        }]  # fmt: skip
+        with contextlib.suppress(Exception):  # the others' fates, as far as the store tells
+            named += [x for x in self.named(set(), in_init=True) if x["rank"] != self.rank]
+        return {
+            "phase": self.current_phase,
+            "error": f"rank {self.rank} stuck for {stuck:.0f} s between the rendezvous and "
+            f"init_process_group (watchdog, limit {limit:g} s)",
+            "ranks": named,
+        }
 
     def diagnose(self, phase: str, exc: BaseException) -> dict[str, Any]:
         """Name the ranks that broke a collective, each with one verdict (``distributed_fate``).
@@ -778,13 +824,13 @@ def _device(run: Run, args: argparse.Namespace, torch: Any, dist: Any) -> None:
 
 def _run_phases(run: Run, torch: Any, dist: Any) -> None:
     try:
+        run.start_watchdog(lambda: _finish(run))
         run.rendezvous()
         try:
             run.init_process_group(run.backend)
         except Exception as exc:
             run.failure = run.diagnose_init(exc)
             raise PhaseFailed(run.failure["error"]) from exc
-        run.start_watchdog(lambda: _finish(run))
         traced = Traced(dist, run)
         for name, fn in PHASES:
             if name == "grid" and run.args.no_grid:

@@ -147,3 +147,37 @@ def test_a_rank_whose_process_is_there_but_silent_is_named_hung_not_dead() -> No
         in (first["detail"])
     )
     assert "rank 1 hung (its process is there" in ended[0].stderr
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_rank_0_stuck_before_init_process_group_names_itself_hung_and_ends() -> None:
+    """Rank 0 (the reporter) alive and beating but stuck before init_process_group, under srun
+    with no --kill-on-bad-exit (nothing ends it from outside): rank 1 times out inside init, and
+    rank 0's own watchdog (timeout + diagnose = 10 s after the rendezvous's wait) names rank 0
+    hung, with where to look, writes the report and ends the run. Before, its watchdog started
+    only after init: rank 0 hung until the launcher's deadline, and no report came."""
+    ended, wall = srun_like(
+        ["--json", "--timeout", "5", "--steps", "20"], port=free_port(), nodes="n[1-2]",
+        tasks_per_node="1(x2)", ranks=[0, 1], world=2, fault="stallinit@0",
+        deadline_s=LAUNCH_DEADLINE_S + 10,
+    )  # fmt: skip
+    data = _ended_right(ended, wall)
+    failure = data["failure"]
+    print(failure)
+    assert failure["phase"] == "rendezvous", failure
+    assert failure["error"].startswith("rank 0 stuck for "), failure
+    assert failure["error"].endswith(
+        " s between the rendezvous and init_process_group (watchdog, limit 10 s)"
+    ), failure
+    causes = [r for r in failure["ranks"] if r["state"] != "ended"]
+    assert [(r["rank"], r["state"], r["node"]) for r in causes] == [(0, "hung", "node 0 (n1)")]
+    detail = causes[0]["detail"]
+    assert detail.startswith("alive on node 0 (n1) but stuck for "), detail
+    assert "before it reached init_process_group (no arrival mark in the store)" in detail
+    assert "py-spy dump --pid " in detail
+    assert [r["status"] for r in data["ranks"]] == ["hung", "ok"]
+    # its stacks at that moment, on its stderr: the stalled store read of the fault
+    assert 'sitecustomize.py", line' in ended[0].stderr, ended[0].stderr[-3000:]
+    assert "FAIL in rendezvous: rank 0 hung (alive on node 0 (n1)" in ended[1].stderr
+    assert "(rank 0's diagnosis)" in ended[1].stderr
