@@ -140,18 +140,28 @@ def check_container_gpu_access(facts: DoctorFacts) -> list[Finding]:
         f"{p.name} (CUDA {_framework_cuda(p)})" for p in _probes(facts) if _framework_cuda(p)
     ]
     why = []
-    if isinstance(access.nvidia_visible_devices, str):
+    asked = isinstance(access.nvidia_visible_devices, str)
+    if asked:
         why.append(f"NVIDIA_VISIBLE_DEVICES={access.nvidia_visible_devices}")
     if cuda_builds:
         why.append("CUDA builds of " + ", ".join(cuda_builds))
+    # NVIDIA_VISIBLE_DEVICES is set by whoever meant the container to have GPUs (NVIDIA's CUDA
+    # images); a CUDA build alone is what pip installs from PyPI on any Linux machine, GPU or not
+    maybe_cpu_only = (
+        ""
+        if asked
+        else " A CUDA build also runs on a CPU (PyPI's Linux torch is one): on a host without a "
+        "GPU nothing is wrong, and dlsetup lock --variant cpu gives the smaller CPU build."
+    )
     return [
         Finding(
             "container.no_gpu_access",
-            "error",
+            "error" if asked else "warning",
             f"This {container} container was started without GPU access",
             "Inside a container the NVIDIA driver comes from the host: there is no /dev/nvidia* "
             f"here and NVML reports '{facts.nvidia.status}', although this environment expects a "
-            f"GPU ({'; '.join(why)}). Installing a driver inside the container does not help.",
+            f"GPU ({'; '.join(why)}). Installing a driver inside the container does not help."
+            + maybe_cpu_only,
             "Start the container with the GPUs passed in: docker run --gpus all ... (or "
             "--runtime=nvidia); podman run --device nvidia.com/gpu=all ...; on Kubernetes request "
             "resources.limits nvidia.com/gpu. The host needs the NVIDIA driver and the NVIDIA "

@@ -137,8 +137,13 @@ def access(**kw: Any) -> Any:
     return GpuAccessFacts(**kw)
 
 
-def container_case(visible: str | None, status: str = "no_library") -> DoctorFacts:
+def container_case(
+    visible: str | None, status: str = "no_library", *, torch_cuda: str | None = None
+) -> DoctorFacts:
+    """A docker container without /dev/nvidia*; ``torch_cuda``: torch is that CUDA build (PyPI's
+    Linux torch), else the CPU build."""
     tc = _tc()
+    version = f"2.14.1+cu{torch_cuda.replace('.', '')}" if torch_cuda else "2.13.0+cpu"
     return tc.facts(
         system=tc.system(container="docker"),
         nvidia=tc.nvidia(status),
@@ -146,7 +151,7 @@ def container_case(visible: str | None, status: str = "no_library") -> DoctorFac
             gpu_access=access(nvidia_visible_devices=visible if visible else Missing("unset"))
         ),
         frameworks=tc.frameworks(
-            torch_probe=tc.torch("2.13.0+cpu", cuda=None),
+            torch_probe=tc.torch(version, cuda=torch_cuda, cuda_available=False),
             tf_probe=tc.tensorflow("2.21.0", cuda=None),
         ),
     )

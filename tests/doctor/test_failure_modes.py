@@ -20,6 +20,7 @@ from tests.doctor.health_cases import (
     TF_2_19_0_CUDNN,
     TORCH_2_3_1_CUDNN,
     TORCH_2_5_1_CUDNN,
+    container_case,
 )
 from tests.doctor.standins import _write, failing_standin, tensorflow_standin, torch_standin
 from tests.doctor.test_cuda_libs import NVCC_11_8, NVCC_12_4, printing_tool
@@ -334,6 +335,27 @@ def test_container_without_gpus_says_pass_them_in_not_install_a_driver(tmp_path:
     code, data, _ = doctor(no_library_env(tmp_path / "empty"), "--no-frameworks")
     assert "container.no_gpu_access" not in ids(data)
     assert "nvml.no_library" in ids(data)
+
+
+@pytest.mark.parametrize(
+    ("visible", "severity"),
+    [("all", "error"), (None, "warning")],
+    ids=["asked-for-gpus", "cuda-build-only"],
+)
+def test_a_cuda_build_alone_in_a_gpu_less_container_warns_and_says_a_cpu_host_is_fine(
+    visible: str | None, severity: str
+) -> None:
+    """PyPI's Linux torch is a CUDA build on any machine (the quickstart takes it where no CPU
+    build is reachable): alone, it does not prove the container was meant to see a GPU, so it
+    warns and says a CPU-only host is fine; NVIDIA_VISIBLE_DEVICES, which the image's maker
+    sets for GPUs, keeps the error."""
+    from dlsetup.checks.environment_faults import check_container_gpu_access
+
+    (found,) = check_container_gpu_access(container_case(visible, torch_cuda="13.0"))
+    assert found.severity == severity
+    assert "torch (CUDA 13.0)" in found.message
+    cpu_note = "on a host without a GPU nothing is wrong" in found.message
+    assert cpu_note == (severity == "warning")
 
 
 # ----------------------------------------------------------------------------- Kepler ----
