@@ -278,3 +278,88 @@ def test_a_process_that_is_there_but_silent_is_hung_not_dead() -> None:
     assert "stuck in a driver or file-system call" in (fate.verdict(in_driver) or ("", ""))[1]
     unseen = fate.Evidence(**{**silent.__dict__, "proc": None, "seen_by": None})
     assert (fate.verdict(unseen) or ("",))[0] == "dead"  # no one could look: silence decides
+
+
+class _Counted:
+    """A real store, its round trips counted."""
+
+    def __init__(self, store: object) -> None:
+        self.store, self.calls = store, 0
+
+    def check(self, keys: list[str]) -> bool:
+        self.calls += 1
+        return bool(self.store.check(keys))  # type: ignore[attr-defined]
+
+    def get(self, key: str) -> bytes:
+        self.calls += 1
+        return bytes(self.store.get(key))  # type: ignore[attr-defined]
+
+    def set(self, key: str, value: str) -> None:
+        self.calls += 1
+        self.store.set(key, value)  # type: ignore[attr-defined]
+
+
+@pytest.mark.torch
+def test_the_witness_wait_reads_only_the_waiting_rank_again_then_every_rank_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """64 ranks in a real store, rank 9 (another host, watched) silent for 5 s: the diagnosis
+    waits for its own dlsetup process, which publishes it stopped 1.5 s later. Each 0.25 s tick
+    reads rank 9 alone (a full pass per tick was thousands of store reads at 512 ranks: see
+    benchmarks/bench_fate_evidence.py); once the wait is over every rank is read once more, so
+    rank 20's last word, written during the wait, is in the verdicts too."""
+    import datetime
+    import threading
+
+    dist = pytest.importorskip("torch.distributed")
+    from dlsetup.fleet import distributed_worker as worker
+
+    store = dist.TCPStore("127.0.0.1", 0, None, True, datetime.timedelta(seconds=30))
+    world = 64
+    for key, value in {
+        "RANK": "0", "WORLD_SIZE": str(world), "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "8",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port),
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+    run = worker.Run(worker.parse_args(["--timeout", "30"]))
+    counted = _Counted(store)
+    run.store = counted
+    now = time.time()
+    for r in range(world):  # every rank on a host of its own: none can be looked at
+        run.peers[r] = {"rank": r, "node_rank": r // 8, "host": f"n{r // 8}", "pid": 100 + r,
+                        "procs": f"other-{r}", "watched": True}  # fmt: skip
+        store.set(f"dlsetup/hb/{r}", f"{now - (5.0 if r == 9 else 0.0):.3f} all_reduce")
+    full = counted.calls
+    run.evidence(set())
+    full = counted.calls - full
+
+    def publish() -> None:
+        time.sleep(0.7)
+        store.set("dlsetup/fate/20", json.dumps({"signal": "SIGTERM", "phase": "all_reduce"}))
+        time.sleep(0.8)
+        store.set("dlsetup/seen/9", fate.witness_record(fate.BY_DLSETUP, "T", time.time(), False))
+
+    beat = threading.Event()
+
+    def beating() -> None:  # the other ranks stay alive meanwhile
+        client = dist.TCPStore("127.0.0.1", store.port, None, False, datetime.timedelta(30))
+        while not beat.wait(0.5):
+            for r in range(world):
+                if r != 9:
+                    client.set(f"dlsetup/hb/{r}", f"{time.time():.3f} all_reduce")
+
+    threads = [threading.Thread(target=publish), threading.Thread(target=beating)]
+    for thread in threads:
+        thread.start()
+    counted.calls = 0
+    try:
+        named = run.named(set())
+    finally:
+        beat.set()
+        for thread in threads:
+            thread.join()
+    assert [(x["rank"], x["state"]) for x in named] == [(9, "stopped"), (20, "ended")], named
+    assert "seen by its own dlsetup process" in named[0]["detail"]
+    print(f"a full pass: {full} store round trips; the whole wait: {counted.calls}")
+    assert counted.calls < 3 * full, (counted.calls, full)  # a full pass per tick: 7 or more
