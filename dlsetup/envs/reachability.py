@@ -122,9 +122,11 @@ def _probe_now(source: Source, timeout_s: float) -> tuple[bool, str]:
         # the TLS trust uv gets from the user's settings (a company CA, an insecure host)
         context = tls_context(source.url)
         handlers = [] if context is None else [urllib.request.HTTPSHandler(context=context)]
-        # an opener of its own: the proxy settings of now (urlopen keeps its first opener's)
-        opener = urllib.request.build_opener(*handlers)
-        with opener.open(_request(source.url), timeout=timeout_s) as answer:
+        from dlsetup.envs.http_auth import opener
+
+        # an opener of its own: the proxy settings of now (urlopen keeps its first opener's);
+        # a redirect to another host does not carry the source's credentials
+        with opener(*handlers).open(_request(source.url), timeout=timeout_s) as answer:
             answer.read(1)
         return True, ""
     except urllib.error.HTTPError as exc:

@@ -23,6 +23,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.support.http_server import QuietHandler, serve
 from tests.support.proc import run_cli
 from tests.support.wheels import Wheel, build_index
@@ -353,3 +355,38 @@ def test_behind_basic_auth_the_wheel_is_read_with_the_indexs_credentials_never_s
     assert None not in seen[-2:]  # the wheels read last were asked for with credentials
     for shown in (stdout, stderr, text):
         assert PASSWORD not in shown
+
+
+def _zip_with(path: Path, member: str, text: str) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, text)
+    return path
+
+
+@pytest.mark.parametrize("other_host", [True, False], ids=["to-another-host", "same-host"])
+def test_a_redirect_to_another_host_does_not_carry_the_indexs_password(
+    tmp_path: Path, other_host: bool
+) -> None:
+    """A private index that sends its files on to a CDN (a 302 to another host) answers with the
+    wheel, read without the index's credentials there: urllib copies every header to wherever a
+    redirect points, Authorization included. A redirect within the index's host keeps them."""
+    from dlsetup.envs.venv.wheel_peek import read_member
+    from tests.support.http_server import AUTHORIZATION, redirecting_index
+
+    (tmp_path / "cdn").mkdir()
+    wheel = "torchaudio-2.11.1-py3-none-any.whl"
+    _zip_with(tmp_path / "cdn" / wheel, "torchaudio/version.py", "__version__ = '2.11.1+cu132'\n")
+    with redirecting_index(tmp_path, other_host=other_host) as served:
+        text = read_member(
+            f"{served.bare}/{wheel}", "torchaudio/version.py", indexes=[f"{served.url}/simple"]
+        )
+    assert "2.11.1+cu132" in text
+    seen = served.index_seen
+    assert seen and {auth for _, auth in seen} == {AUTHORIZATION}, seen
+    if other_host:  # the CDN served it, never given the password
+        assert served.cdn_seen and {a for _, a in served.cdn_seen} == {None}, served.cdn_seen
+    else:  # the index served it at its own /cdn, with the credentials
+        assert not served.cdn_seen
+        assert any(path.startswith("/cdn/") for path, _ in seen), seen

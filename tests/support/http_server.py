@@ -16,6 +16,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,3 +113,65 @@ def basic_auth_server(
     expected = basic_auth(user, password)
     with serve(directory, BasicAuthHandler, expected=expected, realm=realm, seen=seen) as (url, _):
         yield url, seen
+
+
+class RecordingHandler(QuietHandler):
+    """Serves its directory; appends ``(path, Authorization header or None)`` of every ``GET``
+    to :attr:`seen`."""
+
+    seen: list[tuple[str, str | None]]
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        super().do_GET()
+
+
+class RedirectingHandler(RecordingHandler):
+    """A private index that hands its files on: answers :data:`AUTHORIZATION` only, and sends
+    every ``GET`` on to :attr:`target` ``/cdn`` + the path (302), serving paths under ``/cdn/``
+    itself (so an empty :attr:`target` is a redirect within its own host)."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") == AUTHORIZATION and self.path.startswith("/cdn/"):
+            super().do_GET()
+            return
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        authorized = self.headers.get("Authorization") == AUTHORIZATION
+        self.send_response(302 if authorized else 401)
+        if authorized:
+            self.send_header("Location", f"{self.target}/cdn{self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@dataclass(frozen=True)
+class Redirects:
+    """What :func:`redirecting_index` serves and saw.
+
+    Attributes:
+        url: the index's root with :data:`USER` and :data:`PASSWORD` as user-info.
+        bare: the same without them.
+        index_seen: ``(path, Authorization)`` of every request the index got.
+        cdn_seen: the same for the other host (empty when the redirects stay home).
+    """
+
+    url: str
+    bare: str
+    index_seen: list[tuple[str, str | None]]
+    cdn_seen: list[tuple[str, str | None]]
+
+
+@contextlib.contextmanager
+def redirecting_index(root: Path, *, other_host: bool) -> Iterator[Redirects]:
+    """``root`` behind :class:`RedirectingHandler`: its files at ``/NAME`` are sent on to
+    ``/cdn/NAME`` of ``root``, on a second server reached as ``localhost`` (another host than the
+    index's 127.0.0.1 for a client, as a CDN is) or, without ``other_host``, on the index itself."""
+    cdn_seen: list[tuple[str, str | None]] = []
+    index_seen: list[tuple[str, str | None]] = []
+    with serve(root, RecordingHandler, seen=cdn_seen) as (cdn, _):
+        target = cdn.replace("127.0.0.1", "localhost") if other_host else ""
+        with serve(root, RedirectingHandler, seen=index_seen, target=target) as (index, _):
+            url = index.replace("http://", f"http://{USER}:{PASSWORD}@")
+            yield Redirects(url, index, index_seen, cdn_seen)

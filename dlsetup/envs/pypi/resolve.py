@@ -266,10 +266,11 @@ def _metadata_text(url: str, solve_url: str) -> str | None:
                 return archive.read(name).decode("utf-8", "replace")
         except (OSError, zipfile.BadZipFile, StopIteration):
             return None
-    import urllib.request
+    from dlsetup.envs.http_auth import opener
 
     try:
-        with urllib.request.urlopen(  # noqa: S310 - http(s) URLs from the index uv resolved against
+        # http(s) URLs from the index uv resolved against; its credentials stay on its host
+        with opener().open(
             _with_basic_auth(solve_url + ".metadata"), timeout=METADATA_TIMEOUT_S
         ) as response:
             data: bytes = response.read(16 * 1024 * 1024)

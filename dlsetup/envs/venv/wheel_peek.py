@@ -177,8 +177,11 @@ def read_member(url: str, member: str, indexes: Sequence[str] = ()) -> str:
 
         clean, headers = _auth_header(url, indexes)
         context = tls_context(clean)
+        from dlsetup.envs.http_auth import opener
+
         handlers = [] if context is None else [urllib.request.HTTPSHandler(context=context)]
-        remote = _RangeFile(clean, headers, urllib.request.build_opener(*handlers))
+        # credentials stay on the index's host when a redirect leads elsewhere (a CDN)
+        remote = _RangeFile(clean, headers, opener(*handlers))
         remote.open_tail()
         source: io.IOBase = io.BytesIO(remote.whole) if remote.whole is not None else remote
         with zipfile.ZipFile(source) as archive:
