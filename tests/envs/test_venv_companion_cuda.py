@@ -133,6 +133,18 @@ TORCHAUDIO_FIX = (
     "torch's variant, whose companions are built for its CUDA: --torch-index-url "
     "https://download.pytorch.org/whl/cu130 (or a mirror of it)"
 )
+#: torchaudio's entry in a lock's warnings (``lock --json``, the lock's ``[tool.dlsetup]``)
+TORCHAUDIO_ENTRY = {
+    "name": "torchaudio",
+    "version": "2.11.1",
+    "cuda": "13.2",
+    "declared": "2.11.1+cu132",
+    "torch": "2.14.1",
+    "torch_cuda": "13.0",
+    "matching": {"version": "2.11.0", "cuda": "13.0", "declared": "2.11.0+cu130"},
+    "message": TORCHAUDIO_WARNING,
+    "fix": TORCHAUDIO_FIX,
+}
 
 
 def test_pypis_pair_today_cuda_13_2_companions_beside_torch_13_0_lock_with_a_warning(
@@ -186,17 +198,7 @@ def test_pypis_pair_today_cuda_13_2_companions_beside_torch_13_0_lock_with_a_war
     jsonschema.validate(doc, load_schema("dlsetup.venv-lock"))
     warned = doc["data"]["platforms"][0]["build"]["cuda_warnings"]
     assert [w["name"] for w in warned] == ["torchvision", "torchaudio"]
-    assert warned[1] == {
-        "name": "torchaudio",
-        "version": "2.11.1",
-        "cuda": "13.2",
-        "declared": "2.11.1+cu132",
-        "torch": "2.14.1",
-        "torch_cuda": "13.0",
-        "matching": {"version": "2.11.0", "cuda": "13.0", "declared": "2.11.0+cu130"},
-        "message": TORCHAUDIO_WARNING,
-        "fix": TORCHAUDIO_FIX,
-    }
+    assert warned[1] == TORCHAUDIO_ENTRY
     assert warned[0]["matching"] == {
         "version": "0.29.1",
         "cuda": "13.0",

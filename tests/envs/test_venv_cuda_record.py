@@ -23,6 +23,7 @@ import pytest
 from dlsetup.output import load_schema
 from tests.envs.test_venv_companion_cuda import (
     CUDA_ARGS,
+    TORCHAUDIO_ENTRY,
     TORCHAUDIO_FIX,
     TORCHAUDIO_WARNING,
     _lock,
@@ -33,17 +34,6 @@ from tests.support.proc import run_cli
 from tests.support.wheels import build_index
 
 LOCK = "pylock.pytorch-cu130.toml"
-TORCHAUDIO_ENTRY = {
-    "name": "torchaudio",
-    "version": "2.11.1",
-    "cuda": "13.2",
-    "declared": "2.11.1+cu132",
-    "torch": "2.14.1",
-    "torch_cuda": "13.0",
-    "matching": {"version": "2.11.0", "cuda": "13.0", "declared": "2.11.0+cu130"},
-    "message": TORCHAUDIO_WARNING,
-    "fix": TORCHAUDIO_FIX,
-}
 TORCHVISION_CHECKED = (
     "torchvision 0.29.1 is a CUDA 13.0 build, as torch is (its torchvision/version.py says "
     "0.29.1+cu130)"
