@@ -676,9 +676,7 @@ def create(  # noqa: PLR0917 - a Click callback receives every option
     }
     if as_json:
         click.echo(dumps(envelope("dlsetup.create", data)))
-    else:
-        for w in installed.cuda_warnings:  # recorded in the lock: as lock said it, on stderr
-            click.echo(f"Warning: {w.message}. Fix: {w.fix}", err=True)
+    else:  # the lock's CUDA warnings were said with the plan, before the install
         console = make_console()
         verb = "Replaced" if installed.replaced else "Created"
         console.print(

@@ -150,6 +150,10 @@ def test_create_from_lock_repeats_the_recorded_warning_from_the_lock_itself(
         "Warning: linux-64: as the lock says it. Fix: pin torchaudio==2.11.0"
     ]
     assert "Created " in stdout
+    # said with the plan, before anything is installed: a build that fails still showed it
+    lines = stderr.splitlines()
+    warned_at = lines.index("Warning: linux-64: as the lock says it. Fix: pin torchaudio==2.11.0")
+    assert warned_at < next(i for i, line in enumerate(lines) if line.startswith("Installing "))
 
 
 def test_create_target_says_the_warning_its_lock_made(

@@ -266,6 +266,8 @@ def create_venv(
     locked = locked_environment(lock, host_platform(), python, allow_build)
     check_sources(locked.pypi, locked.platform, lock_path, allow_build)
     progress.note(plan_text(locked))
+    for w in warned:  # recorded in the lock: as lock said it, before a wheel is downloaded
+        progress.note(f"Warning: {w.message}. Fix: {w.fix}")
     note = building_note(locked.pypi, options or BuildOptions())
     if note is not None:
         progress.note(note)
