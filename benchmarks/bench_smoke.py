@@ -14,7 +14,8 @@ Side by side, in one process, for 6 activations x 8 losses x STEPS steps of a 2-
 * the whole ``dlsetup smoke --device cpu`` (both frameworks, all checks, and each alone) as a
   subprocess, wall time, beside each framework's bare ``import`` in a fresh interpreter, in
   alternating rounds of the same run (``--repeats``, default 5): medians, spreads, and per round
-  the whole smoke of both minus the slower framework's bare import (target: at most +1.5 s).
+  the whole smoke of both minus the slower framework's bare import (target: at most +2 s, issue
+  24's bound with the kernel tier; +1.5 s before it).
   ``--whole-process-only`` times only these.
 
 Two kinds of ratio are printed: training time (the loops above, in this process) and whole
@@ -362,7 +363,7 @@ def whole_process(only: str | None, repeats: int) -> None:
         print(f"  wall:                                          {figure(both)}")
         print(
             f"  minus the slower framework's bare import, per round: {median(over):+.2f} s"
-            f"  (median of {len(over)}, {min(over):+.2f} to {max(over):+.2f}; target <= +1.5 s)"
+            f"  (median of {len(over)}, {min(over):+.2f} to {max(over):+.2f}; target <= +2 s)"
         )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
