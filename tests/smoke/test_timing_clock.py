@@ -119,9 +119,11 @@ def test_the_timed_work_holds_every_thread_on_one_cpu_then_gives_them_back(
         stop.set()
         pool.join()
         late.join()
-    assert pool.native_id in inside
-    assert all(cpus == want for cpus in inside.values()), inside
-    assert {tid: after[tid] for tid in before} == before
+    # the threads of this process that lived through the block (pytest's own may come and go)
+    kept = before.keys() & inside.keys() & after.keys()
+    assert pool.native_id in kept
+    assert {tid: inside[tid] for tid in kept} == dict.fromkeys(kept, want), inside
+    assert {tid: after[tid] for tid in kept} == {tid: before[tid] for tid in kept}
 
 
 @pinnable
@@ -133,7 +135,9 @@ def test_an_accelerator_or_an_unreadable_index_leaves_the_threads_alone(
     before = _affinities()
     with one_cpu(device):
         inside = _affinities()
-    assert inside == before
+    kept = before.keys() & inside.keys()  # pytest's own threads may come and go meanwhile
+    assert threading.get_native_id() in kept
+    assert {tid: inside[tid] for tid in kept} == {tid: before[tid] for tid in kept}
 
 
 def test_each_framework_worker_is_timed_on_a_cpu_of_its_own() -> None:
