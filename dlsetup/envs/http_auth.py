@@ -1,4 +1,5 @@
-"""urllib openers that keep a user's credentials on the host they were given for.
+"""Basic auth for dlsetup's own reads from an index, and urllib openers that keep it on the host
+it was given for.
 
 dlsetup sends an index's or a channel's user-info as HTTP basic auth where it reads from them
 itself (the reachability probe, a wheel's metadata, a companion's ``version.py``). urllib follows
@@ -6,14 +7,29 @@ a redirect by copying every header of the request, ``Authorization`` included, t
 server points: a private mirror that hands its files to a CDN or an object store (a 302 to
 another host) would pass the user's password on. :func:`opener` drops it there, as pip
 (requests' ``should_strip_auth``) and uv do: on another host or port, or from https to http.
+:func:`split_auth` turns a URL's user-info into that header (urllib does not send it).
 Standard library only.
 """
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
 import urllib.request
 from typing import IO, Any
+
+
+def split_auth(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its user-info, and the ``Authorization`` header of HTTP basic auth that
+    carries it (``{}`` for a URL without one). User and password are unquoted each."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
 
 
 def _leaves_home(before: str, after: str) -> bool:

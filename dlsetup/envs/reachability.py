@@ -17,7 +17,6 @@ Standard library only (urllib, threading).
 
 from __future__ import annotations
 
-import base64
 import os
 import socket
 import threading
@@ -81,15 +80,12 @@ def _local_path(url: str) -> Path | None:
 def _request(url: str) -> urllib.request.Request:
     """A GET of ``url``, its user-info sent as basic auth (urllib does not), placeholders filled."""
     from dlsetup.envs.credentials import expand_auth
+    from dlsetup.envs.http_auth import split_auth
 
-    parts = urlsplit(expand_auth(url))
-    netloc = parts.netloc
-    headers = {"User-Agent": "dlsetup (reachability probe)", "Accept": "text/html, */*"}
-    if "@" in netloc:
-        userinfo, _, netloc = netloc.rpartition("@")
-        token = base64.b64encode(unquote(userinfo).encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    clean = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    bare, auth = split_auth(expand_auth(url))
+    parts = urlsplit(bare)
+    headers = {"User-Agent": "dlsetup (reachability probe)", "Accept": "text/html, */*", **auth}
+    clean = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
     return urllib.request.Request(clean, headers=headers, method="GET")  # noqa: S310 (http(s) only)
 
 

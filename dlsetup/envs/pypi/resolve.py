@@ -281,20 +281,15 @@ def _metadata_text(url: str, solve_url: str) -> str | None:
 
 def _with_basic_auth(url: str) -> Any:
     """A ``urllib`` request for ``url``, its user-info sent as basic auth (urllib does not)."""
-    import base64
     import urllib.request
-    from urllib.parse import unquote, urlsplit, urlunsplit
+    from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"not an http(s) URL: {parts.scheme}")
-    if "@" not in parts.netloc:
-        return urllib.request.Request(url)  # noqa: S310 - http(s) only, checked above
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    request = urllib.request.Request(urlunsplit(parts._replace(netloc=host)))  # noqa: S310
-    token = base64.b64encode(unquote(userinfo).encode("utf-8")).decode("ascii")
-    request.add_header("Authorization", f"Basic {token}")
-    return request
+    from dlsetup.envs.http_auth import split_auth
+
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {urlsplit(url).scheme}")
+    bare, auth = split_auth(url)
+    return urllib.request.Request(bare, headers=auth)  # noqa: S310 - http(s) only, checked above
 
 
 def requires_dist(metadata: str, environment: Mapping[str, str]) -> dict[str, str]:

@@ -12,7 +12,6 @@ nothing read or sent is printed or stored. Standard library only.
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 import urllib.error
@@ -48,24 +47,18 @@ def _auth_header(url: str, indexes: Sequence[str]) -> tuple[str, dict[str, str]]
     """The wheel's URL without user-info, and the basic auth of the index whose root holds it
     (the wheel's own user-info first)."""
     from dlsetup.envs.credentials import expand_auth, strip_auth
+    from dlsetup.envs.http_auth import split_auth
 
     full = expand_auth(url)
-    parts = urllib.parse.urlsplit(full)
-    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
-    if not userinfo:
+    clean, headers = split_auth(full)
+    if not headers:
         bare = strip_auth(url)
         for index in indexes:
             root = strip_auth(index).rstrip("/").removesuffix("/simple")
-            netloc = urllib.parse.urlsplit(expand_auth(index)).netloc
-            if root and bare.startswith(root + "/") and "@" in netloc:
-                userinfo = netloc.rpartition("@")[0]
-                break
-    clean = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    headers: dict[str, str] = {}
-    if userinfo:
-        user, _, password = userinfo.partition(":")
-        pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            if root and bare.startswith(root + "/"):
+                _, headers = split_auth(expand_auth(index))
+                if headers:
+                    break
     return clean, headers
 
 
