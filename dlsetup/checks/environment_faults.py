@@ -147,11 +147,16 @@ def check_container_gpu_access(facts: DoctorFacts) -> list[Finding]:
         why.append("CUDA builds of " + ", ".join(cuda_builds))
     # NVIDIA_VISIBLE_DEVICES is set by whoever meant the container to have GPUs (NVIDIA's CUDA
     # images); a CUDA build alone is what pip installs from PyPI on any Linux machine, GPU or not
+    cuda_names = {p.name for p in _probes(facts) if _framework_cuda(p)}
+    target = (
+        "both" if len(cuda_names) > 1 else "tensorflow" if "tensorflow" in cuda_names else "pytorch"
+    )
     maybe_cpu_only = (
         ""
         if asked
         else " A CUDA build also runs on a CPU (PyPI's Linux torch is one): on a host without a "
-        "GPU nothing is wrong, and dlsetup lock --variant cpu gives the smaller CPU build."
+        f"GPU nothing is wrong, and dlsetup lock {target} --variant cpu gives the smaller CPU "
+        "build."
     )
     return [
         Finding(
