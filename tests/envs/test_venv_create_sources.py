@@ -14,6 +14,7 @@ Hermetic: local indexes (:mod:`tests.support.wheels`), the PyTorch-shaped one of
 
 from __future__ import annotations
 
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -48,6 +49,20 @@ def _index_b(root: Path, *, holds_numpy: bool) -> str:
     return build_index(root, wheels)
 
 
+def _lock_cpu(
+    torch_index: TorchIndex, out: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``lock pytorch --backend venv --variant cpu`` for linux-64 from ``torch_index``, with
+    ``env``'s configuration (its default index): the run and the lock written."""
+    made = run_cli(
+        "lock", "pytorch", "--backend", "venv", "--variant", "cpu", "--platform", "linux-64",
+        "--python-version", "3.11", "--torch-index-url", torch_index.torch_url, "--output",
+        str(out), env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return made, out / "pylock.pytorch-cpu.toml"
+
+
 def _create_allowing_needy(tmp_path: Path, lock: Path, default_index: str) -> None:
     """``create --from-lock LOCK --allow-build needy`` with a uv.toml naming ``default_index`` as
     today's default index; it must succeed."""
@@ -68,14 +83,7 @@ def test_create_installs_the_wheels_of_the_index_the_lock_recorded(
     config = tmp_path / "config"
     env = {**isolated_dirs, "XDG_CONFIG_HOME": str(config), "PIP_CONFIG_FILE": "/dev/null"}
     _uv_toml(config, torch_index.pypi_url)  # A, the default index when the lock is made
-    out = tmp_path / "out"
-    made = run_cli(
-        "lock", "pytorch", "--backend", "venv", "--variant", "cpu", "--platform", "linux-64",
-        "--python-version", "3.11", "--torch-index-url", torch_index.torch_url, "--output",
-        str(out), env=env,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    lock = out / "pylock.pytorch-cpu.toml"
+    _, lock = _lock_cpu(torch_index, tmp_path / "out", env)
     assert f'index_url = "{torch_index.pypi_url}"' in lock.read_text()
     _uv_toml(config, _index_b(tmp_path / "b", holds_numpy=holds_numpy))  # B, a month later
     prefix = tmp_path / "env"
@@ -143,14 +151,7 @@ def test_the_recorded_index_gets_the_password_configured_for_it_now_and_shows_it
     with basic_auth_server(torch_index.root) as (url, seen):
         a = url.replace("http://", f"http://{USER}:{PASSWORD}@") + "/pypi/simple"
         _uv_toml(config, a)
-        out = tmp_path / "out"
-        made = run_cli(
-            "lock", "pytorch", "--backend", "venv", "--variant", "cpu", "--platform", "linux-64",
-            "--python-version", "3.11", "--torch-index-url", torch_index.torch_url, "--output",
-            str(out), env=env,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        lock = out / "pylock.pytorch-cpu.toml"
+        made, lock = _lock_cpu(torch_index, tmp_path / "out", env)
         _uv_toml(config, _index_b(tmp_path / "b", holds_numpy=True))
         pip_conf.write_text(f"[global]\nextra-index-url = {a}\n", encoding="utf-8")
         seen.clear()
