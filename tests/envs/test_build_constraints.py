@@ -14,6 +14,7 @@ conda path, whose uv asks PyPI for build requirements, from a local stand-in for
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,22 @@ def test_the_file_is_read_into_the_pins_uv_gets() -> None:
         ]  # fmt: skip
 
 
+def _create_with_constraints(
+    tmp_path: Path, text: str
+) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """``create --from-lock`` (a lock that does not exist) with ``text`` as
+    ``--build-constraints``: the file, the prefix and the run."""
+    from tests.support.proc import run_cli
+
+    pins = _constraints(tmp_path / "c.txt", text)
+    prefix = tmp_path / "env"
+    proc = run_cli(
+        "create", "--from-lock", str(tmp_path / "no-such.pylock.toml"), "--prefix", str(prefix),
+        "--no-smoke", "--no-jupyter", "--allow-build", "needy", "--build-constraints", str(pins),
+    )  # fmt: skip
+    return pins, prefix, proc
+
+
 @pytest.mark.parametrize(
     ("text", "line", "shown"),
     [
@@ -178,14 +195,7 @@ def test_a_malformed_file_is_refused_before_anything_is_made(
 ) -> None:
     """Named with the file, the line number, the value and the command that generates it; no
     index is reached, no venv is made."""
-    from tests.support.proc import run_cli
-
-    pins = _constraints(tmp_path / "c.txt", text)
-    prefix = tmp_path / "env"
-    proc = run_cli(
-        "create", "--from-lock", str(tmp_path / "no-such.pylock.toml"), "--prefix", str(prefix),
-        "--no-smoke", "--no-jupyter", "--allow-build", "needy", "--build-constraints", str(pins),
-    )  # fmt: skip
+    pins, prefix, proc = _create_with_constraints(tmp_path, text)
     assert proc.returncode == 2, proc.stderr
     assert f"{pins}, line {line}" in proc.stderr
     assert shown in proc.stderr
@@ -207,14 +217,7 @@ def test_a_file_without_a_pin_is_refused_before_anything_is_made(
     """An empty FILE (a compile that wrote nothing, the wrong file) would refuse every build
     requirement only after the environment was made (on the code before, it was taken without a
     word): refused at once, naming the file and how to generate it."""
-    from tests.support.proc import run_cli
-
-    pins = _constraints(tmp_path / "c.txt", text)
-    prefix = tmp_path / "env"
-    proc = run_cli(
-        "create", "--from-lock", str(tmp_path / "no-such.pylock.toml"), "--prefix", str(prefix),
-        "--no-smoke", "--no-jupyter", "--allow-build", "needy", "--build-constraints", str(pins),
-    )  # fmt: skip
+    pins, prefix, proc = _create_with_constraints(tmp_path, text)
     assert proc.returncode == 2, proc.stderr
     said_all = " ".join(proc.stderr.split())
     assert f"Error: build-constraints file {pins} {said}: no pin" in said_all
